@@ -1,0 +1,51 @@
+"""Every route of the cluster manager's public API, in one place.
+
+``{ref}`` accepts an id or a name (instances, hosts, users, networks), as the original client's
+``--instance``/``--host`` did; a name that matches several instances is refused with a hint to
+use the id.
+"""
+
+from __future__ import annotations
+
+PREFIX = "/v1"
+
+HEALTH = "/health"
+METRICS = "/metrics"
+
+TOKEN = f"{PREFIX}/auth/token"  # POST login -> TokenOut; DELETE logout
+WHOAMI = f"{PREFIX}/auth/whoami"  # GET -> UserOut
+
+INSTANCES = f"{PREFIX}/instances"  # GET list (filters), POST createVm
+INSTANCE = f"{PREFIX}/instances/{{ref}}"  # GET one, DELETE destroyVm (?force=true: admin)
+CREATE_MANY = f"{PREFIX}/instances:createMany"  # POST CreateMany
+DESTROY_MANY = f"{PREFIX}/instances:destroyMany"  # POST BatchSelect -> BatchResult
+SHUTDOWN_MANY = f"{PREFIX}/instances:shutdownMany"  # POST BatchSelect -> BatchResult
+INSTANCE_ACTION = f"{PREFIX}/instances/{{ref}}/{{action}}"
+# action in: shutdown, pause, unpause, suspend, resume (POST, no body),
+#            migrate (MigrateIn), vmmSpecificCall (VmmCallIn), activate (ActivateIn; agent)
+INSTANCE_ACTIONS = (
+    "shutdown",
+    "pause",
+    "unpause",
+    "suspend",
+    "resume",
+    "migrate",
+    "vmmSpecificCall",
+    "activate",
+)
+
+HOSTS = f"{PREFIX}/hosts"  # GET list, POST registerHost (HostIn)
+HOST = f"{PREFIX}/hosts/{{ref}}"  # GET one, DELETE unregisterHost
+HOST_STATE = f"{PREFIX}/hosts/{{ref}}/state"  # PUT HostStateIn
+HOST_NOTES = f"{PREFIX}/hosts/{{ref}}/notes"  # PUT HostNotesIn
+HOST_CONFIG = f"{PREFIX}/hosts/{{ref}}/config"  # PATCH HostConfigIn (empty value deletes a key)
+RESERVATIONS = f"{PREFIX}/hosts/{{ref}}/reservations"  # GET -> ReservationOut
+RESERVATION = f"{PREFIX}/hosts/{{ref}}/reservations/{{user}}"  # PUT add, DELETE remove
+
+NETWORKS = f"{PREFIX}/networks"  # GET list, POST NetworkIn (admin)
+NETWORK = f"{PREFIX}/networks/{{ref}}"  # DELETE (admin)
+
+USERS = f"{PREFIX}/users"  # GET list, POST registerUser (UserIn, admin)
+USER = f"{PREFIX}/users/{{ref}}"  # GET one, DELETE unregisterUser (admin)
+
+IMAGES = f"{PREFIX}/images"  # GET list

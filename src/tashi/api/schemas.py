@@ -1,0 +1,240 @@
+"""Wire models of the public API. Field names are camelCase, as in the original Tashi.
+
+Requests are validated for shape here (types, required fields); the meaning (limits, names,
+ownership) is checked by the cluster manager's services so that every front-end gets the same
+rules. Responses carry everything a client needs to render Tashi's tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorBody(_Model):
+    code: str
+    message: str
+
+
+class ErrorOut(_Model):
+    """Every non-2xx answer: ``{"error": {"code": "not_found", "message": "..."}}``."""
+
+    error: ErrorBody
+
+
+# --- authentication -----------------------------------------------------------------------
+
+
+class LoginIn(_Model):
+    username: str
+    password: str
+
+
+class UserOut(_Model):
+    id: int
+    name: str
+    role: str
+    priority: int
+    createdAt: datetime | None = None
+
+
+class TokenOut(_Model):
+    token: str
+    expiresAt: datetime
+    user: UserOut
+
+
+# --- instances ----------------------------------------------------------------------------
+
+
+class DiskIn(_Model):
+    uri: str = Field(description="name of an image in the image store (never a path)")
+    persistent: bool = False
+
+
+class NicIn(_Model):
+    network: int | None = Field(None, description="network id; default: defaultNetwork")
+    ip: str | None = None
+    mac: str | None = Field(None, description="default: a random unused 52:54:00:xx:xx:xx")
+
+
+class InstanceIn(_Model):
+    """``createVm``. Without ``nics`` the VM gets one NIC on the default network."""
+
+    name: str
+    cores: int = 1
+    memory: int = 128
+    cpuShare: int = 1024
+    disks: list[DiskIn] = Field(min_length=1)
+    nics: list[NicIn] | None = None
+    hints: dict[str, str] = Field(default_factory=dict)
+    groupName: str | None = None
+    userId: int | None = Field(None, description="owner; only an admin may name another user")
+
+
+class CreateManyIn(_Model):
+    """``createMany``: ``count`` instances named ``basename-NN``, all or none."""
+
+    basename: str
+    count: int = Field(ge=1)
+    cores: int = 1
+    memory: int = 128
+    cpuShare: int = 1024
+    disks: list[DiskIn] = Field(min_length=1)
+    nics: list[NicIn] | None = Field(None, description="per VM; MACs must be left empty")
+    hints: dict[str, str] = Field(default_factory=dict)
+    groupName: str | None = None
+    userId: int | None = None
+
+
+class DiskOut(_Model):
+    uri: str
+    persistent: bool
+
+
+class NicOut(_Model):
+    network: int
+    mac: str
+    ip: str | None
+
+
+class InstanceOut(_Model):
+    id: int
+    name: str
+    userId: int
+    user: str
+    state: str
+    hostId: int | None
+    vmId: int | None
+    cores: int
+    memory: int
+    cpuShare: int
+    disks: list[DiskOut]
+    nics: list[NicOut]
+    hints: dict[str, str]
+    groupName: str | None
+    reason: str | None
+    createdAt: datetime | None
+    stateSince: datetime | None
+
+
+class BatchSelectIn(_Model):
+    """Which instances a batch verb acts on: ``basename`` (``basename-<digits>``) or ``ids``."""
+
+    basename: str | None = None
+    ids: list[int] | None = None
+
+
+class BatchFailure(_Model):
+    id: int
+    name: str
+    error: ErrorBody
+
+
+class BatchResultOut(_Model):
+    done: list[InstanceOut]
+    removed: list[int] = Field(description="ids removed at once (Pending/Held/Suspended)")
+    failed: list[BatchFailure]
+
+
+class MigrateIn(_Model):
+    targetHost: str = Field(description="host id or name")
+
+
+class VmmCallIn(_Model):
+    arg: str
+
+
+class ActivateIn(_Model):
+    host: str = Field(description="host id or name")
+
+
+class MessageOut(_Model):
+    message: str
+
+
+# --- hosts, networks, users, images -------------------------------------------------------
+
+
+class HostIn(_Model):
+    """``registerHost``/``addHost``: the node manager fills memory/cores/version on heartbeat."""
+
+    name: str
+    memory: int = 0
+    cores: int = 0
+    version: str = ""
+
+
+class HostOut(_Model):
+    id: int
+    name: str
+    up: bool
+    decayed: bool
+    state: str
+    memory: int
+    cores: int
+    cpuSpeed: int
+    version: str
+    notes: str
+    reserved: list[int]
+    config: dict[str, str]
+    lastHeartbeat: datetime | None
+    load: float | None
+
+
+class HostStateIn(_Model):
+    state: str = Field(description="Normal or Drained (any case)")
+
+
+class HostNotesIn(_Model):
+    notes: str
+
+
+class HostConfigIn(_Model):
+    """SLA@SOI ``setHostConfig``: elements to set; an empty value removes the element."""
+
+    config: dict[str, str]
+
+
+class ReservationOut(_Model):
+    hostId: int
+    hostName: str
+    users: list[UserOut]
+
+
+class NetworkIn(_Model):
+    id: int = Field(ge=0, le=16777215, description="VLAN/VNI number, chosen by the admin")
+    name: str
+
+
+class NetworkOut(_Model):
+    id: int
+    name: str
+    default: bool
+
+
+class UserIn(_Model):
+    """``registerUser --name --passwd --priority`` (admin)."""
+
+    name: str
+    password: str
+    priority: int = 0
+    role: str = "user"
+
+
+class ImageOut(_Model):
+    id: int
+    imageName: str
+    imageSize: int
+    format: str
+    virtualSize: int | None
+
+
+class HealthOut(_Model):
+    status: str
+    version: str

@@ -1,0 +1,166 @@
+"""Every setting Tashi reads, one frozen dataclass per ``.cfg`` section.
+
+Option names are the original Tashi's wherever one existed. Sections that later components add
+(node manager, QEMU, scheduler, DHCP/DNS) get their own dataclass here, so that the shipped
+``TashiDefaults.cfg`` (generated from these classes, see ``defaults.py``) documents every option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from tashi.config.options import option
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterManagerSettings:
+    SECTION: ClassVar[str] = "ClusterManager"
+    DOC: ClassVar[str] = "Where the cluster manager keeps its own files."
+
+    state_dir: Path = option(
+        "stateDir",
+        Path("/var/lib/tashi"),
+        "Directory for the cluster manager's database (SQLite default) and the admin credential"
+        " file written at first start. Created with mode 0700.",
+    )
+    admin_credentials: str = option(
+        "adminCredentials",
+        "admin-credentials.cfg",
+        "File (relative to stateDir) where the first start writes the generated admin user and"
+        " password, readable only by its owner. Use it as a client config: TASHI_CONFIG=<file>.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterManagerServiceSettings:
+    SECTION: ClassVar[str] = "ClusterManagerService"
+    DOC: ClassVar[str] = "The cluster manager's API and the rules it enforces on requests."
+
+    host: str = option(
+        "host",
+        "localhost",
+        "Address the HTTP API listens on. Use 0.0.0.0 to serve node managers on other machines;"
+        " every call except /health and /metrics needs credentials.",
+    )
+    port: int = option("port", 9882, "TCP port of the HTTP API.")
+    expire_host_time: float = option(
+        "expireHostTime", 30.0, "Seconds without a heartbeat before a host is checked and marked down."
+    )
+    allow_decayed: float = option(
+        "allowDecayed", 30.0, "Seconds the cluster manager trusts a host's report before it asks again."
+    )
+    allow_mismatched_versions: bool = option(
+        "allowMismatchedVersions",
+        False,
+        "Accept node managers whose version differs from the cluster manager's (otherwise such"
+        " hosts become VersionMismatch and receive no VMs).",
+    )
+    max_memory: int = option("maxMemory", 8192, "Largest memory (MB) one VM may ask for.")
+    max_cores: int = option("maxCores", 8, "Most cores one VM may ask for.")
+    default_network: int = option(
+        "defaultNetwork", 1, "Network id a NIC joins when the request names no network."
+    )
+    allow_duplicate_names: bool = option(
+        "allowDuplicateNames", False, "Allow two instances with the same name."
+    )
+    max_batch: int = option(
+        "maxBatch", 1000, "Most instances one createMany, destroyMany or shutdownMany may touch."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSettings:
+    SECTION: ClassVar[str] = "SQL"
+    DOC: ClassVar[str] = "The database that holds all cluster state."
+
+    uri: str = option(
+        "uri",
+        "",
+        "Database URI. Empty: SQLite in stateDir/tashi.sqlite. Otherwise sqlite:///path,"
+        " postgresql://user@host/db or mysql://user@host/db (MariaDB).",
+    )
+    password: str = option(
+        "password", "", "Password for the database user, kept out of the URI (and out of logs)."
+    )
+    pool_size: int = option("poolSize", 8, "Connections kept open to a database server.")
+
+
+@dataclass(frozen=True, slots=True)
+class VfsSettings:
+    SECTION: ClassVar[str] = "Vfs"
+    DOC: ClassVar[str] = "The shared store every host mounts at the same path."
+
+    prefix: Path = option(
+        "prefix",
+        Path("/var/lib/tashi/vfs"),
+        "Root of the shared store: disk images live in <prefix>/images, suspend files in"
+        " <prefix>/suspend.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    SECTION: ClassVar[str] = "Security"
+    DOC: ClassVar[str] = (
+        "Authentication is always on; these tune it. (The original authAndEncrypt is gone.)"
+    )
+
+    token_lifetime: float = option(
+        "tokenLifetime", 43200.0, "Seconds a bearer token stays valid after login."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    SECTION: ClassVar[str] = "Client"
+    DOC: ClassVar[str] = (
+        "Where the tashi client finds the cluster manager (TASHI_CM_HOST/TASHI_CM_PORT override)."
+    )
+
+    cluster_manager_host: str = option("clusterManagerHost", "localhost", "Cluster manager host.")
+    cluster_manager_port: int = option("clusterManagerPort", 9882, "Cluster manager port.")
+    cluster_manager_timeout: float = option(
+        "clusterManagerTimeout", 30.0, "Seconds the client waits for an answer."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClusterManagerSettings:
+    SECTION: ClassVar[str] = "AccessClusterManager"
+    DOC: ClassVar[str] = (
+        "Credentials used toward the cluster manager (client, agents, node managers). Keep the"
+        " file that holds them private. TASHI_USER/TASHI_PASSWORD/TASHI_TOKEN override."
+    )
+
+    username: str = option("username", "", "User name to log in as.")
+    password: str = option("password", "", "Password of that user.")
+    token: str = option("token", "", "A bearer token to use instead of a user name and password.")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    SECTION: ClassVar[str] = "Logging"
+    DOC: ClassVar[str] = "Log output of the daemons (to standard error)."
+
+    level: str = option("level", "INFO", "DEBUG, INFO, WARNING or ERROR.")
+    json: bool = option("json", False, "One JSON object per line instead of plain text.")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings of one program, parsed once at start-up."""
+
+    cluster_manager: ClusterManagerSettings = field(default_factory=ClusterManagerSettings)
+    cluster_manager_service: ClusterManagerServiceSettings = field(
+        default_factory=ClusterManagerServiceSettings
+    )
+    sql: SqlSettings = field(default_factory=SqlSettings)
+    vfs: VfsSettings = field(default_factory=VfsSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    client: ClientSettings = field(default_factory=ClientSettings)
+    access_cluster_manager: AccessClusterManagerSettings = field(
+        default_factory=AccessClusterManagerSettings
+    )
+    logging: LoggingSettings = field(default_factory=LoggingSettings)

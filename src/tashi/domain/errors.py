@@ -1,0 +1,103 @@
+"""The one exception root of Tashi and its closed set of categories.
+
+Every error a user can see is a ``TashiError`` of one of the categories below. Front-ends map
+categories to their protocol in one table (``frontends/rest/errors.py``); foreign exceptions are
+wrapped where they enter (``raise BackendFailure(...) from exc``).
+"""
+
+from __future__ import annotations
+
+
+class TashiError(Exception):
+    """Root of every error Tashi raises on purpose.
+
+    ``message`` is one line meant for a person; ``code`` is a stable machine-readable name.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(TashiError):
+    """The named thing (instance, host, user, network, image) does not exist."""
+
+    code = "not_found"
+
+
+class AlreadyExists(TashiError):
+    """A thing with that name or id exists already."""
+
+    code = "already_exists"
+
+
+class InvalidState(TashiError):
+    """The operation is not allowed in the thing's current state."""
+
+    code = "invalid_state"
+
+
+class StateConflict(InvalidState):
+    """A compare-and-swap save found another state than the one it expected (a lost race)."""
+
+    code = "state_conflict"
+
+
+class InvalidInput(TashiError):
+    """The request itself is malformed or out of range."""
+
+    code = "invalid_input"
+
+
+class InsufficientResources(TashiError):
+    """Not enough capacity (memory, cores, addresses) to do it."""
+
+    code = "insufficient_resources"
+
+
+class Forbidden(TashiError):
+    """The caller is known but may not do this."""
+
+    code = "forbidden"
+
+
+class NotAuthenticated(Forbidden):
+    """The caller did not prove who they are (no, bad or expired credentials)."""
+
+    code = "not_authenticated"
+
+
+class BackendFailure(TashiError):
+    """Something Tashi depends on (database, hypervisor, node manager) failed."""
+
+    code = "backend_failure"
+
+
+class Unavailable(TashiError):
+    """The operation cannot be done now (for example no node manager is there to do it)."""
+
+    code = "unavailable"
+
+
+CATEGORIES: tuple[type[TashiError], ...] = (
+    NotFound,
+    AlreadyExists,
+    InvalidState,
+    StateConflict,
+    InvalidInput,
+    InsufficientResources,
+    Forbidden,
+    NotAuthenticated,
+    BackendFailure,
+    Unavailable,
+)
+
+
+def error_class(code: str) -> type[TashiError]:
+    """The category whose ``code`` is ``code`` (``TashiError`` for an unknown code)."""
+    for cls in CATEGORIES:
+        if cls.code == code:
+            return cls
+    return TashiError

@@ -1,0 +1,150 @@
+"""The records Tashi keeps: instances, hosts, networks, users, images.
+
+Frozen dataclasses: a change is a new record saved through the store with compare-and-swap.
+Field names follow design.md §3; the wire schemas in ``frontends/rest/schemas.py`` mirror them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.states import HostState, InstanceState
+
+DEFAULT_CPU_SHARE = 1024
+
+
+class Role(enum.Enum):
+    """What a principal may do. ``user`` owns instances; the others are trusted roles."""
+
+    user = "user"
+    admin = "admin"  # host, network and user administration; may act on every instance
+    agent = "agent"  # the scheduler: sees everything, activates instances
+    node = "node"  # a node manager: registers itself and reports its VMs
+
+
+@dataclass(frozen=True, slots=True)
+class DiskConfig:
+    """One disk of an instance: an image in the image store, copy-on-write unless persistent.
+
+    ``uri`` is the image's file name in the store (Tashi's name for the field), never a path."""
+
+    uri: str
+    persistent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NicConfig:
+    """One network interface: the network it joins, its MAC and (once known) its address."""
+
+    network: NetworkId
+    mac: str
+    ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A virtual machine as the cluster manager records it."""
+
+    id: InstanceId
+    name: str
+    user_id: UserId
+    state: InstanceState
+    cores: int
+    memory: int  # MB
+    disks: tuple[DiskConfig, ...]
+    nics: tuple[NicConfig, ...]
+    cpu_share: int = DEFAULT_CPU_SHARE
+    hints: Mapping[str, str] = field(default_factory=dict)
+    group_name: str | None = None
+    host_id: HostId | None = None
+    vm_id: int | None = None
+    reason: str | None = None  # why it is Held / what last went wrong, shown to the user
+    created_at: datetime | None = None
+    state_since: datetime | None = None  # when it entered ``state``; deadlines count from here
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """What ``createVm`` asks for, after parsing and validation (ids and state come later)."""
+
+    name: str
+    cores: int
+    memory: int
+    disks: tuple[DiskConfig, ...]
+    nics: tuple[NicConfig, ...]
+    cpu_share: int = DEFAULT_CPU_SHARE
+    hints: Mapping[str, str] = field(default_factory=dict)
+    group_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A machine that runs a node manager."""
+
+    id: HostId
+    name: str
+    up: bool = False
+    decayed: bool = False
+    state: HostState = HostState.Normal
+    memory: int = 0  # MB, as last reported by its node manager
+    cores: int = 0
+    cpu_speed: int = 0  # MHz (SLA@SOI)
+    version: str = ""
+    notes: str = ""
+    reserved: tuple[UserId, ...] = ()  # users the host is reserved for; empty = everyone
+    config: Mapping[str, str] = field(default_factory=dict)  # SLA@SOI setHostConfig elements
+    last_heartbeat: datetime | None = None
+    load: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """A virtual network. The id is the VLAN/VNI number the administrator chose."""
+
+    id: NetworkId
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """Someone (or some daemon) that may call the cluster manager."""
+
+    id: UserId
+    name: str
+    role: Role = Role.user
+    priority: int = 0  # SLA@SOI: higher runs first
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A disk image file in the shared image store."""
+
+    name: str
+    size: int  # bytes on disk
+    format: str  # "qcow2", "raw", ...
+    virtual_size: int | None = None
+    owner: UserId | None = None
+    public: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of an operation."""
+
+    user_id: UserId
+    name: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.admin
+
+    @property
+    def is_trusted(self) -> bool:
+        """Admins and the cluster's own daemons see every instance."""
+        return self.role in (Role.admin, Role.agent, Role.node)

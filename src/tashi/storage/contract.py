@@ -1,0 +1,240 @@
+"""The store contract: a unit of work over five repositories.
+
+Usage::
+
+    with store.transaction() as tx:          # one database transaction
+        inst = tx.instances.get(InstanceId(4))
+        tx.instances.transition(inst.id, inst.state, InstanceState.Destroying, now=now)
+
+Everything done inside one ``transaction()`` commits together or not at all: an exception
+leaving the block rolls it back and propagates. ``transaction(write=False)`` may be used for
+pure reads (SQLite then does not take its write lock).
+
+Rules every implementation keeps (the contract tests check each):
+
+* Ids come from the store and are never reused, not even after the highest one is removed or
+  the store is reopened. Network ids are the exception: the administrator chooses them.
+* State changes are compare-and-swap: ``transition`` and ``remove`` name the state they expect
+  and raise ``StateConflict`` when the stored state differs (``NotFound`` when the row is gone).
+  Nothing is ever overwritten on the strength of an earlier read.
+* Uniqueness is enforced by the store, race-free: user, host and network names; instance names
+  when ``unique_name`` is asked for; NIC MAC addresses; NIC IP addresses within a network.
+  A violation raises ``AlreadyExists`` and the transaction is rolled back.
+* Removing a user who owns instances, or a network a NIC is on, raises ``InvalidState``.
+* Foreign failures (driver errors, lost connections) surface as ``BackendFailure``.
+* Returned records are frozen snapshots; lists come back ordered by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.models import (
+    Host,
+    Instance,
+    InstanceSpec,
+    Network,
+    NicConfig,
+    Principal,
+    Role,
+    User,
+)
+from tashi.domain.states import HostState, InstanceState
+
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFilter:
+    """Which instances ``find`` returns; every given field must match (all ``None``: all)."""
+
+    ids: Sequence[InstanceId] | None = None
+    name: str | None = None
+    name_prefix: str | None = None
+    user_id: UserId | None = None
+    states: Sequence[InstanceState] | None = None
+    host_id: HostId | None = None
+    after_id: InstanceId | None = None  # keyset paging: only ids greater than this
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceChanges:
+    """Fields a transition may change besides the state. ``None`` leaves a field alone;
+    to clear ``host_id``/``vm_id``/``reason`` set the matching ``clear_*`` flag."""
+
+    host_id: HostId | None = None
+    vm_id: int | None = None
+    reason: str | None = None
+    hints: dict[str, str] | None = None  # replaces all hints
+    nics: tuple[NicConfig, ...] | None = None  # replaces IPs of NICs matched by MAC
+    clear_host: bool = False
+    clear_vm: bool = False
+    clear_reason: bool = False
+
+
+class InstanceRepository(Protocol):
+    def add(
+        self, owner: UserId, spec: InstanceSpec, *, unique_name: bool, now: datetime
+    ) -> Instance:
+        """Insert a Pending instance owned by ``owner`` and return it with its new id.
+
+        ``unique_name``: refuse (``AlreadyExists``) a name another instance holds; an instance
+        added without it does not reserve its name. MACs must be unused (``AlreadyExists``)."""
+
+    def get(self, instance_id: InstanceId) -> Instance:
+        """The instance, or ``NotFound``."""
+
+    def find(self, where: InstanceFilter = InstanceFilter()) -> list[Instance]:
+        """Matching instances ordered by id. Indexed by state, owner, host and name."""
+
+    def count(self, where: InstanceFilter = InstanceFilter()) -> int: ...
+
+    def macs_in_use(self, macs: Sequence[str]) -> set[str]:
+        """Which of ``macs`` some NIC already has."""
+
+    def transition(
+        self,
+        instance_id: InstanceId,
+        expected: InstanceState,
+        new: InstanceState,
+        *,
+        now: datetime,
+        changes: InstanceChanges | None = None,
+    ) -> Instance:
+        """Compare-and-swap the state from ``expected`` to ``new`` (``StateConflict``/``NotFound``)
+        and apply ``changes``. ``state_since`` becomes ``now`` when the state changes."""
+
+    def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
+        """Delete the instance if it is still in ``expected`` (``StateConflict``/``NotFound``)."""
+
+
+class HostRepository(Protocol):
+    def add(
+        self, name: str, *, memory: int, cores: int, version: str, now: datetime
+    ) -> Host:
+        """Register a new host (Normal, down) with a fresh id; ``AlreadyExists`` on its name."""
+
+    def get(self, host_id: HostId) -> Host: ...
+
+    def get_by_name(self, name: str) -> Host: ...
+
+    def list(self) -> list[Host]: ...
+
+    def set_state(self, host_id: HostId, expected: HostState, new: HostState) -> Host:
+        """Compare-and-swap of the administrative state."""
+
+    def update(
+        self,
+        host_id: HostId,
+        *,
+        notes: str | None = None,
+        config: dict[str, str] | None = None,
+        up: bool | None = None,
+        decayed: bool | None = None,
+        memory: int | None = None,
+        cores: int | None = None,
+        cpu_speed: int | None = None,
+        version: str | None = None,
+        load: float | None = None,
+        last_heartbeat: datetime | None = None,
+    ) -> Host:
+        """Set the given fields only (each is owned by one writer: the admin or the node)."""
+
+    def add_reservation(self, host_id: HostId, user_id: UserId) -> Host:
+        """Reserve the host for ``user_id`` too (idempotent)."""
+
+    def remove_reservation(self, host_id: HostId, user_id: UserId) -> Host:
+        """Idempotent."""
+
+    def remove(self, host_id: HostId) -> None:
+        """Forget the host (``NotFound`` if unknown). Instances keep their ``host_id``."""
+
+
+class NetworkRepository(Protocol):
+    def add(self, network_id: NetworkId, name: str) -> Network:
+        """``AlreadyExists`` if the id or the name is taken."""
+
+    def get(self, network_id: NetworkId) -> Network: ...
+
+    def list(self) -> list[Network]: ...
+
+    def remove(self, network_id: NetworkId) -> None:
+        """``InvalidState`` while a NIC is on it; ``NotFound`` if unknown."""
+
+
+class UserRepository(Protocol):
+    def add(
+        self, name: str, *, role: Role, priority: int, password_hash: str, now: datetime
+    ) -> User:
+        """``AlreadyExists`` if the name is taken."""
+
+    def get(self, user_id: UserId) -> User: ...
+
+    def get_by_name(self, name: str) -> User: ...
+
+    def list(self) -> list[User]: ...
+
+    def password_hash(self, user_id: UserId) -> str:
+        """The stored hash (never leaves the cluster manager)."""
+
+    def set_password_hash(self, user_id: UserId, password_hash: str) -> None: ...
+
+    def remove(self, user_id: UserId) -> None:
+        """``InvalidState`` while the user owns instances; also drops their tokens and
+        host reservations."""
+
+
+class TokenRepository(Protocol):
+    def add(self, token_hash: str, user_id: UserId, *, expires: datetime) -> None: ...
+
+    def principal(self, token_hash: str, *, now: datetime) -> Principal | None:
+        """Who holds this unexpired token, or ``None``."""
+
+    def remove(self, token_hash: str) -> None: ...
+
+    def purge_expired(self, now: datetime) -> int:
+        """Delete expired tokens; return how many."""
+
+
+class Transaction(Protocol):
+    instances: InstanceRepository
+    hosts: HostRepository
+    networks: NetworkRepository
+    users: UserRepository
+    tokens: TokenRepository
+
+
+class Store(Protocol):
+    def transaction(self, *, write: bool = True) -> AbstractContextManager[Transaction]: ...
+
+    def close(self) -> None: ...
+
+
+def iterate_all(
+    store: Store, where: InstanceFilter = InstanceFilter(), page: int = 1000
+) -> Iterator[Instance]:
+    """Walk a large result in pages of ``page`` ids (each page its own read transaction)."""
+    after = where.after_id
+    while True:
+        with store.transaction(write=False) as tx:
+            batch = tx.instances.find(
+                InstanceFilter(
+                    ids=where.ids,
+                    name=where.name,
+                    name_prefix=where.name_prefix,
+                    user_id=where.user_id,
+                    states=where.states,
+                    host_id=where.host_id,
+                    after_id=after,
+                    limit=page,
+                )
+            )
+        yield from batch
+        if len(batch) < page:
+            return
+        after = batch[-1].id

@@ -1,0 +1,372 @@
+"""An in-memory store for unit tests and large simulations. Never the default.
+
+It keeps the whole contract of ``contract.py`` (including compare-and-swap and uniqueness) with
+one lock: a transaction works on a copy of the tables and swaps it in when the block ends
+without an exception, so a failed block leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, StateConflict
+from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.models import (
+    Host,
+    Instance,
+    InstanceSpec,
+    Network,
+    Principal,
+    Role,
+    User,
+)
+from tashi.domain.states import HostState, InstanceState
+from tashi.storage.contract import InstanceChanges, InstanceFilter
+
+
+@dataclass
+class _Tables:
+    instances: dict[InstanceId, Instance] = field(default_factory=dict)
+    unique_names: dict[InstanceId, str] = field(default_factory=dict)
+    hosts: dict[HostId, Host] = field(default_factory=dict)
+    networks: dict[NetworkId, Network] = field(default_factory=dict)
+    users: dict[UserId, User] = field(default_factory=dict)
+    passwords: dict[UserId, str] = field(default_factory=dict)
+    tokens: dict[str, tuple[UserId, datetime]] = field(default_factory=dict)
+    next_instance: int = 1
+    next_host: int = 1
+    next_user: int = 1
+
+
+def _matches(inst: Instance, where: InstanceFilter) -> bool:
+    return (
+        (where.ids is None or inst.id in where.ids)
+        and (where.name is None or inst.name == where.name)
+        and (where.name_prefix is None or inst.name.startswith(where.name_prefix))
+        and (where.user_id is None or inst.user_id == where.user_id)
+        and (where.states is None or inst.state in where.states)
+        and (where.host_id is None or inst.host_id == where.host_id)
+        and (where.after_id is None or inst.id > where.after_id)
+    )
+
+
+class _Instances:
+    def __init__(self, t: _Tables) -> None:
+        self._t = t
+
+    def add(
+        self, owner: UserId, spec: InstanceSpec, *, unique_name: bool, now: datetime
+    ) -> Instance:
+        if owner not in self._t.users:
+            raise NotFound(f"user {owner} does not exist")
+        if unique_name and spec.name in self._t.unique_names.values():
+            raise AlreadyExists(f"an instance named {spec.name!r} exists already")
+        for nic in spec.nics:
+            if nic.network not in self._t.networks:
+                raise NotFound(f"network {nic.network} does not exist")
+        taken = self.macs_in_use([n.mac for n in spec.nics])
+        if taken or len({n.mac for n in spec.nics}) < len(spec.nics):
+            raise AlreadyExists(f"MAC address {sorted(taken)[0] if taken else 'repeated'} in use")
+        self._check_ips(spec.nics, None)
+        iid = InstanceId(self._t.next_instance)
+        self._t.next_instance += 1
+        inst = Instance(
+            id=iid,
+            name=spec.name,
+            user_id=owner,
+            state=InstanceState.Pending,
+            cores=spec.cores,
+            memory=spec.memory,
+            disks=spec.disks,
+            nics=spec.nics,
+            cpu_share=spec.cpu_share,
+            hints=dict(spec.hints),
+            group_name=spec.group_name,
+            created_at=now,
+            state_since=now,
+        )
+        self._t.instances[iid] = inst
+        if unique_name:
+            self._t.unique_names[iid] = spec.name
+        return inst
+
+    def _check_ips(self, nics: Sequence[object], own: InstanceId | None) -> None:
+        used = {
+            (n.network, n.ip)
+            for i in self._t.instances.values()
+            if i.id != own
+            for n in i.nics
+            if n.ip
+        }
+        for nic in nics:
+            key = (getattr(nic, "network", None), getattr(nic, "ip", None))
+            if key[1] and key in used:
+                raise AlreadyExists(f"address {key[1]} is in use on network {key[0]}")
+
+    def get(self, instance_id: InstanceId) -> Instance:
+        try:
+            return self._t.instances[instance_id]
+        except KeyError:
+            raise NotFound(f"instance {instance_id} does not exist") from None
+
+    def find(self, where: InstanceFilter = InstanceFilter()) -> list[Instance]:
+        found = sorted(
+            (i for i in self._t.instances.values() if _matches(i, where)), key=lambda i: i.id
+        )
+        return found[: where.limit] if where.limit is not None else found
+
+    def count(self, where: InstanceFilter = InstanceFilter()) -> int:
+        return len(self.find(replace(where, limit=None)))
+
+    def macs_in_use(self, macs: Sequence[str]) -> set[str]:
+        wanted = set(macs)
+        return {n.mac for i in self._t.instances.values() for n in i.nics if n.mac in wanted}
+
+    def transition(
+        self,
+        instance_id: InstanceId,
+        expected: InstanceState,
+        new: InstanceState,
+        *,
+        now: datetime,
+        changes: InstanceChanges | None = None,
+    ) -> Instance:
+        inst = self.get(instance_id)
+        if inst.state is not expected:
+            raise StateConflict(
+                f"instance {instance_id} is {inst.state.name}, not {expected.name}"
+            )
+        c = changes or InstanceChanges()
+        nics = inst.nics
+        if c.nics is not None:
+            ips = {n.mac: n.ip for n in c.nics}
+            nics = tuple(replace(n, ip=ips.get(n.mac, n.ip)) for n in inst.nics)
+            self._check_ips(nics, instance_id)
+        updated = replace(
+            inst,
+            state=new,
+            state_since=now if new is not inst.state else inst.state_since,
+            host_id=None if c.clear_host else (c.host_id if c.host_id is not None else inst.host_id),
+            vm_id=None if c.clear_vm else (c.vm_id if c.vm_id is not None else inst.vm_id),
+            reason=None if c.clear_reason else (c.reason if c.reason is not None else inst.reason),
+            hints=dict(c.hints) if c.hints is not None else inst.hints,
+            nics=nics,
+        )
+        self._t.instances[instance_id] = updated
+        return updated
+
+    def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
+        inst = self.get(instance_id)
+        if inst.state is not expected:
+            raise StateConflict(
+                f"instance {instance_id} is {inst.state.name}, not {expected.name}"
+            )
+        del self._t.instances[instance_id]
+        self._t.unique_names.pop(instance_id, None)
+
+
+class _Hosts:
+    def __init__(self, t: _Tables) -> None:
+        self._t = t
+
+    def add(self, name: str, *, memory: int, cores: int, version: str, now: datetime) -> Host:
+        if any(h.name == name for h in self._t.hosts.values()):
+            raise AlreadyExists(f"a host named {name!r} exists already")
+        hid = HostId(self._t.next_host)
+        self._t.next_host += 1
+        host = Host(id=hid, name=name, memory=memory, cores=cores, version=version)
+        self._t.hosts[hid] = host
+        return host
+
+    def get(self, host_id: HostId) -> Host:
+        try:
+            return self._t.hosts[host_id]
+        except KeyError:
+            raise NotFound(f"host {host_id} does not exist") from None
+
+    def get_by_name(self, name: str) -> Host:
+        for host in self._t.hosts.values():
+            if host.name == name:
+                return host
+        raise NotFound(f"no host is named {name!r}")
+
+    def list(self) -> list[Host]:
+        return sorted(self._t.hosts.values(), key=lambda h: h.id)
+
+    def set_state(self, host_id: HostId, expected: HostState, new: HostState) -> Host:
+        host = self.get(host_id)
+        if host.state is not expected:
+            raise StateConflict(f"host {host_id} is {host.state.name}, not {expected.name}")
+        return self._put(replace(host, state=new))
+
+    def _put(self, host: Host) -> Host:
+        self._t.hosts[host.id] = host
+        return host
+
+    def update(self, host_id: HostId, **fields: object) -> Host:
+        host = self.get(host_id)
+        given = {k: v for k, v in fields.items() if v is not None}
+        if "config" in given:
+            given["config"] = dict(given["config"])  # type: ignore[call-overload]
+        return self._put(replace(host, **given))  # type: ignore[arg-type]
+
+    def add_reservation(self, host_id: HostId, user_id: UserId) -> Host:
+        host = self.get(host_id)
+        if user_id not in self._t.users:
+            raise NotFound(f"user {user_id} does not exist")
+        if user_id in host.reserved:
+            return host
+        return self._put(replace(host, reserved=tuple(sorted((*host.reserved, user_id)))))
+
+    def remove_reservation(self, host_id: HostId, user_id: UserId) -> Host:
+        host = self.get(host_id)
+        return self._put(replace(host, reserved=tuple(u for u in host.reserved if u != user_id)))
+
+    def remove(self, host_id: HostId) -> None:
+        self.get(host_id)
+        del self._t.hosts[host_id]
+
+
+class _Networks:
+    def __init__(self, t: _Tables) -> None:
+        self._t = t
+
+    def add(self, network_id: NetworkId, name: str) -> Network:
+        if network_id in self._t.networks:
+            raise AlreadyExists(f"network {network_id} exists already")
+        if any(n.name == name for n in self._t.networks.values()):
+            raise AlreadyExists(f"a network named {name!r} exists already")
+        net = Network(id=network_id, name=name)
+        self._t.networks[network_id] = net
+        return net
+
+    def get(self, network_id: NetworkId) -> Network:
+        try:
+            return self._t.networks[network_id]
+        except KeyError:
+            raise NotFound(f"network {network_id} does not exist") from None
+
+    def list(self) -> list[Network]:
+        return sorted(self._t.networks.values(), key=lambda n: n.id)
+
+    def remove(self, network_id: NetworkId) -> None:
+        self.get(network_id)
+        if any(n.network == network_id for i in self._t.instances.values() for n in i.nics):
+            raise InvalidState(f"network {network_id} still has instances on it")
+        del self._t.networks[network_id]
+
+
+class _Users:
+    def __init__(self, t: _Tables) -> None:
+        self._t = t
+
+    def add(
+        self, name: str, *, role: Role, priority: int, password_hash: str, now: datetime
+    ) -> User:
+        if any(u.name == name for u in self._t.users.values()):
+            raise AlreadyExists(f"a user named {name!r} exists already")
+        uid = UserId(self._t.next_user)
+        self._t.next_user += 1
+        user = User(id=uid, name=name, role=role, priority=priority, created_at=now)
+        self._t.users[uid] = user
+        self._t.passwords[uid] = password_hash
+        return user
+
+    def get(self, user_id: UserId) -> User:
+        try:
+            return self._t.users[user_id]
+        except KeyError:
+            raise NotFound(f"user {user_id} does not exist") from None
+
+    def get_by_name(self, name: str) -> User:
+        for user in self._t.users.values():
+            if user.name == name:
+                return user
+        raise NotFound(f"no user is named {name!r}")
+
+    def list(self) -> list[User]:
+        return sorted(self._t.users.values(), key=lambda u: u.id)
+
+    def password_hash(self, user_id: UserId) -> str:
+        self.get(user_id)
+        return self._t.passwords[user_id]
+
+    def set_password_hash(self, user_id: UserId, password_hash: str) -> None:
+        self.get(user_id)
+        self._t.passwords[user_id] = password_hash
+
+    def remove(self, user_id: UserId) -> None:
+        user = self.get(user_id)
+        owned = sum(1 for i in self._t.instances.values() if i.user_id == user_id)
+        if owned:
+            raise InvalidState(f"user {user.name!r} still owns {owned} instance(s)")
+        del self._t.users[user_id]
+        del self._t.passwords[user_id]
+        self._t.tokens = {k: v for k, v in self._t.tokens.items() if v[0] != user_id}
+        for host in list(self._t.hosts.values()):
+            if user_id in host.reserved:
+                self._t.hosts[host.id] = replace(
+                    host, reserved=tuple(u for u in host.reserved if u != user_id)
+                )
+
+
+class _Tokens:
+    def __init__(self, t: _Tables) -> None:
+        self._t = t
+
+    def add(self, token_hash: str, user_id: UserId, *, expires: datetime) -> None:
+        self._t.tokens[token_hash] = (user_id, expires)
+
+    def principal(self, token_hash: str, *, now: datetime) -> Principal | None:
+        found = self._t.tokens.get(token_hash)
+        if found is None or found[1] <= now or found[0] not in self._t.users:
+            return None
+        user = self._t.users[found[0]]
+        return Principal(user_id=user.id, name=user.name, role=user.role)
+
+    def remove(self, token_hash: str) -> None:
+        self._t.tokens.pop(token_hash, None)
+
+    def purge_expired(self, now: datetime) -> int:
+        expired = [k for k, (_, exp) in self._t.tokens.items() if exp <= now]
+        for key in expired:
+            del self._t.tokens[key]
+        return len(expired)
+
+
+class _Tx:
+    def __init__(self, t: _Tables) -> None:
+        self.instances = _Instances(t)
+        self.hosts = _Hosts(t)
+        self.networks = _Networks(t)
+        self.users = _Users(t)
+        self.tokens = _Tokens(t)
+
+
+class MemoryStore:
+    """The fake store. Thread-safe; transactions are serialised."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._tables = _Tables()
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+        with self._lock:
+            if not write:
+                yield _Tx(self._tables)
+                return
+            work = copy.copy(self._tables)
+            for name in ("instances", "unique_names", "hosts", "networks", "users", "passwords",
+                         "tokens"):
+                setattr(work, name, dict(getattr(self._tables, name)))
+            yield _Tx(work)
+            self._tables = work
+
+    def close(self) -> None:
+        """Nothing to release."""
