@@ -1,0 +1,81 @@
+# Tashi: the two commands are `make demo` and `make test`; `make help` lists the rest.
+#
+# Every target that runs project code first runs scripts/bootstrap.sh, which installs whatever is
+# missing on a Debian 12 machine (apt packages, the .venv virtualenv, the project) and is quick
+# when nothing is.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tashi-installed
+PYTEST_ARGS ?=
+
+.PHONY: help packages bootstrap test check check-format check-lint check-types check-imports \
+	check-tests demo demo-stop bench defaults clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
+
+packages: ## install missing Debian packages (checked on every run; quick when all are there)
+	@scripts/bootstrap.sh packages
+
+# The virtualenv with the project installed: a real file, remade when its inputs change.
+$(STAMP): pyproject.toml scripts/bootstrap.sh | packages
+	@scripts/bootstrap.sh venv
+
+bootstrap: packages $(STAMP) ## install everything missing: Debian packages, .venv, the project
+
+test: bootstrap ## run the whole test suite (what .ci/run runs)
+	@$(call run_pytest)
+
+check: bootstrap ## format check, lint, mypy (strict on src/), import layers, tests; reports all
+	@$(MAKE) -k check-format check-lint check-types check-imports check-tests
+
+check-format:
+	$(BIN)/ruff format --check .
+
+check-lint:
+	$(BIN)/ruff check .
+
+check-types:
+	$(BIN)/mypy
+
+check-imports:
+	$(BIN)/lint-imports
+
+check-tests:
+	@$(call run_pytest)
+
+demo: bootstrap ## start a cluster manager under var/demo and drive it with the tashi client
+	scripts/demo.sh
+
+demo-stop: ## stop the cluster manager `make demo` left running
+	scripts/demo.sh stop
+
+bench: bootstrap ## run the benchmarks in bench/ and print their table
+	@if [[ -f bench/__main__.py ]]; then $(BIN)/python -m bench; \
+	elif [[ -f bench/run.py ]]; then $(BIN)/python bench/run.py; \
+	else echo "make bench: bench/ has no __main__.py or run.py yet" >&2; exit 1; fi
+
+defaults: $(STAMP) ## regenerate etc/TashiDefaults.cfg from src/tashi/config/settings.py
+	$(BIN)/python -m tashi.config.defaults > etc/TashiDefaults.cfg.new
+	mv etc/TashiDefaults.cfg.new etc/TashiDefaults.cfg
+
+clean: demo-stop ## remove caches, build output and the demo's state (keeps .venv)
+	rm -rf var build .pytest_cache .mypy_cache .ruff_cache .hypothesis src/*.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove the virtualenv too
+	rm -rf $(VENV)
+
+# pytest exits 5 when it collected no test; for us that is a failure like any other.
+define run_pytest
+$(BIN)/pytest $(PYTEST_ARGS) || { rc=$$?; \
+	if [[ $$rc -eq 5 ]]; then echo "make: pytest collected no tests; failing" >&2; fi; \
+	exit $$rc; }
+endef
