@@ -1,0 +1,241 @@
+"""Instance operations: create, list, destroy, and the lifecycle verbs.
+
+Each public method is one operation of the original Tashi (``createVm``, ``destroyVm``, …). It
+authorises the caller (owners act on their instances; admins and the cluster's daemons on all),
+checks the state table, and saves with compare-and-swap. Verbs that need a VM process go through
+the node gateway (``nodes.py``) after those checks, so that without a node manager they fail
+clearly and change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from tashi.clustermanager import refs
+from tashi.clustermanager.auth import require_admin, require_owner, require_role
+from tashi.clustermanager.database import Database
+from tashi.clustermanager.nodes import NodeGateway
+from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle_nics
+from tashi.domain import validation
+from tashi.domain.clock import Clock
+from tashi.domain.errors import Forbidden, InvalidInput, InvalidState
+from tashi.domain.ids import HostId, InstanceId, UserId
+from tashi.domain.models import Host, Instance, InstanceSpec, Principal, Role
+from tashi.domain.operations import InstanceQuery, VmRequest
+from tashi.domain.states import Action, HostState, InstanceState, next_state
+from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
+
+RESUME_HINT = "__resume_source"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRules:
+    specs: SpecRules
+    allow_duplicate_names: bool
+    max_batch: int
+
+
+class InstanceService:
+    def __init__(
+        self, db: Database, nodes: NodeGateway, clock: Clock, rules: InstanceRules
+    ) -> None:
+        self._db = db
+        self._nodes = nodes
+        self._clock = clock
+        self._rules = rules
+
+    # --- creating ---------------------------------------------------------------------
+
+    def _owner(self, caller: Principal, request: VmRequest) -> UserId:
+        require_role(caller, Role.user, Role.admin, doing="creating instances")
+        if request.user_id is None or request.user_id == caller.user_id:
+            return caller.user_id
+        if not caller.is_admin:
+            raise Forbidden("only an admin may create instances for another user")
+        return UserId(request.user_id)
+
+    async def create_vm(self, caller: Principal, request: VmRequest) -> Instance:
+        """``createVm``: store a Pending instance; the scheduler places it."""
+        owner = self._owner(caller, request)
+        spec = build_spec(request, request.name, self._rules.specs)
+        return (await self._insert(owner, [spec]))[0]
+
+    async def create_many(self, caller: Principal, request: VmRequest, count: int) -> list[Instance]:
+        """``createMany``: ``count`` instances named ``<name>-NN``, all stored or none."""
+        owner = self._owner(caller, request)
+        if not 1 <= count <= self._rules.max_batch:
+            raise InvalidInput(f"count must be between 1 and {self._rules.max_batch} (maxBatch)")
+        if any(n.mac for n in request.nics or ()):
+            raise InvalidInput("createMany gives every VM its own MACs; leave the MAC empty")
+        validation.instance_name(request.name)
+        first = build_spec(request, many_names(request.name, count)[0], self._rules.specs)
+        specs = [replace(first, name=validation.instance_name(n))
+                 for n in many_names(request.name, count)]
+        return await self._insert(owner, specs)
+
+    async def _insert(self, owner: UserId, specs: list[InstanceSpec]) -> list[Instance]:
+        unique = not self._rules.allow_duplicate_names
+        now = self._clock.now()
+
+        def insert(tx: Transaction) -> list[Instance]:
+            tx.users.get(owner)
+            return [tx.instances.add(owner, s, unique_name=unique, now=now)
+                    for s in settle_nics(tx, specs)]
+
+        return await self._db.write(insert)
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def get(self, caller: Principal, ref: str) -> Instance:
+        inst = await self._db.read(lambda tx: refs.instance(tx, ref))
+        require_owner(caller, inst.user_id, "looking at another user's instance")
+        return inst
+
+    async def find(self, caller: Principal, query: InstanceQuery) -> list[Instance]:
+        """``getInstances``: a user sees their own instances; admins and daemons see all."""
+
+        def run(tx: Transaction) -> list[Instance]:
+            user_id = refs.user(tx, query.user).id if query.user else None
+            if not caller.is_trusted:
+                if user_id is not None and user_id != caller.user_id:
+                    raise Forbidden("a user may only list their own instances")
+                user_id = caller.user_id
+            return tx.instances.find(
+                InstanceFilter(
+                    user_id=user_id,
+                    states=[InstanceState.parse(query.state)] if query.state else None,
+                    host_id=refs.host(tx, query.host).id if query.host else None,
+                    name=query.name,
+                    name_prefix=query.name_prefix,
+                    after_id=InstanceId(query.after_id) if query.after_id else None,
+                    limit=query.limit,
+                )
+            )
+
+        return await self._db.read(run)
+
+    # --- destroying -------------------------------------------------------------------
+
+    async def destroy_vm(self, caller: Principal, ref: str, *, force: bool = False) -> Instance | None:
+        """``destroyVm``: removes an unstarted instance at once, otherwise asks its node
+        manager to kill it. Returns the instance as it now is, or ``None`` once removed.
+        ``force`` (admin only) removes the record whatever its state."""
+        inst = await self.get(caller, ref)
+        return await self.destroy_instance(caller, inst, force=force)
+
+    async def destroy_instance(
+        self, caller: Principal, inst: Instance, *, force: bool = False
+    ) -> Instance | None:
+        if force:
+            require_admin(caller, "force-destroying an instance")
+            next_state(inst.state, Action.force_destroy)
+            await self._db.write(lambda tx: tx.instances.remove(inst.id, inst.state))
+            return None
+        target = next_state(inst.state, Action.destroy)
+        if target is InstanceState.Exited:
+            await self._db.write(lambda tx: tx.instances.remove(inst.id, inst.state))
+            return None
+        host = await self._host_of(inst)
+        await self._nodes.destroy(host, inst)
+        return await self._move(inst, Action.destroy)
+
+    # --- lifecycle verbs that need a node manager -------------------------------------
+
+    async def shutdown_vm(self, caller: Principal, ref: str) -> Instance:
+        inst = await self._checked(caller, ref, Action.shutdown, "shutting down")
+        await self._nodes.shutdown(await self._host_of(inst), inst)
+        return await self._move(inst, Action.shutdown)
+
+    async def shutdown_instance(self, caller: Principal, inst: Instance) -> Instance:
+        require_owner(caller, inst.user_id, "shutting down another user's instance")
+        next_state(inst.state, Action.shutdown)
+        await self._nodes.shutdown(await self._host_of(inst), inst)
+        return await self._move(inst, Action.shutdown)
+
+    async def pause_vm(self, caller: Principal, ref: str) -> Instance:
+        inst = await self._checked(caller, ref, Action.pause, "pausing")
+        await self._nodes.pause(await self._host_of(inst), inst)
+        return await self._move(inst, Action.pause)
+
+    async def unpause_vm(self, caller: Principal, ref: str) -> Instance:
+        inst = await self._checked(caller, ref, Action.unpause, "unpausing")
+        await self._nodes.unpause(await self._host_of(inst), inst)
+        return await self._move(inst, Action.unpause)
+
+    async def suspend_vm(self, caller: Principal, ref: str) -> Instance:
+        inst = await self._checked(caller, ref, Action.suspend, "suspending")
+        await self._nodes.suspend(await self._host_of(inst), inst)
+        return await self._move(inst, Action.suspend)
+
+    async def resume_vm(self, caller: Principal, ref: str) -> Instance:
+        """``resumeVm``: a Suspended instance becomes Pending again, remembering its saved
+        state; the scheduler places it and the node manager restores it."""
+        inst = await self._checked(caller, ref, Action.resume, "resuming")
+        source = f"suspend/{inst.id}_{inst.name}"
+        return await self._move(inst, Action.resume, hints={**inst.hints, RESUME_HINT: source})
+
+    async def migrate_vm(self, caller: Principal, ref: str, target_ref: str) -> Instance:
+        inst = await self._checked(caller, ref, Action.migrate, "migrating")
+        target = await self._db.read(lambda tx: refs.host(tx, target_ref))
+        if target.id == inst.host_id:
+            raise InvalidInput(f"{inst.name!r} already runs on host {target.name!r}")
+        _usable(target)
+        await self._nodes.migrate(await self._host_of(inst), target, inst)
+        return await self._move(inst, Action.migrate)
+
+    async def vmm_call(self, caller: Principal, ref: str, arg: str) -> str:
+        """``vmmSpecificCall``: pass a hypervisor-specific request to the VM's node manager."""
+        inst = await self.get(caller, ref)
+        if inst.state not in (InstanceState.Running, InstanceState.Paused):
+            raise InvalidState(f"{inst.name!r} is {inst.state.name}; it must be Running or Paused")
+        return await self._nodes.vmm_call(await self._host_of(inst), inst, arg)
+
+    async def activate_vm(self, caller: Principal, ref: str, host_ref: str) -> Instance:
+        """``activateVm`` (the scheduler's call): start a Pending or Held instance on a host."""
+        require_role(caller, Role.agent, Role.admin, doing="activating instances")
+        inst, host = await self._db.read(
+            lambda tx: (refs.instance(tx, ref), refs.host(tx, host_ref))
+        )
+        action = Action.resume_on_host if RESUME_HINT in inst.hints else Action.activate
+        next_state(inst.state, action)
+        _usable(host)
+        if host.reserved and inst.user_id not in host.reserved:
+            raise Forbidden(f"host {host.name!r} is reserved for other users")
+        await self._nodes.instantiate(host, inst)
+        return await self._move(inst, action, host_id=host.id)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    async def _checked(self, caller: Principal, ref: str, action: Action, doing: str) -> Instance:
+        inst = await self.get(caller, ref)
+        require_owner(caller, inst.user_id, f"{doing} another user's instance")
+        next_state(inst.state, action)
+        return inst
+
+    async def _host_of(self, inst: Instance) -> Host:
+        if inst.host_id is None:
+            raise InvalidState(f"{inst.name!r} is {inst.state.name} but has no host")
+        host_id: HostId = inst.host_id
+        return await self._db.read(lambda tx: tx.hosts.get(host_id))
+
+    async def _move(
+        self,
+        inst: Instance,
+        action: Action,
+        *,
+        hints: dict[str, str] | None = None,
+        host_id: HostId | None = None,
+    ) -> Instance:
+        target = next_state(inst.state, action)
+        now = self._clock.now()
+        changes = InstanceChanges(hints=hints, host_id=host_id)
+        return await self._db.write(
+            lambda tx: tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
+        )
+
+
+def _usable(host: Host) -> None:
+    if not host.up:
+        raise InvalidState(f"host {host.name!r} is down")
+    if host.state is not HostState.Normal:
+        raise InvalidState(f"host {host.name!r} is {host.state.name}, not Normal")
