@@ -41,7 +41,7 @@ def instance_name(name: str) -> str:
         raise InvalidInput("the instance name is empty")
     if len(name) > MAX_NAME:
         raise InvalidInput(f"the instance name {name!r} is longer than {MAX_NAME} characters")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in ".-"))})
         shown = "".join(bad) if bad else name[0]
         raise InvalidInput(
@@ -62,7 +62,7 @@ def host_name(name: str) -> str:
 
 
 def user_name(name: str) -> str:
-    if not name or len(name) > 32 or not _USER.match(name):
+    if not name or len(name) > 32 or not _USER.fullmatch(name):
         raise InvalidInput(
             f"the user name {name!r} must be 1-32 characters: letters, digits, '_', '.', '-',"
             " starting with a letter or '_'"
@@ -79,7 +79,9 @@ def network_name(name: str) -> str:
 
 def cores(value: int, limits: Limits) -> int:
     if not 1 <= value <= limits.max_cores:
-        raise InvalidInput(f"cores must be between 1 and {limits.max_cores} (maxCores), not {value}")
+        raise InvalidInput(
+            f"cores must be between 1 and {limits.max_cores} (maxCores), not {value}"
+        )
     return value
 
 
@@ -101,7 +103,7 @@ def cpu_share(value: int) -> int:
 
 def image_name(name: str) -> str:
     """An image is named by its file name in the image store: never a path."""
-    if "/" in name or "\\" in name or name in (".", "..") or not _IMAGE.match(name):
+    if "/" in name or "\\" in name or name in (".", "..") or not _IMAGE.fullmatch(name):
         raise InvalidInput(
             f"{name!r} is not an image name: use the name of a file in the image store"
             " (letters, digits, '.', '_', '+', '-'; no paths)"
@@ -112,8 +114,10 @@ def image_name(name: str) -> str:
 def mac(value: str) -> str:
     """A unicast Ethernet address, returned lower-case with colons."""
     text = value.strip().lower().replace("-", ":")
-    if not _MAC.match(text):
-        raise InvalidInput(f"{value!r} is not a MAC address (expected six hex pairs, 52:54:00:12:34:56)")
+    if not _MAC.fullmatch(text):
+        raise InvalidInput(
+            f"{value!r} is not a MAC address (expected six hex pairs, 52:54:00:12:34:56)"
+        )
     if int(text[:2], 16) & 1:
         raise InvalidInput(f"{value!r} is a multicast MAC address; a NIC needs a unicast one")
     return text
@@ -132,9 +136,9 @@ def hints(values: Mapping[str, str]) -> dict[str, str]:
     for key, value in values.items():
         if key.startswith("__"):
             raise InvalidInput(f"hint {key!r}: names starting with '__' are reserved for Tashi")
-        if not _HINT_KEY.match(key):
+        if not _HINT_KEY.fullmatch(key):
             raise InvalidInput(f"hint {key!r}: names may hold letters, digits, '_', '.', '-'")
-        if len(value) > MAX_HINT_VALUE or any(ord(c) < 32 for c in value):
+        if len(value) > MAX_HINT_VALUE or not value.isprintable():
             raise InvalidInput(
                 f"hint {key!r}: the value must be one line of at most {MAX_HINT_VALUE} characters"
             )
