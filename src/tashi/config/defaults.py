@@ -18,9 +18,9 @@ HEADER = """\
 #
 # Tashi reads, in order, ./etc/, /usr/share/tashi/, /etc/tashi/ and ~/.tashi/, and in each
 # TashiDefaults.cfg, Tashi.cfg, <Program>Defaults.cfg and <Program>.cfg (Program is
-# ClusterManager, NodeManager, Agent, Client or Accounting). Later files override earlier ones;
-# the environment variable TASHI_CONFIG names one more file, read last. Put site changes in
-# /etc/tashi/Tashi.cfg (or a program's own file); leave this one as shipped.
+# ClusterManager, NodeManager, Agent, Client, Accounting or Cluster). Later files override
+# earlier ones; the environment variable TASHI_CONFIG names one more file, read last. Put site
+# changes in /etc/tashi/Tashi.cfg (or a program's own file); leave this one as shipped.
 #
 # This file is generated from src/tashi/config/settings.py: python -m tashi.config.defaults
 """
@@ -31,7 +31,7 @@ def _value(value: Any) -> str:
 
 
 def render() -> str:
-    out = [HEADER]
+    out = [HEADER.rstrip("\n")]
     for top in dataclasses.fields(Settings):
         factory: Any = top.default_factory
         cls = factory
@@ -41,9 +41,7 @@ def render() -> str:
         instance = cls()
         for field in dataclasses.fields(cls):
             info = option_info(field)
-            out.extend(
-                textwrap.wrap(info.doc, 96, initial_indent="# ", subsequent_indent="# ")
-            )
+            out.extend(textwrap.wrap(info.doc, 96, initial_indent="# ", subsequent_indent="# "))
             out.append(f"{info.name} = {_value(getattr(instance, field.name))}".rstrip())
             out.append("")
         if out[-1] == "":

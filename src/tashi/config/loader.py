@@ -14,6 +14,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import logging
+import math
 import os
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -126,7 +127,8 @@ def parse_settings(raw: RawConfig) -> Settings:
             found = raw.get(cls.SECTION, info.name)
             if found is not None:
                 value, source = found
-                kwargs[field.name] = _convert(hints[field.name], value, source, cls.SECTION, info.name)
+                kind = hints[field.name]
+                kwargs[field.name] = _convert(kind, value, source, cls.SECTION, info.name)
         sections[top.name] = cls(**kwargs)
     _warn_unknown(raw, known, {_factory_type(f).SECTION for f in dataclasses.fields(Settings)})
     return Settings(**sections)
@@ -140,10 +142,22 @@ def _factory_type(top: dataclasses.Field[Any]) -> Any:
 
 
 def _warn_unknown(raw: RawConfig, known: set[tuple[str, str]], ours: Iterable[str]) -> None:
+    """Warn about options Tashi will not read. Sections of other programs pass silently."""
     mine = set(ours)
+    by_lower = {section.lower(): section for section in mine}
     for (section, opt), (_, source) in raw.values.items():
         if section in mine and (section, opt) not in known:
             log.warning("%s: [%s] %s is not an option Tashi knows; ignored", source, section, opt)
+        elif section not in mine and section.lower() in by_lower:
+            # configparser's section names are case-sensitive (as in the original Tashi); a
+            # silently ignored [clustermanagerservice] would be a nasty surprise.
+            log.warning(
+                "%s: [%s] %s is ignored: section names are case-sensitive; did you mean [%s]?",
+                source,
+                section,
+                opt,
+                by_lower[section.lower()],
+            )
 
 
 _TRUE = {"1", "yes", "true", "on"}
@@ -166,9 +180,12 @@ def _convert(kind: Any, text: str, source: str, section: str, name: str) -> Any:
             raise ConfigError(f"{where}: expected a whole number") from None
     if kind is float:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"{where}: expected a number") from None
+        if math.isnan(number):
+            raise ConfigError(f"{where}: expected a number")
+        return number
     if kind is Path:
         if not value:
             raise ConfigError(f"{where}: expected a path")

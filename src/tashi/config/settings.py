@@ -46,10 +46,14 @@ class ClusterManagerServiceSettings:
     )
     port: int = option("port", 9882, "TCP port of the HTTP API.")
     expire_host_time: float = option(
-        "expireHostTime", 30.0, "Seconds without a heartbeat before a host is checked and marked down."
+        "expireHostTime",
+        30.0,
+        "Seconds without a heartbeat before a host is checked and marked down.",
     )
     allow_decayed: float = option(
-        "allowDecayed", 30.0, "Seconds the cluster manager trusts a host's report before it asks again."
+        "allowDecayed",
+        30.0,
+        "Seconds the cluster manager trusts a host's report before it asks again.",
     )
     allow_mismatched_versions: bool = option(
         "allowMismatchedVersions",
