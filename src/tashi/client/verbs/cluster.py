@@ -1,0 +1,232 @@
+"""Verbs for networks, users and images, and their administration.
+
+getNetworks, getUsers, getImages, whoami for everyone; addNetwork, delNetwork (which the original
+lacked), registerUser and unregisterUser (SLA@SOI) for admins. ``registerUser`` asks for the
+password on a terminal when ``--passwd`` is not given, so that it stays out of ``ps``.
+"""
+
+from __future__ import annotations
+
+from tashi.api.schemas import ImageOut, NetworkIn, NetworkOut, UserIn, UserOut
+from tashi.client import parsing
+from tashi.client.errors import UsageError
+from tashi.client.tables import Column, TableSpec, human_size
+from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+
+NETWORK_TABLE: TableSpec[NetworkOut] = TableSpec(
+    columns=(
+        Column("id", lambda n: n.id),
+        Column("name", lambda n: n.name),
+        Column("default", lambda n: n.default),
+    ),
+    default=("id", "name", "default"),
+)
+USER_TABLE: TableSpec[UserOut] = TableSpec(
+    columns=(
+        Column("id", lambda u: u.id),
+        Column("name", lambda u: u.name),
+        Column("role", lambda u: u.role),
+        Column("priority", lambda u: u.priority),
+        Column("createdAt", lambda u: u.createdAt),
+    ),
+    default=("id", "name", "role", "priority"),
+)
+IMAGE_TABLE: TableSpec[ImageOut] = TableSpec(
+    columns=(
+        Column("id", lambda i: i.id),
+        Column("imageName", lambda i: i.imageName),
+        Column("imageSize", lambda i: human_size(i.imageSize)),
+        Column("format", lambda i: i.format),
+        Column(
+            "virtualSize", lambda i: None if i.virtualSize is None else human_size(i.virtualSize)
+        ),
+    ),
+    default=("id", "imageName", "imageSize"),
+)
+ROLES = ("user", "admin", "agent", "node")
+
+
+def get_networks(ctx: Context, args: Args) -> Output:
+    networks = ctx.client.get_networks()
+    return table_output(NETWORK_TABLE, networks, args, dump(networks))
+
+
+def get_users(ctx: Context, args: Args) -> Output:
+    users = ctx.client.get_users()
+    return table_output(USER_TABLE, users, args, dump(users))
+
+
+def get_images(ctx: Context, args: Args) -> Output:
+    images = ctx.client.get_images()
+    return table_output(IMAGE_TABLE, images, args, dump(images))
+
+
+def whoami(ctx: Context, args: Args) -> Output:
+    me = ctx.client.whoami()
+    return table_output(USER_TABLE, [me], args, dump(me))
+
+
+def add_network(ctx: Context, args: Args) -> Output:
+    net = ctx.client.add_network(NetworkIn(id=args["id"], name=args.text("name")))
+    return Output(raw=dump(net), text=f"Network {net.name} added with id {net.id}.")
+
+
+def del_network(ctx: Context, args: Args) -> Output:
+    ctx.client.del_network(args.text("network"))
+    return Output(raw=None, text=f"Network {args.text('network')} removed.")
+
+
+def parse_role(text: str) -> str:
+    role = text.strip().lower()
+    if role not in ROLES:
+        raise UsageError(f"{text!r} is not a role; roles: {', '.join(ROLES)}")
+    return role
+
+
+def _new_password(ctx: Context, args: Args) -> str:
+    given = args.maybe_text("passwd")
+    if given is not None:
+        return given
+    first = parsing.parse_password(ctx.ask_secret("Password for the new user: "))
+    if ctx.ask_secret("Password again: ") != first:
+        raise UsageError("the two passwords differ")
+    return first
+
+
+def register_user(ctx: Context, args: Args) -> Output:
+    request = UserIn(
+        name=args.text("name"),
+        password=_new_password(ctx, args),
+        priority=args["priority"],
+        role=args.text("role"),
+    )
+    user = ctx.client.register_user(request)
+    return Output(raw=dump(user), text=f"User {user.name} registered with id {user.id}.")
+
+
+def unregister_user(ctx: Context, args: Args) -> Output:
+    ctx.client.unregister_user(args.text("user"))
+    return Output(raw=None, text=f"User {args.text('user')} unregistered.")
+
+
+VERBS = (
+    Verb(
+        "getNetworks",
+        "cluster",
+        "List the networks.",
+        get_networks,
+        description="List the virtual networks; default marks the one a NIC joins when"
+        " --nics names none.",
+        examples=("tashi getNetworks",),
+        table=NETWORK_TABLE,
+    ),
+    Verb(
+        "getUsers",
+        "cluster",
+        "List the users.",
+        get_users,
+        examples=("tashi getUsers", "tashi getUsers --show-createdAt"),
+        table=USER_TABLE,
+    ),
+    Verb(
+        "getImages",
+        "cluster",
+        "List the disk images of the image store.",
+        get_images,
+        description="List the images createVm --disks can name, with their size on disk.",
+        examples=("tashi getImages", "tashi getImages --show-format --show-virtualSize"),
+        table=IMAGE_TABLE,
+    ),
+    Verb(
+        "whoami",
+        "cluster",
+        "Show the user you are logged in as.",
+        whoami,
+        examples=("tashi whoami",),
+        table=USER_TABLE,
+    ),
+    Verb(
+        "addNetwork",
+        "admin",
+        "Add a virtual network.",
+        add_network,
+        (
+            Option(
+                "id",
+                "Its number, also its VLAN/VNI (0-16777215).",
+                parsing.parse_int,
+                required=True,
+                metavar="N",
+            ),
+            Option("name", "Its name.", parsing.parse_name, required=True, metavar="NAME"),
+        ),
+        examples=("tashi addNetwork --id 2 --name lab",),
+    ),
+    Verb(
+        "delNetwork",
+        "admin",
+        "Remove a virtual network no instance uses.",
+        del_network,
+        (
+            Option(
+                "network",
+                "The network, by id or name.",
+                parsing.parse_name,
+                required=True,
+                metavar="ID|NAME",
+            ),
+        ),
+        examples=("tashi delNetwork --network lab",),
+    ),
+    Verb(
+        "registerUser",
+        "admin",
+        "Create a user.",
+        register_user,
+        (
+            Option(
+                "name", "The user's name.", parsing.parse_user_name, required=True, metavar="NAME"
+            ),
+            Option(
+                "passwd",
+                "The password (8+ characters). Omit it to be asked on the"
+                " terminal, which keeps it out of the process list.",
+                parsing.parse_password,
+                metavar="PASSWORD",
+            ),
+            Option(
+                "priority",
+                "Scheduling priority: higher is placed first (SLA@SOI).",
+                parsing.parse_int,
+                default=0,
+                metavar="N",
+            ),
+            Option(
+                "role", f"One of {', '.join(ROLES)}.", parse_role, default="user", metavar="ROLE"
+            ),
+        ),
+        examples=(
+            "tashi registerUser --name mihas --passwd 'mihas-12!' --priority 12",
+            "tashi registerUser --name ops --role admin",
+        ),
+    ),
+    Verb(
+        "unregisterUser",
+        "admin",
+        "Remove a user.",
+        unregister_user,
+        (
+            Option(
+                "user",
+                "The user, by id or name.",
+                parsing.parse_name,
+                required=True,
+                metavar="ID|NAME",
+                aliases=("userId",),
+            ),
+        ),
+        description="Remove a user and revoke their tokens. --userId is accepted as the SLA@SOI"
+        " spelling.",
+        examples=("tashi unregisterUser --user mihas", "tashi unregisterUser --userId 4"),
+    ),
+)

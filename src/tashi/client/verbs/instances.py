@@ -1,0 +1,235 @@
+"""Verbs that create and list instances: createVm, createMany, getInstances, getMyInstances.
+
+The instance table has the original columns ``id hostId name user state disk memory cores``
+(``disk`` is the first disk's image, ``:True`` when persistent); every other field of
+``InstanceOut`` can be added with ``--show-<col>``. The lifecycle verbs are in ``lifecycle.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tashi.api.schemas import CreateManyIn, InstanceIn, InstanceOut, NicIn
+from tashi.client import parsing
+from tashi.client.errors import UsageError
+from tashi.client.tables import Column, TableSpec
+from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+
+
+def _disk(inst: InstanceOut) -> str | None:
+    if not inst.disks:
+        return None
+    first = inst.disks[0]
+    return f"{first.uri}:True" if first.persistent else first.uri
+
+
+def _nics(inst: InstanceOut) -> list[str]:
+    return [f"{n.network}:{n.ip or ''}:{n.mac}" for n in inst.nics]
+
+
+def _disks(inst: InstanceOut) -> list[str]:
+    return [f"{d.uri}:True" if d.persistent else d.uri for d in inst.disks]
+
+
+def _field(name: str) -> Column[InstanceOut]:
+    return Column(name, lambda inst: getattr(inst, name))
+
+
+INSTANCE_TABLE: TableSpec[InstanceOut] = TableSpec(
+    columns=(
+        *(_field(n) for n in ("id", "hostId", "name", "user", "state")),
+        Column("disk", _disk),
+        *(_field(n) for n in ("memory", "cores", "userId", "vmId", "cpuShare")),
+        Column("disks", _disks),
+        Column("nics", _nics),
+        *(_field(n) for n in ("hints", "groupName", "reason", "createdAt", "stateSince")),
+    ),
+    default=("id", "hostId", "name", "user", "state", "disk", "memory", "cores"),
+)
+
+
+def instances_output(instances: list[InstanceOut], args: Args) -> Output:
+    return table_output(INSTANCE_TABLE, instances, args, dump(instances))
+
+
+# --- createVm and createMany -------------------------------------------------------------
+
+SPEC_OPTIONS = (
+    Option("cores", "Virtual CPUs.", parsing.parse_int, default=1, metavar="N"),
+    Option("memory", "Memory in MB.", parsing.parse_int, default=128, metavar="MB"),
+    Option(
+        "cpuShare",
+        "Relative CPU weight against other VMs on the host (cgroup cpu.shares).",
+        parsing.parse_int,
+        default=1024,
+        metavar="N",
+    ),
+    Option(
+        "disks",
+        "Comma list of images of the image store; ':True' keeps changes (persistent),"
+        " otherwise the VM writes to its own copy-on-write overlay.",
+        parsing.parse_disks,
+        required=True,
+        metavar="IMG[:persistent],...",
+    ),
+    Option(
+        "nics",
+        "Comma list of network:ip:mac. An empty network means the default network, an empty"
+        " ip none, an empty mac a random unused one. Default: one NIC on the default network.",
+        parsing.parse_nics,
+        metavar="NET:IP:MAC,...",
+    ),
+    Option("hints", "Scheduler and VMM hints.", parsing.parse_hints, metavar="K=V,K2=V2"),
+    Option("userId", "Owner (id or name); only an admin may name another user.", metavar="USER"),
+    Option("groupName", "A group label for the instance.", metavar="GROUP"),
+)
+
+
+def _spec_fields(ctx: Context, args: Args) -> dict[str, Any]:
+    """The fields createVm and createMany share, with names resolved to ids."""
+    return {
+        "cores": args["cores"],
+        "memory": args["memory"],
+        "cpuShare": args["cpuShare"],
+        "disks": args["disks"],
+        "nics": _wire_nics(ctx, args["nics"]),
+        "hints": args["hints"] or {},
+        "groupName": args["groupName"],
+        "userId": _user_id(ctx, args.maybe_text("userId")),
+    }
+
+
+def _wire_nics(ctx: Context, nics: list[parsing.NicArg] | None) -> list[NicIn] | None:
+    if nics is None:
+        return None
+    names: dict[str, int] = {}
+    if any(isinstance(n.network, str) for n in nics):
+        names = {net.name: net.id for net in ctx.client.get_networks()}
+    return parsing.nics_to_wire(nics, names)
+
+
+def _user_id(ctx: Context, ref: str | None) -> int | None:
+    if ref is None:
+        return None
+    return int(ref) if ref.isdigit() else ctx.client.get_user(ref).id
+
+
+def create_vm(ctx: Context, args: Args) -> Output:
+    request = InstanceIn(name=args.text("name"), **_spec_fields(ctx, args))
+    return instances_output([ctx.client.create_vm(request)], args)
+
+
+def create_many(ctx: Context, args: Args) -> Output:
+    nics: list[parsing.NicArg] | None = args["nics"]
+    if nics and any(n.mac for n in nics):
+        raise UsageError("--nics: createMany gives every VM its own MAC; leave the MACs empty")
+    request = CreateManyIn(
+        basename=args.text("basename"), count=args["count"], **_spec_fields(ctx, args)
+    )
+    return instances_output(ctx.client.create_many(request), args)
+
+
+# --- listing ---------------------------------------------------------------------------
+
+
+def get_instances(ctx: Context, args: Args) -> Output:
+    filters = {k: args.maybe_text(k) for k in ("user", "state", "host", "name")}
+    return instances_output(ctx.client.get_instances(**filters), args)
+
+
+def get_my_instances(ctx: Context, args: Args) -> Output:
+    me = ctx.client.whoami()
+    return instances_output(ctx.client.get_instances(user=str(me.id)), args)
+
+
+_CREATE_NOTE = (
+    " The instance is stored Pending; the scheduler places it on a host and the host's node"
+    " manager boots it (watch it with getInstances)."
+)
+
+VERBS = (
+    Verb(
+        "createVm",
+        "instances",
+        "Create one VM instance.",
+        create_vm,
+        (
+            Option(
+                "name",
+                "The instance's name (also its DNS name).",
+                parsing.parse_instance_name,
+                required=True,
+                metavar="NAME",
+            ),
+            *SPEC_OPTIONS,
+        ),
+        description="Ask for a new VM." + _CREATE_NOTE,
+        examples=(
+            "tashi createVm --name web --cores 1 --memory 256 --disks debian.qcow2",
+            "tashi createVm --name db --disks db.qcow2:True,scratch.qcow2 --nics 2::,3:198.18.0.7:",
+            "tashi createVm --name big --cores 4 --memory 4096 --disks base.qcow2"
+            " --hints nicModel=e1000,display=True",
+        ),
+        table=INSTANCE_TABLE,
+    ),
+    Verb(
+        "createMany",
+        "instances",
+        "Create COUNT VMs named BASENAME-NN, all or none.",
+        create_many,
+        (
+            Option(
+                "basename",
+                "Name prefix: the VMs are called BASENAME-0 … BASENAME-N.",
+                parsing.parse_instance_name,
+                required=True,
+                metavar="BASENAME",
+            ),
+            Option("count", "How many VMs.", parsing.parse_count, required=True, metavar="N"),
+            *SPEC_OPTIONS,
+        ),
+        description="Create COUNT instances in one request; numbers are zero-padded to the same"
+        " width (web-00 … web-11). Each VM gets its own random MAC, so MACs in --nics must be"
+        " left empty." + _CREATE_NOTE,
+        examples=(
+            "tashi createMany --basename web --count 10 --disks debian.qcow2",
+            "tashi createMany --basename w --count 3 --memory 512 --disks base.qcow2 --nics 2::",
+        ),
+        table=INSTANCE_TABLE,
+    ),
+    Verb(
+        "getInstances",
+        "instances",
+        "List instances (yours; an admin sees all).",
+        get_instances,
+        (
+            Option("user", "Only this user's instances (id or name).", metavar="USER"),
+            Option(
+                "state",
+                "Only instances in this state (Running, Pending, …).",
+                parsing.parse_instance_state,
+                metavar="STATE",
+            ),
+            Option("host", "Only instances on this host (id or name).", metavar="HOST"),
+            Option("name", "Only the instance(s) with this name.", metavar="NAME"),
+        ),
+        description="List instances with the columns id hostId name user state disk memory"
+        " cores. A user sees their own instances; admins see every instance.",
+        examples=(
+            "tashi getInstances",
+            "tashi getInstances --state Running --host node3",
+            "tashi getInstances --show-nics --show-cpuShare --hide-disk",
+            "tashi getInstances --json",
+        ),
+        table=INSTANCE_TABLE,
+    ),
+    Verb(
+        "getMyInstances",
+        "instances",
+        "List your own instances.",
+        get_my_instances,
+        description="Like getInstances, but only the instances you own (useful for an admin).",
+        examples=("tashi getMyInstances", "tashi getMyInstances --hide-all --show-name"),
+        table=INSTANCE_TABLE,
+    ),
+)
