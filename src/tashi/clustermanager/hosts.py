@@ -102,7 +102,9 @@ class HostService:
     async def add_reservation(self, caller: Principal, host_ref: str, user_ref: str) -> Host:
         require_admin(caller, "reserving hosts")
         return await self._db.write(
-            lambda tx: tx.hosts.add_reservation(refs.host(tx, host_ref).id, refs.user(tx, user_ref).id)
+            lambda tx: tx.hosts.add_reservation(
+                refs.host(tx, host_ref).id, refs.user(tx, user_ref).id
+            )
         )
 
     async def del_reservation(self, caller: Principal, host_ref: str, user_ref: str) -> Host:
@@ -113,7 +115,9 @@ class HostService:
             )
         )
 
-    async def get_reservation(self, caller: Principal, host_ref: str) -> tuple[Host, builtins.list[User]]:
+    async def get_reservation(
+        self, caller: Principal, host_ref: str
+    ) -> tuple[Host, builtins.list[User]]:
         require_admin(caller, "reading host reservations")
 
         def run(tx: Transaction) -> tuple[Host, builtins.list[User]]:

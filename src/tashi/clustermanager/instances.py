@@ -60,7 +60,9 @@ class InstanceService:
         spec = build_spec(request, request.name, self._rules.specs)
         return (await self._insert(owner, [spec]))[0]
 
-    async def create_many(self, caller: Principal, request: VmRequest, count: int) -> list[Instance]:
+    async def create_many(
+        self, caller: Principal, request: VmRequest, count: int
+    ) -> list[Instance]:
         """``createMany``: ``count`` instances named ``<name>-NN``, all stored or none."""
         owner = self._owner(caller, request)
         if not 1 <= count <= self._rules.max_batch:
@@ -69,8 +71,10 @@ class InstanceService:
             raise InvalidInput("createMany gives every VM its own MACs; leave the MAC empty")
         validation.instance_name(request.name)
         first = build_spec(request, many_names(request.name, count)[0], self._rules.specs)
-        specs = [replace(first, name=validation.instance_name(n))
-                 for n in many_names(request.name, count)]
+        specs = [
+            replace(first, name=validation.instance_name(n))
+            for n in many_names(request.name, count)
+        ]
         return await self._insert(owner, specs)
 
     async def _insert(self, owner: UserId, specs: list[InstanceSpec]) -> list[Instance]:
@@ -79,8 +83,10 @@ class InstanceService:
 
         def insert(tx: Transaction) -> list[Instance]:
             tx.users.get(owner)
-            return [tx.instances.add(owner, s, unique_name=unique, now=now)
-                    for s in settle_nics(tx, specs)]
+            return [
+                tx.instances.add(owner, s, unique_name=unique, now=now)
+                for s in settle_nics(tx, specs)
+            ]
 
         return await self._db.write(insert)
 
@@ -116,7 +122,9 @@ class InstanceService:
 
     # --- destroying -------------------------------------------------------------------
 
-    async def destroy_vm(self, caller: Principal, ref: str, *, force: bool = False) -> Instance | None:
+    async def destroy_vm(
+        self, caller: Principal, ref: str, *, force: bool = False
+    ) -> Instance | None:
         """``destroyVm``: removes an unstarted instance at once, otherwise asks its node
         manager to kill it. Returns the instance as it now is, or ``None`` once removed.
         ``force`` (admin only) removes the record whatever its state."""
@@ -230,7 +238,9 @@ class InstanceService:
         now = self._clock.now()
         changes = InstanceChanges(hints=hints, host_id=host_id)
         return await self._db.write(
-            lambda tx: tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
+            lambda tx: tx.instances.transition(
+                inst.id, inst.state, target, now=now, changes=changes
+            )
         )
 
 

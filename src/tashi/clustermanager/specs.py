@@ -49,8 +49,9 @@ def build_spec(request: VmRequest, name: str, rules: SpecRules) -> InstanceSpec:
     """Validate everything that needs no database. NICs without a MAC get one later."""
     if request.group_name is not None:
         validation.instance_name(request.group_name)
-    disks = tuple(DiskConfig(uri=validation.image_name(d.uri), persistent=d.persistent)
-                  for d in request.disks)
+    disks = tuple(
+        DiskConfig(uri=validation.image_name(d.uri), persistent=d.persistent) for d in request.disks
+    )
     if not disks:
         raise InvalidInput("an instance needs at least one disk (--disks IMAGE)")
     for disk in disks:

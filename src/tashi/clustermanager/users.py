@@ -59,8 +59,9 @@ class UserService:
         hashed = await asyncio.to_thread(hash_password, password)
         now = self._clock.now()
         user = await self._db.write(
-            lambda tx: tx.users.add(name, role=wanted, priority=priority, password_hash=hashed,
-                                    now=now)
+            lambda tx: tx.users.add(
+                name, role=wanted, priority=priority, password_hash=hashed, now=now
+            )
         )
         self._names[user.id] = user.name
         return user

@@ -1,0 +1,1 @@
+"""Composition roots: each builds one program from its parts and runs it (``main()``)."""

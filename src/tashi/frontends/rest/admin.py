@@ -1,0 +1,91 @@
+"""Routes for logins, users, networks and images."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from tashi.api import paths
+from tashi.api import schemas as s
+from tashi.clustermanager.service import ClusterService
+from tashi.frontends.rest import render
+from tashi.frontends.rest.deps import Caller, bearer_token
+from tashi.frontends.rest.json import JsonResponse
+
+
+def router(service: ClusterService) -> APIRouter:
+    api = APIRouter()
+
+    @api.post(paths.TOKEN, response_model=s.TokenOut, tags=["auth"], summary="log in")
+    async def login(body: s.LoginIn) -> JsonResponse:
+        done = await service.auth.login(body.username, body.password)
+        return JsonResponse(
+            {"token": done.token, "expiresAt": done.expires, "user": render.user(done.user)}
+        )
+
+    @api.delete(paths.TOKEN, response_model=s.MessageOut, tags=["auth"], summary="log out")
+    async def logout(caller: Caller, request: Request) -> JsonResponse:
+        await service.auth.logout(bearer_token(request) or "")
+        return JsonResponse({"message": "logged out"})
+
+    @api.get(paths.WHOAMI, response_model=s.UserOut, tags=["auth"], summary="whoami")
+    async def whoami(caller: Caller) -> JsonResponse:
+        return JsonResponse(render.user(await service.users.get(caller, str(caller.user_id))))
+
+    @api.get(paths.USERS, response_model=list[s.UserOut], tags=["users"], summary="getUsers")
+    async def get_users(caller: Caller) -> JsonResponse:
+        return JsonResponse([render.user(u) for u in await service.users.list(caller)])
+
+    @api.post(
+        paths.USERS,
+        response_model=s.UserOut,
+        status_code=201,
+        tags=["users"],
+        summary="registerUser",
+    )
+    async def register_user(caller: Caller, body: s.UserIn) -> JsonResponse:
+        user = await service.users.register(
+            caller, body.name, body.password, priority=body.priority, role=body.role
+        )
+        return JsonResponse(render.user(user), status_code=201)
+
+    @api.get(paths.USER, response_model=s.UserOut, tags=["users"], summary="getUser")
+    async def get_user(caller: Caller, ref: str) -> JsonResponse:
+        return JsonResponse(render.user(await service.users.get(caller, ref)))
+
+    @api.delete(paths.USER, response_model=s.UserOut, tags=["users"], summary="unregisterUser")
+    async def unregister_user(caller: Caller, ref: str) -> JsonResponse:
+        return JsonResponse(render.user(await service.users.unregister(caller, ref)))
+
+    @api.get(
+        paths.NETWORKS, response_model=list[s.NetworkOut], tags=["networks"], summary="getNetworks"
+    )
+    async def get_networks(caller: Caller) -> JsonResponse:
+        default = service.networks.default_network
+        return JsonResponse(
+            [render.network(n, default) for n in await service.networks.list(caller)]
+        )
+
+    @api.post(
+        paths.NETWORKS,
+        response_model=s.NetworkOut,
+        status_code=201,
+        tags=["networks"],
+        summary="addNetwork",
+    )
+    async def add_network(caller: Caller, body: s.NetworkIn) -> JsonResponse:
+        net = await service.networks.add(caller, body.id, body.name)
+        return JsonResponse(render.network(net, service.networks.default_network), status_code=201)
+
+    @api.delete(
+        paths.NETWORK, response_model=s.NetworkOut, tags=["networks"], summary="removeNetwork"
+    )
+    async def remove_network(caller: Caller, ref: str) -> JsonResponse:
+        net = await service.networks.remove(caller, ref)
+        return JsonResponse(render.network(net, service.networks.default_network))
+
+    @api.get(paths.IMAGES, response_model=list[s.ImageOut], tags=["images"], summary="getImages")
+    async def get_images(caller: Caller) -> JsonResponse:
+        images = await service.images.list(caller)
+        return JsonResponse([render.image(i, img) for i, img in enumerate(images)])
+
+    return api

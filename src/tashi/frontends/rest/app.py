@@ -1,0 +1,91 @@
+"""Builds the cluster manager's FastAPI application: routers, error table, health, metrics.
+
+``/health`` and ``/metrics`` are the only routes open without credentials; ``/docs`` and
+``/openapi.json`` describe the API (they reveal no state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from fastapi import FastAPI
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import tashi
+from tashi.api import paths
+from tashi.api import schemas as s
+from tashi.clustermanager.service import ClusterService
+from tashi.frontends.rest import admin, errors, hosts, instances
+from tashi.frontends.rest.json import JsonResponse
+
+
+class RequestStats:
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, int]] = Counter()
+        self.seconds = 0.0
+
+
+class CountRequests:
+    """Pure ASGI middleware counting requests by method and status (cheap: no body wrapping)."""
+
+    def __init__(self, app: ASGIApp, stats: RequestStats) -> None:
+        self.app = app
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.stats.counts[(scope["method"], status)] += 1
+            self.stats.seconds += time.perf_counter() - start
+
+
+def create_app(service: ClusterService) -> FastAPI:
+    app = FastAPI(
+        title="Tashi cluster manager",
+        version=tashi.__version__,
+        description="Manage virtual machines on a cluster of hosts. Authenticate with "
+        "POST /v1/auth/token, then send 'Authorization: Bearer <token>'.",
+        default_response_class=JsonResponse,
+    )
+    app.state.service = service
+    errors.install(app)
+    app.include_router(instances.router(service))
+    app.include_router(hosts.router(service))
+    app.include_router(admin.router(service))
+    stats = RequestStats()
+
+    @app.get(paths.HEALTH, response_model=s.HealthOut, tags=["health"])
+    async def health() -> JsonResponse:
+        return JsonResponse({"status": "ok", "version": tashi.__version__})
+
+    @app.get(paths.METRICS, response_class=PlainTextResponse, tags=["health"])
+    async def metrics() -> PlainTextResponse:
+        lines = ["# TYPE tashi_instances gauge"]
+        for state, count in (await service.instance_counts()).items():
+            lines.append(f'tashi_instances{{state="{state.name}"}} {count}')
+        lines.append("# TYPE tashi_http_requests_total counter")
+        for (method, status), count in sorted(stats.counts.items()):
+            lines.append(
+                f'tashi_http_requests_total{{method="{method}",status="{status}"}} {count}'
+            )
+        lines.append("# TYPE tashi_http_request_seconds_total counter")
+        lines.append(f"tashi_http_request_seconds_total {stats.seconds:.6f}")
+        return PlainTextResponse("\n".join(lines) + "\n")
+
+    app.add_middleware(CountRequests, stats=stats)
+    return app

@@ -1,0 +1,81 @@
+"""Domain records -> wire dictionaries (``tashi.api.schemas`` shapes).
+
+Plain dicts serialised by orjson rather than pydantic models: listing 10,000 instances must stay
+fast. The ``response_model`` of each route still documents the shape in OpenAPI, and the tests
+validate real responses against the schemas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tashi.domain.models import Host, Image, Instance, Network, User
+from tashi.domain.states import InstanceState
+
+Json = dict[str, Any]
+
+
+def instance(inst: Instance, names: Mapping[int, str]) -> Json:
+    return {
+        "id": inst.id,
+        "name": inst.name,
+        "userId": inst.user_id,
+        "user": names.get(inst.user_id, str(inst.user_id)),
+        "state": InstanceState(inst.state).name,
+        "hostId": inst.host_id,
+        "vmId": inst.vm_id,
+        "cores": inst.cores,
+        "memory": inst.memory,
+        "cpuShare": inst.cpu_share,
+        "disks": [{"uri": d.uri, "persistent": d.persistent} for d in inst.disks],
+        "nics": [{"network": n.network, "mac": n.mac, "ip": n.ip} for n in inst.nics],
+        "hints": dict(inst.hints),
+        "groupName": inst.group_name,
+        "reason": inst.reason,
+        "createdAt": inst.created_at,
+        "stateSince": inst.state_since,
+    }
+
+
+def host(h: Host) -> Json:
+    return {
+        "id": h.id,
+        "name": h.name,
+        "up": h.up,
+        "decayed": h.decayed,
+        "state": h.state.name,
+        "memory": h.memory,
+        "cores": h.cores,
+        "cpuSpeed": h.cpu_speed,
+        "version": h.version,
+        "notes": h.notes,
+        "reserved": list(h.reserved),
+        "config": dict(h.config),
+        "lastHeartbeat": h.last_heartbeat,
+        "load": h.load,
+    }
+
+
+def user(u: User) -> Json:
+    return {
+        "id": u.id,
+        "name": u.name,
+        "role": u.role.value,
+        "priority": u.priority,
+        "createdAt": u.created_at,
+    }
+
+
+def network(n: Network, default: int) -> Json:
+    return {"id": n.id, "name": n.name, "default": n.id == default}
+
+
+def image(index: int, img: Image) -> Json:
+    return {
+        "id": index,
+        "imageName": img.name,
+        "imageSize": img.size,
+        "format": img.format,
+        "virtualSize": img.virtual_size,
+    }
