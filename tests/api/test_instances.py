@@ -53,6 +53,8 @@ def test_create_vm_stores_a_pending_instance(api: Api) -> None:
     assert inst.nics[0].network == 1 and inst.nics[0].mac.startswith("52:54:00:")
     second = create(api, alice, "web2").json()
     assert second["id"] > inst.id
+    api.user("bob")  # a new user must not make older owners' names unknown
+    assert create(api, api.admin, "admins").json()["user"] == "admin"
 
 
 @pytest.mark.parametrize(

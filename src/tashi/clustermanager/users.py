@@ -23,11 +23,10 @@ class UserService:
         self._db = db
         self._clock = clock
         self._auth = auth
-        self._names: dict[int, str] = {}
+        self._names: dict[int, str] | None = None  # None: not loaded or out of date
 
     async def list(self, caller: Principal) -> list[User]:
         users = await self._db.read(lambda tx: tx.users.list())
-        self._names = {u.id: u.name for u in users}
         return users if caller.is_trusted else [u for u in users if u.id == caller.user_id]
 
     async def get(self, caller: Principal, ref: str) -> User:
@@ -37,11 +36,12 @@ class UserService:
         return user
 
     async def names(self) -> dict[int, str]:
-        """User id -> name, for rendering owners (cached; refreshed on every change)."""
-        if not self._names:
+        """User id -> name, for rendering owners (cached; dropped on every change)."""
+        names = self._names
+        if names is None:
             users = await self._db.read(lambda tx: tx.users.list())
-            self._names = {u.id: u.name for u in users}
-        return self._names
+            names = self._names = {u.id: u.name for u in users}
+        return names
 
     async def register(
         self, caller: Principal, name: str, password: str, *, priority: int = 0, role: str = "user"
@@ -63,7 +63,7 @@ class UserService:
                 name, role=wanted, priority=priority, password_hash=hashed, now=now
             )
         )
-        self._names[user.id] = user.name
+        self._names = None
         return user
 
     async def unregister(self, caller: Principal, ref: str) -> User:
@@ -81,5 +81,5 @@ class UserService:
 
         user = await self._db.write(run)
         self._auth.forget_user(user.id)
-        self._names.pop(user.id, None)
+        self._names = None
         return user

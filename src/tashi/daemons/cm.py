@@ -83,6 +83,7 @@ async def serve(settings: Settings, service: ClusterService) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    os.umask(0o077)  # the database and credential files are the cluster's secrets
     try:
         settings = load_settings("ClusterManager")
     except ConfigError as exc:

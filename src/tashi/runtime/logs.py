@@ -31,3 +31,5 @@ def setup(level: str, *, as_json: bool = False, program: str = "tashi") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic announces every plugin it loads at INFO; only its warnings matter to operators.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
