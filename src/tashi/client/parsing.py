@@ -136,7 +136,7 @@ def parse_pairs(text: str, *, allow_empty_values: bool = False) -> dict[str, str
     pairs: dict[str, str] = {}
     for item in _items(text, "key=value pairs"):
         key, sep, value = item.partition("=")
-        key = key.strip()
+        key, value = key.strip(), value.strip()
         if not sep or not key:
             raise UsageError(f"{item!r} is not key=value")
         if not value and not allow_empty_values:

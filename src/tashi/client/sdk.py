@@ -137,10 +137,14 @@ class TashiClient:
         state: str | None = None,
         host: str | None = None,
         name: str | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[InstanceOut]:
-        """``getInstances``: a user sees their own; admins see all. Filters are ANDed."""
-        wanted = {"user": user, "state": state, "host": host, "name": name}
-        params = {k: v for k, v in wanted.items() if v is not None}
+        """``getInstances``: a user sees their own; admins see all. Filters are ANDed;
+        ``after``/``limit`` page through the list in id order."""
+        wanted = {"user": user, "state": state, "host": host, "name": name, "after": after}
+        wanted["limit"] = limit
+        params = {k: str(v) for k, v in wanted.items() if v is not None}
         return decode_list(InstanceOut, self._t.call("GET", paths.INSTANCES, params=params))
 
     def get_instance(self, ref: str | int) -> InstanceOut:
@@ -160,7 +164,8 @@ class TashiClient:
         params = {"force": "true"} if force else None
         path = paths.INSTANCE.format(ref=_ref(ref))
         data = self._t.call("DELETE", path, params=params)
-        return decode(InstanceOut, data) if data else None
+        removed = isinstance(data, dict) and "id" not in data  # {"message": "removed"}
+        return None if removed or data is None else decode(InstanceOut, data)
 
     def destroy_many(self, basename: str) -> BatchResultOut:
         body = BatchSelectIn(basename=basename)
@@ -213,8 +218,9 @@ class TashiClient:
     def register_host(self, request: HostIn) -> HostOut:
         return decode(HostOut, self._t.call("POST", paths.HOSTS, body=request))
 
-    def unregister_host(self, ref: str | int) -> None:
-        self._t.call("DELETE", paths.HOST.format(ref=_ref(ref)))
+    def unregister_host(self, ref: str | int) -> HostOut:
+        """Remove a host's record; the host as it was."""
+        return decode(HostOut, self._t.call("DELETE", paths.HOST.format(ref=_ref(ref))))
 
     def set_host_state(self, ref: str | int, state: str) -> HostOut:
         path = paths.HOST_STATE.format(ref=_ref(ref))
@@ -234,13 +240,14 @@ class TashiClient:
         path = paths.RESERVATIONS.format(ref=_ref(ref))
         return decode(ReservationOut, self._t.call("GET", path))
 
-    def add_reservation(self, ref: str | int, user: str | int) -> ReservationOut:
+    def add_reservation(self, ref: str | int, user: str | int) -> HostOut:
+        """Reserve the host for ``user`` too; the host with its ``reserved`` user ids."""
         path = paths.RESERVATION.format(ref=_ref(ref), user=_ref(user))
-        return decode(ReservationOut, self._t.call("PUT", path))
+        return decode(HostOut, self._t.call("PUT", path))
 
-    def del_reservation(self, ref: str | int, user: str | int) -> ReservationOut:
+    def del_reservation(self, ref: str | int, user: str | int) -> HostOut:
         path = paths.RESERVATION.format(ref=_ref(ref), user=_ref(user))
-        return decode(ReservationOut, self._t.call("DELETE", path))
+        return decode(HostOut, self._t.call("DELETE", path))
 
     # --- networks, users, images ------------------------------------------------------------
 
@@ -250,8 +257,9 @@ class TashiClient:
     def add_network(self, request: NetworkIn) -> NetworkOut:
         return decode(NetworkOut, self._t.call("POST", paths.NETWORKS, body=request))
 
-    def del_network(self, ref: str | int) -> None:
-        self._t.call("DELETE", paths.NETWORK.format(ref=_ref(ref)))
+    def del_network(self, ref: str | int) -> NetworkOut:
+        """Remove a network no instance uses; the network as it was."""
+        return decode(NetworkOut, self._t.call("DELETE", paths.NETWORK.format(ref=_ref(ref))))
 
     def get_users(self) -> list[UserOut]:
         return decode_list(UserOut, self._t.call("GET", paths.USERS))
@@ -262,8 +270,9 @@ class TashiClient:
     def register_user(self, request: UserIn) -> UserOut:
         return decode(UserOut, self._t.call("POST", paths.USERS, body=request))
 
-    def unregister_user(self, ref: str | int) -> None:
-        self._t.call("DELETE", paths.USER.format(ref=_ref(ref)))
+    def unregister_user(self, ref: str | int) -> UserOut:
+        """Remove a user (and revoke their tokens); the user as it was."""
+        return decode(UserOut, self._t.call("DELETE", paths.USER.format(ref=_ref(ref))))
 
     def get_images(self) -> list[ImageOut]:
         return decode_list(ImageOut, self._t.call("GET", paths.IMAGES))

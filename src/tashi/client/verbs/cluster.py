@@ -72,8 +72,8 @@ def add_network(ctx: Context, args: Args) -> Output:
 
 
 def del_network(ctx: Context, args: Args) -> Output:
-    ctx.client.del_network(args.text("network"))
-    return Output(raw=None, text=f"Network {args.text('network')} removed.")
+    net = ctx.client.del_network(args.text("network"))
+    return Output(raw=dump(net), text=f"Network {net.name} (id {net.id}) removed.")
 
 
 def parse_role(text: str) -> str:
@@ -105,8 +105,8 @@ def register_user(ctx: Context, args: Args) -> Output:
 
 
 def unregister_user(ctx: Context, args: Args) -> Output:
-    ctx.client.unregister_user(args.text("user"))
-    return Output(raw=None, text=f"User {args.text('user')} unregistered.")
+    user = ctx.client.unregister_user(args.text("user"))
+    return Output(raw=dump(user), text=f"User {user.name} (id {user.id}) unregistered.")
 
 
 VERBS = (

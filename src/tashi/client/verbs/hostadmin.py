@@ -41,8 +41,8 @@ def add_host(ctx: Context, args: Args) -> Output:
 
 
 def del_host(ctx: Context, args: Args) -> Output:
-    ctx.client.unregister_host(args.text("host"))
-    return Output(raw=None, text=f"Host {args.text('host')} unregistered.")
+    host = ctx.client.unregister_host(args.text("host"))
+    return Output(raw=dump(host), text=f"Host {host.name} (hostId {host.id}) unregistered.")
 
 
 def reservation_sentence(res: ReservationOut) -> str:
@@ -60,11 +60,13 @@ def get_reservation(ctx: Context, args: Args) -> Output:
 
 
 def add_reservation(ctx: Context, args: Args) -> Output:
-    return _reservation_output(ctx.client.add_reservation(args.text("host"), args.text("user")))
+    host = ctx.client.add_reservation(args.text("host"), args.text("user"))
+    return _reservation_output(ctx.client.get_reservation(host.id))
 
 
 def del_reservation(ctx: Context, args: Args) -> Output:
-    return _reservation_output(ctx.client.del_reservation(args.text("host"), args.text("user")))
+    host = ctx.client.del_reservation(args.text("host"), args.text("user"))
+    return _reservation_output(ctx.client.get_reservation(host.id))
 
 
 def _config_changes(args: Args) -> dict[str, str]:

@@ -133,8 +133,13 @@ def create_many(ctx: Context, args: Args) -> Output:
 
 
 def get_instances(ctx: Context, args: Args) -> Output:
-    filters = {k: args.maybe_text(k) for k in ("user", "state", "host", "name")}
-    return instances_output(ctx.client.get_instances(**filters), args)
+    found = ctx.client.get_instances(
+        user=args.maybe_text("user"),
+        state=args.maybe_text("state"),
+        host=args.maybe_text("host"),
+        name=args.maybe_text("name"),
+    )
+    return instances_output(found, args)
 
 
 def get_my_instances(ctx: Context, args: Args) -> Output:
