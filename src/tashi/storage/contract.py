@@ -47,7 +47,6 @@ from tashi.domain.models import (
 from tashi.domain.states import HostState, InstanceState
 
 
-
 @dataclass(frozen=True, slots=True)
 class InstanceFilter:
     """Which instances ``find`` returns; every given field must match (all ``None``: all)."""
@@ -114,9 +113,7 @@ class InstanceRepository(Protocol):
 
 
 class HostRepository(Protocol):
-    def add(
-        self, name: str, *, memory: int, cores: int, version: str, now: datetime
-    ) -> Host:
+    def add(self, name: str, *, memory: int, cores: int, version: str, now: datetime) -> Host:
         """Register a new host (Normal, down) with a fresh id; ``AlreadyExists`` on its name."""
 
     def get(self, host_id: HostId) -> Host: ...

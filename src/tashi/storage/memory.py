@@ -28,6 +28,8 @@ from tashi.domain.models import (
 from tashi.domain.states import HostState, InstanceState
 from tashi.storage.contract import InstanceChanges, InstanceFilter
 
+_EVERYTHING = InstanceFilter()
+
 
 @dataclass
 class _Tables:
@@ -114,13 +116,13 @@ class _Instances:
         except KeyError:
             raise NotFound(f"instance {instance_id} does not exist") from None
 
-    def find(self, where: InstanceFilter = InstanceFilter()) -> list[Instance]:
+    def find(self, where: InstanceFilter = _EVERYTHING) -> list[Instance]:
         found = sorted(
             (i for i in self._t.instances.values() if _matches(i, where)), key=lambda i: i.id
         )
         return found[: where.limit] if where.limit is not None else found
 
-    def count(self, where: InstanceFilter = InstanceFilter()) -> int:
+    def count(self, where: InstanceFilter = _EVERYTHING) -> int:
         return len(self.find(replace(where, limit=None)))
 
     def macs_in_use(self, macs: Sequence[str]) -> set[str]:
@@ -138,9 +140,7 @@ class _Instances:
     ) -> Instance:
         inst = self.get(instance_id)
         if inst.state is not expected:
-            raise StateConflict(
-                f"instance {instance_id} is {inst.state.name}, not {expected.name}"
-            )
+            raise StateConflict(f"instance {instance_id} is {inst.state.name}, not {expected.name}")
         c = changes or InstanceChanges()
         nics = inst.nics
         if c.nics is not None:
@@ -151,7 +151,9 @@ class _Instances:
             inst,
             state=new,
             state_since=now if new is not inst.state else inst.state_since,
-            host_id=None if c.clear_host else (c.host_id if c.host_id is not None else inst.host_id),
+            host_id=None
+            if c.clear_host
+            else (c.host_id if c.host_id is not None else inst.host_id),
             vm_id=None if c.clear_vm else (c.vm_id if c.vm_id is not None else inst.vm_id),
             reason=None if c.clear_reason else (c.reason if c.reason is not None else inst.reason),
             hints=dict(c.hints) if c.hints is not None else inst.hints,
@@ -163,9 +165,7 @@ class _Instances:
     def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
         inst = self.get(instance_id)
         if inst.state is not expected:
-            raise StateConflict(
-                f"instance {instance_id} is {inst.state.name}, not {expected.name}"
-            )
+            raise StateConflict(f"instance {instance_id} is {inst.state.name}, not {expected.name}")
         del self._t.instances[instance_id]
         self._t.unique_names.pop(instance_id, None)
 
@@ -362,8 +362,15 @@ class MemoryStore:
                 yield _Tx(self._tables)
                 return
             work = copy.copy(self._tables)
-            for name in ("instances", "unique_names", "hosts", "networks", "users", "passwords",
-                         "tokens"):
+            for name in (
+                "instances",
+                "unique_names",
+                "hosts",
+                "networks",
+                "users",
+                "passwords",
+                "tokens",
+            ):
                 setattr(work, name, dict(getattr(self._tables, name)))
             yield _Tx(work)
             self._tables = work

@@ -1,0 +1,134 @@
+"""The user and token repositories over SQL.
+
+Implements ``UserRepository`` and ``TokenRepository`` of ``storage/contract.py`` on the
+``users`` and ``tokens`` tables of ``tables.py``. Removing a user cascades to their tokens and
+host reservations in the database; their instances hold it back (a RESTRICT foreign key).
+Errors pass through ``db.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, TashiError
+from tashi.domain.ids import UserId
+from tashi.domain.models import Principal, Role, User
+from tashi.storage.sql.db import Db, Violation
+from tashi.storage.sql.tables import instances as t_inst
+from tashi.storage.sql.tables import tokens as t_tokens
+from tashi.storage.sql.tables import users as t_users
+
+_ROLES = {role.value: role for role in Role}
+_USER_COLUMNS = (
+    t_users.c.id,
+    t_users.c.name,
+    t_users.c.role,
+    t_users.c.priority,
+    t_users.c.created_at,
+)
+
+
+class SqlUsers:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    def add(
+        self, name: str, *, role: Role, priority: int, password_hash: str, now: datetime
+    ) -> User:
+        def explain(v: Violation) -> TashiError:
+            return AlreadyExists(f"a user named {name!r} exists already")
+
+        row = {
+            "name": name,
+            "role": role.value,
+            "priority": priority,
+            "password_hash": password_hash,
+            "created_at": now,
+        }
+        uid = UserId(self._db.insert(sa.insert(t_users), row, explain=explain))
+        return User(id=uid, name=name, role=role, priority=priority, created_at=now)
+
+    def _select(self, condition: sa.ColumnElement[bool]) -> list[User]:
+        query = sa.select(*_USER_COLUMNS).where(condition).order_by(t_users.c.id)
+        return [_user(row) for row in self._db.execute(query)]
+
+    def get(self, user_id: UserId) -> User:
+        found = self._select(t_users.c.id == user_id)
+        if not found:
+            raise NotFound(f"user {user_id} does not exist")
+        return found[0]
+
+    def get_by_name(self, name: str) -> User:
+        found = self._select(t_users.c.name == name)
+        if not found:
+            raise NotFound(f"no user is named {name!r}")
+        return found[0]
+
+    def list(self) -> list[User]:
+        return self._select(sa.true())
+
+    def password_hash(self, user_id: UserId) -> str:
+        query = sa.select(t_users.c.password_hash).where(t_users.c.id == user_id)
+        found = self._db.execute(query).scalar_one_or_none()
+        if found is None:
+            raise NotFound(f"user {user_id} does not exist")
+        return str(found)
+
+    def set_password_hash(self, user_id: UserId, password_hash: str) -> None:
+        stmt = sa.update(t_users).where(t_users.c.id == user_id).values(password_hash=password_hash)
+        if self._db.execute(stmt).rowcount == 0:
+            raise NotFound(f"user {user_id} does not exist")
+
+    def remove(self, user_id: UserId) -> None:
+        user = self.get(user_id)
+
+        def explain(v: Violation) -> TashiError:
+            return InvalidState(f"user {user.name!r} still owns instances")
+
+        # Counting first gives the better message; the RESTRICT foreign key still decides
+        # when an instance is added concurrently (explain).
+        owned_query = sa.select(sa.func.count()).where(t_inst.c.user_id == user_id)
+        owned = int(self._db.execute(owned_query).scalar_one())
+        if owned:
+            raise InvalidState(f"user {user.name!r} still owns {owned} instance(s)")
+        self._db.execute(sa.delete(t_users).where(t_users.c.id == user_id), explain=explain)
+
+
+def _user(row: Any) -> User:
+    uid, name, role, priority, created_at = row
+    return User(id=uid, name=name, role=_ROLES[role], priority=priority, created_at=created_at)
+
+
+class SqlTokens:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    def add(self, token_hash: str, user_id: UserId, *, expires: datetime) -> None:
+        def explain(v: Violation) -> TashiError:
+            if v.foreign_key:
+                return NotFound(f"user {user_id} does not exist")
+            return AlreadyExists("that token exists already")
+
+        row = {"token_hash": token_hash, "user_id": user_id, "expires": expires}
+        self._db.execute(sa.insert(t_tokens), row, explain=explain)
+
+    def principal(self, token_hash: str, *, now: datetime) -> Principal | None:
+        query = (
+            sa.select(t_users.c.id, t_users.c.name, t_users.c.role)
+            .select_from(t_tokens.join(t_users, t_users.c.id == t_tokens.c.user_id))
+            .where(t_tokens.c.token_hash == token_hash, t_tokens.c.expires > now)
+        )
+        row = self._db.execute(query).one_or_none()
+        if row is None:
+            return None
+        return Principal(user_id=row[0], name=row[1], role=_ROLES[row[2]])
+
+    def remove(self, token_hash: str) -> None:
+        self._db.execute(sa.delete(t_tokens).where(t_tokens.c.token_hash == token_hash))
+
+    def purge_expired(self, now: datetime) -> int:
+        result = self._db.execute(sa.delete(t_tokens).where(t_tokens.c.expires <= now))
+        return int(result.rowcount)

@@ -1,0 +1,209 @@
+"""The host and network repositories over SQL.
+
+Implements ``HostRepository`` and ``NetworkRepository`` of ``storage/contract.py`` on the
+``hosts``, ``host_reservations`` and ``networks`` tables of ``tables.py``. A host's reservations
+come with it (one extra query for a whole listing). Errors pass through ``db.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, StateConflict, TashiError
+from tashi.domain.ids import HostId, NetworkId, UserId
+from tashi.domain.models import Host, Network
+from tashi.domain.states import HostState
+from tashi.storage.sql.db import Db, Violation
+from tashi.storage.sql.tables import host_reservations as t_res
+from tashi.storage.sql.tables import hosts as t_hosts
+from tashi.storage.sql.tables import networks as t_nets
+from tashi.storage.sql.tables import nics as t_nics
+
+_HOST_STATES = {state.value: state for state in HostState}
+_HOST_COLUMNS = (
+    t_hosts.c.id,
+    t_hosts.c.name,
+    t_hosts.c.up,
+    t_hosts.c.decayed,
+    t_hosts.c.state,
+    t_hosts.c.memory,
+    t_hosts.c.cores,
+    t_hosts.c.cpu_speed,
+    t_hosts.c.version,
+    t_hosts.c.notes,
+    t_hosts.c.config,
+    t_hosts.c.last_heartbeat,
+    t_hosts.c.load,
+)
+
+
+class SqlHosts:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    def add(self, name: str, *, memory: int, cores: int, version: str, now: datetime) -> Host:
+        def explain(v: Violation) -> TashiError:
+            return AlreadyExists(f"a host named {name!r} exists already")
+
+        host = Host(id=HostId(0), name=name, memory=memory, cores=cores, version=version)
+        row = {
+            "name": name,
+            "up": host.up,
+            "decayed": host.decayed,
+            "state": host.state.value,
+            "memory": memory,
+            "cores": cores,
+            "cpu_speed": host.cpu_speed,
+            "version": version,
+            "notes": host.notes,
+            "config": {},
+            "last_heartbeat": None,
+            "load": None,
+            "created_at": now,
+        }
+        hid = HostId(self._db.insert(sa.insert(t_hosts), row, explain=explain))
+        return Host(id=hid, name=name, memory=memory, cores=cores, version=version)
+
+    def _select(self, condition: sa.ColumnElement[bool]) -> list[Host]:
+        rows = self._db.execute(
+            sa.select(*_HOST_COLUMNS).where(condition).order_by(t_hosts.c.id)
+        ).all()
+        if not rows:
+            return []
+        query = (
+            sa.select(t_res.c.host_id, t_res.c.user_id)
+            .where(t_res.c.host_id.in_([r[0] for r in rows]))
+            .order_by(t_res.c.host_id, t_res.c.user_id)
+        )
+        reserved: dict[int, list[UserId]] = {}
+        for host_id, user_id in self._db.execute(query):
+            reserved.setdefault(host_id, []).append(user_id)
+        return [_host(row, reserved.get(row[0], [])) for row in rows]
+
+    def get(self, host_id: HostId) -> Host:
+        found = self._select(t_hosts.c.id == host_id)
+        if not found:
+            raise NotFound(f"host {host_id} does not exist")
+        return found[0]
+
+    def get_by_name(self, name: str) -> Host:
+        found = self._select(t_hosts.c.name == name)
+        if not found:
+            raise NotFound(f"no host is named {name!r}")
+        return found[0]
+
+    def list(self) -> list[Host]:
+        return self._select(sa.true())
+
+    def set_state(self, host_id: HostId, expected: HostState, new: HostState) -> Host:
+        cas = (
+            sa.update(t_hosts)
+            .where(t_hosts.c.id == host_id, t_hosts.c.state == expected.value)
+            .values(state=new.value)
+        )
+        if self._db.execute(cas).rowcount == 0:
+            state = self.get(host_id).state  # NotFound if it is gone
+            raise StateConflict(f"host {host_id} is {state.name}, not {expected.name}")
+        return self.get(host_id)
+
+    def update(self, host_id: HostId, **fields: Any) -> Host:
+        values = {k: v for k, v in fields.items() if v is not None}
+        if "config" in values:
+            values["config"] = dict(values["config"])
+        if values:
+            stmt = sa.update(t_hosts).where(t_hosts.c.id == host_id).values(values)
+            if self._db.execute(stmt).rowcount == 0:
+                raise NotFound(f"host {host_id} does not exist")
+        return self.get(host_id)
+
+    def add_reservation(self, host_id: HostId, user_id: UserId) -> Host:
+        def explain(v: Violation) -> TashiError:
+            return NotFound(f"user {user_id} does not exist")
+
+        self.get(host_id)
+        row = {"host_id": host_id, "user_id": user_id}
+        self._db.execute(_insert_if_absent(self._db.dialect, row), explain=explain)
+        return self.get(host_id)
+
+    def remove_reservation(self, host_id: HostId, user_id: UserId) -> Host:
+        self.get(host_id)
+        self._db.execute(
+            sa.delete(t_res).where(t_res.c.host_id == host_id, t_res.c.user_id == user_id)
+        )
+        return self.get(host_id)
+
+    def remove(self, host_id: HostId) -> None:
+        if self._db.execute(sa.delete(t_hosts).where(t_hosts.c.id == host_id)).rowcount == 0:
+            raise NotFound(f"host {host_id} does not exist")
+
+
+def _insert_if_absent(dialect: str, row: dict[str, int]) -> sa.Insert:
+    """INSERT that does nothing when the reservation exists (and still checks foreign keys,
+    which MariaDB's INSERT IGNORE would not)."""
+    if dialect == "postgresql":
+        return postgresql.insert(t_res).values(row).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(t_res).values(row).on_conflict_do_nothing()
+    stmt = mysql.insert(t_res).values(row)
+    return stmt.on_duplicate_key_update(user_id=stmt.inserted.user_id)
+
+
+def _host(row: Any, reserved: Iterable[UserId]) -> Host:
+    (hid, name, up, decayed, state, memory, cores, cpu_speed, version, notes, config,
+     last_heartbeat, load) = row  # fmt: skip
+    return Host(
+        id=hid,
+        name=name,
+        up=bool(up),
+        decayed=bool(decayed),
+        state=_HOST_STATES[state],
+        memory=memory,
+        cores=cores,
+        cpu_speed=cpu_speed,
+        version=version,
+        notes=notes,
+        reserved=tuple(reserved),
+        config=config,
+        last_heartbeat=last_heartbeat,
+        load=load,
+    )
+
+
+class SqlNetworks:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    def add(self, network_id: NetworkId, name: str) -> Network:
+        def explain(v: Violation) -> TashiError:
+            if v.constraint == "uq_networks_name":
+                return AlreadyExists(f"a network named {name!r} exists already")
+            return AlreadyExists(f"network {network_id} exists already")
+
+        self._db.execute(sa.insert(t_nets), {"id": network_id, "name": name}, explain=explain)
+        return Network(id=network_id, name=name)
+
+    def get(self, network_id: NetworkId) -> Network:
+        query = sa.select(t_nets.c.id, t_nets.c.name).where(t_nets.c.id == network_id)
+        row = self._db.execute(query).one_or_none()
+        if row is None:
+            raise NotFound(f"network {network_id} does not exist")
+        return Network(id=row[0], name=row[1])
+
+    def list(self) -> list[Network]:
+        query = sa.select(t_nets.c.id, t_nets.c.name).order_by(t_nets.c.id)
+        return [Network(id=i, name=n) for i, n in self._db.execute(query)]
+
+    def remove(self, network_id: NetworkId) -> None:
+        def explain(v: Violation) -> TashiError:
+            return InvalidState(f"network {network_id} still has instances on it")
+
+        self.get(network_id)
+        in_use = sa.select(t_nics.c.mac).where(t_nics.c.network_id == network_id).limit(1)
+        if self._db.execute(in_use).first() is not None:
+            raise explain(Violation(None, None, True, "checked before deleting"))
+        self._db.execute(sa.delete(t_nets).where(t_nets.c.id == network_id), explain=explain)

@@ -1,0 +1,286 @@
+"""The instance repository over SQL: inserts, filtered pages, compare-and-swap saves.
+
+Implements ``InstanceRepository`` of ``storage/contract.py`` on the ``instances`` and ``nics``
+tables of ``tables.py``, through the error seam of ``db.py``. ``find`` costs two queries for a
+whole page (instances, then the page's NICs), never one per instance; rows become records in
+``_records``, the hot loop that decides how fast a large listing is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.sql import ColumnElement
+
+from tashi.domain.errors import AlreadyExists, NotFound, StateConflict, TashiError
+from tashi.domain.ids import InstanceId, UserId
+from tashi.domain.models import DiskConfig, Instance, InstanceSpec, NicConfig
+from tashi.domain.states import InstanceState
+from tashi.storage.contract import InstanceChanges, InstanceFilter
+from tashi.storage.sql.db import Db, Violation
+from tashi.storage.sql.tables import instances as t_inst
+from tashi.storage.sql.tables import nics as t_nics
+
+_EVERYTHING = InstanceFilter()
+_STATES = {state.value: state for state in InstanceState}
+_COLUMNS = (
+    t_inst.c.id,
+    t_inst.c.name,
+    t_inst.c.user_id,
+    t_inst.c.state,
+    t_inst.c.cores,
+    t_inst.c.memory,
+    sa.cast(t_inst.c.disks, sa.Text),  # raw JSON text: equal texts are parsed once (_records)
+    t_inst.c.cpu_share,
+    sa.cast(t_inst.c.hints, sa.Text),
+    t_inst.c.group_name,
+    t_inst.c.host_id,
+    t_inst.c.vm_id,
+    t_inst.c.reason,
+    t_inst.c.created_at,
+    t_inst.c.state_since,
+)
+_NIC_COLUMNS = (t_nics.c.instance_id, t_nics.c.network_id, t_nics.c.mac, t_nics.c.ip)
+
+
+class SqlInstances:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    def add(
+        self, owner: UserId, spec: InstanceSpec, *, unique_name: bool, now: datetime
+    ) -> Instance:
+        def explain(v: Violation) -> TashiError:
+            if v.constraint == "uq_instances_name_key":
+                return AlreadyExists(f"an instance named {spec.name!r} exists already")
+            return NotFound(f"user {owner} does not exist")
+
+        row = {
+            "name": spec.name,
+            "name_key": spec.name if unique_name else None,
+            "user_id": owner,
+            "state": InstanceState.Pending.value,
+            "host_id": None,
+            "vm_id": None,
+            "cores": spec.cores,
+            "memory": spec.memory,
+            "cpu_share": spec.cpu_share,
+            "disks": [{"uri": d.uri, "persistent": d.persistent} for d in spec.disks],
+            "hints": dict(spec.hints),
+            "group_name": spec.group_name,
+            "reason": None,
+            "created_at": now,
+            "state_since": now,
+        }
+        iid = InstanceId(self._db.insert(sa.insert(t_inst), row, explain=explain))
+        if spec.nics:
+            self._add_nics(iid, spec.nics)
+        return Instance(
+            id=iid,
+            name=spec.name,
+            user_id=owner,
+            state=InstanceState.Pending,
+            cores=spec.cores,
+            memory=spec.memory,
+            disks=spec.disks,
+            nics=spec.nics,
+            cpu_share=spec.cpu_share,
+            hints=dict(spec.hints),
+            group_name=spec.group_name,
+            created_at=now,
+            state_since=now,
+        )
+
+    def _add_nics(self, iid: InstanceId, nics: Sequence[NicConfig]) -> None:
+        def explain(v: Violation) -> TashiError:
+            if v.constraint == "uq_nics_mac":
+                macs = v.value or ", ".join(n.mac for n in nics)
+                return AlreadyExists(f"MAC address {macs} in use")
+            if v.constraint == "uq_nics_network_ip":
+                return AlreadyExists(f"address {_ips(v, nics)} is in use on its network")
+            networks = ", ".join(sorted({str(n.network) for n in nics}))
+            return NotFound(f"network {networks} does not exist")
+
+        rows = [
+            {"instance_id": iid, "idx": i, "network_id": n.network, "mac": n.mac, "ip": n.ip}
+            for i, n in enumerate(nics)
+        ]
+        self._db.execute(sa.insert(t_nics), rows, explain=explain)
+
+    def get(self, instance_id: InstanceId) -> Instance:
+        found = self.find(InstanceFilter(ids=[instance_id]))
+        if not found:
+            raise NotFound(f"instance {instance_id} does not exist")
+        return found[0]
+
+    def find(self, where: InstanceFilter = _EVERYTHING) -> list[Instance]:
+        conditions = _conditions(where)
+        query = sa.select(*_COLUMNS).where(*conditions).order_by(t_inst.c.id)
+        if where.limit is not None:
+            query = query.limit(where.limit)
+        rows = self._db.execute(query).all()
+        if not rows:
+            return []
+        # The page is exactly "matches the filter, id up to the last one returned", so the
+        # same conditions bounded by that id select the page's NICs in one query.
+        nic_query = (
+            sa.select(*_NIC_COLUMNS)
+            .select_from(t_nics.join(t_inst, t_inst.c.id == t_nics.c.instance_id))
+            .where(*conditions, t_inst.c.id <= rows[-1][0])
+            .order_by(t_nics.c.instance_id, t_nics.c.idx)
+        )
+        nics: dict[int, tuple[NicConfig, ...]] = {}
+        for iid, network, mac, ip in self._db.execute(nic_query).all():
+            nics[iid] = (*nics.get(iid, ()), NicConfig(network, mac, ip))
+        return list(_records(rows, nics))
+
+    def count(self, where: InstanceFilter = _EVERYTHING) -> int:
+        query = sa.select(sa.func.count()).select_from(t_inst).where(*_conditions(where))
+        return int(self._db.execute(query).scalar_one())
+
+    def macs_in_use(self, macs: Sequence[str]) -> set[str]:
+        if not macs:
+            return set()
+        query = sa.select(t_nics.c.mac).where(t_nics.c.mac.in_(list(macs)))
+        return set(self._db.execute(query).scalars())
+
+    def transition(
+        self,
+        instance_id: InstanceId,
+        expected: InstanceState,
+        new: InstanceState,
+        *,
+        now: datetime,
+        changes: InstanceChanges | None = None,
+    ) -> Instance:
+        values = _changed_values(changes or InstanceChanges())
+        values["state"] = new.value
+        if new is not expected:
+            values["state_since"] = now
+        cas = sa.update(t_inst).where(t_inst.c.id == instance_id, t_inst.c.state == expected.value)
+        if self._db.execute(cas.values(values)).rowcount == 0:
+            raise self._cas_failure(instance_id, expected)
+        if changes is not None and changes.nics:
+            self._set_ips(instance_id, changes.nics)
+        return self.get(instance_id)
+
+    def _set_ips(self, instance_id: InstanceId, nics: Sequence[NicConfig]) -> None:
+        def explain(v: Violation) -> TashiError:
+            return AlreadyExists(f"address {_ips(v, nics)} is in use on its network")
+
+        stmt = (
+            sa.update(t_nics)
+            .where(t_nics.c.instance_id == sa.bindparam("iid"), t_nics.c.mac == sa.bindparam("m"))
+            .values(ip=sa.bindparam("new_ip"))
+        )
+        rows = [{"iid": instance_id, "m": n.mac, "new_ip": n.ip} for n in nics]
+        self._db.execute(stmt, rows, explain=explain)
+
+    def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
+        cas = sa.delete(t_inst).where(t_inst.c.id == instance_id, t_inst.c.state == expected.value)
+        if self._db.execute(cas).rowcount == 0:
+            raise self._cas_failure(instance_id, expected)
+
+    def _cas_failure(self, instance_id: InstanceId, expected: InstanceState) -> TashiError:
+        """Why a compare-and-swap matched no row: the row is gone, or its state moved on."""
+        query = sa.select(t_inst.c.state).where(t_inst.c.id == instance_id)
+        state = self._db.execute(query).scalar_one_or_none()
+        if state is None:
+            return NotFound(f"instance {instance_id} does not exist")
+        return StateConflict(
+            f"instance {instance_id} is {_STATES[state].name}, not {expected.name}"
+        )
+
+
+def _conditions(where: InstanceFilter) -> list[ColumnElement[bool]]:
+    c = t_inst.c
+    conditions: list[ColumnElement[bool]] = []
+    if where.ids is not None:
+        conditions.append(c.id.in_(list(where.ids)))
+    if where.name is not None:
+        conditions.append(c.name == where.name)
+    if where.name_prefix:
+        # A range instead of LIKE: it uses the name index on all three databases, and names
+        # compare by code point everywhere (coltypes.py), so the range is exactly the prefix.
+        conditions.append(c.name >= where.name_prefix)
+        conditions.append(c.name < _successor(where.name_prefix))
+    if where.user_id is not None:
+        conditions.append(c.user_id == where.user_id)
+    if where.states is not None:
+        conditions.append(c.state.in_([s.value for s in where.states]))
+    if where.host_id is not None:
+        conditions.append(c.host_id == where.host_id)
+    if where.after_id is not None:
+        conditions.append(c.id > where.after_id)
+    return conditions
+
+
+def _successor(prefix: str) -> str:
+    """The smallest string greater than every string that starts with ``prefix``."""
+    head = prefix.rstrip(chr(0x10FFFF))
+    if not head:
+        return chr(0x10FFFF) * (len(prefix) + 1)
+    return head[:-1] + chr(ord(head[-1]) + 1)
+
+
+def _changed_values(c: InstanceChanges) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if c.clear_host or c.host_id is not None:
+        values["host_id"] = None if c.clear_host else c.host_id
+    if c.clear_vm or c.vm_id is not None:
+        values["vm_id"] = None if c.clear_vm else c.vm_id
+    if c.clear_reason or c.reason is not None:
+        values["reason"] = None if c.clear_reason else c.reason
+    if c.hints is not None:
+        values["hints"] = dict(c.hints)
+    return values
+
+
+def _ips(v: Violation, nics: Sequence[NicConfig]) -> str:
+    """The address that is taken: ours if we asked for one, else what the database says."""
+    ips = [n.ip for n in nics if n.ip]
+    if len(ips) == 1 or not v.value:
+        return ", ".join(ips)
+    # PostgreSQL reports the key as "1, 10.0.0.5", MariaDB as "1-10.0.0.5".
+    return v.value.rpartition(", ")[2] if ", " in v.value else v.value.partition("-")[2]
+
+
+def _records(rows: Iterable[Any], nics: dict[int, tuple[NicConfig, ...]]) -> Iterable[Instance]:
+    states = _STATES
+    loads = orjson.loads
+    # Most instances share a handful of disk lists; DiskConfig tuples are immutable, so one
+    # parse serves them all (and spares the garbage collector most of a large listing).
+    disk_cache: dict[str, tuple[DiskConfig, ...]] = {}
+    for (
+        iid, name, user_id, state, cores, memory, disks_json, cpu_share, hints_json, group_name,
+        host_id, vm_id, reason, created_at, state_since,
+    ) in rows:  # fmt: skip
+        disks = disk_cache.get(disks_json)
+        if disks is None:
+            disks = disk_cache[disks_json] = _disks(disks_json)
+        yield Instance(
+            iid,
+            name,
+            user_id,
+            states[state],
+            cores,
+            memory,
+            disks,
+            nics.get(iid, ()),
+            cpu_share,
+            loads(hints_json),
+            group_name,
+            host_id,
+            vm_id,
+            reason,
+            created_at,
+            state_since,
+        )
+
+
+def _disks(text: str) -> tuple[DiskConfig, ...]:
+    return tuple(DiskConfig(d["uri"], d["persistent"]) for d in orjson.loads(text))

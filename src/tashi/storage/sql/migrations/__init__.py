@@ -1,0 +1,1 @@
+"""Tashi's Alembic environment (``env.py``) and its hand-written revisions (``versions/``)."""

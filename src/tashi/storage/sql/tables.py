@@ -1,0 +1,153 @@
+"""The SQL schema as SQLAlchemy Core tables: the one place its shape is written for queries.
+
+The schema itself is created by the Alembic migrations in ``migrations/versions`` (never by
+``create_all`` at start-up); ``tests/storage`` checks that the migrated database matches these
+tables. Every constraint has a fixed name because ``errors.py`` reads constraint names out of
+the database's error to say which uniqueness rule was broken.
+
+Design points (docs/adr/0002-state-store.md):
+
+* Ids are assigned by the database and never reused (``sqlite_autoincrement``; sequences on
+  PostgreSQL; InnoDB's persistent AUTO_INCREMENT on MariaDB). Network ids are chosen by the admin.
+* ``instances.name_key`` holds the name only when the instance asked for a unique name; its
+  UNIQUE index makes ``unique_name`` race-free (NULLs never collide).
+* ``instances.host_id`` has no foreign key: a host may be forgotten while its instances still
+  remember where they ran.
+* Names compare by code point on every database (see ``coltypes.py``).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tashi.storage.sql.coltypes import MYSQL_TABLE_ARGS, UtcDateTime, name_type
+
+NAME = 255
+
+#: Primary keys get predictable names too (``pk_<table>``); the rest are named where declared.
+metadata = sa.MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", name_type(NAME), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("name", name="uq_users_name"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_ARGS,
+)
+
+networks = sa.Table(
+    "networks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", name_type(NAME), nullable=False),
+    sa.UniqueConstraint("name", name="uq_networks_name"),
+    **MYSQL_TABLE_ARGS,
+)
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", name_type(NAME), nullable=False),
+    sa.Column("up", sa.Boolean, nullable=False),
+    sa.Column("decayed", sa.Boolean, nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("memory", sa.Integer, nullable=False),
+    sa.Column("cores", sa.Integer, nullable=False),
+    sa.Column("cpu_speed", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("last_heartbeat", UtcDateTime, nullable=True),
+    sa.Column("load", sa.Float, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("name", name="uq_hosts_name"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_ARGS,
+)
+
+host_reservations = sa.Table(
+    "host_reservations",
+    metadata,
+    sa.Column("host_id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, primary_key=True),
+    sa.ForeignKeyConstraint(
+        ["host_id"], ["hosts.id"], name="fk_host_reservations_host", ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(
+        ["user_id"], ["users.id"], name="fk_host_reservations_user", ondelete="CASCADE"
+    ),
+    sa.Index("ix_host_reservations_user", "user_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", name_type(NAME), nullable=False),
+    sa.Column("name_key", name_type(NAME), nullable=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("host_id", sa.Integer, nullable=True),
+    sa.Column("vm_id", sa.Integer, nullable=True),
+    sa.Column("cores", sa.Integer, nullable=False),
+    sa.Column("memory", sa.Integer, nullable=False),
+    sa.Column("cpu_share", sa.Integer, nullable=False),
+    sa.Column("disks", sa.JSON, nullable=False),
+    sa.Column("hints", sa.JSON, nullable=False),
+    sa.Column("group_name", sa.String(NAME), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("state_since", UtcDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["user_id"], ["users.id"], name="fk_instances_user", ondelete="RESTRICT"
+    ),
+    sa.Index("uq_instances_name_key", "name_key", unique=True),
+    sa.Index("ix_instances_state", "state", "id"),
+    sa.Index("ix_instances_user", "user_id", "id"),
+    sa.Index("ix_instances_host", "host_id", "id"),
+    sa.Index("ix_instances_name", "name", "id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_ARGS,
+)
+
+nics = sa.Table(
+    "nics",
+    metadata,
+    sa.Column("instance_id", sa.Integer, primary_key=True),
+    sa.Column("idx", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("network_id", sa.Integer, nullable=False),
+    sa.Column("mac", sa.String(17), nullable=False),
+    sa.Column("ip", sa.String(45), nullable=True),
+    sa.ForeignKeyConstraint(
+        ["instance_id"], ["instances.id"], name="fk_nics_instance", ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(
+        ["network_id"], ["networks.id"], name="fk_nics_network", ondelete="RESTRICT"
+    ),
+    sa.UniqueConstraint("mac", name="uq_nics_mac"),
+    sa.UniqueConstraint("network_id", "ip", name="uq_nics_network_ip"),
+    **MYSQL_TABLE_ARGS,
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(128), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("expires", UtcDateTime, nullable=False),
+    sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_tokens_user", ondelete="CASCADE"),
+    sa.Index("ix_tokens_user", "user_id"),
+    sa.Index("ix_tokens_expires", "expires"),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: Tables in an order that deletes cleanly (children first).
+DELETE_ORDER: tuple[sa.Table, ...] = tuple(reversed(metadata.sorted_tables))

@@ -1,0 +1,15 @@
+"""Fixtures shared by every test package.
+
+Database servers (``tests/fixtures/dbservers.py``): ``postgres_server`` and ``mariadb_server``
+(one real server per session, started on first use), ``fresh_database(kind)`` and
+``db_url(kind)`` (a new empty database of kind ``"sqlite"``, ``"postgres"`` or ``"mariadb"``).
+"""
+
+from __future__ import annotations
+
+from tests.fixtures.dbservers import (  # noqa: F401  (imported to register the fixtures)
+    db_url,
+    fresh_database,
+    mariadb_server,
+    postgres_server,
+)
