@@ -11,6 +11,7 @@ PREFIX = "/v1"
 
 HEALTH = "/health"
 METRICS = "/metrics"
+OPENAPI = f"{PREFIX}/openapi.json"  # GET, authenticated
 
 TOKEN = f"{PREFIX}/auth/token"  # POST login -> TokenOut; DELETE logout
 WHOAMI = f"{PREFIX}/auth/whoami"  # GET -> UserOut

@@ -1,7 +1,7 @@
 """Builds the cluster manager's FastAPI application: routers, error table, health, metrics.
 
-``/health`` and ``/metrics`` are the only routes open without credentials; ``/docs`` and
-``/openapi.json`` describe the API (they reveal no state).
+``/health`` and ``/metrics`` are the only routes open without credentials; the OpenAPI
+description is served at ``/v1/openapi.json`` to authenticated callers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
 from tashi.frontends.rest import admin, errors, hosts, instances
+from tashi.frontends.rest.deps import Caller
 from tashi.frontends.rest.json import JsonResponse
 
 
@@ -61,6 +62,9 @@ def create_app(service: ClusterService) -> FastAPI:
         description="Manage virtual machines on a cluster of hosts. Authenticate with "
         "POST /v1/auth/token, then send 'Authorization: Bearer <token>'.",
         default_response_class=JsonResponse,
+        openapi_url=None,  # served below, behind authentication like every other /v1 route
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     errors.install(app)
@@ -68,6 +72,10 @@ def create_app(service: ClusterService) -> FastAPI:
     app.include_router(hosts.router(service))
     app.include_router(admin.router(service))
     stats = RequestStats()
+
+    @app.get(paths.OPENAPI, tags=["health"], include_in_schema=False)
+    async def openapi(caller: Caller) -> JsonResponse:
+        return JsonResponse(app.openapi())
 
     @app.get(paths.HEALTH, response_model=s.HealthOut, tags=["health"])
     async def health() -> JsonResponse:
