@@ -5,14 +5,17 @@
 #   scripts/demo.sh         start a fresh demo cluster manager (stopping an earlier one) and run
 #   scripts/demo.sh stop    stop the cluster manager an earlier run left running
 #
+# TASHI_DEMO_DIR (default var/demo) and TASHI_DEMO_BIN (default .venv/bin) let the test suite run
+# it without touching a developer's demo.
+#
 # There is no node manager yet, so instances stay Pending: this shows the control plane only.
 # The cluster manager is left running at the end; the script prints how to use and stop it.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
-BIN="$ROOT/.venv/bin"
-DEMO="$ROOT/var/demo"
+BIN="${TASHI_DEMO_BIN:-$ROOT/.venv/bin}"
+DEMO="${TASHI_DEMO_DIR:-$ROOT/var/demo}"
 PIDFILE="$DEMO/cm.pid"
 LOG="$DEMO/cm.log"
 CONFIG="$DEMO/demo.cfg"
@@ -83,7 +86,7 @@ write_config() {
     PORT="$(free_port)"
     mkdir -p "$DEMO/state" "$DEMO/vfs/images"
     cat >"$CONFIG" <<EOF
-# Written by scripts/demo.sh: a cluster manager whose state lives under var/demo.
+# Written by scripts/demo.sh: a cluster manager whose state lives in $DEMO.
 [ClusterManager]
 stateDir = $DEMO/state
 
@@ -131,9 +134,14 @@ EOF
 }
 
 fresh_state() {
+    # Clear only what an earlier demo made: never a directory someone pointed us at by mistake.
+    if [[ -e "$DEMO" && ! -f "$DEMO/demo.cfg" && -n "$(ls -A "$DEMO")" ]]; then
+        die "refusing to clear $DEMO: it is not empty and holds no demo.cfg"
+    fi
     stop_cm
     rm -rf "$DEMO"
     mkdir -p "$DEMO"
+    say "demo directory: $DEMO"
 }
 
 start_and_wait() {
@@ -238,7 +246,7 @@ main() {
     [[ -x "$BIN/tashi-cm" && -x "$BIN/tashi" ]] \
         || die "$BIN has no tashi-cm or tashi; run scripts/bootstrap.sh (make demo does)"
     trap on_exit EXIT
-    phase "stop an earlier demo cluster manager, clear var/demo" fresh_state
+    phase "stop an earlier demo cluster manager, clear the demo directory" fresh_state
     phase "write the demo configuration" write_config
     phase "start tashi-cm and wait for GET /health" start_and_wait
     export TASHI_CM_HOST=127.0.0.1 TASHI_CM_PORT="$PORT"
