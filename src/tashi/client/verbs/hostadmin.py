@@ -76,7 +76,10 @@ def _config_changes(args: Args) -> dict[str, str]:
     if (config is None) == (element is None):
         raise UsageError("setHostConfig needs either --config K=V,... or --elemName K --value V")
     if element is not None:
-        return {element: args.maybe_text("value") or ""}
+        value = args.maybe_text("value")
+        if value is None:
+            raise UsageError("--elemName needs --value (an empty value removes the element)")
+        return {element: value}
     if args.maybe_text("value") is not None:
         raise UsageError("--value goes with --elemName, not with --config")
     return dict(config or {})

@@ -14,6 +14,7 @@ from tashi.client import parsing
 from tashi.client.errors import UsageError
 from tashi.client.tables import Column, TableSpec
 from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+from tashi.domain.errors import Forbidden, NotAuthenticated
 
 
 def _disk(inst: InstanceOut) -> str | None:
@@ -109,9 +110,16 @@ def _wire_nics(ctx: Context, nics: list[parsing.NicArg] | None) -> list[NicIn] |
 
 
 def _user_id(ctx: Context, ref: str | None) -> int | None:
-    if ref is None:
-        return None
-    return int(ref) if ref.isdigit() else ctx.client.get_user(ref).id
+    """``--userId`` by id or name; naming another user is the cluster manager's to refuse."""
+    if ref is None or ref.isdigit():
+        return None if ref is None else int(ref)
+    try:
+        return ctx.client.get_user(ref).id
+    except NotAuthenticated:
+        raise
+    except Forbidden as exc:
+        message = f"--userId {ref}: only an admin may create instances for another user"
+        raise Forbidden(message) from exc
 
 
 def create_vm(ctx: Context, args: Args) -> Output:
