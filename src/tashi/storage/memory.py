@@ -14,13 +14,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, StateConflict
+from tashi.domain.errors import (
+    AlreadyExists,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    StateConflict,
+)
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import (
     Host,
     Instance,
     InstanceSpec,
     Network,
+    NicConfig,
     Principal,
     Role,
     User,
@@ -45,6 +52,12 @@ class _Tables:
     next_user: int = 1
 
 
+def _aware(value: datetime) -> None:
+    """Timestamps must carry a time zone (the SQL store refuses naive ones the same way)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"timestamp {value.isoformat()} has no time zone")
+
+
 def _matches(inst: Instance, where: InstanceFilter) -> bool:
     return (
         (where.ids is None or inst.id in where.ids)
@@ -64,6 +77,7 @@ class _Instances:
     def add(
         self, owner: UserId, spec: InstanceSpec, *, unique_name: bool, now: datetime
     ) -> Instance:
+        _aware(now)
         if owner not in self._t.users:
             raise NotFound(f"user {owner} does not exist")
         if unique_name and spec.name in self._t.unique_names.values():
@@ -71,9 +85,10 @@ class _Instances:
         for nic in spec.nics:
             if nic.network not in self._t.networks:
                 raise NotFound(f"network {nic.network} does not exist")
-        taken = self.macs_in_use([n.mac for n in spec.nics])
-        if taken or len({n.mac for n in spec.nics}) < len(spec.nics):
-            raise AlreadyExists(f"MAC address {sorted(taken)[0] if taken else 'repeated'} in use")
+        macs = [n.mac for n in spec.nics]
+        taken = self.macs_in_use(macs) | {m for m in macs if macs.count(m) > 1}
+        if taken:
+            raise AlreadyExists(f"MAC address {sorted(taken)[0]} in use")
         self._check_ips(spec.nics, None)
         iid = InstanceId(self._t.next_instance)
         self._t.next_instance += 1
@@ -97,7 +112,7 @@ class _Instances:
             self._t.unique_names[iid] = spec.name
         return inst
 
-    def _check_ips(self, nics: Sequence[object], own: InstanceId | None) -> None:
+    def _check_ips(self, nics: Sequence[NicConfig], own: InstanceId | None) -> None:
         used = {
             (n.network, n.ip)
             for i in self._t.instances.values()
@@ -106,9 +121,11 @@ class _Instances:
             if n.ip
         }
         for nic in nics:
-            key = (getattr(nic, "network", None), getattr(nic, "ip", None))
-            if key[1] and key in used:
-                raise AlreadyExists(f"address {key[1]} is in use on network {key[0]}")
+            if nic.ip is None:
+                continue
+            if (nic.network, nic.ip) in used:
+                raise AlreadyExists(f"address {nic.ip} is in use on network {nic.network}")
+            used.add((nic.network, nic.ip))
 
     def get(self, instance_id: InstanceId) -> Instance:
         try:
@@ -138,6 +155,7 @@ class _Instances:
         now: datetime,
         changes: InstanceChanges | None = None,
     ) -> Instance:
+        _aware(now)
         inst = self.get(instance_id)
         if inst.state is not expected:
             raise StateConflict(f"instance {instance_id} is {inst.state.name}, not {expected.name}")
@@ -175,6 +193,7 @@ class _Hosts:
         self._t = t
 
     def add(self, name: str, *, memory: int, cores: int, version: str, now: datetime) -> Host:
+        _aware(now)
         if any(h.name == name for h in self._t.hosts.values()):
             raise AlreadyExists(f"a host named {name!r} exists already")
         hid = HostId(self._t.next_host)
@@ -211,6 +230,8 @@ class _Hosts:
     def update(self, host_id: HostId, **fields: object) -> Host:
         host = self.get(host_id)
         given = {k: v for k, v in fields.items() if v is not None}
+        if "last_heartbeat" in given:
+            _aware(given["last_heartbeat"])  # type: ignore[arg-type]
         if "config" in given:
             given["config"] = dict(given["config"])  # type: ignore[call-overload]
         return self._put(replace(host, **given))  # type: ignore[arg-type]
@@ -268,6 +289,7 @@ class _Users:
     def add(
         self, name: str, *, role: Role, priority: int, password_hash: str, now: datetime
     ) -> User:
+        _aware(now)
         if any(u.name == name for u in self._t.users.values()):
             raise AlreadyExists(f"a user named {name!r} exists already")
         uid = UserId(self._t.next_user)
@@ -320,9 +342,15 @@ class _Tokens:
         self._t = t
 
     def add(self, token_hash: str, user_id: UserId, *, expires: datetime) -> None:
+        _aware(expires)
+        if user_id not in self._t.users:
+            raise NotFound(f"user {user_id} does not exist")
+        if token_hash in self._t.tokens:
+            raise AlreadyExists("that token exists already")
         self._t.tokens[token_hash] = (user_id, expires)
 
     def principal(self, token_hash: str, *, now: datetime) -> Principal | None:
+        _aware(now)
         found = self._t.tokens.get(token_hash)
         if found is None or found[1] <= now or found[0] not in self._t.users:
             return None
@@ -333,6 +361,7 @@ class _Tokens:
         self._t.tokens.pop(token_hash, None)
 
     def purge_expired(self, now: datetime) -> int:
+        _aware(now)
         expired = [k for k, (_, exp) in self._t.tokens.items() if exp <= now]
         for key in expired:
             del self._t.tokens[key]

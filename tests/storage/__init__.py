@@ -1,0 +1,1 @@
+"""Tests of the store contract over every implementation, the SQL engine and the migrations."""
