@@ -14,6 +14,7 @@ import pytest
 
 from tashi.client import cli as cli_module
 from tashi.client.argv import parse
+from tashi.client.errors import EXIT_CODES
 from tashi.client.verbs import ALL_VERBS
 from tashi.client.verbs.base import Verb
 from tests.client.conftest import Cli
@@ -182,3 +183,15 @@ def test_version(cli: Cli) -> None:
     ran = cli("--version")
     assert ran.status == 0
     assert ran.out.startswith("tashi ")
+
+
+def test_the_client_docs_describe_every_verb_and_option() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "client.md").read_text()
+    for verb in ALL_VERBS:
+        assert f"#### `{verb.name}`" in docs, verb.name
+        for opt in verb.options:
+            assert f"`--{opt.name}" in docs, (verb.name, opt.name)
+        for example in verb.examples:
+            assert example in docs, example
+    for _, status, _ in EXIT_CODES:
+        assert f"| {status} |" in docs
