@@ -14,9 +14,11 @@ import pytest
 
 from tashi.client import cli as cli_module
 from tashi.client.argv import parse
-from tashi.client.errors import EXIT_CODES
+from tashi.client.errors import EXIT_CODES, UsageError
+from tashi.client.sdk import TashiClient
 from tashi.client.verbs import ALL_VERBS
-from tashi.client.verbs.base import Verb
+from tashi.client.verbs import cluster as cluster_verbs
+from tashi.client.verbs.base import Args, Context, Verb
 from tests.client.conftest import Cli
 
 VERB_IDS = [v.name for v in ALL_VERBS]
@@ -195,3 +197,21 @@ def test_the_client_docs_describe_every_verb_and_option() -> None:
             assert example in docs, example
     for _, status, _ in EXIT_CODES:
         assert f"| {status} |" in docs
+
+
+def _no_client() -> TashiClient:
+    raise AssertionError("no connection expected")
+
+
+def test_register_user_asks_twice_on_a_terminal() -> None:
+    answers = iter(["secret-pw-1", "secret-pw-1"])
+    ctx = Context(_no_client, lambda prompt: next(answers))
+    assert cluster_verbs._new_password(ctx, Args(values={"passwd": None})) == "secret-pw-1"
+    differ = iter(["secret-pw-1", "secret-pw-2"])
+    ctx = Context(_no_client, lambda prompt: next(differ))
+    with pytest.raises(UsageError, match="differ"):
+        cluster_verbs._new_password(ctx, Args(values={"passwd": None}))
+    short = iter(["short", "short"])
+    ctx = Context(_no_client, lambda prompt: next(short))
+    with pytest.raises(UsageError, match="at least 8"):
+        cluster_verbs._new_password(ctx, Args(values={"passwd": None}))

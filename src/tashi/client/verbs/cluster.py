@@ -83,14 +83,22 @@ def parse_role(text: str) -> str:
     return role
 
 
+def _ask_twice(ctx: Context) -> tuple[str, str]:
+    try:
+        return ctx.ask_secret("Password for the new user: "), ctx.ask_secret("Password again: ")
+    except UsageError as exc:
+        raise UsageError(f"registerUser needs --passwd here: {exc.message}") from None
+
+
 def _new_password(ctx: Context, args: Args) -> str:
+    """``--passwd``, or asked twice on the terminal (so it stays out of ``ps``)."""
     given = args.maybe_text("passwd")
     if given is not None:
         return given
-    first = parsing.parse_password(ctx.ask_secret("Password for the new user: "))
-    if ctx.ask_secret("Password again: ") != first:
+    first, again = _ask_twice(ctx)
+    if again != first:
         raise UsageError("the two passwords differ")
-    return first
+    return parsing.parse_password(first)
 
 
 def register_user(ctx: Context, args: Args) -> Output:

@@ -67,6 +67,8 @@ LAYOUT_TABLE: TableSpec[LayoutRow] = TableSpec(
     default=("id", "name", "state", "instances", "usedMemory", "memory", "usedCores", "cores"),
 )
 
+#: roles that see every instance (``Principal.is_trusted`` on the server)
+TRUSTED_ROLES = ("admin", "agent", "node")
 _PARTIAL = (
     "note: you see only your own instances, so the used columns and slots count only those;"
     " an admin sees the whole cluster"
@@ -80,7 +82,7 @@ def get_hosts(ctx: Context, args: Args) -> Output:
 
 def _layout(ctx: Context) -> tuple[list[LayoutRow], tuple[str, ...]]:
     rows = layout(ctx.client.get_hosts(), ctx.client.get_instances())
-    partial = ctx.client.whoami().role not in ("admin", "agent")
+    partial = ctx.client.whoami().role not in TRUSTED_ROLES
     return rows, (_PARTIAL,) if partial else ()
 
 
