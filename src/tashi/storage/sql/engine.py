@@ -68,7 +68,6 @@ def make_engine(url: URL | str, *, pool_size: int = 8) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database in (None, "", ":memory:"):
             raise InvalidInput("Tashi keeps its state in a SQLite file, not in memory")
-        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, **json_args)
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
