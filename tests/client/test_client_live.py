@@ -371,7 +371,8 @@ def test_bad_input_is_refused_and_changes_nothing(cluster: Cluster) -> None:
 
 def test_a_user_sees_only_their_own_and_no_admin_verbs(cluster: Cluster) -> None:
     alice = cluster.user_config("alice", "alice-pass-1")
-    cluster.ok("createVm", "--name", "admins-vm", "--disks", "other.img")
+    created = cluster.ok("createVm", "--name", "admins-vm", "--disks", "other.img", "--json")
+    assert (created.json()["name"], created.json()["user"]) == ("admins-vm", "admin")
     cluster.ok("createVm", "--name", "alices-vm", "--disks", "other.img", config=alice)
     mine = [row[2] for row in cluster.ok("getInstances", config=alice).rows()]
     assert mine == ["alices-vm"]

@@ -124,7 +124,8 @@ def _user_id(ctx: Context, ref: str | None) -> int | None:
 
 def create_vm(ctx: Context, args: Args) -> Output:
     request = InstanceIn(name=args.text("name"), **_spec_fields(ctx, args))
-    return instances_output([ctx.client.create_vm(request)], args)
+    inst = ctx.client.create_vm(request)
+    return table_output(INSTANCE_TABLE, [inst], args, dump(inst))
 
 
 def create_many(ctx: Context, args: Args) -> Output:
