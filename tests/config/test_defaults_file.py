@@ -27,9 +27,9 @@ def section_classes() -> list[Any]:
 
 
 def options() -> list[tuple[str, str, str]]:
-    """(section, option name, doc) of every setting."""
+    """(section, option name, comment) of every setting."""
     return [
-        (cls.SECTION, option_info(field).name, option_info(field).doc)
+        (cls.SECTION, option_info(field).name, option_info(field).comment())
         for cls in section_classes()
         for field in dataclasses.fields(cls)
     ]

@@ -232,6 +232,45 @@ def test_a_bad_value_names_file_section_option_and_expected_kind(
 
 
 @pytest.mark.parametrize(
+    ("section", "option", "bad", "expected"),
+    [
+        ("ClusterManagerService", "port", "0", "expected a number from 1 to 65535"),
+        ("ClusterManagerService", "port", "99999", "expected a number from 1 to 65535"),
+        ("ClusterManagerService", "maxCores", "0", "expected a number at least 1"),
+        ("ClusterManagerService", "maxMemory", "-512", "expected a number at least 1"),
+        ("ClusterManagerService", "defaultNetwork", "16777216", "from 0 to 16777215"),
+        ("ClusterManagerService", "expireHostTime", "0", "expected a number at least 0.1"),
+        ("Client", "clusterManagerPort", "-1", "expected a number from 1 to 65535"),
+    ],
+)
+def test_a_number_out_of_range_names_the_range(
+    dirs: list[Path], section: str, option: str, bad: str, expected: str
+) -> None:
+    path = write(dirs[0] / "Tashi.cfg", f"[{section}]\n{option} = {bad}\n")
+    with pytest.raises(ConfigError) as caught:
+        cm(dirs)
+    assert str(path) in caught.value.message
+    assert f"[{section}] {option} = {bad!r}" in caught.value.message
+    assert expected in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("option", "edge"),
+    [("port", "1"), ("port", "65535"), ("defaultNetwork", "0"), ("allowDecayed", "0")],
+)
+def test_the_edges_of_a_range_are_allowed(dirs: list[Path], option: str, edge: str) -> None:
+    write(dirs[0] / "Tashi.cfg", f"[ClusterManagerService]\n{option} = {edge}\n")
+    assert cm(dirs)  # no error
+
+
+def test_a_port_out_of_range_in_the_environment_names_the_variable(dirs: list[Path]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings("Client", dirs=dirs, env={"TASHI_CM_PORT": "70000"})
+    assert "environment variable TASHI_CM_PORT" in caught.value.message
+    assert "from 1 to 65535" in caught.value.message
+
+
+@pytest.mark.parametrize(
     ("text", "value"),
     [
         ("True", True),

@@ -41,7 +41,9 @@ def render() -> str:
         instance = cls()
         for field in dataclasses.fields(cls):
             info = option_info(field)
-            out.extend(textwrap.wrap(info.doc, 96, initial_indent="# ", subsequent_indent="# "))
+            out.extend(
+                textwrap.wrap(info.comment(), 96, initial_indent="# ", subsequent_indent="# ")
+            )
             out.append(f"{info.name} = {_value(getattr(instance, field.name))}".rstrip())
             out.append("")
         if out[-1] == "":

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tashi.config.options import option_info
+from tashi.config.options import OptionInfo, option_info
 from tashi.config.settings import Settings
 from tashi.domain.errors import InvalidInput
 
@@ -127,8 +127,9 @@ def parse_settings(raw: RawConfig) -> Settings:
             found = raw.get(cls.SECTION, info.name)
             if found is not None:
                 value, source = found
-                kind = hints[field.name]
-                kwargs[field.name] = _convert(kind, value, source, cls.SECTION, info.name)
+                where = f"{source}: [{cls.SECTION}] {info.name} = {value!r}"
+                converted = _convert(hints[field.name], value, where)
+                kwargs[field.name] = _check_bounds(converted, info, where)
         sections[top.name] = cls(**kwargs)
     _warn_unknown(raw, known, {_factory_type(f).SECTION for f in dataclasses.fields(Settings)})
     return Settings(**sections)
@@ -164,8 +165,7 @@ _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 
 
-def _convert(kind: Any, text: str, source: str, section: str, name: str) -> Any:
-    where = f"{source}: [{section}] {name} = {text!r}"
+def _convert(kind: Any, text: str, where: str) -> Any:
     value = text.strip()
     if kind is bool:
         if value.lower() in _TRUE:
@@ -192,4 +192,10 @@ def _convert(kind: Any, text: str, source: str, section: str, name: str) -> Any:
         return Path(value).expanduser()
     if kind is str:
         return value
-    raise TypeError(f"no converter for {kind!r} ({section}.{name})")
+    raise TypeError(f"no converter for {kind!r} ({where})")
+
+
+def _check_bounds(value: Any, info: OptionInfo, where: str) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool) and not info.allows(value):
+        raise ConfigError(f"{where}: expected a number {info.bounds()}")
+    return value

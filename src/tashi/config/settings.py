@@ -44,16 +44,18 @@ class ClusterManagerServiceSettings:
         "Address the HTTP API listens on. Use 0.0.0.0 to serve node managers on other machines;"
         " every call except /health and /metrics needs credentials.",
     )
-    port: int = option("port", 9882, "TCP port of the HTTP API.")
+    port: int = option("port", 9882, "TCP port of the HTTP API.", minimum=1, maximum=65535)
     expire_host_time: float = option(
         "expireHostTime",
         30.0,
         "Seconds without a heartbeat before a host is checked and marked down.",
+        minimum=0.1,
     )
     allow_decayed: float = option(
         "allowDecayed",
         30.0,
         "Seconds the cluster manager trusts a host's report before it asks again.",
+        minimum=0,
     )
     allow_mismatched_versions: bool = option(
         "allowMismatchedVersions",
@@ -61,16 +63,25 @@ class ClusterManagerServiceSettings:
         "Accept node managers whose version differs from the cluster manager's (otherwise such"
         " hosts become VersionMismatch and receive no VMs).",
     )
-    max_memory: int = option("maxMemory", 8192, "Largest memory (MB) one VM may ask for.")
-    max_cores: int = option("maxCores", 8, "Most cores one VM may ask for.")
+    max_memory: int = option(
+        "maxMemory", 8192, "Largest memory (MB) one VM may ask for.", minimum=1
+    )
+    max_cores: int = option("maxCores", 8, "Most cores one VM may ask for.", minimum=1)
     default_network: int = option(
-        "defaultNetwork", 1, "Network id a NIC joins when the request names no network."
+        "defaultNetwork",
+        1,
+        "Network id a NIC joins when the request names no network.",
+        minimum=0,
+        maximum=16777215,
     )
     allow_duplicate_names: bool = option(
         "allowDuplicateNames", False, "Allow two instances with the same name."
     )
     max_batch: int = option(
-        "maxBatch", 1000, "Most instances one createMany, destroyMany or shutdownMany may touch."
+        "maxBatch",
+        1000,
+        "Most instances one createMany, destroyMany or shutdownMany may touch.",
+        minimum=1,
     )
 
 
@@ -88,7 +99,7 @@ class SqlSettings:
     password: str = option(
         "password", "", "Password for the database user, kept out of the URI (and out of logs)."
     )
-    pool_size: int = option("poolSize", 8, "Connections kept open to a database server.")
+    pool_size: int = option("poolSize", 8, "Connections kept open to a database server.", minimum=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +123,7 @@ class SecuritySettings:
     )
 
     token_lifetime: float = option(
-        "tokenLifetime", 43200.0, "Seconds a bearer token stays valid after login."
+        "tokenLifetime", 43200.0, "Seconds a bearer token stays valid after login.", minimum=1
     )
 
 
@@ -124,9 +135,11 @@ class ClientSettings:
     )
 
     cluster_manager_host: str = option("clusterManagerHost", "localhost", "Cluster manager host.")
-    cluster_manager_port: int = option("clusterManagerPort", 9882, "Cluster manager port.")
+    cluster_manager_port: int = option(
+        "clusterManagerPort", 9882, "Cluster manager port.", minimum=1, maximum=65535
+    )
     cluster_manager_timeout: float = option(
-        "clusterManagerTimeout", 30.0, "Seconds the client waits for an answer."
+        "clusterManagerTimeout", 30.0, "Seconds the client waits for an answer.", minimum=0.1
     )
 
 
