@@ -9,10 +9,11 @@ each noun live with its verbs (``verbs/``); this module knows no record type.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tashi.client.errors import UsageError
 
@@ -26,6 +27,11 @@ View = tuple[bool, str]
 class Column(Generic[R]):
     name: str
     get: Callable[[R], object]
+
+
+def attributes(*names: str) -> tuple[Column[Any], ...]:
+    """Columns that each show the record's attribute of the same name."""
+    return tuple(Column(name, operator.attrgetter(name)) for name in names)
 
 
 @dataclass(frozen=True, slots=True)

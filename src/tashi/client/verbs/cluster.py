@@ -10,33 +10,22 @@ from __future__ import annotations
 from tashi.api.schemas import ImageOut, NetworkIn, NetworkOut, UserIn, UserOut
 from tashi.client import parsing
 from tashi.client.errors import UsageError
-from tashi.client.tables import Column, TableSpec, human_size
+from tashi.client.tables import Column, TableSpec, attributes, human_size
 from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
 
 NETWORK_TABLE: TableSpec[NetworkOut] = TableSpec(
-    columns=(
-        Column("id", lambda n: n.id),
-        Column("name", lambda n: n.name),
-        Column("default", lambda n: n.default),
-    ),
+    columns=attributes("id", "name", "default"),
     default=("id", "name", "default"),
 )
 USER_TABLE: TableSpec[UserOut] = TableSpec(
-    columns=(
-        Column("id", lambda u: u.id),
-        Column("name", lambda u: u.name),
-        Column("role", lambda u: u.role),
-        Column("priority", lambda u: u.priority),
-        Column("createdAt", lambda u: u.createdAt),
-    ),
+    columns=attributes("id", "name", "role", "priority", "createdAt"),
     default=("id", "name", "role", "priority"),
 )
 IMAGE_TABLE: TableSpec[ImageOut] = TableSpec(
     columns=(
-        Column("id", lambda i: i.id),
-        Column("imageName", lambda i: i.imageName),
+        *attributes("id", "imageName"),
         Column("imageSize", lambda i: human_size(i.imageSize)),
-        Column("format", lambda i: i.format),
+        *attributes("format"),
         Column(
             "virtualSize", lambda i: None if i.virtualSize is None else human_size(i.virtualSize)
         ),

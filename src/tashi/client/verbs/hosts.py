@@ -13,56 +13,20 @@ from dataclasses import asdict
 from tashi.api.schemas import HostOut
 from tashi.client import parsing
 from tashi.client.layout import LayoutRow, layout, slots, slots_sentence
-from tashi.client.tables import Column, TableSpec
+from tashi.client.tables import TableSpec, attributes
 from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
 
-
-def _host_field(name: str) -> Column[HostOut]:
-    return Column(name, lambda host: getattr(host, name))
-
-
 HOST_TABLE: TableSpec[HostOut] = TableSpec(
-    columns=tuple(
-        _host_field(n)
-        for n in (
-            "id",
-            "name",
-            "up",
-            "state",
-            "memory",
-            "cores",
-            "version",
-            "notes",
-            "reserved",
-            "decayed",
-            "cpuSpeed",
-            "config",
-            "lastHeartbeat",
-            "load",
-        )
+    columns=attributes(
+        *("id", "name", "up", "state", "memory", "cores", "version", "notes", "reserved"),
+        *("decayed", "cpuSpeed", "config", "lastHeartbeat", "load"),
     ),
     default=("id", "name", "up", "state", "memory", "cores", "version", "notes", "reserved"),
 )
-
-
-def _row_field(name: str) -> Column[LayoutRow]:
-    return Column(name, lambda row: getattr(row, name))
-
-
 LAYOUT_TABLE: TableSpec[LayoutRow] = TableSpec(
-    columns=tuple(
-        _row_field(n)
-        for n in (
-            "id",
-            "name",
-            "state",
-            "instances",
-            "usedMemory",
-            "memory",
-            "usedCores",
-            "cores",
-            "up",
-        )
+    columns=attributes(
+        *("id", "name", "state", "instances", "usedMemory", "memory", "usedCores", "cores"),
+        "up",
     ),
     default=("id", "name", "state", "instances", "usedMemory", "memory", "usedCores", "cores"),
 )

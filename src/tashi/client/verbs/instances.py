@@ -12,7 +12,7 @@ from typing import Any
 from tashi.api.schemas import CreateManyIn, InstanceIn, InstanceOut, NicIn
 from tashi.client import parsing
 from tashi.client.errors import UsageError
-from tashi.client.tables import Column, TableSpec
+from tashi.client.tables import Column, TableSpec, attributes
 from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
 from tashi.domain.errors import Forbidden, NotAuthenticated
 
@@ -32,18 +32,14 @@ def _disks(inst: InstanceOut) -> list[str]:
     return [f"{d.uri}:True" if d.persistent else d.uri for d in inst.disks]
 
 
-def _field(name: str) -> Column[InstanceOut]:
-    return Column(name, lambda inst: getattr(inst, name))
-
-
 INSTANCE_TABLE: TableSpec[InstanceOut] = TableSpec(
     columns=(
-        *(_field(n) for n in ("id", "hostId", "name", "user", "state")),
+        *attributes("id", "hostId", "name", "user", "state"),
         Column("disk", _disk),
-        *(_field(n) for n in ("memory", "cores", "userId", "vmId", "cpuShare")),
+        *attributes("memory", "cores", "userId", "vmId", "cpuShare"),
         Column("disks", _disks),
         Column("nics", _nics),
-        *(_field(n) for n in ("hints", "groupName", "reason", "createdAt", "stateSince")),
+        *attributes("hints", "groupName", "reason", "createdAt", "stateSince"),
     ),
     default=("id", "hostId", "name", "user", "state", "disk", "memory", "cores"),
 )
