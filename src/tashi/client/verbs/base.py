@@ -9,7 +9,7 @@ a ``Context`` (the connection, made only when a verb needs it) and prints the ``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -101,7 +101,7 @@ class Verb:
     description: str = ""
     examples: tuple[str, ...] = ()
     table: TableSpec[Any] | None = None
-    aliases: tuple[str, ...] = field(default=())
+    aliases: tuple[str, ...] = ()
 
 
 GROUPS = ("instances", "hosts", "cluster", "admin")
