@@ -238,28 +238,25 @@ def test_hints_refuse_the_whole_set_when_one_is_bad() -> None:
 # --- sizes -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [1, 2, LIMITS.max_cores])
-def test_cores_in_bounds(value: int) -> None:
-    assert v.cores(value, LIMITS) == value
+SIZES = [(v.cores, "maxCores", LIMITS.max_cores), (v.memory, "maxMemory", LIMITS.max_memory)]
 
 
-@pytest.mark.parametrize("value", [0, -1, LIMITS.max_cores + 1])
-def test_cores_out_of_bounds_name_the_limit(value: int) -> None:
-    message = refused(lambda: v.cores(value, LIMITS))
-    assert "maxCores" in message
-    assert str(LIMITS.max_cores) in message
+@pytest.mark.parametrize(("check", "name", "limit"), SIZES, ids=["cores", "memory"])
+def test_sizes_within_the_limits_pass(
+    check: Callable[[int, v.Limits], int], name: str, limit: int
+) -> None:
+    for value in (1, 2, limit):
+        assert check(value, LIMITS) == value
 
 
-@pytest.mark.parametrize("value", [1, 128, LIMITS.max_memory])
-def test_memory_in_bounds(value: int) -> None:
-    assert v.memory(value, LIMITS) == value
-
-
-@pytest.mark.parametrize("value", [0, -128, LIMITS.max_memory + 1])
-def test_memory_out_of_bounds_names_the_limit(value: int) -> None:
-    message = refused(lambda: v.memory(value, LIMITS))
-    assert "maxMemory" in message
-    assert str(LIMITS.max_memory) in message
+@pytest.mark.parametrize(("check", "name", "limit"), SIZES, ids=["cores", "memory"])
+def test_sizes_outside_the_limits_name_the_limit(
+    check: Callable[[int, v.Limits], int], name: str, limit: int
+) -> None:
+    for value in (0, -1, limit + 1):
+        message = refused(lambda: check(value, LIMITS))  # noqa: B023 (called at once)
+        assert name in message
+        assert str(limit) in message
 
 
 def test_limits_default_to_the_original_tashi_values() -> None:
