@@ -7,8 +7,9 @@ Usage::
         tx.instances.transition(inst.id, inst.state, InstanceState.Destroying, now=now)
 
 Everything done inside one ``transaction()`` commits together or not at all: an exception
-leaving the block rolls it back and propagates. ``transaction(write=False)`` may be used for
-pure reads (SQLite then does not take its write lock).
+leaving the block rolls it back and propagates (after a store error too: the whole unit is
+undone, never half of it). ``transaction(write=False)`` is for pure reads and must not write
+(SQLite then does not take its write lock, and a long read holds up no writer).
 
 Rules every implementation keeps (the contract tests check each):
 
@@ -21,7 +22,10 @@ Rules every implementation keeps (the contract tests check each):
   when ``unique_name`` is asked for; NIC MAC addresses; NIC IP addresses within a network.
   A violation raises ``AlreadyExists`` and the transaction is rolled back.
 * Removing a user who owns instances, or a network a NIC is on, raises ``InvalidState``.
-* Foreign failures (driver errors, lost connections) surface as ``BackendFailure``.
+* Foreign failures (driver errors, lost connections, a deadlock or lock timeout) surface as
+  ``BackendFailure``; the unit was rolled back and the caller may run it again.
+* Timestamps given to the store must be timezone-aware (``InvalidInput`` otherwise). They come
+  back aware, equal to what was stored to the microsecond (the SQL store returns them in UTC).
 * Returned records are frozen snapshots; lists come back ordered by id.
 """
 
@@ -89,9 +93,11 @@ class InstanceRepository(Protocol):
         """The instance, or ``NotFound``."""
 
     def find(self, where: InstanceFilter = InstanceFilter()) -> list[Instance]:
-        """Matching instances ordered by id. Indexed by state, owner, host and name."""
+        """Matching instances ordered by id, each with all its NICs (in their order).
+        Indexed by state, owner, host, name and name prefix; one page costs two queries."""
 
-    def count(self, where: InstanceFilter = InstanceFilter()) -> int: ...
+    def count(self, where: InstanceFilter = InstanceFilter()) -> int:
+        """How many instances match ``where`` (its ``limit`` is ignored)."""
 
     def macs_in_use(self, macs: Sequence[str]) -> set[str]:
         """Which of ``macs`` some NIC already has."""
@@ -187,10 +193,11 @@ class UserRepository(Protocol):
 
 
 class TokenRepository(Protocol):
-    def add(self, token_hash: str, user_id: UserId, *, expires: datetime) -> None: ...
+    def add(self, token_hash: str, user_id: UserId, *, expires: datetime) -> None:
+        """``NotFound`` for an unknown user; ``AlreadyExists`` if the hash is stored already."""
 
     def principal(self, token_hash: str, *, now: datetime) -> Principal | None:
-        """Who holds this unexpired token, or ``None``."""
+        """Who holds this token if it expires after ``now``, or ``None``."""
 
     def remove(self, token_hash: str) -> None: ...
 

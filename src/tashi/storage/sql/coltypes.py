@@ -65,6 +65,8 @@ def utc_reader(dialect: str) -> Callable[[Any], datetime | None]:
     if dialect == "sqlite":  # ISO text as SQLAlchemy's SQLite DATETIME writes it, naive UTC
         parse = datetime.fromisoformat
         return lambda value: None if value is None else parse(value + "+00:00")
-    if dialect == "postgresql":  # aware, in the session's time zone
-        return lambda value: None if value is None else value.astimezone(UTC)
+    if dialect == "postgresql":  # aware, in the session's time zone (UTC, see engine.py)
+        return lambda value: (
+            value if value is None or value.tzinfo is UTC else value.astimezone(UTC)
+        )
     return lambda value: None if value is None else value.replace(tzinfo=UTC)  # naive UTC

@@ -64,14 +64,17 @@ def url_from_settings(sql: SqlSettings, state_dir: Path) -> URL:
 def make_engine(url: URL | str, *, pool_size: int = 8) -> Engine:
     """An engine for ``url`` with Tashi's connection settings (see the module docstring)."""
     url = make_url(url)
-    json_args: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+    options: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
     if url.get_backend_name() == "sqlite":
         if url.database in (None, "", ":memory:"):
             raise InvalidInput("Tashi keeps its state in a SQLite file, not in memory")
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, **json_args)
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, **options)
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
+    if url.get_backend_name() == "postgresql":
+        # Sessions in UTC: timestamps come back already in the zone the store hands out.
+        options["connect_args"] = {"options": "-c timezone=UTC"}
     return sa.create_engine(
         url,
         pool_size=pool_size,
@@ -79,7 +82,7 @@ def make_engine(url: URL | str, *, pool_size: int = 8) -> Engine:
         pool_pre_ping=True,  # a restarted server must not cost the next request its connection
         pool_recycle=3600,  # MariaDB closes idle connections after wait_timeout (8 h)
         isolation_level="READ COMMITTED",
-        **json_args,
+        **options,
     )
 
 
