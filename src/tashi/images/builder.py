@@ -1,0 +1,298 @@
+"""Builds Tashi's tiny default guest from Debian packages: ``tashi-image build``.
+
+Output, in an image store directory (``<prefix>/images``), for ``--name tashi-tiny``::
+
+    tashi-tiny.qcow2            root disk: ext4 (mke2fs -d, no mount) with busybox, qcow2, 64 MiB
+    tashi-tiny.qcow2.kernel     vmlinuz of Debian's linux-image-cloud-amd64
+    tashi-tiny.qcow2.initrd     gzip newc cpio: busybox, the virtio/ACPI modules, /init
+    tashi-tiny.qcow2.cmdline    console=ttyS0 root=/dev/vda rw quiet
+
+The convention (``tashi.images.boot``): an image with a ``.kernel`` file (and optional ``.initrd``,
+``.cmdline``) beside it is booted directly with ``-kernel``/``-initrd``/``-append``; an image
+without one is booted from its own bootloader. The guest's behaviour (markers on the serial
+console, DHCP on every NIC, power-off on the ACPI button) is in ``tashi.images.guestfiles`` and
+``docs/guest-image.md``.
+
+Nothing here needs root or mounts anything: packages are fetched with ``apt-get download`` and
+unpacked with ``dpkg-deb -x`` (``tashi.images.debs``, cached beside the output in ``.cache/``), the
+initramfs is written by ``tashi.images.cpio`` and the root disk by ``mke2fs -d``. The build happens
+in a hidden directory of the output directory; the files are renamed into place at the end, the
+image itself last, so a present image always has its sidecars. A lock file keeps two builds of
+one image apart. A hidden ``.<image>.recipe`` file holds a digest of the modules that define the
+guest and of the options: an image built by another recipe is rebuilt without ``--force``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tashi.domain import validation
+from tashi.domain.errors import BackendFailure
+from tashi.images import boot, cpio, debs, guestfiles, kmod
+from tashi.images.commands import require, run
+
+DEFAULT_NAME = "tashi-tiny"
+DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda rw quiet"
+DEFAULT_SIZE_MB = 64
+
+# Loaded by the initramfs, dependencies first (the closure is computed from the modules).
+# virtio_pci pulls in virtio, virtio_ring and virtio_pci_{modern,legacy}_dev; virtio_net pulls in
+# failover and net_failover. ext4 is built into Debian 12's cloud kernel (with jbd2, mbcache,
+# crc16, crc32c); it is listed so that a kernel with ext4 as a module still works. button (the
+# ACPI power button) and evdev (/dev/input/event*) let acpid see QEMU's system_powerdown.
+REQUIRED_MODULES = ["virtio_pci", "virtio_net", "virtio_blk", "ext4", "button", "evdev"]
+OPTIONAL_MODULES = ["crc32c_generic"]
+
+REQUIRED_PROGRAMS = ("apt-get", "apt-cache", "dpkg-deb", "mke2fs", "qemu-img")
+
+Say = Callable[[str], None]
+
+# The modules whose text decides what the image holds (see BuildOptions.recipe).
+_RECIPE_MODULES = (sys.modules[__name__], guestfiles, cpio, kmod)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    out_dir: Path
+    name: str = DEFAULT_NAME
+    force: bool = False
+    cache_dir: Path | None = None
+    size_mb: int = DEFAULT_SIZE_MB
+    cmdline: str = DEFAULT_CMDLINE
+
+    @property
+    def image(self) -> Path:
+        return self.out_dir / f"{self.name}.qcow2"
+
+    @property
+    def cache(self) -> Path:
+        return self.cache_dir or self.out_dir / ".cache" / "debs"
+
+    @property
+    def recipe_file(self) -> Path:
+        return self.out_dir / f".{self.image.name}.recipe"
+
+    def recipe(self) -> str:
+        """A digest of what decides the image's content: the recipe modules and the options."""
+        digest = hashlib.sha256(f"{self.size_mb} {self.cmdline}".encode())
+        for module in _RECIPE_MODULES:
+            digest.update(Path(str(module.__file__)).read_bytes())
+        return digest.hexdigest()
+
+    def is_current(self) -> bool:
+        """Whether the image and its sidecars exist and were built by this recipe."""
+        try:
+            stamp = self.recipe_file.read_text().strip()
+        except FileNotFoundError:
+            return False
+        return is_complete(self.image) and stamp == self.recipe()
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    image: Path
+    built: bool
+    seconds: float
+    kernel_version: str = ""
+    modules: list[str] = field(default_factory=list)
+
+    def outputs(self) -> list[Path]:
+        """The image and its sidecars, as written."""
+        return [self.image, *(boot.sidecar(self.image, s) for s in boot.SIDECAR_SUFFIXES)]
+
+
+def is_complete(image: Path) -> bool:
+    """Whether ``image`` and all three of its direct-boot sidecars exist."""
+    return all(path.is_file() for path in BuildResult(image, False, 0.0).outputs())
+
+
+def build(options: BuildOptions, say: Say = print) -> BuildResult:
+    """Build the image unless it is already complete (or ``force``); idempotent.
+
+    Raises ``BackendFailure`` when a tool is missing or fails, ``InvalidInput`` for a bad name."""
+    started = time.monotonic()
+    validation.image_name(options.image.name)
+    if options.is_current() and not options.force:
+        say(f"{options.image} is already built (use --force to rebuild)")
+        return BuildResult(options.image, built=False, seconds=time.monotonic() - started)
+    for program in REQUIRED_PROGRAMS:
+        require(program)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(options.out_dir / f".{options.name}.lock"):
+        if options.is_current() and not options.force:
+            say(f"{options.image} was built meanwhile by another run")
+            return BuildResult(options.image, built=False, seconds=time.monotonic() - started)
+        with tempfile.TemporaryDirectory(dir=options.out_dir, prefix=f".{options.name}.") as tmp:
+            result = _Build(options, Path(tmp), say).run()
+    total = time.monotonic() - started
+    say(f"built {options.image} in {total:.1f} s")
+    return BuildResult(options.image, True, total, result.kernel_version, result.modules)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _step(say: Say, what: str) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    say(f"{what} ({time.monotonic() - started:.1f} s)")
+
+
+@dataclass(slots=True)
+class _Build:
+    """One build in a scratch directory ``work`` (inside the output directory)."""
+
+    options: BuildOptions
+    work: Path
+    say: Say
+    kernel_version: str = ""
+    modules: list[str] = field(default_factory=list)
+
+    def run(self) -> _Build:
+        apt = debs.Apt(self.options.cache, self.say)
+        kernel_root, busybox_root, release = self._fetch(apt)
+        vmlinuz, tree = _kernel_files(kernel_root)
+        self.kernel_version = tree.version
+        load = self._plan_modules(tree)
+        userland = self.work / "rootfs"
+        with _step(self.say, f"userland: busybox and the guest scripts in {userland.name}/"):
+            _make_userland(userland, busybox_root, release)
+        out = self.work / "out"
+        out.mkdir()
+        with _step(self.say, f"initramfs: {len(load.load)} modules, /init, busybox"):
+            _write_initramfs(out / "initrd", userland, tree, load)
+        with _step(self.say, f"root disk: ext4 of {self.options.size_mb} MiB, as qcow2"):
+            _make_root_disk(out / "image.qcow2", userland, self.work, self.options.size_mb)
+        shutil.copyfile(vmlinuz, out / "kernel")
+        (out / "cmdline").write_text(self.options.cmdline + "\n")
+        self._commit(out)
+        return self
+
+    def _fetch(self, apt: debs.Apt) -> tuple[Path, Path, str]:
+        with _step(self.say, "resolved the kernel package"):
+            kernel_package = apt.kernel_package()
+        fetched = []
+        for package in (kernel_package, debs.BUSYBOX):
+            with _step(self.say, f"package {package}"):
+                deb = apt.fetch(package)
+            how = "downloaded" if deb.downloaded else "cached"
+            self.say(f"  {deb.package} {deb.version}: {how} {deb.path}")
+            fetched.append(deb)
+        kernel_deb, busybox_deb = fetched
+        with _step(self.say, "unpacked the packages (dpkg-deb -x)"):
+            kernel_root = debs.unpack(kernel_deb.path, self.work / "kernel")
+            busybox_root = debs.unpack(busybox_deb.path, self.work / "busybox")
+        release = (
+            f"{self.options.name}: Tashi tiny guest\n"
+            f"kernel {kernel_deb.package} {kernel_deb.version}\n"
+            f"busybox {busybox_deb.package} {busybox_deb.version}\n"
+        )
+        return kernel_root, busybox_root, release
+
+    def _plan_modules(self, tree: kmod.ModuleTree) -> kmod.LoadPlan:
+        load = kmod.plan(tree, REQUIRED_MODULES, OPTIONAL_MODULES)
+        self.modules = [name for name, _ in load.load]
+        self.say(f"kernel {tree.version}: modules {' '.join(self.modules)}")
+        if load.builtin:
+            self.say(f"  built in, nothing to load: {' '.join(load.builtin)}")
+        return load
+
+    def _commit(self, out: Path) -> None:
+        image = self.options.image
+        for suffix in boot.SIDECAR_SUFFIXES:
+            os.replace(out / suffix.lstrip("."), boot.sidecar(image, suffix))
+        os.replace(out / "image.qcow2", image)  # last: a present image has its sidecars
+        self.options.recipe_file.write_text(self.options.recipe() + "\n")
+        for path in BuildResult(image, True, 0.0).outputs():
+            self.say(f"  {path} ({_size(path)})")
+
+
+def _kernel_files(kernel_root: Path) -> tuple[Path, kmod.ModuleTree]:
+    kernels = sorted((kernel_root / "boot").glob("vmlinuz-*"))
+    trees = sorted((kernel_root / "lib" / "modules").glob("*/kernel"))
+    if len(kernels) != 1 or len(trees) != 1:
+        raise BackendFailure(
+            f"expected one boot/vmlinuz-* and one lib/modules/*/ in the kernel package,"
+            f" found {[p.name for p in kernels]} and {[p.parent.name for p in trees]}"
+        )
+    return kernels[0], kmod.ModuleTree(trees[0].parent)
+
+
+def _make_userland(root: Path, busybox_root: Path, release: str) -> None:
+    """busybox with a link per applet, the guest scripts and the empty directories."""
+    busybox = busybox_root / "bin" / "busybox"
+    if not busybox.is_file():
+        raise BackendFailure(f"{debs.BUSYBOX} has no bin/busybox")
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    for applet in run([busybox, "--list-full"]).split():
+        link = root / applet
+        if "/" not in applet or link.exists():
+            continue  # linuxrc: not wanted; bin/busybox: the binary itself
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to("/bin/busybox")
+    for relative, (text, mode) in guestfiles.files(release).items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+    for relative in guestfiles.DIRECTORIES:
+        (root / relative).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+
+
+def _write_initramfs(
+    path: Path, userland: Path, tree: kmod.ModuleTree, load: kmod.LoadPlan
+) -> None:
+    entries = cpio.entries_from_tree(userland)
+    entries.append(cpio.directory("newroot"))
+    entries.append(cpio.char_device("dev/console", 5, 1))
+    entries.append(cpio.regular("init", guestfiles.INIT.encode(), 0o755))
+    listed = []
+    base = f"lib/modules/{tree.version}"
+    for _, module in load.load:
+        relative = f"{base}/{module.relative_to(tree.root).as_posix()}"
+        entries.append(cpio.regular(relative, module.read_bytes()))
+        listed.append(relative.removeprefix("lib/modules/"))
+    entries.append(cpio.regular("etc/tashi/modules", "".join(f"{m}\n" for m in listed).encode()))
+    names = {entry.name for entry in entries}
+    for entry in list(entries):
+        parent = Path(entry.name).parent
+        while str(parent) != "." and str(parent) not in names:
+            entries.append(cpio.directory(str(parent)))
+            names.add(str(parent))
+            parent = parent.parent
+    cpio.write_gzip(sorted(entries, key=lambda entry: entry.name), path)
+
+
+def _make_root_disk(image: Path, userland: Path, work: Path, size_mb: int) -> None:
+    raw = work / "root.raw"
+    with raw.open("wb") as handle:
+        handle.truncate(size_mb * 1024 * 1024)
+    mke2fs = ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "tashi-root", "-E", "root_owner=0:0"]
+    run([*mke2fs, "-d", userland, raw])
+    run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, image])
+    raw.unlink()
+
+
+def _size(path: Path) -> str:
+    size = path.stat().st_size
+    return f"{size / 1024 / 1024:.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB"

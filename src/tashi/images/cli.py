@@ -1,0 +1,66 @@
+"""``tashi-image``: build Tashi's guest images. The work is in ``tashi.images.builder``.
+
+    tashi-image build [--out DIR] [--name tashi-tiny] [--force] [--cache DIR]
+
+``--out`` is an image store directory (``<[Vfs] prefix>/images``); the default ``var/images`` is
+the one ``make image`` fills. Exit status 0 on success (also when the image was already there),
+1 with a one-line ``tashi-image: error: …`` when a tool fails, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tashi.domain.errors import TashiError
+from tashi.images import builder
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tashi-image", description="Build Tashi's tiny default guest from Debian packages."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser(
+        "build",
+        help="build <name>.qcow2 and its .kernel/.initrd/.cmdline sidecars",
+        description="Build the tiny guest: a root disk <name>.qcow2 and the direct-boot"
+        " sidecars <name>.qcow2.kernel, .initrd and .cmdline, in DIR.",
+    )
+    build.add_argument(
+        "--out", type=Path, default=Path("var/images"), metavar="DIR",
+        help="image store directory to write to (default: var/images)",
+    )  # fmt: skip
+    build.add_argument(
+        "--name", default=builder.DEFAULT_NAME,
+        help=f"image name without .qcow2 (default: {builder.DEFAULT_NAME})",
+    )  # fmt: skip
+    build.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    build.add_argument(
+        "--cache", type=Path, default=None, metavar="DIR",
+        help="where downloaded .deb files are kept (default: DIR/.cache/debs)",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    options = builder.BuildOptions(
+        out_dir=args.out, name=args.name, force=args.force, cache_dir=args.cache
+    )
+
+    def say(line: str) -> None:
+        print(f"tashi-image: {line}", flush=True)
+
+    try:
+        builder.build(options, say)
+    except TashiError as exc:
+        print(f"tashi-image: error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The one seam where the image builder runs foreign programs (apt-get, dpkg-deb, mke2fs, qemu-img).
+
+Every call is an argv list (never a shell). A program that is missing, fails or hangs becomes a
+``BackendFailure`` naming the command and the end of its error output, so that ``tashi-image``
+can print one clear line; nothing else in ``tashi.images`` catches ``subprocess`` exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tashi.domain.errors import BackendFailure
+
+# Generous: apt-get download of the 27 MB kernel package is the slowest step (about 1 s here).
+DEFAULT_TIMEOUT = 300.0
+
+# apt and dpkg must answer in English so that the one message we look for can be recognised.
+_PLAIN_ENV = {"LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> str:
+    """Run ``argv`` to completion and return its standard output (text).
+
+    Raises ``BackendFailure`` if the program is not installed, exits non-zero or runs longer
+    than ``timeout`` seconds."""
+    args = [str(arg) for arg in argv]
+    full_env = {**os.environ, **_PLAIN_ENV, **(env or {})}
+    try:
+        done = subprocess.run(  # an argv list, never a shell
+            args,
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+    except FileNotFoundError as exc:
+        raise BackendFailure(f"{args[0]} is not installed ({_install_hint(args[0])})") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BackendFailure(f"{_show(args)} took longer than {timeout:.0f} s") from exc
+    except subprocess.CalledProcessError as exc:
+        raise BackendFailure(
+            f"{_show(args)} failed with exit status {exc.returncode}: {_tail(exc.stderr)}"
+        ) from exc
+    return done.stdout
+
+
+def require(program: str) -> None:
+    """Fail early, with the package to install, when ``program`` is not on ``PATH``."""
+    if shutil.which(program) is None:
+        raise BackendFailure(f"{program} is not installed ({_install_hint(program)})")
+
+
+_PACKAGE_OF = {
+    "apt-get": "apt",
+    "apt-cache": "apt",
+    "dpkg-deb": "dpkg",
+    "mke2fs": "e2fsprogs",
+    "qemu-img": "qemu-utils",
+}
+
+
+def _install_hint(program: str) -> str:
+    package = _PACKAGE_OF.get(Path(program).name)
+    if package is None:
+        return "see scripts/bootstrap.sh"
+    return f"Debian package {package}; scripts/bootstrap.sh installs it"
+
+
+def _show(args: Sequence[str]) -> str:
+    shown = " ".join(args[:4])
+    return f"`{shown}{' ...' if len(args) > 4 else ''}`"
+
+
+def _tail(stderr: str | None, limit: int = 400) -> str:
+    text = " ".join((stderr or "").split())
+    if not text:
+        return "(no error output)"
+    return text if len(text) <= limit else "..." + text[-limit:]

@@ -1,0 +1,190 @@
+"""The tiny guest's own files: its init scripts, DHCP hook, ACPI handler and /etc.
+
+Two programs run as PID 1, one after the other:
+
+* ``/init`` of the initramfs mounts proc, sys and devtmpfs, ``insmod``s the modules listed in
+  ``/etc/tashi/modules`` (dependencies first), mounts the root disk (``root=``, default
+  ``/dev/vda``, ext4) and ``switch_root``s into it. Without a root disk it stays in the initramfs,
+  which carries the same userland, so a kernel and initrd alone boot to the same markers.
+* busybox ``init`` then reads ``/etc/inittab``: ``/etc/init.d/rcS`` starts ``acpid`` (the ACPI power
+  button runs ``/etc/acpi/PWRF/00000080``, which powers off), starts ``udhcpc`` in the background on
+  every ``eth*`` NIC, prints the ``TASHI-GUEST-UP`` marker, and a shell runs on the console.
+
+``/etc/udhcpc.script`` configures address, routes, hostname and resolv.conf from each lease and
+prints ``TASHI-GUEST-DHCP``. Marker formats: ``tashi.images.markers``. The builder
+(``tashi.images.builder``) writes these texts into both trees with ``files()``.
+"""
+
+from __future__ import annotations
+
+DEFAULT_HOSTNAME = "tashi"
+
+# Shell helpers shared by rcS, the DHCP hook and the ACPI handler.
+FUNCTIONS = r"""# Sourced by the Tashi guest scripts.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+
+# Print a marker line on the serial console, and on the system console when that is another
+# device; the leading newline keeps a marker off a line the shell prompt has started.
+say() {
+    printf '\n%s\n' "$*" >/dev/ttyS0 2>/dev/null
+    case "$(cat /sys/class/tty/console/active 2>/dev/null)" in
+        *ttyS0*) ;;
+        *) printf '\n%s\n' "$*" >/dev/console 2>/dev/null ;;
+    esac
+}
+
+uptime_s() {
+    read -r up _ </proc/uptime
+    echo "$up"
+}
+"""
+
+INIT = r"""#!/bin/sh
+# Tashi tiny guest, initramfs: load the virtio drivers, then boot the root disk if there is one.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+while read -r module; do
+    insmod "/lib/modules/$module" || echo "tashi-init: insmod $module failed" >/dev/console
+done </etc/tashi/modules
+
+root=/dev/vda
+rootfstype=ext4
+mode=rw
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        root=*) root="${arg#root=}" ;;
+        rootfstype=*) rootfstype="${arg#rootfstype=}" ;;
+        ro) mode=ro ;;
+        rw) mode=rw ;;
+    esac
+done
+
+if [ -b "$root" ] && mount -t "$rootfstype" -o "$mode" "$root" /newroot; then
+    if [ -x /newroot/sbin/init ]; then
+        for fs in proc sys dev; do
+            mount --move "/$fs" "/newroot/$fs"
+        done
+        exec switch_root /newroot /sbin/init
+    fi
+    echo "tashi-init: $root has no /sbin/init; staying in the initramfs" >/dev/console
+    umount /newroot
+else
+    echo "tashi-init: no root disk $root; staying in the initramfs" >/dev/console
+fi
+exec /sbin/init
+"""
+
+INITTAB = """# busybox init: see /etc/init.d/rcS
+::sysinit:/etc/init.d/rcS
+::respawn:/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/sync
+::shutdown:/bin/umount -a -r
+"""
+
+RCS = r"""#!/bin/sh
+# Tashi tiny guest: system start. DHCP runs in the background so the UP marker never waits for it.
+. /etc/tashi/functions
+
+[ -e /proc/self ] || mount -t proc proc /proc
+[ -d /sys/class ] || mount -t sysfs sysfs /sys
+[ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+hostname -F /etc/hostname
+ip link set lo up
+
+# The ACPI power button (QMP system_powerdown) runs /etc/acpi/PWRF/00000080.
+acpid -l /run/acpid.log
+
+for path in /sys/class/net/eth*; do
+    [ -e "$path" ] || continue
+    iface="${path##*/}"
+    ip link set "$iface" up
+    udhcpc -f -i "$iface" -s /etc/udhcpc.script -T 1 -t 5 -A 3 -p "/run/udhcpc.$iface.pid" \
+        >"/run/udhcpc.$iface.log" 2>&1 &
+done
+
+root="$(awk '$2 == "/" { dev = $1 } END { print dev }' /proc/mounts)"
+[ "$root" = rootfs ] || [ "$root" = none ] && root=initramfs
+say "TASHI-GUEST-UP hostname=$(hostname) root=$root uptime=$(uptime_s)"
+"""
+
+UDHCPC_SCRIPT = r"""#!/bin/sh
+# udhcpc hook: configure the interface from the lease and print a TASHI-GUEST-DHCP marker.
+. /etc/tashi/functions
+state="/run/udhcpc.$interface.ip"
+
+case "$1" in
+    deconfig)
+        ip -4 addr flush dev "$interface"
+        ip link set "$interface" up
+        rm -f "$state"
+        ;;
+    bound|renew)
+        old="$(cat "$state" 2>/dev/null)"
+        if [ "$old" != "$ip" ]; then
+            ip -4 addr flush dev "$interface"
+            ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+        fi
+        if [ -n "$router" ]; then
+            # One default route per NIC; the interface index keeps their metrics apart.
+            metric="$(cat "/sys/class/net/$interface/ifindex")"
+            while ip route del default dev "$interface" 2>/dev/null; do :; done
+            for gateway in $router; do
+                ip route add default via "$gateway" dev "$interface" metric "$metric" && break
+            done
+        fi
+        [ -n "$hostname" ] && hostname "$hostname"
+        if [ -n "$dns" ] || [ -n "$domain" ]; then
+            {
+                [ -n "$domain" ] && echo "search $domain"
+                for server in $dns; do echo "nameserver $server"; done
+            } >/etc/resolv.conf
+        fi
+        if [ "$old" != "$ip" ]; then
+            echo "$ip" >"$state"
+            say "TASHI-GUEST-DHCP $interface $ip hostname=$(hostname) uptime=$(uptime_s)"
+        fi
+        ;;
+esac
+exit 0
+"""
+
+ACPI_POWER_BUTTON = r"""#!/bin/sh
+# busybox acpid runs this on the ACPI power button (QEMU's system_powerdown): power off cleanly.
+. /etc/tashi/functions
+say "TASHI-GUEST-POWEROFF reason=acpi uptime=$(uptime_s)"
+exec poweroff
+"""
+
+PROFILE = r"""export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PS1='\h:\w\$ '
+"""
+
+
+def files(release: str, hostname: str = DEFAULT_HOSTNAME) -> dict[str, tuple[str, int]]:
+    """The guest's configuration files: relative path → (text, permissions)."""
+    return {
+        "etc/tashi/functions": (FUNCTIONS, 0o644),
+        "etc/tashi/release": (release, 0o644),
+        "etc/inittab": (INITTAB, 0o644),
+        "etc/init.d/rcS": (RCS, 0o755),
+        "etc/udhcpc.script": (UDHCPC_SCRIPT, 0o755),
+        "etc/acpi/PWRF/00000080": (ACPI_POWER_BUTTON, 0o755),
+        "etc/profile": (PROFILE, 0o644),
+        "etc/hostname": (hostname + "\n", 0o644),
+        "etc/hosts": ("127.0.0.1 localhost\n", 0o644),
+        "etc/passwd": ("root:x:0:0:root:/root:/bin/sh\n", 0o644),
+        "etc/group": ("root:x:0:\n", 0o644),
+        "etc/resolv.conf": ("", 0o644),
+    }
+
+
+# Empty directories every tree needs (mount points and scratch).
+DIRECTORIES = ("proc", "sys", "dev", "run", "tmp", "root", "var/log", "mnt")
