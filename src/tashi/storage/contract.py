@@ -219,6 +219,27 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def new_instance(
+    instance_id: InstanceId, owner: UserId, spec: InstanceSpec, now: datetime
+) -> Instance:
+    """The record ``InstanceRepository.add`` returns: ``spec`` as a Pending instance."""
+    return Instance(
+        id=instance_id,
+        name=spec.name,
+        user_id=owner,
+        state=InstanceState.Pending,
+        cores=spec.cores,
+        memory=spec.memory,
+        disks=spec.disks,
+        nics=spec.nics,
+        cpu_share=spec.cpu_share,
+        hints=dict(spec.hints),
+        group_name=spec.group_name,
+        created_at=now,
+        state_since=now,
+    )
+
+
 def iterate_all(
     store: Store, where: InstanceFilter = InstanceFilter(), page: int = 1000
 ) -> Iterator[Instance]:

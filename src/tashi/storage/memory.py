@@ -33,7 +33,7 @@ from tashi.domain.models import (
     User,
 )
 from tashi.domain.states import HostState, InstanceState
-from tashi.storage.contract import InstanceChanges, InstanceFilter
+from tashi.storage.contract import InstanceChanges, InstanceFilter, new_instance
 
 _EVERYTHING = InstanceFilter()
 
@@ -92,21 +92,7 @@ class _Instances:
         self._check_ips(spec.nics, None)
         iid = InstanceId(self._t.next_instance)
         self._t.next_instance += 1
-        inst = Instance(
-            id=iid,
-            name=spec.name,
-            user_id=owner,
-            state=InstanceState.Pending,
-            cores=spec.cores,
-            memory=spec.memory,
-            disks=spec.disks,
-            nics=spec.nics,
-            cpu_share=spec.cpu_share,
-            hints=dict(spec.hints),
-            group_name=spec.group_name,
-            created_at=now,
-            state_since=now,
-        )
+        inst = new_instance(iid, owner, spec, now)
         self._t.instances[iid] = inst
         if unique_name:
             self._t.unique_names[iid] = spec.name

@@ -20,7 +20,7 @@ from tashi.domain.errors import AlreadyExists, NotFound, StateConflict, TashiErr
 from tashi.domain.ids import InstanceId, UserId
 from tashi.domain.models import DiskConfig, Instance, InstanceSpec, NicConfig
 from tashi.domain.states import InstanceState
-from tashi.storage.contract import InstanceChanges, InstanceFilter
+from tashi.storage.contract import InstanceChanges, InstanceFilter, new_instance
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import instances as t_inst
 from tashi.storage.sql.tables import nics as t_nics
@@ -79,21 +79,7 @@ class SqlInstances:
         iid = InstanceId(self._db.insert(sa.insert(t_inst), row, explain=explain))
         if spec.nics:
             self._add_nics(iid, spec.nics)
-        return Instance(
-            id=iid,
-            name=spec.name,
-            user_id=owner,
-            state=InstanceState.Pending,
-            cores=spec.cores,
-            memory=spec.memory,
-            disks=spec.disks,
-            nics=spec.nics,
-            cpu_share=spec.cpu_share,
-            hints=dict(spec.hints),
-            group_name=spec.group_name,
-            created_at=now,
-            state_since=now,
-        )
+        return new_instance(iid, owner, spec, now)
 
     def _add_nics(self, iid: InstanceId, nics: Sequence[NicConfig]) -> None:
         def explain(v: Violation) -> TashiError:
