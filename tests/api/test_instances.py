@@ -164,6 +164,10 @@ def test_create_many_limits(api: Api) -> None:
     assert reply.status_code == 400 and "maxBatch" in reply.json()["error"]["message"]
     body = {"basename": "n", "count": 2, "disks": DISK, "nics": [{"mac": "52:54:00:00:00:09"}]}
     assert api.call("POST", "/v1/instances:createMany", api.admin, json=body).status_code == 400
+    body = {"basename": "n", "count": 2, "disks": [{"uri": "base.qcow2", "persistent": True}]}
+    reply = api.call("POST", "/v1/instances:createMany", api.admin, json=body)
+    assert reply.status_code == 400
+    assert "persistent" in reply.json()["error"]["message"]
 
 
 def test_users_see_and_touch_only_their_own(api: Api) -> None:

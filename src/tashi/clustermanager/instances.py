@@ -69,6 +69,10 @@ class InstanceService:
             raise InvalidInput(f"count must be between 1 and {self._rules.max_batch} (maxBatch)")
         if any(n.mac for n in request.nics or ()):
             raise InvalidInput("createMany gives every VM its own MACs; leave the MAC empty")
+        if count > 1 and any(d.persistent for d in request.disks):
+            raise InvalidInput(
+                "a persistent disk is written by one VM only; createMany cannot share it"
+            )
         validation.instance_name(request.name)
         first = build_spec(request, many_names(request.name, count)[0], self._rules.specs)
         specs = [
