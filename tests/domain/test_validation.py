@@ -7,13 +7,16 @@ import string
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tashi.domain import validation as v
 from tashi.domain.errors import InvalidInput
 
 LIMITS = v.Limits(max_cores=4, max_memory=2048)
+
+# Properties here are cheap; a machine busy with other tests must not fail them on time alone.
+relaxed = settings(deadline=None)
 
 
 def refused(check: Callable[[], object]) -> str:
@@ -76,6 +79,7 @@ def test_bad_user_names(name: str) -> None:
     assert "user name" in refused(lambda: v.user_name(name))
 
 
+@relaxed
 @given(st.text(alphabet=string.ascii_letters + string.digits + ".-", min_size=1, max_size=63))
 def test_instance_name_accepts_exactly_its_documented_language(name: str) -> None:
     expected_ok = name[0].isalnum() and not name.isdigit()
@@ -87,6 +91,7 @@ def test_instance_name_accepts_exactly_its_documented_language(name: str) -> Non
         assert expected_ok
 
 
+@relaxed
 @given(st.text(min_size=1, max_size=80))
 def test_instance_name_never_lets_through_other_characters(name: str) -> None:
     try:
@@ -128,6 +133,7 @@ def test_image_names_refuse_paths_and_odd_characters(name: str) -> None:
     assert "not an image name" in refused(lambda: v.image_name(name))
 
 
+@relaxed
 @given(st.text(max_size=40))
 def test_an_accepted_image_name_never_leaves_the_image_store(name: str) -> None:
     try:
@@ -178,6 +184,7 @@ def test_multicast_macs_are_refused(bad: str) -> None:
     assert "multicast" in refused(lambda: v.mac(bad))
 
 
+@relaxed
 @given(st.integers(min_value=0, max_value=2**48 - 1))
 def test_a_mac_is_refused_exactly_when_its_group_bit_is_set(value: int) -> None:
     text = ":".join(f"{b:02x}" for b in value.to_bytes(6, "big"))
