@@ -43,7 +43,10 @@ def database_url(uri: str, password: str, state_dir: Path) -> URL:
     try:
         url = make_url(uri.strip())
     except ArgumentError as exc:
-        raise InvalidInput(f"[SQL] uri {_redacted(uri)!r} is not a database URI") from exc
+        raise InvalidInput(  # the URI itself is not shown: it may hold a password
+            "[SQL] uri is not a database URI; expected sqlite:///path,"
+            " postgresql://user@host:port/db or mysql://user@host:port/db"
+        ) from exc
     backend = url.get_backend_name()
     if backend not in _DRIVERS:
         known = ", ".join(sorted({k for k in _DRIVERS if k != "postgres"}))
@@ -115,10 +118,3 @@ def _sqlite_begin(conn: Connection) -> None:
     # blocks anyone under WAL.
     write = conn.get_execution_options().get(WRITE_OPTION, True)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def _redacted(uri: str) -> str:
-    try:
-        return make_url(uri).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable>"
