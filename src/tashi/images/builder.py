@@ -70,6 +70,9 @@ class BuildOptions:
     size_mb: int = DEFAULT_SIZE_MB
     cmdline: str = DEFAULT_CMDLINE
 
+    def __post_init__(self) -> None:
+        validation.image_name(f"{self.name}.qcow2")  # InvalidInput for "../x", "a/b", ...
+
     @property
     def image(self) -> Path:
         return self.out_dir / f"{self.name}.qcow2"
@@ -119,9 +122,9 @@ def is_complete(image: Path) -> bool:
 def build(options: BuildOptions, say: Say = print) -> BuildResult:
     """Build the image unless it is already complete (or ``force``); idempotent.
 
-    Raises ``BackendFailure`` when a tool is missing or fails, ``InvalidInput`` for a bad name."""
+    Raises ``BackendFailure`` when a tool is missing or fails (``BuildOptions`` raises
+    ``InvalidInput`` for a name that is not a plain file name)."""
     started = time.monotonic()
-    validation.image_name(options.image.name)
     if options.is_current() and not options.force:
         say(f"{options.image} is already built (use --force to rebuild)")
         return BuildResult(options.image, built=False, seconds=time.monotonic() - started)

@@ -47,14 +47,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    options = builder.BuildOptions(
-        out_dir=args.out, name=args.name, force=args.force, cache_dir=args.cache
-    )
 
     def say(line: str) -> None:
         print(f"tashi-image: {line}", flush=True)
 
     try:
+        options = builder.BuildOptions(
+            out_dir=args.out, name=args.name, force=args.force, cache_dir=args.cache
+        )
         builder.build(options, say)
     except TashiError as exc:
         print(f"tashi-image: error: {exc.message}", file=sys.stderr)

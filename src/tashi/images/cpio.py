@@ -85,7 +85,7 @@ def write(entries: list[Entry], out: Writer) -> None:
 
 def write_gzip(entries: list[Entry], path: Path) -> None:
     """Write ``entries`` as a gzip-compressed newc archive at ``path`` (mtime 0: reproducible)."""
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+    with path.open("wb") as raw, gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as out:
         write(entries, out)
 
 

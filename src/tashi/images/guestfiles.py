@@ -81,8 +81,7 @@ INITTAB = """# busybox init: see /etc/init.d/rcS
 ::sysinit:/etc/init.d/rcS
 ::respawn:/bin/cttyhack /bin/sh -l
 ::ctrlaltdel:/sbin/reboot
-::shutdown:/bin/sync
-::shutdown:/bin/umount -a -r
+::shutdown:/etc/init.d/rcK
 """
 
 RCS = r"""#!/bin/sh
@@ -113,6 +112,13 @@ done
 root="$(awk '$2 == "/" { dev = $1 } END { print dev }' /proc/mounts)"
 [ "$root" = rootfs ] || [ "$root" = none ] && root=initramfs
 say "TASHI-GUEST-UP hostname=$(hostname) root=$root uptime=$(uptime_s)"
+"""
+
+RCK = r"""#!/bin/sh
+# Tashi tiny guest: system stop (busybox init runs this before it kills everything and powers off).
+sync
+umount -a -r 2>/dev/null
+exit 0
 """
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
@@ -175,6 +181,7 @@ def files(release: str, hostname: str = DEFAULT_HOSTNAME) -> dict[str, tuple[str
         "etc/tashi/release": (release, 0o644),
         "etc/inittab": (INITTAB, 0o644),
         "etc/init.d/rcS": (RCS, 0o755),
+        "etc/init.d/rcK": (RCK, 0o755),
         "etc/udhcpc.script": (UDHCPC_SCRIPT, 0o755),
         "etc/acpi/PWRF/00000080": (ACPI_POWER_BUTTON, 0o755),
         "etc/profile": (PROFILE, 0o644),

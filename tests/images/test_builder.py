@@ -1,0 +1,112 @@
+"""``tashi-image build``: a build into an empty image store, its outputs, idempotence, --force.
+
+The build reuses the .deb files the session's ``tiny_image`` fixture downloaded (``--cache``), so
+it exercises everything a clean machine does except the download itself.
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tashi.domain.errors import InvalidInput
+from tashi.images import boot, builder, cli
+from tashi.images.store import ImageStore
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def built(tiny_image: Path, tmp_path_factory: pytest.TempPathFactory) -> builder.BuildOptions:
+    prefix = tmp_path_factory.mktemp("vfs")
+    options = builder.BuildOptions(
+        out_dir=prefix / "images", cache_dir=tiny_image.parent / ".cache" / "debs"
+    )
+    lines: list[str] = []
+    result = builder.build(options, say=lines.append)
+    assert result.built, lines
+    assert not any("downloaded" in line for line in lines), "the cache should have served"
+    assert result.modules[-2:] == ["button", "evdev"]
+    return options
+
+
+def test_the_store_holds_the_image_and_its_sidecars(built: builder.BuildOptions) -> None:
+    store = ImageStore(built.out_dir.parent)
+    listed = {image.name: image for image in store.list()}
+    assert set(listed) == {
+        "tashi-tiny.qcow2", "tashi-tiny.qcow2.kernel",
+        "tashi-tiny.qcow2.initrd", "tashi-tiny.qcow2.cmdline",
+    }  # fmt: skip
+    image = listed["tashi-tiny.qcow2"]
+    assert (image.format, image.virtual_size) == ("qcow2", 64 * MIB)
+    assert image.size < 8 * MIB
+    direct = boot.direct_boot_of(built.image)
+    assert direct is not None
+    assert direct.cmdline == "console=ttyS0 root=/dev/vda rw quiet"
+    # Only the recipe stamp and the lock are left beside them: no build directory.
+    hidden = sorted(p.name for p in built.out_dir.iterdir() if p.name.startswith("."))
+    assert hidden == [".tashi-tiny.lock", ".tashi-tiny.qcow2.recipe"]
+
+
+def test_the_initramfs_loads_the_modules_in_dependency_order(built: builder.BuildOptions) -> None:
+    archive = gzip.decompress(boot.sidecar(built.image, ".initrd").read_bytes())
+    names = (
+        subprocess.run(["cpio", "-it", "--quiet"], input=archive, capture_output=True, check=True)
+        .stdout.decode()
+        .split()
+    )
+    assert {"init", "dev/console", "bin/busybox", "sbin/init", "etc/udhcpc.script"} <= set(names)
+    listing = subprocess.run(
+        ["cpio", "-i", "--to-stdout", "--quiet", "etc/tashi/modules"],
+        input=archive, capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    order = [Path(line).name.removesuffix(".ko") for line in listing.split()]
+    assert set(order) >= {"virtio", "virtio_ring", "virtio_pci", "failover", "net_failover",
+                          "virtio_net", "virtio_blk", "button", "evdev"}  # fmt: skip
+    for before, after in [("virtio_ring", "virtio"), ("virtio", "virtio_pci"),
+                          ("failover", "net_failover"), ("net_failover", "virtio_net"),
+                          ("virtio", "virtio_blk")]:  # fmt: skip
+        assert order.index(before) < order.index(after)
+    for module in listing.split():
+        assert f"lib/modules/{module}" in names
+
+
+def test_building_again_does_nothing_and_force_rebuilds(
+    built: builder.BuildOptions, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = built.image.stat().st_ino
+    args = ["build", "--out", str(built.out_dir), "--cache", str(built.cache)]
+    assert cli.main(args) == 0
+    assert "already built" in capsys.readouterr().out
+    assert built.image.stat().st_ino == before
+
+    assert cli.main([*args, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "built " in out and " s\n" in out
+    assert built.image.stat().st_ino != before  # renamed into place, not rewritten
+    assert built.is_current()
+
+
+def test_a_changed_recipe_is_not_current(built: builder.BuildOptions) -> None:
+    other = builder.BuildOptions(out_dir=built.out_dir, cmdline="console=ttyS0 root=/dev/vda")
+    assert builder.is_complete(other.image)
+    assert not other.is_current()
+
+
+def test_a_name_that_is_a_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput):
+        builder.build(builder.BuildOptions(out_dir=tmp_path, name="../evil"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_reports_a_failure_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get, no mke2fs
+    assert cli.main(["build", "--out", str(tmp_path / "images")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tashi-image: error: apt-get is not installed")
+    assert err.count("\n") == 1

@@ -1,0 +1,77 @@
+"""The tiny guest boots under real QEMU (TCG): to its UP marker, to a DHCP lease, and powers off.
+
+Each test boots ``var/images/tashi-tiny.qcow2`` through its own qcow2 overlay, so the image is
+never written; the boot-to-marker times are printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tashi.images import markers
+from tests.images.guests import SUBNET, Guest, PrivateNetwork, random_mac, require_programs
+
+POWEROFF_TIMEOUT = 30.0
+
+
+def _fingerprint(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
+
+
+def test_boots_from_its_root_disk_to_the_up_marker(
+    tiny_image: Path, tmp_path: Path, boot_times: list[tuple[str, float]]
+) -> None:
+    require_programs("qemu-system-x86_64", "qemu-img")
+    before = _fingerprint(tiny_image)
+    guest = Guest.start(tiny_image, tmp_path)
+    try:
+        up, seconds = guest.wait_for(markers.UP)
+    finally:
+        guest.stop()
+    boot_times.append(("root disk, no NIC: TASHI-GUEST-UP", seconds))
+    assert up.fields["root"] == "/dev/vda"
+    assert up.hostname == "tashi"
+    assert float(up.fields["uptime"]) > 0
+    assert _fingerprint(tiny_image) == before, "the image must only be a backing file"
+    assert not (tmp_path / "overlay.qcow2").exists()
+
+
+def test_kernel_and_initrd_alone_boot_to_the_up_marker(
+    tiny_image: Path, tmp_path: Path, boot_times: list[tuple[str, float]]
+) -> None:
+    require_programs("qemu-system-x86_64")
+    guest = Guest.start(tiny_image, tmp_path, root_disk=False)
+    try:
+        up, seconds = guest.wait_for(markers.UP)
+    finally:
+        guest.stop()
+    boot_times.append(("initramfs only: TASHI-GUEST-UP", seconds))
+    assert up.fields["root"] == "initramfs"
+    assert "no root disk /dev/vda; staying in the initramfs" in guest.console()
+
+
+def test_dhcp_on_its_nic_answers_ping_and_powers_off_on_the_acpi_button(
+    tiny_image: Path, tmp_path: Path, boot_times: list[tuple[str, float]]
+) -> None:
+    require_programs("qemu-system-x86_64", "qemu-img", "dnsmasq", "ip", "busybox")
+    mac, address, hostname = random_mac(), f"{SUBNET}.10", "tashi-vm1"
+    with (
+        PrivateNetwork.create() as net,
+        net.dhcp_server({mac: (address, hostname)}, tmp_path / "dnsmasq") as dhcp_log,
+    ):
+        guest = Guest.start(tiny_image, tmp_path / "guest", nic=net.nic(mac))
+        try:
+            _, up_seconds = guest.wait_for(markers.UP)
+            lease, dhcp_seconds = guest.wait_for(markers.DHCP, iface="eth0")
+            assert (lease.ip, lease.hostname) == (address, hostname), dhcp_log.read_text()
+            ping = net.ping(address)
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            guest.powerdown()
+            status = guest.wait_exit(POWEROFF_TIMEOUT)
+        finally:
+            guest.stop()
+        boot_times.append(("with a NIC: TASHI-GUEST-UP", up_seconds))
+        boot_times.append(("with a NIC: TASHI-GUEST-DHCP eth0", dhcp_seconds))
+        assert status == 0
+        assert [m.kind for m in markers.scan(guest.console())][-1] == markers.POWEROFF
