@@ -8,9 +8,9 @@ Plain functions and classes (no pytest), so ``bench/`` can use them too::
     finally:
         guest.stop()                               # by pid: SIGTERM, then SIGKILL
 
-    with PrivateNetwork.create() as net:           # netns + bridge 198.18.7.1/24 + a tap
+    with PrivateNetwork.create() as net:           # netns + bridge 198.18.7.1/24
         with net.dhcp_server({mac: (ip, hostname)}, workdir):   # dnsmasq inside the netns
-            guest = Guest.start(image, workdir, nic=net.nic(mac))
+            guest = Guest.start(image, workdir, nics=[net.nic(mac)])
 
 Every process is started with an argv list and stopped by its own pid; the namespace (and so the
 bridge and tap inside it) is deleted on exit. Nothing touches the root namespace's interfaces or
@@ -24,7 +24,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +40,6 @@ POLL_INTERVAL = 0.05
 
 SUBNET = "198.18.7"
 BRIDGE = "tbr0"
-TAP = "ttap0"
 
 
 def require_programs(*programs: str) -> None:
@@ -52,7 +51,7 @@ def require_programs(*programs: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Nic:
-    """A tap in network namespace ``netns`` and the MAC the guest's virtio-net gets."""
+    """A tap in network namespace ``netns`` and the MAC of the guest's virtio-net device on it."""
 
     netns: str
     tap: str
@@ -71,7 +70,7 @@ class Guest:
 
     @classmethod
     def start(
-        cls, image: Path, workdir: Path, *, nic: Nic | None = None, root_disk: bool = True
+        cls, image: Path, workdir: Path, *, nics: Sequence[Nic] = (), root_disk: bool = True
     ) -> Guest:
         image = image.resolve()  # a relative backing file would be read relative to the overlay
         direct = boot.direct_boot_of(image)
@@ -91,10 +90,11 @@ class Guest:
                 check=True,
             )
             argv += ["-drive", f"file={overlay},if=virtio,format=qcow2"]
-        if nic is not None:
-            argv = ["ip", "netns", "exec", nic.netns, *argv]  # ip execs qemu: same pid
-            argv += ["-netdev", f"tap,id=n0,ifname={nic.tap},script=no,downscript=no"]
-            argv += ["-device", f"virtio-net-pci,netdev=n0,mac={nic.mac}"]
+        for index, nic in enumerate(nics):
+            argv += ["-netdev", f"tap,id=n{index},ifname={nic.tap},script=no,downscript=no"]
+            argv += ["-device", f"virtio-net-pci,netdev=n{index},mac={nic.mac}"]
+        if nics:
+            argv = ["ip", "netns", "exec", nics[0].netns, *argv]  # ip execs qemu: same pid
         log = (workdir / "qemu.log").open("wb")
         process = subprocess.Popen(
             [str(arg) for arg in argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log
@@ -158,10 +158,11 @@ class Guest:
 
 @dataclass
 class PrivateNetwork:
-    """A network namespace holding bridge ``tbr0`` (198.18.7.1/24) with tap ``ttap0`` on it."""
+    """A network namespace holding bridge ``tbr0`` (198.18.7.1/24); ``nic()`` adds taps to it."""
 
     netns: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    taps: list[str] = field(default_factory=list)
 
     @classmethod
     @contextmanager
@@ -173,14 +174,12 @@ class PrivateNetwork:
             net.exec("ip", "link", "add", BRIDGE, "type", "bridge")
             net.exec("ip", "addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
             net.exec("ip", "link", "set", BRIDGE, "up")
-            net.exec("ip", "tuntap", "add", "dev", TAP, "mode", "tap")
-            net.exec("ip", "link", "set", TAP, "master", BRIDGE)
-            net.exec("ip", "link", "set", TAP, "up")
             yield net
         finally:
             for process in reversed(net.processes):
                 _stop(process)
-            subprocess.run(["ip", "-n", net.netns, "link", "del", TAP], capture_output=True)
+            for tap in net.taps:
+                subprocess.run(["ip", "-n", net.netns, "link", "del", tap], capture_output=True)
             _ip("netns", "del", net.netns)
 
     def exec(self, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -189,7 +188,13 @@ class PrivateNetwork:
         )
 
     def nic(self, mac: str) -> Nic:
-        return Nic(self.netns, TAP, mac)
+        """A new tap on the bridge, for one guest NIC with ``mac``."""
+        tap = f"ttap{len(self.taps)}"
+        self.exec("ip", "tuntap", "add", "dev", tap, "mode", "tap")
+        self.taps.append(tap)
+        self.exec("ip", "link", "set", tap, "master", BRIDGE)
+        self.exec("ip", "link", "set", tap, "up")
+        return Nic(self.netns, tap, mac)
 
     def ping(self, address: str) -> subprocess.CompletedProcess[str]:
         argv = ["ip", "netns", "exec", self.netns, "busybox", "ping", "-c", "1", "-W", "2", address]

@@ -51,27 +51,36 @@ def test_kernel_and_initrd_alone_boot_to_the_up_marker(
     assert "no root disk /dev/vda; staying in the initramfs" in guest.console()
 
 
-def test_dhcp_on_its_nic_answers_ping_and_powers_off_on_the_acpi_button(
+def test_dhcp_on_every_nic_answers_ping_and_powers_off_on_the_acpi_button(
     tiny_image: Path, tmp_path: Path, boot_times: list[tuple[str, float]]
 ) -> None:
     require_programs("qemu-system-x86_64", "qemu-img", "dnsmasq", "ip", "busybox")
-    mac, address, hostname = random_mac(), f"{SUBNET}.10", "tashi-vm1"
+    hostname = "tashi-vm1"
+    leases = {random_mac(): (f"{SUBNET}.10", hostname), random_mac(): (f"{SUBNET}.11", hostname)}
     with (
         PrivateNetwork.create() as net,
-        net.dhcp_server({mac: (address, hostname)}, tmp_path / "dnsmasq") as dhcp_log,
+        net.dhcp_server(leases, tmp_path / "dnsmasq") as dhcp_log,
     ):
-        guest = Guest.start(tiny_image, tmp_path / "guest", nic=net.nic(mac))
+        nics = [net.nic(mac) for mac in leases]
+        guest = Guest.start(tiny_image, tmp_path / "guest", nics=nics)
         try:
             _, up_seconds = guest.wait_for(markers.UP)
-            lease, dhcp_seconds = guest.wait_for(markers.DHCP, iface="eth0")
-            assert (lease.ip, lease.hostname) == (address, hostname), dhcp_log.read_text()
-            ping = net.ping(address)
-            assert ping.returncode == 0, ping.stdout + ping.stderr
+            got = {}
+            for iface in ("eth0", "eth1"):
+                lease, seconds = guest.wait_for(markers.DHCP, iface=iface)
+                got[iface] = (lease.ip, lease.hostname)
+                boot_times.append((f"two NICs: TASHI-GUEST-DHCP {iface}", seconds))
+            # eth0 is the first -device, so it has the first MAC and its address.
+            assert got == dict(zip(["eth0", "eth1"], leases.values(), strict=True)), (
+                dhcp_log.read_text()
+            )
+            for address, _ in leases.values():
+                ping = net.ping(address)
+                assert ping.returncode == 0, ping.stdout + ping.stderr
             guest.powerdown()
             status = guest.wait_exit(POWEROFF_TIMEOUT)
         finally:
             guest.stop()
-        boot_times.append(("with a NIC: TASHI-GUEST-UP", up_seconds))
-        boot_times.append(("with a NIC: TASHI-GUEST-DHCP eth0", dhcp_seconds))
+        boot_times.append(("two NICs: TASHI-GUEST-UP", up_seconds))
         assert status == 0
         assert [m.kind for m in markers.scan(guest.console())][-1] == markers.POWEROFF

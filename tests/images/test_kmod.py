@@ -82,3 +82,9 @@ def test_a_file_that_is_not_elf_is_refused(tmp_path: Path) -> None:
     bogus.write_bytes(b"MZ not a module")
     with pytest.raises(BackendFailure, match="not a 64-bit little-endian ELF"):
         kmod.modinfo(bogus)
+
+
+def test_compressed_modules_are_refused_clearly(tree: kmod.ModuleTree) -> None:
+    (tree.root / "kernel" / "drivers" / "virtio" / "virtio_mem.ko.zst").write_bytes(b"(\xb5/\xfd")
+    with pytest.raises(BackendFailure, match="compressed kernel modules are not supported"):
+        kmod.plan(tree, ["virtio_pci"], [])

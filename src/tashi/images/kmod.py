@@ -42,7 +42,11 @@ class ModuleTree:
     def files(self) -> dict[str, Path]:
         """Every loadable module of the tree by module name (``virtio-rng.ko``: ``virtio_rng``)."""
         found: dict[str, Path] = {}
-        for path in sorted((self.root / "kernel").rglob("*.ko")):
+        for path in sorted((self.root / "kernel").rglob("*.ko*")):
+            if path.suffix != ".ko":
+                # Debian 12 ships plain .ko files; a kernel with .ko.xz/.ko.zst would need them
+                # unpacked first, which this builder does not do yet.
+                raise BackendFailure(f"compressed kernel modules are not supported: {path.name}")
             found.setdefault(_name_of(path), path)
         return found
 

@@ -31,7 +31,9 @@ _LINE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Marker:
-    """One parsed marker: ``kind`` is ``UP``, ``DHCP`` or ``POWEROFF``."""
+    """One parsed marker: ``kind`` is one of ``UP``, ``DHCP``, ``POWEROFF`` (the constants).
+
+    ``iface`` and ``ip`` are set for ``DHCP`` only; ``fields`` holds the ``key=value`` pairs."""
 
     kind: str
     iface: str | None = None
