@@ -298,4 +298,6 @@ def _make_root_disk(image: Path, userland: Path, work: Path, size_mb: int) -> No
 
 def _size(path: Path) -> str:
     size = path.stat().st_size
-    return f"{size / 1024 / 1024:.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB"
+    if size >= 1024 * 1024:
+        return f"{size / 1024 / 1024:.1f} MiB"
+    return f"{size / 1024:.0f} KiB" if size >= 1024 else f"{size} bytes"
