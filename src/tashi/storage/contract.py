@@ -206,11 +206,23 @@ class TokenRepository(Protocol):
 
 
 class Transaction(Protocol):
-    instances: InstanceRepository
-    hosts: HostRepository
-    networks: NetworkRepository
-    users: UserRepository
-    tokens: TokenRepository
+    """The repositories of one unit of work (read-only members, so that an implementation may
+    hold its own repository classes)."""
+
+    @property
+    def instances(self) -> InstanceRepository: ...
+
+    @property
+    def hosts(self) -> HostRepository: ...
+
+    @property
+    def networks(self) -> NetworkRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def tokens(self) -> TokenRepository: ...
 
 
 class Store(Protocol):

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tashi.domain.errors import (
     AlreadyExists,
@@ -33,7 +34,7 @@ from tashi.domain.models import (
     User,
 )
 from tashi.domain.states import HostState, InstanceState
-from tashi.storage.contract import InstanceChanges, InstanceFilter, new_instance
+from tashi.storage.contract import InstanceChanges, InstanceFilter, Store, new_instance
 
 _EVERYTHING = InstanceFilter()
 
@@ -392,3 +393,7 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+if TYPE_CHECKING:  # mypy proves here that the fake keeps the contract
+    _CONFORMS: type[Store] = MemoryStore

@@ -13,11 +13,13 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, RootTransaction
 
 from tashi.config.settings import SqlSettings
+from tashi.storage.contract import Store
 from tashi.storage.sql.accounts import SqlTokens, SqlUsers
 from tashi.storage.sql.db import Db, translate
 from tashi.storage.sql.engine import WRITE_OPTION, engine_from_settings
@@ -72,6 +74,10 @@ class SqlStore:
     def close(self) -> None:
         """Close every pooled connection (transactions in progress keep theirs until done)."""
         self.engine.dispose()
+
+
+if TYPE_CHECKING:  # mypy proves here that the SQL store keeps the contract
+    _CONFORMS: type[Store] = SqlStore
 
 
 def open_store(sql: SqlSettings, state_dir: Path) -> SqlStore:
