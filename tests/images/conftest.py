@@ -37,6 +37,6 @@ def boot_times() -> list[tuple[str, float]]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _TIMES:
-        terminalreporter.section("tiny guest boot times (TCG, from qemu start)")
+        terminalreporter.section("tiny guest timings (TCG; boot markers are from qemu start)")
         for what, seconds in _TIMES:
             terminalreporter.write_line(f"{what:<48} {seconds:6.2f} s")

@@ -2,15 +2,13 @@
 
 Plain functions and classes (no pytest), so ``bench/`` can use them too::
 
-    guest = Guest.start(image, workdir)            # TCG, -M pc, overlay on the image
-    try:
-        up = guest.wait_for(markers.UP)            # polls the serial log until a deadline
-    finally:
-        guest.stop()                               # by pid: SIGTERM, then SIGKILL
+    with running(image, workdir) as guest:         # TCG, -M pc, overlay on the image
+        up, seconds = guest.wait_for(markers.UP)   # polls the serial log until a deadline
+                                                   # on exit: stopped by pid, overlay removed
 
     with PrivateNetwork.create() as net:           # netns + bridge 198.18.7.1/24
         with net.dhcp_server({mac: (ip, hostname)}, workdir):   # dnsmasq inside the netns
-            guest = Guest.start(image, workdir, nics=[net.nic(mac)])
+            with running(image, workdir, nics=[net.nic(mac)]) as guest: ...
 
 Every process is started with an argv list and stopped by its own pid; the namespace (and so the
 bridge and tap inside it) is deleted on exit. Nothing touches the root namespace's interfaces or
@@ -121,7 +119,7 @@ class Guest:
                 raise AssertionError(f"qemu exited ({self.process.returncode}) before {kind}:\n"
                                      + self.tail())  # fmt: skip
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {kind} marker within {timeout:.0f} s:\n" + self.tail())
+                raise AssertionError(f"no {kind} marker within {timeout:.1f} s:\n" + self.tail())
             time.sleep(POLL_INTERVAL)
 
     def powerdown(self) -> None:
@@ -154,6 +152,18 @@ class Guest:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.console().splitlines()[-lines:])
+
+
+@contextmanager
+def running(
+    image: Path, workdir: Path, *, nics: Sequence[Nic] = (), root_disk: bool = True
+) -> Iterator[Guest]:
+    """A guest started for the ``with`` block and stopped (by pid) when it ends, however."""
+    guest = Guest.start(image, workdir, nics=nics, root_disk=root_disk)
+    try:
+        yield guest
+    finally:
+        guest.stop()
 
 
 @dataclass

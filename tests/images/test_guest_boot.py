@@ -6,10 +6,11 @@ never written; the boot-to-marker times are printed at the end of the run.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tashi.images import markers
-from tests.images.guests import SUBNET, Guest, PrivateNetwork, random_mac, require_programs
+from tests.images.guests import SUBNET, PrivateNetwork, random_mac, require_programs, running
 
 POWEROFF_TIMEOUT = 30.0
 
@@ -24,11 +25,8 @@ def test_boots_from_its_root_disk_to_the_up_marker(
 ) -> None:
     require_programs("qemu-system-x86_64", "qemu-img")
     before = _fingerprint(tiny_image)
-    guest = Guest.start(tiny_image, tmp_path)
-    try:
+    with running(tiny_image, tmp_path) as guest:
         up, seconds = guest.wait_for(markers.UP)
-    finally:
-        guest.stop()
     boot_times.append(("root disk, no NIC: TASHI-GUEST-UP", seconds))
     assert up.fields["root"] == "/dev/vda"
     assert up.hostname == "tashi"
@@ -41,11 +39,8 @@ def test_kernel_and_initrd_alone_boot_to_the_up_marker(
     tiny_image: Path, tmp_path: Path, boot_times: list[tuple[str, float]]
 ) -> None:
     require_programs("qemu-system-x86_64")
-    guest = Guest.start(tiny_image, tmp_path, root_disk=False)
-    try:
+    with running(tiny_image, tmp_path, root_disk=False) as guest:
         up, seconds = guest.wait_for(markers.UP)
-    finally:
-        guest.stop()
     boot_times.append(("initramfs only: TASHI-GUEST-UP", seconds))
     assert up.fields["root"] == "initramfs"
     assert "no root disk /dev/vda; staying in the initramfs" in guest.console()
@@ -62,8 +57,7 @@ def test_dhcp_on_every_nic_answers_ping_and_powers_off_on_the_acpi_button(
         net.dhcp_server(leases, tmp_path / "dnsmasq") as dhcp_log,
     ):
         nics = [net.nic(mac) for mac in leases]
-        guest = Guest.start(tiny_image, tmp_path / "guest", nics=nics)
-        try:
+        with running(tiny_image, tmp_path / "guest", nics=nics) as guest:
             _, up_seconds = guest.wait_for(markers.UP)
             got = {}
             for iface in ("eth0", "eth1"):
@@ -77,10 +71,10 @@ def test_dhcp_on_every_nic_answers_ping_and_powers_off_on_the_acpi_button(
             for address, _ in leases.values():
                 ping = net.ping(address)
                 assert ping.returncode == 0, ping.stdout + ping.stderr
+            pressed = time.monotonic()
             guest.powerdown()
             status = guest.wait_exit(POWEROFF_TIMEOUT)
-        finally:
-            guest.stop()
+            boot_times.append(("system_powerdown to qemu exit", time.monotonic() - pressed))
         boot_times.append(("two NICs: TASHI-GUEST-UP", up_seconds))
         assert status == 0
         assert [m.kind for m in markers.scan(guest.console())][-1] == markers.POWEROFF
