@@ -68,6 +68,7 @@ def make_settings(tmp: Path, **service: Any) -> Settings:
     (vfs / "images").mkdir(parents=True)
     (vfs / "images" / "base.qcow2").write_bytes(QCOW2_HEADER)
     (vfs / "images" / "other.img").write_bytes(b"\0" * 4096)
+    (vfs / "images" / "base.qcow2.kernel").write_bytes(b"\0" * 10)  # a sidecar, not an image
     return Settings(
         cluster_manager=ClusterManagerSettings(state_dir=state),
         cluster_manager_service=replace(ClusterManagerServiceSettings(), **service),

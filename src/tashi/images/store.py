@@ -1,6 +1,7 @@
 """Lists and resolves disk images in ``<prefix>/images``, refusing anything outside it.
 
-Format and virtual size come from the file header (qcow2 magic ``QFI\\xfb``); anything else is
+Direct-boot sidecars (``<image>.kernel``, ``.initrd``, ``.cmdline``, see ``boot.py``) belong
+to their image and are not listed as images of their own. Format and virtual size come from the file header (qcow2 magic ``QFI\\xfb``); anything else is
 reported as raw. Reading 32 bytes per image keeps ``getImages`` fast without running qemu-img.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from tashi.domain import validation
 from tashi.domain.errors import InvalidInput, NotFound
 from tashi.domain.models import Image
+from tashi.images.boot import is_sidecar
 
 _QCOW2_MAGIC = b"QFI\xfb"
 
@@ -46,7 +48,7 @@ class ImageStore:
             return []
         images = []
         for entry in entries:
-            if entry.name.startswith(".") or not entry.is_file():
+            if entry.name.startswith(".") or is_sidecar(entry.name) or not entry.is_file():
                 continue
             fmt, virtual = _probe(Path(entry.path))
             images.append(
