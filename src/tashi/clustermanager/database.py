@@ -2,7 +2,8 @@
 
 The store is synchronous (SQLAlchemy Core); services are async. Each ``read``/``write`` runs one
 function inside one transaction on a small thread pool, so a slow query never blocks the loop
-and the whole unit of work commits or rolls back together.
+and the whole unit of work commits or rolls back together. Writes have their own pool, sized by
+``Store.max_writers`` (one for SQLite).
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ T = TypeVar("T")
 class Database:
     def __init__(self, store: Store, *, workers: int = 8) -> None:
         self.store = store
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tashi-db")
+        self._readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tashi-db-r")
+        self._writers = ThreadPoolExecutor(
+            max_workers=max(1, min(workers, store.max_writers)), thread_name_prefix="tashi-db-w"
+        )
 
     async def read(self, work: Callable[[Transaction], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, work)
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, work)
 
     async def write(self, work: Callable[[Transaction], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._write, work)
+        """Run ``work`` in a write transaction. Writes queue here, in order, when the store
+        takes fewer concurrent writers than there are requests (``Store.max_writers``)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writers, self._write, work)
 
     def _read(self, work: Callable[[Transaction], T]) -> T:
         with self.store.transaction(write=False) as tx:
@@ -37,5 +43,6 @@ class Database:
             return work(tx)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._writers.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
         self.store.close()

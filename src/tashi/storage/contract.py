@@ -226,6 +226,11 @@ class Transaction(Protocol):
 
 
 class Store(Protocol):
+    #: How many write transactions can usefully run at once. SQLite has one writer: callers
+    #: queue their writes in-process rather than letting SQLite's busy handler sleep and retry,
+    #: which is what makes tail latencies long.
+    max_writers: int
+
     def transaction(self, *, write: bool = True) -> AbstractContextManager[Transaction]: ...
 
     def close(self) -> None: ...

@@ -367,6 +367,8 @@ class _Tx:
 class MemoryStore:
     """The fake store. Thread-safe; transactions are serialised."""
 
+    max_writers = 1  # transactions are serialised anyway
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._tables = _Tables()

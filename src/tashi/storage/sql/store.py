@@ -49,6 +49,7 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.max_writers = 1 if engine.dialect.name == "sqlite" else engine.pool.size()  # type: ignore[attr-defined]
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[SqlTransaction]:
