@@ -246,17 +246,18 @@ def source() -> str:
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown commit"
-    dirty = git("status", "--porcelain", "--", "src")
+    # Tracked files only: a new module nobody imports yet (another engineer's work) is no change.
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src")
     return f"{commit} + uncommitted changes in src/" if dirty else commit
 
 
 def save(results: list[StoreResults], rows: list[Row], options: dict[str, Any]) -> Path:
     """Write the run as JSON under ``bench/results/`` (gitignored); return the file."""
     RESULTS_DIR.mkdir(exist_ok=True)
-    started = datetime.now().astimezone()
-    name = f"{started:%Y%m%d-%H%M%S}-{'quick' if options.get('quick') else 'full'}.json"
+    finished = datetime.now().astimezone()
+    name = f"{finished:%Y%m%d-%H%M%S}-{'quick' if options.get('quick') else 'full'}.json"
     document = {
-        "date": started.isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
         "machine": machine(),
         "source": source(),
         "options": options,

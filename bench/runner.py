@@ -79,6 +79,7 @@ def run_store(kind: str, plan: Plan, workspace: Workspace) -> StoreResults:
         say(f"[{kind}] starting tashi-cm")
         cm = start_cm(directory, db, max_batch=plan.max_batch)
         stack.callback(cm.stop)
+        say(f"[{kind}] tashi-cm pid {cm.pid} serving {cm.base_url}")
         url = db.url or f"sqlite:///{cm.state_dir / 'tashi.sqlite'}"
         meter = CpuMeter(cm.pid, db_pid)
         _load_phases(cm, meter, plan, results)
