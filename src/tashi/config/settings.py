@@ -166,6 +166,54 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeManagerSettings:
+    SECTION: ClassVar[str] = "NodeManager"
+    DOC: ClassVar[str] = "The node manager's plug-ins and local files (one node manager per host)."
+
+    network: str = option(
+        "network",
+        "bridge",
+        "Network driver for the NICs of VMs: bridge (see [Bridge]: a bridge per network id, or"
+        " the qemu-ifup.<networkId> script where present), or fake (tests only).",
+    )
+    scratch_dir: Path = option(
+        "scratchDir",
+        Path("/var/lib/tashi-nm/scratch"),
+        "Local directory for the copy-on-write overlays of non-persistent disks, one"
+        " subdirectory per instance, deleted when the VM ends. Not /tmp: the overlays hold"
+        " the VMs' writes.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    SECTION: ClassVar[str] = "Bridge"
+    DOC: ClassVar[str] = (
+        "The bridge network driver: one Linux bridge per network id, each VM NIC a tap on it."
+    )
+
+    bridge_format: str = option(
+        "bridgeFormat",
+        "br%s",
+        "Name of the bridge of a network, %s being the network id (the original"
+        " defaultBridgeFormat). At most 15 characters once filled in.",
+    )
+    ifup_dir: Path = option(
+        "ifupDir",
+        Path("/etc"),
+        "Directory of the qemu-ifup.<networkId> scripts. When an executable script exists for a"
+        " network, QEMU creates the tap and runs the script, which attaches it (the original"
+        " convention); otherwise the node manager makes the tap and puts it on the bridge.",
+    )
+    create_bridges: bool = option(
+        "createBridges",
+        True,
+        "Create the bridge of a network when it is missing (and no qemu-ifup script exists)."
+        " False: a missing bridge is an error that names it.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All settings of one program, parsed once at start-up."""
 
@@ -181,3 +229,5 @@ class Settings:
         default_factory=AccessClusterManagerSettings
     )
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    node_manager: NodeManagerSettings = field(default_factory=NodeManagerSettings)
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
