@@ -1,0 +1,75 @@
+"""The node manager's client of the cluster manager: log in, register, heartbeat, events.
+
+It logs in with the node's credentials (a user of role ``node``) and logs in again once when
+its token has expired.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from tashi.api import paths as public
+from tashi.domain.errors import NotAuthenticated
+from tashi.nodeapi import paths, timeouts
+from tashi.nodeapi.schemas import (
+    EventsIn,
+    EventsOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    RegisterIn,
+    RegisterOut,
+)
+from tashi.nodeapi.transport import Transport
+
+M = TypeVar("M")
+
+
+class _Login(BaseModel):
+    username: str
+    password: str
+
+
+class _Token(BaseModel):
+    token: str
+
+
+class ClusterManagerClient:
+    def __init__(self, base_url: str, *, username: str, password: str) -> None:
+        self._transport = Transport(base_url, peer="the cluster manager")
+        self._login = _Login(username=username, password=password)
+
+    async def _call(
+        self, method: str, path: str, answer: type[M], body: BaseModel, timeout: float
+    ) -> M:
+        if self._transport.token is None:
+            await self.login()
+        try:
+            return await self._transport.call(method, path, answer, body=body, timeout=timeout)
+        except NotAuthenticated:
+            await self.login()
+            return await self._transport.call(method, path, answer, body=body, timeout=timeout)
+
+    async def login(self) -> None:
+        self._transport.token = None
+        reply: Any = await self._transport.call(
+            "POST", public.TOKEN, _Token, body=self._login, timeout=timeouts.REGISTER
+        )
+        self._transport.token = reply.token
+
+    async def register(self, request: RegisterIn) -> RegisterOut:
+        return await self._call(
+            "POST", paths.NODE_REGISTER, RegisterOut, request, timeouts.REGISTER
+        )
+
+    async def heartbeat(self, host_id: int, report: HeartbeatIn) -> HeartbeatOut:
+        path = paths.NODE_HEARTBEAT.format(host_id=host_id)
+        return await self._call("POST", path, HeartbeatOut, report, timeouts.HEARTBEAT)
+
+    async def events(self, host_id: int, events: EventsIn) -> EventsOut:
+        path = paths.NODE_EVENTS.format(host_id=host_id)
+        return await self._call("POST", path, EventsOut, events, timeouts.HEARTBEAT)
+
+    async def close(self) -> None:
+        await self._transport.close()

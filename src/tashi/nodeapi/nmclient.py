@@ -1,0 +1,84 @@
+"""The cluster manager's client of one node manager, authenticated with the secret the node
+handed over when it registered."""
+
+from __future__ import annotations
+
+from tashi.nodeapi import paths, timeouts
+from tashi.nodeapi.schemas import (
+    CpuShareIn,
+    IncomingIn,
+    InstanceWire,
+    MessageOut,
+    MigrateIn,
+    MigrationOut,
+    StartIn,
+    SuspendIn,
+    TicketOut,
+    VmmCallIn,
+    VmOut,
+)
+from tashi.nodeapi.transport import Transport
+
+
+class NodeManagerClient:
+    def __init__(self, endpoint: str, secret: str, *, host_name: str) -> None:
+        self._t = Transport(endpoint, peer=f"the node manager of {host_name}", token=secret)
+
+    async def health(self) -> bool:
+        reply = await self._t.call("GET", paths.HEALTH, dict[str, str], timeout=timeouts.CONNECT)
+        return reply.get("status") == "ok"
+
+    async def list(self) -> list[VmOut]:
+        return await self._t.call("GET", paths.VMS, list[VmOut])
+
+    async def start(self, instance: InstanceWire, resume_from: str | None = None) -> VmOut:
+        body = StartIn(instance=instance, resumeFrom=resume_from)
+        return await self._t.call("POST", paths.VMS, VmOut, body=body, timeout=timeouts.START)
+
+    async def destroy(self, instance_id: int) -> None:
+        path = paths.VM.format(instance_id=instance_id)
+        await self._t.call("DELETE", path, MessageOut, timeout=timeouts.DESTROY)
+
+    async def _action(self, instance_id: int, action: str) -> None:
+        await self._t.call("POST", paths.vm_action(instance_id, action), MessageOut)
+
+    async def shutdown(self, instance_id: int) -> None:
+        await self._action(instance_id, "shutdown")
+
+    async def pause(self, instance_id: int) -> None:
+        await self._action(instance_id, "pause")
+
+    async def unpause(self, instance_id: int) -> None:
+        await self._action(instance_id, "unpause")
+
+    async def suspend(self, instance_id: int, target: str) -> None:
+        path = paths.vm_action(instance_id, "suspend")
+        await self._t.call("POST", path, MessageOut, body=SuspendIn(target=target))
+
+    async def prepare_incoming(self, instance: InstanceWire) -> TicketOut:
+        body = IncomingIn(instance=instance)
+        return await self._t.call(
+            "POST", paths.INCOMING, TicketOut, body=body, timeout=timeouts.INCOMING
+        )
+
+    async def migrate(self, instance_id: int, ticket: TicketOut, timeout: float) -> MigrationOut:
+        path = paths.vm_action(instance_id, "migrate")
+        return await self._t.call(
+            "POST", path, MigrationOut, body=MigrateIn(ticket=ticket), timeout=timeout
+        )
+
+    async def finish_incoming(self, instance_id: int) -> VmOut:
+        path = paths.vm_action(instance_id, "finishIncoming")
+        return await self._t.call("POST", path, VmOut, timeout=timeouts.FINISH_INCOMING)
+
+    async def call(self, instance_id: int, op: str, arg: str) -> str:
+        path = paths.vm_action(instance_id, "call")
+        reply = await self._t.call("POST", path, MessageOut, body=VmmCallIn(op=op, arg=arg))
+        return reply.message
+
+    async def set_cpu_share(self, instance_id: int, share: int) -> None:
+        path = paths.vm_action(instance_id, "cpuShare")
+        await self._t.call("POST", path, MessageOut, body=CpuShareIn(share=share))
+
+    async def close(self) -> None:
+        await self._t.close()

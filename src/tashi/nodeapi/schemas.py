@@ -1,0 +1,160 @@
+"""Wire models of the node contract (pydantic; camelCase as in the public API).
+
+The cluster manager sends a node manager the whole instance it should run (``InstanceWire``);
+the node manager keeps it beside the VM, so that after a restart of either side the node can
+report what it runs, and the cluster manager can adopt a VM it does not know.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DiskWire(_Model):
+    uri: str
+    persistent: bool = False
+
+
+class NicWire(_Model):
+    network: int
+    mac: str
+    ip: str | None = None
+
+
+class InstanceWire(_Model):
+    """The instance as the node manager needs it to run the VM."""
+
+    id: int
+    name: str
+    userId: int
+    cores: int
+    memory: int
+    cpuShare: int = 1024
+    disks: list[DiskWire]
+    nics: list[NicWire]
+    hints: dict[str, str] = Field(default_factory=dict)
+
+
+class VmReport(_Model):
+    """One VM a node manager runs, as it reports it."""
+
+    instanceId: int
+    vmId: int
+    state: str  # tashi.vmm.base.VmState value
+    instance: InstanceWire
+
+
+class RegisterIn(_Model):
+    name: str
+    memory: int
+    cores: int
+    cpuSpeed: int = 0
+    version: str
+    endpoint: str = Field(description="base URL where the node manager serves the node API")
+    secret: str = Field(min_length=32, description="bearer token the CM must use toward it")
+    vms: list[VmReport] = Field(default_factory=list)
+
+
+class RegisterOut(_Model):
+    hostId: int
+    state: str
+    heartbeatInterval: float
+    expireHostTime: float
+
+
+class HeartbeatIn(_Model):
+    load: float | None = None
+    freeMemory: int | None = None
+    memory: int | None = None
+    cores: int | None = None
+    vms: list[VmReport]
+
+
+class HeartbeatOut(_Model):
+    hostId: int
+    state: str
+    up: bool
+
+
+class VmEvent(_Model):
+    """Something that happened to a VM on its own or as the end of an operation."""
+
+    instanceId: int
+    vmId: int | None = None
+    kind: str = Field(
+        description="started | exited | suspended | suspendFailed | paused | running | failed"
+    )
+    detail: str = ""
+    at: datetime
+
+
+class EventsIn(_Model):
+    events: list[VmEvent]
+
+
+class EventsOut(_Model):
+    accepted: int
+
+
+class StartIn(_Model):
+    instance: InstanceWire
+    resumeFrom: str | None = Field(
+        None, description="suspend file (relative to the shared store) to restore from"
+    )
+
+
+class VmOut(_Model):
+    instanceId: int
+    vmId: int
+    state: str
+
+
+class SuspendIn(_Model):
+    target: str = Field(description="file relative to the shared store's suspend area")
+
+
+class IncomingIn(_Model):
+    instance: InstanceWire
+
+
+class TicketOut(_Model):
+    host: str
+    port: int
+
+
+class MigrateIn(_Model):
+    ticket: TicketOut
+
+
+class MigrationOut(_Model):
+    totalSeconds: float
+    downtimeMs: float | None
+    transferredBytes: int | None
+
+
+class VmmCallIn(_Model):
+    op: str
+    arg: str = ""
+
+
+class CpuShareIn(_Model):
+    share: int
+
+
+class MessageOut(_Model):
+    message: str
+
+
+class ErrorBody(_Model):
+    code: str
+    message: str
+
+
+class ErrorOut(_Model):
+    error: ErrorBody

@@ -1,0 +1,21 @@
+"""How long each node call may take before the caller gives up (seconds).
+
+Calls that only start work (suspend, shutdown) answer quickly; the slow part is reported later
+as an event. Migration and destroy wait for the work itself and get their own budgets.
+"""
+
+from __future__ import annotations
+
+CONNECT = 3.0
+DEFAULT = 10.0
+START = 60.0  # prepares disks (overlays) and starts the process; not the guest's boot
+DESTROY = 30.0  # quit, then SIGTERM, then SIGKILL, and wait for the process to go
+INCOMING = 60.0
+FINISH_INCOMING = 600.0
+HEARTBEAT = 5.0
+REGISTER = 10.0
+
+
+def migrate(migrate_timeout: float) -> float:
+    """The source waits for the whole transfer; allow a margin over QEMU's own limit."""
+    return migrate_timeout + 30.0

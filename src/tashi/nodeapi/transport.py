@@ -1,0 +1,73 @@
+"""The one seam where the node contract meets httpx.
+
+Every answer that is not 2xx carries ``{"error": {"code", "message"}}`` and becomes the
+matching ``TashiError``; a refused connection or a timeout becomes ``Unavailable`` naming the
+peer. Responses are validated against their schema; a malformed one is a ``BackendFailure``.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from tashi.domain.errors import BackendFailure, TashiError, Unavailable, error_class
+from tashi.nodeapi import timeouts
+
+M = TypeVar("M")
+
+
+class Transport:
+    def __init__(self, base_url: str, *, peer: str, token: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.peer = peer
+        self.token = token
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeouts.DEFAULT, connect=timeouts.CONNECT),
+        )
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        answer: type[M],
+        *,
+        body: BaseModel | None = None,
+        timeout: float = timeouts.DEFAULT,
+    ) -> M:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        content = body.model_dump_json().encode() if body is not None else None
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            reply = await self._http.request(
+                method,
+                path,
+                content=content,
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=timeouts.CONNECT),
+            )
+        except httpx.TimeoutException as exc:
+            raise Unavailable(f"{self.peer} at {self.base_url} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach {self.peer} at {self.base_url}: {exc}") from exc
+        if reply.status_code >= 400:
+            raise _error(reply, self.peer)
+        try:
+            result: M = TypeAdapter(answer).validate_json(reply.content)
+        except ValidationError as exc:
+            raise BackendFailure(f"{self.peer} sent a malformed answer to {path}") from exc
+        return result
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def _error(reply: httpx.Response, peer: str) -> TashiError:
+    try:
+        body = reply.json()["error"]
+        return error_class(str(body["code"]))(str(body["message"]))
+    except (ValueError, KeyError, TypeError):
+        return BackendFailure(f"{peer} answered {reply.status_code}: {reply.text[:200]}")
