@@ -77,6 +77,13 @@ class ClusterManagerServiceSettings:
     allow_duplicate_names: bool = option(
         "allowDuplicateNames", False, "Allow two instances with the same name."
     )
+    reconcile_grace: float = option(
+        "reconcileGrace",
+        10.0,
+        "Seconds after a state change during which a host's report that disagrees is not yet"
+        " acted upon (the report may predate the change).",
+        minimum=0,
+    )
     max_batch: int = option(
         "maxBatch",
         1000,
@@ -176,12 +183,60 @@ class NodeManagerSettings:
         "Network driver for the NICs of VMs: bridge (see [Bridge]: a bridge per network id, or"
         " the qemu-ifup.<networkId> script where present), or fake (tests only).",
     )
+    vmm: str = option(
+        "vmm",
+        "qemu",
+        "Virtual machine monitor driver: qemu (see [Qemu]), or fake (tests and simulations"
+        " only: no VM runs).",
+    )
     scratch_dir: Path = option(
         "scratchDir",
         Path("/var/lib/tashi-nm/scratch"),
         "Local directory for the copy-on-write overlays of non-persistent disks, one"
         " subdirectory per instance, deleted when the VM ends. Not /tmp: the overlays hold"
         " the VMs' writes.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeManagerServiceSettings:
+    SECTION: ClassVar[str] = "NodeManagerService"
+    DOC: ClassVar[str] = "The node manager's own API, and how it finds its cluster manager."
+
+    host: str = option(
+        "host",
+        "0.0.0.0",
+        "Address the node API listens on. Every call but /health needs the secret this node"
+        " manager gave its cluster manager when it registered.",
+    )
+    port: int = option("port", 9883, "TCP port of the node API.", minimum=1, maximum=65535)
+    name: str = option(
+        "name", "", "This host's name in the cluster. Empty: the machine's host name."
+    )
+    advertise: str = option(
+        "advertise",
+        "",
+        "Base URL the cluster manager uses to reach this node manager. Empty:"
+        " http://<name>:<port>.",
+    )
+    cluster_manager_host: str = option(
+        "clusterManagerHost", "localhost", "Where the cluster manager runs."
+    )
+    cluster_manager_port: int = option(
+        "clusterManagerPort", 9882, "The cluster manager's port.", minimum=1, maximum=65535
+    )
+    register_frequency: float = option(
+        "registerFrequency",
+        10.0,
+        "Seconds between two heartbeats to the cluster manager (each carries the state of"
+        " every VM on this host).",
+        minimum=0.1,
+    )
+    state_dir: Path = option(
+        "stateDir",
+        Path("/var/lib/tashi-nm"),
+        "Directory of the node manager's own files: one subdirectory per VM (its sockets,"
+        " serial log and state file), kept across restarts so running VMs are re-attached.",
     )
 
 
@@ -230,4 +285,7 @@ class Settings:
     )
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     node_manager: NodeManagerSettings = field(default_factory=NodeManagerSettings)
+    node_manager_service: NodeManagerServiceSettings = field(
+        default_factory=NodeManagerServiceSettings
+    )
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
