@@ -9,7 +9,7 @@ from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
 from tashi.frontends.rest import render
 from tashi.frontends.rest.deps import Caller, bearer_token
-from tashi.frontends.rest.json import JsonResponse
+from tashi.web.json import JsonResponse
 
 
 def router(service: ClusterService) -> APIRouter:

@@ -17,9 +17,10 @@ import tashi
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
-from tashi.frontends.rest import admin, errors, hosts, instances
+from tashi.frontends.rest import admin, hosts, instances
 from tashi.frontends.rest.deps import Caller
-from tashi.frontends.rest.json import JsonResponse
+from tashi.web import errors
+from tashi.web.json import JsonResponse
 
 
 class RequestStats:

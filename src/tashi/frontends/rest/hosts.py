@@ -11,7 +11,7 @@ from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import Host
 from tashi.frontends.rest import render
 from tashi.frontends.rest.deps import Caller
-from tashi.frontends.rest.json import JsonResponse
+from tashi.web.json import JsonResponse
 
 
 def _one(host: Host, status: int = 200) -> JsonResponse:

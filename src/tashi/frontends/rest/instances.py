@@ -24,7 +24,7 @@ from tashi.domain.operations import (
 )
 from tashi.frontends.rest import render
 from tashi.frontends.rest.deps import Caller
-from tashi.frontends.rest.json import JsonResponse
+from tashi.web.json import JsonResponse
 
 
 def _vm_request(body: s.InstanceIn | s.CreateManyIn, name: str) -> VmRequest:

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from tashi.domain import errors as e
-from tashi.frontends.rest.json import JsonResponse
+from tashi.web.json import JsonResponse
 
 log = logging.getLogger(__name__)
 
