@@ -1,0 +1,138 @@
+"""Registration, heartbeats and VM events: how a node manager keeps its cluster manager told.
+
+At start the node registers itself (SLA@SOI's automatic host registration: name, memory, cores,
+version, and where and how to reach it). Then every ``registerFrequency`` seconds it sends a
+heartbeat with its load and the state of each of its VMs. Events (a VM stopped, a suspend
+finished) are queued and sent at once, in order; a failed send keeps them queued for the next
+try, so nothing is lost while the cluster manager is away. A heartbeat answered "unknown host"
+(the host was unregistered, or the cluster manager's database was replaced) registers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tashi.domain.errors import NotFound, TashiError
+from tashi.nodeapi.cmclient import ClusterManagerClient
+from tashi.nodeapi.schemas import EventsIn, HeartbeatIn, RegisterIn, VmEvent, VmReport
+from tashi.nodemanager.service import NodeService
+
+log = logging.getLogger(__name__)
+
+_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    endpoint: str
+    secret: str
+    version: str
+
+
+def host_load() -> tuple[float, int | None]:
+    """The 1-minute load average and the available memory in MB (Linux)."""
+    load = os.getloadavg()[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return load, int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return load, None
+
+
+class Reporter:
+    def __init__(
+        self,
+        client: ClusterManagerClient,
+        node: NodeService,
+        identity: Identity,
+        capacity: Callable[[], tuple[int, int]],
+    ) -> None:
+        self._client = client
+        self._node = node
+        self._identity = identity
+        self._capacity = capacity
+        self._queue: deque[VmEvent] = deque()
+        self._wake = asyncio.Event()
+        self.host_id: int | None = None
+
+    def put(self, event: VmEvent) -> None:
+        self._queue.append(event)
+        self._wake.set()
+
+    def _reports(self) -> list[VmReport]:
+        return [
+            VmReport(instanceId=inst.id, vmId=vm_id, state=state.value, instance=inst)
+            for inst, vm_id, state in self._node.report()
+        ]
+
+    async def register(self) -> int:
+        memory, cores = self._capacity()
+        reply = await self._client.register(
+            RegisterIn(
+                name=self._identity.name,
+                memory=memory,
+                cores=cores,
+                version=self._identity.version,
+                endpoint=self._identity.endpoint,
+                secret=self._identity.secret,
+                vms=self._reports(),
+            )
+        )
+        self.host_id = reply.hostId
+        log.info(
+            "registered as host %s (id %d, %s)", self._identity.name, reply.hostId, reply.state
+        )
+        return reply.hostId
+
+    async def heartbeat(self) -> None:
+        """One heartbeat (registering first when needed)."""
+        if self.host_id is None:
+            await self.register()
+            return
+        load, free = host_load()
+        memory, cores = self._capacity()
+        try:
+            await self._client.heartbeat(
+                self.host_id,
+                HeartbeatIn(
+                    load=load, freeMemory=free, memory=memory, cores=cores, vms=self._reports()
+                ),
+            )
+        except NotFound:
+            log.warning(
+                "the cluster manager does not know host %d; registering again", self.host_id
+            )
+            self.host_id = None
+            await self.register()
+
+    async def flush(self) -> int:
+        """Send the queued events, oldest first; keep them on failure. Returns how many went."""
+        sent = 0
+        while self._queue and self.host_id is not None:
+            batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
+            await self._client.events(self.host_id, EventsIn(events=batch))
+            for _ in batch:
+                self._queue.popleft()
+            sent += len(batch)
+        return sent
+
+    async def send_events_forever(self, retry: float) -> None:
+        """Supervised loop: send events as they come; on failure retry after ``retry``."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except TashiError as exc:
+                log.warning("could not send %d VM event(s): %s", len(self._queue), exc.message)
+                await asyncio.sleep(retry)
+                self._wake.set()

@@ -1,0 +1,123 @@
+"""The node API a node manager serves to its cluster manager (``tashi.nodeapi.paths``).
+
+Every call but ``/health`` must carry, as its bearer token, the secret this node manager handed
+its cluster manager at registration; anything else is answered 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+import socket
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+
+import tashi
+from tashi.domain.errors import NotAuthenticated
+from tashi.domain.ids import InstanceId
+from tashi.nodeapi import paths
+from tashi.nodeapi import schemas as s
+from tashi.nodemanager.service import NodeService
+from tashi.web import errors
+from tashi.web.json import JsonResponse
+
+
+def _check_secret(request: Request) -> None:
+    secret: str = request.app.state.secret
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), secret):
+        raise NotAuthenticated("the node API answers only its cluster manager")
+
+
+Authorized = Annotated[None, Depends(_check_secret)]
+
+
+def _message(text: str) -> JsonResponse:
+    return JsonResponse({"message": text})
+
+
+def free_port(host: str) -> int:
+    """A TCP port nothing listens on right now (for an incoming migration)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host if host not in ("", "localhost") else "127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def create_app(node: NodeService, secret: str) -> FastAPI:
+    app = FastAPI(
+        title="Tashi node manager",
+        version=tashi.__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=JsonResponse,
+    )
+    app.state.secret = secret
+    errors.install(app)
+
+    @app.get(paths.HEALTH)
+    async def health() -> JsonResponse:
+        return JsonResponse({"status": "ok"})
+
+    @app.get(paths.VMS)
+    async def list_vms(_: Authorized) -> JsonResponse:
+        return JsonResponse(
+            [{"instanceId": i.id, "vmId": v, "state": st.value} for i, v, st in node.report()]
+        )
+
+    @app.post(paths.VMS)
+    async def start(_: Authorized, body: s.StartIn) -> JsonResponse:
+        out = await node.start(body.instance, body.resumeFrom)
+        return JsonResponse(out.model_dump())
+
+    @app.delete(paths.VM)
+    async def destroy(_: Authorized, instance_id: int) -> JsonResponse:
+        await node.destroy(InstanceId(instance_id))
+        return _message("destroyed")
+
+    @app.post(paths.INCOMING)
+    async def incoming(_: Authorized, body: s.IncomingIn) -> JsonResponse:
+        ticket = await node.prepare_incoming(body.instance, free_port(node.advertise_host))
+        return JsonResponse(ticket.model_dump())
+
+    @app.post(paths.VM_ACTION.replace("{action}", "shutdown"))
+    async def shutdown(_: Authorized, instance_id: int) -> JsonResponse:
+        await node.shutdown(InstanceId(instance_id))
+        return _message("shutting down")
+
+    @app.post(paths.VM_ACTION.replace("{action}", "pause"))
+    async def pause(_: Authorized, instance_id: int) -> JsonResponse:
+        await node.pause(InstanceId(instance_id))
+        return _message("paused")
+
+    @app.post(paths.VM_ACTION.replace("{action}", "unpause"))
+    async def unpause(_: Authorized, instance_id: int) -> JsonResponse:
+        await node.unpause(InstanceId(instance_id))
+        return _message("running")
+
+    @app.post(paths.VM_ACTION.replace("{action}", "suspend"))
+    async def suspend(_: Authorized, instance_id: int, body: s.SuspendIn) -> JsonResponse:
+        await node.suspend(InstanceId(instance_id), body.target)
+        return _message("suspending")
+
+    @app.post(paths.VM_ACTION.replace("{action}", "migrate"))
+    async def migrate(_: Authorized, instance_id: int, body: s.MigrateIn) -> JsonResponse:
+        stats = await node.migrate(InstanceId(instance_id), body.ticket)
+        return JsonResponse(stats.model_dump())
+
+    @app.post(paths.VM_ACTION.replace("{action}", "finishIncoming"))
+    async def finish_incoming(_: Authorized, instance_id: int) -> JsonResponse:
+        out = await node.finish_incoming(InstanceId(instance_id))
+        return JsonResponse(out.model_dump())
+
+    @app.post(paths.VM_ACTION.replace("{action}", "call"))
+    async def call(_: Authorized, instance_id: int, body: s.VmmCallIn) -> JsonResponse:
+        return _message(await node.call(InstanceId(instance_id), body.op, body.arg))
+
+    @app.post(paths.VM_ACTION.replace("{action}", "cpuShare"))
+    async def cpu_share(_: Authorized, instance_id: int, body: s.CpuShareIn) -> JsonResponse:
+        await node.set_cpu_share(InstanceId(instance_id), body.share)
+        return _message(f"cpu share set to {body.share}")
+
+    return app

@@ -1,0 +1,331 @@
+"""``NodeService``: what a node manager does for its cluster manager, one method per request.
+
+It turns an instance into a running VM: disks prepared (overlays, locks, direct boot), NICs
+attached by the network driver, then the VMM driver starts the process; and it undoes all of it
+when the VM ends, however it ends. Things that finish later (a suspend, a restore, a VM that
+stops on its own) are reported as events through the ``EventSink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from tashi.domain.errors import AlreadyExists, NotFound, TashiError, Unavailable
+from tashi.domain.ids import InstanceId, NetworkId
+from tashi.domain.models import DiskConfig
+from tashi.network.base import NetworkDriver
+from tashi.nodeapi.schemas import InstanceWire, MigrationOut, TicketOut, VmEvent, VmOut
+from tashi.nodemanager.vmdirs import VmDirs
+from tashi.vmm.base import (
+    BootSpec,
+    Capability,
+    DiskSpec,
+    MigrationTicket,
+    NicSpec,
+    VmmCall,
+    VmmDriver,
+    VmSpec,
+    VmState,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Prepared(Protocol):
+    """The disks of one VM, ready for the hypervisor."""
+
+    @property
+    def disks(self) -> Sequence[DiskSpec]: ...
+
+    @property
+    def boot(self) -> BootSpec: ...
+
+    def release(self) -> None:
+        """Delete overlays and drop persistent-image locks. Idempotent."""
+
+
+class DiskPreparer(Protocol):
+    def prepare(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> Prepared: ...
+
+    def adopt(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> Prepared:
+        """Take over the disks of a VM that kept running across a node-manager restart."""
+
+
+class EventSink(Protocol):
+    def put(self, event: VmEvent) -> None: ...
+
+
+@dataclass
+class _Vm:
+    instance: InstanceWire
+    disks: Prepared
+    vm_id: int = 0
+    state: VmState = VmState.starting
+    busy: str | None = None  # "suspending" / "migrating": its exit is not news
+
+
+@dataclass
+class NodeService:
+    driver: VmmDriver
+    network: NetworkDriver
+    disks: DiskPreparer
+    dirs: VmDirs
+    suspend_dir: Path  # <vfs prefix>/suspend
+    images_dir: Path
+    events: EventSink
+    now: Callable[[], datetime]
+    advertise_host: str
+    _vms: dict[InstanceId, _Vm] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def report(self) -> list[tuple[InstanceWire, int, VmState]]:
+        return [(vm.instance, vm.vm_id, vm.state) for vm in self._vms.values()]
+
+    def _get(self, instance_id: InstanceId) -> _Vm:
+        try:
+            return self._vms[instance_id]
+        except KeyError:
+            raise NotFound(f"this host runs no VM for instance {instance_id}") from None
+
+    def _out(self, iid: InstanceId) -> VmOut:
+        vm = self._get(iid)
+        return VmOut(instanceId=iid, vmId=vm.vm_id, state=vm.state.value)
+
+    def _need(self, capability: Capability, what: str) -> None:
+        if capability not in self.driver.capabilities:
+            raise Unavailable(f"the {self.driver.name} driver cannot {what}")
+
+    # --- starting ---------------------------------------------------------------------
+
+    async def _spec(self, instance: InstanceWire, prepared: Prepared) -> VmSpec:
+        iid = InstanceId(instance.id)
+        nics: list[NicSpec] = []
+        for index, nic in enumerate(instance.nics):
+            nics.append(await self.network.attach(iid, index, NetworkId(nic.network), nic.mac))
+        return VmSpec(
+            instance_id=iid,
+            name=instance.name,
+            cores=instance.cores,
+            memory=instance.memory,
+            disks=prepared.disks,
+            nics=nics,
+            state_dir=self.dirs.of(iid),
+            boot=prepared.boot,
+            cpu_share=instance.cpuShare,
+            hints=instance.hints,
+        )
+
+    async def _launch(self, instance: InstanceWire, incoming: MigrationTicket | Path | None) -> _Vm:
+        iid = InstanceId(instance.id)
+        if iid in self._vms:
+            raise AlreadyExists(f"instance {iid} already runs on this host")
+        self.dirs.create(instance)
+        disks = [DiskConfig(uri=d.uri, persistent=d.persistent) for d in instance.disks]
+        prepared: Prepared | None = None
+        try:
+            prepared = await asyncio.to_thread(self.disks.prepare, iid, disks)
+            spec = await self._spec(instance, prepared)
+            status = await self.driver.start(spec, incoming=incoming)
+        except TashiError:
+            await self._cleanup(iid, prepared)
+            raise
+        vm = _Vm(instance=instance, disks=prepared, vm_id=status.vm_id, state=status.state)
+        self._vms[iid] = vm
+        return vm
+
+    async def start(self, instance: InstanceWire, resume_from: str | None = None) -> VmOut:
+        """Start a VM; with ``resume_from`` restore it from a suspend file in the background
+        and report ``started`` (or ``failed``) when done."""
+        if resume_from is None:
+            vm = await self._launch(instance, None)
+            return self._out(InstanceId(vm.instance.id))
+        self._need(Capability.suspend, "restore suspended VMs")
+        source = self._suspend_file(resume_from)
+        if not source.is_file():
+            raise NotFound(f"there is no suspend file {resume_from!r}")
+        vm = await self._launch(instance, source)
+        self._spawn(self._finish_resume(InstanceId(instance.id), source))
+        return self._out(InstanceId(vm.instance.id))
+
+    async def _finish_resume(self, iid: InstanceId, source: Path) -> None:
+        try:
+            status = await self.driver.finish_incoming(iid)
+        except TashiError as exc:
+            self._event(iid, "failed", f"restore failed: {exc.message}")
+            await self._destroy_quietly(iid)
+            return
+        vm = self._get(iid)
+        vm.vm_id, vm.state = status.vm_id, status.state
+        source.unlink(missing_ok=True)
+        self._event(iid, "started", "restored from its suspend file")
+
+    def _suspend_file(self, name: str) -> Path:
+        path = (self.suspend_dir / name).resolve()
+        if path.parent != self.suspend_dir.resolve():
+            raise NotFound(f"{name!r} is not a file in the suspend area")
+        return path
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def destroy(self, iid: InstanceId) -> None:
+        """Kill the VM and clean up; succeeds if it is already gone."""
+        if iid in self._vms:
+            await self.driver.destroy(iid)
+        await self._forget(iid)
+
+    async def shutdown(self, iid: InstanceId) -> None:
+        self._get(iid)
+        await self.driver.shutdown(iid)
+        self._get(iid).state = VmState.shutting_down
+
+    async def pause(self, iid: InstanceId) -> None:
+        self._need(Capability.pause, "pause VMs")
+        self._get(iid)
+        await self.driver.pause(iid)
+        self._get(iid).state = VmState.paused
+
+    async def unpause(self, iid: InstanceId) -> None:
+        self._need(Capability.pause, "pause VMs")
+        self._get(iid)
+        await self.driver.unpause(iid)
+        self._get(iid).state = VmState.running
+
+    async def suspend(self, iid: InstanceId, target: str) -> None:
+        """Start saving the VM to ``target``; ``suspended`` or ``suspendFailed`` follows."""
+        self._need(Capability.suspend, "suspend VMs")
+        vm = self._get(iid)
+        if vm.busy:
+            raise AlreadyExists(f"instance {iid} is already {vm.busy}")
+        path = self._suspend_file(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        vm.busy = "suspending"
+        self._spawn(self._suspend(iid, path))
+
+    async def _suspend(self, iid: InstanceId, path: Path) -> None:
+        try:
+            await self.driver.suspend(iid, path)
+        except TashiError as exc:
+            self._get(iid).busy = None
+            self._event(iid, "suspendFailed", exc.message)
+            return
+        await self._forget(iid)
+        self._event(iid, "suspended", path.name)
+
+    async def set_cpu_share(self, iid: InstanceId, share: int) -> None:
+        self._need(Capability.cpu_share, "change CPU shares")
+        self._get(iid)
+        await self.driver.set_cpu_share(iid, share)
+
+    async def call(self, iid: InstanceId, op: str, arg: str) -> str:
+        self._get(iid)
+        return await self.driver.call(iid, VmmCall(op=op, arg=arg))
+
+    # --- migration --------------------------------------------------------------------
+
+    async def prepare_incoming(self, instance: InstanceWire, port: int) -> TicketOut:
+        self._need(Capability.live_migration, "migrate VMs")
+        ticket = MigrationTicket(host=self.advertise_host, port=port)
+        await self._launch(instance, ticket)
+        return TicketOut(host=ticket.host, port=ticket.port)
+
+    async def migrate(self, iid: InstanceId, ticket: TicketOut) -> MigrationOut:
+        self._need(Capability.live_migration, "migrate VMs")
+        vm = self._get(iid)
+        vm.busy = "migrating"
+        try:
+            stats = await self.driver.migrate(iid, MigrationTicket(ticket.host, ticket.port))
+        except TashiError:
+            vm.busy = None
+            raise
+        await self._forget(iid)
+        return MigrationOut(
+            totalSeconds=stats.total_seconds,
+            downtimeMs=stats.downtime_ms,
+            transferredBytes=stats.transferred_bytes,
+        )
+
+    async def finish_incoming(self, iid: InstanceId) -> VmOut:
+        status = await self.driver.finish_incoming(iid)
+        vm = self._get(iid)
+        vm.vm_id, vm.state = status.vm_id, status.state
+        return self._out(iid)
+
+    # --- endings ----------------------------------------------------------------------
+
+    async def on_exit(self, iid: InstanceId, detail: str) -> None:
+        """The driver saw the VM end. Report it unless an operation expected it."""
+        vm = self._vms.get(iid)
+        if vm is None or vm.busy:
+            return
+        await self._forget(iid)
+        self._event(iid, "exited", detail)
+
+    async def _forget(self, iid: InstanceId) -> None:
+        vm = self._vms.pop(iid, None)
+        await self._cleanup(iid, vm.disks if vm is not None else None)
+
+    async def _cleanup(self, iid: InstanceId, prepared: Prepared | None) -> None:
+        await self.network.detach(iid)
+        if prepared is not None:
+            await asyncio.to_thread(prepared.release)
+        await asyncio.to_thread(self.dirs.remove, iid)
+
+    async def _destroy_quietly(self, iid: InstanceId) -> None:
+        try:
+            await self.destroy(iid)
+        except TashiError:
+            log.exception("could not clean up instance %s", iid)
+
+    def _event(self, iid: InstanceId, kind: str, detail: str = "") -> None:
+        vm = self._vms.get(iid)
+        self.events.put(
+            VmEvent(
+                instanceId=iid,
+                vmId=vm.vm_id if vm else None,
+                kind=kind,
+                detail=detail,
+                at=self.now(),
+            )
+        )
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background VM task failed", exc_info=task.exception())
+
+    # --- restart ----------------------------------------------------------------------
+
+    async def recover(self) -> list[InstanceId]:
+        """After a restart: re-attach to the VMs still running, clean up after the others."""
+        found = self.dirs.existing()
+        statuses = await self.driver.adopt(list(found.values()))
+        alive = {s.instance_id: s for s in statuses if s.state is not VmState.exited}
+        await self.network.adopt(list(alive))
+        for iid in found:
+            instance = self.dirs.instance(iid)
+            if iid not in alive or instance is None:
+                await self._cleanup(iid, None)
+                continue
+            disks = [DiskConfig(uri=d.uri, persistent=d.persistent) for d in instance.disks]
+            prepared = await asyncio.to_thread(self.disks.adopt, iid, disks)
+            status = alive[iid]
+            self._vms[iid] = _Vm(instance, prepared, vm_id=status.vm_id, state=status.state)
+        return sorted(self._vms)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

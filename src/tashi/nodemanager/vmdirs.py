@@ -1,0 +1,57 @@
+"""The node manager's per-VM directories: ``<stateDir>/vms/<instanceId>/``.
+
+Each holds ``instance.json`` (the instance as the cluster manager sent it) beside whatever the
+VMM driver keeps there (sockets, serial log, its own state file). The directories are the node
+manager's memory across restarts: what exists here is what it re-attaches to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tashi.domain.errors import BackendFailure
+from tashi.domain.ids import InstanceId
+from tashi.nodeapi.schemas import InstanceWire
+
+_INSTANCE = "instance.json"
+
+
+@dataclass(frozen=True, slots=True)
+class VmDirs:
+    root: Path  # <stateDir>/vms
+
+    def of(self, instance_id: InstanceId) -> Path:
+        return self.root / str(int(instance_id))
+
+    def create(self, instance: InstanceWire) -> Path:
+        path = self.of(InstanceId(instance.id))
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path / (_INSTANCE + ".new")
+        tmp.write_text(instance.model_dump_json())
+        os.replace(tmp, path / _INSTANCE)
+        return path
+
+    def instance(self, instance_id: InstanceId) -> InstanceWire | None:
+        try:
+            return InstanceWire.model_validate_json((self.of(instance_id) / _INSTANCE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def existing(self) -> dict[InstanceId, Path]:
+        """The VM directories left by earlier runs, by instance id."""
+        try:
+            entries = list(self.root.iterdir())
+        except FileNotFoundError:
+            return {}
+        return {InstanceId(int(p.name)): p for p in entries if p.is_dir() and p.name.isdigit()}
+
+    def remove(self, instance_id: InstanceId) -> None:
+        try:
+            shutil.rmtree(self.of(instance_id))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise BackendFailure(f"cannot remove the directory of VM {instance_id}: {exc}") from exc
