@@ -1,0 +1,232 @@
+"""The one seam between Tashi and the kernel's netlink (pyroute2): links in one namespace.
+
+``Netlink`` is a small blocking API over ``pyroute2.IPRoute`` with just what the network drivers
+need (list links, make bridges and taps, put a port on a bridge, delete). Every pyroute2 or OS
+failure leaves this module as ``BackendFailure`` with the kernel's message, ``raise ... from exc``;
+nothing else in Tashi imports pyroute2.
+
+``AsyncNetlink`` runs those calls for asyncio code on one worker thread of its own: pyroute2's
+calls block (and a tap in another namespace is made by a forked helper), and an ``IPRoute``
+socket must not be shared between threads. One thread also makes each call that a driver hands
+it atomic with respect to the driver's other calls, which is what keeps two concurrent
+``attach``es from both creating one bridge.
+
+Namespaces: ``netns`` names a namespace in ``/run/netns`` (``ip netns``); it must exist (this
+module never creates one). ``None`` is the namespace of the calling process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState
+
+T = TypeVar("T")
+
+IFNAMSIZ = 15  # longest interface name the kernel accepts (16 bytes with the NUL)
+_IFF_UP = 0x1
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """What the drivers need to know of one network interface."""
+
+    index: int
+    name: str
+    kind: str | None  # "bridge", "tun" (taps too), "vxlan", "veth", None for lo/physical
+    master: int | None  # index of the bridge it is a port of
+    alias: str | None  # IFLA_IFALIAS: where the drivers mark what they made
+    mtu: int
+    up: bool
+
+
+class Netlink:
+    """Blocking link operations in one namespace. Use from one thread only."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._ipr: Any = None
+
+    def _where(self) -> str:
+        return f" in network namespace {self.netns!r}" if self.netns else ""
+
+    @contextmanager
+    def _kernel(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except NetlinkError as exc:
+            raise BackendFailure(f"{what}{self._where()} failed: {_message(exc)}") from exc
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise BackendFailure(f"{what}{self._where()} failed: {exc}") from exc
+
+    def _socket(self) -> Any:
+        if self._ipr is None:
+            with self._kernel("opening a netlink socket"):
+                # flags=0: never create the namespace (pyroute2's default would).
+                self._ipr = IPRoute(netns=self.netns, flags=0) if self.netns else IPRoute()
+        return self._ipr
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            ipr, self._ipr = self._ipr, None
+            with self._kernel("closing the netlink socket"):
+                ipr.close()
+
+    def links(self) -> list[Link]:
+        ipr = self._socket()
+        with self._kernel("listing links"):
+            return [_link(msg) for msg in ipr.get_links()]
+
+    def find(self, name: str) -> Link | None:
+        ipr = self._socket()
+        with self._kernel(f"looking up link {name}"):
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                return None
+            msgs = ipr.get_links(found[0])
+        return _link(msgs[0]) if msgs else None
+
+    def add_bridge(self, name: str, *, alias: str) -> tuple[Link, bool]:
+        """The bridge ``name``, created (up, marked with ``alias``) if missing; and whether
+        this call created it. A link of that name that is not a bridge is an error."""
+        _check_name(name)
+        existing = self.find(name)
+        if existing is None:
+            ipr = self._socket()
+            try:
+                with self._kernel(f"creating bridge {name}"):
+                    ipr.link("add", ifname=name, kind="bridge")
+            except BackendFailure as exc:
+                if not _is_errno(exc, errno.EEXIST):  # someone else made it meanwhile
+                    raise
+            else:
+                self.set(name, alias=alias, up=True)
+                return self._require(name), True
+            existing = self._require(name)
+        if existing.kind != "bridge":
+            raise BackendFailure(
+                f"link {name}{self._where()} exists but is a {existing.kind or 'device'},"
+                " not a bridge"
+            )
+        return existing, False
+
+    def add_tap(self, name: str) -> Link:
+        """A new persistent tap ``name`` (down, on no bridge)."""
+        _check_name(name)
+        ipr = self._socket()
+        with self._kernel(f"creating tap {name}"):
+            ipr.link("add", ifname=name, kind="tuntap", mode="tap", ifr={"no_pi": True})
+        return self._require(name)
+
+    def set(
+        self,
+        name: str,
+        *,
+        alias: str | None = None,
+        address: str | None = None,
+        mtu: int | None = None,
+        master: int | None = None,
+        up: bool | None = None,
+    ) -> None:
+        """Change the given attributes of link ``name`` (the others stay)."""
+        link = self._require(name)
+        changes: dict[str, Any] = {}
+        if alias is not None:
+            changes["ifalias"] = alias
+        if address is not None:
+            changes["address"] = address
+        if mtu is not None:
+            changes["mtu"] = mtu
+        if master is not None:
+            changes["master"] = master
+        if up is not None:
+            changes["state"] = "up" if up else "down"
+        if changes:
+            with self._kernel(f"setting {', '.join(sorted(changes))} of {name}"):
+                self._socket().link("set", index=link.index, **changes)
+
+    def delete(self, name: str) -> bool:
+        """Delete link ``name``; ``False`` if there was none."""
+        link = self.find(name)
+        if link is None:
+            return False
+        try:
+            with self._kernel(f"deleting link {name}"):
+                self._socket().link("del", index=link.index)
+        except BackendFailure as exc:
+            if _is_errno(exc, errno.ENODEV):  # gone meanwhile
+                return False
+            raise
+        return True
+
+    def _require(self, name: str) -> Link:
+        link = self.find(name)
+        if link is None:
+            raise BackendFailure(f"link {name}{self._where()} vanished while being set up")
+        return link
+
+
+class AsyncNetlink:
+    """``Netlink`` for asyncio code: every call runs on this object's one worker thread."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._netlink = Netlink(netns)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tashi-netlink")
+
+        self._closed = False
+
+    async def run(self, call: Callable[[Netlink], T]) -> T:
+        """Run ``call(netlink)`` on the worker thread; nothing else runs there meanwhile."""
+        if self._closed:
+            raise InvalidState("the network driver was closed")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call, self._netlink)
+
+    async def close(self) -> None:
+        """Close the socket and end the thread. Idempotent."""
+        if self._closed:
+            return
+        try:
+            await self.run(Netlink.close)
+        finally:
+            self._closed = True
+            self._pool.shutdown(wait=False)
+
+
+def _check_name(name: str) -> None:
+    # Checked here because pyroute2 makes taps by ioctl and drops that error on the way back.
+    if not 0 < len(name) <= IFNAMSIZ or any(c in name for c in "/: \t\n") or name in (".", ".."):
+        raise InvalidInput(f"{name!r} is not an interface name (1 to {IFNAMSIZ} characters)")
+
+
+def _link(msg: Any) -> Link:
+    master = msg.get("master")
+    return Link(
+        index=int(msg["index"]),
+        name=str(msg.get("ifname")),
+        kind=msg.get(("linkinfo", "kind")),
+        master=int(master) if master else None,
+        alias=msg.get("ifalias"),
+        mtu=int(msg.get("mtu") or 0),
+        up=bool(int(msg["flags"]) & _IFF_UP),
+    )
+
+
+def _message(exc: NetlinkError) -> str:
+    code = getattr(exc, "code", None)
+    text = exc.args[1] if len(exc.args) > 1 else (errno.errorcode.get(code or 0) or str(exc))
+    return f"{text} (errno {code})" if code else str(text)
+
+
+def _is_errno(exc: BackendFailure, code: int) -> bool:
+    cause = exc.__cause__
+    return getattr(cause, "code", None) == code or getattr(cause, "errno", None) == code
