@@ -214,7 +214,7 @@ def test_destroy_removes_pending_and_held_at_once(api: Api) -> None:
     assert api.call("DELETE", f"/v1/instances/{a['id']}", api.admin).status_code == 404
 
 
-def test_verbs_needing_a_node_manager_say_so_and_change_nothing(api: Api) -> None:
+def test_verbs_needing_a_node_manager_say_so(api: Api) -> None:
     vm = create(api, api.admin, "vm").json()
     api.call("POST", "/v1/hosts", api.admin, json={"name": "h1"})
     force_state(api, vm["id"], InstanceState.Activating, host=1)
@@ -225,9 +225,13 @@ def test_verbs_needing_a_node_manager_say_so_and_change_nothing(api: Api) -> Non
         assert "no node manager" in reply.json()["error"]["message"]
     reply = api.call("POST", "/v1/instances/vm/vmmSpecificCall", api.admin, json={"arg": "list"})
     assert reply.status_code == 503
+    assert api.call("GET", "/v1/instances/vm", api.admin).json()["state"] == "Running"
+    # A destroy is an intent that sticks: the node did not answer, so the instance stays
+    # Destroying for reconciliation to finish (and an admin can force it).
     reply = api.call("DELETE", "/v1/instances/vm", api.admin)
     assert reply.status_code == 503
-    assert api.call("GET", "/v1/instances/vm", api.admin).json()["state"] == "Running"
+    assert api.call("GET", "/v1/instances/vm", api.admin).json()["state"] == "Destroying"
+    assert api.call("DELETE", "/v1/instances/vm?force=true", api.admin).status_code == 200
 
 
 def test_state_rules_are_checked_first(api: Api) -> None:

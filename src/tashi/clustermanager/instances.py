@@ -9,16 +9,19 @@ clearly and change nothing.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from tashi.clustermanager import refs
 from tashi.clustermanager.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.migration import Migrations
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle_nics
 from tashi.domain import validation
 from tashi.domain.clock import Clock
-from tashi.domain.errors import Forbidden, InvalidInput, InvalidState
+from tashi.domain.errors import Forbidden, InvalidInput, InvalidState, TashiError
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import Host, Instance, InstanceSpec, Principal, Role
 from tashi.domain.operations import InstanceQuery, VmRequest
@@ -27,12 +30,15 @@ from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 RESUME_HINT = "__resume_source"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class InstanceRules:
     specs: SpecRules
     allow_duplicate_names: bool
     max_batch: int
+    migrate_timeout: float = 300.0
 
 
 class InstanceService:
@@ -43,6 +49,7 @@ class InstanceService:
         self._nodes = nodes
         self._clock = clock
         self._rules = rules
+        self._migrations = Migrations(nodes, rules.migrate_timeout)
 
     # --- creating ---------------------------------------------------------------------
 
@@ -138,25 +145,38 @@ class InstanceService:
     async def destroy_instance(
         self, caller: Principal, inst: Instance, *, force: bool = False
     ) -> Instance | None:
+        require_owner(caller, inst.user_id, "destroying another user's instance")
         if force:
             require_admin(caller, "force-destroying an instance")
             next_state(inst.state, Action.force_destroy)
+            await self._kill_quietly(inst)
             await self._db.write(lambda tx: tx.instances.remove(inst.id, inst.state))
             return None
         target = next_state(inst.state, Action.destroy)
         if target is InstanceState.Exited:
             await self._db.write(lambda tx: tx.instances.remove(inst.id, inst.state))
             return None
-        host = await self._host_of(inst)
-        await self._nodes.destroy(host, inst)
-        return await self._move(inst, Action.destroy)
+        # The intent sticks before the node is asked: if the node does not answer, the
+        # instance stays Destroying and reconciliation finishes the job.
+        dying = await self._move(inst, Action.destroy) if target is not inst.state else inst
+        await self._nodes.destroy(await self._host_of(dying), dying)
+        await self._db.write(lambda tx: tx.instances.remove(dying.id, dying.state))
+        return None
+
+    async def _kill_quietly(self, inst: Instance) -> None:
+        """Best effort for a force-destroy: the record goes whatever the node says."""
+        if inst.host_id is None:
+            return
+        try:
+            await self._nodes.destroy(await self._host_of(inst), inst)
+        except TashiError as exc:
+            log.warning("force-destroy of %s: its node did not confirm: %s", inst.name, exc)
 
     # --- lifecycle verbs that need a node manager -------------------------------------
 
     async def shutdown_vm(self, caller: Principal, ref: str) -> Instance:
-        inst = await self._checked(caller, ref, Action.shutdown, "shutting down")
-        await self._nodes.shutdown(await self._host_of(inst), inst)
-        return await self._move(inst, Action.shutdown)
+        """``shutdownVm``: ACPI power-off; the record goes when the node reports the VM gone."""
+        return await self.shutdown_instance(caller, await self.get(caller, ref))
 
     async def shutdown_instance(self, caller: Principal, inst: Instance) -> Instance:
         require_owner(caller, inst.user_id, "shutting down another user's instance")
@@ -166,55 +186,108 @@ class InstanceService:
 
     async def pause_vm(self, caller: Principal, ref: str) -> Instance:
         inst = await self._checked(caller, ref, Action.pause, "pausing")
-        await self._nodes.pause(await self._host_of(inst), inst)
-        return await self._move(inst, Action.pause)
+        return await self._two_step(
+            inst, Action.pause, Action.paused, Action.pause_failed, self._nodes.pause
+        )
 
     async def unpause_vm(self, caller: Principal, ref: str) -> Instance:
         inst = await self._checked(caller, ref, Action.unpause, "unpausing")
-        await self._nodes.unpause(await self._host_of(inst), inst)
-        return await self._move(inst, Action.unpause)
+        return await self._two_step(
+            inst, Action.unpause, Action.unpaused, Action.unpause_failed, self._nodes.unpause
+        )
+
+    async def _two_step(
+        self,
+        inst: Instance,
+        begin: Action,
+        done: Action,
+        failed: Action,
+        work: Callable[[Host, Instance], Awaitable[None]],
+    ) -> Instance:
+        host = await self._host_of(inst)
+        moving = await self._move(inst, begin)
+        try:
+            await work(host, moving)
+        except TashiError:
+            await self._move(moving, failed)
+            raise
+        return await self._move(moving, done)
 
     async def suspend_vm(self, caller: Principal, ref: str) -> Instance:
+        """``suspendVm``: the node saves the VM to the shared store's suspend area; the
+        instance becomes Suspended (and is kept) when the node reports the save done."""
         inst = await self._checked(caller, ref, Action.suspend, "suspending")
-        await self._nodes.suspend(await self._host_of(inst), inst)
-        return await self._move(inst, Action.suspend)
+        host = await self._host_of(inst)
+        saving = await self._move(inst, Action.suspend)
+        try:
+            await self._nodes.suspend(host, saving, suspend_file(saving))
+        except TashiError:
+            await self._move(saving, Action.suspend_failed)
+            raise
+        return saving
 
     async def resume_vm(self, caller: Principal, ref: str) -> Instance:
         """``resumeVm``: a Suspended instance becomes Pending again, remembering its saved
         state; the scheduler places it and the node manager restores it."""
         inst = await self._checked(caller, ref, Action.resume, "resuming")
-        source = f"suspend/{inst.id}_{inst.name}"
-        return await self._move(inst, Action.resume, hints={**inst.hints, RESUME_HINT: source})
+        hints = {**inst.hints, RESUME_HINT: suspend_file(inst)}
+        return await self._move(inst, Action.resume, hints=hints)
 
     async def migrate_vm(self, caller: Principal, ref: str, target_ref: str) -> Instance:
+        """``migrateVm``: live-migrate a Running instance to another host. Answers once the
+        target is prepared (MigrateTrans); the transfer finishes in the background."""
         inst = await self._checked(caller, ref, Action.migrate, "migrating")
         target = await self._db.read(lambda tx: refs.host(tx, target_ref))
         if target.id == inst.host_id:
             raise InvalidInput(f"{inst.name!r} already runs on host {target.name!r}")
         _usable(target)
-        await self._nodes.migrate(await self._host_of(inst), target, inst)
-        return await self._move(inst, Action.migrate)
+        source = await self._host_of(inst)
+        preparing = await self._move(inst, Action.migrate)
+        try:
+            ticket = await self._nodes.prepare_incoming(target, preparing)
+        except TashiError:
+            await self._move(preparing, Action.migrate_failed)
+            raise
+        moving = await self._move(preparing, Action.migrate_transfer)
+        self._migrations.start(moving, source, target, ticket, self._move, self._record)
+        return moving
+
+    async def _record(self, inst: Instance, kind: str, message: str) -> None:
+        now = self._clock.now()
+        await self._db.write(lambda tx: tx.events.add(inst.id, kind, message, now=now))
 
     async def vmm_call(self, caller: Principal, ref: str, arg: str) -> str:
-        """``vmmSpecificCall``: pass a hypervisor-specific request to the VM's node manager."""
+        """``vmmSpecificCall``: ``op[:argument]`` (startVnc, stopVnc, changeCdrom:<image>,
+        reset, console[:KB], list) passed to the VM's node manager."""
         inst = await self.get(caller, ref)
         if inst.state not in (InstanceState.Running, InstanceState.Paused):
             raise InvalidState(f"{inst.name!r} is {inst.state.name}; it must be Running or Paused")
-        return await self._nodes.vmm_call(await self._host_of(inst), inst, arg)
+        op, _, argument = arg.partition(":")
+        return await self._nodes.vmm_call(await self._host_of(inst), inst, op, argument)
 
     async def activate_vm(self, caller: Principal, ref: str, host_ref: str) -> Instance:
-        """``activateVm`` (the scheduler's call): start a Pending or Held instance on a host."""
+        """``activateVm`` (the scheduler's call): start a Pending or Held instance on a host.
+        If the node cannot start it, the instance is Held with the reason."""
         require_role(caller, Role.agent, Role.admin, doing="activating instances")
         inst, host = await self._db.read(
             lambda tx: (refs.instance(tx, ref), refs.host(tx, host_ref))
         )
-        action = Action.resume_on_host if RESUME_HINT in inst.hints else Action.activate
+        source = inst.hints.get(RESUME_HINT)
+        action = Action.resume_on_host if source else Action.activate
         next_state(inst.state, action)
         _usable(host)
         if host.reserved and inst.user_id not in host.reserved:
             raise Forbidden(f"host {host.name!r} is reserved for other users")
-        await self._nodes.instantiate(host, inst)
-        return await self._move(inst, action, host_id=host.id)
+        starting = await self._move(inst, action, host_id=host.id, clear_reason=True)
+        try:
+            if source:
+                vm_id = await self._nodes.resume(host, starting, source)
+                return await self._move(starting, None, vm_id=vm_id)
+            vm_id = await self._nodes.instantiate(host, starting)
+        except TashiError as exc:
+            await self._move(starting, Action.start_failed, reason=exc.message, clear_host=True)
+            raise
+        return await self._move(starting, Action.started, vm_id=vm_id)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -233,19 +306,38 @@ class InstanceService:
     async def _move(
         self,
         inst: Instance,
-        action: Action,
+        action: Action | None,
         *,
         hints: dict[str, str] | None = None,
         host_id: HostId | None = None,
+        vm_id: int | None = None,
+        reason: str | None = None,
+        clear_host: bool = False,
+        clear_reason: bool = False,
     ) -> Instance:
-        target = next_state(inst.state, action)
+        """Compare-and-swap ``inst`` from its state through ``action`` (``None``: same state,
+        other fields only)."""
+        target = inst.state if action is None else next_state(inst.state, action)
         now = self._clock.now()
-        changes = InstanceChanges(hints=hints, host_id=host_id)
+        changes = InstanceChanges(
+            hints=hints,
+            host_id=host_id,
+            vm_id=vm_id,
+            reason=reason,
+            clear_host=clear_host,
+            clear_vm=clear_host,
+            clear_reason=clear_reason,
+        )
         return await self._db.write(
             lambda tx: tx.instances.transition(
                 inst.id, inst.state, target, now=now, changes=changes
             )
         )
+
+
+def suspend_file(inst: Instance) -> str:
+    """Where an instance's saved state goes, relative to the suspend area."""
+    return f"{inst.id}_{inst.name}.gz"
 
 
 def _usable(host: Host) -> None:

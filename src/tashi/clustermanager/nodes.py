@@ -2,9 +2,9 @@
 
 Operations on a VM that exists on a host (start, shut down, pause, suspend, migrate, VMM calls)
 are carried out by that host's node manager. Services call this port after they have checked
-permissions and the state table, and before they save the transitional state. ``NoNodeManagers``
-is the port of a cluster manager that has no node managers to talk to: every call says so with
-``Unavailable`` and nothing changes. The node-manager contract (``nodeapi``) replaces it.
+permissions and the state table. ``NoNodeManagers`` is the port of a cluster manager without
+node managers (unit tests of the control plane): every call says so with ``Unavailable``;
+``gateway.HttpNodeGateway`` is the real one, over ``tashi.nodeapi``.
 """
 
 from __future__ import annotations
@@ -13,27 +13,44 @@ from typing import Protocol
 
 from tashi.domain.errors import Unavailable
 from tashi.domain.models import Host, Instance
+from tashi.nodeapi.schemas import MigrationOut, TicketOut
 
 
 class NodeGateway(Protocol):
+    async def alive(self, host: Host) -> bool:
+        """Whether the host's node manager answers (never raises)."""
+
     async def instantiate(self, host: Host, instance: Instance) -> int:
-        """Start ``instance`` on ``host``; return its VM id."""
+        """Start ``instance`` on ``host``; return its VM id once the process runs."""
+
+    async def resume(self, host: Host, instance: Instance, source: str) -> int:
+        """Start restoring ``instance`` from suspend file ``source``; ``started`` follows."""
 
     async def shutdown(self, host: Host, instance: Instance) -> None: ...
 
-    async def destroy(self, host: Host, instance: Instance) -> None: ...
+    async def destroy(self, host: Host, instance: Instance) -> None:
+        """Kill the VM and wait until it is gone (succeeds if it is gone already)."""
 
     async def pause(self, host: Host, instance: Instance) -> None: ...
 
     async def unpause(self, host: Host, instance: Instance) -> None: ...
 
-    async def suspend(self, host: Host, instance: Instance) -> None: ...
+    async def suspend(self, host: Host, instance: Instance, target: str) -> None:
+        """Start saving the VM to ``target``; ``suspended``/``suspendFailed`` follows."""
 
-    async def resume(self, host: Host, instance: Instance) -> int: ...
+    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut: ...
 
-    async def migrate(self, source: Host, target: Host, instance: Instance) -> None: ...
+    async def migrate(
+        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
+    ) -> MigrationOut: ...
 
-    async def vmm_call(self, host: Host, instance: Instance, arg: str) -> str: ...
+    async def finish_incoming(self, host: Host, instance: Instance) -> int: ...
+
+    async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str: ...
+
+    async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class NoNodeManagers:
@@ -44,8 +61,14 @@ class NoNodeManagers:
             f"cannot {what} {instance.name!r}: this cluster manager has no node manager to do it"
         )
 
+    async def alive(self, host: Host) -> bool:
+        return False
+
     async def instantiate(self, host: Host, instance: Instance) -> int:
         raise self._refuse("start", instance)
+
+    async def resume(self, host: Host, instance: Instance, source: str) -> int:
+        raise self._refuse("resume", instance)
 
     async def shutdown(self, host: Host, instance: Instance) -> None:
         raise self._refuse("shut down", instance)
@@ -59,14 +82,25 @@ class NoNodeManagers:
     async def unpause(self, host: Host, instance: Instance) -> None:
         raise self._refuse("unpause", instance)
 
-    async def suspend(self, host: Host, instance: Instance) -> None:
+    async def suspend(self, host: Host, instance: Instance, target: str) -> None:
         raise self._refuse("suspend", instance)
 
-    async def resume(self, host: Host, instance: Instance) -> int:
-        raise self._refuse("resume", instance)
-
-    async def migrate(self, source: Host, target: Host, instance: Instance) -> None:
+    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
         raise self._refuse("migrate", instance)
 
-    async def vmm_call(self, host: Host, instance: Instance, arg: str) -> str:
+    async def migrate(
+        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
+    ) -> MigrationOut:
+        raise self._refuse("migrate", instance)
+
+    async def finish_incoming(self, host: Host, instance: Instance) -> int:
+        raise self._refuse("migrate", instance)
+
+    async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
         raise self._refuse("pass a VMM call to", instance)
+
+    async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None:
+        raise self._refuse("change the CPU share of", instance)
+
+    async def close(self) -> None:
+        """Nothing to release."""

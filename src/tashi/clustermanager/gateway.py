@@ -1,0 +1,100 @@
+"""``HttpNodeGateway``: the node gateway over HTTP, one client per registered node manager.
+
+The address and secret of each node manager come from its registration (``NodeLink`` in the
+store); a client is kept per host and replaced when the node registers again with a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tashi.clustermanager.database import Database
+from tashi.domain.errors import TashiError, Unavailable
+from tashi.domain.models import Host, Instance
+from tashi.nodeapi.nmclient import NodeManagerClient
+from tashi.nodeapi.schemas import DiskWire, InstanceWire, MigrationOut, NicWire, TicketOut
+
+log = logging.getLogger(__name__)
+
+
+def wire(instance: Instance) -> InstanceWire:
+    """The instance as a node manager needs it."""
+    return InstanceWire(
+        id=instance.id,
+        name=instance.name,
+        userId=instance.user_id,
+        cores=instance.cores,
+        memory=instance.memory,
+        cpuShare=instance.cpu_share,
+        disks=[DiskWire(uri=d.uri, persistent=d.persistent) for d in instance.disks],
+        nics=[NicWire(network=n.network, mac=n.mac, ip=n.ip) for n in instance.nics],
+        hints={k: v for k, v in instance.hints.items() if not k.startswith("__")},
+    )
+
+
+class HttpNodeGateway:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._clients: dict[int, tuple[str, str, NodeManagerClient]] = {}
+
+    async def _client(self, host: Host) -> NodeManagerClient:
+        link = await self._db.read(lambda tx: tx.hosts.link(host.id))
+        if link is None:
+            raise Unavailable(f"host {host.name!r} has no node manager registered")
+        known = self._clients.get(host.id)
+        if known is not None and known[:2] == (link.endpoint, link.secret):
+            return known[2]
+        if known is not None:
+            await known[2].close()
+        client = NodeManagerClient(link.endpoint, link.secret, host_name=host.name)
+        self._clients[host.id] = (link.endpoint, link.secret, client)
+        return client
+
+    async def alive(self, host: Host) -> bool:
+        try:
+            return await (await self._client(host)).health()
+        except TashiError:
+            return False
+
+    async def instantiate(self, host: Host, instance: Instance) -> int:
+        return (await (await self._client(host)).start(wire(instance))).vmId
+
+    async def resume(self, host: Host, instance: Instance, source: str) -> int:
+        return (await (await self._client(host)).start(wire(instance), source)).vmId
+
+    async def shutdown(self, host: Host, instance: Instance) -> None:
+        await (await self._client(host)).shutdown(instance.id)
+
+    async def destroy(self, host: Host, instance: Instance) -> None:
+        await (await self._client(host)).destroy(instance.id)
+
+    async def pause(self, host: Host, instance: Instance) -> None:
+        await (await self._client(host)).pause(instance.id)
+
+    async def unpause(self, host: Host, instance: Instance) -> None:
+        await (await self._client(host)).unpause(instance.id)
+
+    async def suspend(self, host: Host, instance: Instance, target: str) -> None:
+        await (await self._client(host)).suspend(instance.id, target)
+
+    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
+        return await (await self._client(host)).prepare_incoming(wire(instance))
+
+    async def migrate(
+        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
+    ) -> MigrationOut:
+        return await (await self._client(source)).migrate(instance.id, ticket, timeout)
+
+    async def finish_incoming(self, host: Host, instance: Instance) -> int:
+        return (await (await self._client(host)).finish_incoming(instance.id)).vmId
+
+    async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
+        return await (await self._client(host)).call(instance.id, op, arg)
+
+    async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None:
+        await (await self._client(host)).set_cpu_share(instance.id, share)
+
+    async def close(self) -> None:
+        for _, _, client in self._clients.values():
+            await client.close()
+        self._clients.clear()
