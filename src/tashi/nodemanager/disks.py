@@ -1,0 +1,336 @@
+"""A VM's disks, made ready for the hypervisor: overlays, persistent-image locks, direct boot.
+
+For each ``DiskConfig`` of an instance the image is found in the shared store
+(``ImageStore.path_of`` refuses paths, ``../`` and links that leave the store), inspected with
+``qemu-img info`` (its format, and a backing chain that must stay inside the store), and then
+
+* **non-persistent**: a qcow2 overlay ``<scratchDir>/<instanceId>/disk<i>.qcow2`` backed by the
+  image (absolute path, ``-F <format>``) takes the VM's writes and is deleted when the VM ends.
+  The image itself gets a **shared** lock, so that no VM writes an image that others read as
+  their base;
+* **persistent**: the VM writes the image itself, under an **exclusive** lock, so no two VMs ever
+  open one persistent image (the original had no such guard, and concurrent writers corrupted
+  images).
+
+The first disk's direct-boot sidecars (``tashi.images.boot``) give the ``BootSpec``.
+
+Locks are OFD locks (``F_OFD_SETLK``) on ``.<image>.vmlock`` beside the image in the shared store:
+held by an open file description, so two VMs of one node manager conflict like two hosts do, and
+released by the kernel when the holder dies, so a crash never leaves a stale lock. They are held by
+the node manager while the VM runs; ``PreparedDisks.release()`` drops them. If the node manager is
+SIGKILLed its locks go with it, and QEMU's own OFD locks on the image file (a writer unshares
+writes; a backing file refuses writers) guard the image until the node manager, started again,
+``adopt``s its VMs and re-takes the locks. See ``docs/adr/0007-host-networking-and-disks.md``.
+
+The methods block (``qemu-img`` runs as a child, argv list, never a shell); the node service calls
+them through ``asyncio.to_thread``. Failures are ``tashi.domain.errors`` categories, ``qemu-img``'s
+own message included.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import struct
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState, TashiError
+from tashi.domain.ids import InstanceId
+from tashi.domain.models import DiskConfig
+from tashi.images.boot import direct_boot_of
+from tashi.images.store import ImageStore
+from tashi.vmm.base import BootSpec, DiskSpec
+
+log = logging.getLogger(__name__)
+
+LOCK_SUFFIX = ".vmlock"
+QEMU_IMG_TIMEOUT = 120.0  # seconds; creating an overlay takes milliseconds, a hung NFS does not
+
+
+class ImageLock:
+    """A shared or exclusive OFD lock on an image's lock file; ``release()`` is idempotent."""
+
+    __slots__ = ("_fd", "exclusive", "image")
+
+    def __init__(self, image: Path, fd: int, exclusive: bool) -> None:
+        self.image, self._fd, self.exclusive = image, fd, exclusive
+
+    @classmethod
+    def take(cls, image: Path, *, exclusive: bool) -> ImageLock:
+        """Lock ``image`` now or raise ``InvalidState`` (another VM holds a conflicting lock)."""
+        path = lock_file(image)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise BackendFailure(f"cannot open the lock file {path}: {exc.strerror}") from exc
+        try:
+            _ofd_lock(fd, fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise InvalidState(_conflict(image.name, exclusive)) from None
+            raise BackendFailure(f"cannot lock {path}: {exc.strerror}") from exc
+        return cls(image, fd, exclusive)
+
+    @property
+    def held(self) -> bool:
+        return self._fd >= 0
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # closing the only descriptor of the description drops the OFD lock
+
+
+def lock_file(image: Path) -> Path:
+    """``tashi-tiny.qcow2`` → ``.tashi-tiny.qcow2.vmlock``: a dot file, which the store never
+    lists (nor can a user name an image so)."""
+    return image.with_name(f".{image.name}{LOCK_SUFFIX}")
+
+
+def _ofd_lock(fd: int, kind: int) -> None:
+    # struct flock on 64-bit Linux: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad).
+    # l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks.
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0))
+
+
+def _conflict(name: str, exclusive: bool) -> str:
+    if exclusive:
+        return (
+            f"image {name!r} is in use by another VM: a persistent image is only ever opened by"
+            " one VM, and not while other VMs use it as their base"
+        )
+    return f"image {name!r} is open as a persistent disk of another VM: it cannot be a base now"
+
+
+class PreparedDisks:
+    """The disks of one VM as the hypervisor opens them, and what to undo when it ends."""
+
+    def __init__(
+        self,
+        instance_id: InstanceId,
+        disks: Sequence[DiskSpec],
+        boot: BootSpec,
+        overlays: Sequence[Path],
+        locks: Sequence[ImageLock],
+        problems: Sequence[str] = (),
+    ) -> None:
+        self.instance_id = instance_id
+        self.disks = tuple(disks)
+        self.boot = boot
+        self.overlays = tuple(overlays)
+        self.locks = tuple(locks)
+        self.problems = tuple(problems)  # what ``adopt`` could not take back (logged too)
+
+    def release(self) -> None:
+        """Drop the locks, delete the overlays (and their directory once empty). Idempotent;
+        a file that cannot be deleted is reported after everything else was done."""
+        for lock in self.locks:
+            lock.release()
+        failed = []
+        for overlay in self.overlays:
+            try:
+                overlay.unlink(missing_ok=True)
+            except OSError as exc:
+                failed.append(f"{overlay}: {exc.strerror}")
+        for directory in {overlay.parent for overlay in self.overlays}:
+            _remove_empty(directory)
+        if failed:
+            raise BackendFailure(f"cannot delete overlays of instance {self.instance_id}: {failed}")
+
+
+class DiskManager:
+    """Prepares and takes back the disks of this host's VMs (the node service's ``disks``)."""
+
+    def __init__(self, store: ImageStore, scratch_dir: Path, *, qemu_img: str = "qemu-img") -> None:
+        self.store = store
+        self.scratch_dir = scratch_dir
+        self.qemu_img = qemu_img
+
+    def overlay_dir(self, instance_id: InstanceId) -> Path:
+        return self.scratch_dir / str(int(instance_id))
+
+    def prepare(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> PreparedDisks:
+        """Make fresh overlays and take the locks for a VM about to start. On any failure
+        everything done so far is undone before the error is raised."""
+        images = self._resolve(disks)
+        specs: list[DiskSpec] = []
+        overlays: list[Path] = []
+        locks: list[ImageLock] = []
+        try:
+            for index, (disk, image) in enumerate(zip(disks, images, strict=True)):
+                locks.append(ImageLock.take(image, exclusive=disk.persistent))
+                fmt = self._inspect(image)
+                if disk.persistent:
+                    specs.append(DiskSpec(path=image, format=fmt))
+                    continue
+                overlays.append(self._overlay(instance_id, index))
+                self._create_overlay(image, fmt, overlays[-1])
+                specs.append(DiskSpec(path=overlays[-1], format="qcow2"))
+        except BaseException:
+            _quietly_release(PreparedDisks(instance_id, (), BootSpec(), overlays, locks))
+            raise
+        boot = _boot(images[0]) if images else BootSpec()
+        return PreparedDisks(instance_id, specs, boot, overlays, locks)
+
+    def adopt(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> PreparedDisks:
+        """Take back the disks of a VM that kept running across a node-manager restart: keep
+        its overlays, re-take its locks. Never raises for what the running VM already has:
+        a lock that cannot be re-taken or a missing overlay is logged and kept in
+        ``problems``, and the VM runs on (QEMU's own image locks still guard it)."""
+        specs: list[DiskSpec] = []
+        locks: list[ImageLock] = []
+        problems: list[str] = []
+        for index, disk in enumerate(disks):
+            where = f"disk {index} ({disk.uri})"
+            try:
+                image = self.store.path_of(disk.uri)
+            except TashiError as exc:  # renamed or deleted while the VM ran: nothing to lock
+                problems.append(f"{where}: {exc.message}")
+                image = self.store.images_dir / disk.uri
+            else:
+                try:
+                    locks.append(ImageLock.take(image, exclusive=disk.persistent))
+                except TashiError as exc:
+                    problems.append(f"{where}: {exc.message}")
+            if disk.persistent:
+                specs.append(DiskSpec(path=image, format=self._format_or_raw(image)))
+                continue
+            overlay = self.overlay_dir(instance_id) / f"disk{index}.qcow2"
+            if not overlay.is_file():
+                problems.append(f"{where}: its overlay {overlay} is missing")
+            specs.append(DiskSpec(path=overlay, format="qcow2"))
+        for problem in problems:
+            log.error("instance %s: adopting its disks: %s", instance_id, problem)
+        boot = _boot(self.store.images_dir / disks[0].uri) if disks else BootSpec()
+        overlays = [
+            spec.path for spec, disk in zip(specs, disks, strict=True) if not disk.persistent
+        ]
+        return PreparedDisks(instance_id, specs, boot, overlays, locks, problems)
+
+    def discard(self, instance_id: InstanceId) -> None:
+        """Delete the overlays an instance left behind (its VM is gone and nothing holds a
+        ``PreparedDisks`` for it: after a crash, or a VM that died while the node manager was
+        down). Idempotent."""
+        directory = self.overlay_dir(instance_id)
+        if directory.is_dir():
+            overlays = sorted(directory.glob("disk*.qcow2"))
+            PreparedDisks(instance_id, (), BootSpec(), overlays, ()).release()
+            _remove_empty(directory)
+
+    def leftovers(self) -> list[InstanceId]:
+        """Instances that have an overlay directory in ``scratchDir``."""
+        try:
+            entries = list(self.scratch_dir.iterdir())
+        except FileNotFoundError:
+            return []
+        return sorted(InstanceId(int(p.name)) for p in entries if p.is_dir() and p.name.isdigit())
+
+    # --- the parts -------------------------------------------------------------------
+
+    def _resolve(self, disks: Sequence[DiskConfig]) -> list[Path]:
+        """Every image, before anything is made: a bad name fails the whole VM at once."""
+        images = [self.store.path_of(disk.uri) for disk in disks]
+        for disk, image in zip(disks, images, strict=True):
+            if disk.persistent and images.count(image) > 1:
+                raise InvalidInput(
+                    f"image {disk.uri!r} is a persistent disk of this VM and also another of"
+                    " its disks: a persistent image can only be opened once"
+                )
+        return images
+
+    def _overlay(self, instance_id: InstanceId, index: int) -> Path:
+        directory = self.overlay_dir(instance_id)
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise BackendFailure(f"cannot make the overlay directory {directory}: {exc}") from exc
+        overlay = directory / f"disk{index}.qcow2"
+        try:
+            overlay.unlink(missing_ok=True)  # a leftover of an earlier attempt: start afresh
+        except OSError as exc:
+            raise BackendFailure(f"cannot replace the old overlay {overlay}: {exc}") from exc
+        return overlay
+
+    def _inspect(self, image: Path, *, running: bool = False) -> str:
+        """The image's format; refuses a backing chain that leaves the image store (a raw disk
+        a guest rewrote as a qcow2 header pointing at a host file must never be opened).
+
+        Unless the image belongs to a VM already ``running``, this also asks QEMU's own image
+        locks: an image some QEMU process writes (started by anyone) is refused here, with a
+        clear message, rather than by the hypervisor later."""
+        share = ["--force-share"] if running else []
+        try:
+            out = self._qemu_img("info", "--output=json", *share, "--backing-chain", str(image))
+        except BackendFailure as exc:
+            if running or "lock" not in exc.message:
+                raise
+            raise InvalidState(
+                f"image {image.name!r} is in use by another QEMU process ({exc.message})"
+            ) from None
+        try:
+            chain = json.loads(out)
+            fmt = str(chain[0]["format"])
+        except (ValueError, LookupError, TypeError) as exc:
+            raise BackendFailure(f"qemu-img info gave no format for {image.name!r}") from exc
+        root = self.store.images_dir.resolve()
+        for layer in chain[1:]:
+            backing = Path(str(layer.get("filename", ""))).resolve()
+            if root not in backing.parents:
+                raise InvalidInput(
+                    f"image {image.name!r} has a backing file outside the image store: {backing}"
+                )
+        return fmt
+
+    def _format_or_raw(self, image: Path) -> str:
+        try:
+            return self._inspect(image, running=True)
+        except TashiError as exc:
+            log.warning("cannot inspect %s (%s); reporting it as raw", image, exc.message)
+            return "raw"
+
+    def _create_overlay(self, image: Path, fmt: str, overlay: Path) -> None:
+        self._qemu_img(
+            "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(image.absolute()), str(overlay)
+        )
+
+    def _qemu_img(self, *args: str) -> str:
+        argv = [self.qemu_img, *args]
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=QEMU_IMG_TIMEOUT, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendFailure(f"{self.qemu_img} {args[0]} could not run: {exc}") from exc
+        if done.returncode != 0:
+            message = done.stderr.strip() or f"exit status {done.returncode}"
+            raise BackendFailure(f"qemu-img {args[0]} failed: {message}")
+        return done.stdout
+
+
+def _boot(image: Path) -> BootSpec:
+    direct = direct_boot_of(image)
+    if direct is None:
+        return BootSpec()
+    return BootSpec(kernel=direct.kernel, initrd=direct.initrd, cmdline=direct.cmdline)
+
+
+def _remove_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+            log.warning("cannot remove %s: %s", directory, exc.strerror)
+
+
+def _quietly_release(prepared: PreparedDisks) -> None:
+    try:
+        prepared.release()
+    except BackendFailure as exc:  # the original error matters more; this one is logged
+        log.error("undoing a failed disk preparation: %s", exc.message)
