@@ -305,9 +305,15 @@ def test_a_killed_node_manager_drops_its_locks_and_a_new_one_adopts(
 
 def test_adopt_reports_what_it_cannot_take_back(disks: DiskManager) -> None:
     other = disks.prepare(I6, [persistent("base.qcow2")])
-    adopted = disks.adopt(I5, [persistent("base.qcow2"), nonpersistent("plain.img")])
-    assert len(adopted.problems) == 2  # the lock is taken; the overlay is missing
-    assert [d.path.name for d in adopted.disks] == ["base.qcow2", "disk1.qcow2"]
+    wanted = [persistent("base.qcow2"), nonpersistent("plain.img"), persistent("gone.qcow2")]
+    adopted = disks.adopt(I5, wanted)
+    # The lock is someone else's, the overlay is missing, the image was deleted meanwhile.
+    assert [p.split(":")[0] for p in adopted.problems] == [
+        "disk 0 (base.qcow2)",
+        "disk 1 (plain.img)",
+        "disk 2 (gone.qcow2)",
+    ]
+    assert [d.path.name for d in adopted.disks] == ["base.qcow2", "disk1.qcow2", "gone.qcow2"]
     adopted.release()
     other.release()
 
@@ -381,5 +387,6 @@ def test_qemu_opens_the_overlay_and_its_base_stays_read_only(disks: DiskManager)
         assert qemu.poll() is None
         with pytest.raises(InvalidState):  # a QEMU reads it as a base: no writer now
             disks.prepare(I6, [persistent("plain.img")])
+        disks.prepare(I6, [nonpersistent("plain.img")]).release()  # but more readers, yes
     assert os.stat(base).st_mtime_ns == mtime
     prepared.release()

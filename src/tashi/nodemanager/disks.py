@@ -187,32 +187,42 @@ class DiskManager:
         specs: list[DiskSpec] = []
         locks: list[ImageLock] = []
         problems: list[str] = []
+        images: list[Path | None] = []
         for index, disk in enumerate(disks):
-            where = f"disk {index} ({disk.uri})"
-            try:
-                image = self.store.path_of(disk.uri)
-            except TashiError as exc:  # renamed or deleted while the VM ran: nothing to lock
-                problems.append(f"{where}: {exc.message}")
-                image = self.store.images_dir / disk.uri
-            else:
-                try:
-                    locks.append(ImageLock.take(image, exclusive=disk.persistent))
-                except TashiError as exc:
-                    problems.append(f"{where}: {exc.message}")
+            image, problem = self._relock(disk, locks)
+            images.append(image)
+            if problem is not None:
+                problems.append(f"disk {index} ({disk.uri}): {problem}")
             if disk.persistent:
-                specs.append(DiskSpec(path=image, format=self._format_or_raw(image)))
+                fmt = self._format_or_raw(image) if image is not None else "raw"
+                path = image if image is not None else self.store.images_dir / disk.uri
+                specs.append(DiskSpec(path=path, format=fmt))
                 continue
             overlay = self.overlay_dir(instance_id) / f"disk{index}.qcow2"
             if not overlay.is_file():
-                problems.append(f"{where}: its overlay {overlay} is missing")
+                problems.append(f"disk {index} ({disk.uri}): its overlay {overlay} is missing")
             specs.append(DiskSpec(path=overlay, format="qcow2"))
         for problem in problems:
             log.error("instance %s: adopting its disks: %s", instance_id, problem)
-        boot = _boot(self.store.images_dir / disks[0].uri) if disks else BootSpec()
+        boot = _boot(images[0]) if images and images[0] is not None else BootSpec()
         overlays = [
             spec.path for spec, disk in zip(specs, disks, strict=True) if not disk.persistent
         ]
         return PreparedDisks(instance_id, specs, boot, overlays, locks, problems)
+
+    def _relock(self, disk: DiskConfig, locks: list[ImageLock]) -> tuple[Path | None, str | None]:
+        """The image of a running VM's disk and its lock again (appended to ``locks``), with
+        what went wrong: the image may have been renamed or deleted while the VM ran (its last
+        known place is then all there is), or someone else holds the lock."""
+        try:
+            image = self.store.path_of(disk.uri)
+        except TashiError as exc:
+            return None, exc.message
+        try:
+            locks.append(ImageLock.take(image, exclusive=disk.persistent))
+        except TashiError as exc:
+            return image, exc.message
+        return image, None
 
     def discard(self, instance_id: InstanceId) -> None:
         """Delete the overlays an instance left behind (its VM is gone and nothing holds a
