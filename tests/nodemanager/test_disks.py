@@ -336,9 +336,9 @@ def qemu_on(image: Path, fmt: str) -> Iterator[subprocess.Popen[bytes]]:
     """A QEMU (not started by Tashi) with ``image`` as a writable disk; no guest code runs."""
     if shutil.which(QEMU) is None:
         raise AssertionError(f"{QEMU} is not installed: run `make test`, which does")
-    argv = [QEMU, "-M", "pc", "-S", "-nodefaults", "-display", "none", "-accel", "tcg"]
-    argv += ["-drive", f"file={image},format={fmt},if=virtio"]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        qemu_argv(image, fmt), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 20
         while _unlocked(image):
@@ -353,6 +353,11 @@ def qemu_on(image: Path, fmt: str) -> Iterator[subprocess.Popen[bytes]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+def qemu_argv(image: Path, fmt: str) -> list[str]:
+    argv = [QEMU, "-M", "pc", "-S", "-nodefaults", "-display", "none", "-accel", "tcg"]
+    return [*argv, "-drive", f"file={image},format={fmt},if=virtio"]
 
 
 def _unlocked(image: Path) -> bool:
@@ -385,8 +390,15 @@ def test_qemu_opens_the_overlay_and_its_base_stays_read_only(disks: DiskManager)
     mtime = os.stat(base).st_mtime_ns
     with qemu_on(prepared.disks[0].path, "qcow2") as qemu:
         assert qemu.poll() is None
-        with pytest.raises(InvalidState):  # a QEMU reads it as a base: no writer now
+        with pytest.raises(InvalidState, match="in use by another VM"):  # our shared lock
             disks.prepare(I6, [persistent("plain.img")])
+        for lock in prepared.locks:
+            lock.release()  # as if the node manager had died: now only QEMU guards the base
+        writer = disks.prepare(I6, [persistent("plain.img")])  # qemu-img info cannot tell...
+        second = qemu_argv(writer.disks[0].path, "raw")
+        done = subprocess.run(second, capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0 and 'Failed to get "write" lock' in done.stderr  # ...QEMU can
+        writer.release()
         disks.prepare(I6, [nonpersistent("plain.img")]).release()  # but more readers, yes
     assert os.stat(base).st_mtime_ns == mtime
     prepared.release()
