@@ -333,8 +333,8 @@ def test_an_unknown_option_only_warns(dirs: list[Path], caplog: pytest.LogCaptur
 def test_sections_of_other_programs_pass_silently(
     dirs: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Old Tashi files carry [Qemu], [Primitive], logging sections ...: not our business here.
-    write(dirs[0] / "Tashi.cfg", "[Qemu]\nqemuBin = /usr/bin/kvm\n[loggers]\nkeys = root\n")
+    # Old Tashi files carry [XenPV], [Primitive], logging sections ...: not our business here.
+    write(dirs[0] / "Tashi.cfg", "[XenPV]\ntransientDir = /tmp\n[loggers]\nkeys = root\n")
     with caplog.at_level(logging.WARNING, logger="tashi.config.loader"):
         assert cm(dirs) == Settings()
     assert caplog.records == []

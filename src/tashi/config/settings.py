@@ -269,6 +269,103 @@ class BridgeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class QemuSettings:
+    SECTION: ClassVar[str] = "Qemu"
+    DOC: ClassVar[str] = (
+        "The QEMU driver of the node manager: VMs as daemonized qemu processes driven through"
+        " QMP on a Unix socket each (see docs/adr/0006-qemu-driver.md)."
+    )
+
+    qemu_bin: Path = option(
+        "qemuBin", Path("/usr/bin/qemu-system-x86_64"), "The QEMU system emulator to run."
+    )
+    accel: str = option(
+        "accel",
+        "auto",
+        "auto, kvm or tcg. auto boots a Linux kernel under KVM once at start-up (within"
+        " kvmProbeTimeout) and uses KVM only if it works, TCG otherwise.",
+    )
+    kvm_probe_timeout: float = option(
+        "kvmProbeTimeout",
+        5.0,
+        "Seconds the KVM probe waits for its kernel to print its first line.",
+        minimum=0.5,
+    )
+    probe_kernel: str = option(
+        "probeKernel",
+        "",
+        "Linux kernel the KVM probe boots. Empty: the first <image>.kernel direct-boot sidecar"
+        " in the image store; without any, a tiny built-in 64-bit stub (a weaker test).",
+    )
+    machine: str = option("machine", "pc", "QEMU machine type (-M).")
+    reserved_mem: int = option(
+        "reservedMem", 512, "Memory (MB) of the host kept from VMs.", minimum=0
+    )
+    monitor_timeout: float = option(
+        "monitorTimeout", 30.0, "Seconds to wait for one QMP command to answer.", minimum=0.1
+    )
+    launch_timeout: float = option(
+        "launchTimeout",
+        60.0,
+        "Seconds qemu may take to start (open its disks and sockets) before it is killed.",
+        minimum=1,
+    )
+    migrate_timeout: float = option(
+        "migrateTimeout",
+        300.0,
+        "Seconds a live migration, a suspend or a restore may take before it is given up (the VM"
+        " then keeps running where it was).",
+        minimum=1,
+    )
+    max_parallel_migrations: int = option(
+        "maxParallelMigrations",
+        10,
+        "Most outgoing live migrations and suspends at once; more wait their turn.",
+        minimum=1,
+    )
+    migrate_bandwidth: int = option(
+        "migrateBandwidth",
+        1024,
+        "Bandwidth cap (MB/s) of a live migration or suspend (the original set 1g).",
+        minimum=1,
+    )
+    shutdown_grace: float = option(
+        "shutdownGrace",
+        60.0,
+        "Seconds a guest has to power off after shutdownVm before the node manager destroys it.",
+        minimum=0,
+    )
+    suspend_compression: str = option(
+        "suspendCompression",
+        "gzip",
+        "gzip (a gzip -1 child compresses the saved state; no shell is ever run) or none.",
+    )
+    use_cgroups: bool = option(
+        "useCgroups",
+        True,
+        "Put each VM in its own cgroup (v1 cpu controller) so cpuShare sets its cpu.shares."
+        " Without usable cgroups the node manager cannot change CPU shares and says so.",
+    )
+    cgroup_root: Path = option(
+        "cgroupRoot",
+        Path("/sys/fs/cgroup/cpu/tashi"),
+        "Parent cgroup of the VMs' groups (created when missing).",
+    )
+    vnc_host: str = option(
+        "vncHost",
+        "",
+        "Address startVnc opens a VNC port on (a free port, one-time password). Empty: VNC"
+        " stays on the VM's Unix socket, reachable only by root on the host (ssh -L).",
+    )
+    vnc_password_lifetime: float = option(
+        "vncPasswordLifetime",
+        120.0,
+        "Seconds the one-time VNC password of startVnc stays valid for a new connection.",
+        minimum=1,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All settings of one program, parsed once at start-up."""
 
@@ -289,3 +386,4 @@ class Settings:
         default_factory=NodeManagerServiceSettings
     )
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    qemu: QemuSettings = field(default_factory=QemuSettings)

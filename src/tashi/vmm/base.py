@@ -1,33 +1,53 @@
 """The VMM driver contract: what a node manager asks of a hypervisor.
 
 A driver runs the VMs of one host. The node manager prepares everything that is not the
-hypervisor's business (disk overlays and locks, taps, cgroups, the per-VM directory) and hands
-the driver a complete ``VmSpec``; the driver starts, watches, changes and stops VM processes.
-It never talks to the cluster manager and never touches the database.
+hypervisor's business (disk overlays and locks, taps, the per-VM directory) and hands the driver
+a complete ``VmSpec``; the driver starts, watches, changes and stops VM processes. It never talks
+to the cluster manager and never touches the database. Drivers are found by name in
+``registry.py``; ``fake.py`` keeps this whole contract without processes, ``qemu/`` is the real
+one. ``tests/vmm/test_contract.py`` runs one suite over both.
+
+Life of a driver. ``open()`` once at start-up (the QEMU driver probes KVM there, so the first
+``start`` does not wait for it), then ``adopt()`` the VMs an earlier run left, then any
+commands; ``close()`` at the end detaches and leaves every VM running. A driver that was never
+opened opens itself on first use.
 
 Identity. A VM is known by its ``instance_id`` (unique in the cluster, never reused). The
 driver's own handle (``vm_id``: for QEMU the process id) is reported for display only.
 
-Durability. Everything a driver needs to find its VMs again lives in the VM's ``state_dir``
-(chosen by the node manager). After the node manager is killed and started again, ``adopt()``
-re-attaches to every VM still running, without stopping or restarting it. VM processes must not
-be children that die with the node manager.
+Ownership of the per-VM directory. ``state_dir`` is chosen, created and finally removed by the
+node manager; the driver keeps there everything it needs to find the VM again (its state file,
+sockets, pid file) plus the serial console log. When a VM ends the driver removes what it made
+(sockets, pid file, state file, the VM's cgroup) and keeps the logs for the node manager, who
+removes the directory when it is done with the instance. Unix socket paths are limited to 107
+bytes: keep ``state_dir`` short (``/var/lib/tashi-nm/vms/<id>``); a longer one is
+``InvalidInput``.
 
-Events. ``events()`` yields a ``VmEvent`` whenever a VM changes state on its own: it exited
-(the guest powered off, crashed, or was killed), a migration in finished, and so on. Commands
-below report their own result by returning or raising; they do not also emit an event, except
-``Exited`` which is always emitted once per VM that stops for any reason.
+Durability. After the node manager is killed and started again, ``adopt()`` re-attaches to every
+VM still running, without stopping or restarting it: VM processes are not children that die with
+the node manager.
+
+Events. ``events()`` yields a ``VmEvent`` whenever a VM changes state on its own. ``exited`` is
+emitted exactly once per VM that stops, for any reason, with an ``ExitReason``: also when a
+command stopped it (``destroy``, ``suspend``, a completed ``migrate``), and then it is queued
+before that command returns, so the node manager can tell expected exits from news. Besides, a
+VM that pauses or resumes by itself (a disk error, a guest panic) gives a ``paused`` or
+``running`` event. Commands report their own result by returning or raising and emit nothing
+else. ``events()`` has one consumer: the node manager.
 
 Errors. Methods raise ``tashi.domain.errors`` categories only: ``NotFound`` for an unknown
 instance id, ``InvalidState`` when the VM is not in a state that allows the operation,
-``InvalidInput`` for a bad ``VmmCall``, ``BackendFailure`` when the hypervisor failed (with its
-message), ``Unavailable`` for a capability the driver lacks.
+``InvalidInput`` for a bad ``VmmCall`` or spec, ``BackendFailure`` when the hypervisor failed
+(with its message), ``Unavailable`` for a capability the driver lacks or a combination it cannot
+do (suspending or migrating a VM that mixes node-local and shared disks).
 
-Idempotency. ``destroy`` of a VM that is already gone succeeds. ``start`` of an instance id
-that is running raises ``AlreadyExists``.
+Idempotency. ``destroy`` of a VM that is already gone (or was never here) succeeds. ``pause``
+of a paused VM and ``unpause`` of a running one succeed. ``start`` of an instance id this driver
+runs raises ``AlreadyExists``.
 
 Capabilities. Optional features are declared in ``capabilities``; the node manager refuses an
-operation whose capability is missing before calling the driver.
+operation whose capability is missing before calling the driver (a driver may still raise
+``Unavailable``).
 """
 
 from __future__ import annotations
@@ -38,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import InstanceId
 
 
@@ -59,19 +80,37 @@ class VmState(enum.Enum):
     running = "running"
     paused = "paused"
     incoming = "incoming"  # waiting for a migration or a resume stream
-    migrating = "migrating"  # sending itself to another host
+    migrating = "migrating"  # sending itself to another host (or to a suspend file)
     shutting_down = "shutting_down"
     exited = "exited"
+
+
+class ExitReason(enum.Enum):
+    """Why a VM stopped (the ``reason`` of an ``exited`` event)."""
+
+    poweroff = "poweroff"  # the guest powered itself off (after shutdown, or on its own)
+    destroyed = "destroyed"  # destroy()
+    suspended = "suspended"  # suspend() saved it
+    migrated = "migrated"  # migrate() handed it to another host
+    failed = "failed"  # anything else: crashed, killed by someone, a failed restore,
+    # or found dead by adopt()
 
 
 @dataclass(frozen=True, slots=True)
 class DiskSpec:
     """One disk as the hypervisor opens it: ``path`` is a file the node manager prepared
-    (an overlay for a non-persistent disk, the image itself for a persistent one)."""
+    (an overlay for a non-persistent disk, the image itself for a persistent one).
+
+    ``shared`` says the file is on storage every host sees at the same path (a persistent disk
+    in the image store): suspend and migration leave it where it is. A disk that is not shared
+    (an overlay in this node's scratch directory) travels inside the suspend file or the
+    migration stream: only its own clusters, so the target must open a fresh overlay on the same
+    backing image at its own path."""
 
     path: Path
     format: str = "qcow2"
-    interface: str = "virtio"
+    interface: str = "virtio"  # virtio or ide
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +135,10 @@ class BootSpec:
 
 @dataclass(frozen=True, slots=True)
 class VmSpec:
-    """Everything needed to start one VM."""
+    """Everything needed to start one VM.
+
+    ``hints`` are the instance's hints; a driver reads the ones it knows (QEMU: ``cpumodel``)
+    and ignores the rest."""
 
     instance_id: InstanceId
     name: str
@@ -123,11 +165,14 @@ class VmEvent:
     instance_id: InstanceId
     state: VmState
     detail: str = ""
+    reason: ExitReason | None = None  # set when state is exited
 
 
 @dataclass(frozen=True, slots=True)
 class MigrationTicket:
-    """Where a prepared target listens for the incoming VM (``tcp:host:port``)."""
+    """Where a prepared target listens for the incoming VM: ``host`` must be an address of the
+    target host that the source host can reach; the target listens on exactly that address and
+    port, for one connection."""
 
     host: str
     port: int
@@ -140,64 +185,111 @@ class MigrationStats:
     transferred_bytes: int | None
 
 
+VMM_OPS = ("startVnc", "stopVnc", "changeCdrom", "reset", "console", "list")
+
+
 @dataclass(frozen=True, slots=True)
 class VmmCall:
-    """A typed ``vmmSpecificCall``: ``op`` is one of ``VMM_OPS``; ``arg`` its argument."""
+    """A typed ``vmmSpecificCall``: ``op`` is one of ``VMM_OPS``; ``arg`` its argument.
+
+    ``startVnc`` opens VNC for one viewer and replies how to reach it, with a one-time
+    password; ``stopVnc`` closes it. ``changeCdrom`` puts an image file (an absolute path the
+    node manager resolved inside the image store; empty: eject) in the CD drive. ``reset``
+    presses the reset button. ``console`` replies the last ``arg`` KB (default 16) of the serial
+    console. ``list`` replies the operations."""
 
     op: str
     arg: str = ""
 
+    @classmethod
+    def parse(cls, text: str) -> VmmCall:
+        """``"changeCdrom:/images/x.iso"`` → ``VmmCall("changeCdrom", "/images/x.iso")``.
 
-VMM_OPS = ("startVnc", "stopVnc", "changeCdrom", "reset", "console", "list")
+        The op is matched without regard to case (the original lower-cased it); an unknown op is
+        ``InvalidInput``."""
+        op, _, arg = text.partition(":")
+        for known in VMM_OPS:
+            if known.lower() == op.strip().lower():
+                return cls(known, arg)
+        raise InvalidInput(f"unknown VMM operation {op!r}; known: {', '.join(VMM_OPS)}")
 
 
 class VmmDriver(Protocol):
     name: str
     capabilities: frozenset[Capability]
 
+    async def open(self) -> None:
+        """Get ready (probe the hypervisor, check cgroups). Raises ``Unavailable`` when the
+        hypervisor cannot run here at all. Idempotent."""
+
+    async def close(self) -> None:
+        """Detach from every VM and stop watching them; the VMs keep running. The driver
+        object is not used again (a new one ``adopt``s)."""
+
     async def host_info(self) -> tuple[int, int]:
         """``(memory MB, cores)`` this host offers to VMs (after any reserved memory)."""
 
     async def adopt(self, state_dirs: Sequence[Path]) -> list[VmStatus]:
         """Re-attach to the VMs whose state directories are given (after a node-manager
-        restart). VMs found dead are cleaned up and reported in ``events()`` as exited."""
+        restart) and return those still there. VMs found dead are cleaned up and reported in
+        ``events()`` as exited (reason ``failed``); a directory without the driver's state file
+        is skipped. A VM already attached is returned as it is."""
 
-    async def start(self, spec: VmSpec, *, incoming: MigrationTicket | Path | None = None) -> VmStatus:
-        """Start a VM. With ``incoming`` a ticket, wait for a live migration on that port;
-        with a path, restore a suspended VM from that file. Returns once the process runs
-        (not once the guest has booted)."""
+    async def start(
+        self, spec: VmSpec, *, incoming: MigrationTicket | Path | None = None
+    ) -> VmStatus:
+        """Start a VM. With ``incoming`` a ticket, listen there for a live migration; with a
+        path, restore a suspended VM from that file (``NotFound`` if there is none). Either way
+        the VM is ``incoming`` until ``finish_incoming``. Returns once the process runs (not once
+        the guest has booted)."""
 
     async def list(self) -> list[VmStatus]: ...
 
     async def shutdown(self, instance_id: InstanceId) -> None:
-        """Ask the guest to power off (ACPI). Returns at once; ``Exited`` follows when it does."""
+        """Ask the guest to power off (ACPI). Returns at once; ``exited`` (``poweroff``) follows
+        when it does. The guest may ignore it: the node manager destroys the VM after a grace
+        period (``[Qemu] shutdownGrace``)."""
 
     async def destroy(self, instance_id: InstanceId) -> None:
-        """Stop the VM now (graceful quit, then SIGTERM, then SIGKILL) and wait until it is gone."""
+        """Stop the VM now (graceful quit, then SIGTERM, then SIGKILL) and wait until it is gone
+        and cleaned up. Works whatever the VM is doing, also in the middle of another command."""
 
     async def pause(self, instance_id: InstanceId) -> None: ...
 
     async def unpause(self, instance_id: InstanceId) -> None: ...
 
     async def suspend(self, instance_id: InstanceId, target: Path) -> None:
-        """Save the VM's state, compressed, to ``target``, then stop it. Returns when saved."""
-
-    async def prepare_incoming(self, spec: VmSpec, port: int) -> MigrationTicket:
-        """Target side of a live migration: start the VM waiting on ``port``."""
+        """Save the VM's state (and its non-shared disks), compressed, to ``target``, then stop
+        it. Returns when the file is complete and the VM gone; ``target`` appears atomically. On
+        failure the VM keeps running (resumed if it was running) and this raises."""
 
     async def migrate(self, instance_id: InstanceId, ticket: MigrationTicket) -> MigrationStats:
-        """Source side: send the running VM to ``ticket``; on success the source VM stops.
-        On failure the VM keeps running here (resumed if it was paused) and this raises."""
+        """Source side: send the running VM to ``ticket``; on success the source VM stops
+        (``exited``, reason ``migrated``). On failure or after ``[Qemu] migrateTimeout`` the VM
+        keeps running here (resumed if it was stopped) and this raises ``BackendFailure``."""
 
     async def finish_incoming(self, instance_id: InstanceId) -> VmStatus:
-        """Target side: wait until an incoming migration or resume has completed and run it."""
+        """Target side: wait until an incoming migration or restore has completed and run the
+        VM. On failure or timeout the target VM is destroyed and this raises
+        ``BackendFailure``."""
 
     async def set_cpu_share(self, instance_id: InstanceId, share: int) -> None:
         """Change the VM's relative CPU weight (capability ``cpu_share``; SLA@SOI
-        ``adaptCpuShare``)."""
+        ``adaptCpuShare``; 2 to 262144, 1024 is the default)."""
 
     async def call(self, instance_id: InstanceId, request: VmmCall) -> str:
         """A hypervisor-specific operation (``VMM_OPS``); returns text for the user."""
 
     def events(self) -> AsyncIterator[VmEvent]:
         """State changes the VMs make on their own, for the node manager to report."""
+
+
+CPU_SHARE_MIN = 2  # the kernel's bounds for cgroup v1 cpu.shares
+CPU_SHARE_MAX = 262144
+
+
+def check_cpu_share(share: int) -> int:
+    """``share`` if the kernel accepts it, else ``InvalidInput``."""
+    if not CPU_SHARE_MIN <= share <= CPU_SHARE_MAX:
+        raise InvalidInput(f"cpu share {share} is out of range {CPU_SHARE_MIN}-{CPU_SHARE_MAX}")
+    return share
