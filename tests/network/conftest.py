@@ -3,14 +3,16 @@
 ``netns`` creates a network namespace ``tashi-t-<random>`` and removes it when the test ends,
 however it ends; everything a bridge driver test makes (bridges, taps, scripts' work) lives in
 it and dies with it. ``root_links_untouched`` (used by every test here, automatically) lists the
-root namespace's links before and after the test and fails the test if they differ: a driver
-pointed at a namespace must never leak into the host. ``ns_run`` runs a program inside the
+root namespace's links of the kinds these tests make (taps, bridges) before and after the test
+and fails the test if they differ: a driver pointed at a namespace must never leak into the
+host. ``ns_run`` runs a program inside the
 namespace. Async tests run on asyncio (anyio's pytest plugin).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -27,9 +29,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# The names these tests give links (taps, bridges). Only they are compared, so that other
+# programs on a shared machine changing their own root links cannot fail a test here.
+_OURS = re.compile(r"tashi\d+\.\d+|tsh[0-9a-f]{12}|(vm)?br\.?\d+")
+
+
 def _root_links() -> set[tuple[int, str]]:
     with IPRoute() as ipr:
-        return {(int(msg["index"]), str(msg.get("ifname"))) for msg in ipr.get_links()}
+        links = {(int(msg["index"]), str(msg.get("ifname"))) for msg in ipr.get_links()}
+    return {(index, name) for index, name in links if _OURS.fullmatch(name)}
 
 
 @pytest.fixture(autouse=True)
