@@ -6,15 +6,19 @@ Front-ends receive a ``ClusterService`` and call one method per request; composi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import tashi
 from tashi.clustermanager.auth import AuthService
 from tashi.clustermanager.batches import BatchService
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.hosts import HostService
 from tashi.clustermanager.images import ImageService
 from tashi.clustermanager.instances import InstanceRules, InstanceService
+from tashi.clustermanager.liveness import Liveness
 from tashi.clustermanager.networks import NetworkService
+from tashi.clustermanager.nodereports import NodeReports, NodeRules
 from tashi.clustermanager.nodes import NodeGateway, NoNodeManagers
 from tashi.clustermanager.specs import SpecRules
 from tashi.clustermanager.users import UserService
@@ -37,6 +41,9 @@ class ClusterService:
     networks: NetworkService
     users: UserService
     images: ImageService
+    node_reports: NodeReports
+    liveness: Liveness
+    nodes: NodeGateway
 
     async def instance_counts(self) -> dict[InstanceState, int]:
         """Instances per state, for ``/metrics``."""
@@ -48,6 +55,9 @@ class ClusterService:
             }
         )
 
+    async def aclose(self) -> None:
+        await self.nodes.close()
+
     def close(self) -> None:
         self.db.close()
 
@@ -57,7 +67,7 @@ def build_service(
     store: Store,
     *,
     clock: Clock | None = None,
-    nodes: NodeGateway | None = None,
+    nodes: Callable[[Database], NodeGateway] | None = None,
     db_workers: int = 8,
 ) -> ClusterService:
     clock = clock or SystemClock()
@@ -72,9 +82,11 @@ def build_service(
         ),
         allow_duplicate_names=svc.allow_duplicate_names,
         max_batch=svc.max_batch,
+        migrate_timeout=settings.qemu.migrate_timeout if hasattr(settings, "qemu") else 300.0,
     )
     auth = AuthService(db, clock, settings.security.token_lifetime)
-    instances = InstanceService(db, nodes or NoNodeManagers(), clock, rules)
+    gateway = nodes(db) if nodes is not None else NoNodeManagers()
+    instances = InstanceService(db, gateway, clock, rules)
     return ClusterService(
         db=db,
         auth=auth,
@@ -84,4 +96,17 @@ def build_service(
         networks=NetworkService(db, NetworkId(svc.default_network)),
         users=UserService(db, clock, auth),
         images=ImageService(images),
+        node_reports=NodeReports(
+            db,
+            clock,
+            NodeRules(
+                version=tashi.__version__,
+                allow_mismatched_versions=svc.allow_mismatched_versions,
+                heartbeat_interval=settings.node_manager_service.register_frequency,
+                expire_host_time=svc.expire_host_time,
+                grace=svc.reconcile_grace,
+            ),
+        ),
+        liveness=Liveness(db, clock, gateway, svc.expire_host_time),
+        nodes=gateway,
     )

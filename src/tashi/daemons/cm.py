@@ -17,6 +17,7 @@ from pathlib import Path
 import uvicorn
 
 import tashi
+from tashi.clustermanager.gateway import HttpNodeGateway
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.config import ConfigError, load_settings
 from tashi.config.settings import Settings
@@ -66,6 +67,7 @@ async def serve(settings: Settings, service: ClusterService) -> None:
     await service.auth.ensure_admin(credentials, host=svc.host, port=svc.port)
     supervisor = Supervisor()
     supervisor.every("purge-expired-tokens", TOKEN_PURGE_INTERVAL, service.auth.purge_expired)
+    supervisor.every("host-liveness", max(0.5, svc.expire_host_time / 3), service.liveness.check)
     config = uvicorn.Config(
         create_app(service),
         host=svc.host,
@@ -85,6 +87,7 @@ async def serve(settings: Settings, service: ClusterService) -> None:
         await server.serve()
     finally:
         await supervisor.stop()
+        await service.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TashiError, OSError) as exc:
         print(f"tashi-cm: cannot start: {exc}", file=sys.stderr)
         return 1
-    service = build_service(settings, store)
+    service = build_service(settings, store, nodes=HttpNodeGateway)
     try:
         if args.check:
             print(f"tashi-cm: configuration and database are fine ({settings.sql.uri or 'SQLite'})")

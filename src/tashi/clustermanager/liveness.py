@@ -1,0 +1,71 @@
+"""Host liveness: a host silent for ``expireHostTime`` is checked, then marked down.
+
+Each pass looks at the hosts that are up; one whose last heartbeat is older than
+``expireHostTime`` gets a direct check of its node manager. If that answers, the host was only
+slow and stays up; if not, the host goes down and every instance on it becomes Orphaned
+(``host_lost``), each with a compare-and-swap and a line in its history. A host comes back up
+with its next registration or heartbeat, and reconciliation then re-attaches what still runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime, timedelta
+
+from tashi.clustermanager.database import Database
+from tashi.clustermanager.nodes import NodeGateway
+from tashi.domain.clock import Clock
+from tashi.domain.errors import StateConflict
+from tashi.domain.models import Host
+from tashi.domain.states import ON_HOST, Action, InstanceState, next_state
+from tashi.storage.contract import InstanceFilter, Transaction
+
+log = logging.getLogger(__name__)
+
+
+class Liveness:
+    def __init__(self, db: Database, clock: Clock, nodes: NodeGateway, expire: float) -> None:
+        self._db = db
+        self._clock = clock
+        self._nodes = nodes
+        self._expire = timedelta(seconds=expire)
+
+    async def check(self) -> list[Host]:
+        """One pass; returns the hosts it marked down."""
+        now = self._clock.now()
+        hosts = await self._db.read(lambda tx: tx.hosts.list())
+        silent = [h for h in hosts if h.up and _silent(h, now, self._expire)]
+        down = []
+        for host in silent:
+            if await self._nodes.alive(host):
+                await self._db.write(functools.partial(_refresh, host=host, now=now))
+                continue
+            down.append(await self._db.write(functools.partial(_mark_down, host=host, now=now)))
+            log.warning("host %s stopped answering; marked down, its instances Orphaned", host.name)
+        return down
+
+
+def _silent(host: Host, now: datetime, expire: timedelta) -> bool:
+    return host.last_heartbeat is None or now - host.last_heartbeat > expire
+
+
+def _refresh(tx: Transaction, *, host: Host, now: datetime) -> Host:
+    return tx.hosts.update(host.id, last_heartbeat=now)
+
+
+def _mark_down(tx: Transaction, *, host: Host, now: datetime) -> Host:
+    updated = tx.hosts.update(host.id, up=False, decayed=False)
+    for inst in tx.instances.find(InstanceFilter(host_id=host.id, states=sorted(ON_HOST))):
+        target = next_state(inst.state, Action.host_lost)
+        try:
+            tx.instances.transition(inst.id, inst.state, target, now=now)
+        except StateConflict:  # pragma: no cover - same transaction, cannot race
+            continue
+        tx.events.add(
+            inst.id,
+            "hostLost",
+            f"{host.name} stopped answering; {inst.state.name} -> {InstanceState.Orphaned.name}",
+            now=now,
+        )
+    return updated

@@ -1,0 +1,254 @@
+"""The cluster manager's side of node reports: registration, heartbeats and VM events.
+
+Only a principal of role ``node`` may report, and only about the host it registered (a host is
+bound to the node account that registered it first; an admin may re-bind it by unregistering
+the host). Registration creates the host when it is new (SLA@SOI's automatic registration).
+Every report is reconciled against the store with ``reconcile.plan``; each resulting change is
+a compare-and-swap on the state it was planned from, so a report that races a user's request
+simply loses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from tashi.clustermanager.auth import require_role
+from tashi.clustermanager.database import Database
+from tashi.clustermanager.reconcile import Decision, Observed, Seen, plan
+from tashi.domain import validation
+from tashi.domain.clock import Clock
+from tashi.domain.errors import Forbidden, InvalidInput, NotFound, StateConflict
+from tashi.domain.ids import HostId, InstanceId
+from tashi.domain.models import Host, Instance, Principal, Role
+from tashi.domain.states import (
+    INSTANCE_TRANSITIONS,
+    ON_HOST,
+    Action,
+    HostState,
+    InstanceState,
+    next_state,
+)
+from tashi.nodeapi.schemas import (
+    EventsIn,
+    HeartbeatIn,
+    HeartbeatOut,
+    RegisterIn,
+    RegisterOut,
+    VmEvent,
+    VmReport,
+)
+from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
+
+log = logging.getLogger(__name__)
+
+_RESIDENT = sorted(ON_HOST | {InstanceState.Orphaned})
+
+#: A node event kind -> the action it means for the instance.
+EVENT_ACTIONS: dict[str, Action] = {
+    "exited": Action.exited,
+    "suspended": Action.suspended,
+    "suspendFailed": Action.suspend_failed,
+    "started": Action.started,
+    "failed": Action.start_failed,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRules:
+    version: str
+    allow_mismatched_versions: bool
+    heartbeat_interval: float
+    expire_host_time: float
+    grace: float
+
+
+class NodeReports:
+    def __init__(self, db: Database, clock: Clock, rules: NodeRules) -> None:
+        self._db = db
+        self._clock = clock
+        self._rules = rules
+
+    def _state_for(self, host: Host, version: str) -> HostState:
+        if version != self._rules.version and not self._rules.allow_mismatched_versions:
+            return HostState.VersionMismatch
+        if host.state is HostState.VersionMismatch:
+            return HostState.Normal
+        return host.state
+
+    async def register(self, caller: Principal, body: RegisterIn) -> RegisterOut:
+        require_role(caller, Role.node, doing="registering a node")
+        validation.host_name(body.name)
+        if not body.endpoint.startswith(("http://", "https://")):
+            raise InvalidInput("the endpoint must be an http:// or https:// URL")
+        now = self._clock.now()
+
+        def run(tx: Transaction) -> Host:
+            try:
+                host = tx.hosts.get_by_name(body.name)
+            except NotFound:
+                host = tx.hosts.add(
+                    body.name, memory=body.memory, cores=body.cores, version=body.version, now=now
+                )
+            link = tx.hosts.link(host.id)
+            if link is not None and link.user_id != caller.user_id:
+                raise Forbidden(f"host {host.name!r} belongs to another node account")
+            tx.hosts.set_link(
+                host.id,
+                endpoint=body.endpoint,
+                secret=body.secret,
+                user_id=caller.user_id,
+                now=now,
+            )
+            wanted = self._state_for(host, body.version)
+            if wanted is not host.state:
+                host = tx.hosts.set_state(host.id, host.state, wanted)
+            return tx.hosts.update(
+                host.id,
+                up=True,
+                memory=body.memory,
+                cores=body.cores,
+                cpu_speed=body.cpuSpeed,
+                version=body.version,
+                last_heartbeat=now,
+            )
+
+        host = await self._db.write(run)
+        if host.state is HostState.VersionMismatch:
+            log.warning(
+                "host %s runs version %s, not %s: no VMs will go there",
+                host.name,
+                body.version,
+                self._rules.version,
+            )
+        await self._reconcile(host.id, body.vms)
+        return RegisterOut(
+            hostId=host.id,
+            state=host.state.name,
+            heartbeatInterval=self._rules.heartbeat_interval,
+            expireHostTime=self._rules.expire_host_time,
+        )
+
+    async def _own_host(self, caller: Principal, host_id: int) -> Host:
+        require_role(caller, Role.node, doing="reporting as a node")
+
+        def check(tx: Transaction) -> Host:
+            host = tx.hosts.get(HostId(host_id))
+            link = tx.hosts.link(host.id)
+            if link is None or link.user_id != caller.user_id:
+                raise NotFound(f"host {host_id} is not registered by this node")
+            return host
+
+        return await self._db.read(check)
+
+    async def heartbeat(self, caller: Principal, host_id: int, body: HeartbeatIn) -> HeartbeatOut:
+        host = await self._own_host(caller, host_id)
+        now = self._clock.now()
+
+        def run(tx: Transaction) -> Host:
+            return tx.hosts.update(
+                host.id,
+                up=True,
+                decayed=False,
+                load=body.load,
+                memory=body.memory,
+                cores=body.cores,
+                last_heartbeat=now,
+            )
+
+        host = await self._db.write(run)
+        if not host.up:
+            log.info("host %s is up again", host.name)
+        await self._reconcile(host.id, body.vms)
+        return HeartbeatOut(hostId=host.id, state=host.state.name, up=True)
+
+    async def events(self, caller: Principal, host_id: int, body: EventsIn) -> int:
+        host = await self._own_host(caller, host_id)
+        for event in body.events:
+            await self._apply_event(host, event)
+        return len(body.events)
+
+    async def _apply_event(self, host: Host, event: VmEvent) -> None:
+        action = EVENT_ACTIONS.get(event.kind)
+        now = self._clock.now()
+
+        def run(tx: Transaction) -> None:
+            tx.events.add(
+                InstanceId(event.instanceId),
+                event.kind,
+                f"on {host.name}: {event.detail}".rstrip(": "),
+                now=now,
+            )
+            try:
+                inst = tx.instances.get(InstanceId(event.instanceId))
+            except NotFound:
+                return
+            if action is None or inst.host_id != host.id:
+                return
+            if (inst.state, action) in INSTANCE_TRANSITIONS:
+                _apply(
+                    tx,
+                    inst,
+                    Decision(inst.id, inst.state, action, vm_id=event.vmId, note=event.detail),
+                    now,
+                )
+
+        await self._db.write(run)
+
+    async def _reconcile(self, host_id: HostId, reports: list[VmReport]) -> None:
+        now = self._clock.now()
+        seen = [
+            Seen(InstanceId(r.instanceId), r.vmId, Observed(r.state))
+            for r in reports
+            if r.state in Observed._value2member_map_
+        ]
+
+        def run(tx: Transaction) -> None:
+            stored = tx.instances.find(InstanceFilter(host_id=host_id, states=_RESIDENT))
+            decisions, strangers = plan(stored, seen, now=now, grace=self._rules.grace)
+            for decision in decisions:
+                current = next((i for i in stored if i.id == decision.instance_id), None)
+                if current is not None:
+                    _apply(tx, current, decision, now)
+            for stranger in strangers:
+                _note_stranger(tx, host_id, stranger.seen, now)
+
+        try:
+            await self._db.write(run)
+        except StateConflict:
+            log.info(
+                "a report about host %s raced another change; the next one settles it", host_id
+            )
+
+
+def _apply(tx: Transaction, inst: Instance, decision: Decision, now: datetime) -> None:
+    """Carry out one decision with a compare-and-swap; record it in the history."""
+    target = next_state(inst.state, decision.action)
+    if target is InstanceState.Exited:
+        tx.instances.remove(inst.id, decision.expected)
+    else:
+        leaves_host = target in (InstanceState.Held, InstanceState.Suspended)
+        changes = InstanceChanges(
+            vm_id=decision.vm_id,
+            clear_host=leaves_host,
+            clear_vm=leaves_host,
+            reason=decision.note if target is InstanceState.Held else None,
+        )
+        tx.instances.transition(inst.id, decision.expected, target, now=now, changes=changes)
+    message = f"{inst.state.name} -> {target.name}"
+    tx.events.add(
+        inst.id,
+        decision.action.value,
+        f"{message}: {decision.note}" if decision.note else message,
+        now=now,
+    )
+
+
+def _note_stranger(tx: Transaction, host_id: HostId, seen: Seen, now: datetime) -> None:
+    """A VM the store does not place on this host. Logged for now; see ``reconcile``."""
+    log.warning(
+        "host %s runs a VM for instance %s that the store does not place there",
+        host_id,
+        seen.instance_id,
+    )

@@ -1,0 +1,161 @@
+"""``tashi-nm``: the node manager daemon, one per host.
+
+Re-attaches to the VMs it left running, serves the node API, registers its host with the
+cluster manager (creating it there if new), then sends heartbeats and VM events until
+SIGINT/SIGTERM. Stopping the node manager never stops its VMs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import uvicorn
+
+import tashi
+from tashi.config import ConfigError, load_settings
+from tashi.config.settings import Settings
+from tashi.domain.clock import SystemClock
+from tashi.domain.errors import TashiError
+from tashi.images.store import ImageStore
+from tashi.network.registry import create_driver as create_network
+from tashi.nodeapi.cmclient import ClusterManagerClient
+from tashi.nodemanager.disks import DiskManager
+from tashi.nodemanager.reporting import Identity, Reporter
+from tashi.nodemanager.routes import create_app
+from tashi.nodemanager.service import NodeService
+from tashi.nodemanager.vmdirs import VmDirs
+from tashi.runtime import logs
+from tashi.runtime.tasks import Supervisor
+from tashi.vmm.base import VmEvent, VmmDriver, VmState
+from tashi.vmm.registry import create_driver as create_vmm
+
+log = logging.getLogger("tashi.nm")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tashi-nm",
+        description="The Tashi node manager: runs the VMs of this host for the cluster manager.",
+        epilog="Configuration: TashiDefaults.cfg, Tashi.cfg, NodeManagerDefaults.cfg and"
+        " NodeManager.cfg in ./etc/, /usr/share/tashi/, /etc/tashi/ and ~/.tashi/, then"
+        " TASHI_CONFIG. Credentials: [AccessClusterManager] username/password of a user of"
+        " role node.",
+    )
+    parser.add_argument("--version", action="version", version=f"tashi-nm {tashi.__version__}")
+    return parser
+
+
+def identity(settings: Settings, secret: str) -> Identity:
+    svc = settings.node_manager_service
+    name = svc.name or socket.gethostname()
+    endpoint = svc.advertise or f"http://{name}:{svc.port}"
+    return Identity(name=name, endpoint=endpoint, secret=secret, version=tashi.__version__)
+
+
+async def pump_events(driver: VmmDriver, node: NodeService) -> None:
+    events: AsyncIterator[VmEvent] = driver.events()
+    async for event in events:
+        if event.state is VmState.exited:
+            await node.on_exit(event.instance_id, event.detail)
+
+
+async def run(settings: Settings) -> None:
+    svc = settings.node_manager_service
+    access = settings.access_cluster_manager
+    if not access.username or not access.password:
+        raise TashiError(
+            "no credentials for the cluster manager: set [AccessClusterManager] username and"
+            " password (a user of role node) in NodeManager.cfg"
+        )
+    secret = secrets.token_urlsafe(32)
+    me = identity(settings, secret)
+    driver = create_vmm(settings)
+    network = create_network(settings)
+    store = ImageStore(settings.vfs.prefix)
+    client = ClusterManagerClient(
+        f"http://{svc.cluster_manager_host}:{svc.cluster_manager_port}",
+        username=access.username,
+        password=access.password,
+    )
+    node = NodeService(
+        driver=driver,
+        network=network,
+        disks=DiskManager(store, settings.node_manager.scratch_dir),
+        dirs=VmDirs(svc.state_dir / "vms"),
+        suspend_dir=settings.vfs.prefix / "suspend",
+        images_dir=store.images_dir,
+        events=_Deferred(),
+        now=SystemClock().now,
+        advertise_host=_host_of(me.endpoint),
+    )
+    memory, cores = await driver.host_info()
+    reporter = Reporter(client, node, me, lambda: (memory, cores))
+    node.events = reporter
+    recovered = await node.recover()
+    log.info("re-attached to %d running VM(s)", len(recovered))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(node, secret),
+            host=svc.host,
+            port=svc.port,
+            access_log=False,
+            log_config=None,
+            lifespan="off",
+        )
+    )
+    supervisor = Supervisor()
+    supervisor.every("heartbeat", svc.register_frequency, reporter.heartbeat)
+    supervisor.every("vm-events", 1.0, lambda: pump_events(driver, node))
+    supervisor.every("send-events", 1.0, lambda: reporter.send_events_forever(2.0))
+    log.info("tashi-nm %s for host %s serving on %s", tashi.__version__, me.name, me.endpoint)
+    try:
+        await server.serve()
+    finally:
+        await supervisor.stop()
+        await node.close()
+        await network.close()
+        await client.close()
+
+
+class _Deferred:
+    """Events raised before the reporter exists (during recovery) are logged, not lost:
+    the first heartbeat reports every VM anyway."""
+
+    def put(self, event: object) -> None:
+        log.info("event before registration: %s", event)
+
+
+def _host_of(endpoint: str) -> str:
+    return urlsplit(endpoint).hostname or "localhost"
+
+
+def main(argv: list[str] | None = None) -> int:
+    _parser().parse_args(argv)
+    try:
+        settings = load_settings("NodeManager")
+    except ConfigError as exc:
+        print(f"tashi-nm: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    logs.setup(settings.logging.level, as_json=settings.logging.json, program="tashi-nm")
+    os.umask(0o077)
+    try:
+        settings.node_manager_service.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        return 0
+    except (TashiError, OSError) as exc:
+        print(f"tashi-nm: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
