@@ -23,6 +23,7 @@ from tashi.config.settings import (
     Settings,
     VfsSettings,
 )
+from tashi.domain.clock import Clock
 from tashi.frontends.rest.app import create_app
 from tashi.storage.contract import Store
 from tashi.storage.memory import MemoryStore
@@ -84,10 +85,12 @@ def make_store(kind: str, settings: Settings) -> Store:
     return open_sql_store(settings.sql, settings.cluster_manager.state_dir)
 
 
-def start_api(store_kind: str, tmp: Path, **service: Any) -> Iterator[Api]:
+def start_api(
+    store_kind: str, tmp: Path, *, clock: Clock | None = None, **service: Any
+) -> Iterator[Api]:
     settings = make_settings(tmp, **service)
     settings.cluster_manager.state_dir.mkdir(mode=0o700)
-    service_ = build_service(settings, make_store(store_kind, settings))
+    service_ = build_service(settings, make_store(store_kind, settings), clock=clock)
     creds = settings.cluster_manager.state_dir / "admin-credentials.cfg"
     app = create_app(service_)
     with TestClient(app) as http:
