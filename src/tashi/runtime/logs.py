@@ -33,3 +33,5 @@ def setup(level: str, *, as_json: bool = False, program: str = "tashi") -> None:
     root.setLevel(level.upper())
     # Alembic announces every plugin it loads at INFO; only its warnings matter to operators.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # httpx logs every request at INFO; the daemons log what matters about their calls.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
