@@ -13,6 +13,7 @@ import tashi
 from tashi.clustermanager.auth import AuthService
 from tashi.clustermanager.batches import BatchService
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.deadlines import Deadlines
 from tashi.clustermanager.hosts import HostService
 from tashi.clustermanager.images import ImageService
 from tashi.clustermanager.instances import InstanceRules, InstanceService
@@ -43,6 +44,7 @@ class ClusterService:
     images: ImageService
     node_reports: NodeReports
     liveness: Liveness
+    deadlines: Deadlines
     nodes: NodeGateway
 
     async def instance_counts(self) -> dict[InstanceState, int]:
@@ -108,5 +110,6 @@ def build_service(
             ),
         ),
         liveness=Liveness(db, clock, gateway, svc.expire_host_time),
+        deadlines=Deadlines(db, clock, gateway),
         nodes=gateway,
     )

@@ -30,6 +30,7 @@ from tashi.storage.contract import Store
 log = logging.getLogger("tashi.cm")
 
 TOKEN_PURGE_INTERVAL = 3600.0
+DEADLINE_INTERVAL = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +69,7 @@ async def serve(settings: Settings, service: ClusterService) -> None:
     supervisor = Supervisor()
     supervisor.every("purge-expired-tokens", TOKEN_PURGE_INTERVAL, service.auth.purge_expired)
     supervisor.every("host-liveness", max(0.5, svc.expire_host_time / 3), service.liveness.check)
+    supervisor.every("deadlines", DEADLINE_INTERVAL, service.deadlines.check)
     config = uvicorn.Config(
         create_app(service),
         host=svc.host,
