@@ -131,6 +131,10 @@ def test_events_finish_operations(timed: tuple[Api, FakeClock]) -> None:
     reply = api.call("POST", f"/v1/nodes/{hid}/events", node, json=events)
     assert reply.json() == {"accepted": 2}
     assert api.call("GET", f"/v1/instances/{a}", api.admin).status_code == 404
+    history = api.call("GET", f"/v1/instances/{a}/history", api.admin).json()
+    assert [e["kind"] for e in history] == ["exited", "exited"]  # the node's word, then ours
+    assert "guest powered off" in history[0]["message"]
+    assert "Running -> Exited" in history[1]["message"]
     got_b = api.call("GET", f"/v1/instances/{b}", api.admin).json()
     assert (got_b["state"], got_b["hostId"]) == ("Suspended", None)
 

@@ -21,6 +21,7 @@ INSTANCE = f"{PREFIX}/instances/{{ref}}"  # GET one, DELETE destroyVm (?force=tr
 CREATE_MANY = f"{PREFIX}/instances:createMany"  # POST CreateMany
 DESTROY_MANY = f"{PREFIX}/instances:destroyMany"  # POST BatchSelect -> BatchResult
 SHUTDOWN_MANY = f"{PREFIX}/instances:shutdownMany"  # POST BatchSelect -> BatchResult
+INSTANCE_HISTORY = f"{PREFIX}/instances/{{ref}}/history"  # GET -> list[InstanceEventOut]
 INSTANCE_ACTION = f"{PREFIX}/instances/{{ref}}/{{action}}"
 # action in: shutdown, pause, unpause, suspend, resume (POST, no body),
 #            migrate (MigrateIn), vmmSpecificCall (VmmCallIn), activate (ActivateIn; agent)

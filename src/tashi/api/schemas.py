@@ -123,6 +123,16 @@ class InstanceOut(_Model):
     stateSince: datetime | None
 
 
+class InstanceEventOut(_Model):
+    """One line of an instance's history."""
+
+    id: int
+    instanceId: int
+    at: datetime
+    kind: str
+    message: str
+
+
 class BatchSelectIn(_Model):
     """Which instances a batch verb acts on: ``basename`` (``basename-<digits>``) or ``ids``."""
 

@@ -21,9 +21,9 @@ from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle_nics
 from tashi.domain import validation
 from tashi.domain.clock import Clock
-from tashi.domain.errors import Forbidden, InvalidInput, InvalidState, TashiError
+from tashi.domain.errors import Forbidden, InvalidInput, InvalidState, NotFound, TashiError
 from tashi.domain.ids import HostId, InstanceId, UserId
-from tashi.domain.models import Host, Instance, InstanceSpec, Principal, Role
+from tashi.domain.models import Host, Instance, InstanceEvent, InstanceSpec, Principal, Role
 from tashi.domain.operations import InstanceQuery, VmRequest
 from tashi.domain.states import Action, HostState, InstanceState, next_state
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
@@ -130,6 +130,17 @@ class InstanceService:
             )
 
         return await self._db.read(run)
+
+    async def history(self, caller: Principal, ref: str, limit: int = 100) -> list[InstanceEvent]:
+        """What happened to an instance, oldest first. A removed instance's history is
+        readable by admins (by id), since its owner is no longer recorded."""
+        try:
+            iid = (await self.get(caller, ref)).id
+        except NotFound:
+            if not (caller.is_trusted and ref.strip().isdigit()):
+                raise
+            iid = InstanceId(int(ref))
+        return await self._db.read(lambda tx: tx.events.list(iid, limit=limit))
 
     # --- destroying -------------------------------------------------------------------
 

@@ -115,6 +115,28 @@ def router(service: ClusterService) -> APIRouter:
     async def get_instance(caller: Caller, ref: str) -> JsonResponse:
         return await out.one(await service.instances.get(caller, ref))
 
+    @api.get(
+        paths.INSTANCE_HISTORY,
+        response_model=list[s.InstanceEventOut],
+        summary="getInstanceHistory",
+    )
+    async def history(
+        caller: Caller, ref: str, limit: Annotated[int, Query(ge=1, le=10000)] = 100
+    ) -> JsonResponse:
+        events = await service.instances.history(caller, ref, limit)
+        return JsonResponse(
+            [
+                {
+                    "id": e.id,
+                    "instanceId": e.instance_id,
+                    "at": e.at,
+                    "kind": e.kind,
+                    "message": e.message,
+                }
+                for e in events
+            ]
+        )
+
     @api.delete(paths.INSTANCE, response_model=s.InstanceOut | s.MessageOut, summary="destroyVm")
     async def destroy_vm(caller: Caller, ref: str, force: bool = False) -> JsonResponse:
         return await out.one(await service.instances.destroy_vm(caller, ref, force=force))
