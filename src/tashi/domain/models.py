@@ -1,4 +1,4 @@
-"""The records Tashi keeps: instances, hosts, networks, users, images.
+"""The records Tashi keeps: instances, hosts, networks, users, images, node links, the history.
 
 Frozen dataclasses: a change is a new record saved through the store with compare-and-swap.
 Field names follow design.md §3; the wire schemas in ``frontends/rest/schemas.py`` mirror them.
@@ -99,6 +99,45 @@ class Host:
     config: Mapping[str, str] = field(default_factory=dict)  # SLA@SOI setHostConfig elements
     last_heartbeat: datetime | None = None
     load: float | None = None
+    # HA: until when the host's node manager may run its VMs without hearing from the cluster
+    # manager (it stops them itself after that); None: no lease was ever granted.
+    lease_expires: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLink:
+    """How the cluster manager reaches a host's node manager, recorded when the node registers.
+
+    ``secret`` is the credential the cluster manager presents to that node manager: it is kept
+    out of ``repr`` (and so out of logs and tracebacks) and never leaves the cluster manager."""
+
+    host_id: HostId
+    endpoint: str  # base URL of the node manager's API
+    secret: str = field(repr=False)
+    user_id: UserId  # the node's own account (role ``node``)
+    registered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceEvent:
+    """One line of an instance's history ("the instance history shows what happened").
+
+    Kept after the instance is removed; ids grow in the order events were recorded."""
+
+    id: int
+    instance_id: InstanceId
+    at: datetime
+    kind: str  # a short word: "state", "migrated", "fenced", ...
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What some instances take of one host: how many, their memory (MB) and their cores."""
+
+    instances: int = 0
+    memory: int = 0
+    cores: int = 0
 
 
 @dataclass(frozen=True, slots=True)

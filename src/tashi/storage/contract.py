@@ -1,4 +1,4 @@
-"""The store contract: a unit of work over five repositories.
+"""The store contract: a unit of work over six repositories.
 
 Usage::
 
@@ -27,6 +27,9 @@ Rules every implementation keeps (the contract tests check each):
 * Timestamps given to the store must be timezone-aware (``InvalidInput`` otherwise). They come
   back aware, equal to what was stored to the microsecond (the SQL store returns them in UTC).
 * Returned records are frozen snapshots; lists come back ordered by id.
+* Text the store bounds is checked before it is written, the same way everywhere
+  (``InvalidInput``, see ``bounded``), against the limits below, which ``sql/tables.py`` uses
+  as its column sizes.
 """
 
 from __future__ import annotations
@@ -37,18 +40,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import (
     Host,
     Instance,
+    InstanceEvent,
     InstanceSpec,
     Network,
     NicConfig,
+    NodeLink,
     Principal,
     Role,
+    Usage,
     User,
 )
 from tashi.domain.states import HostState, InstanceState
+
+ENDPOINT_MAX = 255  # characters of a node link's endpoint
+SECRET_MAX = 255  # characters of a node link's secret
+EVENT_KIND_MAX = 32  # characters of an event's kind
+EVENT_MESSAGE_MAX = 4000  # characters of an event's message kept (fits MariaDB's TEXT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,16 @@ class InstanceRepository(Protocol):
     def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
         """Delete the instance if it is still in ``expected`` (``StateConflict``/``NotFound``)."""
 
+    def usage_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, Usage]:
+        """For each host, how many instances in ``states`` it has and their memory and cores,
+        summed by the store in one grouped query (what getSlots and the scheduler's snapshot
+        subtract from a host's capacity). Instances without a host, and hosts with no such
+        instance, are left out; keys come in host id order."""
+
+    def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
+        """For each host, the names of its instances in ``states`` in id order (getVmLayout),
+        in one query. Same keys as ``usage_by_host``."""
+
 
 class HostRepository(Protocol):
     def add(self, name: str, *, memory: int, cores: int, version: str, now: datetime) -> Host:
@@ -145,8 +167,10 @@ class HostRepository(Protocol):
         version: str | None = None,
         load: float | None = None,
         last_heartbeat: datetime | None = None,
+        lease_expires: datetime | None = None,
     ) -> Host:
-        """Set the given fields only (each is owned by one writer: the admin or the node)."""
+        """Set the given fields only (each is owned by one writer: the admin or the node).
+        ``None`` leaves a field as it is, so a lease is never cleared, only let expire."""
 
     def add_reservation(self, host_id: HostId, user_id: UserId) -> Host:
         """Reserve the host for ``user_id`` too (idempotent)."""
@@ -155,7 +179,26 @@ class HostRepository(Protocol):
         """Idempotent."""
 
     def remove(self, host_id: HostId) -> None:
-        """Forget the host (``NotFound`` if unknown). Instances keep their ``host_id``."""
+        """Forget the host and its link (``NotFound`` if unknown). Instances keep their
+        ``host_id``."""
+
+    def set_link(
+        self, host_id: HostId, *, endpoint: str, secret: str, user_id: UserId, now: datetime
+    ) -> NodeLink:
+        """Record how to reach the host's node manager, replacing the link it had (a node
+        manager registers again each time it starts), in one race-free statement.
+
+        ``user_id`` is the node's own account; removing the host or that user drops the link.
+        ``secret`` is stored as given, because the cluster manager must present it: like a
+        password hash it never leaves the cluster manager. ``NotFound`` for an unknown host or
+        user; ``InvalidInput`` for an empty endpoint or secret, or one longer than
+        ``ENDPOINT_MAX``/``SECRET_MAX``."""
+
+    def link(self, host_id: HostId) -> NodeLink | None:
+        """The host's link, or ``None`` if it has none (or the host is unknown)."""
+
+    def links(self) -> dict[HostId, NodeLink]:
+        """Every link, keyed by host id in id order."""
 
 
 class NetworkRepository(Protocol):
@@ -188,8 +231,8 @@ class UserRepository(Protocol):
     def set_password_hash(self, user_id: UserId, password_hash: str) -> None: ...
 
     def remove(self, user_id: UserId) -> None:
-        """``InvalidState`` while the user owns instances; also drops their tokens and
-        host reservations."""
+        """``InvalidState`` while the user owns instances; also drops their tokens, host
+        reservations and node links."""
 
 
 class TokenRepository(Protocol):
@@ -203,6 +246,27 @@ class TokenRepository(Protocol):
 
     def purge_expired(self, now: datetime) -> int:
         """Delete expired tokens; return how many."""
+
+
+class InstanceEventRepository(Protocol):
+    """The instance history: an append-only log that outlives the instance it tells of."""
+
+    def add(
+        self, instance_id: InstanceId, kind: str, message: str, *, now: datetime
+    ) -> InstanceEvent:
+        """Append an event at ``now`` and return it with its new id (ids grow in the order
+        events are added and are never reused). The instance need not exist: history is
+        written as an instance goes and read after it is gone. ``kind`` is a short word
+        (1 to ``EVENT_KIND_MAX`` characters, else ``InvalidInput``); a ``message`` longer than
+        ``EVENT_MESSAGE_MAX`` characters is kept cut to that length, ending in "…"."""
+
+    def list(self, instance_id: InstanceId, *, limit: int = 100) -> list[InstanceEvent]:
+        """The instance's newest ``limit`` events (``limit`` >= 0, else ``InvalidInput``),
+        oldest first: in the order they were added, which is id order (``at`` is the caller's
+        clock and may repeat)."""
+
+    def purge_before(self, when: datetime) -> int:
+        """Delete every event whose ``at`` is earlier than ``when``; return how many."""
 
 
 class Transaction(Protocol):
@@ -223,6 +287,9 @@ class Transaction(Protocol):
 
     @property
     def tokens(self) -> TokenRepository: ...
+
+    @property
+    def events(self) -> InstanceEventRepository: ...
 
 
 class Store(Protocol):
@@ -255,6 +322,29 @@ def new_instance(
         created_at=now,
         state_since=now,
     )
+
+
+def bounded(what: str, value: str, limit: int) -> str:
+    """``value`` if it has 1 to ``limit`` characters, else ``InvalidInput`` naming ``what``
+    (never the value: it may be a secret). Both stores call it before writing, so a value the
+    SQL column could not hold is refused alike on every backend."""
+    if not value or len(value) > limit:
+        raise InvalidInput(f"{what} must have 1 to {limit} characters, not {len(value)}")
+    return value
+
+
+def event_message(message: str) -> str:
+    """``message`` as the history keeps it: cut to ``EVENT_MESSAGE_MAX`` characters."""
+    if len(message) <= EVENT_MESSAGE_MAX:
+        return message
+    return message[: EVENT_MESSAGE_MAX - 1] + "…"
+
+
+def check_limit(limit: int) -> int:
+    """``limit`` if it is not negative, else ``InvalidInput`` (SQLite reads -1 as "no limit")."""
+    if limit < 0:
+        raise InvalidInput(f"limit must not be negative, not {limit}")
+    return limit
 
 
 def iterate_all(

@@ -26,15 +26,29 @@ from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import (
     Host,
     Instance,
+    InstanceEvent,
     InstanceSpec,
     Network,
     NicConfig,
+    NodeLink,
     Principal,
     Role,
+    Usage,
     User,
 )
 from tashi.domain.states import HostState, InstanceState
-from tashi.storage.contract import InstanceChanges, InstanceFilter, Store, new_instance
+from tashi.storage.contract import (
+    ENDPOINT_MAX,
+    EVENT_KIND_MAX,
+    SECRET_MAX,
+    InstanceChanges,
+    InstanceFilter,
+    Store,
+    bounded,
+    check_limit,
+    event_message,
+    new_instance,
+)
 
 _EVERYTHING = InstanceFilter()
 
@@ -48,9 +62,26 @@ class _Tables:
     users: dict[UserId, User] = field(default_factory=dict)
     passwords: dict[UserId, str] = field(default_factory=dict)
     tokens: dict[str, tuple[UserId, datetime]] = field(default_factory=dict)
+    links: dict[HostId, NodeLink] = field(default_factory=dict)
+    events: dict[InstanceId, tuple[InstanceEvent, ...]] = field(default_factory=dict)
     next_instance: int = 1
     next_host: int = 1
     next_user: int = 1
+    next_event: int = 1
+
+
+#: The ``_Tables`` members a write transaction copies (each a dict of immutable values).
+_DICTS = (
+    "instances",
+    "unique_names",
+    "hosts",
+    "networks",
+    "users",
+    "passwords",
+    "tokens",
+    "links",
+    "events",
+)
 
 
 def _aware(value: datetime) -> None:
@@ -174,6 +205,28 @@ class _Instances:
         del self._t.instances[instance_id]
         self._t.unique_names.pop(instance_id, None)
 
+    def _on_hosts(self, states: Sequence[InstanceState]) -> list[tuple[HostId, Instance]]:
+        """(host, instance) for the instances in ``states`` that have a host, in id order."""
+        wanted = set(states)
+        return sorted(
+            ((i.host_id, i) for i in self._t.instances.values() if i.host_id is not None
+             and i.state in wanted),
+            key=lambda pair: (pair[0], pair[1].id),
+        )  # fmt: skip
+
+    def usage_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, Usage]:
+        usage: dict[HostId, Usage] = {}
+        for host_id, inst in self._on_hosts(states):
+            u = usage.get(host_id, Usage())
+            usage[host_id] = Usage(u.instances + 1, u.memory + inst.memory, u.cores + inst.cores)
+        return usage
+
+    def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
+        names: dict[HostId, list[str]] = {}
+        for host_id, inst in self._on_hosts(states):
+            names.setdefault(host_id, []).append(inst.name)
+        return names
+
 
 class _Hosts:
     def __init__(self, t: _Tables) -> None:
@@ -217,8 +270,9 @@ class _Hosts:
     def update(self, host_id: HostId, **fields: object) -> Host:
         host = self.get(host_id)
         given = {k: v for k, v in fields.items() if v is not None}
-        if "last_heartbeat" in given:
-            _aware(given["last_heartbeat"])  # type: ignore[arg-type]
+        for stamp in ("last_heartbeat", "lease_expires"):
+            if stamp in given:
+                _aware(given[stamp])  # type: ignore[arg-type]
         if "config" in given:
             given["config"] = dict(given["config"])  # type: ignore[call-overload]
         return self._put(replace(host, **given))  # type: ignore[arg-type]
@@ -238,6 +292,26 @@ class _Hosts:
     def remove(self, host_id: HostId) -> None:
         self.get(host_id)
         del self._t.hosts[host_id]
+        self._t.links.pop(host_id, None)
+
+    def set_link(
+        self, host_id: HostId, *, endpoint: str, secret: str, user_id: UserId, now: datetime
+    ) -> NodeLink:
+        bounded("a node endpoint", endpoint, ENDPOINT_MAX)
+        bounded("a node secret", secret, SECRET_MAX)
+        _aware(now)
+        self.get(host_id)
+        if user_id not in self._t.users:
+            raise NotFound(f"user {user_id} does not exist")
+        link = NodeLink(host_id, endpoint, secret, user_id, now)
+        self._t.links[host_id] = link
+        return link
+
+    def link(self, host_id: HostId) -> NodeLink | None:
+        return self._t.links.get(host_id)
+
+    def links(self) -> dict[HostId, NodeLink]:
+        return dict(sorted(self._t.links.items()))
 
 
 class _Networks:
@@ -317,6 +391,7 @@ class _Users:
         del self._t.users[user_id]
         del self._t.passwords[user_id]
         self._t.tokens = {k: v for k, v in self._t.tokens.items() if v[0] != user_id}
+        self._t.links = {k: v for k, v in self._t.links.items() if v.user_id != user_id}
         for host in list(self._t.hosts.values()):
             if user_id in host.reserved:
                 self._t.hosts[host.id] = replace(
@@ -355,6 +430,38 @@ class _Tokens:
         return len(expired)
 
 
+class _Events:
+    def __init__(self, t: _Tables) -> None:
+        self._t = t
+
+    def add(
+        self, instance_id: InstanceId, kind: str, message: str, *, now: datetime
+    ) -> InstanceEvent:
+        bounded("an event kind", kind, EVENT_KIND_MAX)
+        _aware(now)
+        event = InstanceEvent(self._t.next_event, instance_id, now, kind, event_message(message))
+        self._t.next_event += 1
+        self._t.events[instance_id] = (*self._t.events.get(instance_id, ()), event)
+        return event
+
+    def list(self, instance_id: InstanceId, *, limit: int = 100) -> list[InstanceEvent]:
+        check_limit(limit)
+        events = self._t.events.get(instance_id, ())
+        return list(events[-limit:]) if limit else []
+
+    def purge_before(self, when: datetime) -> int:
+        _aware(when)
+        purged = 0
+        for iid, events in list(self._t.events.items()):
+            kept = tuple(e for e in events if e.at >= when)
+            purged += len(events) - len(kept)
+            if not kept:
+                del self._t.events[iid]
+            elif len(kept) < len(events):
+                self._t.events[iid] = kept
+        return purged
+
+
 class _Tx:
     def __init__(self, t: _Tables) -> None:
         self.instances = _Instances(t)
@@ -362,6 +469,7 @@ class _Tx:
         self.networks = _Networks(t)
         self.users = _Users(t)
         self.tokens = _Tokens(t)
+        self.events = _Events(t)
 
 
 class MemoryStore:
@@ -380,15 +488,7 @@ class MemoryStore:
                 yield _Tx(self._tables)
                 return
             work = copy.copy(self._tables)
-            for name in (
-                "instances",
-                "unique_names",
-                "hosts",
-                "networks",
-                "users",
-                "passwords",
-                "tokens",
-            ):
+            for name in _DICTS:
                 setattr(work, name, dict(getattr(self._tables, name)))
             yield _Tx(work)
             self._tables = work

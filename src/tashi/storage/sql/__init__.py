@@ -2,7 +2,8 @@
 
 ``engine.py`` (URLs, connection settings) -> ``migrate.py`` + ``migrations/`` (the schema, by
 Alembic) -> ``tables.py`` (its shape for queries) -> ``db.py`` (the one error seam) ->
-``instances.py``, ``hosts.py``, ``accounts.py`` (the repositories) -> ``store.py`` (``SqlStore``).
+``instances.py``, ``hosts.py``, ``accounts.py``, ``events.py`` (the repositories) ->
+``store.py`` (``SqlStore``).
 The cluster manager needs only ``open_store``; see docs/adr/0002-state-store.md for the why.
 """
 

@@ -10,7 +10,8 @@ category, ``raise ... from exc``:
 
 After an integrity error PostgreSQL refuses further statements in the transaction; that is
 fine, because the error propagates out of ``transaction()``, which rolls the whole unit back.
-Used by the repositories (``instances.py``, ``hosts.py``, ``accounts.py``) and ``store.py``.
+Used by the repositories (``instances.py``, ``hosts.py``, ``accounts.py``, ``events.py``) and
+``store.py``.
 """
 
 from __future__ import annotations
@@ -65,8 +66,11 @@ class Db:
         except sa_exc.SQLAlchemyError as exc:
             raise translate(exc, explain) from exc
 
-    def insert(self, stmt: Executable, row: Mapping[str, Any], *, explain: Explain) -> int:
-        """Run a one-row INSERT and return the id the database gave the row."""
+    def insert(
+        self, stmt: Executable, row: Mapping[str, Any], *, explain: Explain | None = None
+    ) -> int:
+        """Run a one-row INSERT and return the id the database gave the row (``explain``: as
+        for ``execute``; a table without constraints to break needs none)."""
         key = self.execute(stmt, row, explain=explain).inserted_primary_key
         if key is None:
             raise BackendFailure("the database did not report the new row's id")

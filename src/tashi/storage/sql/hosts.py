@@ -1,8 +1,10 @@
 """The host and network repositories over SQL.
 
 Implements ``HostRepository`` and ``NetworkRepository`` of ``storage/contract.py`` on the
-``hosts``, ``host_reservations`` and ``networks`` tables of ``tables.py``. A host's reservations
-come with it (one extra query for a whole listing). Errors pass through ``db.py``.
+``hosts``, ``host_reservations``, ``node_links`` and ``networks`` tables of ``tables.py``. A
+host's reservations come with it (one extra query for a whole listing); its node link is read
+on its own (it holds a secret that most readers of hosts have no business with). Errors pass
+through ``db.py``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, StateConflict, TashiError
 from tashi.domain.ids import HostId, NetworkId, UserId
-from tashi.domain.models import Host, Network
+from tashi.domain.models import Host, Network, NodeLink
 from tashi.domain.states import HostState
+from tashi.storage.contract import ENDPOINT_MAX, SECRET_MAX, bounded
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import host_reservations as t_res
 from tashi.storage.sql.tables import hosts as t_hosts
 from tashi.storage.sql.tables import networks as t_nets
 from tashi.storage.sql.tables import nics as t_nics
+from tashi.storage.sql.tables import node_links as t_links
 
 _HOST_STATES = {state.value: state for state in HostState}
 _HOST_COLUMNS = (
@@ -39,6 +43,14 @@ _HOST_COLUMNS = (
     t_hosts.c.config,
     t_hosts.c.last_heartbeat,
     t_hosts.c.load,
+    t_hosts.c.lease_expires,
+)
+_LINK_COLUMNS = (
+    t_links.c.host_id,
+    t_links.c.endpoint,
+    t_links.c.secret,
+    t_links.c.user_id,
+    t_links.c.registered_at,
 )
 
 
@@ -141,6 +153,53 @@ class SqlHosts:
         if self._db.execute(sa.delete(t_hosts).where(t_hosts.c.id == host_id)).rowcount == 0:
             raise NotFound(f"host {host_id} does not exist")
 
+    def set_link(
+        self, host_id: HostId, *, endpoint: str, secret: str, user_id: UserId, now: datetime
+    ) -> NodeLink:
+        def explain(v: Violation) -> TashiError:
+            if v.constraint == "fk_node_links_host":  # removed since we looked (not on SQLite)
+                return NotFound(f"host {host_id} does not exist")
+            return NotFound(f"user {user_id} does not exist")
+
+        bounded("a node endpoint", endpoint, ENDPOINT_MAX)
+        bounded("a node secret", secret, SECRET_MAX)
+        exists = sa.select(t_hosts.c.id).where(t_hosts.c.id == host_id)
+        if self._db.execute(exists).first() is None:  # so that a foreign key error is the user's
+            raise NotFound(f"host {host_id} does not exist")
+        row = {
+            "host_id": host_id,
+            "endpoint": endpoint,
+            "secret": secret,
+            "user_id": user_id,
+            "registered_at": now,
+        }
+        self._db.execute(_upsert_link(self._db.dialect, row), explain=explain)
+        return NodeLink(host_id, endpoint, secret, user_id, now)
+
+    def link(self, host_id: HostId) -> NodeLink | None:
+        query = sa.select(*_LINK_COLUMNS).where(t_links.c.host_id == host_id)
+        row = self._db.execute(query).one_or_none()
+        return None if row is None else NodeLink(*row)
+
+    def links(self) -> dict[HostId, NodeLink]:
+        query = sa.select(*_LINK_COLUMNS).order_by(t_links.c.host_id)
+        return {row[0]: NodeLink(*row) for row in self._db.execute(query)}
+
+
+def _upsert_link(dialect: str, row: dict[str, Any]) -> sa.Insert:
+    """INSERT of a node link that replaces the host's earlier one, in one statement (a
+    delete-then-insert would let two registrations of one host both insert and one fail)."""
+    changed = ("endpoint", "secret", "user_id", "registered_at")
+    if dialect in ("postgresql", "sqlite"):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(t_links).values(row)
+        return stmt.on_conflict_do_update(
+            index_elements=[t_links.c.host_id],
+            set_={name: stmt.excluded[name] for name in changed},
+        )
+    mysql_stmt = mysql.insert(t_links).values(row)
+    return mysql_stmt.on_duplicate_key_update({name: mysql_stmt.inserted[name] for name in changed})
+
 
 def _insert_if_absent(dialect: str, row: dict[str, int]) -> sa.Insert:
     """INSERT that does nothing when the reservation exists (and still checks foreign keys,
@@ -155,7 +214,7 @@ def _insert_if_absent(dialect: str, row: dict[str, int]) -> sa.Insert:
 
 def _host(row: Any, reserved: Iterable[UserId]) -> Host:
     (hid, name, up, decayed, state, memory, cores, cpu_speed, version, notes, config,
-     last_heartbeat, load) = row  # fmt: skip
+     last_heartbeat, load, lease_expires) = row  # fmt: skip
     return Host(
         id=hid,
         name=name,
@@ -171,6 +230,7 @@ def _host(row: Any, reserved: Iterable[UserId]) -> Host:
         config=config,
         last_heartbeat=last_heartbeat,
         load=load,
+        lease_expires=lease_expires,
     )
 
 

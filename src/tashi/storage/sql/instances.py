@@ -3,7 +3,8 @@
 Implements ``InstanceRepository`` of ``storage/contract.py`` on the ``instances`` and ``nics``
 tables of ``tables.py``, through the error seam of ``db.py``. ``find`` costs two queries for a
 whole page (instances, then the page's NICs), never one per instance; rows become records in
-``_records``, the hot loop that decides how fast a large listing is.
+``_records``, the hot loop that decides how fast a large listing is. ``usage_by_host`` is one
+grouped query over the covering index ``ix_instances_usage``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
 from tashi.domain.errors import AlreadyExists, NotFound, StateConflict, TashiError
-from tashi.domain.ids import InstanceId, UserId
-from tashi.domain.models import DiskConfig, Instance, InstanceSpec, NicConfig
+from tashi.domain.ids import HostId, InstanceId, UserId
+from tashi.domain.models import DiskConfig, Instance, InstanceSpec, NicConfig, Usage
 from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceChanges, InstanceFilter, new_instance
 from tashi.storage.sql.db import Db, Violation
@@ -171,6 +172,27 @@ class SqlInstances:
         if self._db.execute(cas).rowcount == 0:
             raise self._cas_failure(instance_id, expected)
 
+    def usage_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, Usage]:
+        c = t_inst.c
+        query = (
+            sa.select(c.host_id, sa.func.count(), sa.func.sum(c.memory), sa.func.sum(c.cores))
+            .where(*_on_hosts(states))
+            .group_by(c.host_id)
+            .order_by(c.host_id)
+        )
+        return {
+            host: Usage(int(count), int(memory), int(cores))  # MariaDB sums are Decimals
+            for host, count, memory, cores in self._db.execute(query)
+        }
+
+    def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
+        c = t_inst.c
+        query = sa.select(c.host_id, c.name).where(*_on_hosts(states)).order_by(c.host_id, c.id)
+        names: dict[HostId, list[str]] = {}
+        for host, name in self._db.execute(query):
+            names.setdefault(host, []).append(name)
+        return names
+
     def _cas_failure(self, instance_id: InstanceId, expected: InstanceState) -> TashiError:
         """Why a compare-and-swap matched no row: the row is gone, or its state moved on."""
         query = sa.select(t_inst.c.state).where(t_inst.c.id == instance_id)
@@ -203,6 +225,11 @@ def _conditions(where: InstanceFilter) -> list[ColumnElement[bool]]:
     if where.after_id is not None:
         conditions.append(c.id > where.after_id)
     return conditions
+
+
+def _on_hosts(states: Sequence[InstanceState]) -> list[ColumnElement[bool]]:
+    """Instances in ``states`` that have a host."""
+    return [t_inst.c.host_id.is_not(None), t_inst.c.state.in_([s.value for s in states])]
 
 
 def _successor(prefix: str) -> str:

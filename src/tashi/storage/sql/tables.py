@@ -12,7 +12,10 @@ Design points (docs/adr/0002-state-store.md):
 * ``instances.name_key`` holds the name only when the instance asked for a unique name; its
   UNIQUE index makes ``unique_name`` race-free (NULLs never collide).
 * ``instances.host_id`` has no foreign key: a host may be forgotten while its instances still
-  remember where they ran.
+  remember where they ran. ``instance_events.instance_id`` has none either: the history of an
+  instance is kept after the instance is removed.
+* ``ix_instances_usage`` covers the grouped usage query (``usage_by_host``), so the scheduler's
+  snapshot reads one index, not the instance rows with their JSON.
 * Names compare by code point on every database (see ``coltypes.py``).
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from tashi.storage.contract import ENDPOINT_MAX, EVENT_KIND_MAX, SECRET_MAX
 from tashi.storage.sql.coltypes import MYSQL_TABLE_ARGS, UtcDateTime, name_type
 
 NAME = 255
@@ -67,6 +71,7 @@ hosts = sa.Table(
     sa.Column("last_heartbeat", UtcDateTime, nullable=True),
     sa.Column("load", sa.Float, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("lease_expires", UtcDateTime, nullable=True),
     sa.UniqueConstraint("name", name="uq_hosts_name"),
     sqlite_autoincrement=True,
     **MYSQL_TABLE_ARGS,
@@ -114,6 +119,7 @@ instances = sa.Table(
     sa.Index("ix_instances_user", "user_id", "id"),
     sa.Index("ix_instances_host", "host_id", "id"),
     sa.Index("ix_instances_name", "name", "id"),
+    sa.Index("ix_instances_usage", "state", "host_id", "memory", "cores"),
     sqlite_autoincrement=True,
     **MYSQL_TABLE_ARGS,
 )
@@ -146,6 +152,45 @@ tokens = sa.Table(
     sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_tokens_user", ondelete="CASCADE"),
     sa.Index("ix_tokens_user", "user_id"),
     sa.Index("ix_tokens_expires", "expires"),
+    **MYSQL_TABLE_ARGS,
+)
+
+node_links = sa.Table(
+    "node_links",
+    metadata,
+    sa.Column("host_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("endpoint", sa.String(ENDPOINT_MAX), nullable=False),
+    sa.Column("secret", sa.String(SECRET_MAX), nullable=False),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("registered_at", UtcDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["host_id"], ["hosts.id"], name="fk_node_links_host", ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(
+        ["user_id"], ["users.id"], name="fk_node_links_user", ondelete="CASCADE"
+    ),
+    sa.Index("ix_node_links_user", "user_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+instance_events = sa.Table(
+    "instance_events",
+    metadata,
+    # 64-bit: the busiest table, and its ids are never reused (SQLite's AUTOINCREMENT needs
+    # its INTEGER, which is 64-bit there anyway).
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("instance_id", sa.Integer, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("kind", sa.String(EVENT_KIND_MAX), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_instance_events_instance", "instance_id", "id"),
+    sa.Index("ix_instance_events_at", "at"),  # purge_before
+    sqlite_autoincrement=True,
     **MYSQL_TABLE_ARGS,
 )
 
