@@ -171,7 +171,10 @@ class Netlink:
     def _require(self, name: str) -> Link:
         link = self.find(name)
         if link is None:
-            raise BackendFailure(f"link {name}{self._where()} vanished while being set up")
+            raise BackendFailure(
+                f"link {name}{self._where()} is missing while being set up (the kernel"
+                " refused to make it, or something else deleted it)"
+            )
         return link
 
 
