@@ -76,6 +76,7 @@ def test_a_non_persistent_disk_is_an_overlay_on_the_image(
     prepared = disks.prepare(I5, [nonpersistent("base.qcow2"), nonpersistent("plain.img")])
     first, second = prepared.disks
     assert first.path == disks.scratch_dir / "5" / "disk0.qcow2" and first.format == "qcow2"
+    assert not first.shared  # node-local: it travels with the VM on suspend and migration
     assert second.path == disks.scratch_dir / "5" / "disk1.qcow2"
     assert info(first.path)["backing-filename"] == str(base)
     assert info(first.path)["backing-filename-format"] == "qcow2"
@@ -92,9 +93,9 @@ def test_a_persistent_disk_is_the_image_itself_under_an_exclusive_lock(
     disks: DiskManager, store: ImageStore
 ) -> None:
     prepared = disks.prepare(I5, [persistent("base.qcow2"), persistent("plain.img")])
-    assert [(d.path.name, d.format) for d in prepared.disks] == [
-        ("base.qcow2", "qcow2"),
-        ("plain.img", "raw"),
+    assert [(d.path.name, d.format, d.shared) for d in prepared.disks] == [
+        ("base.qcow2", "qcow2", True),
+        ("plain.img", "raw", True),
     ]
     assert lock_file(prepared.disks[0].path).is_file()
     assert [image.name for image in store.list()] == ["base.qcow2", "plain.img"]  # no lock files

@@ -10,7 +10,8 @@ For each ``DiskConfig`` of an instance the image is found in the shared store
   their base;
 * **persistent**: the VM writes the image itself, under an **exclusive** lock, so no two VMs ever
   open one persistent image (the original had no such guard, and concurrent writers corrupted
-  images).
+  images). Its ``DiskSpec`` is ``shared``: every host sees it at the same path, so suspend and
+  migration leave it in place, while an overlay travels with the VM.
 
 The first disk's direct-boot sidecars (``tashi.images.boot``) give the ``BootSpec``.
 
@@ -168,7 +169,7 @@ class DiskManager:
                 locks.append(ImageLock.take(image, exclusive=disk.persistent))
                 fmt = self._inspect(image)
                 if disk.persistent:
-                    specs.append(DiskSpec(path=image, format=fmt))
+                    specs.append(DiskSpec(path=image, format=fmt, shared=True))
                     continue
                 overlays.append(self._overlay(instance_id, index))
                 self._create_overlay(image, fmt, overlays[-1])
@@ -196,7 +197,7 @@ class DiskManager:
             if disk.persistent:
                 fmt = self._format_or_raw(image) if image is not None else "raw"
                 path = image if image is not None else self.store.images_dir / disk.uri
-                specs.append(DiskSpec(path=path, format=fmt))
+                specs.append(DiskSpec(path=path, format=fmt, shared=True))
                 continue
             overlay = self.overlay_dir(instance_id) / f"disk{index}.qcow2"
             if not overlay.is_file():
