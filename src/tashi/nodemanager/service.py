@@ -56,6 +56,9 @@ class DiskPreparer(Protocol):
     def adopt(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> Prepared:
         """Take over the disks of a VM that kept running across a node-manager restart."""
 
+    def discard(self, instance_id: InstanceId) -> None:
+        """Delete what is left of the disks of a VM that ended while no one watched."""
+
 
 class EventSink(Protocol):
     def put(self, event: VmEvent) -> None: ...
@@ -318,6 +321,7 @@ class NodeService:
             instance = self.dirs.instance(iid)
             if iid not in alive or instance is None:
                 await self._cleanup(iid, None)
+                await asyncio.to_thread(self.disks.discard, iid)
                 continue
             disks = [DiskConfig(uri=d.uri, persistent=d.persistent) for d in instance.disks]
             prepared = await asyncio.to_thread(self.disks.adopt, iid, disks)
