@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tashi.domain.errors import InvalidInput
+from tashi.domain.errors import InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId
 
 
@@ -213,6 +213,18 @@ class VmmCall:
                 return cls(known, arg)
         raise InvalidInput(f"unknown VMM operation {op!r}; known: {', '.join(VMM_OPS)}")
 
+    def console_kilobytes(self) -> int:
+        """The ``console`` argument: KB of the log to return (default 16, 1 to 1024)."""
+        if not self.arg.strip():
+            return 16
+        try:
+            value = int(self.arg)
+        except ValueError:
+            raise InvalidInput(f"console: {self.arg!r} is not a number of KB") from None
+        if not 1 <= value <= 1024:
+            raise InvalidInput("console: ask for 1 to 1024 KB")
+        return value
+
 
 class VmmDriver(Protocol):
     name: str
@@ -293,3 +305,12 @@ def check_cpu_share(share: int) -> int:
     if not CPU_SHARE_MIN <= share <= CPU_SHARE_MAX:
         raise InvalidInput(f"cpu share {share} is out of range {CPU_SHARE_MIN}-{CPU_SHARE_MAX}")
     return share
+
+
+def check_movable(spec: VmSpec, what: str) -> None:
+    """Refuse to suspend or migrate a VM whose disks mix node-local and shared files: QEMU's
+    block migration copies every writable disk, and would copy a shared one onto itself."""
+    if len({disk.shared for disk in spec.disks}) > 1:
+        raise Unavailable(
+            f"cannot {what} instance {spec.instance_id}: it has both node-local and shared disks"
+        )

@@ -1,0 +1,192 @@
+"""The argv of one QEMU process: a pure function of the VM's spec and the host's choices.
+
+``build_argv(spec, launch, paths)`` returns a list handed to ``exec`` as it is: no shell ever
+parses it, and every value that goes inside a ``key=value,...`` option has its commas doubled
+(QEMU's escape), so a path cannot smuggle in an option. Names and numbers that could not be
+escaped (tap names, MACs, models, the ``cpumodel`` hint) are checked against what they may be
+and refused with ``InvalidInput``. ``tests/vmm/test_cmdline.py`` holds the golden argvs.
+
+What every VM gets, and why:
+
+* ``-daemonize -pidfile``: qemu returns once it is initialised (disks open, sockets listening)
+  and lives on in a session of its own, re-parented away from the node manager, so a node
+  manager killed with SIGKILL leaves it running; ``-D qemu.log`` then receives its messages.
+* ``-nodefaults -no-user-config -display none``: only the devices listed here.
+* QMP on ``<state_dir>/qmp.sock`` (the only control channel; no human monitor anywhere).
+* the serial console appended to ``<state_dir>/console.log`` by qemu itself, so it keeps
+  logging while no node manager runs, and a restored VM continues the same file.
+* VNC on ``<state_dir>/vnc.sock`` with ``password=on`` and no password set: nobody can log in
+  until ``startVnc`` sets a one-time one. No TCP port is opened by default.
+* an empty IDE CD drive (``cd0``) for ``changeCdrom``.
+* disks as ``-drive if=none`` (named block backends, which QEMU 7.2's block migration needs to
+  carry node-local overlays) plus a ``-device``; NICs as ``-netdev tap`` plus a ``-device``.
+* ``-sandbox on,obsolete=deny,resourcecontrol=deny``: seccomp. ``spawn=deny`` and
+  ``elevateprivileges=deny`` both kill ``-daemonize`` on QEMU 7.2 (tried), and a
+  ``qemu-ifup`` script needs ``spawn`` anyway.
+* ``-incoming defer`` for a VM that waits for a migration or a restore stream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tashi.domain.errors import InvalidInput
+from tashi.vmm.base import VmSpec
+
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
+_TAP = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+_MODEL = re.compile(r"[a-z0-9][a-z0-9-]*")
+_CPU = re.compile(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.+=-]+)*")
+_NIC_MODELS = {"virtio": "virtio-net-pci"}  # the original nicModel hint's short name
+_DISK_FORMATS = ("qcow2", "raw")
+_IDE_DISKS = 2  # ide.0 has two units; ide.1 holds the CD drive
+
+
+@dataclass(frozen=True, slots=True)
+class VmPaths:
+    """The files of one VM in its ``state_dir`` (the directory the node manager gave it)."""
+
+    state_dir: Path
+
+    @property
+    def qmp(self) -> Path:
+        return self.state_dir / "qmp.sock"
+
+    @property
+    def vnc(self) -> Path:
+        return self.state_dir / "vnc.sock"
+
+    @property
+    def console(self) -> Path:
+        return self.state_dir / "console.log"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state_dir / "qemu.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.state_dir / "qemu.log"
+
+    @property
+    def state(self) -> Path:
+        return self.state_dir / "qemu.json"
+
+    def made(self) -> tuple[Path, ...]:
+        """What the driver removes when the VM ends (the two logs stay)."""
+        return (self.qmp, self.vnc, self.pidfile, self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """The host's side of the command line."""
+
+    qemu_bin: Path
+    accel: str  # "kvm" or "tcg"
+    machine: str = "pc"
+    incoming: bool = False  # -incoming defer: wait for a migration or restore stream
+    netns: str | None = None  # run qemu in this network namespace (where its taps are)
+
+
+def build_argv(spec: VmSpec, launch: Launch, paths: VmPaths) -> list[str]:
+    """The whole argv, program first."""
+    _check(spec, paths)
+    iid = int(spec.instance_id)
+    argv = [] if launch.netns is None else ["ip", "netns", "exec", launch.netns]
+    argv += [str(launch.qemu_bin), "-name", f"tashi-{iid},process=tashi-{iid}"]
+    argv += ["-M", launch.machine, "-accel", launch.accel, *_cpu(spec)]
+    argv += ["-smp", str(spec.cores), "-m", str(spec.memory)]
+    argv += ["-nodefaults", "-no-user-config", "-display", "none"]
+    argv += ["-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-msg", "timestamp=on"]
+    argv += ["-daemonize", "-pidfile", str(paths.pidfile), "-D", str(paths.log)]
+    argv += ["-chardev", f"socket,id=qmp,path={_esc(paths.qmp)},server=on,wait=off"]
+    argv += ["-mon", "chardev=qmp,mode=control"]
+    argv += ["-chardev", f"file,id=serial0,path={_esc(paths.console)},append=on"]
+    argv += ["-serial", "chardev:serial0"]
+    argv += ["-vnc", f"unix:{_esc(paths.vnc)},password=on"]
+    argv += ["-device", "ide-cd,id=cd0,bus=ide.1,unit=0"]
+    argv += _disks(spec) + _nics(spec) + _boot(spec)
+    if launch.incoming:
+        argv += ["-incoming", "defer"]
+    return argv
+
+
+def _esc(value: object) -> str:
+    """A value inside a ``key=value,...`` option: QEMU reads ``,,`` as one comma."""
+    return str(value).replace(",", ",,")
+
+
+def _cpu(spec: VmSpec) -> list[str]:
+    model = spec.hints.get("cpumodel", "").strip()
+    if not model:
+        return []
+    if not _CPU.fullmatch(model):
+        raise InvalidInput(f"hint cpumodel={model!r} is not a CPU model")
+    return ["-cpu", model]
+
+
+def _disks(spec: VmSpec) -> list[str]:
+    argv: list[str] = []
+    ide = 0
+    for index, disk in enumerate(spec.disks):
+        argv += ["-drive", f"if=none,id=disk{index},file={_esc(disk.path)},format={disk.format}"]
+        boot = ",bootindex=0" if index == 0 and spec.boot.kernel is None else ""
+        if disk.interface == "virtio":
+            argv += ["-device", f"virtio-blk-pci,drive=disk{index},id=vd{index}{boot}"]
+        else:
+            argv += ["-device", f"ide-hd,drive=disk{index},bus=ide.0,unit={ide},id=hd{ide}{boot}"]
+            ide += 1
+    return argv
+
+
+def _nics(spec: VmSpec) -> list[str]:
+    argv: list[str] = []
+    for index, nic in enumerate(spec.nics):
+        script = "no" if nic.ifup_script is None else _esc(nic.ifup_script)
+        netdev = f"tap,id=net{index},ifname={nic.tap},script={script},downscript=no"
+        model = _NIC_MODELS.get(nic.model, nic.model)
+        argv += ["-netdev", netdev]
+        argv += ["-device", f"{model},netdev=net{index},mac={nic.mac.lower()},id=nic{index}"]
+    return argv
+
+
+def _boot(spec: VmSpec) -> list[str]:
+    boot = spec.boot
+    if boot.kernel is None:
+        return []
+    argv = ["-kernel", str(boot.kernel)]
+    if boot.initrd is not None:
+        argv += ["-initrd", str(boot.initrd)]
+    if boot.cmdline:
+        argv += ["-append", boot.cmdline]
+    return argv
+
+
+def _check(spec: VmSpec, paths: VmPaths) -> None:
+    """Everything that could not be escaped, and the limits QEMU would fail on later."""
+    where = f"instance {spec.instance_id}"
+    if not 1 <= spec.cores <= 255:
+        raise InvalidInput(f"{where}: {spec.cores} cores (QEMU takes 1 to 255)")
+    if spec.memory < 16:
+        raise InvalidInput(f"{where}: {spec.memory} MB of memory is too little")
+    for socket in (paths.qmp, paths.vnc):
+        if not socket.is_absolute() or len(str(socket).encode()) > SOCKET_PATH_MAX:
+            raise InvalidInput(
+                f"{where}: the state directory {paths.state_dir} must be absolute and short"
+                f" enough for a Unix socket path ({SOCKET_PATH_MAX} bytes)"
+            )
+    for disk in spec.disks:
+        if disk.format not in _DISK_FORMATS or disk.interface not in ("virtio", "ide"):
+            raise InvalidInput(f"{where}: disk {disk.path}: {disk.format}/{disk.interface}?")
+    if sum(disk.interface == "ide" for disk in spec.disks) > _IDE_DISKS:
+        raise InvalidInput(f"{where}: at most {_IDE_DISKS} IDE disks")
+    for nic in spec.nics:
+        if not _TAP.fullmatch(nic.tap):
+            raise InvalidInput(f"{where}: {nic.tap!r} is not a tap name")
+        if not _MAC.fullmatch(nic.mac):
+            raise InvalidInput(f"{where}: {nic.mac!r} is not a MAC address")
+        if not _MODEL.fullmatch(nic.model):
+            raise InvalidInput(f"{where}: {nic.model!r} is not a NIC model")

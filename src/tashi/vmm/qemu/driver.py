@@ -1,0 +1,402 @@
+"""``QemuDriver``: the ``VmmDriver`` contract (``vmm/base.py``) on real qemu processes.
+
+Each VM is a daemonized qemu (``cmdline``) watched by pidfd (``process``) and driven through
+QMP (``monitor``); its record, state and end are ``vm.QemuVm``; suspend, restore and migration
+are ``transfer``; ``vmmSpecificCall`` is ``calls``; CPU weights ``cgroups``; the accelerator
+``probe``. This module ties them together, one method per contract operation.
+
+Restart safety. Before qemu is launched a provisional state file names the VM's pid file; once
+it runs, the state file holds pid, process start time and boot id. A node manager that died at
+any moment finds the VM again through ``adopt`` (the pid must still be that qemu: same start
+time, our socket on its command line) or cleans up after it. One watcher task per VM awaits the
+pidfd and ends the VM exactly once, emitting the one ``exited`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tashi.config.settings import QemuSettings
+from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, NotFound, Unavailable
+from tashi.domain.ids import InstanceId
+from tashi.vmm import statefile
+from tashi.vmm.base import (
+    Capability,
+    ExitReason,
+    MigrationStats,
+    MigrationTicket,
+    VmEvent,
+    VmmCall,
+    VmSpec,
+    VmState,
+    VmStatus,
+    check_cpu_share,
+    check_movable,
+)
+from tashi.vmm.qemu import calls, cgroups, probe, process, transfer
+from tashi.vmm.qemu.cmdline import Launch, VmPaths, build_argv
+from tashi.vmm.qemu.vm import QemuVm, state_of
+
+log = logging.getLogger(__name__)
+
+QUIT_WAIT = 3.0  # seconds for qemu to leave after QMP quit, then after SIGTERM, then SIGKILL
+
+
+class QemuDriver:
+    name = "qemu"
+
+    def __init__(
+        self, settings: QemuSettings, *, images_dir: Path | None = None, netns: str | None = None
+    ) -> None:
+        if settings.accel not in ("auto", "kvm", "tcg"):
+            raise InvalidInput(f"[Qemu] accel = {settings.accel!r}: choose auto, kvm or tcg")
+        if settings.suspend_compression not in ("gzip", "none"):
+            raise InvalidInput("[Qemu] suspendCompression: choose gzip or none")
+        self.settings, self._images_dir, self._netns = settings, images_dir, netns
+        problem = cgroups.check(settings.cgroup_root) if settings.use_cgroups else "useCgroups off"
+        if problem is not None:
+            log.warning("no CPU shares for VMs: %s", problem)
+        self._cgroups = problem is None
+        self.capabilities = frozenset(
+            c for c in Capability if self._cgroups or c.value != "cpu_share"
+        )
+        self._vms: dict[InstanceId, QemuVm] = {}
+        self._events: asyncio.Queue[VmEvent] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accel: str | None = None
+        self._opening = asyncio.Lock()
+        self._migrations = asyncio.Semaphore(settings.max_parallel_migrations)
+        self._boot_id = process.boot_id()
+        self._host_name = socket.gethostname()
+
+    @property
+    def accel(self) -> str | None:
+        """``kvm`` or ``tcg`` once opened."""
+        return self._accel
+
+    # --- the driver's own life ------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._opening:
+            if self._accel is not None:
+                return
+            qemu = self.settings.qemu_bin
+            if not os.access(qemu, os.X_OK):
+                raise Unavailable(f"[Qemu] qemuBin = {qemu} is not an executable program")
+            kernel = probe.find_kernel(self.settings.probe_kernel, self._images_dir)
+            timeout = self.settings.kvm_probe_timeout
+            self._accel = await probe.choose_accel(self.settings.accel, qemu, kernel, timeout)
+            log.info(
+                "QEMU driver ready: %s, cgroups %s", self._accel, "on" if self._cgroups else "off"
+            )
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for vm in self._vms.values():
+            await vm.monitor.close()
+            vm.detach()
+        self._vms.clear()
+
+    async def host_info(self) -> tuple[int, int]:
+        total_kb = 0
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                total_kb = int(line.split()[1])
+        return max(0, total_kb // 1024 - self.settings.reserved_mem), os.cpu_count() or 1
+
+    # --- reading --------------------------------------------------------------------
+
+    async def list(self) -> builtins.list[VmStatus]:
+        return [vm.status() for vm in self._vms.values()]
+
+    def events(self) -> AsyncIterator[VmEvent]:
+        return self._iterate_events()
+
+    async def _iterate_events(self) -> AsyncIterator[VmEvent]:
+        while True:
+            yield await self._events.get()
+
+    def _get(self, instance_id: InstanceId) -> QemuVm:
+        try:
+            return self._vms[instance_id]
+        except KeyError:
+            raise NotFound(f"this host runs no VM for instance {instance_id}") from None
+
+    # --- starting -------------------------------------------------------------------
+
+    async def start(
+        self, spec: VmSpec, *, incoming: MigrationTicket | Path | None = None
+    ) -> VmStatus:
+        await self.open()
+        assert self._accel is not None
+        if spec.instance_id in self._vms:
+            raise AlreadyExists(f"instance {spec.instance_id} already runs on this host")
+        check_cpu_share(spec.cpu_share)
+        if isinstance(incoming, Path) and not incoming.is_file():
+            raise NotFound(f"there is no suspend file {incoming}")
+        paths = VmPaths(spec.state_dir)
+        launch = Launch(
+            self.settings.qemu_bin,
+            self._accel,
+            self.settings.machine,
+            incoming=incoming is not None,
+            netns=self._netns,
+        )
+        argv = build_argv(spec, launch, paths)
+        spec.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._refuse_leftover(spec, paths)
+        statefile.write(paths.state, self._provisional(spec))
+        try:
+            proc = await process.launch(argv, paths.pidfile, self.settings.launch_timeout)
+        except BackendFailure:
+            statefile.remove(paths.state)
+            raise
+        vm = self._attach(spec, paths, proc, self._accel)
+        try:
+            vm.save(self._boot_id)  # before anything else can fail or wait
+            if self._cgroups:
+                vm.cgroup = cgroups.create(
+                    self.settings.cgroup_root, spec.instance_id, proc.pid, spec.cpu_share
+                )
+                vm.save(self._boot_id)
+            await vm.monitor.connect()
+            if isinstance(incoming, Path):
+                await transfer.start_restore(vm, incoming)
+            elif isinstance(incoming, MigrationTicket):
+                await transfer.listen(vm, incoming)
+        except BaseException:
+            vm.silent = True  # the caller hears of it from this raise, not an event
+            await self._kill(vm, ExitReason.failed)
+            raise
+        vm.state = VmState.running if incoming is None else VmState.incoming
+        log.info(
+            "instance %s: qemu pid %d started (%s)", spec.instance_id, proc.pid, vm.state.value
+        )
+        return vm.status()
+
+    def _provisional(self, spec: VmSpec) -> dict[str, Any]:
+        return {"spec": statefile.spec_to_json(spec), "pid": None, "boot_id": self._boot_id}
+
+    def _refuse_leftover(self, spec: VmSpec, paths: VmPaths) -> None:
+        """A state dir may hold the leftovers of a VM that died; never those of a live one."""
+        doc = statefile.read(paths.state)
+        if doc is not None:
+            found = self._find_process(doc, paths)
+            if found is not None:
+                found.close()
+                raise AlreadyExists(f"instance {spec.instance_id}: a qemu runs there; adopt it")
+        for path in paths.made():
+            path.unlink(missing_ok=True)
+
+    def _attach(self, spec: VmSpec, paths: VmPaths, proc: process.Process, accel: str) -> QemuVm:
+        vm = QemuVm(
+            spec,
+            paths,
+            proc,
+            accel=accel,
+            monitor_timeout=self.settings.monitor_timeout,
+            emit=self._events.put_nowait,
+        )
+        self._vms[spec.instance_id] = vm
+        task = asyncio.create_task(self._watch(vm), name=f"qemu-watch-{spec.instance_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._watched)
+        return vm
+
+    async def _watch(self, vm: QemuVm) -> None:
+        await vm.process.exited()
+        if self._vms.get(vm.spec.instance_id) is vm:
+            del self._vms[vm.spec.instance_id]
+        reason, detail = vm.reason()
+        await vm.end()
+        if not vm.silent:
+            self._events.put_nowait(VmEvent(vm.spec.instance_id, VmState.exited, detail, reason))
+        log.info("instance %s: qemu pid %d ended: %s", vm.iid, vm.process.pid, detail)
+
+    def _watched(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # supervision boundary
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    # --- adoption -------------------------------------------------------------------
+
+    async def adopt(self, state_dirs: Sequence[Path]) -> builtins.list[VmStatus]:
+        found: builtins.list[VmStatus] = []
+        for state_dir in state_dirs:
+            status = await self._adopt_one(VmPaths(state_dir))
+            if status is not None:
+                found.append(status)
+        return found
+
+    async def _adopt_one(self, paths: VmPaths) -> VmStatus | None:
+        doc = statefile.read(paths.state)
+        if doc is None:
+            return None
+        try:
+            spec = statefile.spec_from_json(doc["spec"])
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("%s: unreadable state file (%r); not adopted", paths.state, exc)
+            return None
+        if spec.instance_id in self._vms:
+            return self._vms[spec.instance_id].status()
+        proc = self._find_process(doc, paths)
+        if proc is None:
+            self._bury(spec, paths, doc)
+            return None
+        vm = self._attach(spec, paths, proc, str(doc.get("accel") or self._accel or "tcg"))
+        vm.cgroup = Path(doc["cgroup"]) if doc.get("cgroup") else None
+        if vm.cgroup is None and self._cgroups:
+            vm.cgroup = cgroups.create(
+                self.settings.cgroup_root, spec.instance_id, proc.pid, spec.cpu_share
+            )
+        vm.save(self._boot_id)
+        try:
+            vm.state = state_of(str((await vm.monitor.execute("query-status"))["status"]))
+        except BackendFailure as exc:
+            log.error(
+                "instance %s: adopted pid %d, but QMP does not answer: %s", vm.iid, proc.pid, exc
+            )
+            vm.state = VmState.running
+        log.info("instance %s: adopted qemu pid %d (%s)", vm.iid, proc.pid, vm.state.value)
+        return vm.status()
+
+    def _find_process(self, doc: dict[str, Any], paths: VmPaths) -> process.Process | None:
+        if doc.get("boot_id") != self._boot_id:
+            return None  # the host rebooted: whatever has that pid now is not our qemu
+        if doc.get("pid") is None:  # the node manager died while qemu was starting
+            return process.from_pidfile(paths.pidfile)
+        start_time = int(doc["start_time"])
+        return process.Process.attach(
+            int(doc["pid"]), start_time=start_time, arg=str(paths.pidfile)
+        )
+
+    def _bury(self, spec: VmSpec, paths: VmPaths, doc: dict[str, Any]) -> None:
+        """Clean up after a VM that died while no driver watched it, and say so."""
+        if doc.get("cgroup"):
+            try:
+                cgroups.remove(Path(doc["cgroup"]))
+            except BackendFailure as exc:
+                log.error("instance %s: %s", spec.instance_id, exc.message)
+        for path in paths.made():
+            path.unlink(missing_ok=True)
+        detail = "qemu ended while no node manager watched it"
+        self._events.put_nowait(
+            VmEvent(spec.instance_id, VmState.exited, detail, ExitReason.failed)
+        )
+        log.warning("instance %s: %s", spec.instance_id, detail)
+
+    # --- lifecycle commands ---------------------------------------------------------
+
+    async def shutdown(self, instance_id: InstanceId) -> None:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            vm.expect(VmState.running, VmState.shutting_down, what="shut down")
+            await vm.monitor.execute("system_powerdown")
+            vm.state = VmState.shutting_down
+
+    async def destroy(self, instance_id: InstanceId) -> None:
+        vm = self._vms.get(instance_id)
+        if vm is not None:
+            await self._kill(vm, ExitReason.destroyed)
+
+    async def _kill(self, vm: QemuVm, reason: ExitReason) -> None:
+        """End the VM: QMP quit, then SIGTERM, then SIGKILL; return once it is cleaned up."""
+        if vm.exit_reason is None:
+            vm.exit_reason = reason
+        if vm.process.alive():
+            try:
+                await vm.monitor.execute("quit", timeout=QUIT_WAIT)
+            except BackendFailure as exc:
+                log.debug("instance %s: quit: %s", vm.iid, exc.message)
+            if not await vm.process.wait(QUIT_WAIT) and not await process.stop(
+                vm.process, QUIT_WAIT
+            ):
+                raise BackendFailure(f"instance {vm.iid}: qemu pid {vm.process.pid} does not die")
+        await asyncio.shield(vm.done)
+
+    async def pause(self, instance_id: InstanceId) -> None:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            if vm.state is not VmState.paused:
+                vm.expect(VmState.running, what="pause")
+                await vm.monitor.execute("stop")
+                vm.state = VmState.paused
+
+    async def unpause(self, instance_id: InstanceId) -> None:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            if vm.state is not VmState.running:
+                vm.expect(VmState.paused, what="unpause")
+                await vm.monitor.execute("cont")
+                vm.state = VmState.running
+
+    async def set_cpu_share(self, instance_id: InstanceId, share: int) -> None:
+        vm = self._get(instance_id)
+        check_cpu_share(share)
+        if vm.cgroup is None:
+            raise Unavailable(f"instance {instance_id} has no cgroup: CPU shares are off here")
+        cgroups.set_share(vm.cgroup, share)
+        vm.spec = replace(vm.spec, cpu_share=share)
+        vm.save(self._boot_id)
+
+    async def call(self, instance_id: InstanceId, request: VmmCall) -> str:
+        return await calls.call(
+            self._get(instance_id),
+            request,
+            vnc_host=self.settings.vnc_host,
+            vnc_lifetime=self.settings.vnc_password_lifetime,
+            host_name=self._host_name,
+        )
+
+    # --- moving the VM --------------------------------------------------------------
+
+    async def suspend(self, instance_id: InstanceId, target: Path) -> None:
+        vm = self._get(instance_id)
+        check_movable(vm.spec, "suspend")
+        async with self._migrations, vm.lock:
+            vm.expect(VmState.running, VmState.paused, what="suspend")
+            await transfer.save(
+                vm,
+                target,
+                compress=self.settings.suspend_compression == "gzip",
+                bandwidth_mb=self.settings.migrate_bandwidth,
+                timeout=self.settings.migrate_timeout,
+            )
+            vm.exit_reason = ExitReason.suspended
+        await self._kill(vm, ExitReason.suspended)
+
+    async def migrate(self, instance_id: InstanceId, ticket: MigrationTicket) -> MigrationStats:
+        vm = self._get(instance_id)
+        check_movable(vm.spec, "migrate")
+        async with self._migrations, vm.lock:
+            vm.expect(VmState.running, VmState.paused, what="migrate")
+            stats = await transfer.send(
+                vm,
+                ticket,
+                bandwidth_mb=self.settings.migrate_bandwidth,
+                timeout=self.settings.migrate_timeout,
+            )
+            vm.exit_reason = ExitReason.migrated
+        await self._kill(vm, ExitReason.migrated)
+        return stats
+
+    async def finish_incoming(self, instance_id: InstanceId) -> VmStatus:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            vm.expect(VmState.incoming, what="finish the incoming migration of")
+            try:
+                await transfer.finish_incoming(vm, self.settings.migrate_timeout)
+            except BackendFailure:
+                await self._kill(vm, ExitReason.failed)
+                raise
+        return vm.status()

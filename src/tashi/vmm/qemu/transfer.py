@@ -1,0 +1,197 @@
+"""Moving a VM's state: suspend to a file, restore from one, live migration over TCP.
+
+All three are QEMU migrations; only the channel differs. **No shell anywhere**: QEMU's
+``exec:`` URI would run ``/bin/sh -c``, so it is never used. For a suspend the driver opens the
+file, starts ``gzip -1 -c`` itself (argv; its stdout is the file, its stdin a pipe), hands the
+pipe's write end to qemu over QMP (``getfd``, SCM_RIGHTS) and migrates to ``fd:<name>``; a
+restore runs ``gzip -dc`` with the file as stdin and hands qemu the read end. A file that does
+not start with gzip's magic bytes is read as it is (``suspendCompression = none``).
+
+Disks that are not shared (the overlays of non-persistent disks, in this node's scratch
+directory) travel in the same stream: QEMU 7.2's block migration with ``block-incremental``,
+which copies only the overlay's own clusters; the target opens a fresh overlay on the same
+backing image. Shared disks stay where they are (``base.check_movable`` refuses a mix).
+
+A failed or timed-out outgoing migration is cancelled, and the VM runs on here: QEMU resumes it
+by itself when the failure comes late, and ``cont`` makes sure when it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tashi.domain.errors import BackendFailure
+from tashi.vmm.base import MigrationStats, MigrationTicket, VmState
+from tashi.vmm.qemu.process import Helper
+from tashi.vmm.qemu.vm import QemuVm, tail, wait_state
+
+log = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_DONE = ("completed", "failed", "cancelled")
+_SUSPEND_FD = "tashi-suspend"
+_RESTORE_FD = "tashi-restore"
+
+
+async def _configure(vm: QemuVm, bandwidth_mb: int) -> None:
+    local = any(not disk.shared for disk in vm.spec.disks)
+    capabilities = [{"capability": "block", "state": local}]
+    await vm.monitor.execute("migrate-set-capabilities", {"capabilities": capabilities})
+    parameters = {"block-incremental": local, "max-bandwidth": bandwidth_mb * 2**20}
+    await vm.monitor.execute("migrate-set-parameters", parameters)
+
+
+async def _finish(vm: QemuVm, timeout: float) -> dict[str, Any]:
+    """Poll ``query-migrate`` until the migration ends; cancel it after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + timeout, 0.02
+    cancelled = False
+    while True:
+        info = await vm.monitor.execute("query-migrate")
+        if info.get("status") in _DONE:
+            return dict(info)
+        if loop.time() > deadline and not cancelled:
+            await vm.monitor.execute("migrate_cancel")
+            cancelled, deadline = True, deadline + 30.0
+        elif loop.time() > deadline:
+            raise BackendFailure(f"instance {vm.iid}: the migration does not stop")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+async def _run_on(vm: QemuVm, was_running: bool) -> None:
+    """After a failed migration: make sure the VM runs again if it ran before. A failure here
+    is logged, not raised: the caller is already raising the reason the migration failed."""
+    vm.state = VmState.running if was_running else VmState.paused
+    try:
+        status = str((await vm.monitor.execute("query-status"))["status"])
+        if was_running and status != "running":
+            await vm.monitor.execute("cont")
+    except BackendFailure as exc:
+        log.error("instance %s: cannot run it again after a failed migration: %s", vm.iid, exc)
+
+
+def _failure(info: dict[str, Any], where: str, timeout: float) -> str:
+    if info.get("status") == "cancelled":
+        return f"{where}: did not finish within {timeout:.0f} s"
+    return f"{where}: {info.get('error-desc', info.get('status', 'failed'))}"
+
+
+async def save(
+    vm: QemuVm, target: Path, *, compress: bool, bandwidth_mb: int, timeout: float
+) -> None:
+    """Write the VM's state to ``target`` (atomically) and leave it stopped. On failure the VM
+    runs again if it ran, nothing is left at ``target``, and this raises."""
+    was_running = vm.state is VmState.running
+    partial = target.with_name(target.name + ".partial")
+    await vm.monitor.execute("stop")  # one consistent pass: nothing dirties memory meanwhile
+    vm.state = VmState.migrating
+    helper: Helper | None = None
+    try:
+        out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            if compress:
+                read_end, write_end = os.pipe2(os.O_CLOEXEC)
+                try:
+                    helper = Helper(["gzip", "-1", "-c"], stdin=read_end, stdout=out)
+                finally:
+                    os.close(read_end)
+                try:
+                    await vm.monitor.send_fd(_SUSPEND_FD, write_end)
+                finally:
+                    os.close(write_end)  # qemu holds its own copy; gzip sees EOF when it ends
+            else:
+                await vm.monitor.send_fd(_SUSPEND_FD, out)
+            await _configure(vm, bandwidth_mb)
+            await vm.monitor.execute("migrate", {"uri": f"fd:{_SUSPEND_FD}"})
+            info = await _finish(vm, timeout)
+            if info.get("status") != "completed":
+                raise BackendFailure(_failure(info, f"suspending instance {vm.iid}", timeout))
+            if helper is not None:
+                await helper.wait(timeout)
+            os.fsync(out)
+        finally:
+            os.close(out)
+        partial.replace(target)
+    except BaseException:
+        if helper is not None:
+            helper.kill()
+        partial.unlink(missing_ok=True)
+        await _run_on(vm, was_running)
+        raise
+
+
+async def start_restore(vm: QemuVm, source: Path) -> None:
+    """Feed ``source`` to a VM started with ``-incoming defer``; ``finish_incoming`` waits."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BackendFailure(f"cannot read {source}: {exc.strerror}") from exc
+    try:
+        if os.pread(fd, 2, 0) == _GZIP_MAGIC:
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            try:
+                vm.helpers.append(Helper(["gzip", "-dc"], stdin=fd, stdout=write_end))
+            finally:
+                os.close(write_end)
+            try:
+                await vm.monitor.send_fd(_RESTORE_FD, read_end)
+            finally:
+                os.close(read_end)
+        else:
+            await vm.monitor.send_fd(_RESTORE_FD, fd)
+    finally:
+        os.close(fd)
+    await vm.monitor.execute("migrate-incoming", {"uri": f"fd:{_RESTORE_FD}"})
+
+
+async def listen(vm: QemuVm, ticket: MigrationTicket) -> None:
+    """Wait for a live migration on the ticket's address (one connection)."""
+    await vm.monitor.execute("migrate-incoming", {"uri": f"tcp:{_host(ticket.host)}:{ticket.port}"})
+
+
+async def finish_incoming(vm: QemuVm, timeout: float) -> None:
+    """Wait until the incoming state is in, then run the VM."""
+    try:
+        status = await wait_state(vm, lambda status: status != "inmigrate", timeout)
+        for helper in vm.helpers:
+            await helper.wait(timeout)
+        vm.helpers.clear()
+        if status != "running":
+            await vm.monitor.execute("cont")
+    except BackendFailure as exc:
+        raise BackendFailure(f"{exc.message} ({tail(vm.paths.log)})") from exc
+    vm.state = VmState.running
+
+
+async def send(
+    vm: QemuVm, ticket: MigrationTicket, *, bandwidth_mb: int, timeout: float
+) -> MigrationStats:
+    """Live-migrate to ``ticket``; the VM is stopped here when this returns."""
+    was_running = vm.state is VmState.running
+    where = f"migrating instance {vm.iid} to {ticket.host}:{ticket.port}"
+    vm.state = VmState.migrating
+    try:
+        await _configure(vm, bandwidth_mb)
+        await vm.monitor.execute("migrate", {"uri": f"tcp:{_host(ticket.host)}:{ticket.port}"})
+        info = await _finish(vm, timeout)
+    except BaseException:
+        await _run_on(vm, was_running)
+        raise
+    if info.get("status") != "completed":
+        await _run_on(vm, was_running)
+        raise BackendFailure(_failure(info, where, timeout))
+    moved = [info.get(part, {}).get("transferred") for part in ("ram", "disk")]
+    return MigrationStats(
+        total_seconds=float(info.get("total-time", 0)) / 1000,
+        downtime_ms=None if info.get("downtime") is None else float(info["downtime"]),
+        transferred_bytes=sum(int(n) for n in moved if n is not None) or None,
+    )
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
