@@ -56,8 +56,12 @@ class RegisterIn(_Model):
     cores: int
     cpuSpeed: int = 0
     version: str
-    endpoint: str = Field(description="base URL where the node manager serves the node API")
-    secret: str = Field(min_length=32, description="bearer token the CM must use toward it")
+    endpoint: str = Field(
+        max_length=255, description="base URL where the node manager serves the node API"
+    )
+    secret: str = Field(
+        min_length=32, max_length=255, description="bearer token the CM must use toward it"
+    )
     vms: list[VmReport] = Field(default_factory=list)
 
 
