@@ -159,3 +159,27 @@ def test_a_silent_host_goes_down_and_orphans_its_instances(timed: tuple[Api, Fak
     api.call("POST", f"/v1/nodes/{hid}/heartbeat", node, json={"vms": [report(a, "running")]})
     assert api.call("GET", f"/v1/instances/{a}", api.admin).json()["state"] == "Running"
     assert host(api)["up"] is True
+
+
+def test_a_vm_running_twice_is_fenced(timed: tuple[Api, FakeClock]) -> None:
+    api, clock = timed
+    n1, n2 = api.user("node1", role="node"), api.user("node2", role="node")
+    h1 = register(api, n1, name="n1").json()["hostId"]
+    h2 = register(api, n2, name="n2").json()["hostId"]
+    a = create(api, api.admin, "a").json()["id"]
+    force_state(api, a, InstanceState.Activating, host=h1)
+    force_state(api, a, InstanceState.Running)
+    clock.advance(10)
+    api.call("POST", f"/v1/nodes/{h2}/heartbeat", n2, json={"vms": [report(a, "running")]})
+    kinds = [e["kind"] for e in api.call("GET", f"/v1/instances/{a}/history", api.admin).json()]
+    assert kinds == ["fenced"]
+    got = api.call("GET", f"/v1/instances/{a}", api.admin).json()
+    assert (got["state"], got["hostId"]) == ("Running", h1)  # the record is untouched
+
+
+def test_a_vm_the_cluster_never_had_is_left_alone(timed: tuple[Api, FakeClock]) -> None:
+    api, _ = timed
+    n1 = api.user("node1", role="node")
+    h1 = register(api, n1).json()["hostId"]
+    api.call("POST", f"/v1/nodes/{h1}/heartbeat", n1, json={"vms": [report(999, "running")]})
+    assert api.call("GET", "/v1/instances/999/history", api.admin).json() == []

@@ -16,12 +16,13 @@ from datetime import datetime
 
 from tashi.clustermanager.auth import require_role
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.reconcile import Decision, Observed, Seen, plan
 from tashi.domain import validation
 from tashi.domain.clock import Clock
-from tashi.domain.errors import Forbidden, InvalidInput, NotFound, StateConflict
-from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import Host, Instance, Principal, Role
+from tashi.domain.errors import Forbidden, InvalidInput, NotFound, StateConflict, TashiError
+from tashi.domain.ids import HostId, InstanceId, UserId
+from tashi.domain.models import DiskConfig, Host, Instance, Principal, Role
 from tashi.domain.states import (
     INSTANCE_TRANSITIONS,
     ON_HOST,
@@ -65,10 +66,11 @@ class NodeRules:
 
 
 class NodeReports:
-    def __init__(self, db: Database, clock: Clock, rules: NodeRules) -> None:
+    def __init__(self, db: Database, clock: Clock, rules: NodeRules, nodes: NodeGateway) -> None:
         self._db = db
         self._clock = clock
         self._rules = rules
+        self._nodes = nodes
 
     def _state_for(self, host: Host, version: str) -> HostState:
         if version != self._rules.version and not self._rules.allow_mismatched_versions:
@@ -204,22 +206,39 @@ class NodeReports:
             if r.state in Observed._value2member_map_
         ]
 
-        def run(tx: Transaction) -> None:
+        def run(tx: Transaction) -> list[InstanceId]:
             stored = tx.instances.find(InstanceFilter(host_id=host_id, states=_RESIDENT))
             decisions, strangers = plan(stored, seen, now=now, grace=self._rules.grace)
             for decision in decisions:
                 current = next((i for i in stored if i.id == decision.instance_id), None)
                 if current is not None:
                     _apply(tx, current, decision, now)
-            for stranger in strangers:
-                _note_stranger(tx, host_id, stranger.seen, now)
+            return [s.seen.instance_id for s in strangers if _must_fence(tx, host_id, s.seen, now)]
 
         try:
-            await self._db.write(run)
+            fence = await self._db.write(run)
         except StateConflict:
             log.info(
                 "a report about host %s raced another change; the next one settles it", host_id
             )
+            return
+        await self._fence(host_id, [r for r in reports if r.instanceId in fence])
+
+    async def _fence(self, host_id: HostId, reports: list[VmReport]) -> None:
+        """Destroy VMs that must not run on this host (they run elsewhere, or were removed)."""
+        if not reports:
+            return
+        host = await self._db.read(lambda tx: tx.hosts.get(host_id))
+        for report in reports:
+            try:
+                await self._nodes.destroy(host, _from_wire(report))
+            except TashiError as exc:
+                log.warning(
+                    "could not stop the stray VM of instance %s on %s: %s",
+                    report.instanceId,
+                    host.name,
+                    exc.message,
+                )
 
 
 def _apply(tx: Transaction, inst: Instance, decision: Decision, now: datetime) -> None:
@@ -245,10 +264,46 @@ def _apply(tx: Transaction, inst: Instance, decision: Decision, now: datetime) -
     )
 
 
-def _note_stranger(tx: Transaction, host_id: HostId, seen: Seen, now: datetime) -> None:
-    """A VM the store does not place on this host. Logged for now; see ``reconcile``."""
-    log.warning(
-        "host %s runs a VM for instance %s that the store does not place there",
-        host_id,
-        seen.instance_id,
+def _must_fence(tx: Transaction, host_id: HostId, seen: Seen, now: datetime) -> bool:
+    """A VM the store does not place on this host. It is stopped when the instance runs
+    elsewhere (it must never run twice) or was removed (its history says so); the target of a
+    migration in flight is left alone; a VM this store never knew of is left running and
+    reported, for an administrator to look at."""
+    try:
+        inst = tx.instances.get(seen.instance_id)
+    except NotFound:
+        if tx.events.list(seen.instance_id, limit=1):
+            tx.events.add(
+                seen.instance_id,
+                "fenced",
+                f"a VM of this removed instance still ran on host {host_id}",
+                now=now,
+            )
+            return True
+        log.warning(
+            "host %s runs a VM for instance %s, which this cluster never had",
+            host_id,
+            seen.instance_id,
+        )
+        return False
+    if inst.state in (InstanceState.MigratePrep, InstanceState.MigrateTrans):
+        return False
+    tx.events.add(
+        inst.id, "fenced", f"a second VM of it ran on host {host_id}; stopped it", now=now
+    )
+    return True
+
+
+def _from_wire(report: VmReport) -> Instance:
+    wire = report.instance
+    return Instance(
+        id=InstanceId(wire.id),
+        name=wire.name,
+        user_id=UserId(wire.userId),
+        state=InstanceState.Running,
+        cores=wire.cores,
+        memory=wire.memory,
+        disks=tuple(DiskConfig(uri=d.uri, persistent=d.persistent) for d in wire.disks),
+        nics=(),
+        vm_id=report.vmId,
     )

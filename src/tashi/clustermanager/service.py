@@ -108,6 +108,7 @@ def build_service(
                 expire_host_time=svc.expire_host_time,
                 grace=svc.reconcile_grace,
             ),
+            gateway,
         ),
         liveness=Liveness(db, clock, gateway, svc.expire_host_time),
         deadlines=Deadlines(db, clock, gateway),
