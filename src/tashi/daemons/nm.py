@@ -64,7 +64,8 @@ async def pump_events(driver: VmmDriver, node: NodeService) -> None:
     events: AsyncIterator[VmEvent] = driver.events()
     async for event in events:
         if event.state is VmState.exited:
-            await node.on_exit(event.instance_id, event.detail)
+            reason = event.reason.value if event.reason is not None else "unknown"
+            await node.on_exit(event.instance_id, f"{reason}: {event.detail}".rstrip(": "))
 
 
 async def run(settings: Settings) -> None:
@@ -99,6 +100,7 @@ async def run(settings: Settings) -> None:
     memory, cores = await driver.host_info()
     reporter = Reporter(client, node, me, lambda: (memory, cores))
     node.events = reporter
+    await driver.open()
     recovered = await node.recover()
     log.info("re-attached to %d running VM(s)", len(recovered))
     server = uvicorn.Server(
@@ -121,6 +123,7 @@ async def run(settings: Settings) -> None:
     finally:
         await supervisor.stop()
         await node.close()
+        await driver.close()
         await network.close()
         await client.close()
 

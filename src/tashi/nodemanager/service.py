@@ -180,7 +180,9 @@ class NodeService:
 
     async def destroy(self, iid: InstanceId) -> None:
         """Kill the VM and clean up; succeeds if it is already gone."""
-        if iid in self._vms:
+        vm = self._vms.get(iid)
+        if vm is not None:
+            vm.busy = "destroying"  # its exit is the answer to this request, not news
             await self.driver.destroy(iid)
         await self._forget(iid)
 
