@@ -58,6 +58,7 @@ class ClusterService:
         )
 
     async def aclose(self) -> None:
+        await self.images.aclose()
         await self.nodes.close()
 
     def close(self) -> None:
@@ -84,7 +85,7 @@ def build_service(
         ),
         allow_duplicate_names=svc.allow_duplicate_names,
         max_batch=svc.max_batch,
-        migrate_timeout=settings.qemu.migrate_timeout if hasattr(settings, "qemu") else 300.0,
+        migrate_timeout=settings.qemu.migrate_timeout,
     )
     auth = AuthService(db, clock, settings.security.token_lifetime)
     gateway = nodes(db) if nodes is not None else NoNodeManagers()
@@ -97,7 +98,7 @@ def build_service(
         hosts=HostService(db, clock),
         networks=NetworkService(db, NetworkId(svc.default_network)),
         users=UserService(db, clock, auth),
-        images=ImageService(images),
+        images=ImageService(images, db, clock),
         node_reports=NodeReports(
             db,
             clock,

@@ -1,0 +1,29 @@
+"""Fixtures of the end-to-end tests: the tiny guest image (built once per run, reused after)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tashi.images import builder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_image() -> Path:
+    lines: list[str] = []
+    result = builder.build(builder.BuildOptions(out_dir=REPO / "var" / "images"), say=lines.append)
+    assert builder.is_complete(result.image), "\n".join(lines)
+    return result.image
+
+
+def stock_image_store(image: Path, vfs: Path) -> str:
+    """Copy the tiny image and its direct-boot sidecars into a test's image store."""
+    images = vfs / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for path in image.parent.glob(image.name + "*"):
+        shutil.copyfile(path, images / path.name)
+    return image.name

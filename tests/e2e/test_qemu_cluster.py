@@ -1,0 +1,110 @@
+"""The node manager on real QEMU: a real cluster manager and two real node managers (QEMU
+driver, TCG) as processes, driven through the client SDK like a user would.
+
+One scenario walks every lifecycle verb on one VM (so the guest boots only a few times), and
+checks at the end that no qemu process, cgroup or VM directory is left behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tashi.api.schemas import DiskIn, InstanceIn, NetworkIn
+from tests.e2e.conftest import stock_image_store
+from tests.e2e.harness import Cluster, wait_for
+
+BOOT_TIMEOUT = 60.0
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its parent does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def qemu_cluster(tmp_path: Path, tiny_image: Path) -> Iterator[tuple[Cluster, str]]:
+    vfs = tmp_path / "vfs"
+    image = stock_image_store(tiny_image, vfs)
+    cgroup = Path(f"/sys/fs/cgroup/cpu/tashi-e2e-{secrets.token_hex(4)}")
+    c = Cluster.start(tmp_path, vfs, expireHostTime=5.0, reconcileGrace=2.0)
+    qemu = {"Qemu": {"accel": "tcg", "cgroupRoot": cgroup, "shutdownGrace": 20}}
+    try:
+        c.admin.add_network(NetworkIn(id=1, name="default"))
+        c.add_node("n1", vmm="qemu", network="fake", frequency=1.0, extra=qemu)
+        c.add_node("n2", vmm="qemu", network="fake", frequency=1.0, extra=qemu)
+        yield c, image
+    finally:
+        for inst in c.admin.get_instances():
+            c.admin.destroy_vm(inst.id, force=True)
+        c.stop()
+        if cgroup.exists():
+            for child in cgroup.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            cgroup.rmdir()
+
+
+def console(c: Cluster, ref: str) -> str:
+    return c.admin.vmm_specific_call(ref, "console").message
+
+
+def test_every_verb_on_a_real_vm(qemu_cluster: tuple[Cluster, str]) -> None:
+    c, image = qemu_cluster
+    vm = c.admin.create_vm(InstanceIn(name="tiny", memory=128, disks=[DiskIn(uri=image)], nics=[]))
+    started = c.admin.activate_vm(vm.id, "n1")
+    assert started.state == "Running"
+    pids = {started.vmId}
+    wait_for(
+        "the guest to boot",
+        lambda: "TASHI-GUEST-UP" in console(c, "tiny"),
+        timeout=BOOT_TIMEOUT,
+        every=0.5,
+    )
+
+    assert c.admin.pause_vm("tiny").state == "Paused"
+    assert c.admin.unpause_vm("tiny").state == "Running"
+
+    n2 = c.admin.get_host("n2").id
+    assert c.admin.migrate_vm("tiny", "n2").state == "MigrateTrans"
+    wait_for("the migration", lambda: c.admin.get_instance("tiny").state == "Running", timeout=60)
+    moved = c.admin.get_instance("tiny")
+    assert moved.hostId == n2
+    pids.add(moved.vmId)
+    wait_for("the source VM to end", lambda: not alive(started.vmId or 0), timeout=10)
+
+    c.admin.suspend_vm("tiny")
+    wait_for("the suspend", lambda: c.admin.get_instance("tiny").state == "Suspended", timeout=60)
+    c.cm.stop()
+    c.cm.start()  # a Suspended VM stays resumable across a cluster-manager restart
+    assert c.admin.get_instance("tiny").state == "Suspended"
+    assert c.admin.resume_vm("tiny").state == "Pending"
+    c.admin.activate_vm("tiny", "n1")
+    wait_for("the restore", lambda: c.admin.get_instance("tiny").state == "Running", timeout=60)
+    restored = c.admin.get_instance("tiny")
+    pids.add(restored.vmId)
+
+    node = c.nodes["n1"]
+    node.kill()  # SIGKILL: the VM must keep running and be re-attached
+    assert alive(restored.vmId or 0)
+    node.start()
+    wait_for("n1 back up", lambda: c.host_up("n1"))
+    assert c.admin.get_instance("tiny").vmId == restored.vmId
+    # The restarted node manager drives the VM it re-attached to (through its QMP socket).
+    assert c.admin.pause_vm("tiny").state == "Paused"
+    assert c.admin.unpause_vm("tiny").state == "Running"
+
+    c.admin.shutdown_vm("tiny")  # ACPI: the guest powers itself off
+    wait_for("the shutdown", lambda: not c.admin.get_instances(name="tiny"), timeout=60)
+    for pid in pids:
+        assert pid is None or not alive(pid)
+    for name in ("n1", "n2"):
+        vms = c.root / name / "state" / "vms"
+        assert not vms.exists() or not any(vms.iterdir()), f"{name} left VM directories"
