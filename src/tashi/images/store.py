@@ -1,8 +1,11 @@
 """Lists and resolves disk images in ``<prefix>/images``, refusing anything outside it.
 
 Direct-boot sidecars (``<image>.kernel``, ``.initrd``, ``.cmdline``, see ``boot.py``) belong
-to their image and are not listed as images of their own. Format and virtual size come from the file header (qcow2 magic ``QFI\\xfb``); anything else is
-reported as raw. Reading 32 bytes per image keeps ``getImages`` fast without running qemu-img.
+to their image and are not listed as images of their own; nor are dot files (image locks, the
+part files of image operations still running: ``operations.py``). Format and virtual size come
+from the file header (qcow2 magic ``QFI\\xfb``); anything else is reported as raw. Reading 32
+bytes per image keeps ``getImages`` fast without running qemu-img; ``backing_file`` reads a
+qcow2 header's backing file name the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tashi.domain.models import Image
 from tashi.images.boot import is_sidecar
 
 _QCOW2_MAGIC = b"QFI\xfb"
+_MAX_BACKING_NAME = 1023  # QEMU's limit for a backing file name
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,12 @@ class ImageStore:
             raise NotFound(f"there is no image {name!r} in the image store ({self.images_dir})")
         return path
 
+    def get(self, name: str) -> Image:
+        """Image ``name`` as ``list`` shows it; the errors of ``path_of``."""
+        path = self.path_of(name)
+        fmt, virtual = _probe(path)
+        return Image(name=name, size=path.stat().st_size, format=fmt, virtual_size=virtual)
+
     def list(self) -> list[Image]:
         try:
             entries = sorted(os.scandir(self.images_dir), key=lambda e: e.name)
@@ -55,6 +65,24 @@ class ImageStore:
                 Image(name=entry.name, size=entry.stat().st_size, format=fmt, virtual_size=virtual)
             )
         return images
+
+
+def backing_file(path: Path) -> str | None:
+    """The backing file a qcow2 image's header names (as written: maybe relative), else ``None``.
+
+    Header: magic, version (4 bytes each), backing_file_offset (8), backing_file_size (4)."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(20)
+            if len(header) < 20 or header[:4] != _QCOW2_MAGIC:
+                return None
+            offset, size = struct.unpack(">QI", header[8:20])
+            if offset == 0 or not 0 < size <= _MAX_BACKING_NAME:
+                return None
+            handle.seek(offset)
+            return handle.read(size).decode(errors="replace")
+    except OSError:
+        return None
 
 
 def _probe(path: Path) -> tuple[str, int | None]:
