@@ -50,4 +50,7 @@ NETWORK = f"{PREFIX}/networks/{{ref}}"  # DELETE (admin)
 USERS = f"{PREFIX}/users"  # GET list, POST registerUser (UserIn, admin)
 USER = f"{PREFIX}/users/{{ref}}"  # GET one, DELETE unregisterUser (admin)
 
-IMAGES = f"{PREFIX}/images"  # GET list
+IMAGES = f"{PREFIX}/images"  # GET list, POST ImageOpIn (copy/clone/rebase) -> 202 ImageTaskOut
+IMAGE = f"{PREFIX}/images/{{name}}"  # DELETE removeImage (admin) -> ImageOut
+IMAGE_TASKS = f"{PREFIX}/imageTasks"  # GET your image tasks (an admin's: all)
+IMAGE_TASK = f"{PREFIX}/imageTasks/{{task}}"  # GET one -> ImageTaskOut

@@ -8,6 +8,7 @@ rules. Responses carry everything a client needs to render Tashi's tables.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -243,6 +244,36 @@ class ImageOut(_Model):
     imageSize: int
     format: str
     virtualSize: int | None
+
+
+class ImageOpIn(_Model):
+    """``copyImage``/``cloneImage``/``rebaseImage``: make image ``dst`` from image ``src``."""
+
+    op: Literal["copy", "clone", "rebase"] = Field(
+        description="copy: the same bytes; clone: a qcow2 overlay backed by src;"
+        " rebase: src flattened into a standalone qcow2"
+    )
+    src: str = Field(description="an image of the store (a name, never a path)")
+    dst: str = Field(description="the new image's name; it must not exist")
+
+
+class ImageTaskOut(_Model):
+    """An image operation running in the cluster manager; ``image`` is set once it is done,
+    ``error`` once it has failed. Poll ``GET /v1/imageTasks/{id}`` until ``state`` is done or
+    failed."""
+
+    id: int
+    op: str
+    src: str
+    dst: str
+    userId: int
+    user: str
+    state: Literal["queued", "running", "done", "failed"]
+    createdAt: datetime
+    startedAt: datetime | None
+    finishedAt: datetime | None
+    image: ImageOut | None
+    error: ErrorBody | None
 
 
 class HealthOut(_Model):

@@ -1,4 +1,4 @@
-"""Routes for logins, users, networks and images."""
+"""Routes for logins, users and networks (images: ``images.py``)."""
 
 from __future__ import annotations
 
@@ -82,10 +82,5 @@ def router(service: ClusterService) -> APIRouter:
     async def remove_network(caller: Caller, ref: str) -> JsonResponse:
         net = await service.networks.remove(caller, ref)
         return JsonResponse(render.network(net, service.networks.default_network))
-
-    @api.get(paths.IMAGES, response_model=list[s.ImageOut], tags=["images"], summary="getImages")
-    async def get_images(caller: Caller) -> JsonResponse:
-        images = await service.images.list(caller)
-        return JsonResponse([render.image(i, img) for i, img in enumerate(images)])
 
     return api

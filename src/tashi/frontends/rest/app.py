@@ -17,7 +17,7 @@ import tashi
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
-from tashi.frontends.rest import admin, hosts, instances, nodes
+from tashi.frontends.rest import admin, hosts, images, instances, nodes
 from tashi.frontends.rest.deps import Caller
 from tashi.web import errors
 from tashi.web.json import JsonResponse
@@ -72,6 +72,7 @@ def create_app(service: ClusterService) -> FastAPI:
     app.include_router(instances.router(service))
     app.include_router(hosts.router(service))
     app.include_router(admin.router(service))
+    app.include_router(images.router(service))
     app.include_router(nodes.router(service))
     stats = RequestStats()
 
