@@ -157,8 +157,12 @@ class QemuDriver:
         self._refuse_leftover(spec, paths)
         statefile.write(paths.state, self._provisional(spec))
         try:
-            proc = await process.launch(argv, paths.pidfile, self.settings.launch_timeout)
+            proc = await process.launch(
+                argv, paths.pidfile, paths.log, self.settings.launch_timeout
+            )
         except BackendFailure:
+            for path in paths.made():  # qemu leaves its socket when it fails after making it
+                path.unlink(missing_ok=True)
             statefile.remove(paths.state)
             raise
         vm = self._attach(spec, paths, proc, self._accel)

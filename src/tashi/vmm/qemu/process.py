@@ -59,6 +59,7 @@ class Process:
         self.pid, self.start_time = pid, start_time
         self._fd: int | None = pidfd
         self._exit: asyncio.Future[None] | None = None
+        self._reading = False
 
     @classmethod
     def attach(cls, pid: int, *, start_time: int | None = None, arg: str = "") -> Process | None:
@@ -81,20 +82,25 @@ class Process:
         """Done when the process has ended (the same future every time)."""
         if self._exit is None:
             loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            self._exit = future
+            self._exit = loop.create_future()
             if self._fd is None or not self.alive():
-                future.set_result(None)
+                self._exit.set_result(None)
             else:
-                fd = self._fd
-
-                def ready() -> None:
-                    loop.remove_reader(fd)
-                    if not future.done():
-                        future.set_result(None)
-
-                loop.add_reader(fd, ready)
+                loop.add_reader(self._fd, self._ended)
+                self._reading = True
         return self._exit
+
+    def _ended(self) -> None:
+        self._stop_reading()
+        if self._exit is not None and not self._exit.done():
+            self._exit.set_result(None)
+
+    def _stop_reading(self) -> None:
+        # Also when the future was cancelled (a cancelled watcher task cancels what it awaits):
+        # a reader left on a closed fd would swallow the next pidfd that gets its number.
+        if self._reading and self._fd is not None:
+            asyncio.get_running_loop().remove_reader(self._fd)
+        self._reading = False
 
     async def wait(self, timeout: float) -> bool:
         """Whether the process ended within ``timeout`` seconds."""
@@ -124,8 +130,8 @@ class Process:
         """Stop watching (the process itself is not touched)."""
         if self._fd is None:
             return
+        self._stop_reading()
         if self._exit is not None and not self._exit.done():
-            asyncio.get_running_loop().remove_reader(self._fd)
             self._exit.cancel()
         os.close(self._fd)
         self._fd = None
@@ -140,10 +146,12 @@ async def stop(process: Process, grace: float) -> bool:
     return False
 
 
-async def launch(argv: Sequence[str], pidfile: Path, timeout: float) -> Process:
+async def launch(argv: Sequence[str], pidfile: Path, log: Path, timeout: float) -> Process:
     """Run a daemonizing qemu and return the daemon, or raise ``BackendFailure`` with its
-    error output. A launcher that hangs is killed, and so is a daemon that got as far as
-    writing its pid file."""
+    error output (its standard error, or the end of ``log``, its ``-D`` file, which receives
+    the errors once qemu has parsed its options). A launcher that hangs is killed, and so is a
+    daemon that got as far as writing its pid file."""
+    log_start = log.stat().st_size if log.exists() else 0
     pidfile.unlink(missing_ok=True)
     try:
         launcher = await asyncio.create_subprocess_exec(
@@ -167,12 +175,23 @@ async def launch(argv: Sequence[str], pidfile: Path, timeout: float) -> Process:
             daemon.close()
         raise BackendFailure(f"qemu did not start within {timeout:.0f} s") from None
     if launcher.returncode != 0:
-        text = err.decode(errors="replace").strip()[-_ERROR_TAIL:]
+        text = err.decode(errors="replace").strip() or _log_tail(
+            log, log_start
+        )  # -D took its stderr
         raise BackendFailure(f"qemu failed to start (exit {launcher.returncode}): {text}")
     daemon = from_pidfile(pidfile)
     if daemon is None:
         raise BackendFailure(f"qemu started but is gone already (see {pidfile.parent}/qemu.log)")
     return daemon
+
+
+def _log_tail(log: Path, start: int) -> str:
+    try:
+        with log.open("rb") as file:
+            file.seek(start)
+            return file.read().decode(errors="replace").strip()[-_ERROR_TAIL:]
+    except OSError:
+        return ""
 
 
 def from_pidfile(pidfile: Path) -> Process | None:
