@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tashi.api.schemas import DiskIn, InstanceIn, NetworkIn
+from tashi.domain.errors import TashiError
 from tests.e2e.conftest import stock_image_store
 from tests.e2e.harness import Cluster, wait_for
 
@@ -108,3 +109,17 @@ def test_every_verb_on_a_real_vm(qemu_cluster: tuple[Cluster, str]) -> None:
     for name in ("n1", "n2"):
         vms = c.root / name / "state" / "vms"
         assert not vms.exists() or not any(vms.iterdir()), f"{name} left VM directories"
+
+
+def test_two_vms_never_open_one_persistent_image(qemu_cluster: tuple[Cluster, str]) -> None:
+    c, image = qemu_cluster
+    disk = [DiskIn(uri=image, persistent=True)]
+    first = c.admin.create_vm(InstanceIn(name="writer", disks=disk, nics=[]))
+    second = c.admin.create_vm(InstanceIn(name="intruder", disks=disk, nics=[]))
+    assert c.admin.activate_vm(first.id, "n1").state == "Running"
+    with pytest.raises(TashiError) as refused:
+        c.admin.activate_vm(second.id, "n2")
+    assert image in refused.value.message
+    held = c.admin.get_instance("intruder")
+    assert (held.state, held.hostId) == ("Held", None)
+    assert image in (held.reason or "")
