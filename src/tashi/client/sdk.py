@@ -11,6 +11,7 @@ resolves them. The CLI (``cli.py``, ``verbs/``) is one user of this class; scrip
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from urllib.parse import quote
@@ -29,7 +30,9 @@ from tashi.api.schemas import (
     HostNotesIn,
     HostOut,
     HostStateIn,
+    ImageOpIn,
     ImageOut,
+    ImageTaskOut,
     InstanceIn,
     InstanceOut,
     MessageOut,
@@ -44,6 +47,12 @@ from tashi.api.schemas import (
 )
 from tashi.client.transport import Transport, decode, decode_list
 from tashi.config import Settings
+from tashi.domain.errors import InvalidInput, Unavailable, error_class
+
+IMAGE_OPS = ("copy", "clone", "rebase")
+
+#: how often ``wait_image_task`` asks: quickly at first (a clone takes milliseconds), then calmly
+_POLL_FIRST, _POLL_MAX = 0.05, 1.0
 
 
 def _ref(ref: str | int) -> str:
@@ -276,3 +285,65 @@ class TashiClient:
 
     def get_images(self) -> list[ImageOut]:
         return decode_list(ImageOut, self._t.call("GET", paths.IMAGES))
+
+    # --- image operations ---------------------------------------------------------------------
+
+    def start_image_task(self, op: str, src: str, dst: str) -> ImageTaskOut:
+        """Ask for image ``dst`` made from ``src`` (``op``: copy, clone or rebase); the task,
+        queued or running. Refusals raise at once; the work goes on in the cluster manager."""
+        if op not in IMAGE_OPS:
+            raise InvalidInput(f"{op!r} is not an image operation; one of {', '.join(IMAGE_OPS)}")
+        body = ImageOpIn(op=op, src=src, dst=dst)
+        return decode(ImageTaskOut, self._t.call("POST", paths.IMAGES, body=body))
+
+    def copy_image(self, src: str, dst: str, *, wait: bool = True) -> ImageTaskOut:
+        """``copyImage``: ``dst`` gets the same bytes (and direct-boot files) as ``src``."""
+        return self._image_task("copy", src, dst, wait)
+
+    def clone_image(self, src: str, dst: str, *, wait: bool = True) -> ImageTaskOut:
+        """``cloneImage``: ``dst`` is a qcow2 overlay whose backing file is ``src``."""
+        return self._image_task("clone", src, dst, wait)
+
+    def rebase_image(self, src: str, dst: str, *, wait: bool = True) -> ImageTaskOut:
+        """``rebaseImage``: ``dst`` is ``src`` flattened into a standalone qcow2."""
+        return self._image_task("rebase", src, dst, wait)
+
+    def _image_task(self, op: str, src: str, dst: str, wait: bool) -> ImageTaskOut:
+        task = self.start_image_task(op, src, dst)
+        return self.wait_image_task(task.id) if wait else task
+
+    def get_image_task(self, task_id: int) -> ImageTaskOut:
+        path = paths.IMAGE_TASK.format(task=task_id)
+        return decode(ImageTaskOut, self._t.call("GET", path))
+
+    def get_image_tasks(self) -> list[ImageTaskOut]:
+        """Your image tasks (an admin's: everyone's), running and recently ended."""
+        return decode_list(ImageTaskOut, self._t.call("GET", paths.IMAGE_TASKS))
+
+    def wait_image_task(self, task_id: int, *, timeout: float | None = None) -> ImageTaskOut:
+        """Poll until the task ends; the done task, or its error raised as its category.
+        ``timeout`` (seconds, ``None``: as long as it takes) raises ``Unavailable``; the task
+        goes on in the cluster manager either way."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = _POLL_FIRST
+        while True:
+            task = self.get_image_task(task_id)
+            if task.state == "done":
+                return task
+            if task.state == "failed":
+                error = task.error
+                if error is None:
+                    raise Unavailable(f"image task {task_id} failed without saying why")
+                raise error_class(error.code)(error.message)
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise Unavailable(
+                    f"image task {task_id} ({task.op} {task.src} to {task.dst}) is still"
+                    f" {task.state} after {timeout} s; it goes on in the cluster manager"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
+
+    def remove_image(self, name: str) -> ImageOut:
+        """``removeImage`` (admin): the image as it was; its direct-boot files go too."""
+        path = paths.IMAGE.format(name=_ref(name))
+        return decode(ImageOut, self._t.call("DELETE", path))

@@ -1,9 +1,10 @@
 """Every verb of the ``tashi`` CLI, by noun, and the case-insensitive lookup of a verb's name.
 
 ``instances`` (create, list), ``lifecycle`` (destroy, shutdown, pause, suspend, migrate,
-batches), ``hosts`` (getHosts, getVmLayout, getSlots), ``hostadmin`` (tashi-admin's verbs) and
-``cluster`` (networks, users, images). ``find_verb`` matches names in any case, as the original's
-``matchFunction`` did, and suggests close names for a typo.
+batches), ``hosts`` (getHosts, getVmLayout, getSlots), ``hostadmin`` (tashi-admin's verbs),
+``cluster`` (networks, users, getImages) and ``images`` (copy, clone, rebase, remove).
+``find_verb`` matches names in any case, as the original's ``matchFunction`` did, and suggests
+close names for a typo.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import difflib
 
 from tashi.client.errors import UsageError
-from tashi.client.verbs import cluster, hostadmin, hosts, instances, lifecycle
+from tashi.client.verbs import cluster, hostadmin, hosts, images, instances, lifecycle
 from tashi.client.verbs.base import Verb
 
 ALL_VERBS: tuple[Verb, ...] = (
@@ -19,6 +20,7 @@ ALL_VERBS: tuple[Verb, ...] = (
     *lifecycle.VERBS,
     *hosts.VERBS,
     *cluster.VERBS,
+    *images.VERBS,
     *hostadmin.VERBS,
 )
 
