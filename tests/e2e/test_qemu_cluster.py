@@ -53,6 +53,19 @@ def qemu_cluster(tmp_path: Path, tiny_image: Path) -> Iterator[tuple[Cluster, st
             cgroup.rmdir()
 
 
+def vmm_calls(c: Cluster) -> None:
+    call = c.admin.vmm_specific_call
+    assert "startVnc" in call("tiny", "list").message
+    vnc = call("tiny", "startVnc").message
+    assert "password" in vnc.lower()
+    call("tiny", "stopVnc")
+    assert call("tiny", "changeCdrom:tashi-tiny.qcow2").message
+    with pytest.raises(TashiError, match="not an image name"):
+        call("tiny", "changeCdrom:../../etc/passwd")
+    with pytest.raises(TashiError, match="unknown VMM operation"):
+        call("tiny", "rootShell")
+
+
 def console(c: Cluster, ref: str) -> str:
     return c.admin.vmm_specific_call(ref, "console").message
 
@@ -72,6 +85,7 @@ def test_every_verb_on_a_real_vm(qemu_cluster: tuple[Cluster, str]) -> None:
 
     assert c.admin.pause_vm("tiny").state == "Paused"
     assert c.admin.unpause_vm("tiny").state == "Running"
+    vmm_calls(c)
 
     n2 = c.admin.get_host("n2").id
     assert c.admin.migrate_vm("tiny", "n2").state == "MigrateTrans"

@@ -19,6 +19,7 @@ from typing import Protocol
 from tashi.domain.errors import AlreadyExists, NotFound, TashiError, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import DiskConfig
+from tashi.images.store import ImageStore
 from tashi.network.base import NetworkDriver
 from tashi.nodeapi.schemas import InstanceWire, MigrationOut, TicketOut, VmEvent, VmOut
 from tashi.nodemanager.vmdirs import VmDirs
@@ -230,8 +231,14 @@ class NodeService:
         await self.driver.set_cpu_share(iid, share)
 
     async def call(self, iid: InstanceId, op: str, arg: str) -> str:
+        """A ``vmmSpecificCall``. A CD image is named like a disk image, by its name in the
+        image store; only the node manager turns it into a path (and refuses paths)."""
         self._get(iid)
-        return await self.driver.call(iid, VmmCall(op=op, arg=arg))
+        request = VmmCall.parse(f"{op}:{arg}")
+        if request.op == "changeCdrom" and request.arg:
+            store = ImageStore(self.images_dir.parent)
+            request = VmmCall(request.op, str(store.path_of(request.arg.strip())))
+        return await self.driver.call(iid, request)
 
     # --- migration --------------------------------------------------------------------
 
