@@ -137,3 +137,19 @@ def test_two_vms_never_open_one_persistent_image(qemu_cluster: tuple[Cluster, st
     held = c.admin.get_instance("intruder")
     assert (held.state, held.hostId) == ("Held", None)
     assert image in (held.reason or "")
+
+
+def test_a_silent_host_orphans_its_vms_until_it_returns(qemu_cluster: tuple[Cluster, str]) -> None:
+    c, image = qemu_cluster
+    vm = c.admin.create_vm(InstanceIn(name="lonely", disks=[DiskIn(uri=image)], nics=[]))
+    running = c.admin.activate_vm(vm.id, "n1")
+    node = c.nodes["n1"]
+    node.kill()
+    wait_for("n1 to be marked down", lambda: not c.host_up("n1"), timeout=30)
+    assert c.admin.get_instance("lonely").state == "Orphaned"
+    assert alive(running.vmId or 0)  # the VM itself never stopped
+    node.start()
+    wait_for(
+        "the VM re-attached", lambda: c.admin.get_instance("lonely").state == "Running", timeout=30
+    )
+    assert c.admin.get_instance("lonely").vmId == running.vmId
