@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tashi.domain.errors import AlreadyExists, BackendFailure, Unavailable
+from tashi.config.settings import QemuSettings
+from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, Unavailable
 from tashi.images import markers
 from tashi.vmm import statefile
 from tashi.vmm.base import Capability, DiskSpec, ExitReason, NicSpec, VmmCall
@@ -196,6 +197,9 @@ async def test_host_info_offers_memory_less_the_reserve(lab: Lab) -> None:
     assert cores == os.cpu_count()
 
 
-def test_settings_are_checked_at_start_up() -> None:
-    with pytest.raises(Exception, match="accel"):
-        QemuDriver(replace(Lab("qemu", None).settings, accel="fast", use_cgroups=False))
+@pytest.mark.parametrize(
+    "bad", [QemuSettings(accel="fast"), QemuSettings(suspend_compression="bzip2")]
+)
+def test_settings_are_checked_at_start_up(bad: QemuSettings) -> None:
+    with pytest.raises(InvalidInput, match=r"\[Qemu\]"):
+        QemuDriver(replace(bad, use_cgroups=False))
