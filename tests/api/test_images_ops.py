@@ -9,7 +9,6 @@ an image before it is complete.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,7 @@ import pytest
 from tashi.api.schemas import ImageOut, ImageTaskOut
 from tashi.images.operations import ImageOps
 from tests.api.conftest import Api
-
-MB = 2**20
+from tests.images.samples import MB, sample_images, stand_in
 
 
 def images_dir(api: Api) -> Path:
@@ -30,14 +28,7 @@ def images_dir(api: Api) -> Path:
 @pytest.fixture
 def real(api: Api) -> Api:
     """The store with a real 1 MB raw image and a qcow2 made from it (with a kernel sidecar)."""
-    images = images_dir(api)
-    raw = images / "disk.raw"
-    with raw.open("wb") as handle:
-        handle.write(os.urandom(8192))
-        handle.truncate(MB)
-    qcow2 = images / "disk.qcow2"
-    subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(raw), str(qcow2)], check=True)
-    (images / "disk.qcow2.kernel").write_bytes(b"kernel")
+    sample_images(images_dir(api), {".kernel": b"kernel"})
     return api
 
 
@@ -141,17 +132,10 @@ def test_bad_requests(real: Api) -> None:
 def test_an_image_is_listed_only_when_complete(real: Api, tmp_path: Path) -> None:
     api = real
     flag = tmp_path / "go"
-    script = tmp_path / "qemu-img"
-    script.write_text(
-        "#!/bin/sh\n"
-        "for last; do :; done\n"
-        'if [ "$1" = convert ]; then echo partial > "$last";'
-        f" while [ ! -e {flag} ]; do sleep 0.02; done; fi\n"
-        'exec qemu-img "$@"\n'
-    )
-    script.chmod(0o755)
+    body = f'echo partial > "$last"; while [ ! -e {flag} ]; do sleep 0.02; done'
+    script = stand_in(tmp_path, "convert", body)
     service = api.service.images
-    service.ops = ImageOps(service.store, service.ops._executor, qemu_img=str(script))
+    service.ops = ImageOps(service.store, service.ops._executor, qemu_img=script)
     alice = api.user("alice")
     reply = start(api, alice, "rebase", "disk.qcow2", "flat.qcow2")
     assert reply.status_code == 202
@@ -175,15 +159,9 @@ def test_an_image_is_listed_only_when_complete(real: Api, tmp_path: Path) -> Non
 
 def test_a_failed_task_reports_qemu_img_and_leaves_no_image(real: Api, tmp_path: Path) -> None:
     api = real
-    script = tmp_path / "qemu-img"
-    script.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = create ]; then echo "qemu-img: no space left" >&2; exit 1; fi\n'
-        'exec qemu-img "$@"\n'
-    )
-    script.chmod(0o755)
+    script = stand_in(tmp_path, "create", 'echo "qemu-img: no space left" >&2; exit 1')
     service = api.service.images
-    service.ops = ImageOps(service.store, service.ops._executor, qemu_img=str(script))
+    service.ops = ImageOps(service.store, service.ops._executor, qemu_img=script)
     alice = api.user("alice")
     reply = start(api, alice, "clone", "disk.qcow2", "clone.qcow2")
     task = wait(api, alice, reply.json()["id"])

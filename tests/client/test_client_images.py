@@ -6,7 +6,6 @@ cluster manager), with real images made by qemu-img in the cluster manager's ima
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,20 +13,13 @@ import pytest
 
 from tests.client.test_client_live import Cluster
 from tests.client.test_client_live import cluster as live_cluster  # noqa: F401  (the fixture)
-
-MB = 2**20
+from tests.images.samples import sample_images
 
 
 @pytest.fixture(scope="module")
 def images(live_cluster: Cluster) -> Path:  # noqa: F811
     store = live_cluster.root / "vfs" / "images"
-    raw = store / "disk.raw"
-    with raw.open("wb") as handle:
-        handle.write(os.urandom(8192))
-        handle.truncate(MB)
-    qcow2 = store / "disk.qcow2"
-    subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(raw), str(qcow2)], check=True)
-    (store / "disk.qcow2.kernel").write_bytes(b"kernel")
+    sample_images(store, {".kernel": b"kernel"})
     return store
 
 

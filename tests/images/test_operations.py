@@ -35,10 +35,10 @@ from tashi.images.boot import direct_boot_of
 from tashi.images.locks import ImageLock
 from tashi.images.operations import ImageOps, Op, part_of
 from tashi.images.store import ImageStore
+from tests.images.samples import MB, sample_images, stand_in
 
 pytestmark = pytest.mark.anyio
 
-MB = 2**20
 SIDECARS = {".kernel": b"kernel-bytes", ".initrd": b"initrd-bytes", ".cmdline": b"console=ttyS0\n"}
 
 
@@ -60,15 +60,7 @@ def info(path: Path) -> dict[str, object]:
 def store(tmp_path: Path) -> ImageStore:
     images = tmp_path / "vfs" / "images"
     images.mkdir(parents=True)
-    raw = images / "base.raw"
-    with raw.open("wb") as handle:
-        handle.write(os.urandom(4096))
-        handle.seek(MB // 2)
-        handle.write(os.urandom(4096))
-        handle.truncate(MB)
-    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(images / "disk.qcow2"))
-    for suffix, data in SIDECARS.items():
-        (images / f"disk.qcow2{suffix}").write_bytes(data)
+    sample_images(images, SIDECARS)
     return ImageStore(tmp_path / "vfs")
 
 
@@ -105,8 +97,8 @@ async def make(ops: ImageOps, op: Op, src: str, dst: str) -> Image:
 async def test_copy_is_byte_identical_keeps_holes_and_appears_in_the_list(
     ops: ImageOps, store: ImageStore
 ) -> None:
-    image = await make(ops, Op.copy, "base.raw", "copy.raw")
-    src, dst = store.images_dir / "base.raw", store.images_dir / "copy.raw"
+    image = await make(ops, Op.copy, "disk.raw", "copy.raw")
+    src, dst = store.images_dir / "disk.raw", store.images_dir / "copy.raw"
     assert dst.read_bytes() == src.read_bytes()
     assert dst.stat().st_blocks <= src.stat().st_blocks + 16  # the holes stayed holes
     assert (image.name, image.size, image.format) == ("copy.raw", MB, "raw")
@@ -121,10 +113,10 @@ async def test_copy_takes_the_direct_boot_sidecars(ops: ImageOps, store: ImageSt
         assert (store.images_dir / f"mine.qcow2{suffix}").read_bytes() == data
     boot = direct_boot_of(mine)
     assert boot is not None and boot.cmdline == "console=ttyS0"
-    assert [i.name for i in store.list()] == ["base.raw", "disk.qcow2", "mine.qcow2"]
+    assert [i.name for i in store.list()] == ["disk.qcow2", "disk.raw", "mine.qcow2"]
 
 
-@pytest.mark.parametrize(("src", "fmt"), [("disk.qcow2", "qcow2"), ("base.raw", "raw")])
+@pytest.mark.parametrize(("src", "fmt"), [("disk.qcow2", "qcow2"), ("disk.raw", "raw")])
 async def test_clone_is_an_overlay_on_the_absolute_source(
     ops: ImageOps, store: ImageStore, src: str, fmt: str
 ) -> None:
@@ -152,12 +144,12 @@ async def test_rebase_flattens_into_a_standalone_qcow2(ops: ImageOps, store: Ima
     details = info(flat)
     assert details["format"] == "qcow2" and image.format == "qcow2"
     assert "backing-filename" not in details
-    qemu_img("compare", "-U", str(store.images_dir / "base.raw"), str(flat))
+    qemu_img("compare", "-U", str(store.images_dir / "disk.raw"), str(flat))
     assert (store.images_dir / "flat.qcow2.kernel").read_bytes() == SIDECARS[".kernel"]
 
 
 async def test_rebase_of_a_raw_image_makes_a_qcow2(ops: ImageOps, store: ImageStore) -> None:
-    await make(ops, Op.rebase, "base.raw", "base.qcow2")
+    await make(ops, Op.rebase, "disk.raw", "base.qcow2")
     assert info(store.images_dir / "base.qcow2")["format"] == "qcow2"
     assert not (store.images_dir / "base.qcow2.kernel").exists()  # the raw one had none
 
@@ -165,7 +157,7 @@ async def test_rebase_of_a_raw_image_makes_a_qcow2(ops: ImageOps, store: ImageSt
 async def test_a_leftover_of_a_killed_attempt_is_replaced(ops: ImageOps, store: ImageStore) -> None:
     part = part_of(store.images_dir / "copy.raw")
     part.write_bytes(b"half an image")
-    await make(ops, Op.copy, "base.raw", "copy.raw")
+    await make(ops, Op.copy, "disk.raw", "copy.raw")
     assert not part.exists()
     assert (store.images_dir / "copy.raw").stat().st_size == MB
 
@@ -201,7 +193,8 @@ REFUSED = [
     ("disk.qcow2", "a/b", InvalidInput),
     ("disk.qcow2", ".hidden", InvalidInput),
     ("disk.qcow2", "", InvalidInput),
-    ("disk.qcow2", "base.raw", AlreadyExists),
+    ("disk.qcow2", "x" * 201, InvalidInput),
+    ("disk.qcow2", "disk.raw", AlreadyExists),
     ("disk.qcow2", "disk.qcow2", AlreadyExists),
     ("disk.qcow2", "dangling", AlreadyExists),  # never written through a link
     ("disk.qcow2", "link-out", AlreadyExists),
@@ -242,19 +235,6 @@ async def test_a_source_used_as_a_base_may_be_copied(ops: ImageOps, store: Image
 
 
 # --- failures and cancellation leave nothing half-made --------------------------------------
-
-
-def stand_in(tmp_path: Path, verb: str, body: str) -> str:
-    """A qemu-img that runs ``body`` for ``verb`` (output file: $last) and the real one else."""
-    script = tmp_path / "qemu-img"
-    script.write_text(
-        "#!/bin/sh\n"
-        "for last; do :; done\n"
-        f'if [ "$1" = {verb} ]; then\n{body}\nfi\n'
-        'exec qemu-img "$@"\n'
-    )
-    script.chmod(0o755)
-    return str(script)
 
 
 def without_locks(snap: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
@@ -322,7 +302,7 @@ async def test_remove_takes_the_sidecars_too(ops: ImageOps, store: ImageStore) -
     assert image.name == "mine.qcow2"
     left = sorted(n for n in os.listdir(store.images_dir) if n.startswith("mine"))
     assert left == []
-    assert [i.name for i in store.list()] == ["base.raw", "disk.qcow2"]
+    assert [i.name for i in store.list()] == ["disk.qcow2", "disk.raw"]
 
 
 async def test_remove_refuses_the_backing_file_of_another_image(
@@ -338,10 +318,10 @@ async def test_remove_refuses_the_backing_file_of_another_image(
 
 
 def test_remove_refuses_an_image_a_vm_holds(ops: ImageOps, store: ImageStore) -> None:
-    with ImageLock.take(store.path_of("base.raw"), exclusive=False, conflict="-"):
+    with ImageLock.take(store.path_of("disk.raw"), exclusive=False, conflict="-"):
         before = snapshot(store)
         with pytest.raises(InvalidState, match="in use by a running VM"):
-            ops.remove("base.raw")
+            ops.remove("disk.raw")
         assert snapshot(store) == before
 
 

@@ -214,13 +214,6 @@ class ImageService:
         """The caller's tasks (an admin's: everyone's), oldest first."""
         return [t for t in self._tasks.values() if caller.is_trusted or t.user_id == caller.user_id]
 
-    async def wait(self, task_id: int) -> ImageTask:
-        """The task once it has ended (for tests and the cluster manager's own callers)."""
-        running = self._running.get(task_id)
-        if running is not None:
-            await asyncio.wait([running])
-        return self._tasks[task_id]
-
     # --- removal ----------------------------------------------------------------------------
 
     async def remove(self, caller: Principal, name: str) -> Image:

@@ -9,8 +9,9 @@ conflict within one process as between hosts, and the kernel drops them when the
 Lock files are never deleted (deleting them would race with openers); the store never lists
 them (dot files), nor can a user name an image so.
 
-This module is the lock convention's home in the image package (which the node manager may
-import, and the cluster manager may too); ``tashi.nodemanager.disks`` holds the same code.
+This module is the lock convention's home in the image package, which both managers may import;
+``tashi.nodemanager.disks`` still holds its own copy of the same code (``ImageLock.take`` here
+takes the same arguments and gives the same messages by default), to be replaced by an import.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ class ImageLock:
         self.image, self._fd, self.exclusive = image, fd, exclusive
 
     @classmethod
-    def take(cls, image: Path, *, exclusive: bool, conflict: str) -> ImageLock:
-        """Lock ``image`` now, or ``InvalidState(conflict)`` when a conflicting lock is held."""
+    def take(cls, image: Path, *, exclusive: bool, conflict: str | None = None) -> ImageLock:
+        """Lock ``image`` now, or ``InvalidState`` when a conflicting lock is held (with the
+        ``conflict`` message, by default one about VMs)."""
         path = lock_file(image)
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -54,7 +56,7 @@ class ImageLock:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise InvalidState(conflict) from None
+                raise InvalidState(conflict or _conflict(image.name, exclusive)) from None
             raise BackendFailure(f"cannot lock {path}: {exc.strerror}") from exc
         return cls(image, fd, exclusive)
 
@@ -83,3 +85,12 @@ def _ofd_lock(fd: int, kind: int) -> None:
     # struct flock on 64-bit Linux: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad).
     # l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks.
     fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0))
+
+
+def _conflict(name: str, exclusive: bool) -> str:
+    if exclusive:
+        return (
+            f"image {name!r} is in use by another VM: a persistent image is only ever opened by"
+            " one VM, and not while other VMs use it as their base"
+        )
+    return f"image {name!r} is open as a persistent disk of another VM: it cannot be a base now"

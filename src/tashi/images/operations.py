@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 PART_SUFFIX = ".tashi-part"
 CREATE_TIMEOUT = 120.0  # seconds; ``qemu-img create`` writes a header, a hung NFS never answers
+MAX_NEW_NAME = 200  # room for ``.<name>.cmdline.tashi-part`` within a file name's 255 bytes
 _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
 
@@ -109,6 +110,8 @@ class ImageOps:
         self, src_name: str, dst_name: str
     ) -> tuple[Path, Path, tuple[tuple[Path, Path], ...]]:
         validation.image_name(dst_name)
+        if len(dst_name) > MAX_NEW_NAME:
+            raise InvalidInput(f"a new image's name is limited to {MAX_NEW_NAME} characters")
         src = self.store.path_of(src_name)
         dst = self._root() / dst_name
         for path in (dst, *(sidecar(dst, s) for s in SIDECAR_SUFFIXES)):
@@ -219,7 +222,8 @@ class ImageOps:
             kept.update(part_of(sidecar(directory / name, s)).name for s in SIDECAR_SUFFIXES)
         try:
             names = os.listdir(directory)
-        except FileNotFoundError:
+        except OSError as exc:  # no store yet, or not readable: nothing of ours to remove
+            log.warning("cannot look for unfinished images in %s: %s", directory, exc)
             return []
         stale = [n for n in names if n.startswith(".") and n.endswith(PART_SUFFIX)]
         stale = [n for n in stale if n not in kept]
