@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pytest
 
@@ -226,15 +225,8 @@ async def test_shutdown_powers_the_guest_off(lab: Lab) -> None:
     spec = lab.spec(next_id())
     await driver.start(spec)
     up = await wait_marker(driver, spec.instance_id, markers.UP)
-    await driver.shutdown(spec.instance_id)
-    assert [s.state for s in await driver.list()] in ([S.shutting_down], [])
-    event = await next_exit(driver, spec.instance_id)
-    assert event.reason is ExitReason.poweroff
-    assert await driver.list() == []
-    [off] = [
-        m for m in markers.scan(read(spec.state_dir / "console.log")) if m.kind == markers.POWEROFF
-    ]
-    assert float(off.fields["uptime"]) >= float(up.fields["uptime"])
+    log = await power_off(driver, spec, after=up)
+    assert [m.kind for m in log] == [markers.UP, markers.POWEROFF]
     await driver.destroy(spec.instance_id)  # gone already: fine
     assert await no_more_events(driver) == []
     await driver.close()
@@ -300,11 +292,8 @@ async def test_suspend_to_a_file_then_resume_in_a_new_vm(lab: Lab) -> None:
     assert status.state is S.incoming
     status = await driver.finish_incoming(spec.instance_id)
     assert status.state is S.running
-    await driver.shutdown(spec.instance_id)  # the guest's acpid must still be running
-    assert (await next_exit(driver, spec.instance_id)).reason is ExitReason.poweroff
-    log = list(markers.scan(read(again.state_dir / "console.log")))
-    assert [m.kind for m in log if m.kind != markers.DHCP] == [markers.POWEROFF]  # no reboot
-    assert float(log[-1].fields["uptime"]) >= float(up.fields["uptime"])  # its clock went on
+    log = await power_off(driver, again, after=up)  # the guest's acpid still runs
+    assert [m.kind for m in log] == [markers.POWEROFF]  # and it did not boot again
     await driver.close()
 
 
@@ -359,11 +348,8 @@ async def test_live_migration_between_two_drivers_and_a_failed_one(lab: Lab) -> 
     landed = await target.finish_incoming(spec.instance_id)
     assert (landed.vm_id, landed.state) == (arriving.vm_id, S.running)
 
-    await target.shutdown(spec.instance_id)
-    assert (await next_exit(target, spec.instance_id)).reason is ExitReason.poweroff
-    log = list(markers.scan(read(landed.spec.state_dir / "console.log")))
-    assert [m.kind for m in log if m.kind != markers.DHCP] == [markers.POWEROFF]
-    assert float(log[-1].fields["uptime"]) >= float(up.fields["uptime"])
+    log = await power_off(target, landed.spec, after=up)
+    assert [m.kind for m in log] == [markers.POWEROFF]  # not booted again on the target
     await source.close()
     await target.close()
 
@@ -380,5 +366,17 @@ async def test_an_incoming_vm_that_never_arrives_is_destroyed(lab: Lab) -> None:
     await target.close()
 
 
-def read(path: Path) -> str:
-    return path.read_text(errors="replace")
+async def power_off(
+    driver: VmmDriver, spec: VmSpec, *, after: markers.Marker
+) -> list[markers.Marker]:
+    """Shut the guest down, check it powered off (its clock past ``after``), and return the
+    markers of its console log (DHCP leases aside)."""
+    await driver.shutdown(spec.instance_id)
+    assert [s.state for s in await driver.list()] in ([S.shutting_down], [])
+    assert (await next_exit(driver, spec.instance_id)).reason is ExitReason.poweroff
+    assert spec.instance_id not in [s.instance_id for s in await driver.list()]
+    text = (spec.state_dir / "console.log").read_text(errors="replace")
+    log = [m for m in markers.scan(text) if m.kind != markers.DHCP]
+    assert log[-1].kind == markers.POWEROFF
+    assert float(log[-1].fields["uptime"]) >= float(after.fields["uptime"])
+    return log

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tashi.domain.errors import InvalidInput
+from tashi.images.boot import DirectBoot
 from tashi.vmm.base import VmSpec
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
@@ -157,12 +158,7 @@ def _boot(spec: VmSpec) -> list[str]:
     boot = spec.boot
     if boot.kernel is None:
         return []
-    argv = ["-kernel", str(boot.kernel)]
-    if boot.initrd is not None:
-        argv += ["-initrd", str(boot.initrd)]
-    if boot.cmdline:
-        argv += ["-append", boot.cmdline]
-    return argv
+    return DirectBoot(boot.kernel, boot.initrd, boot.cmdline).qemu_args()
 
 
 def _check(spec: VmSpec, paths: VmPaths) -> None:

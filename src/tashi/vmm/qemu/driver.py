@@ -329,20 +329,20 @@ class QemuDriver:
         await asyncio.shield(vm.done)
 
     async def pause(self, instance_id: InstanceId) -> None:
-        vm = self._get(instance_id)
-        async with vm.lock:
-            if vm.state is not VmState.paused:
-                vm.expect(VmState.running, what="pause")
-                await vm.monitor.execute("stop")
-                vm.state = VmState.paused
+        await self._run_state(instance_id, running=False)
 
     async def unpause(self, instance_id: InstanceId) -> None:
+        await self._run_state(instance_id, running=True)
+
+    async def _run_state(self, instance_id: InstanceId, *, running: bool) -> None:
         vm = self._get(instance_id)
+        wanted, command = (VmState.running, "cont") if running else (VmState.paused, "stop")
         async with vm.lock:
-            if vm.state is not VmState.running:
-                vm.expect(VmState.paused, what="unpause")
-                await vm.monitor.execute("cont")
-                vm.state = VmState.running
+            if vm.state is not wanted:
+                other = VmState.paused if running else VmState.running
+                vm.expect(other, what="unpause" if running else "pause")
+                await vm.monitor.execute(command)
+                vm.state = wanted
 
     async def set_cpu_share(self, instance_id: InstanceId, share: int) -> None:
         vm = self._get(instance_id)
