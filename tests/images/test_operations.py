@@ -13,6 +13,7 @@ import asyncio
 import errno
 import json
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -30,11 +31,12 @@ from tashi.domain.errors import (
     TashiError,
 )
 from tashi.domain.models import Image
-from tashi.images import filecopy
+from tashi.images import filecopy, markers
 from tashi.images.boot import direct_boot_of
 from tashi.images.locks import ImageLock
 from tashi.images.operations import ImageOps, Op, part_of
 from tashi.images.store import ImageStore
+from tests.images.guests import require_programs, running
 from tests.images.samples import MB, sample_images, stand_in
 
 pytestmark = pytest.mark.anyio
@@ -378,3 +380,25 @@ def test_copy_file_stops_and_refuses_an_existing_or_linked_target(tmp_path: Path
     with pytest.raises(FileExistsError):
         filecopy.copy_file(src, tmp_path / "link", threading.Event())
     assert not (tmp_path / "victim").exists()
+
+
+# --- what is made boots like the original -----------------------------------------------------
+
+
+async def test_a_clone_and_a_flattened_copy_of_the_tiny_guest_boot(
+    tiny_image: Path, tmp_path: Path, executor: ThreadPoolExecutor
+) -> None:
+    require_programs("qemu-system-x86_64", "qemu-img")
+    images = tmp_path / "vfs" / "images"
+    images.mkdir(parents=True)
+    for path in tiny_image.parent.glob(f"{tiny_image.name}*"):
+        shutil.copyfile(path, images / path.name)
+    ops = ImageOps(ImageStore(tmp_path / "vfs"), executor)
+    await make(ops, Op.clone, tiny_image.name, "lab.qcow2")
+    await make(ops, Op.rebase, "lab.qcow2", "flat.qcow2")
+    for name in ("lab.qcow2", "flat.qcow2"):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        with running(images / name, workdir) as guest:
+            up, _ = await asyncio.to_thread(guest.wait_for, markers.UP)
+        assert up.fields["root"] == "/dev/vda", name
