@@ -66,6 +66,13 @@ def vmm_calls(c: Cluster) -> None:
         call("tiny", "rootShell")
 
 
+def cgroup_root(c: Cluster) -> str:
+    text = (c.nodes["n1"].config).read_text()
+    return next(
+        line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith("cgroupRoot")
+    )
+
+
 def console(c: Cluster, ref: str) -> str:
     return c.admin.vmm_specific_call(ref, "console").message
 
@@ -86,6 +93,9 @@ def test_every_verb_on_a_real_vm(qemu_cluster: tuple[Cluster, str]) -> None:
     assert c.admin.pause_vm("tiny").state == "Paused"
     assert c.admin.unpause_vm("tiny").state == "Running"
     vmm_calls(c)
+    assert c.admin.adapt_cpu_share("tiny", 1500).cpuShare == 1500
+    shares = list(Path(cgroup_root(c)).glob(f"vm{vm.id}-*/cpu.shares"))
+    assert [int(p.read_text()) for p in shares] == [1500]
 
     n2 = c.admin.get_host("n2").id
     assert c.admin.migrate_vm("tiny", "n2").state == "MigrateTrans"
@@ -153,3 +163,6 @@ def test_a_silent_host_orphans_its_vms_until_it_returns(qemu_cluster: tuple[Clus
         "the VM re-attached", lambda: c.admin.get_instance("lonely").state == "Running", timeout=30
     )
     assert c.admin.get_instance("lonely").vmId == running.vmId
+    kinds = [e.kind for e in c.admin.get_instance_history("lonely")]
+    assert "hostLost" in kinds
+    assert "reattach" in kinds

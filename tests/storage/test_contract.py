@@ -168,6 +168,17 @@ def test_transition_to_the_same_state_keeps_state_since_and_applies_changes(stor
     assert again.reason == "waiting"
 
 
+def test_transition_changes_the_cpu_share(store: Store) -> None:
+    owner = seed(store)
+    inst = add(store, owner, spec("a"))
+    with store.transaction() as tx:
+        changed = tx.instances.transition(
+            inst.id, S.Pending, S.Pending, now=T0, changes=InstanceChanges(cpu_share=2048)
+        )
+    with store.transaction(write=False) as tx:
+        assert tx.instances.get(inst.id).cpu_share == changed.cpu_share == 2048
+
+
 def test_transition_clears_fields_only_when_asked(store: Store) -> None:
     owner = seed(store)
     inst = add(store, owner, spec("a"))

@@ -24,7 +24,8 @@ SHUTDOWN_MANY = f"{PREFIX}/instances:shutdownMany"  # POST BatchSelect -> BatchR
 INSTANCE_HISTORY = f"{PREFIX}/instances/{{ref}}/history"  # GET -> list[InstanceEventOut]
 INSTANCE_ACTION = f"{PREFIX}/instances/{{ref}}/{{action}}"
 # action in: shutdown, pause, unpause, suspend, resume (POST, no body),
-#            migrate (MigrateIn), vmmSpecificCall (VmmCallIn), activate (ActivateIn; agent)
+#            migrate (MigrateIn), vmmSpecificCall (VmmCallIn), activate (ActivateIn; agent),
+#            cpuShare (CpuShareIn; SLA@SOI adaptCpuShare)
 INSTANCE_ACTIONS = (
     "shutdown",
     "pause",
@@ -34,6 +35,7 @@ INSTANCE_ACTIONS = (
     "migrate",
     "vmmSpecificCall",
     "activate",
+    "cpuShare",
 )
 
 HOSTS = f"{PREFIX}/hosts"  # GET list, POST registerHost (HostIn)

@@ -157,6 +157,12 @@ class MigrateIn(_Model):
     targetHost: str = Field(description="host id or name")
 
 
+class CpuShareIn(_Model):
+    """SLA@SOI ``adaptCpuShare``: the VM's new relative CPU weight (default 1024)."""
+
+    share: int
+
+
 class VmmCallIn(_Model):
     arg: str
 

@@ -23,6 +23,7 @@ from tashi.api.schemas import (
     ActivateIn,
     BatchResultOut,
     BatchSelectIn,
+    CpuShareIn,
     CreateManyIn,
     HealthOut,
     HostConfigIn,
@@ -33,6 +34,7 @@ from tashi.api.schemas import (
     ImageOpIn,
     ImageOut,
     ImageTaskOut,
+    InstanceEventOut,
     InstanceIn,
     InstanceOut,
     MessageOut,
@@ -184,8 +186,21 @@ class TashiClient:
         body = BatchSelectIn(basename=basename)
         return decode(BatchResultOut, self._t.call("POST", paths.SHUTDOWN_MANY, body=body))
 
+    def get_instance_history(self, ref: str | int, limit: int = 100) -> list[InstanceEventOut]:
+        """What happened to an instance, oldest first (admins: also a removed one, by id)."""
+        path = paths.INSTANCE_HISTORY.format(ref=_ref(ref))
+        return decode_list(
+            InstanceEventOut, self._t.call("GET", path, params={"limit": str(limit)})
+        )
+
+    def adapt_cpu_share(self, ref: str | int, share: int) -> InstanceOut:
+        return self._act(ref, "cpuShare", CpuShareIn(share=share))
+
     def _act(
-        self, ref: str | int, action: str, body: MigrateIn | ActivateIn | None = None
+        self,
+        ref: str | int,
+        action: str,
+        body: MigrateIn | ActivateIn | CpuShareIn | None = None,
     ) -> InstanceOut:
         path = paths.INSTANCE_ACTION.format(ref=_ref(ref), action=action)
         return decode(InstanceOut, self._t.call("POST", path, body=body))

@@ -263,6 +263,24 @@ class InstanceService:
         self._migrations.start(moving, source, target, ticket, self._move, self._record)
         return moving
 
+    async def adapt_cpu_share(self, caller: Principal, ref: str, share: int) -> Instance:
+        """SLA@SOI ``adaptCpuShare``: change a VM's relative CPU weight (its cgroup's
+        cpu.shares) while it runs; also kept for its next start."""
+        inst = await self.get(caller, ref)
+        require_owner(caller, inst.user_id, "changing another user's instance")
+        validation.cpu_share(share)
+        if inst.host_id is not None and inst.state in (InstanceState.Running, InstanceState.Paused):
+            await self._nodes.set_cpu_share(await self._host_of(inst), inst, share)
+        now = self._clock.now()
+        changes = InstanceChanges(cpu_share=share)
+        changed = await self._db.write(
+            lambda tx: tx.instances.transition(
+                inst.id, inst.state, inst.state, now=now, changes=changes
+            )
+        )
+        await self._record(changed, "cpuShare", f"cpu share {inst.cpu_share} -> {share}")
+        return changed
+
     async def _record(self, inst: Instance, kind: str, message: str) -> None:
         now = self._clock.now()
         await self._db.write(lambda tx: tx.events.add(inst.id, kind, message, now=now))

@@ -86,6 +86,7 @@ class InstanceChanges:
     vm_id: int | None = None
     reason: str | None = None
     hints: dict[str, str] | None = None  # replaces all hints
+    cpu_share: int | None = None
     nics: tuple[NicConfig, ...] | None = None  # replaces IPs of NICs matched by MAC
     clear_host: bool = False
     clear_vm: bool = False

@@ -193,6 +193,7 @@ class _Instances:
             vm_id=None if c.clear_vm else (c.vm_id if c.vm_id is not None else inst.vm_id),
             reason=None if c.clear_reason else (c.reason if c.reason is not None else inst.reason),
             hints=dict(c.hints) if c.hints is not None else inst.hints,
+            cpu_share=c.cpu_share if c.cpu_share is not None else inst.cpu_share,
             nics=nics,
         )
         self._t.instances[instance_id] = updated

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tashi.api.schemas import BatchResultOut, InstanceOut
+from tashi.api.schemas import BatchResultOut, InstanceEventOut, InstanceOut
 from tashi.client import parsing
 from tashi.client.sdk import TashiClient
-from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump
+from tashi.client.tables import TableSpec, attributes
+from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
 from tashi.domain.errors import TashiError, error_class
 
 INSTANCE = Option(
@@ -56,6 +57,22 @@ def vmm_specific_call(ctx: Context, args: Args) -> Output:
     return Output(raw=dump(answer), text=answer.message)
 
 
+def adapt_cpu_share(ctx: Context, args: Args) -> Output:
+    inst = ctx.client.adapt_cpu_share(args.text("instance"), args["share"])
+    return Output(raw=dump(inst), text=f"{inst.name} now has a CPU share of {inst.cpuShare}.")
+
+
+HISTORY_TABLE: TableSpec[InstanceEventOut] = TableSpec(
+    columns=attributes("id", "at", "kind", "message"),
+    default=("at", "kind", "message"),
+)
+
+
+def get_instance_history(ctx: Context, args: Args) -> Output:
+    events = ctx.client.get_instance_history(args.text("instance"))
+    return table_output(HISTORY_TABLE, events, args, dump(events))
+
+
 def batch_output(result: BatchResultOut, doing: str) -> Output:
     """One line per instance acted on; failures become errors (stderr, exit status)."""
     lines = [f"{inst.name} is {doing}." for inst in result.done]
@@ -91,6 +108,40 @@ def _simple(
 
 
 VERBS = (
+    Verb(
+        "getInstanceHistory",
+        "instances",
+        "Show what happened to an instance, oldest first.",
+        get_instance_history,
+        (INSTANCE,),
+        description="Every change the cluster made to the instance and why: placement, node"
+        " reports, migrations with their downtime, deadlines, fencing. An admin can read the"
+        " history of a removed instance by its id.",
+        examples=(
+            "tashi getInstanceHistory --instance web",
+            "tashi getInstanceHistory --instance 12",
+        ),
+        table=HISTORY_TABLE,
+    ),
+    Verb(
+        "adaptCpuShare",
+        "instances",
+        "Change a VM's CPU share (its weight against other VMs on its host).",
+        adapt_cpu_share,
+        (
+            Option(
+                "share",
+                "The new CPU share (default of a new VM: 1024).",
+                parsing.parse_int,
+                required=True,
+                metavar="N",
+            ),
+            INSTANCE,
+        ),
+        description="SLA@SOI's adaptCpuShare: set the VM's relative CPU weight (cgroup"
+        " cpu.shares, 2 to 262144). A running VM gets it at once; it is kept for its next start.",
+        examples=("tashi adaptCpuShare --share 1500 --instance 3",),
+    ),
     Verb(
         "destroyVm",
         "instances",

@@ -181,6 +181,10 @@ def _lifecycle_routes(api: APIRouter, service: ClusterService, out: _Out) -> Non
     async def activate(caller: Caller, ref: str, body: s.ActivateIn) -> JsonResponse:
         return await out.one(await svc.activate_vm(caller, ref, body.host))
 
+    @api.post(route("cpuShare"), response_model=s.InstanceOut, summary="adaptCpuShare")
+    async def cpu_share(caller: Caller, ref: str, body: s.CpuShareIn) -> JsonResponse:
+        return await out.one(await svc.adapt_cpu_share(caller, ref, body.share))
+
     @api.post(route("vmmSpecificCall"), response_model=s.MessageOut, summary="vmmSpecificCall")
     async def vmm_call(caller: Caller, ref: str, body: s.VmmCallIn) -> JsonResponse:
         return JsonResponse({"message": await svc.vmm_call(caller, ref, body.arg)})

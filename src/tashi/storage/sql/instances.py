@@ -250,6 +250,8 @@ def _changed_values(c: InstanceChanges) -> dict[str, Any]:
         values["reason"] = None if c.clear_reason else c.reason
     if c.hints is not None:
         values["hints"] = dict(c.hints)
+    if c.cpu_share is not None:
+        values["cpu_share"] = c.cpu_share
     return values
 
 
