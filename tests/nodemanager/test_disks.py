@@ -24,8 +24,9 @@ from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState, NotF
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
 from tashi.images import builder
+from tashi.images.locks import ImageLock, lock_file
 from tashi.images.store import ImageStore
-from tashi.nodemanager.disks import DiskManager, ImageLock, lock_file
+from tashi.nodemanager.disks import DiskManager
 from tashi.vmm.base import BootSpec
 
 REPO = Path(__file__).resolve().parents[2]

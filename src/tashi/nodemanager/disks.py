@@ -31,11 +31,8 @@ own message included.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
-import os
-import struct
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,70 +41,13 @@ from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState, Tash
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
 from tashi.images.boot import direct_boot_of
+from tashi.images.locks import ImageLock
 from tashi.images.store import ImageStore
 from tashi.vmm.base import BootSpec, DiskSpec
 
 log = logging.getLogger(__name__)
 
-LOCK_SUFFIX = ".vmlock"
 QEMU_IMG_TIMEOUT = 120.0  # seconds; creating an overlay takes milliseconds, a hung NFS does not
-
-
-class ImageLock:
-    """A shared or exclusive OFD lock on an image's lock file; ``release()`` is idempotent."""
-
-    __slots__ = ("_fd", "exclusive", "image")
-
-    def __init__(self, image: Path, fd: int, exclusive: bool) -> None:
-        self.image, self._fd, self.exclusive = image, fd, exclusive
-
-    @classmethod
-    def take(cls, image: Path, *, exclusive: bool) -> ImageLock:
-        """Lock ``image`` now or raise ``InvalidState`` (another VM holds a conflicting lock)."""
-        path = lock_file(image)
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags, 0o644)
-        except OSError as exc:
-            raise BackendFailure(f"cannot open the lock file {path}: {exc.strerror}") from exc
-        try:
-            _ofd_lock(fd, fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise InvalidState(_conflict(image.name, exclusive)) from None
-            raise BackendFailure(f"cannot lock {path}: {exc.strerror}") from exc
-        return cls(image, fd, exclusive)
-
-    @property
-    def held(self) -> bool:
-        return self._fd >= 0
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)  # closing the only descriptor of the description drops the OFD lock
-
-
-def lock_file(image: Path) -> Path:
-    """``tashi-tiny.qcow2`` → ``.tashi-tiny.qcow2.vmlock``: a dot file, which the store never
-    lists (nor can a user name an image so)."""
-    return image.with_name(f".{image.name}{LOCK_SUFFIX}")
-
-
-def _ofd_lock(fd: int, kind: int) -> None:
-    # struct flock on 64-bit Linux: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad).
-    # l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks.
-    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0))
-
-
-def _conflict(name: str, exclusive: bool) -> str:
-    if exclusive:
-        return (
-            f"image {name!r} is in use by another VM: a persistent image is only ever opened by"
-            " one VM, and not while other VMs use it as their base"
-        )
-    return f"image {name!r} is open as a persistent disk of another VM: it cannot be a base now"
 
 
 class PreparedDisks:
