@@ -96,6 +96,7 @@ async def run(settings: Settings) -> None:
         events=_Deferred(),
         now=SystemClock().now,
         advertise_host=_host_of(me.endpoint),
+        shutdown_grace=settings.qemu.shutdown_grace,
     )
     memory, cores = await driver.host_info()
     reporter = Reporter(client, node, me, lambda: (memory, cores))

@@ -85,6 +85,7 @@ class NodeService:
     events: EventSink
     now: Callable[[], datetime]
     advertise_host: str
+    shutdown_grace: float = 120.0  # [Qemu] shutdownGrace: then a shut-down VM is destroyed
     _vms: dict[InstanceId, _Vm] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -188,9 +189,19 @@ class NodeService:
         await self._forget(iid)
 
     async def shutdown(self, iid: InstanceId) -> None:
-        self._get(iid)
+        """ACPI power-off; a guest that has not powered off after ``shutdown_grace`` seconds
+        is destroyed (its exit is then reported like any other)."""
+        vm = self._get(iid)
         await self.driver.shutdown(iid)
-        self._get(iid).state = VmState.shutting_down
+        vm.state = VmState.shutting_down
+        self._spawn(self._escalate(iid, vm))
+
+    async def _escalate(self, iid: InstanceId, vm: _Vm) -> None:
+        await asyncio.sleep(self.shutdown_grace)  # a deadline, not a wait for a condition
+        if self._vms.get(iid) is vm and vm.state is VmState.shutting_down and not vm.busy:
+            log.warning("instance %s ignored the power button for %.0f s; destroying it",
+                        iid, self.shutdown_grace)
+            await self.driver.destroy(iid)
 
     async def pause(self, iid: InstanceId) -> None:
         self._need(Capability.pause, "pause VMs")
