@@ -23,7 +23,7 @@ from tashi.vmm.fake import FakeDriver
 @dataclass
 class _Prepared:
     disks: Sequence[DiskSpec]
-    boot: BootSpec = BootSpec()
+    boot: BootSpec = field(default_factory=BootSpec)
     released: bool = False
 
     def release(self) -> None:
