@@ -177,9 +177,18 @@ def test_a_vm_running_twice_is_fenced(timed: tuple[Api, FakeClock]) -> None:
     assert (got["state"], got["hostId"]) == ("Running", h1)  # the record is untouched
 
 
-def test_a_vm_the_cluster_never_had_is_left_alone(timed: tuple[Api, FakeClock]) -> None:
+def test_a_vm_the_store_lost_is_adopted(timed: tuple[Api, FakeClock]) -> None:
     api, _ = timed
     n1 = api.user("node1", role="node")
     h1 = register(api, n1).json()["hostId"]
-    api.call("POST", f"/v1/nodes/{h1}/heartbeat", n1, json={"vms": [report(999, "running")]})
-    assert api.call("GET", "/v1/instances/999/history", api.admin).json() == []
+    api.call("POST", f"/v1/nodes/{h1}/heartbeat", n1, json={"vms": [report(999, "running", 31)]})
+    got = api.call("GET", "/v1/instances/999", api.admin).json()
+    assert (got["name"], got["state"], got["hostId"], got["vmId"]) == ("vm999", "Running", h1, 31)
+    kinds = [e["kind"] for e in api.call("GET", "/v1/instances/999/history", api.admin).json()]
+    assert kinds == ["adopted"]
+    created = create(api, api.admin, "fresh").json()["id"]
+    assert created > 999  # ids stay above an adopted one
+    # Reported again: it is known now, nothing more happens.
+    api.call("POST", f"/v1/nodes/{h1}/heartbeat", n1, json={"vms": [report(999, "running", 31)]})
+    kinds = [e["kind"] for e in api.call("GET", "/v1/instances/999/history", api.admin).json()]
+    assert kinds == ["adopted"]

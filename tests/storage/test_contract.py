@@ -678,3 +678,29 @@ def test_two_threads_racing_to_transition_one_instance_exactly_one_wins(store: S
         assert sorted(outcomes)[0] == "conflict" and len(outcomes) == 2, outcomes
         winner = int(sorted(outcomes)[1].split(":")[1])
         assert get(store, inst.id).host_id == winner
+
+
+def test_adopt_keeps_the_id_and_later_ids_stay_above_it(store: Store) -> None:
+    owner = seed(store)
+    first = add(store, owner, spec("a"))
+    stray = Instance(
+        id=InstanceId(first.id + 50),
+        name="stray",
+        user_id=owner,
+        state=InstanceState.Running,
+        cores=1,
+        memory=64,
+        disks=(DiskConfig("img.qcow2"),),
+        host_id=None,
+        vm_id=4242,
+        nics=(NicConfig(network=NET, mac="52:54:00:00:aa:01"),),
+    )
+    with store.transaction() as tx:
+        adopted = tx.instances.adopt(stray, unique_name=True, now=T0)
+    assert (adopted.id, adopted.state, adopted.vm_id) == (stray.id, InstanceState.Running, 4242)
+    with store.transaction(write=False) as tx:
+        assert tx.instances.get(stray.id).nics[0].mac == "52:54:00:00:aa:01"
+    later = add(store, owner, spec("b"))
+    assert later.id > stray.id
+    with pytest.raises(AlreadyExists), store.transaction() as tx:
+        tx.instances.adopt(stray, unique_name=False, now=T0)

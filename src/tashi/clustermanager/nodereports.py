@@ -11,7 +11,7 @@ simply loses.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from tashi.clustermanager.auth import require_role
@@ -21,8 +21,8 @@ from tashi.clustermanager.reconcile import Decision, Observed, Seen, plan
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, NotFound, StateConflict, TashiError
-from tashi.domain.ids import HostId, InstanceId, UserId
-from tashi.domain.models import DiskConfig, Host, Instance, Principal, Role
+from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.models import DiskConfig, Host, Instance, NicConfig, Principal, Role
 from tashi.domain.states import (
     INSTANCE_TRANSITIONS,
     ON_HOST,
@@ -63,6 +63,7 @@ class NodeRules:
     heartbeat_interval: float
     expire_host_time: float
     grace: float
+    allow_duplicate_names: bool = False
 
 
 class NodeReports:
@@ -206,23 +207,57 @@ class NodeReports:
             if r.state in Observed._value2member_map_
         ]
 
-        def run(tx: Transaction) -> list[InstanceId]:
+        def run(tx: Transaction) -> tuple[list[InstanceId], list[InstanceId]]:
             stored = tx.instances.find(InstanceFilter(host_id=host_id, states=_RESIDENT))
             decisions, strangers = plan(stored, seen, now=now, grace=self._rules.grace)
             for decision in decisions:
                 current = next((i for i in stored if i.id == decision.instance_id), None)
                 if current is not None:
                     _apply(tx, current, decision, now)
-            return [s.seen.instance_id for s in strangers if _must_fence(tx, host_id, s.seen, now)]
+            verdicts = [
+                (s.seen.instance_id, _stranger(tx, host_id, s.seen, now)) for s in strangers
+            ]
+            return (
+                [i for i, v in verdicts if v == "fence"],
+                [i for i, v in verdicts if v == "adopt"],
+            )
 
         try:
-            fence = await self._db.write(run)
+            fence, adopt = await self._db.write(run)
         except StateConflict:
             log.info(
                 "a report about host %s raced another change; the next one settles it", host_id
             )
             return
         await self._fence(host_id, [r for r in reports if r.instanceId in fence])
+        for report in reports:
+            if report.instanceId in adopt:
+                await self._adopt(host_id, report)
+
+    async def _adopt(self, host_id: HostId, report: VmReport) -> None:
+        """Take into the store a VM its host runs that this cluster's store lost."""
+        now = self._clock.now()
+        inst = replace(
+            _from_wire(report),
+            host_id=host_id,
+            state=InstanceState.Paused if report.state == "paused" else InstanceState.Running,
+        )
+
+        def run(tx: Transaction) -> None:
+            tx.instances.adopt(inst, unique_name=not self._rules.allow_duplicate_names, now=now)
+            tx.events.add(
+                inst.id,
+                "adopted",
+                f"found running on host {host_id}, unknown to the store; taken in",
+                now=now,
+            )
+
+        try:
+            await self._db.write(run)
+        except TashiError as exc:
+            log.warning(
+                "cannot adopt the VM of instance %s on host %s: %s", inst.id, host_id, exc.message
+            )
 
     async def _fence(self, host_id: HostId, reports: list[VmReport]) -> None:
         """Destroy VMs that must not run on this host (they run elsewhere, or were removed)."""
@@ -264,34 +299,24 @@ def _apply(tx: Transaction, inst: Instance, decision: Decision, now: datetime) -
     )
 
 
-def _must_fence(tx: Transaction, host_id: HostId, seen: Seen, now: datetime) -> bool:
-    """A VM the store does not place on this host. It is stopped when the instance runs
-    elsewhere (it must never run twice) or was removed (its history says so); the target of a
-    migration in flight is left alone; a VM this store never knew of is left running and
-    reported, for an administrator to look at."""
+def _stranger(tx: Transaction, host_id: HostId, seen: Seen, now: datetime) -> str:
+    """What to do with a VM the store does not place on this host: ``fence`` it when the
+    instance runs elsewhere (it must never run twice) or was removed (its history says so);
+    ``keep`` the target of a migration in flight; ``adopt`` a VM whose instance the store has
+    no trace of (the store lost it: restored from an old backup, say)."""
     try:
         inst = tx.instances.get(seen.instance_id)
     except NotFound:
         if tx.events.list(seen.instance_id, limit=1):
-            tx.events.add(
-                seen.instance_id,
-                "fenced",
-                f"a VM of this removed instance still ran on host {host_id}",
-                now=now,
-            )
-            return True
-        log.warning(
-            "host %s runs a VM for instance %s, which this cluster never had",
-            host_id,
-            seen.instance_id,
-        )
-        return False
+            message = f"a VM of this removed instance still ran on host {host_id}"
+            tx.events.add(seen.instance_id, "fenced", message, now=now)
+            return "fence"
+        return "adopt"
     if inst.state in (InstanceState.MigratePrep, InstanceState.MigrateTrans):
-        return False
-    tx.events.add(
-        inst.id, "fenced", f"a second VM of it ran on host {host_id}; stopped it", now=now
-    )
-    return True
+        return "keep"
+    message = f"a second VM of it ran on host {host_id}; stopped it"
+    tx.events.add(inst.id, "fenced", message, now=now)
+    return "fence"
 
 
 def _from_wire(report: VmReport) -> Instance:
@@ -303,7 +328,9 @@ def _from_wire(report: VmReport) -> Instance:
         state=InstanceState.Running,
         cores=wire.cores,
         memory=wire.memory,
+        cpu_share=wire.cpuShare,
         disks=tuple(DiskConfig(uri=d.uri, persistent=d.persistent) for d in wire.disks),
-        nics=(),
+        nics=tuple(NicConfig(network=NetworkId(n.network), mac=n.mac, ip=n.ip) for n in wire.nics),
+        hints=dict(wire.hints),
         vm_id=report.vmId,
     )

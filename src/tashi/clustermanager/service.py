@@ -108,6 +108,7 @@ def build_service(
                 heartbeat_interval=settings.node_manager_service.register_frequency,
                 expire_host_time=svc.expire_host_time,
                 grace=svc.reconcile_grace,
+                allow_duplicate_names=svc.allow_duplicate_names,
             ),
             gateway,
         ),

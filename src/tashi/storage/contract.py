@@ -102,6 +102,11 @@ class InstanceRepository(Protocol):
         ``unique_name``: refuse (``AlreadyExists``) a name another instance holds; an instance
         added without it does not reserve its name. MACs must be unused (``AlreadyExists``)."""
 
+    def adopt(self, instance: Instance, *, unique_name: bool, now: datetime) -> Instance:
+        """Insert an instance a node manager runs but this store never had, keeping its id
+        (reconciliation's adoption; the id came from this cluster's database, which lost it).
+        Later ids stay above it. ``AlreadyExists`` if the id, name or a MAC is taken."""
+
     def get(self, instance_id: InstanceId) -> Instance:
         """The instance, or ``NotFound``."""
 

@@ -130,6 +130,26 @@ class _Instances:
             self._t.unique_names[iid] = spec.name
         return inst
 
+    def adopt(self, instance: Instance, *, unique_name: bool, now: datetime) -> Instance:
+        if instance.id in self._t.instances:
+            raise AlreadyExists(f"instance {instance.id} exists already")
+        if instance.user_id not in self._t.users:
+            raise NotFound(f"user {instance.user_id} does not exist")
+        for nic in instance.nics:
+            if nic.network not in self._t.networks:
+                raise NotFound(f"network {nic.network} does not exist")
+        if unique_name and instance.name in self._t.unique_names.values():
+            raise AlreadyExists(f"an instance named {instance.name!r} exists already")
+        taken = self.macs_in_use([n.mac for n in instance.nics])
+        if taken:
+            raise AlreadyExists(f"MAC address {sorted(taken)[0]} in use")
+        adopted = replace(instance, created_at=now, state_since=now)
+        self._t.instances[instance.id] = adopted
+        if unique_name:
+            self._t.unique_names[instance.id] = instance.name
+        self._t.next_instance = max(self._t.next_instance, instance.id + 1)
+        return adopted
+
     def _check_ips(self, nics: Sequence[NicConfig], own: InstanceId | None) -> None:
         used = {
             (n.network, n.ip)

@@ -10,6 +10,7 @@ grouped query over the covering index ``ix_instances_usage``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +82,46 @@ class SqlInstances:
         if spec.nics:
             self._add_nics(iid, spec.nics)
         return new_instance(iid, owner, spec, now)
+
+    def adopt(self, instance: Instance, *, unique_name: bool, now: datetime) -> Instance:
+        def explain(v: Violation) -> TashiError:
+            if v.constraint == "uq_instances_name_key":
+                return AlreadyExists(f"an instance named {instance.name!r} exists already")
+            if v.constraint and "user" in v.constraint:
+                return NotFound(f"user {instance.user_id} does not exist")
+            return AlreadyExists(f"instance {instance.id} exists already")
+
+        row = {
+            "id": instance.id,
+            "name": instance.name,
+            "name_key": instance.name if unique_name else None,
+            "user_id": instance.user_id,
+            "state": instance.state.value,
+            "host_id": instance.host_id,
+            "vm_id": instance.vm_id,
+            "cores": instance.cores,
+            "memory": instance.memory,
+            "cpu_share": instance.cpu_share,
+            "disks": [{"uri": d.uri, "persistent": d.persistent} for d in instance.disks],
+            "hints": dict(instance.hints),
+            "group_name": instance.group_name,
+            "reason": instance.reason,
+            "created_at": now,
+            "state_since": now,
+        }
+        self._db.execute(sa.insert(t_inst), row, explain=explain)
+        if self._db.dialect == "postgresql":
+            # An explicit id does not move the sequence; keep later ids above this one.
+            self._db.execute(
+                sa.text(
+                    "SELECT setval(pg_get_serial_sequence('instances', 'id'),"
+                    " GREATEST((SELECT max(id) FROM instances),"
+                    " (SELECT last_value FROM instances_id_seq)))"
+                )
+            )
+        if instance.nics:
+            self._add_nics(instance.id, instance.nics)
+        return replace(instance, created_at=now, state_since=now)
 
     def _add_nics(self, iid: InstanceId, nics: Sequence[NicConfig]) -> None:
         def explain(v: Violation) -> TashiError:
