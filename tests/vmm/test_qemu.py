@@ -190,6 +190,24 @@ async def test_an_uncompressed_suspend_resumes_too(lab: Lab) -> None:
     await driver.close()
 
 
+async def test_a_vm_that_stops_by_itself_is_news(lab: Lab) -> None:
+    driver = lab.driver()
+    assert isinstance(driver, QemuDriver)
+    spec = lab.spec(next_id())
+    await driver.start(spec)
+    # A stop nobody asked the driver for (as QEMU does on a disk error with werror=stop).
+    await driver._vms[spec.instance_id].monitor.execute("stop")
+    async with asyncio.timeout(10):
+        event = await anext(aiter(driver.events()))
+    assert (event.instance_id, event.state) == (spec.instance_id, S.paused)
+    assert [s.state for s in await driver.list()] == [S.paused]
+    await driver.unpause(spec.instance_id)  # a command: no event of its own
+    assert [s.state for s in await driver.list()] == [S.running]
+    await driver.destroy(spec.instance_id)
+    assert (await next_exit(driver, spec.instance_id)).reason is ExitReason.destroyed
+    await driver.close()
+
+
 async def test_host_info_offers_memory_less_the_reserve(lab: Lab) -> None:
     memory, cores = await lab.driver().host_info()
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20

@@ -6,7 +6,7 @@ VM's state file so that a restarted node manager finds it. qemu's pid is written
 ``cgroup.procs`` (all its threads move, and threads it makes later start there);
 ``cpu.shares`` is the instance's ``cpuShare`` (1024 by default, as the kernel's own default).
 The group is removed when the VM ends; an exited (even not yet reaped) process no longer counts
-as a member, so ``rmdir`` succeeds at once.
+as a member, but its threads leave one by one, so ``remove`` waits a moment for a busy group.
 
 ``check()`` says at start-up whether this works here; when it does not, the driver logs why and
 drops its ``cpu_share`` capability instead of failing every start.
@@ -14,6 +14,8 @@ drops its ``cpu_share`` capability instead of failing every start.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -44,7 +46,8 @@ def create(root: Path, instance_id: InstanceId, pid: int, share: int) -> Path:
         _write(group / "cpu.shares", share)
         _write(group / "cgroup.procs", pid)
     except OSError as exc:
-        remove(group)
+        with contextlib.suppress(OSError):  # the first error is the one to report
+            group.rmdir()
         raise BackendFailure(f"cannot put VM {instance_id} in cgroup {group}: {exc}") from exc
     return group
 
@@ -60,17 +63,23 @@ def share_of(group: Path) -> int:
     return int((group / "cpu.shares").read_text())
 
 
-def remove(group: Path) -> None:
-    """Remove the group; a group that is gone already is fine. One that still holds tasks
-    (its qemu did not die) raises ``BackendFailure``."""
-    try:
-        group.rmdir()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        if exc.errno == errno.EBUSY:
-            raise BackendFailure(f"cgroup {group} still holds processes") from exc
-        raise BackendFailure(f"cannot remove cgroup {group}: {exc.strerror}") from exc
+async def remove(group: Path, timeout: float = 5.0) -> None:
+    """Remove the group; a group that is gone already is fine. The process's other threads may
+    still be on their way out when its main thread is reported gone, so a busy group is tried
+    again for up to ``timeout`` seconds; then ``BackendFailure``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            group.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise BackendFailure(f"cannot remove cgroup {group}: {exc.strerror}") from exc
+            if asyncio.get_running_loop().time() > deadline:
+                raise BackendFailure(f"cgroup {group} still holds processes") from exc
+        await asyncio.sleep(0.01)
 
 
 def _write(path: Path, value: int) -> None:

@@ -255,14 +255,17 @@ class QemuDriver:
             return self._vms[spec.instance_id].status()
         proc = self._find_process(doc, paths)
         if proc is None:
-            self._bury(spec, paths, doc)
+            await self._bury(spec, paths, doc)
             return None
         vm = self._attach(spec, paths, proc, str(doc.get("accel") or self._accel or "tcg"))
         vm.cgroup = Path(doc["cgroup"]) if doc.get("cgroup") else None
-        if vm.cgroup is None and self._cgroups:
-            vm.cgroup = cgroups.create(
-                self.settings.cgroup_root, spec.instance_id, proc.pid, spec.cpu_share
-            )
+        if vm.cgroup is None and self._cgroups:  # the node manager died before making it
+            try:
+                vm.cgroup = cgroups.create(
+                    self.settings.cgroup_root, spec.instance_id, proc.pid, spec.cpu_share
+                )
+            except BackendFailure as exc:
+                log.error("instance %s: %s", vm.iid, exc.message)
         vm.save(self._boot_id)
         try:
             vm.state = state_of(str((await vm.monitor.execute("query-status"))["status"]))
@@ -284,11 +287,11 @@ class QemuDriver:
             int(doc["pid"]), start_time=start_time, arg=str(paths.pidfile)
         )
 
-    def _bury(self, spec: VmSpec, paths: VmPaths, doc: dict[str, Any]) -> None:
+    async def _bury(self, spec: VmSpec, paths: VmPaths, doc: dict[str, Any]) -> None:
         """Clean up after a VM that died while no driver watched it, and say so."""
         if doc.get("cgroup"):
             try:
-                cgroups.remove(Path(doc["cgroup"]))
+                await cgroups.remove(Path(doc["cgroup"]))
             except BackendFailure as exc:
                 log.error("instance %s: %s", spec.instance_id, exc.message)
         for path in paths.made():

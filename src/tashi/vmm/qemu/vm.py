@@ -146,7 +146,7 @@ class QemuVm:
             self.helpers.clear()
             if self.cgroup is not None:
                 try:
-                    cgroups.remove(self.cgroup)
+                    await cgroups.remove(self.cgroup)
                 except BackendFailure as exc:
                     log.error("instance %s: %s", self.iid, exc.message)
             for path in self.paths.made():
