@@ -199,8 +199,11 @@ class NodeService:
     async def _escalate(self, iid: InstanceId, vm: _Vm) -> None:
         await asyncio.sleep(self.shutdown_grace)  # a deadline, not a wait for a condition
         if self._vms.get(iid) is vm and vm.state is VmState.shutting_down and not vm.busy:
-            log.warning("instance %s ignored the power button for %.0f s; destroying it",
-                        iid, self.shutdown_grace)
+            log.warning(
+                "instance %s ignored the power button for %.0f s; destroying it",
+                iid,
+                self.shutdown_grace,
+            )
             await self.driver.destroy(iid)
 
     async def pause(self, iid: InstanceId) -> None:
