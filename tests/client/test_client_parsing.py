@@ -21,6 +21,20 @@ class TestDisks:
             DiskIn(uri="x.raw", persistent=True),
         ]
 
+    def test_copy_asks_for_the_vms_own_persistent_copy(self) -> None:
+        disks = parsing.parse_disks("tmpl.qcow2:copy,scratch.img,db.raw:True,t2.img:COPY")
+        assert disks == [
+            DiskIn(uri="tmpl.qcow2", persistent=True, copy_=True),
+            DiskIn(uri="scratch.img"),
+            DiskIn(uri="db.raw", persistent=True),
+            DiskIn(uri="t2.img", persistent=True, copy_=True),
+        ]
+        assert disks[0].model_dump(mode="json") == {
+            "uri": "tmpl.qcow2",
+            "persistent": True,
+            "copy": True,
+        }  # ``copy`` on the wire
+
     @pytest.mark.parametrize(
         ("text", "says"),
         [
@@ -32,6 +46,8 @@ class TestDisks:
             ("../etc/passwd", "not an image name"),
             ("/var/lib/x.qcow2", "not an image name"),
             (":True", "not an image name"),
+            (":copy", "not an image name"),
+            ("a.qcow2:copies", "not True or False"),
         ],
     )
     def test_bad_disks(self, text: str, says: str) -> None:

@@ -166,3 +166,29 @@ def test_a_silent_host_orphans_its_vms_until_it_returns(qemu_cluster: tuple[Clus
     kinds = [e.kind for e in c.admin.get_instance_history("lonely")]
     assert "hostLost" in kinds
     assert "reattach" in kinds
+
+
+def test_vms_boot_from_their_own_copies_of_a_template(qemu_cluster: tuple[Cluster, str]) -> None:
+    c, image = qemu_cluster
+    disk = [DiskIn(uri=image, copy_=True)]  # SLA@SOI image copy: one persistent copy each
+    first = c.admin.create_vm(InstanceIn(name="mine", disks=disk, nics=[]))
+    second = c.admin.create_vm(InstanceIn(name="yours", disks=disk, nics=[]))
+    assert c.admin.activate_vm(first.id, "n1").state == "Running"
+    assert c.admin.activate_vm(second.id, "n2").state == "Running"  # the template is only read
+    wait_for(
+        "the guest to boot from its copy",
+        lambda: "TASHI-GUEST-UP" in console(c, "mine"),
+        timeout=BOOT_TIMEOUT,
+        every=0.5,
+    )
+    images = {i.imageName for i in c.admin.get_images()}
+    for vm in (first, second):
+        [own] = c.admin.get_instance(vm.id).disks
+        assert (own.uri, own.persistent, own.copy_) == (
+            f"{vm.name}-{vm.id}-disk0.qcow2",
+            True,
+            False,
+        )
+        assert own.uri in images
+    kinds = [e.kind for e in c.admin.get_instance_history("mine")]
+    assert "diskCopy" in kinds

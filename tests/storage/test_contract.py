@@ -9,6 +9,7 @@ and two threads racing on one instance.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -177,6 +178,23 @@ def test_transition_changes_the_cpu_share(store: Store) -> None:
         )
     with store.transaction(write=False) as tx:
         assert tx.instances.get(inst.id).cpu_share == changed.cpu_share == 2048
+
+
+def test_transition_replaces_the_disks(store: Store) -> None:
+    owner = seed(store)
+    template = DiskConfig("tmpl.qcow2", persistent=True, copy=True)
+    inst = add(store, owner, replace(spec("a"), disks=(DiskConfig("base.qcow2"), template)))
+    assert get(store, inst.id).disks[1] == template  # ``copy`` is kept
+    copied = (DiskConfig("base.qcow2"), DiskConfig("a-1-disk1.qcow2", persistent=True))
+    with store.transaction() as tx:
+        changed = tx.instances.transition(
+            inst.id, S.Pending, S.Pending, now=T0, changes=InstanceChanges(disks=copied)
+        )
+        tx.instances.transition(  # no ``disks``: left alone
+            inst.id, S.Pending, S.Pending, now=T0, changes=InstanceChanges(reason="r")
+        )
+    assert changed.disks == get(store, inst.id).disks == find(store, ids=[inst.id])[0].disks
+    assert get(store, inst.id).disks == copied
 
 
 def test_transition_clears_fields_only_when_asked(store: Store) -> None:

@@ -53,9 +53,22 @@ class TokenOut(_Model):
 # --- instances ----------------------------------------------------------------------------
 
 
-class DiskIn(_Model):
+class _Disk(_Model):
+    # ``copy`` on the wire; ``copy_`` in Python, where ``copy`` is a (deprecated) BaseModel method.
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+
+class DiskIn(_Disk):
     uri: str = Field(description="name of an image in the image store (never a path)")
     persistent: bool = False
+    copy_: bool = Field(
+        False,
+        alias="copy",
+        description="SLA@SOI: give the VM its own persistent copy of this template image,"
+        " made when it is first activated (state PreparingDisk); implies persistent",
+    )
 
 
 class NicIn(_Model):
@@ -93,9 +106,10 @@ class CreateManyIn(_Model):
     userId: int | None = None
 
 
-class DiskOut(_Model):
+class DiskOut(_Disk):
     uri: str
     persistent: bool
+    copy_: bool = Field(False, alias="copy")  # the copy of the template is still to be made
 
 
 class NicOut(_Model):

@@ -1,7 +1,7 @@
 """Pure parsers for the values of the CLI's options, in the original Tashi syntax.
 
-``--disks img[:persistent],...``, ``--nics net:ip:mac,...``, ``--hints k=v,k2=v2`` and the plain
-numbers and names. Each function takes the text the user typed and returns wire values (from
+``--disks img[:persistent|:copy],...``, ``--nics net:ip:mac,...``, ``--hints k=v,k2=v2`` and the
+plain numbers and names. Each function takes the text the user typed and returns wire values (from
 ``tashi.api.schemas``) or raises ``UsageError`` saying what was wrong. The verbs (``verbs/``)
 name these as the converters of their options; ``argv.py`` prefixes errors with the option.
 Checks that need no server reuse ``tashi.domain.validation`` so that the client and the cluster
@@ -79,12 +79,17 @@ def parse_name(text: str) -> str:
 
 
 def parse_disks(text: str) -> list[DiskIn]:
-    """``img[:persistent],...``: images of the image store, copy-on-write unless persistent."""
+    """``img[:persistent|:copy],...``: images of the image store, copy-on-write unless
+    persistent; ``:copy`` (SLA@SOI) asks for the VM's own persistent copy of the template."""
     disks = []
     for item in _items(text, "disks"):
         uri, sep, flag = item.partition(":")
+        image = _checked(validation.image_name, uri)
+        if flag.strip().lower() == "copy":
+            disks.append(DiskIn(uri=image, persistent=True, copy_=True))
+            continue
         persistent = parse_bool(flag) if sep else False
-        disks.append(DiskIn(uri=_checked(validation.image_name, uri), persistent=persistent))
+        disks.append(DiskIn(uri=image, persistent=persistent))
     return disks
 
 

@@ -24,7 +24,12 @@ has no query by disk, so every instance is read and its disks checked here (one 
 removal; fine for the thousands of instances a Tashi cluster holds). A VM's image lock and
 another image backed by it refuse the removal too (``ImageOps.remove``). A copy, clone or rebase
 of an image some instance uses as a *persistent* disk is refused: the copy would be torn, and a
-clone's base would change under it.
+clone's base would change under it. (A ``copy`` disk's template is only read, once: not refused.)
+
+**SLA@SOI image copy.** An instance whose disk asks for its own copy of a template gets it from
+``copy_for_instance`` while it is in ``PreparingDisk``: the very same checks, task and atomic
+write as copyImage, but awaited by the cluster manager itself (``InstanceService.activate_vm``)
+on behalf of the scheduler or admin that activates it; the task is listed like any other.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from tashi.domain.errors import (
     Unavailable,
 )
 from tashi.domain.ids import UserId
-from tashi.domain.models import Image, Instance, Principal, Role
+from tashi.domain.models import DiskConfig, Image, Instance, Principal, Role
 from tashi.domain.states import InstanceState
 from tashi.images import qemuimg
 from tashi.images.operations import ImageOps, Op, Plan
@@ -106,7 +111,7 @@ class ImageService:
         self._sweep_lock = asyncio.Lock()
         self._swept = False
         self._tasks: dict[int, ImageTask] = {}
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._running: dict[int, asyncio.Task[ImageTask]] = {}
         self._making: dict[str, int] = {}  # destination name -> task id
         self._reading: dict[int, str] = {}  # task id -> source name
         self._next_id = 1
@@ -116,6 +121,26 @@ class ImageService:
     async def start(self, caller: Principal, op: Op, src: str, dst: str) -> ImageTask:
         """Check, then start making ``dst`` from ``src``; the task (queued or running)."""
         require_role(caller, Role.user, Role.admin, doing=f"{op.value}Image")
+        return await self._start(caller, op, src, dst)
+
+    async def copy_for_instance(self, caller: Principal, src: str, dst: str) -> Image:
+        """Make ``dst``, a full copy of the template ``src``, for an instance being activated
+        by ``caller`` (the scheduler or an admin: the instance service checked who may), and
+        wait for it. Raises what copyImage refuses (``dst`` exists, ``src`` is missing or a
+        persistent disk, ...) or the task's error; a failed copy leaves no file behind."""
+        task = await self._start(caller, Op.copy, src, dst)
+        ended = await self._running[task.id]  # not done yet: ``_start`` did not yield since
+        if ended.image is None:
+            raise ended.error or BackendFailure(f"image task {task.id} ended without an image")
+        return ended.image
+
+    async def discard_copy(self, name: str) -> None:
+        """Remove an image ``copy_for_instance`` made that no instance came to use (the
+        instance changed state meanwhile). ``InvalidState`` if something uses it after all."""
+        await asyncio.to_thread(self.ops.remove, name)
+        log.warning("removed image %s, made for an instance that no longer wanted it", name)
+
+    async def _start(self, caller: Principal, op: Op, src: str, dst: str) -> ImageTask:
         validation.image_name(src)
         validation.image_name(dst)
         await self._sweep_once()
@@ -150,7 +175,7 @@ class ImageService:
                     log.warning("removed unfinished image files %s", ", ".join(stale))
                 self._swept = True
 
-    async def _run(self, task: ImageTask, plan: Plan) -> None:
+    async def _run(self, task: ImageTask, plan: Plan) -> ImageTask:
         try:
             async with self._slots:
                 self._save(replace(task, state=TaskState.running, started=self._now()))
@@ -164,7 +189,7 @@ class ImageService:
                 task.dst,
                 exc.message,
             )
-            self._end(task.id, error=exc)
+            return self._end(task.id, error=exc)
         except asyncio.CancelledError:
             self._end(task.id, error=Unavailable("the cluster manager stopped before it was done"))
             raise
@@ -172,10 +197,10 @@ class ImageService:
             log.exception(
                 "image task %d (%s %s to %s) failed", task.id, task.op.value, task.src, task.dst
             )
-            self._end(task.id, error=BackendFailure(f"internal error: {type(exc).__name__}"))
+            return self._end(task.id, error=BackendFailure(f"internal error: {type(exc).__name__}"))
         else:
             log.info("%s made image %s (%s of %s)", task.user, task.dst, task.op.value, task.src)
-            self._end(task.id, image=image)
+            return self._end(task.id, image=image)
         finally:
             plan.lock.release()  # ``make`` does, unless the task ended while queued
             del self._making[task.dst]
@@ -187,7 +212,7 @@ class ImageService:
 
     def _end(
         self, task_id: int, *, image: Image | None = None, error: TashiError | None = None
-    ) -> None:
+    ) -> ImageTask:
         state = TaskState.failed if error is not None else TaskState.done
         ended = replace(
             self._tasks[task_id], state=state, finished=self._now(), image=image, error=error
@@ -196,6 +221,7 @@ class ImageService:
         finished = [t for t in self._tasks.values() if t.finished is not None]
         for old in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._tasks[old.id]
+        return ended
 
     def _now(self) -> datetime:
         return self._clock.now()
@@ -250,7 +276,7 @@ class ImageService:
             i
             for i in instances
             if i.state is not InstanceState.Exited
-            and any(d.uri in names and (d.persistent or not persistent_only) for d in i.disks)
+            and any(d.uri in names and (_writes(d) or not persistent_only) for d in i.disks)
         ]
 
     def _aliases(self, name: str) -> set[str]:
@@ -273,6 +299,11 @@ class ImageService:
             running.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _writes(disk: DiskConfig) -> bool:
+    """Whether a VM of the instance writes the image itself (a copy disk's template is read)."""
+    return disk.persistent and not disk.copy
 
 
 def _named(instances: list[Instance]) -> str:

@@ -4,7 +4,8 @@ Each public method is one operation of the original Tashi (``createVm``, ``destr
 authorises the caller (owners act on their instances; admins and the cluster's daemons on all),
 checks the state table, and saves with compare-and-swap. Verbs that need a VM process go through
 the node gateway (``nodes.py``) after those checks, so that without a node manager they fail
-clearly and change nothing.
+clearly and change nothing. Activating an instance whose disks ask for their own copy of a
+template first makes the copies (``diskcopy.py``, state PreparingDisk).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, replace
 from tashi.clustermanager import refs
 from tashi.clustermanager.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.diskcopy import DiskCopies, needs_copy
+from tashi.clustermanager.images import ImageService
 from tashi.clustermanager.migration import Migrations
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle_nics
@@ -23,7 +26,15 @@ from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, InvalidState, NotFound, TashiError
 from tashi.domain.ids import HostId, InstanceId, UserId
-from tashi.domain.models import Host, Instance, InstanceEvent, InstanceSpec, Principal, Role
+from tashi.domain.models import (
+    DiskConfig,
+    Host,
+    Instance,
+    InstanceEvent,
+    InstanceSpec,
+    Principal,
+    Role,
+)
 from tashi.domain.operations import InstanceQuery, VmRequest
 from tashi.domain.states import Action, HostState, InstanceState, next_state
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
@@ -43,13 +54,19 @@ class InstanceRules:
 
 class InstanceService:
     def __init__(
-        self, db: Database, nodes: NodeGateway, clock: Clock, rules: InstanceRules
+        self,
+        db: Database,
+        nodes: NodeGateway,
+        clock: Clock,
+        rules: InstanceRules,
+        images: ImageService,
     ) -> None:
         self._db = db
         self._nodes = nodes
         self._clock = clock
         self._rules = rules
         self._migrations = Migrations(nodes, rules.migrate_timeout)
+        self._disk_copies = DiskCopies(images)
 
     # --- creating ---------------------------------------------------------------------
 
@@ -76,7 +93,7 @@ class InstanceService:
             raise InvalidInput(f"count must be between 1 and {self._rules.max_batch} (maxBatch)")
         if any(n.mac for n in request.nics or ()):
             raise InvalidInput("createMany gives every VM its own MACs; leave the MAC empty")
-        if count > 1 and any(d.persistent for d in request.disks):
+        if count > 1 and any(d.persistent and not d.copy for d in request.disks):
             raise InvalidInput(
                 "a persistent disk is written by one VM only; createMany cannot share it"
             )
@@ -295,8 +312,9 @@ class InstanceService:
         return await self._nodes.vmm_call(await self._host_of(inst), inst, op, argument)
 
     async def activate_vm(self, caller: Principal, ref: str, host_ref: str) -> Instance:
-        """``activateVm`` (the scheduler's call): start a Pending or Held instance on a host.
-        If the node cannot start it, the instance is Held with the reason."""
+        """``activateVm`` (the scheduler's call): start a Pending or Held instance on a host,
+        first making the copies its ``copy`` disks ask for (PreparingDisk, ``diskcopy.py``).
+        If a copy fails or the node cannot start it, the instance is Held with the reason."""
         require_role(caller, Role.agent, Role.admin, doing="activating instances")
         inst, host = await self._db.read(
             lambda tx: (refs.instance(tx, ref), refs.host(tx, host_ref))
@@ -307,7 +325,10 @@ class InstanceService:
         _usable(host)
         if host.reserved and inst.user_id not in host.reserved:
             raise Forbidden(f"host {host.name!r} is reserved for other users")
-        starting = await self._move(inst, action, host_id=host.id, clear_reason=True)
+        if not source and needs_copy(inst):
+            starting = await self._disk_copies.prepare(caller, inst, host.id, self._move)
+        else:
+            starting = await self._move(inst, action, host_id=host.id, clear_reason=True)
         try:
             if source:
                 vm_id = await self._nodes.resume(host, starting, source)
@@ -343,9 +364,12 @@ class InstanceService:
         reason: str | None = None,
         clear_host: bool = False,
         clear_reason: bool = False,
+        disks: tuple[DiskConfig, ...] | None = None,
+        event: tuple[str, str] | None = None,
     ) -> Instance:
         """Compare-and-swap ``inst`` from its state through ``action`` (``None``: same state,
-        other fields only)."""
+        other fields only); ``event`` (kind, message) goes into its history in the same
+        transaction."""
         target = inst.state if action is None else next_state(inst.state, action)
         now = self._clock.now()
         changes = InstanceChanges(
@@ -356,12 +380,16 @@ class InstanceService:
             clear_host=clear_host,
             clear_vm=clear_host,
             clear_reason=clear_reason,
+            disks=disks,
         )
-        return await self._db.write(
-            lambda tx: tx.instances.transition(
-                inst.id, inst.state, target, now=now, changes=changes
-            )
-        )
+
+        def save(tx: Transaction) -> Instance:
+            saved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
+            if event is not None:
+                tx.events.add(inst.id, event[0], event[1], now=now)
+            return saved
+
+        return await self._db.write(save)
 
 
 def suspend_file(inst: Instance) -> str:

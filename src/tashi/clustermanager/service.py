@@ -89,7 +89,8 @@ def build_service(
     )
     auth = AuthService(db, clock, settings.security.token_lifetime)
     gateway = nodes(db) if nodes is not None else NoNodeManagers()
-    instances = InstanceService(db, gateway, clock, rules)
+    image_service = ImageService(images, db, clock)
+    instances = InstanceService(db, gateway, clock, rules, image_service)
     return ClusterService(
         db=db,
         auth=auth,
@@ -98,7 +99,7 @@ def build_service(
         hosts=HostService(db, clock),
         networks=NetworkService(db, NetworkId(svc.default_network)),
         users=UserService(db, clock, auth),
-        images=ImageService(images, db, clock),
+        images=image_service,
         node_reports=NodeReports(
             db,
             clock,

@@ -50,7 +50,8 @@ def build_spec(request: VmRequest, name: str, rules: SpecRules) -> InstanceSpec:
     if request.group_name is not None:
         validation.instance_name(request.group_name)
     disks = tuple(
-        DiskConfig(uri=validation.image_name(d.uri), persistent=d.persistent) for d in request.disks
+        DiskConfig(uri=validation.image_name(d.uri), persistent=d.persistent or d.copy, copy=d.copy)
+        for d in request.disks
     )
     if not disks:
         raise InvalidInput("an instance needs at least one disk (--disks IMAGE)")

@@ -30,10 +30,14 @@ class Role(enum.Enum):
 class DiskConfig:
     """One disk of an instance: an image in the image store, copy-on-write unless persistent.
 
-    ``uri`` is the image's file name in the store (Tashi's name for the field), never a path."""
+    ``uri`` is the image's file name in the store (Tashi's name for the field), never a path.
+    ``copy`` (SLA@SOI): ``uri`` is a template; when the instance is first activated the cluster
+    manager makes the VM its own full copy of it (state ``PreparingDisk``) and the disk then
+    names that copy, persistent, with ``copy`` false. A copy disk is persistent by definition."""
 
     uri: str
     persistent: bool = False
+    copy: bool = False
 
 
 @dataclass(frozen=True, slots=True)

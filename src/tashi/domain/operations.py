@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 class DiskRequest:
     uri: str
     persistent: bool = False
+    copy: bool = False  # SLA@SOI: the VM's own persistent copy of the template ``uri``
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from typing import Protocol
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import (
+    DiskConfig,
     Host,
     Instance,
     InstanceEvent,
@@ -88,6 +89,7 @@ class InstanceChanges:
     hints: dict[str, str] | None = None  # replaces all hints
     cpu_share: int | None = None
     nics: tuple[NicConfig, ...] | None = None  # replaces IPs of NICs matched by MAC
+    disks: tuple[DiskConfig, ...] | None = None  # replaces all disks
     clear_host: bool = False
     clear_vm: bool = False
     clear_reason: bool = False

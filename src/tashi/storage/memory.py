@@ -215,6 +215,7 @@ class _Instances:
             hints=dict(c.hints) if c.hints is not None else inst.hints,
             cpu_share=c.cpu_share if c.cpu_share is not None else inst.cpu_share,
             nics=nics,
+            disks=c.disks if c.disks is not None else inst.disks,
         )
         self._t.instances[instance_id] = updated
         return updated

@@ -1,7 +1,8 @@
 """Verbs that create and list instances: createVm, createMany, getInstances, getMyInstances.
 
 The instance table has the original columns ``id hostId name user state disk memory cores``
-(``disk`` is the first disk's image, ``:True`` when persistent); every other field of
+(``disk`` is the first disk's image, ``:True`` when persistent, ``:copy`` while its own copy of
+that template is still to be made); every other field of
 ``InstanceOut`` can be added with ``--show-<col>``. The lifecycle verbs are in ``lifecycle.py``.
 """
 
@@ -18,10 +19,7 @@ from tashi.domain.errors import Forbidden, NotAuthenticated
 
 
 def _disk(inst: InstanceOut) -> str | None:
-    if not inst.disks:
-        return None
-    first = inst.disks[0]
-    return f"{first.uri}:True" if first.persistent else first.uri
+    return _disks(inst)[0] if inst.disks else None
 
 
 def _nics(inst: InstanceOut) -> list[str]:
@@ -29,7 +27,10 @@ def _nics(inst: InstanceOut) -> list[str]:
 
 
 def _disks(inst: InstanceOut) -> list[str]:
-    return [f"{d.uri}:True" if d.persistent else d.uri for d in inst.disks]
+    return [
+        f"{d.uri}:copy" if d.copy_ else f"{d.uri}:True" if d.persistent else d.uri
+        for d in inst.disks
+    ]
 
 
 INSTANCE_TABLE: TableSpec[InstanceOut] = TableSpec(
@@ -64,10 +65,12 @@ SPEC_OPTIONS = (
     Option(
         "disks",
         "Comma list of images of the image store; ':True' keeps changes (persistent),"
-        " otherwise the VM writes to its own copy-on-write overlay.",
+        " ':copy' gives the VM its own persistent copy of the image (made when it first"
+        " starts, state PreparingDisk), otherwise the VM writes to its own copy-on-write"
+        " overlay.",
         parsing.parse_disks,
         required=True,
-        metavar="IMG[:persistent],...",
+        metavar="IMG[:persistent|:copy],...",
     ),
     Option(
         "nics",
@@ -177,6 +180,7 @@ VERBS = (
         examples=(
             "tashi createVm --name web --cores 1 --memory 256 --disks debian.qcow2",
             "tashi createVm --name db --disks db.qcow2:True,scratch.qcow2 --nics 2::,3:198.18.0.7:",
+            "tashi createVm --name mine --disks debian.qcow2:copy",
             "tashi createVm --name big --cores 4 --memory 4096 --disks base.qcow2"
             " --hints nicModel=e1000,display=True",
         ),

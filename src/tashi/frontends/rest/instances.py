@@ -30,7 +30,7 @@ from tashi.web.json import JsonResponse
 def _vm_request(body: s.InstanceIn | s.CreateManyIn, name: str) -> VmRequest:
     return VmRequest(
         name=name,
-        disks=[DiskRequest(uri=d.uri, persistent=d.persistent) for d in body.disks],
+        disks=[DiskRequest(uri=d.uri, persistent=d.persistent, copy=d.copy_) for d in body.disks],
         cores=body.cores,
         memory=body.memory,
         cpu_share=body.cpuShare,

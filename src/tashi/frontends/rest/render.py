@@ -28,7 +28,7 @@ def instance(inst: Instance, names: Mapping[int, str]) -> Json:
         "cores": inst.cores,
         "memory": inst.memory,
         "cpuShare": inst.cpu_share,
-        "disks": [{"uri": d.uri, "persistent": d.persistent} for d in inst.disks],
+        "disks": [{"uri": d.uri, "persistent": d.persistent, "copy": d.copy} for d in inst.disks],
         "nics": [{"network": n.network, "mac": n.mac, "ip": n.ip} for n in inst.nics],
         "hints": dict(inst.hints),
         "groupName": inst.group_name,

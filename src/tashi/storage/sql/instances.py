@@ -71,7 +71,7 @@ class SqlInstances:
             "cores": spec.cores,
             "memory": spec.memory,
             "cpu_share": spec.cpu_share,
-            "disks": [{"uri": d.uri, "persistent": d.persistent} for d in spec.disks],
+            "disks": _disk_rows(spec.disks),
             "hints": dict(spec.hints),
             "group_name": spec.group_name,
             "reason": None,
@@ -102,7 +102,7 @@ class SqlInstances:
             "cores": instance.cores,
             "memory": instance.memory,
             "cpu_share": instance.cpu_share,
-            "disks": [{"uri": d.uri, "persistent": d.persistent} for d in instance.disks],
+            "disks": _disk_rows(instance.disks),
             "hints": dict(instance.hints),
             "group_name": instance.group_name,
             "reason": instance.reason,
@@ -293,6 +293,8 @@ def _changed_values(c: InstanceChanges) -> dict[str, Any]:
         values["hints"] = dict(c.hints)
     if c.cpu_share is not None:
         values["cpu_share"] = c.cpu_share
+    if c.disks is not None:
+        values["disks"] = _disk_rows(c.disks)
     return values
 
 
@@ -338,5 +340,12 @@ def _records(rows: Iterable[Any], nics: dict[int, tuple[NicConfig, ...]]) -> Ite
         )
 
 
+def _disk_rows(disks: Sequence[DiskConfig]) -> list[dict[str, Any]]:
+    return [{"uri": d.uri, "persistent": d.persistent, "copy": d.copy} for d in disks]
+
+
 def _disks(text: str) -> tuple[DiskConfig, ...]:
-    return tuple(DiskConfig(d["uri"], d["persistent"]) for d in orjson.loads(text))
+    # Rows written before SLA@SOI image copy have no "copy" key.
+    return tuple(
+        DiskConfig(d["uri"], d["persistent"], d.get("copy", False)) for d in orjson.loads(text)
+    )
