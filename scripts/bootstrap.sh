@@ -21,6 +21,7 @@ PACKAGES=(
     python3 python3-venv python3-dev build-essential make
     postgresql mariadb-server
     qemu-system-x86 qemu-utils busybox-static dnsmasq-base iproute2 cpio e2fsprogs
+    dosfstools mtools syslinux
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }
