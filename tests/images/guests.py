@@ -58,7 +58,8 @@ class Nic:
 
 @dataclass
 class Guest:
-    """One qemu process booting an image directly from its .kernel/.initrd/.cmdline sidecars."""
+    """One qemu process booting an image: directly from its .kernel/.initrd/.cmdline sidecars
+    when it has them, else from its own bootloader (SeaBIOS boots the virtio disk)."""
 
     process: subprocess.Popen[bytes]
     serial: Path
@@ -72,13 +73,14 @@ class Guest:
     ) -> Guest:
         image = image.resolve()  # a relative backing file would be read relative to the overlay
         direct = boot.direct_boot_of(image)
-        assert direct is not None, f"{image} has no .kernel sidecar"
+        assert direct is not None or root_disk, f"{image} has no .kernel sidecar to boot alone"
         workdir.mkdir(parents=True, exist_ok=True)
         serial = workdir / "serial.log"
         qmp_socket = workdir / "qmp.sock"
         argv = [QEMU, "-accel", "tcg", "-M", "pc", "-m", "128", "-nodefaults", "-nographic"]
         argv += ["-monitor", "none", "-serial", f"file:{serial}"]
-        argv += ["-qmp", f"unix:{qmp_socket},server=on,wait=off", *direct.qemu_args()]
+        argv += ["-qmp", f"unix:{qmp_socket},server=on,wait=off"]
+        argv += [] if direct is None else direct.qemu_args()
         overlay = None
         if root_disk:
             # The image is only ever a backing file: the guest writes to its own overlay.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tashi.images import markers
+from tashi.images import boot, bootable, markers
 from tests.images.guests import SUBNET, PrivateNetwork, random_mac, require_programs, running
 
 POWEROFF_TIMEOUT = 30.0
@@ -44,6 +44,24 @@ def test_kernel_and_initrd_alone_boot_to_the_up_marker(
     boot_times.append(("initramfs only: TASHI-GUEST-UP", seconds))
     assert up.fields["root"] == "initramfs"
     assert "no root disk /dev/vda; staying in the initramfs" in guest.console()
+
+
+def test_an_image_with_its_own_bootloader_boots_to_the_up_marker(
+    tiny_image: Path, tmp_path: Path, boot_times: list[tuple[str, float]]
+) -> None:
+    require_programs("qemu-system-x86_64", "qemu-img", "mkfs.vfat", "mcopy", "syslinux")
+    image = bootable.make_bootable(
+        boot.sidecar(tiny_image, boot.KERNEL_SUFFIX),
+        boot.sidecar(tiny_image, boot.INITRD_SUFFIX),
+        tmp_path / "store" / "tashi-syslinux.qcow2",
+    )
+    assert boot.direct_boot_of(image) is None  # no sidecars: SeaBIOS, then SYSLINUX
+    assert sorted(p.name for p in image.parent.iterdir()) == ["tashi-syslinux.qcow2"]
+    with running(image, tmp_path / "guest") as guest:  # -drive if=virtio, no -kernel
+        up, seconds = guest.wait_for(markers.UP)
+    boot_times.append(("own bootloader (SYSLINUX): TASHI-GUEST-UP", seconds))
+    assert up.fields["root"] == "initramfs"
+    assert "SYSLINUX" in guest.console()
 
 
 def test_dhcp_on_every_nic_answers_ping_and_powers_off_on_the_acpi_button(

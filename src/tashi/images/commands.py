@@ -68,6 +68,9 @@ _PACKAGE_OF = {
     "dpkg-deb": "dpkg",
     "mke2fs": "e2fsprogs",
     "qemu-img": "qemu-utils",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "syslinux": "syslinux",
 }
 
 
