@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.images import builder
+from tashi.images import boot, bootable, builder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,6 +18,16 @@ def tiny_image() -> Path:
     result = builder.build(builder.BuildOptions(out_dir=REPO / "var" / "images"), say=lines.append)
     assert builder.is_complete(result.image), "\n".join(lines)
     return result.image
+
+
+@pytest.fixture(scope="session")
+def bootloader_image(tiny_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A qcow2 booting from its own bootloader (SYSLINUX) like a cloud image: no sidecars."""
+    return bootable.make_bootable(
+        boot.sidecar(tiny_image, boot.KERNEL_SUFFIX),
+        boot.sidecar(tiny_image, boot.INITRD_SUFFIX),
+        tmp_path_factory.mktemp("bootloader") / "tashi-syslinux.qcow2",
+    )
 
 
 def stock_image_store(image: Path, vfs: Path) -> str:

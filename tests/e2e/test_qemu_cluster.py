@@ -8,6 +8,7 @@ checks at the end that no qemu process, cgroup or VM directory is left behind.
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -192,3 +193,23 @@ def test_vms_boot_from_their_own_copies_of_a_template(qemu_cluster: tuple[Cluste
         assert own.uri in images
     kinds = [e.kind for e in c.admin.get_instance_history("mine")]
     assert "diskCopy" in kinds
+
+
+def test_an_image_with_its_own_bootloader_boots(
+    qemu_cluster: tuple[Cluster, str], bootloader_image: Path
+) -> None:
+    c, _ = qemu_cluster
+    image = bootloader_image.name  # a user's own image: a disk with a bootloader, no sidecars
+    shutil.copyfile(bootloader_image, c.vfs / "images" / image)
+    assert sorted(p.name for p in (c.vfs / "images").glob(image + "*")) == [image]
+    vm = c.admin.create_vm(InstanceIn(name="own", memory=128, disks=[DiskIn(uri=image)], nics=[]))
+    assert c.admin.activate_vm(vm.id, "n1").state == "Running"
+    wait_for(
+        "the guest to boot through SYSLINUX",
+        lambda: "TASHI-GUEST-UP" in console(c, "own"),
+        timeout=BOOT_TIMEOUT,
+        every=0.5,
+    )
+    text = console(c, "own")
+    assert "SYSLINUX" in text  # SeaBIOS ran the disk's boot code: no -kernel was given
+    assert "root=initramfs" in text
