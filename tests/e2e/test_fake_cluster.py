@@ -3,13 +3,15 @@ registration, activation, the lifecycle verbs, and a node manager killed and res
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tashi.api.schemas import DiskIn, InstanceIn, NetworkIn
-from tests.e2e.harness import Cluster, wait_for
+from tests.e2e.harness import BIN, Cluster, wait_for
 
 
 @pytest.fixture
@@ -60,3 +62,43 @@ def test_a_killed_node_is_noticed_and_its_vms_orphaned(cluster: Cluster) -> None
     node.kill()
     wait_for("host n1 to go down", lambda: not cluster.host_up("n1"), timeout=20)
     assert state(cluster, "db") == "Orphaned"
+
+
+def test_the_lifecycle_through_the_tashi_command(cluster: Cluster) -> None:
+    cluster.add_node("n1")
+    cluster.add_node("n2")
+    creds = cluster.root / "cm-state" / "admin-credentials.cfg"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
+    env.update(TASHI_CONFIG=str(creds), HOME=str(cluster.root / "home"))
+
+    def tashi(*argv: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "tashi"), *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cluster.root,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (argv, done.stderr)
+        assert "Traceback" not in done.stderr
+        return done.stdout
+
+    tashi("createVm", "--name", "cli", "--disks", "disk.img")
+    assert "Running" in tashi("activateVm", "--instance", "cli", "--host", "n1")
+    assert "pausing" in tashi("pauseVm", "--instance", "cli")
+    assert "unpausing" in tashi("unpauseVm", "--instance", "cli")
+    assert "startVnc" in tashi("vmmSpecificCall", "--instance", "cli", "--arg", "list")
+    assert "1500" in tashi("adaptCpuShare", "--share", "1500", "--instance", "cli")
+    tashi("suspendVm", "--instance", "cli")
+    wait_for("the suspend", lambda: state(cluster, "cli") == "Suspended")
+    tashi("resumeVm", "--instance", "cli")
+    tashi("activateVm", "--instance", "cli", "--host", "n2")
+    wait_for("the restore", lambda: state(cluster, "cli") == "Running")
+    iid = cluster.admin.get_instance("cli").id
+    assert "shutting down" in tashi("shutdownVm", "--instance", "cli")
+    wait_for("the shutdown", lambda: not cluster.admin.get_instances(name="cli"))
+    history = tashi("getInstanceHistory", "--instance", str(iid))  # an admin reads it by id
+    assert "suspended" in history
+    assert "exited" in history

@@ -52,6 +52,12 @@ def migrate_vm(ctx: Context, args: Args) -> Output:
     return Output(raw=dump(inst), text=f"{inst.name} is migrating to host {target}.")
 
 
+def activate_vm(ctx: Context, args: Args) -> Output:
+    host = args.text("host")
+    inst = ctx.client.activate_vm(args.text("instance"), host)
+    return Output(raw=dump(inst), text=f"{inst.name} is {inst.state} on host {host}.")
+
+
 def vmm_specific_call(ctx: Context, args: Args) -> Output:
     answer = ctx.client.vmm_specific_call(args.text("instance"), args.text("arg"))
     return Output(raw=dump(answer), text=answer.message)
@@ -203,6 +209,27 @@ VERBS = (
             "tashi migrateVm --instance web --targetHostId 2",
             "tashi migrateVm --instance web --dst node7",
         ),
+    ),
+    Verb(
+        "activateVm",
+        "instances",
+        "Start a Pending or Held instance on a given host (the scheduler's call).",
+        activate_vm,
+        (
+            INSTANCE,
+            Option(
+                "host",
+                "The host to start it on, by id or name.",
+                parsing.parse_name,
+                required=True,
+                metavar="HOST",
+                aliases=("hostId",),
+            ),
+        ),
+        description="What the scheduling agent does for every Pending instance; needs the"
+        " agent or admin role. The host must be up, Normal and not reserved for other users."
+        " If its node manager cannot start the VM, the instance becomes Held with the reason.",
+        examples=("tashi activateVm --instance web --host node2",),
     ),
     Verb(
         "vmmSpecificCall",
