@@ -1,9 +1,12 @@
-"""``python -m bench`` (``make bench``): run the benchmark and print its table.
+"""``python -m bench [all|control|nodes]`` (``make bench`` = all): run the benchmark suites and
+print their tables.
 
-``--quick`` is a short smoke run (a few hundred requests, 10,000 instances); ``--only`` limits the
-run to one store. Prints the results table (``report.py``) and where the CPU went, writes the JSON
-under ``bench/results/``, and exits 1 if a floor of issue 2 failed or a store could not be
-measured, 130 on Ctrl-C (after stopping every process it started and removing its files).
+``control`` measures the cluster manager's HTTP API on SQLite and PostgreSQL (``runner.py``);
+``nodes`` measures Tashi on real QEMU — boot, live migration, node-manager memory — against bare
+QEMU (``nodes.py``). ``--quick`` is a short smoke run of either; ``--only`` limits the control
+suite to one store. Each suite prints its table and writes its JSON under ``bench/results/``.
+The exit status is 1 if a floor or goal of the issues failed or something could not be measured,
+130 on Ctrl-C (after stopping every process started and removing the temporary files).
 """
 
 from __future__ import annotations
@@ -13,20 +16,25 @@ import sys
 import traceback
 from dataclasses import asdict
 
-from bench import report, runner
+from bench import nodereport, nodes, report, runner
 from bench.cluster import Workspace, sigterm_as_interrupt
 from bench.cpu import calibrate
 from bench.report import StoreResults
+
+SUITES = ("all", "control", "nodes")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Measure createVm and getInstances of a real tashi-cm on SQLite and"
-        " PostgreSQL, against same-run baselines. See docs/benchmarks.md.",
+        description="Measure Tashi against same-run baselines: the cluster manager's API"
+        " (control) and VMs on real QEMU (nodes). See docs/benchmarks.md.",
+    )
+    parser.add_argument(
+        "suite", nargs="?", choices=SUITES, default="all", help="what to measure (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--only", choices=runner.STORES, help="measure one store only")
+    parser.add_argument("--only", choices=runner.STORES, help="control: measure one store only")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (server logs) at the end"
     )
@@ -35,6 +43,29 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    status = 0
+    try:
+        with sigterm_as_interrupt():
+            if args.suite in ("all", "control"):
+                status |= _control(args)
+            if args.suite in ("all", "nodes"):
+                if args.suite == "all":
+                    print()
+                status |= _nodes(args)
+    except KeyboardInterrupt:
+        runner.say("interrupted: every process started was stopped, temp files removed")
+        return 130
+    return status
+
+
+def _finish(workspace: Workspace, keep: bool) -> None:
+    if keep:
+        runner.say(f"kept {workspace.root}")
+    else:
+        workspace.remove()
+
+
+def _control(args: argparse.Namespace) -> int:
     plan = runner.QUICK if args.quick else runner.FULL
     kinds = [args.only] if args.only else list(runner.STORES)
     done: list[StoreResults] = []
@@ -42,22 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     yardstick = [calibrate()]
     workspace = Workspace()
     try:
-        with sigterm_as_interrupt():
-            for kind in kinds:
-                try:
-                    done.append(runner.run_store(kind, plan, workspace))
-                # A supervision boundary: one store's failure is reported, the other still runs.
-                except Exception:  # noqa: BLE001
-                    runner.say(f"[{kind}] FAILED:\n{traceback.format_exc()}")
-                    failed.append(kind)
-    except KeyboardInterrupt:
-        runner.say("interrupted: every process started was stopped, temp files removed")
-        return 130
+        for kind in kinds:
+            try:
+                done.append(runner.run_store(kind, plan, workspace))
+            # A supervision boundary: one store's failure is reported, the other still runs.
+            except Exception:  # noqa: BLE001
+                runner.say(f"[{kind}] FAILED:\n{traceback.format_exc()}")
+                failed.append(kind)
     finally:
-        if args.keep:
-            runner.say(f"kept {workspace.root}")
-        else:
-            workspace.remove()
+        _finish(workspace, args.keep)
     yardstick.append(calibrate())
     options = {
         "quick": args.quick,
@@ -90,6 +114,38 @@ def _report(
         print(f"{kind}: not measured (see the error above)")
     missed = any(r.verdict.startswith("FAIL") for r in rows)
     return 1 if missed or failed else 0
+
+
+def _nodes(args: argparse.Namespace) -> int:
+    plan = nodes.QUICK if args.quick else nodes.FULL
+    yardstick = [calibrate()]
+    workspace = Workspace()
+    try:
+        results = nodes.run(plan, workspace, runner.say)
+    # A supervision boundary: the cluster could not start; nothing was measured.
+    except Exception:  # noqa: BLE001
+        runner.say(f"[nodes] FAILED:\n{traceback.format_exc()}")
+        return 1
+    finally:
+        _finish(workspace, args.keep)
+    yardstick.append(calibrate())
+    rows = nodereport.rows(results)
+    nodereport.print_table(rows)
+    options = {"quick": args.quick, "plan": asdict(plan), "yardstick_ms": yardstick}
+    path = nodereport.save(results, rows, options)
+    before, after = yardstick
+    print(
+        f"\nyardstick (a fixed Python loop; lower is faster): {before:.1f} ms, after {after:.1f} ms"
+    )
+    if results.waits:
+        print(
+            f"{len(results.waits)} measurements waited for quiet neighbours in vain and were taken"
+            f" anyway (listed in the JSON under 'busy')"
+        )
+    print(f"measured: tashi {report.source()}; results: {path}")
+    for phase in results.failed:
+        print(f"nodes {phase}: not measured in full (see the error above)")
+    return 1 if nodereport.missed(rows) or results.failed else 0
 
 
 if __name__ == "__main__":

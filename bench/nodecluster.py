@@ -1,0 +1,330 @@
+"""The node benchmarks' system under test: a real ``tashi-cm`` and ``tashi-nm`` processes whose
+QEMU driver boots the tiny guest under TCG, all on this machine and on loopback.
+
+The shape is the end-to-end tests' (``tests/e2e/harness.py``), without pytest, and with what a
+benchmark that can be interrupted needs: each daemon runs in a session of its own (a Ctrl-C
+reaches only the benchmark, which then stops them in order), waits have deadlines and raise
+``BenchError``, and ``stop()`` leaves nothing behind: every instance destroyed through the
+cluster manager, the node managers and the cluster manager stopped by pid, any qemu still
+running from the workspace stopped by pid, and the private ``[Qemu] cgroupRoot`` removed.
+
+``nodes.py`` starts one cluster per run; ``boot.py``, ``migrate.py`` and ``nmmemory.py`` drive it
+through the client SDK and read the files the driver writes (``VmPaths``).
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from bench.cluster import BenchError, Workspace, free_port, stop_pid
+from tashi.api import paths
+from tashi.api.schemas import NetworkIn, UserIn
+from tashi.client.sdk import TashiClient
+from tashi.images import builder
+from tashi.vmm.qemu.cmdline import VmPaths
+
+T = TypeVar("T")
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+CGROUP_PARENT = Path("/sys/fs/cgroup/cpu")
+NODE_USER, NODE_PASSWORD = "node", secrets.token_urlsafe(16)
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+DESTROY_TIMEOUT = 60.0
+HEARTBEAT = 1.0  # [NodeManagerService] registerFrequency, seconds
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.02) -> T:
+    """Poll ``probe`` until it returns something truthy; ``BenchError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def tiny_image(say: Callable[[str], None]) -> Path:
+    """The tiny guest (``var/images/tashi-tiny.qcow2``), built first if it is missing."""
+    result = builder.build(builder.BuildOptions(out_dir=REPO / "var" / "images"), say=say)
+    if not builder.is_complete(result.image):
+        raise BenchError(f"the tiny guest image {result.image} is incomplete")
+    return result.image
+
+
+def _write_config(path: Path, sections: dict[str, dict[str, object]]) -> Path:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep camelCase names
+    for section, values in sections.items():
+        parser[section] = {k: str(v) for k, v in values.items()}
+    with path.open("w") as handle:
+        parser.write(handle)
+    path.chmod(0o600)  # it may hold a password
+    return path
+
+
+@dataclass
+class Daemon:
+    """One ``tashi-cm`` or ``tashi-nm`` subprocess with its own directory, config and log."""
+
+    name: str
+    program: str
+    root: Path
+    config: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise BenchError(f"{self.name} is not running")
+        return self.process.pid
+
+    @property
+    def log(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
+        env.update(HOME=str(self.root / "home"), TASHI_CONFIG=str(self.config))
+        (self.root / "home").mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(BIN / self.program)],
+                cwd=self.root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        wait_for(f"{self.name} to answer /health", self._healthy, STARTUP_TIMEOUT, every=0.05)
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise BenchError(f"{self.name} exited at start:\n{self.log_tail()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM by pid, then SIGKILL if it does not exit within ``STOP_TIMEOUT``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+
+    def rss_mb(self) -> float:
+        """Resident memory (``VmRSS``) of the daemon's process, in MB (10^6 bytes)."""
+        return rss_mb(self.pid)
+
+    def logged_at(self, text: str, since: float) -> float | None:
+        """When (``time.time()``) the daemon first logged a line containing ``text`` at or
+        after ``since``; ``None`` if it has not. Log times are local, to the millisecond."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return None
+        for line in lines:
+            if text not in line:
+                continue
+            try:
+                at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            except ValueError:
+                continue
+            if at >= since - 0.001:  # the log's millisecond truncation
+                return at
+        return None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6  # kB (KiB) to MB
+    raise BenchError(f"process {pid} has no VmRSS (a kernel thread or a zombie?)")
+
+
+@dataclass
+class NodeCluster:
+    """A cluster manager and QEMU node managers in ``workspace``; see the module doc."""
+
+    workspace: Workspace
+    image: str  # the tiny guest's name in the image store
+    cm: Daemon
+    admin: TashiClient
+    token: str  # the admin's bearer token, for the one call the SDK lacks (history)
+    cgroup_root: Path
+    nodes: dict[str, Daemon] = field(default_factory=dict)
+    qemu_options: dict[str, object] = field(default_factory=dict)  # more [Qemu] settings
+
+    @classmethod
+    def start(cls, workspace: Workspace, image: Path) -> NodeCluster:
+        root = workspace.subdir("cluster")
+        vfs = root / "vfs"
+        (vfs / "images").mkdir(parents=True)
+        for path in image.parent.glob(image.name + "*"):  # the image and its boot sidecars
+            shutil.copyfile(path, vfs / "images" / path.name)
+        port = free_port()
+        config = _write_config(
+            root / "cm.cfg",
+            {
+                "ClusterManager": {"stateDir": root / "cm-state"},
+                "ClusterManagerService": {"host": "127.0.0.1", "port": port},
+                "Vfs": {"prefix": vfs},
+                "Logging": {"level": "INFO"},
+            },
+        )
+        cm = Daemon("tashi-cm", "tashi-cm", root, config, port)
+        cgroup_root = CGROUP_PARENT / f"{workspace.root.name}-vms"
+        cm.start()
+        try:
+            admin, token = _admin(cm, root / "cm-state" / "admin-credentials.cfg")
+        except BaseException:
+            cm.stop()
+            raise
+        cluster = cls(workspace, image.name, cm, admin, token, cgroup_root)
+        try:
+            admin.register_user(UserIn(name=NODE_USER, password=NODE_PASSWORD, role="node"))
+            admin.add_network(NetworkIn(id=1, name="default"))
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    @property
+    def vfs(self) -> Path:
+        return self.cm.root / "vfs"
+
+    def add_node(self, name: str) -> Daemon:
+        """Start a ``tashi-nm`` named ``name`` (QEMU driver, TCG) and wait until its host is up."""
+        root = self.cm.root / name
+        root.mkdir()
+        port = free_port()
+        config = _write_config(
+            root / "nm.cfg",
+            {
+                "NodeManagerService": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "name": name,
+                    "advertise": f"http://127.0.0.1:{port}",
+                    "clusterManagerHost": "127.0.0.1",
+                    "clusterManagerPort": self.cm.port,
+                    "registerFrequency": HEARTBEAT,
+                    "stateDir": root / "state",
+                },
+                "NodeManager": {"vmm": "qemu", "network": "fake", "scratchDir": root / "scratch"},
+                "Qemu": {"accel": "tcg", "cgroupRoot": self.cgroup_root, **self.qemu_options},
+                "AccessClusterManager": {"username": NODE_USER, "password": NODE_PASSWORD},
+                "Vfs": {"prefix": self.vfs},
+                "Logging": {"level": "INFO"},
+            },
+        )
+        node = Daemon(name, "tashi-nm", root, config, port)
+        self.nodes[name] = node
+        node.start()
+        wait_for(f"host {name} to be up", lambda: self.host_up(name), STARTUP_TIMEOUT)
+        return node
+
+    def host_up(self, name: str) -> bool:
+        return any(h.name == name and h.up for h in self.admin.get_hosts())
+
+    def vm_paths(self, node: str, instance_id: int) -> VmPaths:
+        """The files the QEMU driver keeps for a VM: ``<stateDir>/vms/<id>/`` of its node."""
+        return VmPaths(self.nodes[node].root / "state" / "vms" / str(instance_id))
+
+    def overlay(self, node: str, instance_id: int) -> Path:
+        """The node-local overlay of the VM's first disk (``DiskManager.overlay_dir``)."""
+        return self.nodes[node].root / "scratch" / str(instance_id) / "disk0.qcow2"
+
+    def destroy(self, ref: int | str) -> None:
+        """Destroy an instance through the cluster manager and wait until it is gone."""
+        self.admin.destroy_vm(ref)
+        wait_for(f"instance {ref} to be gone", lambda: self._gone(ref), DESTROY_TIMEOUT)
+
+    def _gone(self, ref: int | str) -> bool:
+        return not any(ref in (i.id, i.name) for i in self.admin.get_instances())
+
+    def history(self, ref: int | str) -> list[dict[str, Any]]:
+        """``GET /v1/instances/{ref}/history``: the instance's history lines, oldest first."""
+        url = self.admin.base_url + paths.INSTANCE_HISTORY.format(ref=ref)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        response = httpx.get(url, headers=headers, params={"limit": 10000}, timeout=10.0)
+        if response.status_code != 200:
+            raise BenchError(f"history of {ref}: {response.status_code} {response.text[:300]}")
+        lines: list[dict[str, Any]] = response.json()
+        return sorted(lines, key=lambda line: int(line["id"]))
+
+    def stop(self) -> None:
+        """Destroy every instance, stop the daemons, then anything left; remove the cgroups."""
+        problems: list[str] = []
+        try:
+            for inst in self.admin.get_instances():
+                self.admin.destroy_vm(inst.id, force=True)
+            wait_for("every instance to be gone", lambda: not self.admin.get_instances(), 60.0)
+        except Exception as exc:  # noqa: BLE001  # clean-up goes on; the strays are stopped below
+            problems.append(f"destroying the instances: {exc}")
+        for node in self.nodes.values():
+            node.stop()
+        self.cm.stop()
+        with contextlib.suppress(Exception):
+            self.admin.close()
+        for pid in self.workspace.strays():  # a qemu the destroys above did not reach
+            problems.append(f"stopped a leftover process {pid}")
+            stop_pid(pid)
+        problems += remove_cgroups(self.cgroup_root)
+        if problems:
+            print("clean-up: " + "; ".join(problems), file=sys.stderr, flush=True)
+
+
+def remove_cgroups(root: Path) -> list[str]:
+    """Remove the private cgroup root and the VM groups under it; what could not be removed."""
+    if not root.exists():
+        return []
+    left: list[str] = []
+    for group in [*(p for p in root.iterdir() if p.is_dir()), root]:
+        try:
+            group.rmdir()
+        except OSError as exc:
+            left.append(f"cannot remove cgroup {group}: {exc.strerror}")
+    return left
+
+
+def _admin(cm: Daemon, credentials: Path) -> tuple[TashiClient, str]:
+    parser = configparser.ConfigParser(interpolation=None)
+    wait_for("the admin credentials", credentials.exists, STARTUP_TIMEOUT)
+    parser.read(credentials)
+    access = parser["AccessClusterManager"]
+    admin = TashiClient(
+        f"http://127.0.0.1:{cm.port}", username=access["username"], password=access["password"]
+    )
+    return admin, admin.login().token
