@@ -115,13 +115,7 @@ class CmProcess:
 
     def stop(self) -> None:
         """SIGTERM by pid (uvicorn's graceful stop), then SIGKILL if it does not exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT)
+        stop_child(self.process)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -227,6 +221,18 @@ def _create_network(cm: CmProcess) -> None:
         response = http.post("/v1/networks", json=NETWORK)
     if response.status_code != 201:
         raise BenchError(f"creating network 1 failed ({response.status_code}): {response.text}")
+
+
+def stop_child(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child of ours: SIGTERM, then SIGKILL if it has not exited within
+    ``STOP_TIMEOUT``; reaped either way (an unreaped child's pid cannot be reused)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
 
 
 def stop_pid(pid: int) -> None:

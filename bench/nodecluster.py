@@ -19,7 +19,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bench.cluster import BenchError, Workspace, free_port, stop_pid
+from bench.cluster import BenchError, Workspace, free_port, stop_child, stop_pid
 from tashi.api import paths
 from tashi.api.schemas import NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
@@ -44,7 +43,6 @@ REPO = Path(__file__).resolve().parent.parent
 CGROUP_PARENT = Path("/sys/fs/cgroup/cpu")
 NODE_USER, NODE_PASSWORD = "node", secrets.token_urlsafe(16)
 STARTUP_TIMEOUT = 60.0
-STOP_TIMEOUT = 20.0
 DESTROY_TIMEOUT = 60.0
 HEARTBEAT = 1.0  # [NodeManagerService] registerFrequency, seconds
 
@@ -127,15 +125,9 @@ class Daemon:
             return False
 
     def stop(self) -> None:
-        """SIGTERM by pid, then SIGKILL if it does not exit within ``STOP_TIMEOUT``."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT)
+        """SIGTERM by pid, then SIGKILL if it does not exit (``cluster.stop_child``)."""
+        if self.process is not None:
+            stop_child(self.process)
 
     def rss_mb(self) -> float:
         """Resident memory (``VmRSS``) of the daemon's process, in MB (10^6 bytes)."""
