@@ -9,9 +9,8 @@ target's half-made VM destroyed. Total time and downtime go into the instance's 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tashi.clustermanager.nodes import NodeGateway
@@ -19,6 +18,7 @@ from tashi.domain.errors import TashiError
 from tashi.domain.models import Host, Instance
 from tashi.domain.states import Action
 from tashi.nodeapi.schemas import TicketOut
+from tashi.runtime.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ Recorder = Callable[[Instance, str, str], Awaitable[None]]
 class Migrations:
     nodes: NodeGateway
     migrate_timeout: float
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: Background = field(default_factory=lambda: Background("a migration"))
 
     def start(
         self,
@@ -43,7 +43,7 @@ class Migrations:
         move: Mover,
         record: Recorder,
     ) -> None:
-        self._spawn(self._run(inst, source, target, ticket, move, record))
+        self._tasks.spawn(self._run(inst, source, target, ticket, move, record))
 
     async def _run(
         self,
@@ -92,17 +92,6 @@ class Migrations:
             inst, "migrateFailed", f"to {target.name}: {error.message}; still on {source.name}"
         )
 
-    def _spawn(self, work: Coroutine[object, object, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("migration task failed", exc_info=task.exception())
-
     async def wait(self) -> None:
         """Wait for every migration in flight (tests, orderly shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.wait()

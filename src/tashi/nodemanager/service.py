@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from tashi.images.store import ImageStore
 from tashi.network.base import NetworkDriver
 from tashi.nodeapi.schemas import InstanceWire, MigrationOut, TicketOut, VmEvent, VmOut
 from tashi.nodemanager.vmdirs import VmDirs
+from tashi.runtime.tasks import Background
 from tashi.vmm.base import (
     BootSpec,
     Capability,
@@ -87,7 +88,7 @@ class NodeService:
     advertise_host: str
     shutdown_grace: float = 120.0  # [Qemu] shutdownGrace: then a shut-down VM is destroyed
     _vms: dict[InstanceId, _Vm] = field(default_factory=dict)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: Background = field(default_factory=lambda: Background("a background VM task"))
 
     # --- reading ----------------------------------------------------------------------
 
@@ -157,7 +158,7 @@ class NodeService:
         if not source.is_file():
             raise NotFound(f"there is no suspend file {resume_from!r}")
         vm = await self._launch(instance, source)
-        self._spawn(self._finish_resume(InstanceId(instance.id), source))
+        self._tasks.spawn(self._finish_resume(InstanceId(instance.id), source))
         return self._out(InstanceId(vm.instance.id))
 
     async def _finish_resume(self, iid: InstanceId, source: Path) -> None:
@@ -194,7 +195,7 @@ class NodeService:
         vm = self._get(iid)
         await self.driver.shutdown(iid)
         vm.state = VmState.shutting_down
-        self._spawn(self._escalate(iid, vm))
+        self._tasks.spawn(self._escalate(iid, vm))
 
     async def _escalate(self, iid: InstanceId, vm: _Vm) -> None:
         await asyncio.sleep(self.shutdown_grace)  # a deadline, not a wait for a condition
@@ -227,7 +228,7 @@ class NodeService:
         path = self._suspend_file(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         vm.busy = "suspending"
-        self._spawn(self._suspend(iid, path))
+        self._tasks.spawn(self._suspend(iid, path))
 
     async def _suspend(self, iid: InstanceId, path: Path) -> None:
         try:
@@ -322,16 +323,6 @@ class NodeService:
             )
         )
 
-    def _spawn(self, work: Coroutine[object, object, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background VM task failed", exc_info=task.exception())
-
     # --- restart ----------------------------------------------------------------------
 
     async def recover(self) -> list[InstanceId]:
@@ -353,6 +344,4 @@ class NodeService:
         return sorted(self._vms)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
