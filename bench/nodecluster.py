@@ -1,7 +1,8 @@
 """The node benchmarks' system under test: a real ``tashi-cm`` and ``tashi-nm`` processes whose
 QEMU driver boots the tiny guest under TCG, all on this machine and on loopback.
 
-The shape is the end-to-end tests' (``tests/e2e/harness.py``), without pytest, and with what a
+The shape is the end-to-end tests' (``tests/e2e/harness.py``; both use the one process harness
+``tashi.devcluster.processes``), without pytest, and with what a
 benchmark that can be interrupted needs: each daemon runs in a session of its own (a Ctrl-C
 reaches only the benchmark, which then stops them in order), waits have deadlines and raise
 ``BenchError``, and ``stop()`` leaves nothing behind: every instance destroyed through the
@@ -16,29 +17,29 @@ from __future__ import annotations
 
 import configparser
 import contextlib
-import os
 import secrets
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
-from bench.cluster import BenchError, Workspace, free_port, stop_child, stop_pid
+from bench.cluster import BenchError, Workspace, free_port, stop_pid
 from tashi.api import paths
 from tashi.api.schemas import NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
+from tashi.devcluster import processes
+from tashi.devcluster.processes import Daemon, rss_mb
 from tashi.images import builder
 from tashi.vmm.qemu.cmdline import VmPaths
 
+__all__ = ["HEARTBEAT", "NodeCluster", "rss_mb", "tiny_image", "wait_for"]
+
 T = TypeVar("T")
-BIN = Path(sys.executable).parent
+BIN = processes.BIN
 REPO = Path(__file__).resolve().parent.parent
 CGROUP_PARENT = Path("/sys/fs/cgroup/cpu")
 NODE_USER, NODE_PASSWORD = "node", secrets.token_urlsafe(16)
@@ -49,14 +50,7 @@ HEARTBEAT = 1.0  # [NodeManagerService] registerFrequency, seconds
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.02) -> T:
     """Poll ``probe`` until it returns something truthy; ``BenchError`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+    return processes.wait_for(what, probe, timeout, every, error=BenchError)
 
 
 def tiny_image(say: Callable[[str], None]) -> Path:
@@ -68,101 +62,21 @@ def tiny_image(say: Callable[[str], None]) -> Path:
 
 
 def _write_config(path: Path, sections: dict[str, dict[str, object]]) -> Path:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep camelCase names
-    for section, values in sections.items():
-        parser[section] = {k: str(v) for k, v in values.items()}
-    with path.open("w") as handle:
-        parser.write(handle)
-    path.chmod(0o600)  # it may hold a password
-    return path
+    return processes.write_config(path, sections, private=True)  # it may hold a password
 
 
-@dataclass
-class Daemon:
-    """One ``tashi-cm`` or ``tashi-nm`` subprocess with its own directory, config and log."""
-
-    name: str
-    program: str
-    root: Path
-    config: Path
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise BenchError(f"{self.name} is not running")
-        return self.process.pid
-
-    @property
-    def log(self) -> Path:
-        return self.root / f"{self.name}.log"
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
-        env.update(HOME=str(self.root / "home"), TASHI_CONFIG=str(self.config))
-        (self.root / "home").mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [str(BIN / self.program)],
-                cwd=self.root,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        wait_for(f"{self.name} to answer /health", self._healthy, STARTUP_TIMEOUT, every=0.05)
-
-    def _healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise BenchError(f"{self.name} exited at start:\n{self.log_tail()}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM by pid, then SIGKILL if it does not exit (``cluster.stop_child``)."""
-        if self.process is not None:
-            stop_child(self.process)
-
-    def rss_mb(self) -> float:
-        """Resident memory (``VmRSS``) of the daemon's process, in MB (10^6 bytes)."""
-        return rss_mb(self.pid)
-
-    def logged_at(self, text: str, since: float) -> float | None:
-        """When (``time.time()``) the daemon first logged a line containing ``text`` at or
-        after ``since``; ``None`` if it has not. Log times are local, to the millisecond."""
-        try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return None
-        for line in lines:
-            if text not in line:
-                continue
-            try:
-                at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            except ValueError:
-                continue
-            if at >= since - 0.001:  # the log's millisecond truncation
-                return at
-        return None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024 / 1e6  # kB (KiB) to MB
-    raise BenchError(f"process {pid} has no VmRSS (a kernel thread or a zombie?)")
+def _daemon(name: str, program: str, root: Path, config: Path, port: int) -> Daemon:
+    """A daemon in a session of its own (a Ctrl-C reaches only the benchmark)."""
+    return Daemon(
+        name,
+        [str(BIN / program)],
+        root,
+        config,
+        port,
+        new_session=True,
+        startup_timeout=STARTUP_TIMEOUT,
+        error=BenchError,
+    )
 
 
 @dataclass
@@ -195,7 +109,7 @@ class NodeCluster:
                 "Logging": {"level": "INFO"},
             },
         )
-        cm = Daemon("tashi-cm", "tashi-cm", root, config, port)
+        cm = _daemon("tashi-cm", "tashi-cm", root, config, port)
         cgroup_root = CGROUP_PARENT / f"{workspace.root.name}-vms"
         cm.start()
         try:
@@ -241,7 +155,7 @@ class NodeCluster:
                 "Logging": {"level": "INFO"},
             },
         )
-        node = Daemon(name, "tashi-nm", root, config, port)
+        node = _daemon(name, "tashi-nm", root, config, port)
         self.nodes[name] = node
         node.start()
         wait_for(f"host {name} to be up", lambda: self.host_up(name), STARTUP_TIMEOUT)

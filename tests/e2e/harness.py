@@ -2,115 +2,38 @@
 
 Each daemon gets its own config file (named by TASHI_CONFIG), HOME and working directory in a
 temporary tree, a free loopback port, and a log file. ``stop()`` ends it by its pid (SIGTERM,
-then SIGKILL after a deadline). Waiting is always for a condition, with a deadline.
+then SIGKILL after a deadline). Waiting is always for a condition, with a deadline. The process
+harness itself is ``tashi.devcluster.processes``, shared with the benchmarks and tashi-cluster.
 """
 
 from __future__ import annotations
 
 import configparser
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
-
 from tashi.api.schemas import UserIn
 from tashi.client.sdk import TashiClient
+from tashi.devcluster import processes
+from tashi.devcluster.processes import BIN, free_port, write_config
 
-BIN = Path(sys.executable).parent
+__all__ = ["BIN", "Cluster", "Daemon", "free_port", "wait_for", "write_config"]
+
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def Daemon(name: str, argv: list[str], root: Path, config: Path, port: int) -> processes.Daemon:  # noqa: N802
+    """A daemon of the shared harness whose failures fail the test (``AssertionError``)."""
+    return processes.Daemon(name, argv, root, config, port, error=AssertionError)
 
 
 def wait_for(
     what: str, probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.05
 ) -> T:
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-def write_config(path: Path, sections: dict[str, dict[str, object]]) -> Path:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    for section, values in sections.items():
-        parser[section] = {k: str(v) for k, v in values.items()}
-    with path.open("w") as handle:
-        parser.write(handle)
-    return path
-
-
-@dataclass
-class Daemon:
-    name: str
-    argv: list[str]
-    root: Path
-    config: Path
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.root / f"{self.name}.log"
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
-        env.update(HOME=str(self.root / "home"), TASHI_CONFIG=str(self.config))
-        (self.root / "home").mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=self.root,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        wait_for(f"{self.name} to answer /health", self._healthy)
-
-    def _healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL, no clean-up of its own (a crash)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+    return processes.wait_for(what, probe, timeout, every, error=AssertionError)
 
 
 @dataclass
@@ -119,9 +42,9 @@ class Cluster:
 
     root: Path
     vfs: Path
-    cm: Daemon
+    cm: processes.Daemon
     admin: TashiClient
-    nodes: dict[str, Daemon] = field(default_factory=dict)
+    nodes: dict[str, processes.Daemon] = field(default_factory=dict)
     node_password: str = "node-secret-password"
 
     @classmethod
@@ -156,7 +79,7 @@ class Cluster:
         network: str = "fake",
         frequency: float = 0.5,
         extra: dict[str, dict[str, object]] | None = None,
-    ) -> Daemon:
+    ) -> processes.Daemon:
         port = free_port()
         sections: dict[str, dict[str, object]] = {
             "NodeManagerService": {

@@ -1,0 +1,7 @@
+"""``tashi-cluster``: a whole Tashi cluster on one machine (seed 002's ssi-start/add/rm/stop).
+
+``processes`` is the one process harness (daemons by pid, waits with deadlines) that the
+end-to-end tests and the benchmarks share; ``fabric`` makes the network namespaces and links of
+the virtual hosts; ``cluster`` and ``cli`` start, extend, crash and stop a cluster whose state
+lives in a state directory, so each subcommand may run in a later invocation.
+"""

@@ -1,0 +1,288 @@
+"""Daemons as child processes: the one process harness of the end-to-end tests, the benchmarks
+and ``tashi-cluster``.
+
+``Daemon`` is one ``tashi-cm``/``tashi-nm``/``tashi-scheduler`` subprocess with its own directory,
+config file (named by ``TASHI_CONFIG``), ``HOME`` and log; ``start()`` waits for ``/health`` on
+its port, ``stop()`` ends it by pid (SIGTERM, then SIGKILL after a deadline), ``kill()`` crashes it.
+A daemon may run in a network namespace (``netns``): it is then started through
+``python -m tashi.devcluster.enter`` which joins the namespace and execs the program.
+
+``stop_pid`` ends a process that is not our child (one a previous ``tashi-cluster`` started)
+by pid, after checking that the pid still names the process we mean (its start time), so a pid
+the kernel handed to someone else is never signalled. Waiting is always for a condition with a
+deadline (``wait_for``); the error it raises on a timeout is the caller's choice.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from tashi.domain.errors import BackendFailure, Unavailable
+
+BIN = Path(sys.executable).parent
+T = TypeVar("T")
+STOP_TIMEOUT = 15.0
+KILL_TIMEOUT = 10.0
+
+
+class WaitTimeout(Unavailable):
+    """A condition ``wait_for`` waited for did not come true within its deadline."""
+
+    code = "timeout"
+
+
+class DaemonFailed(BackendFailure):
+    """A daemon exited while it was starting; the message carries the end of its log."""
+
+    code = "daemon_failed"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float = 30.0,
+    every: float = 0.05,
+    error: Callable[[str], Exception] = WaitTimeout,
+) -> T:
+    """Poll ``probe`` until it returns something truthy; raise ``error(message)`` once
+    ``timeout`` seconds have passed without it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise error(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def write_config(
+    path: Path, sections: Mapping[str, Mapping[str, object]], *, private: bool = False
+) -> Path:
+    """Write an INI file keeping the camelCase option names; ``private``: mode 0600 (it holds
+    a password)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep camelCase names
+    for section, values in sections.items():
+        parser[section] = {k: str(v) for k, v in values.items()}
+    with path.open("w") as handle:
+        parser.write(handle)
+    if private:
+        path.chmod(0o600)
+    return path
+
+
+def program(name: str) -> str:
+    """The console script ``name`` of this installation (beside the running interpreter)."""
+    return str(BIN / name)
+
+
+@dataclass
+class Daemon:
+    """One daemon subprocess; see the module doc.
+
+    ``new_session``: start it in a session of its own, so a Ctrl-C in the terminal reaches only
+    the caller (which then stops it in order), and so it outlives the caller when detached.
+    """
+
+    name: str
+    argv: list[str]
+    root: Path
+    config: Path
+    port: int
+    health_host: str = "127.0.0.1"
+    netns: str | None = None
+    new_session: bool = False
+    startup_timeout: float = 30.0
+    error: Callable[[str], Exception] = DaemonFailed
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise self.error(f"{self.name} is not running")
+        return self.process.pid
+
+    def command(self) -> list[str]:
+        if self.netns is None:
+            return list(self.argv)
+        return [sys.executable, "-m", "tashi.devcluster.enter", self.netns, "--", *self.argv]
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process (without waiting for it to be healthy)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
+        env.update(HOME=str(self.root / "home"), TASHI_CONFIG=str(self.config), **self.env)
+        (self.root / "home").mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=self.new_session,
+            )
+        return self.process
+
+    def start(self) -> None:
+        self.spawn()
+        self.wait_healthy()
+
+    def wait_healthy(self) -> None:
+        wait_for(
+            f"{self.name} to answer /health",
+            self._healthy,
+            self.startup_timeout,
+            error=self.error,
+        )
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise self.error(f"{self.name} exited at start:\n{self.log_tail()}")
+        try:
+            url = f"http://{self.health_host}:{self.port}/health"
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, no clean-up of its own (a crash)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=KILL_TIMEOUT)
+
+    def stop(self) -> None:
+        """SIGTERM by pid, then SIGKILL if it does not exit; reaped either way."""
+        if self.process is not None:
+            stop_child(self.process)
+
+    def rss_mb(self) -> float:
+        """Resident memory (``VmRSS``) of the daemon's process, in MB (10^6 bytes)."""
+        return rss_mb(self.pid)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def logged_at(self, text: str, since: float) -> float | None:
+        """When (``time.time()``) the daemon first logged a line containing ``text`` at or
+        after ``since``; ``None`` if it has not. Log times are local, to the millisecond."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return None
+        for line in lines:
+            if text not in line:
+                continue
+            try:
+                at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            except ValueError:
+                continue
+            if at >= since - 0.001:  # the log's millisecond truncation
+                return at
+        return None
+
+
+def stop_child(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """Stop a child of ours: SIGTERM, then SIGKILL if it has not exited within ``timeout``;
+    reaped either way (an unreaped child's pid cannot be reused)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(KILL_TIMEOUT)
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22);
+    ``None`` when there is no such process. With the pid it names one process for good."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def alive(pid: int, started: int | None = None) -> bool:
+    """``pid`` runs (not a zombie) and, when ``started`` is given, is the process that
+    started then (not a later one the kernel gave the same pid)."""
+    now = start_time(pid)
+    return now is not None and (started is None or now == started)
+
+
+def stop_pid(
+    pid: int,
+    started: int | None = None,
+    *,
+    timeout: float = STOP_TIMEOUT,
+    sig: int = signal.SIGTERM,
+) -> bool:
+    """Send ``sig`` to ``pid`` (if it is still the process that started at ``started``), wait
+    up to ``timeout`` for it to go, then SIGKILL. ``False`` if it was not running."""
+    if not alive(pid, started):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _gone(pid, started):
+                return True
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + KILL_TIMEOUT
+        while time.monotonic() < deadline and not _gone(pid, started):
+            time.sleep(0.02)
+    return True
+
+
+def _gone(pid: int, started: int | None) -> bool:
+    """True once ``pid`` has exited (reaping it if it is our child, so no zombie is left)."""
+    try:
+        reaped, _status = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return True
+    except ChildProcessError:  # not our child
+        pass
+    return not alive(pid, started)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory (``VmRSS``) of a process, in MB (10^6 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6  # kB (KiB) to MB
+    raise Unavailable(f"process {pid} has no VmRSS (a kernel thread or a zombie?)")
