@@ -21,6 +21,8 @@ INSTANCE = f"{PREFIX}/instances/{{ref}}"  # GET one, DELETE destroyVm (?force=tr
 CREATE_MANY = f"{PREFIX}/instances:createMany"  # POST CreateMany
 DESTROY_MANY = f"{PREFIX}/instances:destroyMany"  # POST BatchSelect -> BatchResult
 SHUTDOWN_MANY = f"{PREFIX}/instances:shutdownMany"  # POST BatchSelect -> BatchResult
+# GET ?after=N&timeout=S -> ChangesOut: long-poll until the change version differs from N (agents)
+INSTANCE_CHANGES = f"{PREFIX}/instances:changes"
 INSTANCE_HISTORY = f"{PREFIX}/instances/{{ref}}/history"  # GET -> list[InstanceEventOut]
 INSTANCE_ACTION = f"{PREFIX}/instances/{{ref}}/{{action}}"
 # action in: shutdown, pause, unpause, suspend, resume (POST, no body),

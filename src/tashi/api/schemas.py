@@ -185,6 +185,13 @@ class ActivateIn(_Model):
     host: str = Field(description="host id or name")
 
 
+class ChangesOut(_Model):
+    """The change feed's version (``GET /v1/instances:changes``): it differs from the ``after``
+    a caller sent once instances (or hosts' up/state/capacity/reservations) changed."""
+
+    version: int
+
+
 class MessageOut(_Model):
     message: str
 
@@ -216,6 +223,9 @@ class HostOut(_Model):
     config: dict[str, str]
     lastHeartbeat: datetime | None
     load: float | None
+    usedMemory: int = Field(0, description="MB taken by the instances placed on the host")
+    usedCores: int = Field(0, description="cores taken by the instances placed on the host")
+    instances: int = Field(0, description="how many instances are placed on the host")
 
 
 class HostStateIn(_Model):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from tashi.clustermanager.watch import ChangeFeed, Watched
 from tashi.storage.contract import Store, Transaction
 
 T = TypeVar("T")
@@ -21,6 +22,7 @@ T = TypeVar("T")
 class Database:
     def __init__(self, store: Store, *, workers: int = 8) -> None:
         self.store = store
+        self.feed = ChangeFeed()  # bumped after each committed write that touched instances
         self._readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tashi-db-r")
         self._writers = ThreadPoolExecutor(
             max_workers=max(1, min(workers, store.max_writers)), thread_name_prefix="tashi-db-w"
@@ -32,15 +34,22 @@ class Database:
     async def write(self, work: Callable[[Transaction], T]) -> T:
         """Run ``work`` in a write transaction. Writes queue here, in order, when the store
         takes fewer concurrent writers than there are requests (``Store.max_writers``)."""
-        return await asyncio.get_running_loop().run_in_executor(self._writers, self._write, work)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writers, self._write, work, loop)
 
     def _read(self, work: Callable[[Transaction], T]) -> T:
         with self.store.transaction(write=False) as tx:
             return work(tx)
 
-    def _write(self, work: Callable[[Transaction], T]) -> T:
+    def _write(self, work: Callable[[Transaction], T], loop: asyncio.AbstractEventLoop) -> T:
         with self.store.transaction(write=True) as tx:
-            return work(tx)
+            watched = Watched(tx)
+            result = work(watched)  # a proxy of the Transaction
+        if watched.changed:
+            # From the writer thread, after the commit: the feed's waiters see the new version
+            # even if the request that wrote was cancelled meanwhile.
+            loop.call_soon_threadsafe(self.feed.bump)
+        return result
 
     def close(self) -> None:
         self._writers.shutdown(wait=True)

@@ -14,11 +14,16 @@ from tashi.clustermanager.database import Database
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import InvalidInput, InvalidState
-from tashi.domain.models import Host, Principal, User
+from tashi.domain.models import Host, Principal, Usage, User
 from tashi.domain.states import ON_HOST, SETTABLE_HOST_STATES, HostState, InstanceState
 from tashi.storage.contract import InstanceFilter, Transaction
 
 _RESIDENT = sorted(ON_HOST | {InstanceState.Orphaned})
+# What takes a host's capacity: every instance placed on it, whatever it is doing.
+_PLACED = sorted(
+    set(InstanceState)
+    - {InstanceState.Pending, InstanceState.Held, InstanceState.Suspended, InstanceState.Exited}
+)
 
 
 class HostService:
@@ -28,6 +33,16 @@ class HostService:
 
     async def list(self, caller: Principal) -> list[Host]:
         return await self._db.read(lambda tx: tx.hosts.list())
+
+    async def list_with_usage(self, caller: Principal) -> builtins.list[tuple[Host, Usage]]:
+        """Hosts with what their placed instances take (the scheduler's snapshot), read in one
+        transaction."""
+
+        def run(tx: Transaction) -> builtins.list[tuple[Host, Usage]]:
+            usage = tx.instances.usage_by_host(_PLACED)
+            return [(h, usage.get(h.id, Usage())) for h in tx.hosts.list()]
+
+        return await self._db.read(run)
 
     async def get(self, caller: Principal, ref: str) -> Host:
         return await self._db.read(lambda tx: refs.host(tx, ref))

@@ -17,7 +17,7 @@ import tashi
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
-from tashi.frontends.rest import admin, hosts, images, instances, nodes
+from tashi.frontends.rest import admin, hosts, images, instances, nodes, watch
 from tashi.frontends.rest.deps import Caller
 from tashi.web import errors
 from tashi.web.json import JsonResponse
@@ -69,6 +69,7 @@ def create_app(service: ClusterService) -> FastAPI:
     )
     app.state.service = service
     errors.install(app)
+    app.include_router(watch.router(service))
     app.include_router(instances.router(service))
     app.include_router(hosts.router(service))
     app.include_router(admin.router(service))

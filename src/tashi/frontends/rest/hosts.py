@@ -25,7 +25,7 @@ def router(service: ClusterService) -> APIRouter:
 
     @api.get(paths.HOSTS, response_model=list[s.HostOut], summary="getHosts")
     async def get_hosts(caller: Caller) -> JsonResponse:
-        return JsonResponse([render.host(h) for h in await hosts.list(caller)])
+        return JsonResponse([render.host(h, u) for h, u in await hosts.list_with_usage(caller)])
 
     @api.post(paths.HOSTS, response_model=s.HostOut, status_code=201, summary="registerHost")
     async def register_host(caller: Caller, body: s.HostIn) -> JsonResponse:

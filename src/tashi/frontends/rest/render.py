@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tashi.domain.models import Host, Image, Instance, Network, User
+from tashi.domain.models import Host, Image, Instance, Network, Usage, User
 from tashi.domain.states import InstanceState
 
 Json = dict[str, Any]
@@ -38,7 +38,8 @@ def instance(inst: Instance, names: Mapping[int, str]) -> Json:
     }
 
 
-def host(h: Host) -> Json:
+def host(h: Host, usage: Usage | None = None) -> Json:
+    used = usage or Usage()
     return {
         "id": h.id,
         "name": h.name,
@@ -54,6 +55,9 @@ def host(h: Host) -> Json:
         "config": dict(h.config),
         "lastHeartbeat": h.last_heartbeat,
         "load": h.load,
+        "usedMemory": used.memory,
+        "usedCores": used.cores,
+        "instances": used.instances,
     }
 
 

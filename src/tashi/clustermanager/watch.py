@@ -1,0 +1,96 @@
+"""A change feed for agents: a version number bumped by every write that may change placement.
+
+The scheduler long-polls ``GET /v1/instances/changes?after=N&timeout=25`` instead of listing the
+cluster every few seconds: the call answers as soon as the version differs from ``N`` (or when
+the timeout passes), and the agent then reads what it needs. The version counts writes that
+touched instances, and host writes that change what a scheduler sees (up, state, capacity,
+reservations); heartbeats that only refresh a host's clock and load do not count, so an idle
+cluster wakes nobody.
+
+The version lives in memory: a restarted cluster manager starts again at 0, and an agent whose
+``after`` is not the current version (higher after a restart) is answered at once, which makes
+it read everything again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from tashi.storage.contract import Transaction
+
+# Repository methods that change instances or what a scheduler sees of hosts.
+_INSTANCE_WRITES = frozenset({"add", "adopt", "transition", "remove"})
+_HOST_WRITES = frozenset({"add", "remove", "set_state", "add_reservation", "remove_reservation"})
+# Host fields whose change matters to placement (``update``'s keyword arguments).
+_HOST_FIELDS = ("up", "memory", "cores", "cpu_speed")
+
+
+class ChangeFeed:
+    """The version counter and its waiters. Used from the event loop only."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._changed: asyncio.Event | None = None
+
+    def bump(self) -> None:
+        self.version += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait(self, after: int, timeout: float) -> int:
+        """The current version as soon as it differs from ``after``, or after ``timeout``."""
+        if self.version != after or timeout <= 0:
+            return self.version
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        changed = self._changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout)
+        return self.version
+
+
+class Watched:
+    """A write transaction that notes whether it touched instances (or hosts, as above).
+
+    Wraps the store's transaction; ``changed`` is read after the commit."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self.changed = False
+
+    @property
+    def instances(self) -> Any:
+        return _Repository(self, self._tx.instances, _INSTANCE_WRITES)
+
+    @property
+    def hosts(self) -> Any:
+        return _Hosts(self, self._tx.hosts, _HOST_WRITES)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+
+class _Repository:
+    def __init__(self, owner: Watched, inner: Any, writes: frozenset[str]) -> None:
+        self._owner = owner
+        self._inner = inner
+        self._writes = writes
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._writes:
+            self._owner.changed = True
+        return getattr(self._inner, name)
+
+
+class _Hosts(_Repository):
+    def update(self, host_id: Any, **fields: Any) -> Any:
+        if not self._owner.changed and any(fields.get(f) is not None for f in _HOST_FIELDS):
+            before = self._inner.get(host_id)
+            if any(
+                fields.get(f) is not None and fields[f] != getattr(before, f) for f in _HOST_FIELDS
+            ):
+                self._owner.changed = True
+        return self._inner.update(host_id, **fields)
