@@ -31,7 +31,7 @@ def anyio_backend() -> str:
 
 # The names these tests give links (taps, bridges). Only they are compared, so that other
 # programs on a shared machine changing their own root links cannot fail a test here.
-_OURS = re.compile(r"tashi\d+\.\d+|tsh[0-9a-f]{12}|(vm)?br\.?\d+")
+_OURS = re.compile(r"tashi\d+\.\d+|tsh[0-9a-f]{12}|(vm)?br\.?\d+|vxbr\d+|vxlan\d+")
 
 
 def _root_links() -> set[tuple[int, str]]:
@@ -70,3 +70,35 @@ def ns_run(netns: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ip", "netns", "exec", netns, *argv], check=True, capture_output=True, text=True
     )
+
+
+UNDERLAY = "ul0"  # the "physical" interface of a test host namespace (a veth end)
+
+
+def underlay(
+    netns: str,
+    address: str,
+    *,
+    peer_netns: str | None = None,
+    peer_address: str | None = None,
+    prefixlen: int = 24,
+) -> None:
+    """Give ``netns`` an up underlay ``ul0`` with ``address`` (198.18.0.0/15): one end of a veth
+    pair whose other end (also ``ul0``) is up in ``peer_netns``, or stays in ``netns`` as ``ul1``.
+    Both ends die with their namespaces."""
+    with IPRoute(netns=netns, flags=0) as ipr:
+        ipr.link("add", ifname=UNDERLAY, kind="veth", peer="ul1")
+        (index,) = ipr.link_lookup(ifname=UNDERLAY)
+        ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+        ipr.link("set", index=index, state="up")
+        (peer,) = ipr.link_lookup(ifname="ul1")
+        if peer_netns is not None:
+            ipr.link("set", index=peer, net_ns_fd=peer_netns, ifname=UNDERLAY)
+        else:
+            ipr.link("set", index=peer, state="up")
+    if peer_netns is not None:
+        with IPRoute(netns=peer_netns, flags=0) as ipr:
+            (index,) = ipr.link_lookup(ifname=UNDERLAY)
+            if peer_address is not None:
+                ipr.addr("add", index=index, address=peer_address, prefixlen=prefixlen)
+            ipr.link("set", index=index, state="up")

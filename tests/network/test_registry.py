@@ -33,12 +33,14 @@ async def test_drivers_are_chosen_by_name() -> None:
     bridge = registry.create_driver(settings, name="bridge")
     assert isinstance(bridge, BridgeDriver)
     await bridge.close()
-    assert registry.names() == ["bridge", "fake"]
+    assert registry.names() == ["bridge", "fake", "vxlan"]
 
 
 def test_an_unknown_name_says_which_names_exist() -> None:
     settings = Settings(node_manager=NodeManagerSettings(network="tashi.network.Evil"))
-    with pytest.raises(InvalidInput, match=r"'tashi\.network\.Evil' .* one of: bridge, fake"):
+    with pytest.raises(
+        InvalidInput, match=r"'tashi\.network\.Evil' .* one of: bridge, fake, vxlan"
+    ):
         registry.create_driver(settings)
 
 

@@ -181,7 +181,8 @@ class NodeManagerSettings:
         "network",
         "bridge",
         "Network driver for the NICs of VMs: bridge (see [Bridge]: a bridge per network id, or"
-        " the qemu-ifup.<networkId> script where present), or fake (tests only).",
+        " the qemu-ifup.<networkId> script where present), vxlan (see [Vxlan]: a bridge and a"
+        " VXLAN device per network id, one L2 segment across hosts), or fake (tests only).",
     )
     vmm: str = option(
         "vmm",
@@ -265,6 +266,57 @@ class BridgeSettings:
         True,
         "Create the bridge of a network when it is missing (and no qemu-ifup script exists)."
         " False: a missing bridge is an error that names it.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanSettings:
+    SECTION: ClassVar[str] = "Vxlan"
+    DOC: ClassVar[str] = (
+        "The vxlan network driver: per network id one bridge plus one VXLAN device (VNI = network"
+        " id) over the host's underlay, so the VMs of a network on different hosts share one L2"
+        " segment. Unicast only: broadcasts are copied to every peer (head-end replication)."
+    )
+
+    underlay_device: str = option(
+        "underlayDevice",
+        "",
+        "Interface the VXLAN packets leave by (the physical or underlay network). Its first"
+        " IPv4 address is the local address unless localAddress is set.",
+    )
+    local_address: str = option(
+        "localAddress",
+        "",
+        "This host's IPv4 address on the underlay (the VXLAN source address). One of"
+        " underlayDevice and localAddress is required.",
+    )
+    port: int = option(
+        "port", 4789, "UDP port of the VXLAN tunnels (the IANA port).", minimum=1, maximum=65535
+    )
+    mtu: int = option(
+        "mtu",
+        0,
+        "MTU of the VXLAN devices, bridges and taps. 0: the underlay's MTU less the 50 bytes"
+        " of VXLAN encapsulation (1450 on a 1500 underlay).",
+        minimum=0,
+        maximum=65535,
+    )
+    bridge_prefix: str = option(
+        "bridgePrefix",
+        "vxbr",
+        "Name of the bridge of network N: this prefix then N (vxbr7). At most 7 characters.",
+    )
+    vxlan_prefix: str = option(
+        "vxlanPrefix",
+        "vxlan",
+        "Name of the VXLAN device of network N: this prefix then N (vxlan7). At most 7"
+        " characters.",
+    )
+    peers: str = option(
+        "peers",
+        "",
+        "Underlay IPv4 addresses of the other hosts, separated by commas or spaces. The node"
+        " manager adds the addresses its cluster manager reports for the other up hosts.",
     )
 
 
@@ -386,4 +438,5 @@ class Settings:
         default_factory=NodeManagerServiceSettings
     )
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    vxlan: VxlanSettings = field(default_factory=VxlanSettings)
     qemu: QemuSettings = field(default_factory=QemuSettings)

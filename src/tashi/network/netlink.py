@@ -1,7 +1,8 @@
 """The one seam between Tashi and the kernel's netlink (pyroute2): links in one namespace.
 
 ``Netlink`` is a small blocking API over ``pyroute2.IPRoute`` with just what the network drivers
-need (list links, make bridges and taps, put a port on a bridge, delete). Every pyroute2 or OS
+need (list links, make bridges, taps and VXLAN devices, put a port on a bridge, a VXLAN device's
+flood entries, delete). Every pyroute2 or OS
 failure leaves this module as ``BackendFailure`` with the kernel's message, ``raise ... from exc``;
 nothing else in Tashi imports pyroute2.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ T = TypeVar("T")
 
 IFNAMSIZ = 15  # longest interface name the kernel accepts (16 bytes with the NUL)
 _IFF_UP = 0x1
+_ZERO_MAC = "00:00:00:00:00:00"  # a VXLAN FDB entry for floods (head-end replication)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,70 @@ class Netlink:
                 " not a bridge"
             )
         return existing, False
+
+    def add_vxlan(
+        self, name: str, *, vni: int, local: str, port: int, underlay: int | None, alias: str
+    ) -> tuple[Link, bool]:
+        """The VXLAN device ``name`` (VNI ``vni`` from ``local``:``port``, leaving by link index
+        ``underlay``), created down and marked with ``alias`` if missing; and whether this call
+        created it. It learns remote MACs; floods go to its all-zero FDB entries only."""
+        _check_name(name)
+        existing = self.find(name)
+        if existing is None:
+            ipr = self._socket()
+            extra: dict[str, Any] = {} if underlay is None else {"vxlan_link": underlay}
+            with self._kernel(f"creating VXLAN device {name}"):
+                ipr.link(
+                    "add",
+                    ifname=name,
+                    kind="vxlan",
+                    vxlan_id=vni,
+                    vxlan_local=local,
+                    vxlan_port=port,
+                    vxlan_learning=1,
+                    **extra,
+                )
+            self.set(name, alias=alias)
+            return self._require(name), True
+        if existing.kind != "vxlan":
+            raise BackendFailure(
+                f"link {name}{self._where()} exists but is a {existing.kind or 'device'},"
+                " not a VXLAN device"
+            )
+        return existing, False
+
+    def ipv4_address(self, name: str) -> str | None:
+        """The first IPv4 address of link ``name`` (``None``: it has none)."""
+        link = self._require(name)
+        with self._kernel(f"listing the addresses of {name}"):
+            addrs = self._socket().get_addr(family=socket.AF_INET, index=link.index)
+        found = [str(msg.get("IFA_ADDRESS")) for msg in addrs if msg.get("IFA_ADDRESS")]
+        return found[0] if found else None
+
+    def flood_peers(self, name: str) -> set[str]:
+        """The remote addresses of the all-zero FDB entries of VXLAN device ``name``."""
+        link = self._require(name)
+        with self._kernel(f"listing the forwarding entries of {name}"):
+            entries = self._socket().fdb("dump", ifindex=link.index)
+        return {
+            str(msg.get("NDA_DST"))
+            for msg in entries
+            if msg.get("ifindex") == link.index
+            and msg.get("NDA_LLADDR") == _ZERO_MAC
+            and msg.get("NDA_DST")
+        }
+
+    def set_flood_peers(self, name: str, peers: set[str]) -> None:
+        """Make the all-zero FDB entries of VXLAN device ``name`` exactly ``peers``."""
+        link = self._require(name)
+        have = self.flood_peers(name)
+        ipr = self._socket()
+        for dst in sorted(peers - have):
+            with self._kernel(f"adding flood peer {dst} to {name}"):
+                ipr.fdb("append", ifindex=link.index, lladdr=_ZERO_MAC, dst=dst)
+        for dst in sorted(have - peers):
+            with self._kernel(f"removing flood peer {dst} from {name}"):
+                ipr.fdb("del", ifindex=link.index, lladdr=_ZERO_MAC, dst=dst)
 
     def add_tap(self, name: str) -> Link:
         """A new persistent tap ``name`` (down, on no bridge)."""

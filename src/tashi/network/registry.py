@@ -2,7 +2,7 @@
 
 The table below is the whole list; a name that is not in it stops the node manager at start-up
 with a message that lists the names there are. A name is only ever looked up in this table, never
-imported or evaluated. The ``vxlan`` driver (the virtual cluster's) will add one line here.
+imported or evaluated.
 """
 
 from __future__ import annotations
@@ -14,12 +14,17 @@ from tashi.domain.errors import InvalidInput
 from tashi.network.base import NetworkDriver
 from tashi.network.bridge import BridgeDriver
 from tashi.network.fake import FakeNetworkDriver
+from tashi.network.vxlan import VxlanDriver
 
 Factory = Callable[[Settings, "str | None"], NetworkDriver]
 
 
 def _bridge(settings: Settings, netns: str | None) -> NetworkDriver:
     return BridgeDriver(settings.bridge, netns=netns)
+
+
+def _vxlan(settings: Settings, netns: str | None) -> NetworkDriver:
+    return VxlanDriver(settings.vxlan, netns=netns)
 
 
 def _fake(settings: Settings, netns: str | None) -> NetworkDriver:
@@ -29,6 +34,7 @@ def _fake(settings: Settings, netns: str | None) -> NetworkDriver:
 DRIVERS: dict[str, Factory] = {
     "bridge": _bridge,
     "fake": _fake,
+    "vxlan": _vxlan,
 }
 
 
