@@ -12,15 +12,17 @@ overdue instances on, each with a compare-and-swap and a line in its history:
   tries again (the node is told to destroy whatever it half-made).
 * Pausing, Unpausing, Suspending — the operation did not complete: back to where it started
   (the next heartbeat corrects this if the node says otherwise).
-* MigratePrep, MigrateTrans — the migration's driver was lost: back to Running on the source.
-  A half-made VM on the target shows up in the target's heartbeats as a VM the store does not
-  place there (see ``nodereports``).
+* MigratePrep, MigrateTrans — these are settled on every pass, not only when overdue, once
+  no task of this process drives them (the cluster manager restarted mid-migration): the two
+  hosts are asked where the VM is (``migration.Migrations.settle``). Only when there is nothing
+  to ask (no recorded target, a host gone) does the deadline send it back to Running on the
+  source.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 from tashi.clustermanager.database import Database
@@ -33,6 +35,11 @@ from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
 S = InstanceState
+
+_MIGRATING = (S.MigratePrep, S.MigrateTrans)
+
+#: Settles a migration nobody drives; False when there is nothing to go on.
+MigrationSettler = Callable[[Instance], Awaitable[bool]]
 
 _GIVE_UP: dict[InstanceState, Action] = {
     S.Activating: Action.start_failed,
@@ -53,11 +60,13 @@ class Deadlines:
         clock: Clock,
         nodes: NodeGateway,
         deadlines: Mapping[InstanceState, float] = DEADLINES,
+        settle_migration: MigrationSettler | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._nodes = nodes
         self._deadlines = deadlines
+        self._settle_migration = settle_migration
 
     async def check(self) -> list[Instance]:
         """One pass; returns the instances it found overdue."""
@@ -71,8 +80,13 @@ class Deadlines:
             if i.state_since is not None
             and now - i.state_since > timedelta(seconds=self._deadlines.get(i.state, 600.0))
         ]
+        for inst in stuck:
+            if inst.state in _MIGRATING and inst not in overdue:
+                await self._migration(inst, overdue=False)
         for inst in overdue:
             try:
+                if inst.state in _MIGRATING and await self._migration(inst, overdue=True):
+                    continue
                 await self._settle(inst)
             except StateConflict:
                 continue  # something else moved it meanwhile: nothing to do
@@ -84,6 +98,19 @@ class Deadlines:
                     exc.message,
                 )
         return overdue
+
+    async def _migration(self, inst: Instance, *, overdue: bool) -> bool:
+        """Settle a migration nobody drives; True when that was done or is under way. A host
+        that cannot be asked is asked again on the next pass, until the deadline gives up."""
+        if self._settle_migration is None:
+            return False
+        try:
+            return await self._settle_migration(inst)
+        except StateConflict:
+            return True  # it moved meanwhile
+        except TashiError as exc:
+            log.info("the migration of %s is not settled yet: %s", inst.name, exc.message)
+            return not overdue
 
     async def _host(self, inst: Instance) -> Host | None:
         host_id = inst.host_id

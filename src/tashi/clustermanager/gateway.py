@@ -10,6 +10,7 @@ import logging
 
 from tashi.clustermanager.database import Database
 from tashi.domain.errors import TashiError, Unavailable
+from tashi.domain.ids import InstanceId
 from tashi.domain.models import Host, Instance
 from tashi.nodeapi.nmclient import NodeManagerClient
 from tashi.nodeapi.schemas import DiskWire, InstanceWire, MigrationOut, NicWire, TicketOut
@@ -87,6 +88,11 @@ class HttpNodeGateway:
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
         return (await (await self._client(host)).finish_incoming(instance.id)).vmId
+
+    async def vm_states(self, host: Host) -> dict[InstanceId, str]:
+        return {
+            InstanceId(vm.instanceId): vm.state for vm in await (await self._client(host)).list()
+        }
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
         return await (await self._client(host)).call(instance.id, op, arg)

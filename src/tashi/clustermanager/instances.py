@@ -19,7 +19,7 @@ from tashi.clustermanager.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.diskcopy import DiskCopies, needs_copy
 from tashi.clustermanager.images import ImageService
-from tashi.clustermanager.migration import Migrations
+from tashi.clustermanager.migration import TARGET_HINT, Migrations, target_of, without_target
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle_nics
 from tashi.domain import validation
@@ -270,15 +270,41 @@ class InstanceService:
             raise InvalidInput(f"{inst.name!r} already runs on host {target.name!r}")
         _usable(target)
         source = await self._host_of(inst)
-        preparing = await self._move(inst, Action.migrate)
+        self._migrations.begin(inst.id)
         try:
-            ticket = await self._nodes.prepare_incoming(target, preparing)
-        except TashiError:
-            await self._move(preparing, Action.migrate_failed)
+            preparing = await self._move(
+                inst, Action.migrate, hints={**inst.hints, TARGET_HINT: str(target.id)}
+            )
+            try:
+                ticket = await self._nodes.prepare_incoming(target, preparing)
+            except TashiError:
+                await self._move(preparing, Action.migrate_failed, hints=without_target(preparing))
+                raise
+            moving = await self._move(preparing, Action.migrate_transfer)
+        except BaseException:
+            self._migrations.abandon(inst.id)
             raise
-        moving = await self._move(preparing, Action.migrate_transfer)
         self._migrations.start(moving, source, target, ticket, self._move, self._record)
         return moving
+
+    async def settle_migration(self, inst: Instance) -> bool:
+        """A migration this process does not drive (its driver was lost in a restart): settle
+        it from what the two hosts say (``Migrations.settle``). False when there is nothing to
+        go on (no recorded target, or a host left the cluster): the caller's deadline decides."""
+        if self._migrations.driving(inst.id):
+            return True
+        target_id = target_of(inst)
+        if target_id is None or inst.host_id is None:
+            return False
+        source_id: HostId = inst.host_id
+        try:
+            source, target = await self._db.read(
+                lambda tx: (tx.hosts.get(source_id), tx.hosts.get(target_id))
+            )
+        except NotFound:
+            return False
+        await self._migrations.settle(inst, source, target, self._move, self._record)
+        return True
 
     async def adapt_cpu_share(self, caller: Principal, ref: str, share: int) -> Instance:
         """SLA@SOI ``adaptCpuShare``: change a VM's relative CPU weight (its cgroup's

@@ -5,6 +5,14 @@ prepare an incoming VM, moves the instance to MigrateTrans and answers; this mod
 has the source node send the VM, the target finish it, and records the result: Running on the
 target, or — if anything failed — Running on the source, where the VM kept running, with the
 target's half-made VM destroyed. Total time and downtime go into the instance's history.
+
+A migration whose driver was lost (the cluster manager restarted while the instance was in
+MigratePrep or MigrateTrans) is settled by ``settle`` from what the two node managers say: the
+source still runs the VM (the transfer never happened or failed there) → Running on the source
+and the target's half-made VM destroyed; the source is still sending → wait; the source no longer
+has it (it forgets a VM once it has been sent) → the target has the only copy: finish it there,
+Running on the target. Never the other way round: giving up on the source when the target has
+the VM would leave the only copy to be fenced as a stranger.
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tashi.clustermanager.nodes import NodeGateway
-from tashi.domain.errors import TashiError
+from tashi.domain.errors import NotFound, TashiError
+from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance
-from tashi.domain.states import Action
+from tashi.domain.states import Action, InstanceState
 from tashi.nodeapi.schemas import TicketOut
 from tashi.runtime.tasks import Background
 
@@ -27,12 +36,36 @@ Mover = Callable[..., Awaitable[Instance]]
 #: Appends a line to an instance's history.
 Recorder = Callable[[Instance, str, str], Awaitable[None]]
 
+#: The hint that records a migration's target host while it is in flight (cleared after).
+TARGET_HINT = "__migrate_target"
+
+
+def target_of(inst: Instance) -> HostId | None:
+    """The host an instance in MigratePrep/MigrateTrans is moving to, if recorded."""
+    raw = inst.hints.get(TARGET_HINT, "")
+    return HostId(int(raw)) if raw.isdigit() else None
+
+
+def without_target(inst: Instance) -> dict[str, str]:
+    return {k: v for k, v in inst.hints.items() if k != TARGET_HINT}
+
 
 @dataclass
 class Migrations:
     nodes: NodeGateway
     migrate_timeout: float
     _tasks: Background = field(default_factory=lambda: Background("a migration"))
+    _driving: set[InstanceId] = field(default_factory=set)
+
+    def begin(self, iid: InstanceId) -> None:
+        """``migrateVm`` took this instance: this process drives its migration from now on."""
+        self._driving.add(iid)
+
+    def abandon(self, iid: InstanceId) -> None:
+        self._driving.discard(iid)
+
+    def driving(self, iid: InstanceId) -> bool:
+        return iid in self._driving
 
     def start(
         self,
@@ -55,12 +88,28 @@ class Migrations:
         record: Recorder,
     ) -> None:
         try:
+            await self._drive(inst, source, target, ticket, move, record)
+        finally:
+            self._driving.discard(inst.id)
+
+    async def _drive(
+        self,
+        inst: Instance,
+        source: Host,
+        target: Host,
+        ticket: TicketOut,
+        move: Mover,
+        record: Recorder,
+    ) -> None:
+        try:
             stats = await self.nodes.migrate(source, inst, ticket, self.migrate_timeout)
             vm_id = await self.nodes.finish_incoming(target, inst)
         except TashiError as exc:
             await self._roll_back(inst, source, target, move, record, exc)
             return
-        await move(inst, Action.migrated, host_id=target.id, vm_id=vm_id)
+        await move(
+            inst, Action.migrated, host_id=target.id, vm_id=vm_id, hints=without_target(inst)
+        )
         downtime = f"{stats.downtimeMs:.0f} ms" if stats.downtimeMs is not None else "unknown"
         await record(
             inst,
@@ -87,9 +136,43 @@ class Migrations:
                 target.name,
                 exc.message,
             )
-        await move(inst, Action.migrate_failed)
+        await move(inst, Action.migrate_failed, hints=without_target(inst))
         await record(
             inst, "migrateFailed", f"to {target.name}: {error.message}; still on {source.name}"
+        )
+
+    async def settle(
+        self, inst: Instance, source: Host, target: Host, move: Mover, record: Recorder
+    ) -> None:
+        """Bring a migration nobody drives any more to its end (see the module docstring).
+        ``TashiError`` from a node that cannot be asked leaves the instance as it is."""
+        states = await self.nodes.vm_states(source)
+        seen = states.get(inst.id)
+        if seen == "migrating":
+            return  # the source is still sending; its own timeout ends that
+        if seen is not None:
+            lost = TashiError("the cluster manager restarted before the migration finished")
+            await self._roll_back(inst, source, target, move, record, lost)
+            return
+        try:
+            vm_id = await self.nodes.finish_incoming(target, inst)
+        except NotFound as exc:
+            await move(inst, Action.migrate_failed, hints=without_target(inst))
+            await record(
+                inst,
+                "migrateFailed",
+                f"to {target.name}: the VM is on neither host ({exc.message})",
+            )
+            return
+        if inst.state is InstanceState.MigratePrep:
+            inst = await move(inst, Action.migrate_transfer)
+        await move(
+            inst, Action.migrated, host_id=target.id, vm_id=vm_id, hints=without_target(inst)
+        )
+        await record(
+            inst,
+            "migrated",
+            f"from {source.name} to {target.name}; finished after the cluster manager restarted",
         )
 
     async def wait(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from tashi.domain.errors import Unavailable
+from tashi.domain.ids import InstanceId
 from tashi.domain.models import Host, Instance
 from tashi.nodeapi.schemas import MigrationOut, TicketOut
 
@@ -45,6 +46,11 @@ class NodeGateway(Protocol):
     ) -> MigrationOut: ...
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int: ...
+
+    async def vm_states(self, host: Host) -> dict[InstanceId, str]:
+        """Every VM the host's node manager runs, by instance, with its state (the values
+        of ``tashi.vmm.base.VmState``)."""
+        ...
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str: ...
 
@@ -95,6 +101,9 @@ class NoNodeManagers:
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
         raise self._refuse("migrate", instance)
+
+    async def vm_states(self, host: Host) -> dict[InstanceId, str]:
+        raise Unavailable(f"cannot ask host {host.name!r}: no node managers are connected")
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
         raise self._refuse("pass a VMM call to", instance)

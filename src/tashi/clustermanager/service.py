@@ -114,6 +114,6 @@ def build_service(
             gateway,
         ),
         liveness=Liveness(db, clock, gateway, svc.expire_host_time),
-        deadlines=Deadlines(db, clock, gateway),
+        deadlines=Deadlines(db, clock, gateway, settle_migration=instances.settle_migration),
         nodes=gateway,
     )
