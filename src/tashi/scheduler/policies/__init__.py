@@ -1,0 +1,1 @@
+"""Placement policies, chosen by name with ``[Scheduler] scheduler = …`` (see ``registry``)."""

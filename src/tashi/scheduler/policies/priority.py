@@ -1,0 +1,31 @@
+"""SLA@SOI ``priority``: the queue in order of its owners' priority (``registerUser
+--priority``; highest first, then first come), hosts by ``[Servers]`` rating for high-priority
+users and, among equals, the least loaded by ``loadExpression``. It moves nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tashi.scheduler.policies.base import Migration, PolicyOptions
+from tashi.scheduler.policies.scored import ScoredPlanner
+from tashi.scheduler.snapshot import Request, Snapshot
+
+
+def by_priority(queue: Sequence[Request]) -> list[Request]:
+    return sorted(queue, key=lambda r: (-r.priority, r.id))
+
+
+class Priority:
+    name = "priority"
+
+    def __init__(self, options: PolicyOptions) -> None:
+        self.options = options
+
+    def order(self, queue: Sequence[Request]) -> list[Request]:
+        return by_priority(queue)
+
+    def plan(self, snapshot: Snapshot) -> ScoredPlanner:
+        return ScoredPlanner(snapshot, self.options, busiest_first=False)
+
+    def migrations(self, snapshot: Snapshot) -> list[Migration]:
+        return []
