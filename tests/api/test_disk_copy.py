@@ -26,7 +26,7 @@ def setup(api: Api, disks: list[dict[str, Any]]) -> tuple[dict[str, str], int]:
     agent = api.user("sched", role="agent")
     api.call("POST", "/v1/hosts", api.admin, json={"name": "h1"})
     api.http.portal.call(  # type: ignore[union-attr]
-        api.service.db.write, lambda tx: tx.hosts.update(HostId(1), up=True)
+        api.service.db.write, lambda tx: tx.hosts.update(HostId(1), up=True, memory=4096, cores=4)
     )
     reply = api.call("POST", "/v1/instances", api.admin, json={"name": "vm", "disks": disks})
     assert reply.status_code == 201, reply.text

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from tashi.clustermanager import refs
+from tashi.clustermanager import claims, refs
 from tashi.clustermanager.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.diskcopy import DiskCopies, needs_copy
@@ -50,6 +51,7 @@ class InstanceRules:
     allow_duplicate_names: bool
     max_batch: int
     migrate_timeout: float = 300.0
+    over_rates: claims.OverRates = field(default_factory=claims.OverRates)
 
 
 class InstanceService:
@@ -338,9 +340,12 @@ class InstanceService:
         return await self._nodes.vmm_call(await self._host_of(inst), inst, op, argument)
 
     async def activate_vm(self, caller: Principal, ref: str, host_ref: str) -> Instance:
-        """``activateVm`` (the scheduler's call): start a Pending or Held instance on a host,
-        first making the copies its ``copy`` disks ask for (PreparingDisk, ``diskcopy.py``).
-        If a copy fails or the node cannot start it, the instance is Held with the reason."""
+        """``activateVm`` (the scheduler's call): claim room on a host for a Pending or Held
+        instance and start it there, first making the copies its ``copy`` disks ask for
+        (PreparingDisk, ``diskcopy.py``). The claim (``claims.py``) is checked in the
+        transaction that moves the instance: a host without room answers
+        ``InsufficientResources`` and nothing changes. If a copy fails or the node cannot start
+        it, the instance is Held with the reason."""
         require_role(caller, Role.agent, Role.admin, doing="activating instances")
         inst, host = await self._db.read(
             lambda tx: (refs.instance(tx, ref), refs.host(tx, host_ref))
@@ -348,13 +353,17 @@ class InstanceService:
         source = inst.hints.get(RESUME_HINT)
         action = Action.resume_on_host if source else Action.activate
         next_state(inst.state, action)
-        _usable(host)
-        if host.reserved and inst.user_id not in host.reserved:
-            raise Forbidden(f"host {host.name!r} is reserved for other users")
+        claims.usable(host)
+        claims.admits(host, inst)
+
+        async def claim_and_move(i: Instance, act: Action | None, **fields: Any) -> Instance:
+            first = act in (Action.activate, Action.resume_on_host, Action.prepare_disk)
+            return await self._move(i, act, claim=host if first else None, **fields)
+
         if not source and needs_copy(inst):
-            starting = await self._disk_copies.prepare(caller, inst, host.id, self._move)
+            starting = await self._disk_copies.prepare(caller, inst, host.id, claim_and_move)
         else:
-            starting = await self._move(inst, action, host_id=host.id, clear_reason=True)
+            starting = await claim_and_move(inst, action, host_id=host.id, clear_reason=True)
         try:
             if source:
                 vm_id = await self._nodes.resume(host, starting, source)
@@ -392,10 +401,11 @@ class InstanceService:
         clear_reason: bool = False,
         disks: tuple[DiskConfig, ...] | None = None,
         event: tuple[str, str] | None = None,
+        claim: Host | None = None,
     ) -> Instance:
         """Compare-and-swap ``inst`` from its state through ``action`` (``None``: same state,
         other fields only); ``event`` (kind, message) goes into its history in the same
-        transaction."""
+        transaction, and ``claim`` names a host whose room is checked first (``claims.py``)."""
         target = inst.state if action is None else next_state(inst.state, action)
         now = self._clock.now()
         changes = InstanceChanges(
@@ -409,7 +419,11 @@ class InstanceService:
             disks=disks,
         )
 
+        rates = self._rules.over_rates
+
         def save(tx: Transaction) -> Instance:
+            if claim is not None:
+                claims.check(tx, inst, claim, rates)
             saved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
             if event is not None:
                 tx.events.add(inst.id, event[0], event[1], now=now)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import tashi
 from tashi.clustermanager.auth import AuthService
 from tashi.clustermanager.batches import BatchService
+from tashi.clustermanager.claims import OverRates
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.deadlines import Deadlines
 from tashi.clustermanager.hosts import HostService
@@ -86,6 +87,7 @@ def build_service(
         allow_duplicate_names=svc.allow_duplicate_names,
         max_batch=svc.max_batch,
         migrate_timeout=settings.qemu.migrate_timeout,
+        over_rates=OverRates(memory=svc.memory_over_rate, cores=svc.cpu_cores_over_rate),
     )
     auth = AuthService(db, clock, settings.security.token_lifetime)
     gateway = nodes(db) if nodes is not None else NoNodeManagers()

@@ -90,6 +90,38 @@ class ClusterManagerServiceSettings:
         "Most instances one createMany, destroyMany or shutdownMany may touch.",
         minimum=1,
     )
+    memory_over_rate: float = option(
+        "memoryOverRate",
+        1.0,
+        "activateVm refuses a host whose placed instances' memory plus the new one's would"
+        " exceed its memory times this rate (1.0: no over-commit). Schedulers read the same"
+        " name for their own pre-check.",
+        minimum=0.01,
+    )
+    cpu_cores_over_rate: float = option(
+        "cpuCoresOverRate",
+        1.0,
+        "As memoryOverRate, for cores: a host takes instances with up to its cores times this"
+        " rate in all (SLA@SOI's name).",
+        minimum=0.01,
+    )
+    host_lease_time: float = option(
+        "hostLeaseTime",
+        10.0,
+        "HA lease, in seconds, granted to a node manager with every heartbeat reply: a node"
+        " manager that has not had a reply for this long stops its own VMs, and only after"
+        " it (plus restartMargin) are a lost host's instances started elsewhere. Keep it above"
+        " twice registerFrequency. 0 turns HA off: no lease, no self-fencing, no restart.",
+        minimum=0,
+    )
+    restart_margin: float = option(
+        "restartMargin",
+        3.0,
+        "Seconds the cluster manager waits after a lost host's lease ran out before its"
+        " instances go back to Pending (covers clock-rate drift and the node's own"
+        " self-fencing).",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

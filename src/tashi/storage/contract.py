@@ -156,6 +156,13 @@ class HostRepository(Protocol):
 
     def get_by_name(self, name: str) -> Host: ...
 
+    def lock(self, host_id: HostId) -> Host:
+        """The host as it is now, its row locked until the transaction ends (``NotFound`` if
+        unknown). Write units that lock the same host run one after the other, so a check of
+        the host's free capacity followed by a placement on it cannot interleave with another
+        (activateVm's claim). PostgreSQL and MariaDB take a row lock (``SELECT … FOR
+        UPDATE``); SQLite's write transactions, and the memory fake's, are serialised anyway."""
+
     def list(self) -> list[Host]: ...
 
     def set_state(self, host_id: HostId, expected: HostState, new: HostState) -> Host:

@@ -279,6 +279,10 @@ class _Hosts:
     def list(self) -> list[Host]:
         return sorted(self._t.hosts.values(), key=lambda h: h.id)
 
+    def lock(self, host_id: HostId) -> Host:
+        """Transactions are serialised by the store's lock already."""
+        return self.get(host_id)
+
     def set_state(self, host_id: HostId, expected: HostState, new: HostState) -> Host:
         host = self.get(host_id)
         if host.state is not expected:

@@ -109,6 +109,16 @@ class SqlHosts:
             raise NotFound(f"no host is named {name!r}")
         return found[0]
 
+    def lock(self, host_id: HostId) -> Host:
+        # FOR UPDATE is rendered by PostgreSQL and MariaDB; SQLite's dialect drops it, and its
+        # write units hold the database's write lock from BEGIN IMMEDIATE anyway.
+        locked = self._db.execute(
+            sa.select(t_hosts.c.id).where(t_hosts.c.id == host_id).with_for_update()
+        ).first()
+        if locked is None:
+            raise NotFound(f"host {host_id} does not exist")
+        return self.get(host_id)
+
     def list(self) -> list[Host]:
         return self._select(sa.true())
 

@@ -1,0 +1,88 @@
+"""activateVm's claim: a host's capacity is checked and taken in the transaction that places.
+
+``activate_vm`` (``instances.py``) moves an instance Pending/Held -> Activating (or
+PreparingDisk, Resuming) with a host id. ``check`` runs inside that same write unit, before the
+compare-and-swap: it locks the host's row (``HostRepository.lock``), so that claims on one host
+run one after another on every store, then checks that the host is up and Normal, that its
+reservations admit the instance's owner, and that the memory and cores of the instances it
+already holds plus this one fit within its capacity times the over-commit rates
+(``[ClusterManagerService] memoryOverRate``/``cpuCoresOverRate``). Two schedulers racing for
+the last room on a host: the first claim commits, the second then sees it and is refused with
+``InsufficientResources`` (HTTP 409 ``insufficient_resources``), and its agent tries its next
+host. Two schedulers racing for one instance: the compare-and-swap lets one win
+(``StateConflict``).
+
+The original never checked capacity in the cluster manager (reference §5, "maxMemory"); its
+scheduler trusted its own stale snapshot and overloaded hosts were observed (§14.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tashi.domain.errors import Forbidden, InsufficientResources, InvalidState
+from tashi.domain.models import Host, Instance, Usage
+from tashi.domain.states import ON_HOST, HostState, InstanceState
+from tashi.storage.contract import InstanceFilter, Transaction
+
+#: States in which an instance takes its share of its host: every state in which a VM process
+#: may exist there, and Orphaned (its host is silent, but may come back still running it).
+RESERVING: tuple[InstanceState, ...] = tuple(sorted(ON_HOST | {InstanceState.Orphaned}))
+
+
+@dataclass(frozen=True, slots=True)
+class OverRates:
+    """How far a host may be over-committed: 1.0 means its capacity, no more."""
+
+    memory: float = 1.0
+    cores: float = 1.0
+
+
+def usable(host: Host) -> None:
+    """``InvalidState`` unless the host can take a VM now."""
+    if not host.up:
+        raise InvalidState(f"host {host.name!r} is down")
+    if host.state is not HostState.Normal:
+        raise InvalidState(f"host {host.name!r} is {host.state.name}, not Normal")
+
+
+def admits(host: Host, inst: Instance) -> None:
+    """``Forbidden`` when the host is reserved for users other than the instance's owner."""
+    if host.reserved and inst.user_id not in host.reserved:
+        raise Forbidden(f"host {host.name!r} is reserved for other users")
+
+
+def used(tx: Transaction, host: Host) -> Usage:
+    """What the instances placed on ``host`` take of it (read under the host's lock)."""
+    placed = tx.instances.find(InstanceFilter(host_id=host.id, states=RESERVING))
+    return Usage(
+        instances=len(placed),
+        memory=sum(i.memory for i in placed),
+        cores=sum(i.cores for i in placed),
+    )
+
+
+def check(tx: Transaction, inst: Instance, host: Host, rates: OverRates) -> Host:
+    """Lock ``host`` and check that it may take ``inst`` now; the host as locked.
+
+    Raises ``InvalidState`` (down, not Normal), ``Forbidden`` (reserved for others) or
+    ``InsufficientResources`` (no room)."""
+    locked = tx.hosts.lock(host.id)
+    usable(locked)
+    admits(locked, inst)
+    taken = used(tx, locked)
+    memory_cap = int(locked.memory * rates.memory)
+    cores_cap = int(locked.cores * rates.cores)
+    if taken.memory + inst.memory > memory_cap:
+        raise InsufficientResources(
+            f"host {locked.name!r} has {max(0, memory_cap - taken.memory)} MB of memory free"
+            f" (of {memory_cap} MB with memoryOverRate {rates.memory:g});"
+            f" {inst.name!r} needs {inst.memory} MB"
+        )
+    if taken.cores + inst.cores > cores_cap:
+        raise InsufficientResources(
+            f"host {locked.name!r} has {max(0, cores_cap - taken.cores)} cores free"
+            f" (of {cores_cap} with cpuCoresOverRate {rates.cores:g});"
+            f" {inst.name!r} needs {inst.cores}"
+        )
+    return locked

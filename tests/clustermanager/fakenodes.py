@@ -1,0 +1,155 @@
+"""Node managers as a script, for cluster-manager unit tests: a ``NodeGateway`` that starts
+and stops VMs in a dict, fails the starts it is told to, and says which hosts answer.
+
+Also ``cluster``: a service over a given store with users, a network and hosts, and the
+principals that act on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tashi.clustermanager.service import ClusterService, build_service
+from tashi.domain.clock import FakeClock
+from tashi.domain.errors import BackendFailure, Unavailable
+from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.models import Host, Instance, Principal, Role
+from tashi.nodeapi.schemas import MigrationOut, TicketOut
+from tashi.storage.contract import Store, Transaction
+from tests.api.conftest import make_settings
+
+
+@dataclass
+class FakeNodes:
+    """What each host runs (instance id -> vm id), and what the cluster manager asked."""
+
+    running: dict[HostId, dict[InstanceId, int]] = field(default_factory=dict)
+    fail_start: set[str] = field(default_factory=set)  # instance names whose start fails
+    dead: set[HostId] = field(default_factory=set)  # hosts whose node manager does not answer
+    calls: list[tuple[str, HostId, InstanceId]] = field(default_factory=list)
+    start_delay: float = 0.0  # seconds each start takes (lets concurrent claims overlap)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+
+    def on(self, host: HostId) -> dict[InstanceId, int]:
+        return self.running.setdefault(host, {})
+
+    def _reach(self, host: Host) -> dict[InstanceId, int]:
+        if host.id in self.dead:
+            raise Unavailable(f"host {host.name} does not answer")
+        return self.on(host.id)
+
+    async def alive(self, host: Host) -> bool:
+        return host.id not in self.dead
+
+    async def instantiate(self, host: Host, instance: Instance) -> int:
+        self.calls.append(("start", host.id, instance.id))
+        vms = self._reach(host)
+        if self.start_delay:
+            await asyncio.sleep(self.start_delay)
+        if instance.name in self.fail_start:
+            raise BackendFailure(f"qemu of {instance.name} exited during boot")
+        vm_id = next(self._ids)
+        vms[instance.id] = vm_id
+        return vm_id
+
+    async def resume(self, host: Host, instance: Instance, source: str) -> int:
+        return await self.instantiate(host, instance)
+
+    async def destroy(self, host: Host, instance: Instance) -> None:
+        self.calls.append(("destroy", host.id, instance.id))
+        self._reach(host).pop(instance.id, None)
+
+    async def shutdown(self, host: Host, instance: Instance) -> None:
+        self.calls.append(("shutdown", host.id, instance.id))
+        self._reach(host)
+
+    async def pause(self, host: Host, instance: Instance) -> None:
+        self._reach(host)
+
+    async def unpause(self, host: Host, instance: Instance) -> None:
+        self._reach(host)
+
+    async def suspend(self, host: Host, instance: Instance, target: str) -> None:
+        self._reach(host)
+
+    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
+        raise Unavailable("the fake nodes do not migrate")
+
+    async def migrate(
+        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
+    ) -> MigrationOut:
+        raise Unavailable("the fake nodes do not migrate")
+
+    async def finish_incoming(self, host: Host, instance: Instance) -> int:
+        raise Unavailable("the fake nodes do not migrate")
+
+    async def vm_states(self, host: Host) -> dict[InstanceId, str]:
+        return {iid: "running" for iid in self._reach(host)}
+
+    async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
+        return ""
+
+    async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None:
+        self._reach(host)
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class Cluster:
+    service: ClusterService
+    nodes: FakeNodes
+    clock: FakeClock
+    hosts: list[HostId]
+    alice: Principal
+    agent: Principal
+    admin: Principal
+
+    def run(self, work: Any) -> Any:
+        return asyncio.run(work)
+
+    def instance(self, ref: int | str) -> Instance:
+        return self.run(self.service.instances.get(self.admin, str(ref)))
+
+    def history(self, iid: InstanceId) -> list[tuple[str, str]]:
+        events = self.run(self.service.db.read(lambda tx: tx.events.list(iid, limit=100)))
+        return [(e.kind, e.message) for e in events]
+
+
+def cluster(
+    tmp: Path,
+    store: Store,
+    *,
+    hosts: int = 2,
+    memory: int = 1024,
+    cores: int = 2,
+    **service: Any,
+) -> Cluster:
+    """A cluster manager over ``store`` with ``hosts`` up, Normal hosts h1…hN of ``memory`` MB
+    and ``cores`` cores, users alice (user), sched (agent) and root (admin), network 1."""
+    settings = make_settings(tmp, **service)
+    clock = FakeClock()
+    nodes = FakeNodes()
+    svc = build_service(settings, store, clock=clock, nodes=lambda db: nodes)  # type: ignore[arg-type,return-value]
+    now = clock.now()
+
+    def seed(tx: Transaction) -> tuple[list[HostId], list[Principal]]:
+        tx.networks.add(NetworkId(1), "default")
+        made = []
+        for n in range(1, hosts + 1):
+            host = tx.hosts.add(f"h{n}", memory=memory, cores=cores, version="x", now=now)
+            tx.hosts.update(host.id, up=True, last_heartbeat=now)
+            made.append(host.id)
+        people = []
+        for name, role in (("alice", Role.user), ("sched", Role.agent), ("root", Role.admin)):
+            user = tx.users.add(name, role=role, priority=0, password_hash="x", now=now)
+            people.append(Principal(UserId(user.id), name, role))
+        return made, people
+
+    made, (alice, agent, admin) = asyncio.run(svc.db.write(seed))
+    return Cluster(svc, nodes, clock, made, alice, agent, admin)
