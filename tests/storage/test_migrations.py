@@ -52,7 +52,7 @@ def test_upgrade_creates_the_schema_and_a_second_run_changes_nothing(
         assert current_revision(engine) is None
         assert sa.inspect(engine).get_table_names() == []
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0002"
+        assert current_revision(engine) == head_revision() == "0003"
         tables = set(sa.inspect(engine).get_table_names())
         assert tables == set(metadata.tables) | {"alembic_version"}
         with engine.begin() as conn:
@@ -62,7 +62,7 @@ def test_upgrade_creates_the_schema_and_a_second_run_changes_nothing(
                  "created_at": NOW},
             )  # fmt: skip
         upgrade(url)  # again, through a URL this time
-        assert current_revision(url) == "0002"
+        assert current_revision(url) == "0003"
         with engine.connect() as conn:
             names = conn.execute(sa.select(metadata.tables["users"].c.name)).scalars().all()
         assert names == ["kept"]
@@ -185,6 +185,7 @@ def test_a_database_made_at_0001_keeps_its_rows_through_upgrade_and_downgrade(
         assert current_revision(engine) == "0001"
         names = set(sa.inspect(engine).get_table_names())
         assert "node_links" not in names and "instance_events" not in names
+        assert "addresses" not in names  # 0003 went first
         columns = {c["name"] for c in sa.inspect(engine).get_columns("hosts")}
         assert "lease_expires" not in columns
         with engine.connect() as conn:

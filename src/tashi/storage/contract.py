@@ -1,4 +1,4 @@
-"""The store contract: a unit of work over six repositories.
+"""The store contract: a unit of work over seven repositories.
 
 Usage::
 
@@ -22,6 +22,8 @@ Rules every implementation keeps (the contract tests check each):
   when ``unique_name`` is asked for; NIC MAC addresses; NIC IP addresses within a network.
   A violation raises ``AlreadyExists`` and the transaction is rolled back.
 * Removing a user who owns instances, or a network a NIC is on, raises ``InvalidState``.
+* An instance's allocated addresses (``addresses``) are released by the same unit that removes
+  the instance: an address is never held by an instance that no longer exists.
 * Foreign failures (driver errors, lost connections, a deadlock or lock timeout) surface as
   ``BackendFailure``; the unit was rolled back and the caller may run it again.
 * Timestamps given to the store must be timezone-aware (``InvalidInput`` otherwise). They come
@@ -34,7 +36,8 @@ Rules every implementation keeps (the contract tests check each):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import ipaddress
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -284,6 +287,47 @@ class InstanceEventRepository(Protocol):
         """Delete every event whose ``at`` is earlier than ``when``; return how many."""
 
 
+@dataclass(frozen=True, slots=True)
+class Address:
+    """An IPv4 address allocated to NIC ``nic_index`` of an instance on a network."""
+
+    network_id: NetworkId
+    ip: str
+    instance_id: InstanceId
+    nic_index: int
+
+
+class AddressRepository(Protocol):
+    """The addresses the DHCP/DNS hook hands out, so that no restart hands one out twice.
+
+    An address is unique per network (``AlreadyExists`` otherwise, race-free: two units that
+    pick the same address cannot both commit). Addresses a NIC already carries (``nics[i].ip``)
+    count as taken too."""
+
+    def allocate(
+        self,
+        instance_id: InstanceId,
+        nic_index: int,
+        network_id: NetworkId,
+        first: str,
+        last: str,
+    ) -> Address:
+        """The address of NIC ``nic_index`` of the instance on ``network_id``: the one it
+        already has there (idempotent; a retry gets the same address), otherwise the lowest free
+        one from ``first`` to ``last`` inclusive. ``InsufficientResources`` when the range is
+        full; ``NotFound`` for an unknown instance or network; ``InvalidInput`` for a range that
+        is not two IPv4 addresses in order; ``AlreadyExists`` when a concurrent unit took the
+        same address first (run the unit again)."""
+
+    def release(self, instance_id: InstanceId) -> int:
+        """Release every address of the instance; return how many there were."""
+
+    def list(
+        self, *, network_id: NetworkId | None = None, instance_id: InstanceId | None = None
+    ) -> list[Address]:
+        """Allocated addresses (all given filters match), by instance id then NIC index."""
+
+
 class Transaction(Protocol):
     """The repositories of one unit of work (read-only members, so that an implementation may
     hold its own repository classes)."""
@@ -305,6 +349,9 @@ class Transaction(Protocol):
 
     @property
     def events(self) -> InstanceEventRepository: ...
+
+    @property
+    def addresses(self) -> AddressRepository: ...
 
 
 class Store(Protocol):
@@ -385,3 +432,26 @@ def iterate_all(
         if len(batch) < page:
             return
         after = batch[-1].id
+
+
+def lowest_free_address(first: str, last: str, taken: Iterable[str | None]) -> str | None:
+    """The lowest IPv4 address from ``first`` to ``last`` (inclusive) not in ``taken``, or
+    ``None`` when there is none (``InvalidInput`` for a range that is not two addresses in
+    order). Shared by every ``AddressRepository`` so that all pick the same address."""
+    try:
+        low, high = int(ipaddress.IPv4Address(first)), int(ipaddress.IPv4Address(last))
+    except ValueError as exc:
+        raise InvalidInput(f"{first}-{last} is not a range of IPv4 addresses") from exc
+    if low > high:
+        raise InvalidInput(f"{first}-{last} is not a range: {first} is above {last}")
+    used = set()
+    for text in taken:
+        if text:
+            try:
+                used.add(int(ipaddress.IPv4Address(text)))
+            except ValueError:
+                continue  # an IPv6 or odd address on a NIC is simply not in an IPv4 range
+    for value in range(low, high + 1):
+        if value not in used:
+            return str(ipaddress.IPv4Address(value))
+    return None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from tashi.domain.errors import (
     AlreadyExists,
+    InsufficientResources,
     InvalidInput,
     InvalidState,
     NotFound,
@@ -41,12 +42,14 @@ from tashi.storage.contract import (
     ENDPOINT_MAX,
     EVENT_KIND_MAX,
     SECRET_MAX,
+    Address,
     InstanceChanges,
     InstanceFilter,
     Store,
     bounded,
     check_limit,
     event_message,
+    lowest_free_address,
     new_instance,
 )
 
@@ -64,6 +67,7 @@ class _Tables:
     tokens: dict[str, tuple[UserId, datetime]] = field(default_factory=dict)
     links: dict[HostId, NodeLink] = field(default_factory=dict)
     events: dict[InstanceId, tuple[InstanceEvent, ...]] = field(default_factory=dict)
+    addresses: dict[tuple[InstanceId, int], Address] = field(default_factory=dict)
     next_instance: int = 1
     next_host: int = 1
     next_user: int = 1
@@ -81,6 +85,7 @@ _DICTS = (
     "tokens",
     "links",
     "events",
+    "addresses",
 )
 
 
@@ -226,6 +231,7 @@ class _Instances:
             raise StateConflict(f"instance {instance_id} is {inst.state.name}, not {expected.name}")
         del self._t.instances[instance_id]
         self._t.unique_names.pop(instance_id, None)
+        _Addresses(self._t).release(instance_id)
 
     def _on_hosts(self, states: Sequence[InstanceState]) -> list[tuple[HostId, Instance]]:
         """(host, instance) for the instances in ``states`` that have a host, in id order."""
@@ -488,6 +494,58 @@ class _Events:
         return purged
 
 
+class _Addresses:
+    def __init__(self, t: _Tables) -> None:
+        self._t = t
+
+    def allocate(
+        self,
+        instance_id: InstanceId,
+        nic_index: int,
+        network_id: NetworkId,
+        first: str,
+        last: str,
+    ) -> Address:
+        lowest_free_address(first, last, ())  # the range is checked before anything else
+        if instance_id not in self._t.instances:
+            raise NotFound(f"instance {instance_id} does not exist")
+        if network_id not in self._t.networks:
+            raise NotFound(f"network {network_id} does not exist")
+        held = self._t.addresses.get((instance_id, nic_index))
+        if held is not None and held.network_id == network_id:
+            return held
+        taken: list[str | None] = [
+            a.ip for a in self._t.addresses.values() if a.network_id == network_id
+        ]
+        taken += [
+            n.ip for i in self._t.instances.values() for n in i.nics if n.network == network_id
+        ]
+        ip = lowest_free_address(first, last, taken)
+        if ip is None:
+            raise InsufficientResources(
+                f"no free address from {first} to {last} on network {network_id}"
+            )
+        address = Address(network_id, ip, instance_id, nic_index)
+        self._t.addresses[(instance_id, nic_index)] = address
+        return address
+
+    def release(self, instance_id: InstanceId) -> int:
+        doomed = [key for key in self._t.addresses if key[0] == instance_id]
+        for key in doomed:
+            del self._t.addresses[key]
+        return len(doomed)
+
+    def list(
+        self, *, network_id: NetworkId | None = None, instance_id: InstanceId | None = None
+    ) -> list[Address]:
+        return [
+            a
+            for _, a in sorted(self._t.addresses.items())
+            if (network_id is None or a.network_id == network_id)
+            and (instance_id is None or a.instance_id == instance_id)
+        ]
+
+
 class _Tx:
     def __init__(self, t: _Tables) -> None:
         self.instances = _Instances(t)
@@ -496,6 +554,7 @@ class _Tx:
         self.users = _Users(t)
         self.tokens = _Tokens(t)
         self.events = _Events(t)
+        self.addresses = _Addresses(t)
 
 
 class MemoryStore:

@@ -1,10 +1,10 @@
 """``SqlStore``: the real ``Store`` of ``storage/contract.py``, one database transaction per unit.
 
 ``transaction(write=...)`` checks a connection out of the engine's pool (``engine.py``), begins
-(on SQLite a write unit starts with ``BEGIN IMMEDIATE``), hands out the six repositories
-(``instances.py``, ``hosts.py``, ``accounts.py``, ``events.py``) bound to it, and commits when
-the block ends or rolls everything back when it raises. ``open_store`` is what the cluster
-manager calls at start: engine, migrations (``migrate.py``), store.
+(on SQLite a write unit starts with ``BEGIN IMMEDIATE``), hands out the seven repositories
+(``instances.py``, ``hosts.py``, ``accounts.py``, ``events.py``, ``addresses.py``) bound to it,
+and commits when the block ends or rolls everything back when it raises. ``open_store`` is what
+the cluster manager calls at start: engine, migrations (``migrate.py``), store.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine, RootTransaction
 from tashi.config.settings import SqlSettings
 from tashi.storage.contract import Store
 from tashi.storage.sql.accounts import SqlTokens, SqlUsers
+from tashi.storage.sql.addresses import SqlAddresses
 from tashi.storage.sql.db import Db, translate
 from tashi.storage.sql.engine import WRITE_OPTION, engine_from_settings
 from tashi.storage.sql.events import SqlEvents
@@ -41,6 +42,7 @@ class SqlTransaction:
         self.users = SqlUsers(db)
         self.tokens = SqlTokens(db)
         self.events = SqlEvents(db)
+        self.addresses = SqlAddresses(db)
 
 
 class SqlStore:

@@ -17,6 +17,9 @@ Design points (docs/adr/0002-state-store.md):
 * ``ix_instances_usage`` covers the grouped usage query (``usage_by_host``), so the scheduler's
   snapshot reads one index, not the instance rows with their JSON.
 * Names compare by code point on every database (see ``coltypes.py``).
+* ``addresses`` (the DHCP/DNS hook's allocations): the primary key (network, ip) makes two
+  allocations of one address impossible; rows go with their instance (``ON DELETE CASCADE``, in
+  the unit that removes it), and a network with addresses on it cannot be removed.
 """
 
 from __future__ import annotations
@@ -191,6 +194,23 @@ instance_events = sa.Table(
     sa.Index("ix_instance_events_instance", "instance_id", "id"),
     sa.Index("ix_instance_events_at", "at"),  # purge_before
     sqlite_autoincrement=True,
+    **MYSQL_TABLE_ARGS,
+)
+
+addresses = sa.Table(
+    "addresses",
+    metadata,
+    sa.Column("network_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("ip", sa.String(45), primary_key=True),
+    sa.Column("instance_id", sa.Integer, nullable=False),
+    sa.Column("nic_index", sa.SmallInteger, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["instance_id"], ["instances.id"], name="fk_addresses_instance", ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(
+        ["network_id"], ["networks.id"], name="fk_addresses_network", ondelete="RESTRICT"
+    ),
+    sa.UniqueConstraint("instance_id", "nic_index", name="uq_addresses_nic"),
     **MYSQL_TABLE_ARGS,
 )
 
