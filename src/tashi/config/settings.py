@@ -450,6 +450,88 @@ class QemuSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    SECTION: ClassVar[str] = "Cluster"
+    DOC: ClassVar[str] = (
+        "tashi-cluster: a whole cluster on one machine, each host a network namespace"
+        " (~/.tashi/Cluster.cfg overrides; see docs/cluster.md)."
+    )
+
+    state_dir: Path = option(
+        "stateDir",
+        Path("/var/lib/tashi-cluster"),
+        "Directory of the running cluster: its pids, namespaces, configs, logs, database and"
+        " VM files. One cluster per directory; stop removes it.",
+    )
+    hosts: int = option("hosts", 3, "Hosts `tashi-cluster start` starts by default.", minimum=1)
+    host_memory: int = option(
+        "hostMemory",
+        2048,
+        "Memory (MB) each virtual host offers to VMs. start checks that the machine has it for"
+        " every host (plus about 100 MB per node manager) before it starts anything.",
+        minimum=64,
+    )
+    image: Path = option(
+        "image",
+        Path("var/images/tashi-tiny.qcow2"),
+        "Guest image put into the cluster's image store (relative: to the current directory)."
+        " The default tiny guest is built (tashi-image build) when it is missing.",
+    )
+    kernel: str = option(
+        "kernel", "", "Kernel to boot the image with. Empty: the image's .kernel sidecar."
+    )
+    initrd: str = option(
+        "initrd", "", "Initrd to boot the image with. Empty: the image's .initrd sidecar."
+    )
+    networks: str = option(
+        "networks",
+        "1 2",
+        "Ids of the VM networks (VXLAN segments) the cluster defines, named net<id>; the first"
+        " is the default network. Ids 1 to 255 (each gets a /24 of vmAddresses).",
+    )
+    fabric: str = option(
+        "fabric",
+        "198.18.0.0/20",
+        "Subnet of the virtual 'physical' network joining the hosts (inside 198.18.0.0/15):"
+        " the cluster manager has its first address, host i its (256+i)-th, the root"
+        " namespace's one veth its last. Two clusters at once need two fabrics.",
+    )
+    vm_addresses: str = option(
+        "vmAddresses",
+        "198.19.0.0/16",
+        "Addresses of the VM networks: network id i uses the i-th /24 (.1 is the cluster"
+        " manager's side, where dnsmasq answers; VMs get .10 to .250 by DHCP).",
+    )
+    domain: str = option("domain", "tashi.test", "DNS domain of the VMs' names.")
+    accel: str = option(
+        "accel",
+        "tcg",
+        "[Qemu] accel of the virtual hosts: tcg, kvm or auto (auto probes KVM at each node"
+        " manager's start, which costs up to kvmProbeTimeout).",
+    )
+    heartbeat: float = option(
+        "heartbeat", 1.0, "[NodeManagerService] registerFrequency of the hosts.", minimum=0.1
+    )
+    expire_host_time: float = option(
+        "expireHostTime",
+        5.0,
+        "[ClusterManagerService] expireHostTime: seconds without a heartbeat before a host is"
+        " marked down.",
+        minimum=0.1,
+    )
+    host_lease_time: float = option(
+        "hostLeaseTime",
+        6.0,
+        "[ClusterManagerService] hostLeaseTime: after it (plus restartMargin) a lost host's"
+        " VMs are started elsewhere.",
+        minimum=0,
+    )
+    start_timeout: float = option(
+        "startTimeout", 60.0, "Seconds a daemon may take to answer /health.", minimum=1
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All settings of one program, parsed once at start-up."""
 
@@ -472,3 +554,4 @@ class Settings:
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
     vxlan: VxlanSettings = field(default_factory=VxlanSettings)
     qemu: QemuSettings = field(default_factory=QemuSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)

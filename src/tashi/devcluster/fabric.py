@@ -253,6 +253,15 @@ class Fabric:
             root.addr("add", index=index, address=plan.root_address, prefixlen=plan.prefixlen)
 
 
+def add_address(netns_name: str, link: str, address: str, prefixlen: int) -> None:
+    """Give ``link`` in namespace ``netns_name`` an address (idempotent)."""
+    with IPRoute(netns=netns_name, flags=0) as ipr, _kernel(f"addressing {link} in {netns_name}"):
+        index = ipr.link_lookup(ifname=link)[0]
+        existing = {a.get("address") for a in ipr.get_addr(index=index)}
+        if address not in existing:
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+
+
 def _delete(ipr: Any, name: str) -> None:
     with _kernel(f"deleting link {name}"):
         found = ipr.link_lookup(ifname=name)

@@ -1,0 +1,119 @@
+"""The config files of a virtual cluster's daemons, as plain section dictionaries.
+
+Pure functions of the ``[Cluster]`` settings, the state and the layout: what a site would write
+by hand into ``ClusterManager.cfg``, ``NodeManager.cfg`` and ``Agent.cfg`` for a cluster whose
+hosts are network namespaces on one machine. ``cluster.py`` writes them with
+``processes.write_config``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from tashi.config.settings import ClusterSettings
+from tashi.devcluster.fabric import Plan
+from tashi.devcluster.state import Layout, State, host_name
+
+Sections = dict[str, dict[str, object]]
+NM_PORT = 9883
+NODE_USER = "node"
+AGENT_USER = "scheduler"
+NM_OVERHEAD_MB = 100  # a node manager's own memory, with room for qemu's outside the guest
+PEER_PADDING = 8  # hosts every node manager floods to, even before they exist (see peers)
+
+
+def plan(state: State) -> Plan:
+    return Plan(state.tag, ipaddress.IPv4Network(state.fabric))
+
+
+def network_subnet(settings: ClusterSettings, network_id: int) -> ipaddress.IPv4Network:
+    base = ipaddress.IPv4Network(settings.vm_addresses)
+    return list(base.subnets(new_prefix=24))[network_id]
+
+
+def service_address(settings: ClusterSettings, network_id: int) -> str:
+    """The cluster manager side's address on a VM network (where dnsmasq answers)."""
+    return str(network_subnet(settings, network_id).network_address + 1)
+
+
+def ip_range(settings: ClusterSettings, network_id: int) -> str:
+    """``[DhcpDns] ipRange<id>``: the addresses VMs get by DHCP."""
+    net = network_subnet(settings, network_id).network_address
+    return f"{net + 10}-{net + 250}"
+
+
+def cm_config(settings: ClusterSettings, state: State, layout: Layout) -> Sections:
+    return {
+        "ClusterManager": {"stateDir": layout.cm / "state"},
+        "ClusterManagerService": {
+            "host": plan(state).cm_address,
+            "port": state.cm_port,
+            "expireHostTime": settings.expire_host_time,
+            "hostLeaseTime": settings.host_lease_time,
+            "restartMargin": 1.0,
+            "reconcileGrace": 2.0,
+        },
+        "Vfs": {"prefix": layout.vfs},
+        "Logging": {"level": "INFO"},
+    }
+
+
+def peers(state: State, highest: int) -> list[str]:
+    """Where a host's VXLAN floods go: the cluster manager's side and hosts 1 to
+    max(highest, PEER_PADDING). Hosts that do not exist yet cost an unanswered ARP on the
+    fabric; listing them means a host added later is reached by the ones already running."""
+    fabric = plan(state)
+    hosts = range(1, max(highest, PEER_PADDING) + 1)
+    return [fabric.cm_address, *(fabric.host_address(n) for n in hosts)]
+
+
+def nm_config(
+    settings: ClusterSettings,
+    state: State,
+    layout: Layout,
+    number: int,
+    node_password: str,
+    total_mb: int,
+) -> Sections:
+    fabric = plan(state)
+    address = fabric.host_address(number)
+    root = layout.host(number)
+    highest = max([number, *state.hosts])
+    return {
+        "NodeManagerService": {
+            "host": address,
+            "port": NM_PORT,
+            "name": host_name(number),
+            "advertise": f"http://{address}:{NM_PORT}",
+            "clusterManagerHost": fabric.cm_address,
+            "clusterManagerPort": state.cm_port,
+            "registerFrequency": settings.heartbeat,
+            "stateDir": root / "state",
+        },
+        "NodeManager": {"vmm": "qemu", "network": "vxlan", "scratchDir": root / "scratch"},
+        "Vxlan": {
+            "underlayDevice": "eth0",
+            "peers": " ".join(p for p in peers(state, highest) if p != address),
+        },
+        "Qemu": {
+            "accel": settings.accel,
+            "cgroupRoot": Path(state.cgroup) / host_name(number),
+            # The host offers hostMemory: the machine's memory less this.
+            "reservedMem": max(0, total_mb - settings.host_memory),
+            "shutdownGrace": 10,
+        },
+        "AccessClusterManager": {"username": NODE_USER, "password": node_password},
+        "Vfs": {"prefix": layout.vfs},
+        "Logging": {"level": "INFO"},
+    }
+
+
+def client_config(state: State, username: str, password: str) -> Sections:
+    return {
+        "Client": {
+            "clusterManagerHost": plan(state).cm_address,
+            "clusterManagerPort": state.cm_port,
+        },
+        "AccessClusterManager": {"username": username, "password": password},
+    }
