@@ -27,6 +27,7 @@ INSTANCE_HISTORY = f"{PREFIX}/instances/{{ref}}/history"  # GET -> list[Instance
 INSTANCE_ACTION = f"{PREFIX}/instances/{{ref}}/{{action}}"
 # action in: shutdown, pause, unpause, suspend, resume (POST, no body),
 #            migrate (MigrateIn), vmmSpecificCall (VmmCallIn), activate (ActivateIn; agent),
+#            hold (HoldIn; agent: Pending/Held -> Held with a reason),
 #            cpuShare (CpuShareIn; SLA@SOI adaptCpuShare)
 INSTANCE_ACTIONS = (
     "shutdown",
@@ -37,8 +38,13 @@ INSTANCE_ACTIONS = (
     "migrate",
     "vmmSpecificCall",
     "activate",
+    "hold",
     "cpuShare",
 )
+
+# POST NicAddressIn -> NicAddressOut (agent/admin): allocate NIC {index}'s address (DHCP/DNS hook)
+NIC_ADDRESS = f"{PREFIX}/instances/{{ref}}/nics/{{index}}/address"
+ADDRESSES = f"{PREFIX}/addresses"  # GET ?network=N -> list[AddressOut] (agent/admin)
 
 HOSTS = f"{PREFIX}/hosts"  # GET list, POST registerHost (HostIn)
 HOST = f"{PREFIX}/hosts/{{ref}}"  # GET one, DELETE unregisterHost

@@ -185,6 +185,34 @@ class ActivateIn(_Model):
     host: str = Field(description="host id or name")
 
 
+class NicAddressIn(_Model):
+    """Allocate a NIC's address (the DHCP/DNS hook): the lowest free one of ``range``, or the
+    one the NIC already has; the same NIC asking again gets the same address."""
+
+    range: str = Field(description="first-last IPv4 address, e.g. 198.19.1.10-198.19.1.200")
+
+
+class NicAddressOut(_Model):
+    instanceId: int
+    index: int
+    network: int
+    mac: str
+    ip: str
+
+
+class AddressOut(_Model):
+    network: int
+    ip: str
+    instanceId: int
+    nicIndex: int
+
+
+class HoldIn(_Model):
+    """holdVm (agents): why the instance cannot be placed now; shown as its ``reason``."""
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 class ChangesOut(_Model):
     """The change feed's version (``GET /v1/instances:changes``): it differs from the ``after``
     a caller sent once instances (or hosts' up/state/capacity/reservations) changed."""

@@ -26,6 +26,7 @@ from tashi.api.schemas import (
     CpuShareIn,
     CreateManyIn,
     HealthOut,
+    HoldIn,
     HostConfigIn,
     HostIn,
     HostNotesIn,
@@ -200,7 +201,7 @@ class TashiClient:
         self,
         ref: str | int,
         action: str,
-        body: MigrateIn | ActivateIn | CpuShareIn | None = None,
+        body: MigrateIn | ActivateIn | CpuShareIn | HoldIn | None = None,
     ) -> InstanceOut:
         path = paths.INSTANCE_ACTION.format(ref=_ref(ref), action=action)
         return decode(InstanceOut, self._t.call("POST", path, body=body))
@@ -226,6 +227,11 @@ class TashiClient:
     def activate_vm(self, ref: str | int, host: str | int) -> InstanceOut:
         """The scheduler's call: start a Pending instance on ``host``."""
         return self._act(ref, "activate", ActivateIn(host=str(host)))
+
+    def hold_vm(self, ref: str | int, reason: str) -> InstanceOut:
+        """The scheduler's call: a Pending instance it cannot place now becomes Held with
+        ``reason`` (shown in getInstances); a Held one keeps Held with the new reason."""
+        return self._act(ref, "hold", HoldIn(reason=reason))
 
     def vmm_specific_call(self, ref: str | int, arg: str) -> MessageOut:
         path = paths.INSTANCE_ACTION.format(ref=_ref(ref), action="vmmSpecificCall")

@@ -374,6 +374,22 @@ class InstanceService:
             raise
         return await self._move(starting, Action.started, vm_id=vm_id)
 
+    async def hold_vm(self, caller: Principal, ref: str, reason: str) -> Instance:
+        """``holdVm`` (the scheduler's call): a Pending instance that cannot be placed now
+        becomes Held with ``reason``, which getInstances shows; a Held one stays Held with the
+        new reason. The history records a reason when it changes (a scheduler that retries
+        with back-off repeats itself)."""
+        require_role(caller, Role.agent, Role.admin, doing="holding instances")
+        reason = reason.strip()
+        if not reason:
+            raise InvalidInput("a hold needs a reason")
+        inst = await self.get(caller, ref)
+        if inst.state is InstanceState.Held:
+            if inst.reason == reason:
+                return inst
+            return await self._move(inst, None, reason=reason, event=("held", reason))
+        return await self._move(inst, Action.hold, reason=reason, event=("held", reason))
+
     # --- helpers ----------------------------------------------------------------------
 
     async def _checked(self, caller: Principal, ref: str, action: Action, doing: str) -> Instance:

@@ -181,6 +181,10 @@ def _lifecycle_routes(api: APIRouter, service: ClusterService, out: _Out) -> Non
     async def activate(caller: Caller, ref: str, body: s.ActivateIn) -> JsonResponse:
         return await out.one(await svc.activate_vm(caller, ref, body.host))
 
+    @api.post(route("hold"), response_model=s.InstanceOut, summary="holdVm (agent)")
+    async def hold(caller: Caller, ref: str, body: s.HoldIn) -> JsonResponse:
+        return await out.one(await svc.hold_vm(caller, ref, body.reason))
+
     @api.post(route("cpuShare"), response_model=s.InstanceOut, summary="adaptCpuShare")
     async def cpu_share(caller: Caller, ref: str, body: s.CpuShareIn) -> JsonResponse:
         return await out.one(await svc.adapt_cpu_share(caller, ref, body.share))
