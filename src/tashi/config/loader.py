@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -131,7 +132,9 @@ def parse_settings(raw: RawConfig) -> Settings:
                 converted = _convert(hints[field.name], value, where)
                 kwargs[field.name] = _check_bounds(converted, info, where)
         sections[top.name] = cls(**kwargs)
-    _warn_unknown(raw, known, {_factory_type(f).SECTION for f in dataclasses.fields(Settings)})
+    classes = [_factory_type(f) for f in dataclasses.fields(Settings)]
+    open_options = {c.SECTION: c.OPEN_OPTIONS for c in classes if hasattr(c, "OPEN_OPTIONS")}
+    _warn_unknown(raw, known, {c.SECTION for c in classes}, open_options)
     return Settings(**sections)
 
 
@@ -142,11 +145,19 @@ def _factory_type(top: dataclasses.Field[Any]) -> Any:
     return factory
 
 
-def _warn_unknown(raw: RawConfig, known: set[tuple[str, str]], ours: Iterable[str]) -> None:
+def _warn_unknown(
+    raw: RawConfig,
+    known: set[tuple[str, str]],
+    ours: Iterable[str],
+    open_options: Mapping[str, str] | None = None,
+) -> None:
     """Warn about options Tashi will not read. Sections of other programs pass silently."""
     mine = set(ours)
+    open_options = open_options or {}
     by_lower = {section.lower(): section for section in mine}
     for (section, opt), (_, source) in raw.values.items():
+        if section in open_options and re.fullmatch(open_options[section], opt, re.IGNORECASE):
+            continue  # open-ended names such as [Scheduler] hook1, hook2, ...
         if section in mine and (section, opt) not in known:
             log.warning("%s: [%s] %s is not an option Tashi knows; ignored", source, section, opt)
         elif section not in mine and section.lower() in by_lower:
