@@ -95,6 +95,7 @@ class Action(enum.Enum):
     reattach = "reattach"  # its host answers again and still runs it
     reattach_paused = "reattach_paused"
     reschedule = "reschedule"  # HA: start it again elsewhere
+    group_failed = "group_failed"  # another member of its group failed to start; VM stopped
     force_destroy = "force_destroy"  # operator override, allowed from every state
 
 
@@ -171,6 +172,10 @@ def _rows() -> Iterable[tuple[InstanceState, Action, InstanceState]]:
         (S.Orphaned, A.reattach_paused, S.Paused),
         (S.Orphaned, A.reschedule, S.Pending),
     )
+    # A group is placed all or nothing: when one member fails to start, the others' VMs are
+    # stopped and every member waits, Held with the reason (clustermanager/groups.py).
+    for state in (S.Pending, S.PreparingDisk, S.Activating, S.Resuming, S.Running):
+        yield (state, A.group_failed, S.Held)
     # Destroying a VM that has not started anywhere (or that only exists as a suspend file)
     # removes it at once; anything that may have a process goes through Destroying.
     for state in (S.Pending, S.Held, S.Suspended):
