@@ -13,7 +13,14 @@ from tashi.domain.errors import TashiError, Unavailable
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import Host, Instance
 from tashi.nodeapi.nmclient import NodeManagerClient
-from tashi.nodeapi.schemas import DiskWire, InstanceWire, MigrationOut, NicWire, TicketOut
+from tashi.nodeapi.schemas import (
+    DiskWire,
+    InstanceWire,
+    MigrationOut,
+    NicWire,
+    TicketOut,
+    VmOut,
+)
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,10 @@ A migration whose driver was lost (the cluster manager restarted while the insta
 MigratePrep or MigrateTrans) is settled by ``settle`` from what the two node managers say: the
 source still runs the VM (the transfer never happened or failed there) → Running on the source
 and the target's half-made VM destroyed; the source is still sending → wait; the source no longer
-has it (it forgets a VM once it has been sent) → the target has the only copy: finish it there,
-Running on the target. Never the other way round: giving up on the source when the target has
-the VM would leave the only copy to be fenced as a stranger.
+has it (it forgets a VM once it has been sent) → the target has the only copy: finish it there
+if it still waits for the word to run, and record it Running on the target. Never the other
+way round: giving up on the source when the target has the VM would leave the only copy to be
+fenced as a stranger.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tashi.clustermanager.nodes import NodeGateway
-from tashi.domain.errors import NotFound, TashiError
+from tashi.domain.errors import TashiError
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance
 from tashi.domain.states import Action, InstanceState
@@ -146,24 +147,21 @@ class Migrations:
     ) -> None:
         """Bring a migration nobody drives any more to its end (see the module docstring).
         ``TashiError`` from a node that cannot be asked leaves the instance as it is."""
-        states = await self.nodes.vm_states(source)
-        seen = states.get(inst.id)
-        if seen == "migrating":
+        seen = (await self.nodes.vms(source)).get(inst.id)
+        if seen is not None and seen.state == "migrating":
             return  # the source is still sending; its own timeout ends that
         if seen is not None:
             lost = TashiError("the cluster manager restarted before the migration finished")
             await self._roll_back(inst, source, target, move, record, lost)
             return
-        try:
-            vm_id = await self.nodes.finish_incoming(target, inst)
-        except NotFound as exc:
+        arrived = (await self.nodes.vms(target)).get(inst.id)
+        if arrived is None:
             await move(inst, Action.migrate_failed, hints=without_target(inst))
-            await record(
-                inst,
-                "migrateFailed",
-                f"to {target.name}: the VM is on neither host ({exc.message})",
-            )
+            await record(inst, "migrateFailed", f"to {target.name}: the VM is on neither host")
             return
+        vm_id = arrived.vmId
+        if arrived.state == "incoming":  # sent, never told to run: run it now
+            vm_id = await self.nodes.finish_incoming(target, inst)
         if inst.state is InstanceState.MigratePrep:
             inst = await move(inst, Action.migrate_transfer)
         await move(

@@ -14,7 +14,7 @@ from typing import Protocol
 from tashi.domain.errors import Unavailable
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import Host, Instance
-from tashi.nodeapi.schemas import MigrationOut, TicketOut
+from tashi.nodeapi.schemas import MigrationOut, TicketOut, VmOut
 
 
 class NodeGateway(Protocol):
@@ -47,9 +47,9 @@ class NodeGateway(Protocol):
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int: ...
 
-    async def vm_states(self, host: Host) -> dict[InstanceId, str]:
-        """Every VM the host's node manager runs, by instance, with its state (the values
-        of ``tashi.vmm.base.VmState``)."""
+    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
+        """Every VM the host's node manager runs, by instance (state: the values of
+        ``tashi.vmm.base.VmState``)."""
         ...
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str: ...
@@ -102,7 +102,7 @@ class NoNodeManagers:
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
         raise self._refuse("migrate", instance)
 
-    async def vm_states(self, host: Host) -> dict[InstanceId, str]:
+    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
         raise Unavailable(f"cannot ask host {host.name!r}: no node managers are connected")
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
