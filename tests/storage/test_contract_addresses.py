@@ -80,6 +80,8 @@ def test_addresses_on_nics_count_as_taken(store: Store) -> None:
             a, inst.state, inst.state, now=T0, changes=InstanceChanges(nics=nics)
         )
     assert allocate(store, b, 0) == "198.19.1.11"
+    with store.transaction() as tx:  # its own NIC's address is the one it may have
+        assert tx.addresses.allocate(a, 0, NET, "198.19.1.10", "198.19.1.10").ip == "198.19.1.10"
 
 
 def test_removing_an_instance_releases_its_addresses_in_the_same_unit(store: Store) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import tashi
+from tashi.clustermanager.addresses import AddressService
 from tashi.clustermanager.auth import AuthService
 from tashi.clustermanager.batches import BatchService
 from tashi.clustermanager.claims import OverRates
@@ -47,6 +48,7 @@ class ClusterService:
     liveness: Liveness
     deadlines: Deadlines
     nodes: NodeGateway
+    addresses: AddressService
 
     async def instance_counts(self) -> dict[InstanceState, int]:
         """Instances per state, for ``/metrics``."""
@@ -118,4 +120,5 @@ def build_service(
         liveness=Liveness(db, clock, gateway, svc.expire_host_time),
         deadlines=Deadlines(db, clock, gateway, settle_migration=instances.settle_migration),
         nodes=gateway,
+        addresses=AddressService(db, clock),
     )

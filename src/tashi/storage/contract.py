@@ -301,8 +301,9 @@ class AddressRepository(Protocol):
     """The addresses the DHCP/DNS hook hands out, so that no restart hands one out twice.
 
     An address is unique per network (``AlreadyExists`` otherwise, race-free: two units that
-    pick the same address cannot both commit). Addresses a NIC already carries (``nics[i].ip``)
-    count as taken too."""
+    pick the same address cannot both commit). Addresses the NICs of other instances carry
+    (``nics[i].ip``) count as taken too; the instance's own do not, so that an address a user
+    gave a NIC at createVm can be allocated to it (ask for the one-address range)."""
 
     def allocate(
         self,

@@ -518,7 +518,11 @@ class _Addresses:
             a.ip for a in self._t.addresses.values() if a.network_id == network_id
         ]
         taken += [
-            n.ip for i in self._t.instances.values() for n in i.nics if n.network == network_id
+            n.ip
+            for i in self._t.instances.values()
+            if i.id != instance_id
+            for n in i.nics
+            if n.network == network_id
         ]
         ip = lowest_free_address(first, last, taken)
         if ip is None:

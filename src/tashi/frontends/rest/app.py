@@ -17,7 +17,7 @@ import tashi
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
-from tashi.frontends.rest import admin, hosts, images, instances, nodes, watch
+from tashi.frontends.rest import addresses, admin, hosts, images, instances, nodes, watch
 from tashi.frontends.rest.deps import Caller
 from tashi.web import errors
 from tashi.web.json import JsonResponse
@@ -75,6 +75,7 @@ def create_app(service: ClusterService) -> FastAPI:
     app.include_router(admin.router(service))
     app.include_router(images.router(service))
     app.include_router(nodes.router(service))
+    app.include_router(addresses.router(service))
     stats = RequestStats()
 
     @app.get(paths.OPENAPI, tags=["health"], include_in_schema=False)

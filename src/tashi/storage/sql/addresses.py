@@ -52,7 +52,9 @@ class SqlAddresses:
             .all()
         )
         on_nics = sa.select(t_nics.c.ip).where(
-            t_nics.c.network_id == network_id, t_nics.c.ip.is_not(None)
+            t_nics.c.network_id == network_id,
+            t_nics.c.ip.is_not(None),
+            t_nics.c.instance_id != instance_id,
         )
         taken += self._db.execute(on_nics).scalars().all()
         ip = lowest_free_address(first, last, taken)

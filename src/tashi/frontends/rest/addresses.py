@@ -1,0 +1,46 @@
+"""Routes for NIC addresses (the DHCP/DNS hook's allocations; agents and admins only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tashi.api import paths
+from tashi.api import schemas as s
+from tashi.clustermanager.service import ClusterService
+from tashi.frontends.rest.deps import Caller
+from tashi.web.json import JsonResponse
+
+
+def router(service: ClusterService) -> APIRouter:
+    api = APIRouter(tags=["addresses"])
+    addresses = service.addresses
+
+    @api.post(paths.NIC_ADDRESS, response_model=s.NicAddressOut, summary="allocate (agent)")
+    async def allocate(caller: Caller, ref: str, index: int, body: s.NicAddressIn) -> JsonResponse:
+        inst, nic_index = await addresses.allocate(caller, ref, index, body.range)
+        nic = inst.nics[nic_index]
+        return JsonResponse(
+            {
+                "instanceId": inst.id,
+                "index": nic_index,
+                "network": nic.network,
+                "mac": nic.mac,
+                "ip": nic.ip,
+            }
+        )
+
+    @api.get(paths.ADDRESSES, response_model=list[s.AddressOut], summary="list (agent)")
+    async def list_addresses(caller: Caller, network: int | None = None) -> JsonResponse:
+        return JsonResponse(
+            [
+                {
+                    "network": a.network_id,
+                    "ip": a.ip,
+                    "instanceId": a.instance_id,
+                    "nicIndex": a.nic_index,
+                }
+                for a in await addresses.list(caller, network)
+            ]
+        )
+
+    return api
