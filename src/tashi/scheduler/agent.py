@@ -162,8 +162,15 @@ class Agent:
 
     async def _place(self, work: _Round, queue: list[Request]) -> None:
         slots = asyncio.Semaphore(self.options.concurrency)
+        groups = _groups(queue)
         async with asyncio.TaskGroup() as group:
             for request in queue:
+                members = groups.get((request.user_id, request.group or ""), [])
+                if len(members) > 1:
+                    if request is members[0]:
+                        await slots.acquire()
+                        group.create_task(self._place_group(work, members, slots))
+                    continue
                 decision = work.planner.candidates(request)
                 if not decision.hosts:
                     await self._hold(work, request, decision.reason or "no host fits")
@@ -210,6 +217,56 @@ class Agent:
                 work.planner.placed(request, host_id)
         finally:
             slots.release()
+
+    async def _place_group(
+        self, work: _Round, members: list[Request], slots: asyncio.Semaphore
+    ) -> None:
+        """All members or none: hosts for every member from the planner, then one
+        ``activateGroup``; a member without a host holds the whole group."""
+        try:
+            chosen: list[tuple[Request, int]] = []
+            for member in members:
+                decision = work.planner.candidates(member)
+                if not decision.hosts:
+                    for placed, host_id in chosen:
+                        work.planner.released(placed, host_id)
+                    why = f"group {member.group} does not fit: {member.name}: {decision.reason}"
+                    for each in members:
+                        await self._hold(work, each, why)
+                    return
+                work.planner.placed(member, decision.hosts[0])
+                chosen.append((member, decision.hosts[0]))
+            try:
+                await self._start_group(work, chosen)
+                work.result.placed += len(chosen)
+                for member in members:
+                    self._retry.pop(member.id, None)
+                return
+            except TashiError as exc:
+                for placed, host_id in chosen:
+                    work.planner.released(placed, host_id)
+                if isinstance(exc, InsufficientResources | InvalidState | NotFound):
+                    work.result.refused += 1
+                    log.info("group %s not placed: %s", members[0].group, exc.message)
+                    return
+                for member in members:
+                    await self._hold(work, member, f"activation failed: {exc.message}")
+        finally:
+            slots.release()
+
+    async def _start_group(self, work: _Round, chosen: list[tuple[Request, int]]) -> None:
+        for request, host_id in chosen:
+            instance = work.instances[request.id]
+            for hook in self.hooks:
+                await hook.before_activation(instance, work.hosts[host_id])
+        try:
+            await self.client.activate_group([(r.id, h) for r, h in chosen])
+        except NotFound as exc:
+            if exc.message != "Not Found":  # a member is gone, not the route
+                raise
+            # A cluster manager without activateGroup: its activateVm places members singly.
+            for request, host_id in chosen:
+                await self.client.activate(request.id, host_id)
 
     async def _start_on(self, work: _Round, request: Request, host_id: int) -> None:
         instance = work.instances[request.id]
@@ -263,3 +320,12 @@ class Agent:
                 await hook.close()
             except TashiError as exc:
                 log.warning("hook %s did not close cleanly: %s", hook.name, exc)
+
+
+def _groups(queue: Sequence[Request]) -> dict[tuple[int, str], list[Request]]:
+    """Queued members of each (owner, groupName), in queue order."""
+    out: dict[tuple[int, str], list[Request]] = {}
+    for request in queue:
+        if request.group:
+            out.setdefault((request.user_id, request.group), []).append(request)
+    return out

@@ -31,6 +31,7 @@ _INSTANCES = TypeAdapter(list[InstanceOut])
 _USERS = TypeAdapter(list[UserOut])
 _INSTANCE = TypeAdapter(InstanceOut)
 _CHANGES = TypeAdapter(ChangesOut)
+ACTIVATE_GROUP = f"{paths.PREFIX}/instances:activateGroup"  # ADR 0009
 
 
 class CmClient:
@@ -143,6 +144,12 @@ class CmClient:
     async def activate(self, ref: int | str, host: int | str) -> InstanceOut:
         reply = await self._call("POST", self._action(ref, "activate"), json={"host": str(host)})
         return _parse(_INSTANCE, reply)
+
+    async def activate_group(self, placements: list[tuple[int, int]]) -> list[InstanceOut]:
+        """Place every member of a group in one transaction (all or nothing, ADR 0009)."""
+        body = {"placements": [{"instance": str(i), "host": str(h)} for i, h in placements]}
+        reply = await self._call("POST", ACTIVATE_GROUP, json=body)
+        return _parse(_INSTANCES, reply)
 
     async def hold(self, ref: int | str, reason: str) -> InstanceOut:
         reply = await self._call("POST", self._action(ref, "hold"), json={"reason": reason})

@@ -79,6 +79,7 @@ class Request:
     hints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     persistent_disk: str | None = None  # disks[0].uri when disks[0] is persistent
     reason: str | None = None
+    group: str | None = None  # groupName: members are placed together (activateGroup)
 
     @classmethod
     def of(cls, inst: InstanceOut, priority: int = 0) -> Request:
@@ -95,6 +96,7 @@ class Request:
             hints=MappingProxyType(dict(inst.hints)),
             persistent_disk=first.uri if first is not None and first.persistent else None,
             reason=inst.reason,
+            group=inst.groupName,
         )
 
 

@@ -1,0 +1,116 @@
+"""A real tashi-cm with fake-driver node managers, an agent account, and tashi-scheduler."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tashi.api.schemas import NetworkIn, UserIn
+from tashi.devcluster.processes import BIN, stop_child, write_config
+from tashi.scheduler.cmclient import CmClient
+from tests.e2e.harness import Cluster, Daemon, free_port, wait_for
+
+AGENT, AGENT_PASSWORD = "scheduler", "scheduler-secret-password"
+
+
+@contextmanager
+def cluster(root: Path, nodes: int = 2, **cm_options: object) -> Iterator[Cluster]:
+    vfs = root / "vfs"
+    (vfs / "images").mkdir(parents=True)
+    (vfs / "images" / "disk.img").write_bytes(b"\0" * 4096)
+    options: dict[str, object] = {"expireHostTime": 5.0, "maxBatch": 5000, **cm_options}
+    c = Cluster.start(root, vfs, **options)
+    try:
+        c.admin.add_network(NetworkIn(id=1, name="default"))
+        c.admin.register_user(UserIn(name=AGENT, password=AGENT_PASSWORD, role="agent"))
+        add_nodes(c, nodes)
+        yield c
+    finally:
+        c.stop()
+
+
+def add_nodes(c: Cluster, count: int, frequency: float = 2.0) -> None:
+    """``count`` fake node managers, started together (not one after the other)."""
+    started = []
+    for i in range(1, count + 1):
+        name = f"n{i}"
+        port = free_port()
+        (c.root / name).mkdir(parents=True, exist_ok=True)
+        config = write_config(
+            c.root / name / "nm.cfg",
+            {
+                "NodeManagerService": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "name": name,
+                    "advertise": f"http://127.0.0.1:{port}",
+                    "clusterManagerHost": "127.0.0.1",
+                    "clusterManagerPort": c.cm.port,
+                    "registerFrequency": frequency,
+                    "stateDir": c.root / name / "state",
+                },
+                "NodeManager": {
+                    "vmm": "fake",
+                    "network": "fake",
+                    "scratchDir": c.root / name / "scratch",
+                },
+                "AccessClusterManager": {"username": "node", "password": c.node_password},
+                "Vfs": {"prefix": c.vfs},
+                "Logging": {"level": "WARNING"},
+            },
+        )
+        node = Daemon(name, [str(BIN / "tashi-nm")], c.root / name, config, port)
+        node.startup_timeout = 120.0
+        node.spawn()
+        c.nodes[name] = node
+        started.append(node)
+    for node in started:
+        node.wait_healthy()
+    names = {n.name for n in started}
+    wait_for(
+        f"{count} hosts to be up",
+        lambda: names <= {h.name for h in c.admin.get_hosts() if h.up},
+        timeout=120.0,
+        every=0.2,
+    )
+
+
+def agent_client(c: Cluster) -> CmClient:
+    return CmClient(
+        f"http://127.0.0.1:{c.cm.port}", username=AGENT, password=AGENT_PASSWORD, timeout=60.0
+    )
+
+
+def scheduler_config(c: Cluster, name: str, **scheduler: object) -> Path:
+    return write_config(
+        c.root / f"{name}.cfg",
+        {
+            "Client": {"clusterManagerHost": "127.0.0.1", "clusterManagerPort": c.cm.port},
+            "AccessClusterManager": {"username": AGENT, "password": AGENT_PASSWORD},
+            "Scheduler": {"scheduleDelay": 0.5, **scheduler},
+            "Logging": {"level": "INFO"},
+        },
+    )
+
+
+@contextmanager
+def scheduler(c: Cluster, name: str = "sched", **options: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``tashi-scheduler`` process, stopped by pid (SIGTERM) at the end."""
+    config = scheduler_config(c, name, **options)
+    log = c.root / f"{name}.log"
+    env = {"HOME": str(c.root / "home"), "TASHI_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [str(BIN / "tashi-scheduler")],
+            cwd=c.root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        yield process
+    finally:
+        stop_child(process)
