@@ -158,7 +158,7 @@ def _warn_unknown(
     for (section, opt), (_, source) in raw.values.items():
         if section in open_options and re.fullmatch(open_options[section], opt, re.IGNORECASE):
             continue  # open-ended names such as [Scheduler] hook1, hook2, ...
-        if section in mine and (section, opt) not in known:
+        if section in mine and (section, opt) not in known and not _open_ended(section, opt):
             log.warning("%s: [%s] %s is not an option Tashi knows; ignored", source, section, opt)
         elif section not in mine and section.lower() in by_lower:
             # configparser's section names are case-sensitive (as in the original Tashi); a
@@ -170,6 +170,15 @@ def _warn_unknown(
                 opt,
                 by_lower[section.lower()],
             )
+
+
+#: Options whose names carry a number, read by their owner from ``RawConfig.section``.
+_OPEN_ENDED = {"DhcpDns": re.compile(r"iprange\d+")}
+
+
+def _open_ended(section: str, opt: str) -> bool:
+    pattern = _OPEN_ENDED.get(section)
+    return pattern is not None and pattern.fullmatch(opt) is not None
 
 
 _TRUE = {"1", "yes", "true", "on"}

@@ -472,6 +472,61 @@ class VxlanSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DhcpDnsSettings:
+    SECTION: ClassVar[str] = "DhcpDns"
+    DOC: ClassVar[str] = (
+        "The DhcpDns scheduler hook (hook1 = DhcpDns in [Scheduler] or [Primitive]): an address"
+        " per NIC from ipRange<networkId> (e.g. ipRange2 = 198.19.2.10-198.19.2.250), kept in"
+        " the cluster's database, and a static DHCP lease plus DNS records for it. Networks"
+        " without an ipRange are left alone. Only this program's files need the section."
+    )
+
+    backend: str = option(
+        "backend",
+        "dnsmasq",
+        "Where leases and records go: dnsmasq (files one dnsmasq per network reads, reloaded"
+        " with SIGHUP) or fake (tests only).",
+    )
+    dns_domain: str = option(
+        "dnsDomain",
+        "tashi.example.com",
+        "Domain of the VMs' names: NIC 0 of VM web is web.<dnsDomain>, NIC i is web-nic<i>.",
+    )
+    dns_expire: int = option(
+        "dnsExpire", 300, "TTL (seconds) of the DNS records.", minimum=0, maximum=2147483647
+    )
+    reverse_dns: bool = option(
+        "reverseDns",
+        True,
+        "Publish PTR records too. dnsmasq always answers PTR for the names it publishes.",
+    )
+    dns_server: str = option(
+        "dnsServer",
+        "",
+        "Original option (nsupdate's server); read by the ISC/BIND backend to come.",
+    )
+    dns_key_file: str = option(
+        "dnsKeyFile", "", "Original option (nsupdate's key); for the ISC/BIND backend to come."
+    )
+    dhcp_server: str = option(
+        "dhcpServer", "", "Original option (omshell's server); for the ISC/BIND backend to come."
+    )
+    dnsmasq_dir: Path = option(
+        "dnsmasqDir",
+        Path("/var/lib/tashi/dnsmasq"),
+        "Directory of the files dnsmasq reads: dhcp-hosts.<networkId> (--dhcp-hostsfile) and"
+        " addn-hosts.<networkId> (--addn-hosts), rewritten atomically on every change.",
+    )
+    dnsmasq_pid_file: str = option(
+        "dnsmasqPidFile",
+        "dnsmasq.%s.pid",
+        "Pid file of the dnsmasq serving a network (%s: the network id), relative to"
+        " dnsmasqDir unless absolute; it gets SIGHUP after a change. A site running one"
+        " dnsmasq of its own for all networks names its pid file (no %s).",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class QemuSettings:
     SECTION: ClassVar[str] = "Qemu"
     DOC: ClassVar[str] = (
@@ -674,5 +729,6 @@ class Settings:
     )
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
     vxlan: VxlanSettings = field(default_factory=VxlanSettings)
+    dhcp_dns: DhcpDnsSettings = field(default_factory=DhcpDnsSettings)
     qemu: QemuSettings = field(default_factory=QemuSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)

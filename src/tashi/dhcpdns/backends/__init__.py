@@ -1,0 +1,1 @@
+"""DHCP/DNS backends: the contract (``base.py``), the registry, and one module per backend."""

@@ -1,0 +1,161 @@
+"""The ``DhcpDns`` scheduler hook: an address per NIC, a static DHCP lease and DNS names.
+
+The original Apache Tashi hook (``tashi.agents.DhcpDns``), kept in what a site configures
+(``[DhcpDns]``: ``ipRange<networkId>``, ``dnsDomain``, ``dnsExpire``, ``reverseDns``) and fixed
+where it lost state: the addresses are allocated by the cluster manager in its database (POST
+``/v1/instances/{ref}/nics/{index}/address``), so a restarted scheduler never hands one out twice,
+and the leases and names are published through a backend plugin (``backends/``; dnsmasq by
+default) rather than ``omshell``/``nsupdate``.
+
+* ``before_activation``: for each NIC on a network with an ``ipRange<N>``, the address (the
+  same one again on a retry), then one lease and name per NIC: NIC 0 is ``<name>`` (as
+  ``<name>.[<subDomain hint>.]<dnsDomain>``), NIC i is ``<name>-nic<i>``. Networks without a
+  range are left alone. Returns the instance with its addresses.
+* ``after_destroy``: withdraws the instance's leases and names (the cluster manager releases the
+  addresses itself when it removes the instance).
+* ``start``: rebuilds the backend's whole state from the instances the cluster knows (those not
+  Exited, with addresses on ranged networks): idempotent, and the cure for a backend that missed
+  a destroy while the scheduler was down.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+import httpx
+
+from tashi.api import paths
+from tashi.api.schemas import HostOut, InstanceOut, NicAddressOut
+from tashi.config.loader import RawConfig, parse_settings
+from tashi.config.settings import DhcpDnsSettings
+from tashi.dhcpdns.backends.base import DhcpDnsBackend, HostEntry
+from tashi.dhcpdns.backends.registry import create_backend
+from tashi.domain.errors import BackendFailure, InvalidInput, TashiError, error_class
+from tashi.domain.ids import InstanceId, NetworkId
+from tashi.scheduler.hooks import HookContext, InstanceHook
+
+log = logging.getLogger(__name__)
+
+_RANGE_OPTION = re.compile(r"iprange(\d+)", re.IGNORECASE)
+_NOT_LABEL = re.compile(r"[^a-z0-9-]+")
+SUBDOMAIN_HINT = "subDomain"
+
+
+def parse_options(options: dict[str, str]) -> tuple[DhcpDnsSettings, dict[NetworkId, str]]:
+    """``[DhcpDns]`` as typed settings plus the ``ipRange<N>`` ranges by network."""
+    values = {("DhcpDns", k.lower()): (v, "[DhcpDns]") for k, v in options.items()}
+    settings = parse_settings(RawConfig(values=values, files=())).dhcp_dns
+    ranges = {}
+    for key, value in options.items():
+        match = _RANGE_OPTION.fullmatch(key.strip())
+        if match and value.strip():
+            ranges[NetworkId(int(match.group(1)))] = value.strip()
+    return settings, ranges
+
+
+def hostname(instance_name: str, nic_index: int) -> str:
+    """A DNS label for the NIC: the instance name in lower case with anything else than
+    letters, digits and '-' made '-', ``-nic<i>`` after NIC 0's name (as the original)."""
+    label = _NOT_LABEL.sub("-", instance_name.lower()).strip("-") or "vm"
+    suffix = f"-nic{nic_index}" if nic_index else ""
+    return label[: 63 - len(suffix)].rstrip("-") + suffix
+
+
+class DhcpDns:
+    name = "DhcpDns"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: DhcpDnsSettings,
+        ranges: dict[NetworkId, str],
+        backend: DhcpDnsBackend,
+    ) -> None:
+        self._http = http
+        self.settings = settings
+        self.ranges = ranges
+        self.backend = backend
+
+    async def start(self, instances: Sequence[InstanceOut]) -> None:
+        entries = [e for inst in instances if inst.state != "Exited" for e in self._entries(inst)]
+        await self.backend.replace_all(entries)
+        log.info("DhcpDns: %d leases and names published for the cluster's instances", len(entries))
+
+    async def before_activation(self, instance: InstanceOut, host: HostOut) -> InstanceOut:
+        changed = False
+        for index, nic in enumerate(instance.nics):
+            wanted = self.ranges.get(NetworkId(nic.network))
+            if wanted is None:
+                continue
+            got = await self._allocate(instance.id, index, wanted)
+            changed = changed or got.ip != nic.ip
+        if changed:
+            instance = await self._get(instance.id)
+        entries = self._entries(instance)
+        if entries:
+            await self.backend.publish(entries)
+        return instance
+
+    async def after_destroy(self, instance: InstanceOut) -> None:
+        await self.backend.withdraw(InstanceId(instance.id))
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    def _entries(self, instance: InstanceOut) -> list[HostEntry]:
+        domain = self.settings.dns_domain.strip(".")
+        sub = instance.hints.get(SUBDOMAIN_HINT, "").strip(".")
+        suffix = ".".join(part for part in (sub, domain) if part)
+        found = []
+        for index, nic in enumerate(instance.nics):
+            if nic.ip is None or NetworkId(nic.network) not in self.ranges:
+                continue
+            name = hostname(instance.name, index)
+            found.append(
+                HostEntry(
+                    instance_id=InstanceId(instance.id),
+                    nic_index=index,
+                    network_id=NetworkId(nic.network),
+                    mac=nic.mac,
+                    ip=nic.ip,
+                    hostname=name,
+                    fqdn=f"{name}.{suffix}" if suffix else name,
+                )
+            )
+        return found
+
+    async def _allocate(self, instance_id: int, index: int, wanted: str) -> NicAddressOut:
+        url = paths.NIC_ADDRESS.format(ref=instance_id, index=index)
+        body = await self._call("POST", url, json={"range": wanted})
+        return NicAddressOut.model_validate(body)
+
+    async def _get(self, instance_id: int) -> InstanceOut:
+        body = await self._call("GET", paths.INSTANCE.format(ref=instance_id))
+        return InstanceOut.model_validate(body)
+
+    async def _call(self, method: str, url: str, **kwargs: object) -> object:
+        try:
+            reply = await self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise BackendFailure(f"DhcpDns: the cluster manager did not answer: {exc}") from exc
+        if reply.status_code >= 400:
+            raise _error(reply)
+        return reply.json()
+
+
+def _error(reply: httpx.Response) -> TashiError:
+    try:
+        error = reply.json()["error"]
+        return error_class(str(error["code"]))(f"DhcpDns: {error['message']}")
+    except (ValueError, KeyError, TypeError):
+        return BackendFailure(f"DhcpDns: the cluster manager answered {reply.status_code}")
+
+
+def create(context: HookContext) -> InstanceHook:
+    """The scheduler's entry point (``hook1 = DhcpDns``)."""
+    settings, ranges = parse_options(context.options)
+    if not ranges:
+        raise InvalidInput("[DhcpDns] has no ipRange<networkId>: the hook would do nothing")
+    return DhcpDns(context.http, settings, ranges, create_backend(settings))
