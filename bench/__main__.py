@@ -1,9 +1,10 @@
-"""``python -m bench [all|control|nodes]`` (``make bench`` = all): run the benchmark suites and
-print their tables.
+"""``python -m bench [all|control|nodes|scheduling]`` (``make bench`` = all): run the benchmark
+suites and print their tables.
 
 ``control`` measures the cluster manager's HTTP API on SQLite and PostgreSQL (``runner.py``);
 ``nodes`` measures Tashi on real QEMU — boot, live migration, node-manager memory — against bare
-QEMU (``nodes.py``). ``--quick`` is a short smoke run of either; ``--only`` limits the control
+QEMU (``nodes.py``); ``scheduling`` the scheduler's placements with thousands of simulated
+hosts (``scheduling.py``). ``--quick`` is a short smoke run of either; ``--only`` limits the control
 suite to one store. Each suite prints its table and writes its JSON under ``bench/results/``.
 The exit status is 1 if a floor or goal of the issues failed or something could not be measured,
 130 on Ctrl-C (after stopping every process started and removing the temporary files).
@@ -16,12 +17,12 @@ import sys
 import traceback
 from dataclasses import asdict
 
-from bench import nodereport, nodes, report, runner
+from bench import nodereport, nodes, report, runner, scheduling
 from bench.cluster import Workspace, sigterm_as_interrupt
 from bench.cpu import calibrate
 from bench.report import StoreResults
 
-SUITES = ("all", "control", "nodes")
+SUITES = ("all", "control", "nodes", "scheduling")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
                 if args.suite == "all":
                     print()
                 status |= _nodes(args)
+            if args.suite in ("all", "scheduling"):
+                if args.suite == "all":
+                    print()
+                status |= _scheduling(args)
     except KeyboardInterrupt:
         runner.say("interrupted: every process started was stopped, temp files removed")
         return 130
@@ -146,6 +151,19 @@ def _nodes(args: argparse.Namespace) -> int:
     for phase in results.failed:
         print(f"nodes {phase}: not measured in full (see the error above)")
     return 1 if nodereport.missed(rows) or results.failed else 0
+
+
+def _scheduling(args: argparse.Namespace) -> int:
+    plan = scheduling.QUICK if args.quick else scheduling.FULL
+    yardstick = [calibrate()]
+    results = scheduling.run(plan)
+    yardstick.append(calibrate())
+    before, after = yardstick
+    print(
+        f"\nyardstick (a fixed Python loop; lower is faster): {before:.1f} ms, after {after:.1f} ms"
+    )
+    print(f"measured: tashi {report.source()}")
+    return 1 if scheduling.missed(results) else 0
 
 
 if __name__ == "__main__":

@@ -148,6 +148,17 @@ class Agent:
         live = {r.id for r in snapshot.pending}
         self._retry = {k: v for k, v in self._retry.items() if k in live}
         await self._place(work, self.policy.order(due))
+        result = work.result
+        if result.placed or result.held or result.refused or result.dropped:
+            log.info(
+                "round: placed %d, held %d, refused %d, dropped %d (%d pending, %d hosts)",
+                result.placed,
+                result.held,
+                result.refused,
+                result.dropped,
+                len(snapshot.pending),
+                len(snapshot.hosts),
+            )
         if not due:
             for move in self.policy.migrations(snapshot):
                 try:
