@@ -8,10 +8,11 @@ manager. Every daemon runs detached (a session of its own) with its log in the s
 the state file records each by pid and start time so later subcommands find them.
 
 ``crash`` is seed 002's ``ssi-rm``: every process in the host's namespace (its node manager and
-its VMs' qemu) is SIGKILLed by pid and the namespace removed; nobody is told. ``stop`` ends the
-daemons by pid (SIGTERM, SIGKILL after a deadline), then every process left in any namespace of
-the cluster's tag, then removes namespaces, links, cgroups and files: each wait has a deadline,
-so it never hangs.
+its VMs' qemu) is SIGKILLed by pid; nobody is told. The namespace stays (the host's kernel still
+runs, so connections to its node manager are refused at once) until ``add`` boots it afresh.
+``stop`` ends the daemons by pid (SIGTERM, SIGKILL after a deadline), then every process left
+in any namespace of the cluster's tag, then removes namespaces, links, cgroups and files: each
+wait has a deadline, so it never hangs.
 """
 
 from __future__ import annotations
@@ -118,7 +119,10 @@ class DevCluster:
         self._start_cm(state)
         self.layout.save(state)
         self._prepare_cm(state)
+        scheduler = self._start_scheduler(state)
         self._start_hosts(state, list(range(1, hosts + 1)))
+        if scheduler is not None:
+            scheduler.wait_healthy()
         return state
 
     def _networks(self) -> list[int]:
@@ -167,6 +171,26 @@ class DevCluster:
         process = cm.spawn()
         state.daemons["tashi-cm"] = Proc(process.pid, processes.start_time(process.pid))
         cm.wait_healthy()
+
+    def _start_scheduler(self, state: State) -> processes.Daemon | None:
+        """``tashi-scheduler`` in the cluster manager's namespace (where its DHCP/DNS hook's
+        dnsmasq must run: that namespace has a leg on every VM network)."""
+        if not Path(processes.program("tashi-scheduler")).exists():
+            self.say("tashi-scheduler is not installed: instances stay Pending (activateVm)")
+            return None
+        root = self.layout.scheduler
+        root.mkdir(parents=True, exist_ok=True)
+        sections = configs.agent_config(
+            self.settings, state, self.layout, self.password(configs.AGENT_USER)
+        )
+        path = processes.write_config(root / "agent.cfg", sections, private=True)
+        fab = configs.plan(state)
+        daemon = self._daemon("tashi-scheduler", root, path, fab.cm_ns, fab.cm_address, 0)
+        daemon.ready_log = "tashi-scheduler "
+        process = daemon.spawn()
+        state.daemons["tashi-scheduler"] = Proc(process.pid, processes.start_time(process.pid))
+        self.layout.save(state)
+        return daemon
 
     def _daemon(
         self, name: str, root: Path, config: Path, netns: str, address: str, port: int
@@ -276,6 +300,9 @@ class DevCluster:
             root = self.layout.host(number)
             shutil.rmtree(root, ignore_errors=True)  # a crashed host boots afresh
             root.mkdir(parents=True)
+            if fab.plan.host_ns(number) in fabric.namespaces():  # crashed earlier (rm)
+                kill_all(fab.plan.host_ns(number))
+                fab.remove_host(number)
             netns = fab.add_host(number)
             sections = configs.nm_config(
                 self.settings,
@@ -319,8 +346,8 @@ class DevCluster:
                 asyncio.run(refresh(netns))
 
     def crash(self, numbers: list[int]) -> None:
-        """SIGKILL every process of each host (node manager and VMs), remove its namespace;
-        tell nobody (the cluster manager finds out by the missing heartbeats)."""
+        """SIGKILL every process of each host (node manager and VMs); tell nobody (the cluster
+        manager finds out by the missing heartbeats)."""
         state = self.layout.load()
         fab = Fabric(configs.plan(state))
         for number in numbers:
@@ -330,7 +357,7 @@ class DevCluster:
             netns = fab.plan.host_ns(number)
             killed = kill_all(netns)
             self.say(f"host {number}: killed {len(killed)} process(es) ({netns})")
-            fab.remove_host(number)
+            # The namespace stays, like the host's kernel: its address refuses connections.
             remove_cgroup(Path(state.cgroup) / host_name(number))
             del state.hosts[number]
             self.layout.save(state)

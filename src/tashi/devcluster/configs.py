@@ -8,6 +8,7 @@ hosts are network namespaces on one machine. ``cluster.py`` writes them with
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 from pathlib import Path
 
@@ -107,6 +108,40 @@ def nm_config(
         "Vfs": {"prefix": layout.vfs},
         "Logging": {"level": "INFO"},
     }
+
+
+def agent_config(
+    settings: ClusterSettings, state: State, layout: Layout, password: str
+) -> Sections:
+    """``Agent.cfg`` of the scheduler, with the DHCP/DNS hook when it is installed."""
+    sections: Sections = {
+        "Client": {
+            "clusterManagerHost": plan(state).cm_address,
+            "clusterManagerPort": state.cm_port,
+        },
+        "AccessClusterManager": {"username": AGENT_USER, "password": password},
+        "Scheduler": {},
+        "Logging": {"level": "INFO"},
+    }
+    if has_dhcpdns():
+        sections["Scheduler"]["hook1"] = "DhcpDns"
+        sections["DhcpDns"] = dhcpdns_options(settings, state, layout)
+    return sections
+
+
+def has_dhcpdns() -> bool:
+    """Whether the DHCP/DNS hook (``tashi.dhcpdns``) is installed."""
+    try:
+        return importlib.util.find_spec("tashi.dhcpdns.hook") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def dhcpdns_options(settings: ClusterSettings, state: State, layout: Layout) -> dict[str, object]:
+    options: dict[str, object] = {"dnsDomain": settings.domain}
+    for network_id in state.networks:
+        options[f"ipRange{network_id}"] = ip_range(settings, network_id)
+    return options
 
 
 def client_config(state: State, username: str, password: str) -> Sections:

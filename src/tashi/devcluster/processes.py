@@ -118,6 +118,7 @@ class Daemon:
     startup_timeout: float = 30.0
     error: Callable[[str], Exception] = DaemonFailed
     env: dict[str, str] = field(default_factory=dict)
+    ready_log: str | None = None  # no /health: ready once its log has this text
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -158,7 +159,7 @@ class Daemon:
 
     def wait_healthy(self) -> None:
         wait_for(
-            f"{self.name} to answer /health",
+            f"{self.name} to be ready (/health, or its log)",
             self._healthy,
             self.startup_timeout,
             error=self.error,
@@ -168,6 +169,8 @@ class Daemon:
         assert self.process is not None
         if self.process.poll() is not None:
             raise self.error(f"{self.name} exited at start:\n{self.log_tail()}")
+        if self.ready_log is not None:
+            return self.ready_log in self.log.read_text(errors="replace")
         try:
             url = f"http://{self.health_host}:{self.port}/health"
             return httpx.get(url, timeout=1).status_code == 200
