@@ -19,6 +19,8 @@ WHOAMI = f"{PREFIX}/auth/whoami"  # GET -> UserOut
 INSTANCES = f"{PREFIX}/instances"  # GET list (filters), POST createVm
 INSTANCE = f"{PREFIX}/instances/{{ref}}"  # GET one, DELETE destroyVm (?force=true: admin)
 CREATE_MANY = f"{PREFIX}/instances:createMany"  # POST CreateMany
+# POST ActivateGroupIn -> list[InstanceOut] (agent/admin): place a whole group or none (ADR 0009)
+ACTIVATE_GROUP = f"{PREFIX}/instances:activateGroup"
 DESTROY_MANY = f"{PREFIX}/instances:destroyMany"  # POST BatchSelect -> BatchResult
 SHUTDOWN_MANY = f"{PREFIX}/instances:shutdownMany"  # POST BatchSelect -> BatchResult
 # GET ?after=N&timeout=S -> ChangesOut: long-poll until the change version differs from N (agents)

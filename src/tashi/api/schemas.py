@@ -207,6 +207,18 @@ class AddressOut(_Model):
     nicIndex: int
 
 
+class PlacementIn(_Model):
+    instance: str = Field(description="instance id or name")
+    host: str = Field(description="host id or name")
+
+
+class ActivateGroupIn(_Model):
+    """activateGroup (agents): a host for every member of one group; all are placed in one
+    transaction or none is (ADR 0009)."""
+
+    placements: list[PlacementIn] = Field(min_length=1)
+
+
 class HoldIn(_Model):
     """holdVm (agents): why the instance cannot be placed now; shown as its ``reason``."""
 

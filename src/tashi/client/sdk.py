@@ -20,6 +20,7 @@ import httpx
 
 from tashi.api import paths
 from tashi.api.schemas import (
+    ActivateGroupIn,
     ActivateIn,
     BatchResultOut,
     BatchSelectIn,
@@ -42,6 +43,7 @@ from tashi.api.schemas import (
     MigrateIn,
     NetworkIn,
     NetworkOut,
+    PlacementIn,
     ReservationOut,
     TokenOut,
     UserIn,
@@ -227,6 +229,14 @@ class TashiClient:
     def activate_vm(self, ref: str | int, host: str | int) -> InstanceOut:
         """The scheduler's call: start a Pending instance on ``host``."""
         return self._act(ref, "activate", ActivateIn(host=str(host)))
+
+    def activate_group(self, placements: list[tuple[str | int, str | int]]) -> list[InstanceOut]:
+        """The scheduler's call for a group (ADR 0009): ``(instance, host)`` for every member;
+        all are placed in one transaction and started, or none is placed."""
+        body = ActivateGroupIn(
+            placements=[PlacementIn(instance=str(i), host=str(h)) for i, h in placements]
+        )
+        return decode_list(InstanceOut, self._t.call("POST", paths.ACTIVATE_GROUP, body=body))
 
     def hold_vm(self, ref: str | int, reason: str) -> InstanceOut:
         """The scheduler's call: a Pending instance it cannot place now becomes Held with

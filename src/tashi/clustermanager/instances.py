@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tashi.clustermanager import claims, refs
+from tashi.clustermanager import claims, membership, refs
 from tashi.clustermanager.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.diskcopy import DiskCopies, needs_copy
@@ -67,6 +67,11 @@ class InstanceService:
         self._nodes = nodes
         self._clock = clock
         self._rules = rules
+        self.rules = rules
+        self.nodes = nodes
+        #: Called when a start fails (``groups.GroupService.teardown``): the instance as it
+        #: was started and why it failed.
+        self.on_start_failed: Callable[[Instance, str], Awaitable[None]] | None = None
         self._migrations = Migrations(nodes, rules.migrate_timeout)
         self._disk_copies = DiskCopies(images)
 
@@ -101,8 +106,9 @@ class InstanceService:
             )
         validation.instance_name(request.name)
         first = build_spec(request, many_names(request.name, count)[0], self._rules.specs)
+        group = request.group_name or request.name  # a createMany is one group (ADR 0009)
         specs = [
-            replace(first, name=validation.instance_name(n))
+            replace(first, name=validation.instance_name(n), group_name=group)
             for n in many_names(request.name, count)
         ]
         return await self._insert(owner, specs)
@@ -347,9 +353,13 @@ class InstanceService:
         ``InsufficientResources`` and nothing changes. If a copy fails or the node cannot start
         it, the instance is Held with the reason."""
         require_role(caller, Role.agent, Role.admin, doing="activating instances")
-        inst, host = await self._db.read(
-            lambda tx: (refs.instance(tx, ref), refs.host(tx, host_ref))
-        )
+
+        def read(tx: Transaction) -> tuple[Instance, Host]:
+            inst, host = refs.instance(tx, ref), refs.host(tx, host_ref)
+            membership.check_alone(tx, inst)
+            return inst, host
+
+        inst, host = await self._db.read(read)
         source = inst.hints.get(RESUME_HINT)
         action = Action.resume_on_host if source else Action.activate
         next_state(inst.state, action)
@@ -364,6 +374,13 @@ class InstanceService:
             starting = await self._disk_copies.prepare(caller, inst, host.id, claim_and_move)
         else:
             starting = await claim_and_move(inst, action, host_id=host.id, clear_reason=True)
+        return await self.start_on(starting, host)
+
+    async def start_on(self, starting: Instance, host: Host) -> Instance:
+        """Ask ``host``'s node to start (or restore) an instance placed there; Running (or
+        Resuming until the restore reports) once it runs. A failed start holds it with the
+        reason and tears its group down (``on_start_failed``)."""
+        source = starting.hints.get(RESUME_HINT)
         try:
             if source:
                 vm_id = await self._nodes.resume(host, starting, source)
@@ -371,6 +388,8 @@ class InstanceService:
             vm_id = await self._nodes.instantiate(host, starting)
         except TashiError as exc:
             await self._move(starting, Action.start_failed, reason=exc.message, clear_host=True)
+            if self.on_start_failed is not None and starting.group_name is not None:
+                await self.on_start_failed(starting, exc.message)
             raise
         return await self._move(starting, Action.started, vm_id=vm_id)
 

@@ -11,6 +11,7 @@ simply loses.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -72,6 +73,9 @@ class NodeReports:
         self._clock = clock
         self._rules = rules
         self._nodes = nodes
+        #: Told of a grouped instance (as it was) whose VM failed or exited, with the detail
+        #: (``groups.GroupService.member_stopped``: a group still starting is torn down).
+        self.on_member_stopped: Callable[[Instance, str], Awaitable[None]] | None = None
 
     def _state_for(self, host: Host, version: str) -> HostState:
         if version != self._rules.version and not self._rules.allow_mismatched_versions:
@@ -176,7 +180,7 @@ class NodeReports:
         action = EVENT_ACTIONS.get(event.kind)
         now = self._clock.now()
 
-        def run(tx: Transaction) -> None:
+        def run(tx: Transaction) -> Instance | None:
             tx.events.add(
                 InstanceId(event.instanceId),
                 event.kind,
@@ -186,9 +190,9 @@ class NodeReports:
             try:
                 inst = tx.instances.get(InstanceId(event.instanceId))
             except NotFound:
-                return
+                return None
             if action is None or inst.host_id != host.id:
-                return
+                return None
             if (inst.state, action) in INSTANCE_TRANSITIONS:
                 _apply(
                     tx,
@@ -196,8 +200,13 @@ class NodeReports:
                     Decision(inst.id, inst.state, action, vm_id=event.vmId, note=event.detail),
                     now,
                 )
+                return inst
+            return None
 
-        await self._db.write(run)
+        before = await self._db.write(run)
+        stopped = action in (Action.start_failed, Action.exited)
+        if before is not None and stopped and before.group_name and self.on_member_stopped:
+            await self.on_member_stopped(before, event.detail or event.kind)
 
     async def _reconcile(self, host_id: HostId, reports: list[VmReport]) -> None:
         now = self._clock.now()

@@ -16,6 +16,7 @@ from tashi.clustermanager.batches import BatchService
 from tashi.clustermanager.claims import OverRates
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.deadlines import Deadlines
+from tashi.clustermanager.groups import GroupService
 from tashi.clustermanager.hosts import HostService
 from tashi.clustermanager.images import ImageService
 from tashi.clustermanager.instances import InstanceRules, InstanceService
@@ -48,6 +49,7 @@ class ClusterService:
     liveness: Liveness
     deadlines: Deadlines
     nodes: NodeGateway
+    groups: GroupService
     addresses: AddressService
 
     async def instance_counts(self) -> dict[InstanceState, int]:
@@ -95,6 +97,21 @@ def build_service(
     gateway = nodes(db) if nodes is not None else NoNodeManagers()
     image_service = ImageService(images, db, clock)
     instances = InstanceService(db, gateway, clock, rules, image_service)
+    groups = GroupService(db, instances, clock)
+    reports = NodeReports(
+        db,
+        clock,
+        NodeRules(
+            version=tashi.__version__,
+            allow_mismatched_versions=svc.allow_mismatched_versions,
+            heartbeat_interval=settings.node_manager_service.register_frequency,
+            expire_host_time=svc.expire_host_time,
+            grace=svc.reconcile_grace,
+            allow_duplicate_names=svc.allow_duplicate_names,
+        ),
+        gateway,
+    )
+    reports.on_member_stopped = groups.member_stopped
     return ClusterService(
         db=db,
         auth=auth,
@@ -104,21 +121,10 @@ def build_service(
         networks=NetworkService(db, NetworkId(svc.default_network)),
         users=UserService(db, clock, auth),
         images=image_service,
-        node_reports=NodeReports(
-            db,
-            clock,
-            NodeRules(
-                version=tashi.__version__,
-                allow_mismatched_versions=svc.allow_mismatched_versions,
-                heartbeat_interval=settings.node_manager_service.register_frequency,
-                expire_host_time=svc.expire_host_time,
-                grace=svc.reconcile_grace,
-                allow_duplicate_names=svc.allow_duplicate_names,
-            ),
-            gateway,
-        ),
+        node_reports=reports,
         liveness=Liveness(db, clock, gateway, svc.expire_host_time),
         deadlines=Deadlines(db, clock, gateway, settle_migration=instances.settle_migration),
         nodes=gateway,
+        groups=groups,
         addresses=AddressService(db, clock),
     )

@@ -101,6 +101,13 @@ def router(service: ClusterService) -> APIRouter:
         request = _vm_request(body, body.basename)
         return await out.many(await service.instances.create_many(caller, request, body.count), 201)
 
+    @api.post(
+        paths.ACTIVATE_GROUP, response_model=list[s.InstanceOut], summary="activateGroup (agent)"
+    )
+    async def activate_group(caller: Caller, body: s.ActivateGroupIn) -> JsonResponse:
+        placements = [(p.instance, p.host) for p in body.placements]
+        return await out.many(await service.groups.activate_group(caller, placements))
+
     @api.post(paths.DESTROY_MANY, response_model=s.BatchResultOut, summary="destroyMany")
     async def destroy_many(caller: Caller, body: s.BatchSelectIn) -> JsonResponse:
         which = BatchSelect(basename=body.basename, ids=body.ids)

@@ -1,0 +1,174 @@
+"""Groups, all or nothing (ADR 0009): ``activateGroup`` places every member in one transaction,
+and a member that fails to start tears its group down.
+
+A group is the live instances of one owner sharing a ``group_name`` (``createMany`` makes one).
+``activate_group`` takes the scheduler's choice of a host per member, locks those hosts in id
+order, checks each claim with ``claims.check`` (the members moved earlier in the same unit count
+on their host, since the unit sees its own writes) and moves every member; one refusal rolls all
+back. The members are then started concurrently through the node gateway. ``teardown`` stops the
+VMs of the other members and holds every member with one reason; it is what ``InstanceService``
+calls when a member's start fails, and what the node reports call when a member fails or exits
+while its group is still starting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from tashi.clustermanager import claims, refs
+from tashi.clustermanager.auth import require_role
+from tashi.clustermanager.database import Database
+from tashi.clustermanager.diskcopy import needs_copy
+from tashi.clustermanager.instances import RESUME_HINT, InstanceService
+from tashi.clustermanager.membership import UNPLACED, members
+from tashi.domain.clock import Clock
+from tashi.domain.errors import InvalidInput, TashiError
+from tashi.domain.ids import HostId, UserId
+from tashi.domain.models import Host, Instance, Principal, Role
+from tashi.domain.states import (
+    INSTANCE_TRANSITIONS,
+    ON_HOST,
+    Action,
+    InstanceState,
+    next_state,
+)
+from tashi.storage.contract import InstanceChanges, Transaction
+
+log = logging.getLogger(__name__)
+
+KIND = "groupFailed"  # the history lines' kind
+#: Who the cluster manager acts as when it destroys a member whose node did not confirm a stop.
+SYSTEM = Principal(UserId(0), "tashi-cm", Role.admin)
+#: States of a member that is still on its way up: while one is in them the group is starting.
+STARTING = frozenset(
+    {*UNPLACED, InstanceState.PreparingDisk, InstanceState.Activating, InstanceState.Resuming}
+)
+
+
+class GroupService:
+    def __init__(self, db: Database, instances: InstanceService, clock: Clock) -> None:
+        self._db = db
+        self._instances = instances
+        self._clock = clock
+        instances.on_start_failed = self.teardown
+
+    async def activate_group(
+        self, caller: Principal, placements: Sequence[tuple[str, str]]
+    ) -> list[Instance]:
+        """``activateGroup``: every member of one group on its chosen host, or none."""
+        require_role(caller, Role.agent, Role.admin, doing="activating instances")
+        if not placements:
+            raise InvalidInput("name at least one placement")
+        rates = self._instances.rules.over_rates
+        now = self._clock.now()
+
+        def place(tx: Transaction) -> list[tuple[Instance, Host]]:
+            chosen = [(refs.instance(tx, i), refs.host(tx, h)) for i, h in placements]
+            _check_complete(tx, [inst for inst, _ in chosen])
+            for host_id in sorted({host.id for _, host in chosen}):
+                tx.hosts.lock(host_id)
+            placed = []
+            for inst, host in chosen:
+                claims.check(tx, inst, host, rates)
+                action = Action.resume_on_host if inst.hints.get(RESUME_HINT) else Action.activate
+                target = next_state(inst.state, action)
+                changes = InstanceChanges(host_id=host.id, clear_reason=True)
+                moved = tx.instances.transition(
+                    inst.id, inst.state, target, now=now, changes=changes
+                )
+                tx.events.add(
+                    inst.id, action.value, f"placed on {host.name} with its group", now=now
+                )
+                placed.append((moved, host))
+            return placed
+
+        placed = await self._db.write(place)
+        results = await asyncio.gather(
+            *(self._instances.start_on(inst, host) for inst, host in placed),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, TashiError):
+                raise failure
+        if failures:
+            raise failures[0]
+        return [r for r in results if isinstance(r, Instance)]
+
+    async def member_stopped(self, inst: Instance, why: str) -> None:
+        """The node reports that ``inst`` (as it was before the report) failed or exited: if
+        its group is still starting, that is a failed start and the group is torn down."""
+        if inst.group_name is None:
+            return
+        group = await self._db.read(lambda tx: members(tx, inst))
+        if inst.state in STARTING or any(i.state in STARTING for i in group if i.id != inst.id):
+            await self.teardown(inst, why)
+
+    async def teardown(self, failed: Instance, why: str) -> None:
+        """``failed`` did not start: stop the VMs of its group and hold every member with the
+        reason. Nothing to do for an instance without group mates."""
+        group = await self._db.read(lambda tx: members(tx, failed))
+        if len(group) < 2 and all(i.id == failed.id for i in group):
+            return
+        reason = f"group {failed.group_name} torn down: {failed.name} failed to start: {why}"
+        log.warning("%s", reason)
+        for member in group:
+            try:
+                await self._hold(member, reason)
+            except TashiError as exc:
+                log.warning("tearing down group %s: %s: %s", failed.group_name, member.name, exc)
+
+    async def _hold(self, member: Instance, reason: str) -> None:
+        inst = await self._db.read(lambda tx: tx.instances.get(member.id))
+        if inst.state is InstanceState.Held:
+            await self._save(inst, None, reason)
+            return
+        if (inst.state, Action.group_failed) not in INSTANCE_TRANSITIONS:
+            return  # shutting down, destroyed, suspended: nothing of it runs as part of the group
+        if inst.state in ON_HOST and inst.host_id is not None:
+            host_id: HostId = inst.host_id
+            host = await self._db.read(lambda tx: tx.hosts.get(host_id))
+            try:
+                await self._instances.nodes.destroy(host, inst)
+            except TashiError as exc:
+                # Its VM may still run: holding it would let it start twice. Destroy instead;
+                # the intent sticks and reconciliation finishes it.
+                log.warning("group teardown: %s did not stop (%s); destroying it", inst.name, exc)
+                await self._instances.destroy_instance(SYSTEM, inst)
+                return
+        await self._save(inst, Action.group_failed, reason)
+
+    async def _save(self, inst: Instance, action: Action | None, reason: str) -> None:
+        now = self._clock.now()
+        target = inst.state if action is None else next_state(inst.state, action)
+        changes = InstanceChanges(reason=reason, clear_host=True, clear_vm=True)
+
+        def save(tx: Transaction) -> None:
+            tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
+            tx.events.add(inst.id, KIND, reason, now=now)
+
+        await self._db.write(save)
+
+
+def _check_complete(tx: Transaction, chosen: list[Instance]) -> None:
+    """The placements name one whole group, each member once, all waiting to be placed."""
+    first = chosen[0]
+    ids = [i.id for i in chosen]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("an instance is named twice")
+    for inst in chosen:
+        if (inst.user_id, inst.group_name) != (first.user_id, first.group_name):
+            raise InvalidInput(f"{inst.name!r} is not in group {first.group_name!r}")
+        if needs_copy(inst):
+            raise InvalidInput(
+                f"{inst.name!r} has disks to copy first; activate it alone with activateVm"
+            )
+    if first.group_name is None and len(chosen) > 1:
+        raise InvalidInput("instances without a group name are placed one by one")
+    missing = [i.name for i in members(tx, first) if i.id not in ids]
+    if missing:
+        raise InvalidInput(
+            f"group {first.group_name!r} also has {', '.join(missing)}: place every member"
+        )
