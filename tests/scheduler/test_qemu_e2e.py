@@ -1,0 +1,78 @@
+"""Real QEMU (TCG), real daemons: ``tashi createVm`` ends as a running guest with no manual step —
+tashi-scheduler places it, the node manager boots it, the console shows the guest's UP marker."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tashi.api.schemas import NetworkIn, UserIn
+from tashi.devcluster.processes import BIN
+from tests.e2e.conftest import stock_image_store
+from tests.e2e.harness import Cluster, wait_for
+from tests.scheduler import live
+
+BOOT_TIMEOUT = 90.0
+
+
+@pytest.fixture
+def qemu_cluster(tmp_path: Path, tiny_image: Path) -> Iterator[tuple[Cluster, str]]:
+    vfs = tmp_path / "vfs"
+    image = stock_image_store(tiny_image, vfs)
+    cgroup = Path(f"/sys/fs/cgroup/cpu/tashi-sched-e2e-{secrets.token_hex(4)}")
+    c = Cluster.start(tmp_path, vfs, expireHostTime=5.0, reconcileGrace=2.0)
+    qemu = {"Qemu": {"accel": "tcg", "cgroupRoot": cgroup, "shutdownGrace": 20}}
+    try:
+        c.admin.add_network(NetworkIn(id=1, name="default"))
+        c.admin.register_user(UserIn(name=live.AGENT, password=live.AGENT_PASSWORD, role="agent"))
+        c.add_node("n1", vmm="qemu", network="fake", frequency=1.0, extra=qemu)
+        c.add_node("n2", vmm="qemu", network="fake", frequency=1.0, extra=qemu)
+        yield c, image
+    finally:
+        for inst in c.admin.get_instances():
+            c.admin.destroy_vm(inst.id, force=True)
+        c.stop()
+        if cgroup.exists():
+            for child in cgroup.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            cgroup.rmdir()
+
+
+def test_createvm_runs_a_real_guest_with_no_manual_step(
+    qemu_cluster: tuple[Cluster, str],
+) -> None:
+    c, image = qemu_cluster
+    creds = c.root / "cm-state" / "admin-credentials.cfg"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
+    env.update(TASHI_CONFIG=str(creds), HOME=str(c.root / "home"))
+    with live.scheduler(c):
+        done = subprocess.run(
+            [str(BIN / "tashi"), "createVm", "--name", "auto", "--memory", "128", "--disks", image],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=c.root,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        wait_for(
+            "auto to be Running",
+            lambda: c.admin.get_instance("auto").state == "Running",
+            timeout=BOOT_TIMEOUT,
+            every=0.5,
+        )
+        wait_for(
+            "the guest's UP marker",
+            lambda: "TASHI-GUEST-UP" in c.admin.vmm_specific_call("auto", "console").message,
+            timeout=BOOT_TIMEOUT,
+            every=0.5,
+        )
+        inst = c.admin.get_instance("auto")
+        assert inst.hostId in {h.id for h in c.admin.get_hosts()}
