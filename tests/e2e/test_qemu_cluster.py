@@ -7,14 +7,16 @@ checks at the end that no qemu process, cgroup or VM directory is left behind.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tashi.api.schemas import DiskIn, InstanceIn, NetworkIn
+from tashi.api.schemas import DiskIn, InstanceIn, InstanceOut, NetworkIn
 from tashi.domain.errors import TashiError
 from tests.e2e.conftest import stock_image_store
 from tests.e2e.harness import Cluster, wait_for
@@ -134,6 +136,88 @@ def test_every_verb_on_a_real_vm(qemu_cluster: tuple[Cluster, str]) -> None:
     for name in ("n1", "n2"):
         vms = c.root / name / "state" / "vms"
         assert not vms.exists() or not any(vms.iterdir()), f"{name} left VM directories"
+
+
+def qemu_pids(c: Cluster, instance_id: int) -> set[int]:
+    """The live qemu processes of this cluster that run ``instance_id``."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = b" ".join(argv)
+        mine = f"tashi-{instance_id},".encode() in line and str(c.root).encode() in line
+        if mine and alive(int(proc.name)):
+            found.add(int(proc.name))
+    return found
+
+
+def boot(c: Cluster, image: str, name: str, host: str) -> InstanceOut:
+    vm = c.admin.create_vm(InstanceIn(name=name, memory=128, disks=[DiskIn(uri=image)], nics=[]))
+    running = c.admin.activate_vm(vm.id, host)
+    wait_for(
+        f"{name} to boot",
+        lambda: "TASHI-GUEST-UP" in console(c, name),
+        timeout=BOOT_TIMEOUT,
+        every=0.5,
+    )
+    return running
+
+
+def settled_once(c: Cluster, name: str, *expect: str) -> None:
+    """After a CM restart mid-migration: Running, by exactly one qemu, the one the store names,
+    and the history says which way it went."""
+    wait_for(f"{name} settled", lambda: c.admin.get_instance(name).state == "Running", 60)
+    inst = c.admin.get_instance(name)
+    assert qemu_pids(c, inst.id) == {inst.vmId}
+    history = " | ".join(e.message for e in c.admin.get_instance_history(name))
+    assert any(e in history for e in expect), history
+    assert c.admin.pause_vm(name).state == "Paused"  # the host that has it drives it
+    assert c.admin.unpause_vm(name).state == "Running"
+    c.admin.destroy_vm(name)
+    wait_for(f"{name} gone", lambda: not qemu_pids(c, inst.id), timeout=30)
+
+
+def test_a_finished_migration_survives_a_cluster_manager_crash(
+    qemu_cluster: tuple[Cluster, str],
+) -> None:
+    """The source sent the VM but the CM died before telling the target to run it (the
+    target's node manager is frozen so the CM cannot): once the CM is back, the target's
+    copy runs and the store says so — the only copy is never given up."""
+    c, image = qemu_cluster
+    source = boot(c, image, "mover", "n1")
+    target = c.nodes["n2"]
+    assert c.admin.migrate_vm("mover", "n2").state == "MigrateTrans"
+    os.kill(target.pid, signal.SIGSTOP)
+    try:
+        wait_for("the source to send it", lambda: not alive(source.vmId or 0), timeout=60)
+        c.cm.kill()
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    c.cm.start()
+    settled_once(c, "mover", "finished after the cluster manager restarted")
+
+
+def test_a_migration_cut_short_survives_a_cluster_manager_crash(
+    qemu_cluster: tuple[Cluster, str],
+) -> None:
+    """The CM dies while the source's node manager is frozen: the request to send may or may
+    not reach the source once it thaws, so either end is right — but the VM runs exactly once,
+    where the store says. (The unit tests in tests/clustermanager cover each end exactly.)"""
+    c, image = qemu_cluster
+    boot(c, image, "stayer", "n1")
+    source = c.nodes["n1"]
+    os.kill(source.pid, signal.SIGSTOP)
+    try:
+        assert c.admin.migrate_vm("stayer", "n2").state == "MigrateTrans"
+        c.cm.kill()
+    finally:
+        os.kill(source.pid, signal.SIGCONT)
+    c.cm.start()
+    settled_once(c, "stayer", "still on n1", "finished after the cluster manager restarted")
 
 
 def test_two_vms_never_open_one_persistent_image(qemu_cluster: tuple[Cluster, str]) -> None:

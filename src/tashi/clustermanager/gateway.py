@@ -96,10 +96,8 @@ class HttpNodeGateway:
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
         return (await (await self._client(host)).finish_incoming(instance.id)).vmId
 
-    async def vm_states(self, host: Host) -> dict[InstanceId, str]:
-        return {
-            InstanceId(vm.instanceId): vm.state for vm in await (await self._client(host)).list()
-        }
+    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
+        return {InstanceId(vm.instanceId): vm for vm in await (await self._client(host)).list()}
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
         return await (await self._client(host)).call(instance.id, op, arg)
