@@ -195,7 +195,7 @@ class DnsmasqServer:
             "--conf-file=/dev/null",
             f"--pid-file={self.pid_file}",
             f"--interface={self.interface}",
-            "--bind-interfaces",
+            "--bind-dynamic",
             "--user=root",
             "--no-resolv",
             "--no-hosts",
