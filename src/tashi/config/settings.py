@@ -514,8 +514,8 @@ class DhcpDnsSettings:
     dnsmasq_dir: Path = option(
         "dnsmasqDir",
         Path("/var/lib/tashi/dnsmasq"),
-        "Directory of the files dnsmasq reads: dhcp-hosts.<networkId> (--dhcp-hostsfile) and"
-        " addn-hosts.<networkId> (--addn-hosts), rewritten atomically on every change.",
+        "Directory of the files dnsmasq reads: for each network a leases file and a names"
+        " file (named in docs/dhcpdns.md), rewritten atomically on every change.",
     )
     dnsmasq_pid_file: str = option(
         "dnsmasqPidFile",
