@@ -1,0 +1,56 @@
+"""The change feed: which writes bump its version, and how a waiter is answered."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tashi.clustermanager.database import Database
+from tashi.clustermanager.watch import ChangeFeed
+from tashi.domain.clock import SystemClock
+from tashi.storage.memory import MemoryStore
+
+
+def test_placement_relevant_writes_bump_and_heartbeats_do_not() -> None:
+    async def scenario() -> list[int]:
+        db = Database(MemoryStore(), workers=2)
+        now = SystemClock().now()
+        seen = [db.feed.version]
+
+        async def step(work: object) -> None:
+            await db.write(work)  # type: ignore[arg-type]
+            await asyncio.sleep(0)  # the bump is scheduled from the writer thread
+            await asyncio.sleep(0)
+            seen.append(db.feed.version)
+
+        host = await db.write(
+            lambda tx: tx.hosts.add("h1", memory=1024, cores=2, version="x", now=now)
+        )
+        await asyncio.sleep(0)
+        seen.append(db.feed.version)  # registered: bump
+        await step(lambda tx: tx.hosts.update(host.id, last_heartbeat=now, load=0.5))  # no
+        await step(lambda tx: tx.hosts.update(host.id, up=True))  # up: bump
+        await step(lambda tx: tx.hosts.update(host.id, up=True, memory=1024, load=2.0))  # no
+        await step(lambda tx: tx.hosts.update(host.id, memory=2048))  # capacity: bump
+        await step(lambda tx: tx.hosts.update(host.id, notes="hello"))  # no
+        db.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 1, 1, 2, 2, 3, 3]
+
+
+def test_a_waiter_is_answered_at_once_on_a_new_version_or_after_its_timeout() -> None:
+    async def scenario() -> tuple[int, float, int, int]:
+        feed = ChangeFeed()
+        started = time.monotonic()
+        idle = await feed.wait(0, 0.2)
+        idle_for = time.monotonic() - started
+        stale = await feed.wait(7, 10.0)  # a restarted CM: the caller's version is unknown
+        waiter = asyncio.create_task(feed.wait(0, 10.0))
+        await asyncio.sleep(0)
+        feed.bump()
+        return idle, idle_for, stale, await asyncio.wait_for(waiter, 1.0)
+
+    idle, idle_for, stale, woke = asyncio.run(scenario())
+    assert (idle, stale, woke) == (0, 0, 1)
+    assert idle_for >= 0.19
