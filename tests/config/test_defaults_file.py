@@ -122,7 +122,7 @@ def test_lines_fit_in_a_terminal() -> None:
         ("ClusterManagerService", "host", "localhost"),
         ("ClusterManagerService", "maxMemory", "8192"),
         ("ClusterManagerService", "maxCores", "8"),
-        ("ClusterManagerService", "expireHostTime", "30.0"),
+        ("ClusterManagerService", "expireHostTime", "6.0"),
         ("ClusterManagerService", "allowDecayed", "30.0"),
         ("ClusterManagerService", "allowMismatchedVersions", "False"),
         ("ClusterManagerService", "allowDuplicateNames", "False"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tashi.clustermanager.auth import require_role
 from tashi.clustermanager.database import Database
@@ -65,6 +65,7 @@ class NodeRules:
     expire_host_time: float
     grace: float
     allow_duplicate_names: bool = False
+    host_lease: float = 0.0  # HA lease granted with each heartbeat reply (0: none)
 
 
 class NodeReports:
@@ -119,6 +120,7 @@ class NodeReports:
                 cpu_speed=body.cpuSpeed,
                 version=body.version,
                 last_heartbeat=now,
+                lease_expires=self._lease(now),
             )
 
         host = await self._db.write(run)
@@ -135,6 +137,7 @@ class NodeReports:
             state=host.state.name,
             heartbeatInterval=self._rules.heartbeat_interval,
             expireHostTime=self._rules.expire_host_time,
+            leaseTime=self._rules.host_lease,
         )
 
     async def _own_host(self, caller: Principal, host_id: int) -> Host:
@@ -162,13 +165,23 @@ class NodeReports:
                 memory=body.memory,
                 cores=body.cores,
                 last_heartbeat=now,
+                lease_expires=self._lease(now),
             )
 
         host = await self._db.write(run)
         if not host.up:
             log.info("host %s is up again", host.name)
         await self._reconcile(host.id, body.vms)
-        return HeartbeatOut(hostId=host.id, state=host.state.name, up=True)
+        return HeartbeatOut(
+            hostId=host.id, state=host.state.name, up=True, leaseTime=self._rules.host_lease
+        )
+
+    def _lease(self, now: datetime) -> datetime | None:
+        """Until when the node may run its VMs unheard (ADR 0010); the node counts the same
+        span from before it sent, so its own deadline comes first."""
+        if self._rules.host_lease <= 0:
+            return None
+        return now + timedelta(seconds=self._rules.host_lease)
 
     async def events(self, caller: Principal, host_id: int, body: EventsIn) -> int:
         host = await self._own_host(caller, host_id)

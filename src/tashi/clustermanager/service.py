@@ -17,6 +17,7 @@ from tashi.clustermanager.claims import OverRates
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.deadlines import Deadlines
 from tashi.clustermanager.groups import GroupService
+from tashi.clustermanager.ha import HighAvailability
 from tashi.clustermanager.hosts import HostService
 from tashi.clustermanager.images import ImageService
 from tashi.clustermanager.instances import InstanceRules, InstanceService
@@ -50,6 +51,7 @@ class ClusterService:
     deadlines: Deadlines
     nodes: NodeGateway
     groups: GroupService
+    ha: HighAvailability
     addresses: AddressService
 
     async def instance_counts(self) -> dict[InstanceState, int]:
@@ -108,6 +110,7 @@ def build_service(
             expire_host_time=svc.expire_host_time,
             grace=svc.reconcile_grace,
             allow_duplicate_names=svc.allow_duplicate_names,
+            host_lease=svc.host_lease_time,
         ),
         gateway,
     )
@@ -126,5 +129,6 @@ def build_service(
         deadlines=Deadlines(db, clock, gateway, settle_migration=instances.settle_migration),
         nodes=gateway,
         groups=groups,
+        ha=HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin),
         addresses=AddressService(db, clock),
     )

@@ -31,6 +31,7 @@ log = logging.getLogger("tashi.cm")
 
 TOKEN_PURGE_INTERVAL = 3600.0
 DEADLINE_INTERVAL = 5.0
+HA_INTERVAL = 1.0  # how often a lost host's expired lease is looked for (ADR 0010)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +71,8 @@ async def serve(settings: Settings, service: ClusterService) -> None:
     supervisor.every("purge-expired-tokens", TOKEN_PURGE_INTERVAL, service.auth.purge_expired)
     supervisor.every("host-liveness", max(0.5, svc.expire_host_time / 3), service.liveness.check)
     supervisor.every("deadlines", DEADLINE_INTERVAL, service.deadlines.check)
+    if service.ha.enabled:
+        supervisor.every("ha-restart", HA_INTERVAL, service.ha.check)
     config = uvicorn.Config(
         create_app(service),
         host=svc.host,

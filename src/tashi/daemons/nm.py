@@ -39,6 +39,8 @@ from tashi.vmm.registry import create_driver as create_vmm
 
 log = logging.getLogger("tashi.nm")
 
+LEASE_CHECK_INTERVAL = 0.5  # how often an expired HA lease is looked for (ADR 0010)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -116,6 +118,7 @@ async def run(settings: Settings) -> None:
     )
     supervisor = Supervisor()
     supervisor.every("heartbeat", svc.register_frequency, reporter.heartbeat)
+    supervisor.every("lease", LEASE_CHECK_INTERVAL, reporter.fence_if_expired)
     supervisor.every("vm-events", 1.0, lambda: pump_events(driver, node))
     supervisor.every("send-events", 1.0, lambda: reporter.send_events_forever(2.0))
     log.info("tashi-nm %s for host %s serving on %s", tashi.__version__, me.name, me.endpoint)

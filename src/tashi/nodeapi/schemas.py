@@ -70,6 +70,11 @@ class RegisterOut(_Model):
     state: str
     heartbeatInterval: float
     expireHostTime: float
+    leaseTime: float = Field(
+        0.0,
+        description="HA lease (s): the node stops its VMs when it has had no reply for this long"
+        " after sending (0: no lease, never self-fence)",
+    )
 
 
 class HeartbeatIn(_Model):
@@ -84,6 +89,11 @@ class HeartbeatOut(_Model):
     hostId: int
     state: str
     up: bool
+    leaseTime: float = Field(
+        0.0,
+        description="HA lease (s): the node stops its VMs when it has had no reply for this long"
+        " after sending (0: no lease, never self-fence)",
+    )
 
 
 class VmEvent(_Model):

@@ -6,6 +6,12 @@ heartbeat with its load and the state of each of its VMs. Events (a VM stopped, 
 finished) are queued and sent at once, in order; a failed send keeps them queued for the next
 try, so nothing is lost while the cluster manager is away. A heartbeat answered "unknown host"
 (the host was unregistered, or the cluster manager's database was replaced) registers again.
+
+HA lease (ADR 0010). Each reply to a registration or heartbeat grants a lease of ``leaseTime``
+seconds, counted here from just before the request was sent (so it ends no later than the
+cluster manager's record of it). ``fence_if_expired``, run every half second, stops every VM of
+this host once the lease has run out without a renewal: the cluster manager restarts a lost
+host's VMs elsewhere only after that lease plus a margin, so they never run twice.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tashi.domain.errors import NotFound, TashiError
+from tashi.domain.ids import InstanceId
 from tashi.nodeapi.cmclient import ClusterManagerClient
 from tashi.nodeapi.schemas import EventsIn, HeartbeatIn, RegisterIn, VmEvent, VmReport
 from tashi.nodemanager.service import NodeService
@@ -55,14 +63,18 @@ class Reporter:
         node: NodeService,
         identity: Identity,
         capacity: Callable[[], tuple[int, int]],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._node = node
         self._identity = identity
         self._capacity = capacity
+        self._monotonic = monotonic
         self._queue: deque[VmEvent] = deque()
         self._wake = asyncio.Event()
         self.host_id: int | None = None
+        self.lease_deadline: float | None = None  # monotonic; None: no lease held
+        self._fenced_at: float | None = None  # the deadline last acted upon
 
     def put(self, event: VmEvent) -> None:
         self._queue.append(event)
@@ -74,8 +86,12 @@ class Reporter:
             for inst, vm_id, state in self._node.report()
         ]
 
+    def _renew(self, sent: float, lease: float) -> None:
+        self.lease_deadline = sent + lease if lease > 0 else None
+
     async def register(self) -> int:
         memory, cores = self._capacity()
+        sent = self._monotonic()
         reply = await self._client.register(
             RegisterIn(
                 name=self._identity.name,
@@ -88,6 +104,7 @@ class Reporter:
             )
         )
         self.host_id = reply.hostId
+        self._renew(sent, reply.leaseTime)
         log.info(
             "registered as host %s (id %d, %s)", self._identity.name, reply.hostId, reply.state
         )
@@ -100,8 +117,9 @@ class Reporter:
             return
         load, free = host_load()
         memory, cores = self._capacity()
+        sent = self._monotonic()
         try:
-            await self._client.heartbeat(
+            reply = await self._client.heartbeat(
                 self.host_id,
                 HeartbeatIn(
                     load=load, freeMemory=free, memory=memory, cores=cores, vms=self._reports()
@@ -113,6 +131,34 @@ class Reporter:
             )
             self.host_id = None
             await self.register()
+            return
+        self._renew(sent, reply.leaseTime)
+
+    async def fence_if_expired(self) -> int:
+        """Stop every VM of this host if the lease ran out unrenewed; how many were stopped.
+
+        Runs on its own schedule, never behind a heartbeat stuck on a dead connection. Once
+        expired, every VM found is stopped, on every pass, until a reply renews the lease."""
+        deadline = self.lease_deadline
+        if deadline is None or self._monotonic() <= deadline:
+            return 0
+        vms = [InstanceId(inst.id) for inst, _, _ in self._node.report()]
+        if self._fenced_at != deadline:
+            self._fenced_at = deadline
+            log.error(
+                "this host's lease ran out %.1f s ago with no reply from the cluster manager:"
+                " stopping its %d VM(s) (self-fence), so that they never run twice",
+                self._monotonic() - deadline,
+                len(vms),
+            )
+        stopped = 0
+        for iid in vms:
+            try:
+                await self._node.destroy(iid)
+                stopped += 1
+            except TashiError as exc:
+                log.error("self-fence: could not stop the VM of instance %s: %s", iid, exc)
+        return stopped
 
     async def flush(self) -> int:
         """Send the queued events, oldest first; keep them on failure. Returns how many went."""

@@ -1,0 +1,149 @@
+"""HA restart (ADR 0010) on the fake clock: a lost host's Orphaned instances go back to Pending
+only once its lease plus the margin is over, with a history line; a host that comes back in
+time keeps them; what was being destroyed is removed; heartbeats grant the lease."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tashi.domain.clock import FakeClock
+from tashi.domain.ids import HostId
+from tashi.domain.models import Instance
+from tashi.domain.operations import DiskRequest, VmRequest
+from tashi.domain.states import InstanceState
+from tashi.storage.contract import InstanceChanges
+from tashi.storage.memory import MemoryStore
+from tests.api.conftest import Api, start_api
+from tests.api.test_nodes import register
+from tests.clustermanager.fakenodes import Cluster, cluster
+
+S = InstanceState
+LEASE, MARGIN, EXPIRE = 10.0, 3.0, 6.0
+
+
+def ha_cluster(tmp: Path) -> tuple[Cluster, Instance]:
+    c = cluster(
+        tmp,
+        MemoryStore(),
+        hosts=2,
+        expire_host_time=EXPIRE,
+        host_lease_time=LEASE,
+        restart_margin=MARGIN,
+    )
+    lease = c.clock.now() + timedelta(seconds=LEASE)
+    c.run(c.service.db.write(lambda tx: tx.hosts.update(c.hosts[0], lease_expires=lease)))
+    request = VmRequest(name="web", disks=[DiskRequest("base.qcow2")])
+    inst = c.run(c.service.instances.create_vm(c.alice, request))
+    c.run(c.service.instances.activate_vm(c.agent, "web", "h1"))
+    return c, inst
+
+
+def lose_host(c: Cluster) -> None:
+    """h1's node manager stops answering; liveness marks it down after expireHostTime."""
+    c.nodes.dead.add(c.hosts[0])
+    c.clock.advance(EXPIRE + 0.5)
+    assert [h.name for h in c.run(c.service.liveness.check())] == ["h1"]
+
+
+def test_orphans_are_rescheduled_only_after_the_lease_and_margin(tmp_path: Path) -> None:
+    c, inst = ha_cluster(tmp_path)
+    lose_host(c)
+    assert c.instance(inst.id).state is S.Orphaned
+    assert c.run(c.service.ha.check()) == []
+    c.clock.advance(LEASE + MARGIN - EXPIRE - 0.5 - 0.01)  # just before lease + margin
+    assert c.run(c.service.ha.check()) == [] and c.instance(inst.id).state is S.Orphaned
+    c.clock.advance(0.01)
+    moved = c.run(c.service.ha.check())
+    assert [i.id for i in moved] == [inst.id]
+    now = c.instance(inst.id)
+    assert (now.state, now.host_id, now.vm_id) == (S.Pending, None, None)
+    assert "h1 was lost and its lease ran out" in (now.reason or "")
+    kinds = [k for k, _ in c.history(inst.id)]
+    assert kinds[-2:] == ["hostLost", "rescheduled"]
+    # the scheduler places it like any Pending instance
+    assert c.run(c.service.instances.activate_vm(c.agent, "web", "h2")).state is S.Running
+    assert c.run(c.service.ha.check()) == []
+
+
+def test_a_host_that_renews_its_lease_in_time_keeps_its_instances(tmp_path: Path) -> None:
+    c, inst = ha_cluster(tmp_path)
+    lose_host(c)
+    later = c.clock.now() + timedelta(seconds=LEASE)
+    c.run(c.service.db.write(lambda tx: tx.hosts.update(c.hosts[0], lease_expires=later)))
+    c.clock.advance(LEASE)
+    assert c.run(c.service.ha.check()) == [] and c.instance(inst.id).state is S.Orphaned
+    c.run(c.service.db.write(lambda tx: tx.hosts.update(c.hosts[0], up=True)))
+    c.clock.advance(3600)
+    assert c.run(c.service.ha.check()) == [] and c.instance(inst.id).state is S.Orphaned
+
+
+def test_lost_while_destroying_is_removed_and_while_migrating_is_left(tmp_path: Path) -> None:
+    c, inst = ha_cluster(tmp_path)
+    other = c.run(
+        c.service.instances.create_vm(
+            c.alice, VmRequest(name="mig", disks=[DiskRequest("base.qcow2")])
+        )
+    )
+    c.run(c.service.instances.activate_vm(c.agent, "mig", "h1"))
+    now = c.clock.now()
+    c.run(
+        c.service.db.write(
+            lambda tx: (
+                tx.instances.transition(inst.id, S.Running, S.Destroying, now=now),
+                tx.instances.transition(
+                    other.id,
+                    S.Running,
+                    S.MigratePrep,
+                    now=now,
+                    changes=InstanceChanges(host_id=HostId(c.hosts[0])),
+                ),
+            )
+        )
+    )
+    lose_host(c)
+    c.clock.advance(LEASE + MARGIN)
+    assert c.run(c.service.ha.check()) == []
+    assert c.run(c.service.db.read(lambda tx: tx.instances.count())) == 1
+    assert c.instance(other.id).state is S.Orphaned
+    assert c.history(inst.id)[-1] == ("removed", "lost with h1 while Destroying")
+
+
+def test_without_a_lease_nothing_is_restarted(tmp_path: Path) -> None:
+    c = cluster(tmp_path, MemoryStore(), hosts=2, host_lease_time=0.0)
+    request = VmRequest(name="web", disks=[DiskRequest("base.qcow2")])
+    inst = c.run(c.service.instances.create_vm(c.alice, request))
+    c.run(c.service.instances.activate_vm(c.agent, "web", "h1"))
+    c.nodes.dead.add(c.hosts[0])
+    c.clock.advance(3600)
+    c.run(c.service.liveness.check())
+    assert c.run(c.service.ha.check()) == [] and c.instance(inst.id).state is S.Orphaned
+
+
+@pytest.fixture
+def leased(tmp_path: Path) -> Iterator[tuple[Api, FakeClock]]:
+    clock = FakeClock()
+    yield from (
+        (api, clock) for api in start_api("sqlite", tmp_path, clock=clock, host_lease_time=LEASE)
+    )
+
+
+def test_registration_and_heartbeats_grant_the_lease(leased: tuple[Api, FakeClock]) -> None:
+    api, clock = leased
+    node = api.user("node1", role="node")
+    reply = register(api, node)
+    assert reply.json()["leaseTime"] == LEASE
+    host = api.call("GET", "/v1/hosts/n1", api.admin).json()
+    clock.advance(2)
+    beat = api.call(
+        "POST", f"/v1/nodes/{host['id']}/heartbeat", node, json={"vms": [], "memory": 4096}
+    )
+    assert beat.status_code == 200, beat.text
+    assert beat.json()["leaseTime"] == LEASE
+    stored = api.http.portal.call(  # type: ignore[union-attr]
+        api.service.db.read, lambda tx: tx.hosts.get(HostId(host["id"]))
+    )
+    assert stored.lease_expires == clock.now() + timedelta(seconds=LEASE)
