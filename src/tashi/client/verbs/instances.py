@@ -8,6 +8,7 @@ that template is still to be made); every other field of
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tashi.api.schemas import CreateManyIn, InstanceIn, InstanceOut, NicIn
@@ -15,6 +16,7 @@ from tashi.client import parsing
 from tashi.client.errors import UsageError
 from tashi.client.tables import Column, TableSpec, attributes
 from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+from tashi.client.waiting import wait_running
 from tashi.domain.errors import Forbidden, NotAuthenticated
 
 
@@ -52,6 +54,17 @@ def instances_output(instances: list[InstanceOut], args: Args) -> Output:
 
 # --- createVm and createMany -------------------------------------------------------------
 
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise UsageError(f"{text} is not a positive number of seconds")
+    return value
+
+
 SPEC_OPTIONS = (
     Option("cores", "Virtual CPUs.", parsing.parse_int, default=1, metavar="N"),
     Option("memory", "Memory in MB.", parsing.parse_int, default=128, metavar="MB"),
@@ -81,7 +94,24 @@ SPEC_OPTIONS = (
     ),
     Option("hints", "Scheduler and VMM hints.", parsing.parse_hints, metavar="K=V,K2=V2"),
     Option("userId", "Owner (id or name); only an admin may name another user.", metavar="USER"),
-    Option("groupName", "A group label for the instance.", metavar="GROUP"),
+    Option(
+        "groupName",
+        "The instance's group: a group is placed all or nothing (createMany: the basename).",
+        metavar="GROUP",
+    ),
+    Option(
+        "wait",
+        "Follow the new instances (one line per change, on stderr) until all are Running; exit"
+        " non-zero with the reason when one is Held, removed, or not Running in time.",
+        flag=True,
+    ),
+    Option(
+        "waitTimeout",
+        "Seconds --wait waits at most.",
+        _seconds,
+        default=300.0,
+        metavar="SECONDS",
+    ),
 )
 
 
@@ -124,7 +154,21 @@ def _user_id(ctx: Context, ref: str | None) -> int | None:
 def create_vm(ctx: Context, args: Args) -> Output:
     request = InstanceIn(name=args.text("name"), **_spec_fields(ctx, args))
     inst = ctx.client.create_vm(request)
+    if args.values.get("wait"):
+        return _waited(ctx, [inst], args)
     return table_output(INSTANCE_TABLE, [inst], args, dump(inst))
+
+
+def _waited(ctx: Context, created: list[InstanceOut], args: Args) -> Output:
+    """--wait: progress lines on stderr, then the instances as they ended up; an error for
+    each one that did not reach Running (the exit status is then not 0)."""
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    waited = wait_running(ctx.client, created, say=say, timeout=args["waitTimeout"])
+    shown = instances_output(waited.instances, args)
+    return Output(raw=shown.raw, text=shown.text, errors=tuple(waited.errors))
 
 
 def create_many(ctx: Context, args: Args) -> Output:
@@ -134,7 +178,10 @@ def create_many(ctx: Context, args: Args) -> Output:
     request = CreateManyIn(
         basename=args.text("basename"), count=args["count"], **_spec_fields(ctx, args)
     )
-    return instances_output(ctx.client.create_many(request), args)
+    created = ctx.client.create_many(request)
+    if args.values.get("wait"):
+        return _waited(ctx, created, args)
+    return instances_output(created, args)
 
 
 # --- listing ---------------------------------------------------------------------------
@@ -208,6 +255,7 @@ VERBS = (
         examples=(
             "tashi createMany --basename web --count 10 --disks debian.qcow2",
             "tashi createMany --basename w --count 3 --memory 512 --disks base.qcow2 --nics 2::",
+            "tashi createMany --basename web --count 3 --disks debian.qcow2 --wait",
         ),
         table=INSTANCE_TABLE,
     ),
