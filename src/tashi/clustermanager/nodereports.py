@@ -19,6 +19,7 @@ from tashi.clustermanager.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.reconcile import Decision, Observed, Seen, plan
+from tashi.clustermanager.underlay import config_with, peers_of
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, NotFound, StateConflict, TashiError
@@ -74,6 +75,9 @@ class NodeReports:
         self._clock = clock
         self._rules = rules
         self._nodes = nodes
+        #: Told of a host that reports again after its lease ran out (as stored before the
+        #: report) and the instance ids it reports (``ha.HighAvailability.after_fence``).
+        self.on_lease_lapsed: Callable[[Host, set[int]], Awaitable[object]] | None = None
         #: Told of a grouped instance (as it was) whose VM failed or exited, with the detail
         #: (``groups.GroupService.member_stopped``: a group still starting is torn down).
         self.on_member_stopped: Callable[[Instance, str], Awaitable[None]] | None = None
@@ -121,6 +125,7 @@ class NodeReports:
                 version=body.version,
                 last_heartbeat=now,
                 lease_expires=self._lease(now),
+                config=config_with(host, body.underlay),
             )
 
         host = await self._db.write(run)
@@ -138,6 +143,7 @@ class NodeReports:
             heartbeatInterval=self._rules.heartbeat_interval,
             expireHostTime=self._rules.expire_host_time,
             leaseTime=self._rules.host_lease,
+            peers=await self._peers(host.id) if body.underlay else None,
         )
 
     async def _own_host(self, caller: Principal, host_id: int) -> Host:
@@ -166,15 +172,29 @@ class NodeReports:
                 cores=body.cores,
                 last_heartbeat=now,
                 lease_expires=self._lease(now),
+                config=config_with(tx.hosts.get(host.id), body.underlay)
+                if config_with(host, body.underlay) is not None
+                else None,
             )
 
+        if self.on_lease_lapsed is not None:
+            await self.on_lease_lapsed(host, {r.instanceId for r in body.vms})
         host = await self._db.write(run)
         if not host.up:
             log.info("host %s is up again", host.name)
         await self._reconcile(host.id, body.vms)
         return HeartbeatOut(
-            hostId=host.id, state=host.state.name, up=True, leaseTime=self._rules.host_lease
+            hostId=host.id,
+            state=host.state.name,
+            up=True,
+            leaseTime=self._rules.host_lease,
+            peers=await self._peers(host.id) if body.underlay else None,
         )
+
+    async def _peers(self, host_id: HostId) -> list[str]:
+        """The other up hosts' underlay addresses (``underlay.py``), for a node that has one:
+        one read of the hosts per such heartbeat."""
+        return await self._db.read(lambda tx: peers_of(tx.hosts.list(), host_id))
 
     def _lease(self, now: datetime) -> datetime | None:
         """Until when the node may run its VMs unheard (ADR 0010); the node counts the same

@@ -101,7 +101,7 @@ async def run(settings: Settings) -> None:
         shutdown_grace=settings.qemu.shutdown_grace,
     )
     memory, cores = await driver.host_info()
-    reporter = Reporter(client, node, me, lambda: (memory, cores))
+    reporter = Reporter(client, node, me, lambda: (memory, cores), network=network)
     node.events = reporter
     await driver.open()
     recovered = await node.recover()

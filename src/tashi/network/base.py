@@ -45,6 +45,13 @@ argument (network id, NIC index, MAC); ``Unavailable`` when the host lacks the n
 driver may not create it (the message names the missing bridge or device); ``BackendFailure``
 when the kernel refused (with its message). Foreign exceptions never escape.
 
+Peers (optional capability ``learns_peers``). A driver whose networks span hosts tells the node
+manager its own address on the underlay (``underlay_address``; the node reports it to the cluster
+manager when it registers and in each heartbeat) and takes the underlay addresses of the other
+up hosts that the cluster manager answers with (``set_peers``), so a host added to the cluster is
+reached without restarting the others. A driver without the capability answers ``None`` and
+ignores ``set_peers``.
+
 Concurrency. Methods are coroutines and may be called concurrently; drivers serialise their
 work on the host as they need to. Blocking kernel calls run off the event loop.
 """
@@ -69,6 +76,7 @@ class NetworkCapability(enum.Enum):
     creates_networks = "creates_networks"  # makes a missing network's bridge/devices itself
     ifup_scripts = "ifup_scripts"  # honours the original qemu-ifup.<networkId> scripts
     spans_hosts = "spans_hosts"  # one network is one L2 segment across hosts (vxlan)
+    learns_peers = "learns_peers"  # takes the other hosts' underlay addresses (set_peers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +114,16 @@ class NetworkDriver(Protocol):
 
     async def close(self) -> None:
         """Release the driver's own resources (sockets, threads). The NICs stay."""
+
+    async def underlay_address(self) -> str | None:
+        """This host's address on the network that carries the driver's tunnels, for the
+        cluster manager to hand to the other hosts; ``None`` without ``learns_peers`` or when
+        it cannot be found (logged)."""
+
+    async def set_peers(self, peers: Collection[str]) -> None:
+        """The underlay addresses of the other up hosts, as the cluster manager last reported
+        them (replacing the previous list; static peers of the settings stay). Idempotent; a
+        no-op without ``learns_peers``."""
 
     # Last, so that ``list[...]`` above still means the builtin to the type checker.
     async def list(self) -> list[Attachment]:

@@ -102,6 +102,12 @@ class BridgeDriver:
     async def close(self) -> None:
         await self._netlink.close()
 
+    async def underlay_address(self) -> str | None:
+        return None  # the site's bridges join hosts; no tunnels, no peers
+
+    async def set_peers(self, peers: Collection[str]) -> None:
+        """Nothing to do: the site's bridges join the hosts."""
+
     async def list(self) -> list[Attachment]:
         return await self._netlink.run(taps.owned)
 

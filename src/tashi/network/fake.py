@@ -4,7 +4,9 @@ For unit tests of the node manager and for simulations with thousands of hosts. 
 "taps" in a dictionary and names them exactly as the real drivers do, so specs and logs look the
 same. ``networks`` are the networks the "host" has; with ``create_networks`` a missing one is
 added on first use (like ``createBridges``), otherwise it is ``Unavailable``. ``failing`` lists
-networks whose attach fails with ``BackendFailure``, to test the node manager's clean-up.
+networks whose attach fails with ``BackendFailure``, to test the node manager's clean-up. With
+``underlay`` it plays a driver that learns its peers (``learns_peers``, like ``vxlan``):
+``underlay_address`` answers it and ``peers`` is the last ``set_peers``.
 
 A fake survives a "restart" only if the test hands the same ``state`` to the next instance,
 which is how a test plays a node manager that is killed and started again (the real drivers keep
@@ -42,12 +44,17 @@ class FakeNetworkDriver:
         create_networks: bool = True,
         failing: Iterable[NetworkId] = (),
         state: FakeHostState | None = None,
+        underlay: str | None = None,
     ) -> None:
         self.state = state if state is not None else FakeHostState()
         self.state.networks.update(networks)
         self.create_networks = create_networks
         self.failing = set(failing)
         caps = {NetworkCapability.creates_networks} if create_networks else set()
+        if underlay is not None:
+            caps.add(NetworkCapability.learns_peers)
+        self.underlay = underlay
+        self.peers: list[str] | None = None  # the last set_peers (learns_peers only)
         self.capabilities = frozenset(caps)
         self._lock = asyncio.Lock()
         self.calls: list[tuple[str, object]] = []  # for tests: what was asked, in order
@@ -93,6 +100,14 @@ class FakeNetworkDriver:
 
     async def close(self) -> None:
         self.calls.append(("close", None))
+
+    async def underlay_address(self) -> str | None:
+        return self.underlay
+
+    async def set_peers(self, peers: Collection[str]) -> None:
+        if self.underlay is not None:
+            self.calls.append(("set_peers", sorted(peers)))
+            self.peers = sorted(peers)
 
     def _sorted(self) -> list[Attachment]:
         return sorted(self.state.taps.values(), key=lambda a: (a.instance_id, a.nic_index))

@@ -72,7 +72,13 @@ def _ipv4(text: str, where: str) -> str:
 
 class VxlanDriver:
     name = "vxlan"
-    capabilities = frozenset({NetworkCapability.creates_networks, NetworkCapability.spans_hosts})
+    capabilities = frozenset(
+        {
+            NetworkCapability.creates_networks,
+            NetworkCapability.spans_hosts,
+            NetworkCapability.learns_peers,
+        }
+    )
 
     def __init__(self, settings: VxlanSettings, *, netns: str | None = None) -> None:
         for what, prefix in (
@@ -118,6 +124,14 @@ class VxlanDriver:
     async def local_address(self) -> str:
         """This host's underlay address (from the settings, or the underlay device)."""
         return await self._netlink.run(self._local_address)
+
+    async def underlay_address(self) -> str | None:
+        """``local_address``, or ``None`` (logged) while the underlay has no address."""
+        try:
+            return await self.local_address()
+        except Unavailable as exc:
+            log.warning("cannot tell the cluster manager this host's underlay: %s", exc.message)
+            return None
 
     async def ensure_network(self, network_id: NetworkId) -> None:
         taps.check_network(network_id)

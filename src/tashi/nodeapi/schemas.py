@@ -63,6 +63,12 @@ class RegisterIn(_Model):
         min_length=32, max_length=255, description="bearer token the CM must use toward it"
     )
     vms: list[VmReport] = Field(default_factory=list)
+    underlay: str | None = Field(
+        None,
+        max_length=64,
+        description="this host's address on the network driver's underlay (vxlan), for the"
+        " other hosts' tunnels; absent: the driver has none",
+    )
 
 
 class RegisterOut(_Model):
@@ -75,6 +81,11 @@ class RegisterOut(_Model):
         description="HA lease (s): the node stops its VMs when it has had no reply for this long"
         " after sending (0: no lease, never self-fence)",
     )
+    peers: list[str] | None = Field(
+        None,
+        description="the underlay addresses of the other up hosts (for the node's network"
+        " driver), sent only to a node that reported its own underlay",
+    )
 
 
 class HeartbeatIn(_Model):
@@ -83,6 +94,12 @@ class HeartbeatIn(_Model):
     memory: int | None = None
     cores: int | None = None
     vms: list[VmReport]
+    underlay: str | None = Field(
+        None,
+        max_length=64,
+        description="this host's address on the network driver's underlay (vxlan), for the"
+        " other hosts' tunnels; absent: the driver has none",
+    )
 
 
 class HeartbeatOut(_Model):
@@ -93,6 +110,11 @@ class HeartbeatOut(_Model):
         0.0,
         description="HA lease (s): the node stops its VMs when it has had no reply for this long"
         " after sending (0: no lease, never self-fence)",
+    )
+    peers: list[str] | None = Field(
+        None,
+        description="the underlay addresses of the other up hosts (for the node's network"
+        " driver), sent only to a node that reported its own underlay",
     )
 
 

@@ -6,6 +6,8 @@ heartbeat with its load and the state of each of its VMs. Events (a VM stopped, 
 finished) are queued and sent at once, in order; a failed send keeps them queued for the next
 try, so nothing is lost while the cluster manager is away. A heartbeat answered "unknown host"
 (the host was unregistered, or the cluster manager's database was replaced) registers again.
+Both carry the network driver's underlay address, and the replies the other hosts' (``peers``,
+handed to the driver: ``tashi.clustermanager.underlay``).
 
 HA lease (ADR 0010). Each reply to a registration or heartbeat grants a lease of ``leaseTime``
 seconds, counted here from just before the request was sent (so it ends no later than the
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.ids import InstanceId
+from tashi.network.base import NetworkDriver
 from tashi.nodeapi.cmclient import ClusterManagerClient
 from tashi.nodeapi.schemas import EventsIn, HeartbeatIn, RegisterIn, VmEvent, VmReport
 from tashi.nodemanager.service import NodeService
@@ -64,12 +67,14 @@ class Reporter:
         identity: Identity,
         capacity: Callable[[], tuple[int, int]],
         monotonic: Callable[[], float] = time.monotonic,
+        network: NetworkDriver | None = None,
     ) -> None:
         self._client = client
         self._node = node
         self._identity = identity
         self._capacity = capacity
         self._monotonic = monotonic
+        self._network = network  # told the other hosts' underlay addresses (``peers``)
         self._queue: deque[VmEvent] = deque()
         self._wake = asyncio.Event()
         self.host_id: int | None = None
@@ -91,6 +96,7 @@ class Reporter:
 
     async def register(self) -> int:
         memory, cores = self._capacity()
+        underlay = await self._network.underlay_address() if self._network else None
         sent = self._monotonic()
         reply = await self._client.register(
             RegisterIn(
@@ -101,10 +107,12 @@ class Reporter:
                 endpoint=self._identity.endpoint,
                 secret=self._identity.secret,
                 vms=self._reports(),
+                underlay=underlay,
             )
         )
         self.host_id = reply.hostId
         self._renew(sent, reply.leaseTime)
+        await self._learn_peers(reply.peers)
         log.info(
             "registered as host %s (id %d, %s)", self._identity.name, reply.hostId, reply.state
         )
@@ -117,12 +125,18 @@ class Reporter:
             return
         load, free = host_load()
         memory, cores = self._capacity()
+        underlay = await self._network.underlay_address() if self._network else None
         sent = self._monotonic()
         try:
             reply = await self._client.heartbeat(
                 self.host_id,
                 HeartbeatIn(
-                    load=load, freeMemory=free, memory=memory, cores=cores, vms=self._reports()
+                    load=load,
+                    freeMemory=free,
+                    memory=memory,
+                    cores=cores,
+                    vms=self._reports(),
+                    underlay=underlay,
                 ),
             )
         except NotFound:
@@ -133,6 +147,18 @@ class Reporter:
             await self.register()
             return
         self._renew(sent, reply.leaseTime)
+        await self._learn_peers(reply.peers)
+
+    async def _learn_peers(self, peers: list[str] | None) -> None:
+        """Hand the other hosts' underlay addresses to the network driver (vxlan floods to
+        them besides its static ``[Vxlan] peers``). ``None``: the cluster manager sent none.
+        A refusal is logged and tried again with the next reply."""
+        if peers is None or self._network is None:
+            return
+        try:
+            await self._network.set_peers(peers)
+        except TashiError as exc:
+            log.warning("could not update the network's peers to %s: %s", peers, exc.message)
 
     async def fence_if_expired(self) -> int:
         """Stop every VM of this host if the lease ran out unrenewed; how many were stopped.
