@@ -96,7 +96,9 @@ def scheduler_config(c: Cluster, name: str, **scheduler: object) -> Path:
 
 
 @contextmanager
-def scheduler(c: Cluster, name: str = "sched", **options: object) -> Iterator[subprocess.Popen[bytes]]:
+def scheduler(
+    c: Cluster, name: str = "sched", **options: object
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``tashi-scheduler`` process, stopped by pid (SIGTERM) at the end."""
     config = scheduler_config(c, name, **options)
     log = c.root / f"{name}.log"

@@ -63,9 +63,7 @@ def test_the_change_feed_wakes_a_waiter_at_once_and_idles_otherwise(c: Cluster) 
             idle_for = time.monotonic() - started
             waiter = asyncio.create_task(client.changes(version, 20.0))
             await asyncio.sleep(0)  # let the long-poll reach the CM before the write
-            await asyncio.to_thread(
-                c.admin.create_vm, InstanceIn(name="wake", disks=DISK)
-            )
+            await asyncio.to_thread(c.admin.create_vm, InstanceIn(name="wake", disks=DISK))
             started = time.monotonic()
             woke = await waiter
             return idle_for, time.monotonic() - started, idle, woke - version
@@ -84,8 +82,10 @@ def test_the_scheduler_daemon_runs_createvm_to_running_and_retries_held(c: Clust
             c.admin.create_vm(InstanceIn(name=f"vm{i}", memory=8192, disks=DISK))
         wait_for(
             "four Running and one Held",
-            lambda: sorted(s for s, _, _ in states(c).values())
-            == ["Held", "Running", "Running", "Running", "Running"],
+            lambda: (
+                sorted(s for s, _, _ in states(c).values())
+                == ["Held", "Running", "Running", "Running", "Running"]
+            ),
             timeout=30,
         )
         held = next(n for n, (s, _, _) in states(c).items() if s == "Held")
