@@ -18,7 +18,8 @@ from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceChanges
 from tashi.storage.memory import MemoryStore
 from tests.api.conftest import Api, start_api
-from tests.api.test_nodes import register
+from tests.api.test_instances import create, force_state
+from tests.api.test_nodes import register, report
 from tests.clustermanager.fakenodes import Cluster, cluster
 
 S = InstanceState
@@ -147,3 +148,33 @@ def test_registration_and_heartbeats_grant_the_lease(leased: tuple[Api, FakeCloc
         api.service.db.read, lambda tx: tx.hosts.get(HostId(host["id"]))
     )
     assert stored.lease_expires == clock.now() + timedelta(seconds=LEASE)
+
+
+def test_a_host_back_after_its_lease_ran_out_gets_no_vm_removed(
+    leased: tuple[Api, FakeClock],
+) -> None:
+    """Its node manager stopped its VMs itself (self-fence): the instances it no longer reports
+    go back to Pending instead of being taken for VMs that ended on their own."""
+    api, clock = leased
+    node = api.user("node1", role="node")
+    register(api, node)
+    host = api.call("GET", "/v1/hosts/n1", api.admin).json()
+    alice = api.user("alice")
+    vm = create(api, alice, "web").json()
+    kept = create(api, alice, "kept").json()
+    force_state(api, vm["id"], S.Running, host=host["id"])
+    force_state(api, kept["id"], S.Running, host=host["id"])
+    clock.advance(LEASE + 1)  # e.g. the cluster manager was away longer than the lease
+    beat = api.call(
+        "POST",
+        f"/v1/nodes/{host['id']}/heartbeat",
+        node,
+        json={"vms": [report(kept["id"], "running")]},
+    )
+    assert beat.status_code == 200, beat.text
+    web = api.call("GET", "/v1/instances/web", api.admin).json()
+    assert (web["state"], web["hostId"]) == ("Pending", None)
+    assert "stopped it when its lease ran out" in web["reason"]
+    events = api.call("GET", "/v1/instances/web/history", api.admin).json()
+    assert events[-1]["kind"] == "rescheduled" and "self-fence" in events[-1]["message"]
+    assert api.call("GET", "/v1/instances/kept", api.admin).json()["state"] == "Running"

@@ -35,6 +35,17 @@ KIND = "rescheduled"
 _LOST_FROM = re.compile(r"; (\w+) -> Orphaned$")
 _REMOVE = {InstanceState.ShuttingDown.name, InstanceState.Destroying.name}
 _LEAVE = {InstanceState.MigratePrep.name, InstanceState.MigrateTrans.name}
+#: States of an instance a self-fenced host may have stopped (and that should run again).
+_FENCED = sorted(
+    {
+        InstanceState.Activating,
+        InstanceState.Running,
+        InstanceState.Pausing,
+        InstanceState.Paused,
+        InstanceState.Unpausing,
+        InstanceState.Orphaned,
+    }
+)
 
 
 class HighAvailability:
@@ -58,6 +69,37 @@ class HighAvailability:
         for host in hosts:
             if _due(host, now, self._margin):
                 moved += await self._db.write(functools.partial(self._restart, host=host, now=now))
+        return moved
+
+    async def after_fence(self, host: Host, reported: set[int]) -> list[Instance]:
+        """``host`` reports again after its lease ran out (``host`` as stored before the
+        report): its node manager has stopped its VMs itself. Instances the store places there
+        that it no longer reports go to Pending, to be started elsewhere, rather than being
+        taken for VMs that ended on their own (reconciliation would remove them)."""
+        now = self._clock.now()
+        if not self.enabled or host.lease_expires is None or now <= host.lease_expires:
+            return []
+
+        def run(tx: Transaction) -> list[Instance]:
+            stored = tx.instances.find(InstanceFilter(host_id=host.id, states=_FENCED))
+            moved = []
+            for inst in stored:
+                if inst.id in reported:
+                    continue
+                if inst.state is not InstanceState.Orphaned:
+                    orphan = next_state(inst.state, Action.host_lost)
+                    inst = tx.instances.transition(inst.id, inst.state, orphan, now=now)
+                moved.append(_reschedule(tx, inst, host, now, fenced=True))
+            return moved
+
+        moved = await self._db.write(run)
+        if moved:
+            log.warning(
+                "host %s is back after its lease ran out; %d instance(s) it stopped go back"
+                " to Pending",
+                host.name,
+                len(moved),
+            )
         return moved
 
     def _restart(self, tx: Transaction, *, host: Host, now: datetime) -> list[Instance]:
@@ -103,15 +145,20 @@ def _lost_from(tx: Transaction, inst: Instance) -> str | None:
     return None
 
 
-def _reschedule(tx: Transaction, inst: Instance, host: Host, now: datetime) -> Instance:
+def _reschedule(
+    tx: Transaction, inst: Instance, host: Host, now: datetime, *, fenced: bool = False
+) -> Instance:
     reason = f"restarted elsewhere: host {host.name} was lost and its lease ran out"
+    if fenced:
+        reason = f"restarted elsewhere: host {host.name} stopped it when its lease ran out"
     changes = InstanceChanges(clear_host=True, clear_vm=True, reason=reason)
     target = next_state(inst.state, Action.reschedule)
     moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
+    how = "stopped it itself (self-fence)" if fenced else "was lost"
     tx.events.add(
         inst.id,
         KIND,
-        f"Orphaned -> Pending: host {host.name} was lost and its lease ran out at"
+        f"Orphaned -> Pending: host {host.name} {how}; its lease ran out at"
         f" {host.lease_expires:%H:%M:%S}; the scheduler starts it again elsewhere",
         now=now,
     )

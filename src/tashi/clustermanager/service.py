@@ -115,6 +115,8 @@ def build_service(
         gateway,
     )
     reports.on_member_stopped = groups.member_stopped
+    ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin)
+    reports.on_lease_lapsed = ha.after_fence
     return ClusterService(
         db=db,
         auth=auth,
@@ -129,6 +131,6 @@ def build_service(
         deadlines=Deadlines(db, clock, gateway, settle_migration=instances.settle_migration),
         nodes=gateway,
         groups=groups,
-        ha=HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin),
+        ha=ha,
         addresses=AddressService(db, clock),
     )
