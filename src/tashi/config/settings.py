@@ -499,7 +499,8 @@ class DhcpDnsSettings:
     reverse_dns: bool = option(
         "reverseDns",
         True,
-        "Publish PTR records too. dnsmasq always answers PTR for the names it publishes.",
+        "Publish PTR records too. The dnsmasq backend always answers the PTR of a name it"
+        " publishes, so it refuses False (see docs/dhcpdns.md).",
     )
     dns_server: str = option(
         "dnsServer",

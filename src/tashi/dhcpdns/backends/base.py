@@ -12,8 +12,10 @@ by (instance, NIC index); every network's entries go to that network's DHCP/DNS 
 * ``entries()`` is what is published now, ordered by key.
 * ``close()`` releases the backend's own resources; what was published stays published.
 
-Changes are visible to DHCP and DNS clients when the call returns (a dnsmasq has reloaded its
-files). Failures are ``TashiError``s (``BackendFailure`` when the service refused or is gone).
+Changes reach DHCP and DNS clients as soon as the service has taken them in: when the call
+returns the service has been told (dnsmasq: its files are written and it has been sent SIGHUP;
+it reloads within milliseconds, asynchronously). Failures are ``TashiError``s
+(``BackendFailure`` when the service refused or is gone).
 """
 
 from __future__ import annotations

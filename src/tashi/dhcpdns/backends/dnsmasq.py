@@ -5,17 +5,22 @@ For network ``N`` the backend writes, in ``[DhcpDns] dnsmasqDir``:
 * ``dhcp-hosts.N`` (dnsmasq ``--dhcp-hostsfile``): ``<mac>,set:tashi-<instance>-<nic>,<ip>,<name>``
   per NIC, the static lease (dnsmasq hands ``<name>`` out as the host name, DHCP option 12);
 * ``addn-hosts.N`` (``--addn-hosts``): ``<ip> <fqdn> <name>`` per NIC, the DNS A record and the
-  PTR dnsmasq derives from it (dnsmasq has no A record without its PTR, so ``reverseDns = False``
-  cannot hide the PTR here);
+  PTR dnsmasq derives from it;
 
 each rewritten whole and atomically (a temporary file renamed over the old one, so dnsmasq never
 reads half a file), then sends SIGHUP to the pid in the network's pid file (``dnsmasqPidFile``).
 No pid file or no such process is only logged: the dnsmasq reads the files when it starts.
 
+``reverseDns = False`` is refused: dnsmasq answers the PTR of every name it serves, from a hosts
+file and from a DHCP lease alike (the name of a static lease goes into its DNS too), and has no
+option that publishes an A record alone and is re-read on SIGHUP (``--address`` and ``--cname``
+are read once at start, and ``--address`` also answers every subdomain).
+
 Who runs the dnsmasq: ``DnsmasqServer`` below starts one for a network (the virtual cluster and
 the tests do: ``start()``/``stop()`` by pid, in a network namespace if asked), with the options
 that make it serve exactly these files and nothing else (static leases only, no upstream DNS, no
-/etc/hosts). A site with its own dnsmasq points its ``--dhcp-hostsfile``/``--addn-hosts`` at the
+/etc/hosts, never on the loopback: so one per network can share a namespace, as libvirt's do).
+A site with its own dnsmasq points its ``--dhcp-hostsfile``/``--addn-hosts`` at the
 files and ``dnsmasqPidFile`` at its pid file instead.
 """
 
@@ -59,6 +64,12 @@ class DnsmasqBackend:
     name = "dnsmasq"
 
     def __init__(self, settings: DhcpDnsSettings) -> None:
+        if not settings.reverse_dns:
+            raise InvalidInput(
+                "[DhcpDns] reverseDns = False cannot be honoured with backend = dnsmasq: dnsmasq"
+                " answers the PTR record of every name it publishes (hosts files and DHCP leases"
+                " alike). Remove the option (PTR records are published) or use another backend."
+            )
         self.settings = settings
         self._entries: dict[tuple[InstanceId, int], HostEntry] = {}
         self._lock = asyncio.Lock()
@@ -195,6 +206,7 @@ class DnsmasqServer:
             "--conf-file=/dev/null",
             f"--pid-file={self.pid_file}",
             f"--interface={self.interface}",
+            "--except-interface=lo",  # else each binds 127.0.0.1:53 and a second one fails
             "--bind-dynamic",
             "--user=root",
             "--no-resolv",
