@@ -178,3 +178,42 @@ def test_a_host_back_after_its_lease_ran_out_gets_no_vm_removed(
     events = api.call("GET", "/v1/instances/web/history", api.admin).json()
     assert events[-1]["kind"] == "rescheduled" and "self-fence" in events[-1]["message"]
     assert api.call("GET", "/v1/instances/kept", api.admin).json()["state"] == "Running"
+
+
+def test_a_host_that_crashed_and_registers_in_time_without_its_vms_restarts_them(
+    leased: tuple[Api, FakeClock],
+) -> None:
+    """The host rebooted within its lease: its new node manager registers with no VMs. The
+    Orphaned instances died with it and go back to Pending; one that was being destroyed is
+    removed as asked; one it still runs is re-attached."""
+    api, clock = leased
+    node = api.user("node1", role="node")
+    register(api, node)
+    host = api.call("GET", "/v1/hosts/n1", api.admin).json()
+    alice = api.user("alice")
+    ids = {name: create(api, alice, name).json()["id"] for name in ("web", "gone", "kept")}
+    for name in ("web", "kept"):
+        force_state(api, ids[name], S.Running, host=host["id"])
+    force_state(api, ids["gone"], S.Activating, host=host["id"])
+    force_state(api, ids["gone"], S.Running)
+    force_state(api, ids["gone"], S.Destroying)
+    clock.advance(EXPIRE + 1)
+    api.http.portal.call(api.service.liveness.check)  # type: ignore[union-attr]
+    assert api.call("GET", "/v1/instances/web", api.admin).json()["state"] == "Orphaned"
+    clock.advance(1)  # back well before lease + margin
+    again = register(api, node, vms=[report(ids["kept"], "running")])
+    assert again.status_code == 200, again.text
+    web = api.call("GET", "/v1/instances/web", api.admin).json()
+    assert (web["state"], web["hostId"]) == ("Pending", None)
+    assert "came back without it" in web["reason"]
+    assert api.call("GET", "/v1/instances/gone", api.admin).status_code == 404
+    clock.advance(api.settings.cluster_manager_service.reconcile_grace + 1)
+    beat = api.call(
+        "POST",
+        f"/v1/nodes/{host['id']}/heartbeat",
+        node,
+        json={"vms": [report(ids["kept"], "running")]},
+    )
+    assert beat.status_code == 200, beat.text
+    kept = api.call("GET", "/v1/instances/kept", api.admin).json()
+    assert (kept["state"], kept["hostId"]) == ("Running", host["id"])

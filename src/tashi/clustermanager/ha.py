@@ -72,32 +72,40 @@ class HighAvailability:
         return moved
 
     async def after_fence(self, host: Host, reported: set[int]) -> list[Instance]:
-        """``host`` reports again after its lease ran out (``host`` as stored before the
-        report): its node manager has stopped its VMs itself. Instances the store places there
-        that it no longer reports go to Pending, to be started elsewhere, rather than being
-        taken for VMs that ended on their own (reconciliation would remove them)."""
+        """``host`` reports (or registers) again, ``host`` as stored before the report, with
+        the instance ids it reports. Instances it no longer reports go to Pending, to be
+        started elsewhere, rather than being taken for VMs that ended on their own
+        (reconciliation would remove them):
+
+        * after its lease ran out, its node manager stopped its VMs itself (self-fence):
+          every instance the store places there that it does not report;
+        * back before that, after it was marked down: the Orphaned ones, whose VMs died with
+          the host (a crash and a quick restart) — except those it lost while shutting down
+          or being destroyed (removed, as was asked) or migrating (left to that settling)."""
         now = self._clock.now()
-        if not self.enabled or host.lease_expires is None or now <= host.lease_expires:
+        lapsed = host.lease_expires is not None and now > host.lease_expires
+        if not self.enabled or not (lapsed or not host.up):
             return []
 
         def run(tx: Transaction) -> list[Instance]:
-            stored = tx.instances.find(InstanceFilter(host_id=host.id, states=_FENCED))
+            states = _FENCED if lapsed else [InstanceState.Orphaned]
+            stored = tx.instances.find(InstanceFilter(host_id=host.id, states=states))
             moved = []
             for inst in stored:
-                if inst.id in reported:
+                if inst.id in reported or _settled_otherwise(tx, inst, host, now):
                     continue
                 if inst.state is not InstanceState.Orphaned:
                     orphan = next_state(inst.state, Action.host_lost)
                     inst = tx.instances.transition(inst.id, inst.state, orphan, now=now)
-                moved.append(_reschedule(tx, inst, host, now, fenced=True))
+                moved.append(_reschedule(tx, inst, host, now, "fenced" if lapsed else "crashed"))
             return moved
 
         moved = await self._db.write(run)
         if moved:
             log.warning(
-                "host %s is back after its lease ran out; %d instance(s) it stopped go back"
-                " to Pending",
+                "host %s is back %s; %d instance(s) it no longer runs go back to Pending",
                 host.name,
+                "after its lease ran out" if lapsed else "without its VMs",
                 len(moved),
             )
         return moved
@@ -111,16 +119,9 @@ class HighAvailability:
         )
         moved = []
         for inst in orphans:
-            lost_from = _lost_from(tx, inst)
-            if lost_from in _LEAVE:
+            if _settled_otherwise(tx, inst, host, now):
                 continue
-            if lost_from in _REMOVE:
-                tx.instances.remove(inst.id, inst.state)
-                tx.events.add(
-                    inst.id, "removed", f"lost with {host.name} while {lost_from}", now=now
-                )
-                continue
-            moved.append(_reschedule(tx, inst, host, now))
+            moved.append(_reschedule(tx, inst, host, now, "lost"))
         if moved:
             log.warning(
                 "host %s lost, its lease ran out at %s: %d instance(s) back to Pending",
@@ -137,6 +138,21 @@ def _due(host: Host, now: datetime, margin: timedelta) -> bool:
     return not host.up and host.lease_expires is not None and now >= host.lease_expires + margin
 
 
+def _settled_otherwise(tx: Transaction, inst: Instance, host: Host, now: datetime) -> bool:
+    """An Orphaned instance that is not to be started again: one lost while migrating is left
+    alone; one lost while shutting down or being destroyed is removed."""
+    if inst.state is not InstanceState.Orphaned:
+        return False
+    lost_from = _lost_from(tx, inst)
+    if lost_from in _LEAVE:
+        return True
+    if lost_from in _REMOVE:
+        tx.instances.remove(inst.id, inst.state)
+        tx.events.add(inst.id, "removed", f"lost with {host.name} while {lost_from}", now=now)
+        return True
+    return False
+
+
 def _lost_from(tx: Transaction, inst: Instance) -> str | None:
     for event in reversed(tx.events.list(inst.id, limit=20)):
         if event.kind == "hostLost":
@@ -145,21 +161,27 @@ def _lost_from(tx: Transaction, inst: Instance) -> str | None:
     return None
 
 
-def _reschedule(
-    tx: Transaction, inst: Instance, host: Host, now: datetime, *, fenced: bool = False
-) -> Instance:
-    reason = f"restarted elsewhere: host {host.name} was lost and its lease ran out"
-    if fenced:
-        reason = f"restarted elsewhere: host {host.name} stopped it when its lease ran out"
-    changes = InstanceChanges(clear_host=True, clear_vm=True, reason=reason)
+#: Why a host's instances go back to Pending: (reason, what the history says of the host).
+_CAUSES = {
+    "lost": ("was lost and its lease ran out", "was lost"),
+    "fenced": ("stopped it when its lease ran out", "stopped it itself (self-fence)"),
+    "crashed": ("came back without it", "came back without it (it died with the host)"),
+}
+
+
+def _reschedule(tx: Transaction, inst: Instance, host: Host, now: datetime, cause: str) -> Instance:
+    reason, how = _CAUSES[cause]
+    changes = InstanceChanges(
+        clear_host=True, clear_vm=True, reason=f"restarted elsewhere: host {host.name} {reason}"
+    )
     target = next_state(inst.state, Action.reschedule)
     moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
-    how = "stopped it itself (self-fence)" if fenced else "was lost"
+    lease = f"; its lease ran out at {host.lease_expires:%H:%M:%S}" if cause != "crashed" else ""
     tx.events.add(
         inst.id,
         KIND,
-        f"Orphaned -> Pending: host {host.name} {how}; its lease ran out at"
-        f" {host.lease_expires:%H:%M:%S}; the scheduler starts it again elsewhere",
+        f"Orphaned -> Pending: host {host.name} {how}{lease}; the scheduler starts it again"
+        " elsewhere",
         now=now,
     )
     return moved

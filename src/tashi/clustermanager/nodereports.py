@@ -75,8 +75,9 @@ class NodeReports:
         self._clock = clock
         self._rules = rules
         self._nodes = nodes
-        #: Told of a host that reports again after its lease ran out (as stored before the
-        #: report) and the instance ids it reports (``ha.HighAvailability.after_fence``).
+        #: Told of a host that reports or registers again (as stored before the report) and
+        #: the instance ids it reports (``ha.HighAvailability.after_fence``), before the
+        #: report is reconciled.
         self.on_lease_lapsed: Callable[[Host, set[int]], Awaitable[object]] | None = None
         #: Told of a grouped instance (as it was) whose VM failed or exited, with the detail
         #: (``groups.GroupService.member_stopped``: a group still starting is torn down).
@@ -95,6 +96,7 @@ class NodeReports:
         if not body.endpoint.startswith(("http://", "https://")):
             raise InvalidInput("the endpoint must be an http:// or https:// URL")
         now = self._clock.now()
+        before: list[Host] = []  # the host as stored before this registration
 
         def run(tx: Transaction) -> Host:
             try:
@@ -103,6 +105,7 @@ class NodeReports:
                 host = tx.hosts.add(
                     body.name, memory=body.memory, cores=body.cores, version=body.version, now=now
                 )
+            before.append(host)
             link = tx.hosts.link(host.id)
             if link is not None and link.user_id != caller.user_id:
                 raise Forbidden(f"host {host.name!r} belongs to another node account")
@@ -136,6 +139,8 @@ class NodeReports:
                 body.version,
                 self._rules.version,
             )
+        if self.on_lease_lapsed is not None:
+            await self.on_lease_lapsed(before[-1], {r.instanceId for r in body.vms})
         await self._reconcile(host.id, body.vms)
         return RegisterOut(
             hostId=host.id,
