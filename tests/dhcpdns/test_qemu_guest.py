@@ -1,0 +1,104 @@
+"""A real tiny guest (QEMU, TCG) gets its static lease and its host name from our dnsmasq.
+
+In a network namespace: the ``bridge`` network driver makes network 9's bridge and the VM's tap
+on it (as a node manager does), the bridge gets 198.19.9.1/24, ``DnsmasqServer`` serves the
+network, the dnsmasq backend publishes the VM's entry (as the DhcpDns hook does). The guest's
+udhcpc hook sets the host name from the lease (option 12) and prints it in its
+``TASHI-GUEST-DHCP`` marker; DNS answers its name, and it answers ping. Everything it made is
+removed (checked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tashi.config.settings import BridgeSettings, DhcpDnsSettings
+from tashi.dhcpdns.backends.base import HostEntry
+from tashi.dhcpdns.backends.dnsmasq import DnsmasqBackend, DnsmasqServer
+from tashi.domain.ids import InstanceId, NetworkId
+from tashi.images import builder, markers
+from tashi.network.bridge import BridgeDriver
+from tests.dhcpdns.test_dnsmasq_real import QUERY, in_ns, namespaces
+from tests.images.conftest import IMAGE_DIR
+from tests.images.guests import Nic, require_programs, running
+
+pytestmark = pytest.mark.anyio
+
+N9 = NetworkId(9)
+SERVER, GUEST = "198.19.9.1", "198.19.9.42"
+MAC = "52:54:00:09:00:2a"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def tiny_image() -> Path:
+    lines: list[str] = []
+    result = builder.build(builder.BuildOptions(out_dir=IMAGE_DIR), say=lines.append)
+    assert builder.is_complete(result.image), "\n".join(lines)
+    return result.image
+
+
+def ask(netns: str, kind: str, name: str) -> str:
+    out = in_ns(netns, sys.executable, "-c", QUERY, SERVER, kind, name)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+async def test_a_tiny_guest_gets_its_static_lease_and_host_name(
+    tiny_image: Path, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        raise AssertionError("needs root (a network namespace, taps, dnsmasq)")
+    require_programs("qemu-system-x86_64", "qemu-img", "dnsmasq", "busybox")
+    settings = DhcpDnsSettings(dnsmasq_dir=tmp_path / "dnsmasq", dns_domain="tashi.test")
+    with namespaces(1) as (netns,):
+        network = BridgeDriver(BridgeSettings(create_bridges=True, ifup_dir=tmp_path), netns=netns)
+        server: DnsmasqServer | None = None
+        try:
+            spec = await network.attach(InstanceId(42), 0, N9, MAC)
+            bridge = network.bridge_name(N9)
+            for argv in (
+                ["ip", "link", "set", "lo", "up"],
+                ["ip", "addr", "add", f"{SERVER}/24", "dev", bridge],
+                ["ip", "link", "set", bridge, "up"],
+            ):
+                done = await asyncio.to_thread(in_ns, netns, *argv)
+                assert done.returncode == 0, done.stderr
+            server = DnsmasqServer(
+                settings, N9, interface=bridge, subnet="198.19.9.0/24", netns=netns
+            )
+            await server.start()
+            await DnsmasqBackend(settings).publish(
+                [HostEntry(InstanceId(42), 0, N9, MAC, GUEST, "web", "web.tashi.test")]
+            )
+            nic = Nic(netns=netns, tap=spec.tap, mac=MAC)
+            with running(tiny_image, tmp_path / "guest", nics=[nic]) as guest:
+                lease, seconds = await asyncio.to_thread(guest.wait_for, markers.DHCP, iface="eth0")
+                assert (lease.ip, lease.hostname) == (GUEST, "web"), guest.tail()
+                assert f"TASHI-GUEST-DHCP eth0 {GUEST} hostname=web" in guest.console()
+                assert await asyncio.to_thread(ask, netns, "A", "web.tashi.test") == GUEST
+                assert await asyncio.to_thread(ask, netns, "PTR", GUEST) == "web.tashi.test."
+                ping = await asyncio.to_thread(
+                    in_ns, netns, "busybox", "ping", "-c", "1", "-W", "10", GUEST
+                )
+                assert ping.returncode == 0, ping.stdout + ping.stderr
+                print(f"tiny guest: TASHI-GUEST-DHCP with its name {seconds:.1f} s after qemu")
+        finally:
+            if server is not None:
+                await server.stop()
+            await network.detach(InstanceId(42))
+            await network.close()
+        links = subprocess.run(
+            ["ip", "-n", netns, "-o", "link"], capture_output=True, text=True, check=True
+        )
+        assert "tashi42.0" not in links.stdout
