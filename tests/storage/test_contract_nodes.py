@@ -2,8 +2,9 @@
 
 Part of the one contract suite: every test takes the ``store``/``backend`` fixture of
 ``conftest.py`` and so runs on the in-memory fake, SQLite, PostgreSQL and MariaDB, like
-``test_contract.py`` (whose helpers it shares). The last test reads SQLite's plan for the usage
-query: the covering index is what keeps the scheduler's snapshot cheap at 100,000 instances.
+``test_contract.py`` (whose helpers it shares). The last test reads SQLite's plans for the usage
+queries: the covering index is what keeps the scheduler's snapshot cheap at 100,000 instances, and
+activateVm's claim cheap on a busy host.
 """
 
 from __future__ import annotations
@@ -337,8 +338,30 @@ def test_usage_and_names_by_host_cover_only_the_given_states_and_placed_instance
     assert all(type(v) is int for u in live.values() for v in (u.instances, u.memory, u.cores))
 
 
+def test_usage_on_one_host_sums_only_its_instances_in_the_given_states(store: Store) -> None:
+    owner = seed(store)
+    place(store, owner, "r1", 2, S.Running, cores=2, memory=1024)
+    place(store, owner, "r2", 2, S.Running, cores=4, memory=2048)
+    place(store, owner, "a1", 2, S.Activating)
+    place(store, owner, "x1", 2, S.Exited, cores=8, memory=8192)
+    place(store, owner, "r3", 1, S.Running)
+    place(store, owner, "p1", None, S.Running)  # no host: never counted
+    with store.transaction(write=False) as tx:
+        running = tx.instances.usage_on_host(HostId(2), [S.Running])
+        live = tx.instances.usage_on_host(HostId(2), [S.Running, S.Activating, S.Held])
+        other = tx.instances.usage_on_host(HostId(1), [S.Running, S.Activating])
+        empty = tx.instances.usage_on_host(HostId(3), [S.Running])
+        none = tx.instances.usage_on_host(HostId(2), [])
+    assert running == Usage(2, 3072, 6)
+    assert live == Usage(3, 3328, 7)
+    assert other == Usage(1, 256, 1)
+    assert empty == Usage() and none == Usage()
+    assert all(type(v) is int for v in (live.instances, live.memory, live.cores))
+
+
+@pytest.mark.parametrize("one_host", [False, True], ids=["by_host", "on_host"])
 def test_usage_is_summed_in_one_query_over_the_covering_index(
-    fresh_database: Callable[[str], FreshDatabase],
+    fresh_database: Callable[[str], FreshDatabase], one_host: bool
 ) -> None:
     url = fresh_database("sqlite").url
     upgrade(url)
@@ -352,7 +375,10 @@ def test_usage_is_summed_in_one_query_over_the_covering_index(
     try:
         with store.transaction(write=False) as tx:
             seen.clear()
-            tx.instances.usage_by_host([S.Running, S.Activating])
+            if one_host:
+                tx.instances.usage_on_host(HostId(3), [S.Running, S.Activating])
+            else:
+                tx.instances.usage_by_host([S.Running, S.Activating])
         (statement, params), *others = [(s, p) for s, p in seen if s.startswith("SELECT")]
         with store.engine.connect() as conn:
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()

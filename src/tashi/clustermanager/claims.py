@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from tashi.domain.errors import Forbidden, InsufficientResources, InvalidState
 from tashi.domain.models import Host, Instance, Usage
 from tashi.domain.states import ON_HOST, HostState, InstanceState
-from tashi.storage.contract import InstanceFilter, Transaction
+from tashi.storage.contract import Transaction
 
 #: States in which an instance takes its share of its host: every state in which a VM process
 #: may exist there, and Orphaned (its host is silent, but may come back still running it).
@@ -53,13 +53,9 @@ def admits(host: Host, inst: Instance) -> None:
 
 
 def used(tx: Transaction, host: Host) -> Usage:
-    """What the instances placed on ``host`` take of it (read under the host's lock)."""
-    placed = tx.instances.find(InstanceFilter(host_id=host.id, states=RESERVING))
-    return Usage(
-        instances=len(placed),
-        memory=sum(i.memory for i in placed),
-        cores=sum(i.cores for i in placed),
-    )
+    """What the instances placed on ``host`` take of it (read under the host's lock), summed
+    by the store without reading the instances."""
+    return tx.instances.usage_on_host(host.id, RESERVING)
 
 
 def check(tx: Transaction, inst: Instance, host: Host, rates: OverRates) -> Host:

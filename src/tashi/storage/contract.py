@@ -146,6 +146,11 @@ class InstanceRepository(Protocol):
         subtract from a host's capacity). Instances without a host, and hosts with no such
         instance, are left out; keys come in host id order."""
 
+    def usage_on_host(self, host_id: HostId, states: Sequence[InstanceState]) -> Usage:
+        """``usage_by_host`` for one host: how many of its instances are in ``states`` and
+        their memory and cores, summed by the store in one query without reading the
+        instances (activateVm's claim, under the host's lock). ``Usage()`` when it has none."""
+
     def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
         """For each host, the names of its instances in ``states`` in id order (getVmLayout),
         in one query. Same keys as ``usage_by_host``."""

@@ -249,6 +249,13 @@ class _Instances:
             usage[host_id] = Usage(u.instances + 1, u.memory + inst.memory, u.cores + inst.cores)
         return usage
 
+    def usage_on_host(self, host_id: HostId, states: Sequence[InstanceState]) -> Usage:
+        wanted = set(states)
+        placed = [
+            i for i in self._t.instances.values() if i.host_id == host_id and i.state in wanted
+        ]
+        return Usage(len(placed), sum(i.memory for i in placed), sum(i.cores for i in placed))
+
     def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
         names: dict[HostId, list[str]] = {}
         for host_id, inst in self._on_hosts(states):

@@ -4,7 +4,7 @@ Implements ``InstanceRepository`` of ``storage/contract.py`` on the ``instances`
 tables of ``tables.py``, through the error seam of ``db.py``. ``find`` costs two queries for a
 whole page (instances, then the page's NICs), never one per instance; rows become records in
 ``_records``, the hot loop that decides how fast a large listing is. ``usage_by_host`` is one
-grouped query over the covering index ``ix_instances_usage``.
+grouped query over the covering index ``ix_instances_usage``, ``usage_on_host`` one sum over it.
 """
 
 from __future__ import annotations
@@ -225,6 +225,15 @@ class SqlInstances:
             host: Usage(int(count), int(memory), int(cores))  # MariaDB sums are Decimals
             for host, count, memory, cores in self._db.execute(query)
         }
+
+    def usage_on_host(self, host_id: HostId, states: Sequence[InstanceState]) -> Usage:
+        c = t_inst.c
+        query = sa.select(
+            sa.func.count(), sa.func.coalesce(sa.func.sum(c.memory), 0),
+            sa.func.coalesce(sa.func.sum(c.cores), 0),
+        ).where(c.host_id == host_id, c.state.in_([s.value for s in states]))  # fmt: skip
+        count, memory, cores = self._db.execute(query).one()
+        return Usage(int(count), int(memory), int(cores))  # MariaDB sums are Decimals
 
     def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
         c = t_inst.c
