@@ -15,7 +15,7 @@ STAMP := $(VENV)/.tashi-installed
 PYTEST_ARGS ?=
 
 .PHONY: help packages bootstrap test check check-format check-lint check-types check-imports \
-	check-tests demo demo-stop bench defaults clean distclean image
+	check-tests demo demo-stop demo-control bench defaults clean distclean image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -62,11 +62,15 @@ $(TINY_IMAGE): $(addprefix src/tashi/images/,builder.py guestfiles.py cpio.py km
 	$(BIN)/tashi-image build --out $(IMAGE_DIR)
 	touch $@
 
-demo: bootstrap ## start a cluster manager under var/demo and drive it with the tashi client
-	scripts/demo.sh
+demo: bootstrap ## a 3-host cluster on this machine (root): six VMs, DNS, a host crash; left running
+	$(BIN)/python scripts/demo_cluster.py
 
-demo-stop: ## stop the cluster manager `make demo` left running
+demo-stop: ## stop the cluster `make demo` left running (and the control-plane demo's)
+	@if [[ -x $(BIN)/python ]]; then $(BIN)/python scripts/demo_cluster.py stop; fi
 	scripts/demo.sh stop
+
+demo-control: bootstrap ## the control-plane demo: a cluster manager under var/demo, no hosts
+	scripts/demo.sh
 
 bench: bootstrap ## run the benchmarks in bench/ and print their table
 	@if [[ -f bench/__main__.py ]]; then $(BIN)/python -m bench; \

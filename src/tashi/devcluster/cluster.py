@@ -119,6 +119,10 @@ class DevCluster:
         self._start_cm(state)
         self.layout.save(state)
         self._prepare_cm(state)
+        if configs.has_dhcpdns():
+            self._start_dnsmasqs(state)
+        else:
+            self._start_dnsmasq(state)
         scheduler = self._start_scheduler(state)
         self._start_hosts(state, list(range(1, hosts + 1)))
         if scheduler is not None:
@@ -171,6 +175,48 @@ class DevCluster:
         process = cm.spawn()
         state.daemons["tashi-cm"] = Proc(process.pid, processes.start_time(process.pid))
         cm.wait_healthy()
+
+    def _start_dnsmasqs(self, state: State) -> None:
+        """One dnsmasq per VM network in the cluster manager's namespace, serving the files the
+        scheduler's DhcpDns hook writes (``[DhcpDns] dnsmasqDir``)."""
+        from tashi.dhcpdns.backends.dnsmasq import DnsmasqServer  # installed: has_dhcpdns()
+
+        settings = configs.dhcpdns_settings(self.settings, self.layout)
+        settings.dnsmasq_dir.mkdir(parents=True, exist_ok=True)
+        fab = configs.plan(state)
+        for network_id in state.networks:
+            server = DnsmasqServer(
+                settings,
+                NetworkId(network_id),
+                interface=f"vxbr{network_id}",
+                subnet=str(configs.network_subnet(self.settings, network_id)),
+                netns=fab.cm_ns,
+            )
+            asyncio.run(server.start())
+            assert server.pid is not None
+            state.daemons[f"dnsmasq.{network_id}"] = Proc(
+                server.pid, processes.start_time(server.pid)
+            )
+            self.layout.save(state)
+
+    def _start_dnsmasq(self, state: State) -> None:
+        """Without the DHCP/DNS hook: one plain dnsmasq (DHCP on every VM network, leases from
+        .10 to .250) in the cluster manager's namespace, so guests still get addresses."""
+        fab = configs.plan(state)
+        argv = ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null"]
+        argv += ["--bind-interfaces", "--except-interface=lo", f"--domain={self.settings.domain}"]
+        argv += [f"--dhcp-leasefile={self.layout.root / 'dnsmasq.leases'}", "--log-facility=-"]
+        for network_id in state.networks:
+            low, high = configs.ip_range(self.settings, network_id).split("-")
+            argv += [f"--interface=vxbr{network_id}", f"--dhcp-range={low},{high},10m"]
+        daemon = self._daemon(
+            "dnsmasq", self.layout.root, self.layout.root / "none", fab.cm_ns, "", 0
+        )
+        daemon.argv = argv
+        process = daemon.spawn()
+        state.daemons["dnsmasq"] = Proc(process.pid, processes.start_time(process.pid))
+        self.layout.save(state)
+        self.say("the DHCP/DNS hook is not installed: a plain dnsmasq gives the VMs addresses")
 
     def _start_scheduler(self, state: State) -> processes.Daemon | None:
         """``tashi-scheduler`` in the cluster manager's namespace (where its DHCP/DNS hook's
@@ -412,7 +458,8 @@ class DevCluster:
                 shutil.rmtree(self.layout.root, ignore_errors=True)
             return []
         fab = Fabric(configs.plan(state))
-        for name in ("tashi-scheduler", "tashi-cm"):
+        order = ["tashi-scheduler", *sorted(n for n in state.daemons if "dnsmasq" in n), "tashi-cm"]
+        for name in order:
             proc = state.daemons.get(name)
             if proc is not None:
                 processes.stop_pid(proc.pid, proc.started, timeout=STOP_TIMEOUT)

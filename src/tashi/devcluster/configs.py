@@ -12,7 +12,7 @@ import importlib.util
 import ipaddress
 from pathlib import Path
 
-from tashi.config.settings import ClusterSettings
+from tashi.config.settings import ClusterSettings, DhcpDnsSettings
 from tashi.devcluster.fabric import Plan
 from tashi.devcluster.state import Layout, State, host_name
 
@@ -137,8 +137,15 @@ def has_dhcpdns() -> bool:
         return False
 
 
+def dhcpdns_settings(settings: ClusterSettings, layout: Layout) -> DhcpDnsSettings:
+    return DhcpDnsSettings(dns_domain=settings.domain, dnsmasq_dir=layout.root / "dnsmasq")
+
+
 def dhcpdns_options(settings: ClusterSettings, state: State, layout: Layout) -> dict[str, object]:
-    options: dict[str, object] = {"dnsDomain": settings.domain}
+    options: dict[str, object] = {
+        "dnsDomain": settings.domain,
+        "dnsmasqDir": dhcpdns_settings(settings, layout).dnsmasq_dir,
+    }
     for network_id in state.networks:
         options[f"ipRange{network_id}"] = ip_range(settings, network_id)
     return options

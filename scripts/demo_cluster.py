@@ -1,0 +1,225 @@
+"""``make demo``: a 3-host Tashi cluster on this machine, six VMs on two networks, a host crash.
+
+    scripts/demo_cluster.py          (re)start the demo cluster under var/demo-cluster and run
+    scripts/demo_cluster.py stop     stop it (`make demo-stop`)
+
+Phases, each timed: build the guest image (once), `tashi-cluster start 3`, `tashi createMany`
+six VMs with a NIC on each of the two networks, wait (with a progress line) until all are Running
+and have their DHCP leases, `tashi getVmLayout`, ping every VM by DNS name from the cluster
+manager's namespace, `tashi-cluster rm` the host with most VMs and wait until its VMs run
+elsewhere. The cluster is left running; the end says how to use and stop it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(os.environ.get("TASHI_DEMO_BIN", ROOT / ".venv" / "bin"))
+STATE = Path(os.environ.get("TASHI_DEMO_CLUSTER_DIR", ROOT / "var" / "demo-cluster"))
+IMAGE = ROOT / "var" / "images" / "tashi-tiny.qcow2"
+BOOT_TIMEOUT = 240.0
+DHCP = re.compile(rb"TASHI-GUEST-DHCP (\S+) (\S+)")
+summary: list[tuple[float, str]] = []
+
+
+def phase(title: str, work: Callable[[], object]) -> object:
+    print(f"\n==> {title}", flush=True)
+    began = time.monotonic()
+    result = work()
+    took = time.monotonic() - began
+    print(f"    ({took:.1f} s)", flush=True)
+    summary.append((took, title))
+    return result
+
+
+def run(*argv: str, check: bool = True, quiet: bool = False) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
+    if (STATE / "client.cfg").exists():
+        env["TASHI_CONFIG"] = str(STATE / "client.cfg")
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if not quiet:
+        print(done.stdout, end="", flush=True)
+    if check and done.returncode != 0:
+        sys.exit(f"demo: {' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def cluster(*args: str, quiet: bool = False) -> str:
+    return run(str(BIN / "tashi-cluster"), "--state-dir", str(STATE), *args, quiet=quiet)
+
+
+def tashi(*args: str, quiet: bool = False) -> str:
+    return run(str(BIN / "tashi"), *args, quiet=quiet)
+
+
+def instances() -> list[dict[str, object]]:
+    listed: list[dict[str, object]] = json.loads(tashi("getInstances", "--json", quiet=True))
+    return listed
+
+
+def state() -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((STATE / "cluster.json").read_text())
+    return loaded
+
+
+def hosts() -> dict[int, str]:
+    return {
+        int(h["id"]): str(h["name"]) for h in json.loads(tashi("getHosts", "--json", quiet=True))
+    }
+
+
+def leases(inst: dict[str, object], names: dict[int, str]) -> dict[str, str]:
+    """The guest's DHCP leases, from its console markers (iface -> ip)."""
+    if inst.get("hostId") is None:
+        return {}
+    host = names.get(int(str(inst["hostId"])), "")
+    console = STATE / "hosts" / host / "state" / "vms" / str(inst["id"]) / "console.log"
+    try:
+        return {m[1].decode(): m[2].decode() for m in DHCP.finditer(console.read_bytes())}
+    except FileNotFoundError:
+        return {}
+
+
+def wait_all(want: Callable[[dict[str, object], dict[int, str]], bool], what: str) -> None:
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while True:
+        names = hosts()
+        listed = instances()
+        done = [i for i in listed if want(i, names)]
+        states: dict[str, int] = {}
+        for inst in listed:
+            states[str(inst["state"])] = states.get(str(inst["state"]), 0) + 1
+        line = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        print(f"\r    {len(done)}/{len(listed)} {what}  [{line}]   ", end="", flush=True)
+        if len(done) == len(listed):
+            print(flush=True)
+            return
+        if time.monotonic() > deadline:
+            sys.exit(f"\ndemo: not all VMs {what} after {BOOT_TIMEOUT:.0f} s")
+        time.sleep(0.5)
+
+
+def running_with_leases(inst: dict[str, object], names: dict[int, str]) -> bool:
+    return inst["state"] == "Running" and len(leases(inst, names)) == 2
+
+
+def ping_all() -> None:
+    cm_ns = f"tashi-{state()['tag']}-cm"
+    domain = _domain()
+    names = hosts()
+    for inst in instances():
+        name = f"{inst['name']}.{domain}" if domain else ""
+        target = name if name and _resolves(cm_ns, name) else leases(inst, names).get("eth0", "")
+        how = "by name" if target == name else "by address (no DNS answer)"
+        ok = subprocess.run(
+            ["ip", "netns", "exec", cm_ns, "busybox", "ping", "-c", "1", "-W", "2", target],
+            capture_output=True,
+            check=False,
+        )
+        print(f"    ping {target:<28} {how:<26} {'ok' if ok.returncode == 0 else 'FAILED'}")
+
+
+def _domain() -> str:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(STATE / "scheduler" / "agent.cfg")
+    return parser.get("DhcpDns", "dnsDomain", fallback="")
+
+
+def _resolves(netns: str, name: str) -> bool:
+    found = subprocess.run(
+        ["ip", "netns", "exec", netns, "busybox", "nslookup", name],
+        capture_output=True,
+        check=False,
+    )
+    return found.returncode == 0
+
+
+def crash() -> None:
+    by_host: dict[int, list[str]] = {}
+    for inst in instances():
+        if inst.get("hostId") is not None:
+            by_host.setdefault(int(str(inst["hostId"])), []).append(str(inst["name"]))
+    host_id, victims = max(by_host.items(), key=lambda item: len(item[1]))
+    name = hosts()[host_id]
+    print(f"    crashing {name} (VMs {', '.join(victims)}): tashi-cluster rm {name[4:]}")
+    cluster("rm", name[4:])
+    began = time.monotonic()
+    while any(
+        h["name"] == name and h["up"] for h in json.loads(tashi("getHosts", "--json", quiet=True))
+    ):
+        time.sleep(0.2)
+    print(f"    the cluster manager marked {name} down after {time.monotonic() - began:.1f} s")
+
+    def moved(inst: dict[str, object], names: dict[int, str]) -> bool:
+        if inst["name"] not in victims:
+            return True
+        return inst["state"] == "Running" and inst.get("hostId") != host_id
+
+    wait_all(moved, f"running (the {len(victims)} of {name} elsewhere)")
+    tashi("getVmLayout")
+
+
+def start() -> None:
+    if os.geteuid() != 0:
+        sys.exit("demo: make demo needs root (network namespaces): run it with sudo")
+    if (STATE / "cluster.json").exists():
+        phase("stopping the previous demo cluster", lambda: cluster("stop"))
+    phase(
+        "building the tiny guest image (once)",
+        lambda: run(str(BIN / "tashi-image"), "build", "--out", str(IMAGE.parent)),
+    )
+    phase("tashi-cluster start 3", lambda: cluster("start", "3"))
+    phase(
+        "tashi createMany: six VMs, each with a NIC on network 1 and one on network 2",
+        lambda: tashi(
+            "createMany",
+            "--basename",
+            "demo",
+            "--count",
+            "6",
+            "--memory",
+            "128",
+            "--disks",
+            IMAGE.name,
+            "--nics",
+            "1::,2::",
+        ),
+    )
+    phase(
+        "waiting until every VM is Running with its two DHCP leases",
+        lambda: wait_all(running_with_leases, "Running with leases"),
+    )
+    phase("tashi getVmLayout", lambda: tashi("getVmLayout"))
+    phase("ping every VM from the cluster manager's side", ping_all)
+    phase("crash the busiest host; its VMs come back elsewhere", crash)
+    print("\nphase times:")
+    for took, title in summary:
+        print(f"  {took:7.1f} s  {title}")
+    print(
+        f"\nThe cluster is still running. Use it:\n  export TASHI_CONFIG={STATE / 'client.cfg'}\n"
+        f"  tashi getVmLayout\n  {BIN / 'tashi-cluster'} --state-dir {STATE} status\n"
+        "Stop it with: make demo-stop"
+    )
+
+
+def main() -> None:
+    if sys.argv[1:] == ["stop"]:
+        if (STATE / "cluster.json").exists():
+            cluster("stop")
+        else:
+            print("no demo cluster is running")
+        return
+    start()
+
+
+if __name__ == "__main__":
+    main()
