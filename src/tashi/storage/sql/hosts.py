@@ -45,6 +45,15 @@ _HOST_COLUMNS = (
     t_hosts.c.load,
     t_hosts.c.lease_expires,
 )
+# One host by id (get, and lock's row lock), built once: SQLAlchemy reuses their cache keys and
+# compiled forms (activateVm reads and locks a host per claim).
+_BY_ID = sa.select(*_HOST_COLUMNS).where(t_hosts.c.id == sa.bindparam("hid"))
+_LOCK = _BY_ID.with_for_update()
+_RESERVED_ON = (
+    sa.select(t_res.c.user_id)
+    .where(t_res.c.host_id == sa.bindparam("hid"))
+    .order_by(t_res.c.user_id)
+)
 _LINK_COLUMNS = (
     t_links.c.host_id,
     t_links.c.endpoint,
@@ -98,10 +107,13 @@ class SqlHosts:
         return [_host(row, reserved.get(row[0], [])) for row in rows]
 
     def get(self, host_id: HostId) -> Host:
-        found = self._select(t_hosts.c.id == host_id)
-        if not found:
+        return self._one(_BY_ID, host_id)
+
+    def _one(self, query: sa.Select[Any], host_id: HostId) -> Host:
+        row = self._db.execute(query, {"hid": host_id}).first()
+        if row is None:
             raise NotFound(f"host {host_id} does not exist")
-        return found[0]
+        return _host(row, self._db.execute(_RESERVED_ON, {"hid": host_id}).scalars())
 
     def get_by_name(self, name: str) -> Host:
         found = self._select(t_hosts.c.name == name)
@@ -112,12 +124,7 @@ class SqlHosts:
     def lock(self, host_id: HostId) -> Host:
         # FOR UPDATE is rendered by PostgreSQL and MariaDB; SQLite's dialect drops it, and its
         # write units hold the database's write lock from BEGIN IMMEDIATE anyway.
-        locked = self._db.execute(
-            sa.select(t_hosts.c.id).where(t_hosts.c.id == host_id).with_for_update()
-        ).first()
-        if locked is None:
-            raise NotFound(f"host {host_id} does not exist")
-        return self.get(host_id)
+        return self._one(_LOCK, host_id)
 
     def list(self) -> list[Host]:
         return self._select(sa.true())

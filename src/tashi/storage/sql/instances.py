@@ -48,6 +48,27 @@ _COLUMNS = (
 )
 _NIC_COLUMNS = (t_nics.c.instance_id, t_nics.c.network_id, t_nics.c.mac, t_nics.c.ip)
 
+# The statements of activateVm's hot path, built once: SQLAlchemy then reuses their cache keys
+# and compiled forms, where a statement built per call costs more than SQLite's work on it.
+_BY_ID = sa.select(*_COLUMNS).where(t_inst.c.id == sa.bindparam("iid"))
+_NICS_OF = (
+    sa.select(t_nics.c.network_id, t_nics.c.mac, t_nics.c.ip)
+    .where(t_nics.c.instance_id == sa.bindparam("iid"))
+    .order_by(t_nics.c.idx)
+)
+# The SET clause is the parameters' column names; the bound names must differ from them.
+_CAS = sa.update(t_inst).where(
+    t_inst.c.id == sa.bindparam("cas_id"), t_inst.c.state == sa.bindparam("cas_state")
+)
+_USAGE_ON = sa.select(
+    sa.func.count(),
+    sa.func.coalesce(sa.func.sum(t_inst.c.memory), 0),
+    sa.func.coalesce(sa.func.sum(t_inst.c.cores), 0),
+).where(
+    t_inst.c.host_id == sa.bindparam("hid"),
+    t_inst.c.state.in_(sa.bindparam("states", expanding=True)),
+)
+
 
 class SqlInstances:
     def __init__(self, db: Db) -> None:
@@ -140,10 +161,11 @@ class SqlInstances:
         self._db.execute(sa.insert(t_nics), rows, explain=explain)
 
     def get(self, instance_id: InstanceId) -> Instance:
-        found = self.find(InstanceFilter(ids=[instance_id]))
-        if not found:
+        row = self._db.execute(_BY_ID, {"iid": instance_id}).first()
+        if row is None:
             raise NotFound(f"instance {instance_id} does not exist")
-        return found[0]
+        nics = tuple(NicConfig(*n) for n in self._db.execute(_NICS_OF, {"iid": instance_id}))
+        return next(iter(_records([row], {instance_id: nics})))
 
     def find(self, where: InstanceFilter = _EVERYTHING) -> list[Instance]:
         conditions = _conditions(where)
@@ -189,8 +211,8 @@ class SqlInstances:
         values["state"] = new.value
         if new is not expected:
             values["state_since"] = now
-        cas = sa.update(t_inst).where(t_inst.c.id == instance_id, t_inst.c.state == expected.value)
-        if self._db.execute(cas.values(values)).rowcount == 0:
+        values["cas_id"], values["cas_state"] = instance_id, expected.value
+        if self._db.execute(_CAS, values).rowcount == 0:
             raise self._cas_failure(instance_id, expected)
         if changes is not None and changes.nics:
             self._set_ips(instance_id, changes.nics)
@@ -227,12 +249,8 @@ class SqlInstances:
         }
 
     def usage_on_host(self, host_id: HostId, states: Sequence[InstanceState]) -> Usage:
-        c = t_inst.c
-        query = sa.select(
-            sa.func.count(), sa.func.coalesce(sa.func.sum(c.memory), 0),
-            sa.func.coalesce(sa.func.sum(c.cores), 0),
-        ).where(c.host_id == host_id, c.state.in_([s.value for s in states]))  # fmt: skip
-        count, memory, cores = self._db.execute(query).one()
+        params = {"hid": host_id, "states": [s.value for s in states]}
+        count, memory, cores = self._db.execute(_USAGE_ON, params).one()
         return Usage(int(count), int(memory), int(cores))  # MariaDB sums are Decimals
 
     def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
