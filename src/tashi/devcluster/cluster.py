@@ -184,6 +184,13 @@ class DevCluster:
         settings = configs.dhcpdns_settings(self.settings, self.layout)
         settings.dnsmasq_dir.mkdir(parents=True, exist_ok=True)
         fab = configs.plan(state)
+        # `ip netns exec <cm namespace>` resolves VM names through network 1's dnsmasq.
+        etc = Path("/etc/netns") / fab.cm_ns
+        etc.mkdir(parents=True, exist_ok=True)
+        state.files.append(str(etc))
+        self.layout.save(state)
+        first = configs.service_address(self.settings, state.networks[0])
+        (etc / "resolv.conf").write_text(f"nameserver {first}\nsearch {self.settings.domain}\n")
         for network_id in state.networks:
             server = DnsmasqServer(
                 settings,
