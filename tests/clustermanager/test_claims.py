@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tashi.clustermanager import refs
 from tashi.clustermanager.service import build_service
 from tashi.domain.errors import (
     Forbidden,
@@ -19,7 +21,7 @@ from tashi.domain.errors import (
     TashiError,
 )
 from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import Instance
+from tashi.domain.models import Host, Instance
 from tashi.domain.operations import DiskRequest, VmRequest
 from tashi.domain.states import HostState, InstanceState
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Store, Transaction
@@ -109,24 +111,22 @@ def test_down_drained_and_reserved_hosts_refuse(tmp_path: Path) -> None:
     assert c.instance(inst.id).state is S.Pending
 
 
-def test_a_host_that_goes_down_after_the_read_is_refused_by_the_claim(tmp_path: Path) -> None:
-    """The checks run again under the lock: the pre-check's read is not trusted."""
+def test_a_host_that_goes_down_after_the_read_is_refused_by_the_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks run again under the lock: the pre-check's read is not trusted. (On
+    PostgreSQL/MariaDB the host's row may change between that read and the lock.)"""
     c = cluster(tmp_path, MemoryStore(), hosts=1)
     inst = create(c, "vm")
-    svc = c.service.instances
-    real = svc._db.read
+    c.run(c.service.db.write(lambda tx: tx.hosts.update(c.hosts[0], up=False)))
+    real = refs.host
 
-    async def read_then_drop(work: Callable[..., object]) -> object:
-        found = await real(work)  # type: ignore[arg-type]
-        await c.service.db.write(lambda tx: tx.hosts.update(c.hosts[0], up=False))
-        return found
+    def read_before_it_went_down(tx: Transaction, ref: str) -> Host:
+        return replace(real(tx, ref), up=True)
 
-    svc._db.read = read_then_drop  # type: ignore[method-assign,assignment]
-    try:
-        with pytest.raises(InvalidState, match="down"):
-            activate(c, inst, "h1")
-    finally:
-        svc._db.read = real  # type: ignore[method-assign]
+    monkeypatch.setattr(refs, "host", read_before_it_went_down)
+    with pytest.raises(InvalidState, match="down"):
+        activate(c, inst, "h1")
     assert c.instance(inst.id).state is S.Pending
 
 

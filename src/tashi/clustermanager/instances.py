@@ -351,29 +351,36 @@ class InstanceService:
         (PreparingDisk, ``diskcopy.py``). The claim (``claims.py``) is checked in the
         transaction that moves the instance: a host without room answers
         ``InsufficientResources`` and nothing changes. If a copy fails or the node cannot start
-        it, the instance is Held with the reason."""
-        require_role(caller, Role.agent, Role.admin, doing="activating instances")
+        it, the instance is Held with the reason.
 
-        def read(tx: Transaction) -> tuple[Instance, Host]:
+        Without copies, reading the instance and host, the claim and the move are one write
+        unit (the claim's cost is mostly per transaction and per statement)."""
+        require_role(caller, Role.agent, Role.admin, doing="activating instances")
+        now = self._clock.now()
+        rates = self._rules.over_rates
+
+        def read_and_claim(tx: Transaction) -> tuple[Instance, Host, Instance | None]:
             inst, host = refs.instance(tx, ref), refs.host(tx, host_ref)
             membership.check_alone(tx, inst)
-            return inst, host
+            action = Action.resume_on_host if inst.hints.get(RESUME_HINT) else Action.activate
+            target = next_state(inst.state, action)
+            claims.usable(host)
+            claims.admits(host, inst)
+            if action is Action.activate and needs_copy(inst):
+                return inst, host, None  # the copies first; PreparingDisk claims (below)
+            locked = claims.check(tx, inst, host, rates)
+            changes = InstanceChanges(host_id=host.id, clear_reason=True)
+            moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
+            return inst, locked, moved
 
-        inst, host = await self._db.read(read)
-        source = inst.hints.get(RESUME_HINT)
-        action = Action.resume_on_host if source else Action.activate
-        next_state(inst.state, action)
-        claims.usable(host)
-        claims.admits(host, inst)
+        inst, host, starting = await self._db.write(read_and_claim)
 
         async def claim_and_move(i: Instance, act: Action | None, **fields: Any) -> Instance:
-            first = act in (Action.activate, Action.resume_on_host, Action.prepare_disk)
+            first = act is Action.prepare_disk
             return await self._move(i, act, claim=host if first else None, **fields)
 
-        if not source and needs_copy(inst):
+        if starting is None:
             starting = await self._disk_copies.prepare(caller, inst, host.id, claim_and_move)
-        else:
-            starting = await claim_and_move(inst, action, host_id=host.id, clear_reason=True)
         return await self.start_on(starting, host)
 
     async def start_on(self, starting: Instance, host: Host) -> Instance:

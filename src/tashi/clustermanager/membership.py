@@ -22,6 +22,8 @@ def members(tx: Transaction, inst: Instance) -> list[Instance]:
 def check_alone(tx: Transaction, inst: Instance) -> None:
     """``InvalidInput`` when ``inst`` has group mates still waiting to be placed: a group is
     placed together (``activateGroup``), never one member at a time."""
+    if inst.group_name is None:
+        return  # alone by definition (and no need to read it again)
     waiting = [i.name for i in members(tx, inst) if i.id != inst.id and i.state in UNPLACED]
     if waiting:
         raise InvalidInput(
