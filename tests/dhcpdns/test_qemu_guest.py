@@ -3,9 +3,9 @@
 In a network namespace: the ``bridge`` network driver makes network 9's bridge and the VM's tap
 on it (as a node manager does), the bridge gets 198.19.9.1/24, ``DnsmasqServer`` serves the
 network, the dnsmasq backend publishes the VM's entry (as the DhcpDns hook does). The guest's
-udhcpc hook sets the host name from the lease (option 12) and prints it in its
-``TASHI-GUEST-DHCP`` marker; DNS answers its name, and it answers ping. Everything it made is
-removed (checked).
+udhcpc hook sets the host name from NIC 0's lease (option 12) and each ``TASHI-GUEST-DHCP``
+marker prints the name its lease gave (the second NIC's is ``web-nic1``); DNS answers its name,
+and it answers ping. Everything it made is removed (checked).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from tests.images.guests import Nic, require_programs, running
 pytestmark = pytest.mark.anyio
 
 N9 = NetworkId(9)
-SERVER, GUEST = "198.19.9.1", "198.19.9.42"
-MAC = "52:54:00:09:00:2a"
+SERVER, GUEST, GUEST1 = "198.19.9.1", "198.19.9.42", "198.19.9.43"
+MAC, MAC1 = "52:54:00:09:00:2a", "52:54:00:09:00:2b"
 
 
 @pytest.fixture
@@ -66,6 +66,7 @@ async def test_a_tiny_guest_gets_its_static_lease_and_host_name(
         server: DnsmasqServer | None = None
         try:
             spec = await network.attach(InstanceId(42), 0, N9, MAC)
+            spec1 = await network.attach(InstanceId(42), 1, N9, MAC1)
             bridge = network.bridge_name(N9)
             for argv in (
                 ["ip", "link", "set", "lo", "up"],
@@ -79,13 +80,20 @@ async def test_a_tiny_guest_gets_its_static_lease_and_host_name(
             )
             await server.start()
             await DnsmasqBackend(settings).publish(
-                [HostEntry(InstanceId(42), 0, N9, MAC, GUEST, "web", "web.tashi.test")]
+                [
+                    HostEntry(InstanceId(42), 0, N9, MAC, GUEST, "web", "web.tashi.test"),
+                    HostEntry(
+                        InstanceId(42), 1, N9, MAC1, GUEST1, "web-nic1", "web-nic1.tashi.test"
+                    ),
+                ]
             )
-            nic = Nic(netns=netns, tap=spec.tap, mac=MAC)
-            with running(tiny_image, tmp_path / "guest", nics=[nic]) as guest:
+            nics = [Nic(netns, spec.tap, MAC), Nic(netns, spec1.tap, MAC1)]
+            with running(tiny_image, tmp_path / "guest", nics=nics) as guest:
                 lease, seconds = await asyncio.to_thread(guest.wait_for, markers.DHCP, iface="eth0")
                 assert (lease.ip, lease.hostname) == (GUEST, "web"), guest.tail()
                 assert f"TASHI-GUEST-DHCP eth0 {GUEST} hostname=web" in guest.console()
+                second, _ = await asyncio.to_thread(guest.wait_for, markers.DHCP, iface="eth1")
+                assert (second.ip, second.hostname) == (GUEST1, "web-nic1")  # its lease's name
                 assert await asyncio.to_thread(ask, netns, "A", "web.tashi.test") == GUEST
                 assert await asyncio.to_thread(ask, netns, "PTR", GUEST) == "web.tashi.test."
                 ping = await asyncio.to_thread(
@@ -101,4 +109,4 @@ async def test_a_tiny_guest_gets_its_static_lease_and_host_name(
         links = subprocess.run(
             ["ip", "-n", netns, "-o", "link"], capture_output=True, text=True, check=True
         )
-        assert "tashi42.0" not in links.stdout
+        assert "tashi42." not in links.stdout

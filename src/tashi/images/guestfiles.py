@@ -146,7 +146,9 @@ case "$1" in
                 ip route add default via "$gateway" dev "$interface" metric "$metric" && break
             done
         fi
-        [ -n "$hostname" ] && hostname "$hostname"
+        # NIC 0's lease names the guest (the DhcpDns hook names NIC i <name>-nic<i>). Only
+        # eth0's: the hooks of several NICs run at once, so any "first one wins" would race.
+        [ -n "$hostname" ] && [ "$interface" = eth0 ] && hostname "$hostname"
         if [ -n "$dns" ] || [ -n "$domain" ]; then
             {
                 [ -n "$domain" ] && echo "search $domain"
@@ -155,7 +157,9 @@ case "$1" in
         fi
         if [ "$old" != "$ip" ]; then
             echo "$ip" >"$state"
-            say "TASHI-GUEST-DHCP $interface $ip hostname=$(hostname) uptime=$(uptime_s)"
+            # The name this lease gave (eth0's is the guest's own), else the guest's.
+            name="${hostname:-$(hostname)}"
+            say "TASHI-GUEST-DHCP $interface $ip hostname=$name uptime=$(uptime_s)"
         fi
         ;;
 esac
