@@ -350,6 +350,20 @@ class NodeManagerSettings:
         " subdirectory per instance, deleted when the VM ends. Not /tmp: the overlays hold"
         " the VMs' writes.",
     )
+    cores: int = option(
+        "cores",
+        0,
+        "Cores this host offers to VMs, whatever the VMM driver measures. 0: measured (qemu:"
+        " the machine's processors).",
+        minimum=0,
+    )
+    memory: int = option(
+        "memory",
+        0,
+        "Memory (MB) this host offers to VMs, whatever the VMM driver measures. 0: measured"
+        " (qemu: the machine's memory less [Qemu] reservedMem).",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,8 +658,23 @@ class ClusterSettings:
         "hostMemory",
         2048,
         "Memory (MB) each virtual host offers to VMs. start checks that the machine has it for"
-        " every host (plus about 100 MB per node manager) before it starts anything.",
+        " every host (plus about 100 MB per node manager) before it starts anything. The node"
+        " managers advertise it ([NodeManager] memory).",
         minimum=64,
+    )
+    host_cores: int = option(
+        "hostCores",
+        4,
+        "Cores each virtual host advertises ([NodeManager] cores), whatever the machine has.",
+        minimum=1,
+    )
+    cpu_cores_over_rate: float = option(
+        "cpuCoresOverRate",
+        4.0,
+        "[ClusterManagerService] cpuCoresOverRate of the cluster: a host takes VMs with up to"
+        " hostCores times this many cores in all (tiny guests mostly idle; they share the"
+        " machine's processors anyway).",
+        minimum=0.01,
     )
     image: Path = option(
         "image",

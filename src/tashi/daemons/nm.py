@@ -70,6 +70,17 @@ async def pump_events(driver: VmmDriver, node: NodeService) -> None:
             await node.on_exit(event.instance_id, f"{reason}: {event.detail}".rstrip(": "))
 
 
+async def host_capacity(settings: Settings, driver: VmmDriver) -> tuple[int, int]:
+    """``(memory MB, cores)`` the host offers: ``[NodeManager] memory``/``cores`` where set
+    (a virtual host of tashi-cluster advertises its share, not the machine), else what the
+    driver measures."""
+    nm = settings.node_manager
+    memory, cores = (0, 0)
+    if not (nm.memory and nm.cores):
+        memory, cores = await driver.host_info()
+    return nm.memory or memory, nm.cores or cores
+
+
 async def run(settings: Settings) -> None:
     svc = settings.node_manager_service
     access = settings.access_cluster_manager
@@ -100,7 +111,7 @@ async def run(settings: Settings) -> None:
         advertise_host=_host_of(me.endpoint),
         shutdown_grace=settings.qemu.shutdown_grace,
     )
-    memory, cores = await driver.host_info()
+    memory, cores = await host_capacity(settings, driver)
     reporter = Reporter(client, node, me, lambda: (memory, cores), network=network)
     node.events = reporter
     await driver.open()

@@ -347,7 +347,6 @@ class DevCluster:
 
     def _start_hosts(self, state: State, numbers: list[int]) -> None:
         fab = Fabric(configs.plan(state))
-        total = meminfo()["MemTotal"]
         started: list[tuple[int, processes.Daemon]] = []
         for number in numbers:
             root = self.layout.host(number)
@@ -363,7 +362,6 @@ class DevCluster:
                 self.layout,
                 number,
                 self.password(configs.NODE_USER),
-                total,
             )
             config = processes.write_config(root / "nm.cfg", sections, private=True)
             address = configs.plan(state).host_address(number)

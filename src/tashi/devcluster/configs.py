@@ -51,6 +51,7 @@ def cm_config(settings: ClusterSettings, state: State, layout: Layout) -> Sectio
             "host": plan(state).cm_address,
             "port": state.cm_port,
             "expireHostTime": settings.expire_host_time,
+            "cpuCoresOverRate": settings.cpu_cores_over_rate,
             "hostLeaseTime": settings.host_lease_time,
             "restartMargin": 1.0,
             "reconcileGrace": 2.0,
@@ -75,7 +76,6 @@ def nm_config(
     layout: Layout,
     number: int,
     node_password: str,
-    total_mb: int,
 ) -> Sections:
     fabric = plan(state)
     address = fabric.host_address(number)
@@ -92,7 +92,14 @@ def nm_config(
             "registerFrequency": settings.heartbeat,
             "stateDir": root / "state",
         },
-        "NodeManager": {"vmm": "qemu", "network": "vxlan", "scratchDir": root / "scratch"},
+        "NodeManager": {
+            "vmm": "qemu",
+            "network": "vxlan",
+            "scratchDir": root / "scratch",
+            # What the host advertises, whatever the machine has.
+            "cores": settings.host_cores,
+            "memory": settings.host_memory,
+        },
         "Vxlan": {
             "underlayDevice": "eth0",
             "peers": " ".join(p for p in peers(state, highest) if p != address),
@@ -100,8 +107,6 @@ def nm_config(
         "Qemu": {
             "accel": settings.accel,
             "cgroupRoot": Path(state.cgroup) / host_name(number),
-            # The host offers hostMemory: the machine's memory less this.
-            "reservedMem": max(0, total_mb - settings.host_memory),
             "shutdownGrace": 10,
         },
         "AccessClusterManager": {"username": NODE_USER, "password": node_password},
