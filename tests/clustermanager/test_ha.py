@@ -217,3 +217,36 @@ def test_a_host_that_crashed_and_registers_in_time_without_its_vms_restarts_them
     assert beat.status_code == 200, beat.text
     kept = api.call("GET", "/v1/instances/kept", api.admin).json()
     assert (kept["state"], kept["hostId"]) == ("Running", host["id"])
+
+
+def test_a_lost_part_of_a_group_is_placed_again_without_its_running_mates(
+    tmp_path: Path,
+) -> None:
+    """HA puts only the lost members back to Pending; the scheduler places those together
+    (activateGroup, as it places any queued members of a group) while their mates run on."""
+    c = cluster(
+        tmp_path,
+        MemoryStore(),
+        hosts=2,
+        cores=4,
+        expire_host_time=EXPIRE,
+        host_lease_time=LEASE,
+        restart_margin=MARGIN,
+    )
+    lease = c.clock.now() + timedelta(seconds=LEASE)
+    c.run(c.service.db.write(lambda tx: tx.hosts.update(c.hosts[0], lease_expires=lease)))
+    request = VmRequest(name="w", disks=[DiskRequest("base.qcow2")])
+    group = c.run(c.service.instances.create_many(c.alice, request, 3))
+    pairs = [("w-0", "h1"), ("w-1", "h2"), ("w-2", "h1")]
+    c.run(c.service.groups.activate_group(c.agent, pairs))
+    lose_host(c)
+    c.clock.advance(LEASE + MARGIN)
+    moved = {i.name for i in c.run(c.service.ha.check())}
+    assert moved == {"w-0", "w-2"}
+    assert c.instance(group[1].id).state is S.Running
+    placed = c.run(c.service.groups.activate_group(c.agent, [("w-0", "h2"), ("w-2", "h2")]))
+    assert [(i.name, i.state, i.host_id) for i in placed] == [
+        ("w-0", S.Running, c.hosts[1]),
+        ("w-2", S.Running, c.hosts[1]),
+    ]
+    assert c.instance(group[1].id).state is S.Running

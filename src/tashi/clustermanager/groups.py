@@ -153,7 +153,7 @@ class GroupService:
 
 
 def _check_complete(tx: Transaction, chosen: list[Instance]) -> None:
-    """The placements name one whole group, each member once, all waiting to be placed."""
+    """The placements name every member of one group still waiting to be placed, each once."""
     first = chosen[0]
     ids = [i.id for i in chosen]
     if len(set(ids)) != len(ids):
@@ -167,7 +167,9 @@ def _check_complete(tx: Transaction, chosen: list[Instance]) -> None:
             )
     if first.group_name is None and len(chosen) > 1:
         raise InvalidInput("instances without a group name are placed one by one")
-    missing = [i.name for i in members(tx, first) if i.id not in ids]
+    # Members already placed (running, or on their way) are not waiting: after HA put a lost
+    # host's members back to Pending, those are placed together while their mates run on.
+    missing = [i.name for i in members(tx, first) if i.id not in ids and i.state in UNPLACED]
     if missing:
         raise InvalidInput(
             f"group {first.group_name!r} also has {', '.join(missing)}: place every member"
