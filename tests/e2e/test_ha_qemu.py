@@ -5,7 +5,6 @@ with SIGKILL; the VM runs again on the other node manager, placed by tashi-sched
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -13,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tashi.api.schemas import DiskIn, InstanceIn, NetworkIn, UserIn
-from tests.e2e.conftest import stock_image_store
+from tashi.api.schemas import DiskIn, InstanceIn
+from tests.e2e.conftest import qemu_nodes, qemu_pids
 from tests.e2e.harness import Cluster, wait_for
-from tests.e2e.test_qemu_cluster import alive, console, qemu_pids
+from tests.e2e.test_qemu_cluster import alive, console
 from tests.scheduler import live
 
 BOOT_TIMEOUT = 90.0
@@ -25,40 +24,9 @@ REPAIR_LIMIT = 30.0  # issue 4: defaults repair a crash in at most this
 
 @pytest.fixture
 def qemu_cluster(tmp_path: Path, tiny_image: Path) -> Iterator[tuple[Cluster, str]]:
-    vfs = tmp_path / "vfs"
-    image = stock_image_store(tiny_image, vfs)
-    cgroup = Path(f"/sys/fs/cgroup/cpu/tashi-ha-e2e-{secrets.token_hex(4)}")
-    c = Cluster.start(tmp_path, vfs)  # default expireHostTime, hostLeaseTime, restartMargin
-    qemu = {"Qemu": {"accel": "tcg", "cgroupRoot": cgroup, "shutdownGrace": 20}}
-    try:
-        c.admin.add_network(NetworkIn(id=1, name="default"))
-        c.admin.register_user(UserIn(name=live.AGENT, password=live.AGENT_PASSWORD, role="agent"))
-        for name in ("n1", "n2"):  # the default heartbeat, registerFrequency = 2 s
-            c.add_node(name, vmm="qemu", network="fake", frequency=2.0, extra=qemu)
-        yield c, image
-    finally:
-        for inst in c.admin.get_instances():
-            c.admin.destroy_vm(inst.id, force=True)
-        c.stop()
-        for inst_pids in _strays(c):
-            os.kill(inst_pids, signal.SIGKILL)
-        if cgroup.exists():
-            for child in cgroup.iterdir():
-                if child.is_dir():
-                    wait_for(f"{child} to empty", lambda d=child: _empty(d), timeout=10)
-                    child.rmdir()
-            cgroup.rmdir()
-
-
-def _strays(c: Cluster) -> set[int]:
-    found: set[int] = set()
-    for iid in range(1, 10):
-        found |= qemu_pids(c, iid)
-    return found
-
-
-def _empty(cgroup: Path) -> bool:
-    return not (cgroup / "tasks").read_text().strip()
+    # the default expireHostTime, hostLeaseTime, restartMargin and heartbeat (2 s)
+    with qemu_nodes(tmp_path, tiny_image, frequency=2.0, agent=True) as cluster:
+        yield cluster
 
 
 def test_a_killed_host_s_vm_runs_again_elsewhere_exactly_once(

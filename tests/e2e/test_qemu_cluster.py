@@ -8,7 +8,6 @@ checks at the end that no qemu process, cgroup or VM directory is left behind.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 from collections.abc import Iterator
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tashi.api.schemas import DiskIn, InstanceIn, InstanceOut, NetworkIn
+from tashi.api.schemas import DiskIn, InstanceIn, InstanceOut
 from tashi.domain.errors import TashiError
-from tests.e2e.conftest import stock_image_store
+from tests.e2e.conftest import qemu_nodes, qemu_pids
 from tests.e2e.harness import Cluster, wait_for
 
 BOOT_TIMEOUT = 60.0
@@ -35,25 +34,8 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def qemu_cluster(tmp_path: Path, tiny_image: Path) -> Iterator[tuple[Cluster, str]]:
-    vfs = tmp_path / "vfs"
-    image = stock_image_store(tiny_image, vfs)
-    cgroup = Path(f"/sys/fs/cgroup/cpu/tashi-e2e-{secrets.token_hex(4)}")
-    c = Cluster.start(tmp_path, vfs, expireHostTime=5.0, reconcileGrace=2.0)
-    qemu = {"Qemu": {"accel": "tcg", "cgroupRoot": cgroup, "shutdownGrace": 20}}
-    try:
-        c.admin.add_network(NetworkIn(id=1, name="default"))
-        c.add_node("n1", vmm="qemu", network="fake", frequency=1.0, extra=qemu)
-        c.add_node("n2", vmm="qemu", network="fake", frequency=1.0, extra=qemu)
-        yield c, image
-    finally:
-        for inst in c.admin.get_instances():
-            c.admin.destroy_vm(inst.id, force=True)
-        c.stop()
-        if cgroup.exists():
-            for child in cgroup.iterdir():
-                if child.is_dir():
-                    child.rmdir()
-            cgroup.rmdir()
+    with qemu_nodes(tmp_path, tiny_image, expireHostTime=5.0, reconcileGrace=2.0) as cluster:
+        yield cluster
 
 
 def vmm_calls(c: Cluster) -> None:
@@ -136,23 +118,6 @@ def test_every_verb_on_a_real_vm(qemu_cluster: tuple[Cluster, str]) -> None:
     for name in ("n1", "n2"):
         vms = c.root / name / "state" / "vms"
         assert not vms.exists() or not any(vms.iterdir()), f"{name} left VM directories"
-
-
-def qemu_pids(c: Cluster, instance_id: int) -> set[int]:
-    """The live qemu processes of this cluster that run ``instance_id``."""
-    found = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        line = b" ".join(argv)
-        mine = f"tashi-{instance_id},".encode() in line and str(c.root).encode() in line
-        if mine and alive(int(proc.name)):
-            found.add(int(proc.name))
-    return found
 
 
 def boot(c: Cluster, image: str, name: str, host: str) -> InstanceOut:

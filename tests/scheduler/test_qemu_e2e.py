@@ -4,16 +4,14 @@ tashi-scheduler places it, the node manager boots it, the console shows the gues
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tashi.api.schemas import NetworkIn, UserIn
 from tashi.devcluster.processes import BIN
-from tests.e2e.conftest import stock_image_store
+from tests.e2e.conftest import qemu_nodes
 from tests.e2e.harness import Cluster, wait_for
 from tests.scheduler import live
 
@@ -22,26 +20,10 @@ BOOT_TIMEOUT = 90.0
 
 @pytest.fixture
 def qemu_cluster(tmp_path: Path, tiny_image: Path) -> Iterator[tuple[Cluster, str]]:
-    vfs = tmp_path / "vfs"
-    image = stock_image_store(tiny_image, vfs)
-    cgroup = Path(f"/sys/fs/cgroup/cpu/tashi-sched-e2e-{secrets.token_hex(4)}")
-    c = Cluster.start(tmp_path, vfs, expireHostTime=5.0, reconcileGrace=2.0)
-    qemu = {"Qemu": {"accel": "tcg", "cgroupRoot": cgroup, "shutdownGrace": 20}}
-    try:
-        c.admin.add_network(NetworkIn(id=1, name="default"))
-        c.admin.register_user(UserIn(name=live.AGENT, password=live.AGENT_PASSWORD, role="agent"))
-        c.add_node("n1", vmm="qemu", network="fake", frequency=1.0, extra=qemu)
-        c.add_node("n2", vmm="qemu", network="fake", frequency=1.0, extra=qemu)
-        yield c, image
-    finally:
-        for inst in c.admin.get_instances():
-            c.admin.destroy_vm(inst.id, force=True)
-        c.stop()
-        if cgroup.exists():
-            for child in cgroup.iterdir():
-                if child.is_dir():
-                    child.rmdir()
-            cgroup.rmdir()
+    with qemu_nodes(
+        tmp_path, tiny_image, agent=True, expireHostTime=5.0, reconcileGrace=2.0
+    ) as cluster:
+        yield cluster
 
 
 def test_createvm_runs_a_real_guest_with_no_manual_step(
