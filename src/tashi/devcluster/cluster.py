@@ -313,7 +313,7 @@ class DevCluster:
         async def legs() -> None:
             for network_id in state.networks:
                 await driver.ensure_network(NetworkId(network_id))
-            await driver.set_peers(self._peers(state))
+            await driver.set_peers(configs.host_addresses(state))
             # No close(): it would remove the networks, which have no VM tap here.
 
         asyncio.run(legs())
@@ -323,10 +323,6 @@ class DevCluster:
 
     def _vxlan(self, state: State) -> VxlanDriver:
         return VxlanDriver(VxlanSettings(underlay_device="eth0"), netns=configs.plan(state).cm_ns)
-
-    def _peers(self, state: State) -> list[str]:
-        highest = max(state.hosts, default=0)
-        return [p for p in configs.peers(state, highest) if p != configs.plan(state).cm_address]
 
     # --- hosts ---------------------------------------------------------------------------------
 
@@ -382,19 +378,16 @@ class DevCluster:
             )
 
     def _refresh_peers(self, state: State) -> None:
-        """Hosts beyond every node manager's padded peer list (configs.peers) are added to the
-        flood lists of the namespaces already running (the node managers' own drivers keep
-        them until they make a network anew)."""
-        peers = self._peers(state)
+        """The cluster manager's side floods to every host started. The node managers need
+        no help: they learn the other hosts from the cluster manager's heartbeat replies."""
+        peers = configs.host_addresses(state)
 
         async def refresh(netns: str) -> None:
-            settings = VxlanSettings(underlay_device="eth0")
-            await VxlanDriver(settings, netns=netns).set_peers(peers)
+            await VxlanDriver(VxlanSettings(underlay_device="eth0"), netns=netns).set_peers(peers)
 
-        fab = configs.plan(state)
-        for netns in [fab.cm_ns, *(fab.host_ns(n) for n in state.hosts)]:
-            if netns in fabric.namespaces():
-                asyncio.run(refresh(netns))
+        cm_ns = configs.plan(state).cm_ns
+        if cm_ns in fabric.namespaces():
+            asyncio.run(refresh(cm_ns))
 
     def crash(self, numbers: list[int]) -> None:
         """SIGKILL every process of each host (node manager and VMs); tell nobody (the cluster
@@ -468,8 +461,9 @@ class DevCluster:
             proc = state.daemons.get(name)
             if proc is not None:
                 processes.stop_pid(proc.pid, proc.started, timeout=STOP_TIMEOUT)
-        for proc in state.hosts.values():
-            processes.stop_pid(proc.pid, proc.started, timeout=STOP_TIMEOUT)
+        processes.stop_pids(
+            [(p.pid, p.started) for p in state.hosts.values()], timeout=STOP_TIMEOUT
+        )
         for netns in fabric.namespaces():
             if netns.startswith(f"{fabric.PREFIX}{state.tag}-"):
                 kill_all(netns)

@@ -21,7 +21,6 @@ NM_PORT = 9883
 NODE_USER = "node"
 AGENT_USER = "scheduler"
 NM_OVERHEAD_MB = 100  # a node manager's own memory, with room for qemu's outside the guest
-PEER_PADDING = 8  # hosts every node manager floods to, even before they exist (see peers)
 
 
 def plan(state: State) -> Plan:
@@ -61,13 +60,10 @@ def cm_config(settings: ClusterSettings, state: State, layout: Layout) -> Sectio
     }
 
 
-def peers(state: State, highest: int) -> list[str]:
-    """Where a host's VXLAN floods go: the cluster manager's side and hosts 1 to
-    max(highest, PEER_PADDING). Hosts that do not exist yet cost an unanswered ARP on the
-    fabric; listing them means a host added later is reached by the ones already running."""
+def host_addresses(state: State) -> list[str]:
+    """The fabric addresses of the hosts started (where the cluster manager's side floods)."""
     fabric = plan(state)
-    hosts = range(1, max(highest, PEER_PADDING) + 1)
-    return [fabric.cm_address, *(fabric.host_address(n) for n in hosts)]
+    return [fabric.host_address(n) for n in sorted(state.hosts)]
 
 
 def nm_config(
@@ -80,7 +76,6 @@ def nm_config(
     fabric = plan(state)
     address = fabric.host_address(number)
     root = layout.host(number)
-    highest = max([number, *state.hosts])
     return {
         "NodeManagerService": {
             "host": address,
@@ -100,10 +95,9 @@ def nm_config(
             "cores": settings.host_cores,
             "memory": settings.host_memory,
         },
-        "Vxlan": {
-            "underlayDevice": "eth0",
-            "peers": " ".join(p for p in peers(state, highest) if p != address),
-        },
+        # The other hosts come from the cluster manager (heartbeat replies); its own side is
+        # no node manager, so it is the one static peer.
+        "Vxlan": {"underlayDevice": "eth0", "peers": fabric.cm_address},
         "Qemu": {
             "accel": settings.accel,
             "cgroupRoot": Path(state.cgroup) / host_name(number),

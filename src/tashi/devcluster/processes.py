@@ -272,6 +272,25 @@ def stop_pid(
     return True
 
 
+def stop_pids(procs: list[tuple[int, int | None]], *, timeout: float = STOP_TIMEOUT) -> None:
+    """``stop_pid`` for many processes at once: SIGTERM to all, one deadline for all of them
+    to go, then SIGKILL to the rest (so N node managers take one timeout, not N)."""
+    running = [(pid, started) for pid, started in procs if alive(pid, started)]
+    for pid, _started in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for sig, wait in ((None, timeout), (signal.SIGKILL, KILL_TIMEOUT)):
+        if sig is not None:
+            for pid, _started in running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while running and time.monotonic() < deadline:
+            running = [(pid, started) for pid, started in running if not _gone(pid, started)]
+            if running:
+                time.sleep(0.02)
+
+
 def _gone(pid: int, started: int | None) -> bool:
     """True once ``pid`` has exited (reaping it if it is our child, so no zombie is left)."""
     try:

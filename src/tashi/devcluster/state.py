@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,14 +122,32 @@ def host_number(name: str) -> int | None:
 
 
 @contextlib.contextmanager
-def locked(root: Path) -> Iterator[None]:
+def locked(root: Path, timeout: float = 120.0) -> Iterator[None]:
     """Hold the state directory's lock: one subcommand at a time acts on a cluster. The lock
-    file lives beside the directory (so removing the directory on stop is safe)."""
+    file lives beside the directory (so removing the directory on stop is safe). Waiting for
+    it has a deadline (another subcommand, e.g. a start waiting for its hosts, may hold it):
+    ``InvalidState`` naming the holder's pid then, never a hang."""
     root.parent.mkdir(parents=True, exist_ok=True)
     lock = root.parent / f".{root.name}.lock"
-    with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    deadline = time.monotonic() + timeout
+    with lock.open("a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "?"
+                    raise InvalidState(
+                        f"another tashi-cluster (pid {holder}) has been working on {root} for"
+                        f" over {timeout:.0f} s: wait for it, or end it and run this again"
+                    ) from None
+                time.sleep(0.1)
         try:
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
