@@ -18,7 +18,7 @@ from tashi.domain.clock import FakeClock
 from tashi.domain.errors import BackendFailure, Unavailable
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import Host, Instance, Principal, Role
-from tashi.nodeapi.schemas import MigrationOut, TicketOut
+from tashi.nodeapi.schemas import MigrationOut, TicketOut, VmOut
 from tashi.storage.contract import Store, Transaction
 from tests.api.conftest import make_settings
 
@@ -32,6 +32,8 @@ class FakeNodes:
     dead: set[HostId] = field(default_factory=set)  # hosts whose node manager does not answer
     calls: list[tuple[str, HostId, InstanceId]] = field(default_factory=list)
     start_delay: float = 0.0  # seconds each start takes (lets concurrent claims overlap)
+    #: When set, migrations are accepted and each transfer waits for this event.
+    migration_gate: asyncio.Event | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
 
     def on(self, host: HostId) -> dict[InstanceId, int]:
@@ -77,18 +79,32 @@ class FakeNodes:
         self._reach(host)
 
     async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
-        raise Unavailable("the fake nodes do not migrate")
+        if self.migration_gate is None:
+            raise Unavailable("the fake nodes do not migrate")
+        self._reach(host)
+        return TicketOut(host=host.name, port=1)
 
     async def migrate(
         self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
     ) -> MigrationOut:
-        raise Unavailable("the fake nodes do not migrate")
+        if self.migration_gate is None:
+            raise Unavailable("the fake nodes do not migrate")
+        await self.migration_gate.wait()
+        self._reach(source).pop(instance.id, None)
+        return MigrationOut(totalSeconds=0.1, downtimeMs=1.0, transferredBytes=None)
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
-        raise Unavailable("the fake nodes do not migrate")
+        if self.migration_gate is None:
+            raise Unavailable("the fake nodes do not migrate")
+        vm_id = next(self._ids)
+        self._reach(host)[instance.id] = vm_id
+        return vm_id
 
-    async def vm_states(self, host: Host) -> dict[InstanceId, str]:
-        return {iid: "running" for iid in self._reach(host)}
+    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
+        return {
+            iid: VmOut(instanceId=iid, vmId=vm, state="running")
+            for iid, vm in self._reach(host).items()
+        }
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
         return ""

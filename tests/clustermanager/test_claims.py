@@ -212,3 +212,38 @@ def test_concurrent_activations_never_over_commit_a_host(
         if kind != "memory":
             b_service.close()
             a.service.close()
+
+
+def test_migrate_vm_claims_room_on_its_target(tmp_path: Path) -> None:
+    c = cluster(tmp_path, MemoryStore(), hosts=2, memory=8192, cores=2)
+    c.nodes.migration_gate = asyncio.Event()
+    mover = activate(c, create(c, "mover", cores=2), "h1")
+    activate(c, create(c, "big", cores=2), "h2")
+    with pytest.raises(InsufficientResources, match="0 cores free"):
+        c.run(c.service.instances.migrate_vm(c.alice, "mover", "h2"))
+    still = c.instance(mover.id)
+    assert (still.state, still.host_id) == (S.Running, c.hosts[0])
+
+
+def test_a_migration_in_flight_holds_its_room_on_the_target(tmp_path: Path) -> None:
+    """Until the transfer ends the instance is placed on its source in the store, yet a claim
+    on the target must already count it: no activation may take that room meanwhile."""
+    c = cluster(tmp_path, MemoryStore(), hosts=2, memory=8192, cores=2)
+    mover = activate(c, create(c, "mover", cores=2), "h1")
+    late = create(c, "late", cores=1)
+    instances = c.service.instances
+
+    async def scenario() -> None:
+        c.nodes.migration_gate = gate = asyncio.Event()
+        assert (await instances.migrate_vm(c.alice, "mover", "h2")).state is S.MigrateTrans
+        with pytest.raises(InsufficientResources, match="0 cores free"):
+            await instances.activate_vm(c.agent, str(late.id), "h2")
+        gate.set()
+        await instances._migrations.wait()
+        with pytest.raises(InsufficientResources, match="0 cores free"):
+            await instances.activate_vm(c.agent, str(late.id), "h2")  # now placed there
+        assert (await instances.activate_vm(c.agent, str(late.id), "h1")).state is S.Running
+
+    c.run(scenario())
+    moved = c.instance(mover.id)
+    assert (moved.state, moved.host_id) == (S.Running, c.hosts[1])

@@ -58,15 +58,34 @@ def used(tx: Transaction, host: Host) -> Usage:
     return tx.instances.usage_on_host(host.id, RESERVING)
 
 
-def check(tx: Transaction, inst: Instance, host: Host, rates: OverRates) -> Host:
+#: Nothing on its way to a host.
+NO_USAGE = Usage()
+
+
+def check(
+    tx: Transaction,
+    inst: Instance,
+    host: Host,
+    rates: OverRates,
+    incoming: Usage = NO_USAGE,
+) -> Host:
     """Lock ``host`` and check that it may take ``inst`` now; the host as locked.
+
+    ``incoming`` is what live migrations in flight are bringing to the host: those instances
+    are still placed on their source in the store, but their room on the target is taken from
+    the moment the migration was claimed (``migration.Migrations.incoming``).
 
     Raises ``InvalidState`` (down, not Normal), ``Forbidden`` (reserved for others) or
     ``InsufficientResources`` (no room)."""
     locked = tx.hosts.lock(host.id)
     usable(locked)
     admits(locked, inst)
-    taken = used(tx, locked)
+    placed = used(tx, locked)
+    taken = Usage(
+        instances=placed.instances + incoming.instances,
+        memory=placed.memory + incoming.memory,
+        cores=placed.cores + incoming.cores,
+    )
     memory_cap = int(locked.memory * rates.memory)
     cores_cap = int(locked.cores * rates.cores)
     if taken.memory + inst.memory > memory_cap:

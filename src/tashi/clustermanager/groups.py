@@ -71,7 +71,7 @@ class GroupService:
                 tx.hosts.lock(host_id)
             placed = []
             for inst, host in chosen:
-                claims.check(tx, inst, host, rates)
+                claims.check(tx, inst, host, rates, self._instances.incoming(host.id, inst.id))
                 action = Action.resume_on_host if inst.hints.get(RESUME_HINT) else Action.activate
                 target = next_state(inst.state, action)
                 changes = InstanceChanges(host_id=host.id, clear_reason=True)

@@ -35,6 +35,7 @@ from tashi.domain.models import (
     InstanceSpec,
     Principal,
     Role,
+    Usage,
 )
 from tashi.domain.operations import InstanceQuery, VmRequest
 from tashi.domain.states import Action, HostState, InstanceState, next_state
@@ -278,10 +279,13 @@ class InstanceService:
             raise InvalidInput(f"{inst.name!r} already runs on host {target.name!r}")
         _usable(target)
         source = await self._host_of(inst)
-        self._migrations.begin(inst.id)
+        self._migrations.begin(inst, target.id)
         try:
             preparing = await self._move(
-                inst, Action.migrate, hints={**inst.hints, TARGET_HINT: str(target.id)}
+                inst,
+                Action.migrate,
+                hints={**inst.hints, TARGET_HINT: str(target.id)},
+                claim=target,
             )
             try:
                 ticket = await self._nodes.prepare_incoming(target, preparing)
@@ -294,6 +298,10 @@ class InstanceService:
             raise
         self._migrations.start(moving, source, target, ticket, self._move, self._record)
         return moving
+
+    def incoming(self, host: HostId, but: InstanceId | None = None) -> Usage:
+        """What live migrations in flight bring to ``host`` (for claims on it)."""
+        return self._migrations.incoming(host, but)
 
     async def settle_migration(self, inst: Instance) -> bool:
         """A migration this process does not drive (its driver was lost in a restart): settle
@@ -368,7 +376,7 @@ class InstanceService:
             claims.admits(host, inst)
             if action is Action.activate and needs_copy(inst):
                 return inst, host, None  # the copies first; PreparingDisk claims (below)
-            locked = claims.check(tx, inst, host, rates)
+            locked = claims.check(tx, inst, host, rates, self.incoming(host.id, inst.id))
             changes = InstanceChanges(host_id=host.id, clear_reason=True)
             moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
             return inst, locked, moved
@@ -465,7 +473,7 @@ class InstanceService:
 
         def save(tx: Transaction) -> Instance:
             if claim is not None:
-                claims.check(tx, inst, claim, rates)
+                claims.check(tx, inst, claim, rates, self.incoming(claim.id, inst.id))
             saved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
             if event is not None:
                 tx.events.add(inst.id, event[0], event[1], now=now)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.domain.errors import TashiError
 from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import Host, Instance
+from tashi.domain.models import Host, Instance, Usage
 from tashi.domain.states import Action, InstanceState
 from tashi.nodeapi.schemas import TicketOut
 from tashi.runtime.tasks import Background
@@ -56,17 +56,28 @@ class Migrations:
     nodes: NodeGateway
     migrate_timeout: float
     _tasks: Background = field(default_factory=lambda: Background("a migration"))
-    _driving: set[InstanceId] = field(default_factory=set)
+    #: The migrations this process drives: instance -> (target host, the room it takes there).
+    _driving: dict[InstanceId, tuple[HostId, Usage]] = field(default_factory=dict)
 
-    def begin(self, iid: InstanceId) -> None:
-        """``migrateVm`` took this instance: this process drives its migration from now on."""
-        self._driving.add(iid)
+    def begin(self, inst: Instance, target: HostId) -> None:
+        """``migrateVm`` took this instance: this process drives its migration from now on,
+        and its room on the target counts as taken (``incoming``) until it ends."""
+        self._driving[inst.id] = (target, Usage(1, inst.memory, inst.cores))
 
     def abandon(self, iid: InstanceId) -> None:
-        self._driving.discard(iid)
+        self._driving.pop(iid, None)
 
     def driving(self, iid: InstanceId) -> bool:
         return iid in self._driving
+
+    def incoming(self, host: HostId, but: InstanceId | None = None) -> Usage:
+        """What the migrations in flight to ``host`` (other than ``but``'s) will take of it."""
+        moving = [u for i, (t, u) in list(self._driving.items()) if t == host and i != but]
+        return Usage(
+            instances=len(moving),
+            memory=sum(u.memory for u in moving),
+            cores=sum(u.cores for u in moving),
+        )
 
     def start(
         self,
@@ -91,7 +102,7 @@ class Migrations:
         try:
             await self._drive(inst, source, target, ticket, move, record)
         finally:
-            self._driving.discard(inst.id)
+            self._driving.pop(inst.id, None)
 
     async def _drive(
         self,
