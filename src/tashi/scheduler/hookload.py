@@ -1,6 +1,7 @@
 """Loads the hooks named by ``hook1``, ``hook2``, … of ``[Scheduler]`` (or ``[Primitive]``).
 
-A name is a registered one (``DhcpDns``, or the original's ``tashi.agents.DhcpDns``) or a
+A name is a registered one (``DhcpDns``, or the original's ``tashi.agents.DhcpDns``; ``Recorder``,
+the fake) or a
 ``module:function`` path. The module is imported only here, when the scheduler starts with the
 hook configured, so that the scheduler runs without the hook's package. ``function(context)``
 returns an ``InstanceHook`` (see ``hooks.py``); its options are the config section named by the
@@ -29,6 +30,7 @@ class HookSpec:
 REGISTRY: dict[str, HookSpec] = {
     "dhcpdns": HookSpec("tashi.dhcpdns.hook:create", "DhcpDns"),
     "tashi.agents.dhcpdns": HookSpec("tashi.dhcpdns.hook:create", "DhcpDns"),
+    "recorder": HookSpec("tashi.scheduler.fakehook:create", "Recorder"),
 }
 
 
@@ -49,7 +51,7 @@ def resolve(name: str) -> HookSpec:
     if ":" in name:
         module = name.split(":", 1)[0]
         return HookSpec(name.strip(), module.rsplit(".", 1)[-1])
-    known = ", ".join(sorted({"DhcpDns", "tashi.agents.DhcpDns"}))
+    known = ", ".join(sorted({"DhcpDns", "tashi.agents.DhcpDns", "Recorder"}))
     raise InvalidInput(f"hook {name!r} is not known ({known}, or module:function)")
 
 

@@ -1,0 +1,41 @@
+"""``Recorder``: the fake of the hook family (``hooks.py``), for tests and for trying a
+scheduler's hook wiring (``hook1 = Recorder``). It changes nothing; it remembers what it was
+told, keeping each instance's record once however often it is told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tashi.api.schemas import HostOut, InstanceOut
+from tashi.scheduler.hooks import HookContext, InstanceHook
+
+
+@dataclass
+class Recorder:
+    name: str = "Recorder"
+    started: bool = False
+    closed: bool = False
+    #: instance id -> the host it was last to be activated on
+    placed: dict[int, str] = field(default_factory=dict)
+    destroyed: set[int] = field(default_factory=set)
+
+    async def start(self, instances: Sequence[InstanceOut]) -> None:
+        self.started = True
+        self.placed = {i.id: str(i.hostId) for i in instances if i.hostId is not None}
+
+    async def before_activation(self, instance: InstanceOut, host: HostOut) -> InstanceOut:
+        self.placed[instance.id] = host.name
+        return instance
+
+    async def after_destroy(self, instance: InstanceOut) -> None:
+        self.placed.pop(instance.id, None)
+        self.destroyed.add(instance.id)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def create(context: HookContext) -> InstanceHook:
+    return Recorder()
