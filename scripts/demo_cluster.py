@@ -164,15 +164,20 @@ def crash() -> None:
     while any(
         h["name"] == name and h["up"] for h in json.loads(tashi("getHosts", "--json", quiet=True))
     ):
+        if time.monotonic() - began > 60:
+            print(f"    {name} is still up after 60 s: see tashi getHosts")
+            return
         time.sleep(0.2)
     print(f"    the cluster manager marked {name} down after {time.monotonic() - began:.1f} s")
 
     def moved(inst: dict[str, object], names: dict[int, str]) -> bool:
         if inst["name"] not in victims:
             return True
-        return inst["state"] == "Running" and inst.get("hostId") != host_id
+        return running_with_leases(inst, names) and inst.get("hostId") != host_id
 
-    wait_all(moved, f"running (the {len(victims)} of {name} elsewhere)", 90.0, fatal=False)
+    what = f"Running with leases (the {len(victims)} of {name} elsewhere)"
+    if wait_all(moved, what, 120.0, fatal=False):
+        print(f"    {name}'s VMs run again {time.monotonic() - began:.1f} s after the crash")
     tashi("getVmLayout")
 
 

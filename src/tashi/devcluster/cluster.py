@@ -179,7 +179,11 @@ class DevCluster:
     def _start_dnsmasqs(self, state: State) -> None:
         """One dnsmasq per VM network in the cluster manager's namespace, serving the files the
         scheduler's DhcpDns hook writes (``[DhcpDns] dnsmasqDir``)."""
-        from tashi.dhcpdns.backends.dnsmasq import DnsmasqServer  # installed: has_dhcpdns()
+        from tashi.dhcpdns.backends.dnsmasq import (  # installed: has_dhcpdns()
+            DnsmasqServer,
+            hosts_file,
+            names_file,
+        )
 
         settings = configs.dhcpdns_settings(self.settings, self.layout)
         settings.dnsmasq_dir.mkdir(parents=True, exist_ok=True)
@@ -197,14 +201,44 @@ class DevCluster:
                 NetworkId(network_id),
                 interface=f"vxbr{network_id}",
                 subnet=str(configs.network_subnet(self.settings, network_id)),
-                netns=fab.cm_ns,
             )
-            asyncio.run(server.start())
-            assert server.pid is not None
+            for path in (
+                hosts_file(settings, server.network_id),
+                names_file(settings, server.network_id),
+            ):
+                path.touch()
+            server.pid_file.unlink(missing_ok=True)
+            # Not DnsmasqServer.start: it keeps dnsmasq's stderr on a pipe to this short-lived
+            # process, and dnsmasq, once we are gone, dies of SIGPIPE at its first reload
+            # (SIGHUP from the scheduler's hook). Here its stderr goes to a file.
+            daemon = self._daemon(
+                f"dnsmasq-{network_id}",
+                self.layout.root,
+                self.layout.root / "none",
+                fab.cm_ns,
+                "",
+                0,
+            )
+            daemon.argv = server.argv()
+            process = daemon.spawn()
             state.daemons[f"dnsmasq.{network_id}"] = Proc(
-                server.pid, processes.start_time(server.pid)
+                process.pid, processes.start_time(process.pid)
             )
             self.layout.save(state)
+
+            def ready(
+                pid: int = process.pid,
+                daemon: processes.Daemon = daemon,
+                pid_file: Path = server.pid_file,
+            ) -> bool:
+                if daemon.process is not None and daemon.process.poll() is not None:
+                    raise BackendFailure(f"dnsmasq exited at start:\n{daemon.log_tail()}")
+                try:
+                    return int(pid_file.read_text().strip() or 0) == pid
+                except (FileNotFoundError, ValueError):
+                    return False
+
+            processes.wait_for(f"dnsmasq of network {network_id}", ready, 10.0)
 
     def _start_dnsmasq(self, state: State) -> None:
         """Without the DHCP/DNS hook: one plain dnsmasq (DHCP on every VM network, leases from
