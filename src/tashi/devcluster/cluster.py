@@ -219,7 +219,8 @@ class DevCluster:
                 "",
                 0,
             )
-            daemon.argv = server.argv()
+            binary, *options = server.argv()
+            daemon.argv = [shutil.which(binary) or binary, *options]  # enter execs, no PATH
             process = daemon.spawn()
             state.daemons[f"dnsmasq.{network_id}"] = Proc(
                 process.pid, processes.start_time(process.pid)
