@@ -20,8 +20,11 @@ The bare side: the argv the node manager really ran (``/proc/<pid>/cmdline`` of 
 VM; same kernel, initrd, command line, memory, cores, devices), with the VM's own files moved
 (``bareqemu.retarget``) and its NIC on a tap of a bridge in a namespace of the benchmark's own,
 where a dnsmasq started like the cluster's (static range, a static lease for the bare VM's MAC)
-answers. It is launched through ``nsenter`` into that namespace, timed from the launch to the
-same two markers, and stopped through a pidfd. Tashi and bare boots alternate.
+answers. It is launched through ``nsenter`` into that namespace and timed from the launch to the
+same two markers. Tashi and bare boots alternate, and every VM of either side keeps running
+until the end (so the two sides boot beside the same number of idle guests): a destroyed VM
+makes the DhcpDns hook withdraw its lease, and dnsmasq 2.90 dies of SIGSEGV at that reload.
+The bare ones are stopped through a pidfd, Tashi's with the cluster.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -58,6 +62,7 @@ from tashi.images.markers import DHCP, UP
 Say = Callable[[str], None]
 BOOT_TIMEOUT = 120.0
 GONE_TIMEOUT = 60.0
+LEASE_TIMEOUT = 12.0  # seconds after UP a lease may take (the guest's udhcpc gets one in < 1)
 POLL = 0.01  # seconds between looks at the serial logs of one VM
 GOAL_RATIO = 1.05
 # Fabric subnets tried in turn (the first the root namespace does not route yet): not the
@@ -98,7 +103,6 @@ class VirtualCluster:
     state: State
     admin: TashiClient
     image: str  # the guest's name in the image store
-    dnsmasqs: list[object]  # see _keep_dnsmasq_pipes
 
     @classmethod
     def start(
@@ -123,9 +127,8 @@ class VirtualCluster:
         )
         cluster = DevCluster(settings, say=lambda text: say(f"[cluster] {text}"))
         began = time.monotonic()
-        kept: list[object] = []
         try:
-            with _keep_dnsmasq_pipes(kept):
+            with _dnsmasq_by_path():
                 state = cluster.start(hosts)
             admin = cluster.admin(state)
         except BaseException:
@@ -137,7 +140,7 @@ class VirtualCluster:
             f"[cluster] {state.tag}: {hosts} host(s) up in {time.monotonic() - began:.1f} s"
             f" (fabric {settings.fabric}, state {settings.state_dir})"
         )
-        return cls(cluster, state, admin, image.name, kept)
+        return cls(cluster, state, admin, image.name)
 
     @property
     def hosts(self) -> list[int]:
@@ -176,6 +179,16 @@ class VirtualCluster:
                 raise BenchError(f"instances {sorted(wanted)} not gone after {timeout:.0f} s")
             time.sleep(0.1)
 
+    def keep_logs(self, target: Path) -> Path:
+        """Copy the cluster's logs (daemons, dnsmasq, VM consoles) out of its state directory,
+        which ``stop`` removes (``--keep`` keeps the workspace)."""
+        root = self.cluster.layout.root
+        for path in root.rglob("*.log"):
+            copy = target / path.relative_to(root)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+        return target
+
     def stop(self) -> list[str]:
         """Stop the cluster (``DevCluster.stop``) and check that nothing of it is left."""
         with contextlib.suppress(Exception):  # closing a client must not stop the clean-up
@@ -190,30 +203,28 @@ class VirtualCluster:
 
 
 @contextlib.contextmanager
-def _keep_dnsmasq_pipes(kept: list[object]) -> Iterator[None]:
-    """Keep every ``DnsmasqServer`` the cluster's start makes referenced while the benchmark runs.
-
-    Work-around, until tashi.devcluster changes: ``DevCluster._start_dnsmasqs`` starts each
-    dnsmasq with ``stderr=PIPE`` and drops the server object, so the pipe's read end closes and
-    dnsmasq dies of SIGPIPE at its next write to stderr, which the SIGHUP after the first
-    ``destroyVm`` (the DhcpDns hook withdrawing the lease) brings: later VMs get no lease. (A
-    ``tashi-cluster start`` from the shell has the same problem once the command exits.)"""
+def _dnsmasq_by_path() -> Iterator[None]:
+    """Work-around while the cluster's start runs, harmless once tashi.devcluster changes: since
+    4f96812 it execs ``DnsmasqServer.argv()``, whose program is the bare name ``dnsmasq``, from
+    the state directory, which holds a directory ``dnsmasq`` (``execv`` then fails, EACCES).
+    Here the name becomes the absolute path ``shutil.which`` finds."""
     try:
         from tashi.dhcpdns.backends.dnsmasq import DnsmasqServer
     except ImportError:
         yield
         return
-    original = DnsmasqServer.start
+    original = DnsmasqServer.argv
+    found = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
-    async def start(self: DnsmasqServer, timeout: float = 10.0) -> None:
-        kept.append(self)
-        await original(self, timeout)
+    def argv(self: DnsmasqServer) -> list[str]:
+        out = original(self)
+        return [found if a == "dnsmasq" else a for a in out]
 
-    DnsmasqServer.start = start  # type: ignore[method-assign]
+    DnsmasqServer.argv = argv  # type: ignore[method-assign]
     try:
         yield
     finally:
-        DnsmasqServer.start = original  # type: ignore[method-assign]
+        DnsmasqServer.argv = original  # type: ignore[method-assign]
 
 
 def fabric_plan(state: State) -> fabric.Plan:
@@ -383,7 +394,7 @@ def bare_argv(argv: list[str], netns: str, tap: str, mac: str) -> list[str]:
 class E2eSample:
     kind: str  # "tashi" or "bare"
     up: float  # seconds from createVm sent / launch to TASHI-GUEST-UP
-    dhcp: float  # ... to TASHI-GUEST-DHCP
+    dhcp: float | None  # ... to TASHI-GUEST-DHCP (None: no lease within LEASE_TIMEOUT)
     answered: float  # createVm answered / the -daemonize launcher returned
     forked: float | None  # the qemu process created (its /proc start time, 10 ms ticks)
     neighbours: float  # cores other processes used meanwhile
@@ -416,6 +427,17 @@ def _forked(pid: int, booted: float) -> float | None:
     return int(stat[stat.rindex(")") + 2 :].split()[19]) / _TICKS - booted
 
 
+def _up_then_lease(
+    console: Callable[[], Console | None], running: Callable[[], bool]
+) -> dict[str, float]:
+    """The times of UP (required) and of DHCP (None when no lease came within LEASE_TIMEOUT of
+    UP: recorded, not fatal, so one lost lease does not void the run's boot figures)."""
+    found = watch(console, (UP,), BOOT_TIMEOUT, running)
+    with contextlib.suppress(BenchError):
+        watch(lambda: found, (DHCP,), LEASE_TIMEOUT, running)
+    return dict(found.seen)
+
+
 def _qemu_pid(vm_dir: Path) -> int | None:
     try:
         return int((vm_dir / "qemu.pid").read_text().strip())
@@ -432,7 +454,12 @@ class E2eBench:
     plan: E2ePlan
     say: Say
     results: E2eResults = field(default_factory=E2eResults)
+    running: list[BareVm] = field(default_factory=list)
     _count: int = 0
+
+    def stop_bare(self) -> None:
+        while self.running:
+            self.running.pop().stop()
 
     def run(self) -> E2eResults:
         self.say("[e2eboot] warm-up: one Tashi VM, one bare qemu")
@@ -443,9 +470,10 @@ class E2eBench:
                 tashi = kind == "tashi"
                 sample = self._tashi()[0] if tashi else self._bare(template, n + 1)
                 self.results.samples.append(sample)
+                dhcp = "none" if sample.dhcp is None else f"{sample.dhcp:.2f} s"
                 self.say(
                     f"[e2eboot] {n + 1}/{self.plan.pairs} {kind}: up {sample.up:.2f} s,"
-                    f" dhcp {sample.dhcp:.2f} s (answered {sample.answered:.3f} s,"
+                    f" dhcp {dhcp} (answered {sample.answered:.3f} s,"
                     f" neighbours {sample.neighbours:.2f} cores)"
                 )
         return self.results
@@ -482,7 +510,7 @@ class E2eBench:
             pid = _qemu_pid(box["dir"])
             return pid is None or alive(pid)
 
-        seen = watch(console, (UP, DHCP), BOOT_TIMEOUT, running).seen
+        seen = _up_then_lease(console, running)
         after = self.neighbours.snapshot()
         vm_dir = box["dir"]
         pid = _qemu_pid(vm_dir)
@@ -499,11 +527,11 @@ class E2eBench:
             vc.cluster.layout.vfs / "images" / vc.image,
             host,
         )
-        vc.admin.destroy_vm(inst.id)
-        vc.wait_gone([inst.id])
-        sample = E2eSample(
-            "tashi", seen[UP] - t0, seen[DHCP] - t0, answered, forked, cores(before, after)
-        )
+        # The VM keeps running (as each bare one does) until the cluster stops: destroying it
+        # makes the DhcpDns hook withdraw its lease, and dnsmasq 2.90 dies (SIGSEGV) at that
+        # reload, so the next VM would get no lease.
+        dhcp = seen[DHCP] - t0 if DHCP in seen else None
+        sample = E2eSample("tashi", seen[UP] - t0, dhcp, answered, forked, cores(before, after))
         return sample, template
 
     def _bare(self, template: Template, slot: int, *, timed: bool = True) -> E2eSample:
@@ -516,17 +544,18 @@ class E2eBench:
             before, booted, t0 = self.neighbours.snapshot(), _boottime(), time.monotonic()
             vm.launch()
             answered = time.monotonic() - t0
-            seen = watch(
-                lambda: Console(vm.paths.console), (UP, DHCP), BOOT_TIMEOUT, vm.running
-            ).seen
+            seen = _up_then_lease(lambda: Console(vm.paths.console), vm.running)
             after = self.neighbours.snapshot()
             assert vm.pid is not None
             forked = _forked(vm.pid, booted)
-        finally:
+        except BaseException:
             vm.stop()
+            raise
+        self.running.append(vm)  # stopped at the end, as Tashi's VMs are
         self.results.bare_argv = vm.argv
         load = cores(before, after)
-        return E2eSample("bare", seen[UP] - t0, seen[DHCP] - t0, answered, forked, load)
+        dhcp = seen[DHCP] - t0 if DHCP in seen else None
+        return E2eSample("bare", seen[UP] - t0, dhcp, answered, forked, load)
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -548,14 +577,24 @@ def rows(results: E2eResults) -> list[list[str]]:
         ("createVm -> TASHI-GUEST-DHCP", "dhcp"),
         ("createVm answered / launcher returned", "answered"),
     ):
+        t_values = [getattr(s, attr) for s in tashi if getattr(s, attr) is not None]
+        b_values = [getattr(s, attr) for s in bare if getattr(s, attr) is not None]
+        if not t_values or not b_values:
+            out.append([f"{label}", "-", "-", "-", "FAIL: none measured"])
+            continue
         for stat in (50, 90):
-            t = nearest_rank([getattr(s, attr) for s in tashi], stat)
-            b = nearest_rank([getattr(s, attr) for s in bare], stat)
+            t = nearest_rank(t_values, stat)
+            b = nearest_rank(b_values, stat)
             name = "median" if stat == 50 else "p90"
             goal = ""
             if stat == 50 and attr in ("up", "dhcp"):
                 goal = f"{'PASS' if t / b <= GOAL_RATIO else 'FAIL'} <= {GOAL_RATIO:.2f}x"
             out.append([f"{label} {name}", f"{t:.3f} s", f"{b:.3f} s", f"{t / b:.2f}x", goal])
+    leased = (
+        f"{sum(s.dhcp is not None for s in tashi)}/{len(tashi)}",
+        f"{sum(s.dhcp is not None for s in bare)}/{len(bare)}",
+    )
+    out.append(["boots with a lease", *leased, "", ""])
     return out
 
 
@@ -617,10 +656,15 @@ def run(quick: bool, workspace: Workspace, say: Say) -> int:
         net = BareNet.start(workspace.subdir("barenet"), plan.pairs + 1, say)
         bench = E2eBench(vc, net, Neighbours(workspace.root), workspace.subdir("bare"), plan, say)
         bench.results = results
-        bench.run()
+        try:
+            bench.run()
+        finally:
+            bench.stop_bare()
     except BenchError as exc:
         failed = str(exc)
         say(f"[e2eboot] FAILED: {exc}")
+        if vc is not None:
+            say(f"[e2eboot] the cluster's logs: {vc.keep_logs(workspace.root / 'logs')}")
     finally:
         if net is not None:
             net.stop()
