@@ -62,6 +62,7 @@ from tashi.devcluster import fabric
 from tashi.devcluster.cluster import DevCluster
 from tashi.devcluster.fabric import Fabric
 from tashi.devcluster.state import State
+from tashi.domain.errors import TashiError
 from tashi.images.markers import DHCP, UP
 
 Say = Callable[[str], None]
@@ -679,7 +680,7 @@ def run(quick: bool, workspace: Workspace, say: Say) -> int:
             bench.run()
         finally:
             bench.stop_bare()
-    except BenchError as exc:
+    except (BenchError, TashiError) as exc:
         failed = str(exc)
         say(f"[e2eboot] FAILED: {exc}")
         if vc is not None:
