@@ -20,7 +20,7 @@ STAMP="$VENV/.tashi-installed"
 PACKAGES=(
     python3 python3-venv python3-dev build-essential make
     postgresql mariadb-server
-    qemu-system-x86 qemu-utils busybox-static dnsmasq-base iproute2 cpio e2fsprogs
+    qemu-system-x86 qemu-utils busybox-static dnsmasq-base dnsmasq-utils iproute2 cpio e2fsprogs
     dosfstools mtools syslinux
 )
 

@@ -192,8 +192,8 @@ async def test_dnsmasq_files_hold_each_lease_once(tmp_path: Path) -> None:
     await backend.publish([entry(1, 0, N7, 10, "web")])
     await backend.publish([entry(1, 0, N7, 10, "web"), entry(2, 0, N7, 11, "db")])
     assert hosts_file(settings, N7).read_text().splitlines() == [
-        "52:54:00:00:07:0a,set:tashi-1-0,198.19.7.10,web",
-        "52:54:00:00:07:0b,set:tashi-2-0,198.19.7.11,db",
+        "52:54:00:00:07:0a,198.19.7.10,web",
+        "52:54:00:00:07:0b,198.19.7.11,db",
     ]
     assert (tmp_path / "addn-hosts.7").read_text().splitlines() == [
         "198.19.7.10 web.tashi.test web",

@@ -66,12 +66,14 @@ def namespaces(count: int) -> Iterator[list[str]]:
 
 def wire(server_ns: str, guest_ns: str) -> None:
     """``dns0`` (198.19.7.1/24) in the server namespace, its veth peer ``eth0`` (MAC, no
-    address) in the guest's, both up."""
+    address) in the guest's, both up, and both namespaces' loopback."""
     with IPRoute(netns=server_ns, flags=0) as ipr:
         ipr.link("add", ifname="dns0", kind="veth", peer="eth0")
         (index,) = ipr.link_lookup(ifname="dns0")
         ipr.addr("add", index=index, address=SERVER, prefixlen=24)
         ipr.link("set", index=index, state="up")
+        (lo,) = ipr.link_lookup(ifname="lo")
+        ipr.link("set", index=lo, state="up")  # dhcp_release reaches dnsmasq through it
         (peer,) = ipr.link_lookup(ifname="eth0")
         ipr.link("set", index=peer, net_ns_fd=guest_ns)
     with IPRoute(netns=guest_ns, flags=0) as ipr:
@@ -129,7 +131,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[list[str], DnsmasqBacken
 async def test_a_guest_gets_its_static_lease_and_name_and_dns_answers(
     served: tuple[list[str], DnsmasqBackend, DnsmasqServer], tmp_path: Path
 ) -> None:
-    (_, guest_ns), backend, _ = served
+    (_, guest_ns), backend, server = served
     entry = HostEntry(InstanceId(23), 0, N7, MAC, GUEST, "web", "web.tashi.test")
     await backend.publish([entry])
     assert await backend.entries() == [entry]
@@ -155,10 +157,22 @@ async def test_a_guest_gets_its_static_lease_and_name_and_dns_answers(
     assert await asyncio.to_thread(dns, guest_ns, "A", "web.tashi.test") == GUEST
     assert await asyncio.to_thread(dns, guest_ns, "PTR", GUEST) == "web.tashi.test."
 
+    # Reloads after the lease was taken: dnsmasq must live through them and answer (2.90
+    # segfaulted at exactly this point when host lines carried set: tags).
+    other = HostEntry(InstanceId(24), 0, N7, "52:54:00:07:00:24", "198.19.7.24", "db", "db.t")
+    for _ in range(3):
+        await backend.publish([other])
+        await backend.withdraw(InstanceId(24))
+    await backend.publish([other])
+    assert await asyncio.to_thread(dns, guest_ns, "A", "db.t") == "198.19.7.24"
+    assert server.pid is not None and os.kill(server.pid, 0) is None  # still the same process
+
     await backend.withdraw(InstanceId(23))
     await asyncio.to_thread(wait_for_gone, guest_ns, "A", "web.tashi.test")
-    assert await backend.entries() == []
-    assert (tmp_path / "dnsmasq" / "dhcp-hosts.7").read_text() == ""
+    assert await backend.entries() == [other]
+    assert (
+        tmp_path / "dnsmasq" / "dhcp-hosts.7"
+    ).read_text() == "52:54:00:07:00:24,198.19.7.24,db\n"
 
 
 async def test_replace_all_rewrites_every_network_it_knows(
@@ -180,4 +194,4 @@ async def test_replace_all_rewrites_every_network_it_knows(
     await asyncio.to_thread(wait_for_gone, guest_ns, "A", "old.tashi.test")
     assert await asyncio.to_thread(dns, guest_ns, "A", "new.tashi.test") == GUEST
     lines = (tmp_path / "dnsmasq" / "dhcp-hosts.7").read_text().splitlines()
-    assert lines == [f"{MAC},set:tashi-2-0,{GUEST},new"]
+    assert lines == [f"{MAC},{GUEST},new"]

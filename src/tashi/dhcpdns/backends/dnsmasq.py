@@ -2,8 +2,10 @@
 
 For network ``N`` the backend writes, in ``[DhcpDns] dnsmasqDir``:
 
-* ``dhcp-hosts.N`` (dnsmasq ``--dhcp-hostsfile``): ``<mac>,set:tashi-<instance>-<nic>,<ip>,<name>``
-  per NIC, the static lease (dnsmasq hands ``<name>`` out as the host name, DHCP option 12);
+* ``dhcp-hosts.N`` (dnsmasq ``--dhcp-hostsfile``): ``<mac>,<ip>,<name>`` per NIC, the static
+  lease (dnsmasq hands ``<name>`` out as the host name, DHCP option 12). No ``set:`` tag: dnsmasq
+  2.86 to 2.90 frees a host line's tags wrongly when it re-reads the file and crashes (segfault)
+  at the first SIGHUP after such a host took its lease;
 * ``addn-hosts.N`` (``--addn-hosts``): ``<ip> <fqdn> <name>`` per NIC, the DNS A record and the
   PTR dnsmasq derives from it;
 
@@ -54,6 +56,10 @@ def names_file(settings: DhcpDnsSettings, network_id: NetworkId) -> Path:
     return settings.dnsmasq_dir / f"addn-hosts.{network_id}"
 
 
+def leases_file(settings: DhcpDnsSettings, network_id: NetworkId) -> Path:
+    return settings.dnsmasq_dir / f"leases.{network_id}"
+
+
 def pid_file(settings: DhcpDnsSettings, network_id: NetworkId) -> Path:
     pattern = settings.dnsmasq_pid_file
     name = pattern % network_id if "%s" in pattern else pattern
@@ -79,7 +85,10 @@ class DnsmasqBackend:
         async with self._lock:
             networks = {e.network_id for e in (*self._entries.values(), *new.values())}
             networks |= self._networks_on_disk()
+            gone = [e for k, e in self._entries.items() if k not in new]
             self._entries = new
+            if gone:
+                await asyncio.to_thread(self._release, gone)
             await asyncio.to_thread(self._write, networks)
 
     async def publish(self, entries: Iterable[HostEntry]) -> None:
@@ -92,12 +101,10 @@ class DnsmasqBackend:
 
     async def withdraw(self, instance_id: InstanceId) -> None:
         async with self._lock:
-            gone = [k for k in self._entries if k[0] == instance_id]
-            changed = {self._entries[k].network_id for k in gone}
-            for key in gone:
-                del self._entries[key]
-            if changed:
-                await asyncio.to_thread(self._write, changed)
+            gone = [self._entries.pop(k) for k in list(self._entries) if k[0] == instance_id]
+            if gone:
+                await asyncio.to_thread(self._release, gone)
+                await asyncio.to_thread(self._write, {e.network_id for e in gone})
 
     async def entries(self) -> list[HostEntry]:
         return sorted(self._entries.values())
@@ -118,14 +125,45 @@ class DnsmasqBackend:
     def _write(self, networks: set[NetworkId]) -> None:
         for network_id in sorted(networks):
             mine = sorted(e for e in self._entries.values() if e.network_id == network_id)
-            leases = "".join(
-                f"{e.mac},set:tashi-{e.instance_id}-{e.nic_index},{e.ip},{e.hostname}\n"
-                for e in mine
-            )
+            leases = "".join(f"{e.mac},{e.ip},{e.hostname}\n" for e in mine)
             names = "".join(f"{e.ip} {e.fqdn} {e.hostname}\n" for e in mine)
             _replace(hosts_file(self.settings, network_id), leases)
             _replace(names_file(self.settings, network_id), names)
             self._reload(network_id)
+
+    def _release(self, gone: Iterable[HostEntry]) -> None:
+        """End the DHCP leases of withdrawn entries at once (``dhcp_release``, from
+        dnsmasq-utils, run in the dnsmasq's network namespace on the interface it serves): a
+        lease keeps its host name in dnsmasq's DNS until it ends, whatever the files say.
+        Best effort: a lease that cannot be released ends at its lease time."""
+        for entry in gone:
+            pid = _read_pid(pid_file(self.settings, entry.network_id))
+            interface = _serving(pid) if pid is not None else None
+            if pid is None or interface is None:
+                continue
+            argv = ["nsenter", f"--target={pid}", "--net", "dhcp_release", interface]
+            argv += [entry.ip, entry.mac, self._client_id(entry) or "*"]
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=5, check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.warning("cannot release the lease of %s: %s", entry.fqdn, exc)
+                continue
+            if done.returncode != 0:
+                why = done.stderr.decode(errors="replace").strip()
+                log.warning("cannot release the lease of %s: %s", entry.fqdn, why)
+
+    def _client_id(self, entry: HostEntry) -> str | None:
+        """The client id the guest gave with its lease (the lease file's fifth column): a
+        release without it does not match the lease."""
+        try:
+            lines = leases_file(self.settings, entry.network_id).read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 5 and fields[1].lower() == entry.mac.lower() and fields[4] != "*":
+                return fields[4]
+        return None
 
     def _reload(self, network_id: NetworkId) -> None:
         path = pid_file(self.settings, network_id)
@@ -152,6 +190,18 @@ def _replace(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise BackendFailure(f"cannot write {path}: {exc}") from exc
+
+
+def _serving(pid: int) -> str | None:
+    """The interface a running dnsmasq serves (its ``--interface=``), if it names one."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for arg in argv:
+        if arg.startswith(b"--interface="):
+            return arg.partition(b"=")[2].decode(errors="replace") or None
+    return None
 
 
 def _read_pid(path: Path) -> int | None:
@@ -215,7 +265,7 @@ class DnsmasqServer:
             f"--dhcp-hostsfile={hosts_file(s, n)}",
             f"--dhcp-range={self.subnet.network_address},static,{self.subnet.netmask},"
             f"{self.lease_time}",
-            f"--dhcp-leasefile={s.dnsmasq_dir / f'leases.{n}'}",
+            f"--dhcp-leasefile={leases_file(s, n)}",
             "--dhcp-authoritative",
             f"--domain={domain}",
             f"--local=/{domain}/",
