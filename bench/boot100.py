@@ -48,7 +48,7 @@ from tashi.domain.errors import TashiError
 from tashi.images.markers import UP
 
 POLL = 0.1  # seconds between rounds over every serial log (both sides alike)
-ALL_UP_TIMEOUT = 900.0
+ALL_UP_TIMEOUT = 300.0  # 2.5 x the goal: a Held instance never comes up by itself
 GOAL_SECONDS = 120.0
 GOAL_RATIO = 1.1
 # expireHostTime (hostLeaseTime one more): with tashi-cluster's 5/6 s the cluster manager,
@@ -80,6 +80,8 @@ class Phase:
     up: dict[str, float] = field(default_factory=dict)
     min_available_mb: int = 0
     error: str = ""
+    states: dict[str, int] = field(default_factory=dict)  # Tashi: instances per state at the end
+    held: list[str] = field(default_factory=list)  # Tashi: "<name>: <reason>" of Held instances
 
     @property
     def all_up(self) -> float | None:
@@ -213,6 +215,14 @@ class Boot100:
         self.say(f"[boot100] tashi: {plan.vms} createVm answered in {phase.launched:.2f} s")
         try:
             storm(consoles, phase, t0, find)
+            with contextlib.suppress(TashiError):
+                for inst in vc.admin.get_instances():
+                    if inst.id in names:
+                        phase.states[inst.state] = phase.states.get(inst.state, 0) + 1
+                        if inst.state == "Held":
+                            phase.held.append(f"{inst.name}: {inst.reason}")
+            if phase.error:
+                self.say(f"[boot100] tashi: {phase.error}; states {phase.states}")
         finally:
             ids = list(names)
             # Stopped before the bare phase; if the cluster manager cannot, stop() ends them.
@@ -288,6 +298,9 @@ def rows(plan: Boot100Plan, tashi: Phase, bare: Phase) -> list[list[str]]:
             "",
         ]
     )
+    if tashi.states:
+        states = ", ".join(f"{n} {state}" for state, n in sorted(tashi.states.items()))
+        out.append(["Tashi instances at the end", states, "", "", ""])
     out.append(
         [
             "lowest MemAvailable",
