@@ -205,12 +205,15 @@ class Boot100:
         consoles: dict[str, Console] = {}
 
         def find(found: dict[str, Console]) -> None:
-            if len(found) == len(names):
-                return
+            # Every round, for VMs not up yet: an activation that timed out may be retried on
+            # another host, so a VM's directory can move; follow it to where it is now.
             for instance_id, vm_dir in vc.vm_dirs().items():
                 name = names.get(instance_id)
-                if name is not None and name not in found:
-                    found[name] = Console(vm_dir / "console.log")
+                if name is None or name in phase.up:
+                    continue
+                path = vm_dir / "console.log"
+                if name not in found or found[name].path != path:
+                    found[name] = Console(path)
 
         self.say(f"[boot100] tashi: {plan.vms} createVm answered in {phase.launched:.2f} s")
         try:
