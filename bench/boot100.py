@@ -114,7 +114,8 @@ def storm(consoles: dict[str, Console], phase: Phase, t0: float, find: object = 
     while len(phase.up) < phase.started:
         if callable(find):
             find(consoles)
-        for name, console in consoles.items():
+        for key, console in list(consoles.items()):
+            name = key.split(" ", 1)[0]
             if name in phase.up:
                 continue
             console.poll((UP,))
@@ -204,16 +205,24 @@ class Boot100:
         names = {i.id: i.name for i in made}
         consoles: dict[str, Console] = {}
 
+        last = [0.0]
+
         def find(found: dict[str, Console]) -> None:
-            # Every round, for VMs not up yet: an activation that timed out may be retried on
-            # another host, so a VM's directory can move; follow it to where it is now.
-            for instance_id, vm_dir in vc.vm_dirs().items():
-                name = names.get(instance_id)
-                if name is None or name in phase.up:
-                    continue
-                path = vm_dir / "console.log"
-                if name not in found or found[name].path != path:
-                    found[name] = Console(path)
+            # Every round: an activation that timed out may be retried on another host, so a
+            # VM can have directories on two hosts; each is watched (keyed "<name> <path>").
+            # Looked for once a second (a guest needs seconds from its directory to its marker).
+            if time.monotonic() - last[0] < 1.0:
+                return
+            last[0] = time.monotonic()
+            for number in vc.hosts:
+                vms = vc.cluster.layout.host(number) / "state" / "vms"
+                for instance_id, name in names.items():
+                    if name in phase.up:
+                        continue
+                    path = vms / str(instance_id) / "console.log"
+                    key = f"{name} {path}"
+                    if key not in found and path.parent.is_dir():
+                        found[key] = Console(path)
 
         self.say(f"[boot100] tashi: {plan.vms} createVm answered in {phase.launched:.2f} s")
         try:
