@@ -257,10 +257,16 @@ class Console:
     seen: dict[str, float] = field(default_factory=dict)  # marker -> time.monotonic()
     _offset: int = 0
     _tail: bytes = b""
+    _inode: int = -1
 
     def poll(self, markers: tuple[str, ...]) -> None:
         try:
             with self.path.open("rb") as log:
+                identity = os.fstat(log.fileno())
+                if identity.st_ino != self._inode or identity.st_size < self._offset:
+                    # A new file (the VM started again, e.g. after an activation that timed
+                    # out): read it from its start.
+                    self._inode, self._offset, self._tail = identity.st_ino, 0, b""
                 log.seek(self._offset)
                 chunk = log.read()
         except FileNotFoundError:
