@@ -114,13 +114,7 @@ def storm(consoles: dict[str, Console], phase: Phase, t0: float, find: object = 
     while len(phase.up) < phase.started:
         if callable(find):
             find(consoles)
-        for key, console in list(consoles.items()):
-            name = key.split(" ", 1)[0]
-            if name in phase.up:
-                continue
-            console.poll((UP,))
-            if UP in console.seen:
-                phase.up[name] = console.seen[UP] - t0
+        poll_once(consoles, phase, t0)
         now = time.monotonic()
         if now - last_memory > 1.0:
             phase.min_available_mb = min(phase.min_available_mb, available_mb())
@@ -129,6 +123,17 @@ def storm(consoles: dict[str, Console], phase: Phase, t0: float, find: object = 
             phase.error = f"{phase.started - len(phase.up)} VM(s) not up after {ALL_UP_TIMEOUT} s"
             return
         time.sleep(POLL)
+
+
+def poll_once(consoles: dict[str, Console], phase: Phase, t0: float) -> None:
+    """One look at every serial log (keys: the VM's name, then optionally a space and more)."""
+    for key, console in list(consoles.items()):
+        name = key.split(" ", 1)[0]
+        if name in phase.up:
+            continue
+        console.poll((UP,))
+        if UP in console.seen:
+            phase.up[name] = console.seen[UP] - t0
 
 
 @dataclass
@@ -249,13 +254,16 @@ class Boot100:
         plan = self.plan
         phase = Phase("bare", started=plan.vms)
         vms = [BareVm.prepare(self.directory / f"bare-{n}", self.template) for n in range(plan.vms)]
+        consoles: dict[str, Console] = {}
         try:
             t0 = time.monotonic()
             for vm in vms:  # the plain loop
                 vm.launch()
+                # The guests launched first boot while the loop goes on: watch them meanwhile.
+                consoles[vm.directory.name] = Console(vm.paths.console)
+                poll_once(consoles, phase, t0)
             phase.launched = time.monotonic() - t0
             self.say(f"[boot100] bare: {plan.vms} qemu launched in {phase.launched:.2f} s")
-            consoles = {vm.directory.name: Console(vm.paths.console) for vm in vms}
             storm(consoles, phase, t0)
         finally:
             for vm in vms:
