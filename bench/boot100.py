@@ -183,7 +183,9 @@ class Boot100:
         self.say(f"[boot100] warm-up VM up; its qemu held {self.vm_rss_mb:.0f} MB (RssAnon)")
 
     def check_memory(self) -> None:
-        need = self.plan.vms * self.vm_rss_mb * 1.02 + 800  # + the cluster's daemons
+        # + 10 %: booting guests grow past the warm-up's idle size (the full run of 09:30 came
+        # within 312 MB of the machine's limit with 100 bare guests); + the cluster's daemons.
+        need = self.plan.vms * self.vm_rss_mb * 1.1 + 1000
         have = available_mb()
         if need > have:
             raise BenchError(
