@@ -88,21 +88,16 @@ class Migrations:
         move: Mover,
         record: Recorder,
     ) -> None:
-        self._tasks.spawn(self._run(inst, source, target, ticket, move, record))
+        self._tasks.spawn(
+            self._forgetting(inst.id, self._drive(inst, source, target, ticket, move, record))
+        )
 
-    async def _run(
-        self,
-        inst: Instance,
-        source: Host,
-        target: Host,
-        ticket: TicketOut,
-        move: Mover,
-        record: Recorder,
-    ) -> None:
+    async def _forgetting(self, iid: InstanceId, drive: Awaitable[None]) -> None:
+        """Run ``drive``; the instance is no longer this process's to drive once it ends."""
         try:
-            await self._drive(inst, source, target, ticket, move, record)
+            await drive
         finally:
-            self._driving.pop(inst.id, None)
+            self._driving.pop(iid, None)
 
     async def _drive(
         self,
