@@ -89,15 +89,7 @@ class BridgeDriver:
 
     async def adopt(self, running: Collection[InstanceId]) -> list[Attachment]:
         keep = set(running)
-
-        def reconcile(nl: Netlink) -> list[Attachment]:
-            found = taps.owned(nl)
-            for gone in sorted({a.instance_id for a in found} - keep):
-                log.info("instance %s is not running: removing its taps", gone)
-                taps.unplug(nl, gone)
-            return [a for a in found if a.instance_id in keep]
-
-        return await self._netlink.run(reconcile)
+        return await self._netlink.run(lambda nl: taps.keep_only(nl, keep))
 
     async def close(self) -> None:
         await self._netlink.close()

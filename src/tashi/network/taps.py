@@ -19,6 +19,7 @@ VXLAN device per network) differs from it only in how the bridge of a network co
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 
 from tashi.domain import validation
@@ -26,6 +27,8 @@ from tashi.domain.errors import BackendFailure, InvalidInput
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network.base import MAX_NETWORK_ID, MAX_NICS, Attachment
 from tashi.network.netlink import IFNAMSIZ, Link, Netlink
+
+log = logging.getLogger(__name__)
 
 _NIC_MARK = re.compile(
     r"tashi-nic instance=(\d+) nic=(\d+) network=(\d+) mac=([0-9a-f]{2}(?::[0-9a-f]{2}){5})"
@@ -129,3 +132,13 @@ def unplug(nl: Netlink, instance_id: InstanceId) -> list[str]:
         ):
             doomed.append(link.name)
     return [name for name in doomed if nl.delete(name)]
+
+
+def keep_only(nl: Netlink, running: set[InstanceId]) -> list[Attachment]:
+    """After a restart (``adopt``): delete the taps of instances that no longer run; the
+    NICs of those that do, as found."""
+    found = owned(nl)
+    for gone in sorted({a.instance_id for a in found} - running):
+        log.info("instance %s is not running: removing its taps", gone)
+        unplug(nl, gone)
+    return [a for a in found if a.instance_id in running]

@@ -164,13 +164,10 @@ class VxlanDriver:
         keep = set(running)
 
         def reconcile(nl: Netlink) -> list[Attachment]:
-            found = taps.owned(nl)
-            for gone in sorted({a.instance_id for a in found} - keep):
-                log.info("instance %s is not running: removing its taps", gone)
-                taps.unplug(nl, gone)
+            kept = taps.keep_only(nl, keep)
             self._remove_unused(nl)
             self._sync_all_peers(nl)
-            return [a for a in found if a.instance_id in keep]
+            return kept
 
         return await self._netlink.run(reconcile)
 
