@@ -8,7 +8,7 @@ stopped cluster manager). Every failure (the program missing, a timeout, a non-z
 ``chain_format`` reads ``qemu-img info --output=json --backing-chain`` and refuses a backing chain
 that leaves the image store: a guest can write a qcow2 header naming a host file into a raw disk,
 and format probing would then read that file (see ``docs/adr/0007-host-networking-and-disks.md``).
-``operations.py`` uses both; the node manager's ``disks.py`` applies the same rule.
+``operations.py`` uses both; the node manager's ``disks.py`` uses ``chain_format`` too.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ own message included.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import subprocess
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
 from tashi.images.boot import direct_boot_of
 from tashi.images.locks import ImageLock
+from tashi.images.qemuimg import chain_format
 from tashi.images.store import ImageStore
 from tashi.vmm.base import BootSpec, DiskSpec
 
@@ -225,19 +225,7 @@ class DiskManager:
             raise InvalidState(
                 f"image {image.name!r} is in use by another QEMU process ({exc.message})"
             ) from None
-        try:
-            chain = json.loads(out)
-            fmt = str(chain[0]["format"])
-        except (ValueError, LookupError, TypeError) as exc:
-            raise BackendFailure(f"qemu-img info gave no format for {image.name!r}") from exc
-        root = self.store.images_dir.resolve()
-        for layer in chain[1:]:
-            backing = Path(str(layer.get("filename", ""))).resolve()
-            if root not in backing.parents:
-                raise InvalidInput(
-                    f"image {image.name!r} has a backing file outside the image store: {backing}"
-                )
-        return fmt
+        return chain_format(out, image.name, self.store.images_dir.resolve())
 
     def _format_or_raw(self, image: Path) -> str:
         try:
