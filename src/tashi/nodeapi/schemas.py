@@ -50,7 +50,33 @@ class VmReport(_Model):
     instance: InstanceWire
 
 
-class RegisterIn(_Model):
+class _Report(_Model):
+    """What registration and heartbeats both carry besides their own fields."""
+
+    underlay: str | None = Field(
+        None,
+        max_length=64,
+        description="this host's address on the network driver's underlay (vxlan), for the"
+        " other hosts' tunnels; absent: the driver has none",
+    )
+
+
+class _Reply(_Model):
+    """What the replies to registration and heartbeats both carry."""
+
+    leaseTime: float = Field(
+        0.0,
+        description="HA lease (s): the node stops its VMs when it has had no reply for this long"
+        " after sending (0: no lease, never self-fence)",
+    )
+    peers: list[str] | None = Field(
+        None,
+        description="the underlay addresses of the other up hosts (for the node's network"
+        " driver), sent only to a node that reported its own underlay",
+    )
+
+
+class RegisterIn(_Report):
     name: str
     memory: int
     cores: int
@@ -63,59 +89,27 @@ class RegisterIn(_Model):
         min_length=32, max_length=255, description="bearer token the CM must use toward it"
     )
     vms: list[VmReport] = Field(default_factory=list)
-    underlay: str | None = Field(
-        None,
-        max_length=64,
-        description="this host's address on the network driver's underlay (vxlan), for the"
-        " other hosts' tunnels; absent: the driver has none",
-    )
 
 
-class RegisterOut(_Model):
+class RegisterOut(_Reply):
     hostId: int
     state: str
     heartbeatInterval: float
     expireHostTime: float
-    leaseTime: float = Field(
-        0.0,
-        description="HA lease (s): the node stops its VMs when it has had no reply for this long"
-        " after sending (0: no lease, never self-fence)",
-    )
-    peers: list[str] | None = Field(
-        None,
-        description="the underlay addresses of the other up hosts (for the node's network"
-        " driver), sent only to a node that reported its own underlay",
-    )
 
 
-class HeartbeatIn(_Model):
+class HeartbeatIn(_Report):
     load: float | None = None
     freeMemory: int | None = None
     memory: int | None = None
     cores: int | None = None
     vms: list[VmReport]
-    underlay: str | None = Field(
-        None,
-        max_length=64,
-        description="this host's address on the network driver's underlay (vxlan), for the"
-        " other hosts' tunnels; absent: the driver has none",
-    )
 
 
-class HeartbeatOut(_Model):
+class HeartbeatOut(_Reply):
     hostId: int
     state: str
     up: bool
-    leaseTime: float = Field(
-        0.0,
-        description="HA lease (s): the node stops its VMs when it has had no reply for this long"
-        " after sending (0: no lease, never self-fence)",
-    )
-    peers: list[str] | None = Field(
-        None,
-        description="the underlay addresses of the other up hosts (for the node's network"
-        " driver), sent only to a node that reported its own underlay",
-    )
 
 
 class VmEvent(_Model):
