@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tashi.scheduler.loadexpr import LoadExpression
 from tashi.scheduler.policies.base import Migration, PolicyOptions
 from tashi.scheduler.policies.moves import as_request, by_host, quiet, sources
 from tashi.scheduler.policies.priority import by_priority
@@ -22,12 +23,13 @@ class Balanced:
 
     def __init__(self, options: PolicyOptions) -> None:
         self.options = options
+        self.expression = LoadExpression(options.load_expression)
 
     def order(self, queue: Sequence[Request]) -> list[Request]:
         return by_priority(queue)
 
     def plan(self, snapshot: Snapshot) -> ScoredPlanner:
-        return ScoredPlanner(snapshot, self.options, busiest_first=False)
+        return ScoredPlanner(snapshot, self.options, self.expression, busiest_first=False)
 
     def migrations(self, snapshot: Snapshot) -> list[Migration]:
         if not self.options.reschedule_after_start or not quiet(snapshot):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tashi.scheduler.loadexpr import LoadExpression
 from tashi.scheduler.policies.base import Migration, PolicyOptions
 from tashi.scheduler.policies.moves import as_request, by_host, quiet, sources
 from tashi.scheduler.policies.priority import by_priority
@@ -23,6 +24,7 @@ class Consolidated:
 
     def __init__(self, options: PolicyOptions) -> None:
         self.options = options
+        self.expression = LoadExpression(options.load_expression)
 
     def order(self, queue: Sequence[Request]) -> list[Request]:
         if self.options.optimal_consolidation:
@@ -30,7 +32,7 @@ class Consolidated:
         return by_priority(queue)
 
     def plan(self, snapshot: Snapshot) -> ScoredPlanner:
-        return ScoredPlanner(snapshot, self.options, busiest_first=True)
+        return ScoredPlanner(snapshot, self.options, self.expression, busiest_first=True)
 
     def migrations(self, snapshot: Snapshot) -> list[Migration]:
         if not self.options.auto_migrations or not quiet(snapshot):

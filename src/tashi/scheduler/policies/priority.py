@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tashi.scheduler.loadexpr import LoadExpression
 from tashi.scheduler.policies.base import Migration, PolicyOptions
 from tashi.scheduler.policies.scored import ScoredPlanner
 from tashi.scheduler.snapshot import Request, Snapshot
@@ -20,12 +21,13 @@ class Priority:
 
     def __init__(self, options: PolicyOptions) -> None:
         self.options = options
+        self.expression = LoadExpression(options.load_expression)
 
     def order(self, queue: Sequence[Request]) -> list[Request]:
         return by_priority(queue)
 
     def plan(self, snapshot: Snapshot) -> ScoredPlanner:
-        return ScoredPlanner(snapshot, self.options, busiest_first=False)
+        return ScoredPlanner(snapshot, self.options, self.expression, busiest_first=False)
 
     def migrations(self, snapshot: Snapshot) -> list[Migration]:
         return []

@@ -50,11 +50,18 @@ def host_values(snapshot: Snapshot, ledger: Ledger, pos: int) -> dict[str, float
 
 
 class ScoredPlanner:
-    def __init__(self, snapshot: Snapshot, options: PolicyOptions, *, busiest_first: bool) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        options: PolicyOptions,
+        expression: LoadExpression,
+        *,
+        busiest_first: bool,
+    ) -> None:
         self.snapshot = snapshot
         self.options = options
         self.ledger = Ledger(snapshot, options.limits)
-        self.expression = LoadExpression(options.load_expression)
+        self.expression = expression  # compiled once by the policy, not per round
         self.sign = -1.0 if busiest_first else 1.0
         self.version = [0] * len(snapshot.hosts)
         self.gone = [not h.usable for h in snapshot.hosts]
