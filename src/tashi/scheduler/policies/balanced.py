@@ -8,28 +8,14 @@ between them (one move per round).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from tashi.scheduler.loadexpr import LoadExpression
-from tashi.scheduler.policies.base import Migration, PolicyOptions
+from tashi.scheduler.policies.base import Migration
 from tashi.scheduler.policies.moves import as_request, by_host, quiet, sources
-from tashi.scheduler.policies.priority import by_priority
-from tashi.scheduler.policies.scored import ScoredPlanner
-from tashi.scheduler.snapshot import Request, Snapshot
+from tashi.scheduler.policies.priority import Priority
+from tashi.scheduler.snapshot import Snapshot
 
 
-class Balanced:
+class Balanced(Priority):
     name = "balanced"
-
-    def __init__(self, options: PolicyOptions) -> None:
-        self.options = options
-        self.expression = LoadExpression(options.load_expression)
-
-    def order(self, queue: Sequence[Request]) -> list[Request]:
-        return by_priority(queue)
-
-    def plan(self, snapshot: Snapshot) -> ScoredPlanner:
-        return ScoredPlanner(snapshot, self.options, self.expression, busiest_first=False)
 
     def migrations(self, snapshot: Snapshot) -> list[Migration]:
         if not self.options.reschedule_after_start or not quiet(snapshot):

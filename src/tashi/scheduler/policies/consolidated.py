@@ -11,28 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tashi.scheduler.loadexpr import LoadExpression
-from tashi.scheduler.policies.base import Migration, PolicyOptions
+from tashi.scheduler.policies.base import Migration
 from tashi.scheduler.policies.moves import as_request, by_host, quiet, sources
-from tashi.scheduler.policies.priority import by_priority
+from tashi.scheduler.policies.priority import Priority
 from tashi.scheduler.policies.scored import ScoredPlanner
 from tashi.scheduler.snapshot import Request, Running, Snapshot
 
 
-class Consolidated:
+class Consolidated(Priority):
     name = "consolidated"
-
-    def __init__(self, options: PolicyOptions) -> None:
-        self.options = options
-        self.expression = LoadExpression(options.load_expression)
+    busiest_first = True
 
     def order(self, queue: Sequence[Request]) -> list[Request]:
         if self.options.optimal_consolidation:
             return sorted(queue, key=lambda r: (-r.priority, -r.memory, -r.cores, r.id))
-        return by_priority(queue)
-
-    def plan(self, snapshot: Snapshot) -> ScoredPlanner:
-        return ScoredPlanner(snapshot, self.options, self.expression, busiest_first=True)
+        return super().order(queue)
 
     def migrations(self, snapshot: Snapshot) -> list[Migration]:
         if not self.options.auto_migrations or not quiet(snapshot):
