@@ -27,9 +27,7 @@ from tashi.scheduler.policies.base import (
     Decision,
     Migration,
     PolicyOptions,
-    no_room,
-    persistent_conflict,
-    target,
+    decide,
     truthy,
 )
 from tashi.scheduler.snapshot import Ledger, Request, Snapshot
@@ -48,21 +46,18 @@ class PrimitivePlanner:
         self.usable = sum(len(b) for b in self.buckets.values())
 
     def candidates(self, request: Request, exclude: frozenset[int] = frozenset()) -> Decision:
-        conflict = persistent_conflict(self.snapshot, request)
-        if conflict is not None:
-            return Decision((), conflict)
-        aimed = target(self.snapshot, self.ledger, request, exclude)
-        if aimed.position is not None:
-            return Decision((self.snapshot.hosts[aimed.position].id,))
-        if aimed.reason is not None and not aimed.elsewhere:
-            return Decision((), aimed.reason)
-        dense = request.hints.get("densePack")
-        found = self._scan(request, truthy(dense) if dense else self.options.dense_pack, exclude)
-        if found:
-            return Decision(tuple(self.snapshot.hosts[p].id for p in found))
-        return Decision((), aimed.reason or no_room(request, self.ledger, self.usable))
+        return decide(
+            self.snapshot,
+            self.ledger,
+            request,
+            exclude,
+            self.usable,
+            lambda: self._scan(request, exclude),
+        )
 
-    def _scan(self, request: Request, dense: bool, exclude: frozenset[int]) -> list[int]:
+    def _scan(self, request: Request, exclude: frozenset[int]) -> list[int]:
+        hint = request.hints.get("densePack")
+        dense = truthy(hint) if hint else self.options.dense_pack
         found: list[int] = []
         hosts, ledger, user = self.snapshot.hosts, self.ledger, request.user_id
         for count in sorted(self.buckets, reverse=dense):

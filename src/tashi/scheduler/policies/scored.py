@@ -22,9 +22,7 @@ from tashi.scheduler.policies.base import (
     MAX_CANDIDATES,
     Decision,
     PolicyOptions,
-    no_room,
-    persistent_conflict,
-    target,
+    decide,
 )
 from tashi.scheduler.snapshot import Ledger, Request, Snapshot
 
@@ -96,14 +94,16 @@ class ScoredPlanner:
         self._push(pos)
 
     def candidates(self, request: Request, exclude: frozenset[int] = frozenset()) -> Decision:
-        conflict = persistent_conflict(self.snapshot, request)
-        if conflict is not None:
-            return Decision((), conflict)
-        aimed = target(self.snapshot, self.ledger, request, exclude)
-        if aimed.position is not None:
-            return Decision((self.snapshot.hosts[aimed.position].id,))
-        if aimed.reason is not None and not aimed.elsewhere:
-            return Decision((), aimed.reason)
+        return decide(
+            self.snapshot,
+            self.ledger,
+            request,
+            exclude,
+            self.usable,
+            lambda: self._search(request, exclude),
+        )
+
+    def _search(self, request: Request, exclude: frozenset[int]) -> list[int]:
         heap = self.heaps[0 if request.priority >= self.options.high_priority else 1]
         hosts, ledger = self.snapshot.hosts, self.ledger
         found: list[int] = []
@@ -123,9 +123,7 @@ class ScoredPlanner:
                 found.append(pos)
         for entry in passed:
             heapq.heappush(heap, entry)
-        if found:
-            return Decision(tuple(hosts[p].id for p in found))
-        return Decision((), aimed.reason or no_room(request, ledger, self.usable))
+        return found
 
     def placed(self, request: Request, host_id: int) -> None:
         pos = self.snapshot.index[host_id]
