@@ -143,8 +143,7 @@ class VirtualCluster:
         cluster = DevCluster(settings, say=lambda text: say(f"[cluster] {text}"))
         began = time.monotonic()
         try:
-            with _dnsmasq_by_path():
-                state = cluster.start(hosts)
+            state = cluster.start(hosts)
             admin = cluster.admin(state)
         except BaseException:
             left = cluster.stop()
@@ -215,31 +214,6 @@ class VirtualCluster:
         if self.cluster.layout.root.exists():
             left.append(f"{self.cluster.layout.root} still exists")
         return left
-
-
-@contextlib.contextmanager
-def _dnsmasq_by_path() -> Iterator[None]:
-    """Work-around while the cluster's start runs, harmless once tashi.devcluster changes: since
-    4f96812 it execs ``DnsmasqServer.argv()``, whose program is the bare name ``dnsmasq``, from
-    the state directory, which holds a directory ``dnsmasq`` (``execv`` then fails, EACCES).
-    Here the name becomes the absolute path ``shutil.which`` finds."""
-    try:
-        from tashi.dhcpdns.backends.dnsmasq import DnsmasqServer
-    except ImportError:
-        yield
-        return
-    original = DnsmasqServer.argv
-    found = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-
-    def argv(self: DnsmasqServer) -> list[str]:
-        out = original(self)
-        return [found if a == "dnsmasq" else a for a in out]
-
-    DnsmasqServer.argv = argv  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DnsmasqServer.argv = original  # type: ignore[method-assign]
 
 
 def fabric_plan(state: State) -> fabric.Plan:
