@@ -80,6 +80,22 @@ class Cluster:
         frequency: float = 0.5,
         extra: dict[str, dict[str, object]] | None = None,
     ) -> processes.Daemon:
+        """Start a ``tashi-nm`` and wait until it is healthy and its host is up."""
+        node = self.spawn_node(name, vmm=vmm, network=network, frequency=frequency, extra=extra)
+        node.wait_healthy()
+        wait_for(f"host {name} to be up", lambda: self.host_up(name))
+        return node
+
+    def spawn_node(
+        self,
+        name: str,
+        *,
+        vmm: str = "fake",
+        network: str = "fake",
+        frequency: float = 0.5,
+        extra: dict[str, dict[str, object]] | None = None,
+    ) -> processes.Daemon:
+        """Start a ``tashi-nm`` without waiting for it (so many can start together)."""
         port = free_port()
         sections: dict[str, dict[str, object]] = {
             "NodeManagerService": {
@@ -106,9 +122,8 @@ class Cluster:
         (self.root / name).mkdir(parents=True, exist_ok=True)
         config = write_config(self.root / name / "nm.cfg", sections)
         node = Daemon(name, [str(BIN / "tashi-nm")], self.root / name, config, port)
-        node.start()
+        node.spawn()
         self.nodes[name] = node
-        wait_for(f"host {name} to be up", lambda: self.host_up(name))
         return node
 
     def host_up(self, name: str) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 from tashi.api.schemas import NetworkIn, UserIn
 from tashi.devcluster.processes import BIN, stop_child, write_config
 from tashi.scheduler.cmclient import CmClient
-from tests.e2e.harness import Cluster, Daemon, free_port, wait_for
+from tests.e2e.harness import Cluster, wait_for
 
 AGENT, AGENT_PASSWORD = "scheduler", "scheduler-secret-password"
 
@@ -35,36 +35,8 @@ def add_nodes(c: Cluster, count: int, frequency: float = 2.0) -> None:
     """``count`` fake node managers, started together (not one after the other)."""
     started = []
     for i in range(1, count + 1):
-        name = f"n{i}"
-        port = free_port()
-        (c.root / name).mkdir(parents=True, exist_ok=True)
-        config = write_config(
-            c.root / name / "nm.cfg",
-            {
-                "NodeManagerService": {
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "name": name,
-                    "advertise": f"http://127.0.0.1:{port}",
-                    "clusterManagerHost": "127.0.0.1",
-                    "clusterManagerPort": c.cm.port,
-                    "registerFrequency": frequency,
-                    "stateDir": c.root / name / "state",
-                },
-                "NodeManager": {
-                    "vmm": "fake",
-                    "network": "fake",
-                    "scratchDir": c.root / name / "scratch",
-                },
-                "AccessClusterManager": {"username": "node", "password": c.node_password},
-                "Vfs": {"prefix": c.vfs},
-                "Logging": {"level": "WARNING"},
-            },
-        )
-        node = Daemon(name, [str(BIN / "tashi-nm")], c.root / name, config, port)
+        node = c.spawn_node(f"n{i}", frequency=frequency, extra={"Logging": {"level": "WARNING"}})
         node.startup_timeout = 120.0
-        node.spawn()
-        c.nodes[name] = node
         started.append(node)
     for node in started:
         node.wait_healthy()
