@@ -64,15 +64,12 @@ class ScoredPlanner:
         self.version = [0] * len(snapshot.hosts)
         self.gone = [not h.usable for h in snapshot.hosts]
         self.heaps: tuple[list[Entry], list[Entry]] = ([], [])  # (high priority, others)
-        smallest = min(snapshot.pending, key=lambda r: (r.cores, r.memory), default=None)
-        self.smallest = smallest
+        self.smallest = min(snapshot.pending, key=lambda r: (r.cores, r.memory), default=None)
         self.usable = 0
         for pos, host in enumerate(snapshot.hosts):
             if host.usable:
                 self.usable += 1
                 self._push(pos)
-        for heap in self.heaps:
-            heapq.heapify(heap)
 
     def load(self, pos: int) -> float:
         return self.expression(host_values(self.snapshot, self.ledger, pos))
