@@ -168,20 +168,6 @@ class VirtualCluster:
                 return path
         return None
 
-    def vm_dirs(self) -> dict[int, Path]:
-        """Every VM directory on every host, by instance id (one listing per host)."""
-        found: dict[int, Path] = {}
-        for number in self.hosts:
-            vms = self.cluster.layout.host(number) / "state" / "vms"
-            try:
-                entries = list(os.scandir(vms))
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                if entry.name.isdigit():
-                    found[int(entry.name)] = Path(entry.path)
-        return found
-
     def host_root(self, vm_dir: Path) -> Path:
         return vm_dir.parents[2]  # <host>/state/vms/<id>
 
