@@ -167,12 +167,12 @@ class QemuDriver:
             raise
         vm = self._attach(spec, paths, proc, self._accel)
         try:
-            vm.save(self._boot_id)  # before anything else can fail or wait
-            if self._cgroups:
+            if self._cgroups:  # no wait: a node manager that dies here finds the provisional
+                # file, and its adopt makes the same group again (``create`` is idempotent)
                 vm.cgroup = cgroups.create(
                     self.settings.cgroup_root, spec.instance_id, proc.pid, spec.cpu_share
                 )
-                vm.save(self._boot_id)
+            vm.save(self._boot_id)  # before anything can wait
             await vm.monitor.connect()
             if isinstance(incoming, Path):
                 await transfer.start_restore(vm, incoming)
