@@ -9,9 +9,8 @@ conflict within one process as between hosts, and the kernel drops them when the
 Lock files are never deleted (deleting them would race with openers); the store never lists
 them (dot files), nor can a user name an image so.
 
-This module is the lock convention's home in the image package, which both managers may import;
-``tashi.nodemanager.disks`` still holds its own copy of the same code (``ImageLock.take`` here
-takes the same arguments and gives the same messages by default), to be replaced by an import.
+This module is the lock convention's home in the image package, which both managers import
+(``tashi.nodemanager.disks`` for its VMs' disks, ``operations.py`` for image operations).
 """
 
 from __future__ import annotations
