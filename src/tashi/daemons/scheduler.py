@@ -76,8 +76,7 @@ def policy_options(settings: Settings, raw: RawConfig) -> PolicyOptions:
         memory_over_rate=sched.memory_over_rate or service.memory_over_rate,
         cpu_speed_over_rate=sched.cpu_speed_over_rate,
         minimal_vm_memory=sched.minimal_vm_memory,
-        check_cpu_speed=registry.ALIASES.get(sched.scheduler.lower(), sched.scheduler.lower())
-        != "primitive",
+        check_cpu_speed=registry.canonical(sched.scheduler) != "primitive",
     )
     return PolicyOptions(
         dense_pack=settings.primitive.dense_pack,

@@ -27,10 +27,14 @@ ALIASES = {
 }
 
 
-def create(name: str, options: PolicyOptions) -> Policy:
+def canonical(name: str) -> str:
+    """Our name for ``name`` (an SLA@SOI class path becomes its policy's name)."""
     key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    factory = POLICIES.get(key)
+    return ALIASES.get(key, key)
+
+
+def create(name: str, options: PolicyOptions) -> Policy:
+    factory = POLICIES.get(canonical(name))
     if factory is None:
         known = ", ".join(POLICIES)
         raise InvalidInput(f"[Scheduler] scheduler = {name!r} is not a policy; known: {known}")
