@@ -45,10 +45,12 @@ class Database:
         with self.store.transaction(write=True) as tx:
             watched = Watched(tx)
             result = work(watched)  # a proxy of the Transaction
+        # From the writer thread, after the commit: the feed's waiters see the new version
+        # even if the request that wrote was cancelled meanwhile.
         if watched.changed:
-            # From the writer thread, after the commit: the feed's waiters see the new version
-            # even if the request that wrote was cancelled meanwhile.
             loop.call_soon_threadsafe(self.feed.bump)
+        if watched.hosts_changed:
+            loop.call_soon_threadsafe(self.feed.bump_hosts)
         return result
 
     def close(self) -> None:

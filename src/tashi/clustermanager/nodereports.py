@@ -82,6 +82,7 @@ class NodeReports:
         #: Told of a grouped instance (as it was) whose VM failed or exited, with the detail
         #: (``groups.GroupService.member_stopped``: a group still starting is torn down).
         self.on_member_stopped: Callable[[Instance, str], Awaitable[None]] | None = None
+        self._hosts_seen: tuple[int, list[Host]] | None = None  # (hosts_version, the hosts)
 
     def _state_for(self, host: Host, version: str) -> HostState:
         if version != self._rules.version and not self._rules.allow_mismatched_versions:
@@ -184,8 +185,9 @@ class NodeReports:
 
         if self.on_lease_lapsed is not None:
             await self.on_lease_lapsed(host, {r.instanceId for r in body.vms})
+        was_up = host.up
         host = await self._db.write(run)
-        if not host.up:
+        if not was_up:
             log.info("host %s is up again", host.name)
         await self._reconcile(host.id, body.vms)
         return HeartbeatOut(
@@ -197,9 +199,14 @@ class NodeReports:
         )
 
     async def _peers(self, host_id: HostId) -> list[str]:
-        """The other up hosts' underlay addresses (``underlay.py``), for a node that has one:
-        one read of the hosts per such heartbeat."""
-        return await self._db.read(lambda tx: peers_of(tx.hosts.list(), host_id))
+        """The other up hosts' underlay addresses (``underlay.py``), for a node that has one.
+        The hosts are read again only after a host write that can change them (the change
+        feed's ``hosts_version``), not on every heartbeat of every host."""
+        version = self._db.feed.hosts_version  # read first: a later write only makes it newer
+        if self._hosts_seen is None or self._hosts_seen[0] != version:
+            hosts = await self._db.read(lambda tx: tx.hosts.list())
+            self._hosts_seen = (version, hosts)
+        return peers_of(self._hosts_seen[1], host_id)
 
     def _lease(self, now: datetime) -> datetime | None:
         """Until when the node may run its VMs unheard (ADR 0010); the node counts the same

@@ -25,6 +25,8 @@ _INSTANCE_WRITES = frozenset({"add", "adopt", "transition", "remove"})
 _HOST_WRITES = frozenset({"add", "remove", "set_state", "add_reservation", "remove_reservation"})
 # Host fields whose change matters to placement (``update``'s keyword arguments).
 _HOST_FIELDS = ("up", "memory", "cores", "cpu_speed")
+# ... and those that change what node managers are told of each other (``underlay.py``).
+_PEER_FIELDS = ("up", "config")
 
 
 class ChangeFeed:
@@ -32,7 +34,12 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self.version = 0
+        #: bumped by host writes that change the hosts' peers (up, configuration elements)
+        self.hosts_version = 0
         self._changed: asyncio.Event | None = None
+
+    def bump_hosts(self) -> None:
+        self.hosts_version += 1
 
     def bump(self) -> None:
         self.version += 1
@@ -60,6 +67,7 @@ class Watched:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
         self.changed = False
+        self.hosts_changed = False
 
     @property
     def instances(self) -> Any:
@@ -86,11 +94,17 @@ class _Repository:
 
 
 class _Hosts(_Repository):
+    def __getattr__(self, name: str) -> Any:
+        if name in self._writes:
+            self._owner.hosts_changed = True
+        return super().__getattr__(name)
+
     def update(self, host_id: Any, **fields: Any) -> Any:
-        if not self._owner.changed and any(fields.get(f) is not None for f in _HOST_FIELDS):
+        owner = self._owner
+        given = {f for f in (*_HOST_FIELDS, *_PEER_FIELDS) if fields.get(f) is not None}
+        if given and not (owner.changed and owner.hosts_changed):
             before = self._inner.get(host_id)
-            if any(
-                fields.get(f) is not None and fields[f] != getattr(before, f) for f in _HOST_FIELDS
-            ):
-                self._owner.changed = True
+            moved = {f for f in given if fields[f] != getattr(before, f)}
+            owner.changed |= bool(moved & set(_HOST_FIELDS))
+            owner.hosts_changed |= bool(moved & set(_PEER_FIELDS))
         return self._inner.update(host_id, **fields)
