@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tashi.devcluster.processes import free_port, stop_child, stop_pid
 
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -65,7 +66,7 @@ class Workspace:
     def remove(self) -> None:
         """Stop any process still running from this directory, then delete it."""
         for pid in self.strays():
-            stop_pid(pid)
+            stop_pid(pid, timeout=STOP_TIMEOUT)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def strays(self) -> list[int]:
@@ -115,7 +116,7 @@ class CmProcess:
 
     def stop(self) -> None:
         """SIGTERM by pid (uvicorn's graceful stop), then SIGKILL if it does not exit."""
-        stop_child(self.process)
+        stop_child(self.process, STOP_TIMEOUT)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -221,50 +222,6 @@ def _create_network(cm: CmProcess) -> None:
         response = http.post("/v1/networks", json=NETWORK)
     if response.status_code != 201:
         raise BenchError(f"creating network 1 failed ({response.status_code}): {response.text}")
-
-
-def stop_child(process: subprocess.Popen[bytes]) -> None:
-    """Stop a child of ours: SIGTERM, then SIGKILL if it has not exited within
-    ``STOP_TIMEOUT``; reaped either way (an unreaped child's pid cannot be reused)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
-
-
-def stop_pid(pid: int) -> None:
-    """SIGTERM, wait for the process to go (polling, with a deadline), then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline:
-            if _gone(pid):
-                return
-            time.sleep(POLL_INTERVAL)
-        os.kill(pid, signal.SIGKILL)
-        _gone(pid)
-
-
-def _gone(pid: int) -> bool:
-    """True once ``pid`` has exited (reaping it if it is our child, so no zombie is left)."""
-    try:
-        reaped, _status = os.waitpid(pid, os.WNOHANG)
-        return reaped == pid
-    except ChildProcessError:  # not our child: it is gone when the pid no longer exists
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager

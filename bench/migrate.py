@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.bareqemu import BareVm, Template, alive, cmdline, wait_marker
-from bench.cluster import BenchError, free_port
+from bench.cluster import BenchError
 from bench.neighbours import Neighbours, cores
 from bench.nodecluster import NodeCluster, wait_for
 from tashi.api.schemas import DiskIn, InstanceIn
+from tashi.devcluster.processes import free_port
 from tashi.images.markers import UP
 
 POLL = 0.02  # seconds between status polls, either side

@@ -27,12 +27,12 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bench.cluster import BenchError, Workspace, free_port, stop_pid
+from bench.cluster import BenchError, Workspace
 from tashi.api import paths
 from tashi.api.schemas import NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
 from tashi.devcluster import processes
-from tashi.devcluster.processes import Daemon, rss_mb
+from tashi.devcluster.processes import Daemon, free_port, rss_mb, stop_pid
 from tashi.images import builder
 from tashi.vmm.qemu.cmdline import VmPaths
 
