@@ -4,6 +4,7 @@ and a real cluster manager with two real QEMU node managers (``qemu_nodes``)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -105,7 +106,7 @@ def qemu_nodes(
         if cgroup.exists():
             for child in cgroup.iterdir():
                 if child.is_dir():
-                    wait_for(f"{child} to empty", lambda d=child: _empty(d), timeout=10)
+                    wait_for(f"{child} to empty", functools.partial(_empty, child), timeout=10)
                     child.rmdir()
             cgroup.rmdir()
 
