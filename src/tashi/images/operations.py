@@ -41,7 +41,7 @@ from tashi.domain import validation
 from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, InvalidState
 from tashi.domain.models import Image
 from tashi.images import qemuimg
-from tashi.images.boot import SIDECAR_SUFFIXES, is_sidecar, sidecar
+from tashi.images.boot import SIDECAR_SUFFIXES, sidecar
 from tashi.images.filecopy import Stopped, copy_file
 from tashi.images.locks import ImageLock
 from tashi.images.store import ImageStore, backing_file
@@ -196,7 +196,7 @@ class ImageOps:
         that is not a link, by what it resolves to)."""
         target = None if entry.is_symlink() else entry.resolve()
         found = []
-        for name, path in self._image_files():
+        for name, path in self.store.files():
             backing = backing_file(path)
             if backing is None or name == entry.name:
                 continue
@@ -204,13 +204,6 @@ class ImageOps:
             if named == entry or (target is not None and named.resolve() == target):
                 found.append(name)
         return found
-
-    def _image_files(self) -> Iterable[tuple[str, Path]]:
-        with os.scandir(self.store.images_dir) as entries:
-            for item in entries:
-                if item.name.startswith(".") or is_sidecar(item.name) or not item.is_file():
-                    continue
-                yield item.name, Path(item.path)
 
     def sweep(self, keep: Iterable[str] = ()) -> list[str]:
         """Remove the hidden part files of unfinished operations, except those of ``keep``

@@ -51,18 +51,24 @@ class ImageStore:
         fmt, virtual = _probe(path)
         return Image(name=name, size=path.stat().st_size, format=fmt, virtual_size=virtual)
 
-    def list(self) -> list[Image]:
+    def files(self) -> list[tuple[str, Path]]:
+        """Name and path of each image file, by name: not dot files, sidecars or directories."""
         try:
             entries = sorted(os.scandir(self.images_dir), key=lambda e: e.name)
         except FileNotFoundError:
             return []
+        return [
+            (entry.name, Path(entry.path))
+            for entry in entries
+            if not entry.name.startswith(".") and not is_sidecar(entry.name) and entry.is_file()
+        ]
+
+    def list(self) -> list[Image]:
         images = []
-        for entry in entries:
-            if entry.name.startswith(".") or is_sidecar(entry.name) or not entry.is_file():
-                continue
-            fmt, virtual = _probe(Path(entry.path))
+        for name, path in self.files():
+            fmt, virtual = _probe(path)
             images.append(
-                Image(name=entry.name, size=entry.stat().st_size, format=fmt, virtual_size=virtual)
+                Image(name=name, size=path.stat().st_size, format=fmt, virtual_size=virtual)
             )
         return images
 
