@@ -134,10 +134,9 @@ class NodeService:
         if iid in self._vms:
             raise AlreadyExists(f"instance {iid} already runs on this host")
         self.dirs.create(instance)
-        disks = [DiskConfig(uri=d.uri, persistent=d.persistent) for d in instance.disks]
         prepared: Prepared | None = None
         try:
-            prepared = await asyncio.to_thread(self.disks.prepare, iid, disks)
+            prepared = await asyncio.to_thread(self.disks.prepare, iid, _disks_of(instance))
             spec = await self._spec(instance, prepared)
             status = await self.driver.start(spec, incoming=incoming)
         except TashiError:
@@ -337,11 +336,14 @@ class NodeService:
                 await self._cleanup(iid, None)
                 await asyncio.to_thread(self.disks.discard, iid)
                 continue
-            disks = [DiskConfig(uri=d.uri, persistent=d.persistent) for d in instance.disks]
-            prepared = await asyncio.to_thread(self.disks.adopt, iid, disks)
+            prepared = await asyncio.to_thread(self.disks.adopt, iid, _disks_of(instance))
             status = alive[iid]
             self._vms[iid] = _Vm(instance, prepared, vm_id=status.vm_id, state=status.state)
         return sorted(self._vms)
 
     async def close(self) -> None:
         await self._tasks.cancel()
+
+
+def _disks_of(instance: InstanceWire) -> list[DiskConfig]:
+    return [DiskConfig(uri=d.uri, persistent=d.persistent) for d in instance.disks]
