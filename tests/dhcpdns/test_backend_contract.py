@@ -35,11 +35,6 @@ N7, N8 = NetworkId(7), NetworkId(8)
 SERVERS = {N7: "198.19.7.1", N8: "198.19.8.1"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def entry(instance: int, nic: int, network: NetworkId, host: int, name: str) -> HostEntry:
     return HostEntry(
         InstanceId(instance),

@@ -46,11 +46,6 @@ print(" ".join(answers) or dns.rcode.to_text(reply.rcode()))
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @contextmanager
 def namespaces(count: int) -> Iterator[list[str]]:
     names = [f"tashi-t-{secrets.token_hex(4)}" for _ in range(count)]

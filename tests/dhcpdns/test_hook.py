@@ -6,7 +6,7 @@ withdraws; ``start`` rebuilds the backend from the cluster's instances; errors a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,12 @@ from tashi.domain.ids import InstanceId, NetworkId
 from tashi.scheduler.cmclient import CmClient
 from tashi.scheduler.hooks import HookContext
 from tests.e2e.harness import Cluster
-from tests.scheduler.live import agent_client, cluster
+from tests.scheduler.live import cluster
 
 pytestmark = pytest.mark.anyio
 
 RANGES = {"ipRange1": "198.19.1.10-198.19.1.12", "ipRange2": "198.19.2.10-198.19.2.250"}
 OPTIONS = {**RANGES, "backend": "fake", "dnsDomain": "tashi.test"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +36,6 @@ def cm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.admin.add_network(NetworkIn(id=2, name="second"))
         c.admin.add_network(NetworkIn(id=3, name="unranged"))
         yield c
-
-
-@pytest.fixture
-async def agent(cm: Cluster) -> AsyncIterator[CmClient]:
-    client = agent_client(cm)
-    await client.login()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture

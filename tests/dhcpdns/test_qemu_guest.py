@@ -35,11 +35,6 @@ SERVER, GUEST, GUEST1 = "198.19.9.1", "198.19.9.42", "198.19.9.43"
 MAC, MAC1 = "52:54:00:09:00:2a", "52:54:00:09:00:2b"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def tiny_image() -> Path:
     lines: list[str] = []

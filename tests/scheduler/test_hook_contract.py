@@ -21,7 +21,7 @@ from tashi.scheduler import hookload
 from tashi.scheduler.cmclient import CmClient
 from tashi.scheduler.hooks import HookContext, InstanceHook
 from tests.e2e.harness import Cluster
-from tests.scheduler.live import agent_client, cluster
+from tests.scheduler.live import cluster
 
 pytestmark = pytest.mark.anyio
 
@@ -31,26 +31,11 @@ OPTIONS = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def cm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with cluster(tmp_path_factory.mktemp("cm"), nodes=1) as c:
         c.admin.add_network(NetworkIn(id=2, name="second"))
         yield c
-
-
-@pytest.fixture
-async def agent(cm: Cluster) -> AsyncIterator[CmClient]:
-    client = agent_client(cm)
-    await client.login()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture(params=sorted(OPTIONS))
