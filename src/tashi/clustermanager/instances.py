@@ -38,7 +38,7 @@ from tashi.domain.models import (
     Usage,
 )
 from tashi.domain.operations import InstanceQuery, VmRequest
-from tashi.domain.states import Action, HostState, InstanceState, next_state
+from tashi.domain.states import Action, InstanceState, next_state
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 RESUME_HINT = "__resume_source"
@@ -277,7 +277,6 @@ class InstanceService:
         target = await self._db.read(lambda tx: refs.host(tx, target_ref))
         if target.id == inst.host_id:
             raise InvalidInput(f"{inst.name!r} already runs on host {target.name!r}")
-        _usable(target)
         source = await self._host_of(inst)
         self._migrations.begin(inst, target.id)
         try:
@@ -372,10 +371,10 @@ class InstanceService:
             membership.check_alone(tx, inst)
             action = Action.resume_on_host if inst.hints.get(RESUME_HINT) else Action.activate
             target = next_state(inst.state, action)
-            claims.usable(host)
-            claims.admits(host, inst)
             if action is Action.activate and needs_copy(inst):
-                return inst, host, None  # the copies first; PreparingDisk claims (below)
+                claims.usable(host)  # before the copies; PreparingDisk claims (below)
+                claims.admits(host, inst)
+                return inst, host, None
             locked = claims.check(tx, inst, host, rates, self.incoming(host.id, inst.id))
             changes = InstanceChanges(host_id=host.id, clear_reason=True)
             moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
@@ -485,10 +484,3 @@ class InstanceService:
 def suspend_file(inst: Instance) -> str:
     """Where an instance's saved state goes, relative to the suspend area."""
     return f"{inst.id}_{inst.name}.gz"
-
-
-def _usable(host: Host) -> None:
-    if not host.up:
-        raise InvalidState(f"host {host.name!r} is down")
-    if host.state is not HostState.Normal:
-        raise InvalidState(f"host {host.name!r} is {host.state.name}, not Normal")
