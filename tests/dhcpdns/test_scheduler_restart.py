@@ -13,53 +13,24 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tashi.api.schemas import CreateManyIn, DiskIn, InstanceOut
-from tashi.devcluster.processes import BIN, stop_child, write_config
 from tests.e2e.harness import Cluster, wait_for
-from tests.scheduler.live import AGENT, AGENT_PASSWORD, cluster
+from tests.scheduler.live import cluster, scheduler_config, scheduler_process
 
 RANGE = "198.19.1.10-198.19.1.250"
 
 
 def config(c: Cluster, dnsmasq: Path, **dhcpdns: str) -> Path:
-    return write_config(
-        c.root / "agent.cfg",
-        {
-            "Client": {"clusterManagerHost": "127.0.0.1", "clusterManagerPort": c.cm.port},
-            "AccessClusterManager": {"username": AGENT, "password": AGENT_PASSWORD},
-            "Scheduler": {"scheduleDelay": 0.5, "hook1": "DhcpDns"},
-            "DhcpDns": {
-                "ipRange1": RANGE,
-                "dnsDomain": "tashi.test",
-                "dnsmasqDir": dnsmasq,
-                **dhcpdns,
-            },
-            "Logging": {"level": "INFO"},
-        },
-    )
+    options = {"ipRange1": RANGE, "dnsDomain": "tashi.test", "dnsmasqDir": dnsmasq, **dhcpdns}
+    return scheduler_config(c, "agent", {"DhcpDns": options}, hook1="DhcpDns")
 
 
-@contextmanager
-def scheduler(c: Cluster, path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def scheduler(c: Cluster, path: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """A ``tashi-scheduler``; the test stops it (by pid); stopped here at the latest."""
-    env = {"HOME": str(c.root / "home"), "TASHI_CONFIG": str(path), "PATH": "/usr/bin:/bin"}
-    with (c.root / "scheduler.log").open("ab") as out:
-        process = subprocess.Popen(
-            [str(BIN / "tashi-scheduler")],
-            cwd=c.root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        yield process
-    finally:
-        stop_child(process)
+    return scheduler_process(c, path, c.root / "scheduler.log")
 
 
 def create(c: Cluster, basename: str, count: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,7 +55,14 @@ def agent_client(c: Cluster) -> CmClient:
     )
 
 
-def scheduler_config(c: Cluster, name: str, **scheduler: object) -> Path:
+def scheduler_config(
+    c: Cluster,
+    name: str,
+    sections: Mapping[str, Mapping[str, object]] | None = None,
+    **scheduler: object,
+) -> Path:
+    """``<name>.cfg`` for a scheduler of this cluster: ``[Scheduler]`` options as keywords,
+    other sections (a hook's) in ``sections``."""
     return write_config(
         c.root / f"{name}.cfg",
         {
@@ -63,6 +70,7 @@ def scheduler_config(c: Cluster, name: str, **scheduler: object) -> Path:
             "AccessClusterManager": {"username": AGENT, "password": AGENT_PASSWORD},
             "Scheduler": {"scheduleDelay": 0.5, **scheduler},
             "Logging": {"level": "INFO"},
+            **(sections or {}),
         },
     )
 
@@ -72,8 +80,15 @@ def scheduler(
     c: Cluster, name: str = "sched", **options: object
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``tashi-scheduler`` process, stopped by pid (SIGTERM) at the end."""
-    config = scheduler_config(c, name, **options)
-    log = c.root / f"{name}.log"
+    config = scheduler_config(c, name, None, **options)
+    with scheduler_process(c, config, c.root / f"{name}.log") as process:
+        yield process
+
+
+@contextmanager
+def scheduler_process(c: Cluster, config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``tashi-scheduler`` with the configuration file ``config``, its output appended to
+    ``log``; stopped by pid (SIGTERM) at the end if still running."""
     env = {"HOME": str(c.root / "home"), "TASHI_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
     with log.open("ab") as out:
         process = subprocess.Popen(
