@@ -129,11 +129,12 @@ class Agent:
             self.client.hosts(), self.client.instances(), self.client.priorities()
         )
         snapshot = snap.build(hosts, instances, priorities)
-        await self._destroyed(instances)
+        by_id = {i.id: i for i in instances}
+        await self._destroyed(by_id)
         work = _Round(
             snapshot=snapshot,
             planner=self.policy.plan(snapshot),
-            instances={i.id: i for i in instances},
+            instances=by_id,
             hosts={h.id: h for h in hosts},
         )
         self._forget_backoffs_if_capacity_grew(snapshot)
@@ -313,10 +314,9 @@ class Agent:
 
     # --- hooks after destroy ------------------------------------------------------------
 
-    async def _destroyed(self, instances: Sequence[InstanceOut]) -> None:
-        now = {i.id: i for i in instances}
+    async def _destroyed(self, now: dict[int, InstanceOut]) -> None:
         gone = [old for iid, old in self._known.items() if iid not in now]
-        gone += [i for i in instances if i.state == "Exited" and i.id in self._known]
+        gone += [i for i in now.values() if i.state == "Exited" and i.id in self._known]
         self._known = {iid: i for iid, i in now.items() if i.state != "Exited"}
         for old in gone:
             for hook in self.hooks:
