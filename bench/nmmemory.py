@@ -3,8 +3,9 @@ in MB of 10^6 bytes.
 
 A fresh node manager (``n3``, so nothing earlier in the run has touched it) is started and its
 RSS read as soon as its host is up: the baseline, an idle ``tashi-nm`` right after start. After
-two more heartbeats it is read again: 0 VMs. Then N small instances are made with one
-``createMany`` and activated on it one by one through the cluster manager, each once the guest
+two more heartbeats it is read again: 0 VMs. Then N small instances are made (``createVm``;
+a ``createMany`` would be a group, placed all at once) and activated on it one by one through
+the cluster manager, each once the guest
 before it has printed its console marker (the RSS is read then); once two more heartbeats have
 gone, the RSS is read with N VMs, next to each qemu's own RSS (what a VM costs the host in any
 case). One at a time because on two cores, twenty guests booting at once under TCG starve each
@@ -26,7 +27,7 @@ from typing import Any
 from bench.bareqemu import alive, wait_marker
 from bench.cluster import BenchError
 from bench.nodecluster import HEARTBEAT, NodeCluster, rss_mb, wait_for
-from tashi.api.schemas import CreateManyIn, DiskIn
+from tashi.api.schemas import DiskIn, InstanceIn
 from tashi.images.markers import UP
 
 NODE = "n3"
@@ -80,9 +81,11 @@ def measure(cluster: NodeCluster, vms: int, memory: int, say: Say) -> MemoryResu
         f" {results.idle_mb:.1f} MB idle; starting {vms} VMs of {memory} MB"
     )
     disks = [DiskIn(uri=cluster.image)]
-    made = cluster.admin.create_many(
-        CreateManyIn(basename="mem", count=vms, memory=memory, disks=disks, nics=[])
-    )
+    # One createVm each, not one createMany: a createMany is a group, placed all at once.
+    made = [
+        cluster.admin.create_vm(InstanceIn(name=f"mem-{n}", memory=memory, disks=disks, nics=[]))
+        for n in range(vms)
+    ]
     pids: dict[int, int] = {}
     for inst in made:
         t0 = time.monotonic()
