@@ -309,7 +309,7 @@ def place(
         tx.instances.transition(inst.id, S.Pending, state, now=T0, changes=changes)
 
 
-def test_usage_and_names_by_host_cover_only_the_given_states_and_placed_instances(
+def test_usage_by_host_covers_only_the_given_states_and_placed_instances(
     store: Store,
 ) -> None:
     owner = seed(store)
@@ -325,16 +325,13 @@ def test_usage_and_names_by_host_cover_only_the_given_states_and_placed_instance
     with store.transaction(write=False) as tx:
         running = tx.instances.usage_by_host([S.Running])
         live = tx.instances.usage_by_host([S.Running, S.Activating, S.MigrateTrans, S.Held])
-        names = tx.instances.names_by_host([S.Running, S.Activating, S.MigrateTrans])
-        none = (tx.instances.usage_by_host([]), tx.instances.names_by_host([]))
+        none = tx.instances.usage_by_host([])
         pending = tx.instances.usage_by_host([S.Pending])
     assert running == {1: Usage(1, 256, 1), 2: Usage(2, 3072, 6)}
     assert list(running) == [1, 2]
     assert live == {1: Usage(1, 256, 1), 2: Usage(3, 3328, 7), 5: Usage(1, 512, 3)}
     assert list(live) == [1, 2, 5]
-    assert names == {1: ["r3"], 2: ["r1", "r2", "a1"], 5: ["m1"]}
-    assert list(names) == [1, 2, 5]
-    assert none == ({}, {}) and pending == {}
+    assert none == {} and pending == {}
     assert all(type(v) is int for u in live.values() for v in (u.instances, u.memory, u.cores))
 
 

@@ -151,10 +151,6 @@ class InstanceRepository(Protocol):
         their memory and cores, summed by the store in one query without reading the
         instances (activateVm's claim, under the host's lock). ``Usage()`` when it has none."""
 
-    def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
-        """For each host, the names of its instances in ``states`` in id order (getVmLayout),
-        in one query. Same keys as ``usage_by_host``."""
-
 
 class HostRepository(Protocol):
     def add(self, name: str, *, memory: int, cores: int, version: str, now: datetime) -> Host:

@@ -256,12 +256,6 @@ class _Instances:
         ]
         return Usage(len(placed), sum(i.memory for i in placed), sum(i.cores for i in placed))
 
-    def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
-        names: dict[HostId, list[str]] = {}
-        for host_id, inst in self._on_hosts(states):
-            names.setdefault(host_id, []).append(inst.name)
-        return names
-
 
 class _Hosts:
     def __init__(self, t: _Tables) -> None:

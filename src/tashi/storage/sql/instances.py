@@ -253,14 +253,6 @@ class SqlInstances:
         count, memory, cores = self._db.execute(_USAGE_ON, params).one()
         return Usage(int(count), int(memory), int(cores))  # MariaDB sums are Decimals
 
-    def names_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, list[str]]:
-        c = t_inst.c
-        query = sa.select(c.host_id, c.name).where(*_on_hosts(states)).order_by(c.host_id, c.id)
-        names: dict[HostId, list[str]] = {}
-        for host, name in self._db.execute(query):
-            names.setdefault(host, []).append(name)
-        return names
-
     def _cas_failure(self, instance_id: InstanceId, expected: InstanceState) -> TashiError:
         """Why a compare-and-swap matched no row: the row is gone, or its state moved on."""
         query = sa.select(t_inst.c.state).where(t_inst.c.id == instance_id)
