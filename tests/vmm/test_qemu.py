@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -26,10 +27,20 @@ from tashi.images import markers
 from tashi.vmm import statefile
 from tashi.vmm.base import Capability, DiskSpec, ExitReason, NicSpec, VmmCall
 from tashi.vmm.base import VmState as S
+from tashi.vmm.qemu import bootslots, process
 from tashi.vmm.qemu.cmdline import VmPaths
 from tashi.vmm.qemu.driver import QemuDriver
 from tests.images.guests import SUBNET, PrivateNetwork, random_mac, require_programs
-from tests.vmm.lab import CGROUP_ROOT, Lab, next_exit, next_id, qemus_under, wait_marker
+from tests.vmm.lab import (
+    BOOT_TIMEOUT,
+    CGROUP_ROOT,
+    Lab,
+    console,
+    next_exit,
+    next_id,
+    qemus_under,
+    wait_marker,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -216,8 +227,124 @@ async def test_host_info_offers_memory_less_the_reserve(lab: Lab) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [QemuSettings(accel="fast"), QemuSettings(suspend_compression="bzip2")]
+    "bad",
+    [
+        QemuSettings(accel="fast"),
+        QemuSettings(suspend_compression="bzip2"),
+        QemuSettings(boot_slots="many"),
+    ],
 )
 def test_settings_are_checked_at_start_up(bad: QemuSettings) -> None:
     with pytest.raises(InvalidInput, match=r"\[Qemu\]"):
         QemuDriver(replace(bad, use_cgroups=False))
+
+
+# --- boot slots (tashi.vmm.qemu.bootslots) ----------------------------------------------
+
+
+def one_boot_slot(lab: Lab, tmp_path: Path) -> Path:
+    """This lab's drivers share one boot slot of their own (not the machine's)."""
+    slots = tmp_path / "slots"
+    lab.settings = replace(lab.settings, boot_slots="1", boot_slot_dir=slots)
+    return slots
+
+
+def made_waiting(pid: int) -> bool:
+    """Whether qemu was made with its CPUs stopped (-S), to wait for a boot slot."""
+    return "-S" in process.cmdline_of(pid)
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+async def wait_logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    async with asyncio.timeout(BOOT_TIMEOUT):
+        while not logged(caplog, text):
+            await asyncio.sleep(0.05)
+
+
+async def test_with_one_boot_slot_guests_boot_one_after_another(
+    lab: Lab, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tashi.vmm.qemu.driver")
+    one_boot_slot(lab, tmp_path)
+    driver = lab.driver()
+    specs = [lab.spec(next_id()) for _ in range(3)]
+    started = [await driver.start(spec) for spec in specs]
+    assert [s.state for s in started] == [S.running] * 3  # to the cluster, all run
+    assert [made_waiting(s.vm_id) for s in started] == [False, True, True]
+    for spec in specs:
+        await wait_marker(driver, spec.instance_id, markers.UP)
+    assert logged(caplog, "its CPUs run") == [
+        f"instance {spec.instance_id}: boot slot 0: its CPUs run" for spec in specs[1:]
+    ]
+    for spec in specs:
+        await driver.destroy(spec.instance_id)
+        assert (await next_exit(driver, spec.instance_id)).reason is ExitReason.destroyed
+    await driver.close()
+
+
+async def test_a_vm_paused_while_it_waits_for_a_slot_runs_when_unpaused(
+    lab: Lab, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tashi.vmm.qemu.driver")
+    one_boot_slot(lab, tmp_path)
+    driver = lab.driver()
+    first, second = lab.spec(next_id()), lab.spec(next_id())
+    await driver.start(first)
+    waiting = await driver.start(second)
+    await driver.pause(second.instance_id)
+    assert [s.state for s in await driver.list() if s.instance_id == second.instance_id] == [
+        S.paused
+    ]
+    await wait_logged(caplog, f"instance {second.instance_id}: left the boot queue")
+    await wait_marker(driver, first.instance_id, markers.UP)
+    assert not (await console(driver, second.instance_id)).strip()  # its CPUs never ran
+    cpu = bootslots.cpu_seconds_of(waiting.vm_id)
+    assert cpu is not None and cpu < 1.0  # making the machine only; a boot takes more
+    await driver.unpause(second.instance_id)  # no waiting now: it was the user's pause
+    await wait_marker(driver, second.instance_id, markers.UP)
+    for spec in (first, second):
+        await driver.destroy(spec.instance_id)
+        await next_exit(driver, spec.instance_id)
+    await driver.close()
+
+
+async def test_shutting_down_a_vm_that_waits_for_a_slot_ends_it_at_once(
+    lab: Lab, tmp_path: Path
+) -> None:
+    one_boot_slot(lab, tmp_path)
+    driver = lab.driver()
+    first, second = lab.spec(next_id()), lab.spec(next_id())
+    await driver.start(first)
+    await driver.start(second)
+    await driver.shutdown(second.instance_id)  # no guest to power off: qemu itself goes
+    assert (await next_exit(driver, second.instance_id)).reason is ExitReason.poweroff
+    await driver.destroy(first.instance_id)
+    await next_exit(driver, first.instance_id)
+    await driver.close()
+
+
+async def test_a_restarted_node_manager_boots_the_vms_still_waiting(
+    lab: Lab, tmp_path: Path
+) -> None:
+    one_boot_slot(lab, tmp_path)
+    before = lab.driver()
+    first, second = lab.spec(next_id()), lab.spec(next_id())
+    await before.start(first)
+    waiting = await before.start(second)
+    assert made_waiting(waiting.vm_id)
+    await before.close()  # the node manager goes; its VMs and its slot's lock do not stay
+    after = lab.driver()
+    adopted = await after.adopt([first.state_dir, second.state_dir])
+    assert {(s.instance_id, s.state) for s in adopted} == {
+        (first.instance_id, S.running),
+        (second.instance_id, S.running),
+    }
+    await wait_marker(after, second.instance_id, markers.UP)
+    await wait_marker(after, first.instance_id, markers.UP)
+    for spec in (first, second):
+        await after.destroy(spec.instance_id)
+        await next_exit(after, spec.instance_id)
+    await after.close()

@@ -625,6 +625,26 @@ class QemuSettings:
         Path("/sys/fs/cgroup/cpu/tashi"),
         "Parent cgroup of the VMs' groups (created when missing).",
     )
+    boot_slots: str = option(
+        "bootSlots",
+        "auto",
+        "Most guests of this machine booting at once (see docs/adr/0011-boot-slots.md): auto"
+        " (two per processor), off, or a number. A VM started while all are taken is made with"
+        " its CPUs stopped and runs when one frees; it holds its slot until its qemu uses under"
+        " a quarter of a core or bootHold passes. Node managers sharing bootSlotDir share them.",
+    )
+    boot_slot_dir: Path = option(
+        "bootSlotDir",
+        Path("/run/tashi/boot-slots"),
+        "Directory of the boot slots' lock files: one per machine, whatever number of node"
+        " managers run on it.",
+    )
+    boot_hold: float = option(
+        "bootHold",
+        30.0,
+        "Seconds a booting VM holds its boot slot at most, however busy it stays.",
+        minimum=0.5,
+    )
     vnc_host: str = option(
         "vncHost",
         "",

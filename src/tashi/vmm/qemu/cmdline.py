@@ -90,6 +90,7 @@ class Launch:
     machine: str = "pc"
     incoming: bool = False  # -incoming defer: wait for a migration or restore stream
     netns: str | None = None  # run qemu in this network namespace (where its taps are)
+    hold: bool = False  # -S: make everything but do not run the CPUs (waiting for a boot slot)
 
 
 def build_argv(spec: VmSpec, launch: Launch, paths: VmPaths) -> list[str]:
@@ -112,6 +113,8 @@ def build_argv(spec: VmSpec, launch: Launch, paths: VmPaths) -> list[str]:
     argv += _disks(spec) + _nics(spec) + _boot(spec)
     if launch.incoming:
         argv += ["-incoming", "defer"]
+    elif launch.hold:
+        argv += ["-S"]
     return argv
 
 

@@ -19,7 +19,7 @@ import builtins
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from tashi.vmm.base import (
     check_cpu_share,
     check_movable,
 )
-from tashi.vmm.qemu import calls, cgroups, probe, process, transfer
+from tashi.vmm.qemu import bootslots, calls, cgroups, probe, process, transfer
 from tashi.vmm.qemu.cmdline import Launch, VmPaths, build_argv
 from tashi.vmm.qemu.vm import QemuVm, state_of
 
@@ -74,6 +74,8 @@ class QemuDriver:
         self._accel: str | None = None
         self._opening = asyncio.Lock()
         self._migrations = asyncio.Semaphore(settings.max_parallel_migrations)
+        slots = bootslots.parse_count(settings.boot_slots)
+        self._slots = bootslots.BootSlots(settings.boot_slot_dir, slots) if slots else None
         self._boot_id = process.boot_id()
         self._host_name = socket.gethostname()
 
@@ -145,27 +147,36 @@ class QemuDriver:
         if isinstance(incoming, Path) and not incoming.is_file():
             raise NotFound(f"there is no suspend file {incoming}")
         paths = VmPaths(spec.state_dir)
+        booting = incoming is None and self._slots is not None
+        slot = self._slots.try_take() if booting and self._slots is not None else None
         launch = Launch(
             self.settings.qemu_bin,
             self._accel,
             self.settings.machine,
             incoming=incoming is not None,
             netns=self._netns,
+            hold=booting and slot is None,
         )
         argv = build_argv(spec, launch, paths)
         spec.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._refuse_leftover(spec, paths)
-        statefile.write(paths.state, self._provisional(spec))
         try:
-            proc = await process.launch(
-                argv, paths.pidfile, paths.log, self.settings.launch_timeout
-            )
-        except BackendFailure:
-            for path in paths.made():  # qemu leaves its socket when it fails after making it
-                path.unlink(missing_ok=True)
-            statefile.remove(paths.state)
+            self._refuse_leftover(spec, paths)
+            statefile.write(paths.state, self._provisional(spec))
+            try:
+                proc = await process.launch(
+                    argv, paths.pidfile, paths.log, self.settings.launch_timeout
+                )
+            except BackendFailure:
+                for path in paths.made():  # qemu leaves its socket when it fails after making it
+                    path.unlink(missing_ok=True)
+                statefile.remove(paths.state)
+                raise
+        except BaseException:
+            if slot is not None:
+                slot.release()
             raise
         vm = self._attach(spec, paths, proc, self._accel)
+        vm.boot_queued = launch.hold
         try:
             if self._cgroups:  # no wait: a node manager that dies here finds the provisional
                 # file, and its adopt makes the same group again (``create`` is idempotent)
@@ -179,14 +190,52 @@ class QemuDriver:
             elif isinstance(incoming, MigrationTicket):
                 await transfer.listen(vm, incoming)
         except BaseException:
+            if slot is not None:
+                slot.release()
             vm.silent = True  # the caller hears of it from this raise, not an event
             await self._kill(vm, ExitReason.failed)
             raise
         vm.state = VmState.running if incoming is None else VmState.incoming
         log.info(
-            "instance %s: qemu pid %d started (%s)", spec.instance_id, proc.pid, vm.state.value
+            "instance %s: qemu pid %d started (%s%s)",
+            spec.instance_id,
+            proc.pid,
+            vm.state.value,
+            ", waiting for a boot slot" if vm.boot_queued else "",
         )
+        if booting:
+            self._supervise(self._boot(vm, slot), f"qemu-boot-{spec.instance_id}")
         return vm.status()
+
+    async def _boot(self, vm: QemuVm, slot: bootslots.Slot | None) -> None:
+        """Run a queued VM's CPUs once a boot slot is free; hold the slot while it boots."""
+        assert self._slots is not None
+        try:
+            if slot is None:
+                slot = await self._slots.take()
+                async with vm.lock:
+                    if not (vm.boot_queued and vm.process.alive()):
+                        log.info("instance %s: left the boot queue (paused or ended)", vm.iid)
+                        return
+                    try:
+                        await vm.monitor.execute("cont")
+                    except BackendFailure as exc:
+                        log.error("instance %s: cannot start its CPUs: %s", vm.iid, exc.message)
+                        vm.boot_queued = False
+                        await self._kill(vm, ExitReason.failed)
+                        return
+                    vm.boot_queued = False
+                    vm.save(self._boot_id)
+                log.info("instance %s: boot slot %d: its CPUs run", vm.iid, slot.index)
+            pid = vm.process.pid
+            why = await bootslots.until_booted(
+                lambda: bootslots.cpu_seconds_of(pid) if vm.process.alive() else None,
+                self.settings.boot_hold,
+            )
+            log.debug("instance %s: boot slot %d freed: %s", vm.iid, slot.index, why)
+        finally:
+            if slot is not None:
+                slot.release()
 
     def _provisional(self, spec: VmSpec) -> dict[str, Any]:
         return {"spec": statefile.spec_to_json(spec), "pid": None, "boot_id": self._boot_id}
@@ -212,10 +261,13 @@ class QemuDriver:
             emit=self._events.put_nowait,
         )
         self._vms[spec.instance_id] = vm
-        task = asyncio.create_task(self._watch(vm), name=f"qemu-watch-{spec.instance_id}")
+        self._supervise(self._watch(vm), f"qemu-watch-{spec.instance_id}")
+        return vm
+
+    def _supervise(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._watched)
-        return vm
 
     async def _watch(self, vm: QemuVm) -> None:
         await vm.process.exited()
@@ -266,16 +318,32 @@ class QemuDriver:
                 )
             except BackendFailure as exc:
                 log.error("instance %s: %s", vm.iid, exc.message)
-        vm.save(self._boot_id)
         try:
-            vm.state = state_of(str((await vm.monitor.execute("query-status"))["status"]))
+            run_state = str((await vm.monitor.execute("query-status"))["status"])
         except BackendFailure as exc:
             log.error(
                 "instance %s: adopted pid %d, but QMP does not answer: %s", vm.iid, proc.pid, exc
             )
+            run_state = "running"
+        vm.state = state_of(run_state)
+        # made with -S to wait for a boot slot, and still waiting: it waits again, here
+        vm.boot_queued = bool(doc.get("boot_queued")) and run_state == "prelaunch"
+        if vm.boot_queued:
             vm.state = VmState.running
+        vm.save(self._boot_id)
         log.info("instance %s: adopted qemu pid %d (%s)", vm.iid, proc.pid, vm.state.value)
+        if vm.boot_queued:
+            await self._queue_adopted(vm)
         return vm.status()
+
+    async def _queue_adopted(self, vm: QemuVm) -> None:
+        if self._slots is not None:
+            self._supervise(self._boot(vm, None), f"qemu-boot-{vm.iid}")
+            return
+        async with vm.lock:  # boot slots are off now: no reason to wait
+            await vm.monitor.execute("cont")
+            vm.boot_queued = False
+            vm.save(self._boot_id)
 
     def _find_process(self, doc: dict[str, Any], paths: VmPaths) -> process.Process | None:
         if doc.get("boot_id") != self._boot_id:
@@ -308,6 +376,11 @@ class QemuDriver:
         vm = self._get(instance_id)
         async with vm.lock:
             vm.expect(VmState.running, VmState.shutting_down, what="shut down")
+            if vm.boot_queued:  # its guest never ran: nothing to power off but qemu itself
+                vm.boot_queued = False
+                vm.state = VmState.shutting_down
+                await self._kill(vm, ExitReason.poweroff)
+                return
             await vm.monitor.execute("system_powerdown")
             vm.state = VmState.shutting_down
 
@@ -346,6 +419,9 @@ class QemuDriver:
                 vm.expect(other, what="unpause" if running else "pause")
                 await vm.monitor.execute(command)
                 vm.state = wanted
+                if vm.boot_queued:  # paused before its turn: unpausing runs it at once
+                    vm.boot_queued = False
+                    vm.save(self._boot_id)
 
     async def set_cpu_share(self, instance_id: InstanceId, share: int) -> None:
         vm = self._get(instance_id)

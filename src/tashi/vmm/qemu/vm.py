@@ -67,6 +67,7 @@ class QemuVm:
         self.lock = asyncio.Lock()
         self.exit_reason: ExitReason | None = None  # set by the command that ends the VM
         self.silent = False  # a start that failed: its end is not news
+        self.boot_queued = False  # made with -S, waiting for a boot slot (``bootslots``)
         self.helpers: list[Helper] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._shutdown: Mapping[str, Any] | None = None
@@ -102,6 +103,7 @@ class QemuVm:
                 "boot_id": boot_id,
                 "accel": self.accel,
                 "cgroup": None if self.cgroup is None else str(self.cgroup),
+                "boot_queued": self.boot_queued,
             },
         )
 
