@@ -21,7 +21,7 @@ PACKAGES=(
     python3 python3-venv python3-dev build-essential make
     postgresql mariadb-server
     qemu-system-x86 qemu-utils busybox-static dnsmasq-base dnsmasq-utils iproute2 cpio e2fsprogs
-    dosfstools mtools syslinux
+    dosfstools mtools syslinux lz4
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }

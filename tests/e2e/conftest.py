@@ -35,7 +35,7 @@ def tiny_image() -> Path:
 def bootloader_image(tiny_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A qcow2 booting from its own bootloader (SYSLINUX) like a cloud image: no sidecars."""
     return bootable.make_bootable(
-        boot.sidecar(tiny_image, boot.KERNEL_SUFFIX),
+        builder.bzimage_of(tiny_image),  # SYSLINUX needs the bzImage, not the ELF .kernel
         boot.sidecar(tiny_image, boot.INITRD_SUFFIX),
         tmp_path_factory.mktemp("bootloader") / "tashi-syslinux.qcow2",
     )

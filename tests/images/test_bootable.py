@@ -39,3 +39,11 @@ def test_the_filesystem_holds_both_files_with_room_to_spare(tmp_path: Path) -> N
 def test_an_image_name_the_store_would_refuse_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not an image name"):
         bootable.make_bootable(tmp_path / "k", tmp_path / "i", tmp_path / "a b.qcow2")
+
+
+def test_a_kernel_that_is_not_a_bzimage_is_refused(tmp_path: Path) -> None:
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(1024))  # what a PVH .kernel sidecar is
+    with pytest.raises(InvalidInput, match="not a bzImage"):
+        bootable.make_bootable(kernel, tmp_path / "i", tmp_path / "boot.qcow2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vmlinux"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tashi.domain.errors import InvalidInput
-from tashi.images import boot, builder, cli
+from tashi.domain.errors import BackendFailure, InvalidInput
+from tashi.images import boot, builder, cli, vmlinux
 from tashi.images.store import ImageStore
 
 MIB = 1024 * 1024
@@ -44,10 +44,23 @@ def test_the_store_holds_the_image_and_its_sidecars(built: builder.BuildOptions)
     assert image.size < 8 * MIB
     direct = boot.direct_boot_of(built.image)
     assert direct is not None
-    assert direct.cmdline == "console=ttyS0 root=/dev/vda rw quiet"
-    # Only the recipe stamp and the lock are left beside them: no build directory.
+    assert direct.cmdline == builder.DEFAULT_CMDLINE
+    assert direct.cmdline.startswith("console=ttyS0 root=/dev/vda rw quiet ")
+    # Only the recipe stamp, the lock and the bzImage are left beside them: no build directory.
     hidden = sorted(p.name for p in built.out_dir.iterdir() if p.name.startswith("."))
-    assert hidden == [".tashi-tiny.lock", ".tashi-tiny.qcow2.recipe"]
+    assert hidden == [".tashi-tiny.lock", ".tashi-tiny.qcow2.bzimage", ".tashi-tiny.qcow2.recipe"]
+
+
+def test_the_kernel_is_the_elf_vmlinux_with_a_pvh_entry_and_the_bzimage_is_kept(
+    built: builder.BuildOptions, tmp_path: Path
+) -> None:
+    kernel = boot.sidecar(built.image, boot.KERNEL_SUFFIX).read_bytes()
+    assert kernel.startswith(b"\x7fELF") and vmlinux.has_pvh_note(kernel)  # Debian: CONFIG_PVH
+    bzimage = builder.bzimage_of(built.image)
+    assert vmlinux.is_bzimage(bzimage)
+    assert vmlinux.extract_pvh(bzimage, tmp_path / "vmlinux").ok
+    assert (tmp_path / "vmlinux").read_bytes() == kernel
+    assert bzimage.stat().st_size < len(kernel) / 2  # compressed: about 14 MB against 53 MB
 
 
 def test_the_initramfs_loads_the_modules_in_dependency_order(built: builder.BuildOptions) -> None:
@@ -109,3 +122,8 @@ def test_the_cli_reports_a_failure_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith("tashi-image: error: apt-get is not installed")
     assert err.count("\n") == 1
+
+
+def test_an_image_without_its_bzimage_says_to_build_again(tmp_path: Path) -> None:
+    with pytest.raises(BackendFailure, match="build it again"):
+        builder.bzimage_of(tmp_path / "tashi-tiny.qcow2")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tashi.images import boot, bootable, markers
+from tashi.images import boot, bootable, builder, markers
 from tests.images.guests import SUBNET, PrivateNetwork, random_mac, require_programs, running
 
 POWEROFF_TIMEOUT = 30.0
@@ -51,7 +51,7 @@ def test_an_image_with_its_own_bootloader_boots_to_the_up_marker(
 ) -> None:
     require_programs("qemu-system-x86_64", "qemu-img", "mkfs.vfat", "mcopy", "syslinux")
     image = bootable.make_bootable(
-        boot.sidecar(tiny_image, boot.KERNEL_SUFFIX),
+        builder.bzimage_of(tiny_image),  # SYSLINUX needs the bzImage, not the ELF .kernel
         boot.sidecar(tiny_image, boot.INITRD_SUFFIX),
         tmp_path / "store" / "tashi-syslinux.qcow2",
     )

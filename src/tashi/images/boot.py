@@ -8,6 +8,11 @@ directly, with ``-kernel``/``-initrd``/``-append``::
     tashi-tiny.qcow2.initrd     -initrd   (optional)
     tashi-tiny.qcow2.cmdline    -append   (optional; one line of text)
 
+The ``.kernel`` file is whatever QEMU's ``-kernel`` loads: a bzImage, or an uncompressed ELF
+``vmlinux`` with a PVH entry point, which QEMU (``-M pc`` or q35) boots through PVH, skipping the
+real-mode setup and the decompression; the tiny guest's is the latter. A bootloader such as
+SYSLINUX cannot load an ELF vmlinux (``tashi.images.builder.bzimage_of`` keeps the bzImage).
+
 An image without a ``.kernel`` file is booted from its own bootloader, like any cloud image.
 ``tashi-image build`` writes the sidecars (``tashi.images.builder``); the node manager reads them
 with ``direct_boot_of``. See ``docs/guest-image.md``.

@@ -2,7 +2,9 @@
 
 Tashi has no cloud image to download, yet a user's own image (a disk with a bootloader, no
 ``.kernel`` sidecar) must boot. This makes one from the tiny guest's kernel and initrd, so that the
-tests can prove it, without root, mounts or loop devices:
+tests can prove it, without root, mounts or loop devices. The kernel must be a bzImage: the tiny
+guest's ``.kernel`` sidecar is an ELF vmlinux that only QEMU's PVH boot loads, so take
+``tashi.images.builder.bzimage_of(image)``.
 
 1. a raw file holding a FAT filesystem on the whole file (``mkfs.vfat``, a "superfloppy": no
    partition table; SeaBIOS boots its boot sector like an MBR);
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from tashi.domain import validation
 from tashi.domain.errors import InvalidInput
+from tashi.images import vmlinux
 from tashi.images.commands import require, run
 
 DEFAULT_CMDLINE = "console=ttyS0 root=initramfs quiet"
@@ -61,8 +64,11 @@ def make_bootable(kernel: Path, initrd: Path, out: Path, *, cmdline: str = DEFAU
     """Write ``out`` (a qcow2 booting ``kernel`` + ``initrd`` through SYSLINUX) and return it.
 
     The work happens in a hidden directory beside ``out``; ``out`` appears whole or not at all.
-    Raises ``BackendFailure`` when a program is missing or fails."""
+    Raises ``BackendFailure`` when a program is missing or fails, ``InvalidInput`` when
+    ``kernel`` is not a bzImage."""
     validation.image_name(out.name)  # InvalidInput for a name the image store would refuse
+    if not vmlinux.is_bzimage(kernel):
+        raise InvalidInput(f"{kernel} is not a bzImage, which SYSLINUX needs")
     for program in REQUIRED_PROGRAMS:
         require(program)
     out.parent.mkdir(parents=True, exist_ok=True)

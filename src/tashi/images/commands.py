@@ -68,6 +68,7 @@ _PACKAGE_OF = {
     "dpkg-deb": "dpkg",
     "mke2fs": "e2fsprogs",
     "qemu-img": "qemu-utils",
+    "lz4": "lz4",
     "mkfs.vfat": "dosfstools",
     "mcopy": "mtools",
     "syslinux": "syslinux",
