@@ -54,6 +54,8 @@ def retarget(argv: list[str], moves: dict[str, str], keep_out: Path) -> list[str
     in ``/``); ``BenchError`` if any argument still names something under ``keep_out``."""
     out = []
     for arg in argv:
+        if arg == "-S":  # the node manager's VM waited for a boot slot; a bare one never does
+            continue
         for old, new in moves.items():
             arg = arg.replace(old, new)
         out.append(arg)
