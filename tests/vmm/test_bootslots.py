@@ -153,13 +153,35 @@ async def test_a_qemu_that_ends_gives_its_slot_up() -> None:
     assert why == "qemu ended"
 
 
-def test_cpu_seconds_of_a_process_and_of_none() -> None:
-    mine = bootslots.cpu_seconds_of(os.getpid())
-    assert mine is not None and mine > 0
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
+def test_cpu_demand_counts_waiting_for_a_processor_as_well_as_running() -> None:
+    """Two busy processes pinned to one processor: each runs about half the time and waits on
+    the run queue the other half, so the demand of each is about twice its use."""
+    script = (
+        "import os, sys, time\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "partner = os.fork()\n"
+        "end = time.monotonic() + 1.0\n"
+        "while time.monotonic() < end: pass\n"
+        "if partner == 0: os._exit(0)\n"
+        "os.waitpid(partner, 0)\n"
+        "sys.stdout.write('done\\n'); sys.stdout.flush(); sys.stdin.read()\n"
     )
-    assert bootslots.cpu_seconds_of(int(done.stdout)) is None
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert spinner.stdout is not None
+        assert spinner.stdout.readline().strip() == "done"
+        demand = bootslots.cpu_demand_of(spinner.pid)
+        used = cpu_seconds(spinner.pid)
+        assert demand is not None
+        assert demand > used * 1.3, (demand, used)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert bootslots.cpu_demand_of(spinner.pid) is None
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -301,7 +301,7 @@ async def test_a_vm_paused_while_it_waits_for_a_slot_runs_when_unpaused(
     await wait_logged(caplog, f"instance {second.instance_id}: left the boot queue")
     await wait_marker(driver, first.instance_id, markers.UP)
     assert not (await console(driver, second.instance_id)).strip()  # its CPUs never ran
-    cpu = bootslots.cpu_seconds_of(waiting.vm_id)
+    cpu = bootslots.cpu_demand_of(waiting.vm_id)
     assert cpu is not None and cpu < 1.0  # making the machine only; a boot takes more
     await driver.unpause(second.instance_id)  # no waiting now: it was the user's pause
     await wait_marker(driver, second.instance_id, markers.UP)

@@ -6,8 +6,9 @@ so finely that each boot costs more (measured on this machine with 100 bare qemu
 guest launched all at once, 2.21 with at most two booting), and no guest is up before all are
 nearly done. So the driver lets at most ``count`` guests boot at a time: a VM started while every
 slot is taken is launched with ``-S`` (everything made, its CPUs not yet running) and continued
-when a slot frees. It then holds its slot until its qemu uses less than ``IDLE_CORES`` of a core
-over ``WINDOW`` seconds (the burst is over) or ``hold`` seconds have passed.
+when a slot frees. It then holds its slot until its qemu wants less than ``IDLE_CORES`` of a core
+over ``WINDOW`` seconds (the burst is over: its threads neither ran nor waited to run) or
+``hold`` seconds have passed.
 
 The slots are files in one directory, each held by an ``flock(2)``: the node managers of one
 machine (``tashi-cluster``'s virtual hosts are many on one machine) share the machine's slots,
@@ -28,7 +29,7 @@ from tashi.domain.errors import BackendFailure, InvalidInput
 
 POLL = 0.05  # seconds between tries of the first waiter (slots are freed by other processes too)
 WINDOW = 0.5  # seconds over which a booting VM's CPU use is measured
-IDLE_CORES = 0.25  # below this share of a core over WINDOW, the boot is over
+IDLE_CORES = 0.25  # a qemu wanting less of a core than this over WINDOW has booted
 SLOTS_PER_CPU = 2  # "auto": two per processor, so a freed slot never waits for the next boot
 
 
@@ -120,16 +121,16 @@ class BootSlots:
 
 
 async def until_booted(
-    cpu_seconds: Callable[[], float | None], hold: float, *, window: float = WINDOW
+    demand: Callable[[], float | None], hold: float, *, window: float = WINDOW
 ) -> str:
-    """Wait until a booting VM's burst is over; why it ended, for the log. ``cpu_seconds``
-    reads the qemu's CPU time (``None`` once it is gone)."""
+    """Wait until a booting VM's burst is over; why it ended, for the log. ``demand`` reads
+    the seconds its qemu has run or waited to run (``cpu_demand_of``; ``None`` once gone)."""
     loop = asyncio.get_running_loop()
     start = before_at = loop.time()
-    before = cpu_seconds()
+    before = demand()
     while before is not None:
         await asyncio.sleep(window)
-        now, used = loop.time(), cpu_seconds()
+        now, used = loop.time(), demand()
         if used is None:
             break
         if (used - before) / max(now - before_at, 1e-3) < IDLE_CORES:
@@ -140,16 +141,21 @@ async def until_booted(
     return "qemu ended"
 
 
-def cpu_seconds_of(pid: int) -> float | None:
-    """User plus system CPU time of a process and all its threads; ``None`` once it is gone."""
+def cpu_demand_of(pid: int) -> float | None:
+    """Seconds the process's threads have run or waited to run (``/proc/PID/task/*/schedstat``:
+    time on a CPU, time runnable on a run queue); ``None`` once it is gone.
+
+    Demand, not use: a booting guest among many gets a small share of the processors and its
+    use alone would make it look idle; an idle guest neither runs nor waits."""
+    total_ns = 0
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
+    for task in tasks:
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        total_ns += int(fields[0]) + int(fields[1])
+    return total_ns / 1e9 if tasks else None

@@ -229,7 +229,7 @@ class QemuDriver:
                 log.info("instance %s: boot slot %d: its CPUs run", vm.iid, slot.index)
             pid = vm.process.pid
             why = await bootslots.until_booted(
-                lambda: bootslots.cpu_seconds_of(pid) if vm.process.alive() else None,
+                lambda: bootslots.cpu_demand_of(pid) if vm.process.alive() else None,
                 self.settings.boot_hold,
             )
             log.debug("instance %s: boot slot %d freed: %s", vm.iid, slot.index, why)
