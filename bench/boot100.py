@@ -9,7 +9,9 @@ memory"), one core and no NIC. Each host advertises cores and memory for exactly
 (``[Cluster] hostCores``/``hostMemory``, no over-commit), so the scheduler must spread them.
 
 Tashi: 100 ``createVm`` by a plain loop (the SDK's ``create_vm``); the clock runs from the
-first request until every VM's serial log (on whichever host) shows ``TASHI-GUEST-UP``. Not one
+first request until every VM's serial log (on whichever host) shows ``TASHI-GUEST-UP``. The node
+managers keep their default boot slots (ADR 0011: two per processor of the machine, shared by
+the virtual hosts), so four guests boot at a time and the rest wait with their CPUs stopped. Not one
 ``createMany``: its instances form a group that the scheduler places at once with
 ``activateGroup``, and a group of 100 under this load failed (the cluster manager did not answer
 the scheduler within its 30 s, members were Held, and after 90 s 8 of 100 were up: full run of
