@@ -46,11 +46,15 @@ phase() {  # phase TITLE COMMAND...: run one step, and say how long it took
 
 # --- the cluster manager process --------------------------------------------------------------
 
-is_our_cm() {  # is_our_cm PID: that pid is alive, not a zombie, and runs tashi-cm
+pid_alive() {  # pid_alive PID: that pid exists and is not a zombie
     local pid="$1" state
     [[ -r "/proc/$pid/stat" ]] || return 1
-    state="$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$pid/stat")"
-    [[ "$state" != Z ]] && grep -qa 'tashi-cm' "/proc/$pid/cmdline"
+    state="$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$pid/stat" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+
+is_our_cm() {  # is_our_cm PID: that pid is alive, not a zombie, and runs tashi-cm
+    pid_alive "$1" && grep -qa 'tashi-cm' "/proc/$1/cmdline"
 }
 
 stop_cm() {
@@ -60,11 +64,15 @@ stop_cm() {
     if is_our_cm "$pid"; then
         say "stopping the demo cluster manager (pid $pid)"
         kill "$pid"
-        while is_our_cm "$pid"; do
-            if ((waited >= 100)); then
+        # Until the process is gone, not only its command line: an exiting process's cmdline
+        # reads empty before it has finished dying.
+        while pid_alive "$pid"; do
+            if ((waited == 100)); then
                 say "pid $pid did not stop within 10 s of SIGTERM; sending SIGKILL"
                 kill -KILL "$pid" 2>/dev/null || true
-                break
+            elif ((waited >= 200)); then
+                say "pid $pid is still there 10 s after SIGKILL"
+                return 1
             fi
             sleep 0.1
             waited=$((waited + 1))

@@ -25,7 +25,7 @@ from tashi.config.settings import QemuSettings
 from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, Unavailable
 from tashi.images import markers
 from tashi.vmm import statefile
-from tashi.vmm.base import Capability, DiskSpec, ExitReason, NicSpec, VmmCall
+from tashi.vmm.base import Capability, DiskSpec, ExitReason, NicSpec, VmmCall, VmmDriver, VmSpec
 from tashi.vmm.base import VmState as S
 from tashi.vmm.qemu import bootslots, process
 from tashi.vmm.qemu.cmdline import VmPaths
@@ -258,6 +258,14 @@ def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
 
+async def end_all(driver: VmmDriver, *specs: VmSpec) -> None:
+    """Destroy the VMs (each ends as destroyed), then close the driver."""
+    for spec in specs:
+        await driver.destroy(spec.instance_id)
+        assert (await next_exit(driver, spec.instance_id)).reason is ExitReason.destroyed
+    await driver.close()
+
+
 async def wait_logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
     async with asyncio.timeout(BOOT_TIMEOUT):
         while not logged(caplog, text):
@@ -279,10 +287,7 @@ async def test_with_one_boot_slot_guests_boot_one_after_another(
     assert logged(caplog, "its CPUs run") == [
         f"instance {spec.instance_id}: boot slot 0: its CPUs run" for spec in specs[1:]
     ]
-    for spec in specs:
-        await driver.destroy(spec.instance_id)
-        assert (await next_exit(driver, spec.instance_id)).reason is ExitReason.destroyed
-    await driver.close()
+    await end_all(driver, *specs)
 
 
 async def test_a_vm_paused_while_it_waits_for_a_slot_runs_when_unpaused(
@@ -305,10 +310,7 @@ async def test_a_vm_paused_while_it_waits_for_a_slot_runs_when_unpaused(
     assert cpu is not None and cpu < 1.0  # making the machine only; a boot takes more
     await driver.unpause(second.instance_id)  # no waiting now: it was the user's pause
     await wait_marker(driver, second.instance_id, markers.UP)
-    for spec in (first, second):
-        await driver.destroy(spec.instance_id)
-        await next_exit(driver, spec.instance_id)
-    await driver.close()
+    await end_all(driver, first, second)
 
 
 async def test_shutting_down_a_vm_that_waits_for_a_slot_ends_it_at_once(
@@ -321,9 +323,7 @@ async def test_shutting_down_a_vm_that_waits_for_a_slot_ends_it_at_once(
     await driver.start(second)
     await driver.shutdown(second.instance_id)  # no guest to power off: qemu itself goes
     assert (await next_exit(driver, second.instance_id)).reason is ExitReason.poweroff
-    await driver.destroy(first.instance_id)
-    await next_exit(driver, first.instance_id)
-    await driver.close()
+    await end_all(driver, first)
 
 
 async def test_a_restarted_node_manager_boots_the_vms_still_waiting(
@@ -344,7 +344,4 @@ async def test_a_restarted_node_manager_boots_the_vms_still_waiting(
     }
     await wait_marker(after, second.instance_id, markers.UP)
     await wait_marker(after, first.instance_id, markers.UP)
-    for spec in (first, second):
-        await after.destroy(spec.instance_id)
-        await next_exit(after, spec.instance_id)
-    await after.close()
+    await end_all(after, first, second)
