@@ -146,36 +146,55 @@ class QemuDriver:
         check_cpu_share(spec.cpu_share)
         if isinstance(incoming, Path) and not incoming.is_file():
             raise NotFound(f"there is no suspend file {incoming}")
-        paths = VmPaths(spec.state_dir)
-        booting = incoming is None and self._slots is not None
-        slot = self._slots.try_take() if booting and self._slots is not None else None
+        slots = self._slots if incoming is None else None  # a boot, not a migration or resume
+        slot = slots.try_take() if slots is not None else None
         launch = Launch(
             self.settings.qemu_bin,
             self._accel,
             self.settings.machine,
             incoming=incoming is not None,
             netns=self._netns,
-            hold=booting and slot is None,
+            hold=slots is not None and slot is None,
         )
-        argv = build_argv(spec, launch, paths)
-        spec.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self._refuse_leftover(spec, paths)
-            statefile.write(paths.state, self._provisional(spec))
-            try:
-                proc = await process.launch(
-                    argv, paths.pidfile, paths.log, self.settings.launch_timeout
-                )
-            except BackendFailure:
-                for path in paths.made():  # qemu leaves its socket when it fails after making it
-                    path.unlink(missing_ok=True)
-                statefile.remove(paths.state)
-                raise
+            vm = await self._launch(spec, launch, incoming)
         except BaseException:
             if slot is not None:
                 slot.release()
             raise
-        vm = self._attach(spec, paths, proc, self._accel)
+        log.info(
+            "instance %s: qemu pid %d started (%s%s)",
+            spec.instance_id,
+            vm.process.pid,
+            vm.state.value,
+            ", waiting for a boot slot" if vm.boot_queued else "",
+        )
+        if slots is not None:
+            self._supervise(self._boot(vm, slot), f"qemu-boot-{spec.instance_id}")
+        return vm.status()
+
+    async def _launch(
+        self,
+        spec: VmSpec,
+        launch: Launch,
+        incoming: MigrationTicket | Path | None,
+    ) -> QemuVm:
+        """Launch qemu and attach the VM; on any failure nothing of it is left."""
+        paths = VmPaths(spec.state_dir)
+        argv = build_argv(spec, launch, paths)
+        spec.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._refuse_leftover(spec, paths)
+        statefile.write(paths.state, self._provisional(spec))
+        try:
+            proc = await process.launch(
+                argv, paths.pidfile, paths.log, self.settings.launch_timeout
+            )
+        except BackendFailure:
+            for path in paths.made():  # qemu leaves its socket when it fails after making it
+                path.unlink(missing_ok=True)
+            statefile.remove(paths.state)
+            raise
+        vm = self._attach(spec, paths, proc, launch.accel)
         vm.boot_queued = launch.hold
         try:
             if self._cgroups:  # no wait: a node manager that dies here finds the provisional
@@ -190,22 +209,11 @@ class QemuDriver:
             elif isinstance(incoming, MigrationTicket):
                 await transfer.listen(vm, incoming)
         except BaseException:
-            if slot is not None:
-                slot.release()
             vm.silent = True  # the caller hears of it from this raise, not an event
             await self._kill(vm, ExitReason.failed)
             raise
         vm.state = VmState.running if incoming is None else VmState.incoming
-        log.info(
-            "instance %s: qemu pid %d started (%s%s)",
-            spec.instance_id,
-            proc.pid,
-            vm.state.value,
-            ", waiting for a boot slot" if vm.boot_queued else "",
-        )
-        if booting:
-            self._supervise(self._boot(vm, slot), f"qemu-boot-{spec.instance_id}")
-        return vm.status()
+        return vm
 
     async def _boot(self, vm: QemuVm, slot: bootslots.Slot | None) -> None:
         """Run a queued VM's CPUs once a boot slot is free; hold the slot while it boots."""
@@ -218,14 +226,12 @@ class QemuDriver:
                         log.info("instance %s: left the boot queue (paused or ended)", vm.iid)
                         return
                     try:
-                        await vm.monitor.execute("cont")
+                        await self._run_cpus(vm)
                     except BackendFailure as exc:
                         log.error("instance %s: cannot start its CPUs: %s", vm.iid, exc.message)
                         vm.boot_queued = False
                         await self._kill(vm, ExitReason.failed)
                         return
-                    vm.boot_queued = False
-                    vm.save(self._boot_id)
                 log.info("instance %s: boot slot %d: its CPUs run", vm.iid, slot.index)
             pid = vm.process.pid
             why = await bootslots.until_booted(
@@ -236,6 +242,15 @@ class QemuDriver:
         finally:
             if slot is not None:
                 slot.release()
+
+    async def _run_cpus(self, vm: QemuVm) -> None:
+        """Continue a VM made with -S to wait for a boot slot (the caller holds its lock)."""
+        await vm.monitor.execute("cont")
+        self._dequeue(vm)
+
+    def _dequeue(self, vm: QemuVm) -> None:
+        vm.boot_queued = False
+        vm.save(self._boot_id)
 
     def _provisional(self, spec: VmSpec) -> dict[str, Any]:
         return {"spec": statefile.spec_to_json(spec), "pid": None, "boot_id": self._boot_id}
@@ -325,11 +340,9 @@ class QemuDriver:
                 "instance %s: adopted pid %d, but QMP does not answer: %s", vm.iid, proc.pid, exc
             )
             run_state = "running"
-        vm.state = state_of(run_state)
         # made with -S to wait for a boot slot, and still waiting: it waits again, here
         vm.boot_queued = bool(doc.get("boot_queued")) and run_state == "prelaunch"
-        if vm.boot_queued:
-            vm.state = VmState.running
+        vm.state = VmState.running if vm.boot_queued else state_of(run_state)
         vm.save(self._boot_id)
         log.info("instance %s: adopted qemu pid %d (%s)", vm.iid, proc.pid, vm.state.value)
         if vm.boot_queued:
@@ -341,9 +354,7 @@ class QemuDriver:
             self._supervise(self._boot(vm, None), f"qemu-boot-{vm.iid}")
             return
         async with vm.lock:  # boot slots are off now: no reason to wait
-            await vm.monitor.execute("cont")
-            vm.boot_queued = False
-            vm.save(self._boot_id)
+            await self._run_cpus(vm)
 
     def _find_process(self, doc: dict[str, Any], paths: VmPaths) -> process.Process | None:
         if doc.get("boot_id") != self._boot_id:
@@ -420,8 +431,7 @@ class QemuDriver:
                 await vm.monitor.execute(command)
                 vm.state = wanted
                 if vm.boot_queued:  # paused before its turn: unpausing runs it at once
-                    vm.boot_queued = False
-                    vm.save(self._boot_id)
+                    self._dequeue(vm)
 
     async def set_cpu_share(self, instance_id: InstanceId, share: int) -> None:
         vm = self._get(instance_id)
