@@ -13,7 +13,7 @@ name) and ``allowElsewhere`` (``True``: another host will do if the target canno
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -135,25 +135,31 @@ def target(snapshot: Snapshot, ledger: Ledger, request: Request, exclude: frozen
     return Target(reason=why, elsewhere=elsewhere)
 
 
-def decide(
-    snapshot: Snapshot,
-    ledger: Ledger,
-    request: Request,
-    exclude: frozenset[int],
-    usable: int,
-    search: Callable[[], list[int]],
-) -> Decision:
-    """A planner's ``candidates`` around its own ``search`` (host positions, best first): the
-    persistent-disk guard and the ``targetHost`` hint first, every policy alike."""
-    conflict = persistent_conflict(snapshot, request)
-    if conflict is not None:
-        return Decision((), conflict)
-    aimed = target(snapshot, ledger, request, exclude)
-    if aimed.position is not None:
-        return Decision((snapshot.hosts[aimed.position].id,))
-    if aimed.reason is not None and not aimed.elsewhere:
-        return Decision((), aimed.reason)
-    found = search()
-    if found:
-        return Decision(tuple(snapshot.hosts[p].id for p in found))
-    return Decision((), aimed.reason or no_room(request, ledger, usable))
+class LedgerPlanner:
+    """What every planner shares: the round's snapshot and free-capacity ledger, and
+    ``candidates`` around the planner's own ``search`` (host positions, best first), after the
+    persistent-disk guard and the ``targetHost`` hint, every policy alike."""
+
+    def __init__(self, snapshot: Snapshot, options: PolicyOptions) -> None:
+        self.snapshot = snapshot
+        self.options = options
+        self.ledger = Ledger(snapshot, options.limits)
+        self.usable = sum(1 for host in snapshot.hosts if host.usable)
+
+    def search(self, request: Request, exclude: frozenset[int]) -> list[int]:
+        raise NotImplementedError
+
+    def candidates(self, request: Request, exclude: frozenset[int] = frozenset()) -> Decision:
+        snapshot, ledger = self.snapshot, self.ledger
+        conflict = persistent_conflict(snapshot, request)
+        if conflict is not None:
+            return Decision((), conflict)
+        aimed = target(snapshot, ledger, request, exclude)
+        if aimed.position is not None:
+            return Decision((snapshot.hosts[aimed.position].id,))
+        if aimed.reason is not None and not aimed.elsewhere:
+            return Decision((), aimed.reason)
+        found = self.search(request, exclude)
+        if found:
+            return Decision(tuple(snapshot.hosts[p].id for p in found))
+        return Decision((), aimed.reason or no_room(request, ledger, self.usable))

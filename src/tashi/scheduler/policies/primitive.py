@@ -24,38 +24,24 @@ from collections.abc import Sequence
 
 from tashi.scheduler.policies.base import (
     MAX_CANDIDATES,
-    Decision,
+    LedgerPlanner,
     Migration,
     PolicyOptions,
-    decide,
     truthy,
 )
-from tashi.scheduler.snapshot import Ledger, Request, Snapshot
+from tashi.scheduler.snapshot import Request, Snapshot
 
 
-class PrimitivePlanner:
+class PrimitivePlanner(LedgerPlanner):
     def __init__(self, snapshot: Snapshot, options: PolicyOptions) -> None:
-        self.snapshot = snapshot
-        self.options = options
-        self.ledger = Ledger(snapshot, options.limits)
+        super().__init__(snapshot, options)
         self.last = 0  # lastScheduledHost
         self.buckets: dict[int, list[int]] = {}
         for pos, host in enumerate(snapshot.hosts):
             if host.usable:
                 self.buckets.setdefault(self.ledger.count[pos], []).append(pos)
-        self.usable = sum(len(b) for b in self.buckets.values())
 
-    def candidates(self, request: Request, exclude: frozenset[int] = frozenset()) -> Decision:
-        return decide(
-            self.snapshot,
-            self.ledger,
-            request,
-            exclude,
-            self.usable,
-            lambda: self._scan(request, exclude),
-        )
-
-    def _scan(self, request: Request, exclude: frozenset[int]) -> list[int]:
+    def search(self, request: Request, exclude: frozenset[int]) -> list[int]:
         hint = request.hints.get("densePack")
         dense = truthy(hint) if hint else self.options.dense_pack
         found: list[int] = []

@@ -20,9 +20,8 @@ import heapq
 from tashi.scheduler.loadexpr import LoadExpression
 from tashi.scheduler.policies.base import (
     MAX_CANDIDATES,
-    Decision,
+    LedgerPlanner,
     PolicyOptions,
-    decide,
 )
 from tashi.scheduler.snapshot import Ledger, Request, Snapshot
 
@@ -47,7 +46,7 @@ def host_values(snapshot: Snapshot, ledger: Ledger, pos: int) -> dict[str, float
     }
 
 
-class ScoredPlanner:
+class ScoredPlanner(LedgerPlanner):
     def __init__(
         self,
         snapshot: Snapshot,
@@ -56,19 +55,15 @@ class ScoredPlanner:
         *,
         busiest_first: bool,
     ) -> None:
-        self.snapshot = snapshot
-        self.options = options
-        self.ledger = Ledger(snapshot, options.limits)
+        super().__init__(snapshot, options)
         self.expression = expression  # compiled once by the policy, not per round
         self.sign = -1.0 if busiest_first else 1.0
         self.version = [0] * len(snapshot.hosts)
         self.gone = [not h.usable for h in snapshot.hosts]
         self.heaps: tuple[list[Entry], list[Entry]] = ([], [])  # (high priority, others)
         self.smallest = min(snapshot.pending, key=lambda r: (r.cores, r.memory), default=None)
-        self.usable = 0
         for pos, host in enumerate(snapshot.hosts):
             if host.usable:
-                self.usable += 1
                 self._push(pos)
 
     def load(self, pos: int) -> float:
@@ -90,17 +85,7 @@ class ScoredPlanner:
             return
         self._push(pos)
 
-    def candidates(self, request: Request, exclude: frozenset[int] = frozenset()) -> Decision:
-        return decide(
-            self.snapshot,
-            self.ledger,
-            request,
-            exclude,
-            self.usable,
-            lambda: self._search(request, exclude),
-        )
-
-    def _search(self, request: Request, exclude: frozenset[int]) -> list[int]:
+    def search(self, request: Request, exclude: frozenset[int]) -> list[int]:
         heap = self.heaps[0 if request.priority >= self.options.high_priority else 1]
         hosts, ledger = self.snapshot.hosts, self.ledger
         found: list[int] = []
