@@ -94,16 +94,9 @@ class BootSlots:
             self._waiting.remove(ticket)
 
     def _grab(self) -> Slot | None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-        except OSError as exc:
-            raise BackendFailure(f"boot slots: cannot make {self.directory}: {exc}") from exc
         for index in range(self.count):
             path = self.directory / f"slot-{index}"
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise BackendFailure(f"boot slots: cannot open {path}: {exc}") from exc
+            fd = self._open(path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -114,6 +107,18 @@ class BootSlots:
                 raise BackendFailure(f"boot slots: cannot lock {path}: {exc}") from exc
             return Slot(fd, index)
         return None
+
+    def _open(self, path: Path) -> int:
+        """The slot's lock file, made (with its directory) when missing: no mkdir per poll."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            try:
+                return os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                self.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+                return os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise BackendFailure(f"boot slots: cannot open {path}: {exc}") from exc
 
 
 async def until_booted(
