@@ -25,7 +25,16 @@ from tashi.config.settings import QemuSettings
 from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, Unavailable
 from tashi.images import markers
 from tashi.vmm import statefile
-from tashi.vmm.base import Capability, DiskSpec, ExitReason, NicSpec, VmmCall, VmmDriver, VmSpec
+from tashi.vmm.base import (
+    Capability,
+    DiskSpec,
+    ExitReason,
+    NicSpec,
+    VmmCall,
+    VmmDriver,
+    VmSpec,
+    VmStatus,
+)
 from tashi.vmm.base import VmState as S
 from tashi.vmm.qemu import bootslots, process
 from tashi.vmm.qemu.cmdline import VmPaths
@@ -266,6 +275,18 @@ async def end_all(driver: VmmDriver, *specs: VmSpec) -> None:
     await driver.close()
 
 
+async def one_booting_one_waiting(
+    lab: Lab, tmp_path: Path
+) -> tuple[VmmDriver, VmSpec, VmSpec, VmStatus]:
+    """A driver with one boot slot, a first VM that took it and a second that waits for it (its
+    status as started)."""
+    one_boot_slot(lab, tmp_path)
+    driver = lab.driver()
+    first, second = lab.spec(next_id()), lab.spec(next_id())
+    await driver.start(first)
+    return driver, first, second, await driver.start(second)
+
+
 async def wait_logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
     async with asyncio.timeout(BOOT_TIMEOUT):
         while not logged(caplog, text):
@@ -294,11 +315,7 @@ async def test_a_vm_paused_while_it_waits_for_a_slot_runs_when_unpaused(
     lab: Lab, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="tashi.vmm.qemu.driver")
-    one_boot_slot(lab, tmp_path)
-    driver = lab.driver()
-    first, second = lab.spec(next_id()), lab.spec(next_id())
-    await driver.start(first)
-    waiting = await driver.start(second)
+    driver, first, second, waiting = await one_booting_one_waiting(lab, tmp_path)
     await driver.pause(second.instance_id)
     assert [s.state for s in await driver.list() if s.instance_id == second.instance_id] == [
         S.paused
@@ -316,11 +333,7 @@ async def test_a_vm_paused_while_it_waits_for_a_slot_runs_when_unpaused(
 async def test_shutting_down_a_vm_that_waits_for_a_slot_ends_it_at_once(
     lab: Lab, tmp_path: Path
 ) -> None:
-    one_boot_slot(lab, tmp_path)
-    driver = lab.driver()
-    first, second = lab.spec(next_id()), lab.spec(next_id())
-    await driver.start(first)
-    await driver.start(second)
+    driver, first, second, _ = await one_booting_one_waiting(lab, tmp_path)
     await driver.shutdown(second.instance_id)  # no guest to power off: qemu itself goes
     assert (await next_exit(driver, second.instance_id)).reason is ExitReason.poweroff
     await end_all(driver, first)
@@ -329,11 +342,7 @@ async def test_shutting_down_a_vm_that_waits_for_a_slot_ends_it_at_once(
 async def test_a_restarted_node_manager_boots_the_vms_still_waiting(
     lab: Lab, tmp_path: Path
 ) -> None:
-    one_boot_slot(lab, tmp_path)
-    before = lab.driver()
-    first, second = lab.spec(next_id()), lab.spec(next_id())
-    await before.start(first)
-    waiting = await before.start(second)
+    before, first, second, waiting = await one_booting_one_waiting(lab, tmp_path)
     assert made_waiting(waiting.vm_id)
     await before.close()  # the node manager goes; its VMs and its slot's lock do not stay
     after = lab.driver()
