@@ -26,7 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from tashi.devcluster.processes import free_port, stop_child, stop_pid
+from tashi.devcluster.processes import stop_child, stop_pid
+from tashi.runtime.ports import free_port
 
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0

@@ -35,8 +35,8 @@ from bench.cluster import BenchError
 from bench.neighbours import Neighbours, cores
 from bench.nodecluster import NodeCluster, wait_for
 from tashi.api.schemas import DiskIn, InstanceIn
-from tashi.devcluster.processes import free_port
 from tashi.images.markers import UP
+from tashi.runtime.ports import free_port
 
 POLL = 0.02  # seconds between status polls, either side
 MIGRATE_TIMEOUT = 120.0

@@ -32,8 +32,9 @@ from tashi.api import paths
 from tashi.api.schemas import NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
 from tashi.devcluster import processes
-from tashi.devcluster.processes import Daemon, free_port, rss_mb, stop_pid
+from tashi.devcluster.processes import Daemon, rss_mb, stop_pid
 from tashi.images import builder
+from tashi.runtime.ports import free_port
 from tashi.vmm.qemu.cmdline import VmPaths
 
 __all__ = ["HEARTBEAT", "NodeCluster", "rss_mb", "tiny_image", "wait_for"]

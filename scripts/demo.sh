@@ -84,10 +84,7 @@ stop_cm() {
 }
 
 free_port() {
-    "$BIN/python" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+    "$BIN/python" -c 'from tashi.runtime.ports import free_port; print(free_port())'
 }
 
 write_config() {

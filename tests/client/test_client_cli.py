@@ -7,7 +7,6 @@ server: they cover everything decided before a request is sent, and a server tha
 from __future__ import annotations
 
 import shlex
-import socket
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from tashi.client.sdk import TashiClient
 from tashi.client.verbs import ALL_VERBS
 from tashi.client.verbs import cluster as cluster_verbs
 from tashi.client.verbs.base import Args, Context, Verb
+from tashi.runtime.ports import free_port
 from tests.client.conftest import Cli
 
 VERB_IDS = [v.name for v in ALL_VERBS]
@@ -131,16 +131,10 @@ def test_user_without_password_is_not_prompted_without_a_terminal(
     assert "no password for alice" in ran.err
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_unreachable_cluster_manager_names_the_url_and_the_settings(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _closed_port()
+    port = free_port()
     monkeypatch.setenv("TASHI_CM_HOST", "127.0.0.1")
     monkeypatch.setenv("TASHI_CM_PORT", str(port))
     monkeypatch.setenv("TASHI_TOKEN", "some-token")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tashi.runtime.ports import free_port
 
 BIN = Path(sys.executable).parent
 QCOW2_HEADER = b"QFI\xfb" + b"\x00\x00\x00\x03" + b"\x00" * 16 + (64 * 2**20).to_bytes(8, "big")
@@ -99,12 +100,6 @@ class Cluster:
         return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _layout(root: Path, port: int) -> Path:
     for name in ("home", "work", "vfs/images"):
         (root / name).mkdir(parents=True)
@@ -150,7 +145,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for script in ("tashi", "tashi-admin", "tashi-cm"):
         assert (BIN / script).is_file(), f"{BIN / script} is missing: pip install -e ."
     root = tmp_path_factory.mktemp("live")
-    port = _free_port()
+    port = free_port()
     config = _layout(root, port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
     env.update(HOME=str(root / "home"), TASHI_CONFIG=str(config))
@@ -416,7 +411,7 @@ def test_credentials_from_home_and_from_the_environment(cluster: Cluster) -> Non
 
 
 def test_a_stopped_cluster_manager_is_unavailable(cluster: Cluster) -> None:
-    env = {"TASHI_CM_PORT": str(_free_port())}
+    env = {"TASHI_CM_PORT": str(free_port())}
     ran = cluster.tashi("getHosts", env=env)
     assert ran.status == 11
     assert "TASHI_CM_HOST" in ran.err

@@ -17,7 +17,8 @@ from typing import TypeVar
 from tashi.api.schemas import UserIn
 from tashi.client.sdk import TashiClient
 from tashi.devcluster import processes
-from tashi.devcluster.processes import BIN, free_port, write_config
+from tashi.devcluster.processes import BIN, write_config
+from tashi.runtime.ports import free_port
 
 __all__ = ["BIN", "Cluster", "Daemon", "free_port", "wait_for", "write_config"]
 

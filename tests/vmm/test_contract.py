@@ -24,13 +24,13 @@ from tashi.domain.errors import (
 )
 from tashi.domain.ids import InstanceId
 from tashi.images import markers
+from tashi.runtime.ports import free_port
 from tashi.vmm.base import VMM_OPS, ExitReason, MigrationTicket, VmmCall, VmmDriver, VmSpec
 from tashi.vmm.base import VmState as S
 from tests.vmm.conftest import finish_lab, make_lab
 from tests.vmm.lab import (
     Lab,
     console,
-    free_port,
     next_exit,
     next_id,
     no_more_events,

@@ -19,7 +19,6 @@ import configparser
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,14 +48,6 @@ class DaemonFailed(BackendFailure):
     """A daemon exited while it was starting; the message carries the end of its log."""
 
     code = "daemon_failed"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (bound once, then released)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(

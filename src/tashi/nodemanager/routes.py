@@ -7,7 +7,6 @@ its cluster manager at registration; anything else is answered 401.
 from __future__ import annotations
 
 import hmac
-import socket
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -18,6 +17,7 @@ from tashi.domain.ids import InstanceId
 from tashi.nodeapi import paths
 from tashi.nodeapi import schemas as s
 from tashi.nodemanager.service import NodeService
+from tashi.runtime.ports import free_port
 from tashi.web import errors
 from tashi.web.json import JsonResponse
 
@@ -36,12 +36,8 @@ def _message(text: str) -> JsonResponse:
     return JsonResponse({"message": text})
 
 
-def free_port(host: str) -> int:
-    """A TCP port nothing listens on right now (for an incoming migration)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host if host not in ("", "localhost") else "127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _listen_host(host: str) -> str:
+    return host if host not in ("", "localhost") else "127.0.0.1"
 
 
 def create_app(node: NodeService, secret: str) -> FastAPI:
@@ -78,7 +74,9 @@ def create_app(node: NodeService, secret: str) -> FastAPI:
 
     @app.post(paths.INCOMING)
     async def incoming(_: Authorized, body: s.IncomingIn) -> JsonResponse:
-        ticket = await node.prepare_incoming(body.instance, free_port(node.advertise_host))
+        ticket = await node.prepare_incoming(
+            body.instance, free_port(_listen_host(node.advertise_host))
+        )
         return JsonResponse(ticket.model_dump())
 
     @app.post(paths.VM_ACTION.replace("{action}", "shutdown"))
