@@ -8,7 +8,8 @@ stopped cluster manager). Every failure (the program missing, a timeout, a non-z
 ``chain_format`` reads ``qemu-img info --output=json --backing-chain`` and refuses a backing chain
 that leaves the image store: a guest can write a qcow2 header naming a host file into a raw disk,
 and format probing would then read that file (see ``docs/adr/0007-host-networking-and-disks.md``).
-``operations.py`` uses both; the node manager's ``disks.py`` uses ``chain_format`` too.
+``chain_top`` gives its size as well. ``operations.py`` uses ``run`` and ``chain_format``; the
+node manager's ``disks.py`` uses ``chain_top``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState
@@ -73,12 +75,21 @@ async def inspect(image: Path, store_root: Path, *, program: str = QEMU_IMG) -> 
     return chain_format(out, image.name, store_root)
 
 
-def chain_format(info_json: str, name: str, store_root: Path) -> str:
-    """The format of the first image in ``qemu-img info --backing-chain`` output; ``InvalidInput``
-    if a backing file of the chain lies outside ``store_root`` (a resolved directory)."""
+@dataclass(frozen=True, slots=True)
+class ChainTop:
+    """The image itself, as the first layer of ``qemu-img info --backing-chain`` gives it."""
+
+    format: str
+    size: int  # its virtual size in bytes
+
+
+def chain_top(info_json: str, name: str, store_root: Path) -> ChainTop:
+    """The format and size of the first image in ``qemu-img info --backing-chain`` output;
+    ``InvalidInput`` if a backing file of the chain lies outside ``store_root`` (a resolved
+    directory)."""
     try:
         chain = json.loads(info_json)
-        fmt = str(chain[0]["format"])
+        top = ChainTop(str(chain[0]["format"]), int(chain[0]["virtual-size"]))
         backing = [Path(str(layer["filename"])) for layer in chain[1:]]
     except (ValueError, LookupError, TypeError) as exc:
         raise BackendFailure(f"qemu-img info gave no format for {name!r}") from exc
@@ -88,4 +99,9 @@ def chain_format(info_json: str, name: str, store_root: Path) -> str:
             raise InvalidInput(
                 f"image {name!r} has a backing file outside the image store: {resolved}"
             )
-    return fmt
+    return top
+
+
+def chain_format(info_json: str, name: str, store_root: Path) -> str:
+    """``chain_top``'s format."""
+    return chain_top(info_json, name, store_root).format
