@@ -84,15 +84,16 @@ class DhcpDns:
         log.info("DhcpDns: %d leases and names published for the cluster's instances", len(entries))
 
     async def before_activation(self, instance: InstanceOut, host: HostOut) -> InstanceOut:
-        changed = False
-        for index, nic in enumerate(instance.nics):
+        nics = list(instance.nics)
+        for index, nic in enumerate(nics):
             wanted = self.ranges.get(NetworkId(nic.network))
             if wanted is None:
                 continue
             got = await self._allocate(instance.id, index, wanted)
-            changed = changed or got.ip != nic.ip
-        if changed:
-            instance = await self._get(instance.id)
+            # The cluster manager's answer is the NIC as it now is: no need to read the
+            # whole instance again.
+            nics[index] = nic.model_copy(update={"ip": got.ip, "mac": got.mac})
+        instance = instance.model_copy(update={"nics": nics})
         entries = self._entries(instance)
         if entries:
             await self.backend.publish(entries)
@@ -130,10 +131,6 @@ class DhcpDns:
         url = paths.NIC_ADDRESS.format(ref=instance_id, index=index)
         body = await self._call("POST", url, json={"range": wanted})
         return NicAddressOut.model_validate(body)
-
-    async def _get(self, instance_id: int) -> InstanceOut:
-        body = await self._call("GET", paths.INSTANCE.format(ref=instance_id))
-        return InstanceOut.model_validate(body)
 
     async def _call(self, method: str, url: str, **kwargs: object) -> object:
         try:
