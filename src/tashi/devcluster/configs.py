@@ -119,6 +119,9 @@ def agent_config(
             "clusterManagerPort": state.cm_port,
         },
         "AccessClusterManager": {"username": AGENT_USER, "password": password},
+        # The cluster manager's over-commit, as a site's shared Tashi.cfg gives it to both:
+        # without it the scheduler planned with none and held VMs the hosts had room for.
+        "ClusterManagerService": {"cpuCoresOverRate": settings.cpu_cores_over_rate},
         "Scheduler": {},
         "Logging": {"level": "INFO"},
     }
