@@ -123,9 +123,11 @@ class VirtualCluster:
         cpu_over_rate: float = 4.0,
         networks: int = 2,
         lease: float | None = None,
+        heartbeat: float | None = None,
     ) -> VirtualCluster:
         """``lease``: the cluster manager's expireHostTime and hostLeaseTime (``lease`` + 1),
-        instead of tashi-cluster's 5 and 6 s."""
+        instead of tashi-cluster's 5 and 6 s; ``heartbeat``: the node managers'
+        registerFrequency instead of tashi-cluster's 1 s."""
         image = tiny_image(say)
         settings = dataclasses.replace(
             ClusterSettings(),
@@ -141,6 +143,8 @@ class VirtualCluster:
             settings = dataclasses.replace(
                 settings, expire_host_time=lease, host_lease_time=lease + 1
             )
+        if heartbeat is not None:
+            settings = dataclasses.replace(settings, heartbeat=heartbeat)
         cluster = DevCluster(settings, say=lambda text: say(f"[cluster] {text}"))
         began = time.monotonic()
         try:
