@@ -20,6 +20,11 @@ def qemu_img(*args: str) -> str:
     return done.stdout
 
 
+def qemu_io(image: Path, command: str) -> str:
+    argv = ["qemu-io", "-f", "qcow2", "-c", command, str(image)]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
 def virtual_size(image: Path) -> int:
     return int(json.loads(qemu_img("info", "--output=json", str(image)))["virtual-size"])
 
@@ -73,21 +78,9 @@ def test_an_overlay_takes_writes_and_leaves_its_backing_alone(tmp_path: Path) ->
     backing = sparse_raw(tmp_path / "base.raw", GiB)
     overlay = tmp_path / "disk0.qcow2"
     qcow2.write_overlay(backing, "raw", GiB, overlay)
-    written = subprocess.run(
-        ["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 128k", str(overlay)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "wrote 131072/131072 bytes" in written.stdout
+    assert "wrote 131072/131072 bytes" in qemu_io(overlay, "write -P 0x5a 1M 128k")
     qemu_img("check", "-q", str(overlay))
-    read = subprocess.run(
-        ["qemu-io", "-f", "qcow2", "-c", "read -P 0x5a 1M 128k", str(overlay)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "read 131072/131072 bytes" in read.stdout
+    assert "read 131072/131072 bytes" in qemu_io(overlay, "read -P 0x5a 1M 128k")
     assert backing.read_bytes()[: 2 * 2**20].count(0) == 2 * 2**20
 
 
