@@ -32,6 +32,7 @@ class FakeNodes:
     dead: set[HostId] = field(default_factory=set)  # hosts whose node manager does not answer
     calls: list[tuple[str, HostId, InstanceId]] = field(default_factory=list)
     start_delay: float = 0.0  # seconds each start takes (lets concurrent claims overlap)
+    start_gate: asyncio.Event | None = None  # when set, each start waits for this event
     #: When set, migrations are accepted and each transfer waits for this event.
     migration_gate: asyncio.Event | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
@@ -52,6 +53,8 @@ class FakeNodes:
         vms = self._reach(host)
         if self.start_delay:
             await asyncio.sleep(self.start_delay)
+        if self.start_gate is not None:
+            await self.start_gate.wait()
         if instance.name in self.fail_start:
             raise BackendFailure(f"qemu of {instance.name} exited during boot")
         vm_id = next(self._ids)

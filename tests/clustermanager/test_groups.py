@@ -3,15 +3,19 @@ none; a member that fails to start tears the group down to Held with one reason.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tashi.domain.errors import BackendFailure, InsufficientResources, InvalidInput
-from tashi.domain.models import Instance
+from tashi.domain.ids import UserId
+from tashi.domain.models import Instance, Principal, Role
 from tashi.domain.operations import DiskRequest, VmRequest
 from tashi.domain.states import InstanceState
+from tashi.nodeapi.schemas import HeartbeatIn
+from tashi.storage.contract import Transaction
 from tashi.storage.memory import MemoryStore
 from tests.clustermanager.fakenodes import Cluster, cluster
 
@@ -105,3 +109,39 @@ def test_a_group_of_one_is_activated_alone(tmp_path: Path) -> None:
     (solo,) = many(c, "s", 1)
     assert c.run(c.service.instances.activate_vm(c.agent, "s-0", "h1")).state is S.Running
     assert solo.group_name == "s"
+
+
+def test_a_report_sent_while_a_start_is_awaited_does_not_fail_it(tmp_path: Path) -> None:
+    """A host starting many VMs at once answers a start after the reconcile grace; its
+    heartbeats meanwhile do not list the VM yet. The start must stand (a 100-member group on
+    ten busy virtual hosts was torn down this way, and its VMs then ran twice)."""
+    c = cluster(tmp_path, MemoryStore(), hosts=1)
+    group = many(c, "slow", 2)
+    host = c.hosts[0]
+    now = c.clock.now()
+
+    def node_account(tx: Transaction) -> Principal:
+        user = tx.users.add("node1", role=Role.node, priority=0, password_hash="x", now=now)
+        tx.hosts.set_link(host, endpoint="http://h1:9883", secret="s", user_id=user.id, now=now)
+        return Principal(UserId(user.id), "node1", Role.node)
+
+    node = c.run(c.service.db.write(node_account))
+    gate = asyncio.Event()
+    c.nodes.start_gate = gate
+    grace = c.service.node_reports._rules.grace
+
+    async def scenario() -> list[Instance]:
+        placing = asyncio.create_task(
+            c.service.groups.activate_group(c.agent, [(str(i.id), "h1") for i in group])
+        )
+        while len(c.nodes.calls) < len(group):  # both starts are with the node
+            await asyncio.sleep(0)
+        c.clock.advance(grace + 1)
+        await c.service.node_reports.heartbeat(node, host, HeartbeatIn(vms=[]))
+        gate.set()
+        return await placing
+
+    placed = c.run(scenario())
+    assert [i.state for i in placed] == [S.Running, S.Running]
+    assert states(c, group) == [(S.Running, None), (S.Running, None)]
+    assert running_vms(c) == 2

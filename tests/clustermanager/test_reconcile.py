@@ -103,3 +103,9 @@ def test_vms_the_store_does_not_place_here_are_strangers() -> None:
         grace=5,
     )
     assert [s.seen.instance_id for s in strangers] == [7]
+
+
+def test_an_awaited_start_is_left_to_the_nodes_answer() -> None:
+    stored = [inst(1, S.Activating, age=60), inst(2, S.Activating, age=60)]
+    decisions, _ = plan(stored, [], now=NOW, grace=5, awaited={InstanceId(1)})
+    assert [(d.instance_id, d.action) for d in decisions] == [(2, Action.start_failed)]

@@ -73,6 +73,9 @@ class InstanceService:
         #: Called when a start fails (``groups.GroupService.teardown``): the instance as it
         #: was started and why it failed.
         self.on_start_failed: Callable[[Instance, str], Awaitable[None]] | None = None
+        #: Instances whose start (or restore) a node manager has been asked for and has not
+        #: answered yet: node reports leave them to that answer (``reconcile.plan``).
+        self.awaited: set[InstanceId] = set()
         self._migrations = Migrations(nodes, rules.migrate_timeout)
         self._disk_copies = DiskCopies(images)
 
@@ -395,17 +398,21 @@ class InstanceService:
         Resuming until the restore reports) once it runs. A failed start holds it with the
         reason and tears its group down (``on_start_failed``)."""
         source = starting.hints.get(RESUME_HINT)
+        self.awaited.add(starting.id)  # until the node's answer is stored
         try:
-            if source:
-                vm_id = await self._nodes.resume(host, starting, source)
-                return await self._move(starting, None, vm_id=vm_id)
-            vm_id = await self._nodes.instantiate(host, starting)
-        except TashiError as exc:
-            await self._move(starting, Action.start_failed, reason=exc.message, clear_host=True)
-            if self.on_start_failed is not None and starting.group_name is not None:
-                await self.on_start_failed(starting, exc.message)
-            raise
-        return await self._move(starting, Action.started, vm_id=vm_id)
+            try:
+                if source:
+                    vm_id = await self._nodes.resume(host, starting, source)
+                    return await self._move(starting, None, vm_id=vm_id)
+                vm_id = await self._nodes.instantiate(host, starting)
+            except TashiError as exc:
+                await self._move(starting, Action.start_failed, reason=exc.message, clear_host=True)
+                if self.on_start_failed is not None and starting.group_name is not None:
+                    await self.on_start_failed(starting, exc.message)
+                raise
+            return await self._move(starting, Action.started, vm_id=vm_id)
+        finally:
+            self.awaited.discard(starting.id)
 
     async def hold_vm(self, caller: Principal, ref: str, reason: str) -> Instance:
         """``holdVm`` (the scheduler's call): a Pending instance that cannot be placed now

@@ -11,7 +11,7 @@ simply loses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -83,6 +83,9 @@ class NodeReports:
         #: (``groups.GroupService.member_stopped``: a group still starting is torn down).
         self.on_member_stopped: Callable[[Instance, str], Awaitable[None]] | None = None
         self._hosts_seen: tuple[int, list[Host]] | None = None  # (hosts_version, the hosts)
+        #: Instances whose start a node has not answered yet (``InstanceService.awaited``):
+        #: reports leave them alone (``reconcile.plan``).
+        self.awaited: Collection[InstanceId] = frozenset()
 
     def _state_for(self, host: Host, version: str) -> HostState:
         if version != self._rules.version and not self._rules.allow_mismatched_versions:
@@ -263,7 +266,9 @@ class NodeReports:
 
         def run(tx: Transaction) -> tuple[list[InstanceId], list[InstanceId]]:
             stored = tx.instances.find(InstanceFilter(host_id=host_id, states=_RESIDENT))
-            decisions, strangers = plan(stored, seen, now=now, grace=self._rules.grace)
+            decisions, strangers = plan(
+                stored, seen, now=now, grace=self._rules.grace, awaited=self.awaited
+            )
             for decision in decisions:
                 current = next((i for i in stored if i.id == decision.instance_id), None)
                 if current is not None:

@@ -14,7 +14,7 @@ are left alone.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -90,13 +90,21 @@ def plan(
     *,
     now: datetime,
     grace: float,
+    awaited: Collection[InstanceId] = (),
 ) -> tuple[list[Decision], list[Adopt]]:
-    """Decisions for the instances ``stored`` on one host given what the host ``reported``."""
+    """Decisions for the instances ``stored`` on one host given what the host ``reported``.
+
+    ``awaited``: instances whose start this cluster manager is still waiting for its node to
+    answer; their answer settles them, not a report. On a host starting many VMs at once a
+    start can outlast the grace, and the report sent meanwhile, without the VM, must not
+    fail a start that is about to succeed (a 100-member group was torn down that way)."""
     seen = {s.instance_id: s for s in reported if s.state is not Observed.exited}
     settled = now - timedelta(seconds=grace)
     decisions: list[Decision] = []
     for inst in stored:
         if inst.state_since is not None and inst.state_since > settled:
+            continue
+        if inst.id in awaited:
             continue
         observed = seen.get(inst.id)
         if observed is None:

@@ -115,6 +115,7 @@ def build_service(
         gateway,
     )
     reports.on_member_stopped = groups.member_stopped
+    reports.awaited = instances.awaited  # the same set, live
     ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin)
     reports.on_lease_lapsed = ha.after_fence
     return ClusterService(
