@@ -82,7 +82,8 @@ class ClusterManagerServiceSettings:
         "reconcileGrace",
         10.0,
         "Seconds after a state change during which a host's report that disagrees is not yet"
-        " acted upon (the report may predate the change).",
+        " acted upon (the report may predate the change). A start the cluster manager still"
+        " awaits from a node manager is never failed by a report, however long it takes.",
         minimum=0,
     )
     max_batch: int = option(
