@@ -191,6 +191,10 @@ def test_vms_on_two_networks_reach_each_other_over_vxlan(cluster: Running, dhcp:
     )
     where = {n: _host_of(cluster, n) for n in names}
     ids = {n: cluster.admin.get_instance(n).id for n in names}
+    for name in names:  # each VM has CPU shares: its qemu is in its host's group
+        groups = [_cpu_cgroup(pid) for pid in _qemus(cluster, ids[name])]
+        prefix = f"/tashi-cluster-{cluster.state.tag}/host{where[name]}/vm{ids[name]}-"
+        assert groups and all(g.startswith(prefix) for g in groups), (name, groups)
     leases = {
         n: processes.wait_for(
             f"{n} to have leases on both NICs",
@@ -226,6 +230,15 @@ def _probe(netns: str, bridge: str, address: str) -> str:
         result = _netns_run(netns, "/usr/sbin/ip", *argv)
         assert result.returncode == 0, result.stderr
     return "tprobe"
+
+
+def _cpu_cgroup(pid: int) -> str:
+    """The process's group in the cgroup v1 cpu hierarchy."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            return path
+    return ""
 
 
 def _qemus(c: Running, instance_id: int) -> list[int]:

@@ -361,6 +361,11 @@ class DevCluster:
 
     # --- hosts ---------------------------------------------------------------------------------
 
+    def _make_cgroup(self, root: Path) -> None:
+        problem = make_cgroup(root)
+        if problem is not None:
+            self.say(f"VMs run without CPU shares: {problem}")
+
     def add(self, numbers: list[int]) -> list[int]:
         state = self.layout.load()
         new = []
@@ -379,6 +384,7 @@ class DevCluster:
     def _start_hosts(self, state: State, numbers: list[int]) -> None:
         fab = Fabric(configs.plan(state))
         started: list[tuple[int, processes.Daemon]] = []
+        self._make_cgroup(Path(state.cgroup))
         for number in numbers:
             root = self.layout.host(number)
             shutil.rmtree(root, ignore_errors=True)  # a crashed host boots afresh
@@ -535,6 +541,19 @@ def kill_all(netns: str, timeout: float = STOP_TIMEOUT) -> list[int]:
                 os.waitpid(pid, os.WNOHANG)
         time.sleep(0.02)
     raise BackendFailure(f"processes in {netns} survived SIGKILL for {timeout:.0f} s")
+
+
+def make_cgroup(root: Path) -> str | None:
+    """The cluster's cpu cgroup, parent of each node manager's ``[Qemu] cgroupRoot``, so that
+    VMs get CPU shares (a node manager runs its VMs without them when the parent is missing);
+    why it could not be made, or ``None``."""
+    if not (root.parent / "cpu.shares").is_file():
+        return f"{root.parent} is not a cgroup v1 cpu controller"
+    try:
+        root.mkdir(exist_ok=True)
+    except OSError as exc:
+        return f"cannot create {root}: {exc.strerror}"
+    return None
 
 
 def remove_cgroup(root: Path, timeout: float = STOP_TIMEOUT) -> list[str]:
