@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.bareqemu import BareVm, Template, cmdline
 from bench.cluster import BenchError, Workspace
+from bench.cpu import process_cpu_seconds
 from bench.e2eboot import (
     Console,
     Say,
@@ -66,7 +66,6 @@ LEASE = 120.0
 # 27.7 CPU-s of the machine's 277.
 HEARTBEAT = 10.0
 NM_OVERHEAD_MB = 100  # a node manager (and the daemons beside them) per host, roughly
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +98,6 @@ class Phase:
         if len(self.up) < self.started or not self.up:
             return None
         return max(self.up.values())
-
-
-def cpu_seconds(pid: int) -> float:
-    """The process's user + system CPU time so far (0 when it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def available_mb() -> int:
@@ -229,7 +218,7 @@ class Boot100:
         ]
         daemons = {name: proc.pid for name, proc in vc.state.daemons.items()}
         daemons |= {f"nm{number}": proc.pid for number, proc in vc.state.hosts.items()}
-        cpu_before = {name: cpu_seconds(pid) for name, pid in daemons.items()}
+        cpu_before = {name: process_cpu_seconds(pid) for name, pid in daemons.items()}
         t0 = time.monotonic()
         made = [vc.admin.create_vm(request) for request in requests]  # the plain loop
         phase.launched = time.monotonic() - t0
@@ -259,7 +248,8 @@ class Boot100:
         try:
             storm(consoles, phase, t0, find)
             phase.daemons_cpu = {
-                name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in daemons.items()
+                name: round(process_cpu_seconds(pid) - cpu_before[name], 2)
+                for name, pid in daemons.items()
             }
             self.say(
                 f"[boot100] tashi: the daemons used {sum(phase.daemons_cpu.values()):.1f} CPU-s"

@@ -40,6 +40,7 @@ from tashi.domain.errors import BackendFailure, InsufficientResources, InvalidIn
 from tashi.domain.ids import NetworkId
 from tashi.images import boot, builder
 from tashi.network.vxlan import VxlanDriver
+from tashi.vmm.qemu import cgroups
 
 Say = Callable[[str], None]
 CGROUP_PARENT = Path("/sys/fs/cgroup/cpu")
@@ -361,11 +362,6 @@ class DevCluster:
 
     # --- hosts ---------------------------------------------------------------------------------
 
-    def _make_cgroup(self, root: Path) -> None:
-        problem = make_cgroup(root)
-        if problem is not None:
-            self.say(f"VMs run without CPU shares: {problem}")
-
     def add(self, numbers: list[int]) -> list[int]:
         state = self.layout.load()
         new = []
@@ -384,7 +380,11 @@ class DevCluster:
     def _start_hosts(self, state: State, numbers: list[int]) -> None:
         fab = Fabric(configs.plan(state))
         started: list[tuple[int, processes.Daemon]] = []
-        self._make_cgroup(Path(state.cgroup))
+        # The cluster's cpu cgroup, parent of each node manager's [Qemu] cgroupRoot: without
+        # it the node managers run their VMs without CPU shares.
+        problem = cgroups.check(Path(state.cgroup))
+        if problem is not None:
+            self.say(f"VMs run without CPU shares: {problem}")
         for number in numbers:
             root = self.layout.host(number)
             shutil.rmtree(root, ignore_errors=True)  # a crashed host boots afresh
@@ -541,19 +541,6 @@ def kill_all(netns: str, timeout: float = STOP_TIMEOUT) -> list[int]:
                 os.waitpid(pid, os.WNOHANG)
         time.sleep(0.02)
     raise BackendFailure(f"processes in {netns} survived SIGKILL for {timeout:.0f} s")
-
-
-def make_cgroup(root: Path) -> str | None:
-    """The cluster's cpu cgroup, parent of each node manager's ``[Qemu] cgroupRoot``, so that
-    VMs get CPU shares (a node manager runs its VMs without them when the parent is missing);
-    why it could not be made, or ``None``."""
-    if not (root.parent / "cpu.shares").is_file():
-        return f"{root.parent} is not a cgroup v1 cpu controller"
-    try:
-        root.mkdir(exist_ok=True)
-    except OSError as exc:
-        return f"cannot create {root}: {exc.strerror}"
-    return None
 
 
 def remove_cgroup(root: Path, timeout: float = STOP_TIMEOUT) -> list[str]:
