@@ -30,7 +30,18 @@ def test_a_port_someone_listens_on_is_skipped(monkeypatch: pytest.MonkeyPatch) -
         # Make the held port the only candidate but one: the search starts on it.
         monkeypatch.setattr(ports, "LOWEST_PORT", held)
         monkeypatch.setattr(ports, "ephemeral_floor", lambda: held + 2)
-        monkeypatch.setattr(ports, "_HANDED_OUT", set())
+        monkeypatch.setattr(ports, "_HANDED_OUT", {})
         assert free_port() == held + 1
         with pytest.raises(ports.Unavailable, match="no free TCP port"):
             free_port()
+
+
+def test_a_long_lived_process_never_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the latest ports are remembered: a node manager takes one per incoming migration
+    # for as long as it runs, more than the range holds.
+    monkeypatch.setattr(ports, "_HANDED_OUT", {})
+    monkeypatch.setattr(ports, "REMEMBERED", 3)
+    monkeypatch.setattr(ports, "LOWEST_PORT", ephemeral_floor() - 4)
+    chosen = [free_port() for _ in range(20)]
+    assert len(ports._HANDED_OUT) == 3
+    assert all(ports.LOWEST_PORT <= port < ephemeral_floor() for port in chosen)

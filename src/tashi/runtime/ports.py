@@ -3,15 +3,20 @@ virtual cluster, the target qemu of a live migration)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 from pathlib import Path
 
 from tashi.domain.errors import Unavailable
 
-# Ports handed out by ``free_port`` in this process; a port is never handed out twice, so two
-# daemons started back to back never get the same one before either has bound it.
-_HANDED_OUT: set[int] = set()
+# The ports ``free_port`` handed out lately in this process (oldest first), never handed out
+# again while remembered, so two listeners started back to back never get the same one before
+# either has bound it. Bounded: a node manager asks for one per incoming migration for as long
+# as it runs, and the range below the ephemeral ports holds about 22,000.
+_HANDED_OUT: dict[int, None] = {}
+REMEMBERED = 1024
+_calls = itertools.count()
 LOWEST_PORT = 10000
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
@@ -34,7 +39,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     the same ones, and each is bound once to check that nobody holds it."""
     top = ephemeral_floor()
     span = max(top - LOWEST_PORT, 1)
-    start = (os.getpid() * 7919 + len(_HANDED_OUT) * 104729) % span
+    start = (os.getpid() * 7919 + next(_calls) * 104729) % span
     for step in range(span):
         port = LOWEST_PORT + (start + step) % span
         if port in _HANDED_OUT:
@@ -44,6 +49,8 @@ def free_port(host: str = "127.0.0.1") -> int:
                 sock.bind((host, port))
             except OSError:
                 continue
-        _HANDED_OUT.add(port)
+        _HANDED_OUT[port] = None
+        if len(_HANDED_OUT) > REMEMBERED:
+            del _HANDED_OUT[next(iter(_HANDED_OUT))]
         return port
     raise Unavailable(f"no free TCP port between {LOWEST_PORT} and {top} on {host}")
