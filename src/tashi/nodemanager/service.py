@@ -111,22 +111,23 @@ class NodeService:
 
     # --- starting ---------------------------------------------------------------------
 
-    async def _nics(self, instance: InstanceWire) -> list[NicSpec]:
-        iid = InstanceId(instance.id)
+    async def _nics(self, iid: InstanceId, instance: InstanceWire) -> list[NicSpec]:
         return [
             await self.network.attach(iid, index, NetworkId(nic.network), nic.mac)
             for index, nic in enumerate(instance.nics)
         ]
 
-    def _spec(self, instance: InstanceWire, prepared: Prepared, nics: list[NicSpec]) -> VmSpec:
+    def _spec(
+        self, iid: InstanceId, instance: InstanceWire, prepared: Prepared, nics: list[NicSpec]
+    ) -> VmSpec:
         return VmSpec(
-            instance_id=InstanceId(instance.id),
+            instance_id=iid,
             name=instance.name,
             cores=instance.cores,
             memory=instance.memory,
             disks=prepared.disks,
             nics=nics,
-            state_dir=self.dirs.of(InstanceId(instance.id)),
+            state_dir=self.dirs.of(iid),
             boot=prepared.boot,
             cpu_share=instance.cpuShare,
             hints=instance.hints,
@@ -144,7 +145,7 @@ class NodeService:
             # ``_cleanup`` undoes both (detaching taps that were never made is a no-op).
             disks, nics = await asyncio.gather(
                 asyncio.to_thread(self.disks.prepare, iid, _disks_of(instance)),
-                self._nics(instance),
+                self._nics(iid, instance),
                 return_exceptions=True,
             )
             if isinstance(disks, BaseException):
@@ -152,7 +153,7 @@ class NodeService:
             prepared = disks
             if isinstance(nics, BaseException):
                 raise nics
-            spec = self._spec(instance, disks, nics)
+            spec = self._spec(iid, instance, disks, nics)
             status = await self.driver.start(spec, incoming=incoming)
         except TashiError:
             await self._cleanup(iid, prepared)
