@@ -25,8 +25,12 @@ def test_zero_means_measured_by_the_driver() -> None:
 def test_overrides_win_over_any_driver() -> None:
     chosen = settings(vmm="fake", cores="4", memory="4096")
     assert asyncio.run(host_capacity(chosen, create_driver(chosen))) == (4096, 4)
+    # Without cgroups: the driver would make its default cgroup root (/sys/fs/cgroup/cpu/tashi),
+    # and this test would leave it behind.
     qemu = dataclasses.replace(
-        chosen, node_manager=dataclasses.replace(chosen.node_manager, vmm="qemu")
+        chosen,
+        node_manager=dataclasses.replace(chosen.node_manager, vmm="qemu"),
+        qemu=dataclasses.replace(chosen.qemu, use_cgroups=False),
     )
     assert asyncio.run(host_capacity(qemu, create_driver(qemu))) == (4096, 4)
 
