@@ -15,13 +15,14 @@ VENV=.venv
 # Reinstall the project into the venv when its metadata or this installer changed.
 STAMP="$VENV/.tashi-installed"
 
-# linux-image-cloud-amd64 is deliberately absent: the guest image builder fetches it with
-# `apt-get download` and unpacks it into the image; the host must not boot it.
+# linux-source-6.1 and linux-image-cloud-amd64 are deliberately absent: the guest image builder
+# fetches them with `apt-get download` and unpacks them itself; the host must not boot the one or
+# keep the other. flex, bison, bc, libelf-dev and xz-utils build the guest's kernel from source.
 PACKAGES=(
     python3 python3-venv python3-dev build-essential make
     postgresql mariadb-server
     qemu-system-x86 qemu-utils busybox-static dnsmasq-base dnsmasq-utils iproute2 cpio e2fsprogs
-    dosfstools mtools syslinux lz4
+    dosfstools mtools syslinux lz4 flex bison bc libelf-dev xz-utils
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }

@@ -1,7 +1,9 @@
-"""``tashi-image build``: a build into an empty image store, its outputs, idempotence, --force.
+"""``tashi-image build``: a build into an empty image store, its outputs, idempotence, --force,
+with Tashi's own kernel (the default) and with Debian's cloud kernel (``--kernel debian``).
 
-The build reuses the .deb files the session's ``tiny_image`` fixture downloaded (``--cache``), so
-it exercises everything a clean machine does except the download itself.
+The builds reuse the .deb files and the compiled kernel the session's ``tiny_image`` fixture left
+in its cache (``--cache``), so they exercise everything a clean machine does except the download
+and the kernel's compilation (which ``tiny_image`` itself does on a clean machine).
 """
 
 from __future__ import annotations
@@ -29,8 +31,39 @@ def built(tiny_image: Path, tmp_path_factory: pytest.TempPathFactory) -> builder
     result = builder.build(options, say=lines.append)
     assert result.built, lines
     assert not any("downloaded" in line for line in lines), "the cache should have served"
+    assert any("Linux 6." in line and ": cached " in line for line in lines), lines
+    assert result.modules == []  # all built in
+    return options
+
+
+@pytest.fixture(scope="module")
+def debian(tiny_image: Path, tmp_path_factory: pytest.TempPathFactory) -> builder.BuildOptions:
+    prefix = tmp_path_factory.mktemp("vfs")
+    options = builder.BuildOptions(
+        out_dir=prefix / "images",
+        cache_dir=tiny_image.parent / ".cache" / "debs",
+        kernel=builder.DEBIAN_KERNEL,
+    )
+    lines: list[str] = []
+    result = builder.build(options, say=lines.append)
+    assert result.built, lines
     assert result.modules[-2:] == ["button", "evdev"]
     return options
+
+
+def _initramfs(image: Path) -> tuple[list[str], str]:
+    """The names in an image's initramfs and its /etc/tashi/modules."""
+    archive = gzip.decompress(boot.sidecar(image, ".initrd").read_bytes())
+    names = (
+        subprocess.run(["cpio", "-it", "--quiet"], input=archive, capture_output=True, check=True)
+        .stdout.decode()
+        .split()
+    )
+    listing = subprocess.run(
+        ["cpio", "-i", "--to-stdout", "--quiet", "etc/tashi/modules"],
+        input=archive, capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    return names, listing
 
 
 def test_the_store_holds_the_image_and_its_sidecars(built: builder.BuildOptions) -> None:
@@ -51,30 +84,42 @@ def test_the_store_holds_the_image_and_its_sidecars(built: builder.BuildOptions)
     assert hidden == [".tashi-tiny.lock", ".tashi-tiny.qcow2.bzimage", ".tashi-tiny.qcow2.recipe"]
 
 
-def test_the_kernel_is_the_elf_vmlinux_with_a_pvh_entry_and_the_bzimage_is_kept(
+def test_the_kernel_is_tashis_elf_vmlinux_with_a_pvh_entry_and_its_bzimage(
     built: builder.BuildOptions, tmp_path: Path
 ) -> None:
     kernel = boot.sidecar(built.image, boot.KERNEL_SUFFIX).read_bytes()
-    assert kernel.startswith(b"\x7fELF") and vmlinux.has_pvh_note(kernel)  # Debian: CONFIG_PVH
+    assert kernel.startswith(b"\x7fELF") and vmlinux.has_pvh_note(kernel)
+    assert len(kernel) < 32 * MIB  # Debian's cloud vmlinux is about 51 MiB
     bzimage = builder.bzimage_of(built.image)
+    assert vmlinux.is_bzimage(bzimage)
+    assert vmlinux.extract_pvh(bzimage, tmp_path / "vmlinux").ok  # the same kernel, compressed
+    assert bzimage.stat().st_size < len(kernel) / 2
+
+
+def test_tashis_initramfs_has_the_userland_and_no_modules(built: builder.BuildOptions) -> None:
+    names, listing = _initramfs(built.image)
+    assert {"init", "dev/console", "bin/busybox", "sbin/init", "etc/udhcpc.script"} <= set(names)
+    assert listing == ""
+    assert not any(name.startswith("lib/modules/") for name in names)
+
+
+def test_debians_kernel_is_its_elf_vmlinux_and_the_bzimage_as_it_came(
+    debian: builder.BuildOptions, tmp_path: Path
+) -> None:
+    kernel = boot.sidecar(debian.image, boot.KERNEL_SUFFIX).read_bytes()
+    assert kernel.startswith(b"\x7fELF") and vmlinux.has_pvh_note(kernel)  # Debian: CONFIG_PVH
+    bzimage = builder.bzimage_of(debian.image)
     assert vmlinux.is_bzimage(bzimage)
     assert vmlinux.extract_pvh(bzimage, tmp_path / "vmlinux").ok
     assert (tmp_path / "vmlinux").read_bytes() == kernel
     assert bzimage.stat().st_size < len(kernel) / 2  # compressed: about 14 MB against 53 MB
 
 
-def test_the_initramfs_loads_the_modules_in_dependency_order(built: builder.BuildOptions) -> None:
-    archive = gzip.decompress(boot.sidecar(built.image, ".initrd").read_bytes())
-    names = (
-        subprocess.run(["cpio", "-it", "--quiet"], input=archive, capture_output=True, check=True)
-        .stdout.decode()
-        .split()
-    )
+def test_debians_initramfs_loads_the_modules_in_dependency_order(
+    debian: builder.BuildOptions,
+) -> None:
+    names, listing = _initramfs(debian.image)
     assert {"init", "dev/console", "bin/busybox", "sbin/init", "etc/udhcpc.script"} <= set(names)
-    listing = subprocess.run(
-        ["cpio", "-i", "--to-stdout", "--quiet", "etc/tashi/modules"],
-        input=archive, capture_output=True, check=True,
-    ).stdout.decode()  # fmt: skip
     order = [Path(line).name.removesuffix(".ko") for line in listing.split()]
     assert set(order) >= {"virtio", "virtio_ring", "virtio_pci", "failover", "net_failover",
                           "virtio_net", "virtio_blk", "button", "evdev"}  # fmt: skip
@@ -84,6 +129,22 @@ def test_the_initramfs_loads_the_modules_in_dependency_order(built: builder.Buil
         assert order.index(before) < order.index(after)
     for module in listing.split():
         assert f"lib/modules/{module}" in names
+
+
+def test_the_two_kernels_are_two_recipes(
+    built: builder.BuildOptions, debian: builder.BuildOptions
+) -> None:
+    assert built.recipe() != debian.recipe()
+    assert builder.BuildOptions(out_dir=built.out_dir, kernel="debian").recipe() != built.recipe()
+
+
+def test_an_unknown_kernel_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InvalidInput, match="tashi, debian"):
+        builder.BuildOptions(out_dir=tmp_path, kernel="vmlinuz")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["build", "--out", str(tmp_path), "--kernel", "vmlinuz"])
+    assert exited.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_building_again_does_nothing_and_force_rebuilds(

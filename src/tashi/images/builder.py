@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tashi.domain import validation
-from tashi.domain.errors import BackendFailure
-from tashi.images import boot, cpio, debs, guestfiles, kmod, vmlinux
+from tashi.domain.errors import BackendFailure, InvalidInput
+from tashi.images import boot, cpio, debs, guestfiles, kbuild, kmod, vmlinux
 from tashi.images.commands import require, run
 
 DEFAULT_NAME = "tashi-tiny"
@@ -81,6 +81,13 @@ DEFAULT_SIZE_MB = 64
 REQUIRED_MODULES = ["virtio_pci", "virtio_net", "virtio_blk", "ext4", "button", "evdev"]
 OPTIONAL_MODULES = ["crc32c_generic"]
 
+# The kernels a build can put in the image: Tashi's own, compiled from Debian's kernel source
+# with only what the guest uses (tashi.images.kbuild; the default), or Debian's cloud kernel
+# package as it comes, with its modules in the initramfs.
+TASHI_KERNEL = "tashi"
+DEBIAN_KERNEL = "debian"
+KERNELS = (TASHI_KERNEL, DEBIAN_KERNEL)
+
 REQUIRED_PROGRAMS = ("apt-get", "apt-cache", "dpkg-deb", "mke2fs", "qemu-img", "lz4")
 
 BZIMAGE_SUFFIX = ".bzimage"
@@ -88,7 +95,7 @@ BZIMAGE_SUFFIX = ".bzimage"
 Say = Callable[[str], None]
 
 # The modules whose text decides what the image holds (see BuildOptions.recipe).
-_RECIPE_MODULES = (sys.modules[__name__], guestfiles, cpio, kmod, vmlinux)
+_RECIPE_MODULES = (sys.modules[__name__], guestfiles, cpio, kbuild, kmod, vmlinux)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +106,12 @@ class BuildOptions:
     cache_dir: Path | None = None
     size_mb: int = DEFAULT_SIZE_MB
     cmdline: str = DEFAULT_CMDLINE
+    kernel: str = TASHI_KERNEL
 
     def __post_init__(self) -> None:
         validation.image_name(f"{self.name}.qcow2")  # InvalidInput for "../x", "a/b", ...
+        if self.kernel not in KERNELS:
+            raise InvalidInput(f"kernel {self.kernel!r} is not one of {', '.join(KERNELS)}")
 
     @property
     def image(self) -> Path:
@@ -112,12 +122,17 @@ class BuildOptions:
         return self.cache_dir or self.out_dir / ".cache" / "debs"
 
     @property
+    def kernel_cache(self) -> Path:
+        """Where built kernels are kept (``tashi.images.kbuild``), beside the .deb files."""
+        return self.cache / "kernels"
+
+    @property
     def recipe_file(self) -> Path:
         return self.out_dir / f".{self.image.name}.recipe"
 
     def recipe(self) -> str:
         """A digest of what decides the image's content: the recipe modules and the options."""
-        digest = hashlib.sha256(f"{self.size_mb} {self.cmdline}".encode())
+        digest = hashlib.sha256(f"{self.size_mb} {self.cmdline} {self.kernel}".encode())
         for module in _RECIPE_MODULES:
             digest.update(Path(str(module.__file__)).read_bytes())
         return digest.hexdigest()
@@ -217,44 +232,68 @@ class _Build:
 
     def run(self) -> _Build:
         apt = debs.Apt(self.options.cache, self.say)
-        kernel_root, busybox_root, release = self._fetch(apt)
-        vmlinuz, tree = _kernel_files(kernel_root)
-        self.kernel_version = tree.version
-        load = self._plan_modules(tree)
+        out = self.work / "out"
+        out.mkdir()
+        busybox_deb = self._fetch(apt, debs.BUSYBOX)
+        if self.options.kernel == DEBIAN_KERNEL:
+            kernel_line, modules = self._debian_kernel(apt, out)
+        else:
+            kernel_line, modules = self._tashi_kernel(apt, out), None
+        with _step(self.say, "unpacked busybox (dpkg-deb -x)"):
+            busybox_root = debs.unpack(busybox_deb.path, self.work / "busybox")
+        release = (
+            f"{self.options.name}: Tashi tiny guest\n{kernel_line}\n"
+            f"busybox {busybox_deb.package} {busybox_deb.version}\n"
+        )
         userland = self.work / "rootfs"
         with _step(self.say, f"userland: busybox and the guest scripts in {userland.name}/"):
             _make_userland(userland, busybox_root, release)
-        out = self.work / "out"
-        out.mkdir()
-        with _step(self.say, f"initramfs: {len(load.load)} modules, /init, busybox"):
-            _write_initramfs(out / "initrd", userland, tree, load)
+        count = len(modules[1].load) if modules else 0
+        with _step(self.say, f"initramfs: {count} modules, /init, busybox"):
+            _write_initramfs(out / "initrd", userland, modules)
         with _step(self.say, f"root disk: ext4 of {self.options.size_mb} MiB, as qcow2"):
             _make_root_disk(out / "image.qcow2", userland, self.work, self.options.size_mb)
-        self._kernel(vmlinuz, out)
         (out / "cmdline").write_text(self.options.cmdline + "\n")
         self._commit(out)
         return self
 
-    def _fetch(self, apt: debs.Apt) -> tuple[Path, Path, str]:
+    def _fetch(self, apt: debs.Apt, package: str) -> debs.Deb:
+        with _step(self.say, f"package {package}"):
+            deb = apt.fetch(package)
+        how = "downloaded" if deb.downloaded else "cached"
+        self.say(f"  {deb.package} {deb.version}: {how} {deb.path}")
+        return deb
+
+    def _tashi_kernel(self, apt: debs.Apt, out: Path) -> str:
+        """Tashi's own kernel (``tashi.images.kbuild``): ``out/kernel`` and ``out/bzimage``."""
+        with _step(self.say, "resolved the kernel source package"):
+            package = apt.source_package()
+        deb = self._fetch(apt, package)
+        with _step(self.say, "kernel: Tashi's configuration of " + package):
+            built = kbuild.build(
+                deb.path, deb.version, self.options.kernel_cache, self.work, self.say
+            )
+        how = "cached" if built.cached else "built"
+        self.say(f"  Linux {built.release}: {how} {built.vmlinux.parent}")
+        self.kernel_version = built.release
+        shutil.copyfile(built.vmlinux, out / "kernel")
+        shutil.copyfile(built.bzimage, out / "bzimage")
+        return f"kernel Linux {built.release}, Tashi's configuration of {package} {deb.version}"
+
+    def _debian_kernel(
+        self, apt: debs.Apt, out: Path
+    ) -> tuple[str, tuple[kmod.ModuleTree, kmod.LoadPlan]]:
+        """Debian's cloud kernel: ``out/kernel``, ``out/bzimage`` and the modules to load."""
         with _step(self.say, "resolved the kernel package"):
-            kernel_package = apt.kernel_package()
-        fetched = []
-        for package in (kernel_package, debs.BUSYBOX):
-            with _step(self.say, f"package {package}"):
-                deb = apt.fetch(package)
-            how = "downloaded" if deb.downloaded else "cached"
-            self.say(f"  {deb.package} {deb.version}: {how} {deb.path}")
-            fetched.append(deb)
-        kernel_deb, busybox_deb = fetched
-        with _step(self.say, "unpacked the packages (dpkg-deb -x)"):
-            kernel_root = debs.unpack(kernel_deb.path, self.work / "kernel")
-            busybox_root = debs.unpack(busybox_deb.path, self.work / "busybox")
-        release = (
-            f"{self.options.name}: Tashi tiny guest\n"
-            f"kernel {kernel_deb.package} {kernel_deb.version}\n"
-            f"busybox {busybox_deb.package} {busybox_deb.version}\n"
-        )
-        return kernel_root, busybox_root, release
+            package = apt.kernel_package()
+        deb = self._fetch(apt, package)
+        with _step(self.say, "unpacked the kernel package (dpkg-deb -x)"):
+            kernel_root = debs.unpack(deb.path, self.work / "kernel")
+        vmlinuz, tree = _kernel_files(kernel_root)
+        self.kernel_version = tree.version
+        load = self._plan_modules(tree)
+        self._kernel(vmlinuz, out)
+        return f"kernel {deb.package} {deb.version}", (tree, load)
 
     def _plan_modules(self, tree: kmod.ModuleTree) -> kmod.LoadPlan:
         load = kmod.plan(tree, REQUIRED_MODULES, OPTIONAL_MODULES)
@@ -322,18 +361,22 @@ def _make_userland(root: Path, busybox_root: Path, release: str) -> None:
 
 
 def _write_initramfs(
-    path: Path, userland: Path, tree: kmod.ModuleTree, load: kmod.LoadPlan
+    path: Path, userland: Path, modules: tuple[kmod.ModuleTree, kmod.LoadPlan] | None
 ) -> None:
+    """The initramfs: the userland, /init, and the modules it loads (none for Tashi's kernel,
+    which has its drivers built in)."""
     entries = cpio.entries_from_tree(userland)
     entries.append(cpio.directory("newroot"))
     entries.append(cpio.char_device("dev/console", 5, 1))
     entries.append(cpio.regular("init", guestfiles.INIT.encode(), 0o755))
     listed = []
-    base = f"lib/modules/{tree.version}"
-    for _, module in load.load:
-        relative = f"{base}/{module.relative_to(tree.root).as_posix()}"
-        entries.append(cpio.regular(relative, module.read_bytes()))
-        listed.append(relative.removeprefix("lib/modules/"))
+    if modules is not None:
+        tree, load = modules
+        base = f"lib/modules/{tree.version}"
+        for _, module in load.load:
+            relative = f"{base}/{module.relative_to(tree.root).as_posix()}"
+            entries.append(cpio.regular(relative, module.read_bytes()))
+            listed.append(relative.removeprefix("lib/modules/"))
     entries.append(cpio.regular("etc/tashi/modules", "".join(f"{m}\n" for m in listed).encode()))
     names = {entry.name for entry in entries}
     for entry in list(entries):

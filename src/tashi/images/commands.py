@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tashi.domain.errors import BackendFailure
@@ -56,6 +57,55 @@ def run(
     return done.stdout
 
 
+def run_logged(
+    argv: Sequence[str | Path],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    tick: Callable[[float], None] | None = None,
+    every: float = 30.0,
+) -> None:
+    """Run a long ``argv`` with its output (both streams) going to ``log``, and call ``tick``
+    with the seconds elapsed every ``every`` seconds while it runs (a progress line).
+
+    Raises ``BackendFailure`` as ``run`` does, with the end of the log as the error output."""
+    args = [str(arg) for arg in argv]
+    full_env = {**os.environ, **_PLAIN_ENV, **(env or {})}
+    started = time.monotonic()
+    with log.open("wb") as out:
+        try:
+            process = subprocess.Popen(  # an argv list, never a shell
+                args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            )
+        except FileNotFoundError as exc:
+            raise BackendFailure(f"{args[0]} is not installed ({_install_hint(args[0])})") from exc
+        try:
+            while True:
+                elapsed = time.monotonic() - started
+                try:
+                    status = process.wait(timeout=max(0.0, min(every, timeout - elapsed)))
+                    break
+                except subprocess.TimeoutExpired:
+                    elapsed = time.monotonic() - started
+                    if elapsed >= timeout:
+                        raise BackendFailure(
+                            f"{_show(args)} took longer than {timeout:.0f} s (log: {log})"
+                        ) from None
+                    if tick is not None:
+                        tick(elapsed)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    if status != 0:
+        text = log.read_text(errors="replace")[-4000:]
+        raise BackendFailure(
+            f"{_show(args)} failed with exit status {status} (log: {log}): {_tail(text)}"
+        )
+
+
 def require(program: str) -> None:
     """Fail early, with the package to install, when ``program`` is not on ``PATH``."""
     if shutil.which(program) is None:
@@ -72,6 +122,13 @@ _PACKAGE_OF = {
     "mkfs.vfat": "dosfstools",
     "mcopy": "mtools",
     "syslinux": "syslinux",
+    "make": "make",
+    "gcc": "gcc",
+    "flex": "flex",
+    "bison": "bison",
+    "bc": "bc",
+    "tar": "tar",
+    "xz": "xz-utils",
 }
 
 

@@ -21,6 +21,7 @@ from tashi.domain.errors import BackendFailure
 from tashi.images.commands import run
 
 KERNEL_META = "linux-image-cloud-amd64"
+SOURCE_META = "linux-source"  # depends on the versioned source package, linux-source-6.1
 BUSYBOX = "busybox-static"
 
 
@@ -57,14 +58,21 @@ class Apt:
 
     def kernel_package(self) -> str:
         """The versioned kernel package the meta package depends on (``linux-image-6.1.0-…``)."""
-        self._candidate(KERNEL_META)  # updates the lists if apt does not know the package yet
-        out = run(["apt-cache", "depends", "--no-recommends", "--no-suggests", KERNEL_META])
+        return self._dependency(KERNEL_META, "linux-image-")
+
+    def source_package(self) -> str:
+        """The versioned kernel source package (``linux-source-6.1``)."""
+        return self._dependency(SOURCE_META, "linux-source-")
+
+    def _dependency(self, meta: str, prefix: str) -> str:
+        self._candidate(meta)  # updates the lists if apt does not know the package yet
+        out = run(["apt-cache", "depends", "--no-recommends", "--no-suggests", meta])
         for line in out.splitlines():
             kind, _, name = line.strip().lstrip("|").partition(":")
             name = name.strip()
-            if kind == "Depends" and name.startswith("linux-image-") and name != KERNEL_META:
+            if kind == "Depends" and name.startswith(prefix) and name != meta:
                 return name
-        raise BackendFailure(f"{KERNEL_META} depends on no linux-image-* package:\n{out}")
+        raise BackendFailure(f"{meta} depends on no {prefix}* package:\n{out}")
 
     def _candidate(self, package: str) -> str:
         version = self._policy_candidate(package)
