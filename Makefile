@@ -30,7 +30,9 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh | packages
 
 bootstrap: packages $(STAMP) ## install everything missing: Debian packages, .venv, the project
 
-test: bootstrap ## run the whole test suite (what .ci/run runs)
+# The guest image first, with its progress lines: on a clean machine its kernel takes minutes to
+# compile, which a test's fixture would otherwise do without a word.
+test: bootstrap image ## run the whole test suite (what .ci/run runs)
 	@$(call run_pytest)
 
 check: bootstrap ## format check, lint, mypy (strict on src/), import layers, tests; reports all
@@ -48,7 +50,7 @@ check-types:
 check-imports:
 	$(BIN)/lint-imports
 
-check-tests:
+check-tests: image
 	@$(call run_pytest)
 
 IMAGE_DIR := var/images

@@ -28,6 +28,21 @@ def _hanging_guest() -> bytes:
     return header + bytes.fromhex("ebfe")
 
 
+def _talking_then_hanging_guest() -> bytes:
+    """A multiboot image that prints ``Linux version`` on the serial port, then ``jmp .``: a
+    kernel that starts but never gets as far as its root file system (nested KVM here)."""
+    magic, flags, base = 0x1BADB002, 0x00010000, 0x100000
+    text = b"Linux version 6.1 (a kernel that hangs)\n\0"
+    # mov esi, text; mov dx, 0x3f8; 1: lodsb; test al, al; jz 2f; out dx, al; jmp 1b; 2: jmp 2b
+    code = bytes.fromhex("be") + struct.pack("<I", base + 32 + 19)
+    code += bytes.fromhex("66baf803ac84c07403eeebf8ebfe")
+    assert len(code) == 19
+    end = base + 32 + len(code) + len(text)
+    checksum = -(magic + flags) & 0xFFFFFFFF
+    header = struct.pack("<8I", magic, flags, checksum, base, base, end, 0, base + 32)
+    return header + code + text
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -37,10 +52,22 @@ async def test_the_stub_runs_in_long_mode_under_tcg() -> None:
     assert await probe.boots(QEMU, "tcg", None, 10.0)
 
 
-async def test_a_kernel_is_seen_by_its_first_line(tiny_image: Path) -> None:
+async def test_a_kernel_boots_when_it_gets_as_far_as_its_root_fs(tiny_image: Path) -> None:
     kernel = Path(f"{tiny_image}.kernel")
     assert probe.find_kernel("", tiny_image.parent) == kernel
     assert await probe.boots(QEMU, "tcg", kernel, 30.0)
+
+
+async def test_a_kernel_that_prints_its_first_line_and_hangs_fails(tmp_path: Path) -> None:
+    liar = tmp_path / "liar.bin"
+    liar.write_bytes(_talking_then_hanging_guest())
+    seen, status = await probe._run(
+        [str(QEMU), "-accel", "tcg", "-M", "pc", "-nodefaults", "-display", "none",
+         "-serial", "stdio", "-kernel", str(liar)],
+        2.0,
+    )  # fmt: skip
+    assert b"Linux version 6.1" in seen and status is None  # it spoke, then ran to the deadline
+    assert not await probe.boots(QEMU, "tcg", liar, 2.0)
 
 
 async def test_a_guest_that_hangs_fails_at_the_deadline(tmp_path: Path) -> None:

@@ -563,7 +563,8 @@ class QemuSettings:
     kvm_probe_timeout: float = option(
         "kvmProbeTimeout",
         5.0,
-        "Seconds the KVM probe waits for its kernel to print its first line.",
+        "Seconds the KVM probe waits for its kernel to boot as far as looking for its root"
+        " file system.",
         minimum=0.5,
     )
     probe_kernel: str = option(

@@ -3,16 +3,18 @@
 Output, in an image store directory (``<prefix>/images``), for ``--name tashi-tiny``::
 
     tashi-tiny.qcow2            root disk: ext4 (mke2fs -d, no mount) with busybox, qcow2, 64 MiB
-    tashi-tiny.qcow2.kernel     Debian's linux-image-cloud-amd64: its ELF vmlinux (PVH boot)
-    tashi-tiny.qcow2.initrd     gzip newc cpio: busybox, the virtio/ACPI modules, /init
+    tashi-tiny.qcow2.kernel     Tashi's kernel: an ELF vmlinux (PVH boot)
+    tashi-tiny.qcow2.initrd     gzip newc cpio: busybox, /init (and modules, for Debian's kernel)
     tashi-tiny.qcow2.cmdline    DEFAULT_CMDLINE (console=ttyS0 root=/dev/vda rw quiet ...)
-    .tashi-tiny.qcow2.bzimage   the package's vmlinuz as it came, for bootloaders (hidden)
+    .tashi-tiny.qcow2.bzimage   the same kernel as a bzImage, for bootloaders (hidden)
 
-The ``.kernel`` sidecar is the uncompressed ELF ``vmlinux`` when the package's bzImage holds one
-with a PVH entry point (``tashi.images.vmlinux``): QEMU then enters it in protected mode,
-skipping the real-mode setup and the decompression, which costs less CPU per boot under TCG.
-Otherwise it is the bzImage itself, and the build says why. SYSLINUX and other bootloaders need
-the bzImage: ``bzimage_of(image)`` gives it either way.
+The kernel is Tashi's own by default (``tashi.images.kbuild``): compiled once from Debian's
+``linux-source`` with only what the guest uses, all built in, and cached. With ``kernel="debian"``
+it is Debian's ``linux-image-cloud-amd64`` with its modules in the initramfs: the ``.kernel``
+sidecar is then the uncompressed ELF ``vmlinux`` when the package's bzImage holds one with a PVH
+entry point (``tashi.images.vmlinux``), so that QEMU enters it in protected mode, skipping the
+real-mode setup and the decompression; otherwise the bzImage itself, and the build says why.
+SYSLINUX and other bootloaders need a bzImage: ``bzimage_of(image)`` gives it either way.
 
 The convention (``tashi.images.boot``): an image with a ``.kernel`` file (and optional ``.initrd``,
 ``.cmdline``) beside it is booted directly with ``-kernel``/``-initrd``/``-append``; an image

@@ -5,8 +5,8 @@ initialising what a Tashi guest never has, and half of a guest's fresh memory is
 image. This kernel has only what the guest uses, all built in (no modules): a 64-bit PVH entry
 point, the 8250 serial console, virtio-pci with virtio-blk and virtio-net (and e1000), ext4, the
 initramfs, IPv4 with packet sockets for udhcpc, and ACPI with the power button and evdev for
-acpid. One boot under TCG takes about half the CPU of the cloud kernel's (0.94 against 1.86 CPU-s
-to TASHI-GUEST-UP, median of 6) and about 60 MiB less of qemu's memory.
+acpid. One boot under TCG takes about half the CPU of the cloud kernel's (0.87 against 1.86 CPU-s
+to TASHI-GUEST-UP, medians of 8 and 6) and about 60 MiB less of qemu's memory.
 
 The configuration is the kernel's own ``tinyconfig`` (``allnoconfig`` with
 ``kernel/configs/tiny.config`` and ``arch/x86/configs/tiny.config``) plus ``FRAGMENT``; after

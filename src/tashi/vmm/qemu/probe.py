@@ -7,10 +7,13 @@ auto`` boots something under KVM, once per process, and uses KVM only if it runs
 1. a 158-byte multiboot stub (built in, below) that enters 64-bit long mode, writes ``L`` to
    the serial port and leaves qemu through the ``isa-debug-exit`` device with status 67;
 2. then, when a Linux kernel is at hand (``[Qemu] probeKernel``, else the first ``.kernel``
-   direct-boot sidecar of the image store), that kernel, until it prints ``Linux version`` on
-   the serial console. This is the step nested KVM fails on this machine's kind of host: the
-   stub passes there (long mode works), the kernel never prints. Without a kernel the probe
-   trusts the stub alone and says so in the log.
+   direct-boot sidecar of the image store), that kernel, with no root file system, until it
+   gets as far as looking for one: it prints ``Unable to mount root fs`` (or ``Run /`` when
+   it has an initramfs of its own), so its timers, interrupts and devices worked. This is the
+   step nested KVM fails on this machine's kind of host: the stub passes there (long mode
+   works); Debian's cloud kernel printed nothing, and Tashi's own kernel prints its first 60
+   lines (``Linux version`` among them) and hangs when it calibrates its timers. Without a
+   kernel the probe trusts the stub alone and says so in the log.
 
 Each step has ``[Qemu] kvmProbeTimeout`` seconds; a step that fails means TCG. Results are
 cached per process (by qemu binary and kernel), so several drivers in one process (tests, the
@@ -41,7 +44,8 @@ _STUB = bytes.fromhex(
     "00b021eef4ebfd90000000000000000000000000009a20000f0088001000"
 )
 _STUB_EXIT = 67
-_KERNEL_LINE = b"Linux version"
+# What a kernel prints once it has booted as far as its root file system (see above).
+_BOOTED_LINES = (b"Unable to mount root fs", b"Run /")
 
 _cache: dict[tuple[str, str], str] = {}
 
@@ -98,11 +102,15 @@ async def boots(qemu_bin: Path, accel: str, kernel: Path | None, timeout: float)
         argv += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", str(kernel)]
         argv += ["-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1"]
         seen, status = await _run(argv, timeout)
-    return _KERNEL_LINE in seen or status == _STUB_EXIT
+    return _booted(seen) or status == _STUB_EXIT
+
+
+def _booted(seen: bytes) -> bool:
+    return any(line in seen for line in _BOOTED_LINES)
 
 
 async def _run(argv: Sequence[str], timeout: float) -> tuple[bytes, int | None]:
-    """Run qemu until it exits, prints the kernel line, or ``timeout``; what it printed and its
+    """Run qemu until it exits, prints a booted line, or ``timeout``; what it printed and its
     exit status (``None`` if it was stopped). The process is always gone on return."""
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -121,7 +129,7 @@ async def _run(argv: Sequence[str], timeout: float) -> tuple[bytes, int | None]:
         async with asyncio.timeout(timeout):
             while chunk := await proc.stdout.read(4096):
                 seen = (seen + chunk)[-8192:]
-                if _KERNEL_LINE in seen:
+                if _booted(seen):
                     return seen, None
             return seen, await proc.wait()
     except TimeoutError:
