@@ -127,6 +127,7 @@ def build(source_deb: Path, source_version: str, cache: Path, work: Path, say: S
         return found
     for program in BUILD_TOOLS:
         require(program)
+    work = work.absolute()  # make -C runs in the tree: KCONFIG_ALLCONFIG must not be relative
     tree = _unpack(source_deb, work / "linux", say)
     config = work / "tashi.config"
     config.write_text(_fragment_of(tree))
