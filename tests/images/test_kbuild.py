@@ -47,3 +47,32 @@ def test_the_built_kernel_of_the_session_is_cached_whole(tiny_image: Path) -> No
 def test_a_deb_without_the_source_tarball_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BackendFailure):
         kbuild._unpack(tmp_path / "no-such.deb", tmp_path / "linux", lambda _: None)
+
+
+def test_make_gets_absolute_paths_when_the_build_directory_is_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make -C <tree>`` runs in the tree, so a relative KCONFIG_ALLCONFIG is not found there
+    (``tashi-image build --out var/images`` failed so on a clean clone)."""
+    monkeypatch.chdir(tmp_path)
+    tree = tmp_path / "work" / "linux" / "linux-source-6.1"
+    for part in ("kernel/configs", "arch/x86/configs"):
+        (tree / part).mkdir(parents=True)
+        (tree / part / "tiny.config").write_text("")
+    calls: list[list[str]] = []
+
+    def run(argv: list[str | Path], **_: object) -> str:
+        calls.append([str(arg) for arg in argv])
+        if argv[0] == "make":
+            raise BackendFailure("stopped here")
+        return "gcc (Debian 12.2.0-14) 12.2.0\n"
+
+    monkeypatch.setattr(kbuild, "run", run)
+    monkeypatch.setattr(kbuild, "_unpack", lambda deb, into, say: into / "linux-source-6.1")
+    with pytest.raises(BackendFailure, match="stopped here"):
+        kbuild.build(Path("x.deb"), "6.1.1-1", Path("cache"), Path("work"), lambda _: None)
+    (make,) = [argv for argv in calls if argv[0] == "make"]
+    allconfig = next(arg for arg in make if arg.startswith("KCONFIG_ALLCONFIG="))
+    assert Path(allconfig.partition("=")[2]).is_absolute()
+    assert Path(make[make.index("-C") + 1]).is_absolute()
+    assert Path(allconfig.partition("=")[2]).is_file()
