@@ -250,8 +250,7 @@ class _Build:
         userland = self.work / "rootfs"
         with _step(self.say, f"userland: busybox and the guest scripts in {userland.name}/"):
             _make_userland(userland, busybox_root, release)
-        count = len(modules[1].load) if modules else 0
-        with _step(self.say, f"initramfs: {count} modules, /init, busybox"):
+        with _step(self.say, f"initramfs: {len(self.modules)} modules, /init, busybox"):
             _write_initramfs(out / "initrd", userland, modules)
         with _step(self.say, f"root disk: ext4 of {self.options.size_mb} MiB, as qcow2"):
             _make_root_disk(out / "image.qcow2", userland, self.work, self.options.size_mb)

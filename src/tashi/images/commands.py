@@ -35,19 +35,18 @@ def run(
     Raises ``BackendFailure`` if the program is not installed, exits non-zero or runs longer
     than ``timeout`` seconds."""
     args = [str(arg) for arg in argv]
-    full_env = {**os.environ, **_PLAIN_ENV, **(env or {})}
     try:
         done = subprocess.run(  # an argv list, never a shell
             args,
             cwd=cwd,
-            env=full_env,
+            env=_environment(env),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=True,
         )
     except FileNotFoundError as exc:
-        raise BackendFailure(f"{args[0]} is not installed ({_install_hint(args[0])})") from exc
+        raise _not_installed(args[0]) from exc
     except subprocess.TimeoutExpired as exc:
         raise BackendFailure(f"{_show(args)} took longer than {timeout:.0f} s") from exc
     except subprocess.CalledProcessError as exc:
@@ -72,15 +71,19 @@ def run_logged(
 
     Raises ``BackendFailure`` as ``run`` does, with the end of the log as the error output."""
     args = [str(arg) for arg in argv]
-    full_env = {**os.environ, **_PLAIN_ENV, **(env or {})}
     started = time.monotonic()
     with log.open("wb") as out:
         try:
             process = subprocess.Popen(  # an argv list, never a shell
-                args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                args,
+                cwd=cwd,
+                env=_environment(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
             )
         except FileNotFoundError as exc:
-            raise BackendFailure(f"{args[0]} is not installed ({_install_hint(args[0])})") from exc
+            raise _not_installed(args[0]) from exc
         try:
             while True:
                 elapsed = time.monotonic() - started
@@ -109,7 +112,15 @@ def run_logged(
 def require(program: str) -> None:
     """Fail early, with the package to install, when ``program`` is not on ``PATH``."""
     if shutil.which(program) is None:
-        raise BackendFailure(f"{program} is not installed ({_install_hint(program)})")
+        raise _not_installed(program)
+
+
+def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    return {**os.environ, **_PLAIN_ENV, **(env or {})}
+
+
+def _not_installed(program: str) -> BackendFailure:
+    return BackendFailure(f"{program} is not installed ({_install_hint(program)})")
 
 
 _PACKAGE_OF = {

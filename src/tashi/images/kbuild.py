@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tashi.domain.errors import BackendFailure
-from tashi.images import vmlinux
+from tashi.images import debs, vmlinux
 from tashi.images.commands import require, run, run_logged
 
 # On top of tinyconfig. Each line is needed by the guest (tashi.images.guestfiles) or by QEMU's
@@ -102,7 +102,7 @@ REQUIRED = (
 
 BUILD_TOOLS = ("tar", "xz", "make", "gcc", "flex", "bison", "bc")
 BUILD_TIMEOUT = 3600.0  # a slow machine; 3 to 4 minutes on 2 cores here
-# Reproducible version strings: not the builder's user, host and clock.
+# The version string names Tashi, not the user and host that compiled it (the date still varies).
 _BUILD_ENV = {"KBUILD_BUILD_USER": "tashi", "KBUILD_BUILD_HOST": "tashi-image"}
 
 Say = Callable[[str], None]
@@ -153,11 +153,7 @@ def build(source_deb: Path, source_version: str, cache: Path, work: Path, say: S
         tick=tick,
     )
     release = run(["make", "-s", "-C", tree, "kernelrelease"], env=_BUILD_ENV).strip()
-    _keep(tree, release, target)
-    kernel = _cached(target)
-    if kernel is None:
-        raise BackendFailure(f"the kernel build left no vmlinux and bzImage in {target}")
-    return Kernel(kernel.vmlinux, kernel.bzimage, kernel.release, cached=False)
+    return _keep(tree, release, target)
 
 
 def missing_options(config: str) -> list[str]:
@@ -182,9 +178,7 @@ def _cached(target: Path) -> Kernel | None:
 def _unpack(deb: Path, into: Path, say: Say) -> Path:
     """The source tree of a ``linux-source-*.deb``: its ``usr/src/linux-source-*.tar.xz``
     unpacked into ``into`` (about 1.5 GB, 20 s)."""
-    package = into / "package"
-    package.mkdir(parents=True)
-    run(["dpkg-deb", "-x", deb, package])
+    package = debs.unpack(deb, into / "package")
     tarballs = sorted((package / "usr" / "src").glob("linux-source-*.tar.xz"))
     if len(tarballs) != 1:
         raise BackendFailure(f"{deb.name} holds no single usr/src/linux-source-*.tar.xz")
@@ -206,7 +200,7 @@ def _fragment_of(tree: Path) -> str:
     return "".join(path.read_text() for path in parts) + FRAGMENT
 
 
-def _keep(tree: Path, release: str, target: Path) -> None:
+def _keep(tree: Path, release: str, target: Path) -> Kernel:
     """Copy the outputs into ``target``, whole or not at all."""
     elf = (tree / "vmlinux").read_bytes()
     if not vmlinux.has_pvh_note(elf):
@@ -222,3 +216,4 @@ def _keep(tree: Path, release: str, target: Path) -> None:
         if target.exists():
             shutil.rmtree(target)
         os.replace(partial, target)
+    return Kernel(target / "vmlinux", target / "bzImage", release, cached=False)
