@@ -24,14 +24,14 @@ import re
 from datetime import datetime, timedelta
 
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.restart import reschedule
 from tashi.domain.clock import Clock
 from tashi.domain.models import Host, Instance
 from tashi.domain.states import Action, InstanceState, next_state
-from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
+from tashi.storage.contract import InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
 
-KIND = "rescheduled"
 _LOST_FROM = re.compile(r"; (\w+) -> Orphaned$")
 _REMOVE = {InstanceState.ShuttingDown.name, InstanceState.Destroying.name}
 _LEAVE = {InstanceState.MigratePrep.name, InstanceState.MigrateTrans.name}
@@ -97,7 +97,7 @@ class HighAvailability:
                 if inst.state is not InstanceState.Orphaned:
                     orphan = next_state(inst.state, Action.host_lost)
                     inst = tx.instances.transition(inst.id, inst.state, orphan, now=now)
-                moved.append(_reschedule(tx, inst, host, now, "fenced" if lapsed else "crashed"))
+                moved.append(reschedule(tx, inst, host, now, "fenced" if lapsed else "crashed"))
             return moved
 
         moved = await self._db.write(run)
@@ -121,7 +121,7 @@ class HighAvailability:
         for inst in orphans:
             if _settled_otherwise(tx, inst, host, now):
                 continue
-            moved.append(_reschedule(tx, inst, host, now, "lost"))
+            moved.append(reschedule(tx, inst, host, now, "lost"))
         if moved:
             log.warning(
                 "host %s lost, its lease ran out at %s: %d instance(s) back to Pending",
@@ -159,29 +159,3 @@ def _lost_from(tx: Transaction, inst: Instance) -> str | None:
             match = _LOST_FROM.search(event.message)
             return match.group(1) if match else None
     return None
-
-
-#: Why a host's instances go back to Pending: (reason, what the history says of the host).
-_CAUSES = {
-    "lost": ("was lost and its lease ran out", "was lost"),
-    "fenced": ("stopped it when its lease ran out", "stopped it itself (self-fence)"),
-    "crashed": ("came back without it", "came back without it (it died with the host)"),
-}
-
-
-def _reschedule(tx: Transaction, inst: Instance, host: Host, now: datetime, cause: str) -> Instance:
-    reason, how = _CAUSES[cause]
-    changes = InstanceChanges(
-        clear_host=True, clear_vm=True, reason=f"restarted elsewhere: host {host.name} {reason}"
-    )
-    target = next_state(inst.state, Action.reschedule)
-    moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
-    lease = f"; its lease ran out at {host.lease_expires:%H:%M:%S}" if cause != "crashed" else ""
-    tx.events.add(
-        inst.id,
-        KIND,
-        f"Orphaned -> Pending: host {host.name} {how}{lease}; the scheduler starts it again"
-        " elsewhere",
-        now=now,
-    )
-    return moved

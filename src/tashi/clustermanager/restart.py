@@ -1,0 +1,42 @@
+"""Moving an instance a lost or fenced host ran back to Pending, to be started elsewhere.
+
+``ha.py`` decides *when* (the host's lease has surely run out, or the host came back without
+the VM); this module says *how*: the instance leaves its host and VM id, keeps a reason a user
+can read, and gets a ``rescheduled`` line in its history. The scheduler then places it like any
+Pending instance.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tashi.domain.models import Host, Instance
+from tashi.domain.states import Action, next_state
+from tashi.storage.contract import InstanceChanges, Transaction
+
+KIND = "rescheduled"
+
+#: Why a host's instances go back to Pending: (reason, what the history says of the host).
+_CAUSES = {
+    "lost": ("was lost and its lease ran out", "was lost"),
+    "fenced": ("stopped it when its lease ran out", "stopped it itself (self-fence)"),
+    "crashed": ("came back without it", "came back without it (it died with the host)"),
+}
+
+
+def reschedule(tx: Transaction, inst: Instance, host: Host, now: datetime, cause: str) -> Instance:
+    reason, how = _CAUSES[cause]
+    changes = InstanceChanges(
+        clear_host=True, clear_vm=True, reason=f"restarted elsewhere: host {host.name} {reason}"
+    )
+    target = next_state(inst.state, Action.reschedule)
+    moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
+    lease = f"; its lease ran out at {host.lease_expires:%H:%M:%S}" if cause != "crashed" else ""
+    tx.events.add(
+        inst.id,
+        KIND,
+        f"Orphaned -> Pending: host {host.name} {how}{lease}; the scheduler starts it again"
+        " elsewhere",
+        now=now,
+    )
+    return moved
