@@ -3,8 +3,11 @@
     tashi-cluster start [N]        N hosts (default [Cluster] hosts, 3)
     tashi-cluster add 4 5          start hosts 4 and 5 (running ones are skipped)
     tashi-cluster rm 2             crash host 2: SIGKILL its node manager and VMs, tell nobody
+    tashi-cluster rm cm            crash a control-plane piece: cm, scheduler, dnsmasq[:NET],
+                                   nm:N (host N's node manager alone; its VMs keep running)
+    tashi-cluster add cm           start it again: same command, config, database and files
     tashi-cluster stop             everything down and removed
-    tashi-cluster status           hosts, their state, VMs per host
+    tashi-cluster status           the pieces' processes, hosts, their state, VMs per host
     tashi-cluster console VM [-f]  the VM's serial console log (-f: follow it)
 
 Settings: ``[Cluster]`` in Cluster.cfg (``~/.tashi/Cluster.cfg`` and the other Tashi config
@@ -25,15 +28,34 @@ from tashi.config import ConfigError, load_settings
 from tashi.config.settings import ClusterSettings
 from tashi.devcluster.cluster import DevCluster
 from tashi.devcluster.state import locked
-from tashi.domain.errors import TashiError
+from tashi.devcluster.targets import Target, parse_target
+from tashi.domain.errors import InvalidInput, TashiError
+
+TARGETS = """targets:
+  N            host N, the whole machine: rm crashes it (SIGKILL of its node manager, its VMs'
+               qemu and the node manager's watchdog); add boots it afresh, with empty state
+  nm:N         host N's node manager (tashi-nm) alone: its VMs and watchdog keep running
+  cm           the cluster manager (tashi-cm)
+  scheduler    the scheduler (tashi-scheduler)
+  dnsmasq      every dnsmasq (DHCP and DNS of the VM networks); dnsmasq:NET the one of
+               VM network NET
+
+`rm cm` is a crash: SIGKILL by pid, nobody told, nothing cleaned up. `add cm` starts it
+again with exactly the same command, config and files (database, leases, VM state), so it
+comes back with all its state; pieces still running are skipped. `tashi-cluster status`
+shows each piece's pid and whether it runs (down (rm): crashed by rm)."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tashi-cluster",
-        description="A whole Tashi cluster on this machine: each host a network namespace with"
-        " its own node manager, the cluster manager and scheduler beside them.",
-        epilog="Settings: [Cluster] in ~/.tashi/Cluster.cfg (see docs/cluster.md).",
+        description="A whole Tashi cluster on this machine: each host a network namespace with\n"
+        "its own node manager, the cluster manager and scheduler beside them.",
+        epilog="Crash and restart: `rm N` / `add N` for host N, `rm cm` / `add cm` for the\n"
+        "cluster manager, likewise scheduler, dnsmasq[:NET] and nm:N (host N's node manager\n"
+        "alone); `tashi-cluster rm --help` says more.\n"
+        "Settings: [Cluster] in ~/.tashi/Cluster.cfg (see docs/cluster.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tashi-cluster {tashi.__version__}")
     parser.add_argument(
@@ -42,20 +64,47 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a cluster of N hosts")
     start.add_argument("hosts", nargs="?", type=int, help="number of hosts ([Cluster] hosts)")
-    add = sub.add_parser("add", help="start these hosts (ones already up are skipped)")
-    add.add_argument("numbers", nargs="+", type=int)
-    rm = sub.add_parser("rm", help="crash these hosts: SIGKILL node manager and VMs, tell nobody")
-    rm.add_argument("numbers", nargs="+", type=int)
+    raw = argparse.RawDescriptionHelpFormatter
+    add = sub.add_parser(
+        "add",
+        help="start hosts afresh, or crashed pieces again (cm, scheduler, dnsmasq, nm:N)",
+        description="Start hosts (afresh) or crashed control-plane pieces (again, as they"
+        " were).\nExamples: `add 4 5`, `add cm`, `add nm:2`, `add dnsmasq`.",
+        epilog=TARGETS,
+        formatter_class=raw,
+    )
+    add.add_argument("targets", nargs="+", type=_target, metavar="TARGET", help="see below")
+    rm = sub.add_parser(
+        "rm",
+        help="crash hosts or control-plane pieces (cm, scheduler, dnsmasq, nm:N): SIGKILL",
+        description="Crash hosts or control-plane pieces: SIGKILL by pid, tell nobody.\n"
+        "Examples: `rm 2`, `rm cm`, `rm nm:2`, `rm dnsmasq:1`.",
+        epilog=TARGETS,
+        formatter_class=raw,
+    )
+    rm.add_argument("targets", nargs="+", type=_target, metavar="TARGET", help="see below")
     sub.add_parser("stop", help="stop everything and remove all it made")
-    sub.add_parser("status", help="hosts, their state, VMs per host")
+    sub.add_parser("status", help="each piece's process (pid, up or down), hosts, VMs per host")
     console = sub.add_parser("console", help="a VM's serial console log")
     console.add_argument("instance", help="instance name or id")
     console.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     return parser
 
 
+def _target(text: str) -> Target:
+    try:
+        return parse_target(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed (``SystemExit`` with usage on a bad one): no root needed."""
+    return _parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     if os.geteuid() != 0:
         print(
             "tashi-cluster: needs root (it makes network namespaces, links and cgroups):"
@@ -91,10 +140,10 @@ def _run(args: argparse.Namespace, settings: ClusterSettings) -> int:
         if args.command == "start":
             return _start(cluster, args.hosts or settings.hosts)
         if args.command == "add":
-            cluster.add(args.numbers)
+            cluster.add_targets(args.targets)
             return 0
         if args.command == "rm":
-            cluster.crash(args.numbers)
+            cluster.rm(args.targets)
             return 0
         left = cluster.stop()
         (root.parent / f".{root.name}.lock").unlink(missing_ok=True)
@@ -119,18 +168,31 @@ def _start(cluster: DevCluster, hosts: int) -> int:
         f"  use it:   export TASHI_CONFIG={layout.client_config}\n"
         "            tashi getHosts; tashi getVmLayout\n"
         f"  logs:     {layout.cm}/tashi-cm.log, {layout.root}/hosts/host<N>/tashi-nm.log\n"
-        "  more:     tashi-cluster status | add N | rm N | console VM | stop"
+        "  more:     tashi-cluster status | add N | rm N | rm cm | add cm | console VM | stop"
     )
     return 0
 
 
 def _status(cluster: DevCluster) -> None:
-    rows = cluster.status()
-    print(f"{'host':<8} {'process':<8} {'cm says':<8} {'state':<10} VMs")
-    for row in rows:
-        process = "running" if row.running else "gone"
-        up = {True: "up", False: "down", None: "-"}[row.up]
-        print(f"{row.name:<8} {process:<8} {up:<8} {row.state:<10} {' '.join(row.instances)}")
+    status = cluster.status()
+    print(f"{'piece':<12} {'pid':<8} process")
+    for piece in status.pieces:
+        print(f"{piece.name:<12} {piece.pid:<8} {piece.process}")
+    print(f"\n{'host':<8} {'nm pid':<8} {'process':<10} {'cm says':<8} {'state':<10} VMs")
+    for row in status.hosts:
+        pid = str(row.nm.pid) if row.nm is not None else "-"
+        process = row.nm.process if row.nm is not None else "gone"
+        up = {True: "up", False: "down", None: "-" if status.cm_problem is None else "?"}[row.up]
+        print(
+            f"{row.name:<8} {pid:<8} {process:<10} {up:<8} {row.state:<10}"
+            f" {' '.join(row.instances)}"
+        )
+    down = [p.name for p in status.pieces if not p.running]
+    down += [f"nm:{h.number}" for h in status.hosts if h.nm is not None and not h.nm.running]
+    if status.cm_problem is not None:
+        print(f"\nthe cluster manager does not answer: {status.cm_problem}")
+    if down:
+        print(f"\ndown: {' '.join(down)}; `tashi-cluster add {' '.join(down)}` starts them again")
 
 
 def _console(cluster: DevCluster, ref: str, follow: bool) -> int:

@@ -7,12 +7,15 @@ manager per host namespace, all at once, and waits until every host is up in the
 manager. Every daemon runs detached (a session of its own) with its log in the state directory;
 the state file records each by pid and start time so later subcommands find them.
 
-``crash`` is seed 002's ``ssi-rm``: every process in the host's namespace (its node manager and
-its VMs' qemu) is SIGKILLed by pid; nobody is told. The namespace stays (the host's kernel still
-runs, so connections to its node manager are refused at once) until ``add`` boots it afresh.
-``stop`` ends the daemons by pid (SIGTERM, SIGKILL after a deadline), then every process left
-in any namespace of the cluster's tag, then removes namespaces, links, cgroups and files: each
-wait has a deadline, so it never hangs.
+``crash`` is seed 002's ``ssi-rm``: every process in the host's namespace (its node manager,
+its VMs' qemu and the node manager's watchdog) is SIGKILLed by pid; nobody is told. The
+namespace stays (the host's kernel still runs, so connections to its node manager are refused
+at once) until ``add`` boots it afresh. ``rm``/``add`` of a control-plane piece (``cm``,
+``scheduler``, ``dnsmasq[:NET]``, ``nm:N``: ``targets.py``) crash one daemon and start it again
+as it was (``control.py``). ``stop`` ends the daemons by pid (SIGTERM, SIGKILL after a
+deadline), the watchdogs, then every process left in any namespace of the cluster's tag, then
+removes namespaces, links, cgroups and files (the boot-slot directory of ``/run/tashi`` too:
+``strays.py``): each wait has a deadline, so it never hangs.
 """
 
 from __future__ import annotations
@@ -30,13 +33,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tashi.api.schemas import NetworkIn, UserIn
+from tashi.api.schemas import HostOut, NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
 from tashi.config.settings import ClusterSettings, VxlanSettings
-from tashi.devcluster import configs, fabric, processes
+from tashi.devcluster import configs, control, fabric, processes, strays
 from tashi.devcluster.fabric import Fabric
 from tashi.devcluster.state import Layout, Proc, State, host_name, host_number
-from tashi.domain.errors import BackendFailure, InsufficientResources, InvalidInput, InvalidState
+from tashi.devcluster.targets import Kind, Target, in_start_order
+from tashi.domain.errors import (
+    BackendFailure,
+    InsufficientResources,
+    InvalidInput,
+    InvalidState,
+    TashiError,
+)
 from tashi.domain.ids import NetworkId
 from tashi.images import boot, builder
 from tashi.network.vxlan import VxlanDriver
@@ -53,10 +63,22 @@ DEFAULT_IMAGE = Path("var/images/tashi-tiny.qcow2")
 class HostStatus:
     number: int
     name: str
-    running: bool  # its node manager process runs
-    up: bool | None  # as the cluster manager sees it (None: not registered)
+    nm: control.PieceStatus | None  # its node manager (None: none recorded, e.g. after rm N)
+    up: bool | None  # as the cluster manager sees it (None: not registered, or no answer)
     state: str
     instances: list[str]
+
+    @property
+    def running(self) -> bool:
+        """Its node manager process runs."""
+        return self.nm is not None and self.nm.running
+
+
+@dataclass(frozen=True)
+class Status:
+    pieces: list[control.PieceStatus]  # cluster manager, scheduler, dnsmasqs
+    hosts: list[HostStatus]
+    cm_problem: str | None  # why the cluster manager did not answer (None: it did)
 
 
 def meminfo() -> dict[str, int]:
@@ -173,8 +195,7 @@ class DevCluster:
             root / "cm.cfg", configs.cm_config(self.settings, state, self.layout), private=True
         )
         cm = self._daemon("tashi-cm", root, path, fab.cm_ns, fab.cm_address, state.cm_port)
-        process = cm.spawn()
-        state.daemons["tashi-cm"] = Proc(process.pid, processes.start_time(process.pid))
+        state.daemons["tashi-cm"] = _spawn(cm)
         cm.wait_healthy()
 
     def _start_dnsmasqs(self, state: State) -> None:
@@ -222,25 +243,10 @@ class DevCluster:
             )
             binary, *options = server.argv()
             daemon.argv = [shutil.which(binary) or binary, *options]  # enter execs, no PATH
-            process = daemon.spawn()
-            state.daemons[f"dnsmasq.{network_id}"] = Proc(
-                process.pid, processes.start_time(process.pid)
-            )
+            daemon.pid_file = server.pid_file  # ready once it wrote its pid there (it bound)
+            state.daemons[f"dnsmasq.{network_id}"] = _spawn(daemon)
             self.layout.save(state)
-
-            def ready(
-                pid: int = process.pid,
-                daemon: processes.Daemon = daemon,
-                pid_file: Path = server.pid_file,
-            ) -> bool:
-                if daemon.process is not None and daemon.process.poll() is not None:
-                    raise BackendFailure(f"dnsmasq exited at start:\n{daemon.log_tail()}")
-                try:
-                    return int(pid_file.read_text().strip() or 0) == pid
-                except (FileNotFoundError, ValueError):
-                    return False
-
-            processes.wait_for(f"dnsmasq of network {network_id}", ready, 10.0)
+            daemon.wait_healthy()
 
     def _start_dnsmasq(self, state: State) -> None:
         """Without the DHCP/DNS hook: one plain dnsmasq (DHCP on every VM network, leases from
@@ -249,6 +255,7 @@ class DevCluster:
         argv = ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null"]
         argv += ["--bind-interfaces", "--except-interface=lo", f"--domain={self.settings.domain}"]
         argv += [f"--dhcp-leasefile={self.layout.root / 'dnsmasq.leases'}", "--log-facility=-"]
+        argv += [f"--pid-file={self.layout.root / 'dnsmasq.pid'}"]
         for network_id in state.networks:
             low, high = configs.ip_range(self.settings, network_id).split("-")
             argv += [f"--interface=vxbr{network_id}", f"--dhcp-range={low},{high},10m"]
@@ -256,9 +263,10 @@ class DevCluster:
             "dnsmasq", self.layout.root, self.layout.root / "none", fab.cm_ns, "", 0
         )
         daemon.argv = argv
-        process = daemon.spawn()
-        state.daemons["dnsmasq"] = Proc(process.pid, processes.start_time(process.pid))
+        daemon.pid_file = self.layout.root / "dnsmasq.pid"
+        state.daemons["dnsmasq"] = _spawn(daemon)
         self.layout.save(state)
+        daemon.wait_healthy()
         self.say("the DHCP/DNS hook is not installed: a plain dnsmasq gives the VMs addresses")
 
     def _start_scheduler(self, state: State) -> processes.Daemon | None:
@@ -276,8 +284,7 @@ class DevCluster:
         fab = configs.plan(state)
         daemon = self._daemon("tashi-scheduler", root, path, fab.cm_ns, fab.cm_address, 0)
         daemon.ready_log = "tashi-scheduler "
-        process = daemon.spawn()
-        state.daemons["tashi-scheduler"] = Proc(process.pid, processes.start_time(process.pid))
+        state.daemons["tashi-scheduler"] = _spawn(daemon)
         self.layout.save(state)
         return daemon
 
@@ -360,19 +367,62 @@ class DevCluster:
     def _vxlan(self, state: State) -> VxlanDriver:
         return VxlanDriver(VxlanSettings(underlay_device="eth0"), netns=configs.plan(state).cm_ns)
 
-    # --- hosts ---------------------------------------------------------------------------------
+    # --- rm and add: hosts and control-plane pieces -----------------------------------------
+
+    def rm(self, targets: list[Target]) -> None:
+        """Crash each target (``targets.py``): control-plane pieces with ``control.crash``, then
+        hosts with ``crash``. Every target is checked before anything is killed."""
+        state = self.layout.load()
+        pieces = [
+            piece
+            for target in targets
+            if target.kind is not Kind.HOST
+            for piece in control.resolve(state, target)
+        ]
+        for piece in dict.fromkeys(pieces):
+            control.crash(state, piece, self.say)
+            self.layout.save(state)
+        hosts = [t.number for t in targets if t.kind is Kind.HOST and t.number is not None]
+        if hosts:
+            self.crash(list(dict.fromkeys(hosts)))
+
+    def add_targets(self, targets: list[Target]) -> None:
+        """Start each target: a control-plane piece again as it was (``control.restart``), hosts
+        afresh (``add``); the cluster manager first, hosts last (``targets.in_start_order``).
+        Every target is checked before anything starts."""
+        state = self.layout.load()
+        ordered = in_start_order(targets)
+        pieces = {t: control.resolve(state, t) for t in ordered if t.kind is not Kind.HOST}
+        hosts = [t.number for t in ordered if t.kind is Kind.HOST and t.number is not None]
+        for target, found in pieces.items():
+            for piece in found:
+                started = control.restart(state, piece, self.say, lambda: self.layout.save(state))
+                if started and target.kind is Kind.NM:
+                    assert piece.host is not None
+                    self._wait_up(state, [piece.host])
+        if hosts:
+            self.add(hosts)
 
     def add(self, numbers: list[int]) -> list[int]:
+        """Boot these hosts afresh (empty state); running ones are skipped with a note."""
         state = self.layout.load()
         new = []
         for number in numbers:
-            if number in state.hosts and processes.alive(
-                state.hosts[number].pid, state.hosts[number].started
-            ):
+            proc = state.hosts.get(number)
+            if proc is not None and processes.alive(proc.pid, proc.started):
                 self.say(f"host {number} is already up: skipped")
+            elif proc is not None and proc.crashed:
+                raise InvalidState(
+                    f"host {number}'s node manager was crashed alone (rm nm:{number}) and its VMs"
+                    f" may still run: `add nm:{number}` starts it again; `rm {number}` crashes"
+                    f" the whole host, which `add {number}` then boots afresh"
+                )
             elif number not in new:
                 new.append(number)
         if new:
+            cm = state.daemons.get("tashi-cm")
+            if cm is not None and not processes.alive(cm.pid, cm.started):
+                raise InvalidState("the cluster manager is down: `add cm` starts it again first")
             check_memory(self.settings, len(new))
             self._start_hosts(state, new)
         return new
@@ -403,15 +453,23 @@ class DevCluster:
             config = processes.write_config(root / "nm.cfg", sections, private=True)
             address = configs.plan(state).host_address(number)
             nm = self._daemon("tashi-nm", root, config, netns, address, configs.NM_PORT)
-            process = nm.spawn()
-            state.hosts[number] = Proc(process.pid, processes.start_time(process.pid))
+            state.hosts[number] = _spawn(nm)
             self.layout.save(state)
             started.append((number, nm))
         for _number, nm in started:
             nm.wait_healthy()
         self._refresh_peers(state)
+        self._wait_up(state, [n for n, _ in started])
+
+    def _wait_up(self, state: State, numbers: list[int]) -> None:
+        """Until the cluster manager sees these hosts up (at once, with a note, when the
+        cluster manager itself is down: a node manager started again waits for it)."""
+        cm = state.daemons.get("tashi-cm")
+        if cm is not None and not processes.alive(cm.pid, cm.started):
+            self.say("the cluster manager is down: hosts register once it is started again")
+            return
         with self.admin(state) as admin:
-            names = {host_name(n) for n, _ in started}
+            names = {host_name(n) for n in numbers}
             processes.wait_for(
                 f"hosts {', '.join(sorted(names))} to be up in the cluster manager",
                 lambda: names <= {h.name for h in admin.get_hosts() if h.up},
@@ -431,8 +489,8 @@ class DevCluster:
             asyncio.run(refresh(cm_ns))
 
     def crash(self, numbers: list[int]) -> None:
-        """SIGKILL every process of each host (node manager and VMs); tell nobody (the cluster
-        manager finds out by the missing heartbeats)."""
+        """SIGKILL every process of each host (node manager, VMs, the node manager's
+        watchdog); tell nobody (the cluster manager finds out by the missing heartbeats)."""
         state = self.layout.load()
         fab = Fabric(configs.plan(state))
         for number in numbers:
@@ -440,7 +498,10 @@ class DevCluster:
                 self.say(f"host {number} is not running: skipped")
                 continue
             netns = fab.plan.host_ns(number)
+            watchdog = strays.kill_watchdog(self.layout.nm_state(number))
             killed = kill_all(netns)
+            if watchdog is not None and watchdog not in killed:
+                killed.append(watchdog)
             self.say(f"host {number}: killed {len(killed)} process(es) ({netns})")
             # The namespace stays, like the host's kernel: its address refuses connections.
             remove_cgroup(Path(state.cgroup) / host_name(number))
@@ -449,31 +510,37 @@ class DevCluster:
 
     # --- status and console ----------------------------------------------------------------------
 
-    def status(self) -> list[HostStatus]:
+    def status(self) -> Status:
+        """Each piece's process, and each host as its node manager and the cluster manager see
+        it; when the cluster manager does not answer, the hosts as far as the state file
+        knows them, and why."""
         state = self.layout.load()
-        with self.admin(state) as admin:
-            hosts = {h.name: h for h in admin.get_hosts()}
-            by_host: dict[int, list[str]] = {}
-            for inst in admin.get_instances():
-                if inst.hostId is not None:
-                    by_host.setdefault(inst.hostId, []).append(f"{inst.name}({inst.state})")
+        hosts: dict[str, HostOut] = {}
+        by_host: dict[int, list[str]] = {}
+        problem = None
+        try:
+            with self.admin(state) as admin:
+                hosts = {h.name: h for h in admin.get_hosts()}
+                for inst in admin.get_instances():
+                    if inst.hostId is not None:
+                        by_host.setdefault(inst.hostId, []).append(f"{inst.name}({inst.state})")
+        except TashiError as exc:
+            problem = exc.message
         numbers = sorted(set(state.hosts) | {n for n in map(host_number, hosts) if n})
         result = []
         for number in numbers:
-            name = host_name(number)
-            proc = state.hosts.get(number)
-            host = hosts.get(name)
+            host = hosts.get(host_name(number))
             result.append(
                 HostStatus(
                     number=number,
-                    name=name,
-                    running=proc is not None and processes.alive(proc.pid, proc.started),
+                    name=host_name(number),
+                    nm=control.nm_status(state, number),
                     up=host.up if host is not None else None,
-                    state=host.state if host is not None else "-",
+                    state=host.state if host is not None else "-" if problem is None else "?",
                     instances=by_host.get(host.id, []) if host is not None else [],
                 )
             )
-        return result
+        return Status(control.status(state), result, problem)
 
     def console_path(self, ref: str) -> Path:
         state = self.layout.load()
@@ -505,17 +572,27 @@ class DevCluster:
         processes.stop_pids(
             [(p.pid, p.started) for p in state.hosts.values()], timeout=STOP_TIMEOUT
         )
+        for nm_state in sorted(self.layout.root.glob("hosts/host*/state")):  # crashed ones too
+            strays.kill_watchdog(nm_state)
         for netns in fabric.namespaces():
             if netns.startswith(f"{fabric.PREFIX}{state.tag}-"):
                 kill_all(netns)
         left = fab.destroy()
         left += remove_cgroup(Path(state.cgroup))
+        left += strays.remove_boot_slots()
         for path in state.files:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.layout.root, ignore_errors=True)
         if self.layout.root.exists():
             left.append(f"{self.layout.root} could not be removed")
         return left
+
+
+def _spawn(daemon: processes.Daemon) -> Proc:
+    """Start ``daemon`` (not waiting for it) and record it: pid, start time, and how it was
+    started, so that ``add`` can start it again the same way."""
+    process = daemon.spawn()
+    return Proc(process.pid, processes.start_time(process.pid), daemon.launch())
 
 
 def kill_all(netns: str, timeout: float = STOP_TIMEOUT) -> list[int]:

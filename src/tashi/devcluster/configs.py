@@ -85,7 +85,7 @@ def nm_config(
             "clusterManagerHost": fabric.cm_address,
             "clusterManagerPort": state.cm_port,
             "registerFrequency": settings.heartbeat,
-            "stateDir": root / "state",
+            "stateDir": layout.nm_state(number),
         },
         "NodeManager": {
             "vmm": "qemu",

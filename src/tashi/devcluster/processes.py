@@ -2,10 +2,13 @@
 and ``tashi-cluster``.
 
 ``Daemon`` is one ``tashi-cm``/``tashi-nm``/``tashi-scheduler`` subprocess with its own directory,
-config file (named by ``TASHI_CONFIG``), ``HOME`` and log; ``start()`` waits for ``/health`` on
-its port, ``stop()`` ends it by pid (SIGTERM, then SIGKILL after a deadline), ``kill()`` crashes it.
-A daemon may run in a network namespace (``netns``): it is then started through
-``python -m tashi.devcluster.enter`` which joins the namespace and execs the program.
+config file (named by ``TASHI_CONFIG``), ``HOME`` and log; ``start()`` waits until it is ready
+(``/health`` on its port, a line in its log, or its pid in a pid file), ``stop()`` ends it by pid
+(SIGTERM, then SIGKILL after a deadline), ``kill()`` crashes it. A daemon may run in a network
+namespace (``netns``): it is then started through ``python -m tashi.devcluster.enter`` which
+joins the namespace and execs the program. ``Daemon.launch()`` is how it was started as plain
+data (``Launch``), which ``tashi-cluster`` keeps in its state file so that a later invocation
+starts a crashed daemon again exactly as before (``Daemon.from_launch``).
 
 ``stop_pid`` ends a process that is not our child (one a previous ``tashi-cluster`` started)
 by pid, after checking that the pid still names the process we mean (its start time), so a pid
@@ -90,6 +93,26 @@ def program(name: str) -> str:
     return str(BIN / name)
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How a ``Daemon`` was started, in JSON-able fields: the same command, directory, config
+    file, namespace and readiness check. The rest of the environment is the one of whoever
+    starts it again (without its ``TASHI_*`` variables), as at the first start: it is not
+    recorded (it may hold secrets of the user's)."""
+
+    name: str
+    argv: list[str]
+    root: str
+    config: str
+    port: int
+    health_host: str
+    netns: str | None
+    startup_timeout: float
+    env: dict[str, str]
+    ready_log: str | None
+    pid_file: str | None
+
+
 @dataclass
 class Daemon:
     """One daemon subprocess; see the module doc.
@@ -109,8 +132,43 @@ class Daemon:
     startup_timeout: float = 30.0
     error: Callable[[str], Exception] = DaemonFailed
     env: dict[str, str] = field(default_factory=dict)
-    ready_log: str | None = None  # no /health: ready once its log has this text
+    ready_log: str | None = None  # no /health: ready once its log has this text (anew)
+    pid_file: Path | None = None  # no /health: ready once this file holds its pid
     process: subprocess.Popen[bytes] | None = None
+    _log_start: int = field(default=0, init=False, repr=False)  # the log's size at spawn
+
+    def launch(self) -> Launch:
+        """How this daemon is started (``from_launch`` makes it again from that)."""
+        return Launch(
+            name=self.name,
+            argv=list(self.argv),
+            root=str(self.root),
+            config=str(self.config),
+            port=self.port,
+            health_host=self.health_host,
+            netns=self.netns,
+            startup_timeout=self.startup_timeout,
+            env=dict(self.env),
+            ready_log=self.ready_log,
+            pid_file=None if self.pid_file is None else str(self.pid_file),
+        )
+
+    @classmethod
+    def from_launch(cls, launch: Launch, *, new_session: bool = True) -> Daemon:
+        return cls(
+            launch.name,
+            list(launch.argv),
+            Path(launch.root),
+            Path(launch.config),
+            launch.port,
+            health_host=launch.health_host,
+            netns=launch.netns,
+            new_session=new_session,
+            startup_timeout=launch.startup_timeout,
+            env=dict(launch.env),
+            ready_log=launch.ready_log,
+            pid_file=None if launch.pid_file is None else Path(launch.pid_file),
+        )
 
     @property
     def log(self) -> Path:
@@ -133,6 +191,7 @@ class Daemon:
         env.update(HOME=str(self.root / "home"), TASHI_CONFIG=str(self.config), **self.env)
         (self.root / "home").mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
+            self._log_start = out.tell()  # a restarted daemon is ready on its new lines only
             self.process = subprocess.Popen(
                 self.command(),
                 cwd=self.root,
@@ -161,7 +220,14 @@ class Daemon:
         if self.process.poll() is not None:
             raise self.error(f"{self.name} exited at start:\n{self.log_tail()}")
         if self.ready_log is not None:
-            return self.ready_log in self.log.read_text(errors="replace")
+            with self.log.open("rb") as log:
+                log.seek(self._log_start)
+                return self.ready_log in log.read().decode(errors="replace")
+        if self.pid_file is not None:
+            try:
+                return self.pid_file.read_text().strip() == str(self.process.pid)
+            except OSError:
+                return False
         try:
             url = f"http://{self.health_host}:{self.port}/health"
             return httpx.get(url, timeout=1).status_code == 200

@@ -3,7 +3,9 @@
 Each ``tashi-cluster`` subcommand is a new process: it reads this file (under an exclusive lock,
 ``locked``) to find the cluster's tag, fabric, daemons and hosts, acts, and writes it back.
 A process is recorded with its pid *and* its start time, so that ``stop`` never signals a pid
-the kernel has meanwhile given to another program. The layout of the directory is here too.
+the kernel has meanwhile given to another program, and with how it was started
+(``processes.Launch``), so that ``add`` starts a piece ``rm`` crashed again with the same
+command, config and files. The layout of the directory is here too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from tashi.devcluster.processes import Launch
 from tashi.domain.errors import InvalidState
 
 STATE_FILE = "cluster.json"
@@ -24,10 +28,24 @@ STATE_FILE = "cluster.json"
 
 @dataclass
 class Proc:
-    """One process we started: pid and start time (``processes.start_time``)."""
+    """One process we started: pid and start time (``processes.start_time``), how to start it
+    again (``None`` in a state file written before restarts existed), and whether
+    ``tashi-cluster rm`` killed it (it stays recorded, down, until ``add`` starts it again)."""
 
     pid: int
     started: int | None
+    launch: Launch | None = None
+    crashed: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Proc:
+        launch = data.get("launch")
+        return cls(
+            pid=int(data["pid"]),
+            started=data.get("started"),
+            launch=Launch(**launch) if launch else None,
+            crashed=bool(data.get("crashed", False)),
+        )
 
 
 @dataclass
@@ -37,7 +55,8 @@ class State:
     cm_port: int
     networks: list[int]
     cgroup: str
-    daemons: dict[str, Proc] = field(default_factory=dict)  # "tashi-cm", "tashi-scheduler"
+    # "tashi-cm", "tashi-scheduler", "dnsmasq.<network id>" (or one "dnsmasq" for all networks)
+    daemons: dict[str, Proc] = field(default_factory=dict)
     hosts: dict[int, Proc] = field(default_factory=dict)  # host number -> its node manager
     files: list[str] = field(default_factory=list)  # made outside the state directory
 
@@ -55,8 +74,8 @@ class State:
             cm_port=int(data["cm_port"]),
             networks=[int(n) for n in data["networks"]],
             cgroup=data["cgroup"],
-            daemons={k: Proc(**v) for k, v in data["daemons"].items()},
-            hosts={int(k): Proc(**v) for k, v in data["hosts"].items()},
+            daemons={k: Proc.from_dict(v) for k, v in data["daemons"].items()},
+            hosts={int(k): Proc.from_dict(v) for k, v in data["hosts"].items()},
             files=list(data.get("files", [])),
         )
 
@@ -94,8 +113,12 @@ class Layout:
     def host(self, number: int) -> Path:
         return self.root / "hosts" / host_name(number)
 
+    def nm_state(self, number: int) -> Path:
+        """The host's node manager's ``[NodeManagerService] stateDir``."""
+        return self.host(number) / "state"
+
     def console(self, number: int, instance_id: int) -> Path:
-        return self.host(number) / "state" / "vms" / str(instance_id) / "console.log"
+        return self.nm_state(number) / "vms" / str(instance_id) / "console.log"
 
     def load(self) -> State:
         try:
