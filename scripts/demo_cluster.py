@@ -7,7 +7,11 @@ Phases, each timed: build the guest image (once), `tashi-cluster start 3`, `tash
 six VMs with a NIC on each of the two networks, wait (with a progress line) until all are Running
 and have their DHCP leases, `tashi getVmLayout`, ping every VM by DNS name from the cluster
 manager's namespace, `tashi-cluster rm` the host with most VMs and wait until its VMs run
-elsewhere. The cluster is left running; the end says how to use and stop it.
+elsewhere, then crash the cluster manager (`tashi-cluster rm cm`), start it again 10 s later
+(`add cm`) and check that every VM ran on through it: the same qemu processes, every instance
+Running. The cluster is left running; the end says how to use and stop it. The demo exits
+non-zero when the VMs did not survive the cluster manager's crash (the node managers fence their
+VMs when their lease, [Cluster] hostLeaseTime, runs out without the cluster manager).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +32,8 @@ BIN = Path(os.environ.get("TASHI_DEMO_BIN", ROOT / ".venv" / "bin"))
 STATE = Path(os.environ.get("TASHI_DEMO_CLUSTER_DIR", ROOT / "var" / "demo-cluster"))
 IMAGE = ROOT / "var" / "images" / "tashi-tiny.qcow2"
 BOOT_TIMEOUT = 240.0
+CM_OUTAGE = 10.0  # seconds the cluster manager stays down in the control-plane phase
+SETTLE_TIMEOUT = 60.0  # for the hosts to report to the restarted cluster manager
 DHCP = re.compile(rb"TASHI-GUEST-DHCP (\S+) (\S+)")
 summary: list[tuple[float, str]] = []
 
@@ -181,6 +188,92 @@ def crash() -> None:
     tashi("getVmLayout")
 
 
+def vm_processes() -> dict[str, int]:
+    """Each instance's qemu pid (instance name -> pid), found in /proc by its command line: a
+    qemu of this cluster (its state directory) running that instance's directory."""
+    by_id = {str(inst["id"]): str(inst["name"]) for inst in instances()}
+    found: dict[str, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu-system" not in argv or str(STATE) not in argv:
+            continue
+        for iid, name in by_id.items():
+            if f"/vms/{iid}/" in argv:
+                found[name] = int(proc.name)
+    return found
+
+
+def survived(
+    before: Mapping[str, int], after: Mapping[str, int], states: Mapping[str, str]
+) -> list[str]:
+    """What shows the VMs did not run on through the crash (empty: they did): a qemu gone or
+    replaced, an instance not Running."""
+    problems = []
+    for name, pid in sorted(before.items()):
+        now = after.get(name)
+        if now is None:
+            problems.append(f"{name}: its qemu (pid {pid}) is gone")
+        elif now != pid:
+            problems.append(f"{name}: its qemu changed (pid {pid}, now {now})")
+    for name, state in sorted(states.items()):
+        if state != "Running":
+            problems.append(f"{name}: {state}, not Running")
+    return problems
+
+
+def heartbeats_since(moment: datetime) -> bool:
+    """Every host the cluster manager sees up has sent a heartbeat since ``moment`` (so the
+    instance states it shows are the node managers' word, not the database's)."""
+    listed = json.loads(tashi("getHosts", "--json", quiet=True))
+    up = [h for h in listed if h["up"]]
+    return bool(up) and all(
+        h["lastHeartbeat"] and datetime.fromisoformat(h["lastHeartbeat"]) > moment for h in up
+    )
+
+
+def crash_cm() -> bool:
+    before = vm_processes()
+    daemons = json.loads((STATE / "cluster.json").read_text())["daemons"]
+    pid = daemons["tashi-cm"]["pid"]
+    print(f"    {len(before)} VMs, qemu pids {' '.join(str(p) for _, p in sorted(before.items()))}")
+    print(f"    crashing the cluster manager (pid {pid}): tashi-cluster rm cm")
+    cluster("rm", "cm")
+    began = time.monotonic()
+    print(f"    the cluster manager stays down {CM_OUTAGE:.0f} s")
+    time.sleep(CM_OUTAGE)  # the outage itself: the node managers are on their own meanwhile
+    restarted = datetime.now().astimezone()
+    cluster("add", "cm")
+    print(f"    tashi-cluster add cm: back after {time.monotonic() - began:.1f} s")
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while not heartbeats_since(restarted):
+        if time.monotonic() > deadline:
+            print(f"    not every host reported within {SETTLE_TIMEOUT:.0f} s: see tashi getHosts")
+            break
+        time.sleep(0.2)
+    else:
+        print(f"    every host reported again {time.monotonic() - began:.1f} s after the crash")
+    after = vm_processes()
+    states = {str(i["name"]): str(i["state"]) for i in instances()}
+    tashi("getVmLayout")
+    for name, was in sorted(before.items()):
+        now = after.get(name)
+        verdict = "same" if now == was else "GONE" if now is None else "CHANGED"
+        print(f"    {name:<10} qemu {was:<8} -> {now or '-':<8} {verdict:<8} {states.get(name)}")
+    problems = survived(before, after, states)
+    if problems:
+        print("    FAILED: the VMs did not run on through the cluster manager's crash:")
+        for problem in problems:
+            print(f"      {problem}")
+    else:
+        print(f"    every VM ran on: {len(before)} qemu processes unchanged, all Running")
+    return not problems
+
+
 def start() -> None:
     if os.geteuid() != 0:
         sys.exit("demo: make demo needs root (network namespaces): run it with sudo")
@@ -214,6 +307,10 @@ def start() -> None:
     phase("tashi getVmLayout", lambda: tashi("getVmLayout"))
     phase("ping every VM from the cluster manager's side", ping_all)
     phase("crash the busiest host; its VMs come back elsewhere", crash)
+    ok = phase(
+        f"crash the cluster manager, start it again after {CM_OUTAGE:.0f} s; every VM runs on",
+        crash_cm,
+    )
     print("\nphase times:")
     for took, title in summary:
         print(f"  {took:7.1f} s  {title}")
@@ -222,6 +319,11 @@ def start() -> None:
         f"  tashi getVmLayout\n  {BIN / 'tashi-cluster'} --state-dir {STATE} status\n"
         "Stop it with: make demo-stop"
     )
+    if not ok:
+        sys.exit(
+            "\ndemo: FAILED: the VMs did not run on through the cluster manager's crash"
+            " (see the last phase)"
+        )
 
 
 def main() -> None:

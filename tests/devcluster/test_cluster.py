@@ -11,24 +11,20 @@ the VXLAN tunnel from host 3 to host 1 both ways), plus pings from the cluster m
 
 from __future__ import annotations
 
-import configparser
 import importlib.util
-import ipaddress
 import os
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, NicIn
-from tashi.client.sdk import TashiClient
 from tashi.devcluster import fabric, processes
-from tashi.devcluster.state import Layout, State
+from tests.devcluster.harness import Running, running_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 
@@ -38,80 +34,18 @@ FABRIC = "198.18.48.0/20"  # not the default one, so a developer's own cluster i
 DHCP_MARK = re.compile(rb"TASHI-GUEST-DHCP (\S+) (\S+)")
 
 
-@dataclass
-class Running:
-    root: Path
-    env: dict[str, str]
-    layout: Layout
-    admin: TashiClient
-
-    def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tashi.devcluster.cli",
-                "--state-dir",
-                str(self.layout.root),
-                *args,
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    @property
-    def state(self) -> State:
-        return self.layout.load()
-
-    @property
-    def plan(self) -> fabric.Plan:
-        return fabric.Plan(self.state.tag, ipaddress.IPv4Network(FABRIC))
-
-
-def _admin(layout: Layout) -> TashiClient:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(layout.client_config)
-    client, access = parser["Client"], parser["AccessClusterManager"]
-    url = f"http://{client['clusterManagerHost']}:{client['clusterManagerPort']}"
-    return TashiClient(url, username=access["username"], password=access["password"])
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_image: Path) -> Iterator[Running]:
-    root = tmp_path_factory.mktemp("devcluster")
-    config = processes.write_config(
-        root / "Cluster.cfg",
-        {
-            "Cluster": {
-                "fabric": FABRIC,
-                "image": tiny_image,
-                "hostMemory": 1024,
-                "expireHostTime": 4.0,
-                "hostLeaseTime": 5.0,
-                "heartbeat": 1.0,
-            }
-        },
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
-    env.update(TASHI_CONFIG=str(config), HOME=str(root))
-    layout = Layout(root / "state")
-    running = Running(root, env, layout, admin=None)  # type: ignore[arg-type]
-    started = time.monotonic()
-    try:  # whatever happens from here (a start that times out too), the cluster is stopped
-        result = running.cli("start", "3")
-        assert result.returncode == 0, result.stdout + result.stderr
-        print(f"tashi-cluster start 3: {time.monotonic() - started:.1f} s")
-        assert f"export TASHI_CONFIG={layout.client_config}" in result.stdout
-        running.admin = _admin(layout)
-        try:
-            yield running
-        finally:
-            running.admin.close()
-    finally:
-        running.cli("stop")  # returns at once when nothing was started
+    options: dict[str, object] = {
+        "fabric": FABRIC,
+        "image": tiny_image,
+        "hostMemory": 1024,
+        "expireHostTime": 4.0,
+        "hostLeaseTime": 5.0,
+        "heartbeat": 1.0,
+    }
+    with running_cluster(tmp_path_factory.mktemp("devcluster"), 3, options) as running:
+        yield running
 
 
 def _place(c: Running, names: list[str], hosts: list[str]) -> None:
@@ -175,7 +109,11 @@ def test_start_gives_three_hosts_up(cluster: Running) -> None:
     assert hosts == {"host1": True, "host2": True, "host3": True}
     status = cluster.cli("status")
     assert status.returncode == 0, status.stderr
-    assert status.stdout.count(" running ") == 3
+    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines() if line}
+    for name in ("host1", "host2", "host3"):
+        assert rows[name][1:3] == ["running", "up"], status.stdout
+    for piece in ("cm", "scheduler", "dnsmasq:1", "dnsmasq:2", "nm:1", "nm:2", "nm:3"):
+        assert rows[piece][2] == "running", status.stdout
 
 
 def test_vms_on_two_networks_reach_each_other_over_vxlan(cluster: Running, dhcp: None) -> None:

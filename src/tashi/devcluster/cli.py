@@ -178,19 +178,15 @@ def _status(cluster: DevCluster) -> None:
     print(f"{'piece':<12} {'pid':<8} process")
     for piece in status.pieces:
         print(f"{piece.name:<12} {piece.pid:<8} {piece.process}")
-    print(f"\n{'host':<8} {'nm pid':<8} {'process':<10} {'cm says':<8} {'state':<10} VMs")
+    print(f"\n{'host':<8} {'process':<10} {'cm says':<8} {'state':<10} VMs")
     for row in status.hosts:
-        pid = str(row.nm.pid) if row.nm is not None else "-"
         process = row.nm.process if row.nm is not None else "gone"
         up = {True: "up", False: "down", None: "-" if status.cm_problem is None else "?"}[row.up]
-        print(
-            f"{row.name:<8} {pid:<8} {process:<10} {up:<8} {row.state:<10}"
-            f" {' '.join(row.instances)}"
-        )
-    down = [p.name for p in status.pieces if not p.running]
-    down += [f"nm:{h.number}" for h in status.hosts if h.nm is not None and not h.nm.running]
+        vms = " ".join(row.instances)
+        print(f"{row.name:<8} {process:<10} {up:<8} {row.state:<10} {vms}")
     if status.cm_problem is not None:
         print(f"\nthe cluster manager does not answer: {status.cm_problem}")
+    down = [p.name for p in status.pieces if not p.running]
     if down:
         print(f"\ndown: {' '.join(down)}; `tashi-cluster add {' '.join(down)}` starts them again")
 

@@ -140,11 +140,12 @@ def restart(state: State, piece: Piece, say: Say, save: Callable[[], None]) -> b
 
 
 def status(state: State) -> list[PieceStatus]:
-    """The cluster manager, scheduler and dnsmasqs, in that order (node managers are in the
-    host table)."""
+    """Every recorded piece: the cluster manager, scheduler, dnsmasqs, then each host's node
+    manager (a host crashed with ``rm N`` has none until ``add N``)."""
     order = {"tashi-cm": 0, "tashi-scheduler": 1}
     keys = sorted(state.daemons, key=lambda k: (order.get(k, 2), k))
-    return [_status(piece_name(k), state.daemons[k]) for k in keys]
+    found = [_status(piece_name(k), state.daemons[k]) for k in keys]
+    return found + [_status(f"nm:{n}", state.hosts[n]) for n in sorted(state.hosts)]
 
 
 def nm_status(state: State, number: int) -> PieceStatus | None:
