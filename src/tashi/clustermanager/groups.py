@@ -1,14 +1,16 @@
 """Groups, all or nothing (ADR 0009): ``activateGroup`` places every member in one transaction,
-and a member that fails to start tears its group down.
+and a member that fails to start tears its group down — while the group is starting.
 
 A group is the live instances of one owner sharing a ``group_name`` (``createMany`` makes one).
 ``activate_group`` takes the scheduler's choice of a host per member, locks those hosts in id
 order, checks each claim with ``claims.check`` (the members moved earlier in the same unit count
-on their host, since the unit sees its own writes) and moves every member; one refusal rolls all
-back. The members are then started concurrently through the node gateway. ``teardown`` stops the
-VMs of the other members and holds every member with one reason; it is what ``InstanceService``
-calls when a member's start fails, and what the node reports call when a member fails or exits
-while its group is still starting.
+on their host, since the unit sees its own writes) and moves every member, stamping them with
+one start token (``domain/hints.py``); one refusal rolls all back. The members are then started
+concurrently through the node gateway. ``teardown`` stops the VMs of the other members of that
+start and holds every one with one reason; it is what ``InstanceService`` calls when a member's
+start fails, and what the node reports call when a member fails or exits while its start is
+still under way. Once every member of a start has run, the members are independent: one that
+fails, exits or is restarted by HA later (placed alone with ``activateVm``) leaves the others be.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from tashi.clustermanager import claims, refs
 from tashi.clustermanager.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.diskcopy import needs_copy
-from tashi.clustermanager.instances import RESUME_HINT, InstanceService
-from tashi.clustermanager.membership import UNPLACED, members
+from tashi.clustermanager.instances import InstanceService
+from tashi.clustermanager.membership import members, start_mates, still_starting, waiting
 from tashi.domain.clock import Clock
 from tashi.domain.errors import InvalidInput, TashiError
+from tashi.domain.hints import activation, new_start, with_start, without_start
 from tashi.domain.ids import HostId, UserId
 from tashi.domain.models import Host, Instance, Principal, Role
 from tashi.domain.states import (
@@ -41,10 +44,6 @@ log = logging.getLogger(__name__)
 KIND = "groupFailed"  # the history lines' kind
 #: Who the cluster manager acts as when it destroys a member whose node did not confirm a stop.
 SYSTEM = Principal(UserId(0), "tashi-cm", Role.admin)
-#: States of a member that is still on its way up: while one is in them the group is starting.
-STARTING = frozenset(
-    {*UNPLACED, InstanceState.PreparingDisk, InstanceState.Activating, InstanceState.Resuming}
-)
 
 
 class GroupService:
@@ -64,6 +63,8 @@ class GroupService:
         rates = self._instances.rules.over_rates
         now = self._clock.now()
 
+        token = new_start()  # the members' shared start (domain/hints.py)
+
         def place(tx: Transaction) -> list[tuple[Instance, Host]]:
             chosen = [(refs.instance(tx, i), refs.host(tx, h)) for i, h in placements]
             _check_complete(tx, [inst for inst, _ in chosen])
@@ -72,9 +73,11 @@ class GroupService:
             placed = []
             for inst, host in chosen:
                 claims.check(tx, inst, host, rates, self._instances.incoming(host.id, inst.id))
-                action = Action.resume_on_host if inst.hints.get(RESUME_HINT) else Action.activate
+                action = activation(inst.hints)
                 target = next_state(inst.state, action)
-                changes = InstanceChanges(host_id=host.id, clear_reason=True)
+                changes = InstanceChanges(
+                    host_id=host.id, clear_reason=True, hints=with_start(inst.hints, token)
+                )
                 moved = tx.instances.transition(
                     inst.id, inst.state, target, now=now, changes=changes
                 )
@@ -99,18 +102,19 @@ class GroupService:
 
     async def member_stopped(self, inst: Instance, why: str) -> None:
         """The node reports that ``inst`` (as it was before the report) failed or exited: if
-        its group is still starting, that is a failed start and the group is torn down."""
-        if inst.group_name is None:
-            return
-        group = await self._db.read(lambda tx: members(tx, inst))
-        if inst.state in STARTING or any(i.state in STARTING for i in group if i.id != inst.id):
+        the start it was placed by is still under way, that is a failed start and the members
+        of that start are torn down. A member of a group that started before is on its own."""
+        mates = await self._db.read(lambda tx: start_mates(tx, inst))
+        others = [i for i in mates if i.id != inst.id]
+        if others and still_starting([inst, *others]):
             await self.teardown(inst, why)
 
     async def teardown(self, failed: Instance, why: str) -> None:
-        """``failed`` did not start: stop the VMs of its group and hold every member with the
-        reason. Nothing to do for an instance without group mates."""
-        group = await self._db.read(lambda tx: members(tx, failed))
-        if len(group) < 2 and all(i.id == failed.id for i in group):
+        """``failed`` did not start: stop the VMs of the members placed with it (its start
+        token's bearers) and hold every one with the reason. Nothing to do for an instance
+        placed alone (``activateVm``, a group of one, a member HA restarted)."""
+        group = await self._db.read(lambda tx: start_mates(tx, failed))
+        if all(i.id == failed.id for i in group):
             return
         reason = f"group {failed.group_name} torn down: {failed.name} failed to start: {why}"
         log.warning("%s", reason)
@@ -143,7 +147,10 @@ class GroupService:
     async def _save(self, inst: Instance, action: Action | None, reason: str) -> None:
         now = self._clock.now()
         target = inst.state if action is None else next_state(inst.state, action)
-        changes = InstanceChanges(reason=reason, clear_host=True, clear_vm=True)
+        # Without its start token a held member waits to be placed with its group again.
+        changes = InstanceChanges(
+            reason=reason, clear_host=True, clear_vm=True, hints=without_start(inst.hints)
+        )
 
         def save(tx: Transaction) -> None:
             tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
@@ -167,9 +174,10 @@ def _check_complete(tx: Transaction, chosen: list[Instance]) -> None:
             )
     if first.group_name is None and len(chosen) > 1:
         raise InvalidInput("instances without a group name are placed one by one")
-    # Members already placed (running, or on their way) are not waiting: after HA put a lost
-    # host's members back to Pending, those are placed together while their mates run on.
-    missing = [i.name for i in members(tx, first) if i.id not in ids and i.state in UNPLACED]
+    # Members placed before are not waiting for the group: running, on their way, or Pending
+    # and Held again after they ran (HA restarted them, they were resumed) and placed alone.
+    # Naming one here is allowed: it starts with the others, all or nothing.
+    missing = [i.name for i in waiting(members(tx, first)) if i.id not in ids]
     if missing:
         raise InvalidInput(
             f"group {first.group_name!r} also has {', '.join(missing)}: place every member"

@@ -26,6 +26,14 @@ from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, InvalidState, NotFound, TashiError
+from tashi.domain.hints import (
+    RESUME_SOURCE,
+    activation,
+    new_start,
+    placed_alone,
+    resume_source,
+    with_start,
+)
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import (
     DiskConfig,
@@ -40,8 +48,6 @@ from tashi.domain.models import (
 from tashi.domain.operations import InstanceQuery, VmRequest
 from tashi.domain.states import Action, InstanceState, next_state
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
-
-RESUME_HINT = "__resume_source"
 
 log = logging.getLogger(__name__)
 
@@ -268,9 +274,10 @@ class InstanceService:
 
     async def resume_vm(self, caller: Principal, ref: str) -> Instance:
         """``resumeVm``: a Suspended instance becomes Pending again, remembering its saved
-        state; the scheduler places it and the node manager restores it."""
+        state; the scheduler places it (alone: it ran before) and the node manager restores
+        it. The mark goes when the restore has finished (``nodereports``)."""
         inst = await self._checked(caller, ref, Action.resume, "resuming")
-        hints = {**inst.hints, RESUME_HINT: suspend_file(inst)}
+        hints = placed_alone({**inst.hints, RESUME_SOURCE: suspend_file(inst)})
         return await self._move(inst, Action.resume, hints=hints)
 
     async def migrate_vm(self, caller: Principal, ref: str, target_ref: str) -> Instance:
@@ -368,18 +375,22 @@ class InstanceService:
         require_role(caller, Role.agent, Role.admin, doing="activating instances")
         now = self._clock.now()
         rates = self._rules.over_rates
+        token = new_start()  # a start of its own: its failure is nobody else's (hints.py)
+
+        def stamped(inst: Instance) -> dict[str, str]:
+            return with_start(inst.hints, token)
 
         def read_and_claim(tx: Transaction) -> tuple[Instance, Host, Instance | None]:
             inst, host = refs.instance(tx, ref), refs.host(tx, host_ref)
             membership.check_alone(tx, inst)
-            action = Action.resume_on_host if inst.hints.get(RESUME_HINT) else Action.activate
+            action = activation(inst.hints)
             target = next_state(inst.state, action)
             if action is Action.activate and needs_copy(inst):
                 claims.usable(host)  # before the copies; PreparingDisk claims (below)
                 claims.admits(host, inst)
                 return inst, host, None
             locked = claims.check(tx, inst, host, rates, self.incoming(host.id, inst.id))
-            changes = InstanceChanges(host_id=host.id, clear_reason=True)
+            changes = InstanceChanges(host_id=host.id, clear_reason=True, hints=stamped(inst))
             moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
             return inst, locked, moved
 
@@ -387,6 +398,8 @@ class InstanceService:
 
         async def claim_and_move(i: Instance, act: Action | None, **fields: Any) -> Instance:
             first = act is Action.prepare_disk
+            if first:
+                fields.setdefault("hints", stamped(i))
             return await self._move(i, act, claim=host if first else None, **fields)
 
         if starting is None:
@@ -396,8 +409,9 @@ class InstanceService:
     async def start_on(self, starting: Instance, host: Host) -> Instance:
         """Ask ``host``'s node to start (or restore) an instance placed there; Running (or
         Resuming until the restore reports) once it runs. A failed start holds it with the
-        reason and tears its group down (``on_start_failed``)."""
-        source = starting.hints.get(RESUME_HINT)
+        reason (and a history line) and tears down the members placed with it
+        (``on_start_failed``: none when it was placed alone)."""
+        source = resume_source(starting.hints)
         self.awaited.add(starting.id)  # until the node's answer is stored
         try:
             try:
@@ -406,7 +420,17 @@ class InstanceService:
                     return await self._move(starting, None, vm_id=vm_id)
                 vm_id = await self._nodes.instantiate(host, starting)
             except TashiError as exc:
-                await self._move(starting, Action.start_failed, reason=exc.message, clear_host=True)
+                why = f"{'restoring' if source else 'starting'} it on {host.name} failed"
+                await self._move(
+                    starting,
+                    Action.start_failed,
+                    reason=f"{why}: {exc.message}",
+                    clear_host=True,
+                    event=(
+                        Action.start_failed.value,
+                        f"{starting.state.name} -> Held: {why}: {exc.message}",
+                    ),
+                )
                 if self.on_start_failed is not None and starting.group_name is not None:
                     await self.on_start_failed(starting, exc.message)
                 raise

@@ -33,6 +33,7 @@ from tashi.domain.errors import (
     NotFound,
     TashiError,
 )
+from tashi.domain.hints import start_of
 from tashi.scheduler import snapshot as snap
 from tashi.scheduler.cmclient import CmClient
 from tashi.scheduler.hooks import InstanceHook
@@ -334,9 +335,11 @@ class Agent:
 
 
 def _groups(queue: Sequence[Request]) -> dict[tuple[int, str], list[Request]]:
-    """Queued members of each (owner, groupName), in queue order."""
+    """Queued members of each (owner, groupName) never placed before, in queue order. A member
+    that bears a start token ran before (HA restarted it, it was resumed, its own start
+    failed): it is placed alone, like any instance (ADR 0009, ``domain/hints.py``)."""
     out: dict[tuple[int, str], list[Request]] = {}
     for request in queue:
-        if request.group:
+        if request.group and start_of(request.hints) is None:
             out.setdefault((request.user_id, request.group), []).append(request)
     return out
