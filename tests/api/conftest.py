@@ -27,6 +27,7 @@ from tashi.domain.clock import Clock
 from tashi.frontends.rest.app import create_app
 from tashi.storage.contract import Store
 from tashi.storage.memory import MemoryStore
+from tashi.web.limits import HttpLimits
 
 QCOW2_HEADER = b"QFI\xfb" + b"\x00\x00\x00\x03" + b"\x00" * 16 + (64 * 2**20).to_bytes(8, "big")
 
@@ -92,7 +93,7 @@ def start_api(
     settings.cluster_manager.state_dir.mkdir(mode=0o700)
     service_ = build_service(settings, make_store(store_kind, settings), clock=clock)
     creds = settings.cluster_manager.state_dir / "admin-credentials.cfg"
-    app = create_app(service_)
+    app = create_app(service_, HttpLimits.of(settings.cluster_manager_service))
     with TestClient(app) as http:
         http.portal.call(
             functools.partial(service_.auth.ensure_admin, creds, host="localhost", port=9882)

@@ -1,7 +1,9 @@
 """Who is calling: logins, bearer tokens, the first admin, and the checks every service uses.
 
 Authentication is always on. A login (user name + password, checked against a scrypt hash)
-returns a random bearer token; only its SHA-256 is stored. Verified tokens are cached in memory
+returns a random bearer token; only its SHA-256 is stored. Failed logins are throttled per user,
+per source address and both (``throttle.py``): past a budget, a login is refused with
+``Throttled`` before its password is checked. Verified tokens are cached in memory
 so that a request costs no database read; removing a user or logging out drops the cache entry
 (there is one cluster manager process, so the cache cannot go stale elsewhere).
 """
@@ -19,8 +21,9 @@ from pathlib import Path
 
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.passwords import DUMMY_HASH, hash_password, verify_password
+from tashi.clustermanager.throttle import LoginThrottle, ThrottleRules
 from tashi.domain.clock import Clock
-from tashi.domain.errors import Forbidden, NotAuthenticated, NotFound
+from tashi.domain.errors import Forbidden, NotAuthenticated, NotFound, TashiError
 from tashi.domain.ids import UserId
 from tashi.domain.models import Principal, Role, User
 from tashi.storage.contract import Transaction
@@ -59,13 +62,38 @@ def require_owner(caller: Principal, owner: UserId, doing: str) -> None:
 
 
 class AuthService:
-    def __init__(self, db: Database, clock: Clock, token_lifetime: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        token_lifetime: float,
+        throttle: ThrottleRules | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._lifetime = timedelta(seconds=token_lifetime)
         self._cache: dict[str, tuple[Principal, datetime]] = {}
+        self.throttle = LoginThrottle(throttle or ThrottleRules(), clock.monotonic)
 
-    async def login(self, username: str, password: str) -> Login:
+    async def login(self, username: str, password: str, source: str) -> Login:
+        """A new token for ``username``, logging in from the address ``source``.
+
+        Raises ``NotAuthenticated`` for a wrong user name or password (the same either way),
+        ``Throttled`` when too many logins failed lately (``throttle.py``)."""
+        attempt = self.throttle.begin(username, source)
+        try:
+            done = await self._login(username, password)
+        except NotAuthenticated:
+            self.throttle.failed(attempt)
+            raise
+        except TashiError:
+            self.throttle.withdraw(attempt)  # the database failed: no guess was judged
+            raise
+        # Anything else (a cancelled request) leaves the attempt counted as a failure.
+        self.throttle.succeeded(attempt)
+        return done
+
+    async def _login(self, username: str, password: str) -> Login:
         def find(tx: Transaction) -> tuple[User | None, str]:
             try:
                 user = tx.users.get_by_name(username)

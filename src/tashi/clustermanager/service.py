@@ -26,6 +26,7 @@ from tashi.clustermanager.networks import NetworkService
 from tashi.clustermanager.nodereports import NodeReports, NodeRules
 from tashi.clustermanager.nodes import NodeGateway, NoNodeManagers
 from tashi.clustermanager.specs import SpecRules
+from tashi.clustermanager.throttle import ThrottleRules
 from tashi.clustermanager.users import UserService
 from tashi.config.settings import Settings
 from tashi.domain.clock import Clock, SystemClock
@@ -95,7 +96,14 @@ def build_service(
         migrate_timeout=settings.qemu.migrate_timeout,
         over_rates=OverRates(memory=svc.memory_over_rate, cores=svc.cpu_cores_over_rate),
     )
-    auth = AuthService(db, clock, settings.security.token_lifetime)
+    security = settings.security
+    throttle = ThrottleRules(
+        per_pair=security.login_failures,
+        per_source=security.login_failures_per_source,
+        per_user=security.login_failures_per_user,
+        window=security.login_window,
+    )
+    auth = AuthService(db, clock, security.token_lifetime, throttle)
     gateway = nodes(db) if nodes is not None else NoNodeManagers()
     image_service = ImageService(images, db, clock)
     instances = InstanceService(db, gateway, clock, rules, image_service)

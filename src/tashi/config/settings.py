@@ -9,9 +9,55 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tashi.config.options import option
+
+
+# The limits every HTTP server of Tashi applies to what its clients send (tashi.web.limits);
+# the cluster manager's API and the node API each have them in their own section.
+def _max_request_body() -> Any:
+    return option(
+        "maxRequestBody",
+        1_048_576,
+        "Largest request body, in bytes, the API accepts: a larger one is answered 413 before"
+        " it is read (by its Content-Length, or as it streams in). No route takes uploads"
+        " (images are copied on the shared store, never sent through the API).",
+        minimum=1024,
+    )
+
+
+def _request_head_timeout() -> Any:
+    return option(
+        "requestHeadTimeout",
+        10.0,
+        "Seconds a client has to send a request's line and headers, from its connection or the"
+        " end of the previous answer on it; then the connection is closed (a client that"
+        " dribbles its request holds nothing longer). A head over 64 KiB is refused (431).",
+        minimum=0.1,
+    )
+
+
+def _request_body_timeout() -> Any:
+    return option(
+        "requestBodyTimeout",
+        30.0,
+        "Seconds a client has to send a request's whole body once its head is in; past it the"
+        " request is answered 408.",
+        minimum=0.1,
+    )
+
+
+def _max_connections() -> Any:
+    return option(
+        "maxConnections",
+        1000,
+        "Most connections and requests in progress at once; past it a new request is answered"
+        " 503 at once (uvicorn's limit_concurrency). Keep it well above the connections its"
+        " clients keep open (an httpx client, as the cluster manager's to one node manager,"
+        " opens up to 100).",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +170,10 @@ class ClusterManagerServiceSettings:
         " self-fencing).",
         minimum=0,
     )
+    max_request_body: int = _max_request_body()
+    request_head_timeout: float = _request_head_timeout()
+    request_body_timeout: float = _request_body_timeout()
+    max_connections: int = _max_connections()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +215,37 @@ class SecuritySettings:
 
     token_lifetime: float = option(
         "tokenLifetime", 43200.0, "Seconds a bearer token stays valid after login.", minimum=1
+    )
+    login_failures: int = option(
+        "loginFailures",
+        5,
+        "Failed logins for one user from one address within loginWindow after which that"
+        " user's logins from that address are refused (429, Retry-After) until the oldest"
+        " failure is older than loginWindow. A successful login clears the count.",
+        minimum=1,
+    )
+    login_failures_per_source: int = option(
+        "loginFailuresPerSource",
+        20,
+        "Failed logins from one address, for any users, within loginWindow after which every"
+        " login from that address is refused (password spraying).",
+        minimum=1,
+    )
+    login_failures_per_user: int = option(
+        "loginFailuresPerUser",
+        20,
+        "Failed logins for one user, from any addresses, within loginWindow after which that"
+        " user's logins are refused from every address that has failed for it; an address"
+        " with no failure for the user is never refused by this limit, so the user can still"
+        " log in from elsewhere.",
+        minimum=1,
+    )
+    login_window: float = option(
+        "loginWindow",
+        300.0,
+        "Seconds a failed login counts toward loginFailures, loginFailuresPerSource and"
+        " loginFailuresPerUser.",
+        minimum=1,
     )
 
 
@@ -407,6 +488,10 @@ class NodeManagerServiceSettings:
         "Directory of the node manager's own files: one subdirectory per VM (its sockets,"
         " serial log and state file), kept across restarts so running VMs are re-attached.",
     )
+    max_request_body: int = _max_request_body()
+    request_head_timeout: float = _request_head_timeout()
+    request_body_timeout: float = _request_body_timeout()
+    max_connections: int = _max_connections()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ from tashi.frontends.rest.app import create_app
 from tashi.runtime import logs
 from tashi.runtime.tasks import Supervisor
 from tashi.storage.contract import Store
+from tashi.web.limits import HttpLimits
+from tashi.web.server import server_config
 
 log = logging.getLogger("tashi.cm")
 
@@ -73,14 +75,8 @@ async def serve(settings: Settings, service: ClusterService) -> None:
     supervisor.every("deadlines", DEADLINE_INTERVAL, service.deadlines.check)
     if service.ha.enabled:
         supervisor.every("ha-restart", HA_INTERVAL, service.ha.check)
-    config = uvicorn.Config(
-        create_app(service),
-        host=svc.host,
-        port=svc.port,
-        access_log=False,
-        log_config=None,
-        lifespan="off",
-    )
+    limits = HttpLimits.of(svc)
+    config = server_config(create_app(service, limits), host=svc.host, port=svc.port, limits=limits)
     server = uvicorn.Server(config)
     # Everything allocated so far (modules, the app, settings) lives as long as the process:
     # move it out of the collector's sight so that full collections, which large listings

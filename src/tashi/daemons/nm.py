@@ -36,6 +36,8 @@ from tashi.runtime import logs
 from tashi.runtime.tasks import Supervisor
 from tashi.vmm.base import VmEvent, VmmDriver, VmState
 from tashi.vmm.registry import create_driver as create_vmm
+from tashi.web.limits import HttpLimits
+from tashi.web.server import server_config
 
 log = logging.getLogger("tashi.nm")
 
@@ -117,16 +119,9 @@ async def run(settings: Settings) -> None:
     await driver.open()
     recovered = await node.recover()
     log.info("re-attached to %d running VM(s)", len(recovered))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(node, secret),
-            host=svc.host,
-            port=svc.port,
-            access_log=False,
-            log_config=None,
-            lifespan="off",
-        )
-    )
+    limits = HttpLimits.of(svc)
+    app = create_app(node, secret, limits=limits)
+    server = uvicorn.Server(server_config(app, host=svc.host, port=svc.port, limits=limits))
     supervisor = Supervisor()
     supervisor.every("heartbeat", svc.register_frequency, reporter.heartbeat)
     supervisor.every("lease", LEASE_CHECK_INTERVAL, reporter.fence_if_expired)

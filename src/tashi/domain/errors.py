@@ -51,6 +51,18 @@ class InvalidInput(TashiError):
     code = "invalid_input"
 
 
+class TooLarge(InvalidInput):
+    """The request is bigger than the server accepts (a body past its cap, a huge head)."""
+
+    code = "too_large"
+
+
+class TooSlow(InvalidInput):
+    """The request arrived too slowly: its head or body was not complete within the deadline."""
+
+    code = "request_timeout"
+
+
 class InsufficientResources(TashiError):
     """Not enough capacity (memory, cores, addresses) to do it."""
 
@@ -81,17 +93,31 @@ class Unavailable(TashiError):
     code = "unavailable"
 
 
+class Throttled(Unavailable):
+    """Too many attempts (failed logins): refused without being tried; retry after
+    ``retry_after`` seconds."""
+
+    code = "throttled"
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 CATEGORIES: tuple[type[TashiError], ...] = (
     NotFound,
     AlreadyExists,
     InvalidState,
     StateConflict,
     InvalidInput,
+    TooLarge,
+    TooSlow,
     InsufficientResources,
     Forbidden,
     NotAuthenticated,
     BackendFailure,
     Unavailable,
+    Throttled,
 )
 
 

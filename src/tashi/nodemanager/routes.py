@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 
 import tashi
+from tashi.config.settings import NodeManagerServiceSettings
 from tashi.domain.errors import NotAuthenticated
 from tashi.domain.ids import InstanceId
 from tashi.nodeapi import paths
@@ -20,6 +21,7 @@ from tashi.nodemanager.service import NodeService
 from tashi.runtime.ports import free_port
 from tashi.web import errors
 from tashi.web.json import JsonResponse
+from tashi.web.limits import HttpLimits, RequestLimits
 
 
 def _check_secret(request: Request) -> None:
@@ -40,7 +42,13 @@ def _listen_host(host: str) -> str:
     return host if host not in ("", "localhost") else "127.0.0.1"
 
 
-def create_app(node: NodeService, secret: str) -> FastAPI:
+def create_app(
+    node: NodeService,
+    secret: str,
+    *,
+    limits: HttpLimits | None = None,
+) -> FastAPI:
+    """The node API; ``limits`` (body cap and deadline) default to ``[NodeManagerService]``'s."""
     app = FastAPI(
         title="Tashi node manager",
         version=tashi.__version__,
@@ -51,6 +59,7 @@ def create_app(node: NodeService, secret: str) -> FastAPI:
     )
     app.state.secret = secret
     errors.install(app)
+    app.add_middleware(RequestLimits, limits=limits or HttpLimits.of(NodeManagerServiceSettings()))
 
     @app.get(paths.HEALTH)
     async def health() -> JsonResponse:

@@ -7,6 +7,7 @@ ever reaches a client. Unexpected exceptions are logged with the request and ans
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,11 +24,14 @@ STATUS: dict[type[e.TashiError], int] = {
     e.InvalidState: 409,
     e.StateConflict: 409,
     e.InvalidInput: 400,
+    e.TooLarge: 413,
+    e.TooSlow: 408,
     e.InsufficientResources: 409,
     e.Forbidden: 403,
     e.NotAuthenticated: 401,
     e.BackendFailure: 502,
     e.Unavailable: 503,
+    e.Throttled: 429,
 }
 
 
@@ -38,11 +42,25 @@ def status_of(exc: e.TashiError) -> int:
     return 500
 
 
-def error_response(status: int, code: str, message: str) -> JsonResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JsonResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JsonResponse:
+    extra = dict(headers or {})
+    if status == 401:
+        extra["WWW-Authenticate"] = "Bearer"
+    return JsonResponse(error_body(code, message), status_code=status, headers=extra or None)
+
+
+def headers_of(exc: e.TashiError) -> dict[str, str]:
+    """Headers an error carries besides its body: ``Retry-After`` (whole seconds, at least 1)
+    when it says when to try again."""
+    if isinstance(exc, e.Throttled):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return {}
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -56,7 +74,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.TashiError)
     async def tashi_error(request: Request, exc: e.TashiError) -> JsonResponse:
-        return error_response(status_of(exc), exc.code, exc.message)
+        return error_response(status_of(exc), exc.code, exc.message, headers_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JsonResponse:

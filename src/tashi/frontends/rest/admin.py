@@ -16,8 +16,9 @@ def router(service: ClusterService) -> APIRouter:
     api = APIRouter()
 
     @api.post(paths.TOKEN, response_model=s.TokenOut, tags=["auth"], summary="log in")
-    async def login(body: s.LoginIn) -> JsonResponse:
-        done = await service.auth.login(body.username, body.password)
+    async def login(body: s.LoginIn, request: Request) -> JsonResponse:
+        source = request.client.host if request.client else "unknown"
+        done = await service.auth.login(body.username, body.password, source)
         return JsonResponse(
             {"token": done.token, "expiresAt": done.expires, "user": render.user(done.user)}
         )

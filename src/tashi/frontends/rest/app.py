@@ -1,7 +1,9 @@
 """Builds the cluster manager's FastAPI application: routers, error table, health, metrics.
 
 ``/health`` and ``/metrics`` are the only routes open without credentials; the OpenAPI
-description is served at ``/v1/openapi.json`` to authenticated callers.
+description is served at ``/v1/openapi.json`` to authenticated callers. Every request passes
+``tashi.web.limits.RequestLimits`` first (the body cap and deadline of ``[ClusterManagerService]``),
+inside the request counter, so refusals show in ``/metrics`` by their status.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import tashi
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
+from tashi.config.settings import ClusterManagerServiceSettings
 from tashi.frontends.rest import addresses, admin, hosts, images, instances, nodes, watch
 from tashi.frontends.rest.deps import Caller
 from tashi.web import errors
 from tashi.web.json import JsonResponse
+from tashi.web.limits import HttpLimits, RequestLimits
 
 
 class RequestStats:
@@ -56,7 +60,8 @@ class CountRequests:
             self.stats.seconds += time.perf_counter() - start
 
 
-def create_app(service: ClusterService) -> FastAPI:
+def create_app(service: ClusterService, limits: HttpLimits | None = None) -> FastAPI:
+    """The app; ``limits`` default to ``[ClusterManagerService]``'s defaults."""
     app = FastAPI(
         title="Tashi cluster manager",
         version=tashi.__version__,
@@ -100,5 +105,8 @@ def create_app(service: ClusterService) -> FastAPI:
         lines.append(f"tashi_http_request_seconds_total {stats.seconds:.6f}")
         return PlainTextResponse("\n".join(lines) + "\n")
 
-    app.add_middleware(CountRequests, stats=stats)
+    app.add_middleware(
+        RequestLimits, limits=limits or HttpLimits.of(ClusterManagerServiceSettings())
+    )
+    app.add_middleware(CountRequests, stats=stats)  # added last: outermost
     return app
