@@ -67,6 +67,7 @@ def test_the_cap_is_the_configured_one(small: Api) -> None:
 
 def test_refusals_are_counted_in_metrics(small: Api) -> None:
     small.http.post(paths.TOKEN, content=b"x" * 5000)
-    assert 'tashi_http_requests_total{method="POST",status="413"} 1' in small.http.get(
-        paths.METRICS
-    ).text
+    assert (
+        'tashi_http_requests_total{method="POST",status="413"} 1'
+        in small.http.get(paths.METRICS).text
+    )

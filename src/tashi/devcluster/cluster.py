@@ -36,9 +36,9 @@ from pathlib import Path
 from tashi.api.schemas import HostOut, NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
 from tashi.config.settings import ClusterSettings, VxlanSettings
-from tashi.devcluster import configs, control, fabric, processes, strays
+from tashi.devcluster import configs, control, dhcp, fabric, processes, strays
 from tashi.devcluster.fabric import Fabric
-from tashi.devcluster.state import Layout, Proc, State, host_name, host_number
+from tashi.devcluster.state import Layout, State, host_name, host_number
 from tashi.devcluster.targets import Kind, Target, in_start_order
 from tashi.domain.errors import (
     BackendFailure,
@@ -142,10 +142,7 @@ class DevCluster:
         self._start_cm(state)
         self.layout.save(state)
         self._prepare_cm(state)
-        if configs.has_dhcpdns():
-            self._start_dnsmasqs(state)
-        else:
-            self._start_dnsmasq(state)
+        dhcp.start_servers(self.settings, self.layout, state, self.say)
         scheduler = self._start_scheduler(state)
         self._start_hosts(state, list(range(1, hosts + 1)))
         if scheduler is not None:
@@ -195,79 +192,8 @@ class DevCluster:
             root / "cm.cfg", configs.cm_config(self.settings, state, self.layout), private=True
         )
         cm = self._daemon("tashi-cm", root, path, fab.cm_ns, fab.cm_address, state.cm_port)
-        state.daemons["tashi-cm"] = _spawn(cm)
+        state.daemons["tashi-cm"] = control.spawn(cm)
         cm.wait_healthy()
-
-    def _start_dnsmasqs(self, state: State) -> None:
-        """One dnsmasq per VM network in the cluster manager's namespace, serving the files the
-        scheduler's DhcpDns hook writes (``[DhcpDns] dnsmasqDir``)."""
-        from tashi.dhcpdns.backends.dnsmasq import (  # installed: has_dhcpdns()
-            DnsmasqServer,
-            hosts_file,
-            names_file,
-        )
-
-        settings = configs.dhcpdns_settings(self.settings, self.layout)
-        settings.dnsmasq_dir.mkdir(parents=True, exist_ok=True)
-        fab = configs.plan(state)
-        # `ip netns exec <cm namespace>` resolves VM names through network 1's dnsmasq.
-        etc = Path("/etc/netns") / fab.cm_ns
-        etc.mkdir(parents=True, exist_ok=True)
-        state.files.append(str(etc))
-        self.layout.save(state)
-        first = configs.service_address(self.settings, state.networks[0])
-        (etc / "resolv.conf").write_text(f"nameserver {first}\nsearch {self.settings.domain}\n")
-        for network_id in state.networks:
-            server = DnsmasqServer(
-                settings,
-                NetworkId(network_id),
-                interface=f"vxbr{network_id}",
-                subnet=str(configs.network_subnet(self.settings, network_id)),
-            )
-            for path in (
-                hosts_file(settings, server.network_id),
-                names_file(settings, server.network_id),
-            ):
-                path.touch()
-            server.pid_file.unlink(missing_ok=True)
-            # Not DnsmasqServer.start: it keeps dnsmasq's stderr on a pipe to this short-lived
-            # process, and dnsmasq, once we are gone, dies of SIGPIPE at its first reload
-            # (SIGHUP from the scheduler's hook). Here its stderr goes to a file.
-            daemon = self._daemon(
-                f"dnsmasq-{network_id}",
-                self.layout.root,
-                self.layout.root / "none",
-                fab.cm_ns,
-                "",
-                0,
-            )
-            binary, *options = server.argv()
-            daemon.argv = [shutil.which(binary) or binary, *options]  # enter execs, no PATH
-            daemon.pid_file = server.pid_file  # ready once it wrote its pid there (it bound)
-            state.daemons[f"dnsmasq.{network_id}"] = _spawn(daemon)
-            self.layout.save(state)
-            daemon.wait_healthy()
-
-    def _start_dnsmasq(self, state: State) -> None:
-        """Without the DHCP/DNS hook: one plain dnsmasq (DHCP on every VM network, leases from
-        .10 to .250) in the cluster manager's namespace, so guests still get addresses."""
-        fab = configs.plan(state)
-        argv = ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null"]
-        argv += ["--bind-interfaces", "--except-interface=lo", f"--domain={self.settings.domain}"]
-        argv += [f"--dhcp-leasefile={self.layout.root / 'dnsmasq.leases'}", "--log-facility=-"]
-        argv += [f"--pid-file={self.layout.root / 'dnsmasq.pid'}"]
-        for network_id in state.networks:
-            low, high = configs.ip_range(self.settings, network_id).split("-")
-            argv += [f"--interface=vxbr{network_id}", f"--dhcp-range={low},{high},10m"]
-        daemon = self._daemon(
-            "dnsmasq", self.layout.root, self.layout.root / "none", fab.cm_ns, "", 0
-        )
-        daemon.argv = argv
-        daemon.pid_file = self.layout.root / "dnsmasq.pid"
-        state.daemons["dnsmasq"] = _spawn(daemon)
-        self.layout.save(state)
-        daemon.wait_healthy()
-        self.say("the DHCP/DNS hook is not installed: a plain dnsmasq gives the VMs addresses")
 
     def _start_scheduler(self, state: State) -> processes.Daemon | None:
         """``tashi-scheduler`` in the cluster manager's namespace (where its DHCP/DNS hook's
@@ -284,7 +210,7 @@ class DevCluster:
         fab = configs.plan(state)
         daemon = self._daemon("tashi-scheduler", root, path, fab.cm_ns, fab.cm_address, 0)
         daemon.ready_log = "tashi-scheduler "
-        state.daemons["tashi-scheduler"] = _spawn(daemon)
+        state.daemons["tashi-scheduler"] = control.spawn(daemon)
         self.layout.save(state)
         return daemon
 
@@ -420,8 +346,7 @@ class DevCluster:
             elif number not in new:
                 new.append(number)
         if new:
-            cm = state.daemons.get("tashi-cm")
-            if cm is not None and not processes.alive(cm.pid, cm.started):
+            if _cm_down(state) is not None:
                 raise InvalidState("the cluster manager is down: `add cm` starts it again first")
             check_memory(self.settings, len(new))
             self._start_hosts(state, new)
@@ -453,7 +378,7 @@ class DevCluster:
             config = processes.write_config(root / "nm.cfg", sections, private=True)
             address = configs.plan(state).host_address(number)
             nm = self._daemon("tashi-nm", root, config, netns, address, configs.NM_PORT)
-            state.hosts[number] = _spawn(nm)
+            state.hosts[number] = control.spawn(nm)
             self.layout.save(state)
             started.append((number, nm))
         for _number, nm in started:
@@ -464,8 +389,7 @@ class DevCluster:
     def _wait_up(self, state: State, numbers: list[int]) -> None:
         """Until the cluster manager sees these hosts up (at once, with a note, when the
         cluster manager itself is down: a node manager started again waits for it)."""
-        cm = state.daemons.get("tashi-cm")
-        if cm is not None and not processes.alive(cm.pid, cm.started):
+        if _cm_down(state) is not None:
             self.say("the cluster manager is down: hosts register once it is started again")
             return
         with self.admin(state) as admin:
@@ -517,13 +441,14 @@ class DevCluster:
         state = self.layout.load()
         hosts: dict[str, HostOut] = {}
         by_host: dict[int, list[str]] = {}
-        problem = None
+        problem = _cm_down(state)
         try:
-            with self.admin(state) as admin:
-                hosts = {h.name: h for h in admin.get_hosts()}
-                for inst in admin.get_instances():
-                    if inst.hostId is not None:
-                        by_host.setdefault(inst.hostId, []).append(f"{inst.name}({inst.state})")
+            if problem is None:
+                with self.admin(state) as admin:
+                    hosts = {h.name: h for h in admin.get_hosts()}
+                    for inst in admin.get_instances():
+                        if inst.hostId is not None:
+                            by_host.setdefault(inst.hostId, []).append(f"{inst.name}({inst.state})")
         except TashiError as exc:
             problem = exc.message
         numbers = sorted(set(state.hosts) | {n for n in map(host_number, hosts) if n})
@@ -588,11 +513,12 @@ class DevCluster:
         return left
 
 
-def _spawn(daemon: processes.Daemon) -> Proc:
-    """Start ``daemon`` (not waiting for it) and record it: pid, start time, and how it was
-    started, so that ``add`` can start it again the same way."""
-    process = daemon.spawn()
-    return Proc(process.pid, processes.start_time(process.pid), daemon.launch())
+def _cm_down(state: State) -> str | None:
+    """Why the cluster manager cannot answer, when its process is known to be down."""
+    cm = state.daemons.get("tashi-cm")
+    if cm is None or processes.alive(cm.pid, cm.started):
+        return None
+    return f"its process (pid {cm.pid}) is down" + (" (rm)" if cm.crashed else "")
 
 
 def kill_all(netns: str, timeout: float = STOP_TIMEOUT) -> list[int]:

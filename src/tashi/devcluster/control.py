@@ -104,6 +104,13 @@ def _dnsmasqs(state: State, network: int | None) -> list[Piece]:
     return [Piece(f"dnsmasq:{network}", key=key)]
 
 
+def spawn(daemon: processes.Daemon) -> Proc:
+    """Start ``daemon`` (not waiting for it) and its record: pid, start time, and how it was
+    started, so that ``restart`` can start it again the same way."""
+    process = daemon.spawn()
+    return Proc(process.pid, processes.start_time(process.pid), daemon.launch())
+
+
 def crash(state: State, piece: Piece, say: Say) -> None:
     """SIGKILL the piece's process (if it runs) and wait until it is gone; marks it crashed."""
     proc = piece.proc(state)
@@ -131,11 +138,11 @@ def restart(state: State, piece: Piece, say: Say, save: Callable[[], None]) -> b
             " `tashi-cluster stop` and start the cluster again"
         )
     daemon = processes.Daemon.from_launch(proc.launch)
-    process = daemon.spawn()
-    piece.record(state, Proc(process.pid, processes.start_time(process.pid), proc.launch))
+    again = spawn(daemon)
+    piece.record(state, again)
     save()
     daemon.wait_healthy()
-    say(f"{piece.name}: started again, pid {process.pid}")
+    say(f"{piece.name}: started again, pid {again.pid}")
     return True
 
 

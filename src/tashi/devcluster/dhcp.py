@@ -1,0 +1,110 @@
+"""The virtual cluster's DHCP and DNS servers: dnsmasq processes in the cluster manager's
+namespace, which has a leg on every VM network.
+
+With the DhcpDns hook installed (``configs.has_dhcpdns``), one dnsmasq per VM network serves
+the files the scheduler's hook writes (``[DhcpDns] dnsmasqDir``): ``tashi-cluster`` starts and
+owns these processes, the hook only rewrites their files and sends SIGHUP to the pid in their
+pid files. Without it, one plain dnsmasq hands out addresses on every VM network. Either way each
+is recorded in the state file like the other daemons (``control.spawn``), so ``rm dnsmasq`` and
+``add dnsmasq`` crash and restart them, and ``stop`` ends them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tashi.config.settings import ClusterSettings
+from tashi.devcluster import configs, control, processes
+from tashi.devcluster.state import Layout, State
+from tashi.domain.ids import NetworkId
+
+
+def start_servers(
+    settings: ClusterSettings, layout: Layout, state: State, say: control.Say
+) -> None:
+    """Start the cluster's dnsmasq(s) and wait until each is ready (it wrote its pid file,
+    which it does once it has bound its sockets)."""
+    if configs.has_dhcpdns():
+        _start_per_network(settings, layout, state)
+    else:
+        _start_plain(settings, layout, state)
+        say("the DHCP/DNS hook is not installed: a plain dnsmasq gives the VMs addresses")
+
+
+def _daemon(settings: ClusterSettings, layout: Layout, state: State, name: str) -> processes.Daemon:
+    """A dnsmasq in the cluster manager's namespace, its output in ``<name>.log``; the caller
+    sets its argv and pid file."""
+    return processes.Daemon(
+        name,
+        [],
+        layout.root,
+        layout.root / "none",  # dnsmasq reads no Tashi config
+        0,
+        netns=configs.plan(state).cm_ns,
+        new_session=True,
+        startup_timeout=settings.start_timeout,
+    )
+
+
+def _run(daemon: processes.Daemon, key: str, layout: Layout, state: State) -> None:
+    state.daemons[key] = control.spawn(daemon)
+    layout.save(state)
+    daemon.wait_healthy()
+
+
+def _start_per_network(settings: ClusterSettings, layout: Layout, state: State) -> None:
+    """One dnsmasq per VM network, serving the files the DhcpDns hook writes."""
+    from tashi.dhcpdns.backends.dnsmasq import (  # installed: has_dhcpdns()
+        DnsmasqServer,
+        hosts_file,
+        names_file,
+    )
+
+    dhcpdns = configs.dhcpdns_settings(settings, layout)
+    dhcpdns.dnsmasq_dir.mkdir(parents=True, exist_ok=True)
+    # `ip netns exec <cm namespace>` resolves VM names through network 1's dnsmasq.
+    etc = Path("/etc/netns") / configs.plan(state).cm_ns
+    etc.mkdir(parents=True, exist_ok=True)
+    state.files.append(str(etc))
+    layout.save(state)
+    first = configs.service_address(settings, state.networks[0])
+    (etc / "resolv.conf").write_text(f"nameserver {first}\nsearch {settings.domain}\n")
+    for network_id in state.networks:
+        server = DnsmasqServer(
+            dhcpdns,
+            NetworkId(network_id),
+            interface=f"vxbr{network_id}",
+            subnet=str(configs.network_subnet(settings, network_id)),
+        )
+        for path in (
+            hosts_file(dhcpdns, server.network_id),
+            names_file(dhcpdns, server.network_id),
+        ):
+            path.touch()
+        server.pid_file.unlink(missing_ok=True)
+        # Not DnsmasqServer.start: it keeps dnsmasq's stderr on a pipe to this short-lived
+        # process, and dnsmasq, once we are gone, dies of SIGPIPE at its first reload
+        # (SIGHUP from the scheduler's hook). Here its stderr goes to a file.
+        daemon = _daemon(settings, layout, state, f"dnsmasq-{network_id}")
+        binary, *options = server.argv()
+        daemon.argv = [shutil.which(binary) or binary, *options]  # enter execs, no PATH
+        daemon.pid_file = server.pid_file
+        _run(daemon, f"dnsmasq.{network_id}", layout, state)
+
+
+def _start_plain(settings: ClusterSettings, layout: Layout, state: State) -> None:
+    """Without the DHCP/DNS hook: one dnsmasq, DHCP on every VM network (leases from .10 to
+    .250), so guests still get addresses."""
+    pid_file = layout.root / "dnsmasq.pid"
+    argv = ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null"]
+    argv += ["--bind-interfaces", "--except-interface=lo", f"--domain={settings.domain}"]
+    argv += [f"--dhcp-leasefile={layout.root / 'dnsmasq.leases'}", "--log-facility=-"]
+    argv += [f"--pid-file={pid_file}"]
+    for network_id in state.networks:
+        low, high = configs.ip_range(settings, network_id).split("-")
+        argv += [f"--interface=vxbr{network_id}", f"--dhcp-range={low},{high},10m"]
+    daemon = _daemon(settings, layout, state, "dnsmasq")
+    daemon.argv = argv
+    daemon.pid_file = pid_file
+    _run(daemon, "dnsmasq", layout, state)
