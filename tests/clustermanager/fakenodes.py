@@ -18,7 +18,7 @@ from tashi.domain.clock import FakeClock
 from tashi.domain.errors import BackendFailure, Unavailable
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import Host, Instance, Principal, Role
-from tashi.nodeapi.schemas import MigrationOut, TicketOut, VmOut
+from tashi.nodeapi.schemas import GrantOut, MigrationOut, TicketOut, VmOut
 from tashi.storage.contract import Store, Transaction
 from tests.api.conftest import make_settings
 
@@ -35,6 +35,10 @@ class FakeNodes:
     start_gate: asyncio.Event | None = None  # when set, each start waits for this event
     #: When set, migrations are accepted and each transfer waits for this event.
     migration_gate: asyncio.Event | None = None
+    #: What each witness says of each host it witnesses: (witness, subject) -> seconds since
+    #: its last grant (absent: it never granted; ``uptime`` then decides).
+    grant_age: dict[tuple[HostId, HostId], float] = field(default_factory=dict)
+    uptime: float = 3600.0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
 
     def on(self, host: HostId) -> dict[InstanceId, int]:
@@ -102,6 +106,11 @@ class FakeNodes:
         vm_id = next(self._ids)
         self._reach(host)[instance.id] = vm_id
         return vm_id
+
+    async def grant(self, host: Host, subject: HostId) -> GrantOut:
+        self._reach(host)
+        age = self.grant_age.get((host.id, subject))
+        return GrantOut(hostId=subject, lastGrantAge=age, uptime=self.uptime)
 
     async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
         return {

@@ -1,6 +1,7 @@
 """HA restart (ADR 0010) on the fake clock: a lost host's Orphaned instances go back to Pending
-only once its lease plus the margin is over, with a history line; a host that comes back in
-time keeps them; what was being destroyed is removed; heartbeats grant the lease."""
+only once its lease plus the margin is over and every witness confirms its silence, with a
+history line; a host that comes back in time keeps them; what was being destroyed is removed;
+heartbeats grant the lease and hand out the witnesses; fenced VMs reported go back to Pending."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.clock import FakeClock
-from tashi.domain.ids import HostId
-from tashi.domain.models import Instance
+from tashi.domain.errors import NotFound
+from tashi.domain.ids import HostId, UserId
+from tashi.domain.models import Instance, Role
 from tashi.domain.operations import DiskRequest, VmRequest
 from tashi.domain.states import InstanceState
-from tashi.storage.contract import InstanceChanges
+from tashi.domain.witnesses import WitnessSets
+from tashi.nodeapi import peering
+from tashi.storage.contract import InstanceChanges, Transaction
 from tashi.storage.memory import MemoryStore
 from tests.api.conftest import Api, start_api
 from tests.api.test_instances import create, force_state
@@ -26,17 +30,48 @@ S = InstanceState
 LEASE, MARGIN, EXPIRE = 10.0, 3.0, 6.0
 
 
-def ha_cluster(tmp: Path) -> tuple[Cluster, Instance]:
+def witnessed(c: Cluster, sets: WitnessSets | None = None) -> None:
+    """Every host gets a node link with a peer secret; h1 the witness sets ``sets`` (by
+    default h2 alone, acknowledged)."""
+
+    def node_user(tx: Transaction) -> UserId:
+        try:
+            return tx.users.get_by_name("nodes").id
+        except NotFound:
+            return tx.users.add(
+                "nodes", role=Role.node, priority=0, password_hash="h", now=c.clock.now()
+            ).id
+
+    node = c.run(c.service.db.write(node_user))
+    chosen = sets if sets is not None else WitnessSets().with_current([c.hosts[1]]).acknowledge(1)
+
+    def run(tx: Transaction) -> None:
+        for i, host_id in enumerate(c.hosts):
+            tx.hosts.set_link(
+                host_id,
+                endpoint=f"http://127.0.0.1:{i + 1}",
+                secret="s" * 32,
+                user_id=node,
+                now=c.clock.now(),
+                peer_secret=f"peer{i}" * 8,
+            )
+        tx.hosts.set_witnesses(c.hosts[0], chosen)
+
+    c.run(c.service.db.write(run))
+
+
+def ha_cluster(tmp: Path, hosts: int = 2) -> tuple[Cluster, Instance]:
     c = cluster(
         tmp,
         MemoryStore(),
-        hosts=2,
+        hosts=hosts,
         expire_host_time=EXPIRE,
         host_lease_time=LEASE,
         restart_margin=MARGIN,
     )
     lease = c.clock.now() + timedelta(seconds=LEASE)
     c.run(c.service.db.write(lambda tx: tx.hosts.update(c.hosts[0], lease_expires=lease)))
+    witnessed(c)
     request = VmRequest(name="web", disks=[DiskRequest("base.qcow2")])
     inst = c.run(c.service.instances.create_vm(c.alice, request))
     c.run(c.service.instances.activate_vm(c.agent, "web", "h1"))
@@ -150,11 +185,11 @@ def test_registration_and_heartbeats_grant_the_lease(leased: tuple[Api, FakeCloc
     assert stored.lease_expires == clock.now() + timedelta(seconds=LEASE)
 
 
-def test_a_host_back_after_its_lease_ran_out_gets_no_vm_removed(
+def test_vms_a_host_reports_fenced_go_back_to_pending(
     leased: tuple[Api, FakeClock],
 ) -> None:
-    """Its node manager stopped its VMs itself (self-fence): the instances it no longer reports
-    go back to Pending instead of being taken for VMs that ended on their own."""
+    """Its node manager stopped its VMs itself (self-fence) and says so: those instances go back
+    to Pending instead of being taken for VMs that ended on their own."""
     api, clock = leased
     node = api.user("node1", role="node")
     register(api, node)
@@ -169,7 +204,7 @@ def test_a_host_back_after_its_lease_ran_out_gets_no_vm_removed(
         "POST",
         f"/v1/nodes/{host['id']}/heartbeat",
         node,
-        json={"vms": [report(kept["id"], "running")]},
+        json={"vms": [report(kept["id"], "running")], "fenced": [vm["id"]]},
     )
     assert beat.status_code == 200, beat.text
     web = api.call("GET", "/v1/instances/web", api.admin).json()
@@ -235,6 +270,7 @@ def test_a_lost_part_of_a_group_is_placed_again_without_its_running_mates(
     )
     lease = c.clock.now() + timedelta(seconds=LEASE)
     c.run(c.service.db.write(lambda tx: tx.hosts.update(c.hosts[0], lease_expires=lease)))
+    witnessed(c)
     request = VmRequest(name="w", disks=[DiskRequest("base.qcow2")])
     group = c.run(c.service.instances.create_many(c.alice, request, 3))
     pairs = [("w-0", "h1"), ("w-1", "h2"), ("w-2", "h1")]
@@ -250,3 +286,89 @@ def test_a_lost_part_of_a_group_is_placed_again_without_its_running_mates(
         ("w-2", S.Running, c.hosts[1]),
     ]
     assert c.instance(group[1].id).state is S.Running
+
+
+def test_no_restart_while_a_witness_granted_the_host_recently(tmp_path: Path) -> None:
+    """The cluster manager lost h1, but h2 still hears from it: h1 keeps its lease and its
+    VMs, so they must not start elsewhere; once h2 has not heard from it either, they do."""
+    c, inst = ha_cluster(tmp_path)
+    lose_host(c)
+    c.nodes.grant_age[(c.hosts[1], c.hosts[0])] = 1.0
+    c.clock.advance(LEASE + MARGIN)
+    assert c.run(c.service.ha.check()) == [] and c.instance(inst.id).state is S.Orphaned
+    c.nodes.grant_age[(c.hosts[1], c.hosts[0])] = LEASE + MARGIN - 0.1
+    assert c.run(c.service.ha.check()) == []
+    c.nodes.grant_age[(c.hosts[1], c.hosts[0])] = LEASE + MARGIN
+    assert [i.id for i in c.run(c.service.ha.check())] == [inst.id]
+
+
+def test_no_restart_while_a_witness_cannot_be_asked_or_has_just_started(
+    tmp_path: Path,
+) -> None:
+    c, inst = ha_cluster(tmp_path)
+    lose_host(c)
+    c.clock.advance(LEASE + MARGIN)
+    c.nodes.dead.add(c.hosts[1])  # h1 and h2 may be on one side of a partition together
+    assert c.run(c.service.ha.check()) == [] and c.instance(inst.id).state is S.Orphaned
+    c.nodes.dead.discard(c.hosts[1])
+    c.nodes.uptime = LEASE  # restarted: it cannot know what it granted before
+    assert c.run(c.service.ha.check()) == []
+    c.nodes.uptime = LEASE + MARGIN
+    assert [i.id for i in c.run(c.service.ha.check())] == [inst.id]
+
+
+def test_a_host_alone_with_no_witness_is_never_restarted(tmp_path: Path) -> None:
+    """A host that was alone runs without a lease that can run out: nothing proves that it
+    stopped its VMs."""
+    c, inst = ha_cluster(tmp_path)
+    witnessed(c, WitnessSets().with_current([]).acknowledge(1))
+    lose_host(c)
+    c.clock.advance(3600)
+    assert c.run(c.service.ha.check()) == [] and c.instance(inst.id).state is S.Orphaned
+
+
+def test_every_set_the_host_may_use_must_confirm(tmp_path: Path) -> None:
+    """h1 was sent a new set (h3) but has not acknowledged it: it may still hold h2's grant."""
+    c, inst = ha_cluster(tmp_path, hosts=3)
+    h2, h3 = c.hosts[1], c.hosts[2]
+    witnessed(c, WitnessSets().with_current([h2]).acknowledge(1).with_current([h3]))
+    lose_host(c)
+    c.clock.advance(LEASE + MARGIN)
+    c.nodes.grant_age[(h2, c.hosts[0])] = 1.0
+    assert c.run(c.service.ha.check()) == []
+    c.nodes.grant_age[(h2, c.hosts[0])] = 60.0
+    c.nodes.grant_age[(h3, c.hosts[0])] = 1.0
+    assert c.run(c.service.ha.check()) == []
+    c.nodes.grant_age[(h3, c.hosts[0])] = 60.0
+    assert [i.id for i in c.run(c.service.ha.check())] == [inst.id]
+
+
+def test_heartbeats_hand_out_witnesses_with_tokens_and_take_acknowledgements(
+    leased: tuple[Api, FakeClock],
+) -> None:
+    api, _ = leased
+    nodes = [api.user(f"node{i}", role="node") for i in (1, 2, 3)]
+    secrets = [f"peer-secret-{i}".ljust(32, "x") for i in (1, 2, 3)]
+    for i, node in enumerate(nodes):
+        reply = register(api, node, name=f"n{i + 1}", peerSecret=secrets[i])
+        assert reply.status_code == 200, reply.text
+    ids = [api.call("GET", f"/v1/hosts/n{i}", api.admin).json()["id"] for i in (1, 2, 3)]
+    beat = api.call("POST", f"/v1/nodes/{ids[0]}/heartbeat", nodes[0], json={"vms": []})
+    witnesses = beat.json()["witnesses"]
+    assert [w["hostId"] for w in witnesses["hosts"]] == [ids[1], ids[2]]
+    assert witnesses["hosts"][0]["token"] == peering.token(secrets[1], ids[0])
+    assert peering.valid(secrets[2], ids[0], witnesses["hosts"][1]["token"])
+    assert not peering.valid(secrets[2], ids[1], witnesses["hosts"][1]["token"])
+
+    def sets() -> WitnessSets:
+        link = api.http.portal.call(  # type: ignore[union-attr]
+            api.service.db.read, lambda tx: tx.hosts.link(HostId(ids[0]))
+        )
+        return link.witnesses
+
+    assert not sets().settled()
+    epoch = witnesses["epoch"]
+    body = {"vms": [], "witnessEpoch": epoch}
+    again = api.call("POST", f"/v1/nodes/{ids[0]}/heartbeat", nodes[0], json=body)
+    assert again.json()["witnesses"]["epoch"] == epoch
+    assert sets().settled() and sets().voters() == {ids[1], ids[2]}

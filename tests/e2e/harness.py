@@ -18,7 +18,9 @@ from tashi.api.schemas import UserIn
 from tashi.client.sdk import TashiClient
 from tashi.devcluster import processes
 from tashi.devcluster.processes import BIN, write_config
+from tashi.nodemanager import watchdog
 from tashi.runtime.ports import free_port
+from tashi.storage.sql import SqlStore, make_engine
 
 __all__ = ["BIN", "Cluster", "Daemon", "free_port", "wait_for", "write_config"]
 
@@ -107,7 +109,7 @@ class Cluster:
                 "clusterManagerHost": "127.0.0.1",
                 "clusterManagerPort": self.cm.port,
                 "registerFrequency": frequency,
-                "stateDir": self.root / name / "state",
+                "stateDir": self.state_dir(name),
             },
             "NodeManager": {
                 "vmm": vmm,
@@ -130,8 +132,28 @@ class Cluster:
     def host_up(self, name: str) -> bool:
         return any(h.name == name and h.up for h in self.admin.get_hosts())
 
+    def witnessed(self, name: str) -> bool:
+        """Whether host ``name`` uses a witness set it acknowledged, with at least one witness
+        (ADR 0010): only then can its VMs be restarted elsewhere when it is lost. Read from the
+        cluster manager's SQLite file: the API does not show witness sets."""
+        store = SqlStore(make_engine(f"sqlite:///{self.root / 'cm-state' / 'tashi.sqlite'}"))
+        try:
+            with store.transaction(write=False) as tx:
+                link = tx.hosts.link(tx.hosts.get_by_name(name).id)
+        finally:
+            store.close()
+        return link is not None and link.witnesses.settled() and not link.witnesses.lease_free()
+
+    def wait_witnessed(self, *names: str) -> None:
+        for name in names:
+            wait_for(f"host {name} to have witnesses", lambda n=name: self.witnessed(n))  # type: ignore[misc]
+
+    def state_dir(self, name: str) -> Path:
+        return self.root / name / "state"
+
     def stop(self) -> None:
-        for node in self.nodes.values():
+        for name, node in self.nodes.items():
             node.stop()
+            watchdog.stop(self.state_dir(name))  # it outlives its node manager by design
         self.cm.stop()
         self.admin.close()

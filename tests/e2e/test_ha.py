@@ -35,6 +35,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.admin.add_network(NetworkIn(id=1, name="default"))
         c.add_node("n1", frequency=BEAT)
         c.add_node("n2", frequency=BEAT)
+        c.wait_witnessed("n1", "n2")
         yield c
     finally:
         c.stop()

@@ -28,6 +28,8 @@ from tashi.network.fake import FakeNetworkDriver
 from tashi.network.netlink import Netlink
 from tashi.network.vxlan import VxlanDriver
 from tashi.nodeapi.schemas import HeartbeatIn, HeartbeatOut, InstanceWire, RegisterIn, RegisterOut
+from tashi.nodemanager.fencing import FenceMarks
+from tashi.nodemanager.lease import HostLease
 from tashi.nodemanager.reporting import Identity, Reporter
 from tashi.vmm.base import VmState
 from tests.api.conftest import Api, start_api
@@ -126,17 +128,27 @@ class Node:
         return []
 
 
-def reporter(cm: Cm, network: FakeNetworkDriver | None) -> Reporter:
+def reporter(cm: Cm, network: FakeNetworkDriver | None, state_dir: Path) -> Reporter:
     me = Identity(name="h1", endpoint="http://198.18.253.1:9883", secret="s" * 40, version="x")
-    return Reporter(cm, Node(), me, lambda: (1024, 2), network=network)  # type: ignore[arg-type]
+    return Reporter(
+        cm,  # type: ignore[arg-type]
+        Node(),  # type: ignore[arg-type]
+        me,
+        lambda: (1024, 2),
+        lease=HostLease(state_dir),
+        marks=FenceMarks(state_dir),
+        network=network,
+    )
 
 
 @pytest.mark.anyio
-async def test_the_reporter_reports_its_underlay_and_hands_the_peers_to_the_driver() -> None:
+async def test_the_reporter_reports_its_underlay_and_hands_the_peers_to_the_driver(
+    tmp_path: Path,
+) -> None:
     cm = Cm(peers=[B])
     network = FakeNetworkDriver(underlay=A)
     assert NetworkCapability.learns_peers in network.capabilities
-    rep = reporter(cm, network)
+    rep = reporter(cm, network, tmp_path)
     await rep.heartbeat()  # registers first
     assert cm.sent[-1].underlay == A and network.peers == [B]
     cm.peers = [B, C]
@@ -153,11 +165,11 @@ async def test_the_reporter_reports_its_underlay_and_hands_the_peers_to_the_driv
 
 
 @pytest.mark.anyio
-async def test_without_a_peer_learning_driver_nothing_is_reported() -> None:
+async def test_without_a_peer_learning_driver_nothing_is_reported(tmp_path: Path) -> None:
     cm = Cm(peers=[B])
     plain = FakeNetworkDriver()
-    await reporter(cm, plain).heartbeat()
-    await reporter(cm, None).heartbeat()
+    await reporter(cm, plain, tmp_path).heartbeat()
+    await reporter(cm, None, tmp_path).heartbeat()
     assert [s.underlay for s in cm.sent] == [None, None]
     assert plain.peers is None and not [c for c in plain.calls if c[0] == "set_peers"]
     bridge = BridgeDriver(BridgeSettings())
@@ -170,14 +182,14 @@ async def test_without_a_peer_learning_driver_nothing_is_reported() -> None:
 
 @pytest.mark.anyio
 async def test_a_driver_that_refuses_the_peers_does_not_stop_the_heartbeat(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     class Refusing(FakeNetworkDriver):
         async def set_peers(self, peers: Any) -> None:
             raise BackendFailure("the kernel said no")
 
     cm = Cm(peers=[B])
-    rep = reporter(cm, Refusing(underlay=A))
+    rep = reporter(cm, Refusing(underlay=A), tmp_path)
     with caplog.at_level(logging.WARNING):
         await rep.heartbeat()
         await rep.heartbeat()

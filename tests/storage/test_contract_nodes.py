@@ -21,6 +21,7 @@ from tashi.domain.errors import InvalidInput, NotFound
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import Role, Usage
 from tashi.domain.states import InstanceState
+from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import (
     ENDPOINT_MAX,
     EVENT_KIND_MAX,
@@ -83,6 +84,30 @@ def test_a_node_link_is_inserted_then_replaced_and_reads_back_equal(store: Store
         assert tx.hosts.link(HostId(999_999)) is None
         links = tx.hosts.links()
     assert list(links) == [h1, h3] and links == {h1: replaced, h3: other}
+
+
+def test_witness_sets_are_kept_when_the_node_registers_again(store: Store) -> None:
+    user = node_user(store)
+    h1, h2, h3 = hosts(store, "node1", "node2", "node3")
+    sets = WitnessSets().with_current([h2, h3]).acknowledge(1).with_current([h3])
+    with store.transaction() as tx:
+        tx.hosts.set_link(
+            h1, endpoint="http://n1", secret="s" * 32, user_id=user, now=T0, peer_secret="p" * 32
+        )
+        tx.hosts.set_witnesses(h1, sets)
+    with store.transaction() as tx:
+        again = tx.hosts.set_link(
+            h1, endpoint="http://n1b", secret="t" * 32, user_id=user, now=T0, peer_secret="q" * 32
+        )
+        assert again.witnesses == sets and again.peer_secret == "q" * 32
+    with store.transaction(write=False) as tx:
+        link = tx.hosts.link(h1)
+        assert link is not None and link.witnesses == sets and link.endpoint == "http://n1b"
+        assert link.witnesses.voters() == {h2, h3} and not link.witnesses.settled()
+        assert tx.hosts.links()[h1] == link
+        assert "q" * 32 not in repr(link)
+    with store.transaction() as tx, pytest.raises(NotFound):
+        tx.hosts.set_witnesses(h2, WitnessSets())  # h2 has no link
 
 
 def test_the_secret_stays_out_of_a_links_repr(store: Store) -> None:

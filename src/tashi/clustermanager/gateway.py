@@ -10,11 +10,12 @@ import logging
 
 from tashi.clustermanager.database import Database
 from tashi.domain.errors import TashiError, Unavailable
-from tashi.domain.ids import InstanceId
+from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance
 from tashi.nodeapi.nmclient import NodeManagerClient
 from tashi.nodeapi.schemas import (
     DiskWire,
+    GrantOut,
     InstanceWire,
     MigrationOut,
     NicWire,
@@ -95,6 +96,9 @@ class HttpNodeGateway:
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
         return (await (await self._client(host)).finish_incoming(instance.id)).vmId
+
+    async def grant(self, host: Host, subject: HostId) -> GrantOut:
+        return await (await self._client(host)).grant(subject)
 
     async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
         return {InstanceId(vm.instanceId): vm for vm in await (await self._client(host)).list()}

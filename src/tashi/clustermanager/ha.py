@@ -1,19 +1,24 @@
-"""HA restart without duplicates (ADR 0010): a lost host's instances go back to Pending once its
-lease has surely run out.
+"""HA restart without duplicates (ADR 0010): a lost host's instances go back to Pending once
+it has surely stopped them, and only then.
 
-Every heartbeat reply grants the node manager a lease (``[ClusterManagerService]
-hostLeaseTime``; ``hosts.lease_expires`` records it); a node manager that has had no reply for
-that long stops its own VMs (``nodemanager/reporting.py``). ``liveness.py`` marks a silent host
-down and its instances Orphaned. This pass, run by the cluster manager's supervised tasks, waits
-until the down host's lease plus ``restartMargin`` has passed — by then its node manager has
-fenced itself if it still runs — and moves each Orphaned instance of it to Pending
-(``reschedule``: no host, no VM id, the reason and a history line saying why), in one
-transaction per host that first checks, under the host's row lock, that the host is still down
-and its lease not renewed. The scheduler then places them like any Pending instance.
+A node manager keeps its VMs while it holds a fresh grant from its cluster manager (every reply
+to a heartbeat; ``hosts.lease_expires`` records the latest) or from any one of its witness hosts
+(``witnesses.py``); with none for a whole lease it stops them itself, or its watchdog does
+(``nodemanager/lease.py``, ``nodemanager/watchdog.py``). ``liveness.py`` marks a silent host
+down and its instances Orphaned. ``check``, run every second, takes each down host whose lease
+from the cluster manager ran out at least ``restartMargin`` ago, asks every witness it may be
+using whether it has granted it anything for that long (``WitnessDesk.confirm``), and only if
+all say no moves each Orphaned instance to Pending (``restart.reschedule``), in one transaction
+that first checks, under the host's row lock, that the host is still down and its lease not
+renewed. A host that still answers a witness (the cluster manager lost it, the others did not)
+keeps its VMs, and they are not started elsewhere.
 
 What the host was doing when it was lost decides (the ``hostLost`` history line records it): an
 instance lost while ShuttingDown or Destroying is removed (its VM is gone, as was asked); one
 lost while migrating is left Orphaned for the migration's own settling (``migration.py``).
+
+``after_report`` handles a host that reports again: the VMs it says it fenced, and, after a
+crash, the Orphaned instances it no longer runs.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from datetime import datetime, timedelta
 
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.restart import reschedule
+from tashi.clustermanager.witnesses import WitnessDesk, voters_of
 from tashi.domain.clock import Clock
+from tashi.domain.errors import NotFound
+from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance
-from tashi.domain.states import Action, InstanceState, next_state
+from tashi.domain.states import INSTANCE_TRANSITIONS, Action, InstanceState, next_state
 from tashi.storage.contract import InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
@@ -35,25 +43,18 @@ log = logging.getLogger(__name__)
 _LOST_FROM = re.compile(r"; (\w+) -> Orphaned$")
 _REMOVE = {InstanceState.ShuttingDown.name, InstanceState.Destroying.name}
 _LEAVE = {InstanceState.MigratePrep.name, InstanceState.MigrateTrans.name}
-#: States of an instance a self-fenced host may have stopped (and that should run again).
-_FENCED = sorted(
-    {
-        InstanceState.Activating,
-        InstanceState.Running,
-        InstanceState.Pausing,
-        InstanceState.Paused,
-        InstanceState.Unpausing,
-        InstanceState.Orphaned,
-    }
-)
 
 
 class HighAvailability:
-    def __init__(self, db: Database, clock: Clock, lease: float, margin: float) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, lease: float, margin: float, witnesses: WitnessDesk
+    ) -> None:
         self._db = db
         self._clock = clock
         self._lease = lease
         self._margin = timedelta(seconds=margin)
+        self._witnesses = witnesses
+        self._waiting: dict[HostId, str] = {}  # why each due host is not restarted (logged once)
 
     @property
     def enabled(self) -> bool:
@@ -67,48 +68,67 @@ class HighAvailability:
         hosts = await self._db.read(lambda tx: tx.hosts.list())
         moved: list[Instance] = []
         for host in hosts:
-            if _due(host, now, self._margin):
+            if not _due(host, now, self._margin):
+                self._waiting.pop(host.id, None)
+                continue
+            if await self._confirmed(host):
                 moved += await self._db.write(functools.partial(self._restart, host=host, now=now))
         return moved
 
-    async def after_fence(self, host: Host, reported: set[int]) -> list[Instance]:
-        """``host`` reports (or registers) again, ``host`` as stored before the report, with
-        the instance ids it reports. Instances it no longer reports go to Pending, to be
-        started elsewhere, rather than being taken for VMs that ended on their own
-        (reconciliation would remove them):
+    async def _confirmed(self, host: Host) -> bool:
+        link, voters = await self._db.read(functools.partial(voters_of, host_id=host.id))
+        verdict = await self._witnesses.confirm(host, link, voters)
+        if verdict.confirmed:
+            self._waiting.pop(host.id, None)
+            return True
+        if self._waiting.get(host.id) != verdict.waiting_for:
+            self._waiting[host.id] = verdict.waiting_for
+            log.warning(
+                "host %s is down and its lease from the cluster manager ran out, but its VMs"
+                " are not restarted elsewhere until every witness confirms it is silent;"
+                " waiting for: %s",
+                host.name,
+                verdict.waiting_for,
+            )
+        return False
 
-        * after its lease ran out, its node manager stopped its VMs itself (self-fence):
-          every instance the store places there that it does not report;
-        * back before that, after it was marked down: the Orphaned ones, whose VMs died with
-          the host (a crash and a quick restart) — except those it lost while shutting down
-          or being destroyed (removed, as was asked) or migrating (left to that settling)."""
+    async def after_report(self, host: Host, reported: set[int], fenced: list[int]) -> None:
+        """``host`` reports (or registers) again, ``host`` as stored before the report, with
+        the instance ids it reports and those whose VMs it stopped itself (self-fence or
+        watchdog). Those go back to Pending to run elsewhere, rather than being taken for VMs
+        that ended on their own (reconciliation would remove them); so do, when the host was
+        down, the Orphaned ones it no longer runs (their VMs died with it: a crash and a
+        quick restart), except those it lost while shutting down or being destroyed (removed,
+        as was asked) or migrating (left to that settling)."""
+        if not self.enabled or not (fenced or not host.up):
+            return
         now = self._clock.now()
-        lapsed = host.lease_expires is not None and now > host.lease_expires
-        if not self.enabled or not (lapsed or not host.up):
-            return []
 
         def run(tx: Transaction) -> list[Instance]:
-            states = _FENCED if lapsed else [InstanceState.Orphaned]
-            stored = tx.instances.find(InstanceFilter(host_id=host.id, states=states))
-            moved = []
-            for inst in stored:
-                if inst.id in reported or _settled_otherwise(tx, inst, host, now):
-                    continue
-                if inst.state is not InstanceState.Orphaned:
-                    orphan = next_state(inst.state, Action.host_lost)
-                    inst = tx.instances.transition(inst.id, inst.state, orphan, now=now)
-                moved.append(reschedule(tx, inst, host, now, "fenced" if lapsed else "crashed"))
+            moved = [
+                i
+                for iid in fenced
+                if iid not in reported
+                and (i := _fenced(tx, InstanceId(iid), host, now)) is not None
+            ]
+            if not host.up:
+                orphans = tx.instances.find(
+                    InstanceFilter(host_id=host.id, states=[InstanceState.Orphaned])
+                )
+                for inst in orphans:
+                    if inst.id in reported or _settled_otherwise(tx, inst, host, now):
+                        continue
+                    moved.append(reschedule(tx, inst, host, now, "crashed"))
             return moved
 
         moved = await self._db.write(run)
         if moved:
             log.warning(
-                "host %s is back %s; %d instance(s) it no longer runs go back to Pending",
+                "host %s reports %d instance(s) it no longer runs (%s): back to Pending",
                 host.name,
-                "after its lease ran out" if lapsed else "without its VMs",
                 len(moved),
+                "it stopped them when its lease ran out" if fenced else "they died with it",
             )
-        return moved
 
     def _restart(self, tx: Transaction, *, host: Host, now: datetime) -> list[Instance]:
         locked = tx.hosts.lock(host.id)
@@ -124,12 +144,39 @@ class HighAvailability:
             moved.append(reschedule(tx, inst, host, now, "lost"))
         if moved:
             log.warning(
-                "host %s lost, its lease ran out at %s: %d instance(s) back to Pending",
+                "host %s lost, its lease ran out at %s and every witness confirms it is silent:"
+                " %d instance(s) back to Pending",
                 host.name,
                 locked.lease_expires,
                 len(moved),
             )
         return moved
+
+
+def _fenced(tx: Transaction, iid: InstanceId, host: Host, now: datetime) -> Instance | None:
+    """The instance whose VM ``host`` stopped when its lease ran out, back to Pending (or
+    removed, or left to its migration); ``None`` if it is no longer the host's."""
+    try:
+        inst = tx.instances.get(iid)
+    except NotFound:
+        return None
+    if inst.host_id != host.id:
+        return None
+    if inst.state in (InstanceState.MigratePrep, InstanceState.MigrateTrans):
+        return None
+    if inst.state in (InstanceState.ShuttingDown, InstanceState.Destroying):
+        tx.instances.remove(inst.id, inst.state)
+        tx.events.add(inst.id, "removed", f"stopped by {host.name}'s self-fence", now=now)
+        return None
+    if inst.state is not InstanceState.Orphaned:
+        if (inst.state, Action.host_lost) not in INSTANCE_TRANSITIONS:
+            return None
+        inst = tx.instances.transition(
+            inst.id, inst.state, next_state(inst.state, Action.host_lost), now=now
+        )
+    elif _settled_otherwise(tx, inst, host, now):
+        return None
+    return reschedule(tx, inst, host, now, "fenced")
 
 
 def _due(host: Host, now: datetime, margin: timedelta) -> bool:

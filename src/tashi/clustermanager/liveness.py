@@ -5,6 +5,10 @@ Each pass looks at the hosts that are up; one whose last heartbeat is older than
 slow and stays up; if not, the host goes down and every instance on it becomes Orphaned
 (``host_lost``), each with a compare-and-swap and a line in its history. A host comes back up
 with its next registration or heartbeat, and reconciliation then re-attaches what still runs.
+
+A cluster manager that has just started counts silence from its own start, not from the last
+heartbeat it has on record: while it was away no host could reach it, and each gets a whole
+``expireHostTime`` to report before it is checked.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ class Liveness:
         self._clock = clock
         self._nodes = nodes
         self._expire = timedelta(seconds=expire)
+        self._since = clock.now()
 
     async def check(self) -> list[Host]:
         """One pass; returns the hosts it marked down."""
         now = self._clock.now()
         hosts = await self._db.read(lambda tx: tx.hosts.list())
-        silent = [h for h in hosts if h.up and _silent(h, now, self._expire)]
+        silent = [h for h in hosts if h.up and _silent(h, now, self._expire, self._since)]
         down = []
         for host in silent:
             if await self._nodes.alive(host):
@@ -46,8 +51,9 @@ class Liveness:
         return down
 
 
-def _silent(host: Host, now: datetime, expire: timedelta) -> bool:
-    return host.last_heartbeat is None or now - host.last_heartbeat > expire
+def _silent(host: Host, now: datetime, expire: timedelta, since: datetime) -> bool:
+    last = host.last_heartbeat
+    return now - (since if last is None or last < since else last) > expire
 
 
 def _refresh(tx: Transaction, *, host: Host, now: datetime) -> Host:

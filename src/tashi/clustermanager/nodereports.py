@@ -20,6 +20,7 @@ from tashi.clustermanager.database import Database
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.reconcile import Decision, Observed, Seen, plan
 from tashi.clustermanager.underlay import config_with, peers_of
+from tashi.clustermanager.witnesses import WitnessDesk
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, NotFound, StateConflict, TashiError
@@ -42,6 +43,7 @@ from tashi.nodeapi.schemas import (
     RegisterOut,
     VmEvent,
     VmReport,
+    WitnessSetWire,
 )
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
@@ -71,15 +73,23 @@ class NodeRules:
 
 
 class NodeReports:
-    def __init__(self, db: Database, clock: Clock, rules: NodeRules, nodes: NodeGateway) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        rules: NodeRules,
+        nodes: NodeGateway,
+        witnesses: WitnessDesk | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._rules = rules
         self._nodes = nodes
-        #: Told of a host that reports or registers again (as stored before the report) and
-        #: the instance ids it reports (``ha.HighAvailability.after_fence``), before the
-        #: report is reconciled.
-        self.on_lease_lapsed: Callable[[Host, set[int]], Awaitable[object]] | None = None
+        self._witnesses = witnesses  # None: HA is off, no witnesses are handed out
+        #: Told of a host that reports or registers again (as stored before the report), the
+        #: instance ids it reports and those it says it fenced (``ha.HighAvailability.
+        #: after_report``), before the report is reconciled.
+        self.on_report: Callable[[Host, set[int], list[int]], Awaitable[object]] | None = None
         #: Told of a grouped instance (as it was) whose VM failed or exited, with the detail
         #: (``groups.GroupService.member_stopped``: a group still starting is torn down).
         self.on_member_stopped: Callable[[Instance, str], Awaitable[None]] | None = None
@@ -102,6 +112,8 @@ class NodeReports:
             raise InvalidInput("the endpoint must be an http:// or https:// URL")
         now = self._clock.now()
         before: list[Host] = []  # the host as stored before this registration
+        up = await self._up_hosts()
+        witnesses: list[WitnessSetWire | None] = [None]
 
         def run(tx: Transaction) -> Host:
             try:
@@ -120,7 +132,9 @@ class NodeReports:
                 secret=body.secret,
                 user_id=caller.user_id,
                 now=now,
+                peer_secret=body.peerSecret,
             )
+            witnesses[0] = self._assign(tx, host.id, up, body.witnessEpoch)
             wanted = self._state_for(host, body.version)
             if wanted is not host.state:
                 host = tx.hosts.set_state(host.id, host.state, wanted)
@@ -144,8 +158,8 @@ class NodeReports:
                 body.version,
                 self._rules.version,
             )
-        if self.on_lease_lapsed is not None:
-            await self.on_lease_lapsed(before[-1], {r.instanceId for r in body.vms})
+        if self.on_report is not None:
+            await self.on_report(before[-1], {r.instanceId for r in body.vms}, body.fenced)
         await self._reconcile(host.id, body.vms)
         return RegisterOut(
             hostId=host.id,
@@ -154,7 +168,19 @@ class NodeReports:
             expireHostTime=self._rules.expire_host_time,
             leaseTime=self._rules.host_lease,
             peers=await self._peers(host.id) if body.underlay else None,
+            witnesses=witnesses[0],
         )
+
+    def _assign(
+        self, tx: Transaction, host_id: HostId, up: list[HostId], epoch: int | None
+    ) -> WitnessSetWire | None:
+        if self._witnesses is None or self._rules.host_lease <= 0:
+            return None
+        return self._witnesses.assign(tx, host_id, up, epoch)
+
+    async def _up_hosts(self) -> list[HostId]:
+        """The ids of the up hosts, from the same cache as ``_peers``."""
+        return [h.id for h in await self._hosts() if h.up]
 
     async def _own_host(self, caller: Principal, host_id: int) -> Host:
         require_role(caller, Role.node, doing="reporting as a node")
@@ -171,8 +197,11 @@ class NodeReports:
     async def heartbeat(self, caller: Principal, host_id: int, body: HeartbeatIn) -> HeartbeatOut:
         host = await self._own_host(caller, host_id)
         now = self._clock.now()
+        up = await self._up_hosts()
+        witnesses: list[WitnessSetWire | None] = [None]
 
         def run(tx: Transaction) -> Host:
+            witnesses[0] = self._assign(tx, host.id, up, body.witnessEpoch)
             return tx.hosts.update(
                 host.id,
                 up=True,
@@ -187,8 +216,8 @@ class NodeReports:
                 else None,
             )
 
-        if self.on_lease_lapsed is not None:
-            await self.on_lease_lapsed(host, {r.instanceId for r in body.vms})
+        if self.on_report is not None:
+            await self.on_report(host, {r.instanceId for r in body.vms}, body.fenced)
         was_up = host.up
         host = await self._db.write(run)
         if not was_up:
@@ -200,17 +229,21 @@ class NodeReports:
             up=True,
             leaseTime=self._rules.host_lease,
             peers=await self._peers(host.id) if body.underlay else None,
+            witnesses=witnesses[0],
         )
 
     async def _peers(self, host_id: HostId) -> list[str]:
-        """The other up hosts' underlay addresses (``underlay.py``), for a node that has one.
-        The hosts are read again only after a host write that can change them (the change
+        """The other up hosts' underlay addresses (``underlay.py``), for a node that has one."""
+        return peers_of(await self._hosts(), host_id)
+
+    async def _hosts(self) -> list[Host]:
+        """Every host, read again only after a host write that can change them (the change
         feed's ``hosts_version``), not on every heartbeat of every host."""
         version = self._db.feed.hosts_version  # read first: a later write only makes it newer
         if self._hosts_seen is None or self._hosts_seen[0] != version:
             hosts = await self._db.read(lambda tx: tx.hosts.list())
             self._hosts_seen = (version, hosts)
-        return peers_of(self._hosts_seen[1], host_id)
+        return self._hosts_seen[1]
 
     def _lease(self, now: datetime) -> datetime | None:
         """Until when the node may run its VMs unheard (ADR 0010); the node counts the same

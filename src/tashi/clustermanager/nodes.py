@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from tashi.domain.errors import Unavailable
-from tashi.domain.ids import InstanceId
+from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance
-from tashi.nodeapi.schemas import MigrationOut, TicketOut, VmOut
+from tashi.nodeapi.schemas import GrantOut, MigrationOut, TicketOut, VmOut
 
 
 class NodeGateway(Protocol):
@@ -46,6 +46,11 @@ class NodeGateway(Protocol):
     ) -> MigrationOut: ...
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int: ...
+
+    async def grant(self, host: Host, subject: HostId) -> GrantOut:
+        """What ``host``'s node manager, as a witness, last granted host ``subject``
+        (ADR 0010)."""
+        ...
 
     async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
         """Every VM the host's node manager runs, by instance (state: the values of
@@ -101,6 +106,9 @@ class NoNodeManagers:
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
         raise self._refuse("migrate", instance)
+
+    async def grant(self, host: Host, subject: HostId) -> GrantOut:
+        raise Unavailable(f"cannot ask host {host.name!r}: no node managers are connected")
 
     async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
         raise Unavailable(f"cannot ask host {host.name!r}: no node managers are connected")

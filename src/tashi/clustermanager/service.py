@@ -28,6 +28,7 @@ from tashi.clustermanager.nodes import NodeGateway, NoNodeManagers
 from tashi.clustermanager.specs import SpecRules
 from tashi.clustermanager.throttle import ThrottleRules
 from tashi.clustermanager.users import UserService
+from tashi.clustermanager.witnesses import WitnessDesk
 from tashi.config.settings import Settings
 from tashi.domain.clock import Clock, SystemClock
 from tashi.domain.ids import NetworkId
@@ -108,6 +109,7 @@ def build_service(
     image_service = ImageService(images, db, clock)
     instances = InstanceService(db, gateway, clock, rules, image_service)
     groups = GroupService(db, instances, clock)
+    desk = WitnessDesk(gateway, svc.lease_witnesses, svc.host_lease_time, svc.restart_margin)
     reports = NodeReports(
         db,
         clock,
@@ -121,11 +123,12 @@ def build_service(
             host_lease=svc.host_lease_time,
         ),
         gateway,
+        witnesses=desk,
     )
     reports.on_member_stopped = groups.member_stopped
     reports.awaited = instances.awaited  # the same set, live
-    ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin)
-    reports.on_lease_lapsed = ha.after_fence
+    ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk)
+    reports.on_report = ha.after_report
     return ClusterService(
         db=db,
         auth=auth,

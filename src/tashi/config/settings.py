@@ -156,10 +156,12 @@ class ClusterManagerServiceSettings:
     host_lease_time: float = option(
         "hostLeaseTime",
         10.0,
-        "HA lease, in seconds, granted to a node manager with every heartbeat reply: a node"
-        " manager that has not had a reply for this long stops its own VMs, and only after"
-        " it (plus restartMargin) are a lost host's instances started elsewhere. Keep it above"
-        " twice registerFrequency. 0 turns HA off: no lease, no self-fencing, no restart.",
+        "HA lease, in seconds (ADR 0010): each heartbeat reply, and each answer of one of the"
+        " host's witness hosts, grants the node manager this long; a host that had no grant"
+        " from anyone for this long stops its own VMs, and only once the cluster manager and"
+        " every witness have granted it nothing for this long (plus restartMargin) are its"
+        " instances started elsewhere. Keep it above twice registerFrequency. 0 turns HA off:"
+        " no lease, no self-fencing, no restart.",
         minimum=0,
     )
     restart_margin: float = option(
@@ -167,8 +169,18 @@ class ClusterManagerServiceSettings:
         3.0,
         "Seconds the cluster manager waits after a lost host's lease ran out before its"
         " instances go back to Pending (covers clock-rate drift and the node's own"
-        " self-fencing).",
+        " self-fencing, or its watchdog's).",
         minimum=0,
+    )
+    lease_witnesses: int = option(
+        "leaseWitnesses",
+        2,
+        "How many other hosts vouch for each host (ADR 0010). A host keeps its VMs while the"
+        " cluster manager or any one witness answers it, so a cluster-manager outage stops no"
+        " VM; a host cut off from all of them stops its VMs and is restarted elsewhere. More"
+        " witnesses ride out more failures during an outage, but a lost host's VMs are"
+        " restarted only once every witness has confirmed that it is silent.",
+        minimum=1,
     )
     max_request_body: int = _max_request_body()
     request_head_timeout: float = _request_head_timeout()

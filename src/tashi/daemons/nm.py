@@ -13,8 +13,10 @@ import logging
 import os
 import secrets
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -27,11 +29,15 @@ from tashi.domain.errors import TashiError
 from tashi.images.store import ImageStore
 from tashi.network.registry import create_driver as create_network
 from tashi.nodeapi.cmclient import ClusterManagerClient
+from tashi.nodemanager import watchdog
 from tashi.nodemanager.disks import DiskManager
+from tashi.nodemanager.fencing import FenceMarks
+from tashi.nodemanager.lease import HostLease
 from tashi.nodemanager.reporting import Identity, Reporter
 from tashi.nodemanager.routes import create_app
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.vmdirs import VmDirs
+from tashi.nodemanager.witnessing import Renewer, WitnessBook, peer_secret
 from tashi.runtime import logs
 from tashi.runtime.tasks import Supervisor
 from tashi.vmm.base import VmEvent, VmmDriver, VmState
@@ -57,11 +63,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def identity(settings: Settings, secret: str) -> Identity:
+def identity(settings: Settings, secret: str, peer: str | None = None) -> Identity:
     svc = settings.node_manager_service
     name = svc.name or socket.gethostname()
     endpoint = svc.advertise or f"http://{name}:{svc.port}"
-    return Identity(name=name, endpoint=endpoint, secret=secret, version=tashi.__version__)
+    return Identity(
+        name=name, endpoint=endpoint, secret=secret, version=tashi.__version__, peer_secret=peer
+    )
+
+
+class Watchdog:
+    """Keeps the host's watchdog process running (``nodemanager/watchdog.py``): started before
+    any VM is re-attached, checked again with every lease pass, its exit reaped."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._dir = state_dir
+        self._child: subprocess.Popen[bytes] | None = None
+
+    def ensure(self) -> None:
+        if self._child is not None and self._child.poll() is not None:
+            log.warning("the watchdog ended (status %s); starting it again", self._child.returncode)
+            self._child = None
+        started = watchdog.ensure_running(self._dir)
+        if started is not None:
+            self._child = started
+            log.info("started the watchdog (pid %d)", started.pid)
 
 
 async def pump_events(driver: VmmDriver, node: NodeService) -> None:
@@ -92,7 +118,11 @@ async def run(settings: Settings) -> None:
             " password (a user of role node) in NodeManager.cfg"
         )
     secret = secrets.token_urlsafe(32)
-    me = identity(settings, secret)
+    state_dir = svc.state_dir
+    me = identity(settings, secret, peer_secret(state_dir))
+    lease, marks = HostLease(state_dir), FenceMarks(state_dir)
+    guard = Watchdog(state_dir)
+    guard.ensure()  # before any VM is re-attached: it outlives this process
     driver = create_vmm(settings)
     network = create_network(settings)
     store = ImageStore(settings.vfs.prefix)
@@ -112,19 +142,24 @@ async def run(settings: Settings) -> None:
         now=SystemClock().now,
         advertise_host=_host_of(me.endpoint),
         shutdown_grace=settings.qemu.shutdown_grace,
+        fenced=marks,
     )
     memory, cores = await host_capacity(settings, driver)
-    reporter = Reporter(client, node, me, lambda: (memory, cores), network=network)
+    reporter = Reporter(
+        client, node, me, lambda: (memory, cores), lease=lease, marks=marks, network=network
+    )
+    renewer = Renewer(lease)
     node.events = reporter
     await driver.open()
     recovered = await node.recover()
     log.info("re-attached to %d running VM(s)", len(recovered))
     limits = HttpLimits.of(svc)
-    app = create_app(node, secret, limits=limits)
+    app = create_app(node, secret, WitnessBook(me.peer_secret or secret), limits=limits)
     server = uvicorn.Server(server_config(app, host=svc.host, port=svc.port, limits=limits))
     supervisor = Supervisor()
     supervisor.every("heartbeat", svc.register_frequency, reporter.heartbeat)
-    supervisor.every("lease", LEASE_CHECK_INTERVAL, reporter.fence_if_expired)
+    supervisor.every("lease", LEASE_CHECK_INTERVAL, lambda: _lease_pass(reporter, guard))
+    supervisor.every("witnesses", svc.register_frequency, renewer.renew)
     supervisor.every("vm-events", 1.0, lambda: pump_events(driver, node))
     supervisor.every("send-events", 1.0, lambda: reporter.send_events_forever(2.0))
     log.info("tashi-nm %s for host %s serving on %s", tashi.__version__, me.name, me.endpoint)
@@ -135,7 +170,13 @@ async def run(settings: Settings) -> None:
         await node.close()
         await driver.close()
         await network.close()
+        await renewer.close()
         await client.close()
+
+
+async def _lease_pass(reporter: Reporter, guard: Watchdog) -> None:
+    await reporter.fence_if_expired()
+    guard.ensure()
 
 
 class _Deferred:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.states import HostState, InstanceState
+from tashi.domain.witnesses import WitnessSets
 
 DEFAULT_CPU_SHARE = 1024
 
@@ -120,6 +121,10 @@ class NodeLink:
     secret: str = field(repr=False)
     user_id: UserId  # the node's own account (role ``node``)
     registered_at: datetime
+    # ADR 0010: the key of the tokens other hosts present to this one as their witness (None:
+    # a node that sent none), and the witness sets this host may be using.
+    peer_secret: str | None = field(default=None, repr=False)
+    witnesses: WitnessSets = field(default_factory=WitnessSets)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from tashi.nodeapi import paths, timeouts
 from tashi.nodeapi.schemas import (
     CpuShareIn,
+    GrantOut,
     IncomingIn,
     InstanceWire,
     MessageOut,
@@ -27,6 +28,11 @@ class NodeManagerClient:
     async def health(self) -> bool:
         reply = await self._t.call("GET", paths.HEALTH, dict[str, str], timeout=timeouts.CONNECT)
         return reply.get("status") == "ok"
+
+    async def grant(self, host_id: int) -> GrantOut:
+        """What this node, as a witness, last granted host ``host_id`` (ADR 0010)."""
+        path = paths.GRANT.format(host_id=host_id)
+        return await self._t.call("GET", path, GrantOut, timeout=timeouts.WITNESS)
 
     async def list(self) -> list[VmOut]:
         return await self._t.call("GET", paths.VMS, list[VmOut])

@@ -28,6 +28,10 @@ VM_ACTIONS = (
     "cpuShare",
 )
 INCOMING = f"{PREFIX}/vms:incoming"  # POST IncomingIn -> TicketOut (migration target)
+GRANT = f"{PREFIX}/peer/grants/{{host_id}}"  # GET -> GrantOut: my last grant to that host
+
+# --- on a node manager, called by the hosts it witnesses (a ``peering.token`` as bearer) ---
+PEER_LEASE = f"{PREFIX}/peer/lease"  # POST PeerLeaseIn -> PeerLeaseOut
 
 
 def vm_action(instance_id: int, action: str) -> str:

@@ -50,8 +50,35 @@ class VmReport(_Model):
     instance: InstanceWire
 
 
+class WitnessWire(_Model):
+    """A host that vouches for this one (ADR 0010), and how to ask it."""
+
+    hostId: int
+    endpoint: str = Field(max_length=255, description="the witness's node API base URL")
+    token: str = Field(
+        max_length=128,
+        description="proof, for that witness, that the bearer is this host (``peering.token``)",
+    )
+
+
+class WitnessSetWire(_Model):
+    """The witnesses a node asks for lease grants, besides its cluster manager."""
+
+    epoch: int = Field(ge=1, description="acknowledged back in ``witnessEpoch`` once in use")
+    hosts: list[WitnessWire]
+
+
 class _Report(_Model):
     """What registration and heartbeats both carry besides their own fields."""
+
+    witnessEpoch: int | None = Field(
+        None, description="the epoch of the witness set the node uses (None: none yet)"
+    )
+    fenced: list[int] = Field(
+        default_factory=list,
+        description="instances whose VMs this host stopped itself because its lease ran out"
+        " (reported until a reply acknowledges them)",
+    )
 
     underlay: str | None = Field(
         None,
@@ -74,6 +101,9 @@ class _Reply(_Model):
         description="the underlay addresses of the other up hosts (for the node's network"
         " driver), sent only to a node that reported its own underlay",
     )
+    witnesses: WitnessSetWire | None = Field(
+        None, description="the hosts that vouch for this one (None: HA is off)"
+    )
 
 
 class RegisterIn(_Report):
@@ -87,6 +117,12 @@ class RegisterIn(_Report):
     )
     secret: str = Field(
         min_length=32, max_length=255, description="bearer token the CM must use toward it"
+    )
+    peerSecret: str | None = Field(
+        None,
+        min_length=32,
+        max_length=255,
+        description="key of the tokens other hosts present to this one as its witness",
     )
     vms: list[VmReport] = Field(default_factory=list)
 
@@ -179,6 +215,26 @@ class CpuShareIn(_Model):
 
 class MessageOut(_Model):
     message: str
+
+
+class PeerLeaseIn(_Model):
+    """A host asks one of its witnesses for a lease grant."""
+
+    hostId: int
+
+
+class PeerLeaseOut(_Model):
+    granted: bool
+
+
+class GrantOut(_Model):
+    """What a witness knows of its grants to a host (asked by the cluster manager)."""
+
+    hostId: int
+    lastGrantAge: float | None = Field(
+        description="seconds since it last granted that host a lease (None: not since it started)"
+    )
+    uptime: float = Field(description="seconds since this witness started")
 
 
 class ErrorBody(_Model):

@@ -14,6 +14,7 @@ INCOMING = 60.0
 FINISH_INCOMING = 600.0
 HEARTBEAT = 5.0
 REGISTER = 10.0
+WITNESS = 2.0  # a lease grant from a witness host: a few milliseconds of work (ADR 0010)
 
 
 def migrate(migrate_timeout: float) -> float:

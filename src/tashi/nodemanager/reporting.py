@@ -9,11 +9,12 @@ try, so nothing is lost while the cluster manager is away. A heartbeat answered 
 Both carry the network driver's underlay address, and the replies the other hosts' (``peers``,
 handed to the driver: ``tashi.clustermanager.underlay``).
 
-HA lease (ADR 0010). Each reply to a registration or heartbeat grants a lease of ``leaseTime``
-seconds, counted here from just before the request was sent (so it ends no later than the
-cluster manager's record of it). ``fence_if_expired``, run every half second, stops every VM of
-this host once the lease has run out without a renewal: the cluster manager restarts a lost
-host's VMs elsewhere only after that lease plus a margin, so they never run twice.
+HA lease (ADR 0010). Each reply to a registration or heartbeat is a grant from the cluster
+manager (``lease.HostLease``); the witness hosts named in the replies grant too
+(``witnessing.Renewer``). ``fence_if_expired``, run every half second, stops every VM of this
+host once the lease has run out with no grant from anyone, marks each one fenced
+(``fencing.FenceMarks``) and reports them with the next heartbeat, so that the cluster manager
+starts them elsewhere instead of taking them for VMs that ended.
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.ids import InstanceId
 from tashi.network.base import NetworkDriver
 from tashi.nodeapi.cmclient import ClusterManagerClient
-from tashi.nodeapi.schemas import EventsIn, HeartbeatIn, RegisterIn, VmEvent, VmReport
+from tashi.nodeapi.schemas import (
+    EventsIn,
+    HeartbeatIn,
+    HeartbeatOut,
+    RegisterIn,
+    RegisterOut,
+    VmEvent,
+    VmReport,
+)
+from tashi.nodemanager.fencing import FenceMarks
+from tashi.nodemanager.lease import CM, HostLease
 from tashi.nodemanager.service import NodeService
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,7 @@ class Identity:
     endpoint: str
     secret: str
     version: str
+    peer_secret: str | None = None  # key of the tokens of the hosts this one witnesses
 
 
 def host_load() -> tuple[float, int | None]:
@@ -66,6 +78,8 @@ class Reporter:
         node: NodeService,
         identity: Identity,
         capacity: Callable[[], tuple[int, int]],
+        lease: HostLease,
+        marks: FenceMarks,
         monotonic: Callable[[], float] = time.monotonic,
         network: NetworkDriver | None = None,
     ) -> None:
@@ -73,13 +87,14 @@ class Reporter:
         self._node = node
         self._identity = identity
         self._capacity = capacity
+        self.lease = lease
+        self._marks = marks
         self._monotonic = monotonic
         self._network = network  # told the other hosts' underlay addresses (``peers``)
         self._queue: deque[VmEvent] = deque()
         self._wake = asyncio.Event()
         self.host_id: int | None = None
-        self.lease_deadline: float | None = None  # monotonic; None: no lease held
-        self._fenced_at: float | None = None  # the deadline last acted upon
+        self._fence_logged: float | None = None  # the deadline whose fence was logged
 
     def put(self, event: VmEvent) -> None:
         self._queue.append(event)
@@ -91,12 +106,19 @@ class Reporter:
             for inst, vm_id, state in self._node.report()
         ]
 
-    def _renew(self, sent: float, lease: float) -> None:
-        self.lease_deadline = sent + lease if lease > 0 else None
+    def _granted(
+        self, sent: float, reply: RegisterOut | HeartbeatOut, host_id: int, fenced: list[int]
+    ) -> None:
+        """A reply: the cluster manager's grant, its word on the witnesses, and the fenced
+        VMs it now knows of."""
+        self.lease.learn(host_id, reply.leaseTime, reply.witnesses)
+        self.lease.grant(CM, sent)
+        self._marks.clear(fenced)
 
     async def register(self) -> int:
         memory, cores = self._capacity()
         underlay = await self._network.underlay_address() if self._network else None
+        fenced = self._marks.ids()
         sent = self._monotonic()
         reply = await self._client.register(
             RegisterIn(
@@ -106,12 +128,15 @@ class Reporter:
                 version=self._identity.version,
                 endpoint=self._identity.endpoint,
                 secret=self._identity.secret,
+                peerSecret=self._identity.peer_secret,
                 vms=self._reports(),
                 underlay=underlay,
+                witnessEpoch=self._epoch(),
+                fenced=fenced,
             )
         )
         self.host_id = reply.hostId
-        self._renew(sent, reply.leaseTime)
+        self._granted(sent, reply, reply.hostId, fenced)
         await self._learn_peers(reply.peers)
         log.info(
             "registered as host %s (id %d, %s)", self._identity.name, reply.hostId, reply.state
@@ -126,6 +151,7 @@ class Reporter:
         load, free = host_load()
         memory, cores = self._capacity()
         underlay = await self._network.underlay_address() if self._network else None
+        fenced = self._marks.ids()
         sent = self._monotonic()
         try:
             reply = await self._client.heartbeat(
@@ -137,6 +163,8 @@ class Reporter:
                     cores=cores,
                     vms=self._reports(),
                     underlay=underlay,
+                    witnessEpoch=self._epoch(),
+                    fenced=fenced,
                 ),
             )
         except NotFound:
@@ -146,8 +174,11 @@ class Reporter:
             self.host_id = None
             await self.register()
             return
-        self._renew(sent, reply.leaseTime)
+        self._granted(sent, reply, self.host_id, fenced)
         await self._learn_peers(reply.peers)
+
+    def _epoch(self) -> int | None:
+        return self.lease.witnesses.epoch if self.lease.witnesses is not None else None
 
     async def _learn_peers(self, peers: list[str] | None) -> None:
         """Hand the other hosts' underlay addresses to the network driver (vxlan floods to
@@ -161,29 +192,33 @@ class Reporter:
             log.warning("could not update the network's peers to %s: %s", peers, exc.message)
 
     async def fence_if_expired(self) -> int:
-        """Stop every VM of this host if the lease ran out unrenewed; how many were stopped.
+        """Stop every VM of this host if the lease ran out; how many were stopped.
 
-        Runs on its own schedule, never behind a heartbeat stuck on a dead connection. Once
-        expired, every VM found is stopped, on every pass, until a reply renews the lease."""
-        deadline = self.lease_deadline
-        if deadline is None or self._monotonic() <= deadline:
+        Runs on its own schedule, never behind a heartbeat stuck on a dead connection. While
+        the lease stays out, every VM found is stopped on every pass; a grant that came after
+        the deadline is honoured only once the VMs found then are stopped."""
+        if not self.lease.must_fence():
+            self.lease.publish()
             return 0
         vms = [InstanceId(inst.id) for inst, _, _ in self._node.report()]
-        if self._fenced_at != deadline:
-            self._fenced_at = deadline
+        deadline = self.lease.deadline()
+        if vms and self._fence_logged != deadline:
+            self._fence_logged = deadline
             log.error(
-                "this host's lease ran out %.1f s ago with no reply from the cluster manager:"
-                " stopping its %d VM(s) (self-fence), so that they never run twice",
-                self._monotonic() - deadline,
+                "this host's lease ran out with no grant from the cluster manager or any"
+                " witness: stopping its %d VM(s) (self-fence), so that they never run twice",
                 len(vms),
             )
         stopped = 0
         for iid in vms:
+            self._marks.add(iid)
             try:
                 await self._node.destroy(iid)
                 stopped += 1
             except TashiError as exc:
                 log.error("self-fence: could not stop the VM of instance %s: %s", iid, exc)
+        if stopped == len(vms):
+            self.lease.fenced()
         return stopped
 
     async def flush(self) -> int:

@@ -1,7 +1,9 @@
 """The node API a node manager serves to its cluster manager (``tashi.nodeapi.paths``).
 
-Every call but ``/health`` must carry, as its bearer token, the secret this node manager handed
-its cluster manager at registration; anything else is answered 401.
+Every call but ``/health`` and the peer lease must carry, as its bearer token, the secret this
+node manager handed its cluster manager at registration; anything else is answered 401. The
+peer lease (``PEER_LEASE``, ADR 0010) is asked by the hosts this one witnesses, each with the
+token the cluster manager gave it for this host (``nodeapi.peering``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tashi.domain.ids import InstanceId
 from tashi.nodeapi import paths
 from tashi.nodeapi import schemas as s
 from tashi.nodemanager.service import NodeService
+from tashi.nodemanager.witnessing import WitnessBook
 from tashi.runtime.ports import free_port
 from tashi.web import errors
 from tashi.web.json import JsonResponse
@@ -42,9 +45,15 @@ def _listen_host(host: str) -> str:
     return host if host not in ("", "localhost") else "127.0.0.1"
 
 
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def create_app(
     node: NodeService,
     secret: str,
+    witness: WitnessBook | None = None,
     *,
     limits: HttpLimits | None = None,
 ) -> FastAPI:
@@ -64,6 +73,21 @@ def create_app(
     @app.get(paths.HEALTH)
     async def health() -> JsonResponse:
         return JsonResponse({"status": "ok"})
+
+    @app.post(paths.PEER_LEASE)
+    async def peer_lease(request: Request, body: s.PeerLeaseIn) -> JsonResponse:
+        if witness is None:
+            raise NotAuthenticated("this node manager witnesses no host")
+        granted = witness.grant(body.hostId, _bearer(request))
+        return JsonResponse(s.PeerLeaseOut(granted=granted).model_dump())
+
+    @app.get(paths.GRANT)
+    async def grant(_: Authorized, host_id: int) -> JsonResponse:
+        if witness is None:
+            return JsonResponse(
+                s.GrantOut(hostId=host_id, lastGrantAge=None, uptime=0.0).model_dump()
+            )
+        return JsonResponse(witness.report(host_id).model_dump())
 
     @app.get(paths.VMS)
     async def list_vms(_: Authorized) -> JsonResponse:

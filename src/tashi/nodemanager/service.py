@@ -22,6 +22,7 @@ from tashi.domain.models import DiskConfig
 from tashi.images.store import ImageStore
 from tashi.network.base import NetworkDriver
 from tashi.nodeapi.schemas import InstanceWire, MigrationOut, TicketOut, VmEvent, VmOut
+from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.runtime.tasks import Background
 from tashi.vmm.base import (
@@ -87,6 +88,9 @@ class NodeService:
     now: Callable[[], datetime]
     advertise_host: str
     shutdown_grace: float = 120.0  # [Qemu] shutdownGrace: then a shut-down VM is destroyed
+    #: VMs stopped because the lease ran out (ADR 0010): their end is reported as fenced,
+    #: with the heartbeats, not as an exit.
+    fenced: FenceMarks | None = None
     _vms: dict[InstanceId, _Vm] = field(default_factory=dict)
     _tasks: Background = field(default_factory=lambda: Background("a background VM task"))
 
@@ -308,6 +312,9 @@ class NodeService:
         if vm is None or vm.busy:
             return
         await self._forget(iid)
+        if self.fenced is not None and iid in self.fenced:
+            log.warning("instance %s: its VM was stopped by the watchdog (self-fence)", iid)
+            return
         self._event(iid, "exited", detail)
 
     async def _forget(self, iid: InstanceId) -> None:

@@ -60,6 +60,7 @@ from tashi.domain.models import (
     User,
 )
 from tashi.domain.states import HostState, InstanceState
+from tashi.domain.witnesses import WitnessSets
 
 ENDPOINT_MAX = 255  # characters of a node link's endpoint
 SECRET_MAX = 255  # characters of a node link's secret
@@ -202,16 +203,28 @@ class HostRepository(Protocol):
         ``host_id``."""
 
     def set_link(
-        self, host_id: HostId, *, endpoint: str, secret: str, user_id: UserId, now: datetime
+        self,
+        host_id: HostId,
+        *,
+        endpoint: str,
+        secret: str,
+        user_id: UserId,
+        now: datetime,
+        peer_secret: str | None = None,
     ) -> NodeLink:
         """Record how to reach the host's node manager, replacing the link it had (a node
-        manager registers again each time it starts), in one race-free statement.
+        manager registers again each time it starts), in one race-free statement. The link's
+        witness sets are kept: a node manager that restarts goes on using its set.
 
         ``user_id`` is the node's own account; removing the host or that user drops the link.
         ``secret`` is stored as given, because the cluster manager must present it: like a
         password hash it never leaves the cluster manager. ``NotFound`` for an unknown host or
         user; ``InvalidInput`` for an empty endpoint or secret, or one longer than
         ``ENDPOINT_MAX``/``SECRET_MAX``."""
+
+    def set_witnesses(self, host_id: HostId, witnesses: WitnessSets) -> None:
+        """Replace the witness sets of the host's link (ADR 0010); ``NotFound`` if it has
+        no link."""
 
     def link(self, host_id: HostId) -> NodeLink | None:
         """The host's link, or ``None`` if it has none (or the host is unknown)."""

@@ -38,6 +38,7 @@ from tashi.domain.models import (
     User,
 )
 from tashi.domain.states import HostState, InstanceState
+from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import (
     ENDPOINT_MAX,
     EVENT_KIND_MAX,
@@ -328,17 +329,34 @@ class _Hosts:
         self._t.links.pop(host_id, None)
 
     def set_link(
-        self, host_id: HostId, *, endpoint: str, secret: str, user_id: UserId, now: datetime
+        self,
+        host_id: HostId,
+        *,
+        endpoint: str,
+        secret: str,
+        user_id: UserId,
+        now: datetime,
+        peer_secret: str | None = None,
     ) -> NodeLink:
         bounded("a node endpoint", endpoint, ENDPOINT_MAX)
         bounded("a node secret", secret, SECRET_MAX)
+        if peer_secret is not None:
+            bounded("a node's peer secret", peer_secret, SECRET_MAX)
         _aware(now)
         self.get(host_id)
         if user_id not in self._t.users:
             raise NotFound(f"user {user_id} does not exist")
-        link = NodeLink(host_id, endpoint, secret, user_id, now)
+        old = self._t.links.get(host_id)
+        kept = old.witnesses if old is not None else WitnessSets()
+        link = NodeLink(host_id, endpoint, secret, user_id, now, peer_secret, kept)
         self._t.links[host_id] = link
         return link
+
+    def set_witnesses(self, host_id: HostId, witnesses: WitnessSets) -> None:
+        link = self._t.links.get(host_id)
+        if link is None:
+            raise NotFound(f"host {host_id} has no node link")
+        self._t.links[host_id] = replace(link, witnesses=witnesses)
 
     def link(self, host_id: HostId) -> NodeLink | None:
         return self._t.links.get(host_id)

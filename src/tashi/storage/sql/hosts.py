@@ -20,6 +20,7 @@ from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, StateConf
 from tashi.domain.ids import HostId, NetworkId, UserId
 from tashi.domain.models import Host, Network, NodeLink
 from tashi.domain.states import HostState
+from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import ENDPOINT_MAX, SECRET_MAX, bounded
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import host_reservations as t_res
@@ -60,6 +61,8 @@ _LINK_COLUMNS = (
     t_links.c.secret,
     t_links.c.user_id,
     t_links.c.registered_at,
+    t_links.c.peer_secret,
+    t_links.c.witnesses,
 )
 
 
@@ -171,7 +174,14 @@ class SqlHosts:
             raise NotFound(f"host {host_id} does not exist")
 
     def set_link(
-        self, host_id: HostId, *, endpoint: str, secret: str, user_id: UserId, now: datetime
+        self,
+        host_id: HostId,
+        *,
+        endpoint: str,
+        secret: str,
+        user_id: UserId,
+        now: datetime,
+        peer_secret: str | None = None,
     ) -> NodeLink:
         def explain(v: Violation) -> TashiError:
             if v.constraint == "fk_node_links_host":  # removed since we looked (not on SQLite)
@@ -180,6 +190,8 @@ class SqlHosts:
 
         bounded("a node endpoint", endpoint, ENDPOINT_MAX)
         bounded("a node secret", secret, SECRET_MAX)
+        if peer_secret is not None:
+            bounded("a node's peer secret", peer_secret, SECRET_MAX)
         exists = sa.select(t_hosts.c.id).where(t_hosts.c.id == host_id)
         if self._db.execute(exists).first() is None:  # so that a foreign key error is the user's
             raise NotFound(f"host {host_id} does not exist")
@@ -189,24 +201,50 @@ class SqlHosts:
             "secret": secret,
             "user_id": user_id,
             "registered_at": now,
+            "peer_secret": peer_secret,
         }
         self._db.execute(_upsert_link(self._db.dialect, row), explain=explain)
-        return NodeLink(host_id, endpoint, secret, user_id, now)
+        link = self.link(host_id)  # read back: the witness sets are kept across registrations
+        if link is None:  # pragma: no cover - written just now, in this transaction
+            raise NotFound(f"host {host_id} does not exist")
+        return link
+
+    def set_witnesses(self, host_id: HostId, witnesses: WitnessSets) -> None:
+        stmt = (
+            sa.update(t_links)
+            .where(t_links.c.host_id == host_id)
+            .values(witnesses=witnesses.to_json())
+        )
+        if self._db.execute(stmt).rowcount == 0:
+            raise NotFound(f"host {host_id} has no node link")
 
     def link(self, host_id: HostId) -> NodeLink | None:
         query = sa.select(*_LINK_COLUMNS).where(t_links.c.host_id == host_id)
         row = self._db.execute(query).one_or_none()
-        return None if row is None else NodeLink(*row)
+        return None if row is None else _link(row)
 
     def links(self) -> dict[HostId, NodeLink]:
         query = sa.select(*_LINK_COLUMNS).order_by(t_links.c.host_id)
-        return {row[0]: NodeLink(*row) for row in self._db.execute(query)}
+        return {row[0]: _link(row) for row in self._db.execute(query)}
+
+
+def _link(row: Any) -> NodeLink:
+    host_id, endpoint, secret, user_id, registered_at, peer_secret, witnesses = row
+    return NodeLink(
+        host_id,
+        endpoint,
+        secret,
+        user_id,
+        registered_at,
+        peer_secret=peer_secret,
+        witnesses=WitnessSets.from_json(witnesses),
+    )
 
 
 def _upsert_link(dialect: str, row: dict[str, Any]) -> sa.Insert:
     """INSERT of a node link that replaces the host's earlier one, in one statement (a
     delete-then-insert would let two registrations of one host both insert and one fail)."""
-    changed = ("endpoint", "secret", "user_id", "registered_at")
+    changed = ("endpoint", "secret", "user_id", "registered_at", "peer_secret")
     if dialect in ("postgresql", "sqlite"):
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(t_links).values(row)

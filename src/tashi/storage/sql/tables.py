@@ -166,6 +166,8 @@ node_links = sa.Table(
     sa.Column("secret", sa.String(SECRET_MAX), nullable=False),
     sa.Column("user_id", sa.Integer, nullable=False),
     sa.Column("registered_at", UtcDateTime, nullable=False),
+    sa.Column("peer_secret", sa.String(SECRET_MAX), nullable=True),
+    sa.Column("witnesses", sa.Text, nullable=True),  # domain.witnesses.WitnessSets as JSON
     sa.ForeignKeyConstraint(
         ["host_id"], ["hosts.id"], name="fk_node_links_host", ondelete="CASCADE"
     ),

@@ -1,0 +1,131 @@
+"""The cluster manager's side of witnessed leases (ADR 0010): choosing each host's witnesses,
+and asking them before a silent host's VMs are started elsewhere.
+
+``WitnessDesk.assign`` runs inside the transaction of every registration and heartbeat: it
+takes the host's acknowledgement of the set it uses, chooses the current set again from the up
+hosts (``domain.witnesses.choose``; only hosts whose node manager gave a peer secret can
+vouch), saves the sets when they change, and renders the set for the reply, with a token per
+witness (``nodeapi.peering``).
+
+``WitnessDesk.confirm`` is asked by ``ha.py`` for a host that is down and whose lease from the
+cluster manager has run out: it asks every witness the host may be using how long ago it last
+granted it anything. Only if each answers, and each has granted nothing for a whole lease plus
+the margin (and has been up that long, when it granted nothing since it started), has the host
+surely stopped its VMs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from tashi.clustermanager.nodes import NodeGateway
+from tashi.domain.errors import NotFound, TashiError
+from tashi.domain.ids import HostId
+from tashi.domain.models import Host, NodeLink
+from tashi.domain.witnesses import choose
+from tashi.nodeapi import peering
+from tashi.nodeapi.schemas import GrantOut, WitnessSetWire, WitnessWire
+from tashi.storage.contract import Transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the witnesses of a silent host said: ``confirmed`` when all agree it is silent;
+    else ``waiting_for`` names those that did not (yet)."""
+
+    confirmed: bool
+    waiting_for: str = ""
+
+
+class WitnessDesk:
+    def __init__(self, nodes: NodeGateway, count: int, lease: float, margin: float) -> None:
+        self._nodes = nodes
+        self._count = count
+        self._silence = lease + margin  # how long a witness must have granted nothing
+
+    def assign(
+        self,
+        tx: Transaction,
+        host_id: HostId,
+        up_hosts: Collection[HostId],
+        acknowledged: int | None,
+    ) -> WitnessSetWire | None:
+        """The host's witness set for its reply, after taking its acknowledgement and choosing
+        again; ``None`` if the host has no link (it did not register)."""
+        link = tx.hosts.link(host_id)
+        if link is None:
+            return None
+        sets = link.witnesses.acknowledge(acknowledged)
+        candidates = [h for h in up_hosts if h != host_id]
+        links = {h: tx.hosts.link(h) for h in choose(host_id, candidates, len(candidates))}
+        able = [h for h, other in links.items() if other is not None and other.peer_secret]
+        chosen = able[: self._count]
+        sets = sets.with_current(chosen)
+        if sets != link.witnesses:
+            tx.hosts.set_witnesses(host_id, sets)
+        return WitnessSetWire(
+            epoch=sets.epoch,
+            hosts=[_wire(host_id, w, links[w]) for w in chosen],
+        )
+
+    async def confirm(
+        self, host: Host, link: NodeLink | None, witnesses: list[Host | HostId]
+    ) -> Verdict:
+        """Ask every witness ``host`` may be using (``voters_of``) whether it has been silent
+        long enough."""
+        if link is None:
+            return Verdict(False, "no node link")
+        sets = link.witnesses
+        if sets.lease_free():
+            return Verdict(False, "no witness (it may run without a lease)")
+        answers = await asyncio.gather(*(self._ask(w, host) for w in witnesses))
+        waiting = [text for text in answers if text]
+        return Verdict(not waiting, ", ".join(waiting))
+
+    async def _ask(self, witness: Host | HostId, host: Host) -> str:
+        """'' if ``witness`` confirms the silence of ``host``, else why not."""
+        if not isinstance(witness, Host):
+            return f"host {witness} (unknown)"
+        try:
+            out = await self._nodes.grant(witness, host.id)
+        except TashiError as exc:
+            return f"{witness.name} ({exc.message})"
+        return "" if self.silent_enough(out) else f"{witness.name} ({_describe(out)})"
+
+    def silent_enough(self, out: GrantOut) -> bool:
+        if out.lastGrantAge is not None:
+            return out.lastGrantAge >= self._silence
+        return out.uptime >= self._silence
+
+
+def voters_of(tx: Transaction, host_id: HostId) -> tuple[NodeLink | None, list[Host | HostId]]:
+    """The host's link and every host it may hold a grant from (``HostId`` when unknown)."""
+    link = tx.hosts.link(host_id)
+    if link is None:
+        return None, []
+    found: list[Host | HostId] = []
+    for voter in sorted(link.witnesses.voters()):
+        try:
+            found.append(tx.hosts.get(voter))
+        except NotFound:
+            found.append(voter)
+    return link, found
+
+
+def _wire(host_id: HostId, witness: HostId, link: NodeLink | None) -> WitnessWire:
+    if link is None or not link.peer_secret:  # pragma: no cover - filtered by ``assign``
+        raise NotFound(f"host {witness} cannot witness")
+    return WitnessWire(
+        hostId=witness, endpoint=link.endpoint, token=peering.token(link.peer_secret, host_id)
+    )
+
+
+def _describe(out: GrantOut) -> str:
+    if out.lastGrantAge is None:
+        return f"granted nothing, but up only {out.uptime:.0f} s"
+    return f"granted it {out.lastGrantAge:.1f} s ago"

@@ -1,0 +1,128 @@
+"""The files a node manager and its watchdog share about fencing (ADR 0010).
+
+Both live in the node manager's state directory and outlive either process:
+
+* ``lease-deadline``: the moment (``CLOCK_MONOTONIC``, shared by every process of this boot)
+  after which the host's VMs must no longer run, or ``none`` when the host holds no lease that
+  can run out (HA off, or no one to vouch for it). The node manager writes it; the watchdog
+  reads it.
+* ``fenced/<instanceId>``: one empty file for each VM stopped because the lease ran out,
+  written by whichever process stopped it. The node manager reports them to the cluster
+  manager (the instance is to run elsewhere, it did not end) and removes each once a reply
+  acknowledged it.
+
+``kill_vms`` is how the watchdog stops VMs without the node manager: it kills, with SIGKILL,
+every process named by a ``*.pid`` file in a VM directory whose command line names that pid
+file (so a reused pid is never hit). A VMM driver whose VMs live in the node manager's own
+process (the fake) has no such files: its VMs die with the node manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+
+DEADLINE = "lease-deadline"
+FENCED = "fenced"
+VMS = "vms"
+
+
+def write_deadline(state_dir: Path, deadline: float | None) -> None:
+    """Atomically replace the deadline (``None``: no lease that can run out)."""
+    path = state_dir / DEADLINE
+    tmp = path.with_name(DEADLINE + ".new")
+    tmp.write_text("none\n" if deadline is None else f"{deadline:.3f}\n")
+    os.replace(tmp, path)
+
+
+def read_deadline(state_dir: Path) -> float | None:
+    """The deadline written last; ``None`` if there is none or no file."""
+    try:
+        text = (state_dir / DEADLINE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+class FenceMarks:
+    """``fenced/<instanceId>`` files: VMs stopped because the lease ran out."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / FENCED
+
+    def add(self, instance_id: int) -> None:
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        (self.root / str(int(instance_id))).touch()
+
+    def __contains__(self, instance_id: object) -> bool:
+        return isinstance(instance_id, int) and (self.root / str(instance_id)).exists()
+
+    def ids(self) -> list[int]:
+        try:
+            names = [p.name for p in self.root.iterdir()]
+        except FileNotFoundError:
+            return []
+        return sorted(int(n) for n in names if n.isdigit())
+
+    def clear(self, instance_ids: Iterable[int]) -> None:
+        for iid in instance_ids:
+            (self.root / str(int(iid))).unlink(missing_ok=True)
+
+
+def vm_pids(state_dir: Path) -> dict[int, list[tuple[int, Path]]]:
+    """Live VM processes by instance id: (pid, pid file) from ``vms/<id>/*.pid`` whose command
+    line names that pid file."""
+    found: dict[int, list[tuple[int, Path]]] = {}
+    try:
+        dirs = [d for d in (state_dir / VMS).iterdir() if d.is_dir() and d.name.isdigit()]
+    except FileNotFoundError:
+        return found
+    for vm_dir in dirs:
+        for pidfile in vm_dir.glob("*.pid"):
+            pid = _pid_named_by(pidfile)
+            if pid is not None:
+                found.setdefault(int(vm_dir.name), []).append((pid, pidfile))
+    return found
+
+
+def _pid_named_by(pidfile: Path, pid: int | None = None) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip()) if pid is None else pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if os.fsencode(str(pidfile)) in cmdline else None
+
+
+def kill_vms(state_dir: Path) -> list[int]:
+    """SIGKILL every VM process of this host, marking each instance fenced first; returns the
+    instance ids."""
+    marks = FenceMarks(state_dir)
+    killed = []
+    for iid, processes in vm_pids(state_dir).items():
+        marks.add(iid)
+        for pid, pidfile in processes:
+            _kill(pid, pidfile)
+        killed.append(iid)
+    return killed
+
+
+def _kill(pid: int, pidfile: Path) -> None:
+    """Kill ``pid`` if it is still the process its pid file names: the check is made again
+    once a pidfd holds the process, so a pid reused in between is never hit."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if _pid_named_by(pidfile, pid) == pid:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)

@@ -1,0 +1,165 @@
+"""The node manager's watchdog: stops the host's VMs when the lease runs out and no node
+manager is left to do it (ADR 0010).
+
+``tashi-nm`` starts it (``ensure_running``) in a session of its own, so that it outlives the
+node manager: a SIGKILL, an OOM kill or a crash of ``tashi-nm`` leaves it running, as Proxmox's
+watchdog outlives its HA daemon. It reads ``lease-deadline`` from the node manager's state
+directory a few times a second; once that moment has passed (plus ``--grace``, which leaves the
+node manager, if it lives, time to stop its VMs in order), it kills every VM process of the
+host (``fencing.kill_vms``) and marks each instance fenced, and keeps doing so while the
+deadline stays in the past. A node manager that comes back within its lease renews the deadline
+and nothing is stopped.
+
+It holds an exclusive lock on ``watchdog.pid`` for as long as it runs, so there is one per state
+directory, and the node manager can tell whether it runs without trusting a pid. It asks the
+kernel's OOM killer to spare it, and it ends by itself when the state directory is removed.
+It imports nothing but ``fencing`` and the standard library: a few MB, started in well under a
+second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from tashi.nodemanager import fencing
+
+PIDFILE = "watchdog.pid"
+LOGFILE = "watchdog.log"
+POLL = 0.2  # seconds between two looks at the deadline
+GRACE = 1.0  # after the deadline, for the node manager to fence in order if it lives
+
+log = logging.getLogger("tashi.nm.watchdog")
+
+
+def _lock(state_dir: Path) -> IO[str] | None:
+    """The watchdog's lock, held; ``None`` if another process holds it."""
+    handle = open(state_dir / PIDFILE, "a+", encoding="ascii")  # noqa: SIM115 - held for life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def running(state_dir: Path) -> bool:
+    """Whether a watchdog holds this state directory's lock."""
+    try:
+        handle = open(state_dir / PIDFILE, "a+", encoding="ascii")  # noqa: SIM115
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def ensure_running(state_dir: Path, grace: float = GRACE) -> subprocess.Popen[bytes] | None:
+    """Start the watchdog for ``state_dir`` unless one runs; the new process (to be reaped by
+    the caller with ``poll``), or ``None``."""
+    if running(state_dir):
+        return None
+    argv = [
+        sys.executable,
+        "-m",
+        "tashi.nodemanager.watchdog",
+        "--state-dir",
+        str(state_dir),
+        "--grace",
+        str(grace),
+    ]
+    with open(state_dir / LOGFILE, "ab") as out:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+
+
+def stop(state_dir: Path, timeout: float = 10.0) -> int | None:
+    """Kill the watchdog of ``state_dir`` (tests, ``tashi-cluster stop``, a host's crash):
+    its pid, if its command line is this module's for this directory; returns the pid killed.
+    Waits until its lock is free. A node manager's ordinary stop never does this: the watchdog
+    must outlive it."""
+    try:
+        pid = int((state_dir / PIDFILE).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    if b"tashi.nodemanager.watchdog" not in cmdline or os.fsencode(str(state_dir)) not in cmdline:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + timeout
+    while running(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
+
+
+def _spare_from_oom() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("-1000\n")
+
+
+def watch(state_dir: Path, grace: float, poll: float = POLL) -> None:
+    """Run until the state directory disappears."""
+    fenced_for: float | None = None  # the deadline whose passing was last logged
+    while state_dir.is_dir():
+        deadline = fencing.read_deadline(state_dir)
+        if deadline is not None and time.monotonic() > deadline + grace:
+            killed = fencing.kill_vms(state_dir)
+            if killed or fenced_for != deadline:
+                log.error(
+                    "the lease ran out %.1f s ago and no node manager renewed it: killed the"
+                    " VMs of instances %s",
+                    time.monotonic() - deadline,
+                    killed,
+                )
+            fenced_for = deadline
+        time.sleep(poll)
+    log.info("state directory %s is gone; the watchdog ends", state_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tashi.nodemanager.watchdog",
+        description="Kill this host's VMs once the node manager's lease has run out (started"
+        " by tashi-nm; not meant to be run by hand).",
+    )
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--grace", type=float, default=GRACE)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    held = _lock(args.state_dir)
+    if held is None:
+        return 0  # another watchdog watches this directory
+    held.truncate(0)
+    held.write(f"{os.getpid()}\n")
+    held.flush()
+    _spare_from_oom()
+    log.info("watching %s (pid %d)", args.state_dir, os.getpid())
+    watch(args.state_dir, args.grace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
