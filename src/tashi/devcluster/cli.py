@@ -31,6 +31,20 @@ from tashi.devcluster.state import locked
 from tashi.devcluster.targets import Target, parse_target
 from tashi.domain.errors import InvalidInput, TashiError
 
+TARGET_COMMANDS = [  # name, one-line help, description
+    (
+        "add",
+        "start hosts afresh, or crashed pieces again (cm, scheduler, dnsmasq, nm:N)",
+        "Start hosts (afresh) or crashed control-plane pieces (again, as they were).\n"
+        "Examples: `add 4 5`, `add cm`, `add nm:2`, `add dnsmasq`.",
+    ),
+    (
+        "rm",
+        "crash hosts or control-plane pieces (cm, scheduler, dnsmasq, nm:N): SIGKILL",
+        "Crash hosts or control-plane pieces: SIGKILL by pid, tell nobody.\n"
+        "Examples: `rm 2`, `rm cm`, `rm nm:2`, `rm dnsmasq:1`.",
+    ),
+]
 TARGETS = """targets:
   N            host N, the whole machine: rm crashes it (SIGKILL of its node manager, its VMs'
                qemu and the node manager's watchdog); add boots it afresh, with empty state
@@ -64,25 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a cluster of N hosts")
     start.add_argument("hosts", nargs="?", type=int, help="number of hosts ([Cluster] hosts)")
-    raw = argparse.RawDescriptionHelpFormatter
-    add = sub.add_parser(
-        "add",
-        help="start hosts afresh, or crashed pieces again (cm, scheduler, dnsmasq, nm:N)",
-        description="Start hosts (afresh) or crashed control-plane pieces (again, as they"
-        " were).\nExamples: `add 4 5`, `add cm`, `add nm:2`, `add dnsmasq`.",
-        epilog=TARGETS,
-        formatter_class=raw,
-    )
-    add.add_argument("targets", nargs="+", type=_target, metavar="TARGET", help="see below")
-    rm = sub.add_parser(
-        "rm",
-        help="crash hosts or control-plane pieces (cm, scheduler, dnsmasq, nm:N): SIGKILL",
-        description="Crash hosts or control-plane pieces: SIGKILL by pid, tell nobody.\n"
-        "Examples: `rm 2`, `rm cm`, `rm nm:2`, `rm dnsmasq:1`.",
-        epilog=TARGETS,
-        formatter_class=raw,
-    )
-    rm.add_argument("targets", nargs="+", type=_target, metavar="TARGET", help="see below")
+    for name, summary, description in TARGET_COMMANDS:
+        command = sub.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=TARGETS,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_argument("targets", nargs="+", type=_target, metavar="TARGET", help="see below")
     sub.add_parser("stop", help="stop everything and remove all it made")
     sub.add_parser("status", help="each piece's process (pid, up or down), hosts, VMs per host")
     console = sub.add_parser("console", help="a VM's serial console log")

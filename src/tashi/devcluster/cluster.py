@@ -68,15 +68,10 @@ class HostStatus:
     state: str
     instances: list[str]
 
-    @property
-    def running(self) -> bool:
-        """Its node manager process runs."""
-        return self.nm is not None and self.nm.running
-
 
 @dataclass(frozen=True)
 class Status:
-    pieces: list[control.PieceStatus]  # cluster manager, scheduler, dnsmasqs
+    pieces: list[control.PieceStatus]  # cm, scheduler, dnsmasqs, node managers (control.status)
     hosts: list[HostStatus]
     cm_problem: str | None  # why the cluster manager did not answer (None: it did)
 
