@@ -26,6 +26,9 @@ from tashi.domain.errors import (
     NotAuthenticated,
     NotFound,
     TashiError,
+    Throttled,
+    TooLarge,
+    TooSlow,
     Unavailable,
     error_class,
 )
@@ -43,8 +46,11 @@ _BY_STATUS: Mapping[int, type[TashiError]] = {
     401: NotAuthenticated,
     403: Forbidden,
     404: NotFound,
+    408: TooSlow,
     409: InvalidState,
+    413: TooLarge,
     422: InvalidInput,
+    429: Throttled,
     503: Unavailable,
 }
 

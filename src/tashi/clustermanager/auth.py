@@ -1,10 +1,10 @@
 """Who is calling: logins, bearer tokens, the first admin, and the checks every service uses.
 
 Authentication is always on. A login (user name + password, checked against a scrypt hash)
-returns a random bearer token; only its SHA-256 is stored. Failed logins are throttled per user,
-per source address and both (``throttle.py``): past a budget, a login is refused with
-``Throttled`` before its password is checked. Verified tokens are cached in memory
-so that a request costs no database read; removing a user or logging out drops the cache entry
+returns a random bearer token; only its SHA-256 is stored. Failed logins are throttled per user
+and address, per address and per user (``throttle.py``): past a budget, a login is refused with
+``Throttled`` before its password is checked. Verified tokens are cached in memory so that a
+request costs no database read; removing a user or logging out drops the cache entry
 (there is one cluster manager process, so the cache cannot go stale elsewhere).
 """
 
