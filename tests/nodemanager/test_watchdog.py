@@ -1,7 +1,8 @@
 """The node manager's watchdog (ADR 0010), as a real process: it kills the host's VM processes
 (only those whose command line names their pid file) once the published deadline has passed,
 marks them fenced, leaves them alone while the deadline is renewed, runs once per state
-directory, and ends when the state directory goes."""
+directory, and ends when nothing is left to guard (no node manager, no VM) or the state
+directory goes."""
 
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ def test_the_watchdog_kills_the_vms_once_the_deadline_has_passed(
     state = tmp_path / "nm"
     state.mkdir()
     vm = fake_vm(state, 3, started)
+    node_lock = watchdog.hold_node_lock(state)  # as a live node manager does
+    assert node_lock is not None and watchdog.hold_node_lock(state) is None
     fencing.write_deadline(state, time.monotonic() + 1.0)
     dog = watchdog.ensure_running(state, grace=0.2)
     assert dog is not None
@@ -98,9 +101,25 @@ def test_the_watchdog_kills_the_vms_once_the_deadline_has_passed(
     vm.wait(timeout=WAIT)
     assert vm.returncode == -signal.SIGKILL
     assert fencing.FenceMarks(state).ids() == [3]
-    assert alive(dog)
-    shutil.rmtree(state)  # the host's state is gone: so is the watchdog
+    assert alive(dog)  # the node manager lives: it may start VMs again
+    node_lock.close()  # it ended too: nothing is left to guard
     dog.wait(timeout=WAIT)
+    assert dog.returncode == 0
+
+
+def test_the_watchdog_ends_when_the_state_directory_goes(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    state = tmp_path / "nm"
+    state.mkdir()
+    node_lock = watchdog.hold_node_lock(state)
+    dog = watchdog.ensure_running(state)
+    assert dog is not None and node_lock is not None
+    started.append(dog)
+    wait_for(lambda: watchdog.running(state), "the watchdog to hold its lock")
+    shutil.rmtree(state)
+    dog.wait(timeout=WAIT)
+    node_lock.close()
     assert dog.returncode == 0
 
 
@@ -113,6 +132,7 @@ def test_no_deadline_means_no_fence(tmp_path: Path, started: list[subprocess.Pop
     wait_for(lambda: watchdog.running(tmp_path), "the watchdog to hold its lock")
     time.sleep(1.0)  # five polls of the watchdog with nothing to do: the VM must stay
     assert alive(vm) and fencing.FenceMarks(tmp_path).ids() == []
+    assert alive(dog)  # no node manager, but a VM to guard
     os.kill(dog.pid, signal.SIGKILL)
     dog.wait(timeout=WAIT)
     assert not watchdog.running(tmp_path)

@@ -169,8 +169,8 @@ class ClusterManagerServiceSettings:
         3.0,
         "Seconds the cluster manager waits after a lost host's lease ran out before its"
         " instances go back to Pending (covers clock-rate drift and the node's own"
-        " self-fencing, or its watchdog's).",
-        minimum=0,
+        " self-fencing, or its watchdog's, which acts within half a second).",
+        minimum=1,
     )
     lease_witnesses: int = option(
         "leaseWitnesses",

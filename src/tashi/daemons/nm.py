@@ -119,6 +119,9 @@ async def run(settings: Settings) -> None:
         )
     secret = secrets.token_urlsafe(32)
     state_dir = svc.state_dir
+    node_lock = watchdog.hold_node_lock(state_dir)
+    if node_lock is None:
+        raise TashiError(f"another tashi-nm runs with the state directory {state_dir}")
     me = identity(settings, secret, peer_secret(state_dir))
     lease, marks = HostLease(state_dir), FenceMarks(state_dir)
     guard = Watchdog(state_dir)
@@ -172,6 +175,7 @@ async def run(settings: Settings) -> None:
         await network.close()
         await renewer.close()
         await client.close()
+        node_lock.close()
 
 
 async def _lease_pass(reporter: Reporter, guard: Watchdog) -> None:

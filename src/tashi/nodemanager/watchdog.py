@@ -12,7 +12,9 @@ and nothing is stopped.
 
 It holds an exclusive lock on ``watchdog.pid`` for as long as it runs, so there is one per state
 directory, and the node manager can tell whether it runs without trusting a pid. It asks the
-kernel's OOM killer to spare it, and it ends by itself when the state directory is removed.
+kernel's OOM killer to spare it. It ends by itself when there is nothing left to guard: no node
+manager holds ``nm.lock`` (``hold_node_lock``) and no VM process of the host is left, or the
+state directory is gone.
 It imports nothing but ``fencing`` and the standard library: a few MB, started in well under a
 second.
 """
@@ -35,8 +37,11 @@ from tashi.nodemanager import fencing
 
 PIDFILE = "watchdog.pid"
 LOGFILE = "watchdog.log"
+NODE_LOCK = "nm.lock"
 POLL = 0.2  # seconds between two looks at the deadline
-GRACE = 1.0  # after the deadline, for the node manager to fence in order if it lives
+#: After the deadline, for the node manager to fence in order if it lives. POLL + GRACE plus a
+#: SIGKILL must stay well under the cluster manager's restartMargin (at least 1 s).
+GRACE = 0.25
 
 log = logging.getLogger("tashi.nm.watchdog")
 
@@ -52,10 +57,26 @@ def _lock(state_dir: Path) -> IO[str] | None:
     return handle
 
 
+def hold_node_lock(state_dir: Path) -> IO[str] | None:
+    """The node manager's lock on its state directory, held for as long as the returned file
+    stays open; ``None`` if another node manager holds it."""
+    handle = open(state_dir / NODE_LOCK, "a+", encoding="ascii")  # noqa: SIM115 - held for life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def running(state_dir: Path) -> bool:
     """Whether a watchdog holds this state directory's lock."""
+    return _held(state_dir / PIDFILE)
+
+
+def _held(path: Path) -> bool:
     try:
-        handle = open(state_dir / PIDFILE, "a+", encoding="ascii")  # noqa: SIM115
+        handle = open(path, "a+", encoding="ascii")  # noqa: SIM115
     except FileNotFoundError:
         return False
     with handle:
@@ -121,9 +142,12 @@ def _spare_from_oom() -> None:
 
 
 def watch(state_dir: Path, grace: float, poll: float = POLL) -> None:
-    """Run until the state directory disappears."""
+    """Run until there is nothing left to guard."""
     fenced_for: float | None = None  # the deadline whose passing was last logged
     while state_dir.is_dir():
+        if not _held(state_dir / NODE_LOCK) and not fencing.vm_pids(state_dir):
+            log.info("no node manager and no VM left in %s; the watchdog ends", state_dir)
+            return
         deadline = fencing.read_deadline(state_dir)
         if deadline is not None and time.monotonic() > deadline + grace:
             killed = fencing.kill_vms(state_dir)
