@@ -81,7 +81,9 @@ class Watchdog:
         self._child: subprocess.Popen[bytes] | None = None
 
     def ensure(self) -> None:
-        if self._child is not None and self._child.poll() is not None:
+        if self._child is not None:
+            if self._child.poll() is None:
+                return  # ours runs (it may still be starting, before it holds its lock)
             log.warning("the watchdog ended (status %s); starting it again", self._child.returncode)
             self._child = None
         started = watchdog.ensure_running(self._dir)

@@ -58,21 +58,24 @@ def _started(pid: int) -> float | None:
     return int(fields[19]) / _TICKS  # field 22, starttime, in clock ticks since boot
 
 
-def _vm_of(pid: int) -> tuple[str, int, bool] | None:
+def _vm_of(pid: int, root: bytes) -> tuple[str, int, bool] | None:
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
     for arg in args:
         match = _PIDFILE.search(arg)
-        if match:
+        if match and arg.startswith(root):
             return match.group(1).decode(), int(match.group(2)), b"-incoming" in args
     return None
 
 
 class QemuWatch:
-    def __init__(self, interval: float = 0.02) -> None:
+    """``root``: the cluster's state directory (only its VMs are followed); ``None``: all."""
+
+    def __init__(self, root: Path | None = None, interval: float = 0.1) -> None:
         self.interval = interval
+        self._root = os.fsencode(str(root)) if root is not None else b""
         self.lives: list[Life] = []
         self._fds: dict[int, Life] = {}  # pidfd -> the life it follows
         self._known: set[tuple[int, float]] = set()  # (pid, start) already followed
@@ -134,7 +137,7 @@ class QemuWatch:
                     self._follow(int(entry.name))
 
     def _follow(self, pid: int) -> None:
-        vm = _vm_of(pid)
+        vm = _vm_of(pid, self._root)
         if vm is None:
             return
         try:
