@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,11 @@ from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Instance
 from tashi.domain.operations import DiskRequest, VmRequest
 from tashi.domain.states import DEADLINES, INSTANCE_TRANSITIONS, Action, InstanceState
-from tashi.nodeapi.schemas import EventsIn, HeartbeatIn, VmEvent
+from tashi.nodeapi.schemas import HeartbeatIn
 from tashi.storage.contract import InstanceChanges
 from tashi.storage.memory import MemoryStore
 from tests.clustermanager.fakenodes import Cluster, cluster
-from tests.clustermanager.test_group_restarts import node
+from tests.clustermanager.test_group_restarts import event, node
 from tests.images.samples import sample_images
 
 S = InstanceState
@@ -76,14 +75,6 @@ def force(c: Cluster, inst: Instance, state: S, host: HostId | None = None, **hi
     )
 
 
-def report_event(c: Cluster, inst: Instance, kind: str, detail: str) -> None:
-    host = c.instance(inst.id).host_id
-    assert host is not None
-    at = datetime.now(UTC)
-    body = EventsIn(events=[VmEvent(instanceId=inst.id, kind=kind, detail=detail, at=at)])
-    c.run(c.service.node_reports.events(node(c, host), host, body))
-
-
 # --- the paths --------------------------------------------------------------------------
 
 
@@ -113,7 +104,7 @@ def node_says_failed(state: S, detail: str) -> Callable[[Cluster, Path], Instanc
     def drive(c: Cluster, tmp: Path) -> Instance:
         inst = vm(c)
         force(c, inst, state, c.hosts[0])
-        report_event(c, inst, "failed", detail)
+        event(c, inst, "failed", detail)
         return inst
 
     return drive
