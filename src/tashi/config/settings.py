@@ -853,6 +853,14 @@ class ClusterSettings:
     start_timeout: float = option(
         "startTimeout", 60.0, "Seconds a daemon may take to answer /health.", minimum=1
     )
+    sql_uri: str = option(
+        "sqlUri",
+        "",
+        "[SQL] uri of the cluster manager (empty: SQLite in its state directory). The cluster"
+        " manager runs in its own network namespace: reach a server on this machine by its"
+        " Unix socket, e.g. postgresql://tashi@/tashi?host=/run/postgresql.",
+    )
+    sql_password: str = option("sqlPassword", "", "[SQL] password of the cluster manager.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,14 @@ def cm_config(settings: ClusterSettings, state: State, layout: Layout) -> Sectio
         },
         "Vfs": {"prefix": layout.vfs},
         "Logging": {"level": "INFO"},
+        **_sql(settings),
     }
+
+
+def _sql(settings: ClusterSettings) -> Sections:
+    if not settings.sql_uri:
+        return {}
+    return {"SQL": {"uri": settings.sql_uri, "password": settings.sql_password}}
 
 
 def host_addresses(state: State) -> list[str]:

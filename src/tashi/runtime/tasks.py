@@ -1,21 +1,40 @@
 """Supervised background loops.
 
 A loop body that raises is logged with its name and retried after a back-off; it never dies
-silently and never spins. ``Supervisor.stop()`` cancels every loop and waits for them.
+silently and never spins. The back-off doubles from the loop's interval up to ``max_backoff``
+(5 s by default: a peer that was away is found again within seconds of its return, not
+minutes), each delay drawn within ±25 % so that many clients of one server do not retry in
+step. ``Supervisor.stop()`` cancels every loop and waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Coroutine
 
 log = logging.getLogger(__name__)
 
 
+MAX_BACKOFF = 5.0
+
+
+def backoff(interval: float, failures: int, cap: float, draw: float) -> float:
+    """Seconds before the next run after ``failures`` failures in a row (``draw`` in [0, 1))."""
+    if failures == 0:
+        return interval
+    capped: float = min(interval * 2.0**failures, max(interval, cap))
+    return capped * (0.75 + draw / 2)
+
+
 class Supervisor:
-    def __init__(self) -> None:
+    def __init__(
+        self, max_backoff: float = MAX_BACKOFF, draw: Callable[[], float] = random.random
+    ) -> None:
         self._tasks: list[asyncio.Task[None]] = []
+        self._max_backoff = max_backoff
+        self._draw = draw
 
     def every(self, name: str, interval: float, body: Callable[[], Awaitable[object]]) -> None:
         """Run ``body`` now and then every ``interval`` seconds until stopped."""
@@ -34,8 +53,7 @@ class Supervisor:
             except Exception:  # supervision boundary: log, back off, go on
                 failures += 1
                 log.exception("background task %s failed (%d in a row)", name, failures)
-            delay = interval if failures == 0 else min(interval * 2**failures, 300.0)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff(interval, failures, self._max_backoff, self._draw()))
 
     async def stop(self) -> None:
         for task in self._tasks:

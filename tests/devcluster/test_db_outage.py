@@ -1,0 +1,100 @@
+"""The cluster manager's database stopped for 60 s (ten leases) on a real virtual cluster: two
+hosts, real QEMU guests, the cluster manager on a real PostgreSQL server (over its Unix socket,
+from the cluster manager's namespace). No VM stops, restarts or moves; a VM asked for just
+before the outage is placed once the database is back; every instance ends in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tashi.devcluster import processes
+from tashi.devcluster.qemuwatch import QemuWatch
+from tests.devcluster.harness import Running, running_cluster
+from tests.devcluster.test_outages import (
+    BOOT,
+    all_hosts_report,
+    check_one_place,
+    destroy,
+    history_kinds,
+    live,
+    vm,
+    wait_running,
+)
+from tests.fixtures.dbservers import Server, start_postgres
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
+
+FABRIC = "198.18.112.0/20"
+OUTAGE = 60.0
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Server]:
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, tiny_image: Path, postgres: Server
+) -> Iterator[Running]:
+    database = postgres.create_database().rsplit("/", 1)[1]
+    options: dict[str, object] = {
+        "fabric": FABRIC,
+        "image": tiny_image,
+        "hostMemory": 1024,
+        "networks": "1",
+        "hostLeaseTime": 6.0,
+        "sqlUri": postgres.socket_uri(database),
+        "sqlPassword": postgres.password,
+    }
+    with running_cluster(tmp_path_factory.mktemp("dboutage"), 2, options) as running:
+        yield running
+
+
+def test_a_database_outage_stops_no_vm(cluster: Running, postgres: Server) -> None:
+    c = cluster
+    names = ["db-a", "db-b", "db-c"]
+    for name in names:
+        c.admin.create_vm(vm(name))
+    wait_running(c, names)
+    with QemuWatch(c.layout.root) as watch:
+        before = {i: [p.pid for p in ps] for i, ps in live(watch).items()}
+        wall = time.time()
+        c.admin.create_vm(vm("db-late"))  # pending work when the database goes
+        postgres.halt()
+        stopped = time.monotonic()
+        deadline = stopped + OUTAGE
+        while time.monotonic() < deadline:  # the outage itself: nothing to wait for but time
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        postgres.restart()
+        back = time.monotonic()
+        processes.wait_for(
+            "db-late placed",
+            lambda: c.admin.get_instance("db-late").state in ("Activating", "Running"),
+            60.0,
+            every=0.1,
+        )
+        placed = time.monotonic() - back
+        all_hosts_report(c, wall)
+        wait_running(c, [*names, "db-late"], BOOT)
+        assert {i: [p.pid for p in ps] for i, ps in live(watch).items() if i in before} == before
+        for name in names:
+            kinds = history_kinds(c, name)
+            assert not {"rescheduled", "fenced", "hostLost"} & set(kinds), (name, kinds)
+        check_one_place(c, watch)
+    assert watch.overlaps() == []
+    print(
+        f"\ndatabase down {back - stopped:.1f} s: {len(before)} VMs ran on; db-late placed"
+        f" {placed:.1f} s after it was back"
+    )
+    destroy(c, "db")
