@@ -264,6 +264,10 @@ def test_an_isolated_host_stops_its_vms_before_they_run_elsewhere(
         gap = watch.min_gap(iid)
         assert gap is not None and gap > 0, (iid, gap)
         assert len(live(watch)[iid]) == 1
+    # the persistent disk: its one writer, the new copy, holds QEMU's image lock
+    disk = c.layout.vfs / "images" / "iso-disk.qcow2"
+    probe = subprocess.run(["qemu-img", "info", str(disk)], capture_output=True, text=True)
+    assert probe.returncode != 0 and "lock" in probe.stderr, probe.stderr
     processes.wait_for("the host up again", lambda: c.admin.get_host(victim.id).up, 60.0)
     check_one_place(c, watch)
     kinds = history_kinds(c, "iso-p")

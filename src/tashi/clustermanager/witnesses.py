@@ -61,10 +61,14 @@ class WitnessDesk:
         if link is None:
             return None
         sets = link.witnesses.acknowledge(acknowledged)
-        candidates = [h for h in up_hosts if h != host_id]
-        links = {h: tx.hosts.link(h) for h in choose(host_id, candidates, len(candidates))}
-        able = [h for h, other in links.items() if other is not None and other.peer_secret]
-        chosen = able[: self._count]
+        links: dict[HostId, NodeLink] = {}
+        for candidate in choose(host_id, up_hosts, len(up_hosts)):  # in ring order
+            other = tx.hosts.link(candidate)
+            if other is not None and other.peer_secret:
+                links[candidate] = other
+                if len(links) == self._count:
+                    break
+        chosen = list(links)
         sets = sets.with_current(chosen)
         if sets != link.witnesses:
             tx.hosts.set_witnesses(host_id, sets)
@@ -117,8 +121,8 @@ def voters_of(tx: Transaction, host_id: HostId) -> tuple[NodeLink | None, list[H
     return link, found
 
 
-def _wire(host_id: HostId, witness: HostId, link: NodeLink | None) -> WitnessWire:
-    if link is None or not link.peer_secret:  # pragma: no cover - filtered by ``assign``
+def _wire(host_id: HostId, witness: HostId, link: NodeLink) -> WitnessWire:
+    if not link.peer_secret:  # pragma: no cover - filtered by ``assign``
         raise NotFound(f"host {witness} cannot witness")
     return WitnessWire(
         hostId=witness, endpoint=link.endpoint, token=peering.token(link.peer_secret, host_id)
