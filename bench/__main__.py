@@ -1,13 +1,15 @@
-"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100]`` (``make bench`` = all): run
-the benchmark suites and print their tables.
+"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100|faults]`` (``make bench`` =
+all): run the benchmark suites and print their tables.
 
 ``control`` measures the cluster manager's HTTP API on SQLite and PostgreSQL (``runner.py``);
 ``nodes`` measures Tashi on real QEMU — boot, live migration, node-manager memory — against bare
 QEMU (``nodes.py``); ``scheduling`` the scheduler's placements with thousands of simulated
 hosts (``scheduling.py``). ``e2eboot`` and ``boot100`` (root; not part of ``all``) run on a
 virtual cluster (``tashi-cluster``): ``createVm`` to the guest's console and DHCP markers against a
-bare qemu (``e2eboot.py``), and 100 VMs booted at once against 100 bare qemu (``boot100.py``).
-``--quick`` is a short smoke run of either; ``--only`` limits the control
+bare qemu (``e2eboot.py``), and 100 VMs booted at once against 100 bare qemu (``boot100.py``);
+``faults`` (root, not part of ``all``) is the fault-injection suite's long run: rounds of VM churn
+while pieces of a virtual cluster are SIGKILLed, every invariant checked (``faults.py``,
+``--rounds``, ``--seed``). ``--quick`` is a short smoke run of either; ``--only`` limits the control
 suite to one store. Each suite prints its table and writes its JSON under ``bench/results/``.
 The exit status is 1 if a floor or goal of the issues failed or something could not be measured,
 130 on Ctrl-C (after stopping every process started and removing the temporary files).
@@ -25,7 +27,7 @@ from bench.cluster import Workspace, sigterm_as_interrupt
 from bench.cpu import calibrate
 from bench.report import StoreResults
 
-SUITES = ("all", "control", "nodes", "scheduling", "e2eboot", "boot100")
+SUITES = ("all", "control", "nodes", "scheduling", "e2eboot", "boot100", "faults")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (server logs) at the end"
     )
+    parser.add_argument("--rounds", type=int, help="faults: rounds to run (default 30)")
+    parser.add_argument("--seed", type=int, help="faults: the random seed (default: a new one)")
     return parser
 
 
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.suite == "all":
                     print()
                 status |= _scheduling(args)
-            if args.suite in ("e2eboot", "boot100"):
+            if args.suite in ("e2eboot", "boot100", "faults"):
                 status |= _virtual(args)
     except KeyboardInterrupt:
         runner.say("interrupted: every process started was stopped, temp files removed")
@@ -172,19 +176,21 @@ def _scheduling(args: argparse.Namespace) -> int:
 
 
 def _virtual(args: argparse.Namespace) -> int:
-    """e2eboot or boot100 on a virtual cluster of the run's own (needs root)."""
+    """e2eboot, boot100 or faults on a virtual cluster of the run's own (needs root)."""
     import os
 
     if os.geteuid() != 0:
         runner.say(f"{args.suite}: needs root (tashi-cluster makes namespaces and links)")
         return 1
-    from bench import boot100, e2eboot
+    from bench import boot100, e2eboot, faults
 
     workspace = Workspace()
     try:
         with e2eboot.sigterm_in_children_default():
             if args.suite == "e2eboot":
                 return e2eboot.run(args.quick, workspace, runner.say)
+            if args.suite == "faults":
+                return faults.run(args.rounds, args.seed, args.quick, workspace, runner.say)
             return boot100.run(args.quick, workspace, runner.say)
     finally:
         _finish(workspace, args.keep)

@@ -3,7 +3,6 @@ its own ``Cluster.cfg`` and state directory, an admin client, and ``stop`` whate
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import ipaddress
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from tashi.client.sdk import TashiClient
 from tashi.devcluster import fabric, processes
+from tashi.devcluster.faultrun import admin_client
 from tashi.devcluster.state import Layout, State
 
 
@@ -51,14 +51,6 @@ class Running:
     @property
     def plan(self) -> fabric.Plan:
         return fabric.Plan(self.state.tag, ipaddress.IPv4Network(self.fabric))
-
-
-def admin_client(layout: Layout) -> TashiClient:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(layout.client_config)
-    client, access = parser["Client"], parser["AccessClusterManager"]
-    url = f"http://{client['clusterManagerHost']}:{client['clusterManagerPort']}"
-    return TashiClient(url, username=access["username"], password=access["password"])
 
 
 @contextlib.contextmanager

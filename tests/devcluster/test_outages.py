@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, NicIn
-from tashi.devcluster import processes
+from tashi.devcluster import invariants, processes
 from tashi.devcluster.qemuwatch import Life, QemuWatch
 from tests.devcluster.harness import Running, running_cluster
 
@@ -74,26 +74,15 @@ def wait_running(c: Running, names: list[str], timeout: float = BOOT) -> None:
 
 def live(w: QemuWatch) -> dict[int, list[Life]]:
     """Live QEMU processes by instance id."""
-    found: dict[int, list[Life]] = {}
-    for life in w.lives:
-        if life.ended is None:
-            found.setdefault(life.instance, []).append(life)
-    return found
+    return invariants.live(list(w.lives))
 
 
 def check_one_place(c: Running, w: QemuWatch) -> None:
-    """Every instance is where the cluster manager says, with exactly one process if it runs
-    and none otherwise; no process runs that no instance owns."""
+    """Every instance is where the cluster manager says, in a stable state, with exactly one
+    process if it runs and none otherwise; no process runs that no instance owns
+    (``invariants.one_place``, as the fault-injection suite checks it)."""
     hosts = {h.id: h.name for h in c.admin.get_hosts()}
-    instances = c.admin.get_instances()
-    running = live(w)
-    for inst in instances:
-        procs = running.pop(inst.id, [])
-        if inst.state in ("Running", "Paused"):
-            assert [p.host for p in procs] == [hosts[inst.hostId]], (inst, procs)  # type: ignore[index]
-        elif inst.state in ("Pending", "Suspended", "Held"):
-            assert procs == [], (inst, procs)
-    assert running == {}, f"VMs no instance owns: {running}"
+    assert invariants.one_place(c.admin.get_instances(), hosts, list(w.lives)) == []
 
 
 def all_hosts_report(c: Running, since: float) -> None:

@@ -1,0 +1,175 @@
+"""What must hold on a virtual cluster after each round of the fault-injection suite, judged
+from outside: the cluster manager's answers beside every QEMU process ``qemuwatch`` saw.
+
+Pure functions of data (no I/O): each returns the violations it finds as sentences a person can
+act on, naming the instance, the host, the pids and the times. ``leaks.py`` judges the
+leftovers (taps, files, DHCP/DNS entries, processes); ``faultrun.py`` gathers the data and
+calls both.
+
+* ``one_place``: every instance in exactly one place and state. Running or Paused: exactly one
+  live qemu, on the host the cluster manager names; Pending, Suspended or Held: none; no live
+  qemu that no instance owns; nothing left in a state that is not stable.
+* ``ran_twice``: no VM ran on two hosts at once (``QemuWatch.overlaps``), even for a moment.
+* ``unasked_stops``: every qemu that ended was asked to end (its instance destroyed,
+  suspended or migrated by the workload: a migration ends the source's process, and a failed
+  one the target's), or ran on a host whose node manager was down long enough for its lease to
+  run out (``Crash``: its watchdog fences its VMs, and that is the point). The short-lived
+  launcher ``-daemonize`` leaves is no VM ending.
+
+Times are ``CLOCK_BOOTTIME`` seconds, as in ``qemuwatch.Life``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tashi.api.schemas import InstanceOut
+from tashi.devcluster.churn import STOPS, Ask
+from tashi.devcluster.qemuwatch import Life
+
+STABLE = frozenset({"Running", "Paused", "Suspended"})
+ON_HOST = frozenset({"Running", "Paused"})
+OFF_HOST = frozenset({"Pending", "Suspended", "Held"})
+SLACK = 1.0  # seconds: a request's time is taken before it is sent; /proc start times in ticks
+FENCE_SLACK = 10.0  # seconds after its node manager is back that a crashed host may still fence
+LAUNCHER_SLACK = 0.05  # the daemonized child starts within its launcher's life (clock ticks)
+
+
+@dataclass(frozen=True)
+class Crash:
+    """Host ``host``'s node manager was down from ``since`` until ``until`` (its first
+    heartbeat again; ``inf``: never back), long enough for its lease to run out."""
+
+    host: str
+    since: float
+    until: float
+
+
+def key(life: Life) -> tuple[int, float]:
+    return life.pid, life.started
+
+
+def live(lives: Iterable[Life]) -> dict[int, list[Life]]:
+    """Live QEMU processes by instance id."""
+    found: dict[int, list[Life]] = {}
+    for life in lives:
+        if life.ended is None:
+            found.setdefault(life.instance, []).append(life)
+    return found
+
+
+def _where(procs: Sequence[Life]) -> str:
+    return ", ".join(f"{p.host} pid {p.pid}" for p in procs) or "none"
+
+
+def one_place(
+    instances: Sequence[InstanceOut], host_names: Mapping[int, str], lives: Iterable[Life]
+) -> list[str]:
+    """Every instance in exactly one place and a stable state (see the module doc)."""
+    found = []
+    running = live(lives)
+    for inst in instances:
+        procs = running.pop(inst.id, [])
+        what = f"instance {inst.name} ({inst.id}) is {inst.state}"
+        if inst.state in ON_HOST:
+            host = host_names.get(inst.hostId) if inst.hostId is not None else None
+            if [p.host for p in procs] != [host]:
+                found.append(f"{what} on {host}, but its qemu processes are: {_where(procs)}")
+        elif inst.state in OFF_HOST and procs:
+            found.append(f"{what}, yet qemu runs: {_where(procs)}")
+        if inst.state not in STABLE:
+            reason = f" ({inst.reason})" if inst.reason else ""
+            found.append(f"{what}{reason}: not a stable state after the round")
+    for iid, procs in sorted(running.items()):
+        found.append(f"a qemu of instance {iid}, which no instance owns, runs: {_where(procs)}")
+    return found
+
+
+def ran_twice(pairs: Iterable[tuple[Life, Life]], reported: set[tuple[int, int]]) -> list[str]:
+    """The pairs of ``QemuWatch.overlaps()`` not reported yet (``reported`` is updated)."""
+    found = []
+    for first, second in pairs:
+        if (first.pid, second.pid) in reported:
+            continue
+        reported.add((first.pid, second.pid))
+        end = "still running" if first.ended is None else f"ended at {first.ended:.2f}"
+        found.append(
+            f"instance {first.instance} ran twice: {first.host} pid {first.pid} (started"
+            f" {first.started:.2f}, {end}) and {second.host} pid {second.pid} (started"
+            f" {second.started:.2f})"
+        )
+    return found
+
+
+def launchers(lives: Sequence[Life]) -> set[tuple[int, float]]:
+    """The lives that were ``-daemonize`` launchers: ended, and another process of the same
+    instance on the same host started while it lived (its daemonized child)."""
+    found = set()
+    for life in lives:
+        if life.ended is None:
+            continue
+        for other in lives:
+            if (
+                other is not life
+                and other.instance == life.instance
+                and other.host == life.host
+                and life.started - LAUNCHER_SLACK <= other.started <= life.ended + LAUNCHER_SLACK
+            ):
+                found.add(key(life))
+                break
+    return found
+
+
+def asked(life: Life, asks: Iterable[Ask]) -> Ask | None:
+    """The workload's request that explains the end of ``life``, if any: a destroy sent before
+    it ended; a suspend or migration sent while it lived; a migration this process was the
+    target of."""
+    assert life.ended is not None
+    for ask in asks:
+        if ask.instance != life.instance or ask.refused or ask.kind not in STOPS:
+            continue
+        if ask.at > life.ended + SLACK:
+            continue
+        if ask.kind == "destroy" or ask.at >= life.started - SLACK:
+            return ask
+        if ask.kind == "migrate" and life.incoming:
+            return ask
+    return None
+
+
+def fenced(life: Life, crashes: Iterable[Crash]) -> Crash | None:
+    """The crash of this life's host that explains its end, if any."""
+    assert life.ended is not None
+    for crash in crashes:
+        if (
+            crash.host == life.host
+            and life.started <= crash.until
+            and crash.since - SLACK <= life.ended <= crash.until + FENCE_SLACK
+        ):
+            return crash
+    return None
+
+
+def unasked_stops(
+    lives: Sequence[Life],
+    asks: Sequence[Ask],
+    crashes: Sequence[Crash],
+    judged: set[tuple[int, float]],
+) -> list[str]:
+    """Every qemu that ended, not judged before (``judged`` is updated), and that nobody asked
+    to end and no crash explains."""
+    found = []
+    starters = launchers(lives)
+    for life in lives:
+        if life.ended is None or key(life) in judged:
+            continue
+        judged.add(key(life))
+        if key(life) in starters or asked(life, asks) or fenced(life, crashes):
+            continue
+        found.append(
+            f"the qemu of instance {life.instance} on {life.host} (pid {life.pid}, started"
+            f" {life.started:.2f}) ended at {life.ended:.2f}: nobody asked, and its host did"
+            " not crash"
+        )
+    return found
