@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.restart import reschedule
+from tashi.clustermanager.suspends import SuspendArea
 from tashi.clustermanager.witnesses import WitnessDesk, voters_of
 from tashi.domain.clock import Clock
 from tashi.domain.errors import NotFound
@@ -47,9 +48,16 @@ _LEAVE = {InstanceState.MigratePrep.name, InstanceState.MigrateTrans.name}
 
 class HighAvailability:
     def __init__(
-        self, db: Database, clock: Clock, lease: float, margin: float, witnesses: WitnessDesk
+        self,
+        db: Database,
+        clock: Clock,
+        lease: float,
+        margin: float,
+        witnesses: WitnessDesk,
+        suspends: SuspendArea | None = None,
     ) -> None:
         self._db = db
+        self._suspends = suspends
         self._clock = clock
         self._lease = lease
         self._margin = timedelta(seconds=margin)
@@ -73,7 +81,15 @@ class HighAvailability:
                 continue
             if await self._confirmed(host):
                 moved += await self._db.write(functools.partial(self._restart, host=host, now=now))
+        await self._discard_suspend_files(moved)
         return moved
+
+    async def _discard_suspend_files(self, moved: list[Instance]) -> None:
+        """A restarted instance starts from its image: a suspend file of it (a resume that
+        never finished, a suspend cut short by the host's loss) is of no use any more."""
+        if self._suspends is not None:
+            for inst in moved:
+                await self._suspends.discard(inst)
 
     async def _confirmed(self, host: Host) -> bool:
         link, voters = await self._db.read(functools.partial(voters_of, host_id=host.id))
@@ -122,6 +138,7 @@ class HighAvailability:
             return moved
 
         moved = await self._db.write(run)
+        await self._discard_suspend_files(moved)
         if moved:
             log.warning(
                 "host %s reports %d instance(s) it no longer runs (%s): back to Pending",

@@ -23,6 +23,7 @@ from tashi.clustermanager.images import ImageService
 from tashi.clustermanager.migration import TARGET_HINT, Migrations, target_of, without_target
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle_nics
+from tashi.clustermanager.suspends import SuspendArea, suspend_file
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, InvalidState, NotFound, TashiError
@@ -84,6 +85,7 @@ class InstanceService:
         self.awaited: set[InstanceId] = set()
         self._migrations = Migrations(nodes, rules.migrate_timeout)
         self._disk_copies = DiskCopies(images)
+        self._suspends = SuspendArea(images.store.prefix)
 
     # --- creating ---------------------------------------------------------------------
 
@@ -197,16 +199,19 @@ class InstanceService:
             next_state(inst.state, Action.force_destroy)
             await self._kill_quietly(inst)
             await self._db.write(lambda tx: tx.instances.remove(inst.id, inst.state))
+            await self._suspends.discard_for(inst)
             return None
         target = next_state(inst.state, Action.destroy)
         if target is InstanceState.Exited:
             await self._db.write(lambda tx: tx.instances.remove(inst.id, inst.state))
+            await self._suspends.discard_for(inst)  # Suspended, or resumed and not yet placed
             return None
         # The intent sticks before the node is asked: if the node does not answer, the
         # instance stays Destroying and reconciliation finishes the job.
         dying = await self._move(inst, Action.destroy) if target is not inst.state else inst
         await self._nodes.destroy(await self._host_of(dying), dying)
         await self._db.write(lambda tx: tx.instances.remove(dying.id, dying.state))
+        await self._suspends.discard_for(inst)  # a restore cut short, a suspend in progress
         return None
 
     async def _kill_quietly(self, inst: Instance) -> None:
@@ -510,8 +515,3 @@ class InstanceService:
             return saved
 
         return await self._db.write(save)
-
-
-def suspend_file(inst: Instance) -> str:
-    """Where an instance's saved state goes, relative to the suspend area."""
-    return f"{inst.id}_{inst.name}.gz"

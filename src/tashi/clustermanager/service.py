@@ -26,6 +26,7 @@ from tashi.clustermanager.networks import NetworkService
 from tashi.clustermanager.nodereports import NodeReports, NodeRules
 from tashi.clustermanager.nodes import NodeGateway, NoNodeManagers
 from tashi.clustermanager.specs import SpecRules
+from tashi.clustermanager.suspends import SuspendArea
 from tashi.clustermanager.throttle import ThrottleRules
 from tashi.clustermanager.users import UserService
 from tashi.clustermanager.witnesses import WitnessDesk
@@ -127,7 +128,8 @@ def build_service(
     )
     reports.on_member_stopped = groups.member_stopped
     reports.awaited = instances.awaited  # the same set, live
-    ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk)
+    suspends = SuspendArea(settings.vfs.prefix)
+    ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk, suspends)
     reports.on_report = ha.after_report
     return ClusterService(
         db=db,
