@@ -130,6 +130,7 @@ def document(report: Report, plan: Plan, wall: float, left: list[str]) -> dict[s
                 "number": r.number,
                 "fault": asdict(r.fault),
                 "killed": r.outage.killed,
+                "added": r.outage.added,
                 "back": r.outage.back,
                 "away": r.outage.length,
                 "error": r.outage.error,

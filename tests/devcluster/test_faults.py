@@ -12,20 +12,27 @@ replays one. The long run is ``python -m bench faults`` (docs/benchmarks.md).
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tashi.api.schemas import DiskIn, InstanceIn, NicIn
+from tashi.devcluster import processes
 from tashi.devcluster.faultrun import FaultRun, Plan, keep_logs
 from tashi.devcluster.faults import Kind
+from tashi.devcluster.invariants import live
+from tashi.devcluster.qemuwatch import QemuWatch
 from tests.devcluster.harness import Running, running_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 
 FABRIC = "198.18.128.0/20"  # no other test module's (the benchmark's is 198.18.144.0/20)
 LEASE = 6.0
+IMAGE = "tashi-tiny.qcow2"
 SCHEDULE = (
     (Kind.CM, False),
     (Kind.NM, False),
@@ -68,3 +75,53 @@ def test_churn_under_crashes_keeps_every_invariant(cluster: Running) -> None:
             " (cm/tashi-cm.log, hosts/host<N>/tashi-nm.log, hosts/host<N>/state/watchdog.log):\n"
             + "\n".join(report.violations)
         )
+
+
+def test_the_checks_see_what_they_are_for(cluster: Running) -> None:
+    """The same checks on the same cluster catch a VM killed behind Tashi's back, a tap, an
+    overlay directory and a suspend file nobody owns: the suite's silence above is no blind
+    spot."""
+    c = cluster
+    run = FaultRun(c, Plan(rounds=0, settle=1.0, lease=LEASE))
+    host = sorted(c.state.hosts)[0]
+    netns = c.plan.host_ns(host)
+    stray_tap, ghost = "tashi999.0", c.layout.vfs / "suspend" / "999_ghost.gz"
+    overlay = c.layout.host(host) / "scratch" / "999"
+    try:
+        with QemuWatch(c.layout.root) as watch:
+            c.admin.create_vm(
+                InstanceIn(
+                    name="probe", memory=128, disks=[DiskIn(uri=IMAGE)], nics=[NicIn(network=1)]
+                )
+            )
+            processes.wait_for(
+                "probe Running", lambda: c.admin.get_instance("probe").state == "Running", 120.0
+            )
+            probe = c.admin.get_instance("probe")
+            (life,) = processes.wait_for(
+                "probe's qemu", lambda: live(list(watch.lives)).get(probe.id), 30.0
+            )
+            os.kill(life.pid, signal.SIGKILL)
+            processes.wait_for("its end", lambda: life.ended is not None, 10.0)
+            subprocess.run(
+                ["ip", "-n", netns, "tuntap", "add", "dev", stray_tap, "mode", "tap"], check=True
+            )
+            overlay.mkdir(parents=True)
+            ghost.parent.mkdir(parents=True, exist_ok=True)
+            ghost.write_bytes(b"nobody's")
+            found = "\n".join(run.history(watch) + run.snapshot(watch))
+    finally:
+        run.close()
+        subprocess.run(["ip", "-n", netns, "link", "del", stray_tap], check=False)
+        if overlay.exists():
+            overlay.rmdir()
+        ghost.unlink(missing_ok=True)
+        if c.admin.get_instances(name="probe"):
+            c.admin.destroy_vm("probe")
+    for text in (
+        f"the qemu of instance {probe.id} on {life.host} (pid {life.pid}",
+        f"host{host}: tap {stray_tap} of instance 999, which does not run there",
+        f"host{host}: overlay directory of instance 999",
+        "suspend file 999_ghost.gz left: its instance is gone",
+    ):
+        assert text in found, f"{text!r} not in:\n{found}"

@@ -117,10 +117,13 @@ def test_a_crashed_hosts_vms_may_end_but_not_another_hosts() -> None:
     assert "instance 8" in found[0] and "instance 9" in found[1]
 
 
-def test_a_daemonize_launcher_is_no_vm_ending() -> None:
+def test_a_daemonize_launcher_is_no_vm_ending_but_its_child_is() -> None:
     launcher = Life(7, "host1", 100, 1.00, ended=1.30)
-    child = Life(7, "host1", 101, 1.20)
+    child = Life(7, "host1", 101, 1.00)  # forked at once: the same clock tick
     assert unasked_stops([launcher, child], [], [], set()) == []
+    child.ended = 9.0  # killed behind Tashi's back
+    found = unasked_stops([launcher, child], [], [], set())
+    assert len(found) == 1 and "pid 101" in found[0]
 
 
 # --- nothing leaked ---------------------------------------------------------------------------
@@ -211,12 +214,14 @@ def default_addresses() -> list[AddressOut]:
 
 def test_what_is_missing_is_named_too() -> None:
     look = clean_look()
+    look.hosts[0].taps.clear()
     look.hosts[0].vm_dirs.clear()
     look.hosts[0].processes.pop(61)
     look.suspend_files.clear()
     look.static_leases[1].clear()
     found = "\n".join(judged(look, default_addresses()[:1]))
     for text in (
+        "host1: instance 7 runs there without its tap",
         "host1: instance 7 runs there without its VM directory",
         "host1: no watchdog runs",
         "instance 8 is Suspended without a suspend file",

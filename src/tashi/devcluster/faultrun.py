@@ -177,12 +177,16 @@ class FaultRun:
                     self.report.rounds.append(self.round(number, watch))
                 self.report.final = self.history(watch)
         finally:
-            self._transport.close()
+            self.close()
             tally = self.churn.tally
             self.report.ops, self.report.refused = tally.done, tally.refused
             self.report.retries = tally.retries
             self.report.seconds = time.monotonic() - began
         return self.report
+
+    def close(self) -> None:
+        """Release the connection of the address-table checks (``run`` does it itself)."""
+        self._transport.close()
 
     # --- one round ----------------------------------------------------------------------------
 
@@ -222,6 +226,8 @@ class FaultRun:
         violations += self.history(watch)
         instances = len(self.churn.instances())
         length = f"{outage.length:.1f} s" if outage.length is not None else "?"
+        if outage.adding is not None:
+            length += f" (add {outage.adding:.1f} s)"
         self.say(
             f"round {number}: {' '.join(ops)}; {fault.target} away {length}"
             f"{' (host crashed)' if crashed else ''}; {instances} instances;"

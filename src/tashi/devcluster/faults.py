@@ -81,8 +81,16 @@ class Outage:
     fault: Fault
     killed: float | None = None  # boottime just before `rm`
     restarted: float | None = None  # boottime just before `add`
-    back: float | None = None  # `add` returned; for a node manager: its first heartbeat
+    added: float | None = None  # boottime `add` returned (the piece answers again)
+    back: float | None = None  # `added`; for a node manager: its first heartbeat after it
     error: str | None = None  # rm or add failed (what the command said)
+
+    @property
+    def adding(self) -> float | None:
+        """Seconds ``tashi-cluster add`` took (start, readiness check, waits)."""
+        if self.restarted is None or self.added is None:
+            return None
+        return self.added - self.restarted
 
     @property
     def length(self) -> float | None:
@@ -177,7 +185,8 @@ class Injector:
         if done.returncode != 0:
             outage.error = f"add {fault.target}: {done.stdout}{done.stderr}".strip()
             return
-        outage.back = boottime() if fault.host is None else self._first_heartbeat(fault, wall)
+        outage.added = boottime()
+        outage.back = outage.added if fault.host is None else self._first_heartbeat(fault, wall)
 
     def _first_heartbeat(self, fault: Fault, since: float) -> float | None:
         """When the cluster manager first heard from the restarted node manager (boottime)."""

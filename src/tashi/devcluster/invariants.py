@@ -104,7 +104,8 @@ def ran_twice(pairs: Iterable[tuple[Life, Life]], reported: set[tuple[int, int]]
 
 def launchers(lives: Sequence[Life]) -> set[tuple[int, float]]:
     """The lives that were ``-daemonize`` launchers: ended, and another process of the same
-    instance on the same host started while it lived (its daemonized child)."""
+    instance on the same host started while it lived (its daemonized child, forked early: the
+    two start times may be one clock tick apart either way) and outlived it."""
     found = set()
     for life in lives:
         if life.ended is None:
@@ -115,6 +116,7 @@ def launchers(lives: Sequence[Life]) -> set[tuple[int, float]]:
                 and other.instance == life.instance
                 and other.host == life.host
                 and life.started - LAUNCHER_SLACK <= other.started <= life.ended + LAUNCHER_SLACK
+                and (other.ended is None or other.ended > life.ended)
             ):
                 found.add(key(life))
                 break

@@ -11,7 +11,8 @@ processes of the cluster manager's namespace. ``judge`` (pure) compares all of i
 instances the cluster manager lists and the address table (``GET /v1/addresses``):
 
 * a host's taps, VM directories and overlays belong exactly to its Running and Paused
-  instances; a bridge or VXLAN device only to a network one of its taps is on;
+  instances (each has them all); a bridge or VXLAN device only to a network one of its taps
+  is on;
 * suspend files belong exactly to Suspended instances;
 * every static lease, DNS name and address-table row is an existing instance's NIC (same MAC,
   same address), and every NIC with an address has all three; a DHCP lease dnsmasq holds is
@@ -51,6 +52,7 @@ class HostLook:
     vm_dirs: set[int] = field(default_factory=set)
     scratch: set[int] = field(default_factory=set)
     processes: dict[int, str] = field(default_factory=dict)  # pid -> command line
+    links_read: bool = True  # False: `ip link` failed in its namespace
 
     @property
     def name(self) -> str:
@@ -87,7 +89,8 @@ def _processes(netns: str) -> dict[int, str]:
     return found
 
 
-def _links(netns: str) -> list[dict[str, object]]:
+def _links(netns: str) -> list[dict[str, object]] | None:
+    """The namespace's links as ``ip -j -d link`` shows them; ``None`` if it could not."""
     done = subprocess.run(
         ["ip", "-j", "-d", "-n", netns, "link", "show"],
         capture_output=True,
@@ -95,10 +98,11 @@ def _links(netns: str) -> list[dict[str, object]]:
         timeout=30,
         check=False,
     )
-    if done.returncode != 0:
-        return []
-    links = json.loads(done.stdout or "[]")
-    return links if isinstance(links, list) else []
+    try:
+        links = json.loads(done.stdout) if done.returncode == 0 else None
+    except json.JSONDecodeError:
+        return None
+    return links if isinstance(links, list) else None
 
 
 def _numbered(directory: Path) -> set[int]:
@@ -111,7 +115,9 @@ def _numbered(directory: Path) -> set[int]:
 def look_host(layout: Layout, state: State, number: int) -> HostLook:
     netns = configs.plan(state).host_ns(number)
     found = HostLook(number)
-    for link in _links(netns):
+    links = _links(netns)
+    found.links_read = links is not None
+    for link in links or []:
         name, alias = str(link.get("ifname", "")), str(link.get("ifalias", ""))
         info = link.get("linkinfo")
         kind = info.get("info_kind") if isinstance(info, dict) else None
@@ -162,11 +168,16 @@ def look(layout: Layout, state: State) -> ClusterLook:
 # --- judging ---------------------------------------------------------------------------------
 
 
-def _host_leaks(h: HostLook, mine: set[int], expected: dict[int, str]) -> list[str]:
-    found = []
+def _host_leaks(
+    h: HostLook, mine: set[int], tapped: set[int], expected: dict[int, str]
+) -> list[str]:
+    """``mine``: the instances running there; ``tapped``: those of them with NICs."""
+    found = [] if h.links_read else [f"{h.name}: cannot list the links of its namespace"]
     for tap, iid in sorted(h.taps.items()):
         if iid not in mine:
             found.append(f"{h.name}: tap {tap} of instance {iid}, which does not run there")
+    for iid in sorted(tapped - set(h.taps.values())):
+        found.append(f"{h.name}: instance {iid} runs there without its tap")
     for what, ids in (("VM directory", h.vm_dirs), ("overlay directory", h.scratch)):
         for iid in sorted(ids - mine):
             found.append(f"{h.name}: {what} of instance {iid}, which does not run there")
@@ -244,11 +255,12 @@ def judge(
         if life.ended is None:
             qemu.setdefault(life.host, {})[life.pid] = f"qemu of instance {life.instance}"
     for h in look.hosts:
-        mine = {
-            i.id
+        here = [
+            i
             for i in instances
             if i.state in ON_HOST and i.hostId is not None and host_names.get(i.hostId) == h.name
-        }
+        ]
+        mine, tapped = {i.id for i in here}, {i.id for i in here if i.nics}
         expected = dict(qemu.get(h.name, {}))
         expected[state.hosts[h.number].pid] = "node manager"
         watchdogs = [p for p, line in h.processes.items() if strays.WATCHDOG_MARK.decode() in line]
@@ -256,7 +268,7 @@ def judge(
             expected[watchdogs[0]] = "watchdog"
         elif not watchdogs:
             found.append(f"{h.name}: no watchdog runs")
-        found += _host_leaks(h, mine, expected)
+        found += _host_leaks(h, mine, tapped, expected)
     daemons = {p.pid for p in state.daemons.values()}
     for pid, line in sorted(look.cm_processes.items()):
         if pid not in daemons:
