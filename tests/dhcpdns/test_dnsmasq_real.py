@@ -191,3 +191,32 @@ async def test_replace_all_rewrites_every_network_it_knows(
     assert await asyncio.to_thread(dns, guest_ns, "A", "new.tashi.test") == GUEST
     lines = (tmp_path / "dnsmasq" / "dhcp-hosts.7").read_text().splitlines()
     assert lines == [f"{MAC},{GUEST},new"]
+
+
+def lease_macs(tmp_path: Path) -> list[str]:
+    path = tmp_path / "dnsmasq" / "leases.7"
+    return [line.split()[1] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def test_a_restarted_hook_ends_the_lease_of_a_nic_destroyed_meanwhile(
+    served: tuple[list[str], DnsmasqBackend, DnsmasqServer], tmp_path: Path
+) -> None:
+    """The instance was destroyed while the scheduler (and its hook) was down: the new backend
+    never knew its entry, yet its lease must end, not live on in dnsmasq (with its DNS name)
+    until the lease time runs out. Found by the fault-injection suite (issue 14.6)."""
+    (_, guest_ns), backend, _ = served
+    await backend.publish([HostEntry(InstanceId(23), 0, N7, MAC, GUEST, "web", "web.tashi.test")])
+    out = await asyncio.to_thread(
+        in_ns, guest_ns, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "2",
+        "-s", "/bin/true",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    deadline = time.monotonic() + 10
+    while lease_macs(tmp_path) != [MAC] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # dnsmasq writes its lease file after the ACK
+    assert lease_macs(tmp_path) == [MAC]
+    await DnsmasqBackend(backend.settings).replace_all([])  # the restarted hook: no instance
+    deadline = time.monotonic() + 10
+    while lease_macs(tmp_path) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert lease_macs(tmp_path) == []

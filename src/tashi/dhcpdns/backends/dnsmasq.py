@@ -10,7 +10,9 @@ For network ``N`` the backend writes, in ``[DhcpDns] dnsmasqDir``:
   PTR dnsmasq derives from it;
 
 each rewritten whole and atomically (a temporary file renamed over the old one, so dnsmasq never
-reads half a file), then sends SIGHUP to the pid in the network's pid file (``dnsmasqPidFile``).
+reads half a file), then sends SIGHUP to the pid in the network's pid file (``dnsmasqPidFile``),
+and ends (``dhcp_release``) every lease dnsmasq's lease file ``leases.N`` still holds for a NIC
+that has no entry any more.
 No pid file or no such process is only logged: the dnsmasq reads the files when it starts.
 
 ``reverseDns = False`` is refused: dnsmasq answers the PTR of every name it serves, from a hosts
@@ -130,6 +132,7 @@ class DnsmasqBackend:
             _replace(hosts_file(self.settings, network_id), leases)
             _replace(names_file(self.settings, network_id), names)
             self._reload(network_id)
+            self._release_strays(network_id, mine)
 
     def _release(self, gone: Iterable[HostEntry]) -> None:
         """End the DHCP leases of withdrawn entries at once (``dhcp_release``, from
@@ -137,30 +140,44 @@ class DnsmasqBackend:
         lease keeps its host name in dnsmasq's DNS until it ends, whatever the files say.
         Best effort: a lease that cannot be released ends at its lease time."""
         for entry in gone:
-            pid = _read_pid(pid_file(self.settings, entry.network_id))
-            interface = _serving(pid) if pid is not None else None
-            if pid is None or interface is None:
-                continue
-            argv = ["nsenter", f"--target={pid}", "--net", "dhcp_release", interface]
-            argv += [entry.ip, entry.mac, self._client_id(entry) or "*"]
-            try:
-                done = subprocess.run(argv, capture_output=True, timeout=5, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                log.warning("cannot release the lease of %s: %s", entry.fqdn, exc)
-                continue
-            if done.returncode != 0:
-                why = done.stderr.decode(errors="replace").strip()
-                log.warning("cannot release the lease of %s: %s", entry.fqdn, why)
+            client = self._client_id(entry)
+            self._release_one(entry.network_id, entry.ip, entry.mac, client, entry.fqdn)
+
+    def _release_strays(self, network_id: NetworkId, mine: list[HostEntry]) -> None:
+        """End every lease dnsmasq still holds for a NIC no entry has any more: one withdrawn
+        while no hook ran (a scheduler restarted after its instance was destroyed: its new
+        backend never knew the entry, so ``replace_all`` had nothing to release) or while
+        the dnsmasq was down (released at the network's next change). Found by the
+        fault-injection suite (issue 14.6)."""
+        wanted = {(e.mac.lower(), e.ip) for e in mine}
+        for fields in _leases(leases_file(self.settings, network_id)):
+            mac, ip = fields[1].lower(), fields[2]
+            if (mac, ip) not in wanted:
+                client = fields[4] if len(fields) > 4 and fields[4] != "*" else None
+                self._release_one(network_id, ip, mac, client, f"{ip} ({mac}, no NIC any more)")
+
+    def _release_one(
+        self, network_id: NetworkId, ip: str, mac: str, client: str | None, what: str
+    ) -> None:
+        pid = _read_pid(pid_file(self.settings, network_id))
+        interface = _serving(pid) if pid is not None else None
+        if pid is None or interface is None:
+            return
+        argv = ["nsenter", f"--target={pid}", "--net", "dhcp_release", interface]
+        argv += [ip, mac, client or "*"]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=5, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("cannot release the lease of %s: %s", what, exc)
+            return
+        if done.returncode != 0:
+            why = done.stderr.decode(errors="replace").strip()
+            log.warning("cannot release the lease of %s: %s", what, why)
 
     def _client_id(self, entry: HostEntry) -> str | None:
         """The client id the guest gave with its lease (the lease file's fifth column): a
         release without it does not match the lease."""
-        try:
-            lines = leases_file(self.settings, entry.network_id).read_text().splitlines()
-        except OSError:
-            return None
-        for line in lines:
-            fields = line.split()
+        for fields in _leases(leases_file(self.settings, entry.network_id)):
             if len(fields) >= 5 and fields[1].lower() == entry.mac.lower() and fields[4] != "*":
                 return fields[4]
         return None
@@ -190,6 +207,15 @@ def _replace(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise BackendFailure(f"cannot write {path}: {exc}") from exc
+
+
+def _leases(path: Path) -> list[list[str]]:
+    """The lines of a dnsmasq lease file (``expiry mac ip hostname client-id``), split."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [fields for line in lines if len(fields := line.split()) >= 3]
 
 
 def _serving(pid: int) -> str | None:
