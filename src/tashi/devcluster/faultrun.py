@@ -13,9 +13,10 @@ client and its command line: ``ClusterLike``) for ``Plan.rounds`` rounds. A roun
 3. once the fault is repaired, waits (``Plan.quiesce`` at most) until every host is up and
    every instance is in a stable state (Running, Paused, Suspended; Held counts as settled and
    is reported);
-4. checks the invariants: ``invariants.one_place`` and ``leaks.judge`` on a snapshot, retried
-   for ``Plan.settle`` seconds so that a clean-up still on its way is not taken for a leak, then
-   ``invariants.ran_twice`` and ``invariants.unasked_stops`` on the whole history of QEMU
+4. checks the invariants: ``invariants.one_place``, ``leaks.judge`` and ``reach.silent`` (every
+   Running VM answers a ping) on a snapshot, retried for ``Plan.settle`` seconds so that a
+   clean-up still on its way is not taken for a leak, nor a guest still booting for a dead one,
+   then ``invariants.ran_twice`` and ``invariants.unasked_stops`` on the whole history of QEMU
    processes (``qemuwatch.QemuWatch``, every process followed by pidfd).
 
 A node manager whose first heartbeat after the restart came more than ``lease - 2 x heartbeat``
@@ -45,8 +46,8 @@ from tashi.api import paths
 from tashi.api.schemas import AddressOut, HostOut, InstanceOut
 from tashi.client.sdk import TashiClient, base_url
 from tashi.client.transport import Transport, decode_list
-from tashi.devcluster import leaks
-from tashi.devcluster.churn import Churn, Shape
+from tashi.devcluster import configs, leaks, reach
+from tashi.devcluster.churn import Churn, GaveUp, Shape
 from tashi.devcluster.faults import Fault, Injector, Kind, Outage, choose
 from tashi.devcluster.invariants import STABLE, Crash, one_place, ran_twice, unasked_stops
 from tashi.devcluster.qemuwatch import Life, QemuWatch
@@ -55,6 +56,7 @@ from tashi.domain.errors import TashiError
 
 Say = Callable[[str], None]
 POLL = 0.5
+SETTLED = STABLE | {"Held"}
 #: The faults dealt, each in turn in a random order: node managers twice (there are several,
 #: and only their faults can crash a host).
 DECK = (Kind.CM, Kind.SCHEDULER, Kind.NM, Kind.NM, Kind.DNSMASQ)
@@ -82,7 +84,7 @@ class Plan:
     long_odds: float = 0.3  # odds that a node manager or cluster manager stays down > lease
     schedule: tuple[tuple[Kind, bool | None], ...] = ()  # first rounds' (fault, long?)
     quiesce: float = 180.0  # seconds a round may take to settle
-    settle: float = 15.0  # seconds a snapshot's violations may take to clear
+    settle: float = 20.0  # seconds a snapshot's violations may take to clear
     shape: Shape = field(default_factory=lambda: Shape(image="tashi-tiny.qcow2"))
 
     @property
@@ -165,6 +167,7 @@ class FaultRun:
         self._twice: set[tuple[int, int]] = set()
         self._standing: set[str] = set()  # snapshot violations reported already
         self._deck: list[Kind] = []
+        self._stuck: set[int] = set()  # instances reported unsettled already
         url, username, password = client_access(cluster.layout)
         self._transport = Transport(url, username=username, password=password)
 
@@ -211,12 +214,17 @@ class FaultRun:
         self.say(f"round {number}: {fault}")
         injector = Injector(fault, self.cluster.cli, lambda: admin_client(self.cluster.layout))
         injector.start()
-        ops = []
+        ops, violations = [], []
         for _ in range(self.rng.randint(*self.plan.ops)):
-            ops.append(self.churn.step(f"r{number}"))
+            try:
+                ops.append(self.churn.step(f"r{number}"))
+            except GaveUp as exc:  # the cluster manager stayed away: reported, not fatal
+                violations.append(exc.message)
+                break
             time.sleep(self.rng.uniform(0.2, 1.5))  # the workload's own pace
         outage = injector.join(timeout=300.0)
-        violations = [f"fault {fault}: {outage.error}"] if outage.error else []
+        if outage.error:
+            violations.append(f"fault {fault}: {outage.error}")
         crashed = outage.crashed(self.plan.safe)
         if crashed and outage.killed is not None and fault.host is not None:
             until = outage.back if outage.back is not None else float("inf")
@@ -224,7 +232,11 @@ class FaultRun:
         violations += self.quiesce()
         violations += self.snapshot(watch)
         violations += self.history(watch)
-        instances = len(self.churn.instances())
+        try:
+            instances = len(self.churn.instances())
+        except GaveUp as exc:
+            violations.append(exc.message)
+            instances = -1
         length = f"{outage.length:.1f} s" if outage.length is not None else "?"
         if outage.adding is not None:
             length += f" (add {outage.adding:.1f} s)"
@@ -240,17 +252,23 @@ class FaultRun:
 
     def quiesce(self) -> list[str]:
         """Wait until every host is up and every instance stable (Held counts: it is reported
-        by ``one_place``); a violation naming what is not, at the deadline."""
+        by ``one_place``); a violation naming what is not, at the deadline. An instance found
+        stuck by an earlier round is not waited for again (it counts once; its state's own
+        deadline may take many minutes to move it on)."""
         deadline = time.monotonic() + self.plan.quiesce
         while True:
             problem: str | None
+            moving: set[int] = set()
             try:
-                problem = _unsettled(self.cluster.admin.get_hosts(), self.churn.instances())
+                instances = self.churn.instances()
+                moving = {i.id for i in instances if i.state not in SETTLED} - self._stuck
+                problem = _unsettled(self.cluster.admin.get_hosts(), instances, self._stuck)
             except TashiError as exc:
                 problem = exc.message
             if problem is None:
                 return []
             if time.monotonic() > deadline:
+                self._stuck |= moving
                 return [f"not settled {self.plan.quiesce:.0f} s after the round: {problem}"]
             time.sleep(POLL)
 
@@ -281,7 +299,8 @@ class FaultRun:
         state = self.cluster.layout.load()
         look = leaks.look(self.cluster.layout, state)
         found = one_place(instances, names, lives)
-        return found + leaks.judge(look, state, instances, names, lives, addresses)
+        found += leaks.judge(look, state, instances, names, lives, addresses)
+        return found + reach.silent(configs.plan(state).cm_ns, instances)
 
     def history(self, watch: QemuWatch) -> list[str]:
         lives = list(watch.lives)
@@ -289,10 +308,14 @@ class FaultRun:
         return found + unasked_stops(lives, self.churn.asks, self.crashes, self._judged)
 
 
-def _unsettled(hosts: list[HostOut], instances: list[InstanceOut]) -> str | None:
-    """What keeps the cluster from being settled, or ``None``."""
+def _unsettled(hosts: list[HostOut], instances: list[InstanceOut], known: set[int]) -> str | None:
+    """What keeps the cluster from being settled (instances in ``known`` aside), or ``None``."""
     down = [h.name for h in hosts if not h.up]
-    moving = [f"{i.name} {i.state}" for i in instances if i.state not in STABLE | {"Held"}]
+    moving = [
+        f"{i.name} ({i.id}) {i.state}"
+        for i in instances
+        if i.state not in SETTLED and i.id not in known
+    ]
     if not down and not moving:
         return None
     return "; ".join(

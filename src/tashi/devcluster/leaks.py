@@ -39,7 +39,7 @@ from tashi.devcluster.state import Layout, State, host_name
 _NIC_MARK = re.compile(r"tashi-nic instance=(\d+) ")
 _NET_MARK = re.compile(r"tashi-(bridge|vxlan) network=(\d+)")
 _TAP_NAME = re.compile(r"tashi(\d+)\.\d+|tsh[0-9a-f]{12}")
-_SUSPEND = re.compile(r"(\d+)_.*\.gz")
+_SUSPEND = re.compile(r"(\d+)_.*\.gz(\.partial)?")
 UNKNOWN = -1  # a tap whose owner neither its mark nor its name tells
 
 
