@@ -1,5 +1,5 @@
-"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100|faults]`` (``make bench`` =
-all): run the benchmark suites and print their tables.
+"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100|faults|outage]``
+(``make bench`` = all): run the benchmark suites and print their tables.
 
 ``control`` measures the cluster manager's HTTP API on SQLite and PostgreSQL (``runner.py``);
 ``nodes`` measures Tashi on real QEMU — boot, live migration, node-manager memory — against bare
@@ -9,7 +9,9 @@ virtual cluster (``tashi-cluster``): ``createVm`` to the guest's console and DHC
 bare qemu (``e2eboot.py``), and 100 VMs booted at once against 100 bare qemu (``boot100.py``);
 ``faults`` (root, not part of ``all``) is the fault-injection suite's long run: rounds of VM churn
 while pieces of a virtual cluster are SIGKILLed, every invariant checked (``faults.py``,
-``--rounds``, ``--seed``). ``--quick`` is a short smoke run of either; ``--only`` limits the control
+``--rounds``, ``--seed``); ``outage`` (root, not part of ``all``) keeps the cluster manager of a
+virtual cluster down for ``--minutes`` (10) while its VMs run and a group of 20 is being placed
+(``outage.py``). ``--quick`` is a short smoke run of either; ``--only`` limits the control
 suite to one store. Each suite prints its table and writes its JSON under ``bench/results/``.
 The exit status is 1 if a floor or goal of the issues failed or something could not be measured,
 130 on Ctrl-C (after stopping every process started and removing the temporary files).
@@ -27,7 +29,7 @@ from bench.cluster import Workspace, sigterm_as_interrupt
 from bench.cpu import calibrate
 from bench.report import StoreResults
 
-SUITES = ("all", "control", "nodes", "scheduling", "e2eboot", "boot100", "faults")
+SUITES = ("all", "control", "nodes", "scheduling", "e2eboot", "boot100", "faults", "outage")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--rounds", type=int, help="faults: rounds to run (default 30)")
     parser.add_argument("--seed", type=int, help="faults: the random seed (default: a new one)")
+    parser.add_argument(
+        "--minutes", type=float, help="outage: how long the cluster manager stays down (10)"
+    )
     return parser
 
 
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.suite == "all":
                     print()
                 status |= _scheduling(args)
-            if args.suite in ("e2eboot", "boot100", "faults"):
+            if args.suite in ("e2eboot", "boot100", "faults", "outage"):
                 status |= _virtual(args)
     except KeyboardInterrupt:
         runner.say("interrupted: every process started was stopped, temp files removed")
@@ -182,7 +187,7 @@ def _virtual(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         runner.say(f"{args.suite}: needs root (tashi-cluster makes namespaces and links)")
         return 1
-    from bench import boot100, e2eboot, faults
+    from bench import boot100, e2eboot, faults, outage
 
     workspace = Workspace()
     try:
@@ -191,6 +196,8 @@ def _virtual(args: argparse.Namespace) -> int:
                 return e2eboot.run(args.quick, workspace, runner.say)
             if args.suite == "faults":
                 return faults.run(args.rounds, args.seed, args.quick, workspace, runner.say)
+            if args.suite == "outage":
+                return outage.run(args.minutes, args.quick, workspace, runner.say)
             return boot100.run(args.quick, workspace, runner.say)
     finally:
         _finish(workspace, args.keep)

@@ -2,7 +2,7 @@
 [--seed S]`` (root; not part of ``all``).
 
 A 3-host ``tashi-cluster`` of the run's own (fabric 198.18.144.0/20, state directory in the
-run's workspace, started and stopped with the command line, as ``tests/devcluster/harness.py``
+run's workspace, started and stopped with the command line, as ``tashi/devcluster/harness.py``
 does it; real QEMU guests, the default HA timings: 6 s lease), then ``FaultRun``
 (``tashi.devcluster.faultrun``) for N rounds (30 by default, 5 with ``--quick``): in each a
 churn of VMs (create, createMany, migrate, suspend, resume, destroy) while one piece of the
@@ -22,14 +22,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from tests.devcluster.harness import running_cluster
-
 from bench.cluster import BenchError, Workspace
 from bench.e2eboot import save
 from bench.nodecluster import tiny_image
 from bench.report import source, table
 from tashi.devcluster import fabric
 from tashi.devcluster.faultrun import FaultRun, Plan, Report, keep_logs
+from tashi.devcluster.harness import running_cluster
 
 Say = Callable[[str], None]
 FABRIC = "198.18.144.0/20"  # the test's is 198.18.128.0/20

@@ -24,7 +24,7 @@ import pytest
 
 from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, NicIn
 from tashi.devcluster import fabric, processes
-from tests.devcluster.harness import Running, running_cluster
+from tashi.devcluster.harness import Running, running_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 

@@ -19,8 +19,8 @@ import pytest
 
 from tashi.api.schemas import DiskIn, InstanceIn, NicIn
 from tashi.devcluster import fabric, processes, strays
+from tashi.devcluster.harness import Running, running_cluster
 from tashi.devcluster.state import Proc
-from tests.devcluster.harness import Running, running_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tashi.devcluster import processes
+from tashi.devcluster.harness import Running, running_cluster
 from tashi.devcluster.qemuwatch import QemuWatch
-from tests.devcluster.harness import Running, running_cluster
 from tests.devcluster.test_outages import (
     BOOT,
     all_hosts_report,

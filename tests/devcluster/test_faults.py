@@ -25,9 +25,9 @@ from tashi.api.schemas import DiskIn, InstanceIn, NicIn
 from tashi.devcluster import processes, reach
 from tashi.devcluster.faultrun import FaultRun, Plan, keep_logs
 from tashi.devcluster.faults import Kind
+from tashi.devcluster.harness import Running, running_cluster
 from tashi.devcluster.invariants import live
 from tashi.devcluster.qemuwatch import Life, QemuWatch
-from tests.devcluster.harness import Running, running_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 

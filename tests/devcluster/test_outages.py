@@ -23,8 +23,8 @@ import pytest
 
 from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, NicIn
 from tashi.devcluster import invariants, processes
+from tashi.devcluster.harness import Running, running_cluster
 from tashi.devcluster.qemuwatch import Life, QemuWatch
-from tests.devcluster.harness import Running, running_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 
