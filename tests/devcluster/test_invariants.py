@@ -10,7 +10,7 @@ from typing import Any
 from tashi.api.schemas import AddressOut, InstanceOut
 from tashi.devcluster.churn import Ask
 from tashi.devcluster.faults import Fault, Kind, Outage, choose
-from tashi.devcluster.invariants import Crash, one_place, ran_twice, unasked_stops
+from tashi.devcluster.invariants import Crash, StopJudge, one_place, ran_twice
 from tashi.devcluster.leaks import ClusterLook, HostLook, judge
 from tashi.devcluster.qemuwatch import Life
 from tashi.devcluster.state import Proc, State
@@ -77,34 +77,56 @@ def test_ran_twice_reports_each_pair_once() -> None:
 # --- no VM stopped that no one asked to stop -------------------------------------------------
 
 
+def unasked(
+    lives: list[Life], asks: list[Ask], crashes: list[Crash] | None = None, fresh: float = 0.0
+) -> list[str]:
+    return StopJudge().unasked(lives, asks, crashes or [], fresh)
+
+
 def test_an_unasked_end_is_a_violation_once() -> None:
-    judged: set[tuple[int, float]] = set()
+    judge = StopJudge()
     lives = [Life(7, "host1", 100, 1.0, ended=5.0)]
-    found = unasked_stops(lives, [], [], judged)
+    found = judge.unasked(lives, [], [], 0.0)
     assert len(found) == 1 and "instance 7 on host1 (pid 100" in found[0]
-    assert unasked_stops(lives, [], [], judged) == []
+    assert judge.unasked(lives, [], [], 0.0) == []
 
 
 def test_a_destroy_suspend_or_migration_asked_excuses_the_end() -> None:
     for kind in ("destroy", "suspend", "migrate"):
         lives = [Life(7, "host1", 100, 1.0, ended=5.0)]
-        assert unasked_stops(lives, [Ask(7, kind, 4.0)], [], set()) == [], kind
+        assert unasked(lives, [Ask(7, kind, 4.0)]) == [], kind
 
 
 def test_a_refused_ask_or_a_resume_or_an_ask_after_the_end_does_not() -> None:
     lives = [Life(7, "host1", 100, 1.0, ended=5.0)]
     for ask in (Ask(7, "destroy", 4.0, refused=True), Ask(7, "resume", 4.0), Ask(7, "destroy", 9)):
-        assert len(unasked_stops(lives, [ask], [], set())) == 1, ask
+        assert len(unasked(lives, [ask])) == 1, ask
 
 
 def test_a_suspend_asked_of_an_earlier_process_does_not_excuse_a_later_one() -> None:
     lives = [Life(7, "host1", 100, 10.0, ended=15.0)]
-    assert len(unasked_stops(lives, [Ask(7, "suspend", 4.0)], [], set())) == 1
+    assert len(unasked(lives, [Ask(7, "suspend", 4.0)])) == 1
 
 
-def test_a_failed_migrations_target_is_excused_by_the_migration() -> None:
-    lives = [Life(7, "host2", 100, 5.0, ended=8.0, incoming=True)]
-    assert unasked_stops(lives, [Ask(7, "migrate", 3.0)], [], set()) == []
+def test_a_failed_migrations_or_restores_target_is_excused_by_it() -> None:
+    for kind in ("migrate", "resume"):
+        lives = [Life(7, "host2", 100, 5.0, ended=8.0, incoming=True)]
+        assert unasked(lives, [Ask(7, kind, 3.0)]) == [], kind
+
+
+def test_one_migration_explains_one_end_only() -> None:
+    """It succeeded (the source ended); the target, killed later behind Tashi's back, is not
+    the migration's doing."""
+    source = Life(7, "host1", 100, 1.0, ended=5.0)
+    target = Life(7, "host2", 101, 4.0, ended=9.0, incoming=True)
+    found = unasked([source, target], [Ask(7, "migrate", 4.0)])
+    assert len(found) == 1 and "pid 101" in found[0]
+
+
+def test_a_request_of_an_earlier_round_explains_nothing_but_a_destroy() -> None:
+    target = Life(7, "host2", 101, 4.0, ended=90.0, incoming=True)
+    assert len(unasked([target], [Ask(7, "migrate", 3.0)], fresh=60.0)) == 1
+    assert unasked([target], [Ask(7, "destroy", 3.0)], fresh=60.0) == []
 
 
 def test_a_crashed_hosts_vms_may_end_but_not_another_hosts() -> None:
@@ -112,7 +134,7 @@ def test_a_crashed_hosts_vms_may_end_but_not_another_hosts() -> None:
     fenced = Life(7, "host1", 100, 1.0, ended=17.0)
     elsewhere = Life(8, "host2", 101, 1.0, ended=17.0)
     later = Life(9, "host1", 102, 25.0, ended=40.0)  # started after the node manager was back
-    found = unasked_stops([fenced, elsewhere, later], [], [crash], set())
+    found = unasked([fenced, elsewhere, later], [], [crash])
     assert len(found) == 2
     assert "instance 8" in found[0] and "instance 9" in found[1]
 
@@ -120,9 +142,9 @@ def test_a_crashed_hosts_vms_may_end_but_not_another_hosts() -> None:
 def test_a_daemonize_launcher_is_no_vm_ending_but_its_child_is() -> None:
     launcher = Life(7, "host1", 100, 1.00, ended=1.30)
     child = Life(7, "host1", 101, 1.00)  # forked at once: the same clock tick
-    assert unasked_stops([launcher, child], [], [], set()) == []
+    assert unasked([launcher, child], []) == []
     child.ended = 9.0  # killed behind Tashi's back
-    found = unasked_stops([launcher, child], [], [], set())
+    found = unasked([launcher, child], [])
     assert len(found) == 1 and "pid 101" in found[0]
 
 

@@ -12,9 +12,9 @@ While the cluster manager is down the client raises ``Unavailable``: the request
 every half second until ``patience`` runs out. A request that was answered with a refusal
 (``InvalidState``: the instance moved meanwhile, ``NotFound``, ...) counts as refused, not as a
 failure. Each stop the workload asks for (destroy, suspend, migrate: a migration ends the
-source's process) is recorded as an ``Ask`` *before* it is sent, with whether the cluster
-manager surely refused it: ``invariants.unasked_stops`` only excuses the end of a VM somebody
-asked for.
+source's process; a resume can fail on its target) is recorded as an ``Ask`` *before* it is
+sent, with whether the cluster manager surely refused it: ``invariants.StopJudge`` only excuses
+the end of a VM somebody asked for.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from tashi.domain.errors import BackendFailure, TashiError, Unavailable
 T = TypeVar("T")
 Say = Callable[[str], None]
 RETRY_EVERY = 0.5  # seconds between two tries of a request the cluster manager did not answer
-STOPS = ("destroy", "suspend", "migrate")
 
 
 class GaveUp(Unavailable):

@@ -16,7 +16,7 @@ client and its command line: ``ClusterLike``) for ``Plan.rounds`` rounds. A roun
 4. checks the invariants: ``invariants.one_place``, ``leaks.judge`` and ``reach.silent`` (every
    Running VM answers a ping) on a snapshot, retried for ``Plan.settle`` seconds so that a
    clean-up still on its way is not taken for a leak, nor a guest still booting for a dead one,
-   then ``invariants.ran_twice`` and ``invariants.unasked_stops`` on the whole history of QEMU
+   then ``invariants.ran_twice`` and ``invariants.StopJudge`` on the whole history of QEMU
    processes (``qemuwatch.QemuWatch``, every process followed by pidfd).
 
 A node manager whose first heartbeat after the restart came more than ``lease - 2 x heartbeat``
@@ -48,8 +48,8 @@ from tashi.client.sdk import TashiClient, base_url
 from tashi.client.transport import Transport, decode_list
 from tashi.devcluster import configs, leaks, reach
 from tashi.devcluster.churn import Churn, GaveUp, Shape
-from tashi.devcluster.faults import Fault, Injector, Kind, Outage, choose
-from tashi.devcluster.invariants import STABLE, Crash, one_place, ran_twice, unasked_stops
+from tashi.devcluster.faults import Fault, Injector, Kind, Outage, boottime, choose
+from tashi.devcluster.invariants import STABLE, Crash, StopJudge, one_place, ran_twice
 from tashi.devcluster.qemuwatch import Life, QemuWatch
 from tashi.devcluster.state import Layout
 from tashi.domain.errors import TashiError
@@ -163,7 +163,8 @@ class FaultRun:
         self.rng = random.Random(seed)
         self.churn = Churn(cluster.admin, self.rng, plan.shape, say=say)
         self.crashes: list[Crash] = []
-        self._judged: set[tuple[int, float]] = set()
+        self._stops = StopJudge()
+        self._fresh = 0.0  # boottime the current round began: its requests explain its ends
         self._twice: set[tuple[int, int]] = set()
         self._standing: set[str] = set()  # snapshot violations reported already
         self._deck: list[Kind] = []
@@ -210,6 +211,7 @@ class FaultRun:
 
     def round(self, number: int, watch: QemuWatch) -> RoundResult:
         began = time.monotonic()
+        self._fresh = boottime()
         fault = self._fault(number)
         self.say(f"round {number}: {fault}")
         injector = Injector(fault, self.cluster.cli, lambda: admin_client(self.cluster.layout))
@@ -305,7 +307,7 @@ class FaultRun:
     def history(self, watch: QemuWatch) -> list[str]:
         lives = list(watch.lives)
         found = ran_twice(watch.overlaps(), self._twice)
-        return found + unasked_stops(lives, self.churn.asks, self.crashes, self._judged)
+        return found + self._stops.unasked(lives, self.churn.asks, self.crashes, self._fresh)
 
 
 def _unsettled(hosts: list[HostOut], instances: list[InstanceOut], known: set[int]) -> str | None:

@@ -10,11 +10,12 @@ calls both.
   live qemu, on the host the cluster manager names; Pending, Suspended or Held: none; no live
   qemu that no instance owns; nothing left in a state that is not stable.
 * ``ran_twice``: no VM ran on two hosts at once (``QemuWatch.overlaps``), even for a moment.
-* ``unasked_stops``: every qemu that ended was asked to end (its instance destroyed,
-  suspended or migrated by the workload: a migration ends the source's process, and a failed
-  one the target's), or ran on a host whose node manager was down long enough for its lease to
-  run out (``Crash``: its watchdog fences its VMs, and that is the point). The short-lived
-  launcher ``-daemonize`` leaves is no VM ending.
+* ``StopJudge.unasked``: every qemu that ended was asked to end (its instance destroyed,
+  suspended or migrated by the workload in that round: a migration ends the source's process,
+  and a failed one, like a failed restore, the target's; each such request explains one end),
+  or ran on a host whose node manager was down long enough for its lease to run out
+  (``Crash``: its watchdog fences its VMs, and that is the point). The short-lived launcher
+  ``-daemonize`` leaves is no VM ending.
 
 Times are ``CLOCK_BOOTTIME`` seconds, as in ``qemuwatch.Life``.
 """
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tashi.api.schemas import InstanceOut
-from tashi.devcluster.churn import STOPS, Ask
+from tashi.devcluster.churn import Ask
 from tashi.devcluster.qemuwatch import Life
 
 STABLE = frozenset({"Running", "Paused", "Suspended"})
@@ -123,20 +124,26 @@ def launchers(lives: Sequence[Life]) -> set[tuple[int, float]]:
     return found
 
 
-def asked(life: Life, asks: Iterable[Ask]) -> Ask | None:
-    """The workload's request that explains the end of ``life``, if any: a destroy sent before
-    it ended; a suspend or migration sent while it lived; a migration this process was the
-    target of."""
+def explaining(life: Life, asks: Sequence[Ask], used: set[int], fresh: float) -> int | None:
+    """The index of the workload's request that explains the end of ``life``, if any: a
+    destroy sent before it ended (any number of ends: the instance is gone); or, among the
+    requests sent since ``fresh`` (the round's start) and not ``used`` to explain another end,
+    a suspend or migration sent while it lived (the source's end), or a migration or resume
+    whose target process it was (a transfer that failed there)."""
     assert life.ended is not None
-    for ask in asks:
-        if ask.instance != life.instance or ask.refused or ask.kind not in STOPS:
+    for index, ask in enumerate(asks):
+        if index in used or ask.instance != life.instance or ask.refused:
             continue
         if ask.at > life.ended + SLACK:
             continue
-        if ask.kind == "destroy" or ask.at >= life.started - SLACK:
-            return ask
-        if ask.kind == "migrate" and life.incoming:
-            return ask
+        if ask.kind == "destroy":
+            return index
+        if ask.at < fresh:
+            continue
+        if ask.kind in ("suspend", "migrate") and ask.at >= life.started - SLACK:
+            return index
+        if ask.kind in ("migrate", "resume") and life.incoming and life.started >= ask.at - SLACK:
+            return index
     return None
 
 
@@ -153,25 +160,37 @@ def fenced(life: Life, crashes: Iterable[Crash]) -> Crash | None:
     return None
 
 
-def unasked_stops(
-    lives: Sequence[Life],
-    asks: Sequence[Ask],
-    crashes: Sequence[Crash],
-    judged: set[tuple[int, float]],
-) -> list[str]:
-    """Every qemu that ended, not judged before (``judged`` is updated), and that nobody asked
-    to end and no crash explains."""
-    found = []
-    starters = launchers(lives)
-    for life in lives:
-        if life.ended is None or key(life) in judged:
-            continue
-        judged.add(key(life))
-        if key(life) in starters or asked(life, asks) or fenced(life, crashes):
-            continue
-        found.append(
-            f"the qemu of instance {life.instance} on {life.host} (pid {life.pid}, started"
-            f" {life.started:.2f}) ended at {life.ended:.2f}: nobody asked, and its host did"
-            " not crash"
+class StopJudge:
+    """Judges each qemu that ended once (invariant 3); a suspend, migration or resume explains
+    at most one end, and only in its own round."""
+
+    def __init__(self) -> None:
+        self._judged: set[tuple[int, float]] = set()
+        self._used: set[int] = set()  # asks that explained an end already
+
+    def unasked(
+        self, lives: Sequence[Life], asks: Sequence[Ask], crashes: Sequence[Crash], fresh: float
+    ) -> list[str]:
+        """Every qemu that ended, not judged before, that nobody asked to end (``asks`` since
+        ``fresh`` for all but destroys) and no crash explains, in the order they ended."""
+        found = []
+        starters = launchers(lives)
+        ended = sorted(
+            (life for life in lives if life.ended is not None and key(life) not in self._judged),
+            key=lambda life: life.ended or 0.0,
         )
-    return found
+        for life in ended:
+            self._judged.add(key(life))
+            if key(life) in starters or fenced(life, crashes):
+                continue
+            index = explaining(life, asks, self._used, fresh)
+            if index is not None:
+                if asks[index].kind != "destroy":
+                    self._used.add(index)
+                continue
+            found.append(
+                f"the qemu of instance {life.instance} on {life.host} (pid {life.pid}, started"
+                f" {life.started:.2f}) ended at {life.ended:.2f}: nobody asked, and its host"
+                " did not crash"
+            )
+        return found
