@@ -46,9 +46,10 @@ GRACE = 0.25
 log = logging.getLogger("tashi.nm.watchdog")
 
 
-def _lock(state_dir: Path) -> IO[str] | None:
-    """The watchdog's lock, held; ``None`` if another process holds it."""
-    handle = open(state_dir / PIDFILE, "a+", encoding="ascii")  # noqa: SIM115 - held for life
+def _exclusive(path: Path) -> IO[str] | None:
+    """An exclusive lock on ``path``, held for as long as the returned file stays open;
+    ``None`` if another process holds it."""
+    handle = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held for life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -58,15 +59,9 @@ def _lock(state_dir: Path) -> IO[str] | None:
 
 
 def hold_node_lock(state_dir: Path) -> IO[str] | None:
-    """The node manager's lock on its state directory, held for as long as the returned file
-    stays open; ``None`` if another node manager holds it."""
-    handle = open(state_dir / NODE_LOCK, "a+", encoding="ascii")  # noqa: SIM115 - held for life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
+    """The node manager's lock on its state directory; ``None`` if another node manager
+    holds it."""
+    return _exclusive(state_dir / NODE_LOCK)
 
 
 def running(state_dir: Path) -> bool:
@@ -173,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=GRACE)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    held = _lock(args.state_dir)
+    held = _exclusive(args.state_dir / PIDFILE)
     if held is None:
         return 0  # another watchdog watches this directory
     held.truncate(0)
