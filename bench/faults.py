@@ -52,10 +52,11 @@ def run(rounds: int | None, seed: int | None, quick: bool, workspace: Workspace,
     plan = Plan(rounds=count, seed=seed, lease=LEASE)
     began = time.monotonic()
     with running_cluster(workspace.subdir("faults"), 3, options) as cluster:
+        prefix = f"{fabric.PREFIX}{cluster.state.tag}-"  # the state file goes with `stop`
         report = FaultRun(cluster, plan, say).run()
         if report.violations:
             say(f"logs kept in {keep_logs(cluster.layout, workspace.root / 'logs')}")
-    left = [n for n in fabric.namespaces() if n.startswith(f"{fabric.PREFIX}{cluster.state.tag}-")]
+    left = [n for n in fabric.namespaces() if n.startswith(prefix)]
     wall = time.monotonic() - began
     print_tables(report, wall)
     name = "faults-quick" if quick and rounds is None else "faults"

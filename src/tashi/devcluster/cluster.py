@@ -317,6 +317,8 @@ class DevCluster:
         hosts = [t.number for t in ordered if t.kind is Kind.HOST and t.number is not None]
         for target, found in pieces.items():
             for piece in found:
+                if target.kind is Kind.DNSMASQ and piece.key is not None:
+                    dhcp.prune_leases(self.settings, self.layout, state, piece.key)
                 started = control.restart(state, piece, self.say, lambda: self.layout.save(state))
                 if started and target.kind is Kind.NM:
                     assert piece.host is not None

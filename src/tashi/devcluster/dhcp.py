@@ -6,7 +6,7 @@ the files the scheduler's hook writes (``[DhcpDns] dnsmasqDir``): ``tashi-cluste
 owns these processes, the hook only rewrites their files and sends SIGHUP to the pid in their
 pid files. Without it, one plain dnsmasq hands out addresses on every VM network. Either way each
 is recorded in the state file like the other daemons (``control.spawn``), so ``rm dnsmasq`` and
-``add dnsmasq`` crash and restart them, and ``stop`` ends them.
+``add dnsmasq`` crash and restart them (``prune_leases`` first), and ``stop`` ends them.
 """
 
 from __future__ import annotations
@@ -108,3 +108,38 @@ def _start_plain(settings: ClusterSettings, layout: Layout, state: State) -> Non
     daemon.argv = argv
     daemon.pid_file = pid_file
     _run(daemon, "dnsmasq", layout, state)
+
+
+def prune_leases(settings: ClusterSettings, layout: Layout, state: State, key: str) -> list[str]:
+    """Before the dnsmasq recorded as ``key`` (``dnsmasq.<network>``) starts again: drop from
+    its lease file the leases of MACs its hosts file no longer lists (with ``static`` ranges it
+    hands out nothing else), so that a lease whose release the DhcpDns hook could not send
+    while this dnsmasq was down does not come back with it, name and all, until the lease time
+    or the network's next change. Nothing while it still runs (the file is its own then). The
+    MACs dropped."""
+    proc = state.daemons.get(key)
+    network = key.partition(".")[2]
+    if proc is None or not network.isdigit() or processes.alive(proc.pid, proc.started):
+        return []
+    from tashi.dhcpdns.backends.dnsmasq import hosts_file, leases_file  # has_dhcpdns()
+
+    dhcpdns = configs.dhcpdns_settings(settings, layout)
+    ours = NetworkId(int(network))
+    try:
+        hosts = hosts_file(dhcpdns, ours).read_text().splitlines()
+        leases = leases_file(dhcpdns, ours).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    known = {line.split(",")[0].strip().lower() for line in hosts if line.strip()}
+    kept, dropped = [], []
+    for line in leases:  # expiry mac ip hostname client-id
+        fields = line.split()
+        if len(fields) > 1 and fields[1].lower() not in known:
+            dropped.append(fields[1])
+        else:
+            kept.append(line)
+    if dropped:
+        tmp = leases_file(dhcpdns, ours).with_suffix(".pruned")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        tmp.replace(leases_file(dhcpdns, ours))
+    return dropped
