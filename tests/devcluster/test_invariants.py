@@ -123,6 +123,17 @@ def test_one_migration_explains_one_end_only() -> None:
     assert len(found) == 1 and "pid 101" in found[0]
 
 
+def test_a_retried_migration_explains_an_end_per_try() -> None:
+    """The cluster manager died during the first try and rolled it back when it came back (the
+    target's end); the retry moved the VM (the source's end)."""
+    rolled_back = Life(7, "host1", 101, 4.5, ended=20.0, incoming=True)
+    source = Life(7, "host2", 100, 1.0, ended=21.0)
+    again = Life(7, "host1", 102, 20.5, incoming=True)
+    tries = [Ask(7, "migrate", 4.0), Ask(7, "migrate", 20.4)]
+    assert unasked([rolled_back, source, again], tries) == []
+    assert len(unasked([rolled_back, source, again], tries[:1])) == 1
+
+
 def test_a_request_of_an_earlier_round_explains_nothing_but_a_destroy() -> None:
     target = Life(7, "host2", 101, 4.0, ended=90.0, incoming=True)
     assert len(unasked([target], [Ask(7, "migrate", 3.0)], fresh=60.0)) == 1

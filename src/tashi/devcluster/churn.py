@@ -12,9 +12,9 @@ While the cluster manager is down the client raises ``Unavailable``: the request
 every half second until ``patience`` runs out. A request that was answered with a refusal
 (``InvalidState``: the instance moved meanwhile, ``NotFound``, ...) counts as refused, not as a
 failure. Each stop the workload asks for (destroy, suspend, migrate: a migration ends the
-source's process; a resume can fail on its target) is recorded as an ``Ask`` *before* it is
-sent, with whether the cluster manager surely refused it: ``invariants.StopJudge`` only excuses
-the end of a VM somebody asked for.
+source's process; a resume can fail on its target) is recorded as an ``Ask`` for each try sent,
+with its time and whether the cluster manager surely refused it: ``invariants.StopJudge`` only
+excuses the end of a VM somebody asked for.
 """
 
 from __future__ import annotations
@@ -115,19 +115,28 @@ class Churn:
         return self.call("getHosts", self.admin.get_hosts)
 
     def _act(self, kind: str, inst: InstanceOut, request: Callable[[], object]) -> None:
-        """Send one request about ``inst``, recording the ask first when it may stop a VM."""
-        at = boottime()
+        """Send one request about ``inst``, recording an ask for each try: a try the cluster
+        manager did not answer may have been done, and the next one done again (a migration
+        rolled back when the cluster manager restarted, then made by the retry)."""
+        sent: list[float] = []
+
+        def attempt() -> object:
+            sent.append(boottime())
+            return request()
+
+        refused = False
         try:
-            self.call(f"{kind} {inst.name}", request)
+            self.call(f"{kind} {inst.name}", attempt)
         except GaveUp:
+            self.asks += [Ask(inst.id, kind, at) for at in sent]
             raise
         except TashiError as exc:
+            refused = not self.unanswered
             self.tally.refused[kind] += 1
-            self.asks.append(Ask(inst.id, kind, at, refused=not self.unanswered))
             self.say(f"  {kind} {inst.name}: refused ({exc.code}: {exc.message})")
-            return
-        self.tally.done[kind] += 1
-        self.asks.append(Ask(inst.id, kind, at))
+        else:
+            self.tally.done[kind] += 1
+        self.asks += [Ask(inst.id, kind, at, refused=refused) for at in sent]
 
     # --- the operations -----------------------------------------------------------------------
 
