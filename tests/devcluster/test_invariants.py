@@ -284,3 +284,13 @@ def test_a_node_manager_back_late_or_never_counts_as_a_crashed_host() -> None:
     assert Outage(fault, killed=10.0, back=15.0).crashed(safe=4.0)
     assert Outage(fault, killed=10.0).crashed(safe=4.0)
     assert not Outage(Fault(Kind.CM, "cm", 0.0, 30.0), killed=10.0, back=40.0).crashed(4.0)
+
+
+def test_an_instance_in_flight_is_left_to_one_place() -> None:
+    look = clean_look()
+    look.hosts[1].taps["tashi9.0"] = 9
+    look.hosts[1].vm_dirs.add(9)
+    look.suspend_files["9_vm9.gz.partial"] = 9
+    vm9 = instance(9, "Suspending", 2)
+    found = judge(look, state(), [instance(7, "Running", 1, "198.19.1.10"), vm9], HOSTS, [], [])
+    assert not [f for f in found if "instance 9" in f or "9_vm9" in f], found

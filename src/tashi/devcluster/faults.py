@@ -117,7 +117,7 @@ def choose(
     window: float = 4.0,
 ) -> Fault:
     """A fault of ``kind`` on one of ``hosts`` / ``networks``, ``window`` seconds at most into
-    the round; down for 0.2 to 3 s (a node manager: 1.5 s), or (node managers and the cluster
+    the round; down for 0.2 to 3 s (a node manager: 1 s), or (node managers and the cluster
     manager, with odds ``long_odds``) for lease + 2 to lease + 8 s."""
     if kind is Kind.NM:
         target = f"nm:{rng.choice(hosts)}"
@@ -130,7 +130,7 @@ def choose(
     if long:
         down = rng.uniform(lease + 2.0, lease + 8.0)
     else:  # a node manager takes a second or two to start and send its first heartbeat
-        down = rng.uniform(0.2, 1.5 if kind is Kind.NM else 3.0)
+        down = rng.uniform(0.2, 1.0 if kind is Kind.NM else 3.0)
     return Fault(kind, target, round(delay, 2), round(down, 2))
 
 

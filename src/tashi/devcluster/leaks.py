@@ -12,7 +12,7 @@ instances the cluster manager lists and the address table (``GET /v1/addresses``
 
 * a host's taps, VM directories and overlays belong exactly to its Running and Paused
   instances (each has them all); a bridge or VXLAN device only to a network one of its taps
-  is on;
+  is on (what an instance still in flight holds is left to ``one_place``, which reports it);
 * suspend files belong exactly to Suspended instances;
 * every static lease, DNS name and address-table row is an existing instance's NIC (same MAC,
   same address), and every NIC with an address has all three; a DHCP lease dnsmasq holds is
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tashi.api.schemas import AddressOut, InstanceOut
 from tashi.devcluster import configs, fabric, strays
-from tashi.devcluster.invariants import ON_HOST
+from tashi.devcluster.invariants import ON_HOST, STABLE
 from tashi.devcluster.qemuwatch import Life
 from tashi.devcluster.state import Layout, State, host_name
 
@@ -169,17 +169,18 @@ def look(layout: Layout, state: State) -> ClusterLook:
 
 
 def _host_leaks(
-    h: HostLook, mine: set[int], tapped: set[int], expected: dict[int, str]
+    h: HostLook, mine: set[int], tapped: set[int], expected: dict[int, str], moving: set[int]
 ) -> list[str]:
-    """``mine``: the instances running there; ``tapped``: those of them with NICs."""
+    """``mine``: the instances running there; ``tapped``: those of them with NICs; ``moving``:
+    instances in flight, not judged."""
     found = [] if h.links_read else [f"{h.name}: cannot list the links of its namespace"]
     for tap, iid in sorted(h.taps.items()):
-        if iid not in mine:
+        if iid not in mine and iid not in moving:
             found.append(f"{h.name}: tap {tap} of instance {iid}, which does not run there")
     for iid in sorted(tapped - set(h.taps.values())):
         found.append(f"{h.name}: instance {iid} runs there without its tap")
     for what, ids in (("VM directory", h.vm_dirs), ("overlay directory", h.scratch)):
-        for iid in sorted(ids - mine):
+        for iid in sorted(ids - mine - moving):
             found.append(f"{h.name}: {what} of instance {iid}, which does not run there")
         for iid in sorted(mine - ids):
             found.append(f"{h.name}: instance {iid} runs there without its {what}")
@@ -250,6 +251,9 @@ def judge(
 ) -> list[str]:
     """Every leak ``look`` shows (see the module doc)."""
     found = []
+    # An instance still in flight (reported by one_place) has whatever its operation left:
+    # its taps, directories and files are not judged until it settles.
+    moving = {i.id for i in instances if i.state not in STABLE | {"Held"}}
     qemu: dict[str, dict[int, str]] = {}
     for life in lives:
         if life.ended is None:
@@ -268,7 +272,7 @@ def judge(
             expected[watchdogs[0]] = "watchdog"
         elif not watchdogs:
             found.append(f"{h.name}: no watchdog runs")
-        found += _host_leaks(h, mine, tapped, expected)
+        found += _host_leaks(h, mine, tapped, expected, moving)
     daemons = {p.pid for p in state.daemons.values()}
     for pid, line in sorted(look.cm_processes.items()):
         if pid not in daemons:
@@ -276,7 +280,7 @@ def judge(
     suspended = {i.id for i in instances if i.state == "Suspended"}
     states = {i.id: i.state for i in instances}
     for name, iid in sorted(look.suspend_files.items()):
-        if iid not in suspended:
+        if iid not in suspended and iid not in moving:
             now = f"is {states[iid]}" if iid in states else "is gone"
             found.append(f"suspend file {name} left: its instance {now}")
     for iid in sorted(suspended - set(look.suspend_files.values())):
