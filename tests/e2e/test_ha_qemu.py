@@ -44,6 +44,7 @@ def test_a_killed_host_s_vm_runs_again_elsewhere_exactly_once(
         other = next(h for h in c.admin.get_hosts() if h.id != first.hostId)
         old = qemu_pids(c, vm.id)
         assert old == {first.vmId}
+        c.wait_witnessed(*c.nodes)  # until then its VMs cannot be restarted (ADR 0010)
 
         c.nodes[lost].kill()  # SIGKILL the node manager, then its VM: the host crashed
         for pid in old:
