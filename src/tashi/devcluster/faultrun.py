@@ -13,8 +13,9 @@ client and its command line: ``ClusterLike``) for ``Plan.rounds`` rounds. A roun
 3. once the fault is repaired, waits (``Plan.quiesce`` at most) until every host is up and
    every instance is in a stable state (Running, Paused, Suspended; Held counts as settled and
    is reported);
-4. checks the invariants: ``invariants.one_place``, ``leaks.judge`` and ``reach.silent`` (every
-   Running VM answers a ping) on a snapshot, retried for ``Plan.settle`` seconds so that a
+4. checks the invariants: no instance gone that the workload did not destroy,
+   ``invariants.one_place``, ``leaks.judge`` and ``reach.silent`` (every Running VM answers a
+   ping) on a snapshot, retried for ``Plan.settle`` seconds so that a
    clean-up still on its way is not taken for a leak, nor a guest still booting for a dead one,
    then ``invariants.ran_twice`` and ``invariants.StopJudge`` on the whole history of QEMU
    processes (``qemuwatch.QemuWatch``, every process followed by pidfd).
@@ -169,6 +170,7 @@ class FaultRun:
         self._standing: set[str] = set()  # snapshot violations reported already
         self._deck: list[Kind] = []
         self._stuck: set[int] = set()  # instances reported unsettled already
+        self._seen: dict[int, str] = {}  # every instance the checks have seen: id -> name
         url, username, password = client_access(cluster.layout)
         self._transport = Transport(url, username=username, password=password)
 
@@ -284,8 +286,8 @@ class FaultRun:
                 found = self._snapshot(list(watch.lives))
             except TashiError as exc:
                 found = [f"the cluster manager did not answer the checks: {exc.message}"]
-            if not found or time.monotonic() > deadline:
-                break
+            if not set(found) - self._standing or time.monotonic() > deadline:
+                break  # nothing, or nothing new: a standing violation does not go by waiting
             time.sleep(1.0)
         for still in sorted(set(found) & self._standing):
             self.say(f"  still: {still}")
@@ -300,9 +302,21 @@ class FaultRun:
         addresses = decode_list(AddressOut, self._transport.call("GET", paths.ADDRESSES))
         state = self.cluster.layout.load()
         look = leaks.look(self.cluster.layout, state)
-        found = one_place(instances, names, lives)
+        found = self._vanished(instances) + one_place(instances, names, lives)
         found += leaks.judge(look, state, instances, names, lives, addresses)
         return found + reach.silent(configs.plan(state).cm_ns, instances)
+
+    def _vanished(self, instances: list[InstanceOut]) -> list[str]:
+        """Instances seen before that are gone though the workload destroyed none of them
+        (their end would be a VM stopped too, but one whose qemu had ended already, by a
+        suspend, say, is no qemu's end)."""
+        destroyed = {a.instance for a in self.churn.asks if a.kind == "destroy" and not a.refused}
+        here = {i.id: i.name for i in instances}
+        gone = {i: n for i, n in self._seen.items() if i not in here and i not in destroyed}
+        self._seen.update(here)
+        return [
+            f"instance {name} ({iid}) is gone: nobody destroyed it" for iid, name in gone.items()
+        ]
 
     def history(self, watch: QemuWatch) -> list[str]:
         lives = list(watch.lives)
