@@ -128,7 +128,7 @@ def document(report: Report, plan: Plan, wall: float, left: list[str]) -> dict[s
         "rounds": [
             {
                 "number": r.number,
-                "fault": asdict(r.fault),
+                "fault": {**asdict(r.fault), "kind": r.fault.kind.value},
                 "killed": r.outage.killed,
                 "added": r.outage.added,
                 "back": r.outage.back,
