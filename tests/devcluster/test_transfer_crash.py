@@ -15,6 +15,10 @@ usually fails with the target's copy, and QEMU runs the source on, which is righ
 * Suspend: the instance stays Suspending until that state's deadline (600 s), then goes back to
   Running with its qemu still stopped, and the ``.partial`` suspend file stays.
 
+(A third form, not reproduced here: killed just after a suspend completed, the node manager
+takes its ``suspended`` event with it; the instance stays Suspending for 600 s, then goes back
+to Running without a VM and is removed, its suspend file left.)
+
 A fix needs the restarted node manager to tell a transfer QEMU finished (``query-migrate``:
 completed) from one it did not, and the cluster manager to settle (ask both hosts, as
 ``Migrations.settle`` does after its own restart) rather than roll back when the source's node
