@@ -18,7 +18,7 @@ from tashi.api.schemas import UserIn
 from tashi.client.sdk import TashiClient
 from tashi.devcluster import processes
 from tashi.devcluster.processes import BIN, write_config
-from tashi.nodemanager import watchdog
+from tashi.devcluster.strays import kill_watchdog
 from tashi.runtime.ports import free_port
 from tashi.storage.sql import SqlStore, make_engine
 
@@ -154,6 +154,6 @@ class Cluster:
     def stop(self) -> None:
         for name, node in self.nodes.items():
             node.stop()
-            watchdog.stop(self.state_dir(name))  # it outlives its node manager by design
+            kill_watchdog(self.state_dir(name))  # it outlives its node manager by design
         self.cm.stop()
         self.admin.close()

@@ -13,10 +13,8 @@ import logging
 import os
 import secrets
 import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -72,26 +70,6 @@ def identity(settings: Settings, secret: str, peer: str | None = None) -> Identi
     )
 
 
-class Watchdog:
-    """Keeps the host's watchdog process running (``nodemanager/watchdog.py``): started before
-    any VM is re-attached, checked again with every lease pass, its exit reaped."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self._dir = state_dir
-        self._child: subprocess.Popen[bytes] | None = None
-
-    def ensure(self) -> None:
-        if self._child is not None:
-            if self._child.poll() is None:
-                return  # ours runs (it may still be starting, before it holds its lock)
-            log.warning("the watchdog ended (status %s); starting it again", self._child.returncode)
-            self._child = None
-        started = watchdog.ensure_running(self._dir)
-        if started is not None:
-            self._child = started
-            log.info("started the watchdog (pid %d)", started.pid)
-
-
 async def pump_events(driver: VmmDriver, node: NodeService) -> None:
     events: AsyncIterator[VmEvent] = driver.events()
     async for event in events:
@@ -124,9 +102,10 @@ async def run(settings: Settings) -> None:
     node_lock = watchdog.hold_node_lock(state_dir)
     if node_lock is None:
         raise TashiError(f"another tashi-nm runs with the state directory {state_dir}")
-    me = identity(settings, secret, peer_secret(state_dir))
+    peer = peer_secret(state_dir)
+    me = identity(settings, secret, peer)
     lease, marks = HostLease(state_dir), FenceMarks(state_dir)
-    guard = Watchdog(state_dir)
+    guard = watchdog.Keeper(state_dir)
     guard.ensure()  # before any VM is re-attached: it outlives this process
     driver = create_vmm(settings)
     network = create_network(settings)
@@ -159,7 +138,7 @@ async def run(settings: Settings) -> None:
     recovered = await node.recover()
     log.info("re-attached to %d running VM(s)", len(recovered))
     limits = HttpLimits.of(svc)
-    app = create_app(node, secret, WitnessBook(me.peer_secret or secret), limits=limits)
+    app = create_app(node, secret, WitnessBook(peer), limits=limits)
     server = uvicorn.Server(server_config(app, host=svc.host, port=svc.port, limits=limits))
     supervisor = Supervisor()
     supervisor.every("heartbeat", svc.register_frequency, reporter.heartbeat)
@@ -180,7 +159,7 @@ async def run(settings: Settings) -> None:
         node_lock.close()
 
 
-async def _lease_pass(reporter: Reporter, guard: Watchdog) -> None:
+async def _lease_pass(reporter: Reporter, guard: watchdog.Keeper) -> None:
     await reporter.fence_if_expired()
     guard.ensure()
 

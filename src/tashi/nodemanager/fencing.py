@@ -13,17 +13,19 @@ Both live in the node manager's state directory and outlive either process:
 
 ``kill_vms`` is how the watchdog stops VMs without the node manager: it kills, with SIGKILL,
 every process named by a ``*.pid`` file in a VM directory whose command line names that pid
-file (so a reused pid is never hit). A VMM driver whose VMs live in the node manager's own
-process (the fake) has no such files: its VMs die with the node manager.
+file, the QEMU driver's own way of finding its VMs again (``vmm.qemu.process.from_pidfile``,
+through a pidfd: a reused pid is never hit). A VMM driver whose VMs live in the node manager's
+own process (the fake) has no such files: its VMs die with the node manager.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from collections.abc import Iterable
 from pathlib import Path
+
+from tashi.vmm.qemu.process import Process, from_pidfile
 
 DEADLINE = "lease-deadline"
 FENCED = "fenced"
@@ -75,29 +77,30 @@ class FenceMarks:
             (self.root / str(int(iid))).unlink(missing_ok=True)
 
 
-def vm_pids(state_dir: Path) -> dict[int, list[tuple[int, Path]]]:
-    """Live VM processes by instance id: (pid, pid file) from ``vms/<id>/*.pid`` whose command
-    line names that pid file."""
-    found: dict[int, list[tuple[int, Path]]] = {}
+def vm_processes(state_dir: Path) -> dict[int, list[Process]]:
+    """The live VM processes of this host by instance id, each held by a pidfd (the caller
+    closes them): the pid in a ``vms/<id>/*.pid`` file, if that process's command line names
+    the file (``Process.attach``: a reused pid is never taken for the VM)."""
+    found: dict[int, list[Process]] = {}
     try:
         dirs = [d for d in (state_dir / VMS).iterdir() if d.is_dir() and d.name.isdigit()]
     except FileNotFoundError:
         return found
     for vm_dir in dirs:
         for pidfile in vm_dir.glob("*.pid"):
-            pid = _pid_named_by(pidfile)
-            if pid is not None:
-                found.setdefault(int(vm_dir.name), []).append((pid, pidfile))
+            process = from_pidfile(pidfile)
+            if process is not None:
+                found.setdefault(int(vm_dir.name), []).append(process)
     return found
 
 
-def _pid_named_by(pidfile: Path, pid: int | None = None) -> int | None:
-    try:
-        pid = int(pidfile.read_text().strip()) if pid is None else pid
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
-        return None
-    return pid if os.fsencode(str(pidfile)) in cmdline else None
+def has_vms(state_dir: Path) -> bool:
+    """Whether any VM process of this host is alive."""
+    found = vm_processes(state_dir)
+    for processes in found.values():
+        for process in processes:
+            process.close()
+    return bool(found)
 
 
 def kill_vms(state_dir: Path) -> list[int]:
@@ -105,24 +108,10 @@ def kill_vms(state_dir: Path) -> list[int]:
     instance ids."""
     marks = FenceMarks(state_dir)
     killed = []
-    for iid, processes in vm_pids(state_dir).items():
+    for iid, processes in vm_processes(state_dir).items():
         marks.add(iid)
-        for pid, pidfile in processes:
-            _kill(pid, pidfile)
+        for process in processes:
+            process.signal(signal.SIGKILL)
+            process.close()
         killed.append(iid)
     return killed
-
-
-def _kill(pid: int, pidfile: Path) -> None:
-    """Kill ``pid`` if it is still the process its pid file names: the check is made again
-    once a pidfd holds the process, so a pid reused in between is never hit."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        if _pid_named_by(pidfile, pid) == pid:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-    finally:
-        os.close(fd)
