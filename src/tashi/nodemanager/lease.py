@@ -106,6 +106,7 @@ class HostLease:
         kept = {CM, _CARRIED} | {witness_key(w.hostId) for w in (new.hosts if new else ())}
         self._grants = {k: v for k, v in self._grants.items() if k in kept}
         self._save()
+        self.publish()
         if new is not None and (known is None or known.epoch != new.epoch):
             log.info(
                 "witnesses (epoch %d): %s",
@@ -146,8 +147,9 @@ class HostLease:
         self.publish()
 
     def publish(self) -> None:
-        """Tell the watchdog the deadline, unless a lapse still waits for its fence (the
-        watchdog must then keep the passed one)."""
+        """Tell the watchdog the deadline (after every change of it: a grant, a new length or
+        witness set, a fence), unless a lapse still waits for its fence (the watchdog must then
+        keep the passed one)."""
         if self._lapsed:
             return
         deadline = self.deadline()

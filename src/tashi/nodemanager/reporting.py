@@ -106,12 +106,10 @@ class Reporter:
             for inst, vm_id, state in self._node.report()
         ]
 
-    def _granted(
-        self, sent: float, reply: RegisterOut | HeartbeatOut, host_id: int, fenced: list[int]
-    ) -> None:
+    def _granted(self, sent: float, reply: RegisterOut | HeartbeatOut, fenced: list[int]) -> None:
         """A reply: the cluster manager's grant, its word on the witnesses, and the fenced
         VMs it now knows of."""
-        self.lease.learn(host_id, reply.leaseTime, reply.witnesses)
+        self.lease.learn(reply.hostId, reply.leaseTime, reply.witnesses)
         self.lease.grant(CM, sent)
         self._marks.clear(fenced)
 
@@ -136,7 +134,7 @@ class Reporter:
             )
         )
         self.host_id = reply.hostId
-        self._granted(sent, reply, reply.hostId, fenced)
+        self._granted(sent, reply, fenced)
         await self._learn_peers(reply.peers)
         log.info(
             "registered as host %s (id %d, %s)", self._identity.name, reply.hostId, reply.state
@@ -183,7 +181,7 @@ class Reporter:
             self.host_id = None
             await self.register()
             return
-        self._granted(sent, reply, self.host_id, fenced)
+        self._granted(sent, reply, fenced)
         await self._learn_peers(reply.peers)
 
     def _epoch(self) -> int | None:
@@ -207,7 +205,6 @@ class Reporter:
         the lease stays out, every VM found is stopped on every pass; a grant that came after
         the deadline is honoured only once the VMs found then are stopped."""
         if not self.lease.must_fence():
-            self.lease.publish()
             return 0
         vms = [InstanceId(inst.id) for inst, _, _ in self._node.report()]
         deadline = self.lease.deadline()
