@@ -177,13 +177,7 @@ def _fenced(tx: Transaction, iid: InstanceId, host: Host, now: datetime) -> Inst
         inst = tx.instances.get(iid)
     except NotFound:
         return None
-    if inst.host_id != host.id:
-        return None
-    if inst.state in (InstanceState.MigratePrep, InstanceState.MigrateTrans):
-        return None
-    if inst.state in (InstanceState.ShuttingDown, InstanceState.Destroying):
-        tx.instances.remove(inst.id, inst.state)
-        tx.events.add(inst.id, "removed", f"stopped by {host.name}'s self-fence", now=now)
+    if inst.host_id != host.id or _settled_otherwise(tx, inst, host, now):
         return None
     if inst.state is not InstanceState.Orphaned:
         if (inst.state, Action.host_lost) not in INSTANCE_TRANSITIONS:
@@ -191,8 +185,6 @@ def _fenced(tx: Transaction, iid: InstanceId, host: Host, now: datetime) -> Inst
         inst = tx.instances.transition(
             inst.id, inst.state, next_state(inst.state, Action.host_lost), now=now
         )
-    elif _settled_otherwise(tx, inst, host, now):
-        return None
     return reschedule(tx, inst, host, now, "fenced")
 
 
@@ -203,16 +195,21 @@ def _due(host: Host, now: datetime, margin: timedelta) -> bool:
 
 
 def _settled_otherwise(tx: Transaction, inst: Instance, host: Host, now: datetime) -> bool:
-    """An Orphaned instance that is not to be started again: one lost while migrating is left
-    alone; one lost while shutting down or being destroyed is removed."""
-    if inst.state is not InstanceState.Orphaned:
-        return False
-    lost_from = _lost_from(tx, inst)
-    if lost_from in _LEAVE:
+    """An instance of a lost or fenced host that is not to be started again: one lost (or
+    fenced) while migrating is left alone; one lost while shutting down or being destroyed is
+    removed. What it was doing is its state, or, once Orphaned, what its history says."""
+    orphan = inst.state is InstanceState.Orphaned
+    doing = _lost_from(tx, inst) if orphan else inst.state.name
+    if doing in _LEAVE:
         return True
-    if lost_from in _REMOVE:
+    if doing in _REMOVE:
         tx.instances.remove(inst.id, inst.state)
-        tx.events.add(inst.id, "removed", f"lost with {host.name} while {lost_from}", now=now)
+        why = (
+            f"lost with {host.name} while {doing}"
+            if orphan
+            else f"stopped by {host.name}'s self-fence"
+        )
+        tx.events.add(inst.id, "removed", why, now=now)
         return True
     return False
 
