@@ -113,9 +113,8 @@ class NodeReports:
         now = self._clock.now()
         before: list[Host] = []  # the host as stored before this registration
         up = await self._up_hosts()
-        witnesses: list[WitnessSetWire | None] = [None]
 
-        def run(tx: Transaction) -> Host:
+        def run(tx: Transaction) -> tuple[Host, WitnessSetWire | None]:
             try:
                 host = tx.hosts.get_by_name(body.name)
             except NotFound:
@@ -134,11 +133,11 @@ class NodeReports:
                 now=now,
                 peer_secret=body.peerSecret,
             )
-            witnesses[0] = self._assign(tx, host.id, up, body.witnessEpoch)
+            witnesses = self._assign(tx, host.id, up, body.witnessEpoch)
             wanted = self._state_for(host, body.version)
             if wanted is not host.state:
                 host = tx.hosts.set_state(host.id, host.state, wanted)
-            return tx.hosts.update(
+            updated = tx.hosts.update(
                 host.id,
                 up=True,
                 memory=body.memory,
@@ -149,8 +148,9 @@ class NodeReports:
                 lease_expires=self._lease(now),
                 config=config_with(host, body.underlay),
             )
+            return updated, witnesses
 
-        host = await self._db.write(run)
+        host, witnesses = await self._db.write(run)
         if host.state is HostState.VersionMismatch:
             log.warning(
                 "host %s runs version %s, not %s: no VMs will go there",
@@ -168,7 +168,7 @@ class NodeReports:
             expireHostTime=self._rules.expire_host_time,
             leaseTime=self._rules.host_lease,
             peers=await self._peers(host.id) if body.underlay else None,
-            witnesses=witnesses[0],
+            witnesses=witnesses,
         )
 
     def _assign(
@@ -198,11 +198,10 @@ class NodeReports:
         host = await self._own_host(caller, host_id)
         now = self._clock.now()
         up = await self._up_hosts()
-        witnesses: list[WitnessSetWire | None] = [None]
 
-        def run(tx: Transaction) -> Host:
-            witnesses[0] = self._assign(tx, host.id, up, body.witnessEpoch)
-            return tx.hosts.update(
+        def run(tx: Transaction) -> tuple[Host, WitnessSetWire | None]:
+            witnesses = self._assign(tx, host.id, up, body.witnessEpoch)
+            updated = tx.hosts.update(
                 host.id,
                 up=True,
                 decayed=False,
@@ -215,11 +214,12 @@ class NodeReports:
                 if config_with(host, body.underlay) is not None
                 else None,
             )
+            return updated, witnesses
 
         if self.on_report is not None:
             await self.on_report(host, {r.instanceId for r in body.vms}, body.fenced)
         was_up = host.up
-        host = await self._db.write(run)
+        host, witnesses = await self._db.write(run)
         if not was_up:
             log.info("host %s is up again", host.name)
         await self._reconcile(host.id, body.vms)
@@ -229,7 +229,7 @@ class NodeReports:
             up=True,
             leaseTime=self._rules.host_lease,
             peers=await self._peers(host.id) if body.underlay else None,
-            witnesses=witnesses[0],
+            witnesses=witnesses,
         )
 
     async def _peers(self, host_id: HostId) -> list[str]:
