@@ -28,13 +28,12 @@ from bench.nodecluster import tiny_image
 from bench.report import source, table
 from tashi.devcluster import fabric
 from tashi.devcluster.faultrun import FaultRun, Plan, Report, keep_logs
-from tashi.devcluster.harness import running_cluster
+from tashi.devcluster.harness import LEASE, ha_options, running_cluster
 
 Say = Callable[[str], None]
 FABRIC = "198.18.144.0/20"  # the test's is 198.18.128.0/20
 FULL_ROUNDS = 30
 QUICK_ROUNDS = 5
-LEASE = 6.0
 ROUND_HEADER = ["round", "fault", "away", "host", "operations", "VMs", "violations", "time"]
 
 
@@ -42,13 +41,7 @@ def run(rounds: int | None, seed: int | None, quick: bool, workspace: Workspace,
     count = rounds if rounds is not None else QUICK_ROUNDS if quick else FULL_ROUNDS
     if fabric.overlapping_routes(ipaddress.IPv4Network(FABRIC)):
         raise BenchError(f"the root namespace routes {FABRIC} already (another run?)")
-    options: dict[str, object] = {
-        "fabric": FABRIC,
-        "image": tiny_image(say),
-        "hostMemory": 1024,
-        "networks": "1",
-        "hostLeaseTime": LEASE,
-    }
+    options = ha_options(FABRIC, tiny_image(say))
     plan = Plan(rounds=count, seed=seed, lease=LEASE)
     began = time.monotonic()
     with running_cluster(workspace.subdir("faults"), 3, options) as cluster:

@@ -31,13 +31,12 @@ from bench.report import source, table
 from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, NicIn
 from tashi.client.sdk import TashiClient
 from tashi.devcluster import fabric, processes
-from tashi.devcluster.harness import Running, running_cluster
+from tashi.devcluster.harness import Running, ha_options, running_cluster
 from tashi.devcluster.qemuwatch import QemuWatch
 
 Say = Callable[[str], None]
 FABRIC = "198.18.160.0/20"  # the fault suite's are 128 and 144
 IMAGE = "tashi-tiny.qcow2"
-LEASE = 6.0
 RUNNING, GROUP, SAMPLES = 6, 20, 3
 BOOT = 600.0  # seconds for the group of 20 to boot on two cores
 
@@ -168,13 +167,7 @@ def run(minutes: float | None, quick: bool, workspace: Workspace, say: Say) -> i
     length = minutes if minutes is not None else 1.0 if quick else 10.0
     if fabric.overlapping_routes(ipaddress.IPv4Network(FABRIC)):
         raise BenchError(f"the root namespace routes {FABRIC} already (another run?)")
-    options: dict[str, object] = {
-        "fabric": FABRIC,
-        "image": tiny_image(say),
-        "hostMemory": 2048,
-        "networks": "1",
-        "hostLeaseTime": LEASE,
-    }
+    options = ha_options(FABRIC, tiny_image(say), hostMemory=2048)
     with running_cluster(workspace.subdir("outage"), 3, options) as cluster:
         result = measure(cluster, length, say)
     print_table(result)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tashi.devcluster import processes
-from tashi.devcluster.harness import Running, running_cluster
+from tashi.devcluster.harness import Running, ha_options, running_cluster
 from tashi.devcluster.qemuwatch import QemuWatch
 from tests.devcluster.test_outages import (
     BOOT,
@@ -48,15 +48,9 @@ def cluster(
     tmp_path_factory: pytest.TempPathFactory, tiny_image: Path, postgres: Server
 ) -> Iterator[Running]:
     database = postgres.create_database().rsplit("/", 1)[1]
-    options: dict[str, object] = {
-        "fabric": FABRIC,
-        "image": tiny_image,
-        "hostMemory": 1024,
-        "networks": "1",
-        "hostLeaseTime": 6.0,
-        "sqlUri": postgres.socket_uri(database),
-        "sqlPassword": postgres.password,
-    }
+    options = ha_options(
+        FABRIC, tiny_image, sqlUri=postgres.socket_uri(database), sqlPassword=postgres.password
+    )
     with running_cluster(tmp_path_factory.mktemp("dboutage"), 2, options) as running:
         yield running
 

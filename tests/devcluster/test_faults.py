@@ -25,14 +25,13 @@ from tashi.api.schemas import DiskIn, InstanceIn, NicIn
 from tashi.devcluster import processes, reach
 from tashi.devcluster.faultrun import FaultRun, Plan, keep_logs
 from tashi.devcluster.faults import Kind
-from tashi.devcluster.harness import Running, running_cluster
+from tashi.devcluster.harness import LEASE, Running, ha_options, running_cluster
 from tashi.devcluster.invariants import live
 from tashi.devcluster.qemuwatch import Life, QemuWatch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 
 FABRIC = "198.18.128.0/20"  # no other test module's (the benchmark's is 198.18.144.0/20)
-LEASE = 6.0
 IMAGE = "tashi-tiny.qcow2"
 SCHEDULE = (
     (Kind.CM, False),
@@ -45,13 +44,7 @@ SCHEDULE = (
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_image: Path) -> Iterator[Running]:
-    options: dict[str, object] = {
-        "fabric": FABRIC,
-        "image": tiny_image,
-        "hostMemory": 1024,
-        "networks": "1",
-        "hostLeaseTime": LEASE,
-    }
+    options = ha_options(FABRIC, tiny_image)
     with running_cluster(tmp_path_factory.mktemp("faults"), 3, options) as running:
         yield running
 

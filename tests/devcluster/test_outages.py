@@ -23,7 +23,7 @@ import pytest
 
 from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, NicIn
 from tashi.devcluster import invariants, processes
-from tashi.devcluster.harness import Running, running_cluster
+from tashi.devcluster.harness import LEASE, Running, ha_options, running_cluster
 from tashi.devcluster.qemuwatch import Life, QemuWatch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
@@ -31,18 +31,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs r
 FABRIC = "198.18.96.0/20"  # neither the default nor the other modules'
 IMAGE = "tashi-tiny.qcow2"
 BOOT = 180.0  # seconds for VMs to boot on two loaded cores
-LEASE = 6.0
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_image: Path) -> Iterator[Running]:
-    options: dict[str, object] = {
-        "fabric": FABRIC,
-        "image": tiny_image,
-        "hostMemory": 1024,
-        "networks": "1",
-        "hostLeaseTime": LEASE,
-    }
+    options = ha_options(FABRIC, tiny_image)
     with running_cluster(tmp_path_factory.mktemp("outages"), 3, options) as running:
         yield running
 

@@ -38,7 +38,7 @@ import pytest
 from tashi.api.schemas import DiskIn, InstanceIn, NicIn
 from tashi.devcluster import processes, reach
 from tashi.devcluster.configs import NM_PORT
-from tashi.devcluster.harness import Running, running_cluster
+from tashi.devcluster.harness import Running, ha_options, running_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 
@@ -49,13 +49,7 @@ SETTLE = 45.0  # seconds the cluster gets to resolve the transfer after the rest
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_image: Path) -> Iterator[Running]:
-    options: dict[str, object] = {
-        "fabric": FABRIC,
-        "image": tiny_image,
-        "hostMemory": 512,
-        "networks": "1",
-        "hostLeaseTime": 6.0,
-    }
+    options = ha_options(FABRIC, tiny_image, hostMemory=512)
     with running_cluster(tmp_path_factory.mktemp("transfercrash"), 2, options) as running:
         yield running
 

@@ -55,6 +55,23 @@ class Running:
         return Plan(self.state.tag, ipaddress.IPv4Network(self.fabric))
 
 
+LEASE = 6.0  # hostLeaseTime of the outage and fault runs: tashi-cluster's own default
+
+
+def ha_options(fabric: str, image: Path, **more: object) -> dict[str, object]:
+    """``[Cluster]`` of the outage and fault-injection runs: ``fabric`` (one per module or
+    benchmark), the guest ``image``, hosts of 1024 MB, one VM network, a ``LEASE`` s lease;
+    ``more`` adds or overrides options."""
+    return {
+        "fabric": fabric,
+        "image": image,
+        "hostMemory": 1024,
+        "networks": "1",
+        "hostLeaseTime": LEASE,
+        **more,
+    }
+
+
 @contextlib.contextmanager
 def running_cluster(
     root: Path, hosts: int, cluster_options: dict[str, object]
