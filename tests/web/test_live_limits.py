@@ -1,7 +1,7 @@
 """A real ``tashi-cm`` under abuse: huge bodies, slowloris clients and password guessing.
 
-The daemon runs as a subprocess (``tashi.devcluster.processes.Daemon``: its own config, a free
-port, stopped by its pid) with ``requestHeadTimeout`` and ``requestBodyTimeout`` of 1 s. Its
+The daemon runs as a subprocess (``tests.e2e.harness.Cluster``: its own config, a free port,
+stopped by its pid) with ``requestHeadTimeout`` and ``requestBodyTimeout`` of 1 s. Its
 memory is read from ``/proc/<pid>/status`` (VmRSS) while several 300 MB bodies and a score of
 slowloris connections hit it at once. A client that dribbles its request waits for the server
 with ``select`` between its bytes: it stops as soon as the server answers or hangs up.
@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tashi.devcluster.processes import Daemon, program, rss_mb, write_config
-from tashi.runtime.ports import free_port
+from tashi.devcluster.processes import Daemon, rss_mb
+from tests.e2e.harness import Cluster
 
 MIB = 1 << 20
 HUGE = 300 * MIB
@@ -35,27 +35,13 @@ GIVE_UP = 20.0  # a slowloris client the server has not cut off by then: the tes
 def cm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("limits")
     (root / "vfs" / "images").mkdir(parents=True)
-    port = free_port()
-    config = write_config(
-        root / "cm.cfg",
-        {
-            "ClusterManager": {"stateDir": root / "state"},
-            "ClusterManagerService": {
-                "host": "127.0.0.1",
-                "port": port,
-                "requestHeadTimeout": TIMEOUT,
-                "requestBodyTimeout": TIMEOUT,
-            },
-            "Vfs": {"prefix": root / "vfs"},
-            "Logging": {"level": "WARNING"},
-        },
+    cluster = Cluster.start(
+        root, root / "vfs", requestHeadTimeout=TIMEOUT, requestBodyTimeout=TIMEOUT
     )
-    daemon = Daemon("tashi-cm", [program("tashi-cm")], root, config, port, error=AssertionError)
-    daemon.start()
     try:
-        yield daemon
+        yield cluster.cm
     finally:
-        daemon.stop()
+        cluster.stop()
 
 
 def url(cm: Daemon, path: str) -> str:
