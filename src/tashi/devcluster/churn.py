@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from tashi.api.schemas import CreateManyIn, DiskIn, HostOut, InstanceIn, InstanceOut, NicIn
 from tashi.client.sdk import TashiClient
-from tashi.devcluster.faults import boottime
+from tashi.devcluster.qemuwatch import boottime
 from tashi.domain.errors import BackendFailure, TashiError, Unavailable
 
 T = TypeVar("T")

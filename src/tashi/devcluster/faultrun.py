@@ -49,9 +49,9 @@ from tashi.client.sdk import TashiClient, base_url
 from tashi.client.transport import Transport, decode_list
 from tashi.devcluster import configs, leaks, reach
 from tashi.devcluster.churn import Churn, GaveUp, Shape
-from tashi.devcluster.faults import Fault, Injector, Kind, Outage, boottime, choose
+from tashi.devcluster.faults import Fault, Injector, Kind, Outage, choose
 from tashi.devcluster.invariants import STABLE, Crash, StopJudge, one_place, ran_twice
-from tashi.devcluster.qemuwatch import Life, QemuWatch
+from tashi.devcluster.qemuwatch import Life, QemuWatch, boottime
 from tashi.devcluster.state import Layout
 from tashi.domain.errors import TashiError
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tashi.client.sdk import TashiClient
+from tashi.devcluster.qemuwatch import boottime
 from tashi.domain.errors import TashiError
 
 Cli = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -47,10 +48,6 @@ class Kind(enum.Enum):
     SCHEDULER = "scheduler"
     NM = "nm"
     DNSMASQ = "dnsmasq"
-
-
-def boottime() -> float:
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def wall_to_boottime(wall: float) -> float:

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tashi.devcluster import processes
+
 _PIDFILE = re.compile(rb"/hosts/([^/]+)/state/vms/(\d+)/qemu\.pid$")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -45,17 +47,14 @@ class Life:
     incoming: bool = False  # started as a migration target
 
 
-def _boottime() -> float:
+def boottime() -> float:
+    """Now on ``CLOCK_BOOTTIME``, the clock of the kernel's process start times."""
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def _started(pid: int) -> float | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[19]) / _TICKS  # field 22, starttime, in clock ticks since boot
+    ticks = processes.start_time(pid)
+    return None if ticks is None else ticks / _TICKS
 
 
 def _vm_of(pid: int, root: bytes) -> tuple[str, int, bool] | None:
@@ -118,7 +117,7 @@ class QemuWatch:
     def _reap_forever(self) -> None:
         while not self._stop.is_set():
             events = self._poller.poll()
-            now = _boottime()
+            now = boottime()
             with self._lock:
                 for fd, _ in events:
                     if fd == self._wake_r:
