@@ -61,21 +61,18 @@ class WitnessDesk:
         if link is None:
             return None
         sets = link.witnesses.acknowledge(acknowledged)
-        links: dict[HostId, NodeLink] = {}
+        chosen: list[WitnessWire] = []
         for candidate in choose(host_id, up_hosts, len(up_hosts)):  # in ring order
             other = tx.hosts.link(candidate)
             if other is not None and other.peer_secret:
-                links[candidate] = other
-                if len(links) == self._count:
+                token = peering.token(other.peer_secret, host_id)
+                chosen.append(WitnessWire(hostId=candidate, endpoint=other.endpoint, token=token))
+                if len(chosen) == self._count:
                     break
-        chosen = list(links)
-        sets = sets.with_current(chosen)
+        sets = sets.with_current([HostId(w.hostId) for w in chosen])
         if sets != link.witnesses:
             tx.hosts.set_witnesses(host_id, sets)
-        return WitnessSetWire(
-            epoch=sets.epoch,
-            hosts=[_wire(host_id, w, links[w]) for w in chosen],
-        )
+        return WitnessSetWire(epoch=sets.epoch, hosts=chosen)
 
     async def confirm(
         self, host: Host, link: NodeLink | None, witnesses: list[Host | HostId]
@@ -99,9 +96,9 @@ class WitnessDesk:
             out = await self._nodes.grant(witness, host.id)
         except TashiError as exc:
             return f"{witness.name} ({exc.message})"
-        return "" if self.silent_enough(out) else f"{witness.name} ({_describe(out)})"
+        return "" if self._silent_enough(out) else f"{witness.name} ({_describe(out)})"
 
-    def silent_enough(self, out: GrantOut) -> bool:
+    def _silent_enough(self, out: GrantOut) -> bool:
         if out.lastGrantAge is not None:
             return out.lastGrantAge >= self._silence
         return out.uptime >= self._silence
@@ -119,14 +116,6 @@ def voters_of(tx: Transaction, host_id: HostId) -> tuple[NodeLink | None, list[H
         except NotFound:
             found.append(voter)
     return link, found
-
-
-def _wire(host_id: HostId, witness: HostId, link: NodeLink) -> WitnessWire:
-    if not link.peer_secret:  # pragma: no cover - filtered by ``assign``
-        raise NotFound(f"host {witness} cannot witness")
-    return WitnessWire(
-        hostId=witness, endpoint=link.endpoint, token=peering.token(link.peer_secret, host_id)
-    )
 
 
 def _describe(out: GrantOut) -> str:
