@@ -11,14 +11,12 @@ import copy
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tashi.domain.errors import (
     AlreadyExists,
-    InsufficientResources,
-    InvalidInput,
     InvalidState,
     NotFound,
     StateConflict,
@@ -43,57 +41,18 @@ from tashi.storage.contract import (
     ENDPOINT_MAX,
     EVENT_KIND_MAX,
     SECRET_MAX,
-    Address,
     InstanceChanges,
     InstanceFilter,
     Store,
     bounded,
     check_limit,
     event_message,
-    lowest_free_address,
     new_instance,
 )
+from tashi.storage.memaddresses import MemoryAddresses
+from tashi.storage.memtables import DICTS, Tables, aware
 
 _EVERYTHING = InstanceFilter()
-
-
-@dataclass
-class _Tables:
-    instances: dict[InstanceId, Instance] = field(default_factory=dict)
-    unique_names: dict[InstanceId, str] = field(default_factory=dict)
-    hosts: dict[HostId, Host] = field(default_factory=dict)
-    networks: dict[NetworkId, Network] = field(default_factory=dict)
-    users: dict[UserId, User] = field(default_factory=dict)
-    passwords: dict[UserId, str] = field(default_factory=dict)
-    tokens: dict[str, tuple[UserId, datetime]] = field(default_factory=dict)
-    links: dict[HostId, NodeLink] = field(default_factory=dict)
-    events: dict[InstanceId, tuple[InstanceEvent, ...]] = field(default_factory=dict)
-    addresses: dict[tuple[InstanceId, int], Address] = field(default_factory=dict)
-    next_instance: int = 1
-    next_host: int = 1
-    next_user: int = 1
-    next_event: int = 1
-
-
-#: The ``_Tables`` members a write transaction copies (each a dict of immutable values).
-_DICTS = (
-    "instances",
-    "unique_names",
-    "hosts",
-    "networks",
-    "users",
-    "passwords",
-    "tokens",
-    "links",
-    "events",
-    "addresses",
-)
-
-
-def _aware(value: datetime) -> None:
-    """Timestamps must carry a time zone (the SQL store refuses naive ones the same way)."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInput(f"timestamp {value.isoformat()} has no time zone")
 
 
 def _matches(inst: Instance, where: InstanceFilter) -> bool:
@@ -109,13 +68,13 @@ def _matches(inst: Instance, where: InstanceFilter) -> bool:
 
 
 class _Instances:
-    def __init__(self, t: _Tables) -> None:
+    def __init__(self, t: Tables) -> None:
         self._t = t
 
     def add(
         self, owner: UserId, spec: InstanceSpec, *, unique_name: bool, now: datetime
     ) -> Instance:
-        _aware(now)
+        aware(now)
         if owner not in self._t.users:
             raise NotFound(f"user {owner} does not exist")
         if unique_name and spec.name in self._t.unique_names.values():
@@ -199,7 +158,7 @@ class _Instances:
         now: datetime,
         changes: InstanceChanges | None = None,
     ) -> Instance:
-        _aware(now)
+        aware(now)
         inst = self.get(instance_id)
         if inst.state is not expected:
             raise StateConflict(f"instance {instance_id} is {inst.state.name}, not {expected.name}")
@@ -232,7 +191,7 @@ class _Instances:
             raise StateConflict(f"instance {instance_id} is {inst.state.name}, not {expected.name}")
         del self._t.instances[instance_id]
         self._t.unique_names.pop(instance_id, None)
-        _Addresses(self._t).release(instance_id)
+        MemoryAddresses(self._t).release(instance_id)
 
     def _on_hosts(self, states: Sequence[InstanceState]) -> list[tuple[HostId, Instance]]:
         """(host, instance) for the instances in ``states`` that have a host, in id order."""
@@ -259,11 +218,11 @@ class _Instances:
 
 
 class _Hosts:
-    def __init__(self, t: _Tables) -> None:
+    def __init__(self, t: Tables) -> None:
         self._t = t
 
     def add(self, name: str, *, memory: int, cores: int, version: str, now: datetime) -> Host:
-        _aware(now)
+        aware(now)
         if any(h.name == name for h in self._t.hosts.values()):
             raise AlreadyExists(f"a host named {name!r} exists already")
         hid = HostId(self._t.next_host)
@@ -306,7 +265,7 @@ class _Hosts:
         given = {k: v for k, v in fields.items() if v is not None}
         for stamp in ("last_heartbeat", "lease_expires"):
             if stamp in given:
-                _aware(given[stamp])  # type: ignore[arg-type]
+                aware(given[stamp])  # type: ignore[arg-type]
         if "config" in given:
             given["config"] = dict(given["config"])  # type: ignore[call-overload]
         return self._put(replace(host, **given))  # type: ignore[arg-type]
@@ -342,7 +301,7 @@ class _Hosts:
         bounded("a node secret", secret, SECRET_MAX)
         if peer_secret is not None:
             bounded("a node's peer secret", peer_secret, SECRET_MAX)
-        _aware(now)
+        aware(now)
         self.get(host_id)
         if user_id not in self._t.users:
             raise NotFound(f"user {user_id} does not exist")
@@ -366,7 +325,7 @@ class _Hosts:
 
 
 class _Networks:
-    def __init__(self, t: _Tables) -> None:
+    def __init__(self, t: Tables) -> None:
         self._t = t
 
     def add(self, network_id: NetworkId, name: str) -> Network:
@@ -395,13 +354,13 @@ class _Networks:
 
 
 class _Users:
-    def __init__(self, t: _Tables) -> None:
+    def __init__(self, t: Tables) -> None:
         self._t = t
 
     def add(
         self, name: str, *, role: Role, priority: int, password_hash: str, now: datetime
     ) -> User:
-        _aware(now)
+        aware(now)
         if any(u.name == name for u in self._t.users.values()):
             raise AlreadyExists(f"a user named {name!r} exists already")
         uid = UserId(self._t.next_user)
@@ -451,11 +410,11 @@ class _Users:
 
 
 class _Tokens:
-    def __init__(self, t: _Tables) -> None:
+    def __init__(self, t: Tables) -> None:
         self._t = t
 
     def add(self, token_hash: str, user_id: UserId, *, expires: datetime) -> None:
-        _aware(expires)
+        aware(expires)
         if user_id not in self._t.users:
             raise NotFound(f"user {user_id} does not exist")
         if token_hash in self._t.tokens:
@@ -463,7 +422,7 @@ class _Tokens:
         self._t.tokens[token_hash] = (user_id, expires)
 
     def principal(self, token_hash: str, *, now: datetime) -> Principal | None:
-        _aware(now)
+        aware(now)
         found = self._t.tokens.get(token_hash)
         if found is None or found[1] <= now or found[0] not in self._t.users:
             return None
@@ -474,7 +433,7 @@ class _Tokens:
         self._t.tokens.pop(token_hash, None)
 
     def purge_expired(self, now: datetime) -> int:
-        _aware(now)
+        aware(now)
         expired = [k for k, (_, exp) in self._t.tokens.items() if exp <= now]
         for key in expired:
             del self._t.tokens[key]
@@ -482,14 +441,14 @@ class _Tokens:
 
 
 class _Events:
-    def __init__(self, t: _Tables) -> None:
+    def __init__(self, t: Tables) -> None:
         self._t = t
 
     def add(
         self, instance_id: InstanceId, kind: str, message: str, *, now: datetime
     ) -> InstanceEvent:
         bounded("an event kind", kind, EVENT_KIND_MAX)
-        _aware(now)
+        aware(now)
         event = InstanceEvent(self._t.next_event, instance_id, now, kind, event_message(message))
         self._t.next_event += 1
         self._t.events[instance_id] = (*self._t.events.get(instance_id, ()), event)
@@ -501,7 +460,7 @@ class _Events:
         return list(events[-limit:]) if limit else []
 
     def purge_before(self, when: datetime) -> int:
-        _aware(when)
+        aware(when)
         purged = 0
         for iid, events in list(self._t.events.items()):
             kept = tuple(e for e in events if e.at >= when)
@@ -513,71 +472,15 @@ class _Events:
         return purged
 
 
-class _Addresses:
-    def __init__(self, t: _Tables) -> None:
-        self._t = t
-
-    def allocate(
-        self,
-        instance_id: InstanceId,
-        nic_index: int,
-        network_id: NetworkId,
-        first: str,
-        last: str,
-    ) -> Address:
-        lowest_free_address(first, last, ())  # the range is checked before anything else
-        if instance_id not in self._t.instances:
-            raise NotFound(f"instance {instance_id} does not exist")
-        if network_id not in self._t.networks:
-            raise NotFound(f"network {network_id} does not exist")
-        held = self._t.addresses.get((instance_id, nic_index))
-        if held is not None and held.network_id == network_id:
-            return held
-        taken: list[str | None] = [
-            a.ip for a in self._t.addresses.values() if a.network_id == network_id
-        ]
-        taken += [
-            n.ip
-            for i in self._t.instances.values()
-            if i.id != instance_id
-            for n in i.nics
-            if n.network == network_id
-        ]
-        ip = lowest_free_address(first, last, taken)
-        if ip is None:
-            raise InsufficientResources(
-                f"no free address from {first} to {last} on network {network_id}"
-            )
-        address = Address(network_id, ip, instance_id, nic_index)
-        self._t.addresses[(instance_id, nic_index)] = address
-        return address
-
-    def release(self, instance_id: InstanceId) -> int:
-        doomed = [key for key in self._t.addresses if key[0] == instance_id]
-        for key in doomed:
-            del self._t.addresses[key]
-        return len(doomed)
-
-    def list(
-        self, *, network_id: NetworkId | None = None, instance_id: InstanceId | None = None
-    ) -> list[Address]:
-        return [
-            a
-            for _, a in sorted(self._t.addresses.items())
-            if (network_id is None or a.network_id == network_id)
-            and (instance_id is None or a.instance_id == instance_id)
-        ]
-
-
 class _Tx:
-    def __init__(self, t: _Tables) -> None:
+    def __init__(self, t: Tables) -> None:
         self.instances = _Instances(t)
         self.hosts = _Hosts(t)
         self.networks = _Networks(t)
         self.users = _Users(t)
         self.tokens = _Tokens(t)
         self.events = _Events(t)
-        self.addresses = _Addresses(t)
+        self.addresses = MemoryAddresses(t)
 
 
 class MemoryStore:
@@ -587,7 +490,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._tables = _Tables()
+        self._tables = Tables()
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
@@ -596,7 +499,7 @@ class MemoryStore:
                 yield _Tx(self._tables)
                 return
             work = copy.copy(self._tables)
-            for name in _DICTS:
+            for name in DICTS:
                 setattr(work, name, dict(getattr(self._tables, name)))
             yield _Tx(work)
             self._tables = work

@@ -1,0 +1,54 @@
+"""The tables of the in-memory store (``memory.py``), shared by its repositories.
+
+A write transaction copies each dict named in ``DICTS`` (their values are immutable records), so
+a failed block leaves the store's own tables untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tashi.domain.errors import InvalidInput
+from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.models import Host, Instance, InstanceEvent, Network, NodeLink, User
+from tashi.storage.contract import Address
+
+
+@dataclass
+class Tables:
+    instances: dict[InstanceId, Instance] = field(default_factory=dict)
+    unique_names: dict[InstanceId, str] = field(default_factory=dict)
+    hosts: dict[HostId, Host] = field(default_factory=dict)
+    networks: dict[NetworkId, Network] = field(default_factory=dict)
+    users: dict[UserId, User] = field(default_factory=dict)
+    passwords: dict[UserId, str] = field(default_factory=dict)
+    tokens: dict[str, tuple[UserId, datetime]] = field(default_factory=dict)
+    links: dict[HostId, NodeLink] = field(default_factory=dict)
+    events: dict[InstanceId, tuple[InstanceEvent, ...]] = field(default_factory=dict)
+    addresses: dict[tuple[InstanceId, int], Address] = field(default_factory=dict)
+    next_instance: int = 1
+    next_host: int = 1
+    next_user: int = 1
+    next_event: int = 1
+
+
+#: The ``Tables`` members a write transaction copies (each a dict of immutable values).
+DICTS = (
+    "instances",
+    "unique_names",
+    "hosts",
+    "networks",
+    "users",
+    "passwords",
+    "tokens",
+    "links",
+    "events",
+    "addresses",
+)
+
+
+def aware(value: datetime) -> None:
+    """Timestamps must carry a time zone (the SQL store refuses naive ones the same way)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"timestamp {value.isoformat()} has no time zone")
