@@ -54,7 +54,7 @@ class HighAvailability:
         lease: float,
         margin: float,
         witnesses: WitnessDesk,
-        suspends: SuspendArea | None = None,
+        suspends: SuspendArea,
     ) -> None:
         self._db = db
         self._suspends = suspends
@@ -87,9 +87,8 @@ class HighAvailability:
     async def _discard_suspend_files(self, moved: list[Instance]) -> None:
         """A restarted instance starts from its image: a suspend file of it (a resume that
         never finished, a suspend cut short by the host's loss) is of no use any more."""
-        if self._suspends is not None:
-            for inst in moved:
-                await self._suspends.discard(inst)
+        for inst in moved:
+            await self._suspends.discard(inst)
 
     async def _confirmed(self, host: Host) -> bool:
         link, voters = await self._db.read(functools.partial(voters_of, host_id=host.id))

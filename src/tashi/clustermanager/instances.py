@@ -70,6 +70,7 @@ class InstanceService:
         clock: Clock,
         rules: InstanceRules,
         images: ImageService,
+        suspends: SuspendArea,
     ) -> None:
         self._db = db
         self._nodes = nodes
@@ -85,7 +86,7 @@ class InstanceService:
         self.awaited: set[InstanceId] = set()
         self._migrations = Migrations(nodes, rules.migrate_timeout)
         self._disk_copies = DiskCopies(images)
-        self._suspends = SuspendArea(images.store.prefix)
+        self._suspends = suspends
 
     # --- creating ---------------------------------------------------------------------
 

@@ -79,13 +79,13 @@ class NodeReports:
         clock: Clock,
         rules: NodeRules,
         nodes: NodeGateway,
-        witnesses: WitnessDesk | None = None,
+        witnesses: WitnessDesk,
     ) -> None:
         self._db = db
         self._clock = clock
         self._rules = rules
         self._nodes = nodes
-        self._witnesses = witnesses  # None: HA is off, no witnesses are handed out
+        self._witnesses = witnesses
         #: Told of a host that reports or registers again (as stored before the report), the
         #: instance ids it reports and those it says it fenced (``ha.HighAvailability.
         #: after_report``), before the report is reconciled.
@@ -174,7 +174,7 @@ class NodeReports:
     def _assign(
         self, tx: Transaction, host_id: HostId, up: list[HostId], epoch: int | None
     ) -> WitnessSetWire | None:
-        if self._witnesses is None or self._rules.host_lease <= 0:
+        if self._rules.host_lease <= 0:  # HA is off: no witnesses are handed out
             return None
         return self._witnesses.assign(tx, host_id, up, epoch)
 

@@ -108,7 +108,8 @@ def build_service(
     auth = AuthService(db, clock, security.token_lifetime, throttle)
     gateway = nodes(db) if nodes is not None else NoNodeManagers()
     image_service = ImageService(images, db, clock)
-    instances = InstanceService(db, gateway, clock, rules, image_service)
+    suspends = SuspendArea(settings.vfs.prefix)
+    instances = InstanceService(db, gateway, clock, rules, image_service, suspends)
     groups = GroupService(db, instances, clock)
     desk = WitnessDesk(gateway, svc.lease_witnesses, svc.host_lease_time, svc.restart_margin)
     reports = NodeReports(
@@ -128,7 +129,6 @@ def build_service(
     )
     reports.on_member_stopped = groups.member_stopped
     reports.awaited = instances.awaited  # the same set, live
-    suspends = SuspendArea(settings.vfs.prefix)
     ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk, suspends)
     reports.on_report = ha.after_report
     return ClusterService(
