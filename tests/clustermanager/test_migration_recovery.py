@@ -1,5 +1,6 @@
-"""A migration whose driver was lost (the cluster manager restarted mid-migration) is settled
-from what the two hosts say, never by giving the VM up to a host that no longer has it."""
+"""A migration whose driver was lost (the cluster manager restarted mid-migration), or whose
+source never answered, is settled from what the two hosts say, never by giving the VM up to a
+host that no longer has it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ import pytest
 from tashi.clustermanager.migration import TARGET_HINT
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.domain.clock import FakeClock
-from tashi.domain.errors import NotFound, Unavailable
-from tashi.domain.ids import HostId, InstanceId, NetworkId
-from tashi.domain.models import DiskConfig, Host, Instance, InstanceSpec, NicConfig, Role
+from tashi.domain.errors import BackendFailure, NotFound, TashiError, Unanswered, Unavailable
+from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.models import (
+    DiskConfig,
+    Host,
+    Instance,
+    InstanceSpec,
+    NicConfig,
+    Principal,
+    Role,
+)
 from tashi.domain.states import DEADLINES, InstanceState
 from tashi.nodeapi.schemas import MigrationOut, TicketOut, VmOut
 from tashi.storage.contract import InstanceChanges, Transaction
@@ -54,10 +63,24 @@ class TwoHosts:
         self.calls.append(("destroy", host.id))
         self._ask(host).pop(instance.id, None)
 
+    #: What the source's ``migrate`` does: (whether QEMU sent the VM, the error it raises).
+    migration: tuple[bool, TashiError | None] | None = None
+
+    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
+        self._ask(host)[instance.id] = "incoming"
+        return TicketOut(host=host.name, port=1)
+
     async def migrate(
         self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
     ) -> MigrationOut:
-        raise AssertionError("nothing drives this migration")
+        if self.migration is None:
+            raise AssertionError("nothing drives this migration")
+        sent, error = self.migration
+        if sent:
+            self._ask(source).pop(instance.id)
+        if error is not None:
+            raise error
+        return MigrationOut(totalSeconds=0.5, downtimeMs=3.0, transferredBytes=None)
 
     async def close(self) -> None:
         return None
@@ -166,3 +189,73 @@ def test_an_unreachable_host_is_asked_again_until_the_deadline(tmp_path: Path) -
     clock.advance(DEADLINES[S.MigrateTrans] + 1)
     asyncio.run(service.deadlines.check())
     assert _instance(service).state is S.Running
+
+
+def _migrate(service: ClusterService) -> None:
+    async def run() -> None:
+        admin = Principal(UserId(1), "alice", Role.admin)
+        await service.instances.migrate_vm(admin, "vm", "h2")
+        await service.instances._migrations.wait()
+
+    asyncio.run(run())
+
+
+def test_a_source_that_never_answered_is_asked_not_rolled_back(tmp_path: Path) -> None:
+    """The source's node manager died after QEMU had sent the VM: the target's copy is the only
+    one, and it must be run there, not destroyed."""
+    service, nodes, _ = _setup(tmp_path, S.Running)
+    nodes.running[1][InstanceId(1)] = "running"
+    nodes.migration = (True, Unanswered("host h1 did not answer: connection reset"))
+    _migrate(service)
+    assert _instance(service).state is S.MigrateTrans  # nobody knows yet: nothing undone
+    assert ("destroy", 2) not in nodes.calls
+    asyncio.run(service.deadlines.check())  # the next pass asks both hosts
+    inst = _instance(service)
+    assert (inst.state, inst.host_id, inst.vm_id) == (S.Running, 2, 4242)
+    assert nodes.running == {1: {}, 2: {InstanceId(1): "running"}}
+
+
+def test_a_source_that_never_answered_and_still_runs_the_vm_keeps_it(tmp_path: Path) -> None:
+    service, nodes, _ = _setup(tmp_path, S.Running)
+    nodes.running[1][InstanceId(1)] = "running"
+    nodes.migration = (False, Unanswered("host h1 did not answer in time"))
+    _migrate(service)
+    nodes.unreachable.add(1)  # its node manager is still restarting: wait for it
+    asyncio.run(service.deadlines.check())
+    assert _instance(service).state is S.MigrateTrans
+    nodes.unreachable.clear()
+    asyncio.run(service.deadlines.check())
+    inst = _instance(service)
+    assert (inst.state, inst.host_id) == (S.Running, 1)
+    assert nodes.running == {1: {InstanceId(1): "running"}, 2: {}}
+
+
+def test_a_failure_the_source_reports_is_rolled_back_at_once(tmp_path: Path) -> None:
+    service, nodes, _ = _setup(tmp_path, S.Running)
+    nodes.running[1][InstanceId(1)] = "running"
+    nodes.migration = (False, BackendFailure("migrating: connection refused by the target"))
+    _migrate(service)
+    inst = _instance(service)
+    assert (inst.state, inst.host_id) == (S.Running, 1)
+    assert nodes.running == {1: {InstanceId(1): "running"}, 2: {}}
+    assert "still on h1" in _history(service)
+
+
+def test_a_target_that_did_not_finish_a_sent_vm_is_asked_again(tmp_path: Path) -> None:
+    service, nodes, _ = _setup(tmp_path, S.Running)
+    nodes.running[1][InstanceId(1)] = "running"
+    nodes.migration = (True, None)
+    nodes.unreachable.add(2)  # prepared, then its node manager went away
+    nodes.running[2][InstanceId(1)] = "incoming"
+
+    async def prepared(host: Host, instance: Instance) -> TicketOut:
+        return TicketOut(host=host.name, port=1)
+
+    nodes.prepare_incoming = prepared  # type: ignore[method-assign]
+    _migrate(service)
+    assert _instance(service).state is S.MigrateTrans
+    assert nodes.running[2] == {InstanceId(1): "incoming"}  # its copy was not destroyed
+    nodes.unreachable.clear()
+    asyncio.run(service.deadlines.check())
+    inst = _instance(service)
+    assert (inst.state, inst.host_id) == (S.Running, 2)

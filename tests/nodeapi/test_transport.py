@@ -1,13 +1,18 @@
-"""The node contract's HTTP seam: its clients verify TLS, from one context per process."""
+"""The node contract's HTTP seam: its clients verify TLS, from one context per process, and
+tell a peer that could not be reached from one that took a request and never answered."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 
 import httpx
 import pytest
 
+from tashi.domain.errors import Unanswered, Unavailable
 from tashi.nodeapi import transport
+from tashi.nodeapi.schemas import VmOut
 from tashi.nodeapi.transport import Transport, tls_context
 
 pytestmark = pytest.mark.anyio
@@ -39,3 +44,44 @@ async def test_the_ca_bundle_is_read_once_for_every_client(
         assert len(made) == 1
     finally:
         transport.tls_context.cache_clear()
+
+
+async def _peer(on_request: str) -> tuple[asyncio.Server, int]:
+    """A peer on 127.0.0.1 that reads a request, then hangs up (``close``) or says nothing
+    (``hang``)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if on_request == "close":
+            writer.close()
+            return
+        await reader.read()  # until the client gives up
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("on_request", ["close", "hang"])
+async def test_a_request_taken_and_never_answered_is_unanswered(on_request: str) -> None:
+    server, port = await _peer(on_request)
+    client = Transport(f"http://127.0.0.1:{port}", peer="host1")
+    try:
+        with pytest.raises(Unanswered, match="host1"):
+            await client.call("POST", "/v1/vms/1/migrate", VmOut, timeout=0.5)
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_peer_that_cannot_be_reached_is_only_unavailable() -> None:
+    with socket.socket() as placeholder:  # a port nobody listens on
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        client = Transport(f"http://127.0.0.1:{port}", peer="host1")
+        try:
+            with pytest.raises(Unavailable) as caught:
+                await client.call("GET", "/v1/vms", VmOut)
+        finally:
+            await client.close()
+    assert not isinstance(caught.value, Unanswered)

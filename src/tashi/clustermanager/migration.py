@@ -3,8 +3,15 @@
 ``migrateVm`` checks and records the intent (Running -> MigratePrep), has the target node
 prepare an incoming VM, moves the instance to MigrateTrans and answers; this module's task then
 has the source node send the VM, the target finish it, and records the result: Running on the
-target, or — if anything failed — Running on the source, where the VM kept running, with the
-target's half-made VM destroyed. Total time and downtime go into the instance's history.
+target, or — if the source said the transfer failed — Running on the source, where the VM kept
+running, with the target's half-made VM destroyed. Total time and downtime go into the
+instance's history.
+
+A failure is only believed when the source says so. When its node manager took the request and
+never answered (``Unanswered``: it died or hung while QEMU carried on sending), or the target
+failed to run a VM the source had already sent, nobody knows where the VM is: rolling back
+could destroy the only copy. The task then stops driving the migration and leaves it to
+``settle``, below, exactly as if the cluster manager had restarted.
 
 A migration whose driver was lost (the cluster manager restarted while the instance was in
 MigratePrep or MigrateTrans) is settled by ``settle`` from what the two node managers say: the
@@ -23,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tashi.clustermanager.nodes import NodeGateway
-from tashi.domain.errors import TashiError
+from tashi.domain.errors import TashiError, Unanswered
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance, Usage
 from tashi.domain.states import Action, InstanceState
@@ -110,9 +117,16 @@ class Migrations:
     ) -> None:
         try:
             stats = await self.nodes.migrate(source, inst, ticket, self.migrate_timeout)
-            vm_id = await self.nodes.finish_incoming(target, inst)
+        except Unanswered as exc:
+            self._left(inst, source, "the source", exc)
+            return
         except TashiError as exc:
             await self._roll_back(inst, source, target, move, record, exc)
+            return
+        try:
+            vm_id = await self.nodes.finish_incoming(target, inst)
+        except TashiError as exc:  # the source sent it: only the target has the VM now
+            self._left(inst, target, "the target", exc)
             return
         await move(
             inst, Action.migrated, host_id=target.id, vm_id=vm_id, hints=without_target(inst)
@@ -123,6 +137,18 @@ class Migrations:
             "migrated",
             f"from {source.name} to {target.name} in {stats.totalSeconds:.2f} s,"
             f" downtime {downtime}",
+        )
+
+    @staticmethod
+    def _left(inst: Instance, host: Host, which: str, error: TashiError) -> None:
+        """The migration's outcome is not known: leave it to ``settle`` (the deadline pass
+        calls it once this task no longer drives the instance), which asks both hosts."""
+        log.warning(
+            "migration of %s: %s (%s) did not say how it ended (%s); asking both hosts",
+            inst.name,
+            which,
+            host.name,
+            error.message,
         )
 
     async def _roll_back(

@@ -93,6 +93,14 @@ class Unavailable(TashiError):
     code = "unavailable"
 
 
+class Unanswered(Unavailable):
+    """The request went out but its answer never came (the peer died or the connection broke
+    after sending): it may or may not have been carried out. Ask the peer what it did before
+    acting as if it failed."""
+
+    code = "unanswered"
+
+
 class Throttled(Unavailable):
     """Too many attempts (failed logins): refused without being tried; retry after
     ``retry_after`` seconds."""
@@ -117,6 +125,7 @@ CATEGORIES: tuple[type[TashiError], ...] = (
     NotAuthenticated,
     BackendFailure,
     Unavailable,
+    Unanswered,
     Throttled,
 )
 

@@ -1,8 +1,10 @@
 """The one seam where the node contract meets httpx.
 
 Every answer that is not 2xx carries ``{"error": {"code", "message"}}`` and becomes the
-matching ``TashiError``; a refused connection or a timeout becomes ``Unavailable`` naming the
-peer. Responses are validated against their schema; a malformed one is a ``BackendFailure``.
+matching ``TashiError``; a peer that could not be reached becomes ``Unavailable`` naming it,
+and one that took the request but never answered (it died, the connection broke, the answer
+timed out) ``Unanswered``: the request may have been carried out. Responses are validated
+against their schema; a malformed one is a ``BackendFailure``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tashi.domain.errors import BackendFailure, TashiError, Unavailable, error_class
+from tashi.domain.errors import (
+    BackendFailure,
+    TashiError,
+    Unanswered,
+    Unavailable,
+    error_class,
+)
 from tashi.nodeapi import timeouts
 
 M = TypeVar("M")
@@ -61,8 +69,12 @@ class Transport:
                 headers=headers,
                 timeout=httpx.Timeout(timeout, connect=timeouts.CONNECT),
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Unavailable(f"cannot reach {self.peer} at {self.base_url}: {exc}") from exc
         except httpx.TimeoutException as exc:
-            raise Unavailable(f"{self.peer} at {self.base_url} did not answer in time") from exc
+            raise Unanswered(f"{self.peer} at {self.base_url} did not answer in time") from exc
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+            raise Unanswered(f"{self.peer} at {self.base_url} did not answer: {exc}") from exc
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach {self.peer} at {self.base_url}: {exc}") from exc
         if reply.status_code >= 400:
