@@ -156,7 +156,14 @@ class NodeCluster:
                     "stateDir": root / "state",
                 },
                 "NodeManager": {"vmm": "qemu", "network": "fake", "scratchDir": root / "scratch"},
-                "Qemu": {"accel": "tcg", "cgroupRoot": self.cgroup_root, **self.qemu_options},
+                "Qemu": {
+                    "accel": "tcg",
+                    "cgroupRoot": self.cgroup_root,
+                    # the run's node managers share boot slots of their own, gone with the
+                    # workspace (the machine's /run/tashi/boot-slots stayed after a run)
+                    "bootSlotDir": self.cm.root / "boot-slots",
+                    **self.qemu_options,
+                },
                 "AccessClusterManager": {"username": NODE_USER, "password": NODE_PASSWORD},
                 "Vfs": {"prefix": self.vfs},
                 "Logging": {"level": "INFO"},

@@ -1,7 +1,7 @@
 """``tashi-cluster`` for real: the command itself (a subprocess, as a user runs it) makes network
 namespaces, a fabric, a cluster manager and three QEMU node managers (TCG); the tests boot
 tiny guests on two VXLAN networks, check they reach each other across hosts, crash a host, and
-check that ``stop`` leaves nothing behind.
+check that ``stop`` leaves nothing behind (``/run/tashi``'s boot slots included).
 
 The guest's serial console is an output-only log file (``-chardev file``), so nothing can be
 typed into the guest's shell: "a VM on host 1 pings a VM on host 3" is checked as a ping from a
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, NicIn
-from tashi.devcluster import fabric, processes
+from tashi.devcluster import fabric, processes, strays
 from tashi.devcluster.harness import Running, running_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
@@ -298,3 +298,4 @@ def test_stop_leaves_nothing_behind(cluster: Running) -> None:
     assert not cgroup.exists()
     assert not cluster.layout.root.exists()
     assert list(cluster.root.glob(".state*")) == []
+    assert strays.boot_slots_left() == []  # /run/tashi: the machine's, made by the hosts

@@ -162,6 +162,7 @@ def test_stop_leaves_nothing_of_the_restarted_pieces(cluster: Running) -> None:
     assert not [n for n in fabric.namespaces() if n.startswith(f"tashi-{state.tag}-")]
     assert not Path(state.cgroup).exists()
     assert not cluster.layout.root.exists()
+    assert strays.boot_slots_left() == []
 
 
 def _qemus(c: Running) -> list[int]:

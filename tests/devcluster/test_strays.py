@@ -76,3 +76,23 @@ def test_boot_slots_someone_holds_stay(tmp_path: Path) -> None:
     assert strays.remove_boot_slots(slots) == []
     assert not slots.exists()
     assert tmp_path.exists()  # a parent with other files stays
+
+
+def test_boot_slots_are_left_over_only_while_no_node_manager_runs(tmp_path: Path) -> None:
+    slots = tmp_path / "tashi" / "boot-slots"
+    program = f"/tashi-nm-test-{os.getpid()}"  # no real node manager's
+    mark = program.encode() + b"\0"
+    assert strays.boot_slots_left(slots, mark) == []  # nothing there
+    slots.mkdir(parents=True)
+    (slots / "slot-0").touch()
+    assert strays.boot_slots_left(slots, mark) == [str(slots)]
+    node_manager = subprocess.Popen([sys.executable, "-c", SLEEPER, program])
+    cmdline = Path(f"/proc/{node_manager.pid}/cmdline")
+    try:  # a command line reads empty for a moment after the exec
+        processes.wait_for("its command line", lambda: mark in cmdline.read_bytes(), 10.0)
+        assert strays.boot_slots_left(slots, mark) == []  # it may use them
+    finally:
+        processes.stop_child(node_manager)
+    assert strays.remove_boot_slots(slots) == []
+    (tmp_path / "tashi").mkdir()
+    assert strays.boot_slots_left(slots, mark) == [f"{tmp_path / 'tashi'} (empty)"]

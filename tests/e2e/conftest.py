@@ -85,7 +85,11 @@ def qemu_nodes(
     image = stock_image_store(tiny_image, vfs)
     cgroup = Path(f"/sys/fs/cgroup/cpu/tashi-e2e-{secrets.token_hex(4)}")
     c = Cluster.start(tmp_path, vfs, **cm_options)
-    qemu = {"Qemu": {"accel": "tcg", "cgroupRoot": cgroup, "shutdownGrace": 20}}
+    # Boot slots of the test's own: the machine's (/run/tashi/boot-slots) are no test's to make.
+    slots = tmp_path / "boot-slots"
+    qemu = {
+        "Qemu": {"accel": "tcg", "cgroupRoot": cgroup, "shutdownGrace": 20, "bootSlotDir": slots}
+    }
     try:
         c.admin.add_network(NetworkIn(id=1, name="default"))
         if agent:

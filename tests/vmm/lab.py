@@ -7,7 +7,9 @@ Several drivers over one lab are several node managers on one host (or one resta
 
 ``leftovers()`` lists what must not survive a test: qemu processes whose command line names the
 lab's root, VM cgroups, sockets, pid and state files, suspend partials. The root lives under
-``/tmp/tv-*`` (short, for Unix socket paths), never in a pytest ``tmp_path``.
+``/tmp/tv-*`` (short, for Unix socket paths), never in a pytest ``tmp_path``. The lab's QEMU
+drivers share boot slots of their own, in the root: the machine's (``/run/tashi/boot-slots``)
+belong to its node managers, and a test that made them there left them behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -55,6 +57,9 @@ class Lab:
     )
     netns: str | None = None
     ids: set[int] = field(default_factory=set)  # the instance ids of this lab's specs
+
+    def __post_init__(self) -> None:
+        self.settings = replace(self.settings, boot_slot_dir=self.root / "boot-slots")
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

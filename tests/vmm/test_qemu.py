@@ -69,7 +69,8 @@ from tashi.vmm.qemu.driver import QemuDriver
 
 async def main() -> None:
     spec = statefile.spec_from_json(json.loads(sys.argv[1]))
-    driver = QemuDriver(QemuSettings(accel="tcg", cgroup_root=Path(sys.argv[2])))
+    cgroup, slots = Path(sys.argv[2]), Path(sys.argv[3])
+    driver = QemuDriver(QemuSettings(accel="tcg", cgroup_root=cgroup, boot_slot_dir=slots))
     status = await driver.start(spec)
     print(status.vm_id, flush=True)
     await asyncio.Event().wait()
@@ -82,6 +83,7 @@ async def test_a_vm_outlives_a_node_manager_killed_with_sigkill(lab: Lab) -> Non
     spec = lab.spec(next_id())
     argv = [sys.executable, "-c", _NODE_MANAGER]
     argv += [json.dumps(statefile.spec_to_json(spec)), str(CGROUP_ROOT)]
+    argv += [str(lab.settings.boot_slot_dir)]
     manager = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         assert manager.stdout is not None

@@ -8,7 +8,8 @@ the machine's boot-slot directory. ``cluster.py`` ends and removes them at ``rm 
 * The **boot slots** (``[Qemu] bootSlotDir``, ``/run/tashi/boot-slots``: lock files the node
   managers of one machine share, made when first needed). The directory goes, with
   ``/run/tashi`` if that is then empty, once no process has a slot file open: a node manager of
-  another cluster that holds a slot keeps it.
+  another cluster that holds a slot keeps it. ``boot_slots_left`` says whether they are still
+  there when no node manager runs on the machine any more (what the tests of ``stop`` check).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tashi.devcluster import processes
 
 WATCHDOG_PID_FILE = "watchdog.pid"
 WATCHDOG_MARK = b"tashi.nodemanager.watchdog"
+NODE_MANAGER_MARK = b"/tashi-nm\0"  # the console script, run by its path
 BOOT_SLOTS = QemuSettings().boot_slot_dir
 
 
@@ -71,12 +73,29 @@ def remove_boot_slots(directory: Path = BOOT_SLOTS) -> list[str]:
     return left
 
 
+def boot_slots_left(
+    directory: Path = BOOT_SLOTS, node_manager: bytes = NODE_MANAGER_MARK
+) -> list[str]:
+    """What is left of the boot slots (the directory, or its parent left empty) while no node
+    manager (a process whose command line has ``node_manager``) runs on this machine; empty
+    when nothing is, or when one runs (another cluster's, which makes and uses them: they are
+    not left over then)."""
+    if any(node_manager in _cmdline(int(entry.name)) for entry in _pids()):
+        return []
+    if directory.is_dir():
+        return [str(directory)]
+    parent = directory.parent
+    return [f"{parent} (empty)"] if parent.is_dir() and not any(parent.iterdir()) else []
+
+
+def _pids() -> list[Path]:
+    return [entry for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
 def _open_by_anyone(directory: Path) -> bool:
     """Whether any process has a file of ``directory`` open (read from ``/proc/*/fd``)."""
     prefix = f"{directory.resolve()}/"
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _pids():
         try:
             fds = list((entry / "fd").iterdir())
         except OSError:  # gone meanwhile, or not ours to read
