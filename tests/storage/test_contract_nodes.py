@@ -307,6 +307,40 @@ def test_purge_before_deletes_strictly_earlier_events_and_counts_them(store: Sto
         tx.events.purge_before(datetime(2024, 1, 1))
 
 
+def test_purge_beyond_keeps_the_newest_events_of_each_instance(store: Store) -> None:
+    owner = seed(store)
+    a, b = add(store, owner, spec("a")), add(store, owner, spec("b"))
+    gone = InstanceId(999_999)  # history outlives its instance, and is trimmed alike
+    with store.transaction() as tx:
+        for n in range(5):  # each one earlier than the last: newest means last added
+            tx.events.add(a.id, "state", f"a{n}", now=T0 - timedelta(hours=n))
+            tx.events.add(gone, "state", f"g{n}", now=T0)
+        for n in range(2):
+            tx.events.add(b.id, "state", f"b{n}", now=T0)
+    with store.transaction() as tx:
+        assert tx.events.purge_beyond(2) == 6
+        assert tx.events.purge_beyond(2) == 0
+    assert history(store, a.id) == [("state", "a3"), ("state", "a4")]
+    assert history(store, b.id) == [("state", "b0"), ("state", "b1")]
+    assert history(store, gone) == [("state", "g3"), ("state", "g4")]
+    with store.transaction() as tx:
+        assert tx.events.purge_beyond(0) == 6
+    assert [history(store, i) for i in (a.id, b.id, gone)] == [[], [], []]
+    with pytest.raises(InvalidInput), store.transaction() as tx:
+        tx.events.purge_beyond(-1)
+
+
+def test_event_ids_are_never_reused_after_purging_all_but_none(backend: Backend) -> None:
+    owner = seed(backend.store)
+    inst = add(backend.store, owner, spec("a"))
+    with backend.store.transaction() as tx:
+        top = tx.events.add(inst.id, "state", "newest", now=T0)
+        assert tx.events.purge_beyond(0) == 1
+    store = backend.reopen()
+    with store.transaction() as tx:
+        assert tx.events.add(inst.id, "state", "after", now=T0).id > top.id
+
+
 def test_an_event_in_a_failed_unit_is_not_kept(store: Store) -> None:
     owner = seed(store)
     inst = add(store, owner, spec("a"))

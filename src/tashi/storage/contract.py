@@ -300,6 +300,11 @@ class InstanceEventRepository(Protocol):
     def purge_before(self, when: datetime) -> int:
         """Delete every event whose ``at`` is earlier than ``when``; return how many."""
 
+    def purge_beyond(self, per_instance: int) -> int:
+        """Keep the newest ``per_instance`` events of each instance (by id, as ``list``
+        returns them; ``per_instance`` >= 0, else ``InvalidInput``) and delete the older
+        ones; return how many. Ids stay never reused."""
+
 
 @dataclass(frozen=True, slots=True)
 class Address:

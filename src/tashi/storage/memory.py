@@ -471,6 +471,19 @@ class _Events:
                 self._t.events[iid] = kept
         return purged
 
+    def purge_beyond(self, per_instance: int) -> int:
+        keep = check_limit(per_instance)
+        purged = 0
+        for iid, events in list(self._t.events.items()):
+            if len(events) <= keep:
+                continue
+            purged += len(events) - keep
+            if keep:
+                self._t.events[iid] = events[-keep:]
+            else:
+                del self._t.events[iid]
+        return purged
+
 
 class _Tx:
     def __init__(self, t: Tables) -> None:

@@ -4,8 +4,10 @@ Implements ``InstanceEventRepository`` of ``storage/contract.py`` on the ``insta
 table of ``tables.py``. The table has no foreign key to ``instances`` (history outlives the
 instance); ids come from the database and are never reused, so id order is the order events
 were recorded. ``list`` reads the newest events backwards through ``(instance_id, id)`` and
-turns them round; ``purge_before`` deletes through the index on ``at``. Errors pass through
-``db.py``.
+turns them round; ``purge_before`` deletes through the index on ``at``, ``purge_beyond``
+through ``(instance_id, id)``: per instance over the count, the id of its oldest event kept
+(found by OFFSET, which SQLite, PostgreSQL and MariaDB all have, unlike a DELETE that reads its
+own table), then one range delete. Errors pass through ``db.py``.
 """
 
 from __future__ import annotations
@@ -54,3 +56,27 @@ class SqlEvents:
     def purge_before(self, when: datetime) -> int:
         result = self._db.execute(sa.delete(t_events).where(t_events.c.at < when))
         return int(result.rowcount)
+
+    def purge_beyond(self, per_instance: int) -> int:
+        keep = check_limit(per_instance)
+        over = (
+            sa.select(t_events.c.instance_id)
+            .group_by(t_events.c.instance_id)
+            .having(sa.func.count() > keep)
+        )
+        return sum(self._trim(iid, keep) for iid in self._db.execute(over).scalars().all())
+
+    def _trim(self, instance_id: InstanceId, keep: int) -> int:
+        """Delete the instance's events older than its newest ``keep``."""
+        mine = t_events.c.instance_id == instance_id
+        delete = sa.delete(t_events).where(mine)
+        if keep:
+            oldest_kept = (
+                sa.select(t_events.c.id)
+                .where(mine)
+                .order_by(t_events.c.id.desc())
+                .offset(keep - 1)
+                .limit(1)
+            )
+            delete = delete.where(t_events.c.id < self._db.execute(oldest_kept).scalar_one())
+        return int(self._db.execute(delete).rowcount)
