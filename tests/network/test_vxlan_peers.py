@@ -30,6 +30,7 @@ from tashi.network.vxlan import VxlanDriver
 from tashi.nodeapi.schemas import HeartbeatIn, HeartbeatOut, InstanceWire, RegisterIn, RegisterOut
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.lease import HostLease
+from tashi.nodemanager.outbox import Outbox
 from tashi.nodemanager.reporting import Identity, Reporter
 from tashi.vmm.base import VmState
 from tests.api.conftest import Api, start_api
@@ -137,6 +138,7 @@ def reporter(cm: Cm, network: FakeNetworkDriver | None, state_dir: Path) -> Repo
         lambda: (1024, 2),
         lease=HostLease(state_dir),
         marks=FenceMarks(state_dir),
+        outbox=Outbox(state_dir),
         network=network,
     )
 

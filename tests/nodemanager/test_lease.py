@@ -29,6 +29,7 @@ from tashi.nodeapi.schemas import (
 from tashi.nodemanager import fencing
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.lease import HostLease, witness_key
+from tashi.nodemanager.outbox import Outbox
 from tashi.nodemanager.reporting import Identity, Reporter
 from tashi.nodemanager.witnessing import Renewer, WitnessBook, peer_secret
 from tashi.vmm.base import VmState
@@ -151,6 +152,7 @@ def make_host(tmp: Path, clock: FakeClock | None = None, **cm: object) -> Host:
         lambda: (4096, 4),
         lease=lease,
         marks=marks,
+        outbox=Outbox(tmp),
         monotonic=clock.monotonic,
     )
     witnesses = {w.hostId: Witness(w.endpoint, w.token) for w in (W2, W3)}

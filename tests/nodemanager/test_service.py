@@ -117,9 +117,100 @@ def test_a_shut_down_vm_ends_and_everything_is_undone(
         await until(lambda: events.got)
         assert [e.kind for e in events.got] == ["exited"]
         assert node.report() == []
-        assert disks.prepared[0].released
+        await until(lambda: disks.prepared[0].released)  # the event goes out first
         assert not (tmp_path / "vms" / "5").exists()
         watcher.cancel()
         await node.close()
 
     asyncio.run(scenario())
+
+
+@dataclass
+class _Witness:
+    """An event sink that notes, at each event, which VMs the node still runs: an event must
+    be on its way before its VM is forgotten, or a crash between the two loses it."""
+
+    node: NodeService | None = None
+    got: list[tuple[str, list[int]]] = field(default_factory=list)
+
+    def put(self, event: VmEvent) -> None:
+        assert self.node is not None
+        self.got.append((event.kind, [i.id for i, _, _ in self.node.report()]))
+
+
+def test_an_event_is_handed_on_before_its_vm_is_forgotten(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        node, _, _, driver = make(tmp_path, poweroff_delay=0.0, grace=10.0)
+        witness = _Witness(node)
+        node.events = witness
+        watcher = asyncio.create_task(pump(driver, node))
+        await node.start(wire(5))
+        await node.suspend(InstanceId(5), "5_vm5.gz")
+        await until(lambda: witness.got)
+        await node.start(wire(6))
+        driver.crash(InstanceId(6))
+        await until(lambda: len(witness.got) == 2)
+        assert witness.got == [("suspended", [5]), ("exited", [6])]
+        assert node.report() == []
+        watcher.cancel()
+
+    asyncio.run(scenario())
+
+
+def _restarted(tmp_path: Path, target: Path | None, *, fails: bool) -> tuple[NodeService, _Events]:
+    """A node manager killed while its VM 5 was being suspended to ``target`` (or migrated),
+    and the one started after it, which adopts the VM."""
+
+    async def before() -> None:
+        node, _, _, driver = make(tmp_path, poweroff_delay=0.0, grace=10.0)
+        await node.start(wire(5))
+        FakeDriver.killed_while_sending(tmp_path / "vms" / "5", target)
+        await driver.close()
+
+    asyncio.run(before())
+    node, events, _, driver = make(tmp_path, poweroff_delay=0.0, grace=10.0)
+    if fails:
+        driver.failing.add("finish_outgoing")
+    return node, events
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["finished", "failed"])
+def test_a_suspend_the_dead_node_manager_left_is_finished_and_told(
+    tmp_path: Path, fails: bool
+) -> None:
+    target = tmp_path / "suspend" / "5_vm5.gz"
+    target.parent.mkdir()
+    node, events = _restarted(tmp_path, target, fails=fails)
+
+    async def scenario() -> None:
+        assert await node.recover() == [InstanceId(5)]
+        assert [(i.id, s) for i, _, s in node.report()] == [(5, VmState.migrating)]
+        await until(lambda: events.got)
+        await node.close()
+
+    asyncio.run(scenario())
+    if fails:
+        assert [e.kind for e in events.got] == ["suspendFailed"]
+        assert [(i.id, s) for i, _, s in node.report()] == [(5, VmState.running)]
+        assert not target.exists()
+    else:
+        assert [(e.kind, e.detail) for e in events.got] == [("suspended", "5_vm5.gz")]
+        assert node.report() == []
+        assert target.is_file()
+        assert not (tmp_path / "vms" / "5").exists()
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["finished", "failed"])
+def test_a_migration_the_dead_node_manager_left_is_seen_to_its_end(
+    tmp_path: Path, fails: bool
+) -> None:
+    node, events = _restarted(tmp_path, None, fails=fails)
+
+    async def scenario() -> None:
+        await node.recover()
+        await until(lambda: not node.report() or node.report()[0][2] is VmState.running)
+        await node.close()
+
+    asyncio.run(scenario())
+    assert events.got == []  # the cluster manager learns it from this host's VM list
+    assert [(i.id, s) for i, _, s in node.report()] == ([(5, VmState.running)] if fails else [])

@@ -204,6 +204,7 @@ async def test_unknown_instances_are_not_found_and_destroy_is_quiet(lab: Lab) ->
         driver.suspend(nobody, lab.root / "x.gz"),
         driver.migrate(nobody, ticket),
         driver.finish_incoming(nobody),
+        driver.finish_outgoing(nobody),
         driver.set_cpu_share(nobody, 512),
         driver.call(nobody, VmmCall("console")),
     ]
@@ -307,6 +308,19 @@ async def test_a_bad_suspend_file_fails_the_resume_and_ends_the_vm(lab: Lab) -> 
         await driver.finish_incoming(spec.instance_id)
     assert await driver.list() == []
     assert (await next_exit(driver, spec.instance_id)).reason is ExitReason.failed
+    await driver.close()
+
+
+async def test_only_a_vm_adopted_while_sending_has_a_transfer_to_finish(lab: Lab) -> None:
+    """(The adoption of one that was sending: ``test_service`` with the fake, and
+    ``test_qemu_transfers`` with a node manager killed while QEMU sends.)"""
+    driver = lab.driver()
+    spec = lab.spec(next_id())
+    await driver.start(spec)
+    with pytest.raises(InvalidState):
+        await driver.finish_outgoing(spec.instance_id)
+    assert [(s.state, s.sending) for s in await driver.list()] == [(S.running, None)]
+    await driver.destroy(spec.instance_id)
     await driver.close()
 
 

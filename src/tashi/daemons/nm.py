@@ -31,6 +31,7 @@ from tashi.nodemanager import watchdog
 from tashi.nodemanager.disks import DiskManager
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.lease import HostLease
+from tashi.nodemanager.outbox import Outbox
 from tashi.nodemanager.reporting import Identity, Reporter
 from tashi.nodemanager.routes import create_app
 from tashi.nodemanager.service import NodeService
@@ -130,7 +131,14 @@ async def run(settings: Settings) -> None:
     )
     memory, cores = await host_capacity(settings, driver)
     reporter = Reporter(
-        client, node, me, lambda: (memory, cores), lease=lease, marks=marks, network=network
+        client,
+        node,
+        me,
+        lambda: (memory, cores),
+        lease=lease,
+        marks=marks,
+        outbox=Outbox(state_dir),
+        network=network,
     )
     renewer = Renewer(lease)
     node.events = reporter

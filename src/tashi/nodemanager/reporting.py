@@ -3,8 +3,9 @@
 At start the node registers itself (SLA@SOI's automatic host registration: name, memory, cores,
 version, and where and how to reach it). Then every ``registerFrequency`` seconds it sends a
 heartbeat with its load and the state of each of its VMs. Events (a VM stopped, a suspend
-finished) are queued and sent at once, in order; a failed send keeps them queued for the next
-try, so nothing is lost while the cluster manager is away. A heartbeat answered "unknown host"
+finished) go to the ``outbox.Outbox`` on disk and are sent at once, in order; a failed send
+keeps them for the next try, so nothing is lost while the cluster manager is away, nor when
+this node manager dies before it could send them. A heartbeat answered "unknown host"
 (the host was unregistered, or the cluster manager's database was replaced) registers again.
 Both carry the network driver's underlay address, and the replies the other hosts' (``peers``,
 handed to the driver: ``tashi.clustermanager.underlay``).
@@ -23,7 +24,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +42,7 @@ from tashi.nodeapi.schemas import (
 )
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.lease import CM, HostLease
+from tashi.nodemanager.outbox import Outbox
 from tashi.nodemanager.service import NodeService
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Reporter:
         capacity: Callable[[], tuple[int, int]],
         lease: HostLease,
         marks: FenceMarks,
+        outbox: Outbox,
         monotonic: Callable[[], float] = time.monotonic,
         network: NetworkDriver | None = None,
     ) -> None:
@@ -91,13 +93,15 @@ class Reporter:
         self._marks = marks
         self._monotonic = monotonic
         self._network = network  # told the other hosts' underlay addresses (``peers``)
-        self._queue: deque[VmEvent] = deque()
+        self._outbox = outbox
         self._wake = asyncio.Event()
+        if len(outbox):
+            self._wake.set()  # owed from before a restart
         self.host_id: int | None = None
         self._fence_logged: float | None = None  # the deadline whose fence was logged
 
     def put(self, event: VmEvent) -> None:
-        self._queue.append(event)
+        self._outbox.put(event)
         self._wake.set()
 
     def _reports(self) -> list[VmReport]:
@@ -230,11 +234,10 @@ class Reporter:
     async def flush(self) -> int:
         """Send the queued events, oldest first; keep them on failure. Returns how many went."""
         sent = 0
-        while self._queue and self.host_id is not None:
-            batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
+        while len(self._outbox) and self.host_id is not None:
+            batch = self._outbox.oldest(_BATCH)
             await self._client.events(self.host_id, EventsIn(events=batch))
-            for _ in batch:
-                self._queue.popleft()
+            self._outbox.delivered(len(batch))
             sent += len(batch)
         return sent
 
@@ -246,6 +249,6 @@ class Reporter:
             try:
                 await self.flush()
             except TashiError as exc:
-                log.warning("could not send %d VM event(s): %s", len(self._queue), exc.message)
+                log.warning("could not send %d VM event(s): %s", len(self._outbox), exc.message)
                 await asyncio.sleep(retry)
                 self._wake.set()

@@ -31,6 +31,7 @@ from tashi.vmm.base import (
     DiskSpec,
     MigrationTicket,
     NicSpec,
+    Sending,
     VmmCall,
     VmmDriver,
     VmSpec,
@@ -256,8 +257,8 @@ class NodeService:
             self._get(iid).busy = None
             self._event(iid, "suspendFailed", exc.message)
             return
+        self._event(iid, "suspended", path.name)  # kept on disk before the VM is forgotten
         await self._forget(iid)
-        self._event(iid, "suspended", path.name)
 
     async def set_cpu_share(self, iid: InstanceId, share: int) -> None:
         self._need(Capability.cpu_share, "change CPU shares")
@@ -311,11 +312,11 @@ class NodeService:
         vm = self._vms.get(iid)
         if vm is None or vm.busy:
             return
-        await self._forget(iid)
         if self.fenced is not None and iid in self.fenced:
             log.warning("instance %s: its VM was stopped by the watchdog (self-fence)", iid)
-            return
-        self._event(iid, "exited", detail)
+        else:
+            self._event(iid, "exited", detail)
+        await self._forget(iid)
 
     async def _forget(self, iid: InstanceId) -> None:
         vm = self._vms.pop(iid, None)
@@ -361,8 +362,35 @@ class NodeService:
                 continue
             prepared = await asyncio.to_thread(self.disks.adopt, iid, _disks_of(instance))
             status = alive[iid]
-            self._vms[iid] = _Vm(instance, prepared, vm_id=status.vm_id, state=status.state)
+            vm = _Vm(instance, prepared, vm_id=status.vm_id, state=status.state)
+            self._vms[iid] = vm
+            if status.sending is not None:
+                vm.busy = "suspending" if status.sending.kind == "suspend" else "migrating"
+                self._tasks.spawn(self._finish_sending(iid, status.sending))
         return sorted(self._vms)
+
+    async def _finish_sending(self, iid: InstanceId, sending: Sending) -> None:
+        """A suspend or migration the node manager before this one started, which QEMU went
+        on with: see it to its end (``VmmDriver.finish_outgoing``) and tell the cluster manager
+        as that one would have. A migration's end is told by this host's VM list: the cluster
+        manager asks both hosts (``Migrations.settle``)."""
+        try:
+            await self.driver.finish_outgoing(iid)
+        except TashiError as exc:
+            vm = self._vms.get(iid)
+            if vm is not None:
+                vm.busy = None
+                statuses = {s.instance_id: s for s in await self.driver.list()}
+                if iid in statuses:
+                    vm.state = statuses[iid].state
+            log.warning("instance %s: the %s did not finish: %s", iid, sending.kind, exc.message)
+            if sending.kind == "suspend":
+                self._event(iid, "suspendFailed", exc.message)
+            return
+        log.info("instance %s: the %s finished after the node manager's restart", iid, sending.kind)
+        if sending.target is not None:
+            self._event(iid, "suspended", sending.target.name)
+        await self._forget(iid)
 
     async def close(self) -> None:
         await self._tasks.cancel()

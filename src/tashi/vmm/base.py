@@ -56,7 +56,7 @@ import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from tashi.domain.errors import InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId
@@ -153,11 +153,21 @@ class VmSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Sending:
+    """The transfer a VM was sending itself out with when its node manager died, as ``adopt``
+    finds it: a suspend to the file ``target``, or a live migration (``target`` None)."""
+
+    kind: Literal["suspend", "migrate"]
+    target: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class VmStatus:
     instance_id: InstanceId
     vm_id: int
     state: VmState
     spec: VmSpec
+    sending: Sending | None = None  # set by ``adopt`` on a VM in the middle of a transfer
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +255,9 @@ class VmmDriver(Protocol):
         """Re-attach to the VMs whose state directories are given (after a node-manager
         restart) and return those still there. VMs found dead are cleaned up and reported in
         ``events()`` as exited (reason ``failed``); a directory without the driver's state file
-        is skipped. A VM already attached is returned as it is."""
+        is skipped. A VM already attached is returned as it is. A VM the earlier node manager
+        was suspending or migrating, whose hypervisor went on with the transfer without it, is
+        returned ``migrating`` with ``sending`` set: ``finish_outgoing`` sees it to its end."""
 
     async def start(
         self, spec: VmSpec, *, incoming: MigrationTicket | Path | None = None
@@ -279,6 +291,15 @@ class VmmDriver(Protocol):
         """Source side: send the running VM to ``ticket``; on success the source VM stops
         (``exited``, reason ``migrated``). On failure or after ``[Qemu] migrateTimeout`` the VM
         keeps running here (resumed if it was stopped) and this raises ``BackendFailure``."""
+
+    async def finish_outgoing(self, instance_id: InstanceId) -> None:
+        """End the transfer of an adopted VM that was sending itself (``VmStatus.sending``) as
+        ``suspend`` or ``migrate`` would have: once it has completed, the suspend file is whole
+        at its target (a migration has nothing to keep), the VM stops (``exited``, reason
+        ``suspended`` or ``migrated``) and this returns. When it failed, never started, or does
+        not finish within ``[Qemu] migrateTimeout``, the VM runs on here (resumed if it ran),
+        nothing is left at the target, and this raises ``BackendFailure``. ``InvalidState`` for
+        a VM that is not sending."""
 
     async def finish_incoming(self, instance_id: InstanceId) -> VmStatus:
         """Target side: wait until an incoming migration or restore has completed and run the

@@ -17,7 +17,8 @@ contract tests read both drivers the same way.
 
 Test hooks, beyond the contract: ``crash()`` (the VM dies by itself), ``guest_pause()`` (it
 stops on its own, e.g. a disk error), ``kill_offline()`` (the VM died while no node manager was
-watching), ``failing`` (operations that fail with ``BackendFailure``).
+watching), ``killed_while_sending()`` (the node manager died in the middle of a suspend or a
+migration), ``failing`` (operations that fail with ``BackendFailure``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from tashi.vmm.base import (
     ExitReason,
     MigrationStats,
     MigrationTicket,
+    Sending,
     VmEvent,
     VmmCall,
     VmSpec,
@@ -79,6 +81,7 @@ class _FakeVm:
     source: Path | MigrationTicket | None = None  # what an incoming VM waits for
     received: asyncio.Event = field(default_factory=asyncio.Event)
     cdrom: str = ""
+    sending: Sending | None = None  # adopted in the middle of a transfer
 
 
 class FakeDriver:
@@ -175,6 +178,20 @@ class FakeDriver:
         self._save(vm)
         return self._status(vm)
 
+    async def finish_outgoing(self, instance_id: InstanceId) -> None:
+        vm = self._get(instance_id)
+        if vm.sending is None:
+            raise InvalidState(f"instance {instance_id} is not sending itself anywhere")
+        sending, vm.sending = vm.sending, None
+        if "finish_outgoing" in self.failing:
+            vm.state = VmState.running
+            self._save(vm)
+            raise BackendFailure(f"instance {instance_id}: the transfer failed (as asked)")
+        if sending.target is not None:
+            vm.state = VmState.running
+            self._write_suspend(vm, sending.target)
+        self._end(vm, ExitReason.suspended if sending.target else ExitReason.migrated)
+
     def _restore(self, vm: _FakeVm, path: Path) -> None:
         try:
             doc = json.loads(gzip.decompress(path.read_bytes()))
@@ -201,6 +218,10 @@ class FakeDriver:
                 self._exit_event(spec.instance_id, ExitReason.failed, "died while unwatched")
                 continue
             vm = _FakeVm(spec, int(doc["vm_id"]), VmState(doc["state"]), self)
+            if doc.get("sending"):
+                kind, target = doc["sending"]
+                vm.sending = Sending(kind, Path(target) if target else None)
+                vm.state = VmState.migrating
             vm.uptime_base, vm.started = float(doc["uptime"]), _now()
             vm.console = [str(line) for line in doc["console"]]
             self._vms[spec.instance_id] = vm
@@ -249,6 +270,10 @@ class FakeDriver:
         self._expect(vm, (VmState.running, VmState.paused), "suspend")
         check_movable(vm.spec, "suspend")
         self._fail("suspend")
+        self._write_suspend(vm, target)
+        self._end(vm, ExitReason.suspended)
+
+    def _write_suspend(self, vm: _FakeVm, target: Path) -> None:
         doc = {"magic": _SUSPEND_MAGIC, "uptime": self._uptime(vm)}
         partial = target.with_name(target.name + ".partial")
         try:
@@ -257,7 +282,6 @@ class FakeDriver:
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise BackendFailure(f"cannot write {target}: {exc.strerror}") from exc
-        self._end(vm, ExitReason.suspended)
 
     async def migrate(self, instance_id: InstanceId, ticket: MigrationTicket) -> MigrationStats:
         vm = self._get(instance_id)
@@ -327,6 +351,15 @@ class FakeDriver:
         if doc is not None:
             statefile.write(state_dir / STATE_FILE, {**doc, "alive": False}, durable=False)
 
+    @staticmethod
+    def killed_while_sending(state_dir: Path, target: Path | None) -> None:
+        """Record that the node manager died while the VM of ``state_dir`` was being suspended
+        to ``target`` (or, with ``None``, live-migrated): the next driver adopts it sending."""
+        doc = statefile.read(state_dir / STATE_FILE)
+        if doc is not None:
+            sending = ["suspend" if target else "migrate", str(target) if target else None]
+            statefile.write(state_dir / STATE_FILE, {**doc, "sending": sending}, durable=False)
+
     # --- helpers --------------------------------------------------------------------
 
     def _get(self, instance_id: InstanceId) -> _FakeVm:
@@ -370,7 +403,7 @@ class FakeDriver:
             log.write(line + "\n")
 
     def _status(self, vm: _FakeVm) -> VmStatus:
-        return VmStatus(vm.spec.instance_id, vm.vm_id, vm.state, vm.spec)
+        return VmStatus(vm.spec.instance_id, vm.vm_id, vm.state, vm.spec, vm.sending)
 
     def _save(self, vm: _FakeVm) -> None:
         doc = {

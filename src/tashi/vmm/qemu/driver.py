@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from tashi.config.settings import QemuSettings
-from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, NotFound, Unavailable
+from tashi.domain.errors import (
+    AlreadyExists,
+    BackendFailure,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    Unavailable,
+)
 from tashi.domain.ids import InstanceId
 from tashi.vmm import statefile
 from tashi.vmm.base import (
@@ -43,7 +50,7 @@ from tashi.vmm.base import (
 )
 from tashi.vmm.qemu import bootslots, calls, cgroups, probe, process, transfer
 from tashi.vmm.qemu.cmdline import Launch, VmPaths, build_argv
-from tashi.vmm.qemu.vm import QemuVm, state_of
+from tashi.vmm.qemu.vm import Outgoing, QemuVm, state_of
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +350,9 @@ class QemuDriver:
         # made with -S to wait for a boot slot, and still waiting: it waits again, here
         vm.boot_queued = bool(doc.get("boot_queued")) and run_state == "prelaunch"
         vm.state = VmState.running if vm.boot_queued else state_of(run_state)
+        vm.outgoing = Outgoing.from_json(doc.get("outgoing"))
+        if vm.outgoing is not None:  # sending itself: finish_outgoing sees it to its end
+            vm.state = VmState.migrating
         vm.save(self._boot_id)
         log.info("instance %s: adopted qemu pid %d (%s)", vm.iid, proc.pid, vm.state.value)
         if vm.boot_queued:
@@ -464,6 +474,7 @@ class QemuDriver:
                 compress=self.settings.suspend_compression == "gzip",
                 bandwidth_mb=self.settings.migrate_bandwidth,
                 timeout=self.settings.migrate_timeout,
+                persist=lambda: vm.save(self._boot_id),
             )
             vm.exit_reason = ExitReason.suspended
         await self._kill(vm, ExitReason.suspended)
@@ -478,10 +489,26 @@ class QemuDriver:
                 ticket,
                 bandwidth_mb=self.settings.migrate_bandwidth,
                 timeout=self.settings.migrate_timeout,
+                persist=lambda: vm.save(self._boot_id),
             )
             vm.exit_reason = ExitReason.migrated
         await self._kill(vm, ExitReason.migrated)
         return stats
+
+    async def finish_outgoing(self, instance_id: InstanceId) -> None:
+        vm = self._get(instance_id)
+        if vm.outgoing is None:
+            raise InvalidState(f"instance {instance_id} is not sending itself anywhere")
+        reason = ExitReason.suspended if vm.outgoing.kind == "suspend" else ExitReason.migrated
+        async with self._migrations, vm.lock:
+            await transfer.conclude(
+                vm,
+                bandwidth_mb=self.settings.migrate_bandwidth,
+                timeout=self.settings.migrate_timeout,
+                persist=lambda: vm.save(self._boot_id),
+            )
+            vm.exit_reason = reason
+        await self._kill(vm, reason)
 
     async def finish_incoming(self, instance_id: InstanceId) -> VmStatus:
         vm = self._get(instance_id)

@@ -220,6 +220,10 @@ class Helper:
         # Our own unreaped child: its pid cannot be reused while we hold it.
         self._process = Process(self._popen.pid, os.pidfd_open(self._popen.pid), 0)
 
+    def identity(self) -> tuple[int, int]:
+        """Its pid and start time: what finds it again (``Process.attach``) after a restart."""
+        return self._popen.pid, start_time_of(self._popen.pid) or 0
+
     async def wait(self, timeout: float) -> None:
         """Wait for it to end; ``BackendFailure`` if it fails or is still running."""
         if not await self._process.wait(timeout):

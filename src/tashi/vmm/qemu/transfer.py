@@ -14,6 +14,12 @@ backing image. Shared disks stay where they are (``base.check_movable`` refuses 
 
 A failed or timed-out outgoing migration is cancelled, and the VM runs on here: QEMU resumes it
 by itself when the failure comes late, and ``cont`` makes sure when it does not.
+
+A node manager that dies in the middle of a suspend or a migration does not stop QEMU, which
+goes on sending. So the transfer is written into the VM's state file (``Outgoing``) before QEMU
+is asked for anything, and a node manager that adopts the VM later ends it with ``conclude``:
+it waits for QEMU, and either makes the suspend file whole (gzip's own check of the stream)
+and lets the VM go, as a finished suspend or migration does, or runs the VM on here.
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tashi.domain.errors import BackendFailure
 from tashi.vmm.base import MigrationStats, MigrationTicket, VmState
-from tashi.vmm.qemu.process import Helper
-from tashi.vmm.qemu.vm import QemuVm, tail, wait_state
+from tashi.vmm.qemu.process import Helper, Process
+from tashi.vmm.qemu.vm import Outgoing, QemuVm, tail, wait_state
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,9 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _DONE = ("completed", "failed", "cancelled")
 _SUSPEND_FD = "tashi-suspend"
 _RESTORE_FD = "tashi-restore"
+
+#: Writes the VM's state file (``QemuVm.save`` with the driver's boot id).
+Persist = Callable[[], None]
 
 
 async def _configure(vm: QemuVm, bandwidth_mb: int) -> None:
@@ -58,8 +69,8 @@ async def _finish(vm: QemuVm, timeout: float) -> dict[str, Any]:
     cancelled = False
     while True:
         info = await vm.monitor.execute("query-migrate")
-        if info.get("status") in _DONE:
-            return dict(info)
+        if info.get("status") in _DONE or info.get("status", "none") == "none":
+            return dict(info)  # ended, or (a transfer taken over after a restart) never began
         if loop.time() > deadline and not cancelled:
             await vm.monitor.execute("migrate_cancel")
             cancelled, deadline = True, deadline + 30.0
@@ -86,17 +97,38 @@ def _failure(info: dict[str, Any], where: str, timeout: float) -> str:
     return f"{where}: {info.get('error-desc', info.get('status', 'failed'))}"
 
 
+def _partial(target: Path) -> Path:
+    return target.with_name(target.name + ".partial")
+
+
+def _forget_outgoing(vm: QemuVm, persist: Persist) -> None:
+    """The transfer is over and the VM runs on: no restart must take it up again."""
+    vm.outgoing = None
+    if vm.process.alive():  # a VM that ended has no state file to write
+        persist()
+
+
 async def save(
-    vm: QemuVm, target: Path, *, compress: bool, bandwidth_mb: int, timeout: float
+    vm: QemuVm,
+    target: Path,
+    *,
+    compress: bool,
+    bandwidth_mb: int,
+    timeout: float,
+    persist: Persist,
 ) -> None:
     """Write the VM's state to ``target`` (atomically) and leave it stopped. On failure the VM
-    runs again if it ran, nothing is left at ``target``, and this raises."""
+    runs again if it ran, nothing is left at ``target``, and this raises. ``persist`` writes
+    the VM's state file: the transfer is recorded there (``vm.outgoing``) before anything
+    starts, for a node manager restarted meanwhile (``conclude``)."""
     was_running = vm.state is VmState.running
-    partial = target.with_name(target.name + ".partial")
-    await vm.monitor.execute("stop")  # one consistent pass: nothing dirties memory meanwhile
-    vm.state = VmState.migrating
+    partial = _partial(target)
+    vm.outgoing = Outgoing("suspend", target, was_running)
+    persist()
     helper: Helper | None = None
     try:
+        await vm.monitor.execute("stop")  # one consistent pass: nothing dirties memory meanwhile
+        vm.state = VmState.migrating
         out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             if compress:
@@ -105,6 +137,8 @@ async def save(
                     helper = Helper(["gzip", "-1", "-c"], stdin=read_end, stdout=out)
                 finally:
                     os.close(read_end)
+                vm.outgoing.helper = helper.identity()
+                persist()
                 try:
                     await vm.monitor.send_fd(_SUSPEND_FD, write_end)
                 finally:
@@ -127,6 +161,7 @@ async def save(
             helper.kill()
         partial.unlink(missing_ok=True)
         await _run_on(vm, was_running)
+        _forget_outgoing(vm, persist)
         raise
 
 
@@ -184,28 +219,113 @@ async def finish_incoming(vm: QemuVm, timeout: float) -> None:
 
 
 async def send(
-    vm: QemuVm, ticket: MigrationTicket, *, bandwidth_mb: int, timeout: float
+    vm: QemuVm,
+    ticket: MigrationTicket,
+    *,
+    bandwidth_mb: int,
+    timeout: float,
+    persist: Persist,
 ) -> MigrationStats:
-    """Live-migrate to ``ticket``; the VM is stopped here when this returns."""
+    """Live-migrate to ``ticket``; the VM is stopped here when this returns. The migration is
+    recorded in the state file first (``persist``), as for ``save``."""
     was_running = vm.state is VmState.running
     where = f"migrating instance {vm.iid} to {ticket.host}:{ticket.port}"
+    vm.outgoing = Outgoing("migrate", None, was_running)
+    persist()
     vm.state = VmState.migrating
     try:
         await _configure(vm, bandwidth_mb)
         await vm.monitor.execute("migrate", {"uri": f"tcp:{_host(ticket.host)}:{ticket.port}"})
         info = await _finish(vm, timeout)
+        if info.get("status") != "completed":
+            raise BackendFailure(_failure(info, where, timeout))
     except BaseException:
         await _run_on(vm, was_running)
+        _forget_outgoing(vm, persist)
         raise
-    if info.get("status") != "completed":
-        await _run_on(vm, was_running)
-        raise BackendFailure(_failure(info, where, timeout))
     moved = [info.get(part, {}).get("transferred") for part in ("ram", "disk")]
     return MigrationStats(
         total_seconds=float(info.get("total-time", 0)) / 1000,
         downtime_ms=None if info.get("downtime") is None else float(info["downtime"]),
         transferred_bytes=sum(int(n) for n in moved if n is not None) or None,
     )
+
+
+async def conclude(vm: QemuVm, *, bandwidth_mb: int, timeout: float, persist: Persist) -> None:
+    """See a transfer to its end that an earlier node manager started (``vm.outgoing``, read
+    back from the state file) and QEMU carried on alone: wait while it runs (at this driver's
+    bandwidth), then, for a suspend, make the file whole at its target (``_seal``). Returns
+    when the VM is all sent, so that the caller ends it; otherwise the VM runs on if it ran,
+    no suspend file is left, and this raises ``BackendFailure``."""
+    out = vm.outgoing
+    if out is None:
+        raise BackendFailure(f"instance {vm.iid} is not sending itself anywhere")
+    what = f"{'suspending' if out.kind == 'suspend' else 'migrating'} instance {vm.iid}"
+    try:
+        info = await vm.monitor.execute("query-migrate")
+        if info.get("status", "none") not in (*_DONE, "none"):
+            limit = {"max-bandwidth": bandwidth_mb * 2**20}
+            await vm.monitor.execute("migrate-set-parameters", limit)
+            info = await _finish(vm, timeout)
+        if info.get("status", "none") == "none":
+            raise BackendFailure(f"{what}: the node manager stopped before QEMU began sending")
+        if info.get("status") != "completed":
+            raise BackendFailure(_failure(info, what, timeout))
+        if out.target is not None:
+            await _seal(out.target, out.helper, timeout)
+    except BaseException:
+        if out.target is not None:
+            _partial(out.target).unlink(missing_ok=True)
+            await _drop_writer(vm, out.helper)
+        await _run_on(vm, out.was_running)
+        _forget_outgoing(vm, persist)
+        raise
+
+
+async def _seal(target: Path, helper: tuple[int, int] | None, timeout: float) -> None:
+    """Turn a suspend's ``.partial`` file that QEMU finished into ``target``: wait for the gzip
+    that wrote it (no longer our child) to end, check the stream is whole (``gzip -t``), then
+    sync and rename, as ``save`` would have."""
+    partial = _partial(target)
+    if not partial.exists() and target.exists():
+        return  # renamed before the node manager died
+    if helper is not None:
+        writer = Process.attach(helper[0], start_time=helper[1])
+        if writer is not None:
+            try:
+                if not await writer.wait(timeout):
+                    raise BackendFailure(f"gzip did not finish writing {partial.name}")
+            finally:
+                writer.close()
+        fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            check = Helper(["gzip", "-t"], stdin=fd, stdout=null)
+        finally:
+            os.close(fd)
+            os.close(null)
+        await check.wait(timeout)
+    fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    partial.replace(target)
+
+
+async def _drop_writer(vm: QemuVm, helper: tuple[int, int] | None) -> None:
+    """After a suspend that will not be finished: end its gzip, and drop the pipe's end that
+    QEMU holds if it never began sending (``getfd``; an unknown name is no error worth more
+    than a debug line)."""
+    if helper is not None:
+        writer = Process.attach(helper[0], start_time=helper[1])
+        if writer is not None:
+            writer.signal(signal.SIGKILL)
+            writer.close()
+    try:
+        await vm.monitor.execute("closefd", {"fdname": _SUSPEND_FD})
+    except BackendFailure as exc:
+        log.debug("instance %s: closefd: %s", vm.iid, exc.message)
 
 
 def _host(host: str) -> str:

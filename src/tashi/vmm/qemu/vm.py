@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tashi.domain.errors import BackendFailure, InvalidState
 from tashi.vmm import statefile
-from tashi.vmm.base import ExitReason, VmEvent, VmSpec, VmState, VmStatus
+from tashi.vmm.base import ExitReason, Sending, VmEvent, VmSpec, VmState, VmStatus
 from tashi.vmm.qemu import cgroups
 from tashi.vmm.qemu.cmdline import VmPaths
 from tashi.vmm.qemu.monitor import Monitor
@@ -50,6 +51,42 @@ def state_of(run_state: str) -> VmState:
     return _RUN_STATES.get(run_state, VmState.paused)
 
 
+@dataclass
+class Outgoing:
+    """The transfer a VM is sending itself out with: recorded in the state file before QEMU
+    stops or sends anything, so that a node manager that died meanwhile finds it again and
+    sees it to its end (``transfer.conclude``)."""
+
+    kind: Literal["suspend", "migrate"]
+    target: Path | None  # the suspend file (a migration: None)
+    was_running: bool  # whether to run the VM again if the transfer fails
+    helper: tuple[int, int] | None = None  # the suspend's gzip: pid and start time
+
+    def sending(self) -> Sending:
+        return Sending(self.kind, self.target)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "target": None if self.target is None else str(self.target),
+            "was_running": self.was_running,
+            "helper": None if self.helper is None else list(self.helper),
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> Outgoing | None:
+        """The record in a state file; ``None`` for none (or one this version cannot read)."""
+        if not isinstance(doc, dict) or doc.get("kind") not in ("suspend", "migrate"):
+            return None
+        helper = doc.get("helper")
+        return cls(
+            kind=doc["kind"],
+            target=Path(doc["target"]) if doc.get("target") else None,
+            was_running=bool(doc.get("was_running")),
+            helper=(int(helper[0]), int(helper[1])) if helper else None,
+        )
+
+
 class QemuVm:
     def __init__(
         self,
@@ -69,6 +106,7 @@ class QemuVm:
         self.silent = False  # a start that failed: its end is not news
         self.boot_queued = False  # made with -S, waiting for a boot slot (``bootslots``)
         self.helpers: list[Helper] = []
+        self.outgoing: Outgoing | None = None  # a suspend or migration under way
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._shutdown: Mapping[str, Any] | None = None
         self._emit = emit
@@ -84,7 +122,8 @@ class QemuVm:
         return int(self.spec.instance_id)
 
     def status(self) -> VmStatus:
-        return VmStatus(self.spec.instance_id, self.process.pid, self.state, self.spec)
+        sending = self.outgoing.sending() if self.outgoing is not None else None
+        return VmStatus(self.spec.instance_id, self.process.pid, self.state, self.spec, sending)
 
     def expect(self, *allowed: VmState, what: str) -> None:
         if self.state not in allowed:
@@ -104,6 +143,7 @@ class QemuVm:
                 "accel": self.accel,
                 "cgroup": None if self.cgroup is None else str(self.cgroup),
                 "boot_queued": self.boot_queued,
+                "outgoing": None if self.outgoing is None else self.outgoing.to_json(),
             },
         )
 
