@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tashi.clustermanager.migration import TARGET_HINT
 from tashi.domain.clock import FakeClock
 from tashi.domain.errors import NotFound
 from tashi.domain.ids import HostId, UserId
@@ -144,7 +145,7 @@ def test_lost_while_destroying_is_removed_and_while_migrating_is_left(tmp_path: 
     c.clock.advance(LEASE + MARGIN)
     assert c.run(c.service.ha.check()) == []
     assert c.run(c.service.db.read(lambda tx: tx.instances.count())) == 1
-    assert c.instance(other.id).state is S.Orphaned
+    assert c.instance(other.id).state is S.MigratePrep  # its migration's settling decides
     assert c.history(inst.id)[-1] == ("removed", "lost with h1 while Destroying")
 
 
@@ -372,3 +373,53 @@ def test_heartbeats_hand_out_witnesses_with_tokens_and_take_acknowledgements(
     again = api.call("POST", f"/v1/nodes/{ids[0]}/heartbeat", nodes[0], json=body)
     assert again.json()["witnesses"]["epoch"] == epoch
     assert sets().settled() and sets().voters() == {ids[1], ids[2]}
+
+
+def migrating(c: Cluster, inst: Instance, state: InstanceState = S.MigrateTrans) -> None:
+    """``inst`` (Running on h1) on its way to h2, as ``migrateVm`` leaves it."""
+    now = c.clock.now()
+
+    def run(tx: Transaction) -> None:
+        changes = InstanceChanges(hints={TARGET_HINT: str(c.hosts[1])})
+        tx.instances.transition(inst.id, S.Running, S.MigratePrep, now=now, changes=changes)
+        if state is S.MigrateTrans:
+            tx.instances.transition(inst.id, S.MigratePrep, S.MigrateTrans, now=now)
+
+    c.run(c.service.db.write(run))
+
+
+def test_a_host_lost_mid_migration_hands_the_vm_its_target_holds_over(tmp_path: Path) -> None:
+    """The source sent the VM and died: the target's copy is the VM. It is not orphaned (and so
+    not fenced on the target), and once the source is proven lost it runs on the target."""
+    c, inst = ha_cluster(tmp_path)
+    migrating(c, inst)
+    c.nodes.on(c.hosts[1])[inst.id] = 4242  # the target's copy
+    lose_host(c)
+    assert c.instance(inst.id).state is S.MigrateTrans
+    c.run(c.service.deadlines.check())  # the source cannot be asked, and is not yet lost
+    assert c.instance(inst.id).state is S.MigrateTrans
+    c.clock.advance(LEASE + MARGIN - EXPIRE)
+    c.run(c.service.deadlines.check())
+    now = c.instance(inst.id)
+    assert (now.state, now.host_id, now.vm_id) == (S.Running, c.hosts[1], 4242)
+    assert TARGET_HINT not in now.hints
+    assert c.history(inst.id)[-1] == ("migrated", "from h1 to h2; h1 was lost")
+    assert c.run(c.service.ha.check()) == []
+
+
+@pytest.mark.parametrize("state", [S.MigratePrep, S.MigrateTrans])
+def test_a_host_lost_mid_migration_with_no_copy_on_the_target_restarts_it(
+    tmp_path: Path, state: InstanceState
+) -> None:
+    c, inst = ha_cluster(tmp_path)
+    migrating(c, inst, state)
+    if state is S.MigratePrep:  # prepared, never sent: that copy is nothing
+        c.nodes.on(c.hosts[1])[inst.id] = 4242
+    lose_host(c)
+    c.clock.advance(LEASE + MARGIN - EXPIRE)
+    c.run(c.service.deadlines.check())
+    now = c.instance(inst.id)
+    assert (now.state, now.host_id, now.vm_id) == (S.Pending, None, None)
+    assert TARGET_HINT not in now.hints
+    assert c.nodes.on(c.hosts[1]) == {}
+    assert [k for k, _ in c.history(inst.id)][-1] == "rescheduled"

@@ -136,7 +136,7 @@ def test_a_finished_transfer_is_finished_on_the_target(tmp_path: Path, state: S)
     assert (inst.state, inst.host_id, inst.vm_id) == (S.Running, 2, 4242)
     assert TARGET_HINT not in inst.hints
     assert nodes.running == {1: {}, 2: {InstanceId(1): "running"}}
-    assert "finished after the cluster manager restarted" in _history(service)
+    assert "finished by asking both hosts" in _history(service)
 
 
 def test_a_vm_the_target_already_runs_is_recorded_there(tmp_path: Path) -> None:

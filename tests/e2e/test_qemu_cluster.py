@@ -163,7 +163,7 @@ def test_a_finished_migration_survives_a_cluster_manager_crash(
     finally:
         os.kill(target.pid, signal.SIGCONT)
     c.cm.start()
-    settled_once(c, "mover", "finished after the cluster manager restarted")
+    settled_once(c, "mover", "finished by asking both hosts")
 
 
 def test_a_migration_cut_short_survives_a_cluster_manager_crash(
@@ -182,7 +182,7 @@ def test_a_migration_cut_short_survives_a_cluster_manager_crash(
     finally:
         os.kill(source.pid, signal.SIGCONT)
     c.cm.start()
-    settled_once(c, "stayer", "still on n1", "finished after the cluster manager restarted")
+    settled_once(c, "stayer", "still on n1", "finished by asking both hosts")
 
 
 def test_two_vms_never_open_one_persistent_image(qemu_cluster: tuple[Cluster, str]) -> None:

@@ -14,9 +14,10 @@ overdue instances on, each with a compare-and-swap and a line in its history:
   (the next heartbeat corrects this if the node says otherwise).
 * MigratePrep, MigrateTrans — these are settled on every pass, not only when overdue, once
   no task of this process drives them (the cluster manager restarted mid-migration): the two
-  hosts are asked where the VM is (``migration.Migrations.settle``). Only when there is nothing
-  to ask (no recorded target, a host gone) does the deadline send it back to Running on the
-  source.
+  hosts are asked where the VM is (``migration.Migrations.settle``; a source that cannot be
+  asked because HA proved it lost: the target's copy, or a start elsewhere). Only when there is
+  nothing to ask (no recorded target, a host gone) does the deadline send it back to Running on
+  the source, or Orphaned when the source is down.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.migration import LostHosts
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.domain.clock import Clock
 from tashi.domain.errors import NotFound, StateConflict, TashiError
@@ -38,8 +40,9 @@ S = InstanceState
 
 _MIGRATING = (S.MigratePrep, S.MigrateTrans)
 
-#: Settles a migration nobody drives; False when there is nothing to go on.
-MigrationSettler = Callable[[Instance], Awaitable[bool]]
+#: Settles a migration nobody drives, given what HA knows of lost hosts; False when there is
+#: nothing to go on.
+MigrationSettler = Callable[[Instance, LostHosts | None], Awaitable[bool]]
 
 _GIVE_UP: dict[InstanceState, Action] = {
     S.Activating: Action.start_failed,
@@ -61,12 +64,14 @@ class Deadlines:
         nodes: NodeGateway,
         deadlines: Mapping[InstanceState, float] = DEADLINES,
         settle_migration: MigrationSettler | None = None,
+        lost: LostHosts | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._nodes = nodes
         self._deadlines = deadlines
         self._settle_migration = settle_migration
+        self._lost = lost
 
     async def check(self) -> list[Instance]:
         """One pass; returns the instances it found overdue."""
@@ -105,7 +110,7 @@ class Deadlines:
         if self._settle_migration is None:
             return False
         try:
-            return await self._settle_migration(inst)
+            return await self._settle_migration(inst, self._lost)
         except StateConflict:
             return True  # it moved meanwhile
         except TashiError as exc:
@@ -134,6 +139,8 @@ class Deadlines:
             )
             return
         action = _GIVE_UP[inst.state]
+        if inst.state in _MIGRATING and host is not None and not host.up:
+            action = Action.host_lost  # not Running on a host that is down: HA decides
         if action is Action.start_failed and host is not None and host.up:
             await self._quietly_destroy(host, inst)
         await self._give_up(inst, action)

@@ -14,8 +14,11 @@ renewed. A host that still answers a witness (the cluster manager lost it, the o
 keeps its VMs, and they are not started elsewhere.
 
 What the host was doing when it was lost decides (the ``hostLost`` history line records it): an
-instance lost while ShuttingDown or Destroying is removed (its VM is gone, as was asked); one
-lost while migrating is left Orphaned for the migration's own settling (``migration.py``).
+instance lost while ShuttingDown or Destroying is removed (its VM is gone, as was asked). One
+that was being migrated away is not orphaned at all (``liveness.py``): its VM may be whole on
+the target. The migration's own settling (``migration.Migrations.settle``) asks ``is_lost``
+whether the source is proven lost, then finishes the VM on the target or, if the target has
+no copy, sends it back to Pending with ``restart_lost``.
 
 ``after_report`` handles a host that reports again: the VMs it says it fenced, and, after a
 crash, the Orphaned instances it no longer runs.
@@ -26,9 +29,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.migration import without_target
 from tashi.clustermanager.restart import reschedule
 from tashi.clustermanager.suspends import SuspendArea
 from tashi.clustermanager.witnesses import WitnessDesk, voters_of
@@ -82,6 +87,35 @@ class HighAvailability:
             if await self._confirmed(host):
                 moved += await self._db.write(functools.partial(self._restart, host=host, now=now))
         await self._discard_suspend_files(moved)
+        return moved
+
+    async def is_lost(self, host: Host) -> bool:
+        """Whether ``host`` is proven lost, as ``check`` would restart its VMs: down, its lease
+        (and the margin) over, and every witness it may use confirms it silent. Its VMs are
+        stopped then (self-fence, watchdog). Never true without HA."""
+        return (
+            self.enabled
+            and _due(host, self._clock.now(), self._margin)
+            and (await self._confirmed(host))
+        )
+
+    async def restart_lost(self, inst: Instance, host: Host) -> Instance:
+        """Send an instance whose VM was lost with ``host`` (``is_lost``) back to Pending, to
+        start again elsewhere from its image, as ``check`` does with the host's orphans."""
+        now = self._clock.now()
+
+        def run(tx: Transaction) -> Instance:
+            current = inst
+            if inst.state is not InstanceState.Orphaned:
+                lost = next_state(inst.state, Action.host_lost)
+                current = tx.instances.transition(inst.id, inst.state, lost, now=now)
+            # a migration's target goes with it (``reschedule`` keeps the other hints)
+            return reschedule(
+                tx, replace(current, hints=without_target(current)), host, now, "lost"
+            )
+
+        moved = await self._db.write(run)
+        await self._discard_suspend_files([moved])
         return moved
 
     async def _discard_suspend_files(self, moved: list[Instance]) -> None:

@@ -20,7 +20,13 @@ from tashi.clustermanager.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.diskcopy import DiskCopies, needs_copy
 from tashi.clustermanager.images import ImageService
-from tashi.clustermanager.migration import TARGET_HINT, Migrations, target_of, without_target
+from tashi.clustermanager.migration import (
+    TARGET_HINT,
+    LostHosts,
+    Migrations,
+    target_of,
+    without_target,
+)
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle_nics
 from tashi.clustermanager.suspends import SuspendArea, suspend_file
@@ -318,7 +324,7 @@ class InstanceService:
         """What live migrations in flight bring to ``host`` (for claims on it)."""
         return self._migrations.incoming(host, but)
 
-    async def settle_migration(self, inst: Instance) -> bool:
+    async def settle_migration(self, inst: Instance, lost: LostHosts | None = None) -> bool:
         """A migration this process does not drive (its driver was lost in a restart): settle
         it from what the two hosts say (``Migrations.settle``). False when there is nothing to
         go on (no recorded target, or a host left the cluster): the caller's deadline decides."""
@@ -334,7 +340,7 @@ class InstanceService:
             )
         except NotFound:
             return False
-        await self._migrations.settle(inst, source, target, self._move, self._record)
+        await self._migrations.settle(inst, source, target, self._move, self._record, lost)
         return True
 
     async def adapt_cpu_share(self, caller: Principal, ref: str, share: int) -> Instance:

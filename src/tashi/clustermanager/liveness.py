@@ -6,6 +6,12 @@ slow and stays up; if not, the host goes down and every instance on it becomes O
 (``host_lost``), each with a compare-and-swap and a line in its history. A host comes back up
 with its next registration or heartbeat, and reconciliation then re-attaches what still runs.
 
+Except an instance the host was migrating away (MigratePrep, MigrateTrans): its VM may already
+be whole on the target, the only copy, so it keeps its state, and with it the target's copy
+(``nodereports`` keeps the VM of an instance in migration on its target). The settling of
+migrations asks both hosts (``migration.Migrations.settle``) and, once the source is proven
+lost, finishes the VM on the target or starts it again elsewhere.
+
 A cluster manager that has just started counts silence from its own start, not from the last
 heartbeat it has on record: while it was away no host could reach it, and each gets a whole
 ``expireHostTime`` to report before it is checked.
@@ -26,6 +32,9 @@ from tashi.domain.states import ON_HOST, Action, InstanceState, next_state
 from tashi.storage.contract import InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
+
+#: What a host that stops answering orphans: all it may run but what it is migrating away.
+_ORPHANED_BY_LOSS = sorted(ON_HOST - {InstanceState.MigratePrep, InstanceState.MigrateTrans})
 
 
 class Liveness:
@@ -62,7 +71,7 @@ def _refresh(tx: Transaction, *, host: Host, now: datetime) -> Host:
 
 def _mark_down(tx: Transaction, *, host: Host, now: datetime) -> Host:
     updated = tx.hosts.update(host.id, up=False, decayed=False)
-    for inst in tx.instances.find(InstanceFilter(host_id=host.id, states=sorted(ON_HOST))):
+    for inst in tx.instances.find(InstanceFilter(host_id=host.id, states=_ORPHANED_BY_LOSS)):
         target = next_state(inst.state, Action.host_lost)
         try:
             tx.instances.transition(inst.id, inst.state, target, now=now)

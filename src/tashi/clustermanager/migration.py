@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from tashi.clustermanager.nodes import NodeGateway
-from tashi.domain.errors import TashiError, Unanswered
+from tashi.domain.errors import NotFound, TashiError, Unanswered, Unavailable
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance, Usage
 from tashi.domain.states import Action, InstanceState
@@ -43,6 +44,17 @@ log = logging.getLogger(__name__)
 Mover = Callable[..., Awaitable[Instance]]
 #: Appends a line to an instance's history.
 Recorder = Callable[[Instance, str, str], Awaitable[None]]
+
+
+class LostHosts(Protocol):
+    """What high availability knows of lost hosts (``ha.HighAvailability``)."""
+
+    async def is_lost(self, host: Host) -> bool:
+        """Whether ``host`` is proven lost, its VMs stopped."""
+
+    async def restart_lost(self, inst: Instance, host: Host) -> Instance:
+        """Send an instance lost with ``host`` back to Pending."""
+
 
 #: The hint that records a migration's target host while it is in flight (cleared after).
 TARGET_HINT = "__migrate_target"
@@ -175,16 +187,30 @@ class Migrations:
         )
 
     async def settle(
-        self, inst: Instance, source: Host, target: Host, move: Mover, record: Recorder
+        self,
+        inst: Instance,
+        source: Host,
+        target: Host,
+        move: Mover,
+        record: Recorder,
+        lost: LostHosts | None = None,
     ) -> None:
         """Bring a migration nobody drives any more to its end (see the module docstring).
-        ``TashiError`` from a node that cannot be asked leaves the instance as it is."""
-        seen = (await self.nodes.vms(source)).get(inst.id)
+        ``TashiError`` from a node that cannot be asked leaves the instance as it is — unless
+        the source cannot be asked because it is proven lost (``lost.is_lost``): its VMs are
+        stopped then, and the target's copy, if whole, is the VM."""
+        try:
+            seen = (await self.nodes.vms(source)).get(inst.id)
+        except Unavailable:
+            if lost is None or source.up or not await lost.is_lost(source):
+                raise
+            await self._source_lost(inst, source, target, move, record, lost)
+            return
         if seen is not None and seen.state == "migrating":
             return  # the source is still sending; its own timeout ends that
         if seen is not None:
-            lost = TashiError("the cluster manager restarted before the migration finished")
-            await self._roll_back(inst, source, target, move, record, lost)
+            why = TashiError("the source still runs it: the transfer did not complete")
+            await self._roll_back(inst, source, target, move, record, why)
             return
         arrived = (await self.nodes.vms(target)).get(inst.id)
         if arrived is None:
@@ -202,7 +228,49 @@ class Migrations:
         await record(
             inst,
             "migrated",
-            f"from {source.name} to {target.name}; finished after the cluster manager restarted",
+            f"from {source.name} to {target.name}; finished by asking both hosts (the cluster"
+            " manager or the source's node manager restarted meanwhile)",
+        )
+
+    async def _source_lost(
+        self,
+        inst: Instance,
+        source: Host,
+        target: Host,
+        move: Mover,
+        record: Recorder,
+        lost: LostHosts,
+    ) -> None:
+        """The source is lost with its VMs: run the target's copy if QEMU received all of it
+        (``finish_incoming`` runs a VM only once its incoming state is complete, which QEMU's
+        source reaches only after it stopped its own copy for good); with no whole copy there,
+        the VM is lost and starts again elsewhere, from its image."""
+        arrived = (await self.nodes.vms(target)).get(inst.id)  # unreachable: ask again later
+        if arrived is not None and inst.state is InstanceState.MigratePrep:
+            await self.nodes.destroy(target, inst)  # the source was never told to send it
+            arrived = None
+        try:
+            if arrived is None:
+                raise NotFound(f"host {target.name} has no copy of it")
+            vm_id = arrived.vmId
+            if arrived.state == "incoming":
+                vm_id = await self.nodes.finish_incoming(target, inst)
+        except TashiError as exc:
+            log.warning(
+                "%s was lost with %s while it migrated to %s, which has no whole copy (%s):"
+                " starting it again elsewhere",
+                inst.name,
+                source.name,
+                target.name,
+                exc.message,
+            )
+            await lost.restart_lost(inst, source)
+            return
+        await move(
+            inst, Action.migrated, host_id=target.id, vm_id=vm_id, hints=without_target(inst)
+        )
+        await record(
+            inst, "migrated", f"from {source.name} to {target.name}; {source.name} was lost"
         )
 
     async def wait(self) -> None:
