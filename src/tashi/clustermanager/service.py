@@ -18,6 +18,7 @@ from tashi.clustermanager.database import Database
 from tashi.clustermanager.deadlines import Deadlines
 from tashi.clustermanager.groups import GroupService
 from tashi.clustermanager.ha import HighAvailability
+from tashi.clustermanager.history import HistoryRetention
 from tashi.clustermanager.hosts import HostService
 from tashi.clustermanager.images import ImageService
 from tashi.clustermanager.instances import InstanceRules, InstanceService
@@ -56,6 +57,7 @@ class ClusterService:
     groups: GroupService
     ha: HighAvailability
     addresses: AddressService
+    history: HistoryRetention
 
     async def instance_counts(self) -> dict[InstanceState, int]:
         """Instances per state, for ``/metrics``."""
@@ -85,7 +87,7 @@ def build_service(
 ) -> ClusterService:
     clock = clock or SystemClock()
     db = Database(store, workers=db_workers)
-    svc = settings.cluster_manager_service
+    svc, cm = settings.cluster_manager_service, settings.cluster_manager
     images = ImageStore(settings.vfs.prefix)
     rules = InstanceRules(
         specs=SpecRules(
@@ -142,9 +144,12 @@ def build_service(
         images=image_service,
         node_reports=reports,
         liveness=Liveness(db, clock, gateway, svc.expire_host_time),
-        deadlines=Deadlines(db, clock, gateway, settle_migration=instances.settle_migration),
+        deadlines=Deadlines(
+            db, clock, gateway, settle_migration=instances.settle_migration, lost=ha
+        ),
         nodes=gateway,
         groups=groups,
         ha=ha,
         addresses=AddressService(db, clock),
+        history=HistoryRetention(db, clock, cm.history_lifetime, cm.history_per_instance),
     )

@@ -63,7 +63,9 @@ def _max_connections() -> Any:
 @dataclass(frozen=True, slots=True)
 class ClusterManagerSettings:
     SECTION: ClassVar[str] = "ClusterManager"
-    DOC: ClassVar[str] = "Where the cluster manager keeps its own files."
+    DOC: ClassVar[str] = (
+        "Where the cluster manager keeps its own files, and how long it keeps instance history."
+    )
 
     state_dir: Path = option(
         "stateDir",
@@ -76,6 +78,21 @@ class ClusterManagerSettings:
         "admin-credentials.cfg",
         "File (relative to stateDir) where the first start writes the generated admin user and"
         " password, readable only by its owner. Use it as a client config: TASHI_CONFIG=<file>.",
+    )
+    history_lifetime: float = option(
+        "historyLifetime",
+        2_592_000.0,
+        "Seconds an event of an instance's history is kept (30 days); older ones are purged"
+        " hourly. A VM a host reports for an instance removed longer ago than this (its history"
+        " gone) is adopted rather than stopped.",
+        minimum=3600,
+    )
+    history_per_instance: int = option(
+        "historyPerInstance",
+        100,
+        "Most events kept of one instance's history: its newest ones. HA reads an instance's"
+        " newest 20 back to settle one lost with its host, hence the minimum.",
+        minimum=20,
     )
 
 

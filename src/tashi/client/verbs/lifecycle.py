@@ -122,7 +122,9 @@ VERBS = (
         (INSTANCE,),
         description="Every change the cluster made to the instance and why: placement, node"
         " reports, migrations with their downtime, deadlines, fencing. An admin can read the"
-        " history of a removed instance by its id.",
+        " history of a removed instance by its id. The cluster manager keeps each event for"
+        " [ClusterManager] historyLifetime (30 days) and an instance's newest"
+        " historyPerInstance events (100).",
         examples=(
             "tashi getInstanceHistory --instance web",
             "tashi getInstanceHistory --instance 12",
