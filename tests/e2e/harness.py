@@ -22,7 +22,7 @@ from tashi.devcluster.strays import kill_watchdog
 from tashi.runtime.ports import free_port
 from tashi.storage.sql import SqlStore, make_engine
 
-__all__ = ["BIN", "Cluster", "Daemon", "free_port", "wait_for", "write_config"]
+__all__ = ["BIN", "Cluster", "Daemon", "cm_daemon", "free_port", "wait_for", "write_config"]
 
 T = TypeVar("T")
 
@@ -39,6 +39,24 @@ def wait_for(
     return processes.wait_for(what, probe, timeout, every, error=AssertionError)
 
 
+def cm_daemon(
+    root: Path, name: str, vfs: Path, *, sql: dict[str, object] | None = None, **options: object
+) -> processes.Daemon:
+    """A ``tashi-cm`` (not started) with its state in ``root/cm-state``, its config in
+    ``root/<name>.cfg``, a port of its own and ``[ClusterManagerService]`` ``options``."""
+    port = free_port()
+    sections: dict[str, dict[str, object]] = {
+        "ClusterManager": {"stateDir": root / "cm-state"},
+        "ClusterManagerService": {"host": "127.0.0.1", "port": port, **options},
+        "Vfs": {"prefix": vfs},
+        "Logging": {"level": "INFO"},
+    }
+    if sql is not None:
+        sections["SQL"] = sql
+    config = write_config(root / f"{name.removeprefix('tashi-')}.cfg", sections)
+    return Daemon(name, [str(BIN / "tashi-cm")], root, config, port)
+
+
 @dataclass
 class Cluster:
     """One cluster manager plus node managers, all on this machine."""
@@ -51,25 +69,17 @@ class Cluster:
     node_password: str = "node-secret-password"
 
     @classmethod
-    def start(cls, root: Path, vfs: Path, **cm_options: object) -> Cluster:
-        port = free_port()
-        state = root / "cm-state"
-        config = write_config(
-            root / "cm.cfg",
-            {
-                "ClusterManager": {"stateDir": state},
-                "ClusterManagerService": {"host": "127.0.0.1", "port": port, **cm_options},
-                "Vfs": {"prefix": vfs},
-                "Logging": {"level": "INFO"},
-            },
-        )
-        cm = Daemon("tashi-cm", [str(BIN / "tashi-cm")], root, config, port)
+    def start(
+        cls, root: Path, vfs: Path, *, sql: dict[str, object] | None = None, **cm_options: object
+    ) -> Cluster:
+        """``sql``: the ``[SQL]`` section (default: SQLite in ``root/cm-state``)."""
+        cm = cm_daemon(root, "tashi-cm", vfs, sql=sql, **cm_options)
         cm.start()
         creds = configparser.ConfigParser(interpolation=None)
-        creds.read(state / "admin-credentials.cfg")
+        creds.read(root / "cm-state" / "admin-credentials.cfg")
         access = creds["AccessClusterManager"]
         admin = TashiClient(
-            f"http://127.0.0.1:{port}", username=access["username"], password=access["password"]
+            f"http://127.0.0.1:{cm.port}", username=access["username"], password=access["password"]
         )
         admin.register_user(UserIn(name="node", password="node-secret-password", role="node"))
         return cls(root=root, vfs=vfs, cm=cm, admin=admin)

@@ -9,7 +9,9 @@ cluster wakes nobody.
 
 The version lives in memory: a restarted cluster manager starts again at 0, and an agent whose
 ``after`` is not the current version (higher after a restart) is answered at once, which makes
-it read everything again.
+it read everything again. A cluster manager that stops closes its feed (``close``, from
+``tashi.web.stop.Server``): every long-poll is answered at once with the version it had, as if
+its timeout had passed, so the stop waits for none of them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class ChangeFeed:
         #: bumped by host writes that change the hosts' peers (up, configuration elements)
         self.hosts_version = 0
         self._changed: asyncio.Event | None = None
+        self._closed = False
 
     def bump_hosts(self) -> None:
         self.hosts_version += 1
@@ -47,9 +50,17 @@ class ChangeFeed:
             self._changed.set()
             self._changed = None
 
+    def close(self) -> None:
+        """Answer every waiter now, and every later one at once (the cluster manager stops)."""
+        self._closed = True
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
     async def wait(self, after: int, timeout: float) -> int:
-        """The current version as soon as it differs from ``after``, or after ``timeout``."""
-        if self.version != after or timeout <= 0:
+        """The current version as soon as it differs from ``after``, or after ``timeout``,
+        or once the feed is closed."""
+        if self.version != after or timeout <= 0 or self._closed:
             return self.version
         if self._changed is None:
             self._changed = asyncio.Event()

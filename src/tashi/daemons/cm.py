@@ -1,7 +1,9 @@
 """``tashi-cm``: the cluster manager daemon.
 
-Reads the ClusterManager configuration, opens (and migrates) the database, creates the first
-admin if there is none, and serves the HTTP API until SIGINT/SIGTERM.
+Reads the ClusterManager configuration, takes the database's hold (one cluster manager per
+database, ``storage/sql/hold.py``), opens (and migrates) the database, creates the first admin
+if there is none, and serves the HTTP API until SIGINT/SIGTERM, which stop it within about a
+second (``web/stop.py``: the change feed's long-polls are answered at once).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-
-import uvicorn
+from typing import TYPE_CHECKING
 
 import tashi
 from tashi.clustermanager.gateway import HttpNodeGateway
@@ -27,13 +28,17 @@ from tashi.runtime import logs
 from tashi.runtime.tasks import Supervisor
 from tashi.storage.contract import Store
 from tashi.web.limits import HttpLimits
-from tashi.web.server import server_config
+from tashi.web.stop import Server
+
+if TYPE_CHECKING:
+    from tashi.storage.sql.hold import Hold
 
 log = logging.getLogger("tashi.cm")
 
 TOKEN_PURGE_INTERVAL = 3600.0
 DEADLINE_INTERVAL = 5.0
 HA_INTERVAL = 1.0  # how often a lost host's expired lease is looked for (ADR 0010)
+HOLD_INTERVAL = 1.0  # how often the database's hold is checked (taken again after an outage)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def hold_database(settings: Settings) -> Hold:
+    """The hold of ``[SQL]``'s database that makes this its one cluster manager; raises
+    ``HeldElsewhere`` (a ``TashiError``) while another has it."""
+    from tashi.storage.sql.engine import url_from_settings
+    from tashi.storage.sql.hold import take_hold
+
+    return take_hold(url_from_settings(settings.sql, settings.cluster_manager.state_dir))
+
+
 def open_store(settings: Settings) -> Store:
     """The SQL store named by ``[SQL] uri`` (SQLite in stateDir by default), migrated."""
     from tashi.storage.sql.store import open_store as open_sql_store
@@ -65,19 +79,31 @@ def prepare_state_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-async def serve(settings: Settings, service: ClusterService) -> None:
+async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None:
+    """Serve until SIGTERM/SIGINT; raises ``HeldElsewhere`` if another cluster manager took
+    the database while the hold's session was lost (this one then stops)."""
     svc = settings.cluster_manager_service
     credentials = settings.cluster_manager.state_dir / settings.cluster_manager.admin_credentials
     await service.auth.ensure_admin(credentials, host=svc.host, port=svc.port)
     supervisor = Supervisor()
     supervisor.every("purge-expired-tokens", TOKEN_PURGE_INTERVAL, service.auth.purge_expired)
+    supervisor.every("purge-history", service.history.INTERVAL, service.history.purge)
     supervisor.every("host-liveness", max(0.5, svc.expire_host_time / 3), service.liveness.check)
     supervisor.every("deadlines", DEADLINE_INTERVAL, service.deadlines.check)
     if service.ha.enabled:
         supervisor.every("ha-restart", HA_INTERVAL, service.ha.check)
     limits = HttpLimits.of(svc)
-    config = server_config(create_app(service, limits), host=svc.host, port=svc.port, limits=limits)
-    server = uvicorn.Server(config)
+    app = create_app(service, limits)
+    server = Server(
+        app,
+        what="the cluster manager",
+        host=svc.host,
+        port=svc.port,
+        limits=limits,
+        stopping=[service.db.feed.close],
+    )
+    lost: list[TashiError] = []
+    supervisor.every("database-hold", HOLD_INTERVAL, lambda: keep_hold(hold, server, lost))
     # Everything allocated so far (modules, the app, settings) lives as long as the process:
     # move it out of the collector's sight so that full collections, which large listings
     # trigger, only walk what requests allocate.
@@ -89,6 +115,21 @@ async def serve(settings: Settings, service: ClusterService) -> None:
     finally:
         await supervisor.stop()
         await service.aclose()
+    if lost:
+        raise lost[0]
+    log.info("stopped")
+
+
+async def keep_hold(hold: Hold, server: Server, lost: list[TashiError]) -> None:
+    """Renew the database's hold; stop the server if another cluster manager has it now."""
+    from tashi.storage.sql.hold import HeldElsewhere
+
+    try:
+        await asyncio.to_thread(hold.renew)
+    except HeldElsewhere as exc:
+        log.critical("%s", exc.message)
+        lost.append(exc)
+        server.should_exit = True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,16 +143,30 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(settings.logging.level, as_json=settings.logging.json, program="tashi-cm")
     try:
         prepare_state_dir(settings.cluster_manager.state_dir)
+        hold = hold_database(settings)
+    except (TashiError, OSError) as exc:
+        print(f"tashi-cm: cannot start: {exc}", file=sys.stderr)
+        return 1
+    log.info("holds the database %s (no other cluster manager may use it now)", hold.where)
+    try:
+        return run(settings, hold, check=args.check)
+    finally:
+        hold.release()
+
+
+def run(settings: Settings, hold: Hold, *, check: bool) -> int:
+    """Open the database and serve it (or only check it), holding it."""
+    try:
         store = open_store(settings)
     except (TashiError, OSError) as exc:
         print(f"tashi-cm: cannot start: {exc}", file=sys.stderr)
         return 1
     service = build_service(settings, store, nodes=HttpNodeGateway)
     try:
-        if args.check:
+        if check:
             print(f"tashi-cm: configuration and database are fine ({settings.sql.uri or 'SQLite'})")
             return 0
-        asyncio.run(serve(settings, service))
+        asyncio.run(serve(settings, service, hold))
     except KeyboardInterrupt:
         return 0
     except TashiError as exc:
