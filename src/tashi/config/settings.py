@@ -430,10 +430,18 @@ class PrimitiveSettings:
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
     SECTION: ClassVar[str] = "Logging"
-    DOC: ClassVar[str] = "Log output of the daemons (to standard error)."
+    DOC: ClassVar[str] = "Log output of the daemons (to standard error), and the logs they keep."
 
     level: str = option("level", "INFO", "DEBUG, INFO, WARNING or ERROR.")
     json: bool = option("json", False, "One JSON object per line instead of plain text.")
+    max_log_size: int = option(
+        "maxLogSize",
+        4_194_304,
+        "Bytes a log file the node manager keeps may hold (its VMs' console and qemu logs, its"
+        " watchdog's): past it, checked every 10 s, the file's newest this many bytes move to"
+        " <file>.1 and the file starts again.",
+        minimum=65536,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -878,6 +886,13 @@ class ClusterSettings:
         " Unix socket, e.g. postgresql://tashi@/tashi?host=/run/postgresql.",
     )
     sql_password: str = option("sqlPassword", "", "[SQL] password of the cluster manager.")
+    max_log_size: int = option(
+        "maxLogSize",
+        4_194_304,
+        "[Logging] maxLogSize of the hosts, and the cap of the cluster's other logs (the"
+        " daemons', dnsmasq's): past it a log's newest this many bytes move to <log>.1.",
+        minimum=65536,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from tashi.nodemanager.routes import create_app
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.nodemanager.witnessing import Renewer, WitnessBook, peer_secret
-from tashi.runtime import logs
+from tashi.runtime import logcap, logs
 from tashi.runtime.tasks import Supervisor
 from tashi.vmm.base import VmEvent, VmmDriver, VmState
 from tashi.vmm.registry import create_driver as create_vmm
@@ -154,6 +154,8 @@ async def run(settings: Settings) -> None:
     supervisor.every("witnesses", svc.register_frequency, renewer.renew)
     supervisor.every("vm-events", 1.0, lambda: pump_events(driver, node))
     supervisor.every("send-events", 1.0, lambda: reporter.send_events_forever(2.0))
+    logs_kept = logcap.LogCap([state_dir], settings.logging.max_log_size)  # VMs', watchdog's
+    supervisor.every("cap-logs", logcap.INTERVAL, logs_kept.check)
     log.info("tashi-nm %s for host %s serving on %s", tashi.__version__, me.name, me.endpoint)
     try:
         await server.serve()

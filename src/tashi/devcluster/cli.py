@@ -209,6 +209,8 @@ def _console(cluster: DevCluster, ref: str, follow: bool) -> int:
             elif not follow:
                 return 0
             else:
+                if handle.tell() > os.fstat(handle.fileno()).st_size:
+                    handle.seek(0)  # emptied by its node manager's cap: from its new start
                 time.sleep(0.2)
 
 

@@ -5,7 +5,8 @@ is installed) in the cluster manager's namespace, defines the VM networks, gives
 leg on each of them (a VXLAN segment through the ``vxlan`` network driver), then starts one node
 manager per host namespace, all at once, and waits until every host is up in the cluster
 manager. Every daemon runs detached (a session of its own) with its log in the state directory;
-the state file records each by pid and start time so later subcommands find them.
+the state file records each by pid and start time so later subcommands find them. The logs stay
+bounded: the log keeper (``logkeeper.py``) caps them.
 
 ``crash`` is seed 002's ``ssi-rm``: every process in the host's namespace (its node manager,
 its VMs' qemu and the node manager's watchdog) is SIGKILLed by pid; nobody is told. The
@@ -36,7 +37,7 @@ from pathlib import Path
 from tashi.api.schemas import HostOut, NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
 from tashi.config.settings import ClusterSettings, VxlanSettings
-from tashi.devcluster import configs, control, dhcp, fabric, processes, strays
+from tashi.devcluster import configs, control, dhcp, fabric, logkeeper, processes, strays
 from tashi.devcluster.fabric import Fabric
 from tashi.devcluster.state import Layout, State, host_name, host_number
 from tashi.devcluster.targets import Kind, Target, in_start_order
@@ -136,6 +137,7 @@ class DevCluster:
         Fabric(configs.plan(state)).build()
         self._start_cm(state)
         self.layout.save(state)
+        logkeeper.start(self.settings, self.layout, state)
         self._prepare_cm(state)
         dhcp.start_servers(self.settings, self.layout, state, self.say)
         scheduler = self._start_scheduler(state)
@@ -486,7 +488,8 @@ class DevCluster:
                 shutil.rmtree(self.layout.root, ignore_errors=True)
             return []
         fab = Fabric(configs.plan(state))
-        order = ["tashi-scheduler", *sorted(n for n in state.daemons if "dnsmasq" in n), "tashi-cm"]
+        dnsmasqs = sorted(n for n in state.daemons if "dnsmasq" in n)
+        order = ["tashi-scheduler", *dnsmasqs, "tashi-cm", logkeeper.KEY]
         for name in order:
             proc = state.daemons.get(name)
             if proc is not None:

@@ -112,7 +112,7 @@ def nm_config(
         },
         "AccessClusterManager": {"username": NODE_USER, "password": node_password},
         "Vfs": {"prefix": layout.vfs},
-        "Logging": {"level": "INFO"},
+        "Logging": {"level": "INFO", "maxLogSize": settings.max_log_size},
     }
 
 

@@ -143,10 +143,12 @@ def admin_client(layout: Layout) -> TashiClient:
 
 
 def keep_logs(layout: Layout, target: Path) -> Path:
-    """Copy the cluster's logs (daemons, dnsmasqs, watchdogs), ``cluster.json`` and the
-    DhcpDns hook's files to ``target``: ``tashi-cluster stop`` removes the state directory."""
+    """Copy the cluster's logs (daemons, dnsmasqs, watchdogs, with the older copy ``<log>.1``
+    of one the log keeper capped), ``cluster.json`` and the DhcpDns hook's files to ``target``:
+    ``tashi-cluster stop`` removes the state directory."""
     for path in sorted(layout.root.rglob("*")):
-        wanted = path.suffix in (".log", ".json") or path.parent.name == "dnsmasq"
+        named = path.suffix in (".log", ".json") or path.name.endswith(".log.1")
+        wanted = named or path.parent.name == "dnsmasq"
         if wanted and path.is_file() and not path.is_symlink():
             copy = target / path.relative_to(layout.root)
             copy.parent.mkdir(parents=True, exist_ok=True)

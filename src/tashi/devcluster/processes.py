@@ -221,7 +221,8 @@ class Daemon:
             raise self.error(f"{self.name} exited at start:\n{self.log_tail()}")
         if self.ready_log is not None:
             with self.log.open("rb") as log:
-                log.seek(self._log_start)
+                # from where it started, unless the log was emptied since (the log keeper)
+                log.seek(self._log_start if self._log_start <= self.log.stat().st_size else 0)
                 return self.ready_log in log.read().decode(errors="replace")
         if self.pid_file is not None:
             try:
