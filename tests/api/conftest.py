@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import configparser
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from tashi.clustermanager.database import Database
+from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.config.settings import (
     ClusterManagerServiceSettings,
@@ -87,11 +89,18 @@ def make_store(kind: str, settings: Settings) -> Store:
 
 
 def start_api(
-    store_kind: str, tmp: Path, *, clock: Clock | None = None, **service: Any
+    store_kind: str,
+    tmp: Path,
+    *,
+    clock: Clock | None = None,
+    nodes: Callable[[Database], NodeGateway] | None = None,
+    **service: Any,
 ) -> Iterator[Api]:
+    """The app over a store of ``store_kind`` (``nodes``: its node gateway, default none)."""
     settings = make_settings(tmp, **service)
     settings.cluster_manager.state_dir.mkdir(mode=0o700)
-    service_ = build_service(settings, make_store(store_kind, settings), clock=clock)
+    store = make_store(store_kind, settings)
+    service_ = build_service(settings, store, clock=clock, nodes=nodes)
     creds = settings.cluster_manager.state_dir / "admin-credentials.cfg"
     app = create_app(service_, HttpLimits.of(settings.cluster_manager_service))
     with TestClient(app) as http:

@@ -157,7 +157,9 @@ def test_an_image_is_listed_only_when_complete(real: Api, tmp_path: Path) -> Non
     assert not part.exists()
 
 
-def test_a_failed_task_reports_qemu_img_and_leaves_no_image(real: Api, tmp_path: Path) -> None:
+def test_a_failed_task_says_a_program_failed_logs_qemu_img_and_leaves_no_image(
+    real: Api, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     api = real
     script = stand_in(tmp_path, "create", 'echo "qemu-img: no space left" >&2; exit 1')
     service = api.service.images
@@ -167,7 +169,9 @@ def test_a_failed_task_reports_qemu_img_and_leaves_no_image(real: Api, tmp_path:
     task = wait(api, alice, reply.json()["id"])
     assert task.state == "failed" and task.error is not None
     assert task.error.code == "backend_failure"
-    assert "no space left" in task.error.message
+    assert task.error.message == "a program the server runs failed"  # qemu-img's words: the log's
+    logged = [r.getMessage() for r in caplog.records if f"image task {task.id} " in r.getMessage()]
+    assert any("no space left" in line for line in logged), logged
     assert not any(n.startswith(("clone", ".clone")) for n in os.listdir(images_dir(api)))
 
 

@@ -19,11 +19,21 @@ class _Model(BaseModel):
 
 class ErrorBody(_Model):
     code: str
-    message: str
+    message: str = Field(
+        description="for a person; a failure of something Tashi depends on (its database, a"
+        " node manager, a file, a program) is a fixed sentence, its detail in the server's log"
+        " under requestId"
+    )
+    requestId: str | None = Field(
+        default=None,
+        description="the id of the request answered (also its X-Request-Id header), under"
+        " which the server logged what it did not say",
+    )
 
 
 class ErrorOut(_Model):
-    """Every non-2xx answer: ``{"error": {"code": "not_found", "message": "..."}}``."""
+    """Every non-2xx answer: ``{"error": {"code": "not_found", "message": "...",
+    "requestId": "..."}}``."""
 
     error: ErrorBody
 

@@ -3,8 +3,10 @@
 ``Transport`` sends one request to the cluster manager and returns the decoded JSON body. It logs
 in lazily (``POST /v1/auth/token``) when it holds a user name and password but no token, and logs
 in again once if a token it obtained itself has expired. Every non-2xx answer becomes the
-``TashiError`` category named by its ``{"error": {"code", "message"}}`` body; every httpx failure
-becomes ``Unavailable``: no httpx exception leaves this module. ``sdk.py`` builds on it.
+``TashiError`` category named by its ``{"error": {"code", "message", "requestId"}}`` body; the
+message of a server-side failure (5xx) ends with its request id, which an administrator finds in
+the cluster manager's log with what the message does not say. Every httpx failure becomes
+``Unavailable``: no httpx exception leaves this module. ``sdk.py`` builds on it.
 """
 
 from __future__ import annotations
@@ -159,7 +161,10 @@ def error_from(response: httpx.Response) -> TashiError:
         if cls is None:
             cls = BackendFailure if response.status_code >= 500 else TashiError
         return cls(_fallback_message(response))
-    return error_class(body.error.code)(body.error.message)
+    message, request_id = body.error.message, body.error.requestId
+    if response.status_code >= 500 and request_id is not None:
+        message = f"{message} (request {request_id})"
+    return error_class(body.error.code)(message)
 
 
 def _fallback_message(response: httpx.Response) -> str:

@@ -2,6 +2,8 @@
 
 The address and secret of each node manager come from its registration (``NodeLink`` in the
 store); a client is kept per host and replaced when the node registers again with a new one.
+Each call carries the id of the API request it serves, if any (``tashi.web.requestids``), so
+the node manager logs under the id the caller was given.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tashi.nodeapi.schemas import (
     TicketOut,
     VmOut,
 )
+from tashi.web import requestids
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,9 @@ class HttpNodeGateway:
             return known[2]
         if known is not None:
             await known[2].close()
-        client = NodeManagerClient(link.endpoint, link.secret, host_name=host.name)
+        client = NodeManagerClient(
+            link.endpoint, link.secret, host_name=host.name, request_id=requestids.current
+        )
         self._clients[host.id] = (link.endpoint, link.secret, client)
         return client
 

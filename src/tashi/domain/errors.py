@@ -1,24 +1,44 @@
 """The one exception root of Tashi and its closed set of categories.
 
 Every error a user can see is a ``TashiError`` of one of the categories below. Front-ends map
-categories to their protocol in one table (``frontends/rest/errors.py``); foreign exceptions are
-wrapped where they enter (``raise BackendFailure(...) from exc``).
+categories to their protocol in one table (``web/errors.py``); foreign exceptions are wrapped
+where they enter (``raise BackendFailure(...) from exc``).
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class Dependency(enum.Enum):
+    """What Tashi depends on, named by an error that is its failure (``TashiError.failed``)."""
+
+    database = "database"
+    node_manager = "node manager"
+    cluster_manager = "cluster manager"
+    file_system = "file system"
+    subprocess = "subprocess"  # a program Tashi runs: qemu-img, dnsmasq, ...
+    other = "other"
 
 
 class TashiError(Exception):
     """Root of every error Tashi raises on purpose.
 
     ``message`` is one line meant for a person; ``code`` is a stable machine-readable name.
+    ``failed`` names what Tashi depends on when the error is its failure: the message is then
+    for the log only (it may name paths, hosts and ports), and a front-end tells its caller a
+    fixed sentence instead (``web/errors.py``). ``None``: the error is about the request itself
+    (a bad value, a missing name, a state) and its message is for the caller.
     """
 
     code = "error"
+    failed: Dependency | None = None
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, failed: Dependency | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if failed is not None:
+            self.failed = failed
 
 
 class NotFound(TashiError):
@@ -82,9 +102,11 @@ class NotAuthenticated(Forbidden):
 
 
 class BackendFailure(TashiError):
-    """Something Tashi depends on (database, hypervisor, node manager) failed."""
+    """Something Tashi depends on (database, hypervisor, node manager) failed: always a
+    ``failed`` one (``other`` unless the seam that raised it says what)."""
 
     code = "backend_failure"
+    failed: Dependency | None = Dependency.other
 
 
 class Unavailable(TashiError):

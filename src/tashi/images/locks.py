@@ -22,7 +22,7 @@ import struct
 from pathlib import Path
 from types import TracebackType
 
-from tashi.domain.errors import BackendFailure, InvalidState
+from tashi.domain.errors import BackendFailure, Dependency, InvalidState
 
 LOCK_SUFFIX = ".vmlock"
 
@@ -49,14 +49,16 @@ class ImageLock:
         try:
             fd = os.open(path, flags, 0o644)
         except OSError as exc:
-            raise BackendFailure(f"cannot open the lock file {path}: {exc.strerror}") from exc
+            message = f"cannot open the lock file {path}: {exc.strerror}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc
         try:
             _ofd_lock(fd, fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 raise InvalidState(conflict or _conflict(image.name, exclusive)) from None
-            raise BackendFailure(f"cannot lock {path}: {exc.strerror}") from exc
+            message = f"cannot lock {path}: {exc.strerror}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc
         return cls(image, fd, exclusive)
 
     @property

@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tashi.domain import validation
-from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, InvalidState
+from tashi.domain.errors import (
+    AlreadyExists,
+    BackendFailure,
+    Dependency,
+    InvalidInput,
+    InvalidState,
+)
 from tashi.domain.models import Image
 from tashi.images import qemuimg
 from tashi.images.boot import SIDECAR_SUFFIXES, sidecar
@@ -159,7 +165,8 @@ class ImageOps:
         try:
             await asyncio.to_thread(_flush, part)
         except OSError as exc:
-            raise BackendFailure(f"cannot flush the new image {plan.dst_name!r}: {exc}") from exc
+            message = f"cannot flush the new image {plan.dst_name!r}: {exc}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc
 
     async def _copy(self, src: Path, part: Path) -> None:
         stop = threading.Event()
@@ -170,7 +177,8 @@ class ImageOps:
             stop.set()  # the thread notices within one chunk; ``make`` removes the part file
             raise
         except (OSError, Stopped) as exc:
-            raise BackendFailure(f"copying {src.name!r} failed: {exc}") from exc
+            message = f"copying {src.name!r} failed: {exc}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc
 
     # --- removal ----------------------------------------------------------------------------
 
@@ -254,7 +262,8 @@ def _place(part: Path, final: Path) -> None:
         raise AlreadyExists(_taken(final.name, final.name)) from None
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
-            raise BackendFailure(f"cannot name the new image {final.name!r}: {exc}") from exc
+            message = f"cannot name the new image {final.name!r}: {exc}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc
         _rename_if_free(part, final)  # a store without hard links
         return
     _unlink_all([part])
@@ -267,7 +276,8 @@ def _rename_if_free(part: Path, final: Path) -> None:
     try:
         os.rename(part, final)
     except OSError as exc:
-        raise BackendFailure(f"cannot name the new image {final.name!r}: {exc}") from exc
+        message = f"cannot name the new image {final.name!r}: {exc}"
+        raise BackendFailure(message, failed=Dependency.file_system) from exc
 
 
 def _unlink_all(paths: Iterable[Path], *, strict: bool = False) -> None:
@@ -276,7 +286,8 @@ def _unlink_all(paths: Iterable[Path], *, strict: bool = False) -> None:
             path.unlink(missing_ok=True)
         except OSError as exc:
             if strict:
-                raise BackendFailure(f"cannot remove {path.name!r}: {exc.strerror}") from exc
+                message = f"cannot remove {path.name!r}: {exc.strerror}"
+                raise BackendFailure(message, failed=Dependency.file_system) from exc
             log.warning("cannot remove %s: %s", path, exc)
 
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState
+from tashi.domain.errors import BackendFailure, Dependency, InvalidInput, InvalidState
+
+log = logging.getLogger(__name__)
 
 QEMU_IMG = "qemu-img"
 INFO_TIMEOUT = 60.0  # seconds; ``info`` reads headers only, but a hung NFS server never answers
@@ -37,18 +40,20 @@ async def run(args: Sequence[str], *, program: str = QEMU_IMG, timeout: float | 
             stderr=asyncio.subprocess.PIPE,
         )
     except OSError as exc:
-        raise BackendFailure(f"{program} {args[0]} could not run: {exc}") from exc
+        message = f"{program} {args[0]} could not run: {exc}"
+        raise BackendFailure(message, failed=Dependency.subprocess) from exc
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError as exc:
         await _kill(proc)
-        raise BackendFailure(f"qemu-img {args[0]} did not finish within {timeout} s") from exc
+        message = f"qemu-img {args[0]} did not finish within {timeout} s"
+        raise BackendFailure(message, failed=Dependency.subprocess) from exc
     except asyncio.CancelledError:
         await _kill(proc)  # the child must not outlive a stopped operation
         raise
     if proc.returncode != 0:
         message = " ".join(err.decode(errors="replace").split()) or f"status {proc.returncode}"
-        raise BackendFailure(f"qemu-img {args[0]} failed: {message}")
+        raise BackendFailure(f"qemu-img {args[0]} failed: {message}", failed=Dependency.subprocess)
     return out.decode(errors="replace")
 
 
@@ -69,9 +74,9 @@ async def inspect(image: Path, store_root: Path, *, program: str = QEMU_IMG) -> 
     except BackendFailure as exc:
         if "lock" not in exc.message:
             raise
-        raise InvalidState(
-            f"image {image.name!r} is being written by a running VM ({exc.message})"
-        ) from None
+        # qemu-img's words name the image's path: the log has them, the caller the name
+        log.info("image %s is locked: %s", image.name, exc.message)
+        raise InvalidState(f"image {image.name!r} is being written by a running VM") from None
     return chain_format(out, image.name, store_root)
 
 
@@ -92,7 +97,8 @@ def chain_top(info_json: str, name: str, store_root: Path) -> ChainTop:
         top = ChainTop(str(chain[0]["format"]), int(chain[0]["virtual-size"]))
         backing = [Path(str(layer["filename"])) for layer in chain[1:]]
     except (ValueError, LookupError, TypeError) as exc:
-        raise BackendFailure(f"qemu-img info gave no format for {name!r}") from exc
+        message = f"qemu-img info gave no format for {name!r}"
+        raise BackendFailure(message, failed=Dependency.subprocess) from exc
     for path in backing:
         resolved = path.resolve()
         if store_root not in resolved.parents:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from tashi.api import paths as public
-from tashi.domain.errors import NotAuthenticated
+from tashi.domain.errors import Dependency, NotAuthenticated
 from tashi.nodeapi import paths, timeouts
 from tashi.nodeapi.schemas import (
     EventsIn,
@@ -37,7 +37,9 @@ class _Token(BaseModel):
 
 class ClusterManagerClient:
     def __init__(self, base_url: str, *, username: str, password: str) -> None:
-        self._transport = Transport(base_url, peer="the cluster manager")
+        self._transport = Transport(
+            base_url, peer="the cluster manager", kind=Dependency.cluster_manager
+        )
         self._login = _Login(username=username, password=password)
 
     async def _call(

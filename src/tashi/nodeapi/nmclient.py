@@ -1,7 +1,10 @@
 """The cluster manager's client of one node manager, authenticated with the secret the node
-handed over when it registered."""
+handed over when it registered. ``request_id`` gives the id of the request being served, which
+the node manager then logs under too (``transport``)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from tashi.nodeapi import paths, timeouts
 from tashi.nodeapi.schemas import (
@@ -22,8 +25,16 @@ from tashi.nodeapi.transport import Transport
 
 
 class NodeManagerClient:
-    def __init__(self, endpoint: str, secret: str, *, host_name: str) -> None:
-        self._t = Transport(endpoint, peer=f"the node manager of {host_name}", token=secret)
+    def __init__(
+        self,
+        endpoint: str,
+        secret: str,
+        *,
+        host_name: str,
+        request_id: Callable[[], str | None] | None = None,
+    ) -> None:
+        peer = f"the node manager of {host_name}"
+        self._t = Transport(endpoint, peer=peer, token=secret, request_id=request_id)
 
     async def health(self) -> bool:
         reply = await self._t.call("GET", paths.HEALTH, dict[str, str], timeout=timeouts.CONNECT)

@@ -240,6 +240,7 @@ class GrantOut(_Model):
 class ErrorBody(_Model):
     code: str
     message: str
+    requestId: str | None = None  # as in ``tashi.api.schemas.ErrorBody``
 
 
 class ErrorOut(_Model):

@@ -5,12 +5,20 @@ matching ``TashiError``; a peer that could not be reached becomes ``Unavailable`
 and one that took the request but never answered (it died, the connection broke, the answer
 timed out) ``Unanswered``: the request may have been carried out. Responses are validated
 against their schema; a malformed one is a ``BackendFailure``.
+
+Each of these is a failure of the peer (``failed``: the ``Dependency`` it is, a node manager or
+the cluster manager), as is an answered failure of the peer's own (a category that is always a
+failure): its message, naming the peer's address, is for the log, and the caller of an API that
+meets it is told only that a node manager failed (``tashi.web.errors``). ``request_id`` gives
+the id of the request being served, sent along (``X-Request-Id``) so that the peer logs under
+the same id; the peer's id of an answered failure is in its message.
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
+from collections.abc import Callable
 from typing import TypeVar
 
 import httpx
@@ -18,6 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tashi.domain.errors import (
     BackendFailure,
+    Dependency,
     TashiError,
     Unanswered,
     Unavailable,
@@ -26,6 +35,8 @@ from tashi.domain.errors import (
 from tashi.nodeapi import timeouts
 
 M = TypeVar("M")
+
+REQUEST_ID = "X-Request-Id"  # the header that carries the id of the request being served
 
 
 @functools.cache
@@ -38,10 +49,20 @@ def tls_context() -> ssl.SSLContext:
 
 
 class Transport:
-    def __init__(self, base_url: str, *, peer: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        peer: str,
+        token: str | None = None,
+        kind: Dependency = Dependency.node_manager,
+        request_id: Callable[[], str | None] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.peer = peer
         self.token = token
+        self.kind = kind  # what the peer is, as its failures name it
+        self._request_id = request_id
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeouts.DEFAULT, connect=timeouts.CONNECT),
@@ -61,6 +82,10 @@ class Transport:
         content = body.model_dump_json().encode() if body is not None else None
         if content is not None:
             headers["Content-Type"] = "application/json"
+        request_id = self._request_id() if self._request_id is not None else None
+        if request_id is not None:
+            headers[REQUEST_ID] = request_id
+        where, failed = f"{self.peer} at {self.base_url}", self.kind
         try:
             reply = await self._http.request(
                 method,
@@ -70,28 +95,36 @@ class Transport:
                 timeout=httpx.Timeout(timeout, connect=timeouts.CONNECT),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise Unavailable(f"cannot reach {self.peer} at {self.base_url}: {exc}") from exc
+            raise Unavailable(f"cannot reach {where}: {exc}", failed=failed) from exc
         except httpx.TimeoutException as exc:
-            raise Unanswered(f"{self.peer} at {self.base_url} did not answer in time") from exc
+            raise Unanswered(f"{where} did not answer in time", failed=failed) from exc
         except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
-            raise Unanswered(f"{self.peer} at {self.base_url} did not answer: {exc}") from exc
+            raise Unanswered(f"{where} did not answer: {exc}", failed=failed) from exc
         except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach {self.peer} at {self.base_url}: {exc}") from exc
+            raise Unavailable(f"cannot reach {where}: {exc}", failed=failed) from exc
         if reply.status_code >= 400:
-            raise _error(reply, self.peer)
+            raise _error(reply, self.peer, failed)
         try:
             result: M = TypeAdapter(answer).validate_json(reply.content)
         except ValidationError as exc:
-            raise BackendFailure(f"{self.peer} sent a malformed answer to {path}") from exc
+            message = f"{self.peer} sent a malformed answer to {path}"
+            raise BackendFailure(message, failed=failed) from exc
         return result
 
     async def close(self) -> None:
         await self._http.aclose()
 
 
-def _error(reply: httpx.Response, peer: str) -> TashiError:
+def _error(reply: httpx.Response, peer: str, failed: Dependency) -> TashiError:
+    """The error an answer of ``peer`` stands for: its category with its message, or, for a
+    failure of the peer's own, a failure of the peer (``failed``) naming its request id."""
     try:
         body = reply.json()["error"]
-        return error_class(str(body["code"]))(str(body["message"]))
+        cls, message = error_class(str(body["code"])), str(body["message"])
     except (ValueError, KeyError, TypeError):
-        return BackendFailure(f"{peer} answered {reply.status_code}: {reply.text[:200]}")
+        text = f"{peer} answered {reply.status_code}: {reply.text[:200]}"
+        return BackendFailure(text, failed=failed)
+    if cls.failed is None:
+        return cls(message)
+    request_id = reply.headers.get(REQUEST_ID, "none")
+    return cls(f"{peer}: {message} (its request {request_id})", failed=failed)

@@ -38,7 +38,13 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState, TashiError
+from tashi.domain.errors import (
+    BackendFailure,
+    Dependency,
+    InvalidInput,
+    InvalidState,
+    TashiError,
+)
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
 from tashi.images import qcow2
@@ -86,7 +92,10 @@ class PreparedDisks:
         for directory in {overlay.parent for overlay in self.overlays}:
             _remove_empty(directory)
         if failed:
-            raise BackendFailure(f"cannot delete overlays of instance {self.instance_id}: {failed}")
+            raise BackendFailure(
+                f"cannot delete overlays of instance {self.instance_id}: {failed}",
+                failed=Dependency.file_system,
+            )
 
 
 class DiskManager:
@@ -204,12 +213,14 @@ class DiskManager:
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise BackendFailure(f"cannot make the overlay directory {directory}: {exc}") from exc
+            message = f"cannot make the overlay directory {directory}: {exc}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc
         overlay = directory / f"disk{index}.qcow2"
         try:
             overlay.unlink(missing_ok=True)  # a leftover of an earlier attempt: start afresh
         except OSError as exc:
-            raise BackendFailure(f"cannot replace the old overlay {overlay}: {exc}") from exc
+            message = f"cannot replace the old overlay {overlay}: {exc}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc
         return overlay
 
     def _inspect(self, image: Path, *, running: bool = False) -> ChainTop:
@@ -226,9 +237,9 @@ class DiskManager:
         except BackendFailure as exc:
             if running or "lock" not in exc.message:
                 raise
-            raise InvalidState(
-                f"image {image.name!r} is in use by another QEMU process ({exc.message})"
-            ) from None
+            # qemu-img's words name the image's path: the log has them, the caller the name
+            log.info("image %s is locked: %s", image.name, exc.message)
+            raise InvalidState(f"image {image.name!r} is in use by another QEMU process") from None
         return chain_top(out, image.name, self.store.images_dir.resolve())
 
     def _format_or_raw(self, image: Path) -> str:
@@ -250,7 +261,8 @@ class DiskManager:
         try:
             qcow2.write_overlay(backing, top.format, top.size, overlay)
         except OSError as exc:
-            raise BackendFailure(f"cannot write the overlay {overlay}: {exc}") from exc
+            message = f"cannot write the overlay {overlay}: {exc}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc
 
     def _qemu_img(self, *args: str) -> str:
         argv = [self.qemu_img, *args]
@@ -259,10 +271,13 @@ class DiskManager:
                 argv, capture_output=True, text=True, timeout=QEMU_IMG_TIMEOUT, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BackendFailure(f"{self.qemu_img} {args[0]} could not run: {exc}") from exc
+            message = f"{self.qemu_img} {args[0]} could not run: {exc}"
+            raise BackendFailure(message, failed=Dependency.subprocess) from exc
         if done.returncode != 0:
             message = done.stderr.strip() or f"exit status {done.returncode}"
-            raise BackendFailure(f"qemu-img {args[0]} failed: {message}")
+            raise BackendFailure(
+                f"qemu-img {args[0]} failed: {message}", failed=Dependency.subprocess
+            )
         return done.stdout
 
 

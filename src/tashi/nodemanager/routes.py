@@ -3,7 +3,10 @@
 Every call but ``/health`` and the peer lease must carry, as its bearer token, the secret this
 node manager handed its cluster manager at registration; anything else is answered 401. The
 peer lease (``PEER_LEASE``, ADR 0010) is asked by the hosts this one witnesses, each with the
-token the cluster manager gave it for this host (``nodeapi.peering``).
+token the cluster manager gave it for this host (``nodeapi.peering``). Errors are answered as the
+cluster manager's are (``tashi.web.errors``): a failure of a file or a program here is told as a
+fixed sentence, its detail logged under the request id, which is the cluster manager's own when
+it sent one (``X-Request-Id``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tashi.runtime.ports import free_port
 from tashi.web import errors
 from tashi.web.json import JsonResponse
 from tashi.web.limits import HttpLimits, RequestLimits
+from tashi.web.requestids import RequestIds
 
 
 def _check_secret(request: Request) -> None:
@@ -69,6 +73,7 @@ def create_app(
     app.state.secret = secret
     errors.install(app)
     app.add_middleware(RequestLimits, limits=limits or HttpLimits.of(NodeManagerServiceSettings()))
+    app.add_middleware(RequestIds)  # outermost: refusals carry the request id too
 
     @app.get(paths.HEALTH)
     async def health() -> JsonResponse:

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tashi.domain.errors import BackendFailure
+from tashi.domain.errors import BackendFailure, Dependency
 from tashi.domain.ids import InstanceId
 from tashi.nodeapi.schemas import InstanceWire
 
@@ -54,4 +54,5 @@ class VmDirs:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise BackendFailure(f"cannot remove the directory of VM {instance_id}: {exc}") from exc
+            message = f"cannot remove the directory of VM {instance_id}: {exc}"
+            raise BackendFailure(message, failed=Dependency.file_system) from exc

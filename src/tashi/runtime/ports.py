@@ -8,7 +8,7 @@ import os
 import socket
 from pathlib import Path
 
-from tashi.domain.errors import Unavailable
+from tashi.domain.errors import Dependency, Unavailable
 
 # The ports ``free_port`` handed out lately in this process (oldest first), never handed out
 # again while remembered, so two listeners started back to back never get the same one before
@@ -53,4 +53,5 @@ def free_port(host: str = "127.0.0.1") -> int:
         if len(_HANDED_OUT) > REMEMBERED:
             del _HANDED_OUT[next(iter(_HANDED_OUT))]
         return port
-    raise Unavailable(f"no free TCP port between {LOWEST_PORT} and {top} on {host}")
+    message = f"no free TCP port between {LOWEST_PORT} and {top} on {host}"
+    raise Unavailable(message, failed=Dependency.other)  # the host's own: told as a failure

@@ -1,9 +1,10 @@
 """Builds the cluster manager's FastAPI application: routers, error table, health, metrics.
 
 ``/health`` and ``/metrics`` are the only routes open without credentials; the OpenAPI
-description is served at ``/v1/openapi.json`` to authenticated callers. Every request passes
-``tashi.web.limits.RequestLimits`` first (the body cap and deadline of ``[ClusterManagerService]``),
-inside the request counter, so refusals show in ``/metrics`` by their status.
+description is served at ``/v1/openapi.json`` to authenticated callers. Every request is given
+its id (``tashi.web.requestids``), then passes ``tashi.web.limits.RequestLimits`` (the body cap
+and deadline of ``[ClusterManagerService]``), inside the request counter, so refusals show in
+``/metrics`` by their status and carry the request id like every error answer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ from tashi.frontends.rest.deps import Caller
 from tashi.web import errors
 from tashi.web.json import JsonResponse
 from tashi.web.limits import HttpLimits, RequestLimits
+from tashi.web.requestids import HEADER, RequestIds
+
+#: the header every answer carries, as the OpenAPI document describes it
+REQUEST_ID_HEADER = {
+    HEADER: {
+        "description": "the request's id: the caller's own if sane, else made; error bodies"
+        " carry it as requestId",
+        "schema": {"type": "string"},
+    }
+}
+
+ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
 
 
 class RequestStats:
@@ -68,6 +81,15 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
         description="Manage virtual machines on a cluster of hosts. Authenticate with "
         "POST /v1/auth/token, then send 'Authorization: Bearer <token>'.",
         default_response_class=JsonResponse,
+        # Every error, whatever its status, is one shape (``tashi.web.errors``); without this
+        # the document would promise FastAPI's 422 body, which Tashi never sends.
+        responses={
+            "default": {
+                "model": s.ErrorOut,
+                "description": "an error",
+                "headers": REQUEST_ID_HEADER,
+            }
+        },
         openapi_url=None,  # served below, behind authentication like every other /v1 route
         docs_url=None,
         redoc_url=None,
@@ -91,7 +113,19 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
     async def health() -> JsonResponse:
         return JsonResponse({"status": "ok", "version": tashi.__version__})
 
-    @app.get(paths.METRICS, response_class=PlainTextResponse, tags=["health"])
+    @app.get(
+        paths.METRICS,
+        response_class=PlainTextResponse,
+        tags=["health"],
+        # its answer is text, its errors are not (FastAPI would give them its text type)
+        responses={
+            "default": {
+                "description": "an error",
+                "headers": REQUEST_ID_HEADER,
+                "content": ERROR_JSON,
+            }
+        },
+    )
     async def metrics() -> PlainTextResponse:
         lines = ["# TYPE tashi_instances gauge"]
         for state, count in (await service.instance_counts()).items():
@@ -108,5 +142,6 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
     app.add_middleware(
         RequestLimits, limits=limits or HttpLimits.of(ClusterManagerServiceSettings())
     )
+    app.add_middleware(RequestIds)
     app.add_middleware(CountRequests, stats=stats)  # added last: outermost
     return app

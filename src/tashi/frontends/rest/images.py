@@ -19,6 +19,7 @@ from tashi.domain.models import Image, Principal
 from tashi.frontends.rest import render
 from tashi.frontends.rest.deps import Caller
 from tashi.images.operations import Op
+from tashi.web import errors
 from tashi.web.json import JsonResponse
 
 
@@ -46,7 +47,10 @@ def router(service: ClusterService) -> APIRouter:
             "startedAt": task.started,
             "finishedAt": task.finished,
             "image": None if image is None else render.image(_position(names, image), image),
-            "error": None if error is None else {"code": error.code, "message": error.message},
+            # a failure's detail went to the log when the task ended, under its task id
+            "error": None
+            if error is None
+            else {"code": error.code, "message": errors.public_message(error)},
         }
 
     @api.get(paths.IMAGES, response_model=list[s.ImageOut], summary="getImages")

@@ -24,6 +24,7 @@ from tashi.domain.operations import (
 )
 from tashi.frontends.rest import render
 from tashi.frontends.rest.deps import Caller
+from tashi.web import errors
 from tashi.web.json import JsonResponse
 
 
@@ -62,7 +63,7 @@ class _Out:
     async def batch(self, result: BatchResult) -> JsonResponse:
         names = await self._service.users.names()
         failed = [
-            {"id": i.id, "name": i.name, "error": {"code": e.code, "message": e.message}}
+            {"id": i.id, "name": i.name, "error": errors.for_caller(e, f"instance {i.name}")}
             for i, e in result.failed
         ]
         done = [render.instance(i, names) for i in result.done]

@@ -6,7 +6,9 @@ category, ``raise ... from exc``:
 * an ``IntegrityError`` becomes what the caller's ``explain`` says (``AlreadyExists`` naming the
   name or MAC, ``NotFound``, ``InvalidState``), given a ``Violation`` that names the broken
   constraint and, where the database says it, the offending value;
-* anything else from the driver (lost connection, deadlock, lock timeout) is ``BackendFailure``.
+* anything else from the driver (lost connection, deadlock, lock timeout) is ``BackendFailure``
+  of the ``database`` (``failed``): its message, which may name the server's socket, host and
+  port, is for the log; a caller of the API is told only that the database failed.
 
 After an integrity error PostgreSQL refuses further statements in the transaction; that is
 fine, because the error propagates out of ``transaction()``, which rolls the whole unit back.
@@ -26,7 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.sql import Executable
 
-from tashi.domain.errors import BackendFailure, TashiError
+from tashi.domain.errors import BackendFailure, Dependency, TashiError
 from tashi.storage.sql.tables import metadata
 
 
@@ -73,7 +75,9 @@ class Db:
         for ``execute``; a table without constraints to break needs none)."""
         key = self.execute(stmt, row, explain=explain).inserted_primary_key
         if key is None:
-            raise BackendFailure("the database did not report the new row's id")
+            raise BackendFailure(
+                "the database did not report the new row's id", failed=Dependency.database
+            )
         return int(key[0])
 
 
@@ -86,8 +90,13 @@ def translate(exc: sa_exc.SQLAlchemyError, explain: Explain | None = None) -> Ta
         violation = violation_of(exc)
         if explain is not None:
             return explain(violation)
-        return BackendFailure(f"the database refused a change: {violation.message}")
-    return BackendFailure(f"database failure: {_first_line(orig if orig is not None else exc)}")
+        return BackendFailure(
+            f"the database refused a change: {violation.message}", failed=Dependency.database
+        )
+    return BackendFailure(
+        f"database failure: {_first_line(orig if orig is not None else exc)}",
+        failed=Dependency.database,
+    )
 
 
 def violation_of(exc: sa_exc.IntegrityError) -> Violation:
