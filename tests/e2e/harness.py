@@ -22,7 +22,16 @@ from tashi.devcluster.strays import kill_watchdog
 from tashi.runtime.ports import free_port
 from tashi.storage.sql import SqlStore, make_engine
 
-__all__ = ["BIN", "Cluster", "Daemon", "cm_daemon", "free_port", "wait_for", "write_config"]
+__all__ = [
+    "BIN",
+    "Cluster",
+    "Daemon",
+    "admin_login",
+    "cm_daemon",
+    "free_port",
+    "wait_for",
+    "write_config",
+]
 
 T = TypeVar("T")
 
@@ -57,6 +66,14 @@ def cm_daemon(
     return Daemon(name, [str(BIN / "tashi-cm")], root, config, port)
 
 
+def admin_login(root: Path) -> dict[str, str]:
+    """``username`` and ``password`` of the admin the first ``tashi-cm`` in ``root`` made."""
+    creds = configparser.ConfigParser(interpolation=None)
+    creds.read(root / "cm-state" / "admin-credentials.cfg")
+    access = creds["AccessClusterManager"]
+    return {"username": access["username"], "password": access["password"]}
+
+
 @dataclass
 class Cluster:
     """One cluster manager plus node managers, all on this machine."""
@@ -75,12 +92,7 @@ class Cluster:
         """``sql``: the ``[SQL]`` section (default: SQLite in ``root/cm-state``)."""
         cm = cm_daemon(root, "tashi-cm", vfs, sql=sql, **cm_options)
         cm.start()
-        creds = configparser.ConfigParser(interpolation=None)
-        creds.read(root / "cm-state" / "admin-credentials.cfg")
-        access = creds["AccessClusterManager"]
-        admin = TashiClient(
-            f"http://127.0.0.1:{cm.port}", username=access["username"], password=access["password"]
-        )
+        admin = TashiClient(f"http://127.0.0.1:{cm.port}", **admin_login(root))
         admin.register_user(UserIn(name="node", password="node-secret-password", role="node"))
         return cls(root=root, vfs=vfs, cm=cm, admin=admin)
 

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TashiError, OSError) as exc:
         print(f"tashi-cm: cannot start: {exc}", file=sys.stderr)
         return 1
-    log.info("holds the database %s (no other cluster manager may use it now)", hold.where)
+    log.info("this cluster manager holds the database %s", hold.where)
     try:
         return run(settings, hold, check=args.check)
     finally:

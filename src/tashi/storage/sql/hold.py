@@ -15,7 +15,7 @@ the migrations, keeps it while it runs, and refuses to start while another proce
 Each is let go by the kernel or by the server when the process ends, however it ends: a
 cluster manager started after a SIGKILL of the previous one takes the hold at once (the server
 ends the session when its socket closes). Its host vanishing is noticed by the TCP keepalives
-set on the session (PostgreSQL, in about 10 s) or by the session's idle limit (MariaDB,
+set on the session (PostgreSQL, in about 11 s) or by the session's idle limit (MariaDB,
 ``wait_timeout`` 30 s; the hold's session is never idle that long while its owner lives).
 
 ``take_hold`` waits up to ``HOLD_WAIT`` seconds for a holder to let go (one still stopping, or
@@ -104,12 +104,16 @@ def take_hold(
     else:
         hold = SessionHold(url, name)
     deadline = monotonic() + wait
+    waited = False
     while not hold.try_take():
         if monotonic() >= deadline:
             raise HeldElsewhere(
                 f"another cluster manager holds the database {hold.where} ({hold.holder()}):"
                 " stop it first, or give this one a database of its own ([SQL] uri)"
             )
+        if not waited:
+            log.info("%s holds the database; waiting up to %g s for it", hold.holder(), wait)
+            waited = True
         sleep(POLL)
     return hold
 
