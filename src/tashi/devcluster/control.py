@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tashi.devcluster import processes
-from tashi.devcluster.state import Proc, State
+from tashi.config.settings import ClusterSettings
+from tashi.devcluster import configs, processes
+from tashi.devcluster.state import Layout, Proc, State
 from tashi.devcluster.targets import Kind, Target
 from tashi.domain.errors import InvalidInput, InvalidState
 
@@ -102,6 +103,22 @@ def _dnsmasqs(state: State, network: int | None) -> list[Piece]:
         known = ", ".join(piece_name(k) for k in keys) or "none"
         raise InvalidInput(f"no dnsmasq serves network {network} (the cluster's: {known})")
     return [Piece(f"dnsmasq:{network}", key=key)]
+
+
+def helper(settings: ClusterSettings, layout: Layout, state: State, name: str) -> processes.Daemon:
+    """A piece that is no Tashi daemon (a dnsmasq, the log keeper) and reads no Tashi config:
+    in the cluster manager's namespace, a session of its own, its output in ``<name>.log`` of
+    the state directory. The caller sets its argv and how it is ready (pid file, log line)."""
+    return processes.Daemon(
+        name,
+        [],
+        layout.root,
+        layout.root / "none",  # no Tashi config
+        0,
+        netns=configs.plan(state).cm_ns,
+        new_session=True,
+        startup_timeout=settings.start_timeout,
+    )
 
 
 def spawn(daemon: processes.Daemon) -> Proc:

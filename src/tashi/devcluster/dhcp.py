@@ -32,21 +32,6 @@ def start_servers(
         say("the DHCP/DNS hook is not installed: a plain dnsmasq gives the VMs addresses")
 
 
-def _daemon(settings: ClusterSettings, layout: Layout, state: State, name: str) -> processes.Daemon:
-    """A dnsmasq in the cluster manager's namespace, its output in ``<name>.log``; the caller
-    sets its argv and pid file."""
-    return processes.Daemon(
-        name,
-        [],
-        layout.root,
-        layout.root / "none",  # dnsmasq reads no Tashi config
-        0,
-        netns=configs.plan(state).cm_ns,
-        new_session=True,
-        startup_timeout=settings.start_timeout,
-    )
-
-
 def _run(daemon: processes.Daemon, key: str, layout: Layout, state: State) -> None:
     state.daemons[key] = control.spawn(daemon)
     layout.save(state)
@@ -86,7 +71,7 @@ def _start_per_network(settings: ClusterSettings, layout: Layout, state: State) 
         # Not DnsmasqServer.start: it keeps dnsmasq's stderr on a pipe to this short-lived
         # process, and dnsmasq, once we are gone, dies of SIGPIPE at its first reload
         # (SIGHUP from the scheduler's hook). Here its stderr goes to a file.
-        daemon = _daemon(settings, layout, state, f"dnsmasq-{network_id}")
+        daemon = control.helper(settings, layout, state, f"dnsmasq-{network_id}")
         binary, *options = server.argv()
         daemon.argv = [shutil.which(binary) or binary, *options]  # enter execs, no PATH
         daemon.pid_file = server.pid_file
@@ -104,7 +89,7 @@ def _start_plain(settings: ClusterSettings, layout: Layout, state: State) -> Non
     for network_id in state.networks:
         low, high = configs.ip_range(settings, network_id).split("-")
         argv += [f"--interface=vxbr{network_id}", f"--dhcp-range={low},{high},10m"]
-    daemon = _daemon(settings, layout, state, "dnsmasq")
+    daemon = control.helper(settings, layout, state, "dnsmasq")
     daemon.argv = argv
     daemon.pid_file = pid_file
     _run(daemon, "dnsmasq", layout, state)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from tashi.config.settings import ClusterSettings
-from tashi.devcluster import configs, control, processes
+from tashi.devcluster import control
 from tashi.devcluster.state import Layout, State
 from tashi.runtime import logcap
 from tashi.runtime.tasks import Supervisor
@@ -37,18 +37,10 @@ NODE_MANAGERS = "hosts/*/state"  # relative to the state directory: the node man
 
 def start(settings: ClusterSettings, layout: Layout, state: State) -> None:
     """Start the cluster's keeper, record it, and wait until it runs."""
-    argv = [sys.executable, "-m", __name__, str(layout.root), "--limit", str(settings.max_log_size)]
-    daemon = processes.Daemon(
-        KEY,
-        argv,
-        layout.root,
-        layout.root / "none",  # it reads no Tashi config
-        0,
-        netns=configs.plan(state).cm_ns,
-        new_session=True,
-        startup_timeout=settings.start_timeout,
-        ready_log=READY,
-    )
+    daemon = control.helper(settings, layout, state, KEY)
+    daemon.argv = [sys.executable, "-m", __name__, str(layout.root)]
+    daemon.argv += ["--limit", str(settings.max_log_size)]
+    daemon.ready_log = READY
     state.daemons[KEY] = control.spawn(daemon)
     layout.save(state)
     daemon.wait_healthy()
