@@ -100,6 +100,7 @@ def test_the_openapi_document_says_what_every_error_is(sqlite_api: Api) -> None:
         ("POST", "/v1/auth/token", {"username": "admin", "password": "x" * 12}, 401, None),
         ("GET", "/v1/nowhere", None, 404, "not_found"),
         ("POST", "/v1/instances", {"name": 5}, 400, "invalid_input"),
+        ("POST", "/v1/instances", {"name": "a", "disks": [{"uri": "no.img"}]}, 404, "not_found"),
     ],
 )
 def test_errors_about_the_request_carry_the_id_too(

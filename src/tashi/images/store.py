@@ -42,7 +42,8 @@ class ImageStore:
         if path.parent != root and root not in path.parents:
             raise InvalidInput(f"image {name!r} points outside the image store")
         if not path.is_file():
-            raise NotFound(f"there is no image {name!r} in the image store ({self.images_dir})")
+            # not where the store is: a caller names images, the server's paths are its own
+            raise NotFound(f"there is no image {name!r} in the image store")
         return path
 
     def get(self, name: str) -> Image:
