@@ -20,11 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
 
 from tashi.api.schemas import ErrorOut
 from tashi.clustermanager.gateway import HttpNodeGateway
 from tashi.domain.states import InstanceState
-from tashi.web.requestids import SANE
+from tashi.web import errors
+from tashi.web.requestids import SANE, RequestIds
 from tests.api.conftest import Api, start_api
 from tests.api.test_instances import create, force_state
 from tests.api.test_nodes import register
@@ -117,6 +120,25 @@ def test_a_refused_body_carries_the_id(tmp_path: Path) -> None:
         reply = api.call("POST", "/v1/instances", api.admin, content=b"{" + b" " * 4096)
         assert reply.status_code == 413
         assert "1024" in discreet(reply)["message"]
+
+
+def test_an_unexpected_error_is_an_internal_error_with_its_traceback_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    errors.install(app)
+    app.add_middleware(RequestIds)
+
+    @app.get("/bug")
+    async def bug() -> None:
+        raise RuntimeError("a bug at /srv/tashi/secret.py:42")
+
+    reply = TestClient(app, raise_server_exceptions=False).get("/bug")
+    assert reply.status_code == 500
+    error = discreet(reply, "secret")
+    assert (error["code"], error["message"]) == ("internal_error", "internal error")
+    [record] = [r for r in caplog.records if error["requestId"] in r.getMessage()]
+    assert record.exc_info is not None and "secret.py" in str(record.exc_info[1])
 
 
 def test_a_database_that_fails_is_told_as_such_and_logged_under_the_id(

@@ -4,9 +4,10 @@ Every error leaves as ``{"error": {"code": ..., "message": ..., "requestId": ...
 request's id (``requestids``) in the body and the ``X-Request-Id`` header; nothing else ever
 reaches a client. What a caller is told is ``public_message``: an error about the request itself
 (a bad value, a missing name, a state) keeps its message; the failure of something Tashi depends
-on (``TashiError.failed``: the database, a node manager, files, a program) is told as the fixed
-sentence of ``FAILED``, and its message, which may name paths, hosts and ports, goes to the log
-under the request id. Unexpected exceptions are logged with their traceback under the request id
+on (``TashiError.failed``: the database, a node manager, files, a program) is told as a fixed
+sentence (``FAILED``; ``UNAVAILABLE`` or ``UNANSWERED`` when it could not be reached or did not
+answer), and its message, which may name paths, hosts and ports, goes to the log under the
+request id. Unexpected exceptions are logged with their traceback under the request id
 and answered 500 ``internal error``.
 """
 
