@@ -131,10 +131,12 @@ def test_a_second_cluster_manager_refuses_the_database_until_the_first_is_gone(
 ) -> None:
     sql = sql_section(fresh_database, kind)
     c = start(tmp_path, sql)
+    second = cm_daemon(tmp_path, "tashi-cm-2", tmp_path / "vfs", sql=sql)
     try:
-        second = cm_daemon(tmp_path, "tashi-cm-2", tmp_path / "vfs", sql=sql)
+        spawned = time.time()
         refused = second.spawn()
         assert refused.wait(timeout=60) == 1
+        first_try = second.logged_at("waiting up to", spawned)  # its start-up, for comparison
         said = second.log.read_text()
         assert "Traceback" not in said
         last = said.strip().splitlines()[-1]  # after its log's "waiting up to 3 s"
@@ -153,14 +155,16 @@ def test_a_second_cluster_manager_refuses_the_database_until_the_first_is_gone(
         assert second.logged_at("waiting up to", killed) is None  # free at once
         print(
             f"\nthe second tashi-cm ({kind}) held the database {held - killed:.2f} s and served"
-            f" {took:.2f} s after the first's SIGKILL"
+            f" {took:.2f} s after the first's SIGKILL (from its spawn to its first try of the"
+            f" hold, while the first ran: {(first_try or spawned) - spawned:.2f} s)"
         )
         again = TashiClient(f"http://127.0.0.1:{second.port}", **admin_login(c.root))
         try:
             assert "node" in {u.name for u in again.get_users()}  # the same database
         finally:
             again.close()
-            second.stop()
+        second.stop()
         assert second.process is not None and second.process.returncode == 0
     finally:
+        second.stop()
         c.stop()

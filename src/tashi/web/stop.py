@@ -13,11 +13,15 @@ hold on the database) has run. ``Server`` is uvicorn's server with three changes
    ASGI middleware ``Server`` puts around the app) answers each one whose answer had not begun
    with ``unanswered`` (503): the server stopped before it finished, so what it asked for may
    or may not have been done. Clients take that as they take a connection cut mid-request
-   (``Unanswered``); the cluster manager and the node manager are built to take up work that
-   a crash cut short, and this cut is no different.
+   (``Unanswered``); the cluster manager is built to take up work that a crash cut short
+   (deadlines, reconciliation), and this cut is no different.
 3. A SIGTERM or SIGINT only stops the server; it is not raised again afterwards, so the code
    after ``serve()`` runs and the daemon exits 0. A second SIGINT still forces the stop
    (uvicorn's ``handle_exit``).
+
+``tashi-cm`` runs this server. ``tashi-nm`` still runs uvicorn's own, which stops in a fraction
+of a second unless a request is in progress; a live migration is one, and cutting it after a
+second is a decision for the migration's owners, not for this module.
 
 Neighbours: ``server`` (the uvicorn configuration and the HTTP protocol), ``limits``
 (``refusal``, the error answer this module sends too).
