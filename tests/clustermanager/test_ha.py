@@ -423,3 +423,14 @@ def test_a_host_lost_mid_migration_with_no_copy_on_the_target_restarts_it(
     assert TARGET_HINT not in now.hints
     assert c.nodes.on(c.hosts[1]) == {}
     assert [k for k, _ in c.history(inst.id)][-1] == "rescheduled"
+
+
+def test_a_migration_whose_vm_is_on_neither_host_starts_it_again(tmp_path: Path) -> None:
+    """Both hosts answer and neither has the VM (the source's copy was fenced before it was
+    sent): nothing can run twice, and the instance starts again rather than being dropped."""
+    c, inst = ha_cluster(tmp_path)
+    migrating(c, inst)
+    c.nodes.on(c.hosts[0]).pop(inst.id)
+    c.run(c.service.deadlines.check())
+    now = c.instance(inst.id)
+    assert (now.state, now.host_id) == (S.Pending, None)

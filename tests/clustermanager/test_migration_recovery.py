@@ -86,8 +86,10 @@ class TwoHosts:
         return None
 
 
-def _setup(tmp_path: Path, state: InstanceState) -> tuple[ClusterService, TwoHosts, FakeClock]:
-    settings = make_settings(tmp_path)
+def _setup(
+    tmp_path: Path, state: InstanceState, **options: object
+) -> tuple[ClusterService, TwoHosts, FakeClock]:
+    settings = make_settings(tmp_path, **options)
     clock = FakeClock()
     nodes = TwoHosts()
     service = build_service(settings, MemoryStore(), clock=clock, nodes=lambda db: nodes)  # type: ignore[arg-type,return-value]
@@ -173,12 +175,21 @@ def test_a_transfer_in_progress_is_left_to_finish(tmp_path: Path) -> None:
 
 
 def test_a_vm_on_neither_host_is_not_invented(tmp_path: Path) -> None:
-    service, nodes, _ = _setup(tmp_path, S.MigrateTrans)
+    service, nodes, _ = _setup(tmp_path, S.MigrateTrans, host_lease_time=0.0)  # without HA
     asyncio.run(service.deadlines.check())
     inst = _instance(service)
     assert (inst.state, inst.host_id) == (S.Running, 1)  # the source's next report ends it
     assert nodes.calls == []
     assert "on neither host" in _history(service)
+
+
+def test_with_ha_a_vm_on_neither_host_starts_again(tmp_path: Path) -> None:
+    service, nodes, _ = _setup(tmp_path, S.MigrateTrans)
+    asyncio.run(service.deadlines.check())
+    inst = _instance(service)
+    assert (inst.state, inst.host_id, inst.hints.get(TARGET_HINT)) == (S.Pending, None, None)
+    assert nodes.calls == []
+    assert "h1 and the migration's target both lack it" in _history(service)
 
 
 def test_an_unreachable_host_is_asked_again_until_the_deadline(tmp_path: Path) -> None:

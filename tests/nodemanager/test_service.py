@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tashi.domain.errors import BackendFailure
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
 from tashi.network.fake import FakeNetworkDriver
@@ -214,3 +215,17 @@ def test_a_migration_the_dead_node_manager_left_is_seen_to_its_end(
     asyncio.run(scenario())
     assert events.got == []  # the cluster manager learns it from this host's VM list
     assert [(i.id, s) for i, _, s in node.report()] == ([(5, VmState.running)] if fails else [])
+
+
+def test_a_migrated_vm_that_never_arrives_is_destroyed_not_waited_for(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        node, _, disks, driver = make(tmp_path, poweroff_delay=0.0, grace=10.0)
+        node.arrival_wait = 0.2
+        await node.prepare_incoming(wire(5), 4444)  # its source never sends it
+        with pytest.raises(BackendFailure, match="did not arrive"):
+            await node.finish_incoming(InstanceId(5))
+        assert node.report() == [] and await driver.list() == []
+        assert disks.prepared[0].released
+        await node.close()
+
+    asyncio.run(scenario())

@@ -99,9 +99,10 @@ class HighAvailability:
             and (await self._confirmed(host))
         )
 
-    async def restart_lost(self, inst: Instance, host: Host) -> Instance:
-        """Send an instance whose VM was lost with ``host`` (``is_lost``) back to Pending, to
-        start again elsewhere from its image, as ``check`` does with the host's orphans."""
+    async def restart_lost(self, inst: Instance, host: Host, cause: str = "lost") -> Instance:
+        """Send an instance whose VM was lost with ``host`` (``is_lost``; ``cause`` "vanished":
+        lost in a migration, neither host has it) back to Pending, to start again elsewhere
+        from its image, as ``check`` does with the host's orphans."""
         now = self._clock.now()
 
         def run(tx: Transaction) -> Instance:
@@ -110,9 +111,8 @@ class HighAvailability:
                 lost = next_state(inst.state, Action.host_lost)
                 current = tx.instances.transition(inst.id, inst.state, lost, now=now)
             # a migration's target goes with it (``reschedule`` keeps the other hints)
-            return reschedule(
-                tx, replace(current, hints=without_target(current)), host, now, "lost"
-            )
+            kept = replace(current, hints=without_target(current))
+            return reschedule(tx, kept, host, now, cause)
 
         moved = await self._db.write(run)
         await self._discard_suspend_files([moved])

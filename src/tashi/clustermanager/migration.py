@@ -49,10 +49,14 @@ Recorder = Callable[[Instance, str, str], Awaitable[None]]
 class LostHosts(Protocol):
     """What high availability knows of lost hosts (``ha.HighAvailability``)."""
 
+    @property
+    def enabled(self) -> bool:
+        """Whether lost VMs are started again elsewhere at all."""
+
     async def is_lost(self, host: Host) -> bool:
         """Whether ``host`` is proven lost, its VMs stopped."""
 
-    async def restart_lost(self, inst: Instance, host: Host) -> Instance:
+    async def restart_lost(self, inst: Instance, host: Host, cause: str = "lost") -> Instance:
         """Send an instance lost with ``host`` back to Pending."""
 
 
@@ -206,6 +210,12 @@ class Migrations:
                 raise
             await self._source_lost(inst, source, target, move, record, lost)
             return
+        log.info(
+            "settling the migration of %s: %s has %s",
+            inst.name,
+            source.name,
+            "no VM of it" if seen is None else f"its VM, {seen.state}",
+        )
         if seen is not None and seen.state == "migrating":
             return  # the source is still sending; its own timeout ends that
         if seen is not None:
@@ -213,7 +223,17 @@ class Migrations:
             await self._roll_back(inst, source, target, move, record, why)
             return
         arrived = (await self.nodes.vms(target)).get(inst.id)
+        log.info(
+            "settling the migration of %s: %s has %s",
+            inst.name,
+            target.name,
+            "no VM of it" if arrived is None else f"its VM, {arrived.state}",
+        )
         if arrived is None:
+            if lost is not None and lost.enabled:  # gone from both: nothing can run twice
+                log.warning("%s is on neither host: starting it again elsewhere", inst.name)
+                await lost.restart_lost(inst, source, "vanished")
+                return
             await move(inst, Action.migrate_failed, hints=without_target(inst))
             await record(inst, "migrateFailed", f"to {target.name}: the VM is on neither host")
             return

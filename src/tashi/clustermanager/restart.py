@@ -28,6 +28,10 @@ _CAUSES = {
     "lost": ("was lost and its lease ran out", "was lost"),
     "fenced": ("stopped it when its lease ran out", "stopped it itself (self-fence)"),
     "crashed": ("came back without it", "came back without it (it died with the host)"),
+    "vanished": (
+        "and the migration's target both lack it",
+        "and the migration's target both lack it (lost in the move)",
+    ),
 }
 
 
@@ -43,7 +47,8 @@ def reschedule(tx: Transaction, inst: Instance, host: Host, now: datetime, cause
     )
     target = next_state(inst.state, Action.reschedule)
     moved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
-    lease = f"; its lease ran out at {host.lease_expires:%H:%M:%S}" if cause != "crashed" else ""
+    expired = cause in ("lost", "fenced") and host.lease_expires is not None
+    lease = f"; its lease ran out at {host.lease_expires:%H:%M:%S}" if expired else ""
     unused = f" (its old suspend file {stale} is not used)" if stale else ""
     tx.events.add(
         inst.id,

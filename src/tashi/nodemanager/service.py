@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from tashi.domain.errors import AlreadyExists, NotFound, TashiError, Unavailable
+from tashi.domain.errors import AlreadyExists, BackendFailure, NotFound, TashiError, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import DiskConfig
 from tashi.images.store import ImageStore
@@ -89,6 +89,7 @@ class NodeService:
     now: Callable[[], datetime]
     advertise_host: str
     shutdown_grace: float = 120.0  # [Qemu] shutdownGrace: then a shut-down VM is destroyed
+    arrival_wait: float = 30.0  # how long a migrated VM may take to arrive once it was sent
     #: VMs stopped because the lease ran out (ADR 0010): their end is reported as fenced,
     #: with the heartbeats, not as an exit.
     fenced: FenceMarks | None = None
@@ -300,7 +301,18 @@ class NodeService:
         )
 
     async def finish_incoming(self, iid: InstanceId) -> VmOut:
-        status = await self.driver.finish_incoming(iid)
+        """Run a migrated VM. Asked once its source has sent it all, so the VM is here within
+        moments; one that has not arrived after ``arrival_wait`` seconds never will (its
+        source died before it sent it, say): it is destroyed and this raises."""
+        try:
+            async with asyncio.timeout(self.arrival_wait):
+                status = await self.driver.finish_incoming(iid)
+        except TimeoutError:
+            await self._destroy_quietly(iid)
+            raise BackendFailure(
+                f"instance {iid}: its VM did not arrive within {self.arrival_wait:.0f} s"
+                " of its source's end"
+            ) from None
         vm = self._get(iid)
         vm.vm_id, vm.state = status.vm_id, status.state
         return self._out(iid)
