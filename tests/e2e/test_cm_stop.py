@@ -2,30 +2,38 @@
 servers: SIGTERM ends it within 2 s (it measured about 0.3 s) while the scheduler long-polls,
 and the long-poll held at that moment is answered, not reset; a second cluster manager on the
 same database refuses to start, with one clear line, while the first holds it, and starts at
-once when the first is SIGKILLed."""
+once when the first is SIGKILLed. A database server that restarts under a running cluster
+manager ends the hold's session: the cluster manager takes the hold again, or, if another
+took it first, stops with status 1."""
 
 from __future__ import annotations
 
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tashi.api import paths
 from tashi.api.schemas import UserIn
 from tashi.client.sdk import TashiClient
+from tashi.storage.sql.hold import take_hold
 from tests.e2e.harness import Cluster, admin_login, cm_daemon, wait_for
-from tests.fixtures.dbservers import FreshDatabase
+from tests.fixtures.dbservers import FreshDatabase, Server, start_mariadb, start_postgres
 from tests.scheduler import live
 
 KINDS = [
     "sqlite",
     pytest.param("postgres", marks=pytest.mark.postgres),
     pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
+SERVERS = [
+    pytest.param(start_postgres, marks=pytest.mark.postgres, id="postgres"),
+    pytest.param(start_mariadb, marks=pytest.mark.mariadb, id="mariadb"),
 ]
 STOP_BOUND = 2.0  # seconds from SIGTERM to exit (issue 26)
 POLL_TIMEOUT = 25.0  # the scheduler's long-poll
@@ -167,4 +175,62 @@ def test_a_second_cluster_manager_refuses_the_database_until_the_first_is_gone(
         assert second.process is not None and second.process.returncode == 0
     finally:
         second.stop()
+        c.stop()
+
+
+@pytest.fixture(params=SERVERS)
+def own_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A database server of this test's own, which it stops and starts again."""
+    server: Server = request.param()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_cluster_manager_takes_its_hold_again_after_the_database_restarts(
+    own_server: Server, tmp_path: Path
+) -> None:
+    name = own_server.create_database().rsplit("/", 1)[1].split("?")[0]
+    sql: dict[str, object] = {"uri": own_server.uri(name), "password": own_server.password}
+    c = start(tmp_path, sql)
+    second = cm_daemon(tmp_path, "tashi-cm-2", tmp_path / "vfs", sql=sql)
+    try:
+        since = time.time()
+        own_server.halt()
+        wait_for("the lost session noticed", lambda: c.cm.logged_at("lost the session", since))
+        own_server.restart()
+        wait_for("the hold taken again", lambda: c.cm.logged_at("holds the database", since))
+        assert second.spawn().wait(timeout=60) == 1  # refused: the first holds it again
+        c.cm.wait_healthy()
+    finally:
+        second.stop()
+        c.stop()
+
+
+def test_a_cluster_manager_whose_hold_was_taken_during_an_outage_stops(
+    own_server: Server, tmp_path: Path
+) -> None:
+    url = own_server.create_database()
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    c = start(tmp_path, {"uri": own_server.uri(name), "password": own_server.password})
+    try:
+        process = c.cm.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)  # so that the newcomer is first after the restart
+        try:
+            own_server.halt()
+            own_server.restart()
+            newcomer = take_hold(make_url(url), wait=0, owner="the newcomer")
+        finally:
+            process.send_signal(signal.SIGCONT)
+        try:
+            assert process.wait(timeout=30) == 1
+        finally:
+            newcomer.release()
+        said = c.cm.log_tail(5)
+        assert "another cluster manager took the database" in said
+        assert "the newcomer" in said or own_server.kind == "mariadb"
+        assert "Traceback" not in c.cm.log.read_text()
+    finally:
         c.stop()

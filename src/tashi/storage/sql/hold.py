@@ -179,8 +179,8 @@ class SessionHold:
     """A database server's hold: a lock of a session kept open for the process's life."""
 
     def __init__(self, url: URL, owner: str) -> None:
-        self.where = url.render_as_string(hide_password=True)
         self._dialect = url.get_backend_name()
+        self.where = _shown(url)
         if self._dialect not in _TAKE:
             raise BackendFailure(f"no cluster-manager hold for {self._dialect} databases")
         database = url.database or ""
@@ -253,6 +253,20 @@ class SessionHold:
             return self._engine.connect()
         except sa_exc.SQLAlchemyError as exc:
             raise translate(exc) from exc
+
+
+def _shown(url: URL) -> str:
+    """The database as ``[SQL] uri`` names it: no driver, password or charset."""
+    query = {k: v for k, v in url.query.items() if k != "charset"}
+    plain = URL.create(
+        url.get_backend_name(),
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=query,
+    )
+    return plain.render_as_string()
 
 
 def _connect_args(dialect: str, owner: str) -> dict[str, Any]:
