@@ -307,3 +307,14 @@ def test_the_cluster_managers_grant_alone_keeps_the_lease(tmp_path: Path) -> Non
     h.cm.down = True
     h.clock.advance(LEASE)
     assert h.fence() == 2  # with neither, it runs out
+
+
+def test_a_vm_marked_fenced_is_reported_fenced_not_running(tmp_path: Path) -> None:
+    """The watchdog marked a VM fenced (and is killing it) while the node manager still counts
+    it: one report saying both would be taken for running and the fence forgotten."""
+    h = make_host(tmp_path)
+    h.marks.add(InstanceId(1))  # the watchdog's mark; VM 1 still in the node's list
+    h.beat()  # registers (then beats again for the new witness set)
+    sent = h.cm.sent[0]
+    assert sent.fenced == [1]
+    assert [v.instanceId for v in sent.vms] == [2]

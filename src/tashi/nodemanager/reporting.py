@@ -104,10 +104,14 @@ class Reporter:
         self._outbox.put(event)
         self._wake.set()
 
-    def _reports(self) -> list[VmReport]:
+    def _reports(self, fenced: list[int]) -> list[VmReport]:
+        """This host's VMs, but those reported ``fenced`` in the same message: a VM marked
+        fenced is on its way down (the watchdog or the self-fence stops it), and one reported
+        both running and fenced was taken for running, its fence forgotten."""
         return [
             VmReport(instanceId=inst.id, vmId=vm_id, state=state.value, instance=inst)
             for inst, vm_id, state in self._node.report()
+            if inst.id not in fenced
         ]
 
     def _granted(self, sent: float, reply: RegisterOut | HeartbeatOut, fenced: list[int]) -> None:
@@ -131,7 +135,7 @@ class Reporter:
                 endpoint=self._identity.endpoint,
                 secret=self._identity.secret,
                 peerSecret=self._identity.peer_secret,
-                vms=self._reports(),
+                vms=self._reports(fenced),
                 underlay=underlay,
                 witnessEpoch=self._epoch(),
                 fenced=fenced,
@@ -172,7 +176,7 @@ class Reporter:
                     freeMemory=free,
                     memory=memory,
                     cores=cores,
-                    vms=self._reports(),
+                    vms=self._reports(fenced),
                     underlay=underlay,
                     witnessEpoch=self._epoch(),
                     fenced=fenced,
