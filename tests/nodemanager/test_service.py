@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import BackendFailure
+from tashi.domain.hints import RESUME_SOURCE
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
 from tashi.network.fake import FakeNetworkDriver
@@ -229,3 +230,35 @@ def test_a_migrated_vm_that_never_arrives_is_destroyed_not_waited_for(tmp_path: 
         await node.close()
 
     asyncio.run(scenario())
+
+
+def test_a_resume_the_dead_node_manager_began_is_finished_and_told(tmp_path: Path) -> None:
+    """Killed while its VM was being restored from a suspend file: the next node manager
+    finishes the restore (runs the VM, deletes the file, reports ``started``), where the
+    instance would otherwise wait, paused, with its file left."""
+    saved = tmp_path / "suspend" / "5_vm5.gz"
+    saved.parent.mkdir()
+
+    async def before() -> None:
+        node, events, _, driver = make(tmp_path, poweroff_delay=0.0, grace=10.0)
+        watcher = asyncio.create_task(pump(driver, node))
+        await node.start(wire(5))
+        await node.suspend(InstanceId(5), saved.name)
+        await until(lambda: events.got)
+        resumed = wire(5).model_copy(update={"hints": {RESUME_SOURCE: saved.name}})
+        await node._launch(resumed, saved)  # restoring; killed before it finished
+        watcher.cancel()
+        await driver.close()
+
+    asyncio.run(before())
+    node, events, _, _ = make(tmp_path, poweroff_delay=0.0, grace=10.0)
+
+    async def after() -> None:
+        assert await node.recover() == [InstanceId(5)]
+        await until(lambda: events.got)
+        await node.close()
+
+    asyncio.run(after())
+    assert [e.kind for e in events.got] == ["started"]
+    assert [(i.id, s) for i, _, s in node.report()] == [(5, VmState.running)]
+    assert not saved.exists()

@@ -28,7 +28,8 @@ from tests.vmm.lab import CGROUP_ROOT, Lab, next_exit, next_id, qemus_under
 pytestmark = pytest.mark.anyio
 
 # Starts one VM, sends it (suspend to a file, or migrate to host:port) at 1 MB/s, says
-# "sending" once QEMU has sent the first bytes, and waits to be killed.
+# "sending" once QEMU has sent the first bytes, and waits to be killed; or ("restore") restores
+# the VM from a suspend file, says so once QEMU has loaded it, and waits to be killed.
 _SENDING = """
 import asyncio, json, sys
 from pathlib import Path
@@ -44,6 +45,13 @@ async def main() -> None:
         accel="tcg", cgroup_root=cgroups, boot_slot_dir=slots, migrate_bandwidth=1
     )
     driver = QemuDriver(settings)
+    if kind == "restore":  # restore until QEMU has loaded the state; never run the VM
+        await driver.start(spec, incoming=Path(where))
+        monitor = driver._vms[spec.instance_id].monitor
+        while (await monitor.execute("query-status"))["status"] == "inmigrate":
+            await asyncio.sleep(0.01)
+        print("sending", flush=True)
+        await asyncio.Event().wait()
     await driver.start(spec)
     if kind == "suspend":
         work = driver.suspend(spec.instance_id, Path(where))
@@ -150,3 +158,30 @@ async def test_a_migration_whose_target_is_gone_runs_on_at_the_source(lab: Lab) 
     await again.destroy(spec.instance_id)
     await again.close()
     await target.close()
+
+
+async def test_a_restore_cut_short_is_still_incoming_for_the_next_node_manager(
+    lab: Lab,
+) -> None:
+    """Killed after QEMU loaded a restored VM's state, before it ran the VM: QEMU says
+    ``paused``, yet the next driver adopts it ``incoming`` (as it would while QEMU still
+    loads), so that ``finish_incoming`` runs it (the node manager does so for a resume it
+    finds)."""
+    driver = lab.driver()
+    spec = lab.spec(next_id())
+    await driver.start(spec)
+    saved = lab.root / "saved.gz"
+    await driver.suspend(spec.instance_id, saved)
+    assert (await next_exit(driver, spec.instance_id)).reason is ExitReason.suspended
+    back = lab.spec(spec.instance_id, where="back")
+    await asyncio.to_thread(killed_while_sending, lab, back, "restore", str(saved))
+
+    [adopted] = await driver.adopt([back.state_dir])
+    assert adopted.state is S.incoming
+    assert (await driver.finish_incoming(spec.instance_id)).state is S.running
+    again = lab.driver()  # once run, it is an ordinary running VM to the next restart
+    await driver.close()
+    [running] = await again.adopt([back.state_dir])
+    assert running.state is S.running
+    await again.destroy(spec.instance_id)
+    await again.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tashi.domain.errors import AlreadyExists, BackendFailure, NotFound, TashiError, Unavailable
+from tashi.domain.hints import resume_source
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import DiskConfig
 from tashi.images.store import ImageStore
@@ -379,6 +380,9 @@ class NodeService:
             if status.sending is not None:
                 vm.busy = "suspending" if status.sending.kind == "suspend" else "migrating"
                 self._tasks.spawn(self._finish_sending(iid, status.sending))
+            restoring = resume_source(instance.hints)
+            if status.state is VmState.incoming and restoring:  # a resume the dead one began
+                self._tasks.spawn(self._finish_resume(iid, self._suspend_file(restoring)))
         return sorted(self._vms)
 
     async def _finish_sending(self, iid: InstanceId, sending: Sending) -> None:

@@ -218,6 +218,8 @@ class FakeDriver:
                 self._exit_event(spec.instance_id, ExitReason.failed, "died while unwatched")
                 continue
             vm = _FakeVm(spec, int(doc["vm_id"]), VmState(doc["state"]), self)
+            if doc.get("source"):  # a restore it had not finished
+                vm.source = Path(doc["source"])
             if doc.get("sending"):
                 kind, target = doc["sending"]
                 vm.sending = Sending(kind, Path(target) if target else None)
@@ -413,6 +415,7 @@ class FakeDriver:
             "alive": True,
             "uptime": self._uptime(vm),
             "console": vm.console[-50:],
+            "source": str(vm.source) if isinstance(vm.source, Path) else None,
         }
         statefile.write(vm.spec.state_dir / STATE_FILE, doc, durable=False)
 

@@ -203,6 +203,7 @@ class QemuDriver:
             raise
         vm = self._attach(spec, paths, proc, launch.accel)
         vm.boot_queued = launch.hold
+        vm.awaiting = incoming is not None
         try:
             if self._cgroups:  # no wait: a node manager that dies here finds the provisional
                 # file, and its adopt makes the same group again (``create`` is idempotent)
@@ -353,6 +354,11 @@ class QemuDriver:
         vm.outgoing = Outgoing.from_json(doc.get("outgoing"))
         if vm.outgoing is not None:  # sending itself: finish_outgoing sees it to its end
             vm.state = VmState.migrating
+        # received (or receiving) a migration or a restore that nobody ran yet: still incoming,
+        # for finish_incoming, whether QEMU has loaded the state (paused) or not (inmigrate)
+        vm.awaiting = bool(doc.get("incoming")) and run_state in ("inmigrate", "paused")
+        if vm.awaiting:
+            vm.state = VmState.incoming
         vm.save(self._boot_id)
         log.info("instance %s: adopted qemu pid %d (%s)", vm.iid, proc.pid, vm.state.value)
         if vm.boot_queued:
@@ -519,4 +525,6 @@ class QemuDriver:
             except BackendFailure:
                 await self._kill(vm, ExitReason.failed)
                 raise
+            vm.awaiting = False
+            vm.save(self._boot_id)
         return vm.status()

@@ -107,6 +107,7 @@ class QemuVm:
         self.boot_queued = False  # made with -S, waiting for a boot slot (``bootslots``)
         self.helpers: list[Helper] = []
         self.outgoing: Outgoing | None = None  # a suspend or migration under way
+        self.awaiting = False  # started to receive a migration or a restore, not yet run
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._shutdown: Mapping[str, Any] | None = None
         self._emit = emit
@@ -144,6 +145,7 @@ class QemuVm:
                 "cgroup": None if self.cgroup is None else str(self.cgroup),
                 "boot_queued": self.boot_queued,
                 "outgoing": None if self.outgoing is None else self.outgoing.to_json(),
+                "incoming": self.awaiting,
             },
         )
 
