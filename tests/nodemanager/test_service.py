@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import BackendFailure
-from tashi.domain.hints import RESUME_SOURCE
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
 from tashi.network.fake import FakeNetworkDriver
@@ -245,8 +244,8 @@ def test_a_resume_the_dead_node_manager_began_is_finished_and_told(tmp_path: Pat
         await node.start(wire(5))
         await node.suspend(InstanceId(5), saved.name)
         await until(lambda: events.got)
-        resumed = wire(5).model_copy(update={"hints": {RESUME_SOURCE: saved.name}})
-        await node._launch(resumed, saved)  # restoring; killed before it finished
+        await node.start(wire(5), resume_from=saved.name)
+        await node.close()  # killed before its restore task ran
         watcher.cancel()
         await driver.close()
 

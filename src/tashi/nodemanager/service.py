@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Protocol
 
 from tashi.domain.errors import AlreadyExists, BackendFailure, NotFound, TashiError, Unavailable
-from tashi.domain.hints import resume_source
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import DiskConfig
 from tashi.images.store import ImageStore
@@ -180,6 +179,7 @@ class NodeService:
         if not source.is_file():
             raise NotFound(f"there is no suspend file {resume_from!r}")
         vm = await self._launch(instance, source)
+        self.dirs.restoring(InstanceId(instance.id), source.name)  # a restart finishes it
         self._tasks.spawn(self._finish_resume(InstanceId(instance.id), source))
         return self._out(InstanceId(vm.instance.id))
 
@@ -193,6 +193,7 @@ class NodeService:
         vm = self._get(iid)
         vm.vm_id, vm.state = status.vm_id, status.state
         source.unlink(missing_ok=True)
+        self.dirs.restoring(iid, ".")
         self._event(iid, "started", "restored from its suspend file")
 
     def _suspend_file(self, name: str) -> Path:
@@ -380,7 +381,7 @@ class NodeService:
             if status.sending is not None:
                 vm.busy = "suspending" if status.sending.kind == "suspend" else "migrating"
                 self._tasks.spawn(self._finish_sending(iid, status.sending))
-            restoring = resume_source(instance.hints)
+            restoring = self.dirs.restoring(iid)
             if status.state is VmState.incoming and restoring:  # a resume the dead one began
                 self._tasks.spawn(self._finish_resume(iid, self._suspend_file(restoring)))
         return sorted(self._vms)

@@ -1,8 +1,10 @@
 """The node manager's per-VM directories: ``<stateDir>/vms/<instanceId>/``.
 
 Each holds ``instance.json`` (the instance as the cluster manager sent it) beside whatever the
-VMM driver keeps there (sockets, serial log, its own state file). The directories are the node
-manager's memory across restarts: what exists here is what it re-attaches to.
+VMM driver keeps there (sockets, serial log, its own state file), and, while a resumed VM is
+being restored, ``restoring`` (the suspend file's name). The directories are the node manager's
+memory across restarts: what exists here is what it re-attaches to, and a restore it finds
+there is finished.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tashi.domain.ids import InstanceId
 from tashi.nodeapi.schemas import InstanceWire
 
 _INSTANCE = "instance.json"
+_RESTORING = "restoring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,18 @@ class VmDirs:
         tmp.write_text(instance.model_dump_json())
         os.replace(tmp, path / _INSTANCE)
         return path
+
+    def restoring(self, instance_id: InstanceId, source: str | None = None) -> str | None:
+        """The suspend file the VM is being restored from (``None``: it is not); with
+        ``source``, record it first (the name only, ``.`` for none)."""
+        marker = self.of(instance_id) / _RESTORING
+        if source is not None:
+            marker.write_text(source)
+        try:
+            name = marker.read_text().strip()
+        except OSError:
+            return None
+        return name if name not in ("", ".") else None
 
     def instance(self, instance_id: InstanceId) -> InstanceWire | None:
         try:
