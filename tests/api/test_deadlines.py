@@ -35,7 +35,8 @@ def put(api: Api, name: str, path: list[InstanceState], host: int | None = None)
         ([S.Activating, S.Running, S.Pausing], "Running"),
         ([S.Activating, S.Running, S.Pausing, S.Paused, S.Unpausing], "Paused"),
         ([S.Activating, S.Running, S.Suspending], "Running"),
-        ([S.Activating, S.Running, S.MigratePrep, S.MigrateTrans], "Running"),
+        # h1 is not up: a migration given up goes Orphaned there (HA decides), not Running
+        ([S.Activating, S.Running, S.MigratePrep, S.MigrateTrans], "Orphaned"),
     ],
 )
 def test_overdue_operations_give_up(

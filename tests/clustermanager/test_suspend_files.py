@@ -10,6 +10,7 @@ from pathlib import Path
 from tashi.domain.models import Instance
 from tashi.domain.operations import DiskRequest, VmRequest
 from tashi.domain.states import InstanceState
+from tashi.nodeapi.schemas import VmEvent
 from tashi.storage.contract import InstanceChanges
 from tashi.storage.memory import MemoryStore
 from tests.clustermanager.fakenodes import Cluster, cluster
@@ -100,3 +101,31 @@ def test_an_instance_lost_while_suspending_restarts_without_its_partial_file(
     assert [i.id for i in moved] == [inst.id]
     assert c.instance(inst.id).state is S.Pending
     assert not partial.exists()
+
+
+def _suspended_event(c: Cluster, inst: Instance, name: str) -> None:
+    """h1's node manager reports the suspend of ``inst`` finished, into file ``name``."""
+    host = c.run(c.service.db.read(lambda tx: tx.hosts.get(c.hosts[0])))
+    event = VmEvent(instanceId=inst.id, vmId=7, kind="suspended", detail=name, at=c.clock.now())
+    c.run(c.service.node_reports._apply_event(host, event))
+
+
+def test_a_suspend_finished_for_an_instance_destroyed_meanwhile_leaves_no_file(
+    tmp_path: Path,
+) -> None:
+    """A node manager restarted mid-suspend finishes it after the instance was destroyed: the
+    file it reports is nobody's; a duplicate report of a kept suspend changes nothing."""
+    c = cluster(tmp_path, MemoryStore())
+    inst = running(c, "web")
+    c.run(c.service.instances.suspend_vm(c.alice, "web"))
+    c.run(c.service.instances.destroy_vm(c.alice, "web"))
+    late = area(c) / f"{inst.id}_web.gz"
+    late.write_bytes(b"\x1f\x8b memory")  # written by the node after the destroy
+    _suspended_event(c, inst, late.name)
+    assert not late.exists()
+
+    kept_inst = running(c, "db")
+    kept = suspended(c, "db")
+    _suspended_event(c, kept_inst, kept.name)  # sent again after a restart
+    assert kept.exists()
+    _suspended_event(c, kept_inst, "../../etc/passwd")  # never outside its own files

@@ -19,6 +19,7 @@ from tashi.clustermanager.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.reconcile import Decision, Observed, Seen, plan
+from tashi.clustermanager.suspends import SuspendArea, may_hold_a_file
 from tashi.clustermanager.underlay import config_with, peers_of
 from tashi.clustermanager.witnesses import WitnessDesk
 from tashi.domain import validation
@@ -80,8 +81,10 @@ class NodeReports:
         rules: NodeRules,
         nodes: NodeGateway,
         witnesses: WitnessDesk,
+        suspends: SuspendArea,
     ) -> None:
         self._db = db
+        self._suspends = suspends
         self._clock = clock
         self._rules = rules
         self._nodes = nodes
@@ -286,9 +289,23 @@ class NodeReports:
             return None
 
         before = await self._db.write(run)
+        if before is None and event.kind == "suspended":
+            await self._orphaned_suspend(event)
         stopped = action in (Action.start_failed, Action.exited)
         if before is not None and stopped and before.group_name and self.on_member_stopped:
             await self.on_member_stopped(before, event.detail or event.kind)
+
+    async def _orphaned_suspend(self, event: VmEvent) -> None:
+        """A suspend the node finished for an instance that no longer waits for it (destroyed
+        meanwhile, say, while the node manager was restarting): its file can serve nobody. One
+        the instance still may use (a duplicate event of a Suspended one) is kept."""
+        iid = InstanceId(event.instanceId)
+        try:
+            inst = await self._db.read(lambda tx: tx.instances.get(iid))
+        except NotFound:
+            inst = None
+        if inst is None or not may_hold_a_file(inst):
+            await self._suspends.discard_name(iid, event.detail)
 
     async def _reconcile(self, host_id: HostId, reports: list[VmReport]) -> None:
         now = self._clock.now()

@@ -128,6 +128,7 @@ def build_service(
         ),
         gateway,
         witnesses=desk,
+        suspends=suspends,
     )
     reports.on_member_stopped = groups.member_stopped
     reports.awaited = instances.awaited  # the same set, live

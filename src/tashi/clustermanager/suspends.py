@@ -7,8 +7,10 @@ manager deletes the file once a restore has finished. The cluster manager names 
 (``SuspendArea.discard_for``): the instance was destroyed while Suspended, or after a
 ``resumeVm`` and before the restore finished, or it was restarted elsewhere from its image (ADR
 0010: ``restart.reschedule`` drops the resume source; a suspend cut short by the host's loss
-leaves a ``.partial``). Until then every such file stayed in the store for ever, the VM's whole
-memory each time (found by the fault-injection suite, issue 14.6).
+leaves a ``.partial``), or a node reports a suspend finished for an instance that no longer
+waits for it (``discard_name``: destroyed while a restarted node manager finished it). Until
+then every such file stayed in the store for ever, the VM's whole memory each time (found by
+the fault-injection suite, issue 14.6).
 
 The file name holds the instance's id, never reused for a file of another instance while this
 one exists, so removing it once the instance is gone or restarted touches nobody else's state.
@@ -59,6 +61,14 @@ class SuspendArea:
         nothing can use them (see the module doc). A file that cannot be removed is logged,
         not raised: the instance's own change is done."""
         return await asyncio.to_thread(self._remove, suspend_file(inst))
+
+    async def discard_name(self, instance_id: int, name: str) -> list[str]:
+        """Remove the suspend file ``name`` a node reported for ``instance_id`` (and its
+        partial); a name that is not one of that instance's files is left alone."""
+        if "/" in name or not name.startswith(f"{int(instance_id)}_") or not name.endswith(".gz"):
+            log.warning("not removing %r: not a suspend file of instance %s", name, instance_id)
+            return []
+        return await asyncio.to_thread(self._remove, name)
 
     def _remove(self, name: str) -> list[str]:
         removed = []
