@@ -142,6 +142,8 @@ class Reporter:
             )
         )
         self.host_id = reply.hostId
+        if len(self._outbox):
+            self._wake.set()  # events put before the registration go now, not with the next
         self._granted(sent, reply, fenced)
         await self._learn_peers(reply.peers)
         log.info(
