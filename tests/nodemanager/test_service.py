@@ -261,3 +261,21 @@ def test_a_resume_the_dead_node_manager_began_is_finished_and_told(tmp_path: Pat
     assert [e.kind for e in events.got] == ["started"]
     assert [(i.id, s) for i, _, s in node.report()] == [(5, VmState.running)]
     assert not saved.exists()
+
+
+def test_a_suspend_done_before_the_node_manager_died_is_told(tmp_path: Path) -> None:
+    """Killed after the suspend file was whole and the VM gone, before it said so: the next
+    node manager reports the suspend instead of losing it (the instance stayed Suspending)."""
+    target = tmp_path / "suspend" / "5_vm5.gz"
+    target.parent.mkdir()
+    target.write_bytes(b"\x1f\x8b whole")
+    node, events = _restarted(tmp_path, target, fails=False)
+    FakeDriver.kill_offline(tmp_path / "vms" / "5")
+
+    async def scenario() -> None:
+        assert await node.recover() == []
+        await node.close()
+
+    asyncio.run(scenario())
+    assert [(e.kind, e.detail) for e in events.got] == [("suspended", "5_vm5.gz")]
+    assert target.is_file() and not (tmp_path / "vms" / "5").exists()

@@ -368,9 +368,16 @@ class NodeService:
         statuses = await self.driver.adopt(list(found.values()))
         alive = {s.instance_id: s for s in statuses if s.state is not VmState.exited}
         await self.network.adopt(list(alive))
+        suspended = {
+            s.instance_id: s.sending.target
+            for s in statuses
+            if s.state is VmState.exited and s.sending is not None and s.sending.target
+        }
         for iid in found:
             instance = self.dirs.instance(iid)
             if iid not in alive or instance is None:
+                if iid in suspended:  # its suspend was done; the dead one did not say so
+                    self._event(iid, "suspended", suspended[iid].name)
                 await self._cleanup(iid, None)
                 await asyncio.to_thread(self.disks.discard, iid)
                 continue

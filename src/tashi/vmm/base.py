@@ -257,7 +257,9 @@ class VmmDriver(Protocol):
         ``events()`` as exited (reason ``failed``); a directory without the driver's state file
         is skipped. A VM already attached is returned as it is. A VM the earlier node manager
         was suspending or migrating, whose hypervisor went on with the transfer without it, is
-        returned ``migrating`` with ``sending`` set: ``finish_outgoing`` sees it to its end."""
+        returned ``migrating`` with ``sending`` set: ``finish_outgoing`` sees it to its end. One
+        found dead after its suspend file was whole (the node manager died between the two) is
+        returned ``exited`` with ``sending`` set, so that the suspend is reported."""
 
     async def start(
         self, spec: VmSpec, *, incoming: MigrationTicket | Path | None = None

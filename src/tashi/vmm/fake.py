@@ -216,6 +216,10 @@ class FakeDriver:
             if not doc["alive"]:
                 self._clean(state_dir)
                 self._exit_event(spec.instance_id, ExitReason.failed, "died while unwatched")
+                kind, target = doc.get("sending") or ("", "")
+                if kind == "suspend" and Path(str(target)).is_file():  # died once it was whole
+                    sending = Sending("suspend", Path(str(target)))
+                    found.append(VmStatus(spec.instance_id, 0, VmState.exited, spec, sending))
                 continue
             vm = _FakeVm(spec, int(doc["vm_id"]), VmState(doc["state"]), self)
             if doc.get("source"):  # a restore it had not finished

@@ -331,6 +331,10 @@ class QemuDriver:
         proc = self._find_process(doc, paths)
         if proc is None:
             await self._bury(spec, paths, doc)
+            out = Outgoing.from_json(doc.get("outgoing"))
+            if out is not None and out.target is not None and out.target.is_file():
+                # it ended after its suspend file was whole (renamed only then): suspended
+                return VmStatus(spec.instance_id, 0, VmState.exited, spec, out.sending())
             return None
         vm = self._attach(spec, paths, proc, str(doc.get("accel") or self._accel or "tcg"))
         vm.cgroup = Path(doc["cgroup"]) if doc.get("cgroup") else None
