@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--minutes", type=float, help="outage: how long the cluster manager stays down (10)"
     )
+    parser.add_argument(
+        "--database",
+        action="store_true",
+        help="outage: stop the cluster manager's database (PostgreSQL) instead of it",
+    )
     return parser
 
 
@@ -197,7 +202,9 @@ def _virtual(args: argparse.Namespace) -> int:
             if args.suite == "faults":
                 return faults.run(args.rounds, args.seed, args.quick, workspace, runner.say)
             if args.suite == "outage":
-                return outage.run(args.minutes, args.quick, workspace, runner.say)
+                return outage.run(
+                    args.minutes, args.quick, workspace, runner.say, database=args.database
+                )
             return boot100.run(args.quick, workspace, runner.say)
     finally:
         _finish(workspace, args.keep)

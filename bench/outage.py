@@ -1,11 +1,13 @@
-"""A long cluster-manager outage (issue 14.1): ``python -m bench outage [--minutes M]`` (root;
-not part of ``all``; 10 minutes by default, 1 with ``--quick``).
+"""A long control-plane outage (issue 14.1): ``python -m bench outage [--minutes M]
+[--database]`` (root; not part of ``all``; 10 minutes by default, 1 with ``--quick``).
 
 A 3-host ``tashi-cluster`` of the run's own (fabric 198.18.160.0/20, real QEMU guests, the
 default HA timings: 6 s lease, 1 s margin). Six VMs run; then a group of 20 is asked for
 (``createMany``) and, while it is being placed and booted, the cluster manager is SIGKILLed
-(``tashi-cluster rm cm``), kept down for M minutes, and started again (``add cm``). Every QEMU
-process is followed by pidfd (``qemuwatch``) throughout.
+(``tashi-cluster rm cm``), kept down for M minutes, and started again (``add cm``). With
+``--database`` the cluster manager runs on a real PostgreSQL server (over its Unix socket)
+and that server is what stops (halted, then restarted), the cluster manager staying up. Every
+QEMU process is followed by pidfd (``qemuwatch``) throughout.
 
 What it prints: how long the cluster manager was away; the VMs that ran through it and whether
 each kept its QEMU process (goal: all); instances restarted, fenced or lost (goal: 0); VMs that
@@ -35,6 +37,17 @@ from tashi.devcluster.harness import Running, ha_options, running_cluster
 from tashi.devcluster.qemuwatch import QemuWatch
 
 Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outage:
+    """What goes away and how it comes back."""
+
+    what: str
+    stop: Callable[[], None]
+    start: Callable[[], None]
+
+
 FABRIC = "198.18.160.0/20"  # the fault suite's are 128 and 144
 IMAGE = "tashi-tiny.qcow2"
 RUNNING, GROUP, SAMPLES = 6, 20, 3
@@ -95,7 +108,20 @@ def wait_all_running(client: TashiClient, names: list[str]) -> None:
     )
 
 
-def measure(c: Running, minutes: float, say: Say) -> OutageResult:
+def cm_outage(c: Running) -> Outage:
+    def stop() -> None:
+        if c.cli("rm", "cm").returncode != 0:
+            raise BenchError("tashi-cluster rm cm failed")
+
+    def start() -> None:
+        result = c.cli("add", "cm")
+        if result.returncode != 0:
+            raise BenchError(f"tashi-cluster add cm failed: {result.stderr}")
+
+    return Outage("cluster manager", stop, start)
+
+
+def measure(c: Running, minutes: float, say: Say, outage: Outage) -> OutageResult:
     admin = c.admin
     names = [f"run-{i}" for i in range(RUNNING)]
     for name in names:
@@ -113,14 +139,11 @@ def measure(c: Running, minutes: float, say: Say) -> OutageResult:
         )  # fmt: skip
         wall = time.time()
         killed = time.monotonic()
-        if c.cli("rm", "cm").returncode != 0:
-            raise BenchError("tashi-cluster rm cm failed")
-        say(f"cluster manager killed; down for {minutes:g} min")
+        outage.stop()
+        say(f"{outage.what} stopped; down for {minutes:g} min")
         while time.monotonic() - killed < minutes * 60:  # the outage: nothing to wait for
             time.sleep(1.0)
-        result = c.cli("add", "cm")
-        if result.returncode != 0:
-            raise BenchError(f"tashi-cluster add cm failed: {result.stderr}")
+        outage.start()
         away = time.monotonic() - killed
         back = time.monotonic()
         processes.wait_for(
@@ -163,24 +186,40 @@ def _moved(admin: TashiClient, name: str) -> bool:
     return bool({"rescheduled", "fenced", "hostLost"} & kinds)
 
 
-def run(minutes: float | None, quick: bool, workspace: Workspace, say: Say) -> int:
+def run(
+    minutes: float | None, quick: bool, workspace: Workspace, say: Say, database: bool = False
+) -> int:
     length = minutes if minutes is not None else 1.0 if quick else 10.0
     if fabric.overlapping_routes(ipaddress.IPv4Network(FABRIC)):
         raise BenchError(f"the root namespace routes {FABRIC} already (another run?)")
     options = ha_options(FABRIC, tiny_image(say), hostMemory=2048)
-    with running_cluster(workspace.subdir("outage"), 3, options) as cluster:
-        result = measure(cluster, length, say)
-    print_table(result)
-    path = save("outage", {"minutes": length, "result": asdict(result)})
+    if not database:
+        with running_cluster(workspace.subdir("outage"), 3, options) as cluster:
+            result = measure(cluster, length, say, cm_outage(cluster))
+    else:
+        from tests.fixtures.dbservers import start_postgres
+
+        server = start_postgres()
+        try:
+            name = server.create_database().rsplit("/", 1)[1]
+            options.update(sqlUri=server.socket_uri(name), sqlPassword=server.password)
+            with running_cluster(workspace.subdir("outage"), 3, options) as cluster:
+                halted = Outage("database", server.halt, server.restart)
+                result = measure(cluster, length, say, halted)
+        finally:
+            server.stop()
+    print_table(result, "database" if database else "cluster manager")
+    kind = "outage-db" if database else "outage"
+    path = save(kind, {"minutes": length, "database": database, "result": asdict(result)})
     print(f"measured: tashi {source()}; results: {path}")
     return 0 if result.ok else 1
 
 
-def print_table(r: OutageResult) -> None:
+def print_table(r: OutageResult, what: str) -> None:
     group_ok = r.group_running == GROUP and r.group_in_one_place
     placed = f"{r.placed_after:.2f} s / {r.placed_before:.2f} s"
     rows = [
-        ["cluster manager away", f"{r.outage:.1f} s", "", ""],
+        [f"{what} away", f"{r.outage:.1f} s", "", ""],
         ["VMs that kept their qemu", f"{r.kept_qemu} of {r.ran_through}", "all", _ok(r.kept)],
         ["instances restarted, fenced or lost", str(len(r.restarted)), "0", _ok(not r.restarted)],
         ["VMs on two hosts at once", str(r.twice), "0", _ok(r.twice == 0)],
@@ -190,7 +229,7 @@ def print_table(r: OutageResult) -> None:
             "all",
             _ok(group_ok),
         ],
-        ["every host reported, after add cm", f"{r.hosts_reported:.2f} s", "", ""],
+        [f"every host reported, after the {what}'s return", f"{r.hosts_reported:.2f} s", "", ""],
         [
             "a VM placed after the return / before",
             placed,
