@@ -10,7 +10,7 @@ from typing import Any
 from tashi.api.schemas import AddressOut, InstanceOut
 from tashi.devcluster.churn import Ask
 from tashi.devcluster.faults import Fault, Kind, Outage, choose
-from tashi.devcluster.invariants import Crash, StopJudge, one_place, ran_twice
+from tashi.devcluster.invariants import Crash, StopJudge, one_place, ran_twice, teardowns
 from tashi.devcluster.leaks import ClusterLook, HostLook, judge
 from tashi.devcluster.qemuwatch import Life
 from tashi.devcluster.state import Proc, State
@@ -95,6 +95,19 @@ def test_a_destroy_suspend_or_migration_asked_excuses_the_end() -> None:
     for kind in ("destroy", "suspend", "migrate"):
         lives = [Life(7, "host1", 100, 1.0, ended=5.0)]
         assert unasked(lives, [Ask(7, kind, 4.0)]) == [], kind
+
+
+def test_a_group_teardown_excuses_the_ends_of_its_members_vms_started_before_it() -> None:
+    """A member failed to start: all-or-nothing placement stopped its mates' VMs, both qemu
+    processes of a launch in flight among them; a VM started after the teardown is not."""
+    history = [("activate", 3.0), ("groupFailed", 4.0), ("rescheduled", 4.5)]
+    asks = teardowns(7, history)
+    assert asks == [Ask(7, "teardown", 4.0)]
+    launch = [Life(7, "host2", 100, 3.5, ended=4.1), Life(7, "host2", 101, 3.6, ended=4.1)]
+    assert unasked(launch, asks) == []
+    later = [Life(7, "host2", 102, 9.0, ended=12.0)]
+    assert len(unasked(later, asks)) == 1
+    assert teardowns(7, [("activate", 3.0)]) == []
 
 
 def test_a_refused_ask_or_a_resume_or_an_ask_after_the_end_does_not() -> None:

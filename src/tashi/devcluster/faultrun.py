@@ -48,9 +48,16 @@ from tashi.api.schemas import AddressOut, HostOut, InstanceOut
 from tashi.client.sdk import TashiClient, base_url
 from tashi.client.transport import Transport, decode_list
 from tashi.devcluster import configs, leaks, reach
-from tashi.devcluster.churn import Churn, GaveUp, Shape
+from tashi.devcluster.churn import Ask, Churn, GaveUp, Shape
 from tashi.devcluster.faults import Fault, Injector, Kind, Outage, choose
-from tashi.devcluster.invariants import STABLE, Crash, StopJudge, one_place, ran_twice
+from tashi.devcluster.invariants import (
+    STABLE,
+    Crash,
+    StopJudge,
+    one_place,
+    ran_twice,
+    teardowns,
+)
 from tashi.devcluster.qemuwatch import Life, QemuWatch, boottime
 from tashi.devcluster.state import Layout
 from tashi.domain.errors import TashiError
@@ -323,7 +330,20 @@ class FaultRun:
     def history(self, watch: QemuWatch) -> list[str]:
         lives = list(watch.lives)
         found = ran_twice(watch.overlaps(), self._twice)
-        return found + self._stops.unasked(lives, self.churn.asks, self.crashes, self._fresh)
+        asks = self.churn.asks + self._teardowns({life.instance for life in lives if life.ended})
+        return found + self._stops.unasked(lives, asks, self.crashes, self._fresh)
+
+    def _teardowns(self, instances: set[int]) -> list[Ask]:
+        """The group teardowns in these instances' histories, their times as boottime."""
+        offset = boottime() - time.time()
+        found: list[Ask] = []
+        for iid in sorted(instances):
+            try:
+                events = self.cluster.admin.get_instance_history(iid)
+            except TashiError:
+                continue  # removed: its end is explained by its destroy, or reported
+            found += teardowns(iid, [(e.kind, e.at.timestamp() + offset) for e in events])
+        return found
 
 
 def _unsettled(hosts: list[HostOut], instances: list[InstanceOut], known: set[int]) -> str | None:

@@ -131,7 +131,8 @@ def launchers(lives: Sequence[Life]) -> set[tuple[int, float]]:
 
 def explaining(life: Life, asks: Sequence[Ask], used: set[int], fresh: float) -> int | None:
     """The index of the workload's request that explains the end of ``life``, if any: a
-    destroy sent before it ended (any number of ends: the instance is gone); or, among the
+    destroy sent before it ended (any number of ends: the instance is gone), or a group's
+    teardown (``teardowns``) after it started; or, among the
     requests sent since ``fresh`` (the round's start) and not ``used`` to explain another end,
     a suspend or migration sent while it lived (the source's end), or a migration or resume
     whose target process it was (a transfer that failed there)."""
@@ -143,6 +144,8 @@ def explaining(life: Life, asks: Sequence[Ask], used: set[int], fresh: float) ->
             continue
         if ask.kind == "destroy":
             return index
+        if ask.kind == "teardown" and ask.at >= life.started - SLACK:
+            return index  # Tashi's own group rule stopped it (any number of ends, as a destroy)
         if ask.at < fresh:
             continue
         if ask.kind in ("suspend", "migrate") and ask.at >= life.started - SLACK:
@@ -190,7 +193,7 @@ class StopJudge:
                 continue
             index = explaining(life, asks, self._used, fresh)
             if index is not None:
-                if asks[index].kind != "destroy":
+                if asks[index].kind not in ("destroy", "teardown"):
                     self._used.add(index)
                 continue
             found.append(
@@ -199,3 +202,10 @@ class StopJudge:
                 " did not crash"
             )
         return found
+
+
+def teardowns(instance: int, history: Sequence[tuple[str, float]]) -> list[Ask]:
+    """The group teardowns in an instance's history (kind, boottime): all-or-nothing placement
+    (ADR 0009) stops the VMs of a group's members when one of them fails to start, a stop that
+    Tashi asked for, not the workload. ``teardown`` asks explain such ends."""
+    return [Ask(instance, "teardown", at) for kind, at in history if kind == "groupFailed"]
