@@ -118,8 +118,9 @@ def test_a_shut_down_vm_ends_and_everything_is_undone(
         await until(lambda: events.got)
         assert [e.kind for e in events.got] == ["exited"]
         assert node.report() == []
-        await until(lambda: disks.prepared[0].released)  # the event goes out first
-        assert not (tmp_path / "vms" / "5").exists()
+        # the event goes out first; the clean-up (disks, then the directory) follows
+        await until(lambda: not (tmp_path / "vms" / "5").exists())
+        assert disks.prepared[0].released
         watcher.cancel()
         await node.close()
 
