@@ -35,7 +35,7 @@ from tashi.domain.errors import NotFound, TashiError, Unanswered, Unavailable
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance, Usage
 from tashi.domain.states import Action, InstanceState
-from tashi.nodeapi.schemas import TicketOut
+from tashi.nodeapi.schemas import TicketOut, VmOut
 from tashi.runtime.tasks import Background
 
 log = logging.getLogger(__name__)
@@ -210,12 +210,7 @@ class Migrations:
                 raise
             await self._source_lost(inst, source, target, move, record, lost)
             return
-        log.info(
-            "settling the migration of %s: %s has %s",
-            inst.name,
-            source.name,
-            "no VM of it" if seen is None else f"its VM, {seen.state}",
-        )
+        _said(inst, source, seen)
         if seen is not None and seen.state == "migrating":
             return  # the source is still sending; its own timeout ends that
         if seen is not None:
@@ -223,12 +218,7 @@ class Migrations:
             await self._roll_back(inst, source, target, move, record, why)
             return
         arrived = (await self.nodes.vms(target)).get(inst.id)
-        log.info(
-            "settling the migration of %s: %s has %s",
-            inst.name,
-            target.name,
-            "no VM of it" if arrived is None else f"its VM, {arrived.state}",
-        )
+        _said(inst, target, arrived)
         if arrived is None:
             if lost is not None and lost.enabled:  # gone from both: nothing can run twice
                 log.warning("%s is on neither host: starting it again elsewhere", inst.name)
@@ -237,20 +227,36 @@ class Migrations:
             await move(inst, Action.migrate_failed, hints=without_target(inst))
             await record(inst, "migrateFailed", f"to {target.name}: the VM is on neither host")
             return
-        vm_id = arrived.vmId
-        if arrived.state == "incoming":  # sent, never told to run: run it now
-            vm_id = await self.nodes.finish_incoming(target, inst)
+        vm_id = await self._running_on(target, inst, arrived)
         if inst.state is InstanceState.MigratePrep:
             inst = await move(inst, Action.migrate_transfer)
+        how = "finished by asking both hosts (the cluster manager or the source's node manager"
+        await self._migrated(
+            inst, source, target, vm_id, move, record, how + " restarted meanwhile)"
+        )
+
+    async def _running_on(self, target: Host, inst: Instance, arrived: VmOut) -> int:
+        """The vm id of the target's copy, told to run first if it still waits (sent, never
+        told to run)."""
+        if arrived.state == "incoming":
+            return await self.nodes.finish_incoming(target, inst)
+        return arrived.vmId
+
+    @staticmethod
+    async def _migrated(
+        inst: Instance,
+        source: Host,
+        target: Host,
+        vm_id: int,
+        move: Mover,
+        record: Recorder,
+        how: str,
+    ) -> None:
+        """Record the instance Running on the target, its migration ended ``how``."""
         await move(
             inst, Action.migrated, host_id=target.id, vm_id=vm_id, hints=without_target(inst)
         )
-        await record(
-            inst,
-            "migrated",
-            f"from {source.name} to {target.name}; finished by asking both hosts (the cluster"
-            " manager or the source's node manager restarted meanwhile)",
-        )
+        await record(inst, "migrated", f"from {source.name} to {target.name}; {how}")
 
     async def _source_lost(
         self,
@@ -272,9 +278,7 @@ class Migrations:
         try:
             if arrived is None:
                 raise NotFound(f"host {target.name} has no copy of it")
-            vm_id = arrived.vmId
-            if arrived.state == "incoming":
-                vm_id = await self.nodes.finish_incoming(target, inst)
+            vm_id = await self._running_on(target, inst, arrived)
         except TashiError as exc:
             log.warning(
                 "%s was lost with %s while it migrated to %s, which has no whole copy (%s):"
@@ -286,13 +290,13 @@ class Migrations:
             )
             await lost.restart_lost(inst, source)
             return
-        await move(
-            inst, Action.migrated, host_id=target.id, vm_id=vm_id, hints=without_target(inst)
-        )
-        await record(
-            inst, "migrated", f"from {source.name} to {target.name}; {source.name} was lost"
-        )
+        await self._migrated(inst, source, target, vm_id, move, record, f"{source.name} was lost")
 
     async def wait(self) -> None:
         """Wait for every migration in flight (tests, orderly shutdown)."""
         await self._tasks.wait()
+
+
+def _said(inst: Instance, host: Host, vm: VmOut | None) -> None:
+    what = "no VM of it" if vm is None else f"its VM, {vm.state}"
+    log.info("settling the migration of %s: %s has %s", inst.name, host.name, what)
