@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tashi.api.schemas import CreateManyIn, DiskIn, NicIn
 from tashi.devcluster import processes
 from tashi.devcluster.harness import Running, ha_options, running_cluster
 from tashi.devcluster.qemuwatch import QemuWatch
 from tests.devcluster.test_outages import (
     BOOT,
-    IMAGE,
     all_hosts_report,
     check_one_place,
     destroy,
@@ -29,6 +27,7 @@ from tests.devcluster.test_outages import (
     live,
     vm,
     wait_running,
+    work_in_flight,
 )
 from tests.fixtures.dbservers import Server, start_postgres
 
@@ -72,19 +71,7 @@ def test_a_database_outage_stops_no_vm(cluster: Running, postgres: Server, outag
         wall = time.time()
         # work in flight when the database goes: a group being placed, a migration, a
         # suspend, and a VM asked for that waits to be placed
-        group = c.admin.create_many(
-            CreateManyIn(
-                basename=f"{tag}-g",
-                count=4,
-                memory=128,
-                disks=[DiskIn(uri=IMAGE)],
-                nics=[NicIn(network=1)],
-            )
-        )
-        source = c.admin.get_instance(names[1]).hostId
-        target = next(h.id for h in c.admin.get_hosts() if h.id != source)
-        c.admin.migrate_vm(names[1], target)
-        c.admin.suspend_vm(names[2])
+        group = work_in_flight(c, tag, names)
         late = f"{tag}-late"
         c.admin.create_vm(vm(late))
         postgres.halt()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, NicIn
+from tashi.api.schemas import CreateManyIn, DiskIn, InstanceIn, InstanceOut, NicIn
 from tashi.devcluster import invariants, processes
 from tashi.devcluster.harness import LEASE, Running, ha_options, running_cluster
 from tashi.devcluster.qemuwatch import Life, QemuWatch
@@ -120,19 +120,7 @@ def test_a_cluster_manager_outage_stops_no_vm(
     before = {i: [p.pid for p in procs] for i, procs in live(watch).items()}
     wall = time.time()
     # work in flight when it dies: a group being placed and booted, a migration, a suspend
-    group = c.admin.create_many(
-        CreateManyIn(
-            basename=f"{tag}-g",
-            count=4,
-            memory=128,
-            disks=[DiskIn(uri=IMAGE)],
-            nics=[NicIn(network=1)],
-        )
-    )
-    source = c.admin.get_instance(names[1]).hostId
-    target = next(h.id for h in c.admin.get_hosts() if h.id != source)
-    c.admin.migrate_vm(names[1], target)
-    c.admin.suspend_vm(names[2])
+    group = work_in_flight(c, tag, names)
     away = crash_cm_for(c, outage)
     all_hosts_report(c, wall)
     wait_running(c, names[:2] + [g.name for g in group])
@@ -154,6 +142,25 @@ def test_a_cluster_manager_outage_stops_no_vm(
     check_one_place(c, watch)
     print(f"\ncluster manager away {away:.1f} s: {len(before)} VMs ran on, no restart")
     destroy(c, tag)
+
+
+def work_in_flight(c: Running, tag: str, names: list[str]) -> list[InstanceOut]:
+    """Ask for a group of 4 (``tag-g-…``), migrate ``names[1]`` to another host and suspend
+    ``names[2]``, without waiting for any of it; the group's members."""
+    group = c.admin.create_many(
+        CreateManyIn(
+            basename=f"{tag}-g",
+            count=4,
+            memory=128,
+            disks=[DiskIn(uri=IMAGE)],
+            nics=[NicIn(network=1)],
+        )
+    )
+    source = c.admin.get_instance(names[1]).hostId
+    target = next(h.id for h in c.admin.get_hosts() if h.id != source)
+    c.admin.migrate_vm(names[1], target)
+    c.admin.suspend_vm(names[2])
+    return group
 
 
 def destroy(c: Running, prefix: str) -> None:
