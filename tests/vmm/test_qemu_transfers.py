@@ -21,7 +21,7 @@ import pytest
 from tashi.domain.errors import BackendFailure, InvalidState
 from tashi.runtime.ports import free_port
 from tashi.vmm import statefile
-from tashi.vmm.base import ExitReason, MigrationTicket, Sending, VmSpec
+from tashi.vmm.base import ExitReason, MigrationTicket, Sending, VmmDriver, VmSpec
 from tashi.vmm.base import VmState as S
 from tests.vmm.lab import CGROUP_ROOT, Lab, next_exit, next_id, qemus_under
 
@@ -115,13 +115,20 @@ async def test_a_suspend_cut_short_is_finished_by_the_next_node_manager(lab: Lab
     await driver.close()
 
 
-async def test_a_migration_cut_short_is_finished_by_the_next_node_manager(lab: Lab) -> None:
+async def migrating_when_killed(lab: Lab) -> tuple[VmSpec, VmmDriver]:
+    """A VM's node manager killed while it migrated the VM to a prepared target (this process's
+    driver): the VM's spec on the source, and the target's driver."""
     spec = lab.spec(next_id())
     target = lab.driver()
     ticket = MigrationTicket("127.0.0.1", free_port())
     await target.start(lab.spec(spec.instance_id, where="target"), incoming=ticket)
     where = f"{ticket.host}:{ticket.port}"
     await asyncio.to_thread(killed_while_sending, lab, spec, "migrate", where)
+    return spec, target
+
+
+async def test_a_migration_cut_short_is_finished_by_the_next_node_manager(lab: Lab) -> None:
+    spec, target = await migrating_when_killed(lab)
 
     source = lab.driver()
     [adopted] = await source.adopt([spec.state_dir])
@@ -135,12 +142,7 @@ async def test_a_migration_cut_short_is_finished_by_the_next_node_manager(lab: L
 
 
 async def test_a_migration_whose_target_is_gone_runs_on_at_the_source(lab: Lab) -> None:
-    spec = lab.spec(next_id())
-    target = lab.driver()
-    ticket = MigrationTicket("127.0.0.1", free_port())
-    await target.start(lab.spec(spec.instance_id, where="target"), incoming=ticket)
-    where = f"{ticket.host}:{ticket.port}"
-    await asyncio.to_thread(killed_while_sending, lab, spec, "migrate", where)
+    spec, target = await migrating_when_killed(lab)
     await target.destroy(spec.instance_id)  # the cluster manager gave up on the target
 
     source = lab.driver()
