@@ -94,9 +94,7 @@ class Reporter:
         self._monotonic = monotonic
         self._network = network  # told the other hosts' underlay addresses (``peers``)
         self._outbox = outbox
-        self._wake = asyncio.Event()
-        if len(outbox):
-            self._wake.set()  # owed from before a restart
+        self._wake = asyncio.Event()  # what is owed from before a restart goes at registration
         self.host_id: int | None = None
         self._fence_logged: float | None = None  # the deadline whose fence was logged
 

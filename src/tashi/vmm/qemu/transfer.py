@@ -290,7 +290,7 @@ async def _seal(target: Path, helper: tuple[int, int] | None, timeout: float) ->
     if not partial.exists() and target.exists():
         return  # renamed before the node manager died
     if helper is not None:
-        writer = Process.attach(helper[0], start_time=helper[1])
+        writer = _writer(helper)
         if writer is not None:
             try:
                 if not await writer.wait(timeout):
@@ -317,15 +317,20 @@ async def _drop_writer(vm: QemuVm, helper: tuple[int, int] | None) -> None:
     """After a suspend that will not be finished: end its gzip, and drop the pipe's end that
     QEMU holds if it never began sending (``getfd``; an unknown name is no error worth more
     than a debug line)."""
-    if helper is not None:
-        writer = Process.attach(helper[0], start_time=helper[1])
-        if writer is not None:
-            writer.signal(signal.SIGKILL)
-            writer.close()
+    writer = _writer(helper)
+    if writer is not None:
+        writer.signal(signal.SIGKILL)
+        writer.close()
     try:
         await vm.monitor.execute("closefd", {"fdname": _SUSPEND_FD})
     except BackendFailure as exc:
         log.debug("instance %s: closefd: %s", vm.iid, exc.message)
+
+
+def _writer(helper: tuple[int, int] | None) -> Process | None:
+    """The suspend's gzip an earlier node manager started, if it still runs (pid and start
+    time as ``Outgoing.helper`` recorded them)."""
+    return Process.attach(helper[0], start_time=helper[1]) if helper is not None else None
 
 
 def _host(host: str) -> str:
