@@ -29,7 +29,7 @@ from tests.devcluster.test_outages import (
     wait_running,
     work_in_flight,
 )
-from tests.fixtures.dbservers import Server, start_postgres
+from tests.fixtures.dbservers import Server, serving, start_postgres
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tashi-cluster needs root")
 
@@ -39,11 +39,7 @@ OUTAGE = 60.0
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Server]:
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(start_postgres)  # its own: this module halts it
 
 
 @pytest.fixture(scope="module")

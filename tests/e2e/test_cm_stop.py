@@ -23,18 +23,11 @@ from tashi.api.schemas import UserIn
 from tashi.client.sdk import TashiClient
 from tashi.storage.sql.hold import take_hold
 from tests.e2e.harness import Cluster, admin_login, cm_daemon, wait_for
-from tests.fixtures.dbservers import FreshDatabase, Server, start_mariadb, start_postgres
+from tests.fixtures.dbservers import KIND_PARAMS, SERVER_PARAMS, FreshDatabase, Server
 from tests.scheduler import live
 
-KINDS = [
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-]
-SERVERS = [
-    pytest.param(start_postgres, marks=pytest.mark.postgres, id="postgres"),
-    pytest.param(start_mariadb, marks=pytest.mark.mariadb, id="mariadb"),
-]
+KINDS = KIND_PARAMS
+SERVERS = SERVER_PARAMS
 STOP_BOUND = 2.0  # seconds from SIGTERM to exit (issue 26)
 POLL_TIMEOUT = 25.0  # the scheduler's long-poll
 

@@ -27,17 +27,13 @@ import pytest
 
 from tashi.api.schemas import DiskIn, InstanceIn, NetworkIn
 from tests.e2e.harness import BIN, Cluster
-from tests.fixtures.dbservers import Server, start_postgres
+from tests.fixtures.dbservers import Server, serving, start_postgres
 from tests.web.test_error_privacy import discreet
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Server]:
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(start_postgres)  # its own: a test halts it
 
 
 @pytest.fixture

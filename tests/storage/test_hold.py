@@ -14,17 +14,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tashi.storage.sql.hold import HOLD_WAIT, LOCK_SUFFIX, HeldElsewhere, take_hold
-from tests.fixtures.dbservers import FreshDatabase, Server, start_mariadb, start_postgres
+from tests.fixtures.dbservers import KIND_PARAMS, SERVER_PARAMS, FreshDatabase, Server
 
-KINDS = [
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-]
-SERVERS = [
-    pytest.param(start_postgres, marks=pytest.mark.postgres, id="postgres"),
-    pytest.param(start_mariadb, marks=pytest.mark.mariadb, id="mariadb"),
-]
+KINDS = KIND_PARAMS
+SERVERS = SERVER_PARAMS
 # A process that takes the hold, says so, and waits to be killed.
 HOLDER = """
 import sys
