@@ -196,7 +196,16 @@ def test_a_killed_node_managers_vms_run_again_elsewhere_exactly_once(
         every=0.2,
     )
     fenced = time.monotonic() - killed
-    wait_running(c, [i.name for i in c.admin.get_instances() if i.id in on_victim])
+    processes.wait_for(
+        "the victim's instances Running on other hosts",
+        lambda: all(
+            i.state == "Running" and i.hostId != victim.id
+            for i in c.admin.get_instances()
+            if i.id in on_victim
+        ),
+        BOOT + LEASE * 4,
+        every=0.5,
+    )
     for iid in on_victim:
         assert [p.host for p in live(watch)[iid]] != [victim.name]
         gap = watch.min_gap(iid)
