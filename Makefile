@@ -60,7 +60,7 @@ image: $(TINY_IMAGE) ## build the tiny guest: var/images/tashi-tiny.qcow2 (+ .ke
 
 # A real file: made when missing or when a module that defines the guest changed. tashi-image
 # itself skips the work when its recipe stamp matches, so the touch only tells make it is current.
-$(TINY_IMAGE): $(addprefix src/tashi/images/,builder.py guestfiles.py cpio.py kbuild.py kmod.py vmlinux.py) | bootstrap
+$(TINY_IMAGE): $(addprefix src/tashi/guestimage/,builder.py guestfiles.py cpio.py kbuild.py kmod.py vmlinux.py) | bootstrap
 	$(BIN)/tashi-image build --out $(IMAGE_DIR)
 	touch $@
 

@@ -33,7 +33,7 @@ from tashi.api.schemas import NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
 from tashi.devcluster import processes
 from tashi.devcluster.processes import Daemon, rss_mb, stop_pid
-from tashi.images import builder
+from tashi.guestimage import builder
 from tashi.runtime.ports import free_port
 from tashi.vmm.qemu.cmdline import VmPaths
 

@@ -22,7 +22,8 @@ from tashi.config.settings import BridgeSettings, DhcpDnsSettings
 from tashi.dhcpdns.backends.base import HostEntry
 from tashi.dhcpdns.backends.dnsmasq import DnsmasqBackend, DnsmasqServer
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.images import builder, markers
+from tashi.guestimage import builder
+from tashi.images import markers
 from tashi.network.bridge import BridgeDriver
 from tests.dhcpdns.test_dnsmasq_real import QUERY, in_ns, namespaces
 from tests.images.conftest import IMAGE_DIR

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tashi.api.schemas import NetworkIn, UserIn
-from tashi.images import boot, bootable, builder
+from tashi.guestimage import bootable, builder
+from tashi.images import boot
 from tests.e2e.harness import Cluster, wait_for
 from tests.scheduler import live
 

@@ -23,7 +23,7 @@ import pytest
 from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState, NotFound
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
-from tashi.images import builder
+from tashi.guestimage import builder
 from tashi.images.locks import ImageLock, lock_file
 from tashi.images.store import ImageStore
 from tashi.nodemanager.disks import DiskManager

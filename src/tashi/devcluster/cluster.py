@@ -49,7 +49,8 @@ from tashi.domain.errors import (
     TashiError,
 )
 from tashi.domain.ids import NetworkId
-from tashi.images import boot, builder
+from tashi.guestimage import builder
+from tashi.images import boot
 from tashi.network.vxlan import VxlanDriver
 from tashi.vmm.qemu import cgroups
 

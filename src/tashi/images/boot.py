@@ -11,11 +11,11 @@ directly, with ``-kernel``/``-initrd``/``-append``::
 The ``.kernel`` file is whatever QEMU's ``-kernel`` loads: a bzImage, or an uncompressed ELF
 ``vmlinux`` with a PVH entry point, which QEMU (``-M pc`` or q35) boots through PVH, skipping the
 real-mode setup and the decompression; the tiny guest's is the latter. A bootloader such as
-SYSLINUX cannot load an ELF vmlinux (``tashi.images.builder.bzimage_of`` keeps the bzImage).
+SYSLINUX cannot load an ELF vmlinux (``tashi.guestimage.builder.bzimage_of`` keeps the bzImage).
 
 An image without a ``.kernel`` file is booted from its own bootloader, like any cloud image.
-``tashi-image build`` writes the sidecars (``tashi.images.builder``); the node manager reads them
-with ``direct_boot_of``. See ``docs/guest-image.md``.
+``tashi-image build`` writes the sidecars (``tashi.guestimage.builder``); the node manager reads
+them with ``direct_boot_of``. See ``docs/guest-image.md``.
 """
 
 from __future__ import annotations

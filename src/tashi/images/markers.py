@@ -1,6 +1,6 @@
 """The lines the tiny guest prints on its serial console, and their parser.
 
-The guest (``tashi.images.guestfiles``) writes each marker on a line of its own::
+The guest (``tashi.guestimage.guestfiles``) writes each marker on a line of its own::
 
     TASHI-GUEST-UP hostname=tashi root=/dev/vda uptime=1.93
     TASHI-GUEST-DHCP eth0 198.18.0.10 hostname=vm1 uptime=2.41

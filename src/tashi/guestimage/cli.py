@@ -1,4 +1,4 @@
-"""``tashi-image``: build Tashi's guest images. The work is in ``tashi.images.builder``.
+"""``tashi-image``: build Tashi's guest images. The work is in ``tashi.guestimage.builder``.
 
     tashi-image build [--out DIR] [--name tashi-tiny] [--force] [--cache DIR]
                       [--kernel tashi|debian]
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tashi.domain.errors import TashiError
-from tashi.images import builder
+from tashi.guestimage import builder
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ Two programs run as PID 1, one after the other:
 
 ``/etc/udhcpc.script`` configures address, routes, hostname and resolv.conf from each lease and
 prints ``TASHI-GUEST-DHCP``. Marker formats: ``tashi.images.markers``. The builder
-(``tashi.images.builder``) writes these texts into both trees with ``files()``.
+(``tashi.guestimage.builder``) writes these texts into both trees with ``files()``.
 """
 
 from __future__ import annotations

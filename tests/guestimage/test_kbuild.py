@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import BackendFailure
-from tashi.images import kbuild
+from tashi.guestimage import kbuild
 
 
 def test_every_required_option_is_in_the_fragment() -> None:

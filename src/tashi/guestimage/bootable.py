@@ -4,7 +4,7 @@ Tashi has no cloud image to download, yet a user's own image (a disk with a boot
 ``.kernel`` sidecar) must boot. This makes one from the tiny guest's kernel and initrd, so that the
 tests can prove it, without root, mounts or loop devices. The kernel must be a bzImage: the tiny
 guest's ``.kernel`` sidecar is an ELF vmlinux that only QEMU's PVH boot loads, so take
-``tashi.images.builder.bzimage_of(image)``.
+``tashi.guestimage.builder.bzimage_of(image)``.
 
 1. a raw file holding a FAT filesystem on the whole file (``mkfs.vfat``, a "superfloppy": no
    partition table; SeaBIOS boots its boot sector like an MBR);
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from tashi.domain import validation
 from tashi.domain.errors import InvalidInput
-from tashi.images import vmlinux
-from tashi.images.commands import require, run
+from tashi.guestimage import vmlinux
+from tashi.guestimage.commands import require, run
 
 DEFAULT_CMDLINE = "console=ttyS0 root=initramfs quiet"
 SLACK_MB = 8  # room beyond the two files: FAT tables, ldlinux.sys and ldlinux.c32 (about 120 KiB)

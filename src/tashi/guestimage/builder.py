@@ -8,27 +8,28 @@ Output, in an image store directory (``<prefix>/images``), for ``--name tashi-ti
     tashi-tiny.qcow2.cmdline    DEFAULT_CMDLINE (console=ttyS0 root=/dev/vda rw quiet ...)
     .tashi-tiny.qcow2.bzimage   the same kernel as a bzImage, for bootloaders (hidden)
 
-The kernel is Tashi's own by default (``tashi.images.kbuild``): compiled once from Debian's
+The kernel is Tashi's own by default (``tashi.guestimage.kbuild``): compiled once from Debian's
 ``linux-source`` with only what the guest uses, all built in, and cached. With ``kernel="debian"``
 it is Debian's ``linux-image-cloud-amd64`` with its modules in the initramfs: the ``.kernel``
 sidecar is then the uncompressed ELF ``vmlinux`` when the package's bzImage holds one with a PVH
-entry point (``tashi.images.vmlinux``), so that QEMU enters it in protected mode, skipping the
+entry point (``tashi.guestimage.vmlinux``), so that QEMU enters it in protected mode, skipping the
 real-mode setup and the decompression; otherwise the bzImage itself, and the build says why.
 SYSLINUX and other bootloaders need a bzImage: ``bzimage_of(image)`` gives it either way.
 
 The convention (``tashi.images.boot``): an image with a ``.kernel`` file (and optional ``.initrd``,
 ``.cmdline``) beside it is booted directly with ``-kernel``/``-initrd``/``-append``; an image
 without one is booted from its own bootloader. The guest's behaviour (markers on the serial
-console, DHCP on every NIC, power-off on the ACPI button) is in ``tashi.images.guestfiles`` and
+console, DHCP on every NIC, power-off on the ACPI button) is in ``tashi.guestimage.guestfiles`` and
 ``docs/guest-image.md``.
 
 Nothing here needs root or mounts anything: packages are fetched with ``apt-get download`` and
-unpacked with ``dpkg-deb -x`` (``tashi.images.debs``, cached beside the output in ``.cache/``), the
-initramfs is written by ``tashi.images.cpio`` and the root disk by ``mke2fs -d``. The build happens
-in a hidden directory of the output directory; the files are renamed into place at the end, the
-image itself last, so a present image always has its sidecars. A lock file keeps two builds of
-one image apart. A hidden ``.<image>.recipe`` file holds a digest of the modules that define the
-guest and of the options: an image built by another recipe is rebuilt without ``--force``.
+unpacked with ``dpkg-deb -x`` (``tashi.guestimage.debs``, cached beside the output in
+``.cache/``), the initramfs is written by ``tashi.guestimage.cpio`` and the root disk by
+``mke2fs -d``. The build happens in a hidden directory of the output directory; the files are
+renamed into place at the end, the image itself last, so a present image always has its
+sidecars. A lock file keeps two builds of one image apart. A hidden ``.<image>.recipe`` file
+holds a digest of the modules that define the guest and of the options: an image built by
+another recipe is rebuilt without ``--force``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ from pathlib import Path
 
 from tashi.domain import validation
 from tashi.domain.errors import BackendFailure, InvalidInput
-from tashi.images import boot, cpio, debs, guestfiles, kbuild, kmod, vmlinux
-from tashi.images.commands import require, run
+from tashi.guestimage import cpio, debs, guestfiles, kbuild, kmod, vmlinux
+from tashi.guestimage.commands import require, run
+from tashi.images import boot
 
 DEFAULT_NAME = "tashi-tiny"
 # Each option past `quiet` saves CPU or keeps a guest alive whose vCPU is starved (a boot storm
@@ -84,7 +86,7 @@ REQUIRED_MODULES = ["virtio_pci", "virtio_net", "virtio_blk", "ext4", "button", 
 OPTIONAL_MODULES = ["crc32c_generic"]
 
 # The kernels a build can put in the image: Tashi's own, compiled from Debian's kernel source
-# with only what the guest uses (tashi.images.kbuild; the default), or Debian's cloud kernel
+# with only what the guest uses (tashi.guestimage.kbuild; the default), or Debian's cloud kernel
 # package as it comes, with its modules in the initramfs.
 TASHI_KERNEL = "tashi"
 DEBIAN_KERNEL = "debian"
@@ -125,7 +127,7 @@ class BuildOptions:
 
     @property
     def kernel_cache(self) -> Path:
-        """Where built kernels are kept (``tashi.images.kbuild``), beside the .deb files."""
+        """Where built kernels are kept (``tashi.guestimage.kbuild``), beside the .deb files."""
         return self.cache / "kernels"
 
     @property
@@ -266,7 +268,7 @@ class _Build:
         return deb
 
     def _tashi_kernel(self, apt: debs.Apt, out: Path) -> str:
-        """Tashi's own kernel (``tashi.images.kbuild``): ``out/kernel`` and ``out/bzimage``."""
+        """Tashi's own kernel (``tashi.guestimage.kbuild``): ``out/kernel`` and ``out/bzimage``."""
         with _step(self.say, "resolved the kernel source package"):
             package = apt.source_package()
         deb = self._fetch(apt, package)

@@ -1,4 +1,4 @@
-"""The pure parts of ``tashi.images.bootable`` (the boot itself: ``test_guest_boot.py``)."""
+"""The pure parts of ``tashi.guestimage.bootable`` (the boot itself: ``test_guest_boot.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import InvalidInput
-from tashi.images import bootable
+from tashi.guestimage import bootable
 
 
 def test_syslinux_boots_the_kernel_and_initrd_at_once_with_the_command_line() -> None:

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tashi.domain.errors import BackendFailure
-from tashi.images import debs, vmlinux
-from tashi.images.commands import require, run, run_logged
+from tashi.guestimage import debs, vmlinux
+from tashi.guestimage.commands import require, run, run_logged
 
-# On top of tinyconfig. Each line is needed by the guest (tashi.images.guestfiles) or by QEMU's
+# On top of tinyconfig. Each line is needed by the guest (tashi.guestimage.guestfiles) or by QEMU's
 # `-M pc` machine as Tashi starts it:
 FRAGMENT = """\
 CONFIG_64BIT=y

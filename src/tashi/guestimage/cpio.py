@@ -5,7 +5,7 @@ build cannot create on disk: the ``/dev/console`` character device the kernel op
 first output, and files owned by root whatever user runs the build. The output depends only on the
 entries given (every mtime is fixed), so two builds of the same tree give the same bytes.
 
-Used by ``tashi.images.builder``; the format is the one of the kernel's
+Used by ``tashi.guestimage.builder``; the format is the one of the kernel's
 ``Documentation/driver-api/early-userspace/buffer-format.rst``.
 """
 

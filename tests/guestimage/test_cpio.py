@@ -1,4 +1,4 @@
-"""The initramfs writer: GNU cpio reads back what ``tashi.images.cpio`` writes."""
+"""The initramfs writer: GNU cpio reads back what ``tashi.guestimage.cpio`` writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import subprocess
 from pathlib import Path
 
-from tashi.images import cpio
+from tashi.guestimage import cpio
 
 
 def _archive(entries: list[cpio.Entry]) -> bytes:

@@ -2,7 +2,7 @@
 
 Every call is an argv list (never a shell). A program that is missing, fails or hangs becomes a
 ``BackendFailure`` naming the command and the end of its error output, so that ``tashi-image``
-can print one clear line; nothing else in ``tashi.images`` catches ``subprocess`` exceptions.
+can print one clear line; nothing else in ``tashi.guestimage`` catches ``subprocess`` exceptions.
 """
 
 from __future__ import annotations

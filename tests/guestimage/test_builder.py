@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import BackendFailure, InvalidInput
-from tashi.images import boot, builder, cli, vmlinux
+from tashi.guestimage import builder, cli, vmlinux
+from tashi.images import boot
 from tashi.images.store import ImageStore
 
 MIB = 1024 * 1024

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tashi.images import boot, bootable, builder, markers
+from tashi.guestimage import bootable, builder
+from tashi.images import boot, markers
 from tests.images.guests import SUBNET, PrivateNetwork, random_mac, require_programs, running
 
 POWEROFF_TIMEOUT = 30.0

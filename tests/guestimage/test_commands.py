@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import BackendFailure
-from tashi.images.commands import require, run, run_logged
+from tashi.guestimage.commands import require, run, run_logged
 
 
 def test_output_is_returned() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import BackendFailure
-from tashi.images import kmod
+from tashi.guestimage import kmod
 
 
 def _ko(path: Path, **info: str) -> Path:

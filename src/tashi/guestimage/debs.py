@@ -5,7 +5,7 @@ unpacks it into a directory. The cache keeps one file per (package, version), so
 same versions downloads nothing; ``apt-get update`` runs only when apt does not know a package,
 which on a fresh machine means its package lists are missing.
 
-Used by ``tashi.images.builder``; programs run through ``tashi.images.commands``.
+Used by ``tashi.guestimage.builder``; programs run through ``tashi.guestimage.commands``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tashi.domain.errors import BackendFailure
-from tashi.images.commands import run
+from tashi.guestimage.commands import run
 
 KERNEL_META = "linux-image-cloud-amd64"
 SOURCE_META = "linux-source"  # depends on the versioned source package, linux-source-6.1

@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tashi.images.commands import run
+from tashi.guestimage.commands import run
 
 PVH_NOTE_OWNER = b"Xen"
 PVH_NOTE_TYPE = 18  # XEN_ELFNOTE_PHYS32_ENTRY

@@ -1,4 +1,4 @@
-"""``tashi.images.vmlinux``: the ELF vmlinux of a bzImage, taken only when it has a PVH entry.
+"""``tashi.guestimage.vmlinux``: the ELF vmlinux of a bzImage, taken only when it has a PVH entry.
 
 Synthetic bzImages (a setup header and a compressed payload of a small ELF file) cover the
 formats and the refusals; ``test_builder.py`` checks the real Debian kernel.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.images import vmlinux
+from tashi.guestimage import vmlinux
 from tests.images.guests import require_programs
 
 

@@ -6,7 +6,7 @@ them: from the ``depends=`` string of each module's ELF ``.modinfo`` section. ``
 tells which wanted modules are compiled into the kernel and need no loading (Debian 12's cloud
 kernel has ext4, jbd2, mbcache, crc16 and crc32c built in; the virtio drivers are modules).
 
-Pure apart from reading files; used by ``tashi.images.builder``.
+Pure apart from reading files; used by ``tashi.guestimage.builder``.
 """
 
 from __future__ import annotations
