@@ -58,7 +58,7 @@ from bench.nodecluster import REPO, tiny_image
 from bench.report import RESULTS_DIR, machine, source, table
 from tashi.api.schemas import DiskIn, InstanceIn, NicIn
 from tashi.client.sdk import TashiClient
-from tashi.config.settings import ClusterSettings
+from tashi.config.cluster import ClusterSettings
 from tashi.devcluster import fabric
 from tashi.devcluster.cluster import DevCluster
 from tashi.devcluster.fabric import Fabric

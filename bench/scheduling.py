@@ -30,12 +30,12 @@ from types import MappingProxyType
 
 from bench.report import table
 from tashi.clustermanager.service import ClusterService, build_service
-from tashi.config.settings import (
+from tashi.config.clustermanager import (
     ClusterManagerServiceSettings,
     ClusterManagerSettings,
-    Settings,
     VfsSettings,
 )
+from tashi.config.settings import Settings
 from tashi.domain.clock import SystemClock
 from tashi.domain.errors import Unavailable
 from tashi.domain.ids import NetworkId, UserId

@@ -19,12 +19,12 @@ from starlette.testclient import TestClient
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.service import ClusterService, build_service
-from tashi.config.settings import (
+from tashi.config.clustermanager import (
     ClusterManagerServiceSettings,
     ClusterManagerSettings,
-    Settings,
     VfsSettings,
 )
+from tashi.config.settings import Settings
 from tashi.domain.clock import Clock
 from tashi.frontends.rest.app import create_app
 from tashi.storage.contract import Store

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from tashi.config.cluster import ClusterSettings
 from tashi.config.loader import RawConfig, load_raw, parse_settings
-from tashi.config.settings import ClusterSettings
 from tashi.daemons.scheduler import policy_options
 from tashi.devcluster import configs
 from tashi.devcluster.processes import write_config

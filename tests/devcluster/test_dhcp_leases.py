@@ -9,7 +9,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from tashi.config.settings import ClusterSettings
+from tashi.config.cluster import ClusterSettings
 from tashi.devcluster import dhcp, processes
 from tashi.devcluster.state import Layout, Proc, State
 

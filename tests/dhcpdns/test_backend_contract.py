@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute
 
-from tashi.config.settings import DhcpDnsSettings
+from tashi.config.network import DhcpDnsSettings
 from tashi.dhcpdns.backends.base import DhcpDnsBackend, HostEntry
 from tashi.dhcpdns.backends.dnsmasq import DnsmasqBackend, DnsmasqServer, hosts_file
 from tashi.dhcpdns.backends.fake import FakeBackend

@@ -20,7 +20,7 @@ import pytest
 from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 
-from tashi.config.settings import DhcpDnsSettings
+from tashi.config.network import DhcpDnsSettings
 from tashi.dhcpdns.backends.base import HostEntry
 from tashi.dhcpdns.backends.dnsmasq import DnsmasqBackend, DnsmasqServer
 from tashi.domain.ids import InstanceId, NetworkId

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.config.settings import BridgeSettings, DhcpDnsSettings
+from tashi.config.network import BridgeSettings, DhcpDnsSettings
 from tashi.dhcpdns.backends.base import HostEntry
 from tashi.dhcpdns.backends.dnsmasq import DnsmasqBackend, DnsmasqServer
 from tashi.domain.ids import InstanceId, NetworkId

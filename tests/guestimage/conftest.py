@@ -2,7 +2,8 @@
 tests that boot it) and a boot-time report.
 
 ``boot_times`` collects the measured boot-to-marker times; they are printed at the end of the run
-(they are reported, never asserted beyond a generous deadline: see ``tests.images.guests.BOOT_TIMEOUT``).
+(they are reported, never asserted beyond a generous deadline: ``tests.images.guests``'
+``BOOT_TIMEOUT``).
 """
 
 from __future__ import annotations

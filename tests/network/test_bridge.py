@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tashi.config.settings import BridgeSettings
+from tashi.config.network import BridgeSettings
 from tashi.domain.errors import BackendFailure, InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network.bridge import BridgeDriver

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.config.settings import BridgeSettings, VxlanSettings
+from tashi.config.network import BridgeSettings, VxlanSettings
 from tashi.domain.errors import InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network.base import MAX_NICS, Attachment, NetworkCapability, NetworkDriver

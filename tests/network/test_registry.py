@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tashi.config.settings import BridgeSettings, NodeManagerSettings, Settings
+from tashi.config.network import BridgeSettings
+from tashi.config.nodemanager import NodeManagerSettings
+from tashi.config.settings import Settings
 from tashi.domain.errors import BackendFailure, InvalidInput
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network import registry

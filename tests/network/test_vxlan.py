@@ -21,7 +21,7 @@ import pytest
 from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 
-from tashi.config.settings import VxlanSettings
+from tashi.config.network import VxlanSettings
 from tashi.domain.errors import InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network.netlink import Netlink

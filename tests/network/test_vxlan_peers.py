@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tashi.config.settings import BridgeSettings, VxlanSettings
+from tashi.config.network import BridgeSettings, VxlanSettings
 from tashi.domain.clock import FakeClock
 from tashi.domain.errors import BackendFailure
 from tashi.domain.ids import NetworkId

@@ -17,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import tashi
-from tashi.config.settings import SqlSettings
+from tashi.config.clustermanager import SqlSettings
 from tashi.domain.errors import BackendFailure
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import DiskConfig, Host, Instance, InstanceSpec, NicConfig, Role

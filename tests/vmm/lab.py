@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from tashi.config.settings import QemuSettings
+from tashi.config.nodemanager import QemuSettings
 from tashi.domain.ids import InstanceId
 from tashi.images import boot, markers
 from tashi.vmm.base import BootSpec, DiskSpec, NicSpec, VmEvent, VmmCall, VmmDriver, VmSpec

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.config.settings import QemuSettings
+from tashi.config.nodemanager import QemuSettings
 from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, Unavailable
 from tashi.images import markers
 from tashi.vmm import statefile
@@ -63,7 +63,7 @@ def kind() -> str:
 _NODE_MANAGER = """
 import asyncio, json, sys
 from pathlib import Path
-from tashi.config.settings import QemuSettings
+from tashi.config.nodemanager import QemuSettings
 from tashi.vmm import statefile
 from tashi.vmm.qemu.driver import QemuDriver
 

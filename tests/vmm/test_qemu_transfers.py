@@ -33,7 +33,7 @@ pytestmark = pytest.mark.anyio
 _SENDING = """
 import asyncio, json, sys
 from pathlib import Path
-from tashi.config.settings import QemuSettings
+from tashi.config.nodemanager import QemuSettings
 from tashi.vmm import statefile
 from tashi.vmm.base import MigrationTicket
 from tashi.vmm.qemu.driver import QemuDriver

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tashi.config.settings import NodeManagerSettings, QemuSettings, Settings
+from tashi.config.nodemanager import NodeManagerSettings, QemuSettings
+from tashi.config.settings import Settings
 from tashi.domain.errors import InvalidInput
 from tashi.vmm import registry
 from tashi.vmm.fake import FakeDriver

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import tashi
 from tashi.config import ConfigError, load_settings
-from tashi.config.settings import ClusterSettings
+from tashi.config.cluster import ClusterSettings
 from tashi.devcluster.cluster import DevCluster
 from tashi.devcluster.state import locked
 from tashi.devcluster.targets import Target, parse_target

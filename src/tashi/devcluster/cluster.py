@@ -36,7 +36,8 @@ from pathlib import Path
 
 from tashi.api.schemas import HostOut, NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
-from tashi.config.settings import ClusterSettings, VxlanSettings
+from tashi.config.cluster import ClusterSettings
+from tashi.config.network import VxlanSettings
 from tashi.devcluster import configs, control, dhcp, fabric, logkeeper, processes, strays
 from tashi.devcluster.fabric import Fabric
 from tashi.devcluster.state import Layout, State, host_name, host_number

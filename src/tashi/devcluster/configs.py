@@ -12,7 +12,8 @@ import importlib.util
 import ipaddress
 from pathlib import Path
 
-from tashi.config.settings import ClusterSettings, DhcpDnsSettings
+from tashi.config.cluster import ClusterSettings
+from tashi.config.network import DhcpDnsSettings
 from tashi.devcluster.fabric import Plan
 from tashi.devcluster.state import Layout, State, host_name
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tashi.config.settings import ClusterSettings
+from tashi.config.cluster import ClusterSettings
 from tashi.devcluster import configs, processes
 from tashi.devcluster.state import Layout, Proc, State
 from tashi.devcluster.targets import Kind, Target

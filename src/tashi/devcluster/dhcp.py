@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tashi.config.settings import ClusterSettings
+from tashi.config.cluster import ClusterSettings
 from tashi.devcluster import configs, control, processes
 from tashi.devcluster.state import Layout, State
 from tashi.domain.ids import NetworkId

@@ -24,7 +24,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tashi.config.settings import ClusterSettings
+from tashi.config.cluster import ClusterSettings
 from tashi.devcluster import control
 from tashi.devcluster.state import Layout, State
 from tashi.runtime import logcap

@@ -19,7 +19,7 @@ import os
 import signal
 from pathlib import Path
 
-from tashi.config.settings import QemuSettings
+from tashi.config.nodemanager import QemuSettings
 from tashi.devcluster import processes
 
 WATCHDOG_PID_FILE = "watchdog.pid"

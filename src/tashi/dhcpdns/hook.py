@@ -29,7 +29,7 @@ import httpx
 from tashi.api import paths
 from tashi.api.schemas import HostOut, InstanceOut, NicAddressOut
 from tashi.config.loader import RawConfig, parse_settings
-from tashi.config.settings import DhcpDnsSettings
+from tashi.config.network import DhcpDnsSettings
 from tashi.dhcpdns.backends.base import DhcpDnsBackend, HostEntry
 from tashi.dhcpdns.backends.registry import create_backend
 from tashi.domain.errors import BackendFailure, InvalidInput, TashiError, error_class

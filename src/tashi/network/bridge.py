@@ -13,7 +13,7 @@ For network ``N`` a NIC is attached in one of two ways (see ``base.py`` for the 
   message names it. Bridges are never deleted: they are host configuration, shared by VMs.
 
 Neighbours: ``netlink.py`` (the kernel, on one worker thread), ``taps.py`` (names, marks, the tap
-work it shares with a ``vxlan`` driver), ``tashi.config.settings.BridgeSettings``.
+work it shares with a ``vxlan`` driver), ``tashi.config.network.BridgeSettings``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
-from tashi.config.settings import BridgeSettings
+from tashi.config.network import BridgeSettings
 from tashi.domain.errors import InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network import taps

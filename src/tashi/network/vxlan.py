@@ -21,7 +21,7 @@ Ownership marks (aliases): the bridge carries ``tashi-bridge network=N`` and the
 underlay's less 50 bytes (VXLAN over IPv4), or ``[Vxlan] mtu``; taps take the bridge's MTU.
 
 Neighbours: ``base.py`` (the contract), ``taps.py`` (tap names, marks, plug/unplug),
-``netlink.py`` (the kernel), ``tashi.config.settings.VxlanSettings``.
+``netlink.py`` (the kernel), ``tashi.config.network.VxlanSettings``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import logging
 import re
 from collections.abc import Collection, Iterable
 
-from tashi.config.settings import VxlanSettings
+from tashi.config.network import VxlanSettings
 from tashi.domain.errors import InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network import taps

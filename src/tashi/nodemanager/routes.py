@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 
 import tashi
-from tashi.config.settings import NodeManagerServiceSettings
+from tashi.config.nodemanager import NodeManagerServiceSettings
 from tashi.domain.errors import NotAuthenticated
 from tashi.domain.ids import InstanceId
 from tashi.nodeapi import paths

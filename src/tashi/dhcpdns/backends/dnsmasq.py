@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from tashi.config.settings import DhcpDnsSettings
+from tashi.config.network import DhcpDnsSettings
 from tashi.dhcpdns.backends.base import HostEntry, by_key
 from tashi.domain.errors import BackendFailure, InvalidInput
 from tashi.domain.ids import InstanceId, NetworkId

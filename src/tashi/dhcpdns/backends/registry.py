@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tashi.config.settings import DhcpDnsSettings
+from tashi.config.network import DhcpDnsSettings
 from tashi.dhcpdns.backends.base import DhcpDnsBackend
 from tashi.dhcpdns.backends.dnsmasq import DnsmasqBackend
 from tashi.dhcpdns.backends.fake import FakeBackend

@@ -20,7 +20,7 @@ import tashi
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
-from tashi.config.settings import ClusterManagerServiceSettings
+from tashi.config.clustermanager import ClusterManagerServiceSettings
 from tashi.frontends.rest import addresses, admin, hosts, images, instances, nodes, watch
 from tashi.frontends.rest.deps import Caller
 from tashi.web import errors

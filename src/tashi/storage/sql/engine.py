@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from tashi.config.settings import SqlSettings
+from tashi.config.clustermanager import SqlSettings
 from tashi.domain.errors import InvalidInput
 
 SQLITE_FILE = "tashi.sqlite"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, RootTransaction
 
-from tashi.config.settings import SqlSettings
+from tashi.config.clustermanager import SqlSettings
 from tashi.storage.contract import Store
 from tashi.storage.sql.accounts import SqlTokens, SqlUsers
 from tashi.storage.sql.addresses import SqlAddresses

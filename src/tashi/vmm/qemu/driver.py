@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tashi.config.settings import QemuSettings
+from tashi.config.nodemanager import QemuSettings
 from tashi.domain.errors import (
     AlreadyExists,
     BackendFailure,
