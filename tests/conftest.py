@@ -2,7 +2,8 @@
 
 Database servers (``tests/fixtures/dbservers.py``): ``postgres_server`` and ``mariadb_server``
 (one real server per session, started on first use), ``fresh_database(kind)`` and
-``db_url(kind)`` (a new empty database of kind ``"sqlite"``, ``"postgres"`` or ``"mariadb"``).
+``db_url(kind)`` (a new empty database of kind ``"sqlite"``, ``"postgres"`` or ``"mariadb"``),
+``own_server`` (a server of the test's own, of each kind in turn, which it may halt and restart).
 """
 
 from __future__ import annotations
@@ -11,5 +12,6 @@ from tests.fixtures.dbservers import (  # noqa: F401  (imported to register the 
     db_url,
     fresh_database,
     mariadb_server,
+    own_server,
     postgres_server,
 )

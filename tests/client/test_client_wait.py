@@ -9,29 +9,12 @@ from typing import Any
 from tashi.api.schemas import HostOut, InstanceOut
 from tashi.client.waiting import wait_running
 from tashi.domain.errors import InvalidState, NotFound, Unavailable
+from tests.fixtures.instances import instance_out
 
 
 def inst(iid: int, state: str, host: int | None = None, reason: str | None = None) -> InstanceOut:
-    return InstanceOut.model_validate(
-        {
-            "id": iid,
-            "name": f"web-{iid}",
-            "userId": 1,
-            "user": "alice",
-            "state": state,
-            "hostId": host,
-            "vmId": None,
-            "cores": 1,
-            "memory": 128,
-            "cpuShare": 1024,
-            "disks": [],
-            "nics": [],
-            "hints": {},
-            "groupName": "web",
-            "reason": reason,
-            "createdAt": None,
-            "stateSince": None,
-        }
+    return instance_out(
+        iid, state, host, name=f"web-{iid}", user="alice", groupName="web", reason=reason
     )
 
 

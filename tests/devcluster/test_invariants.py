@@ -5,7 +5,6 @@ catches what it is for and excuses exactly what it should (``devcluster/invarian
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from tashi.api.schemas import AddressOut, InstanceOut
 from tashi.devcluster.churn import Ask
@@ -14,6 +13,7 @@ from tashi.devcluster.invariants import Crash, StopJudge, one_place, ran_twice, 
 from tashi.devcluster.leaks import ClusterLook, HostLook, judge
 from tashi.devcluster.qemuwatch import Life
 from tashi.devcluster.state import Proc, State
+from tests.fixtures.instances import instance_out
 
 HOSTS = {1: "host1", 2: "host2"}
 MAC = "52:54:00:00:00:07"
@@ -22,26 +22,7 @@ MAC = "52:54:00:00:00:07"
 def instance(
     iid: int, state: str, host: int | None, ip: str | None = None, mac: str = MAC
 ) -> InstanceOut:
-    data: dict[str, Any] = {
-        "id": iid,
-        "name": f"vm{iid}",
-        "userId": 1,
-        "user": "admin",
-        "state": state,
-        "hostId": host,
-        "vmId": None,
-        "cores": 1,
-        "memory": 128,
-        "cpuShare": 1024,
-        "disks": [],
-        "nics": [{"network": 1, "mac": mac, "ip": ip}],
-        "hints": {},
-        "groupName": None,
-        "reason": None,
-        "createdAt": None,
-        "stateSince": None,
-    }
-    return InstanceOut.model_validate(data)
+    return instance_out(iid, state, host, nics=[{"network": 1, "mac": mac, "ip": ip}])
 
 
 # --- every instance in one place ------------------------------------------------------------

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
-from pyroute2 import netns as pyroute2_netns
 
 from tashi.config.network import DhcpDnsSettings
 from tashi.dhcpdns.backends.base import HostEntry
 from tashi.dhcpdns.backends.dnsmasq import DnsmasqBackend, DnsmasqServer
 from tashi.domain.ids import InstanceId, NetworkId
+from tests.fixtures.netns import namespaces
 
 pytestmark = pytest.mark.anyio
 
@@ -44,19 +42,6 @@ rdtype = dns.rdatatype.from_text(kind)
 answers = sorted(r.to_text() for rrset in reply.answer if rrset.rdtype == rdtype for r in rrset)
 print(" ".join(answers) or dns.rcode.to_text(reply.rcode()))
 """
-
-
-@contextmanager
-def namespaces(count: int) -> Iterator[list[str]]:
-    names = [f"tashi-t-{secrets.token_hex(4)}" for _ in range(count)]
-    try:
-        for name in names:
-            pyroute2_netns.create(name)
-        yield names
-    finally:
-        for name in names:
-            if name in pyroute2_netns.listnetns():
-                pyroute2_netns.remove(name)
 
 
 def wire(server_ns: str, guest_ns: str) -> None:

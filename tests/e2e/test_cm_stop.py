@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,11 +23,10 @@ from tashi.api.schemas import UserIn
 from tashi.client.sdk import TashiClient
 from tashi.storage.sql.hold import take_hold
 from tests.e2e.harness import Cluster, admin_login, cm_daemon, wait_for
-from tests.fixtures.dbservers import KIND_PARAMS, SERVER_PARAMS, FreshDatabase, Server
+from tests.fixtures.dbservers import KIND_PARAMS, FreshDatabase, Server
 from tests.scheduler import live
 
 KINDS = KIND_PARAMS
-SERVERS = SERVER_PARAMS
 STOP_BOUND = 2.0  # seconds from SIGTERM to exit (issue 26)
 POLL_TIMEOUT = 25.0  # the scheduler's long-poll
 
@@ -169,16 +168,6 @@ def test_a_second_cluster_manager_refuses_the_database_until_the_first_is_gone(
     finally:
         second.stop()
         c.stop()
-
-
-@pytest.fixture(params=SERVERS)
-def own_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """A database server of this test's own, which it stops and starts again."""
-    server: Server = request.param()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_the_cluster_manager_takes_its_hold_again_after_the_database_restarts(

@@ -13,19 +13,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import pytest
 from pyroute2 import IPRoute
-from pyroute2 import netns as pyroute2_netns
 
 from tashi.config.network import VxlanSettings
 from tashi.domain.errors import InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network.netlink import Netlink
 from tashi.network.vxlan import VxlanDriver, parse_peers
+from tests.fixtures.netns import namespaces
 from tests.network.conftest import UNDERLAY, underlay
 
 pytestmark = pytest.mark.anyio
@@ -34,20 +33,6 @@ T = TypeVar("T")
 N42 = NetworkId(42)
 HOST_A, HOST_B = "198.18.253.1", "198.18.253.2"
 VM_A, VM_B = "198.19.42.1", "198.19.42.2"
-
-
-@contextmanager
-def namespaces(count: int) -> Iterator[list[str]]:
-    names = [f"tashi-t-{secrets.token_hex(4)}" for _ in range(count)]
-    try:
-        for name in names:
-            pyroute2_netns.create(name)
-        yield names
-    finally:
-        for name in names:
-            if name in pyroute2_netns.listnetns():
-                pyroute2_netns.remove(name)
-        assert not set(names) & set(pyroute2_netns.listnetns())
 
 
 def vm_behind(host: str, bridge: str, vm: str, address: str) -> None:

@@ -27,16 +27,14 @@ from tashi.network.bridge import BridgeDriver
 from tashi.network.fake import FakeNetworkDriver
 from tashi.network.netlink import Netlink
 from tashi.network.vxlan import VxlanDriver
-from tashi.nodeapi.schemas import HeartbeatIn, HeartbeatOut, InstanceWire, RegisterIn, RegisterOut
-from tashi.nodemanager.fencing import FenceMarks
-from tashi.nodemanager.lease import HostLease
-from tashi.nodemanager.outbox import Outbox
-from tashi.nodemanager.reporting import Identity, Reporter
-from tashi.vmm.base import VmState
+from tashi.nodeapi.schemas import HeartbeatIn, HeartbeatOut, RegisterIn, RegisterOut
+from tashi.nodemanager.reporting import Reporter
 from tests.api.conftest import Api, start_api
 from tests.api.test_nodes import register
+from tests.fixtures.netns import namespaces
+from tests.fixtures.reporting import reporter as fixtures_reporter
 from tests.network.conftest import UNDERLAY, underlay
-from tests.network.test_vxlan import in_netns, kinds, namespaces
+from tests.network.test_vxlan import in_netns, kinds
 
 A, B, C = "198.18.253.1", "198.18.253.2", "198.18.253.3"
 CM = "198.18.253.250"
@@ -124,23 +122,8 @@ class Cm:
         return HeartbeatOut(hostId=1, state="Normal", up=True, peers=self.peers)
 
 
-class Node:
-    def report(self) -> list[tuple[InstanceWire, int, VmState]]:
-        return []
-
-
 def reporter(cm: Cm, network: FakeNetworkDriver | None, state_dir: Path) -> Reporter:
-    me = Identity(name="h1", endpoint="http://198.18.253.1:9883", secret="s" * 40, version="x")
-    return Reporter(
-        cm,  # type: ignore[arg-type]
-        Node(),  # type: ignore[arg-type]
-        me,
-        lambda: (1024, 2),
-        lease=HostLease(state_dir),
-        marks=FenceMarks(state_dir),
-        outbox=Outbox(state_dir),
-        network=network,
-    )
+    return fixtures_reporter(cm, state_dir, endpoint="http://198.18.253.1:9883", network=network)
 
 
 @pytest.mark.anyio

@@ -12,10 +12,8 @@ import pytest
 
 from tashi.domain.errors import Unanswered, Unavailable
 from tashi.nodeapi.schemas import EventsIn, RegisterIn, RegisterOut, VmEvent
-from tashi.nodemanager.fencing import FenceMarks
-from tashi.nodemanager.lease import HostLease
 from tashi.nodemanager.outbox import Outbox
-from tashi.nodemanager.reporting import Identity, Reporter
+from tests.fixtures.reporting import reporter
 
 pytestmark = pytest.mark.anyio
 
@@ -45,24 +43,6 @@ class Cm:
             raise failure
         self.got.append([e.instanceId for e in body.events])
         return len(body.events)
-
-
-class Node:
-    def report(self) -> list[object]:
-        return []
-
-
-def reporter(cm: Cm, state_dir: Path) -> Reporter:
-    me = Identity(name="h1", endpoint="http://127.0.0.1:1", secret="s" * 40, version="x")
-    return Reporter(
-        cm,  # type: ignore[arg-type]
-        Node(),  # type: ignore[arg-type]
-        me,
-        lambda: (1024, 2),
-        lease=HostLease(state_dir),
-        marks=FenceMarks(state_dir),
-        outbox=Outbox(state_dir),
-    )
 
 
 def test_events_are_kept_in_order_until_delivered(tmp_path: Path) -> None:

@@ -8,16 +8,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from tashi.storage.sql.hold import HOLD_WAIT, LOCK_SUFFIX, HeldElsewhere, take_hold
-from tests.fixtures.dbservers import KIND_PARAMS, SERVER_PARAMS, FreshDatabase, Server
+from tests.fixtures.dbservers import KIND_PARAMS, FreshDatabase, Server
 
 KINDS = KIND_PARAMS
-SERVERS = SERVER_PARAMS
 # A process that takes the hold, says so, and waits to be killed.
 HOLDER = """
 import sys
@@ -32,16 +31,6 @@ sys.stdin.read()
 @pytest.fixture(params=KINDS)
 def url(request: pytest.FixtureRequest, fresh_database: Callable[[str], FreshDatabase]) -> str:
     return fresh_database(request.param).url
-
-
-@pytest.fixture(params=SERVERS)
-def own_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """A server of this test's own, which it may stop and start again."""
-    server: Server = request.param()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_a_second_holder_is_refused_while_the_first_holds(url: str) -> None:
