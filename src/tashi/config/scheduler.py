@@ -18,7 +18,7 @@ class SchedulerSettings:
         "tashi-scheduler, the scheduling agent (SLA@SOI's section; it replaces [Primitive], whose"
         " options still work). It reaches the cluster manager at [Client] clusterManagerHost/"
         "clusterManagerPort as the [AccessClusterManager] user, of role agent. Hooks: hook1,"
-        " hook2, ... = DhcpDns (or module:function). See docs/scheduler.md."
+        " hook2, ... = DhcpDns (or Recorder, the fake). See docs/scheduler.md."
     )
     OPEN_OPTIONS: ClassVar[str] = r"hook\d+"
 

@@ -141,7 +141,7 @@ class DevCluster:
         self.layout.save(state)
         logkeeper.start(self.settings, self.layout, state)
         self._prepare_cm(state)
-        dhcp.start_servers(self.settings, self.layout, state, self.say)
+        dhcp.start_servers(self.settings, self.layout, state)
         scheduler = self._start_scheduler(state)
         self._start_hosts(state, list(range(1, hosts + 1)))
         if scheduler is not None:

@@ -8,7 +8,6 @@ hosts are network namespaces on one machine. ``cluster.py`` writes them with
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 from pathlib import Path
 
@@ -120,8 +119,9 @@ def nm_config(
 def agent_config(
     settings: ClusterSettings, state: State, layout: Layout, password: str
 ) -> Sections:
-    """``Agent.cfg`` of the scheduler, with the DHCP/DNS hook when it is installed."""
-    sections: Sections = {
+    """``Agent.cfg`` of the scheduler, with the DHCP/DNS hook (it ships with Tashi, in the
+    scheduler's hook table) serving the dnsmasqs of ``dhcp.py``."""
+    return {
         "Client": {
             "clusterManagerHost": plan(state).cm_address,
             "clusterManagerPort": state.cm_port,
@@ -130,21 +130,10 @@ def agent_config(
         # The cluster manager's over-commit, as a site's shared Tashi.cfg gives it to both:
         # without it the scheduler planned with none and held VMs the hosts had room for.
         "ClusterManagerService": {"cpuCoresOverRate": settings.cpu_cores_over_rate},
-        "Scheduler": {},
+        "Scheduler": {"hook1": "DhcpDns"},
         "Logging": {"level": "INFO"},
+        "DhcpDns": dhcpdns_options(settings, state, layout),
     }
-    if has_dhcpdns():
-        sections["Scheduler"]["hook1"] = "DhcpDns"
-        sections["DhcpDns"] = dhcpdns_options(settings, state, layout)
-    return sections
-
-
-def has_dhcpdns() -> bool:
-    """Whether the DHCP/DNS hook (``tashi.dhcpdns``) is installed."""
-    try:
-        return importlib.util.find_spec("tashi.dhcpdns.hook") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def dhcpdns_settings(settings: ClusterSettings, layout: Layout) -> DhcpDnsSettings:

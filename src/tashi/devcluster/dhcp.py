@@ -1,11 +1,10 @@
 """The virtual cluster's DHCP and DNS servers: dnsmasq processes in the cluster manager's
 namespace, which has a leg on every VM network.
 
-With the DhcpDns hook installed (``configs.has_dhcpdns``), one dnsmasq per VM network serves
-the files the scheduler's hook writes (``[DhcpDns] dnsmasqDir``): ``tashi-cluster`` starts and
-owns these processes, the hook only rewrites their files and sends SIGHUP to the pid in their
-pid files. Without it, one plain dnsmasq hands out addresses on every VM network. Either way each
-is recorded in the state file like the other daemons (``control.spawn``), so ``rm dnsmasq`` and
+One dnsmasq per VM network serves the files the scheduler's DhcpDns hook writes
+(``[DhcpDns] dnsmasqDir``, see ``configs.agent_config``): ``tashi-cluster`` starts and owns these
+processes, the hook only rewrites their files and sends SIGHUP to the pid in their pid files.
+Each is recorded in the state file like the other daemons (``control.spawn``), so ``rm dnsmasq`` and
 ``add dnsmasq`` crash and restart them (``prune_leases`` first), and ``stop`` ends them.
 """
 
@@ -17,19 +16,8 @@ from pathlib import Path
 from tashi.config.cluster import ClusterSettings
 from tashi.devcluster import configs, control, processes
 from tashi.devcluster.state import Layout, State
+from tashi.dhcpdns.backends.dnsmasq import DnsmasqServer, hosts_file, leases_file, names_file
 from tashi.domain.ids import NetworkId
-
-
-def start_servers(
-    settings: ClusterSettings, layout: Layout, state: State, say: control.Say
-) -> None:
-    """Start the cluster's dnsmasq(s) and wait until each is ready (it wrote its pid file,
-    which it does once it has bound its sockets)."""
-    if configs.has_dhcpdns():
-        _start_per_network(settings, layout, state)
-    else:
-        _start_plain(settings, layout, state)
-        say("the DHCP/DNS hook is not installed: a plain dnsmasq gives the VMs addresses")
 
 
 def _run(daemon: processes.Daemon, key: str, layout: Layout, state: State) -> None:
@@ -38,14 +26,9 @@ def _run(daemon: processes.Daemon, key: str, layout: Layout, state: State) -> No
     daemon.wait_healthy()
 
 
-def _start_per_network(settings: ClusterSettings, layout: Layout, state: State) -> None:
-    """One dnsmasq per VM network, serving the files the DhcpDns hook writes."""
-    from tashi.dhcpdns.backends.dnsmasq import (  # installed: has_dhcpdns()
-        DnsmasqServer,
-        hosts_file,
-        names_file,
-    )
-
+def start_servers(settings: ClusterSettings, layout: Layout, state: State) -> None:
+    """Start one dnsmasq per VM network, serving the files the DhcpDns hook writes, and wait
+    until each is ready (it wrote its pid file, which it does once it has bound its sockets)."""
     dhcpdns = configs.dhcpdns_settings(settings, layout)
     dhcpdns.dnsmasq_dir.mkdir(parents=True, exist_ok=True)
     # `ip netns exec <cm namespace>` resolves VM names through network 1's dnsmasq.
@@ -78,23 +61,6 @@ def _start_per_network(settings: ClusterSettings, layout: Layout, state: State) 
         _run(daemon, f"dnsmasq.{network_id}", layout, state)
 
 
-def _start_plain(settings: ClusterSettings, layout: Layout, state: State) -> None:
-    """Without the DHCP/DNS hook: one dnsmasq, DHCP on every VM network (leases from .10 to
-    .250), so guests still get addresses."""
-    pid_file = layout.root / "dnsmasq.pid"
-    argv = ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null"]
-    argv += ["--bind-interfaces", "--except-interface=lo", f"--domain={settings.domain}"]
-    argv += [f"--dhcp-leasefile={layout.root / 'dnsmasq.leases'}", "--log-facility=-"]
-    argv += [f"--pid-file={pid_file}"]
-    for network_id in state.networks:
-        low, high = configs.ip_range(settings, network_id).split("-")
-        argv += [f"--interface=vxbr{network_id}", f"--dhcp-range={low},{high},10m"]
-    daemon = control.helper(settings, layout, state, "dnsmasq")
-    daemon.argv = argv
-    daemon.pid_file = pid_file
-    _run(daemon, "dnsmasq", layout, state)
-
-
 def prune_leases(settings: ClusterSettings, layout: Layout, state: State, key: str) -> list[str]:
     """Before the dnsmasq recorded as ``key`` (``dnsmasq.<network>``) starts again: drop from
     its lease file the leases of MACs its hosts file no longer lists (with ``static`` ranges it
@@ -106,8 +72,6 @@ def prune_leases(settings: ClusterSettings, layout: Layout, state: State, key: s
     network = key.partition(".")[2]
     if proc is None or not network.isdigit() or processes.alive(proc.pid, proc.started):
         return []
-    from tashi.dhcpdns.backends.dnsmasq import hosts_file, leases_file  # has_dhcpdns()
-
     dhcpdns = configs.dhcpdns_settings(settings, layout)
     ours = NetworkId(int(network))
     try:

@@ -1,21 +1,23 @@
-"""Loads the hooks named by ``hook1``, ``hook2``, … of ``[Scheduler]`` (or ``[Primitive]``).
+"""The table of hooks the scheduler knows, and the loading of those ``hook1``, ``hook2``, … name.
 
-A name is a registered one (``DhcpDns``, or the original's ``tashi.agents.DhcpDns``; ``Recorder``,
-the fake) or a
-``module:function`` path. The module is imported only here, when the scheduler starts with the
-hook configured, so that the scheduler runs without the hook's package. ``function(context)``
-returns an ``InstanceHook`` (see ``hooks.py``); its options are the config section named by the
-registry (``[DhcpDns]``), or for a path the module's last name.
+A name in ``[Scheduler]`` (or the original's ``[Primitive]``) is looked up, case aside, in
+``HOOKS``: ``DhcpDns`` (and the original's ``tashi.agents.DhcpDns``) is the DHCP/DNS hook of
+``tashi.dhcpdns``, ``Recorder`` the fake of ``fakehook.py``. Each entry gives the hook's factory,
+``create(context) -> InstanceHook`` (see ``hooks.py``), and the config section holding its
+options (``[DhcpDns]``). A name not in the table stops the scheduler at start-up with the names
+it knows: no module is imported from a string of a config file. A site's own hook is one more
+line in the table, with its import beside the others.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tashi.dhcpdns import hook as dhcpdns
 from tashi.domain.errors import InvalidInput
+from tashi.scheduler import fakehook
 from tashi.scheduler.hooks import HookContext, InstanceHook
 
 HOOK_OPTION = re.compile(r"^hook(\d+)$", re.IGNORECASE)
@@ -23,15 +25,17 @@ HOOK_OPTION = re.compile(r"^hook(\d+)$", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class HookSpec:
-    target: str  # "module:function"
+    name: str  # as the docs spell it
+    create: Callable[[HookContext], InstanceHook]
     section: str  # config section with the hook's options
 
 
-REGISTRY: dict[str, HookSpec] = {
-    "dhcpdns": HookSpec("tashi.dhcpdns.hook:create", "DhcpDns"),
-    "tashi.agents.dhcpdns": HookSpec("tashi.dhcpdns.hook:create", "DhcpDns"),
-    "recorder": HookSpec("tashi.scheduler.fakehook:create", "Recorder"),
-}
+_SPECS = (
+    HookSpec("DhcpDns", dhcpdns.create, "DhcpDns"),
+    HookSpec("tashi.agents.DhcpDns", dhcpdns.create, "DhcpDns"),  # the original's name
+    HookSpec("Recorder", fakehook.create, "Recorder"),
+)
+HOOKS: dict[str, HookSpec] = {spec.name.lower(): spec for spec in _SPECS}
 
 
 def hook_names(section: Mapping[str, str]) -> list[str]:
@@ -45,29 +49,15 @@ def hook_names(section: Mapping[str, str]) -> list[str]:
 
 
 def resolve(name: str) -> HookSpec:
-    spec = REGISTRY.get(name.strip().lower())
-    if spec is not None:
-        return spec
-    if ":" in name:
-        module = name.split(":", 1)[0]
-        return HookSpec(name.strip(), module.rsplit(".", 1)[-1])
-    known = ", ".join(sorted({"DhcpDns", "tashi.agents.DhcpDns", "Recorder"}))
-    raise InvalidInput(f"hook {name!r} is not known ({known}, or module:function)")
+    """The table's entry for ``name`` (case aside); ``InvalidInput`` naming the known ones."""
+    spec = HOOKS.get(name.strip().lower())
+    if spec is None:
+        known = ", ".join(spec.name for spec in _SPECS)
+        raise InvalidInput(f"hook {name!r} is not known (known hooks: {known})")
+    return spec
 
 
 def load(names: Sequence[str], context: Callable[[str], HookContext]) -> list[InstanceHook]:
-    """Import and create each hook; ``context(section)`` gives it its options."""
-    hooks: list[InstanceHook] = []
-    for name in names:
-        spec = resolve(name)
-        module_name, _, function = spec.target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise InvalidInput(f"hook {name!r}: cannot import {module_name}: {exc}") from exc
-        factory = getattr(module, function or "create", None)
-        if not callable(factory):
-            raise InvalidInput(f"hook {name!r}: {spec.target} is not a function")
-        hook: InstanceHook = factory(context(spec.section))
-        hooks.append(hook)
-    return hooks
+    """Create each named hook; ``context(section)`` gives it its options."""
+    specs = [resolve(name) for name in names]  # every name checked before any hook is made
+    return [spec.create(context(spec.section)) for spec in specs]
