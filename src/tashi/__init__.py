@@ -1,6 +1,7 @@
 """Tashi: a cluster manager for QEMU virtual machines.
 
-The package tree is the architecture; see ``docs/architecture.md`` for a tour.
+The package tree is the architecture: README.md's "The tree" is the tour, ``docs/`` (and
+``docs/adr/``) says why.
 """
 
 from __future__ import annotations

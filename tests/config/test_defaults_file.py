@@ -1,6 +1,6 @@
 """The shipped ``etc/TashiDefaults.cfg`` is current, documents every option, and says the truth.
 
-When a setting changes in ``src/tashi/config/settings.py``, run ``make defaults``.
+When a setting changes in ``src/tashi/config/`` (any section's module), run ``make defaults``.
 """
 
 from __future__ import annotations

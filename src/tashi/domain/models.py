@@ -1,7 +1,7 @@
 """The records Tashi keeps: instances, hosts, networks, users, images, node links, the history.
 
 Frozen dataclasses: a change is a new record saved through the store with compare-and-swap.
-Field names follow design.md §3; the wire schemas in ``frontends/rest/schemas.py`` mirror them.
+Field names follow design.md §3; the wire schemas in ``api/schemas.py`` mirror them.
 """
 
 from __future__ import annotations
