@@ -18,7 +18,7 @@ from tashi.domain.clock import FakeClock
 from tashi.domain.errors import BackendFailure, Unavailable
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import Host, Instance, Principal, Role
-from tashi.nodeapi.schemas import GrantOut, MigrationOut, TicketOut, VmOut
+from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 from tashi.storage.contract import Store, Transaction
 from tests.api.conftest import make_settings
 
@@ -85,20 +85,20 @@ class FakeNodes:
     async def suspend(self, host: Host, instance: Instance, target: str) -> None:
         self._reach(host)
 
-    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
+    async def prepare_incoming(self, host: Host, instance: Instance) -> Ticket:
         if self.migration_gate is None:
             raise Unavailable("the fake nodes do not migrate")
         self._reach(host)
-        return TicketOut(host=host.name, port=1)
+        return Ticket(host=host.name, port=1)
 
     async def migrate(
-        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
-    ) -> MigrationOut:
+        self, source: Host, instance: Instance, ticket: Ticket, timeout: float
+    ) -> Transfer:
         if self.migration_gate is None:
             raise Unavailable("the fake nodes do not migrate")
         await self.migration_gate.wait()
         self._reach(source).pop(instance.id, None)
-        return MigrationOut(totalSeconds=0.1, downtimeMs=1.0, transferredBytes=None)
+        return Transfer(total_seconds=0.1, downtime_ms=1.0, transferred_bytes=None)
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
         if self.migration_gate is None:
@@ -107,14 +107,14 @@ class FakeNodes:
         self._reach(host)[instance.id] = vm_id
         return vm_id
 
-    async def grant(self, host: Host, subject: HostId) -> GrantOut:
+    async def grant(self, host: Host, subject: HostId) -> Grant:
         self._reach(host)
         age = self.grant_age.get((host.id, subject))
-        return GrantOut(hostId=subject, lastGrantAge=age, uptime=self.uptime)
+        return Grant(host_id=subject, last_grant_age=age, uptime=self.uptime)
 
-    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
+    async def vms(self, host: Host) -> dict[InstanceId, VmStatus]:
         return {
-            iid: VmOut(instanceId=iid, vmId=vm, state="running")
+            iid: VmStatus(instance_id=iid, vm_id=vm, state="running")
             for iid, vm in self._reach(host).items()
         }
 

@@ -20,10 +20,10 @@ from tashi.clustermanager.restart import reschedule
 from tashi.domain.hints import GROUP_START, RESUME_SOURCE
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import Host, Instance, Principal, Role
+from tashi.domain.nodes import Heartbeat, NodeEvent, VmReport
 from tashi.domain.operations import DiskRequest, InstanceQuery, VmRequest
 from tashi.domain.states import InstanceState
 from tashi.frontends.rest import render
-from tashi.nodeapi.schemas import EventsIn, HeartbeatIn, InstanceWire, VmEvent, VmReport
 from tashi.scheduler.agent import Agent, RoundResult
 from tashi.scheduler.policies import registry
 from tashi.scheduler.policies.base import PolicyOptions
@@ -112,10 +112,8 @@ def event(c: Cluster, inst: Instance, kind: str, detail: str = "") -> None:
     """``inst``'s node reports ``kind`` about it."""
     host = c.instance(inst.id).host_id
     assert host is not None
-    body = EventsIn(
-        events=[VmEvent(instanceId=inst.id, kind=kind, detail=detail, at=datetime.now(UTC))]
-    )
-    c.run(c.service.node_reports.events(node(c, host), host, body))
+    events = [NodeEvent(instance_id=inst.id, kind=kind, detail=detail, at=datetime.now(UTC))]
+    c.run(c.service.node_reports.events(node(c, host), host, events))
 
 
 def snapshot(c: Cluster, group: list[Instance]) -> list[tuple[str, S, HostId | None, int | None]]:
@@ -253,13 +251,18 @@ def suspend_and_resume(c: Cluster, inst: Instance, confirm: str) -> Instance:
         event(c, inst, "started", "restored from its suspend file")
     else:
         c.clock.advance(c.service.node_reports._rules.grace + 1)
-        wire = InstanceWire(
-            id=inst.id, name=inst.name, userId=inst.user_id, cores=1, memory=128, disks=[], nics=[]
+        sent = Instance(
+            id=inst.id,
+            name=inst.name,
+            user_id=inst.user_id,
+            state=S.Running,
+            cores=1,
+            memory=128,
+            disks=(),
+            nics=(),
         )
-        seen = VmReport(
-            instanceId=inst.id, vmId=restoring.vm_id or 1, state="running", instance=wire
-        )
-        c.run(c.service.node_reports.heartbeat(node(c, host), host, HeartbeatIn(vms=[seen])))
+        seen = VmReport(instance=sent, vm_id=restoring.vm_id or 1, state="running")
+        c.run(c.service.node_reports.heartbeat(node(c, host), host, Heartbeat(vms=(seen,))))
     return c.instance(inst.id)
 
 

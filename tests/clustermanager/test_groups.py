@@ -12,9 +12,9 @@ import pytest
 from tashi.domain.errors import BackendFailure, InsufficientResources, InvalidInput
 from tashi.domain.ids import UserId
 from tashi.domain.models import Instance, Principal, Role
+from tashi.domain.nodes import Heartbeat
 from tashi.domain.operations import DiskRequest, VmRequest
 from tashi.domain.states import InstanceState
-from tashi.nodeapi.schemas import HeartbeatIn
 from tashi.storage.contract import Transaction
 from tashi.storage.memory import MemoryStore
 from tests.clustermanager.fakenodes import Cluster, cluster
@@ -145,7 +145,7 @@ def test_a_report_sent_while_a_start_is_awaited_does_not_fail_it(tmp_path: Path)
         while len(c.nodes.calls) < len(group):  # both starts are with the node
             await asyncio.sleep(0)
         c.clock.advance(grace + 1)
-        await c.service.node_reports.heartbeat(node, host, HeartbeatIn(vms=[]))
+        await c.service.node_reports.heartbeat(node, host, Heartbeat(vms=()))
         gate.set()
         return await placing
 

@@ -22,9 +22,9 @@ from tashi.domain.errors import TashiError
 from tashi.domain.hints import new_start, with_start
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Instance
+from tashi.domain.nodes import Heartbeat
 from tashi.domain.operations import DiskRequest, VmRequest
 from tashi.domain.states import DEADLINES, INSTANCE_TRANSITIONS, Action, InstanceState
-from tashi.nodeapi.schemas import HeartbeatIn
 from tashi.storage.contract import InstanceChanges
 from tashi.storage.memory import MemoryStore
 from tests.clustermanager.fakenodes import Cluster, cluster
@@ -116,7 +116,7 @@ def report_without_it(state: S) -> Callable[[Cluster, Path], Instance]:
         force(c, inst, state, c.hosts[0])
         c.clock.advance(c.service.node_reports._rules.grace + 1)
         host = c.hosts[0]
-        c.run(c.service.node_reports.heartbeat(node(c, host), host, HeartbeatIn(vms=[])))
+        c.run(c.service.node_reports.heartbeat(node(c, host), host, Heartbeat(vms=())))
         return inst
 
     return drive

@@ -24,8 +24,8 @@ from tashi.domain.models import (
     Principal,
     Role,
 )
+from tashi.domain.nodes import Ticket, Transfer, VmStatus
 from tashi.domain.states import DEADLINES, InstanceState
-from tashi.nodeapi.schemas import MigrationOut, TicketOut, VmOut
 from tashi.storage.contract import InstanceChanges, Transaction
 from tashi.storage.memory import MemoryStore
 from tests.api.conftest import make_settings
@@ -46,9 +46,10 @@ class TwoHosts:
             raise Unavailable(f"host {host.name} does not answer")
         return self.running[host.id]
 
-    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
+    async def vms(self, host: Host) -> dict[InstanceId, VmStatus]:
         return {
-            i: VmOut(instanceId=i, vmId=100 * host.id, state=s) for i, s in self._ask(host).items()
+            i: VmStatus(instance_id=i, vm_id=100 * host.id, state=s)
+            for i, s in self._ask(host).items()
         }
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
@@ -66,13 +67,13 @@ class TwoHosts:
     #: What the source's ``migrate`` does: (whether QEMU sent the VM, the error it raises).
     migration: tuple[bool, TashiError | None] | None = None
 
-    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
+    async def prepare_incoming(self, host: Host, instance: Instance) -> Ticket:
         self._ask(host)[instance.id] = "incoming"
-        return TicketOut(host=host.name, port=1)
+        return Ticket(host=host.name, port=1)
 
     async def migrate(
-        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
-    ) -> MigrationOut:
+        self, source: Host, instance: Instance, ticket: Ticket, timeout: float
+    ) -> Transfer:
         if self.migration is None:
             raise AssertionError("nothing drives this migration")
         sent, error = self.migration
@@ -80,7 +81,7 @@ class TwoHosts:
             self._ask(source).pop(instance.id)
         if error is not None:
             raise error
-        return MigrationOut(totalSeconds=0.5, downtimeMs=3.0, transferredBytes=None)
+        return Transfer(total_seconds=0.5, downtime_ms=3.0, transferred_bytes=None)
 
     async def close(self) -> None:
         return None
@@ -259,8 +260,8 @@ def test_a_target_that_did_not_finish_a_sent_vm_is_asked_again(tmp_path: Path) -
     nodes.unreachable.add(2)  # prepared, then its node manager went away
     nodes.running[2][InstanceId(1)] = "incoming"
 
-    async def prepared(host: Host, instance: Instance) -> TicketOut:
-        return TicketOut(host=host.name, port=1)
+    async def prepared(host: Host, instance: Instance) -> Ticket:
+        return Ticket(host=host.name, port=1)
 
     nodes.prepare_incoming = prepared  # type: ignore[method-assign]
     _migrate(service)

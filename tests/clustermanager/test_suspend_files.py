@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tashi.domain.models import Instance
+from tashi.domain.nodes import NodeEvent
 from tashi.domain.operations import DiskRequest, VmRequest
 from tashi.domain.states import InstanceState
-from tashi.nodeapi.schemas import VmEvent
 from tashi.storage.contract import InstanceChanges
 from tashi.storage.memory import MemoryStore
 from tests.clustermanager.fakenodes import Cluster, cluster
@@ -106,7 +106,7 @@ def test_an_instance_lost_while_suspending_restarts_without_its_partial_file(
 def _suspended_event(c: Cluster, inst: Instance, name: str) -> None:
     """h1's node manager reports the suspend of ``inst`` finished, into file ``name``."""
     host = c.run(c.service.db.read(lambda tx: tx.hosts.get(c.hosts[0])))
-    event = VmEvent(instanceId=inst.id, vmId=7, kind="suspended", detail=name, at=c.clock.now())
+    event = NodeEvent(instance_id=inst.id, vm_id=7, kind="suspended", detail=name, at=c.clock.now())
     c.run(c.service.node_reports._apply_event(host, event))
 
 

@@ -22,11 +22,13 @@ from tashi.config.network import BridgeSettings, VxlanSettings
 from tashi.domain.clock import FakeClock
 from tashi.domain.errors import BackendFailure
 from tashi.domain.ids import NetworkId
+from tashi.domain.nodes import Acknowledged, Heartbeat, Registration
 from tashi.network.base import NetworkCapability
 from tashi.network.bridge import BridgeDriver
 from tashi.network.fake import FakeNetworkDriver
 from tashi.network.netlink import Netlink
 from tashi.network.vxlan import VxlanDriver
+from tashi.nodeapi import convert
 from tashi.nodeapi.schemas import HeartbeatIn, HeartbeatOut, RegisterIn, RegisterOut
 from tashi.nodemanager.reporting import Reporter
 from tests.api.conftest import Api, start_api
@@ -108,18 +110,25 @@ def test_an_admins_host_config_survives_the_underlay(timed: tuple[Api, FakeClock
 
 @dataclass
 class Cm:
+    """The cluster manager's node client as the reporter sees it; it keeps what it was sent,
+    and answers, as they travel (``nodeapi.convert``)."""
+
     peers: list[str] | None
     sent: list[RegisterIn | HeartbeatIn] = field(default_factory=list)
 
-    async def register(self, request: RegisterIn) -> RegisterOut:
-        self.sent.append(request)
-        return RegisterOut(
-            hostId=1, state="Normal", heartbeatInterval=2, expireHostTime=6, peers=self.peers
+    async def register(self, request: Registration) -> Acknowledged:
+        self.sent.append(convert.registration_wire(request))
+        return convert.acknowledged(
+            RegisterOut(
+                hostId=1, state="Normal", heartbeatInterval=2, expireHostTime=6, peers=self.peers
+            )
         )
 
-    async def heartbeat(self, host_id: int, report: HeartbeatIn) -> HeartbeatOut:
-        self.sent.append(report)
-        return HeartbeatOut(hostId=1, state="Normal", up=True, peers=self.peers)
+    async def heartbeat(self, host_id: int, report: Heartbeat) -> Acknowledged:
+        self.sent.append(convert.heartbeat_wire(report))
+        return convert.acknowledged(
+            HeartbeatOut(hostId=1, state="Normal", up=True, peers=self.peers)
+        )
 
 
 def reporter(cm: Cm, network: FakeNetworkDriver | None, state_dir: Path) -> Reporter:

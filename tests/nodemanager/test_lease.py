@@ -15,12 +15,15 @@ import pytest
 
 from tashi.domain.clock import FakeClock
 from tashi.domain.errors import NotAuthenticated, Unavailable
-from tashi.domain.ids import InstanceId
-from tashi.nodeapi import peering
+from tashi.domain.ids import HostId, InstanceId, UserId
+from tashi.domain.models import Instance
+from tashi.domain.nodes import Acknowledged, Heartbeat, Registration, WitnessSet
+from tashi.domain.nodes import Witness as WitnessContact
+from tashi.domain.states import InstanceState
+from tashi.nodeapi import convert, peering
 from tashi.nodeapi.schemas import (
     HeartbeatIn,
     HeartbeatOut,
-    InstanceWire,
     RegisterIn,
     RegisterOut,
     WitnessSetWire,
@@ -39,10 +42,15 @@ W2 = WitnessWire(hostId=2, endpoint="http://127.0.0.1:2", token="t2")
 W3 = WitnessWire(hostId=3, endpoint="http://127.0.0.1:3", token="t3")
 
 
+def witness_set(epoch: int, hosts: list[WitnessWire]) -> WitnessSet:
+    return convert.witness_set(WitnessSetWire(epoch=epoch, hosts=hosts))
+
+
 @dataclass
 class Cm:
     """The cluster manager as the reporter sees it: answers, or does not; each call takes
-    ``delay`` seconds of the fake clock."""
+    ``delay`` seconds of the fake clock. It keeps what it was sent, and answers, as they
+    travel (``nodeapi.convert``)."""
 
     clock: FakeClock
     lease: float = LEASE
@@ -59,21 +67,25 @@ class Cm:
             raise Unavailable("connection refused")
         self.sent.append(request)
 
-    async def register(self, request: RegisterIn) -> RegisterOut:
-        await self._answer(request)
-        return RegisterOut(
-            hostId=1,
-            state="Normal",
-            heartbeatInterval=2,
-            expireHostTime=6,
-            leaseTime=self.lease,
-            witnesses=self.witnesses,
+    async def register(self, request: Registration) -> Acknowledged:
+        await self._answer(convert.registration_wire(request))
+        return convert.acknowledged(
+            RegisterOut(
+                hostId=1,
+                state="Normal",
+                heartbeatInterval=2,
+                expireHostTime=6,
+                leaseTime=self.lease,
+                witnesses=self.witnesses,
+            )
         )
 
-    async def heartbeat(self, host_id: int, report: HeartbeatIn) -> HeartbeatOut:
-        await self._answer(report)
-        return HeartbeatOut(
-            hostId=1, state="Normal", up=True, leaseTime=self.lease, witnesses=self.witnesses
+    async def heartbeat(self, host_id: int, report: Heartbeat) -> Acknowledged:
+        await self._answer(convert.heartbeat_wire(report))
+        return convert.acknowledged(
+            HeartbeatOut(
+                hostId=1, state="Normal", up=True, leaseTime=self.lease, witnesses=self.witnesses
+            )
         )
 
 
@@ -82,10 +94,19 @@ class Node:
     vms: dict[InstanceId, int] = field(default_factory=dict)
     destroyed: list[InstanceId] = field(default_factory=list)
 
-    def report(self) -> list[tuple[InstanceWire, int, VmState]]:
+    def report(self) -> list[tuple[Instance, int, VmState]]:
         return [
             (
-                InstanceWire(id=i, name=f"vm{i}", userId=1, cores=1, memory=64, disks=[], nics=[]),
+                Instance(
+                    id=i,
+                    name=f"vm{i}",
+                    user_id=UserId(1),
+                    state=InstanceState.Running,
+                    cores=1,
+                    memory=64,
+                    disks=(),
+                    nics=(),
+                ),
                 v,
                 VmState.running,
             )
@@ -157,8 +178,8 @@ def make_host(tmp: Path, clock: FakeClock | None = None, **cm: object) -> Host:
     )
     witnesses = {w.hostId: Witness(w.endpoint, w.token) for w in (W2, W3)}
 
-    def connect(w: WitnessWire) -> Witness:
-        return witnesses.setdefault(w.hostId, Witness(w.endpoint, w.token))
+    def connect(w: WitnessContact) -> Witness:
+        return witnesses.setdefault(w.host_id, Witness(w.endpoint, w.token))
 
     renewer = Renewer(lease, monotonic=clock.monotonic, connect=connect)
     return Host(clock, tmp, the_cm, node, lease, marks, reporter, witnesses, renewer)
@@ -249,7 +270,7 @@ def test_a_restarted_node_manager_carries_the_deadline_and_witnesses(tmp_path: P
     deadline = h.lease.deadline()
     again = HostLease(tmp_path, monotonic=clock.monotonic)
     assert again.deadline() == deadline and again.host_id == 1
-    assert again.witnesses is not None and [w.hostId for w in again.witnesses.hosts] == [2, 3]
+    assert again.witnesses is not None and [w.host_id for w in again.witnesses.hosts] == [2, 3]
     clock.advance(LEASE + 0.1)
     assert again.must_fence()
 
@@ -259,10 +280,10 @@ def test_a_new_witness_set_drops_the_grants_of_hosts_left_out(tmp_path: Path) ->
     h.beat()
     h.clock.advance(5)
     h.renew()  # both witnesses grant at t+5
-    h.lease.learn(1, LEASE, WitnessSetWire(epoch=2, hosts=[W3]))
-    h.lease.learn(1, LEASE, WitnessSetWire(epoch=3, hosts=[]))  # then alone
+    h.lease.learn(HostId(1), LEASE, witness_set(2, [W3]))
+    h.lease.learn(HostId(1), LEASE, witness_set(3, []))  # then alone
     assert h.lease.deadline() is None  # alone: no lease that can run out
-    h.lease.learn(1, LEASE, WitnessSetWire(epoch=4, hosts=[W2]))
+    h.lease.learn(HostId(1), LEASE, witness_set(4, [W2]))
     assert h.lease.deadline() == h.clock.monotonic() - 5 + LEASE  # the CM's grant only
 
 
@@ -284,14 +305,19 @@ def test_a_witness_grants_only_with_the_token_for_that_host(tmp_path: Path) -> N
     assert (tmp_path / "peer-secret").stat().st_mode & 0o777 == 0o600
     book = WitnessBook(secret, monotonic=clock.monotonic)
     clock.advance(4)
-    assert book.report(7).model_dump() == {"hostId": 7, "lastGrantAge": None, "uptime": 4.0}
+    assert convert.grant_wire(book.report(HostId(7))).model_dump() == {
+        "hostId": 7,
+        "lastGrantAge": None,
+        "uptime": 4.0,
+    }
     assert book.grant(7, peering.token(secret, 7))
     with pytest.raises(NotAuthenticated):
         book.grant(8, peering.token(secret, 7))  # host 7's token does not speak for host 8
     with pytest.raises(NotAuthenticated):
         book.grant(7, peering.token("another secret", 7))
     clock.advance(2.5)
-    assert book.report(7).lastGrantAge == 2.5 and book.report(8).lastGrantAge is None
+    assert book.report(HostId(7)).last_grant_age == 2.5
+    assert book.report(HostId(8)).last_grant_age is None
 
 
 def test_the_cluster_managers_grant_alone_keeps_the_lease(tmp_path: Path) -> None:

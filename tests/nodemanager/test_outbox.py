@@ -4,6 +4,7 @@ acknowledged them, sent oldest first by the next node manager after a crash."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import Unanswered, Unavailable
-from tashi.nodeapi.schemas import EventsIn, RegisterIn, RegisterOut, VmEvent
+from tashi.domain.ids import InstanceId
+from tashi.domain.nodes import Acknowledged, NodeEvent, Registration
+from tashi.nodeapi import convert
+from tashi.nodeapi.schemas import RegisterOut
 from tashi.nodemanager.outbox import Outbox
 from tests.fixtures.reporting import reporter
 
@@ -20,8 +24,8 @@ pytestmark = pytest.mark.anyio
 AT = datetime(2026, 12, 6, tzinfo=UTC)
 
 
-def event(iid: int, kind: str = "exited") -> VmEvent:
-    return VmEvent(instanceId=iid, vmId=100 + iid, kind=kind, detail="d", at=AT)
+def event(iid: int, kind: str = "exited") -> NodeEvent:
+    return NodeEvent(instance_id=InstanceId(iid), vm_id=100 + iid, kind=kind, detail="d", at=AT)
 
 
 @dataclass
@@ -32,17 +36,19 @@ class Cm:
     got: list[list[int]] = field(default_factory=list)
     fail: Exception | None = None
 
-    async def register(self, request: RegisterIn) -> RegisterOut:
-        return RegisterOut(hostId=1, state="Normal", heartbeatInterval=2, expireHostTime=6)
+    async def register(self, request: Registration) -> Acknowledged:
+        return convert.acknowledged(
+            RegisterOut(hostId=1, state="Normal", heartbeatInterval=2, expireHostTime=6)
+        )
 
-    async def events(self, host_id: int, body: EventsIn) -> int:
+    async def events(self, host_id: int, events: list[NodeEvent]) -> int:
         if isinstance(self.fail, Unanswered):
-            self.got.append([e.instanceId for e in body.events])
+            self.got.append([e.instance_id for e in events])
         if self.fail is not None:
             failure, self.fail = self.fail, None
             raise failure
-        self.got.append([e.instanceId for e in body.events])
-        return len(body.events)
+        self.got.append([e.instance_id for e in events])
+        return len(events)
 
 
 def test_events_are_kept_in_order_until_delivered(tmp_path: Path) -> None:
@@ -50,10 +56,33 @@ def test_events_are_kept_in_order_until_delivered(tmp_path: Path) -> None:
     for iid in (3, 1, 2):
         box.put(event(iid))
     again = Outbox(tmp_path)  # what a restarted node manager finds
-    assert [e.instanceId for e in again.oldest(10)] == [3, 1, 2]
+    assert [e.instance_id for e in again.oldest(10)] == [3, 1, 2]
     again.delivered(2)
     again.put(event(4))
-    assert [e.instanceId for e in Outbox(tmp_path).oldest(10)] == [2, 4]
+    assert [e.instance_id for e in Outbox(tmp_path).oldest(10)] == [2, 4]
+
+
+def test_event_files_keep_the_node_apis_wire_form(tmp_path: Path) -> None:
+    """What an older node manager left is read by a newer one, and the reverse."""
+    (tmp_path / "events").mkdir()
+    older = (
+        '{"instanceId":7,"vmId":107,"kind":"suspended","detail":"7_vm7.gz",'
+        '"at":"2026-12-06T00:00:00Z"}'
+    )
+    (tmp_path / "events" / "000000000000.json").write_text(older)
+    box = Outbox(tmp_path)
+    assert box.oldest(10) == [
+        NodeEvent(instance_id=InstanceId(7), vm_id=107, kind="suspended", detail="7_vm7.gz", at=AT)
+    ]
+    box.put(event(1))
+    written = json.loads((tmp_path / "events" / "000000000001.json").read_text())
+    assert written == {
+        "instanceId": 1,
+        "vmId": 101,
+        "kind": "exited",
+        "detail": "d",
+        "at": "2026-12-06T00:00:00Z",
+    }
 
 
 def test_an_unreadable_event_file_is_dropped_not_fatal(tmp_path: Path) -> None:
@@ -62,7 +91,7 @@ def test_an_unreadable_event_file_is_dropped_not_fatal(tmp_path: Path) -> None:
     (tmp_path / "events" / "000000000007.json").write_text("{not json")
     (tmp_path / "events" / ".000000000008.json.new").write_text("{")  # a put cut short
     again = Outbox(tmp_path)
-    assert [e.instanceId for e in again.oldest(10)] == [1]
+    assert [e.instance_id for e in again.oldest(10)] == [1]
     again.put(event(2))
     assert sorted(p.name for p in (tmp_path / "events").iterdir()) == [
         "000000000000.json",

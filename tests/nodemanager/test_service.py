@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from tashi.domain.errors import BackendFailure
-from tashi.domain.ids import InstanceId
-from tashi.domain.models import DiskConfig
+from tashi.domain.ids import InstanceId, NetworkId, UserId
+from tashi.domain.models import DiskConfig, Instance, NicConfig
+from tashi.domain.nodes import NodeEvent
+from tashi.domain.states import InstanceState
 from tashi.network.fake import FakeNetworkDriver
-from tashi.nodeapi.schemas import DiskWire, InstanceWire, NicWire, VmEvent
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.vmm.base import BootSpec, DiskSpec, VmState
@@ -50,21 +51,23 @@ class _Disks:
 
 @dataclass
 class _Events:
-    got: list[VmEvent] = field(default_factory=list)
+    got: list[NodeEvent] = field(default_factory=list)
 
-    def put(self, event: VmEvent) -> None:
+    def put(self, event: NodeEvent) -> None:
         self.got.append(event)
 
 
-def wire(iid: int) -> InstanceWire:
-    return InstanceWire(
-        id=iid,
+def wire(iid: int) -> Instance:
+    """The instance as the cluster manager sends it."""
+    return Instance(
+        id=InstanceId(iid),
         name=f"vm{iid}",
-        userId=1,
+        user_id=UserId(1),
+        state=InstanceState.Running,
         cores=1,
         memory=64,
-        disks=[DiskWire(uri="a.img")],
-        nics=[NicWire(network=1, mac="52:54:00:00:00:01")],
+        disks=(DiskConfig(uri="a.img"),),
+        nics=(NicConfig(network=NetworkId(1), mac="52:54:00:00:00:01"),),
     )
 
 
@@ -135,7 +138,7 @@ class _Witness:
     node: NodeService | None = None
     got: list[tuple[str, list[int]]] = field(default_factory=list)
 
-    def put(self, event: VmEvent) -> None:
+    def put(self, event: NodeEvent) -> None:
         assert self.node is not None
         self.got.append((event.kind, [i.id for i, _, _ in self.node.report()]))
 

@@ -14,34 +14,11 @@ from tashi.clustermanager.database import Database
 from tashi.domain.errors import TashiError, Unavailable
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance
+from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 from tashi.nodeapi.nmclient import NodeManagerClient
-from tashi.nodeapi.schemas import (
-    DiskWire,
-    GrantOut,
-    InstanceWire,
-    MigrationOut,
-    NicWire,
-    TicketOut,
-    VmOut,
-)
 from tashi.web import requestids
 
 log = logging.getLogger(__name__)
-
-
-def wire(instance: Instance) -> InstanceWire:
-    """The instance as a node manager needs it."""
-    return InstanceWire(
-        id=instance.id,
-        name=instance.name,
-        userId=instance.user_id,
-        cores=instance.cores,
-        memory=instance.memory,
-        cpuShare=instance.cpu_share,
-        disks=[DiskWire(uri=d.uri, persistent=d.persistent) for d in instance.disks],
-        nics=[NicWire(network=n.network, mac=n.mac, ip=n.ip) for n in instance.nics],
-        hints={k: v for k, v in instance.hints.items() if not k.startswith("__")},
-    )
 
 
 class HttpNodeGateway:
@@ -71,10 +48,10 @@ class HttpNodeGateway:
             return False
 
     async def instantiate(self, host: Host, instance: Instance) -> int:
-        return (await (await self._client(host)).start(wire(instance))).vmId
+        return (await (await self._client(host)).start(instance)).vm_id
 
     async def resume(self, host: Host, instance: Instance, source: str) -> int:
-        return (await (await self._client(host)).start(wire(instance), source)).vmId
+        return (await (await self._client(host)).start(instance, source)).vm_id
 
     async def shutdown(self, host: Host, instance: Instance) -> None:
         await (await self._client(host)).shutdown(instance.id)
@@ -91,22 +68,22 @@ class HttpNodeGateway:
     async def suspend(self, host: Host, instance: Instance, target: str) -> None:
         await (await self._client(host)).suspend(instance.id, target)
 
-    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
-        return await (await self._client(host)).prepare_incoming(wire(instance))
+    async def prepare_incoming(self, host: Host, instance: Instance) -> Ticket:
+        return await (await self._client(host)).prepare_incoming(instance)
 
     async def migrate(
-        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
-    ) -> MigrationOut:
+        self, source: Host, instance: Instance, ticket: Ticket, timeout: float
+    ) -> Transfer:
         return await (await self._client(source)).migrate(instance.id, ticket, timeout)
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
-        return (await (await self._client(host)).finish_incoming(instance.id)).vmId
+        return (await (await self._client(host)).finish_incoming(instance.id)).vm_id
 
-    async def grant(self, host: Host, subject: HostId) -> GrantOut:
+    async def grant(self, host: Host, subject: HostId) -> Grant:
         return await (await self._client(host)).grant(subject)
 
-    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
-        return {InstanceId(vm.instanceId): vm for vm in await (await self._client(host)).list()}
+    async def vms(self, host: Host) -> dict[InstanceId, VmStatus]:
+        return {InstanceId(vm.instance_id): vm for vm in await (await self._client(host)).list()}
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:
         return await (await self._client(host)).call(instance.id, op, arg)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -141,7 +142,7 @@ class HighAvailability:
             )
         return False
 
-    async def after_report(self, host: Host, reported: set[int], fenced: list[int]) -> None:
+    async def after_report(self, host: Host, reported: set[int], fenced: Sequence[int]) -> None:
         """``host`` reports (or registers) again, ``host`` as stored before the report, with
         the instance ids it reports and those whose VMs it stopped itself (self-fence or
         watchdog). Those go back to Pending to run elsewhere, rather than being taken for VMs

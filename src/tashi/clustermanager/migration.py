@@ -34,8 +34,8 @@ from tashi.clustermanager.nodes import NodeGateway
 from tashi.domain.errors import NotFound, TashiError, Unanswered, Unavailable
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance, Usage
+from tashi.domain.nodes import Ticket, VmStatus
 from tashi.domain.states import Action, InstanceState
-from tashi.nodeapi.schemas import TicketOut, VmOut
 from tashi.runtime.tasks import Background
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Migrations:
         inst: Instance,
         source: Host,
         target: Host,
-        ticket: TicketOut,
+        ticket: Ticket,
         move: Mover,
         record: Recorder,
     ) -> None:
@@ -127,7 +127,7 @@ class Migrations:
         inst: Instance,
         source: Host,
         target: Host,
-        ticket: TicketOut,
+        ticket: Ticket,
         move: Mover,
         record: Recorder,
     ) -> None:
@@ -147,11 +147,11 @@ class Migrations:
         await move(
             inst, Action.migrated, host_id=target.id, vm_id=vm_id, hints=without_target(inst)
         )
-        downtime = f"{stats.downtimeMs:.0f} ms" if stats.downtimeMs is not None else "unknown"
+        downtime = f"{stats.downtime_ms:.0f} ms" if stats.downtime_ms is not None else "unknown"
         await record(
             inst,
             "migrated",
-            f"from {source.name} to {target.name} in {stats.totalSeconds:.2f} s,"
+            f"from {source.name} to {target.name} in {stats.total_seconds:.2f} s,"
             f" downtime {downtime}",
         )
 
@@ -235,12 +235,12 @@ class Migrations:
             inst, source, target, vm_id, move, record, how + " restarted meanwhile)"
         )
 
-    async def _running_on(self, target: Host, inst: Instance, arrived: VmOut) -> int:
+    async def _running_on(self, target: Host, inst: Instance, arrived: VmStatus) -> int:
         """The vm id of the target's copy, told to run first if it still waits (sent, never
         told to run)."""
         if arrived.state == "incoming":
             return await self.nodes.finish_incoming(target, inst)
-        return arrived.vmId
+        return arrived.vm_id
 
     @staticmethod
     async def _migrated(
@@ -297,6 +297,6 @@ class Migrations:
         await self._tasks.wait()
 
 
-def _said(inst: Instance, host: Host, vm: VmOut | None) -> None:
+def _said(inst: Instance, host: Host, vm: VmStatus | None) -> None:
     what = "no VM of it" if vm is None else f"its VM, {vm.state}"
     log.info("settling the migration of %s: %s has %s", inst.name, host.name, what)

@@ -11,7 +11,7 @@ simply loses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -26,8 +26,16 @@ from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, NotFound, StateConflict, TashiError
 from tashi.domain.hints import without_resume
-from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
-from tashi.domain.models import DiskConfig, Host, Instance, NicConfig, Principal, Role
+from tashi.domain.ids import HostId, InstanceId
+from tashi.domain.models import Host, Instance, Principal, Role
+from tashi.domain.nodes import (
+    Acknowledged,
+    Heartbeat,
+    NodeEvent,
+    Registration,
+    VmReport,
+    WitnessSet,
+)
 from tashi.domain.states import (
     INSTANCE_TRANSITIONS,
     ON_HOST,
@@ -35,16 +43,6 @@ from tashi.domain.states import (
     HostState,
     InstanceState,
     next_state,
-)
-from tashi.nodeapi.schemas import (
-    EventsIn,
-    HeartbeatIn,
-    HeartbeatOut,
-    RegisterIn,
-    RegisterOut,
-    VmEvent,
-    VmReport,
-    WitnessSetWire,
 )
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
@@ -92,7 +90,7 @@ class NodeReports:
         #: Told of a host that reports or registers again (as stored before the report), the
         #: instance ids it reports and those it says it fenced (``ha.HighAvailability.
         #: after_report``), before the report is reconciled.
-        self.on_report: Callable[[Host, set[int], list[int]], Awaitable[object]] | None = None
+        self.on_report: Callable[[Host, set[int], Sequence[int]], Awaitable[object]] | None = None
         #: Told of a grouped instance (as it was) whose VM failed or exited, with the detail
         #: (``groups.GroupService.member_stopped``: a group still starting is torn down).
         self.on_member_stopped: Callable[[Instance, str], Awaitable[None]] | None = None
@@ -108,7 +106,7 @@ class NodeReports:
             return HostState.Normal
         return host.state
 
-    async def register(self, caller: Principal, body: RegisterIn) -> RegisterOut:
+    async def register(self, caller: Principal, body: Registration) -> Acknowledged:
         require_role(caller, Role.node, doing="registering a node")
         validation.host_name(body.name)
         if not body.endpoint.startswith(("http://", "https://")):
@@ -117,7 +115,7 @@ class NodeReports:
         before: list[Host] = []  # the host as stored before this registration
         up = await self._up_hosts()
 
-        def run(tx: Transaction) -> tuple[Host, WitnessSetWire | None]:
+        def run(tx: Transaction) -> tuple[Host, WitnessSet | None]:
             try:
                 host = tx.hosts.get_by_name(body.name)
             except NotFound:
@@ -134,9 +132,9 @@ class NodeReports:
                 secret=body.secret,
                 user_id=caller.user_id,
                 now=now,
-                peer_secret=body.peerSecret,
+                peer_secret=body.peer_secret,
             )
-            witnesses = self._assign(tx, host.id, up, body.witnessEpoch)
+            witnesses = self._assign(tx, host.id, up, body.witness_epoch)
             wanted = self._state_for(host, body.version)
             if wanted is not host.state:
                 host = tx.hosts.set_state(host.id, host.state, wanted)
@@ -145,7 +143,7 @@ class NodeReports:
                 up=True,
                 memory=body.memory,
                 cores=body.cores,
-                cpu_speed=body.cpuSpeed,
+                cpu_speed=body.cpu_speed,
                 version=body.version,
                 last_heartbeat=now,
                 lease_expires=self._lease(now),
@@ -162,21 +160,21 @@ class NodeReports:
                 self._rules.version,
             )
         if self.on_report is not None:
-            await self.on_report(before[-1], {r.instanceId for r in body.vms}, body.fenced)
+            await self.on_report(before[-1], {r.instance.id for r in body.vms}, body.fenced)
         await self._reconcile(host.id, body.vms)
-        return RegisterOut(
-            hostId=host.id,
+        return Acknowledged(
+            host_id=host.id,
             state=host.state.name,
-            heartbeatInterval=self._rules.heartbeat_interval,
-            expireHostTime=self._rules.expire_host_time,
-            leaseTime=self._rules.host_lease,
+            heartbeat_interval=self._rules.heartbeat_interval,
+            expire_host_time=self._rules.expire_host_time,
+            lease_time=self._rules.host_lease,
             peers=await self._peers(host.id) if body.underlay else None,
             witnesses=witnesses,
         )
 
     def _assign(
         self, tx: Transaction, host_id: HostId, up: list[HostId], epoch: int | None
-    ) -> WitnessSetWire | None:
+    ) -> WitnessSet | None:
         if self._rules.host_lease <= 0:  # HA is off: no witnesses are handed out
             return None
         return self._witnesses.assign(tx, host_id, up, epoch)
@@ -197,13 +195,13 @@ class NodeReports:
 
         return await self._db.read(check)
 
-    async def heartbeat(self, caller: Principal, host_id: int, body: HeartbeatIn) -> HeartbeatOut:
+    async def heartbeat(self, caller: Principal, host_id: int, body: Heartbeat) -> Acknowledged:
         host = await self._own_host(caller, host_id)
         now = self._clock.now()
         up = await self._up_hosts()
 
-        def run(tx: Transaction) -> tuple[Host, WitnessSetWire | None]:
-            witnesses = self._assign(tx, host.id, up, body.witnessEpoch)
+        def run(tx: Transaction) -> tuple[Host, WitnessSet | None]:
+            witnesses = self._assign(tx, host.id, up, body.witness_epoch)
             updated = tx.hosts.update(
                 host.id,
                 up=True,
@@ -220,24 +218,24 @@ class NodeReports:
             return updated, witnesses
 
         if self.on_report is not None:
-            await self.on_report(host, {r.instanceId for r in body.vms}, body.fenced)
+            await self.on_report(host, {r.instance.id for r in body.vms}, body.fenced)
         was_up = host.up
         host, witnesses = await self._db.write(run)
         if not was_up:
             log.info("host %s is up again", host.name)
         await self._reconcile(host.id, body.vms)
-        return HeartbeatOut(
-            hostId=host.id,
+        return Acknowledged(
+            host_id=host.id,
             state=host.state.name,
             up=True,
-            leaseTime=self._rules.host_lease,
+            lease_time=self._rules.host_lease,
             peers=await self._peers(host.id) if body.underlay else None,
             witnesses=witnesses,
         )
 
-    async def _peers(self, host_id: HostId) -> list[str]:
+    async def _peers(self, host_id: HostId) -> tuple[str, ...]:
         """The other up hosts' underlay addresses (``underlay.py``), for a node that has one."""
-        return peers_of(await self._hosts(), host_id)
+        return tuple(peers_of(await self._hosts(), host_id))
 
     async def _hosts(self) -> list[Host]:
         """Every host, read again only after a host write that can change them (the change
@@ -255,25 +253,26 @@ class NodeReports:
             return None
         return now + timedelta(seconds=self._rules.host_lease)
 
-    async def events(self, caller: Principal, host_id: int, body: EventsIn) -> int:
+    async def events(self, caller: Principal, host_id: int, events: Sequence[NodeEvent]) -> int:
+        """Apply a node's events in order; how many (all of them)."""
         host = await self._own_host(caller, host_id)
-        for event in body.events:
+        for event in events:
             await self._apply_event(host, event)
-        return len(body.events)
+        return len(events)
 
-    async def _apply_event(self, host: Host, event: VmEvent) -> None:
+    async def _apply_event(self, host: Host, event: NodeEvent) -> None:
         action = EVENT_ACTIONS.get(event.kind)
         now = self._clock.now()
 
         def run(tx: Transaction) -> Instance | None:
             tx.events.add(
-                InstanceId(event.instanceId),
+                event.instance_id,
                 event.kind,
                 f"on {host.name}: {event.detail}".rstrip(": "),
                 now=now,
             )
             try:
-                inst = tx.instances.get(InstanceId(event.instanceId))
+                inst = tx.instances.get(event.instance_id)
             except NotFound:
                 return None
             if action is None or inst.host_id != host.id:
@@ -282,7 +281,7 @@ class NodeReports:
                 _apply(
                     tx,
                     inst,
-                    Decision(inst.id, inst.state, action, vm_id=event.vmId, note=_note(event)),
+                    Decision(inst.id, inst.state, action, vm_id=event.vm_id, note=_note(event)),
                     now,
                 )
                 return inst
@@ -295,11 +294,11 @@ class NodeReports:
         if before is not None and stopped and before.group_name and self.on_member_stopped:
             await self.on_member_stopped(before, event.detail or event.kind)
 
-    async def _orphaned_suspend(self, event: VmEvent) -> None:
+    async def _orphaned_suspend(self, event: NodeEvent) -> None:
         """A suspend the node finished for an instance that no longer waits for it (destroyed
         meanwhile, say, while the node manager was restarting): its file can serve nobody. One
         the instance still may use (a duplicate event of a Suspended one) is kept."""
-        iid = InstanceId(event.instanceId)
+        iid = event.instance_id
         try:
             inst = await self._db.read(lambda tx: tx.instances.get(iid))
         except NotFound:
@@ -307,10 +306,10 @@ class NodeReports:
         if inst is None or not may_hold_a_file(inst):
             await self._suspends.discard_name(iid, event.detail)
 
-    async def _reconcile(self, host_id: HostId, reports: list[VmReport]) -> None:
+    async def _reconcile(self, host_id: HostId, reports: Sequence[VmReport]) -> None:
         now = self._clock.now()
         seen = [
-            Seen(InstanceId(r.instanceId), r.vmId, Observed(r.state))
+            Seen(r.instance.id, r.vm_id, Observed(r.state))
             for r in reports
             if r.state in Observed._value2member_map_
         ]
@@ -339,16 +338,17 @@ class NodeReports:
                 "a report about host %s raced another change; the next one settles it", host_id
             )
             return
-        await self._fence(host_id, [r for r in reports if r.instanceId in fence])
+        await self._fence(host_id, [r for r in reports if r.instance.id in fence])
         for report in reports:
-            if report.instanceId in adopt:
+            if report.instance.id in adopt:
                 await self._adopt(host_id, report)
 
     async def _adopt(self, host_id: HostId, report: VmReport) -> None:
         """Take into the store a VM its host runs that this cluster's store lost."""
         now = self._clock.now()
         inst = replace(
-            _from_wire(report),
+            report.instance,
+            vm_id=report.vm_id,
             host_id=host_id,
             state=InstanceState.Paused if report.state == "paused" else InstanceState.Running,
         )
@@ -376,11 +376,11 @@ class NodeReports:
         host = await self._db.read(lambda tx: tx.hosts.get(host_id))
         for report in reports:
             try:
-                await self._nodes.destroy(host, _from_wire(report))
+                await self._nodes.destroy(host, replace(report.instance, vm_id=report.vm_id))
             except TashiError as exc:
                 log.warning(
                     "could not stop the stray VM of instance %s on %s: %s",
-                    report.instanceId,
+                    report.instance.id,
                     host.name,
                     exc.message,
                 )
@@ -412,7 +412,7 @@ def _apply(tx: Transaction, inst: Instance, decision: Decision, now: datetime) -
     )
 
 
-def _note(event: VmEvent) -> str:
+def _note(event: NodeEvent) -> str:
     """What the history (and, for a failed start, the Held reason) says of a node's event."""
     if event.detail or EVENT_ACTIONS.get(event.kind) is not Action.start_failed:
         return event.detail
@@ -437,20 +437,3 @@ def _stranger(tx: Transaction, host_id: HostId, seen: Seen, now: datetime) -> st
     message = f"a second VM of it ran on host {host_id}; stopped it"
     tx.events.add(inst.id, "fenced", message, now=now)
     return "fence"
-
-
-def _from_wire(report: VmReport) -> Instance:
-    wire = report.instance
-    return Instance(
-        id=InstanceId(wire.id),
-        name=wire.name,
-        user_id=UserId(wire.userId),
-        state=InstanceState.Running,
-        cores=wire.cores,
-        memory=wire.memory,
-        cpu_share=wire.cpuShare,
-        disks=tuple(DiskConfig(uri=d.uri, persistent=d.persistent) for d in wire.disks),
-        nics=tuple(NicConfig(network=NetworkId(n.network), mac=n.mac, ip=n.ip) for n in wire.nics),
-        hints=dict(wire.hints),
-        vm_id=report.vmId,
-    )

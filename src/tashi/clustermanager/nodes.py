@@ -14,7 +14,7 @@ from typing import Protocol
 from tashi.domain.errors import Unavailable
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance
-from tashi.nodeapi.schemas import GrantOut, MigrationOut, TicketOut, VmOut
+from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 
 
 class NodeGateway(Protocol):
@@ -39,20 +39,20 @@ class NodeGateway(Protocol):
     async def suspend(self, host: Host, instance: Instance, target: str) -> None:
         """Start saving the VM to ``target``; ``suspended``/``suspendFailed`` follows."""
 
-    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut: ...
+    async def prepare_incoming(self, host: Host, instance: Instance) -> Ticket: ...
 
     async def migrate(
-        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
-    ) -> MigrationOut: ...
+        self, source: Host, instance: Instance, ticket: Ticket, timeout: float
+    ) -> Transfer: ...
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int: ...
 
-    async def grant(self, host: Host, subject: HostId) -> GrantOut:
+    async def grant(self, host: Host, subject: HostId) -> Grant:
         """What ``host``'s node manager, as a witness, last granted host ``subject``
         (ADR 0010)."""
         ...
 
-    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
+    async def vms(self, host: Host) -> dict[InstanceId, VmStatus]:
         """Every VM the host's node manager runs, by instance (state: the values of
         ``tashi.vmm.base.VmState``)."""
         ...
@@ -96,21 +96,21 @@ class NoNodeManagers:
     async def suspend(self, host: Host, instance: Instance, target: str) -> None:
         raise self._refuse("suspend", instance)
 
-    async def prepare_incoming(self, host: Host, instance: Instance) -> TicketOut:
+    async def prepare_incoming(self, host: Host, instance: Instance) -> Ticket:
         raise self._refuse("migrate", instance)
 
     async def migrate(
-        self, source: Host, instance: Instance, ticket: TicketOut, timeout: float
-    ) -> MigrationOut:
+        self, source: Host, instance: Instance, ticket: Ticket, timeout: float
+    ) -> Transfer:
         raise self._refuse("migrate", instance)
 
     async def finish_incoming(self, host: Host, instance: Instance) -> int:
         raise self._refuse("migrate", instance)
 
-    async def grant(self, host: Host, subject: HostId) -> GrantOut:
+    async def grant(self, host: Host, subject: HostId) -> Grant:
         raise Unavailable(f"cannot ask host {host.name!r}: no node managers are connected")
 
-    async def vms(self, host: Host) -> dict[InstanceId, VmOut]:
+    async def vms(self, host: Host) -> dict[InstanceId, VmStatus]:
         raise Unavailable(f"cannot ask host {host.name!r}: no node managers are connected")
 
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str:

@@ -25,9 +25,9 @@ from tashi.clustermanager.nodes import NodeGateway
 from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.ids import HostId
 from tashi.domain.models import Host, NodeLink
+from tashi.domain.nodes import Grant, Witness, WitnessSet
 from tashi.domain.witnesses import choose
 from tashi.nodeapi import peering
-from tashi.nodeapi.schemas import GrantOut, WitnessSetWire, WitnessWire
 from tashi.storage.contract import Transaction
 
 log = logging.getLogger(__name__)
@@ -54,25 +54,25 @@ class WitnessDesk:
         host_id: HostId,
         up_hosts: Collection[HostId],
         acknowledged: int | None,
-    ) -> WitnessSetWire | None:
+    ) -> WitnessSet | None:
         """The host's witness set for its reply, after taking its acknowledgement and choosing
         again; ``None`` if the host has no link (it did not register)."""
         link = tx.hosts.link(host_id)
         if link is None:
             return None
         sets = link.witnesses.acknowledge(acknowledged)
-        chosen: list[WitnessWire] = []
+        chosen: list[Witness] = []
         for candidate in choose(host_id, up_hosts, len(up_hosts)):  # in ring order
             other = tx.hosts.link(candidate)
             if other is not None and other.peer_secret:
                 token = peering.token(other.peer_secret, host_id)
-                chosen.append(WitnessWire(hostId=candidate, endpoint=other.endpoint, token=token))
+                chosen.append(Witness(host_id=candidate, endpoint=other.endpoint, token=token))
                 if len(chosen) == self._count:
                     break
-        sets = sets.with_current([HostId(w.hostId) for w in chosen])
+        sets = sets.with_current([w.host_id for w in chosen])
         if sets != link.witnesses:
             tx.hosts.set_witnesses(host_id, sets)
-        return WitnessSetWire(epoch=sets.epoch, hosts=chosen)
+        return WitnessSet(epoch=sets.epoch, hosts=tuple(chosen))
 
     async def confirm(
         self, host: Host, link: NodeLink | None, witnesses: list[Host | HostId]
@@ -98,9 +98,9 @@ class WitnessDesk:
             return f"{witness.name} ({exc.message})"
         return "" if self._silent_enough(out) else f"{witness.name} ({_describe(out)})"
 
-    def _silent_enough(self, out: GrantOut) -> bool:
-        if out.lastGrantAge is not None:
-            return out.lastGrantAge >= self._silence
+    def _silent_enough(self, out: Grant) -> bool:
+        if out.last_grant_age is not None:
+            return out.last_grant_age >= self._silence
         return out.uptime >= self._silence
 
 
@@ -118,7 +118,7 @@ def voters_of(tx: Transaction, host_id: HostId) -> tuple[NodeLink | None, list[H
     return link, found
 
 
-def _describe(out: GrantOut) -> str:
-    if out.lastGrantAge is None:
+def _describe(out: Grant) -> str:
+    if out.last_grant_age is None:
         return f"granted nothing, but up only {out.uptime:.0f} s"
-    return f"granted it {out.lastGrantAge:.1f} s ago"
+    return f"granted it {out.last_grant_age:.1f} s ago"

@@ -12,15 +12,10 @@ from pydantic import BaseModel
 
 from tashi.api import paths as public
 from tashi.domain.errors import Dependency, NotAuthenticated
-from tashi.nodeapi import paths, timeouts
-from tashi.nodeapi.schemas import (
-    EventsIn,
-    EventsOut,
-    HeartbeatIn,
-    HeartbeatOut,
-    RegisterIn,
-    RegisterOut,
-)
+from tashi.domain.ids import HostId
+from tashi.domain.nodes import Acknowledged, Heartbeat, NodeEvent, Registration
+from tashi.nodeapi import convert, paths, timeouts
+from tashi.nodeapi.schemas import EventsIn, EventsOut, HeartbeatOut, RegisterOut
 from tashi.nodeapi.transport import Transport
 
 M = TypeVar("M")
@@ -60,18 +55,23 @@ class ClusterManagerClient:
         )
         self._transport.token = reply.token
 
-    async def register(self, request: RegisterIn) -> RegisterOut:
-        return await self._call(
-            "POST", paths.NODE_REGISTER, RegisterOut, request, timeouts.REGISTER
+    async def register(self, request: Registration) -> Acknowledged:
+        body = convert.registration_wire(request)
+        reply = await self._call("POST", paths.NODE_REGISTER, RegisterOut, body, timeouts.REGISTER)
+        return convert.acknowledged(reply)
+
+    async def heartbeat(self, host_id: HostId, report: Heartbeat) -> Acknowledged:
+        path = paths.NODE_HEARTBEAT.format(host_id=host_id)
+        body = convert.heartbeat_wire(report)
+        return convert.acknowledged(
+            await self._call("POST", path, HeartbeatOut, body, timeouts.HEARTBEAT)
         )
 
-    async def heartbeat(self, host_id: int, report: HeartbeatIn) -> HeartbeatOut:
-        path = paths.NODE_HEARTBEAT.format(host_id=host_id)
-        return await self._call("POST", path, HeartbeatOut, report, timeouts.HEARTBEAT)
-
-    async def events(self, host_id: int, events: EventsIn) -> EventsOut:
+    async def events(self, host_id: HostId, events: list[NodeEvent]) -> int:
+        """Send ``events``; how many the cluster manager accepted."""
         path = paths.NODE_EVENTS.format(host_id=host_id)
-        return await self._call("POST", path, EventsOut, events, timeouts.HEARTBEAT)
+        body = EventsIn(events=[convert.event_wire(e) for e in events])
+        return (await self._call("POST", path, EventsOut, body, timeouts.HEARTBEAT)).accepted
 
     async def close(self) -> None:
         await self._transport.close()

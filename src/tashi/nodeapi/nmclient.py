@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tashi.nodeapi import paths, timeouts
+from tashi.domain.ids import HostId, InstanceId
+from tashi.domain.models import Instance
+from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
+from tashi.nodeapi import convert, paths, timeouts
 from tashi.nodeapi.schemas import (
     CpuShareIn,
     GrantOut,
     IncomingIn,
-    InstanceWire,
     MessageOut,
     MigrateIn,
     MigrationOut,
@@ -40,17 +42,18 @@ class NodeManagerClient:
         reply = await self._t.call("GET", paths.HEALTH, dict[str, str], timeout=timeouts.CONNECT)
         return reply.get("status") == "ok"
 
-    async def grant(self, host_id: int) -> GrantOut:
+    async def grant(self, host_id: HostId) -> Grant:
         """What this node, as a witness, last granted host ``host_id`` (ADR 0010)."""
         path = paths.GRANT.format(host_id=host_id)
-        return await self._t.call("GET", path, GrantOut, timeout=timeouts.WITNESS)
+        return convert.grant(await self._t.call("GET", path, GrantOut, timeout=timeouts.WITNESS))
 
-    async def list(self) -> list[VmOut]:
-        return await self._t.call("GET", paths.VMS, list[VmOut])
+    async def list(self) -> list[VmStatus]:
+        return [convert.vm_status(vm) for vm in await self._t.call("GET", paths.VMS, list[VmOut])]
 
-    async def start(self, instance: InstanceWire, resume_from: str | None = None) -> VmOut:
-        body = StartIn(instance=instance, resumeFrom=resume_from)
-        return await self._t.call("POST", paths.VMS, VmOut, body=body, timeout=timeouts.START)
+    async def start(self, instance: Instance, resume_from: str | None = None) -> VmStatus:
+        body = StartIn(instance=convert.instance_wire(instance), resumeFrom=resume_from)
+        reply = await self._t.call("POST", paths.VMS, VmOut, body=body, timeout=timeouts.START)
+        return convert.vm_status(reply)
 
     async def destroy(self, instance_id: int) -> None:
         path = paths.VM.format(instance_id=instance_id)
@@ -72,21 +75,23 @@ class NodeManagerClient:
         path = paths.vm_action(instance_id, "suspend")
         await self._t.call("POST", path, MessageOut, body=SuspendIn(target=target))
 
-    async def prepare_incoming(self, instance: InstanceWire) -> TicketOut:
-        body = IncomingIn(instance=instance)
-        return await self._t.call(
+    async def prepare_incoming(self, instance: Instance) -> Ticket:
+        body = IncomingIn(instance=convert.instance_wire(instance))
+        reply = await self._t.call(
             "POST", paths.INCOMING, TicketOut, body=body, timeout=timeouts.INCOMING
         )
+        return convert.ticket(reply)
 
-    async def migrate(self, instance_id: int, ticket: TicketOut, timeout: float) -> MigrationOut:
+    async def migrate(self, instance_id: InstanceId, ticket: Ticket, timeout: float) -> Transfer:
         path = paths.vm_action(instance_id, "migrate")
-        return await self._t.call(
-            "POST", path, MigrationOut, body=MigrateIn(ticket=ticket), timeout=timeout
-        )
+        body = MigrateIn(ticket=convert.ticket_wire(ticket))
+        reply = await self._t.call("POST", path, MigrationOut, body=body, timeout=timeout)
+        return convert.transfer(reply)
 
-    async def finish_incoming(self, instance_id: int) -> VmOut:
+    async def finish_incoming(self, instance_id: InstanceId) -> VmStatus:
         path = paths.vm_action(instance_id, "finishIncoming")
-        return await self._t.call("POST", path, VmOut, timeout=timeouts.FINISH_INCOMING)
+        reply = await self._t.call("POST", path, VmOut, timeout=timeouts.FINISH_INCOMING)
+        return convert.vm_status(reply)
 
     async def call(self, instance_id: int, op: str, arg: str) -> str:
         path = paths.vm_action(instance_id, "call")

@@ -23,10 +23,11 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from tashi.nodeapi.schemas import WitnessSetWire, WitnessWire
+from tashi.domain.ids import HostId
+from tashi.domain.nodes import WitnessSet
+from tashi.nodeapi import convert
 from tashi.nodemanager import fencing
 
 log = logging.getLogger(__name__)
@@ -40,19 +41,13 @@ def witness_key(host_id: int) -> str:
     return f"host:{host_id}"
 
 
-@dataclass(frozen=True, slots=True)
-class Witnesses:
-    epoch: int
-    hosts: tuple[WitnessWire, ...]
-
-
 class HostLease:
     def __init__(self, state_dir: Path, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._dir = state_dir
         self._monotonic = monotonic
-        self.host_id: int | None = None
+        self.host_id: HostId | None = None
         self.length = 0.0  # seconds a grant lasts; 0: HA is off, nothing ever runs out
-        self.witnesses: Witnesses | None = None  # None: the cluster manager never said
+        self.witnesses: WitnessSet | None = None  # None: the cluster manager never said
         self._grants: dict[str, float] = {}  # voter -> when its latest granted request left
         self._lapsed = False  # the deadline passed; the VMs must be stopped before going on
         self._published: str | None = None
@@ -63,11 +58,10 @@ class HostLease:
     def _load(self) -> None:
         try:
             doc = json.loads((self._dir / _FILE).read_text())
-            self.host_id = doc.get("hostId")
+            self.host_id = HostId(doc["hostId"]) if doc.get("hostId") is not None else None
             self.length = float(doc.get("length", 0.0))
             if doc.get("witnesses") is not None:
-                wire = WitnessSetWire.model_validate(doc["witnesses"])
-                self.witnesses = Witnesses(wire.epoch, tuple(wire.hosts))
+                self.witnesses = convert.witness_set_from_doc(doc["witnesses"])
         except FileNotFoundError:
             return
         except (ValueError, KeyError, TypeError) as exc:
@@ -78,15 +72,12 @@ class HostLease:
             self._grants[_CARRIED] = carried - self.length
 
     def _save(self) -> None:
-        wire = (
-            WitnessSetWire(epoch=self.witnesses.epoch, hosts=list(self.witnesses.hosts))
-            if self.witnesses is not None
-            else None
-        )
         doc = {
             "hostId": self.host_id,
             "length": self.length,
-            "witnesses": wire.model_dump() if wire is not None else None,
+            "witnesses": convert.witness_set_doc(self.witnesses)
+            if self.witnesses is not None
+            else None,
         }
         tmp = self._dir / (_FILE + ".new")
         tmp.write_text(json.dumps(doc))
@@ -94,16 +85,16 @@ class HostLease:
 
     # --- what the cluster manager says ----------------------------------------------------
 
-    def learn(self, host_id: int, length: float, witnesses: WitnessSetWire | None) -> None:
+    def learn(self, host_id: HostId, length: float, witnesses: WitnessSet | None) -> None:
         """Take the host id, lease length and witness set of a reply. Grants of hosts that are
         no longer witnesses are dropped at once: the cluster manager stops asking them once
         this set is acknowledged."""
         known = self.witnesses
-        new = Witnesses(witnesses.epoch, tuple(witnesses.hosts)) if witnesses else None
+        new = witnesses
         if (host_id, length, new) == (self.host_id, self.length, known):
             return
         self.host_id, self.length, self.witnesses = host_id, length, new
-        kept = {CM, _CARRIED} | {witness_key(w.hostId) for w in (new.hosts if new else ())}
+        kept = {CM, _CARRIED} | {witness_key(w.host_id) for w in (new.hosts if new else ())}
         self._grants = {k: v for k, v in self._grants.items() if k in kept}
         self._save()
         self.publish()
@@ -111,7 +102,7 @@ class HostLease:
             log.info(
                 "witnesses (epoch %d): %s",
                 new.epoch,
-                ", ".join(f"host {w.hostId}" for w in new.hosts) or "none",
+                ", ".join(f"host {w.host_id}" for w in new.hosts) or "none",
             )
 
     # --- grants and the deadline ----------------------------------------------------------

@@ -28,18 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tashi.domain.errors import NotFound, TashiError
-from tashi.domain.ids import InstanceId
+from tashi.domain.ids import HostId, InstanceId
+from tashi.domain.nodes import Acknowledged, Heartbeat, NodeEvent, Registration, VmReport
 from tashi.network.base import NetworkDriver
 from tashi.nodeapi.cmclient import ClusterManagerClient
-from tashi.nodeapi.schemas import (
-    EventsIn,
-    HeartbeatIn,
-    HeartbeatOut,
-    RegisterIn,
-    RegisterOut,
-    VmEvent,
-    VmReport,
-)
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.lease import CM, HostLease
 from tashi.nodemanager.outbox import Outbox
@@ -95,59 +87,59 @@ class Reporter:
         self._network = network  # told the other hosts' underlay addresses (``peers``)
         self._outbox = outbox
         self._wake = asyncio.Event()  # what is owed from before a restart goes at registration
-        self.host_id: int | None = None
+        self.host_id: HostId | None = None
         self._fence_logged: float | None = None  # the deadline whose fence was logged
 
-    def put(self, event: VmEvent) -> None:
+    def put(self, event: NodeEvent) -> None:
         self._outbox.put(event)
         self._wake.set()
 
-    def _reports(self, fenced: list[int]) -> list[VmReport]:
+    def _reports(self, fenced: list[int]) -> tuple[VmReport, ...]:
         """This host's VMs, but those reported ``fenced`` in the same message: a VM marked
         fenced is on its way down (the watchdog or the self-fence stops it), and one reported
         both running and fenced was taken for running, its fence forgotten."""
-        return [
-            VmReport(instanceId=inst.id, vmId=vm_id, state=state.value, instance=inst)
+        return tuple(
+            VmReport(instance=inst, vm_id=vm_id, state=state.value)
             for inst, vm_id, state in self._node.report()
             if inst.id not in fenced
-        ]
+        )
 
-    def _granted(self, sent: float, reply: RegisterOut | HeartbeatOut, fenced: list[int]) -> None:
+    def _granted(self, sent: float, reply: Acknowledged, fenced: list[int]) -> None:
         """A reply: the cluster manager's grant, its word on the witnesses, and the fenced
         VMs it now knows of."""
-        self.lease.learn(reply.hostId, reply.leaseTime, reply.witnesses)
+        self.lease.learn(reply.host_id, reply.lease_time, reply.witnesses)
         self.lease.grant(CM, sent)
         self._marks.clear(fenced)
 
-    async def register(self) -> int:
+    async def register(self) -> HostId:
         memory, cores = self._capacity()
         underlay = await self._network.underlay_address() if self._network else None
         fenced = self._marks.ids()
         sent = self._monotonic()
         reply = await self._client.register(
-            RegisterIn(
+            Registration(
                 name=self._identity.name,
                 memory=memory,
                 cores=cores,
                 version=self._identity.version,
                 endpoint=self._identity.endpoint,
                 secret=self._identity.secret,
-                peerSecret=self._identity.peer_secret,
+                peer_secret=self._identity.peer_secret,
                 vms=self._reports(fenced),
                 underlay=underlay,
-                witnessEpoch=self._epoch(),
-                fenced=fenced,
+                witness_epoch=self._epoch(),
+                fenced=tuple(InstanceId(i) for i in fenced),
             )
         )
-        self.host_id = reply.hostId
+        self.host_id = reply.host_id
         if len(self._outbox):
             self._wake.set()  # events put before the registration go now, not with the next
         self._granted(sent, reply, fenced)
         await self._learn_peers(reply.peers)
         log.info(
-            "registered as host %s (id %d, %s)", self._identity.name, reply.hostId, reply.state
+            "registered as host %s (id %d, %s)", self._identity.name, reply.host_id, reply.state
         )
-        return reply.hostId
+        return reply.host_id
 
     async def heartbeat(self) -> None:
         """One heartbeat (registering first when needed); a second one at once when the reply
@@ -171,15 +163,15 @@ class Reporter:
         try:
             reply = await self._client.heartbeat(
                 self.host_id,
-                HeartbeatIn(
+                Heartbeat(
                     load=load,
-                    freeMemory=free,
+                    free_memory=free,
                     memory=memory,
                     cores=cores,
                     vms=self._reports(fenced),
                     underlay=underlay,
-                    witnessEpoch=self._epoch(),
-                    fenced=fenced,
+                    witness_epoch=self._epoch(),
+                    fenced=tuple(InstanceId(i) for i in fenced),
                 ),
             )
         except NotFound:
@@ -195,14 +187,14 @@ class Reporter:
     def _epoch(self) -> int | None:
         return self.lease.witnesses.epoch if self.lease.witnesses is not None else None
 
-    async def _learn_peers(self, peers: list[str] | None) -> None:
+    async def _learn_peers(self, peers: tuple[str, ...] | None) -> None:
         """Hand the other hosts' underlay addresses to the network driver (vxlan floods to
         them besides its static ``[Vxlan] peers``). ``None``: the cluster manager sent none.
         A refusal is logged and tried again with the next reply."""
         if peers is None or self._network is None:
             return
         try:
-            await self._network.set_peers(peers)
+            await self._network.set_peers(list(peers))
         except TashiError as exc:
             log.warning("could not update the network's peers to %s: %s", peers, exc.message)
 
@@ -214,7 +206,7 @@ class Reporter:
         the deadline is honoured only once the VMs found then are stopped."""
         if not self.lease.must_fence():
             return 0
-        vms = [InstanceId(inst.id) for inst, _, _ in self._node.report()]
+        vms = [inst.id for inst, _, _ in self._node.report()]
         deadline = self.lease.deadline()
         if vms and self._fence_logged != deadline:
             self._fence_logged = deadline
@@ -240,7 +232,7 @@ class Reporter:
         sent = 0
         while len(self._outbox) and self.host_id is not None:
             batch = self._outbox.oldest(_BATCH)
-            await self._client.events(self.host_id, EventsIn(events=batch))
+            await self._client.events(self.host_id, batch)
             self._outbox.delivered(len(batch))
             sent += len(batch)
         return sent

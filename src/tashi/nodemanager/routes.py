@@ -3,10 +3,11 @@
 Every call but ``/health`` and the peer lease must carry, as its bearer token, the secret this
 node manager handed its cluster manager at registration; anything else is answered 401. The
 peer lease (``PEER_LEASE``, ADR 0010) is asked by the hosts this one witnesses, each with the
-token the cluster manager gave it for this host (``nodeapi.peering``). Errors are answered as the
-cluster manager's are (``tashi.web.errors``): a failure of a file or a program here is told as a
-fixed sentence, its detail logged under the request id, which is the cluster manager's own when
-it sent one (``X-Request-Id``).
+token the cluster manager gave it for this host (``nodeapi.peering``). Bodies are read and
+answers rendered through ``tashi.nodeapi.convert``: ``NodeService`` sees only the domain's
+records. Errors are answered as the cluster manager's are (``tashi.web.errors``): a failure of
+a file or a program here is told as a fixed sentence, its detail logged under the request id,
+which is the cluster manager's own when it sent one (``X-Request-Id``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from fastapi import Depends, FastAPI, Request
 import tashi
 from tashi.config.nodemanager import NodeManagerServiceSettings
 from tashi.domain.errors import NotAuthenticated
-from tashi.domain.ids import InstanceId
-from tashi.nodeapi import paths
+from tashi.domain.ids import HostId, InstanceId
+from tashi.nodeapi import convert, paths
 from tashi.nodeapi import schemas as s
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.witnessing import WitnessBook
@@ -92,7 +93,7 @@ def create_app(
             return JsonResponse(
                 s.GrantOut(hostId=host_id, lastGrantAge=None, uptime=0.0).model_dump()
             )
-        return JsonResponse(witness.report(host_id).model_dump())
+        return JsonResponse(convert.grant_wire(witness.report(HostId(host_id))).model_dump())
 
     @app.get(paths.VMS)
     async def list_vms(_: Authorized) -> JsonResponse:
@@ -102,8 +103,8 @@ def create_app(
 
     @app.post(paths.VMS)
     async def start(_: Authorized, body: s.StartIn) -> JsonResponse:
-        out = await node.start(body.instance, body.resumeFrom)
-        return JsonResponse(out.model_dump())
+        out = await node.start(convert.instance(body.instance), body.resumeFrom)
+        return JsonResponse(convert.vm_status_wire(out).model_dump())
 
     @app.delete(paths.VM)
     async def destroy(_: Authorized, instance_id: int) -> JsonResponse:
@@ -113,9 +114,9 @@ def create_app(
     @app.post(paths.INCOMING)
     async def incoming(_: Authorized, body: s.IncomingIn) -> JsonResponse:
         ticket = await node.prepare_incoming(
-            body.instance, free_port(_listen_host(node.advertise_host))
+            convert.instance(body.instance), free_port(_listen_host(node.advertise_host))
         )
-        return JsonResponse(ticket.model_dump())
+        return JsonResponse(convert.ticket_wire(ticket).model_dump())
 
     @app.post(paths.VM_ACTION.replace("{action}", "shutdown"))
     async def shutdown(_: Authorized, instance_id: int) -> JsonResponse:
@@ -139,13 +140,13 @@ def create_app(
 
     @app.post(paths.VM_ACTION.replace("{action}", "migrate"))
     async def migrate(_: Authorized, instance_id: int, body: s.MigrateIn) -> JsonResponse:
-        stats = await node.migrate(InstanceId(instance_id), body.ticket)
-        return JsonResponse(stats.model_dump())
+        stats = await node.migrate(InstanceId(instance_id), convert.ticket(body.ticket))
+        return JsonResponse(convert.transfer_wire(stats).model_dump())
 
     @app.post(paths.VM_ACTION.replace("{action}", "finishIncoming"))
     async def finish_incoming(_: Authorized, instance_id: int) -> JsonResponse:
         out = await node.finish_incoming(InstanceId(instance_id))
-        return JsonResponse(out.model_dump())
+        return JsonResponse(convert.vm_status_wire(out).model_dump())
 
     @app.post(paths.VM_ACTION.replace("{action}", "call"))
     async def call(_: Authorized, instance_id: int, body: s.VmmCallIn) -> JsonResponse:

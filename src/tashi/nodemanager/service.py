@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Protocol
 
 from tashi.domain.errors import AlreadyExists, BackendFailure, NotFound, TashiError, Unavailable
-from tashi.domain.ids import InstanceId, NetworkId
-from tashi.domain.models import DiskConfig
+from tashi.domain.ids import InstanceId
+from tashi.domain.models import DiskConfig, Instance
+from tashi.domain.nodes import NodeEvent, Ticket, Transfer, VmStatus
 from tashi.images.store import ImageStore
 from tashi.network.base import NetworkDriver
-from tashi.nodeapi.schemas import InstanceWire, MigrationOut, TicketOut, VmEvent, VmOut
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.runtime.tasks import Background
@@ -65,12 +65,12 @@ class DiskPreparer(Protocol):
 
 
 class EventSink(Protocol):
-    def put(self, event: VmEvent) -> None: ...
+    def put(self, event: NodeEvent) -> None: ...
 
 
 @dataclass
 class _Vm:
-    instance: InstanceWire
+    instance: Instance
     disks: Prepared
     vm_id: int = 0
     state: VmState = VmState.starting
@@ -98,7 +98,7 @@ class NodeService:
 
     # --- reading ----------------------------------------------------------------------
 
-    def report(self) -> list[tuple[InstanceWire, int, VmState]]:
+    def report(self) -> list[tuple[Instance, int, VmState]]:
         return [(vm.instance, vm.vm_id, vm.state) for vm in self._vms.values()]
 
     def _get(self, instance_id: InstanceId) -> _Vm:
@@ -107,9 +107,9 @@ class NodeService:
         except KeyError:
             raise NotFound(f"this host runs no VM for instance {instance_id}") from None
 
-    def _out(self, iid: InstanceId) -> VmOut:
+    def _out(self, iid: InstanceId) -> VmStatus:
         vm = self._get(iid)
-        return VmOut(instanceId=iid, vmId=vm.vm_id, state=vm.state.value)
+        return VmStatus(instance_id=iid, vm_id=vm.vm_id, state=vm.state.value)
 
     def _need(self, capability: Capability, what: str) -> None:
         if capability not in self.driver.capabilities:
@@ -117,14 +117,14 @@ class NodeService:
 
     # --- starting ---------------------------------------------------------------------
 
-    async def _nics(self, iid: InstanceId, instance: InstanceWire) -> list[NicSpec]:
+    async def _nics(self, iid: InstanceId, instance: Instance) -> list[NicSpec]:
         return [
-            await self.network.attach(iid, index, NetworkId(nic.network), nic.mac)
+            await self.network.attach(iid, index, nic.network, nic.mac)
             for index, nic in enumerate(instance.nics)
         ]
 
     def _spec(
-        self, iid: InstanceId, instance: InstanceWire, prepared: Prepared, nics: list[NicSpec]
+        self, iid: InstanceId, instance: Instance, prepared: Prepared, nics: list[NicSpec]
     ) -> VmSpec:
         return VmSpec(
             instance_id=iid,
@@ -135,12 +135,12 @@ class NodeService:
             nics=nics,
             state_dir=self.dirs.of(iid),
             boot=prepared.boot,
-            cpu_share=instance.cpuShare,
+            cpu_share=instance.cpu_share,
             hints=instance.hints,
         )
 
-    async def _launch(self, instance: InstanceWire, incoming: MigrationTicket | Path | None) -> _Vm:
-        iid = InstanceId(instance.id)
+    async def _launch(self, instance: Instance, incoming: MigrationTicket | Path | None) -> _Vm:
+        iid = instance.id
         if iid in self._vms:
             raise AlreadyExists(f"instance {iid} already runs on this host")
         self.dirs.create(instance)
@@ -150,7 +150,7 @@ class NodeService:
             # milliseconds of every VM's start, and neither needs the other. Whichever failed,
             # ``_cleanup`` undoes both (detaching taps that were never made is a no-op).
             disks, nics = await asyncio.gather(
-                asyncio.to_thread(self.disks.prepare, iid, _disks_of(instance)),
+                asyncio.to_thread(self.disks.prepare, iid, instance.disks),
                 self._nics(iid, instance),
                 return_exceptions=True,
             )
@@ -168,20 +168,20 @@ class NodeService:
         self._vms[iid] = vm
         return vm
 
-    async def start(self, instance: InstanceWire, resume_from: str | None = None) -> VmOut:
+    async def start(self, instance: Instance, resume_from: str | None = None) -> VmStatus:
         """Start a VM; with ``resume_from`` restore it from a suspend file in the background
         and report ``started`` (or ``failed``) when done."""
         if resume_from is None:
             vm = await self._launch(instance, None)
-            return self._out(InstanceId(vm.instance.id))
+            return self._out(vm.instance.id)
         self._need(Capability.suspend, "restore suspended VMs")
         source = self._suspend_file(resume_from)
         if not source.is_file():
             raise NotFound(f"there is no suspend file {resume_from!r}")
         vm = await self._launch(instance, source)
-        self.dirs.restoring(InstanceId(instance.id), source.name)  # a restart finishes it
-        self._tasks.spawn(self._finish_resume(InstanceId(instance.id), source))
-        return self._out(InstanceId(vm.instance.id))
+        self.dirs.restoring(instance.id, source.name)  # a restart finishes it
+        self._tasks.spawn(self._finish_resume(instance.id, source))
+        return self._out(vm.instance.id)
 
     async def _finish_resume(self, iid: InstanceId, source: Path) -> None:
         try:
@@ -280,13 +280,13 @@ class NodeService:
 
     # --- migration --------------------------------------------------------------------
 
-    async def prepare_incoming(self, instance: InstanceWire, port: int) -> TicketOut:
+    async def prepare_incoming(self, instance: Instance, port: int) -> Ticket:
         self._need(Capability.live_migration, "migrate VMs")
         ticket = MigrationTicket(host=self.advertise_host, port=port)
         await self._launch(instance, ticket)
-        return TicketOut(host=ticket.host, port=ticket.port)
+        return Ticket(host=ticket.host, port=ticket.port)
 
-    async def migrate(self, iid: InstanceId, ticket: TicketOut) -> MigrationOut:
+    async def migrate(self, iid: InstanceId, ticket: Ticket) -> Transfer:
         self._need(Capability.live_migration, "migrate VMs")
         vm = self._get(iid)
         vm.busy = "migrating"
@@ -296,13 +296,13 @@ class NodeService:
             vm.busy = None
             raise
         await self._forget(iid)
-        return MigrationOut(
-            totalSeconds=stats.total_seconds,
-            downtimeMs=stats.downtime_ms,
-            transferredBytes=stats.transferred_bytes,
+        return Transfer(
+            total_seconds=stats.total_seconds,
+            downtime_ms=stats.downtime_ms,
+            transferred_bytes=stats.transferred_bytes,
         )
 
-    async def finish_incoming(self, iid: InstanceId) -> VmOut:
+    async def finish_incoming(self, iid: InstanceId) -> VmStatus:
         """Run a migrated VM. Asked once its source has sent it all, so the VM is here within
         moments; one that has not arrived after ``arrival_wait`` seconds never will (its
         source died before it sent it, say): it is destroyed and this raises."""
@@ -351,9 +351,9 @@ class NodeService:
     def _event(self, iid: InstanceId, kind: str, detail: str = "") -> None:
         vm = self._vms.get(iid)
         self.events.put(
-            VmEvent(
-                instanceId=iid,
-                vmId=vm.vm_id if vm else None,
+            NodeEvent(
+                instance_id=iid,
+                vm_id=vm.vm_id if vm else None,
                 kind=kind,
                 detail=detail,
                 at=self.now(),
@@ -381,7 +381,7 @@ class NodeService:
                 await self._cleanup(iid, None)
                 await asyncio.to_thread(self.disks.discard, iid)
                 continue
-            prepared = await asyncio.to_thread(self.disks.adopt, iid, _disks_of(instance))
+            prepared = await asyncio.to_thread(self.disks.adopt, iid, instance.disks)
             status = alive[iid]
             vm = _Vm(instance, prepared, vm_id=status.vm_id, state=status.state)
             self._vms[iid] = vm
@@ -418,7 +418,3 @@ class NodeService:
 
     async def close(self) -> None:
         await self._tasks.cancel()
-
-
-def _disks_of(instance: InstanceWire) -> list[DiskConfig]:
-    return [DiskConfig(uri=d.uri, persistent=d.persistent) for d in instance.disks]

@@ -1,8 +1,9 @@
 """The node manager's per-VM directories: ``<stateDir>/vms/<instanceId>/``.
 
-Each holds ``instance.json`` (the instance as the cluster manager sent it) beside whatever the
-VMM driver keeps there (sockets, serial log, its own state file), and, while a resumed VM is
-being restored, ``restoring`` (the suspend file's name). The directories are the node manager's
+Each holds ``instance.json`` (the instance as the cluster manager sent it, kept in the node
+API's wire form through ``nodeapi.convert``) beside whatever the VMM driver keeps there
+(sockets, serial log, its own state file), and, while a resumed VM is being restored,
+``restoring`` (the suspend file's name). The directories are the node manager's
 memory across restarts: what exists here is what it re-attaches to, and a restore it finds
 there is finished.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from tashi.domain.errors import BackendFailure, Dependency
 from tashi.domain.ids import InstanceId
-from tashi.nodeapi.schemas import InstanceWire
+from tashi.domain.models import Instance
+from tashi.nodeapi import convert
 
 _INSTANCE = "instance.json"
 _RESTORING = "restoring"
@@ -29,11 +31,11 @@ class VmDirs:
     def of(self, instance_id: InstanceId) -> Path:
         return self.root / str(int(instance_id))
 
-    def create(self, instance: InstanceWire) -> Path:
-        path = self.of(InstanceId(instance.id))
+    def create(self, instance: Instance) -> Path:
+        path = self.of(instance.id)
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path / (_INSTANCE + ".new")
-        tmp.write_text(instance.model_dump_json())
+        tmp.write_text(convert.instance_json(instance))
         os.replace(tmp, path / _INSTANCE)
         return path
 
@@ -49,9 +51,9 @@ class VmDirs:
             return None
         return name if name not in ("", ".") else None
 
-    def instance(self, instance_id: InstanceId) -> InstanceWire | None:
+    def instance(self, instance_id: InstanceId) -> Instance | None:
         try:
-            return InstanceWire.model_validate_json((self.of(instance_id) / _INSTANCE).read_text())
+            return convert.instance_from_json((self.of(instance_id) / _INSTANCE).read_text())
         except (OSError, ValueError):
             return None
 

@@ -5,7 +5,7 @@
   from any one keeps the lease (``lease.HostLease``).
 * ``WitnessBook``: this host as a witness of others. It grants every request that carries a
   valid token (``nodeapi.peering``) and remembers when it last did, per host, on its monotonic
-  clock; the cluster manager asks it (``GrantOut``) before it restarts a silent host's VMs.
+  clock; the cluster manager asks it (``Grant``) before it restarts a silent host's VMs.
   Nothing is persisted: a witness that restarts says how long it has been up, and the cluster
   manager does not count on its word until that is longer than a lease.
 """
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Protocol
 
 from tashi.domain.errors import NotAuthenticated, TashiError
+from tashi.domain.ids import HostId
+from tashi.domain.nodes import Grant, Witness
 from tashi.nodeapi import peering
-from tashi.nodeapi.schemas import GrantOut, WitnessWire
 from tashi.nodemanager.lease import HostLease, witness_key
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,12 @@ class WitnessBook:
         self._granted[host_id] = self._monotonic()
         return True
 
-    def report(self, host_id: int) -> GrantOut:
+    def report(self, host_id: HostId) -> Grant:
         now = self._monotonic()
         last = self._granted.get(host_id)
-        return GrantOut(
-            hostId=host_id,
-            lastGrantAge=None if last is None else round(now - last, 3),
+        return Grant(
+            host_id=host_id,
+            last_grant_age=None if last is None else round(now - last, 3),
             uptime=round(now - self._started, 3),
         )
 
@@ -82,8 +83,8 @@ class WitnessPort(Protocol):
     async def close(self) -> None: ...
 
 
-def _http_client(witness: WitnessWire) -> WitnessPort:
-    return peering.WitnessClient(witness.endpoint, witness.token, witness_id=witness.hostId)
+def _http_client(witness: Witness) -> WitnessPort:
+    return peering.WitnessClient(witness.endpoint, witness.token, witness_id=witness.host_id)
 
 
 class Renewer:
@@ -91,7 +92,7 @@ class Renewer:
         self,
         lease: HostLease,
         monotonic: Callable[[], float] = time.monotonic,
-        connect: Callable[[WitnessWire], WitnessPort] = _http_client,
+        connect: Callable[[Witness], WitnessPort] = _http_client,
     ) -> None:
         self._lease = lease
         self._monotonic = monotonic
@@ -109,25 +110,25 @@ class Renewer:
         results = await asyncio.gather(*(self._ask(w, host_id) for w in witnesses.hosts))
         return sum(results)
 
-    async def _ask(self, witness: WitnessWire, host_id: int) -> bool:
+    async def _ask(self, witness: Witness, host_id: int) -> bool:
         client = await self._client(witness)
         sent = self._monotonic()
         try:
             granted = await client.renew(host_id)
         except TashiError as exc:
-            if witness.hostId not in self._failing:
-                self._failing.add(witness.hostId)
-                log.warning("witness host %d did not grant: %s", witness.hostId, exc.message)
+            if witness.host_id not in self._failing:
+                self._failing.add(witness.host_id)
+                log.warning("witness host %d did not grant: %s", witness.host_id, exc.message)
             return False
-        if witness.hostId in self._failing:
-            self._failing.discard(witness.hostId)
-            log.info("witness host %d grants again", witness.hostId)
+        if witness.host_id in self._failing:
+            self._failing.discard(witness.host_id)
+            log.info("witness host %d grants again", witness.host_id)
         if granted:
-            self._lease.grant(witness_key(witness.hostId), sent)
+            self._lease.grant(witness_key(witness.host_id), sent)
         return granted
 
-    async def _client(self, witness: WitnessWire) -> WitnessPort:
-        known = self._clients.get(witness.hostId)
+    async def _client(self, witness: Witness) -> WitnessPort:
+        known = self._clients.get(witness.host_id)
         if known is not None and (known.endpoint, known.bearer) == (
             witness.endpoint,
             witness.token,
@@ -136,11 +137,11 @@ class Renewer:
         if known is not None:
             await known.close()
         client = self._connect(witness)
-        self._clients[witness.hostId] = client
+        self._clients[witness.host_id] = client
         return client
 
-    async def _retire(self, current: tuple[WitnessWire, ...]) -> None:
-        keep = {w.hostId for w in current}
+    async def _retire(self, current: tuple[Witness, ...]) -> None:
+        keep = {w.host_id for w in current}
         for host_id in [h for h in self._clients if h not in keep]:
             await self._clients.pop(host_id).close()
             self._failing.discard(host_id)
