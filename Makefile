@@ -30,13 +30,14 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh | packages
 
 bootstrap: packages $(STAMP) ## install everything missing: Debian packages, .venv, the project
 
-# The guest image first, with its progress lines: on a clean machine its kernel takes minutes to
-# compile, which a test's fixture would otherwise do without a word.
-test: bootstrap image ## run the whole test suite (what .ci/run runs)
-	@$(call run_pytest)
-
-check: bootstrap ## format check, lint, mypy (strict on src/), import layers, tests; reports all
+# Every check, in this order, each run even when one before it failed (-k), so one run reports
+# all that is wrong; make fails if any check failed. pytest comes last, so its closing line is the
+# run's last. The guest image first, with its progress lines: on a clean machine its kernel takes
+# minutes to compile, which a test's fixture would otherwise do without a word.
+test: bootstrap image ## ruff (lint, format), mypy, import layers, pytest: all reported, any fails it
 	@$(MAKE) -k check-format check-lint check-types check-imports check-tests
+
+check: test ## the same as make test (what .ci/run runs)
 
 check-format:
 	$(BIN)/ruff format --check .
