@@ -116,6 +116,7 @@ async def run(settings: Settings) -> None:
         username=access.username,
         password=access.password,
     )
+    outbox = Outbox(state_dir)  # the node's events, sent by the reporter
     node = NodeService(
         driver=driver,
         network=network,
@@ -123,7 +124,7 @@ async def run(settings: Settings) -> None:
         dirs=VmDirs(svc.state_dir / "vms"),
         suspend_dir=settings.vfs.prefix / "suspend",
         images_dir=store.images_dir,
-        events=_Deferred(),
+        events=outbox,
         now=SystemClock().now,
         advertise_host=_host_of(me.endpoint),
         shutdown_grace=settings.qemu.shutdown_grace,
@@ -137,11 +138,10 @@ async def run(settings: Settings) -> None:
         lambda: (memory, cores),
         lease=lease,
         marks=marks,
-        outbox=Outbox(state_dir),
+        outbox=outbox,
         network=network,
     )
     renewer = Renewer(lease)
-    node.events = reporter
     await driver.open()
     recovered = await node.recover()
     log.info("re-attached to %d running VM(s)", len(recovered))
@@ -172,14 +172,6 @@ async def run(settings: Settings) -> None:
 async def _lease_pass(reporter: Reporter, guard: watchdog.Keeper) -> None:
     await reporter.fence_if_expired()
     guard.ensure()
-
-
-class _Deferred:
-    """Events raised before the reporter exists (during recovery) are logged, not lost:
-    the first heartbeat reports every VM anyway."""
-
-    def put(self, event: object) -> None:
-        log.info("event before registration: %s", event)
 
 
 def _host_of(endpoint: str) -> str:

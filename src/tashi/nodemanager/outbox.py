@@ -17,6 +17,7 @@ manager, which is the point; a host that loses power loses its VMs with them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections import deque
@@ -37,6 +38,9 @@ class Outbox:
         self._pending: deque[tuple[Path, NodeEvent]] = deque(self._load())
         last = self._pending[-1][0] if self._pending else None
         self._next = int(last.stem) + 1 if last is not None else 0
+        #: Set by ``put``: there are events to send (the sender clears it). Not at start: what
+        #: an earlier run left goes once the node has registered (``Reporter.register``).
+        self.ready = asyncio.Event()
 
     def _load(self) -> list[tuple[Path, NodeEvent]]:
         found: list[tuple[Path, NodeEvent]] = []
@@ -61,6 +65,7 @@ class Outbox:
         tmp.write_bytes(convert.event_json(event).encode())
         os.replace(tmp, path)
         self._pending.append((path, event))
+        self.ready.set()
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -86,13 +86,12 @@ class Reporter:
         self._monotonic = monotonic
         self._network = network  # told the other hosts' underlay addresses (``peers``)
         self._outbox = outbox
-        self._wake = asyncio.Event()  # what is owed from before a restart goes at registration
         self.host_id: HostId | None = None
         self._fence_logged: float | None = None  # the deadline whose fence was logged
 
     def put(self, event: NodeEvent) -> None:
+        """Queue ``event`` (the node service puts its events in the outbox itself)."""
         self._outbox.put(event)
-        self._wake.set()
 
     def _reports(self, fenced: list[int]) -> tuple[VmReport, ...]:
         """This host's VMs, but those reported ``fenced`` in the same message: a VM marked
@@ -133,7 +132,7 @@ class Reporter:
         )
         self.host_id = reply.host_id
         if len(self._outbox):
-            self._wake.set()  # events put before the registration go now, not with the next
+            self._outbox.ready.set()  # events put before the registration go now
         self._granted(sent, reply, fenced)
         await self._learn_peers(reply.peers)
         log.info(
@@ -240,11 +239,11 @@ class Reporter:
     async def send_events_forever(self, retry: float) -> None:
         """Supervised loop: send events as they come; on failure retry after ``retry``."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await self._outbox.ready.wait()
+            self._outbox.ready.clear()
             try:
                 await self.flush()
             except TashiError as exc:
                 log.warning("could not send %d VM event(s): %s", len(self._outbox), exc.message)
                 await asyncio.sleep(retry)
-                self._wake.set()
+                self._outbox.ready.set()
