@@ -7,10 +7,11 @@ order, checks each claim with ``claims.check`` (the members moved earlier in the
 on their host, since the unit sees its own writes) and moves every member, stamping them with
 one start token (``domain/hints.py``); one refusal rolls all back. The members are then started
 concurrently through the node gateway. ``teardown`` stops the VMs of the other members of that
-start and holds every one with one reason; it is what ``InstanceService`` calls when a member's
-start fails, and what the node reports call when a member fails or exits while its start is
-still under way. Once every member of a start has run, the members are independent: one that
-fails, exits or is restarted by HA later (placed alone with ``activateVm``) leaves the others be.
+start and holds every one with one reason. It runs on the event hub's ``StartFailed`` (a
+member's start failed: ``start_failed``) and ``VmStopped`` (a member failed or exited while
+its start is still under way: ``vm_stopped``), to which ``service.build_service`` subscribes
+it. Once every member of a start has run, the members are independent: one that fails, exits
+or is restarted by HA later (placed alone with ``activateVm``) leaves the others be.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tashi.clustermanager import claims, refs
 from tashi.clustermanager.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.diskcopy import needs_copy
+from tashi.clustermanager.events import StartFailed, VmStopped
 from tashi.clustermanager.instances import InstanceService
 from tashi.clustermanager.membership import members, start_mates, still_starting, waiting
 from tashi.domain.clock import Clock
@@ -51,7 +53,6 @@ class GroupService:
         self._db = db
         self._instances = instances
         self._clock = clock
-        instances.on_start_failed = self.teardown
 
     async def activate_group(
         self, caller: Principal, placements: Sequence[tuple[str, str]]
@@ -99,6 +100,16 @@ class GroupService:
         if failures:
             raise failures[0]
         return [r for r in results if isinstance(r, Instance)]
+
+    async def start_failed(self, event: StartFailed) -> None:
+        """A node did not start an instance: a grouped one's start is torn down."""
+        if event.instance.group_name is not None:
+            await self.teardown(event.instance, event.why)
+
+    async def vm_stopped(self, event: VmStopped) -> None:
+        """A node reports that a VM failed or exited: see ``member_stopped``."""
+        if event.instance.group_name:
+            await self.member_stopped(event.instance, event.why)
 
     async def member_stopped(self, inst: Instance, why: str) -> None:
         """The node reports that ``inst`` (as it was before the report) failed or exited: if

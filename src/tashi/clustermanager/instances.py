@@ -19,6 +19,7 @@ from tashi.clustermanager import claims, membership, refs
 from tashi.clustermanager.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.diskcopy import DiskCopies, needs_copy
+from tashi.clustermanager.events import StartFailed
 from tashi.clustermanager.images import ImageService
 from tashi.clustermanager.migration import (
     TARGET_HINT,
@@ -54,6 +55,7 @@ from tashi.domain.models import (
 )
 from tashi.domain.operations import InstanceQuery, VmRequest
 from tashi.domain.states import Action, InstanceState, next_state
+from tashi.runtime.hub import EventHub
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
@@ -77,16 +79,15 @@ class InstanceService:
         rules: InstanceRules,
         images: ImageService,
         suspends: SuspendArea,
+        hub: EventHub,
     ) -> None:
         self._db = db
+        self._hub = hub  # told of failed starts (``events.StartFailed``)
         self._nodes = nodes
         self._clock = clock
         self._rules = rules
         self.rules = rules
         self.nodes = nodes
-        #: Called when a start fails (``groups.GroupService.teardown``): the instance as it
-        #: was started and why it failed.
-        self.on_start_failed: Callable[[Instance, str], Awaitable[None]] | None = None
         #: Instances whose start (or restore) a node manager has been asked for and has not
         #: answered yet: node reports leave them to that answer (``reconcile.plan``).
         self.awaited: set[InstanceId] = set()
@@ -421,8 +422,8 @@ class InstanceService:
     async def start_on(self, starting: Instance, host: Host) -> Instance:
         """Ask ``host``'s node to start (or restore) an instance placed there; Running (or
         Resuming until the restore reports) once it runs. A failed start holds it with the
-        reason (and a history line) and tears down the members placed with it
-        (``on_start_failed``: none when it was placed alone)."""
+        reason (and a history line) and publishes ``StartFailed``, on which the members placed
+        with it are torn down (``groups.GroupService.start_failed``)."""
         source = resume_source(starting.hints)
         self.awaited.add(starting.id)  # until the node's answer is stored
         try:
@@ -443,8 +444,7 @@ class InstanceService:
                         f"{starting.state.name} -> Held: {why}: {exc.message}",
                     ),
                 )
-                if self.on_start_failed is not None and starting.group_name is not None:
-                    await self.on_start_failed(starting, exc.message)
+                await self._hub.publish(StartFailed(starting, exc.message))
                 raise
             return await self._move(starting, Action.started, vm_id=vm_id)
         finally:

@@ -11,12 +11,14 @@ simply loses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from tashi.clustermanager.auth import require_role
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.events import VmStopped
 from tashi.clustermanager.nodes import NodeGateway
 from tashi.clustermanager.reconcile import Decision, Observed, Seen, plan
 from tashi.clustermanager.suspends import SuspendArea, may_hold_a_file
@@ -44,6 +46,7 @@ from tashi.domain.states import (
     InstanceState,
     next_state,
 )
+from tashi.runtime.hub import EventHub
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,13 @@ class NodeRules:
     host_lease: float = 0.0  # HA lease granted with each heartbeat reply (0: none)
 
 
+class ReportedHosts(Protocol):
+    async def after_report(self, host: Host, reported: set[int], fenced: Sequence[int]) -> None:
+        """Told of a host that reports or registers again (as stored before the report), the
+        instance ids it reports and those it says it fenced, before the report is reconciled
+        (``ha.HighAvailability``: what it fenced runs elsewhere). A failure fails the report."""
+
+
 class NodeReports:
     def __init__(
         self,
@@ -80,6 +90,10 @@ class NodeReports:
         nodes: NodeGateway,
         witnesses: WitnessDesk,
         suspends: SuspendArea,
+        *,
+        reported: ReportedHosts,
+        awaited: Collection[InstanceId],
+        hub: EventHub,
     ) -> None:
         self._db = db
         self._suspends = suspends
@@ -87,17 +101,13 @@ class NodeReports:
         self._rules = rules
         self._nodes = nodes
         self._witnesses = witnesses
-        #: Told of a host that reports or registers again (as stored before the report), the
-        #: instance ids it reports and those it says it fenced (``ha.HighAvailability.
-        #: after_report``), before the report is reconciled.
-        self.on_report: Callable[[Host, set[int], Sequence[int]], Awaitable[object]] | None = None
-        #: Told of a grouped instance (as it was) whose VM failed or exited, with the detail
-        #: (``groups.GroupService.member_stopped``: a group still starting is torn down).
-        self.on_member_stopped: Callable[[Instance, str], Awaitable[None]] | None = None
+        self._reported = reported
+        #: Told of an instance (as it was) whose VM failed or exited (``events.VmStopped``).
+        self._hub = hub
         self._hosts_seen: tuple[int, list[Host]] | None = None  # (hosts_version, the hosts)
-        #: Instances whose start a node has not answered yet (``InstanceService.awaited``):
-        #: reports leave them alone (``reconcile.plan``).
-        self.awaited: Collection[InstanceId] = frozenset()
+        #: Instances whose start a node has not answered yet (``InstanceService.awaited``, the
+        #: same set, live): reports leave them alone (``reconcile.plan``).
+        self._awaited = awaited
 
     def _state_for(self, host: Host, version: str) -> HostState:
         if version != self._rules.version and not self._rules.allow_mismatched_versions:
@@ -159,8 +169,9 @@ class NodeReports:
                 body.version,
                 self._rules.version,
             )
-        if self.on_report is not None:
-            await self.on_report(before[-1], {r.instance.id for r in body.vms}, body.fenced)
+        await self._reported.after_report(
+            before[-1], {r.instance.id for r in body.vms}, body.fenced
+        )
         await self._reconcile(host.id, body.vms)
         return Acknowledged(
             host_id=host.id,
@@ -217,8 +228,7 @@ class NodeReports:
             )
             return updated, witnesses
 
-        if self.on_report is not None:
-            await self.on_report(host, {r.instance.id for r in body.vms}, body.fenced)
+        await self._reported.after_report(host, {r.instance.id for r in body.vms}, body.fenced)
         was_up = host.up
         host, witnesses = await self._db.write(run)
         if not was_up:
@@ -290,9 +300,8 @@ class NodeReports:
         before = await self._db.write(run)
         if before is None and event.kind == "suspended":
             await self._orphaned_suspend(event)
-        stopped = action in (Action.start_failed, Action.exited)
-        if before is not None and stopped and before.group_name and self.on_member_stopped:
-            await self.on_member_stopped(before, event.detail or event.kind)
+        if before is not None and action in (Action.start_failed, Action.exited):
+            await self._hub.publish(VmStopped(before, event.detail or event.kind))
 
     async def _orphaned_suspend(self, event: NodeEvent) -> None:
         """A suspend the node finished for an instance that no longer waits for it (destroyed
@@ -317,7 +326,7 @@ class NodeReports:
         def run(tx: Transaction) -> tuple[list[InstanceId], list[InstanceId]]:
             stored = tx.instances.find(InstanceFilter(host_id=host_id, states=_RESIDENT))
             decisions, strangers = plan(
-                stored, seen, now=now, grace=self._rules.grace, awaited=self.awaited
+                stored, seen, now=now, grace=self._rules.grace, awaited=self._awaited
             )
             for decision in decisions:
                 current = next((i for i in stored if i.id == decision.instance_id), None)

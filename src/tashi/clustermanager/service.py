@@ -1,7 +1,10 @@
 """``ClusterService``: the cluster manager's operations, one service per noun, wired together.
 
 Front-ends receive a ``ClusterService`` and call one method per request; composition roots
-(``daemons/cm.py``, tests) build it with ``build_service``.
+(``daemons/cm.py``, tests) build it with ``build_service``. Every collaborator is handed over
+when its user is built; what several parts react to goes through the event hub
+(``ClusterService.events``, ``clustermanager.events``), and ``_subscribe`` is the one table of
+who reacts to what inside the cluster manager.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from tashi.clustermanager.batches import BatchService
 from tashi.clustermanager.claims import OverRates
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.deadlines import Deadlines
+from tashi.clustermanager.events import StartFailed, VmStopped
 from tashi.clustermanager.groups import GroupService
 from tashi.clustermanager.ha import HighAvailability
 from tashi.clustermanager.history import HistoryRetention
@@ -37,6 +41,7 @@ from tashi.domain.ids import NetworkId
 from tashi.domain.states import InstanceState
 from tashi.domain.validation import Limits
 from tashi.images.store import ImageStore
+from tashi.runtime.hub import EventHub
 from tashi.storage.contract import InstanceFilter, Store
 
 
@@ -58,6 +63,8 @@ class ClusterService:
     ha: HighAvailability
     addresses: AddressService
     history: HistoryRetention
+    #: What the services publish (``clustermanager.events``): subscribe here to react.
+    events: EventHub
 
     async def instance_counts(self) -> dict[InstanceState, int]:
         """Instances per state, for ``/metrics``."""
@@ -86,7 +93,8 @@ def build_service(
     db_workers: int = 8,
 ) -> ClusterService:
     clock = clock or SystemClock()
-    db = Database(store, workers=db_workers)
+    hub = EventHub()
+    db = Database(store, workers=db_workers, hub=hub)
     svc, cm = settings.cluster_manager_service, settings.cluster_manager
     images = ImageStore(settings.vfs.prefix)
     rules = InstanceRules(
@@ -111,9 +119,10 @@ def build_service(
     gateway = nodes(db) if nodes is not None else NoNodeManagers()
     image_service = ImageService(images, db, clock)
     suspends = SuspendArea(settings.vfs.prefix)
-    instances = InstanceService(db, gateway, clock, rules, image_service, suspends)
+    instances = InstanceService(db, gateway, clock, rules, image_service, suspends, hub)
     groups = GroupService(db, instances, clock)
     desk = WitnessDesk(gateway, svc.lease_witnesses, svc.host_lease_time, svc.restart_margin)
+    ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk, suspends)
     reports = NodeReports(
         db,
         clock,
@@ -129,11 +138,11 @@ def build_service(
         gateway,
         witnesses=desk,
         suspends=suspends,
+        reported=ha,
+        awaited=instances.awaited,  # the same set, live
+        hub=hub,
     )
-    reports.on_member_stopped = groups.member_stopped
-    reports.awaited = instances.awaited  # the same set, live
-    ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk, suspends)
-    reports.on_report = ha.after_report
+    _subscribe(hub, groups)
     return ClusterService(
         db=db,
         auth=auth,
@@ -153,4 +162,11 @@ def build_service(
         ha=ha,
         addresses=AddressService(db, clock),
         history=HistoryRetention(db, clock, cm.history_lifetime, cm.history_per_instance),
+        events=hub,
     )
+
+
+def _subscribe(hub: EventHub, groups: GroupService) -> None:
+    """Who reacts to what, inside the cluster manager (in this order for each event)."""
+    hub.subscribe(StartFailed, groups.start_failed)  # a group still starting is torn down
+    hub.subscribe(VmStopped, groups.vm_stopped)  # ... and so when a member's VM ends

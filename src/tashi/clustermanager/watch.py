@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
+from tashi.clustermanager.events import HostDown, HostUp, InstanceStateChanged
+from tashi.domain.states import InstanceState
 from tashi.storage.contract import Transaction
 
 # Repository methods that change instances or what a scheduler sees of hosts.
@@ -71,18 +74,25 @@ class ChangeFeed:
 
 
 class Watched:
-    """A write transaction that notes whether it touched instances (or hosts, as above).
+    """A write transaction that notes whether it touched instances (or hosts, as above), and
+    the events it recorded (``clustermanager.events``: instance state changes, hosts going up
+    or down) that someone listens to (``wants``).
 
-    Wraps the store's transaction; ``changed`` is read after the commit."""
+    Wraps the store's transaction; ``changed`` and ``recorded`` are read after the commit."""
 
-    def __init__(self, tx: Transaction) -> None:
+    def __init__(self, tx: Transaction, wants: Callable[[type[Any]], bool] | None = None) -> None:
         self._tx = tx
+        self._wants = wants or (lambda kind: False)
         self.changed = False
         self.hosts_changed = False
+        self.recorded: list[object] = []
+
+    def wants(self, kind: type[Any]) -> bool:
+        return self._wants(kind)
 
     @property
     def instances(self) -> Any:
-        return _Repository(self, self._tx.instances, _INSTANCE_WRITES)
+        return _Instances(self, self._tx.instances, _INSTANCE_WRITES)
 
     @property
     def hosts(self) -> Any:
@@ -104,6 +114,44 @@ class _Repository:
         return getattr(self._inner, name)
 
 
+class _Instances(_Repository):
+    """Notes every state change of an instance (``InstanceStateChanged``)."""
+
+    def _note(self, previous: InstanceState | None, current: Any, removed: Any = None) -> None:
+        if not self._owner.wants(InstanceStateChanged):
+            return
+        if removed is not None:
+            event = InstanceStateChanged(removed, previous, InstanceState.Exited, None)
+        elif previous is current.state:
+            return
+        else:
+            event = InstanceStateChanged(current.id, previous, current.state, current)
+        self._owner.recorded.append(event)
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        self._owner.changed = True
+        added = self._inner.add(*args, **kwargs)
+        self._note(None, added)
+        return added
+
+    def adopt(self, *args: Any, **kwargs: Any) -> Any:
+        self._owner.changed = True
+        adopted = self._inner.adopt(*args, **kwargs)
+        self._note(None, adopted)
+        return adopted
+
+    def transition(self, instance_id: Any, expected: InstanceState, *args: Any, **kw: Any) -> Any:
+        self._owner.changed = True
+        moved = self._inner.transition(instance_id, expected, *args, **kw)
+        self._note(expected, moved)
+        return moved
+
+    def remove(self, instance_id: Any, expected: InstanceState) -> None:
+        self._owner.changed = True
+        self._inner.remove(instance_id, expected)
+        self._note(expected, None, removed=instance_id)
+
+
 class _Hosts(_Repository):
     def __getattr__(self, name: str) -> Any:
         if name in self._writes:
@@ -113,9 +161,16 @@ class _Hosts(_Repository):
     def update(self, host_id: Any, **fields: Any) -> Any:
         owner = self._owner
         given = {f for f in (*_HOST_FIELDS, *_PEER_FIELDS) if fields.get(f) is not None}
-        if given and not (owner.changed and owner.hosts_changed):
+        told = fields.get("up") is not None and (owner.wants(HostUp) or owner.wants(HostDown))
+        before = None
+        if told or (given and not (owner.changed and owner.hosts_changed)):
             before = self._inner.get(host_id)
             moved = {f for f in given if fields[f] != getattr(before, f)}
             owner.changed |= bool(moved & set(_HOST_FIELDS))
             owner.hosts_changed |= bool(moved & set(_PEER_FIELDS))
-        return self._inner.update(host_id, **fields)
+        updated = self._inner.update(host_id, **fields)
+        if told and before is not None and before.up != updated.up:
+            kind = HostUp if updated.up else HostDown
+            if owner.wants(kind):
+                owner.recorded.append(kind(updated))
+        return updated
