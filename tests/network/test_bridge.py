@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from tashi.config.network import BridgeSettings
+from tashi.devcluster.processes import stop_child, wait_for
 from tashi.domain.errors import BackendFailure, InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network.bridge import BridgeDriver
@@ -226,20 +226,7 @@ def qemu_in(netns: str, *netdev: str) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def wait_until(check: Any, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        stop_child(process, 10)
 
 
 async def test_qemu_runs_the_ifup_script_with_the_tap_name(netns: str, tmp_path: Path) -> None:
@@ -252,7 +239,12 @@ async def test_qemu_runs_the_ifup_script_with_the_tap_name(netns: str, tmp_path:
         await nets.close()
     netdev = f"tap,id=n0,ifname={spec.tap},script={spec.ifup_script},downscript=no"
     with qemu_in(netns, netdev) as qemu:
-        wait_until(lambda: links(netns).get(spec.tap, {}).get("master") == "vmbr", "the script")
+        wait_for(
+            "the script",
+            lambda: links(netns).get(spec.tap, {}).get("master") == "vmbr",
+            15.0,
+            error=AssertionError,
+        )
         assert qemu.poll() is None
         assert log.read_text() == f"{spec.tap}\n"
         assert links(netns)[spec.tap]["linkinfo"]["info_data"]["persist"] is False
@@ -274,7 +266,7 @@ async def test_qemu_opens_the_drivers_tap_by_name(netns: str, tmp_path: Path) ->
                 found = links(netns)
                 return all("LOWER_UP" in found[s.tap]["flags"] for s in (first, second))
 
-            wait_until(carrier, "QEMU to open both taps")
+            wait_for("QEMU to open both taps", carrier, 15.0, error=AssertionError)
             assert qemu.poll() is None
         found = links(netns)
         assert "LOWER_UP" not in found[first.tap]["flags"]  # persistent: outlives QEMU

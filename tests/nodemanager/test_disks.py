@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tashi.devcluster.processes import stop_child
 from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState, NotFound
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
@@ -349,12 +350,7 @@ def qemu_on(image: Path, fmt: str) -> Iterator[subprocess.Popen[bytes]]:
             time.sleep(0.05)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_child(process, 10)
 
 
 def qemu_argv(image: Path, fmt: str) -> list[str]:

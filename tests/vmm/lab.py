@@ -21,13 +21,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 from tashi.config.nodemanager import QemuSettings
+from tashi.devcluster.processes import wait_for
 from tashi.domain.ids import InstanceId
 from tashi.images import boot, markers
 from tashi.vmm.base import BootSpec, DiskSpec, NicSpec, VmEvent, VmmCall, VmmDriver, VmSpec
@@ -126,7 +125,7 @@ class Lab:
             FakeDriver.kill_offline(state_dir)
         else:
             os.kill(pid, signal.SIGKILL)
-            wait_until(partial(_gone, pid), 10.0, f"pid {pid} to die")
+            wait_for(f"pid {pid} to die", partial(_gone, pid), 10.0, 0.02, error=AssertionError)
 
     def leftovers(self) -> list[str]:
         found = [f"qemu pid {pid}" for pid in qemus_under(self.root)]
@@ -143,7 +142,7 @@ class Lab:
         """Stop, by pid, whatever a failing test left running."""
         for pid in qemus_under(self.root):
             os.kill(pid, signal.SIGKILL)
-            wait_until(partial(_gone, pid), 10.0, f"pid {pid} to die")
+            wait_for(f"pid {pid} to die", partial(_gone, pid), 10.0, 0.02, error=AssertionError)
         for group in self._groups():
             group.rmdir()
 
@@ -187,14 +186,6 @@ def qemus_under(root: Path) -> list[int]:
         if argv[0].endswith(b"qemu-system-x86_64") and named and _alive(int(entry.name)):
             pids.append(int(entry.name))
     return pids
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 # --- async helpers over the contract ---------------------------------------------------
