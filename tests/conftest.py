@@ -4,6 +4,8 @@ Database servers (``tests/fixtures/dbservers.py``): ``postgres_server`` and ``ma
 (one real server per session, started on first use), ``fresh_database(kind)`` and
 ``db_url(kind)`` (a new empty database of kind ``"sqlite"``, ``"postgres"`` or ``"mariadb"``),
 ``own_server`` (a server of the test's own, of each kind in turn, which it may halt and restart).
+
+The tiny guest (``tests/fixtures/images.py``): ``tiny_image``, built once per session.
 """
 
 from __future__ import annotations
@@ -15,3 +17,4 @@ from tests.fixtures.dbservers import (  # noqa: F401  (imported to register the 
     own_server,
     postgres_server,
 )
+from tests.fixtures.images import tiny_image  # noqa: F401  (imported to register the fixture)

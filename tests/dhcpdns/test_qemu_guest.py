@@ -22,11 +22,9 @@ from tashi.config.network import BridgeSettings, DhcpDnsSettings
 from tashi.dhcpdns.backends.base import HostEntry
 from tashi.dhcpdns.backends.dnsmasq import DnsmasqBackend, DnsmasqServer
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.guestimage import builder
 from tashi.images import markers
 from tashi.network.bridge import BridgeDriver
 from tests.dhcpdns.test_dnsmasq_real import QUERY, in_ns, namespaces
-from tests.images.conftest import IMAGE_DIR
 from tests.images.guests import Nic, require_programs, running
 
 pytestmark = pytest.mark.anyio
@@ -34,14 +32,6 @@ pytestmark = pytest.mark.anyio
 N9 = NetworkId(9)
 SERVER, GUEST, GUEST1 = "198.19.9.1", "198.19.9.42", "198.19.9.43"
 MAC, MAC1 = "52:54:00:09:00:2a", "52:54:00:09:00:2b"
-
-
-@pytest.fixture(scope="module")
-def tiny_image() -> Path:
-    lines: list[str] = []
-    result = builder.build(builder.BuildOptions(out_dir=IMAGE_DIR), say=lines.append)
-    assert builder.is_complete(result.image), "\n".join(lines)
-    return result.image
 
 
 def ask(netns: str, kind: str, name: str) -> str:

@@ -19,17 +19,11 @@ from tashi.api.schemas import NetworkIn, UserIn
 from tashi.guestimage import bootable, builder
 from tashi.images import boot
 from tests.e2e.harness import Cluster, wait_for
+from tests.fixtures import images
 from tests.scheduler import live
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_image() -> Path:
-    lines: list[str] = []
-    result = builder.build(builder.BuildOptions(out_dir=REPO / "var" / "images"), say=lines.append)
-    assert builder.is_complete(result.image), "\n".join(lines)
-    return result.image
+tiny_image = images.tiny_image  # the session fixture, for the test packages that import it here
 
 
 @pytest.fixture(scope="session")
