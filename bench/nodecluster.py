@@ -1,9 +1,9 @@
 """The node benchmarks' system under test: a real ``tashi-cm`` and ``tashi-nm`` processes whose
 QEMU driver boots the tiny guest under TCG, all on this machine and on loopback.
 
-The shape is the end-to-end tests' (``tests/e2e/harness.py``; both use the one process harness
-``tashi.devcluster.processes``), without pytest, and with what a
-benchmark that can be interrupted needs: each daemon runs in a session of its own (a Ctrl-C
+It is the shared harness's ``tashi.devcluster.harness.Loopback``, as the end-to-end tests'
+cluster is (``tests/e2e/harness.py``), run in the style a benchmark that can be interrupted
+needs: each daemon runs in a session of its own (a Ctrl-C
 reaches only the benchmark, which then stops them in order), waits have deadlines and raise
 ``BenchError``, and ``stop()`` leaves nothing behind: every instance destroyed through the
 cluster manager, the node managers and the cluster manager stopped by pid, any qemu still
@@ -15,8 +15,6 @@ through the client SDK and read the files the driver writes (``VmPaths``).
 
 from __future__ import annotations
 
-import configparser
-import contextlib
 import secrets
 import shutil
 import sys
@@ -29,24 +27,24 @@ import httpx
 
 from bench.cluster import BenchError, Workspace
 from tashi.api import paths
-from tashi.api.schemas import NetworkIn, UserIn
-from tashi.client.sdk import TashiClient
+from tashi.api.schemas import NetworkIn
 from tashi.devcluster import processes
+from tashi.devcluster.harness import Loopback, Style, start_manager
 from tashi.devcluster.processes import Daemon, rss_mb, stop_pid
 from tashi.guestimage import builder
-from tashi.runtime.ports import free_port
 from tashi.vmm.qemu.cmdline import VmPaths
 
 __all__ = ["HEARTBEAT", "NodeCluster", "rss_mb", "tiny_image", "wait_for"]
 
 T = TypeVar("T")
-BIN = processes.BIN
 REPO = Path(__file__).resolve().parent.parent
 CGROUP_PARENT = Path("/sys/fs/cgroup/cpu")
-NODE_USER, NODE_PASSWORD = "node", secrets.token_urlsafe(16)
 STARTUP_TIMEOUT = 60.0
 DESTROY_TIMEOUT = 60.0
 HEARTBEAT = 1.0  # [NodeManagerService] registerFrequency, seconds
+# A daemon in a session of its own (a Ctrl-C reaches only the benchmark), configs 0600 (they
+# hold a password), failures raised as BenchError.
+BENCH = Style(error=BenchError, new_session=True, startup_timeout=STARTUP_TIMEOUT, private=True)
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.02) -> T:
@@ -62,35 +60,14 @@ def tiny_image(say: Callable[[str], None]) -> Path:
     return result.image
 
 
-def _write_config(path: Path, sections: dict[str, dict[str, object]]) -> Path:
-    return processes.write_config(path, sections, private=True)  # it may hold a password
-
-
-def _daemon(name: str, program: str, root: Path, config: Path, port: int) -> Daemon:
-    """A daemon in a session of its own (a Ctrl-C reaches only the benchmark)."""
-    return Daemon(
-        name,
-        [str(BIN / program)],
-        root,
-        config,
-        port,
-        new_session=True,
-        startup_timeout=STARTUP_TIMEOUT,
-        error=BenchError,
-    )
-
-
-@dataclass
-class NodeCluster:
+@dataclass(kw_only=True)
+class NodeCluster(Loopback):
     """A cluster manager and QEMU node managers in ``workspace``; see the module doc."""
 
     workspace: Workspace
     image: str  # the tiny guest's name in the image store
-    cm: Daemon
-    admin: TashiClient
     token: str  # the admin's bearer token, for the one call the SDK lacks (history)
     cgroup_root: Path
-    nodes: dict[str, Daemon] = field(default_factory=dict)
     qemu_options: dict[str, object] = field(default_factory=dict)  # more [Qemu] settings
 
     @classmethod
@@ -100,83 +77,43 @@ class NodeCluster:
         (vfs / "images").mkdir(parents=True)
         for path in image.parent.glob(image.name + "*"):  # the image and its boot sidecars
             shutil.copyfile(path, vfs / "images" / path.name)
-        port = free_port()
-        config = _write_config(
-            root / "cm.cfg",
-            {
-                "ClusterManager": {"stateDir": root / "cm-state"},
-                # The memory phase runs 20 tiny guests on one node of this 2-core machine:
-                # over-commit cores, as tashi-cluster does, or activateVm's claim refuses them.
-                "ClusterManagerService": {
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "cpuCoresOverRate": 16.0,
-                },
-                "Vfs": {"prefix": vfs},
-                "Logging": {"level": "INFO"},
-            },
-        )
-        cm = _daemon("tashi-cm", "tashi-cm", root, config, port)
+        # The memory phase runs 20 tiny guests on one node of this 2-core machine:
+        # over-commit cores, as tashi-cluster does, or activateVm's claim refuses them.
+        password = secrets.token_urlsafe(16)
+        options = {"cpuCoresOverRate": 16.0}
+        cm, admin = start_manager(root, vfs, password, style=BENCH, options=options)
         cgroup_root = CGROUP_PARENT / f"{workspace.root.name}-vms"
-        cm.start()
+        cluster = cls(
+            root=root,
+            vfs=vfs,
+            cm=cm,
+            admin=admin,
+            node_password=password,
+            style=BENCH,
+            workspace=workspace,
+            image=image.name,
+            token="",
+            cgroup_root=cgroup_root,
+        )
         try:
-            admin, token = _admin(cm, root / "cm-state" / "admin-credentials.cfg")
-        except BaseException:
-            cm.stop()
-            raise
-        cluster = cls(workspace, image.name, cm, admin, token, cgroup_root)
-        try:
-            admin.register_user(UserIn(name=NODE_USER, password=NODE_PASSWORD, role="node"))
+            cluster.token = admin.login().token
             admin.add_network(NetworkIn(id=1, name="default"))
         except BaseException:
             cluster.stop()
             raise
         return cluster
 
-    @property
-    def vfs(self) -> Path:
-        return self.cm.root / "vfs"
-
-    def add_node(self, name: str) -> Daemon:
+    def add_node(self, name: str) -> Daemon:  # type: ignore[override]
         """Start a ``tashi-nm`` named ``name`` (QEMU driver, TCG) and wait until its host is up."""
-        root = self.cm.root / name
-        root.mkdir()
-        port = free_port()
-        config = _write_config(
-            root / "nm.cfg",
-            {
-                "NodeManagerService": {
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "name": name,
-                    "advertise": f"http://127.0.0.1:{port}",
-                    "clusterManagerHost": "127.0.0.1",
-                    "clusterManagerPort": self.cm.port,
-                    "registerFrequency": HEARTBEAT,
-                    "stateDir": root / "state",
-                },
-                "NodeManager": {"vmm": "qemu", "network": "fake", "scratchDir": root / "scratch"},
-                "Qemu": {
-                    "accel": "tcg",
-                    "cgroupRoot": self.cgroup_root,
-                    # the run's node managers share boot slots of their own, gone with the
-                    # workspace (the machine's /run/tashi/boot-slots stayed after a run)
-                    "bootSlotDir": self.cm.root / "boot-slots",
-                    **self.qemu_options,
-                },
-                "AccessClusterManager": {"username": NODE_USER, "password": NODE_PASSWORD},
-                "Vfs": {"prefix": self.vfs},
-                "Logging": {"level": "INFO"},
-            },
-        )
-        node = _daemon(name, "tashi-nm", root, config, port)
-        self.nodes[name] = node
-        node.start()
-        wait_for(f"host {name} to be up", lambda: self.host_up(name), STARTUP_TIMEOUT)
-        return node
-
-    def host_up(self, name: str) -> bool:
-        return any(h.name == name and h.up for h in self.admin.get_hosts())
+        qemu: dict[str, object] = {
+            "accel": "tcg",
+            "cgroupRoot": self.cgroup_root,
+            # the run's node managers share boot slots of their own, gone with the
+            # workspace (the machine's /run/tashi/boot-slots stayed after a run)
+            "bootSlotDir": self.root / "boot-slots",
+            **self.qemu_options,
+        }
+        return super().add_node(name, vmm="qemu", frequency=HEARTBEAT, extra={"Qemu": qemu})
 
     def vm_paths(self, node: str, instance_id: int) -> VmPaths:
         """The files the QEMU driver keeps for a VM: ``<stateDir>/vms/<id>/`` of its node."""
@@ -213,11 +150,7 @@ class NodeCluster:
             wait_for("every instance to be gone", lambda: not self.admin.get_instances(), 60.0)
         except Exception as exc:  # noqa: BLE001  # clean-up goes on; the strays are stopped below
             problems.append(f"destroying the instances: {exc}")
-        for node in self.nodes.values():
-            node.stop()
-        self.cm.stop()
-        with contextlib.suppress(Exception):
-            self.admin.close()
+        super().stop()  # the daemons by pid, their watchdogs; the admin client closed
         for pid in self.workspace.strays():  # a qemu the destroys above did not reach
             problems.append(f"stopped a leftover process {pid}")
             stop_pid(pid)
@@ -237,14 +170,3 @@ def remove_cgroups(root: Path) -> list[str]:
         except OSError as exc:
             left.append(f"cannot remove cgroup {group}: {exc.strerror}")
     return left
-
-
-def _admin(cm: Daemon, credentials: Path) -> tuple[TashiClient, str]:
-    parser = configparser.ConfigParser(interpolation=None)
-    wait_for("the admin credentials", credentials.exists, STARTUP_TIMEOUT)
-    parser.read(credentials)
-    access = parser["AccessClusterManager"]
-    admin = TashiClient(
-        f"http://127.0.0.1:{cm.port}", username=access["username"], password=access["password"]
-    )
-    return admin, admin.login().token

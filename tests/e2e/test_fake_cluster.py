@@ -3,15 +3,13 @@ registration, activation, the lifecycle verbs, and a node manager killed and res
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tashi.api.schemas import DiskIn, InstanceIn, NetworkIn
-from tests.e2e.harness import BIN, Cluster, wait_for
+from tests.e2e.harness import Cluster, wait_for
 
 
 @pytest.fixture
@@ -67,20 +65,9 @@ def test_a_killed_node_is_noticed_and_its_vms_orphaned(cluster: Cluster) -> None
 def test_the_lifecycle_through_the_tashi_command(cluster: Cluster) -> None:
     cluster.add_node("n1")
     cluster.add_node("n2")
-    creds = cluster.root / "cm-state" / "admin-credentials.cfg"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
-    env.update(TASHI_CONFIG=str(creds), HOME=str(cluster.root / "home"))
 
     def tashi(*argv: str) -> str:
-        done = subprocess.run(
-            [str(BIN / "tashi"), *argv],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=cluster.root,
-            timeout=60,
-            check=False,
-        )
+        done = cluster.tashi(*argv)
         assert done.returncode == 0, (argv, done.stderr)
         assert "Traceback" not in done.stderr
         return done.stdout

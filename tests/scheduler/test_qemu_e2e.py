@@ -3,14 +3,11 @@ tashi-scheduler places it, the node manager boots it, the console shows the gues
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tashi.devcluster.processes import BIN
 from tests.e2e.conftest import qemu_nodes
 from tests.e2e.harness import Cluster, wait_for
 from tests.scheduler import live
@@ -30,19 +27,8 @@ def test_createvm_runs_a_real_guest_with_no_manual_step(
     qemu_cluster: tuple[Cluster, str],
 ) -> None:
     c, image = qemu_cluster
-    creds = c.root / "cm-state" / "admin-credentials.cfg"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
-    env.update(TASHI_CONFIG=str(creds), HOME=str(c.root / "home"))
     with live.scheduler(c):
-        done = subprocess.run(
-            [str(BIN / "tashi"), "createVm", "--name", "auto", "--memory", "128", "--disks", image],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=c.root,
-            timeout=60,
-            check=False,
-        )
+        done = c.tashi("createVm", "--name", "auto", "--memory", "128", "--disks", image)
         assert done.returncode == 0, done.stderr
         wait_for(
             "auto to be Running",
