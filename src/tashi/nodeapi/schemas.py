@@ -8,8 +8,14 @@ report what it runs, and the cluster manager can adopt a VM it does not know.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: An integer the cluster manager's store can keep (a signed 64-bit column): ids, sizes and
+#: counts a node sends are bounded so, and one out of range is refused (400) at the edge
+#: rather than failing in the database.
+Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class _Model(BaseModel):
@@ -22,7 +28,7 @@ class DiskWire(_Model):
 
 
 class NicWire(_Model):
-    network: int
+    network: Int
     mac: str
     ip: str | None = None
 
@@ -30,12 +36,12 @@ class NicWire(_Model):
 class InstanceWire(_Model):
     """The instance as the node manager needs it to run the VM."""
 
-    id: int
+    id: Int
     name: str
-    userId: int
-    cores: int
-    memory: int
-    cpuShare: int = 1024
+    userId: Int
+    cores: Int
+    memory: Int
+    cpuShare: Int = 1024
     disks: list[DiskWire]
     nics: list[NicWire]
     hints: dict[str, str] = Field(default_factory=dict)
@@ -44,8 +50,8 @@ class InstanceWire(_Model):
 class VmReport(_Model):
     """One VM a node manager runs, as it reports it."""
 
-    instanceId: int
-    vmId: int
+    instanceId: Int
+    vmId: Int
     state: str  # tashi.vmm.base.VmState value
     instance: InstanceWire
 
@@ -53,7 +59,7 @@ class VmReport(_Model):
 class WitnessWire(_Model):
     """A host that vouches for this one (ADR 0010), and how to ask it."""
 
-    hostId: int
+    hostId: Int
     endpoint: str = Field(max_length=255, description="the witness's node API base URL")
     token: str = Field(
         max_length=128,
@@ -64,17 +70,19 @@ class WitnessWire(_Model):
 class WitnessSetWire(_Model):
     """The witnesses a node asks for lease grants, besides its cluster manager."""
 
-    epoch: int = Field(ge=1, description="acknowledged back in ``witnessEpoch`` once in use")
+    epoch: int = Field(
+        ge=1, le=2**63 - 1, description="acknowledged back in ``witnessEpoch`` once in use"
+    )
     hosts: list[WitnessWire]
 
 
 class _Report(_Model):
     """What registration and heartbeats both carry besides their own fields."""
 
-    witnessEpoch: int | None = Field(
+    witnessEpoch: Int | None = Field(
         None, description="the epoch of the witness set the node uses (None: none yet)"
     )
-    fenced: list[int] = Field(
+    fenced: list[Int] = Field(
         default_factory=list,
         description="instances whose VMs this host stopped itself because its lease ran out"
         " (reported until a reply acknowledges them)",
@@ -108,9 +116,9 @@ class _Reply(_Model):
 
 class RegisterIn(_Report):
     name: str
-    memory: int
-    cores: int
-    cpuSpeed: int = 0
+    memory: Int
+    cores: Int
+    cpuSpeed: Int = 0
     version: str
     endpoint: str = Field(
         max_length=255, description="base URL where the node manager serves the node API"
@@ -136,9 +144,9 @@ class RegisterOut(_Reply):
 
 class HeartbeatIn(_Report):
     load: float | None = None
-    freeMemory: int | None = None
-    memory: int | None = None
-    cores: int | None = None
+    freeMemory: Int | None = None
+    memory: Int | None = None
+    cores: Int | None = None
     vms: list[VmReport]
 
 
@@ -151,8 +159,8 @@ class HeartbeatOut(_Reply):
 class VmEvent(_Model):
     """Something that happened to a VM on its own or as the end of an operation."""
 
-    instanceId: int
-    vmId: int | None = None
+    instanceId: Int
+    vmId: Int | None = None
     kind: str = Field(
         description="started | exited | suspended | suspendFailed | paused | running | failed"
     )
@@ -210,17 +218,21 @@ class VmmCallIn(_Model):
 
 
 class CpuShareIn(_Model):
-    share: int
+    share: Int
 
 
 class MessageOut(_Model):
     message: str
 
 
+class HealthOut(_Model):
+    status: str
+
+
 class PeerLeaseIn(_Model):
     """A host asks one of its witnesses for a lease grant."""
 
-    hostId: int
+    hostId: Int
 
 
 class PeerLeaseOut(_Model):

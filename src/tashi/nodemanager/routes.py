@@ -26,24 +26,37 @@ from tashi.nodeapi import schemas as s
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.witnessing import WitnessBook
 from tashi.runtime.ports import free_port
-from tashi.web import errors
+from tashi.web import errors, openapi
 from tashi.web.json import JsonResponse
 from tashi.web.limits import HttpLimits, RequestLimits
 from tashi.web.requestids import RequestIds
 
 
-def _check_secret(request: Request) -> None:
+def _check_secret(request: Request, _: openapi.Bearer) -> None:
+    """The bearer must be this node's secret (``openapi.Bearer`` only documents the scheme)."""
     secret: str = request.app.state.secret
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), secret):
+    if not hmac.compare_digest(_bearer(request).encode(), secret.encode()):
         raise NotAuthenticated("the node API answers only its cluster manager")
 
 
 Authorized = Annotated[None, Depends(_check_secret)]
 
+# What the routes may answer besides their success, each in the one error body
+# (``tashi.web.openapi``): every VM route names a VM (an id that is not a number: 400; no such
+# VM here: 404), may find it busy or there already (409), and may fail in the VMM driver, the
+# network driver or the disks (502), or find a capability missing (503).
+_VM = openapi.error_responses(openapi.AUTHENTICATED, 400, 404, 409, 502, 503)
+_VM_WITH_BODY = openapi.error_responses(
+    openapi.AUTHENTICATED, openapi.WITH_BODY, 404, 409, 502, 503
+)
+
 
 def _message(text: str) -> JsonResponse:
     return JsonResponse({"message": text})
+
+
+def _action(name: str) -> str:
+    return paths.VM_ACTION.replace("{action}", name)
 
 
 def _listen_host(host: str) -> str:
@@ -70,24 +83,33 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         default_response_class=JsonResponse,
+        responses=openapi.DEFAULT,  # whatever the status, an error has the one shape
     )
     app.state.secret = secret
     errors.install(app)
     app.add_middleware(RequestLimits, limits=limits or HttpLimits.of(NodeManagerServiceSettings()))
     app.add_middleware(RequestIds)  # outermost: refusals carry the request id too
 
-    @app.get(paths.HEALTH)
+    @app.get(paths.HEALTH, response_model=s.HealthOut, responses=openapi.error_responses(500))
     async def health() -> JsonResponse:
         return JsonResponse({"status": "ok"})
 
-    @app.post(paths.PEER_LEASE)
+    @app.post(
+        paths.PEER_LEASE,
+        response_model=s.PeerLeaseOut,
+        responses=openapi.error_responses(openapi.AUTHENTICATED, openapi.WITH_BODY),
+    )
     async def peer_lease(request: Request, body: s.PeerLeaseIn) -> JsonResponse:
         if witness is None:
             raise NotAuthenticated("this node manager witnesses no host")
         granted = witness.grant(body.hostId, _bearer(request))
         return JsonResponse(s.PeerLeaseOut(granted=granted).model_dump())
 
-    @app.get(paths.GRANT)
+    @app.get(
+        paths.GRANT,
+        response_model=s.GrantOut,
+        responses=openapi.error_responses(openapi.AUTHENTICATED, 400),
+    )
     async def grant(_: Authorized, host_id: int) -> JsonResponse:
         if witness is None:
             return JsonResponse(
@@ -95,64 +117,68 @@ def create_app(
             )
         return JsonResponse(convert.grant_wire(witness.report(HostId(host_id))).model_dump())
 
-    @app.get(paths.VMS)
+    @app.get(
+        paths.VMS,
+        response_model=list[s.VmOut],
+        responses=openapi.error_responses(openapi.AUTHENTICATED),
+    )
     async def list_vms(_: Authorized) -> JsonResponse:
         return JsonResponse(
             [{"instanceId": i.id, "vmId": v, "state": st.value} for i, v, st in node.report()]
         )
 
-    @app.post(paths.VMS)
+    @app.post(paths.VMS, response_model=s.VmOut, responses=_VM_WITH_BODY)
     async def start(_: Authorized, body: s.StartIn) -> JsonResponse:
         out = await node.start(convert.instance(body.instance), body.resumeFrom)
         return JsonResponse(convert.vm_status_wire(out).model_dump())
 
-    @app.delete(paths.VM)
+    @app.delete(paths.VM, response_model=s.MessageOut, responses=_VM)
     async def destroy(_: Authorized, instance_id: int) -> JsonResponse:
         await node.destroy(InstanceId(instance_id))
         return _message("destroyed")
 
-    @app.post(paths.INCOMING)
+    @app.post(paths.INCOMING, response_model=s.TicketOut, responses=_VM_WITH_BODY)
     async def incoming(_: Authorized, body: s.IncomingIn) -> JsonResponse:
         ticket = await node.prepare_incoming(
             convert.instance(body.instance), free_port(_listen_host(node.advertise_host))
         )
         return JsonResponse(convert.ticket_wire(ticket).model_dump())
 
-    @app.post(paths.VM_ACTION.replace("{action}", "shutdown"))
+    @app.post(_action("shutdown"), response_model=s.MessageOut, responses=_VM)
     async def shutdown(_: Authorized, instance_id: int) -> JsonResponse:
         await node.shutdown(InstanceId(instance_id))
         return _message("shutting down")
 
-    @app.post(paths.VM_ACTION.replace("{action}", "pause"))
+    @app.post(_action("pause"), response_model=s.MessageOut, responses=_VM)
     async def pause(_: Authorized, instance_id: int) -> JsonResponse:
         await node.pause(InstanceId(instance_id))
         return _message("paused")
 
-    @app.post(paths.VM_ACTION.replace("{action}", "unpause"))
+    @app.post(_action("unpause"), response_model=s.MessageOut, responses=_VM)
     async def unpause(_: Authorized, instance_id: int) -> JsonResponse:
         await node.unpause(InstanceId(instance_id))
         return _message("running")
 
-    @app.post(paths.VM_ACTION.replace("{action}", "suspend"))
+    @app.post(_action("suspend"), response_model=s.MessageOut, responses=_VM_WITH_BODY)
     async def suspend(_: Authorized, instance_id: int, body: s.SuspendIn) -> JsonResponse:
         await node.suspend(InstanceId(instance_id), body.target)
         return _message("suspending")
 
-    @app.post(paths.VM_ACTION.replace("{action}", "migrate"))
+    @app.post(_action("migrate"), response_model=s.MigrationOut, responses=_VM_WITH_BODY)
     async def migrate(_: Authorized, instance_id: int, body: s.MigrateIn) -> JsonResponse:
         stats = await node.migrate(InstanceId(instance_id), convert.ticket(body.ticket))
         return JsonResponse(convert.transfer_wire(stats).model_dump())
 
-    @app.post(paths.VM_ACTION.replace("{action}", "finishIncoming"))
+    @app.post(_action("finishIncoming"), response_model=s.VmOut, responses=_VM)
     async def finish_incoming(_: Authorized, instance_id: int) -> JsonResponse:
         out = await node.finish_incoming(InstanceId(instance_id))
         return JsonResponse(convert.vm_status_wire(out).model_dump())
 
-    @app.post(paths.VM_ACTION.replace("{action}", "call"))
+    @app.post(_action("call"), response_model=s.MessageOut, responses=_VM_WITH_BODY)
     async def call(_: Authorized, instance_id: int, body: s.VmmCallIn) -> JsonResponse:
         return _message(await node.call(InstanceId(instance_id), body.op, body.arg))
 
-    @app.post(paths.VM_ACTION.replace("{action}", "cpuShare"))
+    @app.post(_action("cpuShare"), response_model=s.MessageOut, responses=_VM_WITH_BODY)
     async def cpu_share(_: Authorized, instance_id: int, body: s.CpuShareIn) -> JsonResponse:
         await node.set_cpu_share(InstanceId(instance_id), body.share)
         return _message(f"cpu share set to {body.share}")
