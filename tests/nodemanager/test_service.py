@@ -191,6 +191,8 @@ def test_a_suspend_the_dead_node_manager_left_is_finished_and_told(
         assert await node.recover() == [InstanceId(5)]
         assert [(i.id, s) for i, _, s in node.report()] == [(5, VmState.migrating)]
         await until(lambda: events.got)
+        if not fails:  # the clean-up follows the event: let it end before closing the node
+            await until(lambda: not (tmp_path / "vms" / "5").exists())
         await node.close()
 
     asyncio.run(scenario())
