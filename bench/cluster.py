@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from tashi.api.schemas import NetworkIn
+from tashi.client.sdk import TashiClient
 from tashi.devcluster.processes import stop_child, stop_pid
+from tashi.domain.errors import TashiError
 from tashi.runtime.ports import free_port
 
 STARTUP_TIMEOUT = 60.0
@@ -186,43 +187,44 @@ def _wait_ready(cm: CmProcess) -> bool:
     """Poll until our server answers a login; False if it exited because the port was taken."""
     credentials = cm.state_dir / "admin-credentials.cfg"
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    with httpx.Client(base_url=cm.base_url, timeout=2.0) as http:
+    with TashiClient(cm.base_url, timeout=2.0) as anonymous:
         while time.monotonic() < deadline:
             if cm.process.poll() is not None:
                 if "address already in use" in cm.log_tail():
                     return False
                 raise BenchError(f"tashi-cm exited at start:\n{cm.log_tail()}")
-            if credentials.exists() and _healthy(http):
-                cm.token = _login(http, credentials)
+            if credentials.exists() and _healthy(anonymous):
+                cm.token = _login(cm, credentials)
                 return True
             time.sleep(POLL_INTERVAL)
     raise BenchError(f"tashi-cm was not ready in {STARTUP_TIMEOUT:.0f} s:\n{cm.log_tail()}")
 
 
-def _healthy(http: httpx.Client) -> bool:
+def _healthy(anonymous: TashiClient) -> bool:
     try:
-        return http.get("/health").status_code == 200
-    except httpx.TransportError:
+        return anonymous.health().status == "ok"
+    except TashiError:
         return False
 
 
-def _login(http: httpx.Client, credentials: Path) -> str:
+def _login(cm: CmProcess, credentials: Path) -> str:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(credentials)
     section = parser["AccessClusterManager"]
-    body = {"username": section["username"], "password": section["password"]}
-    response = http.post("/v1/auth/token", json=body)
-    if response.status_code != 200:
-        raise BenchError(f"admin login failed ({response.status_code}): {response.text[:300]}")
-    token: str = response.json()["token"]
-    return token
+    who = {"username": section["username"], "password": section["password"]}
+    try:
+        with TashiClient(cm.base_url, timeout=2.0, **who) as admin:
+            return admin.login().token
+    except TashiError as exc:
+        raise BenchError(f"admin login failed: {exc}") from exc
 
 
 def _create_network(cm: CmProcess) -> None:
-    with httpx.Client(base_url=cm.base_url, headers=cm.headers, timeout=10.0) as http:
-        response = http.post("/v1/networks", json=NETWORK)
-    if response.status_code != 201:
-        raise BenchError(f"creating network 1 failed ({response.status_code}): {response.text}")
+    try:
+        with TashiClient(cm.base_url, token=cm.token, timeout=10.0) as admin:
+            admin.add_network(NetworkIn(**NETWORK))
+    except TashiError as exc:
+        raise BenchError(f"creating network 1 failed: {exc}") from exc
 
 
 @contextlib.contextmanager

@@ -53,8 +53,7 @@ def placed(c: Cluster, count: int) -> list[InstanceOut]:
 def check_unique(c: Cluster, dnsmasq: Path, live: list[InstanceOut]) -> None:
     ips = [i.nics[0].ip for i in live]
     assert len(set(ips)) == len(ips), Counter(ips).most_common(3)
-    reply = c.admin._t.call("GET", "/v1/addresses")
-    table = sorted(a["ip"] for a in reply)
+    table = sorted(a.ip for a in c.admin.get_addresses())
     assert table == sorted(ip for ip in ips if ip is not None)
     leases = (dnsmasq / "dhcp-hosts.1").read_text().splitlines()
     names = (dnsmasq / "addn-hosts.1").read_text().splitlines()

@@ -11,18 +11,13 @@ pytestmark = pytest.mark.anyio
 
 
 def recording_client(waits: list[float]) -> CmClient:
-    client = CmClient("http://cm.test:9882", token="t0ken", timeout=30.0)
-
     def answer(request: httpx.Request) -> httpx.Response:
         waits.append(request.extensions["timeout"]["read"])
         return httpx.Response(200, json=[])
 
-    client.http = httpx.AsyncClient(
-        base_url=client.base_url,
-        headers=client.http.headers,
-        transport=httpx.MockTransport(answer),
+    return CmClient(
+        "http://cm.test:9882", token="t0ken", timeout=30.0, transport=httpx.MockTransport(answer)
     )
-    return client
 
 
 async def test_a_group_activation_waits_longer_the_more_members_it_starts() -> None:
@@ -32,7 +27,7 @@ async def test_a_group_activation_waits_longer_the_more_members_it_starts() -> N
         await client.activate_group([(1, 1)])
         await client.activate_group([(n, n % 10 + 1) for n in range(1, 101)])
     finally:
-        await client.http.aclose()
+        await client.close()
     one, hundred = waits
     assert one == pytest.approx(30.0 + GROUP_SECONDS_PER_MEMBER)
     assert hundred == pytest.approx(30.0 + 100 * GROUP_SECONDS_PER_MEMBER)

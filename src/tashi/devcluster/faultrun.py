@@ -43,10 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tashi.api import paths
-from tashi.api.schemas import AddressOut, HostOut, InstanceOut
+from tashi.api.schemas import HostOut, InstanceOut
 from tashi.client.sdk import TashiClient, base_url
-from tashi.client.transport import Transport, decode_list
 from tashi.devcluster import configs, leaks, reach
 from tashi.devcluster.churn import Ask, Churn, GaveUp, Shape
 from tashi.devcluster.faults import Fault, Injector, Kind, Outage, choose
@@ -181,7 +179,7 @@ class FaultRun:
         self._stuck: set[int] = set()  # instances reported unsettled already
         self._seen: dict[int, str] = {}  # every instance the checks have seen: id -> name
         url, username, password = client_access(cluster.layout)
-        self._transport = Transport(url, username=username, password=password)
+        self._addresses = TashiClient(url, username=username, password=password)
 
     def run(self) -> Report:
         began = time.monotonic()
@@ -201,7 +199,7 @@ class FaultRun:
 
     def close(self) -> None:
         """Release the connection of the address-table checks (``run`` does it itself)."""
-        self._transport.close()
+        self._addresses.close()
 
     # --- one round ----------------------------------------------------------------------------
 
@@ -308,7 +306,7 @@ class FaultRun:
         admin = self.cluster.admin
         instances = admin.get_instances()
         names = {h.id: h.name for h in admin.get_hosts()}
-        addresses = decode_list(AddressOut, self._transport.call("GET", paths.ADDRESSES))
+        addresses = self._addresses.get_addresses()
         state = self.cluster.layout.load()
         look = leaks.look(self.cluster.layout, state)
         found = self._vanished(instances) + one_place(instances, names, lives)

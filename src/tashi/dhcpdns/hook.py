@@ -3,9 +3,10 @@
 The original Apache Tashi hook (``tashi.agents.DhcpDns``), kept in what a site configures
 (``[DhcpDns]``: ``ipRange<networkId>``, ``dnsDomain``, ``dnsExpire``, ``reverseDns``) and fixed
 where it lost state: the addresses are allocated by the cluster manager in its database (POST
-``/v1/instances/{ref}/nics/{index}/address``), so a restarted scheduler never hands one out twice,
-and the leases and names are published through a backend plugin (``backends/``; dnsmasq by
-default) rather than ``omshell``/``nsupdate``.
+``/v1/instances/{ref}/nics/{index}/address``, through the one API client over the agent's
+connection), so a restarted scheduler never hands one out twice, and the leases and names are
+published through a backend plugin (``backends/``; dnsmasq by default) rather than
+``omshell``/``nsupdate``.
 
 * ``before_activation``: for each NIC on a network with an ``ipRange<N>``, the address (the
   same one again on a retry), then one lease and name per NIC: NIC 0 is ``<name>`` (as
@@ -24,15 +25,13 @@ import logging
 import re
 from collections.abc import Sequence
 
-import httpx
-
-from tashi.api import paths
 from tashi.api.schemas import HostOut, InstanceOut, NicAddressOut
+from tashi.apiclient.client import ApiClient
 from tashi.config.loader import RawConfig, parse_settings
 from tashi.config.network import DhcpDnsSettings
 from tashi.dhcpdns.backends.base import DhcpDnsBackend, HostEntry
 from tashi.dhcpdns.backends.registry import create_backend
-from tashi.domain.errors import BackendFailure, InvalidInput, TashiError, error_class
+from tashi.domain.errors import InvalidInput, TashiError
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.scheduler.hooks import HookContext, InstanceHook
 
@@ -68,12 +67,12 @@ class DhcpDns:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        api: ApiClient,
         settings: DhcpDnsSettings,
         ranges: dict[NetworkId, str],
         backend: DhcpDnsBackend,
     ) -> None:
-        self._http = http
+        self._api = api
         self.settings = settings
         self.ranges = ranges
         self.backend = backend
@@ -128,26 +127,11 @@ class DhcpDns:
         return found
 
     async def _allocate(self, instance_id: int, index: int, wanted: str) -> NicAddressOut:
-        url = paths.NIC_ADDRESS.format(ref=instance_id, index=index)
-        body = await self._call("POST", url, json={"range": wanted})
-        return NicAddressOut.model_validate(body)
-
-    async def _call(self, method: str, url: str, **kwargs: object) -> object:
         try:
-            reply = await self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
-        except httpx.HTTPError as exc:
-            raise BackendFailure(f"DhcpDns: the cluster manager did not answer: {exc}") from exc
-        if reply.status_code >= 400:
-            raise _error(reply)
-        return reply.json()
-
-
-def _error(reply: httpx.Response) -> TashiError:
-    try:
-        error = reply.json()["error"]
-        return error_class(str(error["code"]))(f"DhcpDns: {error['message']}")
-    except (ValueError, KeyError, TypeError):
-        return BackendFailure(f"DhcpDns: the cluster manager answered {reply.status_code}")
+            return await self._api.allocate_address(instance_id, index, wanted)
+        except TashiError as exc:
+            # The scheduler holds the instance with this message: say whose call failed.
+            raise type(exc)(f"DhcpDns: {exc}") from exc
 
 
 def create(context: HookContext) -> InstanceHook:
@@ -155,4 +139,5 @@ def create(context: HookContext) -> InstanceHook:
     settings, ranges = parse_options(context.options)
     if not ranges:
         raise InvalidInput("[DhcpDns] has no ipRange<networkId>: the hook would do nothing")
-    return DhcpDns(context.http, settings, ranges, create_backend(settings))
+    api = ApiClient(http=context.http)  # the agent's connection: its address and token
+    return DhcpDns(api, settings, ranges, create_backend(settings))

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tashi.api.schemas import BatchResultOut, InstanceEventOut, InstanceOut
+from tashi.apiclient.errors import error_of
 from tashi.client import parsing
 from tashi.client.sdk import TashiClient
 from tashi.client.tables import TableSpec, attributes
 from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
-from tashi.domain.errors import TashiError, error_class
 
 INSTANCE = Option(
     "instance", "The instance, by id or name.", parsing.parse_name, required=True, metavar="ID|NAME"
@@ -83,12 +83,8 @@ def batch_output(result: BatchResultOut, doing: str) -> Output:
     """One line per instance acted on; failures become errors (stderr, exit status)."""
     lines = [f"{inst.name} is {doing}." for inst in result.done]
     lines += [f"Instance {iid} was removed." for iid in result.removed]
-    errors = tuple(_failure(f.name, f.error.code, f.error.message) for f in result.failed)
+    errors = tuple(error_of(f.error, before=f"{f.name}:") for f in result.failed)
     return Output(raw=dump(result), text="\n".join(lines), errors=errors)
-
-
-def _failure(name: str, code: str, message: str) -> TashiError:
-    return error_class(code)(f"{name}: {message}")
 
 
 def destroy_many(ctx: Context, args: Args) -> Output:

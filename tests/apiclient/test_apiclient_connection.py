@@ -1,7 +1,9 @@
-"""The HTTP seam of the SDK: error decoding, lazy login, one re-login, and transport failures.
+"""The HTTP seam of the one API client: error decoding, lazy login, one re-login, and transport
+failures, through the synchronous facade the CLI uses.
 
-These exercise ``transport.py``'s own logic with hand-made HTTP answers (``httpx.MockTransport``);
-what a real cluster manager answers is covered by ``test_client_live.py``.
+These exercise ``apiclient/connection.py``'s and ``errors.py``'s own logic with hand-made HTTP
+answers (``httpx.MockTransport``); what the real app answers is covered by
+``test_apiclient_contract.py``, a real cluster manager by ``tests/client/test_client_live.py``.
 """
 
 from __future__ import annotations
