@@ -31,7 +31,12 @@ _owner: tuple[int, threading.Thread] | None = None  # the pid and thread the loo
 
 def run(work: Coroutine[Any, Any, T]) -> T:
     """``work``'s result (or exception), run on the client loop."""
-    future = asyncio.run_coroutine_threadsafe(work, _running_loop())
+    loop = _running_loop()
+    if threading.current_thread() is _thread_of(loop):
+        work.close()
+        # Waiting here would stop the very loop that must run ``work``.
+        raise RuntimeError("the synchronous client was called on its own loop: await ApiClient")
+    future = asyncio.run_coroutine_threadsafe(work, loop)
     try:
         return future.result()
     except BaseException:
@@ -50,6 +55,10 @@ def _running_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _owner = (os.getpid(), thread)
         return _loop
+
+
+def _thread_of(loop: asyncio.AbstractEventLoop) -> threading.Thread | None:
+    return _owner[1] if _owner is not None and loop is _loop else None
 
 
 def _alive(pid: int, thread: threading.Thread) -> bool:
