@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
-from tashi.frontends.rest.deps import Caller
+from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, may_fail
 from tashi.web.json import JsonResponse
 
 
@@ -15,7 +15,13 @@ def router(service: ClusterService) -> APIRouter:
     api = APIRouter(tags=["addresses"])
     addresses = service.addresses
 
-    @api.post(paths.NIC_ADDRESS, response_model=s.NicAddressOut, summary="allocate (agent)")
+    @api.post(
+        paths.NIC_ADDRESS,
+        response_model=s.NicAddressOut,
+        summary="allocate (agent)",
+        # 409: the range has no free address left
+        responses=may_fail(REF, BODY, ROLE, CONFLICT),
+    )
     async def allocate(caller: Caller, ref: str, index: int, body: s.NicAddressIn) -> JsonResponse:
         inst, nic_index = await addresses.allocate(caller, ref, index, body.range)
         nic = inst.nics[nic_index]
@@ -29,7 +35,12 @@ def router(service: ClusterService) -> APIRouter:
             }
         )
 
-    @api.get(paths.ADDRESSES, response_model=list[s.AddressOut], summary="list (agent)")
+    @api.get(
+        paths.ADDRESSES,
+        response_model=list[s.AddressOut],
+        summary="list (agent)",
+        responses=may_fail(400, ROLE),
+    )
     async def list_addresses(caller: Caller, network: int | None = None) -> JsonResponse:
         return JsonResponse(
             [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.responses import PlainTextResponse
@@ -23,21 +24,26 @@ from tashi.clustermanager.service import ClusterService
 from tashi.config.clustermanager import ClusterManagerServiceSettings
 from tashi.frontends.rest import addresses, admin, hosts, images, instances, nodes, watch
 from tashi.frontends.rest.deps import Caller
-from tashi.web import errors
+from tashi.web import errors, openapi
 from tashi.web.json import JsonResponse
 from tashi.web.limits import HttpLimits, RequestLimits
-from tashi.web.requestids import HEADER, RequestIds
+from tashi.web.requestids import RequestIds
 
-#: the header every answer carries, as the OpenAPI document describes it
-REQUEST_ID_HEADER = {
-    HEADER: {
-        "description": "the request's id: the caller's own if sane, else made; error bodies"
-        " carry it as requestId",
-        "schema": {"type": "string"},
+
+def _json_error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": openapi.REQUEST_ID_HEADER,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
     }
-}
 
-ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+
+#: how ``/metrics``, whose answer is text, documents its errors, which are not (given the
+#: route's ``model``, FastAPI would file them under its text type)
+METRICS_ERRORS: openapi.Responses = {
+    **{status: _json_error(openapi.WHY[status]) for status in (500, *openapi.STORED)},
+    "default": _json_error("an error"),
+}
 
 
 class RequestStats:
@@ -83,13 +89,7 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
         default_response_class=JsonResponse,
         # Every error, whatever its status, is one shape (``tashi.web.errors``); without this
         # the document would promise FastAPI's 422 body, which Tashi never sends.
-        responses={
-            "default": {
-                "model": s.ErrorOut,
-                "description": "an error",
-                "headers": REQUEST_ID_HEADER,
-            }
-        },
+        responses=openapi.DEFAULT,
         openapi_url=None,  # served below, behind authentication like every other /v1 route
         docs_url=None,
         redoc_url=None,
@@ -106,10 +106,15 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
     stats = RequestStats()
 
     @app.get(paths.OPENAPI, tags=["health"], include_in_schema=False)
-    async def openapi(caller: Caller) -> JsonResponse:
+    async def document(caller: Caller) -> JsonResponse:
         return JsonResponse(app.openapi())
 
-    @app.get(paths.HEALTH, response_model=s.HealthOut, tags=["health"])
+    @app.get(
+        paths.HEALTH,
+        response_model=s.HealthOut,
+        tags=["health"],
+        responses=openapi.error_responses(500),
+    )
     async def health() -> JsonResponse:
         return JsonResponse({"status": "ok", "version": tashi.__version__})
 
@@ -117,14 +122,7 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
         paths.METRICS,
         response_class=PlainTextResponse,
         tags=["health"],
-        # its answer is text, its errors are not (FastAPI would give them its text type)
-        responses={
-            "default": {
-                "description": "an error",
-                "headers": REQUEST_ID_HEADER,
-                "content": ERROR_JSON,
-            }
-        },
+        responses=METRICS_ERRORS,
     )
     async def metrics() -> PlainTextResponse:
         lines = ["# TYPE tashi_instances gauge"]

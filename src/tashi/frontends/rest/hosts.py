@@ -10,7 +10,7 @@ from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import Host
 from tashi.frontends.rest import render
-from tashi.frontends.rest.deps import Caller
+from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, may_fail
 from tashi.web.json import JsonResponse
 
 
@@ -23,49 +23,90 @@ def router(service: ClusterService) -> APIRouter:
 
     hosts = service.hosts
 
-    @api.get(paths.HOSTS, response_model=list[s.HostOut], summary="getHosts")
+    @api.get(paths.HOSTS, response_model=list[s.HostOut], summary="getHosts", responses=may_fail())
     async def get_hosts(caller: Caller) -> JsonResponse:
         return JsonResponse([render.host(h, u) for h, u in await hosts.list_with_usage(caller)])
 
-    @api.post(paths.HOSTS, response_model=s.HostOut, status_code=201, summary="registerHost")
+    @api.post(
+        paths.HOSTS,
+        response_model=s.HostOut,
+        status_code=201,
+        summary="registerHost",
+        responses=may_fail(BODY, ROLE, CONFLICT),
+    )
     async def register_host(caller: Caller, body: s.HostIn) -> JsonResponse:
         host = await hosts.register_host(
             caller, body.name, memory=body.memory, cores=body.cores, version=body.version
         )
         return _one(host, 201)
 
-    @api.get(paths.HOST, response_model=s.HostOut, summary="getHost")
+    @api.get(paths.HOST, response_model=s.HostOut, summary="getHost", responses=may_fail(REF))
     async def get_host(caller: Caller, ref: str) -> JsonResponse:
         return _one(await hosts.get(caller, ref))
 
-    @api.delete(paths.HOST, response_model=s.HostOut, summary="unregisterHost")
+    @api.delete(
+        paths.HOST,
+        response_model=s.HostOut,
+        summary="unregisterHost",
+        responses=may_fail(REF, ROLE, CONFLICT),
+    )
     async def unregister_host(caller: Caller, ref: str) -> JsonResponse:
         return _one(await hosts.unregister_host(caller, ref))
 
-    @api.put(paths.HOST_STATE, response_model=s.HostOut, summary="setHostState")
+    @api.put(
+        paths.HOST_STATE,
+        response_model=s.HostOut,
+        summary="setHostState",
+        responses=may_fail(REF, BODY, ROLE, CONFLICT),
+    )
     async def set_host_state(caller: Caller, ref: str, body: s.HostStateIn) -> JsonResponse:
         return _one(await hosts.set_state(caller, ref, body.state))
 
-    @api.put(paths.HOST_NOTES, response_model=s.HostOut, summary="setHostNotes")
+    @api.put(
+        paths.HOST_NOTES,
+        response_model=s.HostOut,
+        summary="setHostNotes",
+        responses=may_fail(REF, BODY, ROLE),
+    )
     async def set_host_notes(caller: Caller, ref: str, body: s.HostNotesIn) -> JsonResponse:
         return _one(await hosts.set_notes(caller, ref, body.notes))
 
-    @api.patch(paths.HOST_CONFIG, response_model=s.HostOut, summary="setHostConfig")
+    @api.patch(
+        paths.HOST_CONFIG,
+        response_model=s.HostOut,
+        summary="setHostConfig",
+        responses=may_fail(REF, BODY, ROLE),
+    )
     async def set_host_config(caller: Caller, ref: str, body: s.HostConfigIn) -> JsonResponse:
         return _one(await hosts.set_config(caller, ref, body.config))
 
-    @api.get(paths.RESERVATIONS, response_model=s.ReservationOut, summary="getReservation")
+    @api.get(
+        paths.RESERVATIONS,
+        response_model=s.ReservationOut,
+        summary="getReservation",
+        responses=may_fail(REF, ROLE),
+    )
     async def get_reservation(caller: Caller, ref: str) -> JsonResponse:
         host, users = await hosts.get_reservation(caller, ref)
         return JsonResponse(
             {"hostId": host.id, "hostName": host.name, "users": [render.user(u) for u in users]}
         )
 
-    @api.put(paths.RESERVATION, response_model=s.HostOut, summary="addReservation")
+    @api.put(
+        paths.RESERVATION,
+        response_model=s.HostOut,
+        summary="addReservation",
+        responses=may_fail(REF, ROLE, CONFLICT),
+    )
     async def add_reservation(caller: Caller, ref: str, user: str) -> JsonResponse:
         return _one(await hosts.add_reservation(caller, ref, user))
 
-    @api.delete(paths.RESERVATION, response_model=s.HostOut, summary="delReservation")
+    @api.delete(
+        paths.RESERVATION,
+        response_model=s.HostOut,
+        summary="delReservation",
+        responses=may_fail(REF, ROLE, CONFLICT),
+    )
     async def del_reservation(caller: Caller, ref: str, user: str) -> JsonResponse:
         return _one(await hosts.del_reservation(caller, ref, user))
 

@@ -17,7 +17,7 @@ from tashi.clustermanager.images import ImageTask
 from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import Image, Principal
 from tashi.frontends.rest import render
-from tashi.frontends.rest.deps import Caller
+from tashi.frontends.rest.deps import BODY, CONFLICT, ROLE, Caller, may_fail
 from tashi.images.operations import Op
 from tashi.web import errors
 from tashi.web.json import JsonResponse
@@ -53,7 +53,9 @@ def router(service: ClusterService) -> APIRouter:
             else {"code": error.code, "message": errors.public_message(error)},
         }
 
-    @api.get(paths.IMAGES, response_model=list[s.ImageOut], summary="getImages")
+    @api.get(
+        paths.IMAGES, response_model=list[s.ImageOut], summary="getImages", responses=may_fail()
+    )
     async def get_images(caller: Caller) -> JsonResponse:
         return JsonResponse(
             [render.image(i, img) for i, img in enumerate(await images.list(caller))]
@@ -64,24 +66,40 @@ def router(service: ClusterService) -> APIRouter:
         response_model=s.ImageTaskOut,
         status_code=202,
         summary="copyImage, cloneImage, rebaseImage",
+        responses=may_fail(BODY, ROLE, 404, CONFLICT),
     )
     async def make_image(caller: Caller, body: s.ImageOpIn) -> JsonResponse:
         task = await images.start(caller, Op(body.op), body.src, body.dst)
         return JsonResponse(task_json(task, []), status_code=202)
 
-    @api.delete(paths.IMAGE, response_model=s.ImageOut, summary="removeImage (admin)")
+    @api.delete(
+        paths.IMAGE,
+        response_model=s.ImageOut,
+        summary="removeImage (admin)",
+        responses=may_fail(400, ROLE, 404, CONFLICT),
+    )
     async def remove_image(caller: Caller, name: str) -> JsonResponse:
         before = [i.name for i in await images.list(caller)]
         image = await images.remove(caller, name)
         return JsonResponse(render.image(_position(before, image), image))
 
-    @api.get(paths.IMAGE_TASKS, response_model=list[s.ImageTaskOut], summary="getImageTasks")
+    @api.get(
+        paths.IMAGE_TASKS,
+        response_model=list[s.ImageTaskOut],
+        summary="getImageTasks",
+        responses=may_fail(),
+    )
     async def get_tasks(caller: Caller) -> JsonResponse:
         tasks = await images.tasks(caller)
         listed = await names(caller, *tasks)
         return JsonResponse([task_json(t, listed) for t in tasks])
 
-    @api.get(paths.IMAGE_TASK, response_model=s.ImageTaskOut, summary="getImageTask")
+    @api.get(
+        paths.IMAGE_TASK,
+        response_model=s.ImageTaskOut,
+        summary="getImageTask",
+        responses=may_fail(400, 404),
+    )
     async def get_task(caller: Caller, task: int) -> JsonResponse:
         found = await images.task(caller, task)
         return JsonResponse(task_json(found, await names(caller, found)))

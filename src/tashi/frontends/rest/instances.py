@@ -23,9 +23,14 @@ from tashi.domain.operations import (
     VmRequest,
 )
 from tashi.frontends.rest import render
-from tashi.frontends.rest.deps import Caller
+from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, may_fail
 from tashi.web import errors
 from tashi.web.json import JsonResponse
+
+#: a verb on one instance: it must exist and be the caller's, in a state that allows the verb;
+#: its node manager may fail (502) or be out of reach (503), as the database may
+ON_ONE = may_fail(REF, ROLE, CONFLICT)
+ON_ONE_WITH_BODY = may_fail(REF, BODY, ROLE, CONFLICT)
 
 
 def _vm_request(body: s.InstanceIn | s.CreateManyIn, name: str) -> VmRequest:
@@ -75,7 +80,13 @@ def router(service: ClusterService) -> APIRouter:
 
     out = _Out(service)
 
-    @api.get(paths.INSTANCES, response_model=list[s.InstanceOut], summary="getInstances")
+    @api.get(
+        paths.INSTANCES,
+        response_model=list[s.InstanceOut],
+        summary="getInstances",
+        # 404: a user or host filter that names none; 409: a state filter that names no state
+        responses=may_fail(REF, ROLE, CONFLICT),
+    )
     async def get_instances(
         caller: Caller,
         user: str | None = None,
@@ -90,36 +101,64 @@ def router(service: ClusterService) -> APIRouter:
         )
         return await out.many(await service.instances.find(caller, query))
 
-    @api.post(paths.INSTANCES, response_model=s.InstanceOut, status_code=201, summary="createVm")
+    @api.post(
+        paths.INSTANCES,
+        response_model=s.InstanceOut,
+        status_code=201,
+        summary="createVm",
+        responses=may_fail(BODY, ROLE, 404, CONFLICT),
+    )
     async def create_vm(caller: Caller, body: s.InstanceIn) -> JsonResponse:
         inst = await service.instances.create_vm(caller, _vm_request(body, body.name))
         return await out.one(inst, 201)
 
     @api.post(
-        paths.CREATE_MANY, response_model=list[s.InstanceOut], status_code=201, summary="createMany"
+        paths.CREATE_MANY,
+        response_model=list[s.InstanceOut],
+        status_code=201,
+        summary="createMany",
+        responses=may_fail(BODY, ROLE, 404, CONFLICT),
     )
     async def create_many(caller: Caller, body: s.CreateManyIn) -> JsonResponse:
         request = _vm_request(body, body.basename)
         return await out.many(await service.instances.create_many(caller, request, body.count), 201)
 
     @api.post(
-        paths.ACTIVATE_GROUP, response_model=list[s.InstanceOut], summary="activateGroup (agent)"
+        paths.ACTIVATE_GROUP,
+        response_model=list[s.InstanceOut],
+        summary="activateGroup (agent)",
+        responses=may_fail(BODY, ROLE, 404, CONFLICT),
     )
     async def activate_group(caller: Caller, body: s.ActivateGroupIn) -> JsonResponse:
         placements = [(p.instance, p.host) for p in body.placements]
         return await out.many(await service.groups.activate_group(caller, placements))
 
-    @api.post(paths.DESTROY_MANY, response_model=s.BatchResultOut, summary="destroyMany")
+    @api.post(
+        paths.DESTROY_MANY,
+        response_model=s.BatchResultOut,
+        summary="destroyMany",
+        responses=may_fail(BODY, ROLE, 404),
+    )
     async def destroy_many(caller: Caller, body: s.BatchSelectIn) -> JsonResponse:
         which = BatchSelect(basename=body.basename, ids=body.ids)
         return await out.batch(await service.batches.destroy_many(caller, which))
 
-    @api.post(paths.SHUTDOWN_MANY, response_model=s.BatchResultOut, summary="shutdownMany")
+    @api.post(
+        paths.SHUTDOWN_MANY,
+        response_model=s.BatchResultOut,
+        summary="shutdownMany",
+        responses=may_fail(BODY, ROLE, 404),
+    )
     async def shutdown_many(caller: Caller, body: s.BatchSelectIn) -> JsonResponse:
         which = BatchSelect(basename=body.basename, ids=body.ids)
         return await out.batch(await service.batches.shutdown_many(caller, which))
 
-    @api.get(paths.INSTANCE, response_model=s.InstanceOut, summary="getInstance")
+    @api.get(
+        paths.INSTANCE,
+        response_model=s.InstanceOut,
+        summary="getInstance",
+        responses=may_fail(REF, ROLE),
+    )
     async def get_instance(caller: Caller, ref: str) -> JsonResponse:
         return await out.one(await service.instances.get(caller, ref))
 
@@ -127,6 +166,7 @@ def router(service: ClusterService) -> APIRouter:
         paths.INSTANCE_HISTORY,
         response_model=list[s.InstanceEventOut],
         summary="getInstanceHistory",
+        responses=may_fail(REF, ROLE),
     )
     async def history(
         caller: Caller, ref: str, limit: Annotated[int, Query(ge=1, le=10000)] = 100
@@ -145,7 +185,12 @@ def router(service: ClusterService) -> APIRouter:
             ]
         )
 
-    @api.delete(paths.INSTANCE, response_model=s.InstanceOut | s.MessageOut, summary="destroyVm")
+    @api.delete(
+        paths.INSTANCE,
+        response_model=s.InstanceOut | s.MessageOut,
+        summary="destroyVm",
+        responses=may_fail(REF, ROLE, CONFLICT),
+    )
     async def destroy_vm(caller: Caller, ref: str, force: bool = False) -> JsonResponse:
         return await out.one(await service.instances.destroy_vm(caller, ref, force=force))
 
@@ -161,42 +206,69 @@ def _lifecycle_routes(api: APIRouter, service: ClusterService, out: _Out) -> Non
     def route(verb: str) -> str:
         return paths.INSTANCE_ACTION.replace("{action}", verb)
 
-    @api.post(route("shutdown"), response_model=s.InstanceOut, summary="shutdownVm")
+    @api.post(
+        route("shutdown"), response_model=s.InstanceOut, summary="shutdownVm", responses=ON_ONE
+    )
     async def shutdown(caller: Caller, ref: str) -> JsonResponse:
         return await out.one(await svc.shutdown_vm(caller, ref))
 
-    @api.post(route("pause"), response_model=s.InstanceOut, summary="pauseVm")
+    @api.post(route("pause"), response_model=s.InstanceOut, summary="pauseVm", responses=ON_ONE)
     async def pause(caller: Caller, ref: str) -> JsonResponse:
         return await out.one(await svc.pause_vm(caller, ref))
 
-    @api.post(route("unpause"), response_model=s.InstanceOut, summary="unpauseVm")
+    @api.post(route("unpause"), response_model=s.InstanceOut, summary="unpauseVm", responses=ON_ONE)
     async def unpause(caller: Caller, ref: str) -> JsonResponse:
         return await out.one(await svc.unpause_vm(caller, ref))
 
-    @api.post(route("suspend"), response_model=s.InstanceOut, summary="suspendVm")
+    @api.post(route("suspend"), response_model=s.InstanceOut, summary="suspendVm", responses=ON_ONE)
     async def suspend(caller: Caller, ref: str) -> JsonResponse:
         return await out.one(await svc.suspend_vm(caller, ref))
 
-    @api.post(route("resume"), response_model=s.InstanceOut, summary="resumeVm")
+    @api.post(route("resume"), response_model=s.InstanceOut, summary="resumeVm", responses=ON_ONE)
     async def resume(caller: Caller, ref: str) -> JsonResponse:
         return await out.one(await svc.resume_vm(caller, ref))
 
-    @api.post(route("migrate"), response_model=s.InstanceOut, summary="migrateVm")
+    @api.post(
+        route("migrate"),
+        response_model=s.InstanceOut,
+        summary="migrateVm",
+        responses=ON_ONE_WITH_BODY,
+    )
     async def migrate(caller: Caller, ref: str, body: s.MigrateIn) -> JsonResponse:
         return await out.one(await svc.migrate_vm(caller, ref, body.targetHost))
 
-    @api.post(route("activate"), response_model=s.InstanceOut, summary="activateVm (agent)")
+    @api.post(
+        route("activate"),
+        response_model=s.InstanceOut,
+        summary="activateVm (agent)",
+        responses=ON_ONE_WITH_BODY,
+    )
     async def activate(caller: Caller, ref: str, body: s.ActivateIn) -> JsonResponse:
         return await out.one(await svc.activate_vm(caller, ref, body.host))
 
-    @api.post(route("hold"), response_model=s.InstanceOut, summary="holdVm (agent)")
+    @api.post(
+        route("hold"),
+        response_model=s.InstanceOut,
+        summary="holdVm (agent)",
+        responses=ON_ONE_WITH_BODY,
+    )
     async def hold(caller: Caller, ref: str, body: s.HoldIn) -> JsonResponse:
         return await out.one(await svc.hold_vm(caller, ref, body.reason))
 
-    @api.post(route("cpuShare"), response_model=s.InstanceOut, summary="adaptCpuShare")
+    @api.post(
+        route("cpuShare"),
+        response_model=s.InstanceOut,
+        summary="adaptCpuShare",
+        responses=ON_ONE_WITH_BODY,
+    )
     async def cpu_share(caller: Caller, ref: str, body: s.CpuShareIn) -> JsonResponse:
         return await out.one(await svc.adapt_cpu_share(caller, ref, body.share))
 
-    @api.post(route("vmmSpecificCall"), response_model=s.MessageOut, summary="vmmSpecificCall")
+    @api.post(
+        route("vmmSpecificCall"),
+        response_model=s.MessageOut,
+        summary="vmmSpecificCall",
+        responses=ON_ONE_WITH_BODY,
+    )
     async def vmm_call(caller: Caller, ref: str, body: s.VmmCallIn) -> JsonResponse:
         return JsonResponse({"message": await svc.vmm_call(caller, ref, body.arg)})

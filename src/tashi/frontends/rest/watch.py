@@ -11,7 +11,7 @@ from tashi.api import schemas as s
 from tashi.clustermanager.auth import require_role
 from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import Role
-from tashi.frontends.rest.deps import Caller
+from tashi.frontends.rest.deps import ROLE, Caller, may_fail
 from tashi.web.json import JsonResponse
 
 MAX_TIMEOUT = 60.0
@@ -20,7 +20,12 @@ MAX_TIMEOUT = 60.0
 def router(service: ClusterService) -> APIRouter:
     api = APIRouter(tags=["instances"])
 
-    @api.get(paths.INSTANCE_CHANGES, response_model=s.ChangesOut, summary="waitForChanges")
+    @api.get(
+        paths.INSTANCE_CHANGES,
+        response_model=s.ChangesOut,
+        summary="waitForChanges",
+        responses=may_fail(400, ROLE),
+    )
     async def changes(
         caller: Caller,
         after: Annotated[int, Query(ge=0)] = 0,
