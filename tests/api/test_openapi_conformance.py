@@ -39,3 +39,17 @@ def test_every_answer_is_one_the_document_declares(sqlite_api: Api, role: str) -
         document, api.http, headers=who, max_examples=5, skip=SKIP, adjust=short_poll
     )
     assert failures == [], "\n\n".join(failures)
+
+
+def test_every_route_documents_its_answer_and_who_may_call_it(sqlite_api: Api) -> None:
+    spec = sqlite_api.call("GET", paths.OPENAPI, sqlite_api.admin).json()
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    open_routes = {f"GET {paths.HEALTH}", f"GET {paths.METRICS}", f"POST {paths.TOKEN}"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            label = f"{method.upper()} {path}"
+            success = next(v for k, v in operation["responses"].items() if k.startswith("2"))
+            for media, content in success["content"].items():
+                assert content["schema"] != {"type": "string"} or media == "text/plain", label
+            assert ("security" in operation) == (label not in open_routes), label
+            assert "500" in operation["responses"], label
