@@ -21,6 +21,7 @@ import tashi
 from tashi.config.nodemanager import NodeManagerServiceSettings
 from tashi.domain.errors import NotAuthenticated
 from tashi.domain.ids import HostId, InstanceId
+from tashi.domain.nodes import Grant, VmStatus
 from tashi.nodeapi import convert, paths
 from tashi.nodeapi import schemas as s
 from tashi.nodemanager.service import NodeService
@@ -111,11 +112,9 @@ def create_app(
         responses=openapi.error_responses(openapi.AUTHENTICATED, 400),
     )
     async def grant(_: Authorized, host_id: int) -> JsonResponse:
-        if witness is None:
-            return JsonResponse(
-                s.GrantOut(hostId=host_id, lastGrantAge=None, uptime=0.0).model_dump()
-            )
-        return JsonResponse(convert.grant_wire(witness.report(HostId(host_id))).model_dump())
+        subject = HostId(host_id)
+        known = witness.report(subject) if witness is not None else Grant(subject, None, 0.0)
+        return JsonResponse(convert.grant_wire(known).model_dump())
 
     @app.get(
         paths.VMS,
@@ -123,9 +122,8 @@ def create_app(
         responses=openapi.error_responses(openapi.AUTHENTICATED),
     )
     async def list_vms(_: Authorized) -> JsonResponse:
-        return JsonResponse(
-            [{"instanceId": i.id, "vmId": v, "state": st.value} for i, v, st in node.report()]
-        )
+        vms = [VmStatus(i.id, vm_id, state.value) for i, vm_id, state in node.report()]
+        return JsonResponse([convert.vm_status_wire(vm).model_dump() for vm in vms])
 
     @app.post(paths.VMS, response_model=s.VmOut, responses=_VM_WITH_BODY)
     async def start(_: Authorized, body: s.StartIn) -> JsonResponse:
