@@ -16,7 +16,7 @@ from tashi.domain.models import DiskConfig, Instance, NicConfig
 from tashi.domain.nodes import NodeEvent
 from tashi.domain.states import InstanceState
 from tashi.network.fake import FakeNetworkDriver
-from tashi.nodemanager.service import NodeService
+from tashi.nodemanager.service import EventSink, NodeService
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.vmm.base import BootSpec, DiskSpec, VmState
 from tashi.vmm.fake import FakeDriver
@@ -78,8 +78,10 @@ async def pump(driver: FakeDriver, node: NodeService) -> None:
 
 
 def make(
-    tmp_path: Path, *, poweroff_delay: float, grace: float
+    tmp_path: Path, *, poweroff_delay: float, grace: float, sink: EventSink | None = None
 ) -> tuple[NodeService, _Events, _Disks, FakeDriver]:
+    """A node service over the fake drivers; its events go to ``sink`` if given, else to the
+    ``_Events`` returned."""
     driver = FakeDriver(poweroff_delay=poweroff_delay)
     events, disks = _Events(), _Disks()
     node = NodeService(
@@ -89,7 +91,7 @@ def make(
         dirs=VmDirs(tmp_path / "vms"),
         suspend_dir=tmp_path / "suspend",
         images_dir=tmp_path / "images",
-        events=events,
+        events=sink or events,
         now=lambda: datetime.now(UTC),
         advertise_host="127.0.0.1",
         shutdown_grace=grace,
@@ -145,9 +147,9 @@ class _Witness:
 
 def test_an_event_is_handed_on_before_its_vm_is_forgotten(tmp_path: Path) -> None:
     async def scenario() -> None:
-        node, _, _, driver = make(tmp_path, poweroff_delay=0.0, grace=10.0)
-        witness = _Witness(node)
-        node.events = witness
+        witness = _Witness()
+        node, _, _, driver = make(tmp_path, poweroff_delay=0.0, grace=10.0, sink=witness)
+        witness.node = node
         watcher = asyncio.create_task(pump(driver, node))
         await node.start(wire(5))
         await node.suspend(InstanceId(5), "5_vm5.gz")
