@@ -247,13 +247,3 @@ class GrantOut(_Model):
         description="seconds since it last granted that host a lease (None: not since it started)"
     )
     uptime: float = Field(description="seconds since this witness started")
-
-
-class ErrorBody(_Model):
-    code: str
-    message: str
-    requestId: str | None = None  # as in ``tashi.api.schemas.ErrorBody``
-
-
-class ErrorOut(_Model):
-    error: ErrorBody
