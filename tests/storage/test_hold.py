@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.engine import make_url
 
+from tashi.devcluster.processes import kill_child
 from tashi.storage.sql.hold import HOLD_WAIT, LOCK_SUFFIX, HeldElsewhere, take_hold
 from tests.fixtures.dbservers import KIND_PARAMS, FreshDatabase, Server
 
@@ -76,8 +77,7 @@ def test_a_killed_holders_hold_is_free_at_once(url: str) -> None:
         with pytest.raises(HeldElsewhere, match="holds the database"):
             take_hold(make_url(url), wait=0)
     finally:
-        holder.kill()
-        holder.wait(10)
+        kill_child(holder)
     started = time.monotonic()
     take_hold(make_url(url)).release()
     print(f"\nhold taken {time.monotonic() - started:.3f} s after the holder's SIGKILL")

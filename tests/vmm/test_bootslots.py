@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tashi.devcluster.processes import kill_child
 from tashi.domain.errors import InvalidInput
 from tashi.vmm.qemu import bootslots
 from tashi.vmm.qemu.bootslots import BootSlots
@@ -70,8 +71,7 @@ def test_a_process_that_dies_frees_its_slots(tmp_path: Path) -> None:
         assert holder.stdout.readline().strip() == "held"
         assert BootSlots(tmp_path, 1).try_take() is None
     finally:
-        holder.kill()
-        holder.wait()
+        kill_child(holder)
     slot = BootSlots(tmp_path, 1).try_take()
     assert slot is not None
     slot.release()
@@ -177,8 +177,7 @@ def test_cpu_demand_counts_waiting_for_a_processor_as_well_as_running() -> None:
         assert demand is not None
         assert demand > used * 1.3, (demand, used)
     finally:
-        spinner.kill()
-        spinner.wait()
+        kill_child(spinner)
     assert bootslots.cpu_demand_of(spinner.pid) is None
 
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tashi.config.nodemanager import QemuSettings
+from tashi.devcluster.processes import kill_child
 from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, Unavailable
 from tashi.images import markers
 from tashi.vmm import statefile
@@ -89,8 +89,7 @@ async def test_a_vm_outlives_a_node_manager_killed_with_sigkill(lab: Lab) -> Non
         assert manager.stdout is not None
         pid = int(await asyncio.to_thread(manager.stdout.readline))
     finally:
-        manager.send_signal(signal.SIGKILL)
-        manager.wait()
+        kill_child(manager)
     assert qemus_under(lab.root) == [pid]
 
     driver = lab.driver()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 
 import pytest
 
+from tashi.devcluster.processes import kill_child
 from tashi.domain.errors import BackendFailure, InvalidState
 from tashi.runtime.ports import free_port
 from tashi.vmm import statefile
@@ -85,8 +85,7 @@ def killed_while_sending(lab: Lab, spec: VmSpec, kind: str, where: str) -> None:
         assert manager.stdout is not None
         assert manager.stdout.readline().strip() == "sending"
     finally:
-        manager.send_signal(signal.SIGKILL)
-        manager.wait()
+        kill_child(manager)
 
 
 async def test_a_suspend_cut_short_is_finished_by_the_next_node_manager(lab: Lab) -> None:

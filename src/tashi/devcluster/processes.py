@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -275,9 +275,10 @@ class Daemon:
         return None
 
 
-def stop_child(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+def stop_child(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
     """Stop a child of ours: SIGTERM, then SIGKILL if it has not exited within ``timeout``;
-    reaped either way (an unreaped child's pid cannot be reused)."""
+    reaped either way (an unreaped child's pid cannot be reused), and the pipes we hold to it
+    closed."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -285,6 +286,26 @@ def stop_child(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(KILL_TIMEOUT)
+    close_pipes(process)
+
+
+def kill_child(process: subprocess.Popen[Any]) -> None:
+    """Crash a child of ours (SIGKILL, no clean-up of its own), reap it and close the pipes we
+    hold to it."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(KILL_TIMEOUT)
+    close_pipes(process)
+
+
+def close_pipes(process: subprocess.Popen[Any]) -> None:
+    """Close our ends of a finished child's pipes (left open, each is a ResourceWarning when
+    it is collected)."""
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            # Closing stdin flushes what the dead child never read: nobody is left to read it.
+            with contextlib.suppress(BrokenPipeError):
+                stream.close()
 
 
 def start_time(pid: int) -> int | None:
