@@ -17,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.nodes import NodeGateway
+from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.config.clustermanager import (
     ClusterManagerServiceSettings,

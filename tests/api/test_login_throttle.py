@@ -1,4 +1,5 @@
-"""Failed logins throttled through the real HTTP app (rules: ``clustermanager/throttle.py``).
+"""Failed logins throttled through the real HTTP app (rules:
+``clustermanager/accounts/throttle.py``).
 
 The test client's address is ``testclient``; a second client on the same app, with another
 address, plays the user logging in from elsewhere. Time is a ``FakeClock``: no test sleeps.
@@ -88,7 +89,7 @@ def test_one_address_trying_many_users_is_refused(api: Api) -> None:
 def test_refusals_are_logged_without_the_password(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="tashi.clustermanager.throttle")
+    caplog.set_level(logging.INFO, logger="tashi.clustermanager.accounts.throttle")
     for _ in range(8):
         login(api.http, "admin", WRONG)
     text = caplog.text

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tashi.api.schemas import HostOut, InstanceOut
-from tashi.clustermanager.restart import reschedule
+from tashi.clustermanager.instances.restart import reschedule
 from tashi.domain.hints import GROUP_START, RESUME_SOURCE
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import Host, Instance, Principal, Role

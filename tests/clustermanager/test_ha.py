@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.clustermanager.migration import TARGET_HINT
+from tashi.clustermanager.instances.migration import TARGET_HINT
 from tashi.domain.clock import FakeClock
 from tashi.domain.errors import NotFound
 from tashi.domain.ids import HostId, UserId

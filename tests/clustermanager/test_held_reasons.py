@@ -43,7 +43,7 @@ class HeldPath:
 
     name: str
     row: tuple[InstanceState, Action]
-    module: str  # the cluster-manager module that performs it
+    module: str  # the cluster-manager module that performs it, under clustermanager/
     drive: Callable[[Cluster, Path], Instance]  # the cluster, its test directory
 
 
@@ -169,74 +169,74 @@ PATHS = [
     HeldPath(
         "activateVm: the node refuses the start",
         (S.Activating, A.start_failed),
-        "instances",
+        "instances/service",
         refused_start,
     ),
     HeldPath(
         "activateVm: the node refuses the restore",
         (S.Resuming, A.start_failed),
-        "instances",
+        "instances/service",
         refused_restore,
     ),
     HeldPath(
         "the node reports a failed start",
         (S.Activating, A.start_failed),
-        "nodereports",
+        "hosts/nodereports",
         node_says_failed(S.Activating, ""),
     ),
     HeldPath(
         "the node reports a failed restore",
         (S.Resuming, A.start_failed),
-        "nodereports",
+        "hosts/nodereports",
         node_says_failed(S.Resuming, "restore failed: bad file"),
     ),
     HeldPath(
         "a report without the starting VM",
         (S.Activating, A.start_failed),
-        "reconcile",
+        "hosts/reconcile",
         report_without_it(S.Activating),
     ),
     HeldPath(
         "a report without the restoring VM",
         (S.Resuming, A.start_failed),
-        "reconcile",
+        "hosts/reconcile",
         report_without_it(S.Resuming),
     ),
     HeldPath(
         "a start past its deadline",
         (S.Activating, A.start_failed),
-        "deadlines",
+        "instances/deadlines",
         past_its_deadline(S.Activating),
     ),
     HeldPath(
         "a restore past its deadline",
         (S.Resuming, A.start_failed),
-        "deadlines",
+        "instances/deadlines",
         past_its_deadline(S.Resuming),
     ),
     HeldPath(
         "a disk copy past its deadline",
         (S.PreparingDisk, A.start_failed),
-        "deadlines",
+        "instances/deadlines",
         past_its_deadline(S.PreparingDisk),
     ),
     HeldPath(
         "a disk copy that fails",
         (S.PreparingDisk, A.start_failed),
-        "diskcopy",
+        "images/diskcopy",
         failed_disk_copy,
     ),
     HeldPath(
         "holdVm (the scheduler)",
         (S.Pending, A.hold),
-        "instances",
+        "instances/service",
         scheduler_hold,
     ),
     *(
         HeldPath(
             f"a group torn down, mate {state.name}",
             (state, A.group_failed),
-            "groups",
+            "instances/groups",
             torn_down_from(state),
         )
         for state in (S.Pending, S.PreparingDisk, S.Activating, S.Resuming, S.Running)
@@ -257,7 +257,11 @@ def test_every_module_that_holds_is_covered() -> None:
     actions = {a.value for _, a in HELD_ROWS}
     pattern = re.compile(r"\b(?:Action|A)\.(" + "|".join(sorted(actions)) + r")\b")
     root = Path(tashi.__file__).parent / "clustermanager"
-    naming = {p.stem for p in root.glob("*.py") if pattern.search(p.read_text(encoding="utf-8"))}
+    naming = {
+        p.relative_to(root).with_suffix("").as_posix()
+        for p in root.rglob("*.py")
+        if pattern.search(p.read_text(encoding="utf-8"))
+    }
     assert naming == {p.module for p in PATHS}, "a new code path into Held: add its HeldPath"
 
 

@@ -1,7 +1,7 @@
-"""History retention (``clustermanager/history.py``) on the fake clock, over the in-memory fake
-and SQLite as ``build_service`` wires it from ``[ClusterManager]``: a purge deletes the events
-older than ``historyLifetime`` and each instance's beyond its newest ``historyPerInstance``,
-and leaves the rest as they were. (The store methods' contract runs on every backend in
+"""History retention (``clustermanager/instances/history.py``) on the fake clock, over the in-memory
+fake and SQLite as ``build_service`` wires it from ``[ClusterManager]``: a purge deletes the events
+older than ``historyLifetime`` and each instance's beyond its newest ``historyPerInstance``, and
+leaves the rest as they were. (The store methods' contract runs on every backend in
 ``tests/storage``; the supervised task of ``tashi-cm`` in ``tests/e2e/test_history_purge.py``.)"""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.clustermanager.migration import TARGET_HINT
+from tashi.clustermanager.instances.migration import TARGET_HINT
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.domain.clock import FakeClock
 from tashi.domain.errors import BackendFailure, NotFound, TashiError, Unanswered, Unavailable

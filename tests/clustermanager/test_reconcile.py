@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tashi.clustermanager.reconcile import Observed, Seen, plan
+from tashi.clustermanager.hosts.reconcile import Observed, Seen, plan
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import DiskConfig, Instance
 from tashi.domain.states import Action, InstanceState

@@ -1,6 +1,6 @@
-"""Suspend files go once no instance can use them (``clustermanager/suspends.py``): destroying a
-Suspended instance, or one whose resume had not finished, and restarting elsewhere an instance
-lost while it was being suspended or resumed, each left the VM's saved memory in the shared
+"""Suspend files go once no instance can use them (``clustermanager/instances/suspends.py``):
+destroying a Suspended instance, or one whose resume had not finished, and restarting elsewhere an
+instance lost while it was being suspended or resumed, each left the VM's saved memory in the shared
 store for ever (found by the fault-injection suite, issue 14.6). Other files stay."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tashi.clustermanager.throttle import LoginThrottle, ThrottleRules, source_key
+from tashi.clustermanager.accounts.throttle import LoginThrottle, ThrottleRules, source_key
 from tashi.domain.clock import FakeClock
 from tashi.domain.errors import Throttled
 
@@ -129,7 +129,7 @@ def test_source_keys() -> None:
 def test_the_log_names_user_address_and_count_never_the_password(
     throttle: LoginThrottle, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="tashi.clustermanager.throttle")
+    caplog.set_level(logging.INFO, logger="tashi.clustermanager.accounts.throttle")
     fail(throttle, "admin\nforged", "10.0.0.1", 5)
     for _ in range(9):
         refused(throttle, "admin\nforged", "10.0.0.1")

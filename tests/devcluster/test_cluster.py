@@ -217,8 +217,8 @@ def test_rm_is_noticed_and_its_vms_run_again_once(cluster: Running) -> None:
     assert noticed <= 10.0
     if "tashi-scheduler" not in cluster.state.daemons:
         pytest.skip("no tashi-scheduler installed: the crashed host's VMs are not restarted")
-    if importlib.util.find_spec("tashi.clustermanager.ha") is None:
-        pytest.skip("the cluster manager has no HA yet (clustermanager/ha.py): no restart")
+    if importlib.util.find_spec("tashi.clustermanager.hosts.ha") is None:
+        pytest.skip("the cluster manager has no HA yet (clustermanager/hosts/ha.py): no restart")
     for inst in victims:
         processes.wait_for(
             f"{inst.name} Running on another host",

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from tashi.api.schemas import ErrorOut
-from tashi.clustermanager.gateway import HttpNodeGateway
+from tashi.clustermanager.hosts.gateway import HttpNodeGateway
 from tashi.domain.states import InstanceState
 from tashi.web import errors
 from tashi.web.requestids import SANE, RequestIds

@@ -13,28 +13,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import tashi
-from tashi.clustermanager.addresses import AddressService
-from tashi.clustermanager.auth import AuthService
-from tashi.clustermanager.batches import BatchService
-from tashi.clustermanager.claims import OverRates
+from tashi.clustermanager.accounts.auth import AuthService
+from tashi.clustermanager.accounts.throttle import ThrottleRules
+from tashi.clustermanager.accounts.users import UserService
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.deadlines import Deadlines
 from tashi.clustermanager.events import StartFailed, VmStopped
-from tashi.clustermanager.groups import GroupService
-from tashi.clustermanager.ha import HighAvailability
-from tashi.clustermanager.history import HistoryRetention
-from tashi.clustermanager.hosts import HostService
-from tashi.clustermanager.images import ImageService
-from tashi.clustermanager.instances import InstanceRules, InstanceService
-from tashi.clustermanager.liveness import Liveness
-from tashi.clustermanager.networks import NetworkService
-from tashi.clustermanager.nodereports import NodeReports, NodeRules
-from tashi.clustermanager.nodes import NodeGateway, NoNodeManagers
-from tashi.clustermanager.specs import SpecRules
-from tashi.clustermanager.suspends import SuspendArea
-from tashi.clustermanager.throttle import ThrottleRules
-from tashi.clustermanager.users import UserService
-from tashi.clustermanager.witnesses import WitnessDesk
+from tashi.clustermanager.hosts.ha import HighAvailability
+from tashi.clustermanager.hosts.liveness import Liveness
+from tashi.clustermanager.hosts.nodereports import NodeReports, NodeRules
+from tashi.clustermanager.hosts.nodes import NodeGateway, NoNodeManagers
+from tashi.clustermanager.hosts.service import HostService
+from tashi.clustermanager.hosts.witnesses import WitnessDesk
+from tashi.clustermanager.images.service import ImageService
+from tashi.clustermanager.instances.batches import BatchService
+from tashi.clustermanager.instances.claims import OverRates
+from tashi.clustermanager.instances.deadlines import Deadlines
+from tashi.clustermanager.instances.groups import GroupService
+from tashi.clustermanager.instances.history import HistoryRetention
+from tashi.clustermanager.instances.service import InstanceRules, InstanceService
+from tashi.clustermanager.instances.specs import SpecRules
+from tashi.clustermanager.instances.suspends import SuspendArea
+from tashi.clustermanager.networks.addresses import AddressService
+from tashi.clustermanager.networks.service import NetworkService
 from tashi.config.settings import Settings
 from tashi.domain.clock import Clock, SystemClock
 from tashi.domain.ids import NetworkId

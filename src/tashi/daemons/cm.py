@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tashi
-from tashi.clustermanager.gateway import HttpNodeGateway
+from tashi.clustermanager.hosts.gateway import HttpNodeGateway
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.config import ConfigError, load_settings
 from tashi.config.settings import Settings

@@ -19,7 +19,7 @@ token of its own. The token answers two questions:
 it makes the activation a restore (``activation``). It goes once the restore has finished
 (Resuming -> Running): the node manager deletes the file then, and a later start from it would
 fail, or restore an old memory image over newer disks. An instance that HA starts again
-elsewhere never keeps it either (``clustermanager/restart.py``).
+elsewhere never keeps it either (``clustermanager/instances/restart.py``).
 """
 
 from __future__ import annotations

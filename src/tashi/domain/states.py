@@ -173,7 +173,7 @@ def _rows() -> Iterable[tuple[InstanceState, Action, InstanceState]]:
         (S.Orphaned, A.reschedule, S.Pending),
     )
     # A group is placed all or nothing: when one member fails to start, the others' VMs are
-    # stopped and every member waits, Held with the reason (clustermanager/groups.py).
+    # stopped and every member waits, Held with the reason (clustermanager/instances/groups.py).
     for state in (S.Pending, S.PreparingDisk, S.Activating, S.Resuming, S.Running):
         yield (state, A.group_failed, S.Held)
     # Destroying a VM that has not started anywhere (or that only exists as a suspend file)

@@ -21,7 +21,7 @@ stay); ``rebase`` is ``qemu-img convert -O qcow2`` (a standalone image, the chai
 qemu-img runs as an asyncio child (``qemuimg.py``, the one qemu-img seam), so nothing blocks the
 event loop. ``remove`` refuses an image another image of the store uses as its backing file and
 one a VM holds locked. Whether instances name the image is the cluster manager's check
-(``tashi.clustermanager.images``), which also decides who may do what.
+(``tashi.clustermanager.images.service``), which also decides who may do what.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ keeps them for the next try, so nothing is lost while the cluster manager is awa
 this node manager dies before it could send them. A heartbeat answered "unknown host"
 (the host was unregistered, or the cluster manager's database was replaced) registers again.
 Both carry the network driver's underlay address, and the replies the other hosts' (``peers``,
-handed to the driver: ``tashi.clustermanager.underlay``).
+handed to the driver: ``tashi.clustermanager.hosts.underlay``).
 
 HA lease (ADR 0010). Each reply to a registration or heartbeat is a grant from the cluster
 manager (``lease.HostLease``); the witness hosts named in the replies grant too

@@ -1,8 +1,8 @@
 """Routes for images: getImages, copy/clone/rebase (202 and a task to poll), removeImage.
 
 ``POST /v1/images`` with ``{"op", "src", "dst"}`` answers **202** with an image task: the work
-runs in the cluster manager and the image appears in ``getImages`` only when it is complete
-(why: ``tashi.clustermanager.images``). Refusals (bad names, an existing destination, a missing
+runs in the cluster manager and the image appears in ``getImages`` only when it is complete (why:
+``tashi.clustermanager.images.service``). Refusals (bad names, an existing destination, a missing
 source, ...) are answered at once with the usual error body. An image's ``id`` is its position in
 ``getImages``, as in the original.
 """
@@ -13,7 +13,7 @@ from fastapi import APIRouter
 
 from tashi.api import paths
 from tashi.api import schemas as s
-from tashi.clustermanager.images import ImageTask
+from tashi.clustermanager.images.service import ImageTask
 from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import Image, Principal
 from tashi.frontends.rest import render

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 
 from tashi.api import paths
 from tashi.api import schemas as s
-from tashi.clustermanager.batches import BatchResult
+from tashi.clustermanager.instances.batches import BatchResult
 from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import Instance
 from tashi.domain.operations import (

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from tashi.api import paths
 from tashi.api import schemas as s
-from tashi.clustermanager.auth import require_role
+from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import Role
 from tashi.frontends.rest.deps import ROLE, Caller, may_fail

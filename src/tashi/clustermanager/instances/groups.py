@@ -20,13 +20,13 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from tashi.clustermanager import claims, refs
-from tashi.clustermanager.auth import require_role
+from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.diskcopy import needs_copy
 from tashi.clustermanager.events import StartFailed, VmStopped
-from tashi.clustermanager.instances import InstanceService
-from tashi.clustermanager.membership import members, start_mates, still_starting, waiting
+from tashi.clustermanager.images.diskcopy import needs_copy
+from tashi.clustermanager.instances import claims, refs
+from tashi.clustermanager.instances.membership import members, start_mates, still_starting, waiting
+from tashi.clustermanager.instances.service import InstanceService
 from tashi.domain.clock import Clock
 from tashi.domain.errors import InvalidInput, TashiError
 from tashi.domain.hints import activation, new_start, with_start, without_start

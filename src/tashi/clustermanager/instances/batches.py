@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tashi.clustermanager.instances import InstanceService
+from tashi.clustermanager.instances.service import InstanceService
 from tashi.domain.errors import InvalidInput, NotFound, TashiError
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import Instance, Principal

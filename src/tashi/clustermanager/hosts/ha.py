@@ -34,10 +34,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.migration import without_target
-from tashi.clustermanager.restart import reschedule
-from tashi.clustermanager.suspends import SuspendArea
-from tashi.clustermanager.witnesses import WitnessDesk, voters_of
+from tashi.clustermanager.hosts.witnesses import WitnessDesk, voters_of
+from tashi.clustermanager.instances.migration import without_target
+from tashi.clustermanager.instances.restart import reschedule
+from tashi.clustermanager.instances.suspends import SuspendArea
 from tashi.domain.clock import Clock
 from tashi.domain.errors import NotFound
 from tashi.domain.ids import HostId, InstanceId

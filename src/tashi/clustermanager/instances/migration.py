@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tashi.clustermanager.nodes import NodeGateway
+from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.domain.errors import NotFound, TashiError, Unanswered, Unavailable
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance, Usage

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from tashi.clustermanager.auth import require_admin, require_role
+from tashi.clustermanager.accounts.auth import require_admin, require_role
 from tashi.clustermanager.database import Database
 from tashi.domain import validation
 from tashi.domain.clock import Clock

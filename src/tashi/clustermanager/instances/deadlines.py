@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.migration import LostHosts
-from tashi.clustermanager.nodes import NodeGateway
+from tashi.clustermanager.hosts.nodes import NodeGateway
+from tashi.clustermanager.instances.migration import LostHosts
 from tashi.domain.clock import Clock
 from tashi.domain.errors import NotFound, StateConflict, TashiError
 from tashi.domain.models import Host, Instance

@@ -24,7 +24,7 @@ import logging
 from datetime import datetime, timedelta
 
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.nodes import NodeGateway
+from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.domain.clock import Clock
 from tashi.domain.errors import StateConflict
 from tashi.domain.models import Host

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from tashi.clustermanager.images import ImageService
+from tashi.clustermanager.images.service import ImageService
 from tashi.domain.errors import TashiError
 from tashi.domain.ids import HostId
 from tashi.domain.models import DiskConfig, Instance, Principal

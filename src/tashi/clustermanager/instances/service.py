@@ -15,22 +15,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tashi.clustermanager import claims, membership, refs
-from tashi.clustermanager.auth import require_admin, require_owner, require_role
+from tashi.clustermanager.accounts.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.diskcopy import DiskCopies, needs_copy
 from tashi.clustermanager.events import StartFailed
-from tashi.clustermanager.images import ImageService
-from tashi.clustermanager.migration import (
+from tashi.clustermanager.hosts.nodes import NodeGateway
+from tashi.clustermanager.images.diskcopy import DiskCopies, needs_copy
+from tashi.clustermanager.images.service import ImageService
+from tashi.clustermanager.instances import claims, membership, refs
+from tashi.clustermanager.instances.migration import (
     TARGET_HINT,
     LostHosts,
     Migrations,
     target_of,
     without_target,
 )
-from tashi.clustermanager.nodes import NodeGateway
-from tashi.clustermanager.specs import SpecRules, build_spec, many_names, settle_nics
-from tashi.clustermanager.suspends import SuspendArea, suspend_file
+from tashi.clustermanager.instances.specs import SpecRules, build_spec, many_names, settle_nics
+from tashi.clustermanager.instances.suspends import SuspendArea, suspend_file
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, InvalidState, NotFound, TashiError

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tashi.clustermanager.accounts.passwords import DUMMY_HASH, hash_password, verify_password
+from tashi.clustermanager.accounts.throttle import LoginThrottle, ThrottleRules
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.passwords import DUMMY_HASH, hash_password, verify_password
-from tashi.clustermanager.throttle import LoginThrottle, ThrottleRules
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, NotAuthenticated, NotFound, TashiError
 from tashi.domain.ids import UserId

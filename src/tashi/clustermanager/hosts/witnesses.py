@@ -21,7 +21,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from tashi.clustermanager.nodes import NodeGateway
+from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.ids import HostId
 from tashi.domain.models import Host, NodeLink

@@ -16,14 +16,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from tashi.clustermanager.auth import require_role
+from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.events import VmStopped
-from tashi.clustermanager.nodes import NodeGateway
-from tashi.clustermanager.reconcile import Decision, Observed, Seen, plan
-from tashi.clustermanager.suspends import SuspendArea, may_hold_a_file
-from tashi.clustermanager.underlay import config_with, peers_of
-from tashi.clustermanager.witnesses import WitnessDesk
+from tashi.clustermanager.hosts.nodes import NodeGateway
+from tashi.clustermanager.hosts.reconcile import Decision, Observed, Seen, plan
+from tashi.clustermanager.hosts.underlay import config_with, peers_of
+from tashi.clustermanager.hosts.witnesses import WitnessDesk
+from tashi.clustermanager.instances.suspends import SuspendArea, may_hold_a_file
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, NotFound, StateConflict, TashiError

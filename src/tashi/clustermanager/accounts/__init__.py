@@ -1,0 +1,1 @@
+"""Accounts: users, logins and bearer tokens, password hashes, failed-login throttling."""
