@@ -1,4 +1,4 @@
-"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100|faults|outage]``
+"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100|faults|outage|longmem]``
 (``make bench`` = all): run the benchmark suites and print their tables.
 
 ``control`` measures the cluster manager's HTTP API on SQLite and PostgreSQL (``runner.py``);
@@ -11,8 +11,11 @@ bare qemu (``e2eboot.py``), and 100 VMs booted at once against 100 bare qemu (``
 while pieces of a virtual cluster are SIGKILLed, every invariant checked (``faults.py``,
 ``--rounds``, ``--seed``); ``outage`` (root, not part of ``all``) keeps the cluster manager of a
 virtual cluster down for ``--minutes`` (10) while its VMs run and a group of 20 is being placed
-(``outage.py``). ``--quick`` is a short smoke run of either; ``--only`` limits the control
-suite to one store. Each suite prints its table and writes its JSON under ``bench/results/``.
+(``outage.py``); ``longmem`` (root, not part of ``all``) churns 1,000 VMs through a 1-host virtual
+cluster, the first 50 on real QEMU, and follows the resident memory of the node manager, the
+cluster manager and the scheduler (``longmem.py``, ``--rounds``). ``--quick`` is a short smoke
+run of either; ``--only`` limits the control suite to one store. Each suite prints its table and
+writes its JSON under ``bench/results/``.
 The exit status is 1 if a floor or goal of the issues failed or something could not be measured,
 130 on Ctrl-C (after stopping every process started and removing the temporary files).
 """
@@ -29,7 +32,17 @@ from bench.cluster import Workspace, sigterm_as_interrupt
 from bench.cpu import calibrate
 from bench.report import StoreResults
 
-SUITES = ("all", "control", "nodes", "scheduling", "e2eboot", "boot100", "faults", "outage")
+SUITES = (
+    "all",
+    "control",
+    "nodes",
+    "scheduling",
+    "e2eboot",
+    "boot100",
+    "faults",
+    "outage",
+    "longmem",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (server logs) at the end"
     )
-    parser.add_argument("--rounds", type=int, help="faults: rounds to run (default 30)")
+    parser.add_argument(
+        "--rounds", type=int, help="faults: rounds to run (default 30); longmem: VMs (1000)"
+    )
     parser.add_argument("--seed", type=int, help="faults: the random seed (default: a new one)")
     parser.add_argument(
         "--minutes", type=float, help="outage: how long the cluster manager stays down (10)"
@@ -74,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.suite == "all":
                     print()
                 status |= _scheduling(args)
-            if args.suite in ("e2eboot", "boot100", "faults", "outage"):
+            if args.suite in ("e2eboot", "boot100", "faults", "outage", "longmem"):
                 status |= _virtual(args)
     except KeyboardInterrupt:
         runner.say("interrupted: every process started was stopped, temp files removed")
@@ -186,19 +201,22 @@ def _scheduling(args: argparse.Namespace) -> int:
 
 
 def _virtual(args: argparse.Namespace) -> int:
-    """e2eboot, boot100 or faults on a virtual cluster of the run's own (needs root)."""
+    """e2eboot, boot100, faults, outage or longmem on a virtual cluster of the run's own
+    (needs root)."""
     import os
 
     if os.geteuid() != 0:
         runner.say(f"{args.suite}: needs root (tashi-cluster makes namespaces and links)")
         return 1
-    from bench import boot100, e2eboot, faults, outage
+    from bench import boot100, e2eboot, faults, longmem, outage
 
     workspace = Workspace()
     try:
         with e2eboot.sigterm_in_children_default():
             if args.suite == "e2eboot":
                 return e2eboot.run(args.quick, workspace, runner.say)
+            if args.suite == "longmem":
+                return longmem.run(args.rounds, args.quick, workspace, runner.say)
             if args.suite == "faults":
                 return faults.run(args.rounds, args.seed, args.quick, workspace, runner.say)
             if args.suite == "outage":
