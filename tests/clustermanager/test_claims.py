@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.clustermanager.instances import refs
+from tashi.clustermanager import refs
 from tashi.clustermanager.service import build_service
 from tashi.domain.errors import (
     Forbidden,

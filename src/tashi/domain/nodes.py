@@ -2,7 +2,7 @@
 
 The node contract's wire models (``tashi.nodeapi.schemas``, pydantic, camelCase) are converted
 to and from these records in one module, ``tashi.nodeapi.convert``; the services on both sides
-(``clustermanager.nodereports``, ``clustermanager.nodes``, ``nodemanager.service``,
+(``clustermanager.hosts.nodereports``, ``clustermanager.hosts.nodes``, ``nodemanager.service``,
 ``nodemanager.reporting`` …) take and return only these, so a wire change stays at the edge.
 The instance a node runs is the domain's own ``models.Instance`` (its ``state`` means nothing
 there: a node knows the VM's state, ``VmReport.state``).

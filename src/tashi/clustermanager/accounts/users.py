@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import AuthService, require_admin
 from tashi.clustermanager.accounts.passwords import hash_password
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.instances import refs
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, InvalidState

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import builtins
 
+from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import require_admin
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.instances import refs
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import InvalidInput, InvalidState

@@ -20,11 +20,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.events import StartFailed, VmStopped
 from tashi.clustermanager.images.diskcopy import needs_copy
-from tashi.clustermanager.instances import claims, refs
+from tashi.clustermanager.instances import claims
 from tashi.clustermanager.instances.membership import members, start_mates, still_starting, waiting
 from tashi.clustermanager.instances.service import InstanceService
 from tashi.domain.clock import Clock

@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.events import StartFailed
 from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.clustermanager.images.diskcopy import DiskCopies, needs_copy
 from tashi.clustermanager.images.service import ImageService
-from tashi.clustermanager.instances import claims, membership, refs
+from tashi.clustermanager.instances import claims, membership
 from tashi.clustermanager.instances.migration import (
     TARGET_HINT,
     LostHosts,

@@ -18,9 +18,9 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
+from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.instances import refs
 from tashi.domain.clock import Clock
 from tashi.domain.errors import AlreadyExists, InsufficientResources, InvalidInput
 from tashi.domain.ids import NetworkId

@@ -4,9 +4,9 @@ joins when the request names none."""
 
 from __future__ import annotations
 
+from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import require_admin
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.instances import refs
 from tashi.domain import validation
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import NetworkId
