@@ -54,6 +54,7 @@ def cluster(
         yield running
 
 
+@pytest.mark.timeout(600)  # the database away for a minute, then every VM checked: 73 s seen
 @pytest.mark.parametrize("outage", [5.0, OUTAGE])
 def test_a_database_outage_stops_no_vm(cluster: Running, postgres: Server, outage: float) -> None:
     c = cluster
