@@ -53,3 +53,38 @@ def test_every_route_documents_its_answer_and_who_may_call_it(sqlite_api: Api) -
                 assert content["schema"] != {"type": "string"} or media == "text/plain", label
             assert ("security" in operation) == (label not in open_routes), label
             assert "500" in operation["responses"], label
+
+
+BEYOND = 2**63  # one past what the store's integer columns keep
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "field"),
+    [
+        ("GET", f"{paths.INSTANCES}?after={BEYOND}", None, "after"),
+        ("GET", f"{paths.INSTANCES}?limit={BEYOND}", None, "limit"),
+        ("GET", f"{paths.ADDRESSES}?network={BEYOND}", None, "network"),
+        ("POST", paths.DESTROY_MANY, {"ids": [BEYOND]}, "ids.0"),
+        ("POST", paths.HOSTS, {"name": "h", "memory": BEYOND}, "memory"),
+        ("POST", paths.HOSTS, {"name": "h", "cores": -BEYOND - 1}, "cores"),
+        (
+            "POST",
+            paths.INSTANCES,
+            {"name": "v", "disks": [{"uri": "base.qcow2"}], "userId": BEYOND},
+            "userId",
+        ),
+        (
+            "POST",
+            paths.INSTANCES,
+            {"name": "v", "disks": [{"uri": "base.qcow2"}], "nics": [{"network": BEYOND}]},
+            "nics.0.network",
+        ),
+    ],
+)
+def test_an_integer_the_store_cannot_keep_is_refused_at_the_edge(
+    sqlite_api: Api, method: str, url: str, body: object, field: str
+) -> None:
+    """The document states the bound; without it these reached SQLite and were answered 500."""
+    reply = sqlite_api.call(method, url, sqlite_api.admin, json=body)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["message"].startswith(f"{field}: ")

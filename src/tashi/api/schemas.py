@@ -8,9 +8,16 @@ rules. Responses carry everything a client needs to render Tashi's tables.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: The largest integer the store keeps (a signed 64-bit column).
+INT_MAX = 2**63 - 1
+#: An integer a request may carry into the store unchecked (ids, a host's size): one out of
+#: range is refused (400) at the edge rather than failing in the database (a 500). Those the
+#: services bound themselves (cores, memory, cpuShare, priority, count) keep their message.
+Int = Annotated[int, Field(ge=-INT_MAX - 1, le=INT_MAX)]
 
 
 class _Model(BaseModel):
@@ -82,7 +89,7 @@ class DiskIn(_Disk):
 
 
 class NicIn(_Model):
-    network: int | None = Field(None, description="network id; default: defaultNetwork")
+    network: Int | None = Field(None, description="network id; default: defaultNetwork")
     ip: str | None = None
     mac: str | None = Field(None, description="default: a random unused 52:54:00:xx:xx:xx")
 
@@ -98,7 +105,7 @@ class InstanceIn(_Model):
     nics: list[NicIn] | None = None
     hints: dict[str, str] = Field(default_factory=dict)
     groupName: str | None = None
-    userId: int | None = Field(None, description="owner; only an admin may name another user")
+    userId: Int | None = Field(None, description="owner; only an admin may name another user")
 
 
 class CreateManyIn(_Model):
@@ -113,7 +120,7 @@ class CreateManyIn(_Model):
     nics: list[NicIn] | None = Field(None, description="per VM; MACs must be left empty")
     hints: dict[str, str] = Field(default_factory=dict)
     groupName: str | None = None
-    userId: int | None = None
+    userId: Int | None = None
 
 
 class DiskOut(_Disk):
@@ -162,7 +169,7 @@ class BatchSelectIn(_Model):
     """Which instances a batch verb acts on: ``basename`` (``basename-<digits>``) or ``ids``."""
 
     basename: str | None = None
-    ids: list[int] | None = None
+    ids: list[Int] | None = None
 
 
 class BatchFailure(_Model):
@@ -253,8 +260,8 @@ class HostIn(_Model):
     """``registerHost``/``addHost``: the node manager fills memory/cores/version on heartbeat."""
 
     name: str
-    memory: int = 0
-    cores: int = 0
+    memory: Int = 0
+    cores: Int = 0
     version: str = ""
 
 

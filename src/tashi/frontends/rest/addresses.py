@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from tashi.api import paths
 from tashi.api import schemas as s
@@ -41,7 +43,9 @@ def router(service: ClusterService) -> APIRouter:
         summary="list (agent)",
         responses=may_fail(400, ROLE),
     )
-    async def list_addresses(caller: Caller, network: int | None = None) -> JsonResponse:
+    async def list_addresses(
+        caller: Caller, network: Annotated[s.Int | None, Query()] = None
+    ) -> JsonResponse:
         return JsonResponse(
             [
                 {

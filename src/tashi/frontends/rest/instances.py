@@ -93,8 +93,8 @@ def router(service: ClusterService) -> APIRouter:
         state: str | None = None,
         host: str | None = None,
         name: str | None = None,
-        after: Annotated[int | None, Query(ge=0)] = None,
-        limit: Annotated[int | None, Query(ge=1)] = None,
+        after: Annotated[int | None, Query(ge=0, le=s.INT_MAX)] = None,
+        limit: Annotated[int | None, Query(ge=1, le=s.INT_MAX)] = None,
     ) -> JsonResponse:
         query = InstanceQuery(
             user=user, state=state, host=host, name=name, after_id=after, limit=limit
