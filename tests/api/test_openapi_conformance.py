@@ -88,3 +88,21 @@ def test_an_integer_the_store_cannot_keep_is_refused_at_the_edge(
     reply = sqlite_api.call(method, url, sqlite_api.admin, json=body)
     assert reply.status_code == 400, reply.text
     assert reply.json()["error"]["message"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"{paths.INSTANCES}/{BEYOND}",
+        f"{paths.HOSTS}/{BEYOND}",
+        f"{paths.USERS}/{BEYOND}",
+        f"{paths.INSTANCES}/²",  # a digit to str.isdigit, not to int()
+        f"{paths.HOSTS}/²",
+    ],
+)
+def test_a_reference_no_record_can_have_is_not_found(sqlite_api: Api, url: str) -> None:
+    """An id beyond the store's integers, or digits int() cannot read, name nothing: 404, not
+    a 500 from SQLite or from int()."""
+    reply = sqlite_api.call("GET", url, sqlite_api.admin)
+    assert reply.status_code == 404, reply.text
+    assert reply.json()["error"]["code"] == "not_found"

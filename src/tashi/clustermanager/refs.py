@@ -1,7 +1,8 @@
 """Turn what a user typed (an id or a name) into a record, as the original ``--instance`` did.
 
-A reference of digits only is an id; anything else a name. Instance names cannot be all digits
-(validation refuses them), so the two never collide. A name shared by several instances (with
+A reference of ASCII digits only is an id; anything else a name. Instance names cannot be all
+digits (validation refuses them), so the two never collide. An id beyond what the store keeps
+(a signed 64-bit integer) names nothing: not found, like any id no record has. A name shared by several instances (with
 ``allowDuplicateNames``) is refused with the ids to choose from.
 """
 
@@ -13,13 +14,21 @@ from tashi.domain.models import Host, Instance, Network, User
 from tashi.storage.contract import InstanceFilter, Transaction
 
 
-def _as_id(ref: str) -> int | None:
+ID_MAX = 2**63 - 1  # the largest id a store keeps
+
+
+def _as_id(ref: str, kind: str) -> int | None:
     text = ref.strip()
-    return int(text) if text.isdigit() else None
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() holds, int("²") fails
+        return None
+    number = int(text)
+    if number > ID_MAX:
+        raise NotFound(f"{kind} {number} does not exist")
+    return number
 
 
 def instance(tx: Transaction, ref: str) -> Instance:
-    number = _as_id(ref)
+    number = _as_id(ref, "instance")
     if number is not None:
         return tx.instances.get(InstanceId(number))
     found = tx.instances.find(InstanceFilter(name=ref.strip(), limit=10))
@@ -32,21 +41,21 @@ def instance(tx: Transaction, ref: str) -> Instance:
 
 
 def host(tx: Transaction, ref: str) -> Host:
-    number = _as_id(ref)
+    number = _as_id(ref, "host")
     if number is not None:
         return tx.hosts.get(HostId(number))
     return tx.hosts.get_by_name(ref.strip())
 
 
 def user(tx: Transaction, ref: str) -> User:
-    number = _as_id(ref)
+    number = _as_id(ref, "user")
     if number is not None:
         return tx.users.get(UserId(number))
     return tx.users.get_by_name(ref.strip())
 
 
 def network(tx: Transaction, ref: str) -> Network:
-    number = _as_id(ref)
+    number = _as_id(ref, "network")
     if number is not None:
         return tx.networks.get(NetworkId(number))
     for net in tx.networks.list():
