@@ -23,14 +23,7 @@ from tests.fixtures.images import tiny_image  # noqa: F401  (imported to registe
 
 # Warnings of our own code that pyproject's filterwarnings would make errors, not fixed yet, each
 # for the one test that meets it: test id -> the filter, and why. Remove an entry with its fix.
-KNOWN_WARNINGS = {
-    # node_manager() in test_disks closes its holder's pipes only when the holder is still
-    # running at the end (communicate); a holder the test SIGKILLed leaves them to be collected.
-    "tests/nodemanager/test_disks.py::"
-    "test_a_killed_node_manager_drops_its_locks_and_a_new_one_adopts": (
-        "ignore:Exception ignored in. <_io.FileIO:pytest.PytestUnraisableExceptionWarning"
-    ),
-}
+KNOWN_WARNINGS: dict[str, str] = {}  # test id -> one filterwarnings entry, with why beside it
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

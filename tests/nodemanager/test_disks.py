@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.devcluster.processes import stop_child
+from tashi.devcluster.processes import close_pipes, stop_child
 from tashi.domain.errors import BackendFailure, InvalidInput, InvalidState, NotFound
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
@@ -269,6 +269,8 @@ def node_manager(
     finally:
         if process.poll() is None:
             process.communicate("", timeout=30)
+        else:  # the test killed it: its pipes are ours to close
+            close_pipes(process)
 
 
 def test_a_second_process_is_refused_a_persistent_image(
