@@ -51,11 +51,12 @@ async def _peer(on_request: str) -> tuple[asyncio.Server, int]:
     (``hang``)."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        if on_request == "close":
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            if on_request == "hang":
+                await reader.read()  # until the client gives up
+        finally:  # hung up, or the client gave up: the server's side is ours to close
             writer.close()
-            return
-        await reader.read()  # until the client gives up
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
