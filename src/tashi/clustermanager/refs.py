@@ -2,8 +2,8 @@
 
 A reference of ASCII digits only is an id; anything else a name. Instance names cannot be all
 digits (validation refuses them), so the two never collide. An id beyond what the store keeps
-(a signed 64-bit integer) names nothing: not found, like any id no record has. A name shared by several instances (with
-``allowDuplicateNames``) is refused with the ids to choose from.
+(a signed 64-bit integer) names nothing: not found, like any id no record has. A name shared by
+several instances (with ``allowDuplicateNames``) is refused with the ids to choose from.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from tashi.domain.errors import InvalidInput, NotFound
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import Host, Instance, Network, User
 from tashi.storage.contract import InstanceFilter, Transaction
-
 
 ID_MAX = 2**63 - 1  # the largest id a store keeps
 
