@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: The largest integer the store keeps (a signed 64-bit column).
-INT_MAX = 2**63 - 1
+from tashi.domain.ids import INT_MAX
+
 #: An integer a request may carry into the store unchecked (ids, a host's size): one out of
 #: range is refused (400) at the edge rather than failing in the database (a 500). Those the
 #: services bound themselves (cores, memory, cpuShare, priority, count) keep their message.

@@ -9,11 +9,9 @@ several instances (with ``allowDuplicateNames``) is refused with the ids to choo
 from __future__ import annotations
 
 from tashi.domain.errors import InvalidInput, NotFound
-from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.ids import INT_MAX, HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import Host, Instance, Network, User
 from tashi.storage.contract import InstanceFilter, Transaction
-
-ID_MAX = 2**63 - 1  # the largest id a store keeps
 
 
 def _as_id(ref: str, kind: str) -> int | None:
@@ -21,7 +19,7 @@ def _as_id(ref: str, kind: str) -> int | None:
     if not (text.isascii() and text.isdigit()):  # "²".isdigit() holds, int("²") fails
         return None
     number = int(text)
-    if number > ID_MAX:
+    if number > INT_MAX:
         raise NotFound(f"{kind} {number} does not exist")
     return number
 

@@ -13,3 +13,6 @@ InstanceId = NewType("InstanceId", int)
 HostId = NewType("HostId", int)
 NetworkId = NewType("NetworkId", int)
 UserId = NewType("UserId", int)
+
+#: The largest id, or any integer, the store keeps (a signed 64-bit column).
+INT_MAX = 2**63 - 1

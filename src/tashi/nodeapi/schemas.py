@@ -8,14 +8,10 @@ report what it runs, and the cluster manager can adopt a VM it does not know.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: An integer the cluster manager's store can keep (a signed 64-bit column): ids, sizes and
-#: counts a node sends are bounded so, and one out of range is refused (400) at the edge
-#: rather than failing in the database.
-Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+from tashi.api.schemas import Int  # ids, sizes and counts a node sends: the store's bound
 
 
 class _Model(BaseModel):
