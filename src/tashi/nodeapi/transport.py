@@ -24,6 +24,7 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from tashi.api.schemas import ErrorOut
 from tashi.domain.errors import (
     BackendFailure,
     Dependency,
@@ -119,11 +120,11 @@ def _error(reply: httpx.Response, peer: str, failed: Dependency) -> TashiError:
     """The error an answer of ``peer`` stands for: its category with its message, or, for a
     failure of the peer's own, a failure of the peer (``failed``) naming its request id."""
     try:
-        body = reply.json()["error"]
-        cls, message = error_class(str(body["code"])), str(body["message"])
-    except (ValueError, KeyError, TypeError):
+        body = ErrorOut.model_validate_json(reply.content).error  # the one error body
+    except ValidationError:
         text = f"{peer} answered {reply.status_code}: {reply.text[:200]}"
         return BackendFailure(text, failed=failed)
+    cls, message = error_class(body.code), body.message
     if cls.failed is None:
         return cls(message)
     request_id = reply.headers.get(REQUEST_ID, "none")
