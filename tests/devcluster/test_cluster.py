@@ -83,27 +83,6 @@ def _ping(netns: str, address: str) -> bool:
     return _netns_run(netns, "/bin/busybox", "ping", "-c", "1", "-W", "2", address).returncode == 0
 
 
-@pytest.fixture(scope="module")
-def dhcp(cluster: Running) -> Iterator[None]:
-    """Until the DHCP/DNS hook serves the cluster: a plain dnsmasq (DHCP only) in the cluster
-    manager's namespace on both VM networks, stopped by pid at the end."""
-    if "dnsmasq" in " ".join(cluster.state.daemons):
-        yield
-        return
-    args = ["/usr/sbin/dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0"]
-    args += ["--bind-interfaces", "--interface=vxbr1", "--interface=vxbr2", "--except-interface=lo"]
-    args += ["--dhcp-range=198.19.1.10,198.19.1.250,1m", "--dhcp-range=198.19.2.10,198.19.2.250,1m"]
-    args += [f"--dhcp-leasefile={cluster.root / 'leases'}"]
-    command = [sys.executable, "-m", "tashi.devcluster.enter", cluster.plan.cm_ns, "--", *args]
-    log = (cluster.root / "dnsmasq.log").open("ab")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield
-    finally:
-        processes.stop_child(process)
-        log.close()
-
-
 def test_start_gives_three_hosts_up(cluster: Running) -> None:
     hosts = {h.name: h.up for h in cluster.admin.get_hosts()}
     assert hosts == {"host1": True, "host2": True, "host3": True}
@@ -116,7 +95,7 @@ def test_start_gives_three_hosts_up(cluster: Running) -> None:
         assert rows[piece][2] == "running", status.stdout
 
 
-def test_vms_on_two_networks_reach_each_other_over_vxlan(cluster: Running, dhcp: None) -> None:
+def test_vms_on_two_networks_reach_each_other_over_vxlan(cluster: Running) -> None:
     nics = [NicIn(network=1), NicIn(network=2)]
     request = CreateManyIn(basename="vm", count=4, disks=[DiskIn(uri=IMAGE)], nics=nics)
     names = [i.name for i in cluster.admin.create_many(request)]

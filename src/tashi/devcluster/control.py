@@ -66,7 +66,7 @@ def piece_name(key: str) -> str:
     for kind, known in KEYS.items():
         if key == known:
             return kind.value
-    return key.replace(".", ":")  # dnsmasq.1 -> dnsmasq:1; the single plain dnsmasq stays
+    return key.replace(".", ":")  # dnsmasq.1 -> dnsmasq:1
 
 
 def resolve(state: State, target: Target) -> list[Piece]:
@@ -91,13 +91,11 @@ def resolve(state: State, target: Target) -> list[Piece]:
 
 
 def _dnsmasqs(state: State, network: int | None) -> list[Piece]:
-    keys = sorted(k for k in state.daemons if k == "dnsmasq" or k.startswith("dnsmasq."))
+    keys = sorted(k for k in state.daemons if k.startswith("dnsmasq."))
     if network is None:
         if not keys:
             raise InvalidState("this cluster runs no dnsmasq")
         return [Piece(piece_name(k), key=k) for k in keys]
-    if keys == ["dnsmasq"]:
-        raise InvalidInput("one dnsmasq serves every VM network here (no DhcpDns hook): dnsmasq")
     key = f"dnsmasq.{network}"
     if key not in keys:
         known = ", ".join(piece_name(k) for k in keys) or "none"

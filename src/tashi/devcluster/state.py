@@ -55,7 +55,7 @@ class State:
     cm_port: int
     networks: list[int]
     cgroup: str
-    # "tashi-cm", "tashi-scheduler", "dnsmasq.<network id>" (or one "dnsmasq" for all networks)
+    # "tashi-cm", "tashi-scheduler", "dnsmasq.<network id>"
     daemons: dict[str, Proc] = field(default_factory=dict)
     hosts: dict[int, Proc] = field(default_factory=dict)  # host number -> its node manager
     files: list[str] = field(default_factory=list)  # made outside the state directory
