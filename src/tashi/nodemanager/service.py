@@ -22,6 +22,7 @@ from tashi.domain.models import DiskConfig, Instance
 from tashi.domain.nodes import NodeEvent, Ticket, Transfer, VmStatus
 from tashi.images.store import ImageStore
 from tashi.network.base import NetworkDriver
+from tashi.nodemanager import heap
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.runtime.tasks import Background
@@ -93,6 +94,9 @@ class NodeService:
     #: VMs stopped because the lease ran out (ADR 0010): their end is reported as fenced,
     #: with the heartbeats, not as an exit.
     fenced: FenceMarks | None = None
+    #: Gives the C heap's free pages back once a VM is cleaned up (``heap``: without it the
+    #: node manager's RSS grew by 4 KB a VM for a thousand VMs, issue 26).
+    release_memory: Callable[[], object] = heap.trim
     _vms: dict[InstanceId, _Vm] = field(default_factory=dict)
     _tasks: Background = field(default_factory=lambda: Background("a background VM task"))
 
@@ -341,6 +345,7 @@ class NodeService:
         if prepared is not None:
             await asyncio.to_thread(prepared.release)
         await asyncio.to_thread(self.dirs.remove, iid)
+        await asyncio.to_thread(self.release_memory)
 
     async def _destroy_quietly(self, iid: InstanceId) -> None:
         try:
