@@ -149,9 +149,12 @@ async def run(settings: Settings) -> None:
     app = create_app(node, secret, WitnessBook(peer), limits=limits)
     server = uvicorn.Server(server_config(app, host=svc.host, port=svc.port, limits=limits))
     supervisor = Supervisor()
-    supervisor.every("heartbeat", svc.register_frequency, reporter.heartbeat)
+    # a heartbeat keeps its pace through an outage: a returned cluster manager hears from
+    # every host within one period (issue 26), and a failed one costs no more than a beat
+    beat = svc.register_frequency
+    supervisor.every("heartbeat", beat, reporter.heartbeat, max_backoff=beat)
     supervisor.every("lease", LEASE_CHECK_INTERVAL, lambda: _lease_pass(reporter, guard))
-    supervisor.every("witnesses", svc.register_frequency, renewer.renew)
+    supervisor.every("witnesses", beat, renewer.renew, max_backoff=beat)
     supervisor.every("vm-events", 1.0, lambda: pump_events(driver, node))
     supervisor.every("send-events", 1.0, lambda: reporter.send_events_forever(2.0))
     logs_kept = logcap.LogCap([state_dir], settings.logging.max_log_size)  # VMs', watchdog's

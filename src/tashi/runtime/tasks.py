@@ -2,9 +2,11 @@
 
 A loop body that raises is logged with its name and retried after a back-off; it never dies
 silently and never spins. The back-off doubles from the loop's interval up to ``max_backoff``
-(5 s by default: a peer that was away is found again within seconds of its return, not
-minutes), each delay drawn within ±25 % so that many clients of one server do not retry in
-step. ``Supervisor.stop()`` cancels every loop and waits for them.
+(2 s by default, or the loop's own cap: a peer that was away is found again within seconds of
+its return, not minutes), each delay drawn between half and all of it so that many clients of
+one server do not retry in step and none waits longer than the cap. A loop whose cap is its
+interval (the node manager's heartbeat) keeps its pace through an outage and reaches a returned
+peer within one interval. ``Supervisor.stop()`` cancels every loop and waits for them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 log = logging.getLogger(__name__)
 
 
-MAX_BACKOFF = 5.0
+MAX_BACKOFF = 2.0
 
 
 def backoff(interval: float, failures: int, cap: float, draw: float) -> float:
@@ -25,7 +27,7 @@ def backoff(interval: float, failures: int, cap: float, draw: float) -> float:
     if failures == 0:
         return interval
     capped: float = min(interval * 2.0**failures, max(interval, cap))
-    return capped * (0.75 + draw / 2)
+    return capped * (0.5 + draw / 2)
 
 
 class Supervisor:
@@ -36,12 +38,20 @@ class Supervisor:
         self._max_backoff = max_backoff
         self._draw = draw
 
-    def every(self, name: str, interval: float, body: Callable[[], Awaitable[object]]) -> None:
-        """Run ``body`` now and then every ``interval`` seconds until stopped."""
-        self._tasks.append(asyncio.create_task(self._loop(name, interval, body), name=name))
+    def every(
+        self,
+        name: str,
+        interval: float,
+        body: Callable[[], Awaitable[object]],
+        max_backoff: float | None = None,
+    ) -> None:
+        """Run ``body`` now and then every ``interval`` seconds until stopped; after a failure,
+        within ``max_backoff`` (the supervisor's own cap unless given)."""
+        cap = self._max_backoff if max_backoff is None else max_backoff
+        self._tasks.append(asyncio.create_task(self._loop(name, interval, body, cap), name=name))
 
     async def _loop(
-        self, name: str, interval: float, body: Callable[[], Awaitable[object]]
+        self, name: str, interval: float, body: Callable[[], Awaitable[object]], cap: float
     ) -> None:
         failures = 0
         while True:
@@ -53,7 +63,7 @@ class Supervisor:
             except Exception:  # supervision boundary: log, back off, go on
                 failures += 1
                 log.exception("background task %s failed (%d in a row)", name, failures)
-            await asyncio.sleep(backoff(interval, failures, self._max_backoff, self._draw()))
+            await asyncio.sleep(backoff(interval, failures, cap, self._draw()))
 
     async def stop(self) -> None:
         for task in self._tasks:
