@@ -129,11 +129,14 @@ class InProcessCm:
 
     async def hosts(self) -> list[HostOut]:
         rows = await self.c.service.hosts.list_with_usage(self.c.agent)
-        return [HostOut.model_validate(render.host(h, u)) for h, u in rows]
+        return [
+            HostOut.model_validate(render.host(h, self.c.service.hosts.report(h), u))
+            for h, u in rows
+        ]
 
     async def instances(self) -> list[InstanceOut]:
         rows = await self.c.service.instances.find(self.c.agent, InstanceQuery())
-        return [InstanceOut.model_validate(render.instance(i, {})) for i in rows]
+        return [InstanceOut.model_validate(render.instance(i, {}, {})) for i in rows]
 
     async def _name(self, ref: int | str) -> str:
         return (await self.c.service.instances.get(self.c.agent, str(ref))).name
@@ -147,17 +150,17 @@ class InProcessCm:
     async def activate(self, ref: int | str, host: int | str) -> InstanceOut:
         self.activated.append([await self._name(ref)])
         inst = await self.c.service.instances.activate_vm(self.c.agent, str(ref), str(host))
-        return InstanceOut.model_validate(render.instance(inst, {}))
+        return InstanceOut.model_validate(render.instance(inst, {}, {}))
 
     async def activate_group(self, placements: list[tuple[int, int]]) -> list[InstanceOut]:
         pairs = [(str(i), str(h)) for i, h in placements]
         self.activated.append([await self._name(i) for i, _ in placements])
         placed = await self.c.service.groups.activate_group(self.c.agent, pairs)
-        return [InstanceOut.model_validate(render.instance(i, {})) for i in placed]
+        return [InstanceOut.model_validate(render.instance(i, {}, {})) for i in placed]
 
     async def hold(self, ref: int | str, reason: str) -> InstanceOut:
         inst = await self.c.service.instances.hold_vm(self.c.agent, str(ref), reason)
-        return InstanceOut.model_validate(render.instance(inst, {}))
+        return InstanceOut.model_validate(render.instance(inst, {}, {}))
 
 
 def schedule(c: Cluster) -> tuple[RoundResult, list[list[str]]]:

@@ -153,6 +153,14 @@ class InstanceOut(_Model):
     reason: str | None
     createdAt: datetime | None
     stateSince: datetime | None
+    confirmed: bool = Field(
+        True,
+        description="false while the instance's host has not reported since the cluster"
+        " manager started: its state is the last one known, not a fact",
+    )
+    lastReport: datetime | None = Field(
+        None, description="when the instance's host last reported its VMs (on a host only)"
+    )
 
 
 class InstanceEventOut(_Model):
@@ -279,6 +287,9 @@ class HostOut(_Model):
     reserved: list[int]
     config: dict[str, str]
     lastHeartbeat: datetime | None
+    confirmed: bool = Field(
+        True, description="false while the host has not reported since the cluster manager started"
+    )
     load: float | None
     usedMemory: int = Field(0, description="MB taken by the instances placed on the host")
     usedCores: int = Field(0, description="cores taken by the instances placed on the host")

@@ -17,7 +17,8 @@ from tashi.clustermanager.accounts.auth import AuthService
 from tashi.clustermanager.accounts.throttle import ThrottleRules
 from tashi.clustermanager.accounts.users import UserService
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.events import StartFailed, VmStopped
+from tashi.clustermanager.events import HostDown, StartFailed, VmStopped
+from tashi.clustermanager.hosts.confirmations import Confirmations
 from tashi.clustermanager.hosts.ha import HighAvailability
 from tashi.clustermanager.hosts.liveness import Liveness
 from tashi.clustermanager.hosts.nodereports import NodeReports, NodeRules
@@ -123,6 +124,7 @@ def build_service(
     groups = GroupService(db, instances, clock)
     desk = WitnessDesk(gateway, svc.lease_witnesses, svc.host_lease_time, svc.restart_margin)
     ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk, suspends)
+    confirmations = Confirmations()
     reports = NodeReports(
         db,
         clock,
@@ -141,14 +143,15 @@ def build_service(
         reported=ha,
         awaited=instances.awaited,  # the same set, live
         hub=hub,
+        confirmations=confirmations,
     )
-    _subscribe(hub, groups)
+    _subscribe(hub, groups, confirmations)
     return ClusterService(
         db=db,
         auth=auth,
         instances=instances,
         batches=BatchService(instances, svc.max_batch),
-        hosts=HostService(db, clock),
+        hosts=HostService(db, clock, confirmations),
         networks=NetworkService(db, NetworkId(svc.default_network)),
         users=UserService(db, clock, auth),
         images=image_service,
@@ -166,7 +169,8 @@ def build_service(
     )
 
 
-def _subscribe(hub: EventHub, groups: GroupService) -> None:
+def _subscribe(hub: EventHub, groups: GroupService, confirmations: Confirmations) -> None:
     """Who reacts to what, inside the cluster manager (in this order for each event)."""
     hub.subscribe(StartFailed, groups.start_failed)  # a group still starting is torn down
     hub.subscribe(VmStopped, groups.vm_stopped)  # ... and so when a member's VM ends
+    hub.subscribe(HostDown, confirmations.host_down)  # its instances' states are unconfirmed

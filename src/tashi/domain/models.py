@@ -141,6 +141,15 @@ class InstanceEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class HostReport:
+    """How much the recorded state of a host's instances is worth: when the host last reported
+    them (None: never), and whether it has done so since the cluster manager started."""
+
+    at: datetime | None
+    confirmed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """What some instances take of one host: how many, their memory (MB) and their cores."""
 

@@ -19,7 +19,7 @@ from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, t
 HOST_TABLE: TableSpec[HostOut] = TableSpec(
     columns=attributes(
         *("id", "name", "up", "state", "memory", "cores", "version", "notes", "reserved"),
-        *("decayed", "cpuSpeed", "config", "lastHeartbeat", "load"),
+        *("decayed", "cpuSpeed", "config", "lastHeartbeat", "confirmed", "load"),
     ),
     default=("id", "name", "up", "state", "memory", "cores", "version", "notes", "reserved"),
 )

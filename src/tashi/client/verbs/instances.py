@@ -3,7 +3,9 @@
 The instance table has the original columns ``id hostId name user state disk memory cores``
 (``disk`` is the first disk's image, ``:True`` when persistent, ``:copy`` while its own copy of
 that template is still to be made); every other field of
-``InstanceOut`` can be added with ``--show-<col>``. The lifecycle verbs are in ``lifecycle.py``.
+``InstanceOut`` can be added with ``--show-<col>``. A state the instance's host has not confirmed
+since the cluster manager started reads ``Running (unconfirmed)``; ``--show-lastReport`` says
+when the host last reported. The lifecycle verbs are in ``lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -35,14 +37,19 @@ def _disks(inst: InstanceOut) -> list[str]:
     ]
 
 
+def _state(inst: InstanceOut) -> str:
+    return inst.state if inst.confirmed else f"{inst.state} (unconfirmed)"
+
+
 INSTANCE_TABLE: TableSpec[InstanceOut] = TableSpec(
     columns=(
-        *attributes("id", "hostId", "name", "user", "state"),
+        *attributes("id", "hostId", "name", "user"),
+        Column("state", _state),
         Column("disk", _disk),
         *attributes("memory", "cores", "userId", "vmId", "cpuShare"),
         Column("disks", _disks),
         Column("nics", _nics),
-        *attributes("hints", "groupName", "reason", "createdAt", "stateSince"),
+        *attributes("hints", "groupName", "reason", "createdAt", "stateSince", "lastReport"),
     ),
     default=("id", "hostId", "name", "user", "state", "disk", "memory", "cores"),
 )

@@ -2,7 +2,8 @@
 
 Each pass looks at the hosts that are up; one whose last heartbeat is older than
 ``expireHostTime`` gets a direct check of its node manager. If that answers, the host was only
-slow and stays up; if not, the host goes down and every instance on it becomes Orphaned
+slow and stays up (and is not checked again for ``expireHostTime``; its last heartbeat stays the
+time of its last report); if not, the host goes down and every instance on it becomes Orphaned
 (``host_lost``), each with a compare-and-swap and a line in its history. A host comes back up
 with its next registration or heartbeat, and reconciliation then re-attaches what still runs.
 
@@ -27,6 +28,7 @@ from tashi.clustermanager.database import Database
 from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.domain.clock import Clock
 from tashi.domain.errors import StateConflict
+from tashi.domain.ids import HostId
 from tashi.domain.models import Host
 from tashi.domain.states import ON_HOST, Action, InstanceState, next_state
 from tashi.storage.contract import InstanceFilter, Transaction
@@ -44,17 +46,22 @@ class Liveness:
         self._nodes = nodes
         self._expire = timedelta(seconds=expire)
         self._since = clock.now()
+        self._answered: dict[HostId, datetime] = {}  # a silent host's check answered then
 
     async def check(self) -> list[Host]:
         """One pass; returns the hosts it marked down."""
         now = self._clock.now()
         hosts = await self._db.read(lambda tx: tx.hosts.list())
-        silent = [h for h in hosts if h.up and _silent(h, now, self._expire, self._since)]
+        since = self._answered.get
+        silent = [
+            h for h in hosts if h.up and _silent(h, now, self._expire, since(h.id, self._since))
+        ]
         down = []
         for host in silent:
             if await self._nodes.alive(host):
-                await self._db.write(functools.partial(_refresh, host=host, now=now))
+                self._answered[host.id] = now
                 continue
+            self._answered.pop(host.id, None)
             down.append(await self._db.write(functools.partial(_mark_down, host=host, now=now)))
             log.warning("host %s stopped answering; marked down, its instances Orphaned", host.name)
         return down
@@ -63,10 +70,6 @@ class Liveness:
 def _silent(host: Host, now: datetime, expire: timedelta, since: datetime) -> bool:
     last = host.last_heartbeat
     return now - (since if last is None or last < since else last) > expire
-
-
-def _refresh(tx: Transaction, *, host: Host, now: datetime) -> Host:
-    return tx.hosts.update(host.id, last_heartbeat=now)
 
 
 def _mark_down(tx: Transaction, *, host: Host, now: datetime) -> Host:

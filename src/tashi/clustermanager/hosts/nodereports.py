@@ -19,6 +19,7 @@ from typing import Protocol
 from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.events import VmStopped
+from tashi.clustermanager.hosts.confirmations import Confirmations
 from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.clustermanager.hosts.reconcile import Decision, Observed, Seen, plan
 from tashi.clustermanager.hosts.underlay import config_with, peers_of
@@ -94,6 +95,7 @@ class NodeReports:
         reported: ReportedHosts,
         awaited: Collection[InstanceId],
         hub: EventHub,
+        confirmations: Confirmations,
     ) -> None:
         self._db = db
         self._suspends = suspends
@@ -108,6 +110,8 @@ class NodeReports:
         #: Instances whose start a node has not answered yet (``InstanceService.awaited``, the
         #: same set, live): reports leave them alone (``reconcile.plan``).
         self._awaited = awaited
+        #: Told of each host whose report has been reconciled.
+        self._confirmations = confirmations
 
     def _state_for(self, host: Host, version: str) -> HostState:
         if version != self._rules.version and not self._rules.allow_mismatched_versions:
@@ -173,6 +177,7 @@ class NodeReports:
             before[-1], {r.instance.id for r in body.vms}, body.fenced
         )
         await self._reconcile(host.id, body.vms)
+        self._confirmations.confirm(host.id, now)
         return Acknowledged(
             host_id=host.id,
             state=host.state.name,
@@ -234,6 +239,7 @@ class NodeReports:
         if not was_up:
             log.info("host %s is up again", host.name)
         await self._reconcile(host.id, body.vms)
+        self._confirmations.confirm(host.id, now)
         return Acknowledged(
             host_id=host.id,
             state=host.state.name,

@@ -7,14 +7,17 @@ needs the admin role. Node managers register and report themselves through their
 from __future__ import annotations
 
 import builtins
+from collections.abc import Collection
 
 from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import require_admin
 from tashi.clustermanager.database import Database
+from tashi.clustermanager.hosts.confirmations import Confirmations
 from tashi.domain import validation
 from tashi.domain.clock import Clock
-from tashi.domain.errors import InvalidInput, InvalidState
-from tashi.domain.models import Host, Principal, Usage, User
+from tashi.domain.errors import InvalidInput, InvalidState, NotFound
+from tashi.domain.ids import HostId
+from tashi.domain.models import Host, HostReport, Principal, Usage, User
 from tashi.domain.states import ON_HOST, SETTABLE_HOST_STATES, HostState, InstanceState
 from tashi.storage.contract import InstanceFilter, Transaction
 
@@ -26,10 +29,51 @@ _PLACED = sorted(
 )
 
 
+#: Up to this many hosts are read one by one for ``reports``; more, all of them at once.
+_FEW = 16
+
+
 class HostService:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, confirmations: Confirmations) -> None:
         self._db = db
         self._clock = clock
+        self._confirmations = confirmations
+
+    async def reports(self, ids: Collection[HostId]) -> dict[HostId, HostReport]:
+        """For each of these hosts, when it last reported its VMs and whether it has since the
+        cluster manager started (``hosts.confirmations``, which answers for every confirmed
+        host without a read); a host gone meanwhile is left out."""
+        found: dict[HostId, HostReport] = {}
+        unconfirmed = set()
+        for host_id in ids:
+            at = self._confirmations.last_report(host_id)
+            if at is None:
+                unconfirmed.add(host_id)
+            else:
+                found[host_id] = HostReport(at=at, confirmed=True)
+        if not unconfirmed:
+            return found
+
+        def run(tx: Transaction) -> builtins.list[Host]:
+            if len(unconfirmed) > _FEW:
+                return [h for h in tx.hosts.list() if h.id in unconfirmed]
+            hosts = []
+            for host_id in unconfirmed:
+                try:
+                    hosts.append(tx.hosts.get(host_id))
+                except NotFound:
+                    continue
+            return hosts
+
+        found.update((h.id, self.report(h)) for h in await self._db.read(run))
+        return found
+
+    def report(self, host: Host) -> HostReport:
+        """The same for a host just read (its last heartbeat as recorded)."""
+        return HostReport(
+            at=host.last_heartbeat,
+            confirmed=self._confirmations.last_report(host.id) is not None,
+        )
 
     async def list(self, caller: Principal) -> list[Host]:
         return await self._db.read(lambda tx: tx.hosts.list())

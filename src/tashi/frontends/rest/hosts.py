@@ -14,18 +14,19 @@ from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, may_fai
 from tashi.web.json import JsonResponse
 
 
-def _one(host: Host, status: int = 200) -> JsonResponse:
-    return JsonResponse(render.host(host), status_code=status)
-
-
 def router(service: ClusterService) -> APIRouter:
     api = APIRouter(tags=["hosts"])
 
     hosts = service.hosts
 
+    def _one(host: Host, status: int = 200) -> JsonResponse:
+        return JsonResponse(render.host(host, hosts.report(host)), status_code=status)
+
     @api.get(paths.HOSTS, response_model=list[s.HostOut], summary="getHosts", responses=may_fail())
     async def get_hosts(caller: Caller) -> JsonResponse:
-        return JsonResponse([render.host(h, u) for h, u in await hosts.list_with_usage(caller)])
+        return JsonResponse(
+            [render.host(h, hosts.report(h), u) for h, u in await hosts.list_with_usage(caller)]
+        )
 
     @api.post(
         paths.HOSTS,

@@ -24,6 +24,7 @@ from tashi.domain.operations import (
 )
 from tashi.frontends.rest import render
 from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, may_fail
+from tashi.frontends.rest.render import Json
 from tashi.web import errors
 from tashi.web.json import JsonResponse
 
@@ -55,23 +56,27 @@ class _Out:
     def __init__(self, service: ClusterService) -> None:
         self._service = service
 
+    async def _rendered(self, items: list[Instance]) -> list[Json]:
+        names = await self._service.users.names()
+        reports = await self._service.hosts.reports(
+            {i.host_id for i in items if i.host_id is not None}
+        )
+        return [render.instance(i, names, reports) for i in items]
+
     async def one(self, inst: Instance | None, status: int = 200) -> JsonResponse:
         if inst is None:
             return JsonResponse({"message": "removed"})
-        names = await self._service.users.names()
-        return JsonResponse(render.instance(inst, names), status_code=status)
+        return JsonResponse((await self._rendered([inst]))[0], status_code=status)
 
     async def many(self, items: list[Instance], status: int = 200) -> JsonResponse:
-        names = await self._service.users.names()
-        return JsonResponse([render.instance(i, names) for i in items], status_code=status)
+        return JsonResponse(await self._rendered(items), status_code=status)
 
     async def batch(self, result: BatchResult) -> JsonResponse:
-        names = await self._service.users.names()
         failed = [
             {"id": i.id, "name": i.name, "error": errors.for_caller(e, f"instance {i.name}")}
             for i, e in result.failed
         ]
-        done = [render.instance(i, names) for i in result.done]
+        done = await self._rendered(result.done)
         return JsonResponse({"done": done, "removed": result.removed, "failed": failed})
 
 

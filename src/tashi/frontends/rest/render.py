@@ -10,13 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tashi.domain.models import Host, Image, Instance, Network, Usage, User
-from tashi.domain.states import InstanceState
+from tashi.domain.ids import HostId
+from tashi.domain.models import Host, HostReport, Image, Instance, Network, Usage, User
+from tashi.domain.states import ON_HOST, InstanceState
 
 Json = dict[str, Any]
 
 
-def instance(inst: Instance, names: Mapping[int, str]) -> Json:
+def instance(
+    inst: Instance, names: Mapping[int, str], reports: Mapping[HostId, HostReport]
+) -> Json:
+    """``reports``: of the instance's host (``HostService.reports``); an instance on a host
+    that has not reported since the cluster manager started is ``confirmed: false``."""
+    report = reports.get(inst.host_id) if inst.host_id is not None else None
+    on_host = inst.state in ON_HOST
     return {
         "id": inst.id,
         "name": inst.name,
@@ -35,10 +42,12 @@ def instance(inst: Instance, names: Mapping[int, str]) -> Json:
         "reason": inst.reason,
         "createdAt": inst.created_at,
         "stateSince": inst.state_since,
+        "confirmed": not on_host or (report is not None and report.confirmed),
+        "lastReport": report.at if report is not None and on_host else None,
     }
 
 
-def host(h: Host, usage: Usage | None = None) -> Json:
+def host(h: Host, report: HostReport, usage: Usage | None = None) -> Json:
     used = usage or Usage()
     return {
         "id": h.id,
@@ -54,6 +63,7 @@ def host(h: Host, usage: Usage | None = None) -> Json:
         "reserved": list(h.reserved),
         "config": dict(h.config),
         "lastHeartbeat": h.last_heartbeat,
+        "confirmed": report.confirmed,
         "load": h.load,
         "usedMemory": used.memory,
         "usedCores": used.cores,
