@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tashi.domain.errors import BackendFailure
+from tashi.domain.errors import AlreadyExists, BackendFailure
 from tashi.domain.ids import InstanceId, NetworkId, UserId
 from tashi.domain.models import DiskConfig, Instance, NicConfig
 from tashi.domain.nodes import NodeEvent
@@ -287,3 +287,39 @@ def test_a_suspend_done_before_the_node_manager_died_is_told(tmp_path: Path) -> 
     asyncio.run(scenario())
     assert [(e.kind, e.detail) for e in events.got] == [("suspended", "5_vm5.gz")]
     assert target.is_file() and not (tmp_path / "vms" / "5").exists()
+
+
+def test_a_destroy_during_a_start_waits_for_it_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    """A group's teardown destroys a member whose start is still in flight: the start ends,
+    then the destroy kills what it started (before, the destroy removed the taps and the
+    directory under the start, whose VM then ran without them)."""
+
+    async def scenario() -> None:
+        node, _, disks, driver = make(tmp_path, poweroff_delay=0.05, grace=10.0)
+        gate = asyncio.Event()
+        prepare = disks.prepare
+
+        def slow_prepare(iid: InstanceId, specs: object) -> object:
+            asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
+            return prepare(iid, specs)  # type: ignore[arg-type]
+
+        loop = asyncio.get_running_loop()
+        disks.prepare = slow_prepare  # type: ignore[method-assign]
+        starting = asyncio.create_task(node.start(wire(7)))
+        await until(lambda: (tmp_path / "vms" / "7").exists())
+        destroying = asyncio.create_task(node.destroy(InstanceId(7)))
+        await asyncio.sleep(0.05)
+        assert not destroying.done()  # it waits for the start
+        with pytest.raises(AlreadyExists):
+            await node.start(wire(7))  # a second start of it is refused meanwhile
+        gate.set()
+        await starting
+        await destroying
+        assert node.report() == []
+        assert await driver.list() == []
+        assert not (tmp_path / "vms" / "7").exists()
+        await node.close()
+
+    asyncio.run(scenario())

@@ -98,6 +98,11 @@ class NodeService:
     #: node manager's RSS grew by 4 KB a VM for a thousand VMs, issue 26).
     release_memory: Callable[[], object] = heap.trim
     _vms: dict[InstanceId, _Vm] = field(default_factory=dict)
+    #: Starts in flight, each ended (whatever its outcome) when its future is done: a destroy
+    #: of the instance waits for it, then destroys what it started (a group's teardown sends
+    #: one while the member still starts; undone under it, the start left a VM running
+    #: without its taps or its directory).
+    _launching: dict[InstanceId, asyncio.Future[None]] = field(default_factory=dict)
     _tasks: Background = field(default_factory=lambda: Background("a background VM task"))
 
     # --- reading ----------------------------------------------------------------------
@@ -145,8 +150,18 @@ class NodeService:
 
     async def _launch(self, instance: Instance, incoming: MigrationTicket | Path | None) -> _Vm:
         iid = instance.id
-        if iid in self._vms:
+        if iid in self._vms or iid in self._launching:
             raise AlreadyExists(f"instance {iid} already runs on this host")
+        launched = asyncio.get_running_loop().create_future()
+        self._launching[iid] = launched
+        try:
+            return await self._launch_now(instance, incoming)
+        finally:
+            del self._launching[iid]
+            launched.set_result(None)
+
+    async def _launch_now(self, instance: Instance, incoming: MigrationTicket | Path | None) -> _Vm:
+        iid = instance.id
         self.dirs.create(instance)
         prepared: Prepared | None = None
         try:
@@ -209,7 +224,11 @@ class NodeService:
     # --- lifecycle --------------------------------------------------------------------
 
     async def destroy(self, iid: InstanceId) -> None:
-        """Kill the VM and clean up; succeeds if it is already gone."""
+        """Kill the VM and clean up; succeeds if it is already gone. A start of it in flight
+        is waited for first."""
+        launching = self._launching.get(iid)
+        if launching is not None:
+            await asyncio.shield(launching)
         vm = self._vms.get(iid)
         if vm is not None:
             vm.busy = "destroying"  # its exit is the answer to this request, not news
