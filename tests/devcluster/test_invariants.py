@@ -89,6 +89,11 @@ def test_a_group_teardown_excuses_the_ends_of_its_members_vms_started_before_it(
     later = [Life(7, "host2", 102, 9.0, ended=12.0)]
     assert len(unasked(later, asks)) == 1
     assert teardowns(7, [("activate", 3.0)]) == []
+    # a start in flight at the teardown: its destroy waited for it and ended the VM at once
+    in_flight = [Life(7, "host2", 103, 4.8, ended=4.96)]
+    assert unasked(in_flight, asks) == []
+    much_later = [Life(7, "host2", 104, 40.0, ended=40.5)]
+    assert len(unasked(much_later, asks)) == 1
 
 
 def test_a_refused_ask_or_a_resume_or_an_ask_after_the_end_does_not() -> None:

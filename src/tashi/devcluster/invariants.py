@@ -35,6 +35,11 @@ OFF_HOST = frozenset({"Pending", "Suspended", "Held"})
 SLACK = 1.0  # seconds: a request's time is taken before it is sent; /proc start times in ticks
 FENCE_SLACK = 10.0  # seconds after its node manager is back that a crashed host may still fence
 LAUNCHER_SLACK = 0.05  # the daemonized child starts within its launcher's life (clock ticks)
+# A teardown's destroy that reached a node manager while the member's start was in flight waits
+# for the start, then kills what it started: a VM started up to START_LAG after the teardown
+# and ended within STOP_LAG of its start is that one.
+START_LAG = 30.0
+STOP_LAG = 2.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,8 @@ def launchers(lives: Sequence[Life]) -> set[tuple[int, float]]:
 def explaining(life: Life, asks: Sequence[Ask], used: set[int], fresh: float) -> int | None:
     """The index of the workload's request that explains the end of ``life``, if any: a
     destroy sent before it ended (any number of ends: the instance is gone), or a group's
-    teardown (``teardowns``) after it started; or, among the
+    teardown (``teardowns``) after it started, or before a start then in flight whose VM it
+    ended at once (``START_LAG``, ``STOP_LAG``); or, among the
     requests sent since ``fresh`` (the round's start) and not ``used`` to explain another end,
     a suspend or migration sent while it lived (the source's end), or a migration or resume
     whose target process it was (a transfer that failed there)."""
@@ -146,6 +152,12 @@ def explaining(life: Life, asks: Sequence[Ask], used: set[int], fresh: float) ->
             return index
         if ask.kind == "teardown" and ask.at >= life.started - SLACK:
             return index  # Tashi's own group rule stopped it (any number of ends, as a destroy)
+        if (
+            ask.kind == "teardown"
+            and life.started - ask.at <= START_LAG
+            and life.ended - life.started <= STOP_LAG
+        ):
+            return index  # its start was in flight at the teardown, whose destroy waited for it
         if ask.at < fresh:
             continue
         if ask.kind in ("suspend", "migrate") and ask.at >= life.started - SLACK:
