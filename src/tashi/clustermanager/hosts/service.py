@@ -15,7 +15,7 @@ from tashi.clustermanager.database import Database
 from tashi.clustermanager.hosts.confirmations import Confirmations
 from tashi.domain import validation
 from tashi.domain.clock import Clock
-from tashi.domain.errors import InvalidInput, InvalidState, NotFound
+from tashi.domain.errors import InvalidInput, InvalidState
 from tashi.domain.ids import HostId
 from tashi.domain.models import Host, HostReport, Principal, Usage, User
 from tashi.domain.states import ON_HOST, SETTABLE_HOST_STATES, HostState, InstanceState
@@ -27,10 +27,6 @@ _PLACED = sorted(
     set(InstanceState)
     - {InstanceState.Pending, InstanceState.Held, InstanceState.Suspended, InstanceState.Exited}
 )
-
-
-#: Up to this many hosts are read one by one for ``reports``; more, all of them at once.
-_FEW = 16
 
 
 class HostService:
@@ -55,15 +51,7 @@ class HostService:
             return found
 
         def run(tx: Transaction) -> builtins.list[Host]:
-            if len(unconfirmed) > _FEW:
-                return [h for h in tx.hosts.list() if h.id in unconfirmed]
-            hosts = []
-            for host_id in unconfirmed:
-                try:
-                    hosts.append(tx.hosts.get(host_id))
-                except NotFound:
-                    continue
-            return hosts
+            return [h for h in tx.hosts.list() if h.id in unconfirmed]
 
         found.update((h.id, self.report(h)) for h in await self._db.read(run))
         return found
