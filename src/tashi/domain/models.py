@@ -190,6 +190,18 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessKey:
+    """A user's key for the EC2 API (AWS Signature Version 4): its public id and whose it is.
+
+    The secret it signs with is kept sealed by the store's caller and never part of this
+    record (``clustermanager/accounts/accesskeys.py``)."""
+
+    id: str  # "AKIA" and 16 more capitals or digits, as AWS's
+    user_id: UserId
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated caller of an operation."""
 

@@ -46,6 +46,7 @@ from typing import Protocol
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import (
+    AccessKey,
     DiskConfig,
     Host,
     Instance,
@@ -65,6 +66,8 @@ from tashi.domain.witnesses import WitnessSets
 ENDPOINT_MAX = 255  # characters of a node link's endpoint
 SECRET_MAX = 255  # characters of a node link's secret
 EVENT_KIND_MAX = 32  # characters of an event's kind
+ACCESS_KEY_MAX = 32  # characters of an access key's id
+SEALED_SECRET_MAX = 255  # characters of an access key's sealed secret
 EVENT_MESSAGE_MAX = 4000  # characters of an event's message kept (fits MariaDB's TEXT)
 
 
@@ -280,6 +283,22 @@ class TokenRepository(Protocol):
         """Delete expired tokens; return how many."""
 
 
+class AccessKeyRepository(Protocol):
+    """Users' EC2 access keys; a key goes with its user."""
+
+    def add(self, key: AccessKey, sealed_secret: str) -> None:
+        """Raises ``NotFound`` for an unknown user, ``AlreadyExists`` for a key id in use."""
+
+    def get(self, key_id: str) -> tuple[AccessKey, str, Principal] | None:
+        """The key, its sealed secret and its user as a principal; ``None`` if unknown."""
+
+    def list(self, user_id: UserId | None = None) -> list[AccessKey]:
+        """The keys (of ``user_id`` when given), oldest first."""
+
+    def remove(self, key_id: str) -> None:
+        """Raises ``NotFound`` for an unknown key."""
+
+
 class InstanceEventRepository(Protocol):
     """The instance history: an append-only log that outlives the instance it tells of."""
 
@@ -366,6 +385,9 @@ class Transaction(Protocol):
 
     @property
     def tokens(self) -> TokenRepository: ...
+
+    @property
+    def access_keys(self) -> AccessKeyRepository: ...
 
     @property
     def events(self) -> InstanceEventRepository: ...

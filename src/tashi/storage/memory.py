@@ -23,6 +23,7 @@ from tashi.domain.errors import (
 )
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import (
+    AccessKey,
     Host,
     Instance,
     InstanceEvent,
@@ -38,8 +39,10 @@ from tashi.domain.models import (
 from tashi.domain.states import HostState, InstanceState
 from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import (
+    ACCESS_KEY_MAX,
     ENDPOINT_MAX,
     EVENT_KIND_MAX,
+    SEALED_SECRET_MAX,
     SECRET_MAX,
     InstanceChanges,
     InstanceFilter,
@@ -401,6 +404,9 @@ class _Users:
         del self._t.users[user_id]
         del self._t.passwords[user_id]
         self._t.tokens = {k: v for k, v in self._t.tokens.items() if v[0] != user_id}
+        self._t.access_keys = {
+            k: v for k, v in self._t.access_keys.items() if v[0].user_id != user_id
+        }
         self._t.links = {k: v for k, v in self._t.links.items() if v.user_id != user_id}
         for host in list(self._t.hosts.values()):
             if user_id in host.reserved:
@@ -438,6 +444,37 @@ class _Tokens:
         for key in expired:
             del self._t.tokens[key]
         return len(expired)
+
+
+class _AccessKeys:
+    def __init__(self, t: Tables) -> None:
+        self._t = t
+
+    def add(self, key: AccessKey, sealed_secret: str) -> None:
+        bounded("an access key id", key.id, ACCESS_KEY_MAX)
+        bounded("a sealed secret", sealed_secret, SEALED_SECRET_MAX)
+        aware(key.created_at)
+        if key.user_id not in self._t.users:
+            raise NotFound(f"user {key.user_id} does not exist")
+        if key.id in self._t.access_keys:
+            raise AlreadyExists(f"the access key {key.id} exists already")
+        self._t.access_keys[key.id] = (key, sealed_secret)
+
+    def get(self, key_id: str) -> tuple[AccessKey, str, Principal] | None:
+        found = self._t.access_keys.get(key_id)
+        if found is None:
+            return None
+        user = self._t.users[found[0].user_id]
+        return found[0], found[1], Principal(user_id=user.id, name=user.name, role=user.role)
+
+    def list(self, user_id: UserId | None = None) -> list[AccessKey]:
+        keys = [k for k, _ in self._t.access_keys.values()]
+        mine = [k for k in keys if user_id is None or k.user_id == user_id]
+        return sorted(mine, key=lambda k: (k.created_at, k.id))
+
+    def remove(self, key_id: str) -> None:
+        if self._t.access_keys.pop(key_id, None) is None:
+            raise NotFound(f"no access key {key_id}")
 
 
 class _Events:
@@ -492,6 +529,7 @@ class _Tx:
         self.networks = _Networks(t)
         self.users = _Users(t)
         self.tokens = _Tokens(t)
+        self.access_keys = _AccessKeys(t)
         self.events = _Events(t)
         self.addresses = MemoryAddresses(t)
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
-from tashi.domain.models import Host, Instance, InstanceEvent, Network, NodeLink, User
+from tashi.domain.models import AccessKey, Host, Instance, InstanceEvent, Network, NodeLink, User
 from tashi.storage.contract import Address
 
 
@@ -24,6 +24,7 @@ class Tables:
     users: dict[UserId, User] = field(default_factory=dict)
     passwords: dict[UserId, str] = field(default_factory=dict)
     tokens: dict[str, tuple[UserId, datetime]] = field(default_factory=dict)
+    access_keys: dict[str, tuple[AccessKey, str]] = field(default_factory=dict)
     links: dict[HostId, NodeLink] = field(default_factory=dict)
     events: dict[InstanceId, tuple[InstanceEvent, ...]] = field(default_factory=dict)
     addresses: dict[tuple[InstanceId, int], Address] = field(default_factory=dict)
@@ -42,6 +43,7 @@ DICTS = (
     "users",
     "passwords",
     "tokens",
+    "access_keys",
     "links",
     "events",
     "addresses",

@@ -1,8 +1,9 @@
-"""The user and token repositories over SQL.
+"""The user, token and access-key repositories over SQL.
 
-Implements ``UserRepository`` and ``TokenRepository`` of ``storage/contract.py`` on the
-``users`` and ``tokens`` tables of ``tables.py``. Removing a user cascades to their tokens and
-host reservations in the database; their instances hold it back (a RESTRICT foreign key).
+Implements ``UserRepository``, ``TokenRepository`` and ``AccessKeyRepository`` of
+``storage/contract.py`` on the ``users``, ``tokens`` and ``access_keys`` tables of ``tables.py``.
+Removing a user cascades to their tokens, access keys and host reservations in the database;
+their instances hold it back (a RESTRICT foreign key).
 Errors pass through ``db.py``.
 """
 
@@ -15,8 +16,10 @@ import sqlalchemy as sa
 
 from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, TashiError
 from tashi.domain.ids import UserId
-from tashi.domain.models import Principal, Role, User
+from tashi.domain.models import AccessKey, Principal, Role, User
+from tashi.storage.contract import ACCESS_KEY_MAX, SEALED_SECRET_MAX, bounded
 from tashi.storage.sql.db import Db, Violation
+from tashi.storage.sql.tables import access_keys as t_keys
 from tashi.storage.sql.tables import instances as t_inst
 from tashi.storage.sql.tables import tokens as t_tokens
 from tashi.storage.sql.tables import users as t_users
@@ -132,3 +135,55 @@ class SqlTokens:
     def purge_expired(self, now: datetime) -> int:
         result = self._db.execute(sa.delete(t_tokens).where(t_tokens.c.expires <= now))
         return int(result.rowcount)
+
+
+class SqlAccessKeys:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    def add(self, key: AccessKey, sealed_secret: str) -> None:
+        bounded("an access key id", key.id, ACCESS_KEY_MAX)
+        bounded("a sealed secret", sealed_secret, SEALED_SECRET_MAX)
+
+        def explain(v: Violation) -> TashiError:
+            if v.foreign_key:
+                return NotFound(f"user {key.user_id} does not exist")
+            return AlreadyExists(f"the access key {key.id} exists already")
+
+        row = {
+            "id": key.id,
+            "user_id": key.user_id,
+            "sealed_secret": sealed_secret,
+            "created_at": key.created_at,
+        }
+        self._db.execute(sa.insert(t_keys), row, explain=explain)
+
+    def get(self, key_id: str) -> tuple[AccessKey, str, Principal] | None:
+        query = (
+            sa.select(
+                t_keys.c.user_id,
+                t_keys.c.created_at,
+                t_keys.c.sealed_secret,
+                t_users.c.name,
+                t_users.c.role,
+            )
+            .select_from(t_keys.join(t_users, t_users.c.id == t_keys.c.user_id))
+            .where(t_keys.c.id == key_id)
+        )
+        row = self._db.execute(query).one_or_none()
+        if row is None:
+            return None
+        user_id, created_at, sealed, name, role = row
+        key = AccessKey(id=key_id, user_id=user_id, created_at=created_at)
+        return key, str(sealed), Principal(user_id=user_id, name=name, role=_ROLES[role])
+
+    def list(self, user_id: UserId | None = None) -> list[AccessKey]:
+        query = sa.select(t_keys.c.id, t_keys.c.user_id, t_keys.c.created_at)
+        if user_id is not None:
+            query = query.where(t_keys.c.user_id == user_id)
+        rows = self._db.execute(query.order_by(t_keys.c.created_at, t_keys.c.id))
+        return [AccessKey(id=r[0], user_id=r[1], created_at=r[2]) for r in rows]
+
+    def remove(self, key_id: str) -> None:
+        if self._db.execute(sa.delete(t_keys).where(t_keys.c.id == key_id)).rowcount == 0:
+            raise NotFound(f"no access key {key_id}")

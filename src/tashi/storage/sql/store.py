@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, RootTransaction
 
 from tashi.config.clustermanager import SqlSettings
 from tashi.storage.contract import Store
-from tashi.storage.sql.accounts import SqlTokens, SqlUsers
+from tashi.storage.sql.accounts import SqlAccessKeys, SqlTokens, SqlUsers
 from tashi.storage.sql.addresses import SqlAddresses
 from tashi.storage.sql.db import Db, translate
 from tashi.storage.sql.engine import WRITE_OPTION, engine_from_settings
@@ -41,6 +41,7 @@ class SqlTransaction:
         self.networks = SqlNetworks(db)
         self.users = SqlUsers(db)
         self.tokens = SqlTokens(db)
+        self.access_keys = SqlAccessKeys(db)
         self.events = SqlEvents(db)
         self.addresses = SqlAddresses(db)
 

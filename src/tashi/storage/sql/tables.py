@@ -26,7 +26,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tashi.storage.contract import ENDPOINT_MAX, EVENT_KIND_MAX, SECRET_MAX
+from tashi.storage.contract import (
+    ACCESS_KEY_MAX,
+    ENDPOINT_MAX,
+    EVENT_KIND_MAX,
+    SEALED_SECRET_MAX,
+    SECRET_MAX,
+)
 from tashi.storage.sql.coltypes import MYSQL_TABLE_ARGS, UtcDateTime, name_type
 
 NAME = 255
@@ -155,6 +161,20 @@ tokens = sa.Table(
     sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_tokens_user", ondelete="CASCADE"),
     sa.Index("ix_tokens_user", "user_id"),
     sa.Index("ix_tokens_expires", "expires"),
+    **MYSQL_TABLE_ARGS,
+)
+
+access_keys = sa.Table(
+    "access_keys",
+    metadata,
+    sa.Column("id", sa.String(ACCESS_KEY_MAX), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("sealed_secret", sa.String(SEALED_SECRET_MAX), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["user_id"], ["users.id"], name="fk_access_keys_user", ondelete="CASCADE"
+    ),
+    sa.Index("ix_access_keys_user", "user_id"),
     **MYSQL_TABLE_ARGS,
 )
 
