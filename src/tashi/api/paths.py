@@ -62,6 +62,9 @@ NETWORK = f"{PREFIX}/networks/{{ref}}"  # DELETE (admin)
 USERS = f"{PREFIX}/users"  # GET list, POST registerUser (UserIn, admin)
 USER = f"{PREFIX}/users/{{ref}}"  # GET one, DELETE unregisterUser (admin)
 
+ACCESS_KEYS = f"{PREFIX}/accessKeys"  # GET listAccessKeys, POST createAccessKey (EC2 API keys)
+ACCESS_KEY = f"{PREFIX}/accessKeys/{{key}}"  # DELETE deleteAccessKey
+
 IMAGES = f"{PREFIX}/images"  # GET list, POST ImageOpIn (copy/clone/rebase) -> 202 ImageTaskOut
 IMAGE = f"{PREFIX}/images/{{name}}"  # DELETE removeImage (admin) -> ImageOut
 IMAGE_TASKS = f"{PREFIX}/imageTasks"  # GET your image tasks (an admin's: all)

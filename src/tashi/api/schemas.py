@@ -336,6 +336,22 @@ class UserIn(_Model):
     role: str = "user"
 
 
+class AccessKeyIn(_Model):
+    """``createAccessKey``: for whom (admins only may name another user; default: oneself)."""
+
+    user: str | None = None
+
+
+class AccessKeyOut(_Model):
+    """An access key of the EC2 API; ``secretAccessKey`` only in ``createAccessKey``'s answer,
+    the one time it is told."""
+
+    accessKeyId: str
+    user: str
+    createdAt: datetime
+    secretAccessKey: str | None = None
+
+
 class ImageOut(_Model):
     id: int
     imageName: str

@@ -24,6 +24,8 @@ import httpx
 
 from tashi.api import paths
 from tashi.api.schemas import (
+    AccessKeyIn,
+    AccessKeyOut,
     ActivateGroupIn,
     ActivateIn,
     AddressOut,
@@ -346,6 +348,22 @@ class ApiClient:
     async def unregister_user(self, ref: str | int) -> UserOut:
         """Remove a user (and revoke their tokens); the user as it was."""
         return decode(UserOut, await self._c.call("DELETE", paths.USER.format(ref=_ref(ref))))
+
+    async def create_access_key(self, user: str | None = None) -> AccessKeyOut:
+        """A new EC2 access key (for ``user``: admins only); the answer holds its secret, the
+        one time it is told."""
+        body = AccessKeyIn(user=user)
+        return decode(AccessKeyOut, await self._c.call("POST", paths.ACCESS_KEYS, body=body))
+
+    async def list_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
+        """Your access keys, or (admins) ``user``'s; ``"*"``: everyone's."""
+        params = None if user is None else {"user": user}
+        reply = await self._c.call("GET", paths.ACCESS_KEYS, params=params)
+        return decode_list(AccessKeyOut, reply)
+
+    async def delete_access_key(self, key_id: str) -> AccessKeyOut:
+        path = paths.ACCESS_KEY.format(key=_ref(key_id))
+        return decode(AccessKeyOut, await self._c.call("DELETE", path))
 
     async def get_images(self) -> list[ImageOut]:
         return decode_list(ImageOut, await self._c.call("GET", paths.IMAGES))

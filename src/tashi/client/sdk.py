@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Unpack
 
 from tashi.api.schemas import (
+    AccessKeyOut,
     AddressOut,
     BatchResultOut,
     CreateManyIn,
@@ -231,6 +232,15 @@ class TashiClient:
     def unregister_user(self, ref: str | int) -> UserOut:
         """Remove a user (and revoke their tokens); the user as it was."""
         return run(self.api.unregister_user(ref))
+
+    def create_access_key(self, user: str | None = None) -> AccessKeyOut:
+        return run(self.api.create_access_key(user))
+
+    def list_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
+        return run(self.api.list_access_keys(user))
+
+    def delete_access_key(self, key_id: str) -> AccessKeyOut:
+        return run(self.api.delete_access_key(key_id))
 
     def get_images(self) -> list[ImageOut]:
         return run(self.api.get_images())

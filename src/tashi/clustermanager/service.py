@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import tashi
+from tashi.clustermanager.accounts.accesskeys import KEY_FILE as ACCESS_KEY_FILE
+from tashi.clustermanager.accounts.accesskeys import AccessKeyService, Sealer
 from tashi.clustermanager.accounts.auth import AuthService
 from tashi.clustermanager.accounts.throttle import ThrottleRules
 from tashi.clustermanager.accounts.users import UserService
@@ -50,6 +52,7 @@ from tashi.storage.contract import InstanceFilter, Store
 class ClusterService:
     db: Database
     auth: AuthService
+    access_keys: AccessKeyService
     instances: InstanceService
     batches: BatchService
     hosts: HostService
@@ -117,6 +120,7 @@ def build_service(
         window=security.login_window,
     )
     auth = AuthService(db, clock, security.token_lifetime, throttle)
+    keys = AccessKeyService(db, clock, Sealer(cm.state_dir / ACCESS_KEY_FILE))
     gateway = nodes(db) if nodes is not None else NoNodeManagers()
     image_service = ImageService(images, db, clock)
     suspends = SuspendArea(settings.vfs.prefix)
@@ -149,11 +153,12 @@ def build_service(
     return ClusterService(
         db=db,
         auth=auth,
+        access_keys=keys,
         instances=instances,
         batches=BatchService(instances, svc.max_batch),
         hosts=HostService(db, clock, confirmations),
         networks=NetworkService(db, NetworkId(svc.default_network)),
-        users=UserService(db, clock, auth),
+        users=UserService(db, clock, auth, keys),
         images=image_service,
         node_reports=reports,
         liveness=Liveness(db, clock, gateway, svc.expire_host_time),

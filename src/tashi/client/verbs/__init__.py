@@ -2,7 +2,8 @@
 
 ``instances`` (create, list), ``lifecycle`` (destroy, shutdown, pause, suspend, migrate,
 batches), ``hosts`` (getHosts, getVmLayout, getSlots), ``hostadmin`` (tashi-admin's verbs),
-``cluster`` (networks, users, getImages) and ``images`` (copy, clone, rebase, remove).
+``cluster`` (networks, users, getImages), ``accesskeys`` (the EC2 API's keys) and ``images``
+(copy, clone, rebase, remove).
 ``find_verb`` matches names in any case, as the original's ``matchFunction`` did, and suggests
 close names for a typo.
 """
@@ -12,7 +13,15 @@ from __future__ import annotations
 import difflib
 
 from tashi.client.errors import UsageError
-from tashi.client.verbs import cluster, hostadmin, hosts, images, instances, lifecycle
+from tashi.client.verbs import (
+    accesskeys,
+    cluster,
+    hostadmin,
+    hosts,
+    images,
+    instances,
+    lifecycle,
+)
 from tashi.client.verbs.base import Verb
 
 ALL_VERBS: tuple[Verb, ...] = (
@@ -20,6 +29,7 @@ ALL_VERBS: tuple[Verb, ...] = (
     *lifecycle.VERBS,
     *hosts.VERBS,
     *cluster.VERBS,
+    *accesskeys.VERBS,
     *images.VERBS,
     *hostadmin.VERBS,
 )

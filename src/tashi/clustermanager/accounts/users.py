@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from tashi.clustermanager import refs
+from tashi.clustermanager.accounts.accesskeys import AccessKeyService
 from tashi.clustermanager.accounts.auth import AuthService, require_admin
 from tashi.clustermanager.accounts.passwords import hash_password
 from tashi.clustermanager.database import Database
@@ -19,10 +20,13 @@ MAX_PRIORITY = 1_000_000
 
 
 class UserService:
-    def __init__(self, db: Database, clock: Clock, auth: AuthService) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, auth: AuthService, keys: AccessKeyService
+    ) -> None:
         self._db = db
         self._clock = clock
         self._auth = auth
+        self._keys = keys
         self._names: dict[int, str] | None = None  # None: not loaded or out of date
 
     async def list(self, caller: Principal) -> list[User]:
@@ -81,5 +85,6 @@ class UserService:
 
         user = await self._db.write(run)
         self._auth.forget_user(user.id)
+        self._keys.forget_user(user.id)
         self._names = None
         return user

@@ -22,7 +22,16 @@ from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
 from tashi.config.clustermanager import ClusterManagerServiceSettings
-from tashi.frontends.rest import addresses, admin, hosts, images, instances, nodes, watch
+from tashi.frontends.rest import (
+    accesskeys,
+    addresses,
+    admin,
+    hosts,
+    images,
+    instances,
+    nodes,
+    watch,
+)
 from tashi.frontends.rest.deps import Caller
 from tashi.web import errors, openapi
 from tashi.web.json import JsonResponse
@@ -100,6 +109,7 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
     app.include_router(instances.router(service))
     app.include_router(hosts.router(service))
     app.include_router(admin.router(service))
+    app.include_router(accesskeys.router(service))
     app.include_router(images.router(service))
     app.include_router(nodes.router(service))
     app.include_router(addresses.router(service))
