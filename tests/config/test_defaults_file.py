@@ -27,12 +27,18 @@ def section_classes() -> list[Any]:
 
 
 def options() -> list[tuple[str, str, str]]:
-    """(section, option name, comment) of every setting."""
+    """(section, option name, comment) of every setting (a table section's lines are not)."""
     return [
         (cls.SECTION, option_info(field).name, option_info(field).comment())
         for cls in section_classes()
+        if not hasattr(cls, "TABLE")
         for field in dataclasses.fields(cls)
     ]
+
+
+def tables() -> dict[str, dict[str, str]]:
+    """A table section's shipped lines (``config/ec2.py``'s ``[InstanceTypes]``) by section."""
+    return {cls.SECTION: cls.TABLE for cls in section_classes() if hasattr(cls, "TABLE")}
 
 
 def shipped_blocks() -> dict[tuple[str, str], list[str]]:
@@ -45,6 +51,9 @@ def shipped_blocks() -> dict[tuple[str, str], list[str]]:
             comments.append(line)
         elif match := re.fullmatch(r"\[(\w+)\]", line):
             section, comments = match.group(1), []
+        elif section in tables() and line:
+            name, _, value = line.partition(" = ")
+            assert tables()[section].get(name) == value, f"[{section}] {line!r} is not shipped"
         elif match := re.fullmatch(r"(\w+) =.*", line):
             blocks[(section, match.group(1))] = comments
             comments = []
@@ -103,6 +112,15 @@ def test_option_names_are_unique_within_a_section_whatever_the_case() -> None:
         key = (section, option.lower())
         assert key not in seen, f"[{section}] {option} is declared twice"
         seen.add(key)
+
+
+def test_a_table_section_ships_its_lines_and_a_site_adds_and_changes_them(tmp_path: Path) -> None:
+    (tmp_path / "Tashi.cfg").write_text("[InstanceTypes]\nlab.big = 8, 16384\nt3.nano = 1, 256\n")
+    settings = load_settings("ClusterManager", dirs=[SHIPPED.parent, tmp_path], env={})
+    entries = dict(settings.instance_types.entries)
+    assert entries["lab.big"] == "8, 16384"
+    assert entries["t3.nano"] == "1, 256"
+    assert entries["t3.micro"] == "2, 1024"
 
 
 def test_section_names_are_unique() -> None:

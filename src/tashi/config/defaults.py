@@ -39,6 +39,10 @@ def render() -> str:
         out.extend(textwrap.wrap(cls.DOC, 96, initial_indent="# ", subsequent_indent="# "))
         out.append(f"[{cls.SECTION}]")
         instance = cls()
+        table = getattr(cls, "TABLE", None)
+        if table is not None:  # a table section: its shipped lines
+            out.extend(f"{name} = {value}" for name, value in table.items())
+            continue
         for field in dataclasses.fields(cls):
             info = option_info(field)
             out.extend(

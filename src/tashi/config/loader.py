@@ -120,6 +120,13 @@ def parse_settings(raw: RawConfig) -> Settings:
     known: set[tuple[str, str]] = set()
     for top in dataclasses.fields(Settings):
         cls = _factory_type(top)
+        table = getattr(cls, "TABLE", None)
+        if table is not None:  # a table section: every line is an entry (config/ec2.py)
+            entries = dict(table)
+            entries.update({opt: value for opt, (value, _) in raw.section(cls.SECTION).items()})
+            known.update((cls.SECTION, name) for name in entries)
+            sections[top.name] = cls(entries=tuple(entries.items()))
+            continue
         kwargs: dict[str, Any] = {}
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):

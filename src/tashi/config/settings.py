@@ -6,6 +6,7 @@ classes, in the order of ``Settings``' fields, see ``defaults.py``) documents ev
 
 * ``clustermanager.py``: ``[ClusterManager]``, ``[ClusterManagerService]``, ``[SQL]``, ``[Vfs]``,
   ``[Security]`` (and ``limits.py``, the HTTP limits both APIs declare);
+* ``ec2.py``: ``[Ec2]``, ``[InstanceTypes]`` (a table: every line is a type);
 * ``common.py``: ``[Client]``, ``[AccessClusterManager]``, ``[Logging]``;
 * ``scheduler.py``: ``[Scheduler]``, ``[Primitive]``;
 * ``nodemanager.py``: ``[NodeManager]``, ``[NodeManagerService]``, ``[Qemu]``;
@@ -26,6 +27,7 @@ from tashi.config.clustermanager import (
     VfsSettings,
 )
 from tashi.config.common import AccessClusterManagerSettings, ClientSettings, LoggingSettings
+from tashi.config.ec2 import Ec2Settings, InstanceTypesSettings
 from tashi.config.network import BridgeSettings, DhcpDnsSettings, VxlanSettings
 from tashi.config.nodemanager import (
     NodeManagerServiceSettings,
@@ -46,6 +48,8 @@ class Settings:
     sql: SqlSettings = field(default_factory=SqlSettings)
     vfs: VfsSettings = field(default_factory=VfsSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    ec2: Ec2Settings = field(default_factory=Ec2Settings)
+    instance_types: InstanceTypesSettings = field(default_factory=InstanceTypesSettings)
     client: ClientSettings = field(default_factory=ClientSettings)
     access_cluster_manager: AccessClusterManagerSettings = field(
         default_factory=AccessClusterManagerSettings
