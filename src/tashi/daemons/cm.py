@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +86,8 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     svc = settings.cluster_manager_service
     credentials = settings.cluster_manager.state_dir / settings.cluster_manager.admin_credentials
     await service.auth.ensure_admin(credentials, host=svc.host, port=svc.port)
+    limits = HttpLimits.of(svc)
+    ec2 = ec2_server(settings, service, limits)
     supervisor = Supervisor()
     supervisor.every("purge-expired-tokens", TOKEN_PURGE_INTERVAL, service.auth.purge_expired)
     supervisor.every("purge-history", service.history.INTERVAL, service.history.purge)
@@ -92,7 +95,6 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     supervisor.every("deadlines", DEADLINE_INTERVAL, service.deadlines.check)
     if service.ha.enabled:
         supervisor.every("ha-restart", HA_INTERVAL, service.ha.check)
-    limits = HttpLimits.of(svc)
     app = create_app(service, limits)
     server = Server(
         app,
@@ -102,6 +104,8 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
         limits=limits,
         stopping=[service.db.feed.close],
     )
+    if ec2 is not None:
+        server.add_stopping(ec2.stop)
     lost: list[TashiError] = []
     supervisor.every("database-hold", HOLD_INTERVAL, lambda: keep_hold(hold, server, lost))
     # Everything allocated so far (modules, the app, settings) lives as long as the process:
@@ -111,13 +115,82 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     gc.freeze()
     log.info("tashi-cm %s serving on http://%s:%d", tashi.__version__, svc.host, svc.port)
     try:
-        await server.serve()
+        if ec2 is None:
+            await server.serve()
+        else:
+            await asyncio.gather(server.serve(), ec2.serve())
     finally:
         await supervisor.stop()
         await service.aclose()
     if lost:
         raise lost[0]
     log.info("stopped")
+
+
+class Ec2Listener:
+    """The EC2 API's server on the socket it was given; stopped when the main one stops."""
+
+    def __init__(self, server: Server, sock: socket.socket) -> None:
+        self._server = server
+        self._socket = sock
+
+    async def serve(self) -> None:
+        await self._server.serve(sockets=[self._socket])
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+
+def ec2_server(
+    settings: Settings, service: ClusterService, limits: HttpLimits
+) -> Ec2Listener | None:
+    """The EC2 API's listener (``[Ec2]``), or ``None`` when it is off or its port cannot be had.
+
+    Its address is bound here, before anything is served: one that is taken is logged as an
+    error and the cluster manager goes on without the EC2 API (its own API, the node managers
+    and the scheduler need none of it)."""
+    from tashi.frontends.ec2.app import create_app as create_ec2_app
+    from tashi.frontends.ec2.context import Ec2Context
+
+    ec2 = settings.ec2
+    if not ec2.enabled:
+        return None
+    host = ec2.host or settings.cluster_manager_service.host
+    shown = f"{host}:{ec2.port}"
+    try:
+        ctx = Ec2Context.build(service, ec2, settings.instance_types, endpoint=shown)
+    except TashiError as exc:
+        raise ConfigError(exc.message) from exc
+    try:
+        sock = bind(host, ec2.port)
+    except OSError as exc:
+        log.error("the EC2 API is off: it cannot listen on %s: %s", shown, exc.strerror)
+        return None
+    server = Server(
+        create_ec2_app(ctx),
+        what="the EC2 API",
+        host=host,
+        port=ec2.port,
+        limits=limits,
+        signals=False,
+    )
+    log.info("the EC2 API serves on http://%s", shown)
+    return Ec2Listener(server, sock)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``OSError`` if it cannot be had)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def keep_hold(hold: Hold, server: Server, lost: list[TashiError]) -> None:

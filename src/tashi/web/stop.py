@@ -102,12 +102,18 @@ class Server(uvicorn.Server):
         limits: HttpLimits,
         stopping: Sequence[Callable[[], None]] = (),
         grace: int = STOP_GRACE,
+        signals: bool = True,
     ) -> None:
         self.guard = AnswerOnStop(app, what)
         config = server_config(self.guard, host=host, port=port, limits=limits)
         config.timeout_graceful_shutdown = max(0, grace)
         super().__init__(config)
         self._stopping = list(stopping)
+        self._signals = signals  # False: a second server of the process, stopped by the first
+
+    def add_stopping(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` too the moment this server starts to stop."""
+        self._stopping.append(callback)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.guard.stopping = True
@@ -119,7 +125,7 @@ class Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         # uvicorn's own version raises the signal again once the server has stopped: with the
         # default SIGTERM action that ends the process before the daemon's clean-up runs.
-        if threading.current_thread() is not threading.main_thread():
+        if not self._signals or threading.current_thread() is not threading.main_thread():
             yield  # signals reach the main thread only (a server in a test's thread)
             return
         loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ STATUS: dict[str, int] = {
     "Unavailable": 503,
     "RequestLimitExceeded": 503,
     "InsufficientInstanceCapacity": 500,
+    "DryRunOperation": 412,
 }
 
 

@@ -1,0 +1,17 @@
+"""The EC2 actions Tashi serves, by noun: one handler per action, each a few lines that turn
+the request's parameters into one service call and its result into the answer's members.
+
+``HANDLERS`` maps every served action to its handler; an action AWS has and Tashi does not is
+answered ``InvalidAction`` by the app (``app.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tashi.frontends.ec2.actions import discovery
+from tashi.frontends.ec2.context import Handler
+
+HANDLERS: Mapping[str, Handler] = {
+    **discovery.HANDLERS,
+}
