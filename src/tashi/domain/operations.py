@@ -37,6 +37,9 @@ class VmRequest:
     hints: Mapping[str, str] = field(default_factory=dict)
     group_name: str | None = None
     user_id: int | None = None  # owner; only an admin may name someone else
+    #: hints Tashi keeps itself (names starting ``__``), set by a front-end and never by its
+    #: caller: what the EC2 API launched an instance with (``domain/launches.py``)
+    own_hints: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tashi.domain.errors import Forbidden, InsufficientResources, InvalidState
+from tashi.domain.ids import UserId
 from tashi.domain.models import Host, Instance, Usage
 from tashi.domain.states import ON_HOST, HostState, InstanceState
 from tashi.storage.contract import Transaction
@@ -101,3 +102,21 @@ def check(
             f" {inst.name!r} needs {inst.cores}"
         )
     return locked
+
+
+def room(tx: Transaction, owner: UserId, cores: int, memory: int, rates: OverRates) -> int:
+    """How many more VMs of ``cores`` and ``memory`` the hosts that may take the owner's VMs now
+    (up, Normal, not reserved for others) hold, by what is placed on them: the capacity a
+    group start can count on at this moment (a scheduler's claim still decides each one)."""
+    usage = tx.instances.usage_by_host(RESERVING)
+    total = 0
+    for host in tx.hosts.list():
+        if not host.up or host.state is not HostState.Normal:
+            continue
+        if host.reserved and owner not in host.reserved:
+            continue
+        taken = usage.get(host.id, NO_USAGE)
+        free_memory = int(host.memory * rates.memory) - taken.memory
+        free_cores = int(host.cores * rates.cores) - taken.cores
+        total += max(0, min(free_memory // max(memory, 1), free_cores // max(cores, 1)))
+    return total

@@ -147,6 +147,12 @@ class InstanceService:
 
         return await self._db.write(insert)
 
+    async def room(self, caller: Principal, cores: int, memory: int) -> int:
+        """How many VMs of this size the hosts open to the caller could take now
+        (``claims.room``)."""
+        rates = self._rules.over_rates
+        return await self._db.read(lambda tx: claims.room(tx, caller.user_id, cores, memory, rates))
+
     # --- reading ----------------------------------------------------------------------
 
     async def get(self, caller: Principal, ref: str) -> Instance:

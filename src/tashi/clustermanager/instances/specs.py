@@ -9,7 +9,7 @@ database's unique constraints are the final guard against races.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from tashi.domain import validation
@@ -65,9 +65,17 @@ def build_spec(request: VmRequest, name: str, rules: SpecRules) -> InstanceSpec:
         cpu_share=validation.cpu_share(request.cpu_share),
         disks=disks,
         nics=tuple(_nic(n, rules) for n in nic_requests),
-        hints=validation.hints(request.hints),
+        hints={**validation.hints(request.hints), **_own(request.own_hints)},
         group_name=request.group_name,
     )
+
+
+def _own(hints: Mapping[str, str]) -> dict[str, str]:
+    """A front-end's own hints: every name must start with ``__`` (a user's never do)."""
+    for key in hints:
+        if not key.startswith("__"):
+            raise ValueError(f"own hint {key!r} does not start with '__'")
+    return dict(hints)
 
 
 def many_names(basename: str, count: int) -> list[str]:

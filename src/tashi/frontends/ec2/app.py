@@ -34,7 +34,7 @@ from tashi.web.errors import public_message
 
 log = logging.getLogger(__name__)
 
-XML = "text/xml;charset=UTF-8"
+XML = protocol.CONTENT_TYPE
 VERSION = "2016-11-15"
 #: form parameters that are the request's, not the operation's
 _ENVELOPE = frozenset({"Action", "Version"})
@@ -120,8 +120,9 @@ def _action(pairs: list[tuple[str, str]]) -> str:
     action = values.get("Action")
     if not action:
         raise Ec2Error("MissingAction", "The request must contain the parameter Action")
-    if action not in HANDLERS:
-        raise Ec2Error("InvalidAction", f"The action {action} is not valid for this web service.")
+    protocol.operation(action)  # InvalidAction, or UnsupportedOperation for one of EC2's
+    if action not in HANDLERS:  # in the model, not served yet
+        raise Ec2Error("UnsupportedOperation", f"The action {action} is not supported by Tashi.")
     return action
 
 

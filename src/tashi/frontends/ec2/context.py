@@ -8,8 +8,9 @@ users write them, ``protocol.parse``) in, the answer's members (``protocol.rende
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tashi.clustermanager.service import ClusterService
@@ -19,6 +20,7 @@ from tashi.domain.errors import InvalidInput
 from tashi.domain.instancetypes import InstanceType
 from tashi.domain.models import Principal
 from tashi.frontends.ec2.errors import Ec2Error
+from tashi.frontends.ec2.instanceviews import Defaults, Terminated
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,9 @@ class Ec2Context:
     types: Mapping[str, InstanceType]
     default_type: str
     endpoint: str  # host[:port] of the EC2 API, as DescribeRegions tells it
+    terminated: Terminated = field(default_factory=Terminated)
+    #: one RunInstances at a time per (user, ClientToken): a retry waits for the first
+    launching: dict[tuple[int, str], asyncio.Lock] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -48,6 +53,10 @@ class Ec2Context:
                 f"[Ec2] defaultInstanceType = {ec2.default_instance_type} is not in [InstanceTypes]"
             )
         return cls(service, ec2.region, zones, table, ec2.default_instance_type, endpoint)
+
+    @property
+    def defaults(self) -> Defaults:
+        return Defaults(zone=self.zones[0], instance_type=self.default_type)
 
     def instance_type(self, name: str | None) -> InstanceType:
         found = self.types.get(name or self.default_type)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tashi.frontends.ec2.actions import discovery
+from tashi.frontends.ec2.actions import discovery, images, instances
 from tashi.frontends.ec2.context import Handler
 
 HANDLERS: Mapping[str, Handler] = {
     **discovery.HANDLERS,
+    **images.HANDLERS,
+    **instances.HANDLERS,
 }

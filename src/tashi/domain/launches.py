@@ -1,0 +1,68 @@
+"""What the EC2 API launched an instance with: its reservation, image, type, zone, key pair,
+client token, user data and tags, kept on the instance as Tashi's own hints (``__ec2.*``).
+
+They are the instance's record, saved with it in the unit that creates it and removed with it:
+no second table to keep in step, and nothing the user can set through ``--hints`` (names
+starting ``__`` are refused there). ``Launch.hints`` writes them, ``Launch.of`` reads them back;
+an instance made with ``createVm`` has none (``of`` answers ``None``) and the EC2 API shows it
+with defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+PREFIX = "__ec2."
+TAG_PREFIX = "__ec2.tag."
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    reservation: str  # r-… shared by the instances of one RunInstances
+    image: str  # ami-…
+    instance_type: str
+    zone: str
+    key_name: str | None = None
+    client_token: str | None = None
+    user_data: str | None = None  # base64, as sent
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def hints(self) -> dict[str, str]:
+        out = {
+            f"{PREFIX}reservation": self.reservation,
+            f"{PREFIX}image": self.image,
+            f"{PREFIX}type": self.instance_type,
+            f"{PREFIX}zone": self.zone,
+        }
+        for name, value in (
+            ("key", self.key_name),
+            ("token", self.client_token),
+            ("userdata", self.user_data),
+        ):
+            if value is not None:
+                out[f"{PREFIX}{name}"] = value
+        out.update({TAG_PREFIX + k: v for k, v in self.tags.items()})
+        return out
+
+    @classmethod
+    def of(cls, hints: Mapping[str, str]) -> Launch | None:
+        """The launch recorded in ``hints``; ``None`` for an instance not launched by EC2."""
+        reservation = hints.get(f"{PREFIX}reservation")
+        if reservation is None:
+            return None
+        return cls(
+            reservation=reservation,
+            image=hints.get(f"{PREFIX}image", ""),
+            instance_type=hints.get(f"{PREFIX}type", ""),
+            zone=hints.get(f"{PREFIX}zone", ""),
+            key_name=hints.get(f"{PREFIX}key"),
+            client_token=hints.get(f"{PREFIX}token"),
+            user_data=hints.get(f"{PREFIX}userdata"),
+            tags=tags(hints),
+        )
+
+
+def tags(hints: Mapping[str, str]) -> dict[str, str]:
+    """An instance's tags (any instance may have them: CreateTags)."""
+    return {k[len(TAG_PREFIX) :]: v for k, v in hints.items() if k.startswith(TAG_PREFIX)}
