@@ -26,6 +26,7 @@ class Launch:
     key_name: str | None = None
     client_token: str | None = None
     user_data: str | None = None  # base64, as sent
+    public_key: str | None = None  # the key pair's public key (OpenSSH), as it was at launch
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def hints(self) -> dict[str, str]:
@@ -39,6 +40,7 @@ class Launch:
             ("key", self.key_name),
             ("token", self.client_token),
             ("userdata", self.user_data),
+            ("pubkey", self.public_key),
         ):
             if value is not None:
                 out[f"{PREFIX}{name}"] = value
@@ -59,8 +61,20 @@ class Launch:
             key_name=hints.get(f"{PREFIX}key"),
             client_token=hints.get(f"{PREFIX}token"),
             user_data=hints.get(f"{PREFIX}userdata"),
+            public_key=hints.get(f"{PREFIX}pubkey"),
             tags=tags(hints),
         )
+
+
+def carried(hints: Mapping[str, str]) -> dict[str, str]:
+    """The launch hints without their prefix: what the node contract carries to the node
+    manager that runs the instance (``InstanceWire.launch``), for its guest's metadata."""
+    return {k[len(PREFIX) :]: v for k, v in hints.items() if k.startswith(PREFIX)}
+
+
+def restored(carried: Mapping[str, str]) -> dict[str, str]:
+    """``carried``'s hints as the cluster manager keeps them (on the node manager's side)."""
+    return {PREFIX + k: v for k, v in carried.items()}
 
 
 def tags(hints: Mapping[str, str]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tashi.domain import launches
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import DiskConfig, Instance, NicConfig
 from tashi.domain.nodes import (
@@ -34,7 +35,8 @@ from tashi.nodeapi import schemas as s
 
 def instance_wire(instance: Instance) -> s.InstanceWire:
     """The instance as a node manager needs it: hints starting with ``__`` are the cluster
-    manager's own bookkeeping and stay there."""
+    manager's own bookkeeping and stay there, but for what the EC2 API launched it with
+    (``launch``), which its guest's metadata is made of."""
     return s.InstanceWire(
         id=instance.id,
         name=instance.name,
@@ -45,6 +47,7 @@ def instance_wire(instance: Instance) -> s.InstanceWire:
         disks=[s.DiskWire(uri=d.uri, persistent=d.persistent) for d in instance.disks],
         nics=[s.NicWire(network=n.network, mac=n.mac, ip=n.ip) for n in instance.nics],
         hints={k: v for k, v in instance.hints.items() if not k.startswith("__")},
+        launch=launches.carried(instance.hints),
     )
 
 
@@ -60,7 +63,7 @@ def instance(wire: s.InstanceWire) -> Instance:
         cpu_share=wire.cpuShare,
         disks=tuple(DiskConfig(uri=d.uri, persistent=d.persistent) for d in wire.disks),
         nics=tuple(NicConfig(network=NetworkId(n.network), mac=n.mac, ip=n.ip) for n in wire.nics),
-        hints=dict(wire.hints),
+        hints={**wire.hints, **launches.restored(wire.launch)},
     )
 
 

@@ -41,6 +41,12 @@ class InstanceWire(_Model):
     disks: list[DiskWire]
     nics: list[NicWire]
     hints: dict[str, str] = Field(default_factory=dict)
+    launch: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the EC2 API launched it with (``domain/launches.py``), for the"
+        " instance metadata the node serves its guest: the cluster manager's ``__ec2.*`` hints"
+        " without their prefix",
+    )
 
 
 class VmReport(_Model):
