@@ -34,23 +34,19 @@ another recipe is rebuilt without ``--force``.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tashi.domain import validation
 from tashi.domain.errors import BackendFailure, InvalidInput
-from tashi.guestimage import cpio, debs, guestfiles, kbuild, kmod, vmlinux
+from tashi.guestimage import cpio, debs, guestfiles, kbuild, kmod, steps, vmlinux
 from tashi.guestimage.commands import require, run
-from tashi.images import boot
+from tashi.guestimage.steps import Say, step
 
 DEFAULT_NAME = "tashi-tiny"
 # Each option past `quiet` saves CPU or keeps a guest alive whose vCPU is starved (a boot storm
@@ -94,12 +90,10 @@ KERNELS = (TASHI_KERNEL, DEBIAN_KERNEL)
 
 REQUIRED_PROGRAMS = ("apt-get", "apt-cache", "dpkg-deb", "mke2fs", "qemu-img", "lz4")
 
-BZIMAGE_SUFFIX = ".bzimage"
-
-Say = Callable[[str], None]
+BZIMAGE_SUFFIX = steps.BZIMAGE_SUFFIX
 
 # The modules whose text decides what the image holds (see BuildOptions.recipe).
-_RECIPE_MODULES = (sys.modules[__name__], guestfiles, cpio, kbuild, kmod, vmlinux)
+_RECIPE_MODULES = (sys.modules[__name__], guestfiles, cpio, kbuild, kmod, vmlinux, steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +154,7 @@ class BuildResult:
 
     def outputs(self) -> list[Path]:
         """The image, its sidecars and its hidden bzImage, as written."""
-        sidecars = [boot.sidecar(self.image, suffix) for suffix in boot.SIDECAR_SUFFIXES]
-        return [self.image, *sidecars, _bzimage_path(self.image)]
+        return steps.outputs(self.image)
 
 
 def is_complete(image: Path) -> bool:
@@ -174,14 +167,10 @@ def bzimage_of(image: Path) -> Path:
     vmlinux): the ``.<image>.bzimage`` the build kept beside it.
 
     ``BackendFailure`` when it is missing (an image built before it was kept: build again)."""
-    path = _bzimage_path(image)
+    path = steps.bzimage_path(image)
     if not path.is_file():
         raise BackendFailure(f"{image} has no {path.name}: build it again with tashi-image")
     return path
-
-
-def _bzimage_path(image: Path) -> Path:
-    return image.with_name(f".{image.name}{BZIMAGE_SUFFIX}")
 
 
 def build(options: BuildOptions, say: Say = print) -> BuildResult:
@@ -196,7 +185,7 @@ def build(options: BuildOptions, say: Say = print) -> BuildResult:
     for program in REQUIRED_PROGRAMS:
         require(program)
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(options.out_dir / f".{options.name}.lock"):
+    with steps.locked(options.out_dir / f".{options.name}.lock"):
         if options.is_current() and not options.force:
             say(f"{options.image} was built meanwhile by another run")
             return BuildResult(options.image, built=False, seconds=time.monotonic() - started)
@@ -205,23 +194,6 @@ def build(options: BuildOptions, say: Say = print) -> BuildResult:
     total = time.monotonic() - started
     say(f"built {options.image} in {total:.1f} s")
     return BuildResult(options.image, True, total, result.kernel_version, result.modules)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def _step(say: Say, what: str) -> Iterator[None]:
-    started = time.monotonic()
-    yield
-    say(f"{what} ({time.monotonic() - started:.1f} s)")
 
 
 @dataclass(slots=True)
@@ -243,25 +215,25 @@ class _Build:
             kernel_line, modules = self._debian_kernel(apt, out)
         else:
             kernel_line, modules = self._tashi_kernel(apt, out), None
-        with _step(self.say, "unpacked busybox (dpkg-deb -x)"):
+        with step(self.say, "unpacked busybox (dpkg-deb -x)"):
             busybox_root = debs.unpack(busybox_deb.path, self.work / "busybox")
         release = (
             f"{self.options.name}: Tashi tiny guest\n{kernel_line}\n"
             f"busybox {busybox_deb.package} {busybox_deb.version}\n"
         )
         userland = self.work / "rootfs"
-        with _step(self.say, f"userland: busybox and the guest scripts in {userland.name}/"):
+        with step(self.say, f"userland: busybox and the guest scripts in {userland.name}/"):
             _make_userland(userland, busybox_root, release)
-        with _step(self.say, f"initramfs: {len(self.modules)} modules, /init, busybox"):
+        with step(self.say, f"initramfs: {len(self.modules)} modules, /init, busybox"):
             _write_initramfs(out / "initrd", userland, modules)
-        with _step(self.say, f"root disk: ext4 of {self.options.size_mb} MiB, as qcow2"):
+        with step(self.say, f"root disk: ext4 of {self.options.size_mb} MiB, as qcow2"):
             _make_root_disk(out / "image.qcow2", userland, self.work, self.options.size_mb)
         (out / "cmdline").write_text(self.options.cmdline + "\n")
         self._commit(out)
         return self
 
     def _fetch(self, apt: debs.Apt, package: str) -> debs.Deb:
-        with _step(self.say, f"package {package}"):
+        with step(self.say, f"package {package}"):
             deb = apt.fetch(package)
         how = "downloaded" if deb.downloaded else "cached"
         self.say(f"  {deb.package} {deb.version}: {how} {deb.path}")
@@ -269,10 +241,10 @@ class _Build:
 
     def _tashi_kernel(self, apt: debs.Apt, out: Path) -> str:
         """Tashi's own kernel (``tashi.guestimage.kbuild``): ``out/kernel`` and ``out/bzimage``."""
-        with _step(self.say, "resolved the kernel source package"):
+        with step(self.say, "resolved the kernel source package"):
             package = apt.source_package()
         deb = self._fetch(apt, package)
-        with _step(self.say, "kernel: Tashi's configuration of " + package):
+        with step(self.say, "kernel: Tashi's configuration of " + package):
             built = kbuild.build(
                 deb.path, deb.version, self.options.kernel_cache, self.work, self.say
             )
@@ -287,15 +259,15 @@ class _Build:
         self, apt: debs.Apt, out: Path
     ) -> tuple[str, tuple[kmod.ModuleTree, kmod.LoadPlan]]:
         """Debian's cloud kernel: ``out/kernel``, ``out/bzimage`` and the modules to load."""
-        with _step(self.say, "resolved the kernel package"):
+        with step(self.say, "resolved the kernel package"):
             package = apt.kernel_package()
         deb = self._fetch(apt, package)
-        with _step(self.say, "unpacked the kernel package (dpkg-deb -x)"):
+        with step(self.say, "unpacked the kernel package (dpkg-deb -x)"):
             kernel_root = debs.unpack(deb.path, self.work / "kernel")
         vmlinuz, tree = _kernel_files(kernel_root)
         self.kernel_version = tree.version
         load = self._plan_modules(tree)
-        self._kernel(vmlinuz, out)
+        steps.write_kernel(vmlinuz, out, self.say)
         return f"kernel {deb.package} {deb.version}", (tree, load)
 
     def _plan_modules(self, tree: kmod.ModuleTree) -> kmod.LoadPlan:
@@ -306,27 +278,9 @@ class _Build:
             self.say(f"  built in, nothing to load: {' '.join(load.builtin)}")
         return load
 
-    def _kernel(self, vmlinuz: Path, out: Path) -> None:
-        """``out/kernel``: the ELF vmlinux if it has a PVH entry, else the bzImage (a hard link
-        to ``out/bzimage``, which is always the package's vmlinuz)."""
-        shutil.copyfile(vmlinuz, out / "bzimage")
-        with _step(self.say, "kernel: looked for a PVH entry point in the bzImage"):
-            found = vmlinux.extract_pvh(out / "bzimage", out / "kernel")
-        if found.ok:
-            self.say(f"  .kernel: {found.why}, booted through PVH")
-        else:
-            self.say(f"  .kernel: the bzImage as it came ({found.why})")
-            os.link(out / "bzimage", out / "kernel")
-
     def _commit(self, out: Path) -> None:
-        image = self.options.image
-        os.replace(out / "bzimage", _bzimage_path(image))
-        for suffix in boot.SIDECAR_SUFFIXES:
-            os.replace(out / suffix.lstrip("."), boot.sidecar(image, suffix))
-        os.replace(out / "image.qcow2", image)  # last: a present image has its sidecars
-        self.options.recipe_file.write_text(self.options.recipe() + "\n")
-        for path in BuildResult(image, True, 0.0).outputs():
-            self.say(f"  {path} ({_size(path)})")
+        options = self.options
+        steps.commit(out, options.image, options.recipe_file, options.recipe(), self.say)
 
 
 def _kernel_files(kernel_root: Path) -> tuple[Path, kmod.ModuleTree]:
@@ -392,17 +346,6 @@ def _write_initramfs(
 
 
 def _make_root_disk(image: Path, userland: Path, work: Path, size_mb: int) -> None:
-    raw = work / "root.raw"
-    with raw.open("wb") as handle:
-        handle.truncate(size_mb * 1024 * 1024)
-    mke2fs = ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "tashi-root", "-E", "root_owner=0:0"]
-    run([*mke2fs, "-d", userland, raw])
-    run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, image])
-    raw.unlink()
-
-
-def _size(path: Path) -> str:
-    size = path.stat().st_size
-    if size >= 1024 * 1024:
-        return f"{size / 1024 / 1024:.1f} MiB"
-    return f"{size / 1024:.0f} KiB" if size >= 1024 else f"{size} bytes"
+    # root_owner: the files belong to the (maybe non-root) builder; / is made root's.
+    options = ["-E", "root_owner=0:0"]
+    steps.ext4_qcow2(image, userland, work, size_mb, label="tashi-root", options=options)

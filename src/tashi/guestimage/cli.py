@@ -1,11 +1,14 @@
-"""``tashi-image``: build Tashi's guest images. The work is in ``tashi.guestimage.builder``.
+"""``tashi-image``: build Tashi's guest images. The work is in ``tashi.guestimage.builder`` (the
+tiny guest) and ``tashi.guestimage.debian`` (Debian with cloud-init and OpenSSH).
 
     tashi-image build [--out DIR] [--name tashi-tiny] [--force] [--cache DIR]
                       [--kernel tashi|debian]
+    tashi-image debian [--out DIR] [--name tashi-debian] [--force] [--cache DIR]
 
 ``--out`` is an image store directory (``<[Vfs] prefix>/images``); the default ``var/images`` is
-the one ``make image`` fills. Exit status 0 on success (also when the image was already there),
-1 with a one-line ``tashi-image: error: …`` when a tool fails, 2 for bad arguments.
+the one ``make image`` and ``make debian-image`` fill. Exit status 0 on success (also when the
+image was already there), 1 with a one-line ``tashi-image: error: …`` when a tool fails, 2 for
+bad arguments.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tashi.domain.errors import TashiError
-from tashi.guestimage import builder
+from tashi.guestimage import builder, debian
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tashi-image", description="Build Tashi's tiny default guest from Debian packages."
+        prog="tashi-image", description="Build Tashi's guest images from Debian packages."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser(
@@ -49,7 +52,31 @@ def _parser() -> argparse.ArgumentParser:
         " Debian's linux-source (3 to 4 minutes on 2 cores, then cached); debian: Debian's"
         " cloud kernel package as it comes, with its modules (boots about twice as slowly)",
     )  # fmt: skip
+    _debian_parser(commands)
     return parser
+
+
+def _debian_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    image = commands.add_parser(
+        "debian",
+        help="build Debian 12 with cloud-init and OpenSSH (mmdebstrap, as root)",
+        description="Build a Debian 12 guest with cloud-init (NoCloud, Ec2) and OpenSSH (keys"
+        " only) with mmdebstrap, as root: <name>.qcow2 and its .kernel/.initrd/.cmdline"
+        " sidecars, in DIR.",
+    )
+    image.add_argument(
+        "--out", type=Path, default=Path("var/images"), metavar="DIR",
+        help="image store directory to write to (default: var/images)",
+    )  # fmt: skip
+    image.add_argument(
+        "--name", default=debian.DEFAULT_NAME,
+        help=f"image name without .qcow2 (default: {debian.DEFAULT_NAME})",
+    )  # fmt: skip
+    image.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    image.add_argument(
+        "--cache", type=Path, default=None, metavar="DIR",
+        help="where the .deb files are kept between builds (default: DIR/.cache/debian)",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,14 +86,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tashi-image: {line}", flush=True)
 
     try:
-        options = builder.BuildOptions(
-            out_dir=args.out,
-            name=args.name,
-            force=args.force,
-            cache_dir=args.cache,
-            kernel=args.kernel,
-        )
-        builder.build(options, say)
+        if args.command == "debian":
+            image = debian.DebianOptions(
+                out_dir=args.out, name=args.name, force=args.force, cache_dir=args.cache
+            )
+            debian.build(image, say)
+        else:
+            options = builder.BuildOptions(
+                out_dir=args.out,
+                name=args.name,
+                force=args.force,
+                cache_dir=args.cache,
+                kernel=args.kernel,
+            )
+            builder.build(options, say)
     except TashiError as exc:
         print(f"tashi-image: error: {exc.message}", file=sys.stderr)
         return 1

@@ -1,0 +1,140 @@
+"""What every guest image build does the same way: one build at a time, timed steps, the kernel
+sidecar, the ext4 root disk and the atomic commit of an image with its sidecars.
+
+Used by ``tashi.guestimage.builder`` (the tiny guest) and ``tashi.guestimage.debian`` (the
+Debian cloud-init guest). Both write their files in a scratch directory inside the output
+directory and rename them into place, the image last, so that an image that is there has its
+sidecars (``tashi.images.boot``) and its hidden bzImage; a hidden ``.<image>.recipe`` stamp then
+says which recipe built it. Programs run through ``tashi.guestimage.commands``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from tashi.domain.errors import BackendFailure
+from tashi.guestimage import vmlinux
+from tashi.guestimage.commands import run
+from tashi.images import boot
+
+Say = Callable[[str], None]
+
+BZIMAGE_SUFFIX = ".bzimage"
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block: one build of an
+    image at a time, on this machine."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def step(say: Say, what: str) -> Iterator[None]:
+    """Say ``what`` and how long the block took, once it is done."""
+    started = time.monotonic()
+    yield
+    say(f"{what} ({time.monotonic() - started:.1f} s)")
+
+
+def bzimage_path(image: Path) -> Path:
+    """Where the kernel of ``image`` is kept as a bzImage: ``.<image>.bzimage``, hidden."""
+    return image.with_name(f".{image.name}{BZIMAGE_SUFFIX}")
+
+
+def outputs(image: Path) -> list[Path]:
+    """The image, its three direct-boot sidecars and its hidden bzImage."""
+    sidecars = [boot.sidecar(image, suffix) for suffix in boot.SIDECAR_SUFFIXES]
+    return [image, *sidecars, bzimage_path(image)]
+
+
+def write_kernel(vmlinuz: Path, out: Path, say: Say) -> None:
+    """``out/kernel``: the ELF vmlinux if the bzImage ``vmlinuz`` holds one with a PVH entry
+    (``tashi.guestimage.vmlinux``), else the bzImage itself (a hard link to ``out/bzimage``,
+    which is always a copy of ``vmlinuz``)."""
+    shutil.copyfile(vmlinuz, out / "bzimage")
+    with step(say, "kernel: looked for a PVH entry point in the bzImage"):
+        found = vmlinux.extract_pvh(out / "bzimage", out / "kernel")
+    if found.ok:
+        say(f"  .kernel: {found.why}, booted through PVH")
+    else:
+        say(f"  .kernel: the bzImage as it came ({found.why})")
+        os.link(out / "bzimage", out / "kernel")
+
+
+def ext4_qcow2(
+    image: Path,
+    tree: Path,
+    work: Path,
+    size_mb: int,
+    *,
+    label: str,
+    options: Sequence[str] = (),
+    epoch: int | None = None,
+    compress: bool = False,
+) -> None:
+    """A qcow2 ``image`` holding one ext4 filesystem of ``size_mb`` MiB (no partition table)
+    with the files of ``tree`` (``mke2fs -d``: no mount, no root needed).
+
+    ``options`` go to mke2fs as they are. With ``epoch``, every time the filesystem holds is at
+    most ``epoch``: its own (``E2FSPROGS_FAKE_TIME``), the files' times as ``tree`` has them
+    (the caller clamps them) and their change times, which no system call sets and mke2fs
+    copies from ``tree``, rewritten with ``debugfs``. Then, with a fixed UUID and hash seed in
+    ``options``, the same tree always gives the same bytes. With ``compress``, the qcow2's
+    clusters are compressed with zstd (a third of the size for a Debian root filesystem; QEMU
+    decompresses what the guest reads, and writes to an overlay or to new clusters)."""
+    raw = work / "root.raw"
+    with raw.open("wb") as handle:
+        handle.truncate(size_mb * 1024 * 1024)
+    mke2fs = ["mke2fs", "-q", "-F", "-t", "ext4", "-L", label, *options]
+    env = None if epoch is None else {"E2FSPROGS_FAKE_TIME": str(epoch)}
+    run([*mke2fs, "-d", tree, raw], env=env)
+    if epoch is not None:
+        commands = work / "ctimes.debugfs"
+        commands.write_text("".join(_set_ctimes(tree, epoch)))
+        run(["debugfs", "-w", "-f", commands, raw])
+    packed = ["-c", "-o", "compression_type=zstd"] if compress else []
+    run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", *packed, raw, image])
+    raw.unlink()
+
+
+def _set_ctimes(tree: Path, epoch: int) -> Iterator[str]:
+    """debugfs commands setting the change time of every file of ``tree`` to ``epoch``."""
+    yield f"sif / ctime @{epoch}\n"
+    for directory, dirnames, filenames in os.walk(tree):
+        for name in sorted([*dirnames, *filenames]):
+            path = "/" + os.path.relpath(os.path.join(directory, name), tree)
+            if '"' in path or "\n" in path:
+                raise BackendFailure(f"debugfs cannot name {path!r}: rename it in the image")
+            yield f'sif "{path}" ctime @{epoch}\n'
+
+
+def commit(out: Path, image: Path, recipe_file: Path, recipe: str, say: Say) -> None:
+    """Rename ``out/{bzimage,kernel,initrd,cmdline,image.qcow2}`` into place beside ``image``,
+    the image last, then write the recipe stamp; say each file's size."""
+    os.replace(out / "bzimage", bzimage_path(image))
+    for suffix in boot.SIDECAR_SUFFIXES:
+        os.replace(out / suffix.lstrip("."), boot.sidecar(image, suffix))
+    os.replace(out / "image.qcow2", image)  # last: a present image has its sidecars
+    recipe_file.write_text(recipe + "\n")
+    for path in outputs(image):
+        say(f"  {path} ({size(path)})")
+
+
+def size(path: Path) -> str:
+    """The size of ``path`` for a person: ``18.2 MiB``, ``130 bytes``."""
+    value = path.stat().st_size
+    if value >= 1024 * 1024:
+        return f"{value / 1024 / 1024:.1f} MiB"
+    return f"{value / 1024:.0f} KiB" if value >= 1024 else f"{value} bytes"
