@@ -6,15 +6,37 @@ no second table to keep in step, and nothing the user can set through ``--hints`
 starting ``__`` are refused there). ``Launch.hints`` writes them, ``Launch.of`` reads them back;
 an instance made with ``createVm`` has none (``of`` answers ``None``) and the EC2 API shows it
 with defaults.
+
+EC2's names for Tashi's own ids are here too (``instance_id``, ``image_id``, ``account``), so that
+the EC2 front-end and the node manager's instance metadata (``nodemanager/metadata``) agree on
+them without one importing the other.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 PREFIX = "__ec2."
 TAG_PREFIX = "__ec2.tag."
+#: the account of what no user owns (the images an administrator put in the store)
+SITE_ACCOUNT = "000000000000"
+
+
+def instance_id(iid: int) -> str:
+    """An instance's EC2 id: ``i-`` and its Tashi id in 17 hexadecimal digits."""
+    return f"i-{iid:017x}"
+
+
+def image_id(name: str) -> str:
+    """An image's EC2 id: ``ami-`` and 17 hexadecimal digits of the SHA-256 of its file name."""
+    return "ami-" + hashlib.sha256(name.encode()).hexdigest()[:17]
+
+
+def account(user_id: int | None) -> str:
+    """A user's account id: their Tashi id in 12 digits (``SITE_ACCOUNT`` for no user)."""
+    return SITE_ACCOUNT if user_id is None else f"{int(user_id):012d}"
 
 
 @dataclass(frozen=True, slots=True)

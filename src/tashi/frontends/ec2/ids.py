@@ -12,21 +12,26 @@ A malformed id is refused with the ``.Malformed`` code AWS uses for its kind.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 
-from tashi.domain.ids import INT_MAX, InstanceId, UserId
+from tashi.domain.ids import INT_MAX, InstanceId
+from tashi.domain.launches import SITE_ACCOUNT, account, image_id, instance_id
 from tashi.frontends.ec2.errors import Ec2Error
+
+# instance_id, image_id and account live in the domain: the node manager's metadata uses them too.
+__all__ = [
+    "SITE_ACCOUNT",
+    "account",
+    "check_image",
+    "image_id",
+    "instance_id",
+    "new_reservation",
+    "parse_instance",
+]
 
 _INSTANCE = re.compile(r"i-([0-9a-f]{8}|[0-9a-f]{17})")
 _IMAGE = re.compile(r"ami-([0-9a-f]{8}|[0-9a-f]{17})")
-#: the account of what no user owns (the images an administrator put in the store)
-SITE_ACCOUNT = "000000000000"
-
-
-def instance_id(iid: int) -> str:
-    return f"i-{iid:017x}"
 
 
 def parse_instance(text: str) -> InstanceId:
@@ -43,15 +48,7 @@ def new_reservation() -> str:
     return f"r-{secrets.token_hex(9)[:17]}"
 
 
-def image_id(name: str) -> str:
-    return "ami-" + hashlib.sha256(name.encode()).hexdigest()[:17]
-
-
 def check_image(text: str) -> str:
     if _IMAGE.fullmatch(text) is None:
         raise Ec2Error("InvalidAMIID.Malformed", f'Invalid id: "{text}" (expecting "ami-...")')
     return text
-
-
-def account(user_id: UserId | int | None) -> str:
-    return SITE_ACCOUNT if user_id is None else f"{int(user_id):012d}"
