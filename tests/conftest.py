@@ -5,7 +5,8 @@ Database servers (``tests/fixtures/dbservers.py``): ``postgres_server`` and ``ma
 ``db_url(kind)`` (a new empty database of kind ``"sqlite"``, ``"postgres"`` or ``"mariadb"``),
 ``own_server`` (a server of the test's own, of each kind in turn, which it may halt and restart).
 
-The tiny guest (``tests/fixtures/images.py``): ``tiny_image``, built once per session.
+The guests (``tests/fixtures/images.py``): ``tiny_image`` and ``debian_image`` (Debian with
+cloud-init and OpenSSH), each built once per session when a test asks for it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from tests.fixtures.dbservers import (  # noqa: F401  (imported to register the 
     own_server,
     postgres_server,
 )
-from tests.fixtures.images import tiny_image  # noqa: F401  (imported to register the fixture)
+from tests.fixtures.images import (  # noqa: F401  (imported to register the fixtures)
+    debian_image,
+    tiny_image,
+)
 
 # Warnings of our own code that pyproject's filterwarnings would make errors, not fixed yet, each
 # for the one test that meets it: test id -> the filter, and why. Remove an entry with its fix.

@@ -1,5 +1,5 @@
 """Fixtures for the guest image tests: the tiny image (``tests.images.conftest``, shared with the
-tests that boot it) and a boot-time report.
+tests that boot it) and a boot-time report; ``debian_image`` comes from ``tests/conftest.py``.
 
 ``boot_times`` collects the measured boot-to-marker times; they are printed at the end of the run
 (they are reported, never asserted beyond a generous deadline: ``tests.images.guests``'
@@ -22,6 +22,6 @@ def boot_times() -> list[tuple[str, float]]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _TIMES:
-        terminalreporter.section("tiny guest timings (TCG; boot markers are from qemu start)")
+        terminalreporter.section("guest timings (TCG; boot markers are from qemu start)")
         for what, seconds in _TIMES:
             terminalreporter.write_line(f"{what:<48} {seconds:6.2f} s")

@@ -18,14 +18,16 @@ routes.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from qemu.qmp import QMPClient
 
@@ -35,6 +37,8 @@ QEMU = "qemu-system-x86_64"
 BOOT_TIMEOUT = 90.0  # TCG on a busy 2-core machine; a normal boot takes 2-5 s
 STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.05
+
+T = TypeVar("T")
 
 SUBNET = "198.18.7"
 BRIDGE = "tbr0"
@@ -69,16 +73,24 @@ class Guest:
 
     @classmethod
     def start(
-        cls, image: Path, workdir: Path, *, nics: Sequence[Nic] = (), root_disk: bool = True
+        cls,
+        image: Path,
+        workdir: Path,
+        *,
+        nics: Sequence[Nic] = (),
+        root_disk: bool = True,
+        memory_mb: int = 128,
+        drives: Sequence[Path] = (),
     ) -> Guest:
+        """``drives``: raw files attached read-only after the root disk (a NoCloud seed)."""
         image = image.resolve()  # a relative backing file would be read relative to the overlay
         direct = boot.direct_boot_of(image)
         assert direct is not None or root_disk, f"{image} has no .kernel sidecar to boot alone"
         workdir.mkdir(parents=True, exist_ok=True)
         serial = workdir / "serial.log"
         qmp_socket = workdir / "qmp.sock"
-        argv = [QEMU, "-accel", "tcg", "-M", "pc", "-m", "128", "-nodefaults", "-nographic"]
-        argv += ["-monitor", "none", "-serial", f"file:{serial}"]
+        argv = [QEMU, "-accel", "tcg", "-M", "pc", "-m", str(memory_mb), "-nodefaults"]
+        argv += ["-nographic", "-monitor", "none", "-serial", f"file:{serial}"]
         argv += ["-qmp", f"unix:{qmp_socket},server=on,wait=off"]
         argv += [] if direct is None else direct.qemu_args()
         overlay = None
@@ -90,6 +102,8 @@ class Guest:
                 check=True,
             )
             argv += ["-drive", f"file={overlay},if=virtio,format=qcow2"]
+        for drive in drives:
+            argv += ["-drive", f"file={drive.resolve()},if=virtio,format=raw,readonly=on"]
         for index, nic in enumerate(nics):
             argv += ["-netdev", f"tap,id=n{index},ifname={nic.tap},script=no,downscript=no"]
             argv += ["-device", f"virtio-net-pci,netdev=n{index},mac={nic.mac}"]
@@ -112,16 +126,35 @@ class Guest:
         self, kind: str, *, iface: str | None = None, timeout: float = BOOT_TIMEOUT
     ) -> tuple[markers.Marker, float]:
         """The first marker of ``kind`` (and ``iface``) and the seconds since qemu started."""
+
+        def first(console: str) -> markers.Marker | None:
+            for marker in markers.scan(console):
+                if marker.kind == kind and (iface is None or marker.iface == iface):
+                    return marker
+            return None
+
+        return self._poll(first, f"{kind} marker", timeout)
+
+    def wait_for_line(
+        self, pattern: str, *, timeout: float = BOOT_TIMEOUT
+    ) -> tuple[re.Match[str], float]:
+        """The first match of the regular expression ``pattern`` on the console, and the
+        seconds since qemu started (for guests that print no Tashi marker)."""
+        return self._poll(re.compile(pattern).search, repr(pattern), timeout)
+
+    def _poll(self, find: Callable[[str], T | None], what: str, timeout: float) -> tuple[T, float]:
+        """Read the console until ``find`` finds something in it; fail when qemu exits first
+        or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
         while True:
-            for marker in markers.scan(self.console()):
-                if marker.kind == kind and (iface is None or marker.iface == iface):
-                    return marker, time.monotonic() - self.started
+            found = find(self.console())
+            if found is not None:
+                return found, time.monotonic() - self.started
             if self.process.poll() is not None:
-                raise AssertionError(f"qemu exited ({self.process.returncode}) before {kind}:\n"
+                raise AssertionError(f"qemu exited ({self.process.returncode}) before {what}:\n"
                                      + self.tail())  # fmt: skip
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {kind} marker within {timeout:.1f} s:\n" + self.tail())
+                raise AssertionError(f"no {what} within {timeout:.1f} s:\n" + self.tail())
             time.sleep(POLL_INTERVAL)
 
     def powerdown(self) -> None:
@@ -158,10 +191,18 @@ class Guest:
 
 @contextmanager
 def running(
-    image: Path, workdir: Path, *, nics: Sequence[Nic] = (), root_disk: bool = True
+    image: Path,
+    workdir: Path,
+    *,
+    nics: Sequence[Nic] = (),
+    root_disk: bool = True,
+    memory_mb: int = 128,
+    drives: Sequence[Path] = (),
 ) -> Iterator[Guest]:
     """A guest started for the ``with`` block and stopped (by pid) when it ends, however."""
-    guest = Guest.start(image, workdir, nics=nics, root_disk=root_disk)
+    guest = Guest.start(
+        image, workdir, nics=nics, root_disk=root_disk, memory_mb=memory_mb, drives=drives
+    )
     try:
         yield guest
     finally:

@@ -34,6 +34,18 @@ def run(
 
     Raises ``BackendFailure`` if the program is not installed, exits non-zero or runs longer
     than ``timeout`` seconds."""
+    return run_both(argv, cwd=cwd, env=env, timeout=timeout)[0]
+
+
+def run_both(
+    argv: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> tuple[str, str]:
+    """``run``, for a program that reports errors on its standard error and still exits 0
+    (``debugfs -f``): its standard output and its standard error."""
     args = [str(arg) for arg in argv]
     try:
         done = subprocess.run(  # an argv list, never a shell
@@ -53,7 +65,7 @@ def run(
         raise BackendFailure(
             f"{_show(args)} failed with exit status {exc.returncode}: {_tail(exc.stderr)}"
         ) from exc
-    return done.stdout
+    return done.stdout, done.stderr
 
 
 def run_logged(

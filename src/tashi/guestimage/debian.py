@@ -194,7 +194,14 @@ class _Build:
         epoch = debianfiles.SOURCE_DATE_EPOCH
         size_mb = self.options.size_mb
         steps.ext4_qcow2(
-            image, root, self.work, size_mb, label=FS_LABEL, options=fixed, epoch=epoch
+            image,
+            root,
+            self.work,
+            size_mb,
+            label=FS_LABEL,
+            options=fixed,
+            epoch=epoch,
+            compress=True,
         )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tashi.domain.errors import BackendFailure
 from tashi.guestimage import vmlinux
-from tashi.guestimage.commands import run
+from tashi.guestimage.commands import run, run_both
 from tashi.images import boot
 
 Say = Callable[[str], None]
@@ -103,7 +103,14 @@ def ext4_qcow2(
     if epoch is not None:
         commands = work / "ctimes.debugfs"
         commands.write_text("".join(_set_ctimes(tree, epoch)))
-        run(["debugfs", "-w", "-f", commands, raw])
+        # debugfs exits 0 whatever its commands did: its errors are the lines besides its banner
+        # ("debugfs 1.47.0 (5-Feb-2023)") on its standard error.
+        _, errors = run_both(["debugfs", "-w", "-f", commands, raw])
+        failed = [
+            line for line in errors.splitlines() if line.strip() and not line.startswith("debugfs ")
+        ]
+        if failed:
+            raise BackendFailure(f"debugfs could not set every change time: {failed[:3]}")
     packed = ["-c", "-o", "compression_type=zstd"] if compress else []
     run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", *packed, raw, image])
     raw.unlink()
