@@ -52,6 +52,26 @@ class NodeManagerSettings:
         " (qemu: the machine's memory less [Qemu] reservedMem).",
         minimum=0,
     )
+    metadata: bool = option(
+        "metadata",
+        True,
+        "Serve instance metadata (EC2's http://169.254.169.254/, docs/node-manager.md) to the"
+        " VMs on the taps the network driver makes: each guest sees only its own. Needs"
+        " nftables (nft); without it the node manager logs why and runs VMs without metadata.",
+    )
+    metadata_tokens: str = option(
+        "metadataTokens",
+        "optional",
+        "IMDSv2 session tokens: optional (a request without a token is answered, as EC2's"
+        " default) or required (only requests bearing a token from PUT /latest/api/token).",
+    )
+    nocloud: bool = option(
+        "nocloud",
+        False,
+        "Give every VM a NoCloud seed disk (a read-only ISO 9660 volume 'cidata' with its"
+        " meta-data and user-data, after its own disks). The instance hint nocloud=true or"
+        " nocloud=false decides for one VM. Needs genisoimage.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

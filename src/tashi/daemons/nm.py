@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -22,15 +23,23 @@ import uvicorn
 import tashi
 from tashi.config import ConfigError, load_settings
 from tashi.config.settings import Settings
+from tashi.domain import instancetypes
 from tashi.domain.clock import SystemClock
-from tashi.domain.errors import TashiError
+from tashi.domain.errors import InvalidInput, TashiError
 from tashi.images.store import ImageStore
+from tashi.network.base import NetworkDriver
 from tashi.network.registry import create_driver as create_network
 from tashi.nodeapi.cmclient import ClusterManagerClient
 from tashi.nodemanager import watchdog
 from tashi.nodemanager.disks import DiskManager
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.lease import HostLease
+from tashi.nodemanager.metadata.answers import Answers
+from tashi.nodemanager.metadata.guests import Site
+from tashi.nodemanager.metadata.nocloud import Seeds
+from tashi.nodemanager.metadata.plumbing import KernelPlumbing
+from tashi.nodemanager.metadata.service import MetadataService
+from tashi.nodemanager.metadata.tokens import Tokens, load_key
 from tashi.nodemanager.outbox import Outbox
 from tashi.nodemanager.reporting import Identity, Reporter
 from tashi.nodemanager.routes import create_app
@@ -90,6 +99,28 @@ async def host_capacity(settings: Settings, driver: VmmDriver) -> tuple[int, int
     return nm.memory or memory, nm.cores or cores
 
 
+def metadata_service(settings: Settings, network: NetworkDriver) -> MetadataService:
+    """The guests' instance metadata: served on the taps of a driver that makes them (not the
+    fake's), with tokens signed by a key kept in the state directory; NoCloud disks on demand."""
+    nm = settings.node_manager
+    if nm.metadata_tokens not in ("optional", "required"):
+        raise InvalidInput(
+            f"[NodeManager] metadataTokens = {nm.metadata_tokens!r}: optional or required"
+        )
+    tokens = Tokens(load_key(settings.node_manager_service.state_dir), time.time)
+    answers = Answers(tokens, tokens_required=nm.metadata_tokens == "required")
+    types = instancetypes.table(settings.instance_types.entries)
+    site = Site(
+        region=settings.ec2.region,
+        zone=settings.ec2.zones.split(",")[0].strip(),
+        types={name: (t.cores, t.memory) for name, t in types.items()},
+    )
+    plumbing = KernelPlumbing() if nm.metadata and network.name != "fake" else None
+    return MetadataService(
+        plumbing, answers, site, SystemClock().now, seeds=Seeds(default=nm.nocloud)
+    )
+
+
 async def run(settings: Settings) -> None:
     svc = settings.node_manager_service
     access = settings.access_cluster_manager
@@ -117,6 +148,7 @@ async def run(settings: Settings) -> None:
         password=access.password,
     )
     outbox = Outbox(state_dir)  # the node's events, sent by the reporter
+    metadata = metadata_service(settings, network)
     node = NodeService(
         driver=driver,
         network=network,
@@ -129,6 +161,7 @@ async def run(settings: Settings) -> None:
         advertise_host=_host_of(me.endpoint),
         shutdown_grace=settings.qemu.shutdown_grace,
         fenced=marks,
+        metadata=metadata,
     )
     memory, cores = await host_capacity(settings, driver)
     reporter = Reporter(
@@ -143,6 +176,7 @@ async def run(settings: Settings) -> None:
     )
     renewer = Renewer(lease)
     await driver.open()
+    await metadata.start()  # before recover, which hands it the VMs that kept running
     recovered = await node.recover()
     log.info("re-attached to %d running VM(s)", len(recovered))
     limits = HttpLimits.of(svc)
@@ -165,6 +199,7 @@ async def run(settings: Settings) -> None:
     finally:
         await supervisor.stop()
         await node.close()
+        await metadata.close()
         await driver.close()
         await network.close()
         await renewer.close()

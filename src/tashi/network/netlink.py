@@ -1,8 +1,8 @@
 """The one seam between Tashi and the kernel's netlink (pyroute2): links in one namespace.
 
 ``Netlink`` is a small blocking API over ``pyroute2.IPRoute`` with just what the network drivers
-need (list links, make bridges, taps and VXLAN devices, put a port on a bridge, a VXLAN device's
-flood entries, delete). Every pyroute2 or OS
+need (list links, make bridges, taps, VXLAN devices and veth pairs, put a port on a bridge, a
+VXLAN device's flood entries, an IPv4 address, delete). Every pyroute2 or OS
 failure leaves this module as ``BackendFailure`` with the kernel's message, ``raise ... from exc``;
 nothing else in Tashi imports pyroute2.
 
@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 IFNAMSIZ = 15  # longest interface name the kernel accepts (16 bytes with the NUL)
 _IFF_UP = 0x1
+_IFF_NOARP = 0x80
 _ZERO_MAC = "00:00:00:00:00:00"  # a VXLAN FDB entry for floods (head-end replication)
 # A link "get" that asks for the link and nothing else. pyroute2's own "get" also sets
 # NLM_F_ACK, so the kernel sends an ACK after the answer; pyroute2 (0.9) stops reading at the
@@ -209,6 +210,29 @@ class Netlink:
             ipr.link("add", ifname=name, kind="tuntap", mode="tap", ifr={"no_pi": True})
         return self._require(name)
 
+    def add_veth(self, name: str, peer: str) -> tuple[Link, bool]:
+        """The veth ``name`` (with its ``peer``), created (down) if missing; and whether this
+        call created it. A link of that name that is not a veth is an error."""
+        _check_name(name)
+        _check_name(peer)
+        existing = self.find(name)
+        if existing is not None:
+            if existing.kind != "veth":
+                raise BackendFailure(f"link {name}{self._where()} exists but is not a veth")
+            return existing, False
+        with self._kernel(f"creating veth pair {name}/{peer}"):
+            self._socket().link("add", ifname=name, kind="veth", peer={"ifname": peer})
+        return self._require(name), True
+
+    def add_ipv4(self, name: str, address: str, prefixlen: int) -> None:
+        """Give link ``name`` the IPv4 ``address``/``prefixlen`` unless it has it already."""
+        link = self._require(name)
+        ipr = self._socket()
+        with self._kernel(f"addressing {name}"):
+            have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=link.index)}
+            if (address, prefixlen) not in have:
+                ipr.addr("add", index=link.index, address=address, prefixlen=prefixlen)
+
     def set(
         self,
         name: str,
@@ -218,9 +242,14 @@ class Netlink:
         mtu: int | None = None,
         master: int | None = None,
         up: bool | None = None,
+        arp: bool | None = None,
     ) -> None:
         """Change the given attributes of link ``name`` (the others stay)."""
         link = self._require(name)
+        if arp is not None:
+            with self._kernel(f"turning ARP {'on' if arp else 'off'} on {name}"):
+                flags = 0 if arp else _IFF_NOARP
+                self._socket().link("set", index=link.index, flags=flags, change=_IFF_NOARP)
         changes: dict[str, Any] = {}
         if alias is not None:
             changes["ifalias"] = alias

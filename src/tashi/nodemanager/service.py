@@ -3,7 +3,9 @@
 It turns an instance into a running VM: disks prepared (overlays, locks, direct boot), NICs
 attached by the network driver, then the VMM driver starts the process; and it undoes all of it
 when the VM ends, however it ends. Things that finish later (a suspend, a restore, a VM that
-stops on its own) are reported as events through the ``EventSink``.
+stops on its own) are reported as events through the ``EventSink``. The guests' instance
+metadata (``GuestMetadata``, ``nodemanager/metadata``) is told of each VM's taps before its guest
+runs and when it has gone.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from pathlib import Path
 from typing import Protocol
 
 from tashi.domain.errors import AlreadyExists, BackendFailure, NotFound, TashiError, Unavailable
-from tashi.domain.ids import InstanceId
+from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import DiskConfig, Instance
 from tashi.domain.nodes import NodeEvent, Ticket, Transfer, VmStatus
 from tashi.images.store import ImageStore
-from tashi.network.base import NetworkDriver
+from tashi.network.base import Attachment, NetworkDriver
 from tashi.nodemanager import heap
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.vmdirs import VmDirs
@@ -69,6 +71,22 @@ class EventSink(Protocol):
     def put(self, event: NodeEvent) -> None: ...
 
 
+class GuestMetadata(Protocol):
+    """The instance metadata the guests read (``nodemanager.metadata.MetadataService``)."""
+
+    async def attach(self, instance: Instance, taps: Sequence[Attachment]) -> None:
+        """Serve ``instance`` on its ``taps`` (which exist; the guest does not run yet)."""
+
+    async def detach(self, instance_id: InstanceId) -> None:
+        """Stop serving the instance (its VM has gone). Never raises."""
+
+    async def restore(self, vms: Sequence[tuple[Instance, Sequence[Attachment]]]) -> None:
+        """After a restart: serve exactly these VMs on these taps."""
+
+    def seed(self, instance: Instance, directory: Path) -> DiskSpec | None:
+        """The instance's NoCloud seed disk, made in its VM ``directory``, if it wants one."""
+
+
 @dataclass
 class _Vm:
     instance: Instance
@@ -97,6 +115,7 @@ class NodeService:
     #: Gives the C heap's free pages back once a VM is cleaned up (``heap``: without it the
     #: node manager's RSS grew by 4 KB a VM for a thousand VMs, issue 26).
     release_memory: Callable[[], object] = heap.trim
+    metadata: GuestMetadata | None = None
     _vms: dict[InstanceId, _Vm] = field(default_factory=dict)
     #: Starts in flight, each ended (whatever its outcome) when its future is done: a destroy
     #: of the instance waits for it, then destroys what it started (a group's teardown sends
@@ -132,15 +151,34 @@ class NodeService:
             for index, nic in enumerate(instance.nics)
         ]
 
+    async def _guest_side(self, instance: Instance, nics: list[NicSpec]) -> list[DiskSpec]:
+        """Metadata served on the taps the driver made (an ifup script's tap is QEMU's, made
+        later), and the NoCloud disk to add, if any."""
+        if self.metadata is None:
+            return []
+        taps = [
+            Attachment(instance.id, index, NetworkId(nic.network), nic.mac, nic.tap)
+            for index, nic in enumerate(nics)
+            if nic.ifup_script is None
+        ]
+        await self.metadata.attach(instance, taps)
+        seed = await asyncio.to_thread(self.metadata.seed, instance, self.dirs.of(instance.id))
+        return [seed] if seed is not None else []
+
     def _spec(
-        self, iid: InstanceId, instance: Instance, prepared: Prepared, nics: list[NicSpec]
+        self,
+        iid: InstanceId,
+        instance: Instance,
+        prepared: Prepared,
+        nics: list[NicSpec],
+        extra: list[DiskSpec],
     ) -> VmSpec:
         return VmSpec(
             instance_id=iid,
             name=instance.name,
             cores=instance.cores,
             memory=instance.memory,
-            disks=prepared.disks,
+            disks=[*prepared.disks, *extra],
             nics=nics,
             state_dir=self.dirs.of(iid),
             boot=prepared.boot,
@@ -178,7 +216,8 @@ class NodeService:
             prepared = disks
             if isinstance(nics, BaseException):
                 raise nics
-            spec = self._spec(iid, instance, disks, nics)
+            extra = await self._guest_side(instance, nics)
+            spec = self._spec(iid, instance, disks, nics, extra)
             status = await self.driver.start(spec, incoming=incoming)
         except TashiError:
             await self._cleanup(iid, prepared)
@@ -360,6 +399,8 @@ class NodeService:
         await self._cleanup(iid, vm.disks if vm is not None else None)
 
     async def _cleanup(self, iid: InstanceId, prepared: Prepared | None) -> None:
+        if self.metadata is not None:
+            await self.metadata.detach(iid)
         await self.network.detach(iid)
         if prepared is not None:
             await asyncio.to_thread(prepared.release)
@@ -391,7 +432,7 @@ class NodeService:
         found = self.dirs.existing()
         statuses = await self.driver.adopt(list(found.values()))
         alive = {s.instance_id: s for s in statuses if s.state is not VmState.exited}
-        await self.network.adopt(list(alive))
+        taps = await self.network.adopt(list(alive))
         suspended = {
             s.instance_id: s.sending.target
             for s in statuses
@@ -415,6 +456,13 @@ class NodeService:
             restoring = self.dirs.restoring(iid)
             if status.state is VmState.incoming and restoring:  # a resume the dead one began
                 self._tasks.spawn(self._finish_resume(iid, self._suspend_file(restoring)))
+        if self.metadata is not None:
+            await self.metadata.restore(
+                [
+                    (vm.instance, [t for t in taps if t.instance_id == iid])
+                    for iid, vm in sorted(self._vms.items())
+                ]
+            )
         return sorted(self._vms)
 
     async def _finish_sending(self, iid: InstanceId, sending: Sending) -> None:

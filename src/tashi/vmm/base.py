@@ -105,12 +105,17 @@ class DiskSpec:
     in the image store): suspend and migration leave it where it is. A disk that is not shared
     (an overlay in this node's scratch directory) travels inside the suspend file or the
     migration stream: only its own clusters, so the target must open a fresh overlay on the same
-    backing image at its own path."""
+    backing image at its own path.
+
+    ``read_only`` disks (the NoCloud seed of ``nodemanager/metadata/nocloud.py``) are opened
+    read-only: the guest cannot write them, and QEMU's block migration leaves them out (the
+    target opens its own copy)."""
 
     path: Path
     format: str = "qcow2"
     interface: str = "virtio"  # virtio or ide
     shared: bool = False
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,8 +337,9 @@ def check_cpu_share(share: int) -> int:
 
 def check_movable(spec: VmSpec, what: str) -> None:
     """Refuse to suspend or migrate a VM whose disks mix node-local and shared files: QEMU's
-    block migration copies every writable disk, and would copy a shared one onto itself."""
-    if len({disk.shared for disk in spec.disks}) > 1:
+    block migration copies every writable disk, and would copy a shared one onto itself. A
+    read-only disk is not copied, so it counts for neither."""
+    if len({disk.shared for disk in spec.disks if not disk.read_only}) > 1:
         raise Unavailable(
             f"cannot {what} instance {spec.instance_id}: it has both node-local and shared disks"
         )

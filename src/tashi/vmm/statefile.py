@@ -68,7 +68,13 @@ def spec_to_json(spec: VmSpec) -> dict[str, Any]:
         "cores": spec.cores,
         "memory": spec.memory,
         "disks": [
-            {"path": str(d.path), "format": d.format, "interface": d.interface, "shared": d.shared}
+            {
+                "path": str(d.path),
+                "format": d.format,
+                "interface": d.interface,
+                "shared": d.shared,
+                "read_only": d.read_only,
+            }
             for d in spec.disks
         ],
         "nics": [
@@ -107,6 +113,7 @@ def spec_from_json(doc: Mapping[str, Any]) -> VmSpec:
                 format=str(d["format"]),
                 interface=str(d["interface"]),
                 shared=bool(d["shared"]),
+                read_only=bool(d.get("read_only", False)),  # absent from older state files
             )
             for d in doc["disks"]
         ),

@@ -136,7 +136,8 @@ def _disks(spec: VmSpec) -> list[str]:
     argv: list[str] = []
     ide = 0
     for index, disk in enumerate(spec.disks):
-        argv += ["-drive", f"if=none,id=disk{index},file={_esc(disk.path)},format={disk.format}"]
+        drive = f"if=none,id=disk{index},file={_esc(disk.path)},format={disk.format}"
+        argv += ["-drive", drive + (",readonly=on" if disk.read_only else "")]
         boot = ",bootindex=0" if index == 0 and spec.boot.kernel is None else ""
         if disk.interface == "virtio":
             argv += ["-device", f"virtio-blk-pci,drive=disk{index},id=vd{index}{boot}"]

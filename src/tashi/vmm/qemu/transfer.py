@@ -49,7 +49,8 @@ Persist = Callable[[], None]
 
 
 async def _configure(vm: QemuVm, bandwidth_mb: int) -> None:
-    local = any(not disk.shared for disk in vm.spec.disks)
+    # A read-only disk (a NoCloud seed) is left out of block migration: the target has its own.
+    local = any(not disk.shared and not disk.read_only for disk in vm.spec.disks)
     capabilities = [{"capability": "block", "state": local}]
     await vm.monitor.execute("migrate-set-capabilities", {"capabilities": capabilities})
     parameters = {"block-incremental": local, "max-bandwidth": bandwidth_mb * 2**20}
