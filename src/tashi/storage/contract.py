@@ -1,4 +1,4 @@
-"""The store contract: a unit of work over seven repositories.
+"""The store contract: a unit of work over eleven repositories.
 
 Usage::
 
@@ -37,14 +37,16 @@ Rules every implementation keeps (the contract tests check each):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from tashi.domain import tags as tag_rules
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.keypairs import FINGERPRINT_MAX, NAME_MAX, PUBLIC_KEY_MAX, KeyPair
 from tashi.domain.models import (
     AccessKey,
     DiskConfig,
@@ -68,6 +70,7 @@ SECRET_MAX = 255  # characters of a node link's secret
 EVENT_KIND_MAX = 32  # characters of an event's kind
 ACCESS_KEY_MAX = 32  # characters of an access key's id
 SEALED_SECRET_MAX = 255  # characters of an access key's sealed secret
+KEY_PAIR_ID_MAX = 32  # characters of a key pair's id
 EVENT_MESSAGE_MAX = 4000  # characters of an event's message kept (fits MariaDB's TEXT)
 
 
@@ -299,6 +302,45 @@ class AccessKeyRepository(Protocol):
         """Raises ``NotFound`` for an unknown key."""
 
 
+class KeyPairRepository(Protocol):
+    """Users' SSH key pairs (``domain/keypairs.py``); a key pair goes with its user."""
+
+    def add(self, pair: KeyPair) -> None:
+        """``NotFound`` for an unknown user; ``AlreadyExists`` for a name the user has given
+        another key pair already, or an id in use; ``InvalidInput`` for a public key or name
+        longer than ``keypairs.PUBLIC_KEY_MAX``/``NAME_MAX``."""
+
+    def get(self, key_id: str) -> KeyPair | None:
+        """The key pair, or ``None``."""
+
+    def named(self, user_id: UserId, name: str) -> KeyPair | None:
+        """The user's key pair of that name (names compare exactly), or ``None``."""
+
+    def list(self, user_id: UserId | None = None) -> list[KeyPair]:
+        """The key pairs (of ``user_id`` when given), by user then name."""
+
+    def remove(self, key_id: str) -> None:
+        """Delete the key pair and its tags; ``NotFound`` if unknown."""
+
+
+class TagRepository(Protocol):
+    """The tags of one kind of resource by the resource's reference (``domain/tags.py``):
+    ``tx.key_pair_tags`` by key pair id (they go with their key pair), ``tx.image_tags`` by
+    image name (images are files, not rows: the caller says which exist)."""
+
+    def of(self, refs: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+        """Each resource's tags (of ``refs`` when given), resources and keys in order; a
+        resource without tags is left out."""
+
+    def put(self, ref: str, tags: Mapping[str, str]) -> None:
+        """Add these tags to the resource, changing the value of a key it has (the others
+        stay). ``NotFound`` for a key pair that does not exist; ``InvalidInput`` for a key
+        (value) longer than ``tags.KEY_MAX`` (``VALUE_MAX``) or an empty key."""
+
+    def delete(self, ref: str, keys: Iterable[str] | None = None) -> int:
+        """Remove these keys of the resource's (``None``: all); return how many were."""
+
+
 class InstanceEventRepository(Protocol):
     """The instance history: an append-only log that outlives the instance it tells of."""
 
@@ -390,6 +432,15 @@ class Transaction(Protocol):
     def access_keys(self) -> AccessKeyRepository: ...
 
     @property
+    def key_pairs(self) -> KeyPairRepository: ...
+
+    @property
+    def key_pair_tags(self) -> TagRepository: ...
+
+    @property
+    def image_tags(self) -> TagRepository: ...
+
+    @property
     def events(self) -> InstanceEventRepository: ...
 
     @property
@@ -435,6 +486,23 @@ def bounded(what: str, value: str, limit: int) -> str:
     if not value or len(value) > limit:
         raise InvalidInput(f"{what} must have 1 to {limit} characters, not {len(value)}")
     return value
+
+
+def checked_key_pair(pair: KeyPair) -> None:
+    """The bounds both stores check before they write a key pair."""
+    bounded("a key pair id", pair.id, KEY_PAIR_ID_MAX)
+    bounded("a key pair's name", pair.name, NAME_MAX)
+    bounded("a public key", pair.public_key, PUBLIC_KEY_MAX)
+    bounded("a fingerprint", pair.fingerprint, FINGERPRINT_MAX)
+
+
+def checked_tags(tags: Mapping[str, str]) -> None:
+    """The bounds both stores check before they write tags."""
+    limit = tag_rules.VALUE_MAX
+    for key, value in tags.items():
+        bounded("a tag's key", key, tag_rules.KEY_MAX)
+        if len(value) > limit:
+            raise InvalidInput(f"a tag's value must have at most {limit} characters")
 
 
 def event_message(message: str) -> str:

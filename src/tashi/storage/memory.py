@@ -53,6 +53,7 @@ from tashi.storage.contract import (
     new_instance,
 )
 from tashi.storage.memaddresses import MemoryAddresses
+from tashi.storage.memkeypairs import MemoryKeyPairs, MemoryTags, drop_user
 from tashi.storage.memtables import DICTS, Tables, aware
 
 _EVERYTHING = InstanceFilter()
@@ -408,6 +409,7 @@ class _Users:
             k: v for k, v in self._t.access_keys.items() if v[0].user_id != user_id
         }
         self._t.links = {k: v for k, v in self._t.links.items() if v.user_id != user_id}
+        drop_user(self._t, user_id)
         for host in list(self._t.hosts.values()):
             if user_id in host.reserved:
                 self._t.hosts[host.id] = replace(
@@ -530,6 +532,9 @@ class _Tx:
         self.users = _Users(t)
         self.tokens = _Tokens(t)
         self.access_keys = _AccessKeys(t)
+        self.key_pairs = MemoryKeyPairs(t)
+        self.key_pair_tags = MemoryTags(t, "key_pair_tags", exists=t.key_pairs.__contains__)
+        self.image_tags = MemoryTags(t, "image_tags")
         self.events = _Events(t)
         self.addresses = MemoryAddresses(t)
 

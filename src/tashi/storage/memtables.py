@@ -11,6 +11,7 @@ from datetime import datetime
 
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
+from tashi.domain.keypairs import KeyPair
 from tashi.domain.models import AccessKey, Host, Instance, InstanceEvent, Network, NodeLink, User
 from tashi.storage.contract import Address
 
@@ -25,6 +26,9 @@ class Tables:
     passwords: dict[UserId, str] = field(default_factory=dict)
     tokens: dict[str, tuple[UserId, datetime]] = field(default_factory=dict)
     access_keys: dict[str, tuple[AccessKey, str]] = field(default_factory=dict)
+    key_pairs: dict[str, KeyPair] = field(default_factory=dict)
+    key_pair_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)
+    image_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, key)
     links: dict[HostId, NodeLink] = field(default_factory=dict)
     events: dict[InstanceId, tuple[InstanceEvent, ...]] = field(default_factory=dict)
     addresses: dict[tuple[InstanceId, int], Address] = field(default_factory=dict)
@@ -44,6 +48,9 @@ DICTS = (
     "passwords",
     "tokens",
     "access_keys",
+    "key_pairs",
+    "key_pair_tags",
+    "image_tags",
     "links",
     "events",
     "addresses",

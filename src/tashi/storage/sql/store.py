@@ -27,7 +27,9 @@ from tashi.storage.sql.engine import WRITE_OPTION, engine_from_settings
 from tashi.storage.sql.events import SqlEvents
 from tashi.storage.sql.hosts import SqlHosts, SqlNetworks
 from tashi.storage.sql.instances import SqlInstances
+from tashi.storage.sql.keypairs import SqlKeyPairs, SqlTags
 from tashi.storage.sql.migrate import upgrade
+from tashi.storage.sql.tables import image_tags, key_pair_tags
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ class SqlTransaction:
         self.users = SqlUsers(db)
         self.tokens = SqlTokens(db)
         self.access_keys = SqlAccessKeys(db)
+        self.key_pairs = SqlKeyPairs(db)
+        self.key_pair_tags = SqlTags(db, key_pair_tags, "key_pair_id")
+        self.image_tags = SqlTags(db, image_tags, "image")
         self.events = SqlEvents(db)
         self.addresses = SqlAddresses(db)
 

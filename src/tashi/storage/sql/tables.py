@@ -20,16 +20,20 @@ Design points (docs/adr/0002-state-store.md):
 * ``addresses`` (the DHCP/DNS hook's allocations): the primary key (network, ip) makes two
   allocations of one address impossible; rows go with their instance (``ON DELETE CASCADE``, in
   the unit that removes it), and a network with addresses on it cannot be removed.
+* ``key_pairs`` go with their user, ``key_pair_tags`` with their key pair (``ON DELETE
+  CASCADE``); ``image_tags`` are by image name, as images are files of the image store.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from tashi.domain import keypairs, tags
 from tashi.storage.contract import (
     ACCESS_KEY_MAX,
     ENDPOINT_MAX,
     EVENT_KIND_MAX,
+    KEY_PAIR_ID_MAX,
     SEALED_SECRET_MAX,
     SECRET_MAX,
 )
@@ -175,6 +179,44 @@ access_keys = sa.Table(
         ["user_id"], ["users.id"], name="fk_access_keys_user", ondelete="CASCADE"
     ),
     sa.Index("ix_access_keys_user", "user_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+key_pairs = sa.Table(
+    "key_pairs",
+    metadata,
+    sa.Column("id", sa.String(KEY_PAIR_ID_MAX), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("name", name_type(keypairs.NAME_MAX), nullable=False),
+    sa.Column("key_type", sa.String(16), nullable=False),
+    sa.Column("fingerprint", sa.String(keypairs.FINGERPRINT_MAX), nullable=False),
+    sa.Column("public_key", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["user_id"], ["users.id"], name="fk_key_pairs_user", ondelete="CASCADE"
+    ),
+    sa.UniqueConstraint("user_id", "name", name="uq_key_pairs_user_name"),
+    **MYSQL_TABLE_ARGS,
+)
+
+key_pair_tags = sa.Table(
+    "key_pair_tags",
+    metadata,
+    sa.Column("key_pair_id", sa.String(KEY_PAIR_ID_MAX), primary_key=True),
+    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
+    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["key_pair_id"], ["key_pairs.id"], name="fk_key_pair_tags_key_pair", ondelete="CASCADE"
+    ),
+    **MYSQL_TABLE_ARGS,
+)
+
+image_tags = sa.Table(
+    "image_tags",
+    metadata,
+    sa.Column("image", name_type(NAME), primary_key=True),
+    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
+    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
     **MYSQL_TABLE_ARGS,
 )
 
