@@ -36,8 +36,10 @@ from tashi.clustermanager.instances.history import HistoryRetention
 from tashi.clustermanager.instances.service import InstanceRules, InstanceService
 from tashi.clustermanager.instances.specs import SpecRules
 from tashi.clustermanager.instances.suspends import SuspendArea
+from tashi.clustermanager.keypairs.service import KeyPairService
 from tashi.clustermanager.networks.addresses import AddressService
 from tashi.clustermanager.networks.service import NetworkService
+from tashi.clustermanager.tags import TagService
 from tashi.config.settings import Settings
 from tashi.domain.clock import Clock, SystemClock
 from tashi.domain.ids import NetworkId
@@ -53,6 +55,8 @@ class ClusterService:
     db: Database
     auth: AuthService
     access_keys: AccessKeyService
+    key_pairs: KeyPairService
+    tags: TagService
     instances: InstanceService
     batches: BatchService
     hosts: HostService
@@ -154,6 +158,8 @@ def build_service(
         db=db,
         auth=auth,
         access_keys=keys,
+        key_pairs=KeyPairService(db, clock),
+        tags=TagService(db, clock, image_service),
         instances=instances,
         batches=BatchService(instances, svc.max_batch),
         hosts=HostService(db, clock, confirmations),
