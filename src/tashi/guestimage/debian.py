@@ -151,8 +151,8 @@ class _Build:
         out.mkdir()
         with step(self.say, f"mmdebstrap: Debian {debianfiles.SUITE} (log: {self.options.log})"):
             self._mmdebstrap(root)
-        with step(self.say, "root filesystem: Tashi's files, masked timers, clamped times"):
-            packages = rootfs.finish(root, debianfiles.SOURCE_DATE_EPOCH)
+        with step(self.say, "root filesystem: Tashi's files, masked timers"):
+            packages = rootfs.finish(root)
         rootfs.prune_cache(self.options.cache, packages)
         (out / "manifest").write_text("".join(f"{p.line()}\n" for p in packages))
         kernel = next((p for p in packages if p.name.startswith("linux-image-6")), None)

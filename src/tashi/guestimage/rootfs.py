@@ -1,6 +1,6 @@
 """The Debian guest's root filesystem after mmdebstrap: Tashi's files written, timers masked,
-per-build files removed, every time clamped; and what the build reads from it (the packages
-installed, the kernel and initramfs).
+per-build files removed; and what the build reads from it (the packages installed, the kernel
+and initramfs).
 
 Plain file operations on the directory mmdebstrap made (``tashi.guestimage.debian``), no chroot:
 masking a unit is the symlink to /dev/null that ``systemctl mask`` makes, and the package list
@@ -9,7 +9,6 @@ is read from dpkg's status file. The content comes from ``tashi.guestimage.debia
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +32,10 @@ class Package:
         return f"{self.name}_{self.version.replace(':', '%3a')}_{self.architecture}.deb"
 
 
-def finish(root: Path, epoch: int) -> list[Package]:
+def finish(root: Path) -> list[Package]:
     """Write the guest's files into ``root``, mask its timers, remove what differs from build to
-    build, clamp every time to ``epoch``; return the installed packages, sorted by name."""
+    build; return the installed packages, sorted by name. (The times are clamped when the root
+    disk is made: ``tashi.guestimage.steps.ext4_qcow2``.)"""
     for relative, text in debianfiles.FILES.items():
         _write(root / relative, text)
     for unit in debianfiles.MASKED_UNITS:
@@ -45,7 +45,6 @@ def finish(root: Path, epoch: int) -> list[Package]:
     for pattern in debianfiles.REMOVED:
         for path in root.glob(pattern):
             path.unlink()
-    clamp_times(root, epoch)
     return installed(root)
 
 
@@ -55,18 +54,6 @@ def _write(path: Path, text: str) -> None:
         path.unlink()  # /etc/resolv.conf may be a link; the file replaces it, not its target
     path.write_text(text)
     path.chmod(0o644)
-
-
-def clamp_times(root: Path, epoch: int) -> None:
-    """Set the access and modification times of everything under ``root`` (``root`` too, not
-    following links) that is newer than ``epoch`` to ``epoch``."""
-    for directory, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames, "."]:
-            path = os.path.join(directory, name)
-            info = os.lstat(path)
-            if info.st_mtime > epoch or info.st_atime > epoch:
-                mtime = min(info.st_mtime, epoch)
-                os.utime(path, (epoch, mtime), follow_symlinks=False)
 
 
 def installed(root: Path) -> list[Package]:

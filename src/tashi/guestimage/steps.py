@@ -88,8 +88,9 @@ def ext4_qcow2(
     with the files of ``tree`` (``mke2fs -d``: no mount, no root needed).
 
     ``options`` go to mke2fs as they are. With ``epoch``, every time the filesystem holds is at
-    most ``epoch``: its own (``E2FSPROGS_FAKE_TIME``), the files' times as ``tree`` has them
-    (the caller clamps them) and their change times, which no system call sets and mke2fs
+    most ``epoch``: its own (``E2FSPROGS_FAKE_TIME``, for mke2fs and debugfs), the files' times
+    (clamped in ``tree`` just before mke2fs copies them: a file read after the clamp would
+    have a new access time) and their change times, which no system call sets and mke2fs
     copies from ``tree``, rewritten with ``debugfs``. Then, with a fixed UUID and hash seed in
     ``options``, the same tree always gives the same bytes. With ``compress``, the qcow2's
     clusters are compressed with zstd (a third of the size for a Debian root filesystem; QEMU
@@ -99,13 +100,15 @@ def ext4_qcow2(
         handle.truncate(size_mb * 1024 * 1024)
     mke2fs = ["mke2fs", "-q", "-F", "-t", "ext4", "-L", label, *options]
     env = None if epoch is None else {"E2FSPROGS_FAKE_TIME": str(epoch)}
+    if epoch is not None:
+        clamp_times(tree, epoch)
     run([*mke2fs, "-d", tree, raw], env=env)
     if epoch is not None:
         commands = work / "ctimes.debugfs"
         commands.write_text("".join(_set_ctimes(tree, epoch)))
         # debugfs exits 0 whatever its commands did: its errors are the lines besides its banner
         # ("debugfs 1.47.0 (5-Feb-2023)") on its standard error.
-        _, errors = run_both(["debugfs", "-w", "-f", commands, raw])
+        _, errors = run_both(["debugfs", "-w", "-f", commands, raw], env=env)
         failed = [
             line for line in errors.splitlines() if line.strip() and not line.startswith("debugfs ")
         ]
@@ -114,6 +117,17 @@ def ext4_qcow2(
     packed = ["-c", "-o", "compression_type=zstd"] if compress else []
     run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", *packed, raw, image])
     raw.unlink()
+
+
+def clamp_times(tree: Path, epoch: int) -> None:
+    """Set the access and modification times of everything under ``tree`` (``tree`` too, not
+    following links) that is newer than ``epoch`` to ``epoch``."""
+    for directory, dirnames, filenames in os.walk(tree):
+        for name in [*dirnames, *filenames, "."]:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            if info.st_mtime > epoch or info.st_atime > epoch:
+                os.utime(path, (epoch, min(info.st_mtime, epoch)), follow_symlinks=False)
 
 
 def _set_ctimes(tree: Path, epoch: int) -> Iterator[str]:
