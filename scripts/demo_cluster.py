@@ -9,7 +9,9 @@ and have their DHCP leases, `tashi getVmLayout`, ping every VM by DNS name from 
 manager's namespace, `tashi-cluster rm` the host with most VMs and wait until its VMs run
 elsewhere, then crash the cluster manager (`tashi-cluster rm cm`), start it again 10 s later
 (`add cm`) and check that every VM ran on through it: the same qemu processes, every instance
-Running. The cluster is left running; the end says how to use and stop it. The demo exits
+Running; last, the EC2 API with the unmodified AWS CLI (an access key from `tashi
+createAccessKey`, `aws ec2 run-instances`, `wait instance-running`, `terminate-instances`).
+The cluster is left running; the end says how to use and stop it. The demo exits
 non-zero when the VMs did not survive the cluster manager's crash (the node managers fence their
 VMs when their lease, [Cluster] hostLeaseTime, runs out without the cluster manager).
 """
@@ -276,6 +278,72 @@ def crash_cm() -> bool:
     return not problems
 
 
+def ec2_env() -> tuple[str, dict[str, str]]:
+    """The EC2 endpoint and the environment of an ``aws`` CLI holding a new access key of the
+    demo's admin (``tashi createAccessKey``)."""
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(STATE / "client.cfg")
+    host = config["Client"]["clusterManagerHost"]
+    key = json.loads(tashi("createAccessKey", "--json", quiet=True))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TASHI_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID=key["accessKeyId"],
+        AWS_SECRET_ACCESS_KEY=key["secretAccessKey"],
+        AWS_DEFAULT_REGION="tashi-1",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+    )
+    return f"http://{host}:8773", env
+
+
+def ec2_phase() -> None:
+    """The EC2 API with the unmodified AWS CLI: launch one VM, wait for it, terminate it."""
+    endpoint, env = ec2_env()
+
+    def aws(*argv: str) -> str:
+        command = [str(BIN / "aws"), "--endpoint-url", endpoint, "--output", "text", "ec2", *argv]
+        print("    $ aws ec2 " + " ".join(argv), flush=True)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"demo: aws ec2 {' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+        print("      " + done.stdout.strip().replace("\n", "\n      "), flush=True)
+        return done.stdout.strip()
+
+    ami = aws(
+        "describe-images",
+        "--filters",
+        f"Name=name,Values={IMAGE.name}",
+        "--query",
+        "Images[0].ImageId",
+    )
+    iid = aws(
+        "run-instances",
+        "--image-id",
+        ami,
+        "--instance-type",
+        "tashi.tiny",
+        "--count",
+        "1",
+        "--query",
+        "Instances[0].InstanceId",
+    )
+    aws("wait", "instance-running", "--instance-ids", iid)
+    aws(
+        "describe-instances",
+        "--instance-ids",
+        iid,
+        "--query",
+        "Reservations[].Instances[].[InstanceId,State.Name,InstanceType]",
+    )
+    aws(
+        "terminate-instances",
+        "--instance-ids",
+        iid,
+        "--query",
+        "TerminatingInstances[].CurrentState.Name",
+    )
+
+
 def start() -> None:
     if os.geteuid() != 0:
         sys.exit("demo: make demo needs root (network namespaces): run it with sudo")
@@ -313,12 +381,15 @@ def start() -> None:
         f"crash the cluster manager, start it again after {CM_OUTAGE:.0f} s; every VM runs on",
         crash_cm,
     )
+    phase("the EC2 API, driven by the unmodified AWS CLI", ec2_phase)
     print("\nphase times:")
     for took, title in summary:
         print(f"  {took:7.1f} s  {title}")
     print(
         f"\nThe cluster is still running. Use it:\n  export TASHI_CONFIG={STATE / 'client.cfg'}\n"
         f"  tashi getVmLayout\n  {BIN / 'tashi-cluster'} --state-dir {STATE} status\n"
+        "Its EC2 API (docs/ec2.md): tashi createAccessKey, then aws --endpoint-url"
+        " http://<clusterManagerHost of that file>:8773 --region tashi-1 ec2 ...\n"
         "Stop it with: make demo-stop"
     )
     if not ok:
