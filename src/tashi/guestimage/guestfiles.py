@@ -11,8 +11,13 @@ Two programs run as PID 1, one after the other:
   every ``eth*`` NIC, prints the ``TASHI-GUEST-UP`` marker, and a shell runs on the console.
 
 ``/etc/udhcpc.script`` configures address, routes, hostname and resolv.conf from each lease and
-prints ``TASHI-GUEST-DHCP``. Marker formats: ``tashi.images.markers``. The builder
-(``tashi.guestimage.builder``) writes these texts into both trees with ``files()``.
+prints ``TASHI-GUEST-DHCP``; eth0's first lease starts ``/etc/tashi/metadata``, which reads the
+guest's instance id and user data from the instance metadata service (169.254.169.254),
+prints ``TASHI-GUEST-METADATA`` and runs user data that starts with ``#!``. At boot,
+``/etc/tashi/nocloud`` prints ``TASHI-GUEST-NOCLOUD`` with the instance id of a NoCloud seed
+disk (volume ``cidata``) if the VM has one. Marker formats: ``tashi.images.markers`` (and
+``docs/guest-image.md``). The builder (``tashi.guestimage.builder``) writes these texts into
+both trees with ``files()``.
 """
 
 from __future__ import annotations
@@ -119,6 +124,9 @@ done </proc/mounts
 read -r name </proc/sys/kernel/hostname
 read -r up _ </proc/uptime
 say "TASHI-GUEST-UP hostname=$name root=$root uptime=$up"
+
+# A NoCloud seed disk, if the VM has one besides its root (/dev/vdb, ...).
+[ -e /sys/block/vdb ] && /etc/tashi/nocloud </dev/null >/dev/null 2>&1 &
 """
 
 RCK = r"""#!/bin/sh
@@ -168,9 +176,61 @@ case "$1" in
             name="${hostname:-$(hostname)}"
             say "TASHI-GUEST-DHCP $interface $ip hostname=$name uptime=$(uptime_s)"
         fi
+        # eth0's first lease: read the instance metadata (once, in the background).
+        if [ "$interface" = eth0 ] && [ ! -e /run/tashi-metadata ]; then
+            : >/run/tashi-metadata
+            /etc/tashi/metadata </dev/null >/dev/null 2>&1 &
+        fi
         ;;
 esac
 exit 0
+"""
+
+METADATA = r"""#!/bin/sh
+# After eth0's lease: this guest's instance id and user data from the instance metadata service
+# (EC2's, served by the node manager), printed on the console, then user data that is a script
+# run. Retried for about 30 s: the service answers once the VM's host serves it (at once,
+# normally).
+. /etc/tashi/functions
+url=http://169.254.169.254/latest
+id=
+tries=0
+while [ -z "$id" ] && [ "$tries" -lt 30 ]; do
+    # timeout, not wget -T: busybox 1.35's static wget crashes (SIGSEGV) with -T.
+    id="$(timeout 5 wget -q -O - "$url/meta-data/instance-id" 2>/dev/null)" || id=
+    tries=$((tries + 1))
+    [ -n "$id" ] || sleep 1
+done
+if [ -z "$id" ]; then
+    say "TASHI-GUEST-METADATA none uptime=$(uptime_s)"
+    exit 0
+fi
+sum=none
+first=
+if timeout 5 wget -q -O /run/user-data "$url/user-data" 2>/dev/null; then
+    sum="$(sha256sum </run/user-data)"
+    sum="${sum%% *}"
+    IFS= read -r first </run/user-data
+fi
+say "TASHI-GUEST-METADATA instance-id=$id uptime=$(uptime_s) user-data-sha256=$sum user-data=$first"
+# User data that is a script runs, as cloud-init runs it (its output: /run/user-data.log).
+case "$first" in
+    '#!'*) chmod 700 /run/user-data && exec /run/user-data </dev/null >/run/user-data.log 2>&1 ;;
+esac
+"""
+
+NOCLOUD = r"""#!/bin/sh
+# At boot: a NoCloud seed disk (an ISO 9660 volume "cidata", which this kernel does not mount)
+# is read raw: its meta-data's instance-id line, printed on the console.
+. /etc/tashi/functions
+for block in /sys/block/vd*; do
+    dev="/dev/${block##*/}"
+    [ -b "$dev" ] || continue
+    label="$(dd if="$dev" bs=1 skip=32808 count=6 2>/dev/null)"
+    [ "$label" = cidata ] || continue
+    line="$(tr '\000' '\n' <"$dev" | grep -m 1 '^instance-id: ')"
+    say "TASHI-GUEST-NOCLOUD device=$dev instance-id=${line#instance-id: } uptime=$(uptime_s)"
+done
 """
 
 ACPI_POWER_BUTTON = r"""#!/bin/sh
@@ -200,6 +260,8 @@ def files(release: str, hostname: str = DEFAULT_HOSTNAME) -> dict[str, tuple[str
         "etc/init.d/rcS": (RCS, 0o755),
         "etc/init.d/rcK": (RCK, 0o755),
         "etc/udhcpc.script": (UDHCPC_SCRIPT, 0o755),
+        "etc/tashi/metadata": (METADATA, 0o755),
+        "etc/tashi/nocloud": (NOCLOUD, 0o755),
         "etc/acpi/PWRF/00000080": (ACPI_POWER_BUTTON, 0o755),
         "etc/profile": (PROFILE, 0o644),
         "etc/hostname": (hostname + "\n", 0o644),

@@ -4,6 +4,7 @@ IMDSv1 with tokens optional or required."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -112,6 +113,12 @@ def test_a_createvm_instance_gets_ec2_answers_of_its_image_and_size(answers: Ans
     assert read("ami-id").startswith("ami-") and len(read("ami-id")) == 21
     assert read("reservation-id") == "r-0000000000000002c"
     assert "public-keys/" not in read("")
+    assert answers.answer(Request("GET", "/latest/user-data", {}), bare).status == 404
+    hinted = dataclasses.replace(bare.instance, hints={"userData": "aGVsbG8K"})
+    reply = answers.answer(
+        Request("GET", "/latest/user-data", {}), dataclasses.replace(bare, instance=hinted)
+    )
+    assert reply.status == 200 and reply.body == b"hello\n"
 
 
 def test_the_identity_document_is_ec2s_json(answers: Answers) -> None:

@@ -4,7 +4,9 @@ An instance launched by the EC2 API carries its launch (``tashi.domain.launches.
 type, zone, key, user data) in its hints; one made with ``createVm`` has none, and gets the
 answers EC2 would give an instance of its image and size: its first disk's image as ``ami-id``,
 the instance type of its size in ``[InstanceTypes]`` (or ``tashi.custom``), the region's first
-zone. Nothing here comes from the guest: a ``Guest`` is chosen by the tap a request came in on.
+zone, and the user data of its hint ``userData`` (base64, as EC2 takes it; at most 1024
+characters, a hint's limit). Nothing here comes from the guest: a ``Guest`` is chosen by the tap a
+request came in on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tashi.domain import launches
 from tashi.domain.models import Instance
 
 CUSTOM_TYPE = "tashi.custom"  # the type of a createVm instance whose size no type has
+USER_DATA_HINT = "userData"  # a createVm instance's user data (base64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,13 @@ class Guest:
     @property
     def launch(self) -> launches.Launch | None:
         return launches.Launch.of(self.instance.hints)
+
+    @property
+    def user_data(self) -> str | None:
+        """The user data in base64, as given (``RunInstances``, or the ``userData`` hint)."""
+        if self.launch is not None:
+            return self.launch.user_data
+        return self.instance.hints.get(USER_DATA_HINT) or None
 
     @property
     def instance_id(self) -> str:

@@ -48,15 +48,16 @@ def meta_data(guest: Guest) -> Tree:
 
 
 def user_data(guest: Guest) -> bytes | None:
-    """The user data as the guest gave it to ``RunInstances`` (decoded), ``None`` without any."""
-    launch = guest.launch
-    if launch is None or not launch.user_data:
+    """The user data as given to ``RunInstances`` or in the ``userData`` hint (decoded),
+    ``None`` without any."""
+    encoded = guest.user_data
+    if not encoded:
         return None
     try:
-        return base64.b64decode(launch.user_data, validate=True)
+        return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        # The EC2 API checked it at launch; should it not decode, the guest gets it as sent.
-        return launch.user_data.encode()
+        # The EC2 API checked it at launch (a hint is not): what does not decode is served as is.
+        return encoded.encode()
 
 
 def identity_document(guest: Guest) -> str:
