@@ -126,11 +126,12 @@ def test_cloud_init_runs_the_user_data_and_sshd_lets_in_its_key_only(
             assert RAN.search(_ssh_until_it_answers(net, address, key))
             answered = time.monotonic() - guest.started
             boot_times.append(("Debian: first ssh login answered", answered))
-            done = _ssh(net, address, key, "hostname; sudo -n true && echo sudo; "
+            done = _ssh(net, address, key, "hostname; sudo -n true && echo sudo; ip -4 route; "
                         "cloud-init status --wait; sudo -n sshd -T")  # fmt: skip
             assert done.returncode == 0, done.stderr
             lines = done.stdout.splitlines()
             assert lines[:2] == [HOSTNAME, "sudo"], done.stdout
+            assert any(line.startswith(f"default via {SUBNET}.1 dev eth0") for line in lines)
             assert "status: done" in lines, done.stdout  # after a line of dots while it waits
             assert {"passwordauthentication no", "kbdinteractiveauthentication no"} <= set(lines)
             assert "authenticationmethods publickey" in lines
