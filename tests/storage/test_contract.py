@@ -180,6 +180,19 @@ def test_transition_changes_the_cpu_share(store: Store) -> None:
         assert tx.instances.get(inst.id).cpu_share == changed.cpu_share == 2048
 
 
+def test_transition_changes_the_size(store: Store) -> None:
+    owner = seed(store)
+    inst = add(store, owner, spec("a"))
+    with store.transaction() as tx:
+        changed = tx.instances.transition(
+            inst.id, S.Pending, S.Held, now=T0, changes=InstanceChanges(cores=4, memory=2048)
+        )
+    with store.transaction(write=False) as tx:
+        got = tx.instances.get(inst.id)
+        assert (got.cores, got.memory) == (changed.cores, changed.memory) == (4, 2048)
+        assert got.state is S.Held
+
+
 def test_transition_replaces_the_disks(store: Store) -> None:
     owner = seed(store)
     template = DiskConfig("tmpl.qcow2", persistent=True, copy=True)

@@ -98,6 +98,8 @@ class InstanceChanges:
     reason: str | None = None
     hints: dict[str, str] | None = None  # replaces all hints
     cpu_share: int | None = None
+    cores: int | None = None  # a stopped instance's new size (EC2's instanceType)
+    memory: int | None = None
     nics: tuple[NicConfig, ...] | None = None  # replaces IPs of NICs matched by MAC
     disks: tuple[DiskConfig, ...] | None = None  # replaces all disks
     clear_host: bool = False

@@ -183,6 +183,8 @@ class _Instances:
             reason=None if c.clear_reason else (c.reason if c.reason is not None else inst.reason),
             hints=dict(c.hints) if c.hints is not None else inst.hints,
             cpu_share=c.cpu_share if c.cpu_share is not None else inst.cpu_share,
+            cores=c.cores if c.cores is not None else inst.cores,
+            memory=c.memory if c.memory is not None else inst.memory,
             nics=nics,
             disks=c.disks if c.disks is not None else inst.disks,
         )

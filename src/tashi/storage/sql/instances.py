@@ -312,6 +312,10 @@ def _changed_values(c: InstanceChanges) -> dict[str, Any]:
         values["hints"] = dict(c.hints)
     if c.cpu_share is not None:
         values["cpu_share"] = c.cpu_share
+    if c.cores is not None:
+        values["cores"] = c.cores
+    if c.memory is not None:
+        values["memory"] = c.memory
     if c.disks is not None:
         values["disks"] = _disk_rows(c.disks)
     return values
