@@ -34,11 +34,8 @@ another recipe is rebuilt without ``--force``.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,18 +127,12 @@ class BuildOptions:
 
     def recipe(self) -> str:
         """A digest of what decides the image's content: the recipe modules and the options."""
-        digest = hashlib.sha256(f"{self.size_mb} {self.cmdline} {self.kernel}".encode())
-        for module in _RECIPE_MODULES:
-            digest.update(Path(str(module.__file__)).read_bytes())
-        return digest.hexdigest()
+        options = f"{self.size_mb} {self.cmdline} {self.kernel}"
+        return steps.recipe_digest(options, _RECIPE_MODULES)
 
     def is_current(self) -> bool:
         """Whether the image and its sidecars exist and were built by this recipe."""
-        try:
-            stamp = self.recipe_file.read_text().strip()
-        except FileNotFoundError:
-            return False
-        return is_complete(self.image) and stamp == self.recipe()
+        return steps.stamped(self.recipe_file, self.recipe(), steps.outputs(self.image))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,22 +169,18 @@ def build(options: BuildOptions, say: Say = print) -> BuildResult:
 
     Raises ``BackendFailure`` when a tool is missing or fails (``BuildOptions`` raises
     ``InvalidInput`` for a name that is not a plain file name)."""
-    started = time.monotonic()
-    if options.is_current() and not options.force:
-        say(f"{options.image} is already built (use --force to rebuild)")
-        return BuildResult(options.image, built=False, seconds=time.monotonic() - started)
-    for program in REQUIRED_PROGRAMS:
-        require(program)
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    with steps.locked(options.out_dir / f".{options.name}.lock"):
-        if options.is_current() and not options.force:
-            say(f"{options.image} was built meanwhile by another run")
-            return BuildResult(options.image, built=False, seconds=time.monotonic() - started)
-        with tempfile.TemporaryDirectory(dir=options.out_dir, prefix=f".{options.name}.") as tmp:
-            result = _Build(options, Path(tmp), say).run()
-    total = time.monotonic() - started
-    say(f"built {options.image} in {total:.1f} s")
-    return BuildResult(options.image, True, total, result.kernel_version, result.modules)
+
+    def before() -> None:
+        for program in REQUIRED_PROGRAMS:
+            require(program)
+
+    def work(scratch: Path) -> _Build:
+        return _Build(options, scratch, say).run()
+
+    done, seconds = steps.build_once(options, before, work, say)
+    if done is None:
+        return BuildResult(options.image, built=False, seconds=seconds)
+    return BuildResult(options.image, True, seconds, done.kernel_version, done.modules)
 
 
 @dataclass(slots=True)

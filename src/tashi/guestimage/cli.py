@@ -33,30 +33,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Build the tiny guest: a root disk <name>.qcow2 and the direct-boot"
         " sidecars <name>.qcow2.kernel, .initrd and .cmdline, in DIR.",
     )
-    build.add_argument(
-        "--out", type=Path, default=Path("var/images"), metavar="DIR",
-        help="image store directory to write to (default: var/images)",
-    )  # fmt: skip
-    build.add_argument(
-        "--name", default=builder.DEFAULT_NAME,
-        help=f"image name without .qcow2 (default: {builder.DEFAULT_NAME})",
-    )  # fmt: skip
-    build.add_argument("--force", action="store_true", help="rebuild even if the image exists")
-    build.add_argument(
-        "--cache", type=Path, default=None, metavar="DIR",
-        help="where downloaded .deb files and built kernels are kept (default: DIR/.cache/debs)",
-    )  # fmt: skip
+    _common(build, builder.DEFAULT_NAME, "downloaded .deb files and built kernels", "debs")
     build.add_argument(
         "--kernel", choices=builder.KERNELS, default=builder.TASHI_KERNEL,
         help="tashi (default): a kernel with only what the guest uses, compiled once from"
         " Debian's linux-source (3 to 4 minutes on 2 cores, then cached); debian: Debian's"
         " cloud kernel package as it comes, with its modules (boots about twice as slowly)",
     )  # fmt: skip
-    _debian_parser(commands)
-    return parser
-
-
-def _debian_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     image = commands.add_parser(
         "debian",
         help="build Debian 12 with cloud-init and OpenSSH (mmdebstrap, as root)",
@@ -64,18 +47,23 @@ def _debian_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         " only) with mmdebstrap, as root: <name>.qcow2 and its .kernel/.initrd/.cmdline"
         " sidecars, in DIR.",
     )
-    image.add_argument(
+    _common(image, debian.DEFAULT_NAME, "the .deb files", "debian")
+    return parser
+
+
+def _common(command: argparse.ArgumentParser, name: str, cached: str, cache: str) -> None:
+    """The options every build takes: --out, --name, --force, --cache."""
+    command.add_argument(
         "--out", type=Path, default=Path("var/images"), metavar="DIR",
         help="image store directory to write to (default: var/images)",
     )  # fmt: skip
-    image.add_argument(
-        "--name", default=debian.DEFAULT_NAME,
-        help=f"image name without .qcow2 (default: {debian.DEFAULT_NAME})",
-    )  # fmt: skip
-    image.add_argument("--force", action="store_true", help="rebuild even if the image exists")
-    image.add_argument(
+    command.add_argument(
+        "--name", default=name, help=f"image name without .qcow2 (default: {name})"
+    )
+    command.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    command.add_argument(
         "--cache", type=Path, default=None, metavar="DIR",
-        help="where the .deb files are kept between builds (default: DIR/.cache/debian)",
+        help=f"where {cached} are kept (default: DIR/.cache/{cache})",
     )  # fmt: skip
 
 

@@ -30,19 +30,16 @@ without ``--force``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tashi.domain import validation
 from tashi.domain.errors import BackendFailure
 from tashi.guestimage import debianfiles, rootfs, steps, vmlinux
-from tashi.guestimage.builder import BuildResult, is_complete
+from tashi.guestimage.builder import BuildResult
 from tashi.guestimage.commands import require, run_logged
 from tashi.guestimage.steps import Say, step
 
@@ -99,42 +96,32 @@ class DebianOptions:
 
     def recipe(self) -> str:
         """A digest of what decides the image's content: the recipe modules and the options."""
-        digest = hashlib.sha256(f"{self.size_mb}".encode())
-        for module in _RECIPE_MODULES:
-            digest.update(Path(str(module.__file__)).read_bytes())
-        return digest.hexdigest()
+        return steps.recipe_digest(f"{self.size_mb}", _RECIPE_MODULES)
 
     def is_current(self) -> bool:
         """Whether the image, its sidecars and manifest exist and were built by this recipe."""
-        try:
-            stamp = self.recipe_file.read_text().strip()
-        except FileNotFoundError:
-            return False
-        return is_complete(self.image) and self.manifest.is_file() and stamp == self.recipe()
+        files = [*steps.outputs(self.image), self.manifest]
+        return steps.stamped(self.recipe_file, self.recipe(), files)
 
 
 def build(options: DebianOptions, say: Say = print) -> BuildResult:
     """Build the image unless it is already current (or ``force``); idempotent.
 
     Raises ``BackendFailure`` when not run as root, or when a tool is missing or fails."""
-    started = time.monotonic()
-    if options.is_current() and not options.force:
-        say(f"{options.image} is already built (use --force to rebuild)")
-        return BuildResult(options.image, built=False, seconds=time.monotonic() - started)
-    if os.geteuid() != 0:
-        raise BackendFailure("the Debian image is built by mmdebstrap in root mode: run as root")
-    for program in REQUIRED_PROGRAMS:
-        require(program)
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    with steps.locked(options.out_dir / f".{options.name}.lock"):
-        if options.is_current() and not options.force:
-            say(f"{options.image} was built meanwhile by another run")
-            return BuildResult(options.image, built=False, seconds=time.monotonic() - started)
-        with tempfile.TemporaryDirectory(dir=options.out_dir, prefix=f".{options.name}.") as tmp:
-            version = _Build(options, Path(tmp), say).run()
-    total = time.monotonic() - started
-    say(f"built {options.image} in {total:.1f} s")
-    return BuildResult(options.image, True, total, version)
+
+    def before() -> None:
+        if os.geteuid() != 0:
+            raise BackendFailure(
+                "the Debian image is built by mmdebstrap in root mode: run as root"
+            )
+        for program in REQUIRED_PROGRAMS:
+            require(program)
+
+    def work(scratch: Path) -> str:
+        return _Build(options, scratch, say).run()
+
+    version, seconds = steps.build_once(options, before, work, say)
+    return BuildResult(options.image, version is not None, seconds, version or "")
 
 
 @dataclass(slots=True)

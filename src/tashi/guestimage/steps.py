@@ -11,12 +11,16 @@ says which recipe built it. Programs run through ``tashi.guestimage.commands``.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from typing import Protocol, TypeVar
 
 from tashi.domain.errors import BackendFailure
 from tashi.guestimage import vmlinux
@@ -24,8 +28,71 @@ from tashi.guestimage.commands import run, run_both
 from tashi.images import boot
 
 Say = Callable[[str], None]
+T = TypeVar("T")
 
 BZIMAGE_SUFFIX = ".bzimage"
+
+
+class Target(Protocol):
+    """What ``build_once`` needs of a builder's options (``BuildOptions``, ``DebianOptions``)."""
+
+    @property
+    def out_dir(self) -> Path: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def force(self) -> bool: ...
+
+    @property
+    def image(self) -> Path: ...
+
+    def is_current(self) -> bool: ...
+
+
+def build_once(
+    target: Target, before: Callable[[], None], work: Callable[[Path], T], say: Say
+) -> tuple[T | None, float]:
+    """Build ``target``'s image unless it is current and not forced: ``before()`` (what must
+    hold for a build: its programs, its privileges), then ``work(scratch)`` under the image's
+    lock, in a hidden scratch directory of the output directory that is removed afterwards.
+
+    Returns what ``work`` returned (``None`` when nothing was built) and the seconds taken.
+    Idempotent; a build another run finished while this one waited for the lock counts."""
+    started = time.monotonic()
+    if target.is_current() and not target.force:
+        say(f"{target.image} is already built (use --force to rebuild)")
+        return None, time.monotonic() - started
+    before()
+    target.out_dir.mkdir(parents=True, exist_ok=True)
+    with locked(target.out_dir / f".{target.name}.lock"):
+        if target.is_current() and not target.force:
+            say(f"{target.image} was built meanwhile by another run")
+            return None, time.monotonic() - started
+        with tempfile.TemporaryDirectory(dir=target.out_dir, prefix=f".{target.name}.") as tmp:
+            result = work(Path(tmp))
+    total = time.monotonic() - started
+    say(f"built {target.image} in {total:.1f} s")
+    return result, total
+
+
+def recipe_digest(options: str, modules: Iterable[ModuleType]) -> str:
+    """A digest of a recipe: the options that decide an image's content, as text, and the text
+    of the modules that do."""
+    digest = hashlib.sha256(options.encode())
+    for module in modules:
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()
+
+
+def stamped(recipe_file: Path, recipe: str, files: Iterable[Path]) -> bool:
+    """Whether every one of ``files`` exists and ``recipe_file`` holds ``recipe``."""
+    try:
+        stamp = recipe_file.read_text().strip()
+    except FileNotFoundError:
+        return False
+    return stamp == recipe and all(path.is_file() for path in files)
 
 
 @contextmanager
