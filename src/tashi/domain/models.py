@@ -34,11 +34,15 @@ class DiskConfig:
     ``uri`` is the image's file name in the store (Tashi's name for the field), never a path.
     ``copy`` (SLA@SOI): ``uri`` is a template; when the instance is first activated the cluster
     manager makes the VM its own full copy of it (state ``PreparingDisk``) and the disk then
-    names that copy, persistent, with ``copy`` false. A copy disk is persistent by definition."""
+    names that copy, persistent, with ``copy`` false. A copy disk is persistent by definition.
+    A volume (``domain/volumes.py``) is a persistent disk whose ``uri`` is ``volume:<id>`` and
+    whose ``device`` is where it was attached (EC2's ``/dev/sdf``), which fixes where the
+    hypervisor puts it, so that it is the same disk after a hot-plug, a start or a migration."""
 
     uri: str
     persistent: bool = False
     copy: bool = False
+    device: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The store contract: a unit of work over eleven repositories.
+"""The store contract: a unit of work over fifteen repositories.
 
 Usage::
 
@@ -44,6 +44,7 @@ from datetime import datetime
 from typing import Protocol
 
 from tashi.domain import tags as tag_rules
+from tashi.domain import volumes as volume_rules
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.keypairs import FINGERPRINT_MAX, NAME_MAX, PUBLIC_KEY_MAX, KeyPair
@@ -63,6 +64,7 @@ from tashi.domain.models import (
     User,
 )
 from tashi.domain.states import HostState, InstanceState
+from tashi.domain.volumes import Snapshot, SnapshotState, Volume, VolumeState
 from tashi.domain.witnesses import WitnessSets
 
 ENDPOINT_MAX = 255  # characters of a node link's endpoint
@@ -343,6 +345,58 @@ class TagRepository(Protocol):
         """Remove these keys of the resource's (``None``: all); return how many were."""
 
 
+class VolumeRepository(Protocol):
+    """Users' volumes (``domain/volumes.py``); the files are the volume service's.
+
+    A volume's state changes by compare-and-swap only (``transition``, ``remove``). At most one
+    volume is attached at an attachment point of an instance (``Attachment.index``), race-free:
+    a second one is ``AlreadyExists``. A user who has volumes (or snapshots) cannot be removed
+    (``InvalidState``, as for instances). Volumes name their instance but do not hold it back:
+    an instance's removal leaves its attachments to the volume service to settle."""
+
+    def add(self, volume: Volume) -> None:
+        """``NotFound`` for an unknown user; ``AlreadyExists`` for an id in use or a taken
+        attachment point; ``InvalidInput`` for text past the bounds (``checked_volume``)."""
+
+    def get(self, volume_id: str) -> Volume | None:
+        """The volume, or ``None``."""
+
+    def list(
+        self, *, user_id: UserId | None = None, instance_id: InstanceId | None = None
+    ) -> list[Volume]:
+        """The volumes (of ``user_id``, attached to ``instance_id``, when given), by id."""
+
+    def transition(self, volume_id: str, expected: VolumeState, volume: Volume) -> Volume:
+        """Replace the volume by ``volume`` (the same id and owner) if its stored state is
+        still ``expected`` (``StateConflict``; ``NotFound`` when it is gone); the errors of
+        ``add`` for the new attachment."""
+
+    def remove(self, volume_id: str, expected: VolumeState) -> None:
+        """Delete the volume and its tags if it is still in ``expected`` (``StateConflict``,
+        ``NotFound``)."""
+
+
+class SnapshotRepository(Protocol):
+    """Users' snapshots of volumes; a snapshot outlives its volume and a volume its snapshot."""
+
+    def add(self, snapshot: Snapshot) -> None:
+        """``NotFound`` for an unknown user; ``AlreadyExists`` for an id in use;
+        ``InvalidInput`` for text past the bounds."""
+
+    def get(self, snapshot_id: str) -> Snapshot | None: ...
+
+    def list(
+        self, *, user_id: UserId | None = None, volume_id: str | None = None
+    ) -> list[Snapshot]:
+        """The snapshots (of ``user_id``, of ``volume_id``, when given), by id."""
+
+    def transition(self, snapshot_id: str, expected: SnapshotState, new: SnapshotState) -> Snapshot:
+        """Compare-and-swap of the state (``StateConflict``, ``NotFound``)."""
+
+    def remove(self, snapshot_id: str, expected: SnapshotState) -> None:
+        """Delete the snapshot and its tags if it is still in ``expected``."""
+
+
 class InstanceEventRepository(Protocol):
     """The instance history: an append-only log that outlives the instance it tells of."""
 
@@ -443,6 +497,18 @@ class Transaction(Protocol):
     def image_tags(self) -> TagRepository: ...
 
     @property
+    def volumes(self) -> VolumeRepository: ...
+
+    @property
+    def snapshots(self) -> SnapshotRepository: ...
+
+    @property
+    def volume_tags(self) -> TagRepository: ...
+
+    @property
+    def snapshot_tags(self) -> TagRepository: ...
+
+    @property
     def events(self) -> InstanceEventRepository: ...
 
     @property
@@ -505,6 +571,29 @@ def checked_tags(tags: Mapping[str, str]) -> None:
         bounded("a tag's key", key, tag_rules.KEY_MAX)
         if len(value) > limit:
             raise InvalidInput(f"a tag's value must have at most {limit} characters")
+
+
+def checked_volume(volume: Volume) -> None:
+    """The bounds and rules both stores check before they write a volume."""
+    bounded("a volume id", volume.id, volume_rules.ID_MAX)
+    bounded("a zone", volume.zone, volume_rules.ZONE_MAX)
+    bounded("a volume type", volume.volume_type, volume_rules.TYPE_MAX)
+    if volume.snapshot_id is not None:
+        bounded("a snapshot id", volume.snapshot_id, volume_rules.ID_MAX)
+    attached = volume.state in volume_rules.ATTACHED
+    if attached != (volume.attachment is not None):
+        raise InvalidInput(f"a {volume.state.value} volume has an attachment exactly when attached")
+    if volume.attachment is not None:
+        bounded("a device", volume.attachment.device, volume_rules.DEVICE_MAX)
+        volume_rules.device_index(volume.attachment.device)
+
+
+def checked_snapshot(snapshot: Snapshot) -> None:
+    """The bounds both stores check before they write a snapshot."""
+    bounded("a snapshot id", snapshot.id, volume_rules.ID_MAX)
+    bounded("a volume id", snapshot.volume_id, volume_rules.ID_MAX)
+    if len(snapshot.description) > volume_rules.DESCRIPTION_MAX:
+        raise InvalidInput(f"a description has at most {volume_rules.DESCRIPTION_MAX} characters")
 
 
 def event_message(message: str) -> str:

@@ -57,12 +57,19 @@ def drop_user(t: Tables, user_id: UserId) -> None:
 
 class MemoryTags:
     """The tags of one kind of resource: ``table`` names the ``Tables`` member; ``exists``
-    (when given) says whether a resource may be tagged."""
+    (when given) says whether a resource may be tagged, ``what`` names its kind."""
 
-    def __init__(self, t: Tables, table: str, exists: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        t: Tables,
+        table: str,
+        exists: Callable[[str], bool] | None = None,
+        what: str = "key pair",
+    ) -> None:
         self._t = t
         self._table = table
         self._exists = exists
+        self._what = what
 
     @property
     def _rows(self) -> dict[tuple[str, str], str]:
@@ -80,7 +87,7 @@ class MemoryTags:
     def put(self, ref: str, tags: Mapping[str, str]) -> None:
         checked_tags(tags)
         if self._exists is not None and not self._exists(ref):
-            raise NotFound(f"no key pair {ref}")
+            raise NotFound(f"no {self._what} {ref}")
         self._rows.update({(ref, k): v for k, v in tags.items()})
 
     def delete(self, ref: str, keys: Iterable[str] | None = None) -> int:

@@ -55,6 +55,7 @@ from tashi.storage.contract import (
 from tashi.storage.memaddresses import MemoryAddresses
 from tashi.storage.memkeypairs import MemoryKeyPairs, MemoryTags, drop_user
 from tashi.storage.memtables import DICTS, Tables, aware
+from tashi.storage.memvolumes import MemorySnapshots, MemoryVolumes, check_user_removal
 
 _EVERYTHING = InstanceFilter()
 
@@ -404,6 +405,7 @@ class _Users:
         owned = sum(1 for i in self._t.instances.values() if i.user_id == user_id)
         if owned:
             raise InvalidState(f"user {user.name!r} still owns {owned} instance(s)")
+        check_user_removal(self._t, user_id, user.name)
         del self._t.users[user_id]
         del self._t.passwords[user_id]
         self._t.tokens = {k: v for k, v in self._t.tokens.items() if v[0] != user_id}
@@ -537,6 +539,10 @@ class _Tx:
         self.key_pairs = MemoryKeyPairs(t)
         self.key_pair_tags = MemoryTags(t, "key_pair_tags", exists=t.key_pairs.__contains__)
         self.image_tags = MemoryTags(t, "image_tags")
+        self.volumes = MemoryVolumes(t)
+        self.snapshots = MemorySnapshots(t)
+        self.volume_tags = MemoryTags(t, "volume_tags", t.volumes.__contains__, "volume")
+        self.snapshot_tags = MemoryTags(t, "snapshot_tags", t.snapshots.__contains__, "snapshot")
         self.events = _Events(t)
         self.addresses = MemoryAddresses(t)
 

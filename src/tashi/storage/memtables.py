@@ -13,6 +13,7 @@ from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.keypairs import KeyPair
 from tashi.domain.models import AccessKey, Host, Instance, InstanceEvent, Network, NodeLink, User
+from tashi.domain.volumes import Snapshot, Volume
 from tashi.storage.contract import Address
 
 
@@ -29,6 +30,10 @@ class Tables:
     key_pairs: dict[str, KeyPair] = field(default_factory=dict)
     key_pair_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)
     image_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, key)
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    volume_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)
+    snapshot_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)
     links: dict[HostId, NodeLink] = field(default_factory=dict)
     events: dict[InstanceId, tuple[InstanceEvent, ...]] = field(default_factory=dict)
     addresses: dict[tuple[InstanceId, int], Address] = field(default_factory=dict)
@@ -51,6 +56,10 @@ DICTS = (
     "key_pairs",
     "key_pair_tags",
     "image_tags",
+    "volumes",
+    "snapshots",
+    "volume_tags",
+    "snapshot_tags",
     "links",
     "events",
     "addresses",

@@ -3,7 +3,7 @@
 Implements ``UserRepository``, ``TokenRepository`` and ``AccessKeyRepository`` of
 ``storage/contract.py`` on the ``users``, ``tokens`` and ``access_keys`` tables of ``tables.py``.
 Removing a user cascades to their tokens, access keys and host reservations in the database;
-their instances hold it back (a RESTRICT foreign key).
+their instances, volumes and snapshots hold it back (RESTRICT foreign keys).
 Errors pass through ``db.py``.
 """
 
@@ -21,8 +21,10 @@ from tashi.storage.contract import ACCESS_KEY_MAX, SEALED_SECRET_MAX, bounded
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import access_keys as t_keys
 from tashi.storage.sql.tables import instances as t_inst
+from tashi.storage.sql.tables import snapshots as t_snaps
 from tashi.storage.sql.tables import tokens as t_tokens
 from tashi.storage.sql.tables import users as t_users
+from tashi.storage.sql.tables import volumes as t_vols
 
 _ROLES = {role.value: role for role in Role}
 _USER_COLUMNS = (
@@ -89,15 +91,24 @@ class SqlUsers:
         user = self.get(user_id)
 
         def explain(v: Violation) -> TashiError:
-            return InvalidState(f"user {user.name!r} still owns instances")
+            return InvalidState(f"user {user.name!r} still owns instances, volumes or snapshots")
 
-        # Counting first gives the better message; the RESTRICT foreign key still decides
-        # when an instance is added concurrently (explain).
+        # Counting first gives the better message; the RESTRICT foreign keys still decide
+        # when an instance, volume or snapshot is added concurrently (explain).
         owned_query = sa.select(sa.func.count()).where(t_inst.c.user_id == user_id)
         owned = int(self._db.execute(owned_query).scalar_one())
         if owned:
             raise InvalidState(f"user {user.name!r} still owns {owned} instance(s)")
+        volumes, snapshots = (self._count(t, user_id) for t in (t_vols, t_snaps))
+        if volumes or snapshots:
+            raise InvalidState(
+                f"user {user.name!r} still owns {volumes} volume(s) and {snapshots} snapshot(s)"
+            )
         self._db.execute(sa.delete(t_users).where(t_users.c.id == user_id), explain=explain)
+
+    def _count(self, table: sa.Table, user_id: UserId) -> int:
+        query = sa.select(sa.func.count()).where(table.c.user_id == user_id)
+        return int(self._db.execute(query).scalar_one())
 
 
 def _user(row: Any) -> User:

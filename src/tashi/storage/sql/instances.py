@@ -364,11 +364,19 @@ def _records(rows: Iterable[Any], nics: dict[int, tuple[NicConfig, ...]]) -> Ite
 
 
 def _disk_rows(disks: Sequence[DiskConfig]) -> list[dict[str, Any]]:
-    return [{"uri": d.uri, "persistent": d.persistent, "copy": d.copy} for d in disks]
+    return [_disk_row(d) for d in disks]
+
+
+def _disk_row(disk: DiskConfig) -> dict[str, Any]:
+    row: dict[str, Any] = {"uri": disk.uri, "persistent": disk.persistent, "copy": disk.copy}
+    if disk.device is not None:  # a volume's (EC2's EBS): written only when set
+        row["device"] = disk.device
+    return row
 
 
 def _disks(text: str) -> tuple[DiskConfig, ...]:
-    # Rows written before SLA@SOI image copy have no "copy" key.
+    # Rows written before SLA@SOI image copy have no "copy" key; only volumes have "device".
     return tuple(
-        DiskConfig(d["uri"], d["persistent"], d.get("copy", False)) for d in orjson.loads(text)
+        DiskConfig(d["uri"], d["persistent"], d.get("copy", False), d.get("device"))
+        for d in orjson.loads(text)
     )

@@ -94,12 +94,13 @@ class SqlKeyPairs:
 
 class SqlTags:
     """The tags of one kind of resource, in ``table`` (columns: the reference, ``tag_key``,
-    ``tag_value``)."""
+    ``tag_value``); ``what`` names the kind (for ``NotFound``)."""
 
-    def __init__(self, db: Db, table: sa.Table, ref: str) -> None:
+    def __init__(self, db: Db, table: sa.Table, ref: str, what: str = "key pair") -> None:
         self._db = db
         self._t = table
         self._ref = table.c[ref]
+        self._what = what
 
     def of(self, refs: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
         c = self._t.c
@@ -120,7 +121,7 @@ class SqlTags:
         self._delete(ref, list(tags))
 
         def explain(v: Violation) -> TashiError:
-            return NotFound(f"no key pair {ref}") if v.foreign_key else AlreadyExists(v.message)
+            return NotFound(f"no {self._what} {ref}") if v.foreign_key else AlreadyExists(v.message)
 
         rows = [{self._ref.name: ref, "tag_key": k, "tag_value": v} for k, v in tags.items()]
         self._db.execute(sa.insert(self._t), rows, explain=explain)

@@ -29,7 +29,8 @@ from tashi.storage.sql.hosts import SqlHosts, SqlNetworks
 from tashi.storage.sql.instances import SqlInstances
 from tashi.storage.sql.keypairs import SqlKeyPairs, SqlTags
 from tashi.storage.sql.migrate import upgrade
-from tashi.storage.sql.tables import image_tags, key_pair_tags
+from tashi.storage.sql.tables import image_tags, key_pair_tags, snapshot_tags, volume_tags
+from tashi.storage.sql.volumes import SqlSnapshots, SqlVolumes
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class SqlTransaction:
         self.key_pairs = SqlKeyPairs(db)
         self.key_pair_tags = SqlTags(db, key_pair_tags, "key_pair_id")
         self.image_tags = SqlTags(db, image_tags, "image")
+        self.volumes = SqlVolumes(db)
+        self.snapshots = SqlSnapshots(db)
+        self.volume_tags = SqlTags(db, volume_tags, "volume_id", "volume")
+        self.snapshot_tags = SqlTags(db, snapshot_tags, "snapshot_id", "snapshot")
         self.events = SqlEvents(db)
         self.addresses = SqlAddresses(db)
 

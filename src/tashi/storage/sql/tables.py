@@ -22,6 +22,10 @@ Design points (docs/adr/0002-state-store.md):
   the unit that removes it), and a network with addresses on it cannot be removed.
 * ``key_pairs`` go with their user, ``key_pair_tags`` with their key pair (``ON DELETE
   CASCADE``); ``image_tags`` are by image name, as images are files of the image store.
+* ``volumes`` and ``snapshots`` hold back their user (``RESTRICT``: their files are in the
+  store); their tags go with them. A volume names its instance without a foreign key (the
+  volume service settles the attachments of a removed instance); ``uq_volumes_attachment``
+  makes one volume per attachment point of an instance race-free (NULLs never collide).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tashi.domain import keypairs, tags
+from tashi.domain import volumes as vol
 from tashi.storage.contract import (
     ACCESS_KEY_MAX,
     ENDPOINT_MAX,
@@ -217,6 +222,70 @@ image_tags = sa.Table(
     sa.Column("image", name_type(NAME), primary_key=True),
     sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
     sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+volumes = sa.Table(
+    "volumes",
+    metadata,
+    sa.Column("id", sa.String(vol.ID_MAX), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("size_gib", sa.Integer, nullable=False),
+    sa.Column("zone", sa.String(vol.ZONE_MAX), nullable=False),
+    sa.Column("volume_type", sa.String(vol.TYPE_MAX), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("snapshot_id", sa.String(vol.ID_MAX), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("instance_id", sa.Integer, nullable=True),
+    sa.Column("device", sa.String(vol.DEVICE_MAX), nullable=True),
+    sa.Column("device_index", sa.SmallInteger, nullable=True),
+    sa.Column("attached_at", UtcDateTime, nullable=True),
+    sa.Column("delete_on_termination", sa.Boolean, nullable=False),
+    sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_volumes_user", ondelete="RESTRICT"),
+    sa.Index("ix_volumes_user", "user_id", "id"),
+    sa.Index("uq_volumes_attachment", "instance_id", "device_index", unique=True),
+    **MYSQL_TABLE_ARGS,
+)
+
+volume_tags = sa.Table(
+    "volume_tags",
+    metadata,
+    sa.Column("volume_id", sa.String(vol.ID_MAX), primary_key=True),
+    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
+    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["volume_id"], ["volumes.id"], name="fk_volume_tags_volume", ondelete="CASCADE"
+    ),
+    **MYSQL_TABLE_ARGS,
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", sa.String(vol.ID_MAX), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("volume_id", sa.String(vol.ID_MAX), nullable=False),
+    sa.Column("volume_size_gib", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("description", sa.String(vol.DESCRIPTION_MAX), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["user_id"], ["users.id"], name="fk_snapshots_user", ondelete="RESTRICT"
+    ),
+    sa.Index("ix_snapshots_user", "user_id", "id"),
+    sa.Index("ix_snapshots_volume", "volume_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+snapshot_tags = sa.Table(
+    "snapshot_tags",
+    metadata,
+    sa.Column("snapshot_id", sa.String(vol.ID_MAX), primary_key=True),
+    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
+    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["snapshot_id"], ["snapshots.id"], name="fk_snapshot_tags_snapshot", ondelete="CASCADE"
+    ),
     **MYSQL_TABLE_ARGS,
 )
 
