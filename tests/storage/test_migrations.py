@@ -52,7 +52,7 @@ def test_upgrade_creates_the_schema_and_a_second_run_changes_nothing(
         assert current_revision(engine) is None
         assert sa.inspect(engine).get_table_names() == []
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0007"
+        assert current_revision(engine) == head_revision() == "0008"
         tables = set(sa.inspect(engine).get_table_names())
         assert tables == set(metadata.tables) | {"alembic_version"}
         with engine.begin() as conn:
@@ -62,7 +62,7 @@ def test_upgrade_creates_the_schema_and_a_second_run_changes_nothing(
                  "created_at": NOW},
             )  # fmt: skip
         upgrade(url)  # again, through a URL this time
-        assert current_revision(url) == "0007"
+        assert current_revision(url) == "0008"
         with engine.connect() as conn:
             names = conn.execute(sa.select(metadata.tables["users"].c.name)).scalars().all()
         assert names == ["kept"]

@@ -1,4 +1,4 @@
-"""The store contract: a unit of work over fifteen repositories.
+"""The store contract: a unit of work over seventeen repositories.
 
 Usage::
 
@@ -66,6 +66,7 @@ from tashi.domain.models import (
 from tashi.domain.states import HostState, InstanceState
 from tashi.domain.volumes import Snapshot, SnapshotState, Volume, VolumeState
 from tashi.domain.witnesses import WitnessSets
+from tashi.storage.secgroups import SecurityGroupRepository
 
 ENDPOINT_MAX = 255  # characters of a node link's endpoint
 SECRET_MAX = 255  # characters of a node link's secret
@@ -507,6 +508,12 @@ class Transaction(Protocol):
 
     @property
     def snapshot_tags(self) -> TagRepository: ...
+
+    @property
+    def security_groups(self) -> SecurityGroupRepository: ...
+
+    @property
+    def security_group_tags(self) -> TagRepository: ...
 
     @property
     def events(self) -> InstanceEventRepository: ...

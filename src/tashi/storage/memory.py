@@ -54,6 +54,7 @@ from tashi.storage.contract import (
 )
 from tashi.storage.memaddresses import MemoryAddresses
 from tashi.storage.memkeypairs import MemoryKeyPairs, MemoryTags, drop_user
+from tashi.storage.memsecgroups import MemorySecurityGroups, drop_user_groups
 from tashi.storage.memtables import DICTS, Tables, aware
 from tashi.storage.memvolumes import MemorySnapshots, MemoryVolumes, check_user_removal
 
@@ -414,6 +415,7 @@ class _Users:
         }
         self._t.links = {k: v for k, v in self._t.links.items() if v.user_id != user_id}
         drop_user(self._t, user_id)
+        drop_user_groups(self._t, user_id)
         for host in list(self._t.hosts.values()):
             if user_id in host.reserved:
                 self._t.hosts[host.id] = replace(
@@ -543,6 +545,10 @@ class _Tx:
         self.snapshots = MemorySnapshots(t)
         self.volume_tags = MemoryTags(t, "volume_tags", t.volumes.__contains__, "volume")
         self.snapshot_tags = MemoryTags(t, "snapshot_tags", t.snapshots.__contains__, "snapshot")
+        self.security_groups = MemorySecurityGroups(t)
+        self.security_group_tags = MemoryTags(
+            t, "security_group_tags", t.security_groups.__contains__, "security group"
+        )
         self.events = _Events(t)
         self.addresses = MemoryAddresses(t)
 

@@ -13,6 +13,7 @@ from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.keypairs import KeyPair
 from tashi.domain.models import AccessKey, Host, Instance, InstanceEvent, Network, NodeLink, User
+from tashi.domain.secgroups import Rule, SecurityGroup
 from tashi.domain.volumes import Snapshot, Volume
 from tashi.storage.contract import Address
 
@@ -34,6 +35,12 @@ class Tables:
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     volume_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)
     snapshot_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)
+    security_groups: dict[str, SecurityGroup] = field(default_factory=dict)
+    #: (group id, ``Rule.key``) -> the rule, in the order they were added
+    security_group_rules: dict[tuple[str, tuple[str, int, int, str, str]], Rule] = field(
+        default_factory=dict
+    )
+    security_group_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)
     links: dict[HostId, NodeLink] = field(default_factory=dict)
     events: dict[InstanceId, tuple[InstanceEvent, ...]] = field(default_factory=dict)
     addresses: dict[tuple[InstanceId, int], Address] = field(default_factory=dict)
@@ -60,6 +67,9 @@ DICTS = (
     "snapshots",
     "volume_tags",
     "snapshot_tags",
+    "security_groups",
+    "security_group_rules",
+    "security_group_tags",
     "links",
     "events",
     "addresses",

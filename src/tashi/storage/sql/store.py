@@ -29,7 +29,14 @@ from tashi.storage.sql.hosts import SqlHosts, SqlNetworks
 from tashi.storage.sql.instances import SqlInstances
 from tashi.storage.sql.keypairs import SqlKeyPairs, SqlTags
 from tashi.storage.sql.migrate import upgrade
-from tashi.storage.sql.tables import image_tags, key_pair_tags, snapshot_tags, volume_tags
+from tashi.storage.sql.secgroups import SqlSecurityGroups
+from tashi.storage.sql.tables import (
+    image_tags,
+    key_pair_tags,
+    security_group_tags,
+    snapshot_tags,
+    volume_tags,
+)
 from tashi.storage.sql.volumes import SqlSnapshots, SqlVolumes
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,8 @@ class SqlTransaction:
         self.snapshots = SqlSnapshots(db)
         self.volume_tags = SqlTags(db, volume_tags, "volume_id", "volume")
         self.snapshot_tags = SqlTags(db, snapshot_tags, "snapshot_id", "snapshot")
+        self.security_groups = SqlSecurityGroups(db)
+        self.security_group_tags = SqlTags(db, security_group_tags, "group_id", "security group")
         self.events = SqlEvents(db)
         self.addresses = SqlAddresses(db)
 

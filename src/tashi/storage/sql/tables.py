@@ -26,13 +26,16 @@ Design points (docs/adr/0002-state-store.md):
   store); their tags go with them. A volume names its instance without a foreign key (the
   volume service settles the attachments of a removed instance); ``uq_volumes_attachment``
   makes one volume per attachment point of an instance race-free (NULLs never collide).
+* ``security_groups`` go with their user, their rules and tags with them (``ON DELETE
+  CASCADE``); a rule's ``rule_key`` (``Rule.key`` as text) makes a duplicate rule race-free,
+  and a rule naming a group (``peer_id``) goes with that group too.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tashi.domain import keypairs, tags
+from tashi.domain import keypairs, secgroups, tags
 from tashi.domain import volumes as vol
 from tashi.storage.contract import (
     ACCESS_KEY_MAX,
@@ -42,6 +45,7 @@ from tashi.storage.contract import (
     SEALED_SECRET_MAX,
     SECRET_MAX,
 )
+from tashi.storage.secgroups import PROTOCOL_MAX, RULE_KEY_MAX
 from tashi.storage.sql.coltypes import MYSQL_TABLE_ARGS, UtcDateTime, name_type
 
 NAME = 255
@@ -344,6 +348,66 @@ addresses = sa.Table(
         ["network_id"], ["networks.id"], name="fk_addresses_network", ondelete="RESTRICT"
     ),
     sa.UniqueConstraint("instance_id", "nic_index", name="uq_addresses_nic"),
+    **MYSQL_TABLE_ARGS,
+)
+
+security_groups = sa.Table(
+    "security_groups",
+    metadata,
+    sa.Column("id", sa.String(secgroups.ID_MAX), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("name", name_type(secgroups.NAME_MAX), nullable=False),
+    sa.Column("description", sa.String(secgroups.DESCRIPTION_MAX), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["user_id"], ["users.id"], name="fk_security_groups_user", ondelete="CASCADE"
+    ),
+    sa.UniqueConstraint("user_id", "name", name="uq_security_groups_user_name"),
+    **MYSQL_TABLE_ARGS,
+)
+
+security_group_rules = sa.Table(
+    "security_group_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("group_id", sa.String(secgroups.ID_MAX), nullable=False),
+    sa.Column("rule_key", name_type(RULE_KEY_MAX), nullable=False),
+    sa.Column("protocol", sa.String(PROTOCOL_MAX), nullable=False),
+    sa.Column("from_port", sa.Integer, nullable=False),
+    sa.Column("to_port", sa.Integer, nullable=False),
+    sa.Column("cidr", sa.String(secgroups.CIDR_MAX), nullable=False),
+    sa.Column("peer_id", sa.String(secgroups.ID_MAX), nullable=True),
+    sa.Column("description", sa.String(secgroups.DESCRIPTION_MAX), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["group_id"],
+        ["security_groups.id"],
+        name="fk_security_group_rules_group",
+        ondelete="CASCADE",
+    ),
+    sa.ForeignKeyConstraint(
+        ["peer_id"],
+        ["security_groups.id"],
+        name="fk_security_group_rules_peer",
+        ondelete="CASCADE",
+    ),
+    sa.UniqueConstraint("group_id", "rule_key", name="uq_security_group_rules_key"),
+    sa.Index("ix_security_group_rules_peer", "peer_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_ARGS,
+)
+
+security_group_tags = sa.Table(
+    "security_group_tags",
+    metadata,
+    sa.Column("group_id", sa.String(secgroups.ID_MAX), primary_key=True),
+    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
+    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["group_id"],
+        ["security_groups.id"],
+        name="fk_security_group_tags_group",
+        ondelete="CASCADE",
+    ),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -1,0 +1,207 @@
+"""Security groups (EC2's): a user's named sets of inbound rules, and which instances they guard.
+
+A group belongs to one user; its name is unique among that user's, and every user has one named
+``default`` (made on first use, never deleted), which lets in everything its own members send.
+A rule (``Rule``) lets in one protocol (and a port range, or an ICMP type and code) from one
+source: an IPv4 range (``cidr``) or the members of one of the user's groups (``peer``). Rules
+only ever allow; what no rule of any of a VM's groups allows is dropped, except replies to the
+VM's own connections (``docs/adr/0019-security-groups.md``). Outbound traffic is not filtered.
+
+An instance's groups are kept on it as hints, like the rest of its launch
+(``domain/launches.py``): ``GROUPS_HINT`` (set by RunInstances: ids and names, JSON) or, for an
+instance made with Tashi's own ``createVm``, the hint ``securityGroups`` (ids by commas), which
+counts only for groups of the instance's owner. ``groups_of`` reads either.
+
+The store keeps groups, rules and tags (``storage/secgroups.py``); what a host enforces, the
+rules with their peers resolved to addresses, is ``domain/firewall.py``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from tashi.domain.errors import InvalidInput
+from tashi.domain.ids import UserId
+
+ID_PREFIX = "sg-"
+ID_MAX = 32  # characters of a group's id as stored ("sg-" and 17 hexadecimal digits: 20)
+NAME_MAX = 255
+DESCRIPTION_MAX = 255
+CIDR_MAX = 18  # "255.255.255.255/32"
+MAX_RULES = 60  # inbound rules a group holds, as AWS's default quota
+MAX_GROUPS_PER_INSTANCE = 5  # as AWS's default quota
+MAX_GROUPS_PER_USER = 2500  # as AWS's default quota per region
+DEFAULT_NAME = "default"
+DEFAULT_DESCRIPTION = "default VPC security group"
+GROUPS_HINT = "__ec2.groups"  # what RunInstances recorded: [[id, name], ...] as JSON
+TASHI_HINT = "securityGroups"  # a createVm instance's groups: ids by commas
+ALL = "-1"  # the protocol of a rule that allows every protocol (and port)
+ANY = -1  # a port (or ICMP type, code) bound that is not given: all of them
+
+_ID = re.compile(r"sg-[0-9a-f]{17}")
+#: the characters AWS allows in a VPC group's name and description
+_TEXT = re.compile(r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*")
+_PROTOCOLS = {"tcp": "tcp", "6": "tcp", "udp": "udp", "17": "udp", "icmp": "icmp", "1": "icmp"}
+_PROTOCOLS |= {"-1": ALL, "all": ALL}
+_PORTED = ("tcp", "udp")
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroup:
+    id: str  # "sg-" and 17 hexadecimal digits
+    user_id: UserId
+    name: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One inbound rule: ``protocol`` (``tcp``, ``udp``, ``icmp``, ``-1`` for all, or another IP
+    protocol's number) from ``cidr`` or from the members of group ``peer`` (exactly one of the
+    two is set, the other is empty). For tcp and udp the ports are a range; for icmp they are
+    the type and code (``ANY``: all); for the others they are ``ANY``."""
+
+    protocol: str
+    from_port: int
+    to_port: int
+    cidr: str = ""
+    peer: str = ""
+    description: str = ""
+
+    @property
+    def key(self) -> tuple[str, int, int, str, str]:
+        """What makes a rule itself (two rules with one key are one rule: a duplicate)."""
+        return (self.protocol, self.from_port, self.to_port, self.cidr, self.peer)
+
+    def shown(self) -> str:
+        """The rule as AWS's error messages tell it."""
+        peer = self.cidr or self.peer
+        proto = "ALL" if self.protocol == ALL else self.protocol.upper()
+        return f"peer: {peer}, {proto}, from port: {self.from_port}, to port: {self.to_port}, ALLOW"
+
+
+class RulesLimitExceeded(InvalidInput):
+    """A group would hold more than ``MAX_RULES`` rules."""
+
+
+class GroupLimitExceeded(InvalidInput):
+    """A user would have more than ``MAX_GROUPS_PER_USER`` groups."""
+
+
+def new_id() -> str:
+    return ID_PREFIX + secrets.token_hex(9)[:17]
+
+
+def is_id(text: str) -> bool:
+    return _ID.fullmatch(text) is not None
+
+
+def name(text: str) -> str:
+    """``text`` if it can name a new group: 1 to 255 of AWS's characters, not ``sg-…``."""
+    if not 1 <= len(text) <= NAME_MAX or not _TEXT.fullmatch(text):
+        raise InvalidInput(
+            f"a security group's name has 1 to {NAME_MAX} characters of a-z, A-Z, 0-9, spaces"
+            " and ._-:/()#,@[]+=&;{}!$*"
+        )
+    if text.lower().startswith(ID_PREFIX):
+        raise InvalidInput("a security group's name cannot start with 'sg-'")
+    return text
+
+
+def description(text: str) -> str:
+    if len(text) > DESCRIPTION_MAX or not _TEXT.fullmatch(text):
+        raise InvalidInput(
+            f"a description has at most {DESCRIPTION_MAX} characters of a-z, A-Z, 0-9, spaces"
+            " and ._-:/()#,@[]+=&;{}!$*"
+        )
+    return text
+
+
+def protocol(text: str) -> str:
+    """The canonical name of an IP protocol as EC2 takes it (a name or a number)."""
+    lowered = text.strip().lower()
+    if lowered in _PROTOCOLS:
+        return _PROTOCOLS[lowered]
+    if lowered.isdigit() and 0 <= int(lowered) <= 255:
+        return str(int(lowered))
+    raise InvalidInput(f"invalid IP protocol {text!r}: tcp, udp, icmp, -1 or a number 0-255")
+
+
+def cidr(text: str) -> str:
+    """An IPv4 range in its canonical form; a range with host bits set is refused, as AWS."""
+    try:
+        net = ipaddress.IPv4Network(text.strip(), strict=True)
+    except ValueError:
+        raise InvalidInput(f"CIDR block {text} is malformed") from None
+    return str(net)
+
+
+def rule(
+    proto: str,
+    from_port: int | None,
+    to_port: int | None,
+    *,
+    source_cidr: str | None = None,
+    peer: str | None = None,
+    text: str = "",
+) -> Rule:
+    """A checked rule (``InvalidInput`` naming what is wrong)."""
+    if (source_cidr is None) == (peer is None):
+        raise InvalidInput("a rule has one source: a CIDR range or a security group")
+    canonical = protocol(proto)
+    low, high = _ports(canonical, from_port, to_port)
+    return Rule(
+        protocol=canonical,
+        from_port=low,
+        to_port=high,
+        cidr=cidr(source_cidr) if source_cidr is not None else "",
+        peer=peer or "",
+        description=description(text),
+    )
+
+
+def _ports(proto: str, low: int | None, high: int | None) -> tuple[int, int]:
+    if proto in _PORTED:
+        if low is None or high is None:
+            raise InvalidInput(f"a {proto} rule needs FromPort and ToPort")
+        if not (0 <= low <= 65535 and 0 <= high <= 65535) or low > high:
+            raise InvalidInput(f"invalid {proto} port range {low}-{high}: 0-65535, from <= to")
+        return low, high
+    if proto == "icmp":
+        kind = ANY if low is None else low
+        code = ANY if high is None else high
+        if not (-1 <= kind <= 255 and -1 <= code <= 255) or (kind == ANY and code != ANY):
+            raise InvalidInput(f"invalid ICMP type {kind} and code {code}: -1 or 0-255 each")
+        return kind, code
+    return ANY, ANY  # every port of the protocol, as AWS ignores ports there
+
+
+def launched_in(groups: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The hint that records the groups (id, name) an instance was launched in."""
+    return {GROUPS_HINT: json.dumps([list(g) for g in groups], separators=(",", ":"))}
+
+
+def named_groups_of(hints: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The groups of an instance as (id, name), in the order given; a group named by the
+    ``securityGroups`` hint only has an empty name here."""
+    recorded = hints.get(GROUPS_HINT)
+    if recorded is not None:
+        try:
+            pairs = json.loads(recorded)
+            return [(str(i), str(n)) for i, n in pairs]
+        except (ValueError, TypeError):
+            return []
+    ids = [g.strip() for g in hints.get(TASHI_HINT, "").split(",") if g.strip()]
+    return [(g, "") for g in dict.fromkeys(ids)]
+
+
+def groups_of(hints: Mapping[str, str]) -> tuple[str, ...]:
+    """The ids of an instance's groups; empty: it is in none, nothing filters its traffic."""
+    return tuple(i for i, _ in named_groups_of(hints))
