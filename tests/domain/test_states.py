@@ -138,14 +138,14 @@ def test_transitional_states_can_be_left_without_force() -> None:
 
 
 def test_steady_states_have_no_deadline() -> None:
-    for state in (S.Pending, S.Held, S.Running, S.Paused, S.Suspended, S.Orphaned):
+    for state in (S.Pending, S.Held, S.Running, S.Paused, S.Suspended, S.Orphaned, S.Stopped):
         assert state not in TRANSITIONAL
         assert state not in DEADLINES
 
 
 def test_destroy_removes_at_once_only_what_runs_nowhere() -> None:
     at_once = {s for s in sources(A.destroy) if next_state(s, A.destroy) is S.Exited}
-    assert at_once == {S.Pending, S.Held, S.Suspended}
+    assert at_once == {S.Pending, S.Held, S.Suspended, S.Stopped}
     assert not at_once & ON_HOST
 
 
@@ -228,3 +228,12 @@ def test_parse_of_an_unknown_state_names_the_known_ones(
         parse(text)
     assert "known states" in caught.value.message
     assert isinstance(caught.value, TashiError)
+
+
+def test_a_stop_keeps_the_instance_and_a_start_places_it_again() -> None:
+    assert next_state(S.Running, A.stop) is S.Stopping
+    assert next_state(S.Stopping, A.exited) is S.Stopped  # not removed: its disks wait
+    assert next_state(S.Stopped, A.start) is S.Pending
+    assert S.Stopping in ON_HOST and S.Stopped not in ON_HOST
+    with pytest.raises(InvalidState):
+        next_state(S.Suspended, A.stop)

@@ -54,3 +54,9 @@ def test_the_node_gets_the_launch_but_no_other_own_hint() -> None:
 def test_users_cannot_write_launch_hints() -> None:
     with pytest.raises(InvalidInput):
         user_hints({"__ec2.userdata": "x"})
+
+
+def test_every_tashi_state_has_an_ec2_state() -> None:
+    from tashi.frontends.ec2.instanceviews import STATES
+
+    assert set(STATES) == set(InstanceState)

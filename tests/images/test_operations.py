@@ -307,6 +307,20 @@ async def test_remove_takes_the_sidecars_too(ops: ImageOps, store: ImageStore) -
     assert [i.name for i in store.list()] == ["disk.qcow2", "disk.raw"]
 
 
+async def test_remove_of_a_name_that_never_comes_back_takes_its_lock_file(
+    ops: ImageOps, store: ImageStore
+) -> None:
+    await make(ops, Op.copy, "disk.qcow2", "vm-7-disk0.qcow2")
+    await make(ops, Op.copy, "disk.qcow2", "kept.qcow2")
+    for name in ("vm-7-disk0.qcow2", "kept.qcow2"):
+        with ImageLock.take(store.path_of(name), exclusive=True, conflict="-"):
+            pass  # a VM used it: its lock file exists
+    ops.remove("vm-7-disk0.qcow2", unique=True)
+    ops.remove("kept.qcow2")
+    left = sorted(n for n in os.listdir(store.images_dir) if "vm-7" in n or "kept" in n)
+    assert left == [".kept.qcow2.vmlock"]  # another image may be made under that name
+
+
 async def test_remove_refuses_the_backing_file_of_another_image(
     ops: ImageOps, store: ImageStore
 ) -> None:

@@ -28,6 +28,7 @@ from tashi.clustermanager.hosts.nodes import NodeGateway, NoNodeManagers
 from tashi.clustermanager.hosts.service import HostService
 from tashi.clustermanager.hosts.witnesses import WitnessDesk
 from tashi.clustermanager.images.service import ImageService
+from tashi.clustermanager.instances.attributes import AttributeService
 from tashi.clustermanager.instances.batches import BatchService
 from tashi.clustermanager.instances.claims import OverRates
 from tashi.clustermanager.instances.deadlines import Deadlines
@@ -58,6 +59,7 @@ class ClusterService:
     key_pairs: KeyPairService
     tags: TagService
     instances: InstanceService
+    attributes: AttributeService
     batches: BatchService
     hosts: HostService
     networks: NetworkService
@@ -161,6 +163,7 @@ def build_service(
         key_pairs=KeyPairService(db, clock),
         tags=TagService(db, clock, image_service),
         instances=instances,
+        attributes=AttributeService(db, clock, rules.specs.limits),
         batches=BatchService(instances, svc.max_batch),
         hosts=HostService(db, clock, confirmations),
         networks=NetworkService(db, NetworkId(svc.default_network)),

@@ -29,9 +29,9 @@ from tashi.api.schemas import InstanceOut
 from tashi.devcluster.churn import Ask
 from tashi.devcluster.qemuwatch import Life
 
-STABLE = frozenset({"Running", "Paused", "Suspended"})
+STABLE = frozenset({"Running", "Paused", "Suspended", "Stopped"})
 ON_HOST = frozenset({"Running", "Paused"})
-OFF_HOST = frozenset({"Pending", "Suspended", "Held"})
+OFF_HOST = frozenset({"Pending", "Suspended", "Held", "Stopped"})
 SLACK = 1.0  # seconds: a request's time is taken before it is sent; /proc start times in ticks
 FENCE_SLACK = 10.0  # seconds after its node manager is back that a crashed host may still fence
 LAUNCHER_SLACK = 0.05  # the daemonized child starts within its launcher's life (clock ticks)

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 PREFIX = "__ec2."
 TAG_PREFIX = "__ec2.tag."
+TYPE = f"{PREFIX}type"
+USER_DATA = f"{PREFIX}userdata"
+NO_TERMINATE = f"{PREFIX}noterminate"
 #: the account of what no user owns (the images an administrator put in the store)
 SITE_ACCOUNT = "000000000000"
 
@@ -49,6 +52,7 @@ class Launch:
     client_token: str | None = None
     user_data: str | None = None  # base64, as sent
     public_key: str | None = None  # the key pair's public key (OpenSSH), as it was at launch
+    no_terminate: bool = False  # disableApiTermination: TerminateInstances refuses it
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def hints(self) -> dict[str, str]:
@@ -66,6 +70,8 @@ class Launch:
         ):
             if value is not None:
                 out[f"{PREFIX}{name}"] = value
+        if self.no_terminate:
+            out[NO_TERMINATE] = "true"
         out.update({TAG_PREFIX + k: v for k, v in self.tags.items()})
         return out
 
@@ -84,6 +90,7 @@ class Launch:
             client_token=hints.get(f"{PREFIX}token"),
             user_data=hints.get(f"{PREFIX}userdata"),
             public_key=hints.get(f"{PREFIX}pubkey"),
+            no_terminate=hints.get(NO_TERMINATE) == "true",
             tags=tags(hints),
         )
 

@@ -1,10 +1,12 @@
 """The one table of lifecycle states and the actions that move between them.
 
 Instance states keep the names and numbers of the original Tashi (``InstanceState`` in
-``rpyctypes.py``), plus SLA@SOI's ``PreparingDisk``. Every allowed move is one row of
-``INSTANCE_TRANSITIONS``: (state, action) -> next state. Service methods name the action they
-perform; ``next_state`` answers where it leads or raises ``InvalidState``. Saves are
-compare-and-swap on the state the table started from, so two racing actions cannot both win.
+``rpyctypes.py``), plus SLA@SOI's ``PreparingDisk`` and EC2's ``Stopping``/``Stopped`` (an
+instance whose disks are all persistent powered off and kept, to start again on any host).
+Every allowed move is one row of ``INSTANCE_TRANSITIONS``: (state, action) -> next state.
+Service methods name the action they perform; ``next_state`` answers where it leads or raises
+``InvalidState``. Saves are compare-and-swap on the state the table started from, so two racing
+actions cannot both win.
 
 ``Exited`` is never stored: reaching it means the instance record is removed (as in the original).
 """
@@ -37,6 +39,8 @@ class InstanceState(enum.IntEnum):
     Exited = 15
     Suspended = 16
     PreparingDisk = 17
+    Stopping = 18  # EC2's StopInstances: the guest is powered off, its disks kept
+    Stopped = 19  # no VM anywhere; its persistent disks wait for a start on any host
 
     @classmethod
     def parse(cls, text: str) -> InstanceState:
@@ -96,6 +100,8 @@ class Action(enum.Enum):
     reattach_paused = "reattach_paused"
     reschedule = "reschedule"  # HA: start it again elsewhere
     group_failed = "group_failed"  # another member of its group failed to start; VM stopped
+    stop = "stop"  # EC2's StopInstances: power the guest off, keep the instance and its disks
+    start = "start"  # EC2's StartInstances: a stopped instance waits to be placed again
     force_destroy = "force_destroy"  # operator override, allowed from every state
 
 
@@ -117,6 +123,7 @@ ON_HOST: frozenset[InstanceState] = frozenset(
         S.ShuttingDown,
         S.Destroying,
         S.PreparingDisk,
+        S.Stopping,
     }
 )
 
@@ -133,6 +140,7 @@ TRANSITIONAL: frozenset[InstanceState] = frozenset(
         S.MigrateTrans,
         S.ShuttingDown,
         S.Destroying,
+        S.Stopping,
     }
 )
 
@@ -171,6 +179,9 @@ def _rows() -> Iterable[tuple[InstanceState, Action, InstanceState]]:
         (S.Orphaned, A.reattach, S.Running),
         (S.Orphaned, A.reattach_paused, S.Paused),
         (S.Orphaned, A.reschedule, S.Pending),
+        (S.Running, A.stop, S.Stopping),
+        (S.Paused, A.stop, S.Stopping),
+        (S.Stopped, A.start, S.Pending),
     )
     # A group is placed all or nothing: when one member fails to start, the others' VMs are
     # stopped and every member waits, Held with the reason (clustermanager/instances/groups.py).
@@ -178,15 +189,17 @@ def _rows() -> Iterable[tuple[InstanceState, Action, InstanceState]]:
         yield (state, A.group_failed, S.Held)
     # Destroying a VM that has not started anywhere (or that only exists as a suspend file)
     # removes it at once; anything that may have a process goes through Destroying.
-    for state in (S.Pending, S.Held, S.Suspended):
+    for state in (S.Pending, S.Held, S.Suspended, S.Stopped):
         yield (state, A.destroy, S.Exited)
     for state in ON_HOST - {S.Destroying}:
         yield (state, A.destroy, S.Destroying)
     yield (S.Orphaned, A.destroy, S.Destroying)
-    # The VM process ended. Where that was the point, the record goes; a suspend keeps it.
-    for state in ON_HOST - {S.Suspending, S.MigrateTrans}:
+    # The VM process ended. Where that was the point, the record goes; a suspend or a stop
+    # keeps it.
+    for state in ON_HOST - {S.Suspending, S.MigrateTrans, S.Stopping}:
         yield (state, A.exited, S.Exited)
     yield (S.Suspending, A.exited, S.Suspended)
+    yield (S.Stopping, A.exited, S.Stopped)
     yield (S.Orphaned, A.exited, S.Exited)
     # A host that stops answering orphans everything it may have been running.
     for state in ON_HOST:
@@ -212,6 +225,7 @@ DEADLINES: Mapping[InstanceState, float] = {
     S.MigrateTrans: 600.0,
     S.ShuttingDown: 120.0,
     S.Destroying: 60.0,
+    S.Stopping: 120.0,
 }
 
 
@@ -231,6 +245,9 @@ def sources(action: Action) -> frozenset[InstanceState]:
     """The states from which ``action`` is allowed."""
     return frozenset(s for s, a in INSTANCE_TRANSITIONS if a is action)
 
+
+#: States in which an instance has no host (its record keeps none).
+OFF_HOST: frozenset[InstanceState] = frozenset({S.Held, S.Suspended, S.Stopped})
 
 #: Administrative host states an operator may set with ``setHostState``.
 SETTABLE_HOST_STATES: frozenset[HostState] = frozenset({HostState.Normal, HostState.Drained})

@@ -49,7 +49,7 @@ from tashi.domain.models import Image
 from tashi.images import qemuimg
 from tashi.images.boot import SIDECAR_SUFFIXES, sidecar
 from tashi.images.filecopy import Stopped, copy_file
-from tashi.images.locks import ImageLock
+from tashi.images.locks import ImageLock, lock_file
 from tashi.images.store import ImageStore, backing_file
 
 log = logging.getLogger(__name__)
@@ -182,9 +182,14 @@ class ImageOps:
 
     # --- removal ----------------------------------------------------------------------------
 
-    def remove(self, name: str) -> Image:
+    def remove(self, name: str, *, unique: bool = False) -> Image:
         """Remove image ``name`` and its sidecars; the image as it was. Blocking (call it in a
-        thread). ``InvalidState`` if another image is backed by it or a VM holds it locked."""
+        thread). ``InvalidState`` if another image is backed by it or a VM holds it locked.
+
+        ``unique``: the name can never come back (an instance's own copy, named by the
+        instance's id, which is never reused), so its lock file goes too, unlinked under the
+        exclusive lock; other lock files stay (``locks.py``: deleting one races with openers
+        of an image that may be made again under the same name)."""
         image = self.store.get(name)
         entry = self.store.images_dir / name
         users = self.dependents(entry)
@@ -196,6 +201,8 @@ class ImageOps:
         conflict = f"image {name!r} is in use by a running VM"
         with ImageLock.take(self.store.path_of(name), exclusive=True, conflict=conflict):
             _unlink_all([entry, *(sidecar(entry, s) for s in SIDECAR_SUFFIXES)], strict=True)
+            if unique:
+                lock_file(entry).unlink(missing_ok=True)
         _flush_dir(entry.parent)
         return image
 

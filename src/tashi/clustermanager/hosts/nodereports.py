@@ -41,6 +41,7 @@ from tashi.domain.nodes import (
 )
 from tashi.domain.states import (
     INSTANCE_TRANSITIONS,
+    OFF_HOST,
     ON_HOST,
     Action,
     HostState,
@@ -407,7 +408,7 @@ def _apply(tx: Transaction, inst: Instance, decision: Decision, now: datetime) -
     if target is InstanceState.Exited:
         tx.instances.remove(inst.id, decision.expected)
     else:
-        leaves_host = target in (InstanceState.Held, InstanceState.Suspended)
+        leaves_host = target in OFF_HOST
         restored = inst.state is InstanceState.Resuming and target is InstanceState.Running
         changes = InstanceChanges(
             vm_id=decision.vm_id,

@@ -80,6 +80,7 @@ _GONE: dict[InstanceState, tuple[Action, str]] = {
     S.Unpausing: (Action.exited, "the VM stopped while unpausing"),
     S.ShuttingDown: (Action.exited, "shut down"),
     S.Destroying: (Action.exited, "destroyed"),
+    S.Stopping: (Action.exited, "stopped: powered off, its disks kept"),
     S.Orphaned: (Action.exited, "gone from its host"),
 }
 

@@ -25,7 +25,13 @@ _RESIDENT = sorted(ON_HOST | {InstanceState.Orphaned})
 # What takes a host's capacity: every instance placed on it, whatever it is doing.
 _PLACED = sorted(
     set(InstanceState)
-    - {InstanceState.Pending, InstanceState.Held, InstanceState.Suspended, InstanceState.Exited}
+    - {
+        InstanceState.Pending,
+        InstanceState.Held,
+        InstanceState.Suspended,
+        InstanceState.Stopped,
+        InstanceState.Exited,
+    }
 )
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -123,22 +124,34 @@ class ImageService:
         require_role(caller, Role.user, Role.admin, doing=f"{op.value}Image")
         return await self._start(caller, op, src, dst)
 
-    async def copy_for_instance(self, caller: Principal, src: str, dst: str) -> Image:
-        """Make ``dst``, a full copy of the template ``src``, for an instance being activated
-        by ``caller`` (the scheduler or an admin: the instance service checked who may), and
-        wait for it. Raises what copyImage refuses (``dst`` exists, ``src`` is missing or a
-        persistent disk, ...) or the task's error; a failed copy leaves no file behind."""
-        task = await self._start(caller, Op.copy, src, dst)
+    async def make(self, caller: Principal, op: Op, src: str, dst: str) -> Image:
+        """``start``, then wait for the image (EC2's RegisterImage answers with one). Raises
+        what ``start`` refuses or the task's error; a failed task leaves no file behind."""
+        require_role(caller, Role.user, Role.admin, doing=f"{op.value}Image")
+        task = await self._start(caller, op, src, dst)
+        return await self._finished(task)
+
+    async def _finished(self, task: ImageTask) -> Image:
         ended = await self._running[task.id]  # not done yet: ``_start`` did not yield since
         if ended.image is None:
             raise ended.error or BackendFailure(f"image task {task.id} ended without an image")
         return ended.image
 
-    async def discard_copy(self, name: str) -> None:
-        """Remove an image ``copy_for_instance`` made that no instance came to use (the
-        instance changed state meanwhile). ``InvalidState`` if something uses it after all."""
-        await asyncio.to_thread(self.ops.remove, name)
-        log.warning("removed image %s, made for an instance that no longer wanted it", name)
+    async def copy_for_instance(self, caller: Principal, src: str, dst: str) -> Image:
+        """Make ``dst``, a full copy of the template ``src``, for an instance being activated
+        by ``caller`` (the scheduler or an admin: the instance service checked who may), and
+        wait for it. Raises what copyImage refuses (``dst`` exists, ``src`` is missing or a
+        persistent disk, ...) or the task's error; a failed copy leaves no file behind."""
+        return await self._finished(await self._start(caller, Op.copy, src, dst))
+
+    async def discard_copy(
+        self, name: str, why: str = "made for an instance that no longer wanted it"
+    ) -> None:
+        """Remove an image ``copy_for_instance`` made that no instance uses any more (the
+        instance changed state meanwhile, or was terminated: ``why``). ``InvalidState`` if
+        something uses it after all."""
+        await asyncio.to_thread(functools.partial(self.ops.remove, name, unique=True))
+        log.warning("removed image %s, %s", name, why)
 
     async def _start(self, caller: Principal, op: Op, src: str, dst: str) -> ImageTask:
         validation.image_name(src)

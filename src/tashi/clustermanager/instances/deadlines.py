@@ -7,6 +7,7 @@ a migration, a guest ignored the ACPI power button). Each pass of ``Deadlines.ch
 overdue instances on, each with a compare-and-swap and a line in its history:
 
 * ShuttingDown — the guest ignored the power button: destroy it.
+* Stopping — the same, and the instance is Stopped (its persistent disks are kept).
 * Destroying — ask the node again; if the host is gone from the cluster, drop the record.
 * Activating, Resuming, PreparingDisk — the start did not complete: Held, so the scheduler
   tries again (the node is told to destroy whatever it half-made).
@@ -32,7 +33,14 @@ from tashi.clustermanager.instances.migration import LostHosts
 from tashi.domain.clock import Clock
 from tashi.domain.errors import NotFound, StateConflict, TashiError
 from tashi.domain.models import Host, Instance
-from tashi.domain.states import DEADLINES, TRANSITIONAL, Action, InstanceState, next_state
+from tashi.domain.states import (
+    DEADLINES,
+    OFF_HOST,
+    TRANSITIONAL,
+    Action,
+    InstanceState,
+    next_state,
+)
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
@@ -138,6 +146,11 @@ class Deadlines:
                 else "removed after its deadline: its host is gone",
             )
             return
+        if inst.state is S.Stopping:  # the guest ignored the power button: pull the plug
+            if host is not None and host.up:
+                await self._nodes.destroy(host, inst)
+            await self._give_up(inst, Action.exited)
+            return
         action = _GIVE_UP[inst.state]
         if inst.state in _MIGRATING and host is not None and not host.up:
             action = Action.host_lost  # not Running on a host that is down: HA decides
@@ -163,7 +176,7 @@ class Deadlines:
     async def _give_up(self, inst: Instance, action: Action) -> None:
         now = self._clock.now()
         target = next_state(inst.state, action)
-        leaves = target is S.Held
+        leaves = target in OFF_HOST
         changes = InstanceChanges(
             clear_host=leaves,
             clear_vm=leaves,

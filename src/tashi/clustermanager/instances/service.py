@@ -300,6 +300,30 @@ class InstanceService:
         hints = placed_alone({**inst.hints, RESUME_SOURCE: suspend_file(inst)})
         return await self._move(inst, Action.resume, hints=hints)
 
+    async def stop_vm(self, caller: Principal, ref: str, *, force: bool = False) -> Instance:
+        """EC2's StopInstances: power the guest off (``force``: pull the plug) and keep the
+        instance, Stopped, with its disks, to start on any host later. Only an instance whose
+        disks are all persistent may stop: an overlay lives on its host and would be lost."""
+        inst = await self._checked(caller, ref, Action.stop, "stopping")
+        local = [d.uri for d in inst.disks if not d.persistent]
+        if local:
+            raise InvalidState(
+                f"{inst.name!r} has disks that are not persistent ({', '.join(local)}): they"
+                " would be lost; shut it down or destroy it instead"
+            )
+        host = await self._host_of(inst)
+        stopping = await self._move(inst, Action.stop)
+        if force:
+            await self._nodes.destroy(host, stopping)
+            return await self._move(stopping, Action.exited, clear_host=True)
+        await self._nodes.shutdown(host, stopping)  # Stopped once the node reports it gone
+        return stopping
+
+    async def start_vm(self, caller: Principal, ref: str) -> Instance:
+        """EC2's StartInstances: a Stopped instance waits to be placed again (alone: it ran)."""
+        inst = await self._checked(caller, ref, Action.start, "starting")
+        return await self._move(inst, Action.start, hints=placed_alone(inst.hints))
+
     async def migrate_vm(self, caller: Principal, ref: str, target_ref: str) -> Instance:
         """``migrateVm``: live-migrate a Running instance to another host. Answers once the
         target is prepared (MigrateTrans); the transfer finishes in the background."""

@@ -3,7 +3,8 @@ placement, its network interfaces, its tags.
 
 Tashi's states map onto EC2's: waiting or starting is ``pending``; running, pausing, paused,
 migrating or being suspended is ``running`` (the VM exists and keeps its address); being
-destroyed is ``shutting-down``; suspended is ``stopped``; a record that is gone was
+destroyed is ``shutting-down``; stopping or suspending is ``stopping``; stopped or suspended is
+``stopped``; a record that is gone was
 ``terminated`` (``Terminated`` keeps those an hour, as AWS shows them). An instance whose host
 has not reported since the cluster manager started is ``pending`` only if it never ran; a
 ``Running`` one stays ``running`` (``instanceState`` says what Tashi knows).
@@ -45,6 +46,8 @@ STATES: Mapping[InstanceState, tuple[int, str]] = {
     S.Orphaned: RUNNING,
     S.Suspending: STOPPING,
     S.Suspended: STOPPED,
+    S.Stopping: STOPPING,
+    S.Stopped: STOPPED,
     S.ShuttingDown: SHUTTING_DOWN,
     S.Destroying: SHUTTING_DOWN,
     S.Exited: TERMINATED,

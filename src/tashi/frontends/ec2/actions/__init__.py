@@ -9,11 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tashi.frontends.ec2.actions import discovery, images, instances
+from tashi.frontends.ec2.actions import (
+    attributes,
+    discovery,
+    imageregistry,
+    images,
+    instances,
+    lifecycle,
+)
 from tashi.frontends.ec2.context import Handler
 
 HANDLERS: Mapping[str, Handler] = {
     **discovery.HANDLERS,
+    **attributes.HANDLERS,
     **images.HANDLERS,
+    **imageregistry.HANDLERS,
     **instances.HANDLERS,
+    **lifecycle.HANDLERS,
 }

@@ -16,23 +16,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from tashi.domain.errors import NotFound
+from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.launches import PREFIX, Launch
 from tashi.domain.models import Instance, Principal
 from tashi.domain.operations import DiskRequest, InstanceQuery, VmRequest
 from tashi.domain.states import InstanceState
 from tashi.frontends.ec2 import ids
+from tashi.frontends.ec2.actions.discovery import ACCOUNT
 from tashi.frontends.ec2.actions.images import by_id
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
 from tashi.frontends.ec2.filters import compile_filters, page
 from tashi.frontends.ec2.instanceviews import launch_of, render, state
 
+log = logging.getLogger(__name__)
+
 MAX_USER_DATA = 16384  # bytes, decoded, as AWS
+MAX_INSTANCES = int(ACCOUNT["max-instances"][0])  # per user, as DescribeAccountAttributes says
 _FILTERS = (
     "instance-id",
     "instance-state-name",
@@ -113,18 +118,28 @@ def _refuse_unsupported(params: Params) -> None:
 async def run_instances(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
     token = params.get("ClientToken")
     if not token:
-        return await _launch(ctx, caller, params)
+        return await _launch(ctx, caller, params, await _own(ctx, caller))
     lock = ctx.launching.setdefault((caller.user_id, token), asyncio.Lock())
     async with lock:
-        earlier = await _by_token(ctx, caller, token)
+        owned = await _own(ctx, caller)
+        earlier = [i for i in owned if i.hints.get(f"{PREFIX}token") == token]
         if earlier:
             _same_launch(earlier, params)
             return await _reservation(ctx, caller, earlier)
-        return await _launch(ctx, caller, params)
+        return await _launch(ctx, caller, params, owned)
 
 
-async def _launch(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
+async def _launch(
+    ctx: Ec2Context, caller: Principal, params: Params, owned: list[Instance]
+) -> Result:
     low, high = _counts(params)
+    if len(owned) + low > MAX_INSTANCES:
+        raise Ec2Error(
+            "InstanceLimitExceeded",
+            f"You have requested more instances ({len(owned) + low}) than your current"
+            f" instance limit of {MAX_INSTANCES} allows.",
+        )
+    high = min(high, MAX_INSTANCES - len(owned))
     kind = ctx.instance_type(params.get("InstanceType"))
     image = await by_id(ctx, caller, params["ImageId"])
     _refuse_unsupported(params)
@@ -147,7 +162,9 @@ async def _launch(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
         )
     request = VmRequest(
         name=launch.reservation,
-        disks=[DiskRequest(uri=image.name)],
+        # The root disk is the instance's own persistent copy of the image, made when it is
+        # first placed (PreparingDisk): a stopped instance keeps it (StopInstances).
+        disks=[DiskRequest(uri=image.name, copy=True)],
         cores=kind.cores,
         memory=kind.memory,
         own_hints=launch.hints(),
@@ -159,9 +176,9 @@ async def _launch(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
     return await _reservation(ctx, caller, made)
 
 
-async def _by_token(ctx: Ec2Context, caller: Principal, token: str) -> list[Instance]:
-    mine = await ctx.service.instances.find(caller, InstanceQuery(user=str(caller.user_id)))
-    return [i for i in mine if i.hints.get(f"{PREFIX}token") == token]
+async def _own(ctx: Ec2Context, caller: Principal) -> list[Instance]:
+    """The caller's own instances (an administrator's too: the limit is per user)."""
+    return await ctx.service.instances.find(caller, InstanceQuery(user=str(caller.user_id)))
 
 
 def _same_launch(earlier: list[Instance], params: Params) -> None:
@@ -198,7 +215,7 @@ async def _reservation(ctx: Ec2Context, caller: Principal, made: list[Instance])
     }
 
 
-async def _visible(ctx: Ec2Context, caller: Principal) -> list[Instance]:
+async def visible(ctx: Ec2Context, caller: Principal) -> list[Instance]:
     return await ctx.service.instances.find(caller, InstanceQuery())
 
 
@@ -227,7 +244,7 @@ def _values(shown: Mapping[str, Any], reservation: str) -> dict[str, list[str]]:
 async def describe_instances(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
     wanted = [ids.parse_instance(i) for i in params.get("InstanceIds") or []]
     matches = compile_filters(params.get("Filters"), _FILTERS, "DescribeInstances")
-    rows = _rows(ctx, caller, await _visible(ctx, caller))
+    rows = _rows(ctx, caller, await visible(ctx, caller))
     if wanted:
         have = {r.iid for r in rows}
         missing = [ids.instance_id(i) for i in wanted if i not in have]
@@ -298,23 +315,30 @@ def _reservations(rows: Iterable[Row]) -> list[dict[str, Any]]:
     return list(grouped.values())
 
 
-async def _mine(ctx: Ec2Context, caller: Principal, params: Params) -> list[Instance]:
+async def mine(ctx: Ec2Context, caller: Principal, params: Params) -> list[Instance]:
     """The instances ``InstanceIds`` names, all visible to the caller, or NotFound naming the
     ones that are not."""
     wanted = [ids.parse_instance(i) for i in params["InstanceIds"]]
     if not wanted:
         raise Ec2Error("MissingParameter", "The request must contain the parameter InstanceId")
-    visible = {i.id: i for i in await _visible(ctx, caller)}
-    missing = [ids.instance_id(i) for i in wanted if i not in visible]
+    seen = {i.id: i for i in await visible(ctx, caller)}
+    missing = [ids.instance_id(i) for i in wanted if i not in seen]
     if missing:
         raise Ec2Error(
             "InvalidInstanceID.NotFound", f"The instance ID '{', '.join(missing)}' does not exist"
         )
-    return [visible[i] for i in dict.fromkeys(wanted)]
+    return [seen[i] for i in dict.fromkeys(wanted)]
 
 
 async def terminate_instances(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
-    targets = await _mine(ctx, caller, params)
+    targets = await mine(ctx, caller, params)
+    for inst in targets:
+        if launch_of(inst, ctx.defaults).no_terminate:
+            raise Ec2Error(
+                "OperationNotPermitted",
+                f"The instance '{ids.instance_id(inst.id)}' may not be terminated. Modify its"
+                " 'disableApiTermination' instance attribute and try again.",
+            )
     index = _indexed(targets)
 
     async def one(inst: Instance) -> dict[str, Any]:
@@ -325,6 +349,7 @@ async def terminate_instances(ctx: Ec2Context, caller: Principal, params: Params
             after = None
         current = InstanceState.Exited if after is None else after.state
         if after is None:
+            await _delete_root(ctx, inst)
             ctx.terminated.keep(
                 inst.user_id, launch.reservation, render(inst, launch, index[inst.id], inst.state)
             )
@@ -339,6 +364,22 @@ async def terminate_instances(ctx: Ec2Context, caller: Principal, params: Params
     if failed:  # the others are done (or under way); the first failure is the answer
         raise failed[0]
     return {"TerminatingInstances": [d for d in done if not isinstance(d, BaseException)]}
+
+
+async def _delete_root(ctx: Ec2Context, inst: Instance) -> None:
+    """Remove the root disk RunInstances gave a terminated instance (its own copy of the
+    image, ``<name>-<id>-disk0…`` in the store): AWS's DeleteOnTermination, on by default."""
+    if Launch.of(inst.hints) is None:
+        return
+    own = f"{inst.name}-{inst.id}-disk"
+    for disk in inst.disks:
+        if disk.persistent and disk.uri.startswith(own):
+            try:
+                await ctx.service.images.discard_copy(
+                    disk.uri, "the root disk of a terminated instance"
+                )
+            except TashiError as exc:
+                log.warning("could not remove %s of %s: %s", disk.uri, inst.name, exc.message)
 
 
 HANDLERS: Mapping[str, Handler] = {
