@@ -1,4 +1,4 @@
-"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100|faults|outage|longmem]``
+"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100|faults|outage|longmem|ec2]``
 (``make bench`` = all): run the benchmark suites and print their tables.
 
 ``control`` measures the cluster manager's HTTP API on SQLite and PostgreSQL (``runner.py``);
@@ -13,9 +13,11 @@ while pieces of a virtual cluster are SIGKILLed, every invariant checked (``faul
 virtual cluster down for ``--minutes`` (10) while its VMs run and a group of 20 is being placed
 (``outage.py``); ``longmem`` (root, not part of ``all``) churns 1,000 VMs through a 1-host virtual
 cluster, the first 50 on real QEMU, and follows the resident memory of the node manager, the
-cluster manager and the scheduler (``longmem.py``, ``--rounds``). ``--quick`` is a short smoke
-run of either; ``--only`` limits the control suite to one store. Each suite prints its table and
-writes its JSON under ``bench/results/``.
+cluster manager and the scheduler (``longmem.py``, ``--rounds``). ``ec2`` (root, not part of
+``all``) times ``RunInstances`` to a running guest against ``createVm`` on a virtual cluster,
+and ``DescribeInstances`` of 1,000 instances against ``getInstances`` (``ec2.py``). ``--quick``
+is a short smoke run of any suite; ``--only`` limits the control suite to one store. Each suite
+prints its table and writes its JSON under ``bench/results/``.
 The exit status is 1 if a floor or goal of the issues failed or something could not be measured,
 130 on Ctrl-C (after stopping every process started and removing the temporary files).
 """
@@ -42,6 +44,7 @@ SUITES = (
     "faults",
     "outage",
     "longmem",
+    "ec2",
 )
 
 
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.suite == "all":
                     print()
                 status |= _scheduling(args)
-            if args.suite in ("e2eboot", "boot100", "faults", "outage", "longmem"):
+            if args.suite in ("e2eboot", "boot100", "faults", "outage", "longmem", "ec2"):
                 status |= _virtual(args)
     except KeyboardInterrupt:
         runner.say("interrupted: every process started was stopped, temp files removed")
@@ -201,20 +204,22 @@ def _scheduling(args: argparse.Namespace) -> int:
 
 
 def _virtual(args: argparse.Namespace) -> int:
-    """e2eboot, boot100, faults, outage or longmem on a virtual cluster of the run's own
+    """e2eboot, boot100, faults, outage, longmem or ec2 on a virtual cluster of the run's own
     (needs root)."""
     import os
 
     if os.geteuid() != 0:
         runner.say(f"{args.suite}: needs root (tashi-cluster makes namespaces and links)")
         return 1
-    from bench import boot100, e2eboot, faults, longmem, outage
+    from bench import boot100, e2eboot, ec2, faults, longmem, outage
 
     workspace = Workspace()
     try:
         with e2eboot.sigterm_in_children_default():
             if args.suite == "e2eboot":
                 return e2eboot.run(args.quick, workspace, runner.say)
+            if args.suite == "ec2":
+                return ec2.run(args.quick, workspace, runner.say)
             if args.suite == "longmem":
                 return longmem.run(args.rounds, args.quick, workspace, runner.say)
             if args.suite == "faults":
