@@ -74,3 +74,14 @@ def without_resume(hints: Mapping[str, str]) -> dict[str, str] | None:
     if RESUME_SOURCE not in hints:
         return None
     return {k: v for k, v in hints.items() if k != RESUME_SOURCE}
+
+
+def rebased(
+    read: Mapping[str, str], wanted: Mapping[str, str], stored: Mapping[str, str]
+) -> dict[str, str]:
+    """``wanted`` (a writer's new hints, made from the ``read`` ones) applied to ``stored`` (the
+    hints saved now): the keys the writer added, changed or removed, over what was saved
+    meanwhile without a change of state (CreateTags on a migrating instance), which it keeps."""
+    out = {k: v for k, v in stored.items() if k in wanted or k not in read}
+    out.update({k: v for k, v in wanted.items() if read.get(k) != v})
+    return out

@@ -40,6 +40,7 @@ from tashi.domain.hints import (
     activation,
     new_start,
     placed_alone,
+    rebased,
     resume_source,
     with_start,
 )
@@ -547,7 +548,11 @@ class InstanceService:
         def save(tx: Transaction) -> Instance:
             if claim is not None:
                 claims.check(tx, inst, claim, rates, self.incoming(claim.id, inst.id))
-            saved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
+            change = changes
+            if hints is not None:  # over what was saved since ``inst`` was read (its tags)
+                stored = tx.instances.get(inst.id).hints
+                change = replace(changes, hints=rebased(inst.hints, hints, stored))
+            saved = tx.instances.transition(inst.id, inst.state, target, now=now, changes=change)
             if event is not None:
                 tx.events.add(inst.id, event[0], event[1], now=now)
             return saved
