@@ -15,7 +15,9 @@ from tashi.frontends.ec2.actions import (
     imageregistry,
     images,
     instances,
+    keypairs,
     lifecycle,
+    tags,
 )
 from tashi.frontends.ec2.context import Handler
 
@@ -26,4 +28,6 @@ HANDLERS: Mapping[str, Handler] = {
     **imageregistry.HANDLERS,
     **instances.HANDLERS,
     **lifecycle.HANDLERS,
+    **keypairs.HANDLERS,
+    **tags.HANDLERS,
 }

@@ -49,7 +49,7 @@ def _size_gib(image: Image) -> int:
     return max(1, -(-size // GIB))
 
 
-def render(image: Image) -> dict[str, Any]:
+def render(image: Image, tags: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "ImageId": ids.image_id(image.name),
         "ImageLocation": image.name,
@@ -79,6 +79,7 @@ def render(image: Image) -> dict[str, Any]:
                 },
             }
         ],
+        "Tags": [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())],
     }
 
 
@@ -133,7 +134,8 @@ async def describe_images(ctx: Ec2Context, caller: Principal, params: Params) ->
         minimum=5,
         maximum=1000,
     )
-    result: dict[str, Any] = {"Images": [render(i) for i in shown]}
+    tagged = await ctx.service.tags.of_images()
+    result: dict[str, Any] = {"Images": [render(i, tagged.get(i.name)) for i in shown]}
     if token:
         result["NextToken"] = token
     return result

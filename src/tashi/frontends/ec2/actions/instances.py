@@ -29,6 +29,7 @@ from tashi.domain.states import InstanceState
 from tashi.frontends.ec2 import ids
 from tashi.frontends.ec2.actions.discovery import ACCOUNT
 from tashi.frontends.ec2.actions.images import by_id
+from tashi.frontends.ec2.actions.keypairs import launch_key
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
 from tashi.frontends.ec2.filters import compile_filters, page
@@ -104,10 +105,6 @@ def _tags(params: Params, resource: str) -> dict[str, str]:
 
 
 def _refuse_unsupported(params: Params) -> None:
-    if params.get("KeyName"):
-        raise Ec2Error(
-            "InvalidKeyPair.NotFound", f"The key pair '{params['KeyName']}' does not exist"
-        )
     for name in ("SecurityGroupIds", "SecurityGroups"):
         if params.get(name):
             raise Ec2Error(
@@ -143,11 +140,14 @@ async def _launch(
     kind = ctx.instance_type(params.get("InstanceType"))
     image = await by_id(ctx, caller, params["ImageId"])
     _refuse_unsupported(params)
+    key = await launch_key(ctx, caller, params.get("KeyName"))
     launch = Launch(
         reservation=ids.new_reservation(),
         image=params["ImageId"],
         instance_type=kind.name,
         zone=_zone(ctx, params),
+        key_name=key.name if key else None,
+        public_key=key.public_key if key else None,
         client_token=params.get("ClientToken"),
         user_data=_user_data(params),
         tags=_tags(params, "instance"),
