@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from tashi.api.schemas import HostOut, InstanceOut
+from tashi.api.schemas import DiskOut, HostOut, InstanceOut
 
 NORMAL = "Normal"
 PENDING, HELD = "Pending", "Held"
@@ -94,7 +94,7 @@ class Request:
             cpu_share=inst.cpuShare,
             priority=priority,
             hints=MappingProxyType(dict(inst.hints)),
-            persistent_disk=first.uri if first is not None and first.persistent else None,
+            persistent_disk=first.uri if first is not None and _own_persistent(first) else None,
             reason=inst.reason,
             group=inst.groupName,
         )
@@ -209,7 +209,7 @@ def build(
     uses: dict[str, int] = {}
     for inst in instances:
         first = inst.disks[0] if inst.disks else None
-        if first is not None and first.persistent:
+        if first is not None and _own_persistent(first):
             uses[first.uri] = uses.get(first.uri, 0) + 1
         if inst.state in (PENDING, HELD) and inst.hostId is None:
             pending.append(Request.of(inst, priorities.get(inst.userId, 0)))
@@ -224,3 +224,10 @@ def build(
         placed=tuple(placed),
         persistent_uses=MappingProxyType(uses),
     )
+
+
+def _own_persistent(disk: DiskOut) -> bool:
+    """A persistent disk the instance writes itself. A ``copy`` disk names a template whose
+    copy the instance will get (PreparingDisk): many instances may name one (a group launched
+    from one image), and none writes it."""
+    return disk.persistent and not disk.copy_
