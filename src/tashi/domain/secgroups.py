@@ -18,6 +18,7 @@ rules with their peers resolved to addresses, is ``domain/firewall.py``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from tashi.domain.errors import InvalidInput
+from tashi.domain.errors import AlreadyExists, InvalidInput, InvalidState, NotFound
 from tashi.domain.ids import UserId
 
 ID_PREFIX = "sg-"
@@ -93,6 +94,45 @@ class RulesLimitExceeded(InvalidInput):
 
 class GroupLimitExceeded(InvalidInput):
     """A user would have more than ``MAX_GROUPS_PER_USER`` groups."""
+
+
+class ReservedName(InvalidInput):
+    """A new group may not be named ``default``: every user has that one already."""
+
+
+class UnknownGroup(NotFound):
+    """A group that does not exist, or not for the caller; ``ref`` is its id or name as given."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"The security group '{ref}' does not exist")
+        self.ref = ref
+
+
+class DuplicateGroup(AlreadyExists):
+    """The caller has a group of that name already."""
+
+
+class DuplicateRule(AlreadyExists):
+    """A group holds the rule already (or it was given twice)."""
+
+
+class UnknownRule(NotFound):
+    """A rule to revoke that the group does not hold."""
+
+
+class GroupInUse(InvalidState):
+    """A group instances are members of, or other groups' rules name, cannot be deleted."""
+
+
+class CannotDelete(InvalidState):
+    """A user's ``default`` group cannot be deleted."""
+
+
+def rule_id(group_id: str, rule: Rule) -> str:
+    """A rule's EC2 id (``sgr-`` and 17 hexadecimal digits), the same for as long as the rule
+    is the group's: a digest of the group and the rule's key."""
+    text = "|".join([group_id, *(str(part) for part in rule.key)])
+    return "sgr-" + hashlib.sha256(text.encode()).hexdigest()[:17]
 
 
 def new_id() -> str:

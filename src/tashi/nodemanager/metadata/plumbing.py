@@ -10,7 +10,8 @@ network) until a node manager starts again and ``reset``s it to the VMs it adopt
 
 ``Plumbing`` is the contract; ``KernelPlumbing`` the real one; ``fake.FakePlumbing`` records
 calls. Failures leave as ``BackendFailure`` naming the command and the kernel's message; ``nft``
-and the sysctl are this module's seam (pyroute2's is ``tashi.network.netlink``).
+(``run_nft``, which ``nodemanager/secgroups`` uses too) and the sysctl are this module's seam
+(pyroute2's is ``tashi.network.netlink``).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class KernelPlumbing:
         await self._netlink.close()
 
     async def _load(self, script: str, what: str) -> None:
-        await asyncio.to_thread(_nft, self._nft, script, what)
+        await asyncio.to_thread(run_nft, self._nft, script, what)
 
 
 def _link(nl: Netlink) -> None:
@@ -100,7 +101,9 @@ def _fwmark_accept() -> None:
         ) from exc
 
 
-def _nft(binary: str, script: str, what: str) -> None:
+def run_nft(binary: str, script: str, what: str) -> None:
+    """Run ``script`` with ``nft -f -`` (one transaction); the one seam of ``nft`` (the
+    security groups' plumbing runs it here too)."""
     try:
         done = subprocess.run(
             [binary, "-f", "-"],

@@ -4,7 +4,8 @@ instance metadata service gives them (pure functions of a ``Guest``).
 The tree is nested dictionaries: a name maps to a leaf's text or to a directory. A listing is
 the names, one a line, a directory's with a trailing ``/``; ``public-keys/`` lists ``0=<key
 name>`` as EC2 does, and ``public-keys/0/`` holds ``openssh-key``. Only what Tashi knows is
-there: no ``local-ipv4`` without an address, no ``public-keys/`` without a key pair.
+there: no ``local-ipv4`` without an address, no ``public-keys/`` without a key pair, no
+``security-groups`` for an instance in none.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from typing import Union
 
 from tashi.domain import launches
+from tashi.domain.secgroups import named_groups_of
 from tashi.nodemanager.metadata.guests import Guest
 
 Tree = dict[str, Union[str, "Tree"]]
@@ -40,6 +42,9 @@ def meta_data(guest: Guest) -> Tree:
     }
     if guest.address:
         tree["local-ipv4"] = guest.address
+    groups = named_groups_of(guest.instance.hints)
+    if groups:  # names, one a line (a group a ``securityGroups`` hint names: its id)
+        tree["security-groups"] = "\n".join(group or ref for ref, group in groups)
     launch = guest.launch
     if launch is not None and launch.key_name:
         key = (launch.public_key or "").strip()
