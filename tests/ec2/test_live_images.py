@@ -28,10 +28,15 @@ def test_a_registered_image_launches_and_only_an_admin_deregisters_it(ec2: Ec2Cl
     assert code(user) == "UnauthorizedOperation"
     alice.terminate_instances(InstanceIds=[iid])
     alice.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=WAIT)
+    admin.create_tags(Resources=[ami], Tags=[{"Key": "team", "Value": "lab"}])
     assert admin.deregister_image(ImageId=ami)["Return"] is True
     with pytest.raises(ClientError) as gone:
         alice.describe_images(ImageIds=[ami])
     assert code(gone) == "InvalidAMIID.NotFound"
+    again = admin.register_image(Name=name, ImageLocation=tiny_ami(admin))["ImageId"]
+    assert again == ami  # the id follows from the name...
+    assert alice.describe_images(ImageIds=[ami])["Images"][0]["Tags"] == []  # ...not the tags
+    admin.deregister_image(ImageId=ami)
 
 
 def test_register_refuses_what_it_cannot_do(ec2: Ec2Cluster) -> None:

@@ -88,6 +88,11 @@ class TagService:
 
         return await self._db.read(read)
 
+    async def forget_image(self, name: str) -> int:
+        """Drop the tags of an image that was removed (an image made again under its name
+        starts bare); how many there were."""
+        return await self._db.write(lambda tx: tx.image_tags.delete(name))
+
     async def of_images(self) -> dict[str, dict[str, str]]:
         """Each tagged image's tags, by image name (images everyone may see)."""
         return await self._db.read(lambda tx: tx.image_tags.of())

@@ -66,6 +66,7 @@ async def deregister_image(ctx: Ec2Context, caller: Principal, params: Params) -
         raise Ec2Error("InvalidAMIID.Unavailable", exc.message) from exc
     except NotFound as exc:
         raise Ec2Error("InvalidAMIID.NotFound", exc.message) from exc
+    await ctx.service.tags.forget_image(image.name)
     return {"Return": True}
 
 
