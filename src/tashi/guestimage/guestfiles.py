@@ -10,6 +10,10 @@ Two programs run as PID 1, one after the other:
   button runs ``/etc/acpi/PWRF/00000080``, which powers off), starts ``udhcpc`` in the background on
   every ``eth*`` NIC, prints the ``TASHI-GUEST-UP`` marker, and a shell runs on the console.
 
+Once ``UP`` is out, rcS makes ``/etc/tashi/hotplug`` the kernel's uevent helper: a disk
+hot-plugged into the running VM or taken out of it (a volume, EC2's AttachVolume and
+DetachVolume) prints a ``TASHI-GUEST-DISK`` marker.
+
 ``/etc/udhcpc.script`` configures address, routes, hostname and resolv.conf from each lease and
 prints ``TASHI-GUEST-DHCP``; eth0's first lease starts ``/etc/tashi/metadata``, which reads the
 guest's instance id and user data from the instance metadata service (169.254.169.254),
@@ -127,6 +131,25 @@ say "TASHI-GUEST-UP hostname=$name root=$root uptime=$up"
 
 # A NoCloud seed disk, if the VM has one besides its root (/dev/vdb, ...).
 [ -e /sys/block/vdb ] && /etc/tashi/nocloud </dev/null >/dev/null 2>&1 &
+
+# From now on a disk that comes or goes (a volume) is told on the console.
+echo /etc/tashi/hotplug >/proc/sys/kernel/hotplug
+"""
+
+HOTPLUG = r"""#!/bin/sh
+# The kernel's uevent helper once the guest is up (rcS): a disk plugged into the running VM or
+# taken out of it prints TASHI-GUEST-DISK (its size in bytes). Every other event ends here.
+[ "$SUBSYSTEM" = block ] && [ "$DEVTYPE" = disk ] || exit 0
+. /etc/tashi/functions
+name="${DEVNAME:-${DEVPATH##*/}}"
+case "$ACTION" in
+    add)
+        sectors=0
+        read -r sectors <"/sys/block/$name/size"
+        say "TASHI-GUEST-DISK action=add name=$name size=$((sectors * 512)) uptime=$(uptime_s)"
+        ;;
+    remove) say "TASHI-GUEST-DISK action=remove name=$name uptime=$(uptime_s)" ;;
+esac
 """
 
 RCK = r"""#!/bin/sh
@@ -262,6 +285,7 @@ def files(release: str, hostname: str = DEFAULT_HOSTNAME) -> dict[str, tuple[str
         "etc/udhcpc.script": (UDHCPC_SCRIPT, 0o755),
         "etc/tashi/metadata": (METADATA, 0o755),
         "etc/tashi/nocloud": (NOCLOUD, 0o755),
+        "etc/tashi/hotplug": (HOTPLUG, 0o755),
         "etc/acpi/PWRF/00000080": (ACPI_POWER_BUTTON, 0o755),
         "etc/profile": (PROFILE, 0o644),
         "etc/hostname": (hostname + "\n", 0o644),

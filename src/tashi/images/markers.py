@@ -8,9 +8,11 @@ The guest (``tashi.guestimage.guestfiles``) writes each marker on a line of its 
 
 ``UP`` once, when userspace is up (before any DHCP lease); ``DHCP`` once per lease obtained, per
 interface (again on a renewal that changes the address); ``POWEROFF`` when the ACPI power button
-(QMP ``system_powerdown``) starts a clean shutdown. ``uptime`` is the guest's own clock (seconds
-since its kernel started). Other output may share the line (a shell prompt), so parse with
-``parse`` (which searches) rather than matching at the line start.
+(QMP ``system_powerdown``) starts a clean shutdown; ``DISK`` when a disk is hot-plugged or
+-unplugged after ``UP`` (a volume: ``TASHI-GUEST-DISK action=add name=vdb size=1073741824
+uptime=12.03``, ``action=remove`` without ``size``; the size in bytes). ``uptime`` is the
+guest's own clock (seconds since its kernel started). Other output may share the line (a
+shell prompt), so parse with ``parse`` (which searches) rather than matching at the line start.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from dataclasses import dataclass, field
 UP = "TASHI-GUEST-UP"
 DHCP = "TASHI-GUEST-DHCP"
 POWEROFF = "TASHI-GUEST-POWEROFF"
+DISK = "TASHI-GUEST-DISK"
 
 _LINE = re.compile(
-    r"(?P<kind>TASHI-GUEST-(?:UP|DHCP|POWEROFF))"
+    r"(?P<kind>TASHI-GUEST-(?:UP|DHCP|POWEROFF|DISK))"
     r"(?: (?P<iface>[^\s=]+) (?P<ip>[0-9.]+))?"
     r"(?P<fields>(?: [a-z_]+=\S*)*)\s*$"
 )
@@ -31,7 +34,8 @@ _LINE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Marker:
-    """One parsed marker: ``kind`` is one of ``UP``, ``DHCP``, ``POWEROFF`` (the constants).
+    """One parsed marker: ``kind`` is one of ``UP``, ``DHCP``, ``POWEROFF``, ``DISK`` (the
+    constants).
 
     ``iface`` and ``ip`` are set for ``DHCP`` only; ``fields`` holds the ``key=value`` pairs."""
 

@@ -48,6 +48,12 @@ runs raises ``AlreadyExists``.
 Capabilities. Optional features are declared in ``capabilities``; the node manager refuses an
 operation whose capability is missing before calling the driver (a driver may still raise
 ``Unavailable``).
+
+Volumes. A disk with ``DiskSpec.volume`` set is a volume (EC2's EBS, ``domain/volumes.py``): its
+attachment point fixes where the hypervisor puts it, the same in a VM started with it, in one
+it was hot-plugged into (``attach_disk``) and on a migration target, so that a VM can move with
+it. ``detach_disk`` hot-unplugs it once the guest lets go; ``backup_disk`` copies a disk of a
+running VM as it is at one instant (a snapshot that needs no pause).
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class Capability(enum.Enum):
     cdrom = "cdrom"
     console = "console"  # the serial console log
     reset = "reset"
+    disk_hotplug = "disk_hotplug"  # attach_disk, detach_disk, backup_disk on a running VM
 
 
 class VmState(enum.Enum):
@@ -109,13 +116,18 @@ class DiskSpec:
 
     ``read_only`` disks (the NoCloud seed of ``nodemanager/metadata/nocloud.py``) are opened
     read-only: the guest cannot write them, and QEMU's block migration leaves them out (the
-    target opens its own copy)."""
+    target opens its own copy).
+
+    ``volume`` (1 to 25, the letter of ``/dev/sdb`` … ``/dev/sdz``) marks a volume: a shared
+    virtio disk that can be hot-plugged and -unplugged, placed by that number (see the module
+    docstring); no two disks of a VM share one."""
 
     path: Path
     format: str = "qcow2"
     interface: str = "virtio"  # virtio or ide
     shared: bool = False
     read_only: bool = False
+    volume: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +331,29 @@ class VmmDriver(Protocol):
 
     async def call(self, instance_id: InstanceId, request: VmmCall) -> str:
         """A hypervisor-specific operation (``VMM_OPS``); returns text for the user."""
+
+    async def attach_disk(self, instance_id: InstanceId, disk: DiskSpec) -> None:
+        """Hot-plug the volume ``disk`` (``volume`` set, ``shared``) into the running or paused
+        VM (capability ``disk_hotplug``); the guest sees a new disk. From then on it is one of
+        the VM's disks (``VmStatus.spec``, kept across ``adopt``), also for ``migrate`` and
+        ``suspend``. ``InvalidInput`` for a disk that is not a volume, ``AlreadyExists`` for a
+        volume number or file the VM has already, ``InvalidState`` for a VM in another state;
+        on failure the VM is as it was."""
+
+    async def detach_disk(self, instance_id: InstanceId, volume: int, timeout: float) -> None:
+        """Hot-unplug volume ``volume`` and return once the guest has let it go and the
+        hypervisor has closed its file. A guest that has not let go after ``timeout`` seconds
+        keeps it: ``InvalidState``, and the VM and its disks are as they were. Idempotent: a
+        volume the VM does not have is no error."""
+
+    async def backup_disk(
+        self, instance_id: InstanceId, source: Path, target: Path, timeout: float
+    ) -> None:
+        """Copy the VM's disk ``source`` (a path of its spec's disks) as it is at one instant
+        into ``target``, a new qcow2 file of the same virtual size made by the caller, while
+        the guest runs on (crash-consistent, as a power cut would leave it). ``NotFound`` for
+        a disk the VM does not have; ``BackendFailure`` if the copy fails or takes longer than
+        ``timeout``: ``target`` is then incomplete, and the caller removes it."""
 
     def events(self) -> AsyncIterator[VmEvent]:
         """State changes the VMs make on their own, for the node manager to report."""

@@ -15,10 +15,14 @@ The console (``console.log`` in the VM's directory, as QEMU's) shows the tiny gu
 survives suspend and migration while the log starts afresh in the new VM's directory, so the
 contract tests read both drivers the same way.
 
+Volumes hot-plugged or -unplugged show on the console as the tiny guest's ``DISK`` markers,
+and ``backup_disk`` copies the disk's file (when there is one: the fake's disks need not exist).
+
 Test hooks, beyond the contract: ``crash()`` (the VM dies by itself), ``guest_pause()`` (it
 stops on its own, e.g. a disk error), ``kill_offline()`` (the VM died while no node manager was
 watching), ``killed_while_sending()`` (the node manager died in the middle of a suspend or a
-migration), ``failing`` (operations that fail with ``BackendFailure``).
+migration), ``held_disks`` (volumes the guest will not let go), ``failing`` (operations that
+fail with ``BackendFailure``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import gzip
 import itertools
 import json
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +53,7 @@ from tashi.vmm import statefile
 from tashi.vmm.base import (
     VMM_OPS,
     Capability,
+    DiskSpec,
     ExitReason,
     MigrationStats,
     MigrationTicket,
@@ -102,6 +108,7 @@ class FakeDriver:
         self.poweroff_delay = poweroff_delay
         self.migrate_timeout = migrate_timeout
         self.failing = set(failing)  # names of methods that raise BackendFailure
+        self.held_disks: set[int] = set()  # volumes whose guest does not let them go
         self._vms: dict[InstanceId, _FakeVm] = {}
         self._events: asyncio.Queue[VmEvent] = asyncio.Queue()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -331,6 +338,57 @@ class FakeDriver:
             return f"VNC for instance {instance_id}: fake display, password {secrets.token_hex(4)}"
         return f"VNC for instance {instance_id} stopped"
 
+    async def attach_disk(self, instance_id: InstanceId, disk: DiskSpec) -> None:
+        vm = self._get(instance_id)
+        self._need(Capability.disk_hotplug)
+        self._expect(vm, (VmState.running, VmState.paused), "attach a disk to")
+        if disk.volume is None or not disk.shared or disk.read_only or disk.interface != "virtio":
+            raise InvalidInput(f"instance {instance_id}: only a volume can be hot-plugged")
+        if any(d.volume == disk.volume or d.path == disk.path for d in vm.spec.disks):
+            raise AlreadyExists(f"instance {instance_id} has volume {disk.volume} already")
+        self._fail("attach_disk")
+        name = _guest_name(len(vm.spec.disks))
+        vm.spec = replace(vm.spec, disks=(*vm.spec.disks, disk))
+        size = disk.path.stat().st_size if disk.path.is_file() else 0
+        self._print(
+            vm, f"{markers.DISK} action=add name={name} size={size} uptime={self._uptime(vm):.2f}"
+        )
+        self._save(vm)
+
+    async def detach_disk(self, instance_id: InstanceId, volume: int, timeout: float) -> None:
+        vm = self._get(instance_id)
+        self._need(Capability.disk_hotplug)
+        self._expect(vm, (VmState.running, VmState.paused), "detach a disk from")
+        place = next((i for i, d in enumerate(vm.spec.disks) if d.volume == volume), None)
+        if place is None:
+            return
+        if volume in self.held_disks:
+            raise InvalidState(
+                f"instance {instance_id}: the guest did not let volume {volume} go within"
+                f" {timeout:.0f} s; it keeps it"
+            )
+        self._fail("detach_disk")
+        disks = vm.spec.disks
+        vm.spec = replace(vm.spec, disks=(*disks[:place], *disks[place + 1 :]))
+        name = _guest_name(place)
+        self._print(vm, f"{markers.DISK} action=remove name={name} uptime={self._uptime(vm):.2f}")
+        self._save(vm)
+
+    async def backup_disk(
+        self, instance_id: InstanceId, source: Path, target: Path, timeout: float
+    ) -> None:
+        vm = self._get(instance_id)
+        self._need(Capability.disk_hotplug)
+        self._expect(vm, (VmState.running, VmState.paused), "copy a disk of")
+        if source not in [d.path for d in vm.spec.disks]:
+            raise NotFound(f"instance {instance_id} has no disk {source}")
+        self._fail("backup_disk")
+        if source.is_file():
+            try:
+                shutil.copyfile(source, target)
+            except OSError as exc:
+                raise BackendFailure(f"cannot copy {source.name}: {exc.strerror}") from exc
+
     def _change_cdrom(self, vm: _FakeVm, arg: str) -> str:
         if arg and not (Path(arg).is_absolute() and Path(arg).is_file()):
             raise InvalidInput(f"changeCdrom: {arg!r} is not an image file")
@@ -442,6 +500,11 @@ class FakeDriver:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def _guest_name(index: int) -> str:
+    """The name a guest gives the virtio disk it finds ``index``-th (``vda`` first)."""
+    return f"vd{chr(ord('a') + index)}"
 
 
 def _tail(text: str, request: VmmCall) -> str:

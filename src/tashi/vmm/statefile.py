@@ -74,6 +74,7 @@ def spec_to_json(spec: VmSpec) -> dict[str, Any]:
                 "interface": d.interface,
                 "shared": d.shared,
                 "read_only": d.read_only,
+                "volume": d.volume,
             }
             for d in spec.disks
         ],
@@ -114,6 +115,7 @@ def spec_from_json(doc: Mapping[str, Any]) -> VmSpec:
                 interface=str(d["interface"]),
                 shared=bool(d["shared"]),
                 read_only=bool(d.get("read_only", False)),  # absent from older state files
+                volume=None if d.get("volume") is None else int(d["volume"]),  # likewise
             )
             for d in doc["disks"]
         ),

@@ -20,6 +20,12 @@ What every VM gets, and why:
 * an empty IDE CD drive (``cd0``) for ``changeCdrom``.
 * disks as ``-drive if=none`` (named block backends, which QEMU 7.2's block migration needs to
   carry node-local overlays) plus a ``-device``; NICs as ``-netdev tap`` plus a ``-device``.
+* volumes (``DiskSpec.volume``) last, as ``-blockdev`` node ``vol<n>`` and a virtio-blk device
+  ``volume<n>`` in PCI slot ``6 + n``, exactly as ``hotplug.py`` plugs one into a running VM: a
+  VM started with a volume and one it was hot-plugged into have the same hardware, so either
+  migrates to the other. The slots of the other devices are QEMU's choice (2, 3, … in argv
+  order), which volumes leave alone: a VM may have at most ``4 + n`` of them besides volume
+  ``n``.
 * ``-sandbox on,obsolete=deny,resourcecontrol=deny``: seccomp. ``spawn=deny`` and
   ``elevateprivileges=deny`` both kill ``-daemonize`` on QEMU 7.2 (tried), and a
   ``qemu-ifup`` script needs ``spawn`` anyway.
@@ -44,6 +50,8 @@ _CPU = re.compile(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.+=-]+)*")
 _NIC_MODELS = {"virtio": "virtio-net-pci"}  # the original nicModel hint's short name
 _DISK_FORMATS = ("qcow2", "raw")
 _IDE_DISKS = 2  # ide.0 has two units; ide.1 holds the CD drive
+VOLUME_SLOT_BASE = 6  # volume n (1..25) sits in PCI slot 6 + n: 7 to 31, the top of the bus
+FIRST_AUTO_SLOT = 2  # pc: 0 is the host bridge, 1 the PIIX3; -nodefaults adds no VGA
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +118,7 @@ def build_argv(spec: VmSpec, launch: Launch, paths: VmPaths) -> list[str]:
     argv += ["-serial", "chardev:serial0"]
     argv += ["-vnc", f"unix:{_esc(paths.vnc)},password=on"]
     argv += ["-device", "ide-cd,id=cd0,bus=ide.1,unit=0"]
-    argv += _disks(spec) + _nics(spec) + _boot(spec)
+    argv += _disks(spec) + _nics(spec) + _volumes(spec) + _boot(spec)
     if launch.incoming:
         argv += ["-incoming", "defer"]
     elif launch.hold:
@@ -132,10 +140,56 @@ def _cpu(spec: VmSpec) -> list[str]:
     return ["-cpu", model]
 
 
+def volume_names(volume: int) -> tuple[str, str]:
+    """The block node and the device of volume ``volume``."""
+    return f"vol{volume}", f"volume{volume}"
+
+
+def volume_slot(volume: int) -> str:
+    return f"{VOLUME_SLOT_BASE + volume:#04x}"
+
+
+def auto_slots(spec: VmSpec) -> int:
+    """How many PCI slots QEMU chooses for the VM's devices other than volumes."""
+    virtio = sum(d.volume is None and d.interface == "virtio" for d in spec.disks)
+    return virtio + len(spec.nics)
+
+
+def check_volume_slot(spec: VmSpec, volume: int) -> None:
+    """``InvalidInput`` unless volume ``volume`` fits above the slots QEMU chooses."""
+    if not 1 <= volume <= 25:
+        raise InvalidInput(f"instance {spec.instance_id}: volume {volume} is not 1 to 25")
+    last_auto = FIRST_AUTO_SLOT + auto_slots(spec) - 1
+    if VOLUME_SLOT_BASE + volume <= last_auto:
+        raise InvalidInput(
+            f"instance {spec.instance_id} has {auto_slots(spec)} disks and NICs of its own:"
+            f" a volume fits only at /dev/sd{chr(ord('a') + last_auto - VOLUME_SLOT_BASE + 1)}"
+            " or a later letter"
+        )
+
+
+def _volumes(spec: VmSpec) -> list[str]:
+    argv: list[str] = []
+    for disk in spec.disks:
+        if disk.volume is None:
+            continue
+        node, device = volume_names(disk.volume)
+        argv += [
+            "-blockdev",
+            f"driver={disk.format},node-name={node},file.driver=file,file.filename={_esc(disk.path)}",
+        ]
+        argv += [
+            "-device",
+            f"virtio-blk-pci,drive={node},id={device},addr={volume_slot(disk.volume)}",
+        ]
+    return argv
+
+
 def _disks(spec: VmSpec) -> list[str]:
     argv: list[str] = []
     ide = 0
-    for index, disk in enumerate(spec.disks):
+    plain = [disk for disk in spec.disks if disk.volume is None]
+    for index, disk in enumerate(plain):
         drive = f"if=none,id=disk{index},file={_esc(disk.path)},format={disk.format}"
         argv += ["-drive", drive + (",readonly=on" if disk.read_only else "")]
         boot = ",bootindex=0" if index == 0 and spec.boot.kernel is None else ""
@@ -183,6 +237,14 @@ def _check(spec: VmSpec, paths: VmPaths) -> None:
             raise InvalidInput(f"{where}: disk {disk.path}: {disk.format}/{disk.interface}?")
     if sum(disk.interface == "ide" for disk in spec.disks) > _IDE_DISKS:
         raise InvalidInput(f"{where}: at most {_IDE_DISKS} IDE disks")
+    volumes = [disk.volume for disk in spec.disks if disk.volume is not None]
+    if len(set(volumes)) < len(volumes):
+        raise InvalidInput(f"{where}: two disks are the same volume")
+    for disk in spec.disks:
+        if disk.volume is not None:
+            if disk.interface != "virtio" or disk.read_only:
+                raise InvalidInput(f"{where}: volume {disk.volume} must be a writable virtio disk")
+            check_volume_slot(spec, disk.volume)
     for nic in spec.nics:
         if not _TAP.fullmatch(nic.tap):
             raise InvalidInput(f"{where}: {nic.tap!r} is not a tap name")

@@ -37,6 +37,7 @@ from tashi.domain.ids import InstanceId
 from tashi.vmm import statefile
 from tashi.vmm.base import (
     Capability,
+    DiskSpec,
     ExitReason,
     MigrationStats,
     MigrationTicket,
@@ -48,7 +49,7 @@ from tashi.vmm.base import (
     check_cpu_share,
     check_movable,
 )
-from tashi.vmm.qemu import bootslots, calls, cgroups, probe, process, transfer
+from tashi.vmm.qemu import bootslots, calls, cgroups, hotplug, probe, process, transfer
 from tashi.vmm.qemu.cmdline import Launch, VmPaths, build_argv
 from tashi.vmm.qemu.vm import Outgoing, QemuVm, state_of
 
@@ -470,6 +471,33 @@ class QemuDriver:
             vnc_lifetime=self.settings.vnc_password_lifetime,
             host_name=self._host_name,
         )
+
+    # --- volumes (hotplug.py) -------------------------------------------------------
+
+    async def attach_disk(self, instance_id: InstanceId, disk: DiskSpec) -> None:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            vm.expect(VmState.running, VmState.paused, what="attach a disk to")
+            await hotplug.attach(vm, disk)
+            vm.spec = replace(vm.spec, disks=(*vm.spec.disks, disk))
+            vm.save(self._boot_id)
+
+    async def detach_disk(self, instance_id: InstanceId, volume: int, timeout: float) -> None:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            vm.expect(VmState.running, VmState.paused, what="detach a disk from")
+            if await hotplug.detach(vm, volume, timeout):
+                kept = tuple(d for d in vm.spec.disks if d.volume != volume)
+                vm.spec = replace(vm.spec, disks=kept)
+                vm.save(self._boot_id)
+
+    async def backup_disk(
+        self, instance_id: InstanceId, source: Path, target: Path, timeout: float
+    ) -> None:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            vm.expect(VmState.running, VmState.paused, what="copy a disk of")
+            await hotplug.backup(vm, source, target, timeout)
 
     # --- moving the VM --------------------------------------------------------------
 

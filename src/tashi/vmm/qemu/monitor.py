@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("qemu.qmp").setLevel(logging.WARNING)
 
 EventCallback = Callable[[str, Mapping[str, Any]], None]
-_EVENTS = ("SHUTDOWN", "STOP", "RESUME", "RESET", "MIGRATION")
+_EVENTS = ("SHUTDOWN", "STOP", "RESUME", "RESET", "MIGRATION", "DEVICE_DELETED")
 
 
 class _Sink(EventListener):

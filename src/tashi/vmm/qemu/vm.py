@@ -7,7 +7,8 @@ interleave on one VM; ``destroy`` does not, so it can end a VM stuck in any comm
 QEMU's events keep ``state`` true between commands: a ``STOP`` or ``RESUME`` nobody asked for
 (no command holds the lock) is news for the node manager, and is emitted as such. The last
 ``SHUTDOWN`` event tells why the process ended when no command says so (the guest powered off,
-or a signal hit it).
+or a signal hit it). ``DEVICE_DELETED`` ends a wait in ``unplugged`` (a hot-unplug the guest
+has let go, ``hotplug.py``).
 
 ``end()`` runs once, when the process is gone (the driver's watcher awaits the pidfd): it closes
 the monitor, kills helpers, removes the cgroup, the sockets, the pid file and the state file,
@@ -109,6 +110,8 @@ class QemuVm:
         self.outgoing: Outgoing | None = None  # a suspend or migration under way
         self.awaiting = False  # started to receive a migration or a restore, not yet run
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: devices being unplugged (by id), each resolved by its DEVICE_DELETED event
+        self.unplugged: dict[str, asyncio.Future[None]] = {}
         self._shutdown: Mapping[str, Any] | None = None
         self._emit = emit
         self.monitor = Monitor(
@@ -154,6 +157,11 @@ class QemuVm:
     def _on_event(self, name: str, data: Mapping[str, Any]) -> None:
         if name == "SHUTDOWN":
             self._shutdown = data
+            return
+        if name == "DEVICE_DELETED":
+            waiting = self.unplugged.get(str(data.get("device")))
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
             return
         if name not in ("STOP", "RESUME") or self.lock.locked():
             return  # a command in progress owns the state
