@@ -44,11 +44,20 @@ def instance_wire(instance: Instance) -> s.InstanceWire:
         cores=instance.cores,
         memory=instance.memory,
         cpuShare=instance.cpu_share,
-        disks=[s.DiskWire(uri=d.uri, persistent=d.persistent) for d in instance.disks],
+        disks=[disk_wire(d) for d in instance.disks],
         nics=[s.NicWire(network=n.network, mac=n.mac, ip=n.ip) for n in instance.nics],
         hints={k: v for k, v in instance.hints.items() if not k.startswith("__")},
         launch=launches.carried(instance.hints),
     )
+
+
+def disk_wire(config: DiskConfig) -> s.DiskWire:
+    """A disk as a node runs it (``copy`` is the cluster manager's business)."""
+    return s.DiskWire(uri=config.uri, persistent=config.persistent, device=config.device)
+
+
+def disk(wire: s.DiskWire) -> DiskConfig:
+    return DiskConfig(uri=wire.uri, persistent=wire.persistent, device=wire.device)
 
 
 def instance(wire: s.InstanceWire) -> Instance:
@@ -61,7 +70,7 @@ def instance(wire: s.InstanceWire) -> Instance:
         cores=wire.cores,
         memory=wire.memory,
         cpu_share=wire.cpuShare,
-        disks=tuple(DiskConfig(uri=d.uri, persistent=d.persistent) for d in wire.disks),
+        disks=tuple(disk(d) for d in wire.disks),
         nics=tuple(NicConfig(network=NetworkId(n.network), mac=n.mac, ip=n.ip) for n in wire.nics),
         hints={**wire.hints, **launches.restored(wire.launch)},
     )

@@ -21,6 +21,12 @@ class _Model(BaseModel):
 class DiskWire(_Model):
     uri: str
     persistent: bool = False
+    device: str | None = Field(
+        None,
+        max_length=16,
+        description="a volume's attachment point (EC2's /dev/sdf; ``domain/volumes.py``), which"
+        " fixes where the hypervisor puts it",
+    )
 
 
 class NicWire(_Model):
@@ -221,6 +227,29 @@ class VmmCallIn(_Model):
 
 class CpuShareIn(_Model):
     share: Int
+
+
+class AttachDiskIn(_Model):
+    """A volume to hot-plug into the running VM (``disk.device`` set, ``persistent``)."""
+
+    disk: DiskWire
+
+
+class DetachDiskIn(_Model):
+    """A volume to hot-unplug from the running VM, once its guest lets it go."""
+
+    uri: str = Field(max_length=64, description="the disk's ``volume:<id>``")
+    timeout: float = Field(
+        30.0, gt=0, le=600, description="seconds the guest has to let it go (then 409)"
+    )
+
+
+class BackupDiskIn(_Model):
+    """Copy a persistent disk of the running VM, as it is, into a snapshot's file."""
+
+    uri: str = Field(max_length=255, description="the disk (``volume:<id>`` or an image name)")
+    snapshot: str = Field(max_length=32, description="the snapshot id: its file in the store")
+    timeout: float = Field(3600.0, gt=0, le=86400, description="seconds the copy may take")
 
 
 class MessageOut(_Model):

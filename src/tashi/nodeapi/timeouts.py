@@ -15,6 +15,17 @@ FINISH_INCOMING = 60.0  # asked once the source has sent it all: the VM arrives 
 HEARTBEAT = 5.0
 REGISTER = 10.0
 WITNESS = 2.0  # a lease grant from a witness host: a few milliseconds of work (ADR 0010)
+ATTACH = 30.0  # a volume hot-plugged: a lock, qemu-img info, two QMP commands
+
+
+def detach(guest: float) -> float:
+    """A hot-unplug waits for the guest to let the disk go (``guest`` seconds at most)."""
+    return guest + 15.0
+
+
+def backup(copy: float) -> float:
+    """A running VM's disk is copied within ``copy`` seconds, or the copy is given up."""
+    return copy + 30.0
 
 
 def migrate(migrate_timeout: float) -> float:

@@ -17,6 +17,16 @@ For each ``DiskConfig`` of an instance the image is found in the shared store
 
 The first disk's direct-boot sidecars (``tashi.images.boot``) give the ``BootSpec``.
 
+A **volume** (``domain/volumes.py``: a disk ``volume:<id>``, its file in ``<prefix>/volumes``,
+``tashi.images.volumes.disk_path``) is a persistent disk like the others, whose ``DiskSpec``
+carries its attachment point. One can join a running VM's disks (``PreparedDisks.plug``, for a
+hot-plug) and leave them (``unplug``), its lock with it.
+
+A **migration target** (``prepare(..., incoming=True)``) opens the same persistent files as its
+source, which holds their exclusive locks until it has sent itself: they are inspected with
+shared reads only, and ``PreparedDisks.settle`` takes their locks once the VM has arrived and
+its source is gone.
+
 Locks are OFD locks (``F_OFD_SETLK``) on ``.<image>.vmlock`` beside the image in the shared store:
 held by an open file description, so two VMs of one node manager conflict like two hosts do, and
 released by the kernel when the holder dies, so a crash never leaves a stale lock. They are held by
@@ -39,6 +49,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tashi.domain.errors import (
+    AlreadyExists,
     BackendFailure,
     Dependency,
     InvalidInput,
@@ -47,11 +58,13 @@ from tashi.domain.errors import (
 )
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
+from tashi.domain.volumes import device_index
 from tashi.images import qcow2
 from tashi.images.boot import direct_boot_of
 from tashi.images.locks import ImageLock
 from tashi.images.qemuimg import ChainTop, chain_top
 from tashi.images.store import ImageStore
+from tashi.images.volumes import VOLUMES, disk_path
 from tashi.vmm.base import BootSpec, DiskSpec
 
 log = logging.getLogger(__name__)
@@ -70,6 +83,9 @@ class PreparedDisks:
         overlays: Sequence[Path],
         locks: Sequence[ImageLock],
         problems: Sequence[str] = (),
+        *,
+        manager: DiskManager | None = None,
+        pending: Sequence[Path] = (),
     ) -> None:
         self.instance_id = instance_id
         self.disks = tuple(disks)
@@ -77,6 +93,42 @@ class PreparedDisks:
         self.overlays = tuple(overlays)
         self.locks = tuple(locks)
         self.problems = tuple(problems)  # what ``adopt`` could not take back (logged too)
+        self.pending = tuple(pending)  # persistent files a migration target locks at ``settle``
+        self._manager = manager
+
+    def settle(self) -> list[str]:
+        """Take the exclusive locks a migration target's persistent disks wait for (its source
+        has gone); what could not be taken (logged: QEMU's own locks still guard the files)."""
+        problems = []
+        for image in self.pending:
+            try:
+                self.locks = (*self.locks, ImageLock.take(image, exclusive=True))
+            except TashiError as exc:
+                problems.append(f"{image.name}: {exc.message}")
+                log.error("instance %s: %s", self.instance_id, problems[-1])
+        self.pending = ()
+        return problems
+
+    def plug(self, disk: DiskConfig) -> DiskSpec:
+        """One more persistent disk (a volume being hot-plugged): resolved, locked exclusively
+        and inspected as ``prepare`` does; kept with these disks until ``unplug`` or
+        ``release``. The errors of ``prepare``; on failure nothing is kept."""
+        if self._manager is None:
+            raise InvalidState(f"instance {self.instance_id}: its disks take no more")
+        spec, lock = self._manager.plug(disk)
+        if any(d.path == spec.path for d in self.disks):
+            lock.release()
+            raise AlreadyExists(f"instance {self.instance_id} has {disk.uri} already")
+        self.disks, self.locks = (*self.disks, spec), (*self.locks, lock)
+        return spec
+
+    def unplug(self, path: Path) -> None:
+        """Forget the persistent disk ``path`` (hot-unplugged) and drop its lock. Idempotent."""
+        for lock in self.locks:
+            if lock.image == path:
+                lock.release()
+        self.locks = tuple(lock for lock in self.locks if lock.image != path)
+        self.disks = tuple(disk for disk in self.disks if disk.path != path)
 
     def release(self) -> None:
         """Drop the locks, delete the overlays (and their directory once empty). Idempotent;
@@ -109,19 +161,27 @@ class DiskManager:
     def overlay_dir(self, instance_id: InstanceId) -> Path:
         return self.scratch_dir / str(int(instance_id))
 
-    def prepare(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> PreparedDisks:
-        """Make fresh overlays and take the locks for a VM about to start. On any failure
+    def prepare(
+        self, instance_id: InstanceId, disks: Sequence[DiskConfig], *, incoming: bool = False
+    ) -> PreparedDisks:
+        """Make fresh overlays and take the locks for a VM about to start (``incoming``: a
+        migration target, whose persistent disks are locked at ``settle``). On any failure
         everything done so far is undone before the error is raised."""
         images = self._resolve(disks)
         specs: list[DiskSpec] = []
         overlays: list[Path] = []
         locks: list[ImageLock] = []
+        pending: list[Path] = []
         try:
             for index, (disk, image) in enumerate(zip(disks, images, strict=True)):
+                if disk.persistent and incoming:
+                    pending.append(image)
+                    specs.append(_persistent(disk, image, self._inspect(image, running=True)))
+                    continue
                 locks.append(ImageLock.take(image, exclusive=disk.persistent))
                 top = self._inspect(image)
                 if disk.persistent:
-                    specs.append(DiskSpec(path=image, format=top.format, shared=True))
+                    specs.append(_persistent(disk, image, top))
                     continue
                 overlays.append(self._overlay(instance_id, index))
                 self._create_overlay(image, top, overlays[-1])
@@ -130,7 +190,28 @@ class DiskManager:
             _quietly_release(PreparedDisks(instance_id, (), BootSpec(), overlays, locks))
             raise
         boot = _boot(images[0]) if images else BootSpec()
-        return PreparedDisks(instance_id, specs, boot, overlays, locks)
+        return PreparedDisks(
+            instance_id, specs, boot, overlays, locks, manager=self, pending=pending
+        )
+
+    def plug(self, disk: DiskConfig) -> tuple[DiskSpec, ImageLock]:
+        """A persistent disk for a running VM (``PreparedDisks.plug``), and its lock."""
+        if not disk.persistent:
+            raise InvalidInput(f"{disk.uri}: only a persistent disk can be added to a VM")
+        [image] = self._resolve([disk])
+        lock = ImageLock.take(image, exclusive=True)
+        try:
+            return _persistent(disk, image, self._inspect(image)), lock
+        except BaseException:
+            lock.release()
+            raise
+
+    def blank_like(self, source: Path, target: Path) -> None:
+        """An empty qcow2 ``target`` of the virtual size of ``source``, a disk a VM of this
+        host runs with (the target of ``VmmDriver.backup_disk``)."""
+        size = self._inspect(source, running=True).size
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._qemu_img("create", "-q", "-f", "qcow2", str(target), str(size))
 
     def adopt(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> PreparedDisks:
         """Take back the disks of a VM that kept running across a node-manager restart: keep
@@ -149,7 +230,7 @@ class DiskManager:
             if disk.persistent:
                 fmt = self._format_or_raw(image) if image is not None else "raw"
                 path = image if image is not None else self.store.images_dir / disk.uri
-                specs.append(DiskSpec(path=path, format=fmt, shared=True))
+                specs.append(DiskSpec(path, fmt, shared=True, volume=_volume_index(disk)))
                 continue
             overlay = self.overlay_dir(instance_id) / f"disk{index}.qcow2"
             if not overlay.is_file():
@@ -161,14 +242,14 @@ class DiskManager:
         overlays = [
             spec.path for spec, disk in zip(specs, disks, strict=True) if not disk.persistent
         ]
-        return PreparedDisks(instance_id, specs, boot, overlays, locks, problems)
+        return PreparedDisks(instance_id, specs, boot, overlays, locks, problems, manager=self)
 
     def _relock(self, disk: DiskConfig, locks: list[ImageLock]) -> tuple[Path | None, str | None]:
         """The image of a running VM's disk and its lock again (appended to ``locks``), with
         what went wrong: the image may have been renamed or deleted while the VM ran (its last
         known place is then all there is), or someone else holds the lock."""
         try:
-            image = self.store.path_of(disk.uri)
+            image = disk_path(self.store, disk.uri)
         except TashiError as exc:
             return None, exc.message
         try:
@@ -199,7 +280,7 @@ class DiskManager:
 
     def _resolve(self, disks: Sequence[DiskConfig]) -> list[Path]:
         """Every image, before anything is made: a bad name fails the whole VM at once."""
-        images = [self.store.path_of(disk.uri) for disk in disks]
+        images = [disk_path(self.store, disk.uri) for disk in disks]
         for disk, image in zip(disks, images, strict=True):
             if disk.persistent and images.count(image) > 1:
                 raise InvalidInput(
@@ -240,7 +321,12 @@ class DiskManager:
             # qemu-img's words name the image's path: the log has them, the caller the name
             log.info("image %s is locked: %s", image.name, exc.message)
             raise InvalidState(f"image {image.name!r} is in use by another QEMU process") from None
-        return chain_top(out, image.name, self.store.images_dir.resolve())
+        return chain_top(out, image.name, self._root_of(image))
+
+    def _root_of(self, image: Path) -> Path:
+        """Where the backing chain of ``image`` must stay: its volume's directory or the store."""
+        volumes = (self.store.prefix / VOLUMES).resolve()
+        return volumes if volumes in image.resolve().parents else self.store.images_dir.resolve()
 
     def _format_or_raw(self, image: Path) -> str:
         try:
@@ -279,6 +365,14 @@ class DiskManager:
                 f"qemu-img {args[0]} failed: {message}", failed=Dependency.subprocess
             )
         return done.stdout
+
+
+def _volume_index(disk: DiskConfig) -> int | None:
+    return None if disk.device is None else device_index(disk.device)
+
+
+def _persistent(disk: DiskConfig, image: Path, top: ChainTop) -> DiskSpec:
+    return DiskSpec(path=image, format=top.format, shared=True, volume=_volume_index(disk))
 
 
 def _boot(image: Path) -> BootSpec:
