@@ -63,7 +63,7 @@ def test_a_reboot_boots_the_guest_again(ec2: Ec2Cluster) -> None:
 def test_a_stopped_instance_keeps_its_id_and_disk_and_starts_again(ec2: Ec2Cluster) -> None:
     client = ec2.client("bob")
     iid = _one(client)
-    own = f"-{int(iid[2:], 16)}-disk0"
+    own = ec2.running.admin.get_instance(int(iid[2:], 16)).name + "-root"
     root = {p.name for p in _store(ec2).iterdir() if own in p.name and p.suffix == ".qcow2"}
     assert len(root) == 1, "RunInstances gives the instance its own root disk in the store"
     stopped = client.stop_instances(InstanceIds=[iid])["StoppingInstances"][0]

@@ -46,11 +46,11 @@ from tashi.domain.errors import (
     InvalidState,
 )
 from tashi.domain.models import Image
-from tashi.images import qemuimg
+from tashi.images import qcow2, qemuimg
 from tashi.images.boot import SIDECAR_SUFFIXES, sidecar
 from tashi.images.filecopy import Stopped, copy_file
 from tashi.images.locks import ImageLock, lock_file
-from tashi.images.store import ImageStore, backing_file
+from tashi.images.store import ImageStore, backing_file, probe
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,29 @@ class ImageOps:
         except (OSError, Stopped) as exc:
             message = f"copying {src.name!r} failed: {exc}"
             raise BackendFailure(message, failed=Dependency.file_system) from exc
+
+    def thin_clone(self, src_name: str, dst_name: str) -> Image:
+        """A clone of ``src_name`` made in well under a millisecond, for an instance's own root
+        disk (EC2's RunInstances): the qcow2 overlay ``qemu-img create -b`` would write, written
+        directly (``qcow2.write_overlay``), and direct-boot files that are links to the
+        source's (they are read, never written). Blocking. The refusals of ``plan``, and
+        ``InvalidInput`` for a source ``write_overlay`` does not cover."""
+        src, dst, sidecars = self._check(src_name, dst_name)
+        fmt, size = probe(src)
+        part = part_of(dst)
+        try:
+            if size is None or not qcow2.supports(src, fmt, size):
+                raise InvalidInput(
+                    f"image {src_name!r} ({fmt}, {size} bytes) cannot be cloned for an instance"
+                )
+            qcow2.write_overlay(src, fmt, size, part)
+            for source, target in sidecars:
+                os.symlink(os.path.relpath(source, target.parent), target)
+            part.rename(dst)
+        except BaseException:
+            _unlink_all([part, *(t for _, t in sidecars)])
+            raise
+        return self.store.get(dst_name)
 
     # --- removal ----------------------------------------------------------------------------
 

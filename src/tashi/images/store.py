@@ -49,7 +49,7 @@ class ImageStore:
     def get(self, name: str) -> Image:
         """Image ``name`` as ``list`` shows it; the errors of ``path_of``."""
         path = self.path_of(name)
-        fmt, virtual = _probe(path)
+        fmt, virtual = probe(path)
         return Image(name=name, size=path.stat().st_size, format=fmt, virtual_size=virtual)
 
     def files(self) -> list[tuple[str, Path]]:
@@ -67,7 +67,7 @@ class ImageStore:
     def list(self) -> list[Image]:
         images = []
         for name, path in self.files():
-            fmt, virtual = _probe(path)
+            fmt, virtual = probe(path)
             images.append(
                 Image(name=name, size=path.stat().st_size, format=fmt, virtual_size=virtual)
             )
@@ -92,7 +92,7 @@ def backing_file(path: Path) -> str | None:
         return None
 
 
-def _probe(path: Path) -> tuple[str, int | None]:
+def probe(path: Path) -> tuple[str, int | None]:
     try:
         with path.open("rb") as handle:
             header = handle.read(32)

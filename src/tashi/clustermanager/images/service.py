@@ -144,6 +144,12 @@ class ImageService:
         persistent disk, ...) or the task's error; a failed copy leaves no file behind."""
         return await self._finished(await self._start(caller, Op.copy, src, dst))
 
+    async def root_disk(self, caller: Principal, src: str, dst: str) -> Image:
+        """``dst``, an instance's own root disk: a thin clone of ``src`` made at once
+        (``ImageOps.thin_clone``), removed with ``discard_copy`` when the instance ends."""
+        require_role(caller, Role.user, Role.admin, doing="launching instances")
+        return await asyncio.to_thread(self.ops.thin_clone, src, dst)
+
     async def discard_copy(
         self, name: str, why: str = "made for an instance that no longer wanted it"
     ) -> None:

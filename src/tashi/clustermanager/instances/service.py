@@ -11,7 +11,7 @@ template first makes the copies (``diskcopy.py``, state PreparingDisk).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,6 +134,21 @@ class InstanceService:
             for n in many_names(request.name, count)
         ]
         return await self._insert(owner, specs)
+
+    async def create_each(
+        self, caller: Principal, requests: Sequence[VmRequest], group: str | None
+    ) -> list[Instance]:
+        """Instances of their own requests (their own disks, EC2's root volumes), in one group
+        when ``group`` names one (started all or nothing, ADR 0009): all stored or none."""
+        if not 1 <= len(requests) <= self._rules.max_batch:
+            raise InvalidInput(f"between 1 and {self._rules.max_batch} instances (maxBatch)")
+        owners = {self._owner(caller, r) for r in requests}
+        if len(owners) != 1:
+            raise InvalidInput("the instances of one request have one owner")
+        specs = [
+            replace(build_spec(r, r.name, self._rules.specs), group_name=group) for r in requests
+        ]
+        return await self._insert(owners.pop(), specs)
 
     async def _insert(self, owner: UserId, specs: list[InstanceSpec]) -> list[Instance]:
         unique = not self._rules.allow_duplicate_names
