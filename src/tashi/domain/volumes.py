@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from tashi.domain.errors import InvalidInput, InvalidState
+from tashi.domain.errors import InsufficientResources, InvalidInput, InvalidState, NotFound
 from tashi.domain.ids import InstanceId, UserId
 
 VOLUME_PREFIX = "vol-"
@@ -162,6 +162,39 @@ class Snapshot:
     description: str = ""
 
 
+class UnknownVolume(NotFound):
+    """A volume that does not exist, or not for the caller."""
+
+    def __init__(self, volume_id: str) -> None:
+        super().__init__(f"The volume '{volume_id}' does not exist.")
+        self.volume_id = volume_id
+
+
+class UnknownSnapshot(NotFound):
+    """A snapshot that does not exist, or not for the caller."""
+
+    def __init__(self, snapshot_id: str) -> None:
+        super().__init__(f"The snapshot '{snapshot_id}' does not exist.")
+        self.snapshot_id = snapshot_id
+
+
+class VolumeInUse(InvalidState):
+    """The volume is attached to an instance (or on its way in or out)."""
+
+
+class InstanceNotReady(InvalidState):
+    """The instance is in no state to take or give back a volume (only running, paused or
+    stopped instances do)."""
+
+
+class DeviceInUse(InvalidInput):
+    """Another volume is attached at that attachment point of the instance."""
+
+
+class AttachmentLimit(InsufficientResources):
+    """The instance has ``MAX_ATTACHED`` volumes already."""
+
+
 def _new(prefix: str) -> str:
     return prefix + "123456789abcdef"[secrets.randbelow(15)] + secrets.token_hex(8)
 
@@ -221,17 +254,20 @@ def device_index(device: str) -> int:
     return ord(found.group(1)) - ord("a")
 
 
-def free_index(taken: Iterable[int], wanted: int) -> int:
-    """``wanted`` if no other volume of the instance is attached there (``InvalidInput``)."""
+def free_index(taken: Iterable[int], device: str) -> int:
+    """The attachment point of ``device`` if no other volume of the instance is there
+    (``DeviceInUse``)."""
+    wanted = device_index(device)
     if wanted in set(taken):
-        raise InvalidInput(f"Attachment point {guest_device(wanted)} is already in use")
+        raise DeviceInUse(
+            f"Invalid value '{device}' for unixDevice. Attachment point {device} is already in use"
+        )
     return wanted
 
 
-def guest_device(index: int) -> str:
-    """The name the guest's virtio driver gives the disk at ``index`` when it is the only one
-    past the root (``/dev/vdb`` for 1): what the EC2 name maps to."""
-    return f"/dev/vd{chr(ord('a') + index)}"
+def size_gib(size_bytes: int) -> int:
+    """Bytes as whole GiB, rounded up (at least 1), as EC2 shows sizes."""
+    return max(1, -(-size_bytes // 2**30))
 
 
 def size(value: int) -> int:
