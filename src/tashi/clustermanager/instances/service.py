@@ -62,6 +62,9 @@ from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
 
+#: Changes a new instance (the n-th of a request) in the unit that stores it (``create_each``).
+Also = Callable[[Transaction, Instance, int], Instance]
+
 
 @dataclass(frozen=True, slots=True)
 class InstanceRules:
@@ -136,10 +139,17 @@ class InstanceService:
         return await self._insert(owner, specs)
 
     async def create_each(
-        self, caller: Principal, requests: Sequence[VmRequest], group: str | None
+        self,
+        caller: Principal,
+        requests: Sequence[VmRequest],
+        group: str | None,
+        *,
+        also: Also | None = None,
     ) -> list[Instance]:
         """Instances of their own requests (their own disks, EC2's root volumes), in one group
-        when ``group`` names one (started all or nothing, ADR 0009): all stored or none."""
+        when ``group`` names one (started all or nothing, ADR 0009): all stored or none.
+        ``also`` changes each new instance (the ``index``-th) in the unit that stores it,
+        before anything can place it: EC2's volumes join its disks (``BlockDeviceMappings``)."""
         if not 1 <= len(requests) <= self._rules.max_batch:
             raise InvalidInput(f"between 1 and {self._rules.max_batch} instances (maxBatch)")
         owners = {self._owner(caller, r) for r in requests}
@@ -148,18 +158,21 @@ class InstanceService:
         specs = [
             replace(build_spec(r, r.name, self._rules.specs), group_name=group) for r in requests
         ]
-        return await self._insert(owners.pop(), specs)
+        return await self._insert(owners.pop(), specs, also)
 
-    async def _insert(self, owner: UserId, specs: list[InstanceSpec]) -> list[Instance]:
+    async def _insert(
+        self, owner: UserId, specs: list[InstanceSpec], also: Also | None = None
+    ) -> list[Instance]:
         unique = not self._rules.allow_duplicate_names
         now = self._clock.now()
 
         def insert(tx: Transaction) -> list[Instance]:
             tx.users.get(owner)
-            return [
+            made = [
                 tx.instances.add(owner, s, unique_name=unique, now=now)
                 for s in settle_nics(tx, specs)
             ]
+            return made if also is None else [also(tx, i, n) for n, i in enumerate(made)]
 
         return await self._db.write(insert)
 
