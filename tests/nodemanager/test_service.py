@@ -15,6 +15,7 @@ from tashi.domain.ids import InstanceId, NetworkId, UserId
 from tashi.domain.models import DiskConfig, Instance, NicConfig
 from tashi.domain.nodes import NodeEvent
 from tashi.domain.states import InstanceState
+from tashi.domain.volumes import device_index
 from tashi.network.fake import FakeNetworkDriver
 from tashi.nodemanager.service import EventSink, NodeService
 from tashi.nodemanager.vmdirs import VmDirs
@@ -31,16 +32,34 @@ class _Prepared:
     def release(self) -> None:
         self.released = True
 
+    def settle(self) -> list[str]:
+        return []
+
+    def plug(self, disk: DiskConfig) -> DiskSpec:
+        volume = None if disk.device is None else device_index(disk.device)
+        spec = DiskSpec(path=Path("/nonexistent") / disk.uri, shared=True, volume=volume)
+        self.disks = [*self.disks, spec]
+        return spec
+
+    def unplug(self, path: Path) -> None:
+        self.disks = [d for d in self.disks if d.path != path]
+
 
 @dataclass
 class _Disks:
     prepared: list[_Prepared] = field(default_factory=list)
 
-    def prepare(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> _Prepared:
+    def prepare(
+        self, instance_id: InstanceId, disks: Sequence[DiskConfig], *, incoming: bool = False
+    ) -> _Prepared:
         self.prepared.append(
             _Prepared([DiskSpec(path=Path("/nonexistent") / d.uri) for d in disks])
         )
         return self.prepared[-1]
+
+    def blank_like(self, source: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"")
 
     def adopt(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> _Prepared:
         return self.prepare(instance_id, disks)
