@@ -1,9 +1,10 @@
-"""``TagService``: tags on instances, images and key pairs (EC2's CreateTags, DeleteTags,
-DescribeTags), with the rules of ``domain/tags.py``.
+"""``TagService``: tags on instances, images, key pairs, volumes and snapshots (EC2's CreateTags,
+DeleteTags, DescribeTags), with the rules of ``domain/tags.py``.
 
-Who may do what: users tag their own instances and key pairs, administrators (and the
-cluster's daemons) every instance; only administrators tag images, and everyone sees images'
-tags. A resource the caller may not see is ``UnknownTarget``, as one that does not exist.
+Who may do what: users tag their own instances, key pairs, volumes and snapshots,
+administrators (and the cluster's daemons) every instance, volume and snapshot; only
+administrators tag images, and everyone sees images' tags. A resource the caller may not see
+is ``UnknownTarget``, as one that does not exist.
 
 One request is one unit of work: every resource it names is checked and changed, or none is.
 An instance's tags are its ``__ec2.tag.*`` hints, saved by a compare-and-swap of its state to
@@ -28,7 +29,8 @@ from tashi.domain.launches import TAG_PREFIX
 from tashi.domain.launches import tags as instance_tags
 from tashi.domain.models import Instance, Principal
 from tashi.domain.tags import Kind, Tag, Target, UnknownTarget
-from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
+from tashi.domain.volumes import Snapshot, Volume
+from tashi.storage.contract import InstanceChanges, InstanceFilter, TagRepository, Transaction
 
 ATTEMPTS = 5  # units run again after a StateConflict before it is the answer
 Change = Callable[[Target, dict[str, str]], dict[str, str]]
@@ -75,9 +77,13 @@ class TagService:
                 for k, v in instance_tags(inst.hints).items()
             ]
             pairs = [p.id for p in tx.key_pairs.list(caller.user_id)]
+            volumes = [v.id for v in tx.volumes.list(user_id=owner)]
+            snapshots = [s.id for s in tx.snapshots.list(user_id=owner)]
             for kind, tagged in (
                 (Kind.key_pair, tx.key_pair_tags.of(pairs)),
                 (Kind.image, {n: t for n, t in tx.image_tags.of().items() if n in images}),
+                (Kind.volume, tx.volume_tags.of(volumes)),
+                (Kind.snapshot, tx.snapshot_tags.of(snapshots)),
             ):
                 found += [
                     Tag(Target(kind, ref), k, v)
@@ -147,6 +153,8 @@ class TagService:
             if pair is None or pair.user_id != caller.user_id:
                 raise UnknownTarget(target)
             repo = tx.key_pair_tags
+        elif target.kind in (Kind.volume, Kind.snapshot):
+            repo = _owned(tx, caller, target)
         else:
             repo = tx.image_tags
         current = repo.of([target.ref]).get(target.ref, {})
@@ -157,6 +165,19 @@ class TagService:
         changed = {k: v for k, v in after.items() if current.get(k) != v}
         if changed:
             repo.put(target.ref, changed)
+
+
+def _owned(tx: Transaction, caller: Principal, target: Target) -> TagRepository:
+    """The tags of a volume or snapshot the caller may see (``UnknownTarget`` otherwise)."""
+    if target.kind is Kind.volume:
+        found: Volume | Snapshot | None = tx.volumes.get(target.ref)
+        repo = tx.volume_tags
+    else:
+        found = tx.snapshots.get(target.ref)
+        repo = tx.snapshot_tags
+    if found is None or not (caller.is_trusted or found.user_id == caller.user_id):
+        raise UnknownTarget(target)
+    return repo
 
 
 def _instance(tx: Transaction, caller: Principal, target: Target) -> Instance:

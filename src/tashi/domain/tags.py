@@ -1,11 +1,12 @@
-"""Tags: a user's key-value labels on their instances, key pairs, and (administrators') images,
-with EC2's rules (``CreateTags``, ``DeleteTags``, ``DescribeTags``).
+"""Tags: a user's key-value labels on their instances, key pairs, volumes, snapshots, and
+(administrators') images, with EC2's rules (``CreateTags``, ``DeleteTags``, ``DescribeTags``).
 
 Where they are kept depends on the resource, and ``clustermanager/tags.py`` hides it:
 
 * an instance's tags are its ``__ec2.tag.*`` hints (``launches.TAG_PREFIX``), saved with the
   instance by compare-and-swap;
-* a key pair's are rows beside it (``tx.key_pair_tags``), which go with it;
+* a key pair's, a volume's and a snapshot's are rows beside it (``tx.key_pair_tags``,
+  ``tx.volume_tags``, ``tx.snapshot_tags``), which go with it;
 * an image is a file of the image store, not a record: its tags are rows by its name
   (``tx.image_tags``).
 
@@ -34,6 +35,8 @@ class Kind(enum.Enum):
     instance = "instance"
     image = "image"
     key_pair = "key-pair"
+    volume = "volume"
+    snapshot = "snapshot"
 
 
 @dataclass(frozen=True, slots=True)

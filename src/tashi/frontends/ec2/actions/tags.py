@@ -1,5 +1,5 @@
-"""Tags: CreateTags, DeleteTags, DescribeTags on instances (``i-``), images (``ami-``) and key
-pairs (``key-``), by ``clustermanager/tags.py``.
+"""Tags: CreateTags, DeleteTags, DescribeTags on instances (``i-``), images (``ami-``), key
+pairs (``key-``), volumes (``vol-``) and snapshots (``snap-``), by ``clustermanager/tags.py``.
 
 A resource id of no kind Tashi tags, or malformed, is ``InvalidID``; one that is well formed and
 not the caller's (or not there) is its kind's ``.NotFound``. Users tag their own instances and
@@ -30,11 +30,15 @@ _IDS = {
     Kind.instance: re.compile(r"i-([0-9a-f]{8}|[0-9a-f]{17})"),
     Kind.image: re.compile(r"ami-([0-9a-f]{8}|[0-9a-f]{17})"),
     Kind.key_pair: re.compile(r"key-[0-9a-f]{17}"),
+    Kind.volume: re.compile(r"vol-[0-9a-f]{17}"),
+    Kind.snapshot: re.compile(r"snap-[0-9a-f]{17}"),
 }
 _NOT_FOUND = {
     Kind.instance: ("InvalidInstanceID.NotFound", "The instance ID '{}' does not exist"),
     Kind.image: ("InvalidAMIID.NotFound", "The image id '[{}]' does not exist"),
     Kind.key_pair: ("InvalidKeyPair.NotFound", "The key pair '{}' does not exist"),
+    Kind.volume: ("InvalidVolume.NotFound", "The volume '{}' does not exist."),
+    Kind.snapshot: ("InvalidSnapshot.NotFound", "The snapshot '{}' does not exist."),
 }
 
 
@@ -102,7 +106,7 @@ async def _targets(
             if name is None:
                 raise Ec2Error(*_not_found(Kind.image, text))
             out[Target(kind, name)] = text
-        elif kind is Kind.key_pair:
+        elif kind in (Kind.key_pair, Kind.volume, Kind.snapshot):
             out[Target(kind, text)] = text
         else:
             raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
