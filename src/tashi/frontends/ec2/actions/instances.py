@@ -234,7 +234,8 @@ def _indexed(items: Sequence[Instance]) -> dict[int, int]:
     out: dict[int, int] = {}
     seen: dict[str, int] = defaultdict(int)
     for inst in sorted(items, key=lambda i: i.id):
-        reservation = (Launch.of(inst.hints) or Launch("", "", "", "")).reservation
+        found = Launch.of(inst.hints)  # one made without RunInstances is alone in its own
+        reservation = found.reservation if found else f"r-{inst.id:017x}"
         out[inst.id] = seen[reservation]
         seen[reservation] += 1
     return out
