@@ -352,8 +352,10 @@ def test_others_instances_and_bad_ids_are_refused_as_aws_does(env: Env) -> None:
         "InvalidInstanceID.NotFound"
     )
     assert env.refused("bob", "DeleteTags", Resources=[alices]).code == "InvalidInstanceID.NotFound"
-    for bad in ("i-xyz", "sg-0123456789abcdef0", "whatever"):
+    for bad in ("i-xyz", "subnet-0123456789abcdef0", "whatever"):
         assert env.refused("alice", "CreateTags", Resources=[bad], Tags=tag).code == "InvalidID"
+    missing = env.refused("alice", "CreateTags", Resources=["sg-0123456789abcdef0"], Tags=tag)
+    assert missing.code == "InvalidGroup.NotFound"  # security groups are tagged too
     missing = env.refused("alice", "CreateTags", Resources=["ami-0123456789abcdef0"], Tags=tag)
     assert missing.code == "InvalidAMIID.NotFound"
     missing = env.refused("alice", "CreateTags", Resources=["key-0123456789abcdef0"], Tags=tag)

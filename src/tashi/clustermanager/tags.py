@@ -1,8 +1,9 @@
-"""``TagService``: tags on instances, images, key pairs, volumes and snapshots (EC2's CreateTags,
-DeleteTags, DescribeTags), with the rules of ``domain/tags.py``.
+"""``TagService``: tags on instances, images, key pairs, volumes, snapshots and security groups
+(EC2's CreateTags, DeleteTags, DescribeTags), with the rules of ``domain/tags.py``.
 
-Who may do what: users tag their own instances, key pairs, volumes and snapshots,
-administrators (and the cluster's daemons) every instance, volume and snapshot; only
+Who may do what: users tag their own instances, key pairs, volumes, snapshots and security
+groups (those an administrator's own too), administrators (and the cluster's daemons) every
+instance, volume and snapshot; only
 administrators tag images, and everyone sees images' tags. A resource the caller may not see
 is ``UnknownTarget``, as one that does not exist.
 
@@ -79,11 +80,13 @@ class TagService:
             pairs = [p.id for p in tx.key_pairs.list(caller.user_id)]
             volumes = [v.id for v in tx.volumes.list(user_id=owner)]
             snapshots = [s.id for s in tx.snapshots.list(user_id=owner)]
+            groups = [g.id for g in tx.security_groups.list(caller.user_id)]
             for kind, tagged in (
                 (Kind.key_pair, tx.key_pair_tags.of(pairs)),
                 (Kind.image, {n: t for n, t in tx.image_tags.of().items() if n in images}),
                 (Kind.volume, tx.volume_tags.of(volumes)),
                 (Kind.snapshot, tx.snapshot_tags.of(snapshots)),
+                (Kind.security_group, tx.security_group_tags.of(groups)),
             ):
                 found += [
                     Tag(Target(kind, ref), k, v)
@@ -155,6 +158,11 @@ class TagService:
             repo = tx.key_pair_tags
         elif target.kind in (Kind.volume, Kind.snapshot):
             repo = _owned(tx, caller, target)
+        elif target.kind is Kind.security_group:  # its owner's alone, as the group itself
+            group = tx.security_groups.get(target.ref)
+            if group is None or group.user_id != caller.user_id:
+                raise UnknownTarget(target)
+            repo = tx.security_group_tags
         else:
             repo = tx.image_tags
         current = repo.of([target.ref]).get(target.ref, {})

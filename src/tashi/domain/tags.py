@@ -5,8 +5,9 @@ Where they are kept depends on the resource, and ``clustermanager/tags.py`` hide
 
 * an instance's tags are its ``__ec2.tag.*`` hints (``launches.TAG_PREFIX``), saved with the
   instance by compare-and-swap;
-* a key pair's, a volume's and a snapshot's are rows beside it (``tx.key_pair_tags``,
-  ``tx.volume_tags``, ``tx.snapshot_tags``), which go with it;
+* a key pair's, a volume's, a snapshot's and a security group's are rows beside it
+  (``tx.key_pair_tags``, ``tx.volume_tags``, ``tx.snapshot_tags``, ``tx.security_group_tags``),
+  which go with it;
 * an image is a file of the image store, not a record: its tags are rows by its name
   (``tx.image_tags``).
 
@@ -37,6 +38,7 @@ class Kind(enum.Enum):
     key_pair = "key-pair"
     volume = "volume"
     snapshot = "snapshot"
+    security_group = "security-group"
 
 
 @dataclass(frozen=True, slots=True)

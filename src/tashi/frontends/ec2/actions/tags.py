@@ -1,5 +1,6 @@
 """Tags: CreateTags, DeleteTags, DescribeTags on instances (``i-``), images (``ami-``), key
-pairs (``key-``), volumes (``vol-``) and snapshots (``snap-``), by ``clustermanager/tags.py``.
+pairs (``key-``), volumes (``vol-``), snapshots (``snap-``) and security groups (``sg-``), by
+``clustermanager/tags.py``.
 
 A resource id of no kind Tashi tags, or malformed, is ``InvalidID``; one that is well formed and
 not the caller's (or not there) is its kind's ``.NotFound``. Users tag their own instances and
@@ -32,6 +33,7 @@ _IDS = {
     Kind.key_pair: re.compile(r"key-[0-9a-f]{17}"),
     Kind.volume: re.compile(r"vol-[0-9a-f]{17}"),
     Kind.snapshot: re.compile(r"snap-[0-9a-f]{17}"),
+    Kind.security_group: re.compile(r"sg-[0-9a-f]{17}"),
 }
 _NOT_FOUND = {
     Kind.instance: ("InvalidInstanceID.NotFound", "The instance ID '{}' does not exist"),
@@ -39,6 +41,7 @@ _NOT_FOUND = {
     Kind.key_pair: ("InvalidKeyPair.NotFound", "The key pair '{}' does not exist"),
     Kind.volume: ("InvalidVolume.NotFound", "The volume '{}' does not exist."),
     Kind.snapshot: ("InvalidSnapshot.NotFound", "The snapshot '{}' does not exist."),
+    Kind.security_group: ("InvalidGroup.NotFound", "The security group '{}' does not exist"),
 }
 
 
@@ -106,7 +109,7 @@ async def _targets(
             if name is None:
                 raise Ec2Error(*_not_found(Kind.image, text))
             out[Target(kind, name)] = text
-        elif kind in (Kind.key_pair, Kind.volume, Kind.snapshot):
+        elif kind in (Kind.key_pair, Kind.volume, Kind.snapshot, Kind.security_group):
             out[Target(kind, text)] = text
         else:
             raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
