@@ -16,6 +16,7 @@ from typing import Any
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.domain.clock import FakeClock
 from tashi.domain.errors import BackendFailure, Unavailable
+from tashi.domain.firewall import Policy
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import Host, Instance, Principal, Role
 from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
@@ -39,6 +40,9 @@ class FakeNodes:
     #: its last grant (absent: it never granted; ``uptime`` then decides).
     grant_age: dict[tuple[HostId, HostId], float] = field(default_factory=dict)
     uptime: float = 3600.0
+    #: The security-group policy each host was last sent, and every send in order.
+    firewalls: dict[HostId, Policy] = field(default_factory=dict)
+    firewall_sends: list[HostId] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
 
     def on(self, host: HostId) -> dict[InstanceId, int]:
@@ -123,6 +127,12 @@ class FakeNodes:
 
     async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None:
         self._reach(host)
+
+    async def set_firewall(self, host: Host, policy: Policy) -> str:
+        self.firewall_sends.append(host.id)
+        self._reach(host)
+        self.firewalls[host.id] = policy
+        return policy.version
 
     async def close(self) -> None:
         return None

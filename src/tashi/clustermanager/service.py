@@ -19,7 +19,13 @@ from tashi.clustermanager.accounts.auth import AuthService
 from tashi.clustermanager.accounts.throttle import ThrottleRules
 from tashi.clustermanager.accounts.users import UserService
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.events import HostDown, StartFailed, VmStopped
+from tashi.clustermanager.events import (
+    HostDown,
+    HostUp,
+    InstanceStateChanged,
+    StartFailed,
+    VmStopped,
+)
 from tashi.clustermanager.hosts.confirmations import Confirmations
 from tashi.clustermanager.hosts.ha import HighAvailability
 from tashi.clustermanager.hosts.liveness import Liveness
@@ -40,7 +46,10 @@ from tashi.clustermanager.instances.suspends import SuspendArea
 from tashi.clustermanager.keypairs.service import KeyPairService
 from tashi.clustermanager.networks.addresses import AddressService
 from tashi.clustermanager.networks.service import NetworkService
+from tashi.clustermanager.secgroups.service import SecurityGroupService
+from tashi.clustermanager.secgroups.sync import FirewallSync
 from tashi.clustermanager.tags import TagService
+from tashi.clustermanager.volumes.service import VolumeService
 from tashi.config.settings import Settings
 from tashi.domain.clock import Clock, SystemClock
 from tashi.domain.ids import NetworkId
@@ -75,6 +84,11 @@ class ClusterService:
     history: HistoryRetention
     #: What the services publish (``clustermanager.events``): subscribe here to react.
     events: EventHub
+    security_groups: SecurityGroupService
+    #: Sends each host its VMs' security-group policy; ``step`` is its worker's loop body.
+    firewalls: FirewallSync
+    #: Volumes and snapshots (EC2's EBS); ``reconcile`` is a loop body of the cluster manager.
+    volumes: VolumeService
 
     async def instance_counts(self) -> dict[InstanceState, int]:
         """Instances per state, for ``/metrics``."""
@@ -87,6 +101,7 @@ class ClusterService:
         )
 
     async def aclose(self) -> None:
+        await self.volumes.aclose()
         await self.images.aclose()
         await self.nodes.close()
 
@@ -155,7 +170,9 @@ def build_service(
         hub=hub,
         confirmations=confirmations,
     )
-    _subscribe(hub, groups, confirmations)
+    firewalls = FirewallSync(db, gateway)
+    volumes = VolumeService(db, clock, gateway, images)
+    _subscribe(hub, groups, confirmations, firewalls, volumes)
     return ClusterService(
         db=db,
         auth=auth,
@@ -180,11 +197,25 @@ def build_service(
         addresses=AddressService(db, clock),
         history=HistoryRetention(db, clock, cm.history_lifetime, cm.history_per_instance),
         events=hub,
+        security_groups=SecurityGroupService(db, clock, firewalls),
+        firewalls=firewalls,
+        volumes=volumes,
     )
 
 
-def _subscribe(hub: EventHub, groups: GroupService, confirmations: Confirmations) -> None:
+def _subscribe(
+    hub: EventHub,
+    groups: GroupService,
+    confirmations: Confirmations,
+    firewalls: FirewallSync,
+    volumes: VolumeService,
+) -> None:
     """Who reacts to what, inside the cluster manager (in this order for each event)."""
     hub.subscribe(StartFailed, groups.start_failed)  # a group still starting is torn down
     hub.subscribe(VmStopped, groups.vm_stopped)  # ... and so when a member's VM ends
     hub.subscribe(HostDown, confirmations.host_down)  # its instances' states are unconfirmed
+    # a member of security groups came, moved or went: hosts' policies change (before a VM
+    # lands on a host, that host's is sent, awaited here); a node registered again: send anew
+    hub.subscribe(InstanceStateChanged, firewalls.on_instance)
+    hub.subscribe(HostUp, firewalls.on_host_up)
+    hub.subscribe(InstanceStateChanged, volumes.instance_changed)  # gone: its volumes are freed

@@ -40,6 +40,7 @@ TOKEN_PURGE_INTERVAL = 3600.0
 DEADLINE_INTERVAL = 5.0
 HA_INTERVAL = 1.0  # how often a lost host's expired lease is looked for (ADR 0010)
 HOLD_INTERVAL = 1.0  # how often the database's hold is checked (taken again after an outage)
+VOLUME_INTERVAL = 10.0  # how often volumes a restart or a lost answer left half done are finished
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,6 +94,8 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     supervisor.every("purge-history", service.history.INTERVAL, service.history.purge)
     supervisor.every("host-liveness", max(0.5, svc.expire_host_time / 3), service.liveness.check)
     supervisor.every("deadlines", DEADLINE_INTERVAL, service.deadlines.check)
+    supervisor.every("volumes", VOLUME_INTERVAL, service.volumes.reconcile)  # what was left
+    supervisor.every("security-groups", 0.0, service.firewalls.step)  # it waits for changes
     if service.ha.enabled:
         supervisor.every("ha-restart", HA_INTERVAL, service.ha.check)
     app = create_app(service, limits)

@@ -43,6 +43,8 @@ from tashi.nodemanager.metadata.tokens import Tokens, load_key
 from tashi.nodemanager.outbox import Outbox
 from tashi.nodemanager.reporting import Identity, Reporter
 from tashi.nodemanager.routes import create_app
+from tashi.nodemanager.secgroups.plumbing import KernelPlumbing as FirewallPlumbing
+from tashi.nodemanager.secgroups.service import FirewallService
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.nodemanager.witnessing import Renewer, WitnessBook, peer_secret
@@ -149,6 +151,10 @@ async def run(settings: Settings) -> None:
     )
     outbox = Outbox(state_dir)  # the node's events, sent by the reporter
     metadata = metadata_service(settings, network)
+    # security groups on the taps of a driver that makes them (the fake's are in no kernel)
+    firewall = FirewallService(
+        FirewallPlumbing() if network.name != "fake" else None, svc.state_dir
+    )
     node = NodeService(
         driver=driver,
         network=network,
@@ -162,6 +168,7 @@ async def run(settings: Settings) -> None:
         shutdown_grace=settings.qemu.shutdown_grace,
         fenced=marks,
         metadata=metadata,
+        firewall=firewall,
     )
     memory, cores = await host_capacity(settings, driver)
     reporter = Reporter(
@@ -177,6 +184,7 @@ async def run(settings: Settings) -> None:
     renewer = Renewer(lease)
     await driver.open()
     await metadata.start()  # before recover, which hands it the VMs that kept running
+    await firewall.start()  # the same, and with the last policy the cluster manager sent
     recovered = await node.recover()
     log.info("re-attached to %d running VM(s)", len(recovered))
     limits = HttpLimits.of(svc)
@@ -200,6 +208,7 @@ async def run(settings: Settings) -> None:
         await supervisor.stop()
         await node.close()
         await metadata.close()
+        await firewall.close()
         await driver.close()
         await network.close()
         await renewer.close()

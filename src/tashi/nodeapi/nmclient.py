@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tashi.domain.firewall import Policy
 from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import Instance
+from tashi.domain.models import DiskConfig, Instance
 from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
-from tashi.nodeapi import convert, paths, timeouts
+from tashi.nodeapi import convert, firewall, paths, timeouts
 from tashi.nodeapi.schemas import (
+    AttachDiskIn,
+    BackupDiskIn,
     CpuShareIn,
+    DetachDiskIn,
     GrantOut,
     IncomingIn,
     MessageOut,
@@ -101,6 +105,31 @@ class NodeManagerClient:
     async def set_cpu_share(self, instance_id: int, share: int) -> None:
         path = paths.vm_action(instance_id, "cpuShare")
         await self._t.call("POST", path, MessageOut, body=CpuShareIn(share=share))
+
+    async def attach_disk(self, instance_id: int, disk: DiskConfig) -> None:
+        path = paths.vm_action(instance_id, "attachDisk")
+        body = AttachDiskIn(disk=convert.disk_wire(disk))
+        await self._t.call("POST", path, MessageOut, body=body, timeout=timeouts.ATTACH)
+
+    async def detach_disk(self, instance_id: int, uri: str, guest_timeout: float) -> None:
+        path = paths.vm_action(instance_id, "detachDisk")
+        body = DetachDiskIn(uri=uri, timeout=guest_timeout)
+        timeout = timeouts.detach(guest_timeout)
+        await self._t.call("POST", path, MessageOut, body=body, timeout=timeout)
+
+    async def backup_disk(
+        self, instance_id: int, uri: str, snapshot_id: str, copy_timeout: float
+    ) -> None:
+        path = paths.vm_action(instance_id, "backupDisk")
+        body = BackupDiskIn(uri=uri, snapshot=snapshot_id, timeout=copy_timeout)
+        timeout = timeouts.backup(copy_timeout)
+        await self._t.call("POST", path, MessageOut, body=body, timeout=timeout)
+
+    async def set_firewall(self, policy: Policy) -> str:
+        """Send the host's security-group policy; the version it enforces now."""
+        body = firewall.policy_wire(policy)
+        reply = await self._t.call("PUT", paths.FIREWALL, firewall.FirewallOut, body=body)
+        return reply.version
 
     async def close(self) -> None:
         await self._t.close()

@@ -16,7 +16,8 @@ VM = f"{PREFIX}/vms/{{instance_id}}"  # GET -> VmOut; DELETE destroy
 VM_ACTION = f"{PREFIX}/vms/{{instance_id}}/{{action}}"
 # actions: shutdown, pause, unpause (no body); suspend (SuspendIn; answers at once, the result
 # comes as an event); migrate (MigrateIn -> MigrationOut); finishIncoming (-> VmOut);
-# call (VmmCallIn -> MessageOut); cpuShare (CpuShareIn)
+# call (VmmCallIn -> MessageOut); cpuShare (CpuShareIn); attachDisk (AttachDiskIn), detachDisk
+# (DetachDiskIn), backupDisk (BackupDiskIn): volumes of a running VM (EC2's EBS)
 VM_ACTIONS = (
     "shutdown",
     "pause",
@@ -26,9 +27,15 @@ VM_ACTIONS = (
     "finishIncoming",
     "call",
     "cpuShare",
+    "attachDisk",
+    "detachDisk",
+    "backupDisk",
 )
 INCOMING = f"{PREFIX}/vms:incoming"  # POST IncomingIn -> TicketOut (migration target)
 GRANT = f"{PREFIX}/peer/grants/{{host_id}}"  # GET -> GrantOut: my last grant to that host
+#: PUT firewall.FirewallIn -> FirewallOut: the security-group policy of this host's VMs (whole,
+#: idempotent); GET -> FirewallOut: the version it enforces (``nodeapi/firewall.py``)
+FIREWALL = f"{PREFIX}/firewall"
 
 # --- on a node manager, called by the hosts it witnesses (a ``peering.token`` as bearer) ---
 PEER_LEASE = f"{PREFIX}/peer/lease"  # POST PeerLeaseIn -> PeerLeaseOut

@@ -19,10 +19,10 @@ from fastapi import Depends, FastAPI, Request
 
 import tashi
 from tashi.config.nodemanager import NodeManagerServiceSettings
-from tashi.domain.errors import NotAuthenticated
+from tashi.domain.errors import InvalidInput, NotAuthenticated
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.nodes import Grant, VmStatus
-from tashi.nodeapi import convert, paths
+from tashi.nodeapi import convert, firewall, paths
 from tashi.nodeapi import schemas as s
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.witnessing import WitnessBook
@@ -50,6 +50,8 @@ _VM = openapi.error_responses(openapi.AUTHENTICATED, 400, 404, 409, 502, 503)
 _VM_WITH_BODY = openapi.error_responses(
     openapi.AUTHENTICATED, openapi.WITH_BODY, 404, 409, 502, 503
 )
+# The security-group policy: a body, a kernel that refuses (502), none enforced here (503).
+_FIREWALL = openapi.error_responses(openapi.AUTHENTICATED, openapi.WITH_BODY, 502, 503)
 
 
 def _message(text: str) -> JsonResponse:
@@ -180,5 +182,34 @@ def create_app(
     async def cpu_share(_: Authorized, instance_id: int, body: s.CpuShareIn) -> JsonResponse:
         await node.set_cpu_share(InstanceId(instance_id), body.share)
         return _message(f"cpu share set to {body.share}")
+
+    @app.post(_action("attachDisk"), response_model=s.MessageOut, responses=_VM_WITH_BODY)
+    async def attach_disk(_: Authorized, instance_id: int, body: s.AttachDiskIn) -> JsonResponse:
+        await node.attach_disk(InstanceId(instance_id), convert.disk(body.disk))
+        return _message(f"{body.disk.uri} attached")
+
+    @app.post(_action("detachDisk"), response_model=s.MessageOut, responses=_VM_WITH_BODY)
+    async def detach_disk(_: Authorized, instance_id: int, body: s.DetachDiskIn) -> JsonResponse:
+        await node.detach_disk(InstanceId(instance_id), body.uri, body.timeout)
+        return _message(f"{body.uri} detached")
+
+    @app.post(_action("backupDisk"), response_model=s.MessageOut, responses=_VM_WITH_BODY)
+    async def backup_disk(_: Authorized, instance_id: int, body: s.BackupDiskIn) -> JsonResponse:
+        await node.backup_disk(InstanceId(instance_id), body.uri, body.snapshot, body.timeout)
+        return _message(f"{body.uri} copied to {body.snapshot}")
+
+    @app.put(paths.FIREWALL, response_model=firewall.FirewallOut, responses=_FIREWALL)
+    async def put_firewall(_: Authorized, body: firewall.FirewallIn) -> JsonResponse:
+        try:
+            policy = firewall.policy(body)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        version = await node.set_firewall(policy)
+        return JsonResponse(firewall.FirewallOut(version=version).model_dump())
+
+    @app.get(paths.FIREWALL, response_model=firewall.FirewallOut, responses=_FIREWALL)
+    async def get_firewall(_: Authorized) -> JsonResponse:
+        version = node.firewall_version()
+        return JsonResponse(firewall.FirewallOut(version=version).model_dump())
 
     return app

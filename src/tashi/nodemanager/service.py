@@ -2,10 +2,14 @@
 
 It turns an instance into a running VM: disks prepared (overlays, locks, direct boot), NICs
 attached by the network driver, then the VMM driver starts the process; and it undoes all of it
-when the VM ends, however it ends. Things that finish later (a suspend, a restore, a VM that
+when the VM ends, however it ends. Volumes join and leave a running VM (``attach_disk``,
+``detach_disk``: the disk's lock and the VM's recorded instance go with them, so a restarted
+node manager finds them), and a disk of a running VM is copied into a snapshot's file as it is
+(``backup_disk``). Things that finish later (a suspend, a restore, a VM that
 stops on its own) are reported as events through the ``EventSink``. The guests' instance
-metadata (``GuestMetadata``, ``nodemanager/metadata``) is told of each VM's taps before its guest
-runs and when it has gone.
+metadata (``GuestMetadata``, ``nodemanager/metadata``) and their security groups
+(``TapFirewall``, ``nodemanager/secgroups``) are told of each VM's taps before its guest runs and
+when it has gone.
 """
 
 from __future__ import annotations
@@ -13,16 +17,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from tashi.domain.errors import AlreadyExists, BackendFailure, NotFound, TashiError, Unavailable
+from tashi.domain.errors import (
+    AlreadyExists,
+    BackendFailure,
+    InvalidState,
+    NotFound,
+    TashiError,
+    Unavailable,
+)
+from tashi.domain.firewall import Policy
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import DiskConfig, Instance
 from tashi.domain.nodes import NodeEvent, Ticket, Transfer, VmStatus
+from tashi.domain.volumes import device_index
 from tashi.images.store import ImageStore
+from tashi.images.volumes import VolumeFiles, disk_path, place
 from tashi.network.base import Attachment, NetworkDriver
 from tashi.nodemanager import heap
 from tashi.nodemanager.fencing import FenceMarks
@@ -56,9 +70,23 @@ class Prepared(Protocol):
     def release(self) -> None:
         """Delete overlays and drop persistent-image locks. Idempotent."""
 
+    def settle(self) -> list[str]:
+        """A migration target's: take the locks its source held (the VM has arrived)."""
+
+    def plug(self, disk: DiskConfig) -> DiskSpec:
+        """Take one more persistent disk (a volume) for the running VM: locked, inspected."""
+
+    def unplug(self, path: Path) -> None:
+        """Give the persistent disk ``path`` back (its lock). Idempotent."""
+
 
 class DiskPreparer(Protocol):
-    def prepare(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> Prepared: ...
+    def prepare(
+        self, instance_id: InstanceId, disks: Sequence[DiskConfig], *, incoming: bool = False
+    ) -> Prepared: ...
+
+    def blank_like(self, source: Path, target: Path) -> None:
+        """An empty qcow2 ``target`` of the size of ``source`` (a running VM's disk)."""
 
     def adopt(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> Prepared:
         """Take over the disks of a VM that kept running across a node-manager restart."""
@@ -69,6 +97,27 @@ class DiskPreparer(Protocol):
 
 class EventSink(Protocol):
     def put(self, event: NodeEvent) -> None: ...
+
+
+class TapFirewall(Protocol):
+    """The security groups of the VMs (``nodemanager.secgroups.FirewallService``)."""
+
+    async def attach(self, instance: Instance, taps: Sequence[Attachment]) -> None:
+        """Guard ``instance``'s ``taps`` if it is in groups (before its guest runs);
+        ``BackendFailure`` if they cannot be: the VM must not start unguarded."""
+
+    async def detach(self, instance_id: InstanceId) -> None:
+        """Stop guarding the instance (its VM has gone). Never raises."""
+
+    async def restore(self, vms: Sequence[tuple[Instance, Sequence[Attachment]]]) -> None:
+        """After a restart: guard exactly these VMs on these taps."""
+
+    async def update(self, policy: Policy) -> str:
+        """Enforce the cluster manager's ``policy`` from now on; the version enforced."""
+
+    @property
+    def version(self) -> str:
+        """The version of the policy enforced now."""
 
 
 class GuestMetadata(Protocol):
@@ -116,6 +165,8 @@ class NodeService:
     #: node manager's RSS grew by 4 KB a VM for a thousand VMs, issue 26).
     release_memory: Callable[[], object] = heap.trim
     metadata: GuestMetadata | None = None
+    #: Security groups on the VMs' taps (``nodemanager/secgroups``), told as the metadata is.
+    firewall: TapFirewall | None = None
     _vms: dict[InstanceId, _Vm] = field(default_factory=dict)
     #: Starts in flight, each ended (whatever its outcome) when its future is done: a destroy
     #: of the instance waits for it, then destroys what it started (a group's teardown sends
@@ -152,15 +203,17 @@ class NodeService:
         ]
 
     async def _guest_side(self, instance: Instance, nics: list[NicSpec]) -> list[DiskSpec]:
-        """Metadata served on the taps the driver made (an ifup script's tap is QEMU's, made
-        later), and the NoCloud disk to add, if any."""
-        if self.metadata is None:
-            return []
+        """Security groups guarded and metadata served on the taps the driver made (an ifup
+        script's tap is QEMU's, made later), and the NoCloud disk to add, if any."""
         taps = [
             Attachment(instance.id, index, NetworkId(nic.network), nic.mac, nic.tap)
             for index, nic in enumerate(nics)
             if nic.ifup_script is None
         ]
+        if self.firewall is not None:
+            await self.firewall.attach(instance, taps)
+        if self.metadata is None:
+            return []
         await self.metadata.attach(instance, taps)
         seed = await asyncio.to_thread(self.metadata.seed, instance, self.dirs.of(instance.id))
         return [seed] if seed is not None else []
@@ -207,7 +260,7 @@ class NodeService:
             # milliseconds of every VM's start, and neither needs the other. Whichever failed,
             # ``_cleanup`` undoes both (detaching taps that were never made is a no-op).
             disks, nics = await asyncio.gather(
-                asyncio.to_thread(self.disks.prepare, iid, instance.disks),
+                asyncio.to_thread(self._prepare, instance, isinstance(incoming, MigrationTicket)),
                 self._nics(iid, instance),
                 return_exceptions=True,
             )
@@ -225,6 +278,11 @@ class NodeService:
         vm = _Vm(instance=instance, disks=prepared, vm_id=status.vm_id, state=status.state)
         self._vms[iid] = vm
         return vm
+
+    def _prepare(self, instance: Instance, migrating: bool) -> Prepared:
+        if migrating:  # its source holds the persistent disks until it has sent itself
+            return self.disks.prepare(instance.id, instance.disks, incoming=True)
+        return self.disks.prepare(instance.id, instance.disks)
 
     async def start(self, instance: Instance, resume_from: str | None = None) -> VmStatus:
         """Start a VM; with ``resume_from`` restore it from a suspend file in the background
@@ -379,7 +437,67 @@ class NodeService:
             ) from None
         vm = self._get(iid)
         vm.vm_id, vm.state = status.vm_id, status.state
+        await asyncio.to_thread(vm.disks.settle)  # its source has let the persistent disks go
         return self._out(iid)
+
+    # --- volumes ----------------------------------------------------------------------
+
+    async def attach_disk(self, iid: InstanceId, disk: DiskConfig) -> None:
+        """Hot-plug a volume (``disk.device`` set) into the running VM, under its lock; the
+        VM's recorded instance has it from then on."""
+        self._need(Capability.disk_hotplug, "hot-plug disks")
+        vm = self._get(iid)
+        if vm.busy:
+            raise InvalidState(f"instance {iid} is {vm.busy}")
+        if any(d.uri == disk.uri for d in vm.instance.disks):
+            return  # a retry of an attach that was done
+        spec = await asyncio.to_thread(vm.disks.plug, disk)
+        try:
+            await self.driver.attach_disk(iid, spec)
+        except BaseException:
+            await asyncio.to_thread(vm.disks.unplug, spec.path)
+            raise
+        await self._record_disks(vm, (*vm.instance.disks, disk))
+
+    async def detach_disk(self, iid: InstanceId, uri: str, timeout: float) -> None:
+        """Hot-unplug the volume ``uri`` once the guest lets it go (``InvalidState`` after
+        ``timeout`` seconds: it keeps it); its lock goes, and it leaves the recorded
+        instance. A disk the VM does not have is no error."""
+        self._need(Capability.disk_hotplug, "hot-unplug disks")
+        vm = self._get(iid)
+        if vm.busy:
+            raise InvalidState(f"instance {iid} is {vm.busy}")
+        disk = next((d for d in vm.instance.disks if d.uri == uri), None)
+        spec = next((d for d in vm.disks.disks if disk and d.volume == _index(disk)), None)
+        if disk is None or spec is None or spec.volume is None:
+            return
+        await self.driver.detach_disk(iid, spec.volume, timeout)
+        await asyncio.to_thread(vm.disks.unplug, spec.path)
+        await self._record_disks(vm, tuple(d for d in vm.instance.disks if d.uri != uri))
+
+    async def backup_disk(
+        self, iid: InstanceId, uri: str, snapshot_id: str, timeout: float
+    ) -> None:
+        """Copy the running VM's persistent disk ``uri`` as it is into snapshot
+        ``snapshot_id``'s file in the store, named once complete."""
+        self._need(Capability.disk_hotplug, "copy disks of running VMs")
+        vm = self._get(iid)
+        if not any(d.uri == uri and d.persistent for d in vm.instance.disks):
+            raise NotFound(f"instance {iid} has no persistent disk {uri}")
+        source = disk_path(ImageStore(self.images_dir.parent), uri)
+        files = VolumeFiles(self.images_dir.parent)
+        final = files.snapshot(snapshot_id)
+        target = files.snapshot_part(snapshot_id)
+        try:
+            await asyncio.to_thread(self.disks.blank_like, source, target)
+            await self.driver.backup_disk(iid, source, target, timeout)
+            await asyncio.to_thread(place, target, final)
+        finally:
+            await asyncio.to_thread(target.unlink, missing_ok=True)
+
+    async def _record_disks(self, vm: _Vm, disks: tuple[DiskConfig, ...]) -> None:
+        vm.instance = replace(vm.instance, disks=disks)
+        await asyncio.to_thread(self.dirs.create, vm.instance)
 
     # --- endings ----------------------------------------------------------------------
 
@@ -399,6 +517,8 @@ class NodeService:
         await self._cleanup(iid, vm.disks if vm is not None else None)
 
     async def _cleanup(self, iid: InstanceId, prepared: Prepared | None) -> None:
+        if self.firewall is not None:
+            await self.firewall.detach(iid)
         if self.metadata is not None:
             await self.metadata.detach(iid)
         await self.network.detach(iid)
@@ -456,14 +576,27 @@ class NodeService:
             restoring = self.dirs.restoring(iid)
             if status.state is VmState.incoming and restoring:  # a resume the dead one began
                 self._tasks.spawn(self._finish_resume(iid, self._suspend_file(restoring)))
+        adopted = [
+            (vm.instance, [t for t in taps if t.instance_id == iid])
+            for iid, vm in sorted(self._vms.items())
+        ]
+        if self.firewall is not None:
+            await self.firewall.restore(adopted)
         if self.metadata is not None:
-            await self.metadata.restore(
-                [
-                    (vm.instance, [t for t in taps if t.instance_id == iid])
-                    for iid, vm in sorted(self._vms.items())
-                ]
-            )
+            await self.metadata.restore(adopted)
         return sorted(self._vms)
+
+    async def set_firewall(self, policy: Policy) -> str:
+        """The cluster manager's security-group policy for this host's VMs (idempotent); the
+        version enforced."""
+        if self.firewall is None:
+            raise Unavailable("this node manager enforces no security groups")
+        return await self.firewall.update(policy)
+
+    def firewall_version(self) -> str:
+        if self.firewall is None:
+            raise Unavailable("this node manager enforces no security groups")
+        return self.firewall.version
 
     async def _finish_sending(self, iid: InstanceId, sending: Sending) -> None:
         """A suspend or migration the node manager before this one started, which QEMU went
@@ -490,3 +623,7 @@ class NodeService:
 
     async def close(self) -> None:
         await self._tasks.cancel()
+
+
+def _index(disk: DiskConfig) -> int | None:
+    return None if disk.device is None else device_index(disk.device)

@@ -12,8 +12,9 @@ import logging
 
 from tashi.clustermanager.database import Database
 from tashi.domain.errors import TashiError, Unavailable
+from tashi.domain.firewall import Policy
 from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import Host, Instance
+from tashi.domain.models import DiskConfig, Host, Instance
 from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 from tashi.nodeapi.nmclient import NodeManagerClient
 from tashi.web import requestids
@@ -90,6 +91,20 @@ class HttpNodeGateway:
 
     async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None:
         await (await self._client(host)).set_cpu_share(instance.id, share)
+
+    async def attach_disk(self, host: Host, instance: Instance, disk: DiskConfig) -> None:
+        await (await self._client(host)).attach_disk(instance.id, disk)
+
+    async def detach_disk(self, host: Host, instance: Instance, uri: str, timeout: float) -> None:
+        await (await self._client(host)).detach_disk(instance.id, uri, timeout)
+
+    async def backup_disk(
+        self, host: Host, instance: Instance, uri: str, snapshot_id: str, timeout: float
+    ) -> None:
+        await (await self._client(host)).backup_disk(instance.id, uri, snapshot_id, timeout)
+
+    async def set_firewall(self, host: Host, policy: Policy) -> str:
+        return await (await self._client(host)).set_firewall(policy)
 
     async def close(self) -> None:
         for _, _, client in self._clients.values():

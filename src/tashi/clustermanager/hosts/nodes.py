@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from tashi.domain.errors import Unavailable
+from tashi.domain.firewall import Policy
 from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import Host, Instance
+from tashi.domain.models import DiskConfig, Host, Instance
 from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 
 
@@ -60,6 +61,23 @@ class NodeGateway(Protocol):
     async def vmm_call(self, host: Host, instance: Instance, op: str, arg: str) -> str: ...
 
     async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None: ...
+
+    async def attach_disk(self, host: Host, instance: Instance, disk: DiskConfig) -> None:
+        """Hot-plug the volume ``disk`` into the instance's running VM."""
+
+    async def detach_disk(self, host: Host, instance: Instance, uri: str, timeout: float) -> None:
+        """Hot-unplug the volume ``uri`` once the guest lets it go (``InvalidState`` if it has
+        not after ``timeout`` seconds). No error if the VM does not have it."""
+
+    async def backup_disk(
+        self, host: Host, instance: Instance, uri: str, snapshot_id: str, timeout: float
+    ) -> None:
+        """Copy the running VM's persistent disk ``uri`` as it is into the snapshot's file."""
+
+    async def set_firewall(self, host: Host, policy: Policy) -> str:
+        """Have the host enforce ``policy`` on its VMs' taps (``secgroups/sync.py``); the
+        version it enforces now."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -118,6 +136,20 @@ class NoNodeManagers:
 
     async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None:
         raise self._refuse("change the CPU share of", instance)
+
+    async def attach_disk(self, host: Host, instance: Instance, disk: DiskConfig) -> None:
+        raise self._refuse("attach a volume to", instance)
+
+    async def detach_disk(self, host: Host, instance: Instance, uri: str, timeout: float) -> None:
+        raise self._refuse("detach a volume from", instance)
+
+    async def backup_disk(
+        self, host: Host, instance: Instance, uri: str, snapshot_id: str, timeout: float
+    ) -> None:
+        raise self._refuse("copy a disk of", instance)
+
+    async def set_firewall(self, host: Host, policy: Policy) -> str:
+        raise Unavailable(f"cannot reach host {host.name!r}: no node managers are connected")
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -1,5 +1,5 @@
 """How an instance looks in EC2's answers: its state by EC2's six names, its reservation, its
-placement, its network interfaces, its tags.
+placement, its network interfaces, its security groups, its tags.
 
 Tashi's states map onto EC2's: waiting or starting is ``pending``; running, pausing, paused,
 migrating or being suspended is ``running`` (the VM exists and keeps its address); being
@@ -19,6 +19,7 @@ from typing import Any
 
 from tashi.domain.launches import Launch, tags
 from tashi.domain.models import Instance
+from tashi.domain.secgroups import named_groups_of
 from tashi.domain.states import InstanceState
 from tashi.frontends.ec2 import ids
 
@@ -113,7 +114,9 @@ def render(inst: Instance, launch: Launch, index: int, current: InstanceState) -
         "ClientToken": launch.client_token or "",
         "CpuOptions": {"CoreCount": inst.cores, "ThreadsPerCore": 1},
         "NetworkInterfaces": nics,
-        "SecurityGroups": [],
+        "SecurityGroups": [
+            {"GroupName": name or ref, "GroupId": ref} for ref, name in named_groups_of(inst.hints)
+        ],
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(launch.tags.items())],
     }
     if inst.nics and inst.nics[0].ip:

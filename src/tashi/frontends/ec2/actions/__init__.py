@@ -17,7 +17,10 @@ from tashi.frontends.ec2.actions import (
     instances,
     keypairs,
     lifecycle,
+    secgroups,
+    snapshots,
     tags,
+    volumes,
 )
 from tashi.frontends.ec2.context import Handler
 
@@ -30,4 +33,7 @@ HANDLERS: Mapping[str, Handler] = {
     **lifecycle.HANDLERS,
     **keypairs.HANDLERS,
     **tags.HANDLERS,
+    **secgroups.HANDLERS,
+    **volumes.HANDLERS,
+    **snapshots.HANDLERS,
 }

@@ -28,9 +28,11 @@ from tashi.domain.models import Instance, Principal
 from tashi.domain.operations import DiskRequest, InstanceQuery, VmRequest
 from tashi.domain.states import InstanceState
 from tashi.frontends.ec2 import ids
+from tashi.frontends.ec2.actions import blockdevices
 from tashi.frontends.ec2.actions.discovery import ACCOUNT
 from tashi.frontends.ec2.actions.images import by_id
 from tashi.frontends.ec2.actions.keypairs import launch_key
+from tashi.frontends.ec2.actions.secgroups import launch_groups
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
 from tashi.frontends.ec2.filters import compile_filters, page
@@ -133,7 +135,7 @@ async def _launch(
     high = min(high, MAX_INSTANCES - len(owned))
     kind = ctx.instance_type(params.get("InstanceType"))
     image = await by_id(ctx, caller, params["ImageId"])
-    _refuse_unsupported(params)
+    groups = await launch_groups(ctx, caller, params)  # the caller's; default if none named
     key = await launch_key(ctx, caller, params.get("KeyName"))
     launch = Launch(
         reservation=ids.new_reservation(),
@@ -146,6 +148,7 @@ async def _launch(
         user_data=_user_data(params),
         tags=_tags(params, "instance"),
     )
+    devices = blockdevices.parse(ctx, params, launch.zone)  # refused before anything is made
     room = await ctx.service.instances.room(caller, kind.cores, kind.memory)
     count = min(high, room)
     if count < low:
@@ -164,25 +167,21 @@ async def _launch(
             disks=[DiskRequest(uri=root, persistent=True)],
             cores=kind.cores,
             memory=kind.memory,
-            own_hints=launch.hints(),
+            own_hints={**launch.hints(), **groups},
         )
         for name, root in zip(names, roots, strict=True)
     ]
     group = launch.reservation if count > 1 else None
     try:
-        made = await ctx.service.instances.create_each(caller, requests, group)
+        await blockdevices.prepare(ctx, caller, devices, image, roots)
+        made = await ctx.service.instances.create_each(
+            caller, requests, group, also=devices.hook(ctx.service.volumes)
+        )
     except BaseException:
         await asyncio.gather(*(_discard(ctx, root) for root in roots))
+        await blockdevices.discard(ctx, devices)
         raise
     return await _reservation(ctx, caller, made)
-
-
-def _refuse_unsupported(params: Params) -> None:
-    for name in ("SecurityGroupIds", "SecurityGroups"):
-        if params.get(name):
-            raise Ec2Error(
-                "InvalidGroup.NotFound", f"The security group '{params[name][0]}' does not exist"
-            )
 
 
 def root_name(instance_name: str) -> str:

@@ -1,0 +1,233 @@
+"""``FirewallSync``: each host's node manager is sent the security-group policy of the VMs it
+runs (``domain/firewall.py``), whole, whenever it changes; the node enforces it on their taps.
+
+What a host needs (``plan``): the groups of the instances placed on it (``host_id``, and the
+target of a migration in flight, ``migration.target_of``), each with its rules, a rule naming a
+group resolved to the addresses of that group's members (every instance of the group's owner
+that is in it and has an address). A group an instance names that is not its owner's counts
+as a group with no rules: its members let nothing in but replies.
+
+When it is sent (``docs/adr/0019-security-groups.md``):
+
+* **before a VM lands on a host**: the event hub tells of every instance state change
+  (``on_instance``, awaited on the writer's path); an instance in groups that a host is about
+  to run (Activating, PreparingDisk, Resuming; MigratePrep for the target) has that host's new
+  policy sent *then*, before the node is asked to start it, so its taps are guarded from the
+  first frame;
+* **promptly after any other change** (a rule authorized or revoked, a group deleted, a member
+  gone or moved, an address given): ``rules_changed``/``on_instance`` wake the one worker
+  (``step``), which plans every host and sends those whose policy differs from the one they
+  acknowledged;
+* **again after a failure, and every ``audit_every`` seconds to every host**, so a node manager
+  that missed a change (restarted with another state directory, say) is set right; at once when
+  the cluster manager starts, and to a host that is up again (``on_host_up``). A host that is
+  down is sent nothing.
+
+A send is idempotent: the node compares versions (``Policy.version``) and does nothing for the
+one it has; the node answers the version it now enforces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tashi.clustermanager.database import Database
+from tashi.clustermanager.events import HostUp, InstanceStateChanged
+from tashi.clustermanager.hosts.nodes import NodeGateway
+from tashi.clustermanager.instances.migration import target_of
+from tashi.domain import firewall
+from tashi.domain.errors import TashiError
+from tashi.domain.firewall import Policy
+from tashi.domain.ids import HostId, InstanceId
+from tashi.domain.models import Host, Instance
+from tashi.domain.secgroups import groups_of
+from tashi.domain.states import InstanceState
+from tashi.storage.contract import Transaction
+
+log = logging.getLogger(__name__)
+
+S = InstanceState
+#: States in which an instance is on its host (or about to be), so its groups are that host's.
+_PLACED = frozenset(
+    {
+        S.PreparingDisk,
+        S.Activating,
+        S.Resuming,
+        S.Running,
+        S.Pausing,
+        S.Paused,
+        S.Unpausing,
+        S.MigratePrep,
+        S.MigrateTrans,
+        S.Suspending,
+        S.Stopping,
+        S.ShuttingDown,
+        S.Destroying,
+        S.Orphaned,
+    }
+)
+#: States after which a node is asked to run the VM: its host's policy goes first.
+_ARRIVING = frozenset({S.PreparingDisk, S.Activating, S.Resuming, S.MigratePrep})
+AUDIT_EVERY = 30.0  # seconds between sends of every host's policy, changed or not
+RETRY_EVERY = 2.0  # seconds before a failed send is tried again
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    hosts: dict[HostId, Host]
+    policies: dict[HostId, Policy]  # every host's, empty for a host with no grouped VM
+    grouped: frozenset[InstanceId]
+
+
+def plan(tx: Transaction) -> Plan:
+    """Every host's policy, from the store as it is in ``tx``."""
+    groups = {g.id: g for g in tx.security_groups.list()}
+    rules = {
+        firewall.key(groups[g].user_id, g): r
+        for g, r in tx.security_groups.rules().items()
+        if g in groups
+    }
+    members: dict[str, list[str]] = {}
+    wanted: dict[HostId, set[str]] = {}
+    grouped: set[InstanceId] = set()
+    for inst in tx.instances.find():
+        names = groups_of(inst.hints)
+        if not names:
+            continue
+        grouped.add(inst.id)
+        for group in names:
+            if group in groups and groups[group].user_id == inst.user_id:
+                members.setdefault(group, []).extend(n.ip for n in inst.nics if n.ip)
+        for host in hosts_of(inst):
+            wanted.setdefault(host, set()).update(firewall.key(inst.user_id, g) for g in names)
+    hosts = {h.id: h for h in tx.hosts.list()}
+    policies = {h: firewall.resolve(rules, members, wanted.get(h, ())) for h in hosts}
+    return Plan(hosts, policies, frozenset(grouped))
+
+
+def hosts_of(inst: Instance) -> list[HostId]:
+    """The hosts an instance is on or moving to, as far as its groups go."""
+    if inst.state not in _PLACED:
+        return []
+    out = [inst.host_id] if inst.host_id is not None else []
+    target = target_of(inst) if inst.state in (S.MigratePrep, S.MigrateTrans) else None
+    return out + ([target] if target is not None and target not in out else [])
+
+
+def _woken(event: asyncio.Event) -> asyncio.Event:
+    """The worker's first pass runs at once: a cluster manager that starts sends every host
+    its policy (it knows of no acknowledgement yet, and members may have gone meanwhile)."""
+    event.set()
+    return event
+
+
+@dataclass
+class FirewallSync:
+    db: Database
+    nodes: NodeGateway
+    audit_every: float = AUDIT_EVERY
+    retry_every: float = RETRY_EVERY
+    #: the version each host's node last acknowledged (a host absent: it has been sent none)
+    _acked: dict[HostId, str] = field(default_factory=dict)
+    #: instances known to be in groups (their removal changes the plan)
+    _grouped: set[InstanceId] = field(default_factory=set)
+    _wake: asyncio.Event = field(default_factory=lambda: _woken(asyncio.Event()))
+    _failed: bool = False
+    #: plans are numbered in the order they were begun; a host is never sent an older plan
+    #: after a newer one (``_sent``), and its sends go one at a time (``_host_locks``)
+    _plans: int = 0
+    _sent: dict[HostId, int] = field(default_factory=dict)
+    _host_locks: dict[HostId, asyncio.Lock] = field(default_factory=dict)
+
+    # --- what the rest of the cluster manager tells it ---------------------------------
+
+    def rules_changed(self) -> None:
+        self._wake.set()
+
+    async def on_instance(self, event: InstanceStateChanged) -> None:
+        inst = event.instance
+        if inst is None or not groups_of(inst.hints):
+            if event.instance_id in self._grouped:  # a member went
+                self._grouped.discard(event.instance_id)
+                self._wake.set()
+            return
+        self._grouped.add(inst.id)
+        self._wake.set()
+        if event.current in _ARRIVING:
+            await self.send(set(hosts_of(inst)))
+
+    async def on_host_up(self, event: HostUp) -> None:
+        self._acked.pop(event.host.id, None)
+        self._wake.set()
+
+    # --- the worker ----------------------------------------------------------------------
+
+    async def step(self) -> None:
+        """Wait for a change (or the next audit, or retry) and send what it calls for; run
+        again and again by the cluster manager's supervisor."""
+        wait = self.retry_every if self._failed else self.audit_every
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            audit = False
+        except TimeoutError:
+            audit = not self._failed
+        self._wake.clear()
+        await self.send(None, audit=audit)
+
+    async def send(self, only: Iterable[HostId] | None, *, audit: bool = False) -> None:
+        """Send each host (of ``only``, when given) its policy if it differs from what it
+        acknowledged (``audit``: whatever it acknowledged), to all hosts at once. Failures are
+        logged and retried by ``step``; this never raises for them.
+
+        Sends for a VM about to start run beside the worker's, not after them: a send of an
+        older plan that meets a newer one already sent to its host is dropped, and any change
+        a plan missed has woken the worker, whose next pass plans again."""
+        self._plans += 1
+        number = self._plans
+        made = await self.db.read(plan)
+        self._grouped |= made.grouped
+        chosen = sorted(made.policies.keys() if only is None else set(only) & made.policies.keys())
+        sent = await asyncio.gather(
+            *(self._send_host(number, made.hosts[h], made.policies[h], audit) for h in chosen)
+        )
+        failed = not all(sent)
+        if only is None:
+            self._failed = failed
+        elif failed:
+            self._failed = True
+            self._wake.set()
+
+    async def _send_host(self, number: int, host: Host, policy: Policy, audit: bool) -> bool:
+        async with self._host_locks.setdefault(host.id, asyncio.Lock()):
+            if self._sent.get(host.id, 0) > number:
+                return True  # a newer plan went to it meanwhile
+            if not host.up:  # sent when it is up again (``on_host_up``)
+                self._acked.pop(host.id, None)
+                return True
+            if not audit and self._acked.get(host.id) == policy.version:
+                return True
+            self._sent[host.id] = number
+            return await self._send_one(host, policy)
+
+    async def _send_one(self, host: Host, policy: Policy) -> bool:
+        try:
+            acked = await self.nodes.set_firewall(host, policy)
+        except TashiError as exc:
+            self._acked.pop(host.id, None)
+            log.warning(
+                "host %s: its security-group policy %s was not taken (%s); trying again",
+                host.name,
+                policy.version,
+                exc.message,
+            )
+            return False
+        self._acked[host.id] = acked
+        return acked == policy.version
+
+    async def settle(self) -> None:
+        """Send every host what differs now (tests; the worker does it by itself)."""
+        self._wake.clear()
+        await self.send(None)

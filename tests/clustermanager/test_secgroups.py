@@ -1,0 +1,260 @@
+"""Security groups in the cluster manager (``clustermanager/secgroups``): the service's rules
+(default group, names, duplicates, deletes refused while used), and what each host is sent
+(``FirewallSync``): the policy of the groups its VMs are in, sent before a VM lands on a host
+(a start, a migration's target), again after any change of rules or members, resolved from
+group references to the members' addresses, and never another user's rules for a group a
+``securityGroups`` hint names. Over the scripted node managers of ``fakenodes.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tashi.domain import firewall
+from tashi.domain.errors import NotFound
+from tashi.domain.firewall import Allow, Policy
+from tashi.domain.ids import HostId, UserId
+from tashi.domain.models import Instance, Principal, Role
+from tashi.domain.operations import DiskRequest, NicRequest, VmRequest
+from tashi.domain.secgroups import (
+    CannotDelete,
+    DuplicateGroup,
+    DuplicateRule,
+    GroupInUse,
+    Rule,
+    UnknownGroup,
+    UnknownRule,
+    launched_in,
+)
+from tashi.storage.memory import MemoryStore
+from tests.clustermanager.fakenodes import Cluster, cluster
+
+SSH = Rule("tcp", 22, 22, cidr="10.0.0.0/8")
+
+
+def _run(c: Cluster, body: Callable[[Cluster], Awaitable[Any]]) -> Any:
+    return asyncio.run(body(c))
+
+
+@pytest.fixture
+def c(tmp_path: Path) -> Cluster:
+    return cluster(tmp_path, MemoryStore())
+
+
+async def _vm(
+    c: Cluster, name: str, ip: str, own: dict[str, str], who: Principal, **hints: str
+) -> Instance:
+    request = VmRequest(
+        name=name,
+        disks=[DiskRequest(uri="base.qcow2")],
+        nics=[NicRequest(network=1, ip=ip)],
+        hints=hints,
+        own_hints=own,
+    )
+    return await c.service.instances.create_vm(who, request)
+
+
+async def _start(c: Cluster, inst: Instance, host: str) -> Instance:
+    return await c.service.instances.activate_vm(c.agent, str(inst.id), host)
+
+
+def _key(who: Principal, group: str) -> str:
+    return firewall.key(who.user_id, group)
+
+
+def test_default_names_duplicates_and_deletes(c: Cluster) -> None:
+    async def body(c: Cluster) -> None:
+        groups = c.service.security_groups
+        default = await groups.default(c.alice)
+        assert (await groups.default(c.alice)).id == default.id
+        [listed] = await groups.describe(c.alice)
+        assert listed.rules == (Rule("-1", -1, -1, peer=default.id),)
+        web = (await groups.create(c.alice, "web", "web servers", {"team": "web"})).group
+        with pytest.raises(DuplicateGroup):
+            await groups.create(c.alice, "web", "again")
+        assert (await groups.find(c.alice, "web")).id == web.id
+        with pytest.raises(UnknownGroup):
+            await groups.find(c.admin, web.id)  # an admin's groups are their own too
+        await groups.authorize(c.alice, "web", [SSH])
+        with pytest.raises(DuplicateRule):
+            await groups.authorize(c.alice, web.id, [Rule("udp", 1, 2, cidr="1.0.0.0/8"), SSH])
+        with pytest.raises(UnknownRule):
+            await groups.revoke(c.alice, web.id, [SSH, Rule("udp", 1, 2, cidr="1.0.0.0/8")])
+        await groups.revoke(c.alice, web.id, [SSH])
+        with pytest.raises(CannotDelete):
+            await groups.delete(c.alice, "default")
+        vm = await _vm(c, "vm", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        with pytest.raises(GroupInUse):
+            await groups.delete(c.alice, "web")
+        await c.service.instances.destroy_vm(c.alice, str(vm.id))
+        assert (await groups.delete(c.alice, "web")).id == web.id
+        assert [g.group.name for g in await groups.describe(c.alice)] == ["default"]
+
+    _run(c, body)
+
+
+def test_a_host_is_sent_its_policy_before_a_member_starts_there(c: Cluster) -> None:
+    async def body(c: Cluster) -> None:
+        groups = c.service.security_groups
+        web = (await groups.create(c.alice, "web", "web")).group
+        await groups.authorize(c.alice, web.id, [SSH])
+        vm = await _vm(c, "vm", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        sent_before: list[Policy] = []
+        real = c.nodes.instantiate
+
+        async def instantiate(host: Any, instance: Instance) -> int:
+            sent_before.append(c.nodes.firewalls[host.id])
+            return await real(host, instance)
+
+        c.nodes.instantiate = instantiate  # type: ignore[method-assign]
+        await _start(c, vm, "h1")
+        ssh = Allow("tcp", 22, 22, ("10.0.0.0/8",))
+        assert sent_before == [Policy({_key(c.alice, web.id): (ssh,)})]
+        await c.service.firewalls.settle()
+        assert c.nodes.firewalls[c.hosts[0]].groups == {_key(c.alice, web.id): (ssh,)}
+        assert c.nodes.firewalls.get(c.hosts[1], Policy()).groups == {}  # no member there
+
+    _run(c, body)
+
+
+def test_rules_and_members_change_every_host_that_needs_it(c: Cluster) -> None:
+    async def body(c: Cluster) -> None:
+        groups = c.service.security_groups
+        web = (await groups.create(c.alice, "web", "web")).group
+        db = (await groups.create(c.alice, "db", "db")).group
+        await groups.authorize(c.alice, db.id, [Rule("tcp", 5432, 5432, peer=web.id)])
+        front = await _vm(c, "front", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        store = await _vm(c, "store", "198.18.1.20", launched_in([(db.id, "db")]), c.alice)
+        await _start(c, front, "h1")
+        await _start(c, store, "h2")
+        await c.service.firewalls.settle()
+        h1, h2 = c.hosts
+        from_web = Allow("tcp", 5432, 5432, ("198.18.1.10/32",))
+        assert c.nodes.firewalls[h2].groups == {_key(c.alice, db.id): (from_web,)}
+        assert c.nodes.firewalls[h1].groups == {_key(c.alice, web.id): ()}
+        other = await _vm(c, "other", "198.18.1.11", launched_in([(web.id, "web")]), c.alice)
+        await c.service.firewalls.settle()  # a member without a host is a member still
+        both = Allow("tcp", 5432, 5432, ("198.18.1.10/32", "198.18.1.11/32"))
+        assert c.nodes.firewalls[h2].groups == {_key(c.alice, db.id): (both,)}
+        await c.service.instances.destroy_vm(c.alice, str(other.id))
+        await c.service.firewalls.settle()
+        assert c.nodes.firewalls[h2].groups == {_key(c.alice, db.id): (from_web,)}
+        sends = len(c.nodes.firewall_sends)
+        await c.service.firewalls.settle()
+        assert len(c.nodes.firewall_sends) == sends  # nothing changed: nothing sent
+        await groups.revoke(c.alice, db.id, [Rule("tcp", 5432, 5432, peer=web.id)])
+        await c.service.firewalls.settle()
+        assert c.nodes.firewalls[h2].groups == {_key(c.alice, db.id): ()}
+
+    _run(c, body)
+
+
+def test_a_migration_target_has_the_policy_before_the_vm_and_the_source_loses_it(
+    c: Cluster,
+) -> None:
+    async def body(c: Cluster) -> None:
+        groups = c.service.security_groups
+        web = (await groups.create(c.alice, "web", "web")).group
+        await groups.authorize(c.alice, web.id, [SSH])
+        vm = await _vm(c, "vm", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        await _start(c, vm, "h1")
+        await c.service.firewalls.settle()
+        h1, h2 = c.hosts
+        c.nodes.migration_gate = asyncio.Event()
+        prepared_with: list[Policy] = []
+        real = c.nodes.prepare_incoming
+
+        async def prepare_incoming(host: Any, instance: Instance) -> Any:
+            prepared_with.append(c.nodes.firewalls.get(host.id, Policy()))
+            return await real(host, instance)
+
+        c.nodes.prepare_incoming = prepare_incoming  # type: ignore[method-assign]
+        await c.service.instances.migrate_vm(c.admin, str(vm.id), "h2")
+        wanted = {_key(c.alice, web.id): (Allow("tcp", 22, 22, ("10.0.0.0/8",)),)}
+        assert [p.groups for p in prepared_with] == [wanted]
+        c.nodes.migration_gate.set()
+        await c.service.instances._migrations.wait()
+        moved = await c.service.instances.get(c.admin, str(vm.id))
+        assert moved.host_id == h2
+        await c.service.firewalls.settle()
+        assert c.nodes.firewalls[h2].groups == wanted
+        assert c.nodes.firewalls[h1].groups == {}
+
+    _run(c, body)
+
+
+def test_a_node_that_misses_a_send_gets_it_again(c: Cluster) -> None:
+    async def body(c: Cluster) -> None:
+        groups = c.service.security_groups
+        web = (await groups.create(c.alice, "web", "web")).group
+        vm = await _vm(c, "vm", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        await _start(c, vm, "h1")
+        h1 = c.hosts[0]
+        c.nodes.dead.add(h1)
+        await groups.authorize(c.alice, web.id, [SSH])
+        await c.service.firewalls.settle()  # refused: remembered as not acknowledged
+        assert c.nodes.firewalls[h1].groups == {_key(c.alice, web.id): ()}
+        c.nodes.dead.discard(h1)
+        sync = c.service.firewalls
+        sync.retry_every = 0.01
+        await sync.step()  # the worker's next pass, after the retry delay
+        ssh = Allow("tcp", 22, 22, ("10.0.0.0/8",))
+        assert c.nodes.firewalls[h1].groups == {_key(c.alice, web.id): (ssh,)}
+
+    _run(c, body)
+
+
+def test_another_users_group_named_by_a_hint_lets_nothing_in(tmp_path: Path) -> None:
+    c = cluster(tmp_path, MemoryStore())
+
+    async def body(c: Cluster) -> None:
+        async def bob() -> Principal:
+            made = await c.service.db.write(
+                lambda tx: tx.users.add(
+                    "bob", role=Role.user, priority=0, password_hash="x", now=c.clock.now()
+                )
+            )
+            return Principal(UserId(made.id), "bob", Role.user)
+
+        groups = c.service.security_groups
+        web = (await groups.create(c.alice, "web", "web")).group
+        await groups.authorize(c.alice, web.id, [SSH])
+        mallory = await bob()
+        mine = await _vm(c, "mine", "198.18.1.10", {}, c.alice, securityGroups=web.id)
+        await _start(c, mine, "h1")
+        vm = await _vm(c, "sneaky", "198.18.1.99", {}, mallory, securityGroups=web.id)
+        await _start(c, vm, "h1")
+        await c.service.firewalls.settle()
+        ssh = Allow("tcp", 22, 22, ("10.0.0.0/8",))
+        policy = c.nodes.firewalls[c.hosts[0]]
+        assert policy.groups == {
+            _key(c.alice, web.id): (ssh,),  # alice's own createVm instance: her rules
+            _key(mallory, web.id): (),  # under bob's name: no rules at all
+        }
+        with pytest.raises(NotFound):
+            await groups.find(mallory, web.id)
+
+    _run(c, body)
+
+
+def test_a_host_that_registers_again_is_sent_its_policy(c: Cluster) -> None:
+    async def body(c: Cluster) -> None:
+        from tashi.clustermanager.events import HostUp
+
+        groups = c.service.security_groups
+        web = (await groups.create(c.alice, "web", "web")).group
+        vm = await _vm(c, "vm", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        await _start(c, vm, "h1")
+        await c.service.firewalls.settle()
+        sends = c.nodes.firewall_sends.count(HostId(c.hosts[0]))
+        host = await c.service.db.read(lambda tx: tx.hosts.get(c.hosts[0]))
+        await c.service.events.publish(HostUp(host))
+        await c.service.firewalls.step()
+        assert c.nodes.firewall_sends.count(HostId(c.hosts[0])) == sends + 1
+
+    _run(c, body)
