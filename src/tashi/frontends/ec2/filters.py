@@ -107,6 +107,35 @@ def page(
     return chosen, (_token(key(chosen[-1]), listing) if more and chosen else None)
 
 
+def page_answer(
+    member: str,
+    items: Sequence[T],
+    key: Callable[[T], str],
+    params: Mapping[str, Any],
+    *,
+    listing: str,
+    minimum: int = 5,
+    maximum: int = 1000,
+    render: Callable[[list[T]], Any] = list,
+) -> dict[str, Any]:
+    """A Describe action's answer: ``member`` holds the page ``params``' ``MaxResults`` and
+    ``NextToken`` ask for (``page``), as ``render`` writes it, and ``NextToken`` the next
+    page's when there is one."""
+    shown, token = page(
+        items,
+        key,
+        params.get("MaxResults"),
+        params.get("NextToken"),
+        listing=listing,
+        minimum=minimum,
+        maximum=maximum,
+    )
+    answer: dict[str, Any] = {member: render(shown)}
+    if token:
+        answer["NextToken"] = token
+    return answer
+
+
 def _mac(cursor: str, listing: str) -> str:
     text = f"{listing}\n{cursor}".encode()
     return hmac.new(_TOKEN_KEY, text, hashlib.sha256).hexdigest()[:24]

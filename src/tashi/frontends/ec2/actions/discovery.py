@@ -15,7 +15,7 @@ from tashi.domain.instancetypes import InstanceType
 from tashi.domain.models import Principal
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.filters import compile_filters, page_answer
 
 #: DescribeAccountAttributes: name -> values
 ACCOUNT: Mapping[str, tuple[str, ...]] = {
@@ -170,19 +170,16 @@ async def describe_instance_types(ctx: Ec2Context, caller: Principal, params: Pa
             }
         )
     ]
-    shown, token = page(
+    return page_answer(
+        "InstanceTypes",
         chosen,
         lambda t: t.name,
-        params.get("MaxResults"),
-        params.get("NextToken"),
+        params,
         listing="instance-types",
         minimum=5,
         maximum=100,
+        render=lambda shown: [_instance_type(t) for t in shown],
     )
-    result: dict[str, Any] = {"InstanceTypes": [_instance_type(t) for t in shown]}
-    if token:
-        result["NextToken"] = token
-    return result
 
 
 HANDLERS: Mapping[str, Handler] = {

@@ -15,7 +15,7 @@ from tashi.domain.models import Image, Principal
 from tashi.frontends.ec2 import ids
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.filters import compile_filters, page_answer
 
 ROOT_DEVICE = "/dev/vda"
 GIB = 2**30
@@ -125,20 +125,15 @@ async def describe_images(ctx: Ec2Context, caller: Principal, params: Params) ->
         and _owned(i, owners, caller)
         and matches(_values(i))
     ]
-    shown, token = page(
+    tagged = await ctx.service.tags.of_images()
+    return page_answer(
+        "Images",
         chosen,
         lambda i: ids.image_id(i.name),
-        params.get("MaxResults"),
-        params.get("NextToken"),
+        params,
         listing="images",
-        minimum=5,
-        maximum=1000,
+        render=lambda shown: [render(i, tagged.get(i.name)) for i in shown],
     )
-    tagged = await ctx.service.tags.of_images()
-    result: dict[str, Any] = {"Images": [render(i, tagged.get(i.name)) for i in shown]}
-    if token:
-        result["NextToken"] = token
-    return result
 
 
 HANDLERS: Mapping[str, Handler] = {"DescribeImages": describe_images}

@@ -35,7 +35,7 @@ from tashi.frontends.ec2.actions.keypairs import launch_key
 from tashi.frontends.ec2.actions.secgroups import launch_groups
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.filters import compile_filters, page_answer
 from tashi.frontends.ec2.instanceviews import launch_of, render, state
 
 log = logging.getLogger(__name__)
@@ -297,19 +297,16 @@ async def describe_instances(ctx: Ec2Context, caller: Principal, params: Params)
             "InvalidParameterCombination",
             "The parameter instancesSet cannot be used with the parameter maxResults",
         )
-    shown, token = page(
+    return page_answer(
+        "Reservations",
         rows,
         lambda r: ids.instance_id(r.iid),
-        params.get("MaxResults"),
-        params.get("NextToken"),
+        params,
         listing="instances",
         minimum=5,
         maximum=1000,
+        render=lambda shown: _reservations(shown),
     )
-    result: dict[str, Any] = {"Reservations": _reservations(shown)}
-    if token:
-        result["NextToken"] = token
-    return result
 
 
 class Row(NamedTuple):

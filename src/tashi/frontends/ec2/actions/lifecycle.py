@@ -23,7 +23,7 @@ from tashi.frontends.ec2 import ids
 from tashi.frontends.ec2.actions.instances import mine, visible
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.filters import compile_filters, page_answer
 from tashi.frontends.ec2.instanceviews import STATES, state
 
 S = InstanceState
@@ -173,19 +173,15 @@ async def describe_instance_status(ctx: Ec2Context, caller: Principal, params: P
             }
         )
     ]
-    shown, token = page(
+    return page_answer(
+        "InstanceStatuses",
         chosen,
         lambda s: str(s["InstanceId"]),
-        params.get("MaxResults"),
-        params.get("NextToken"),
+        params,
         listing="instance-status",
         minimum=5,
         maximum=1000,
     )
-    result: dict[str, Any] = {"InstanceStatuses": shown}
-    if token:
-        result["NextToken"] = token
-    return result
 
 
 HANDLERS: Mapping[str, Handler] = {

@@ -32,7 +32,7 @@ from tashi.frontends.ec2 import ids
 from tashi.frontends.ec2.actions.tags import specified, tag_list
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.filters import compile_filters, page_answer
 
 RESOURCE = "security-group"
 _FLAT = ("CidrIp", "IpProtocol", "FromPort", "ToPort", "SourceSecurityGroupName")
@@ -217,17 +217,13 @@ async def describe_security_groups(ctx: Ec2Context, caller: Principal, params: P
         or m.group.name in wanted_names
     ]
     shown = [s for s in (_shown(ctx, m, names) for m in chosen) if matches(_values(s))]
-    items, token = page(
+    return page_answer(
+        "SecurityGroups",
         shown,
         lambda s: str(s["GroupId"]),
-        params.get("MaxResults"),
-        params.get("NextToken"),
+        params,
         listing="security-groups",
     )
-    result: dict[str, Any] = {"SecurityGroups": items}
-    if token:
-        result["NextToken"] = token
-    return result
 
 
 # --- rules ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from tashi.frontends.ec2.actions.tags import specified, tag_errors, tag_list
 from tashi.frontends.ec2.actions.volumes import check_snapshot, check_volume, volume_errors
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.filters import compile_filters, page_answer
 
 _FILTERS = (
     "snapshot-id",
@@ -109,19 +109,15 @@ async def describe_snapshots(ctx: Ec2Context, caller: Principal, params: Params)
             )
         shown = [s for s in shown if s["SnapshotId"] in wanted]
     shown = [s for s in shown if (owners is None or s["OwnerId"] in owners) and matches(_values(s))]
-    chosen, token = page(
+    return page_answer(
+        "Snapshots",
         shown,
         lambda s: str(s["SnapshotId"]),
-        params.get("MaxResults"),
-        params.get("NextToken"),
+        params,
         listing="snapshots",
         minimum=5,
         maximum=1000,
     )
-    result: dict[str, Any] = {"Snapshots": chosen}
-    if token:
-        result["NextToken"] = token
-    return result
 
 
 async def delete_snapshot(ctx: Ec2Context, caller: Principal, params: Params) -> Result:

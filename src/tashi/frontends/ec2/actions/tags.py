@@ -24,7 +24,7 @@ from tashi.domain.tags import Kind, Tag, Target, TooManyTags, UnknownTarget
 from tashi.frontends.ec2 import ids
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.filters import compile_filters, page_answer
 
 _FILTERS = ("resource-id", "resource-type", "key", "value", "tag:")
 _IDS = {
@@ -177,19 +177,15 @@ async def describe_tags(ctx: Ec2Context, caller: Principal, params: Params) -> R
     matches = compile_filters(params.get("Filters"), _FILTERS, "DescribeTags")
     rows = [_described(t) for t in await ctx.service.tags.describe(caller)]
     rows = sorted((r for r in rows if matches(_values(r))), key=_cursor)
-    shown, token = page(
+    return page_answer(
+        "Tags",
         rows,
         _cursor,
-        params.get("MaxResults"),
-        params.get("NextToken"),
+        params,
         listing="tags",
         minimum=5,
         maximum=1000,
     )
-    result: dict[str, Any] = {"Tags": shown}
-    if token:
-        result["NextToken"] = token
-    return result
 
 
 def _cursor(row: Mapping[str, str]) -> str:

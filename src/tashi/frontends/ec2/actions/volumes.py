@@ -37,7 +37,7 @@ from tashi.frontends.ec2 import ids
 from tashi.frontends.ec2.actions.tags import specified, tag_errors, tag_list
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.filters import compile_filters, page_answer
 from tashi.frontends.ec2.instanceviews import launch_of
 
 ROOT_DEVICE = "/dev/vda"
@@ -247,19 +247,15 @@ async def describe_volumes(ctx: Ec2Context, caller: Principal, params: Params) -
             )
         shown = [v for v in shown if v["VolumeId"] in wanted]
     shown = [v for v in shown if matches(_values(v))]
-    chosen, token = page(
+    return page_answer(
+        "Volumes",
         shown,
         lambda v: str(v["VolumeId"]),
-        params.get("MaxResults"),
-        params.get("NextToken"),
+        params,
         listing="volumes",
         minimum=5,
         maximum=500,
     )
-    result: dict[str, Any] = {"Volumes": chosen}
-    if token:
-        result["NextToken"] = token
-    return result
 
 
 async def _instance(ctx: Ec2Context, caller: Principal, instance_id: str) -> Instance:
