@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 XML = protocol.CONTENT_TYPE
 VERSION = "2016-11-15"
-#: form parameters that are the request's, not the operation's
-_ENVELOPE = frozenset({"Action", "Version"})
 
 #: a Tashi error category -> EC2's code for it, where the handler did not say better
 CATEGORY: Mapping[type[e.TashiError], str] = {
@@ -75,7 +73,7 @@ def create_app(ctx: Ec2Context) -> Starlette:
             pairs = _parameters(request, body)
             caller = await _caller(ctx, request, body)
             action = _action(pairs)
-            params = protocol.parse(action, [(k, v) for k, v in pairs if k not in _ENVELOPE])
+            params = protocol.parse(action, pairs)  # it skips Action, Version, X-Amz-*
             if params.pop("DryRun", False):
                 raise Ec2Error(
                     "DryRunOperation", "Request would have succeeded, but DryRun flag is set."
