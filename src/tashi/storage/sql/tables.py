@@ -53,6 +53,25 @@ NAME = 255
 #: Primary keys get predictable names too (``pk_<table>``); the rest are named where declared.
 metadata = sa.MetaData(naming_convention={"pk": "pk_%(table_name)s"})
 
+
+def _tag_table(
+    name: str, column: str, kind: sa.types.TypeEngine[str], owner: tuple[str, str] | None = None
+) -> sa.Table:
+    """A resource kind's tags (``domain/tags.py``): the resource's ``column`` and the tag's key
+    make the row; ``owner`` (the resource's id column, the key's name) makes them go with their
+    resource (``ON DELETE CASCADE``)."""
+    parts: list[sa.schema.SchemaItem] = [
+        sa.Column(column, kind, primary_key=True),
+        sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
+        sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
+    ]
+    if owner is not None:
+        parts.append(
+            sa.ForeignKeyConstraint([column], [owner[0]], name=owner[1], ondelete="CASCADE")
+        )
+    return sa.Table(name, metadata, *parts, **MYSQL_TABLE_ARGS)
+
+
 users = sa.Table(
     "users",
     metadata,
@@ -208,26 +227,14 @@ key_pairs = sa.Table(
     **MYSQL_TABLE_ARGS,
 )
 
-key_pair_tags = sa.Table(
+key_pair_tags = _tag_table(
     "key_pair_tags",
-    metadata,
-    sa.Column("key_pair_id", sa.String(KEY_PAIR_ID_MAX), primary_key=True),
-    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
-    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
-    sa.ForeignKeyConstraint(
-        ["key_pair_id"], ["key_pairs.id"], name="fk_key_pair_tags_key_pair", ondelete="CASCADE"
-    ),
-    **MYSQL_TABLE_ARGS,
+    "key_pair_id",
+    sa.String(KEY_PAIR_ID_MAX),
+    owner=("key_pairs.id", "fk_key_pair_tags_key_pair"),
 )
 
-image_tags = sa.Table(
-    "image_tags",
-    metadata,
-    sa.Column("image", name_type(NAME), primary_key=True),
-    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
-    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
-    **MYSQL_TABLE_ARGS,
-)
+image_tags = _tag_table("image_tags", "image", name_type(NAME))
 
 volumes = sa.Table(
     "volumes",
@@ -251,16 +258,8 @@ volumes = sa.Table(
     **MYSQL_TABLE_ARGS,
 )
 
-volume_tags = sa.Table(
-    "volume_tags",
-    metadata,
-    sa.Column("volume_id", sa.String(vol.ID_MAX), primary_key=True),
-    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
-    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
-    sa.ForeignKeyConstraint(
-        ["volume_id"], ["volumes.id"], name="fk_volume_tags_volume", ondelete="CASCADE"
-    ),
-    **MYSQL_TABLE_ARGS,
+volume_tags = _tag_table(
+    "volume_tags", "volume_id", sa.String(vol.ID_MAX), owner=("volumes.id", "fk_volume_tags_volume")
 )
 
 snapshots = sa.Table(
@@ -281,16 +280,11 @@ snapshots = sa.Table(
     **MYSQL_TABLE_ARGS,
 )
 
-snapshot_tags = sa.Table(
+snapshot_tags = _tag_table(
     "snapshot_tags",
-    metadata,
-    sa.Column("snapshot_id", sa.String(vol.ID_MAX), primary_key=True),
-    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
-    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
-    sa.ForeignKeyConstraint(
-        ["snapshot_id"], ["snapshots.id"], name="fk_snapshot_tags_snapshot", ondelete="CASCADE"
-    ),
-    **MYSQL_TABLE_ARGS,
+    "snapshot_id",
+    sa.String(vol.ID_MAX),
+    owner=("snapshots.id", "fk_snapshot_tags_snapshot"),
 )
 
 node_links = sa.Table(
@@ -396,19 +390,11 @@ security_group_rules = sa.Table(
     **MYSQL_TABLE_ARGS,
 )
 
-security_group_tags = sa.Table(
+security_group_tags = _tag_table(
     "security_group_tags",
-    metadata,
-    sa.Column("group_id", sa.String(secgroups.ID_MAX), primary_key=True),
-    sa.Column("tag_key", name_type(tags.KEY_MAX), primary_key=True),
-    sa.Column("tag_value", sa.String(tags.VALUE_MAX), nullable=False),
-    sa.ForeignKeyConstraint(
-        ["group_id"],
-        ["security_groups.id"],
-        name="fk_security_group_tags_group",
-        ondelete="CASCADE",
-    ),
-    **MYSQL_TABLE_ARGS,
+    "group_id",
+    sa.String(secgroups.ID_MAX),
+    owner=("security_groups.id", "fk_security_group_tags_group"),
 )
 
 #: Tables in an order that deletes cleanly (children first).
