@@ -163,7 +163,7 @@ class ImageOps:
             args = ["convert", "-q", "-f", plan.format, "-O", "qcow2", str(plan.src), str(part)]
             await qemuimg.run(args, program=self._qemu_img, timeout=None)
         try:
-            await asyncio.to_thread(_flush, part)
+            await asyncio.to_thread(flush, part)
         except OSError as exc:
             message = f"cannot flush the new image {plan.dst_name!r}: {exc}"
             raise BackendFailure(message, failed=Dependency.file_system) from exc
@@ -276,7 +276,7 @@ def _place_all(outputs: list[tuple[Path, Path]]) -> None:
     placed: list[Path] = []
     try:
         for part, final in outputs:
-            _place(part, final)
+            place(part, final)
             placed.append(final)
     except BaseException:
         _unlink_all(placed)
@@ -285,7 +285,7 @@ def _place_all(outputs: list[tuple[Path, Path]]) -> None:
         _flush_dir(outputs[-1][1].parent)
 
 
-def _place(part: Path, final: Path) -> None:
+def place(part: Path, final: Path) -> None:
     try:
         os.link(part, final, follow_symlinks=False)
     except FileExistsError:
@@ -321,7 +321,8 @@ def _unlink_all(paths: Iterable[Path], *, strict: bool = False) -> None:
             log.warning("cannot remove %s: %s", path, exc)
 
 
-def _flush(path: Path) -> None:
+def flush(path: Path) -> None:
+    """Make a written file durable (``fsync``)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -331,6 +332,6 @@ def _flush(path: Path) -> None:
 
 def _flush_dir(directory: Path) -> None:
     try:
-        _flush(directory)
+        flush(directory)
     except OSError as exc:  # some network file systems refuse fsync on a directory
         log.debug("cannot flush %s: %s", directory, exc)

@@ -23,15 +23,13 @@ its own when complete (``operations.part_of``), so a half-made one never appears
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 from pathlib import Path
 
 from tashi.domain import volumes as rules
 from tashi.domain.errors import AlreadyExists, BackendFailure, Dependency, InvalidInput, NotFound
 from tashi.images import qemuimg
 from tashi.images.locks import ImageLock, lock_file
-from tashi.images.operations import part_of
+from tashi.images.operations import flush, part_of, place
 from tashi.images.store import ImageStore
 
 VOLUMES = "volumes"
@@ -121,28 +119,10 @@ class VolumeFiles:
     async def _run(self, args: list[str], part: Path, timeout: float | None) -> None:
         try:
             await qemuimg.run(args, program=self.qemu_img, timeout=timeout)
-            await asyncio.to_thread(_flush, part)
+            await asyncio.to_thread(flush, part)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
-
-
-def place(part: Path, final: Path) -> None:
-    """Give a complete part file its name, replacing nothing."""
-    try:
-        os.link(part, final, follow_symlinks=False)
-    except FileExistsError:
-        raise AlreadyExists(f"{final.name} exists already") from None
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-            raise BackendFailure(
-                f"cannot name {final.name}: {exc.strerror}", failed=Dependency.file_system
-            ) from exc
-        if final.exists():
-            raise AlreadyExists(f"{final.name} exists already") from None
-        os.rename(part, final)  # a store without hard links
-        return
-    part.unlink(missing_ok=True)
 
 
 def _fresh_part(final: Path) -> Path:
@@ -171,11 +151,3 @@ def _remove(path: Path, conflict: str) -> None:
             raise BackendFailure(
                 f"cannot remove {path.name}: {exc.strerror}", failed=Dependency.file_system
             ) from exc
-
-
-def _flush(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -35,8 +35,9 @@ from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import DiskConfig, Instance
 from tashi.domain.nodes import NodeEvent, Ticket, Transfer, VmStatus
 from tashi.domain.volumes import device_index
+from tashi.images.operations import place
 from tashi.images.store import ImageStore
-from tashi.images.volumes import VolumeFiles, disk_path, place
+from tashi.images.volumes import VolumeFiles, disk_path
 from tashi.network.base import Attachment, NetworkDriver
 from tashi.nodemanager import heap
 from tashi.nodemanager.fencing import FenceMarks
