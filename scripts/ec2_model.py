@@ -37,6 +37,8 @@ from typing import Any
 import botocore
 import botocore.loaders
 
+from tashi.frontends.ec2.model import SHAPE_TYPES
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "src" / "tashi" / "frontends" / "ec2" / "model.json"
 
@@ -104,20 +106,7 @@ KEPT_SHAPE_KEYS = (
 KEPT_MEMBER_KEYS = ("shape", "locationName", "queryName")
 #: The shape types the EC2 protocol uses; the script fails on any other (a map, say) rather than
 #: write a model that ``tashi.frontends.ec2.protocol`` cannot read.
-TYPES = frozenset(
-    {
-        "structure",
-        "list",
-        "string",
-        "integer",
-        "long",
-        "boolean",
-        "double",
-        "float",
-        "timestamp",
-        "blob",
-    }
-)
+TYPES = SHAPE_TYPES
 #: Serialization traits EC2's model does not use and the protocol does not implement.
 UNSUPPORTED_TRAITS = frozenset({"flattened", "xmlAttribute", "xmlNamespace", "location"})
 
