@@ -10,6 +10,7 @@ template first makes the copies (``diskcopy.py``, state PreparingDisk).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,14 @@ from tashi.clustermanager.instances.specs import SpecRules, build_spec, many_nam
 from tashi.clustermanager.instances.suspends import SuspendArea, suspend_file
 from tashi.domain import validation
 from tashi.domain.clock import Clock
-from tashi.domain.errors import Forbidden, InvalidInput, InvalidState, NotFound, TashiError
+from tashi.domain.errors import (
+    Forbidden,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    StateConflict,
+    TashiError,
+)
 from tashi.domain.hints import (
     RESUME_SOURCE,
     activation,
@@ -61,6 +69,7 @@ from tashi.runtime.hub import EventHub
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
+DESTROY_ATTEMPTS = 3  # destroyVm reads again after a StateConflict before answering one
 
 #: Changes a new instance (the n-th of a request) in the unit that stores it (``create_each``).
 Also = Callable[[Transaction, Instance, int], Instance]
@@ -230,9 +239,12 @@ class InstanceService:
     ) -> Instance | None:
         """``destroyVm``: removes an unstarted instance at once, otherwise asks its node
         manager to kill it. Returns the instance as it now is, or ``None`` once removed.
-        ``force`` (admin only) removes the record whatever its state."""
-        inst = await self.get(caller, ref)
-        return await self.destroy_instance(caller, inst, force=force)
+        ``force`` (admin only) removes the record whatever its state. One that moved meanwhile
+        (placed, held) is read again: its end was asked for, whatever state it reached."""
+        for _ in range(DESTROY_ATTEMPTS - 1):
+            with contextlib.suppress(StateConflict):
+                return await self.destroy_instance(caller, await self.get(caller, ref), force=force)
+        return await self.destroy_instance(caller, await self.get(caller, ref), force=force)
 
     async def destroy_instance(
         self, caller: Principal, inst: Instance, *, force: bool = False

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from tashi.clustermanager.instances.specs import many_names
-from tashi.domain.errors import NotFound, StateConflict, TashiError
+from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.launches import PREFIX, Launch
 from tashi.domain.models import Instance, Principal
 from tashi.domain.operations import DiskRequest, InstanceQuery, VmRequest
@@ -40,7 +40,6 @@ from tashi.frontends.ec2.instanceviews import launch_of, render, state
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 3  # a TerminateInstances tries again after a StateConflict before it answers one
 MAX_USER_DATA = 16384  # bytes, decoded, as AWS
 MAX_INSTANCES = int(ACCOUNT["max-instances"][0])  # per user, as DescribeAccountAttributes says
 _FILTERS = (
@@ -397,23 +396,12 @@ async def terminate_instances(ctx: Ec2Context, caller: Principal, params: Params
 
 
 async def _destroy(ctx: Ec2Context, caller: Principal, inst: Instance) -> Instance | None:
-    """Destroy ``inst``; read again and try again when it moved meanwhile (the scheduler
-    placed it or held it between the read and the destroy): the caller asked for its end,
-    whatever state it reached. ``None`` once it is gone."""
-    current = inst
-    for attempt in range(ATTEMPTS):
-        try:
-            return await ctx.service.instances.destroy_instance(caller, current)
-        except NotFound:
-            return None
-        except StateConflict:
-            if attempt == ATTEMPTS - 1:
-                raise
-            try:
-                current = await ctx.service.instances.get(caller, str(inst.id))
-            except NotFound:
-                return None
-    return None
+    """Destroy ``inst`` (``destroyVm``: read again if it moved meanwhile); ``None`` once it is
+    gone."""
+    try:
+        return await ctx.service.instances.destroy_vm(caller, str(inst.id))
+    except NotFound:
+        return None
 
 
 async def _delete_root(ctx: Ec2Context, inst: Instance) -> None:
