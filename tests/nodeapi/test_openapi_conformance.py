@@ -15,6 +15,8 @@ from starlette.testclient import TestClient
 from tashi.api import paths as public
 from tashi.nodeapi import paths
 from tashi.nodemanager.routes import create_app
+from tashi.nodemanager.secgroups.fake import FakePlumbing
+from tashi.nodemanager.secgroups.service import FirewallService
 from tashi.nodemanager.witnessing import WitnessBook
 from tests.api.conftest import Api, start_api
 from tests.api.test_nodes import register
@@ -26,12 +28,15 @@ NODE_SECRET = "n" * 40
 
 @pytest.fixture
 def node_app(tmp_path: Path) -> Iterator[TestClient]:
-    """A node manager's app over the fake VMM and network drivers, running one VM (5)."""
+    """A node manager's app over the fake VMM, network and firewall plumbing, running one VM
+    (5)."""
     node, _, _, _ = make(tmp_path, poweroff_delay=0.0, grace=3600.0)
+    node.firewall = FirewallService(FakePlumbing(), tmp_path)
     node.arrival_wait = 0.2  # a migration's VM that never comes is given up quickly
     (tmp_path / "suspend").mkdir()
     app = create_app(node, NODE_SECRET, WitnessBook("p" * 40))
     with TestClient(app) as http:
+        http.portal.call(node.firewall.start)  # type: ignore[union-attr]
         http.portal.call(node.start, wire(5))  # type: ignore[union-attr]
         yield http
         http.portal.call(node.close)  # type: ignore[union-attr]

@@ -78,9 +78,11 @@ class Lab:
         shared: tuple[bool, ...] = (),
         nics: tuple[NicSpec, ...] = (),
         cpu_share: int = 1024,
+        kernel_args: str = "",
     ) -> VmSpec:
         """A spec of the tiny guest in ``<root>/<where>`` (default ``v<id>``); for QEMU each
-        disk a fresh overlay on the image (``shared`` marks disks as shared, for the rule)."""
+        disk a fresh overlay on the image (``shared`` marks disks as shared, for the rule) and
+        ``kernel_args`` after the image's own command line."""
         self.ids.add(int(instance_id))
         state_dir = self.root / (where or f"v{instance_id}")
         specs = []
@@ -101,7 +103,7 @@ class Lab:
             state_dir=state_dir,
             boot=BootSpec()
             if direct is None
-            else BootSpec(direct.kernel, direct.initrd, direct.cmdline),
+            else BootSpec(direct.kernel, direct.initrd, f"{direct.cmdline} {kernel_args}".strip()),
             cpu_share=cpu_share,
         )
 
