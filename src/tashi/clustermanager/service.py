@@ -115,11 +115,13 @@ def build_service(
     *,
     clock: Clock | None = None,
     nodes: Callable[[Database], NodeGateway] | None = None,
-    db_workers: int = 8,
+    db_workers: int | None = None,
 ) -> ClusterService:
+    """The cluster manager's services over ``store``; ``db_workers`` reader threads (default
+    ``[SQL] poolSize``, which the store's pool is sized for)."""
     clock = clock or SystemClock()
     hub = EventHub()
-    db = Database(store, workers=db_workers, hub=hub)
+    db = Database(store, workers=db_workers or settings.sql.pool_size, hub=hub)
     svc, cm = settings.cluster_manager_service, settings.cluster_manager
     images = ImageStore(settings.vfs.prefix)
     rules = InstanceRules(

@@ -173,7 +173,13 @@ class SqlSettings:
     password: str = option(
         "password", "", "Password for the database user, kept out of the URI (and out of logs)."
     )
-    pool_size: int = option("poolSize", 8, "Connections kept open to a database server.", minimum=1)
+    pool_size: int = option(
+        "poolSize",
+        8,
+        "Database threads of the cluster manager that read, and at most as many that write"
+        " (SQLite: one writer); each keeps its own connection open.",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
