@@ -1,8 +1,8 @@
 """``FirewallService``: the security groups of the VMs this node manager runs, enforced on their
 taps, and the policy the cluster manager sends (``nodeapi/firewall.py``).
 
-The node service calls it around each VM, as it calls the metadata service
-(``tashi.nodemanager.service.TapFirewall``): ``attach`` once the VM's taps exist and before its
+The node service calls it around each VM, as it calls the metadata service (the contract:
+``tashi.nodemanager.collaborators.TapFirewall``): ``attach`` once the VM's taps exist and before its
 guest runs (a start, a restore, the target of a live migration), ``detach`` when the VM has
 gone, ``restore`` once after a restart with the VMs it adopted. A VM is guarded when it is in
 groups (``secgroups.groups_of`` its hints); one in none is left alone, as before security
