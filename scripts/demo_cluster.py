@@ -3,17 +3,18 @@
     scripts/demo_cluster.py          (re)start the demo cluster under var/demo-cluster and run
     scripts/demo_cluster.py stop     stop it (`make demo-stop`)
 
-Phases, each timed: build the guest image (once), `tashi-cluster start 3`, `tashi createMany`
-six VMs with a NIC on each of the two networks, wait (with a progress line) until all are Running
-and have their DHCP leases, `tashi getVmLayout`, ping every VM by DNS name from the cluster
-manager's namespace, `tashi-cluster rm` the host with most VMs and wait until its VMs run
-elsewhere, then crash the cluster manager (`tashi-cluster rm cm`), start it again 10 s later
-(`add cm`) and check that every VM ran on through it: the same qemu processes, every instance
-Running; last, the EC2 API with the unmodified AWS CLI (an access key from `tashi
-createAccessKey`, `aws ec2 run-instances`, `wait instance-running`, `terminate-instances`).
-The cluster is left running; the end says how to use and stop it. The demo exits
-non-zero when the VMs did not survive the cluster manager's crash (the node managers fence their
-VMs when their lease, [Cluster] hostLeaseTime, runs out without the cluster manager).
+Phases, each timed: build the guest images (once: the tiny one, and the Debian cloud-init one the
+EC2 walk-through of docs/ec2.md logs in to), `tashi-cluster start 3` with both in its store, `tashi
+createMany` six VMs with a NIC on each of the two networks, wait (with a progress line) until all
+are Running and have their DHCP leases, `tashi getVmLayout`, ping every VM by DNS name from the
+cluster manager's namespace, `tashi-cluster rm` the host with most VMs and wait until its VMs run
+elsewhere, then crash the cluster manager (`tashi-cluster rm cm`), start it again 10 s later (`add
+cm`) and check that every VM ran on through it: the same qemu processes, every instance Running;
+last, the EC2 API with the unmodified AWS CLI (an access key from `tashi createAccessKey`, `aws ec2
+run-instances`, `wait instance-running`, `terminate-instances`). The cluster is left running; the
+end says how to use and stop it. The demo exits non-zero when the VMs did not survive the cluster
+manager's crash (the node managers fence their VMs when their lease, [Cluster] hostLeaseTime, runs
+out without the cluster manager).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(os.environ.get("TASHI_DEMO_BIN", ROOT / ".venv" / "bin"))
 STATE = Path(os.environ.get("TASHI_DEMO_CLUSTER_DIR", ROOT / "var" / "demo-cluster"))
 IMAGE = ROOT / "var" / "images" / "tashi-tiny.qcow2"
+DEBIAN = IMAGE.with_name("tashi-debian.qcow2")
+CLUSTER_CFG = ROOT / "var" / "demo-Cluster.cfg"  # [Cluster] of the demo: the Debian image too
 BOOT_TIMEOUT = 240.0
 CM_OUTAGE = 10.0  # seconds the cluster manager stays down in the control-plane phase
 SETTLE_TIMEOUT = 60.0  # for the hosts to report to the restarted cluster manager
@@ -50,9 +53,11 @@ def phase(title: str, work: Callable[[], object]) -> object:
     return result
 
 
-def run(*argv: str, check: bool = True, quiet: bool = False) -> str:
+def run(*argv: str, check: bool = True, quiet: bool = False, config: Path | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASHI_")}
-    if (STATE / "client.cfg").exists():
+    if config is not None:
+        env["TASHI_CONFIG"] = str(config)
+    elif (STATE / "client.cfg").exists():
         env["TASHI_CONFIG"] = str(STATE / "client.cfg")
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if not quiet:
@@ -63,7 +68,10 @@ def run(*argv: str, check: bool = True, quiet: bool = False) -> str:
 
 
 def cluster(*args: str, quiet: bool = False) -> str:
-    return run(str(BIN / "tashi-cluster"), "--state-dir", str(STATE), *args, quiet=quiet)
+    CLUSTER_CFG.parent.mkdir(parents=True, exist_ok=True)
+    CLUSTER_CFG.write_text(f"[Cluster]\nimages = {DEBIAN}\n")
+    tool = str(BIN / "tashi-cluster")
+    return run(tool, "--state-dir", str(STATE), *args, quiet=quiet, config=CLUSTER_CFG)
 
 
 def tashi(*args: str, quiet: bool = False) -> str:
@@ -352,6 +360,10 @@ def start() -> None:
     phase(
         "building the tiny guest image (once)",
         lambda: run(str(BIN / "tashi-image"), "build", "--out", str(IMAGE.parent)),
+    )
+    phase(
+        "building the Debian cloud-init guest image (once; about 100 s the first time)",
+        lambda: run(str(BIN / "tashi-image"), "debian", "--out", str(DEBIAN.parent)),
     )
     phase("tashi-cluster start 3", lambda: cluster("start", "3"))
     phase(

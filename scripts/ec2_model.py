@@ -79,6 +79,8 @@ OPERATIONS: tuple[str, ...] = (
     "DescribeSecurityGroups",
     "AuthorizeSecurityGroupIngress",
     "RevokeSecurityGroupIngress",
+    "AuthorizeSecurityGroupEgress",
+    "RevokeSecurityGroupEgress",
     "DeleteSecurityGroup",
     # volumes and snapshots
     "CreateVolume",

@@ -22,11 +22,14 @@ from tashi.domain.ids import HostId, UserId
 from tashi.domain.models import Instance, Principal, Role
 from tashi.domain.operations import DiskRequest, NicRequest, VmRequest
 from tashi.domain.secgroups import (
+    DEFAULT_EGRESS,
+    MAX_RULES,
     CannotDelete,
     DuplicateGroup,
     DuplicateRule,
     GroupInUse,
     Rule,
+    RulesLimitExceeded,
     UnknownGroup,
     UnknownRule,
     launched_in,
@@ -73,7 +76,7 @@ def test_default_names_duplicates_and_deletes(c: Cluster) -> None:
         default = await groups.default(c.alice)
         assert (await groups.default(c.alice)).id == default.id
         [listed] = await groups.describe(c.alice)
-        assert listed.rules == (Rule("-1", -1, -1, peer=default.id),)
+        assert listed.rules == (Rule("-1", -1, -1, peer=default.id), DEFAULT_EGRESS)
         web = (await groups.create(c.alice, "web", "web servers", {"team": "web"})).group
         with pytest.raises(DuplicateGroup):
             await groups.create(c.alice, "web", "again")
@@ -94,6 +97,41 @@ def test_default_names_duplicates_and_deletes(c: Cluster) -> None:
         await c.service.instances.destroy_vm(c.alice, str(vm.id))
         assert (await groups.delete(c.alice, "web")).id == web.id
         assert [g.group.name for g in await groups.describe(c.alice)] == ["default"]
+
+    _run(c, body)
+
+
+def test_outbound_rules_reach_the_hosts_once_a_group_restricts_them(c: Cluster) -> None:
+    async def body(c: Cluster) -> None:
+        groups = c.service.security_groups
+        made = await groups.create(c.alice, "web", "web")
+        web, db = made.group, (await groups.create(c.alice, "db", "db")).group
+        assert made.rules == (DEFAULT_EGRESS,)
+        front = await _vm(c, "front", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        store = await _vm(c, "store", "198.18.1.20", launched_in([(db.id, "db")]), c.alice)
+        await _start(c, front, "h1")
+        await _start(c, store, "h1")
+        await c.service.firewalls.settle()
+        assert c.nodes.firewalls[c.hosts[0]].egress == {}  # AWS's default: all out
+        to_db = Rule("tcp", 5432, 5432, peer=db.id, egress=True)
+        await groups.authorize(c.alice, web.id, [to_db])
+        with pytest.raises(DuplicateRule):
+            await groups.authorize(c.alice, web.id, [DEFAULT_EGRESS])
+        await groups.revoke(c.alice, web.id, [DEFAULT_EGRESS])
+        await c.service.firewalls.settle()
+        sent = c.nodes.firewalls[c.hosts[0]]
+        to_store = Allow("tcp", 5432, 5432, ("198.18.1.20/32",))
+        assert sent.egress == {_key(c.alice, web.id): (to_store,)}
+        assert sent.restricted([_key(c.alice, web.id)])
+        assert not sent.restricted([_key(c.alice, db.id)])
+        assert sent.groups[_key(c.alice, web.id)] == ()  # inbound untouched
+        inbound = [Rule("tcp", p, p, cidr="10.0.0.0/8") for p in range(1, MAX_RULES + 1)]
+        await groups.authorize(c.alice, web.id, inbound)  # 60 in and 1 out: within both
+        with pytest.raises(RulesLimitExceeded, match="inbound"):
+            await groups.authorize(c.alice, web.id, [Rule("udp", 1, 1, cidr="10.0.0.0/8")])
+        await c.service.instances.destroy_vm(c.alice, str(store.id))
+        with pytest.raises(GroupInUse):  # web's outbound rule names db
+            await groups.delete(c.alice, "db")
 
     _run(c, body)
 

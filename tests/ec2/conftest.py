@@ -1,6 +1,7 @@
 """A live virtual cluster (``tashi-cluster``: a cluster manager, its scheduler and two QEMU
 hosts) whose EC2 API unmodified boto3 and the AWS CLI drive, as users ``alice`` and ``bob``,
 each with an access key made through the ``tashi`` client's API, and the admin with one too.
+Its image store has the tiny guest and the Debian cloud-init guest (``make debian-image``).
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ class Ec2Cluster:
 
 
 @pytest.fixture(scope="package")
-def ec2(tmp_path_factory: pytest.TempPathFactory, tiny_image: Path) -> Iterator[Ec2Cluster]:
+def ec2(
+    tmp_path_factory: pytest.TempPathFactory, tiny_image: Path, debian_image: Path
+) -> Iterator[Ec2Cluster]:
     if os.geteuid() != 0:
         pytest.fail("the EC2 tests run a virtual cluster: run them as root")
-    options = ha_options(FABRIC, tiny_image, hostMemory=2048)
+    options = ha_options(FABRIC, tiny_image, hostMemory=2048, images=debian_image)
     with running_cluster(tmp_path_factory.mktemp("ec2"), 2, options) as running:
         admin = running.admin
         keys: dict[str, Key] = {}

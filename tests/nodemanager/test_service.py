@@ -17,7 +17,8 @@ from tashi.domain.nodes import NodeEvent
 from tashi.domain.states import InstanceState
 from tashi.domain.volumes import device_index
 from tashi.network.fake import FakeNetworkDriver
-from tashi.nodemanager.service import EventSink, NodeService
+from tashi.nodemanager.collaborators import EventSink
+from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.vmm.base import BootSpec, DiskSpec, VmState
 from tashi.vmm.fake import FakeDriver

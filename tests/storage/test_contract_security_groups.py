@@ -137,6 +137,28 @@ def test_rules_are_removed_by_key(store: Store) -> None:
         assert tx.security_groups.rules() == {gid: [PING]}
 
 
+def test_an_outbound_rule_is_another_rule_than_the_inbound_one_of_the_same_parts(
+    store: Store,
+) -> None:
+    alice = seed(store)
+    web, db = group(1, alice).id, group(2, alice).id
+    out = Rule("tcp", 22, 22, cidr="10.0.0.0/8", egress=True)
+    to_db = Rule("tcp", 5432, 5432, peer=db, egress=True)
+    with store.transaction() as tx:
+        tx.security_groups.add(group(1, alice))
+        tx.security_groups.add(group(2, alice))
+        tx.security_groups.add_rules(web, [SSH, out, to_db])
+    with pytest.raises(AlreadyExists), store.transaction() as tx:
+        tx.security_groups.add_rules(web, [Rule("tcp", 22, 22, cidr="10.0.0.0/8", egress=True)])
+    with store.transaction(write=False) as tx:
+        assert tx.security_groups.rules() == {web: [SSH, out, to_db]}
+        assert tx.security_groups.referencing(db) == [web]  # outbound names count too
+    with store.transaction() as tx:
+        assert tx.security_groups.remove_rules(web, [out]) == 1
+    with store.transaction(write=False) as tx:
+        assert tx.security_groups.rules() == {web: [SSH, to_db]}
+
+
 def test_a_named_group_stays_and_a_removed_one_takes_its_rules_and_tags(store: Store) -> None:
     alice = seed(store)
     web, db = group(1, alice).id, group(2, alice).id

@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 
 import tashi
 from tashi.config.clustermanager import SqlSettings
+from tashi.domain import secgroups as sg
 from tashi.domain.errors import BackendFailure
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import DiskConfig, Host, Instance, InstanceSpec, NicConfig, Role
@@ -52,7 +53,7 @@ def test_upgrade_creates_the_schema_and_a_second_run_changes_nothing(
         assert current_revision(engine) is None
         assert sa.inspect(engine).get_table_names() == []
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0008"
+        assert current_revision(engine) == head_revision() == "0009"
         tables = set(sa.inspect(engine).get_table_names())
         assert tables == set(metadata.tables) | {"alembic_version"}
         with engine.begin() as conn:
@@ -62,7 +63,7 @@ def test_upgrade_creates_the_schema_and_a_second_run_changes_nothing(
                  "created_at": NOW},
             )  # fmt: skip
         upgrade(url)  # again, through a URL this time
-        assert current_revision(url) == "0008"
+        assert current_revision(url) == "0009"
         with engine.connect() as conn:
             names = conn.execute(sa.select(metadata.tables["users"].c.name)).scalars().all()
         assert names == ["kept"]
@@ -206,3 +207,54 @@ def test_a_database_made_at_0001_keeps_its_rows_through_upgrade_and_downgrade(
 def _spec(name: str) -> InstanceSpec:
     nic = NicConfig(NetworkId(10), "52:54:00:00:00:02")
     return InstanceSpec(name=name, cores=1, memory=256, disks=(DiskConfig("b.qcow2"),), nics=(nic,))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_0009_gives_every_group_aws_default_outbound_rule_and_keeps_the_inbound_ones(
+    kind: str, fresh_database: Callable[[str], FreshDatabase]
+) -> None:
+    url = fresh_database(kind).url
+    upgrade(url, "0008")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            t = metadata.tables
+            conn.execute(
+                sa.insert(t["users"]),
+                {"name": "alice", "role": "user", "priority": 0, "password_hash": "h",
+                 "created_at": NOW},
+            )  # fmt: skip
+            conn.execute(
+                sa.insert(t["security_groups"]),
+                [{"id": f"sg-{n:017x}", "user_id": 1, "name": f"g{n}", "description": "",
+                  "created_at": NOW} for n in (1, 2)],
+            )  # fmt: skip
+            conn.execute(
+                sa.insert(t["security_group_rules"]).values(
+                    group_id="sg-00000000000000001",
+                    rule_key="tcp|22|22|10.0.0.0/8|",
+                    protocol="tcp",
+                    from_port=22,
+                    to_port=22,
+                    cidr="10.0.0.0/8",
+                    peer_id=None,
+                    description="ssh",
+                )
+            )
+        upgrade(engine)
+        store = SqlStore(engine)
+        with store.transaction(write=False) as tx:
+            rules = tx.security_groups.rules()
+        ssh = sg.Rule("tcp", 22, 22, cidr="10.0.0.0/8", description="ssh")
+        assert rules == {
+            "sg-00000000000000001": [ssh, sg.DEFAULT_EGRESS],
+            "sg-00000000000000002": [sg.DEFAULT_EGRESS],
+        }
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0008")
+        assert current_revision(engine) == "0008"
+        with engine.connect() as conn:
+            kept = conn.execute(sa.select(sa.text("rule_key FROM security_group_rules"))).all()
+        assert kept == [("tcp|22|22|10.0.0.0/8|",)]
+    finally:
+        engine.dispose()

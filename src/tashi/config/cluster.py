@@ -54,6 +54,13 @@ class ClusterSettings:
         "Guest image put into the cluster's image store (relative: to the current directory)."
         " The default tiny guest is built (tashi-image build) when it is missing.",
     )
+    images: str = option(
+        "images",
+        "",
+        "More images put into the image store beside `image`, by commas (relative: to the"
+        " current directory), each with its sidecars, e.g. var/images/tashi-debian.qcow2 (make"
+        " debian-image). Each must exist; kernel and initrd apply to `image` only.",
+    )
     kernel: str = option(
         "kernel", "", "Kernel to boot the image with. Empty: the image's .kernel sidecar."
     )

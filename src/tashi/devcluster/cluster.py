@@ -125,6 +125,7 @@ class DevCluster:
         check_memory(self.settings, hosts)
         networks = self._networks()
         image = self._image()
+        extra = self._extra_images()
         tag = secrets.token_hex(3)
         state = State(
             tag=tag,
@@ -136,6 +137,8 @@ class DevCluster:
         self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.layout.save(state)  # from here on, stop can undo whatever follows
         self._install_image(image)
+        for more in extra:
+            self._install_image(more, overrides=False)
         Fabric(configs.plan(state)).build()
         self._start_cm(state)
         self.layout.save(state)
@@ -166,14 +169,27 @@ class DevCluster:
             raise InvalidInput(f"[Cluster] image {image} does not exist")
         return image.absolute()
 
-    def _install_image(self, image: Path) -> None:
+    def _extra_images(self) -> list[Path]:
+        """[Cluster] images: the further images to put in the store, each an existing file."""
+        found = []
+        for word in self.settings.images.split(","):
+            if not word.strip():
+                continue
+            path = Path(word.strip())
+            if not path.is_file():
+                raise InvalidInput(f"[Cluster] images: {path} does not exist")
+            found.append(path.absolute())
+        return found
+
+    def _install_image(self, image: Path, *, overrides: bool = True) -> None:
         """The image and its boot sidecars into the cluster's image store (hard links where
-        possible); [Cluster] kernel/initrd replace the sidecars."""
+        possible); [Cluster] kernel/initrd replace the sidecars of ``image`` (with
+        ``overrides``)."""
         images = self.layout.vfs / "images"
         images.mkdir(parents=True, exist_ok=True)
-        overrides = {".kernel": self.settings.kernel, ".initrd": self.settings.initrd}
+        chosen = {".kernel": self.settings.kernel, ".initrd": self.settings.initrd}
         for suffix in ("", *boot.SIDECAR_SUFFIXES):
-            override = overrides.get(suffix, "")
+            override = chosen.get(suffix, "") if overrides else ""
             source = Path(override) if override else Path(f"{image}{suffix}")
             if not source.exists():
                 continue

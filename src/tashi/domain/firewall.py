@@ -1,5 +1,5 @@
-"""What a host's firewall enforces: the inbound rules of the security groups its VMs are in, with
-every rule's source resolved to addresses (pure).
+"""What a host's firewall enforces: the inbound and outbound rules of the security groups its VMs
+are in, with every rule's source (or destination) resolved to addresses (pure).
 
 The cluster manager makes one ``Policy`` per host (``resolve``) from the store's groups and
 rules and its instances' addresses, and sends it whole to the host's node manager, which
@@ -8,6 +8,12 @@ group (``Rule.peer``) becomes the addresses of that group's members (as ``/32`` 
 node needs nothing but its policy and its own VMs' hints. ``Policy.version`` is a digest of the
 content: equal versions are equal policies, which makes every send idempotent and lets both
 sides tell whether the node's copy is current (``docs/adr/0019-security-groups.md``).
+
+Outbound rules (``Policy.egress``) are kept only for the groups that restrict what their members
+send: a group with AWS's default outbound rule (everything to everywhere, ``Rule.allows_all``)
+is left out, and a VM is held to outbound rules only when every one of its groups is in
+``egress`` (its groups' rules add up, so one that lets everything out lets everything out). A
+policy without restricted groups is what policies were before outbound rules, version included.
 """
 
 from __future__ import annotations
@@ -40,9 +46,11 @@ class Allow:
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Group (``key``: owner and id) -> what its rules let in, for the groups of one host's
-    VMs."""
+    VMs; ``egress``: group -> what its rules let out (``Allow.sources`` then the destinations),
+    for those of the groups that do not let everything out."""
 
     groups: Mapping[str, tuple[Allow, ...]] = field(default_factory=dict)
+    egress: Mapping[str, tuple[Allow, ...]] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -50,25 +58,49 @@ class Policy:
 
     def of(self, group_ids: Iterable[str]) -> Policy:
         """The part of this policy for these groups (those it knows)."""
-        return Policy({g: self.groups[g] for g in sorted(set(group_ids)) if g in self.groups})
+        wanted = sorted(set(group_ids))
+        return Policy(
+            {g: self.groups[g] for g in wanted if g in self.groups},
+            {g: self.egress[g] for g in wanted if g in self.egress},
+        )
+
+    def restricted(self, group_keys: Iterable[str]) -> bool:
+        """Whether members of all of ``group_keys`` are held to outbound rules (every one of
+        the groups restricts them; no groups: nothing holds them)."""
+        keys = list(group_keys)
+        return bool(keys) and all(k in self.egress for k in keys)
 
 
 def digest(policy: Policy) -> str:
-    """24 hexadecimal digits of the SHA-256 of the policy's canonical JSON."""
-    text = json.dumps(as_data(policy), sort_keys=True, separators=(",", ":"))
+    """24 hexadecimal digits of the SHA-256 of the policy's canonical JSON (the inbound part
+    alone when no group restricts outbound traffic: the versions of before)."""
+    data: object = as_data(policy)
+    if policy.egress:
+        data = {"groups": data, "egress": as_data(policy, egress=True)}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def as_data(policy: Policy) -> dict[str, list[list[object]]]:
-    """The policy as plain JSON data (its digest's input, and a node's file)."""
+def as_data(policy: Policy, *, egress: bool = False) -> dict[str, list[list[object]]]:
+    """The policy's inbound part (``egress``: its outbound one) as plain JSON data (its
+    digest's input, and a node's file)."""
+    part = policy.egress if egress else policy.groups
     return {
         g: [[a.protocol, a.from_port, a.to_port, list(a.sources)] for a in allows]
-        for g, allows in sorted(policy.groups.items())
+        for g, allows in sorted(part.items())
     }
 
 
-def from_data(data: Mapping[str, Sequence[Sequence[object]]]) -> Policy:
-    """``as_data``'s inverse (``ValueError`` for data it did not write)."""
+def from_data(
+    data: Mapping[str, Sequence[Sequence[object]]],
+    egress: Mapping[str, Sequence[Sequence[object]]] | None = None,
+) -> Policy:
+    """``as_data``'s inverse, of the inbound and the outbound part (``ValueError`` for data it
+    did not write)."""
+    return Policy(_parts(data), _parts(egress or {}))
+
+
+def _parts(data: Mapping[str, Sequence[Sequence[object]]]) -> dict[str, tuple[Allow, ...]]:
     groups: dict[str, tuple[Allow, ...]] = {}
     for group, allows in data.items():
         out = []
@@ -77,7 +109,7 @@ def from_data(data: Mapping[str, Sequence[Sequence[object]]]) -> Policy:
                 raise ValueError(f"sources of a rule of {group} are not a list")
             out.append(Allow(str(proto), int(str(low)), int(str(high)), tuple(map(str, sources))))
         groups[str(group)] = tuple(out)
-    return Policy(groups)
+    return groups
 
 
 def resolve(
@@ -85,21 +117,34 @@ def resolve(
     members: Mapping[str, Iterable[str]],
     wanted: Iterable[str],
 ) -> Policy:
-    """The policy of the ``wanted`` groups (by ``key``): ``rules`` by group key, ``members``
-    the addresses of each group's member instances by group id (a rule's ``peer``). A wanted
-    group with no rules (or unknown) is in the policy with none: its members let nothing in
-    but replies."""
-    out: dict[str, tuple[Allow, ...]] = {}
+    """The policy of the ``wanted`` groups (by ``key``): ``rules`` (inbound and outbound) by
+    group key, every group that exists (one without rules: empty), ``members`` the addresses of
+    each group's member instances by group id (a rule's ``peer``). A wanted group with no
+    inbound rules (or unknown) is in the policy with none: its members let nothing in but
+    replies. One with no outbound rules lets nothing out but replies; one whose outbound rules
+    let everything out, or an unknown one, is not in ``egress`` (outbound is open, as before
+    outbound rules)."""
+    inbound: dict[str, tuple[Allow, ...]] = {}
+    outbound: dict[str, tuple[Allow, ...]] = {}
     for group in sorted(set(wanted)):
-        merged: dict[tuple[str, int, int], set[str]] = {}
-        for r in rules.get(group, ()):
-            sources = {r.cidr} if r.cidr else {f"{a}/32" for a in members.get(r.peer, ())}
-            merged.setdefault((r.protocol, r.from_port, r.to_port), set()).update(sources)
-        out[group] = tuple(
-            Allow(proto, low, high, tuple(sorted(sources, key=_network_order)))
-            for (proto, low, high), sources in sorted(merged.items())
-        )
-    return Policy(out)
+        held = rules.get(group, ())
+        inbound[group] = _merged([r for r in held if not r.egress], members)
+        out = [r for r in held if r.egress]
+        if not any(r.allows_all for r in out) and group in rules:
+            outbound[group] = _merged(out, members)
+    return Policy(inbound, outbound)
+
+
+def _merged(rules: Sequence[Rule], members: Mapping[str, Iterable[str]]) -> tuple[Allow, ...]:
+    """Rules with their peers resolved, one ``Allow`` per protocol and ports."""
+    merged: dict[tuple[str, int, int], set[str]] = {}
+    for r in rules:
+        sources = {r.cidr} if r.cidr else {f"{a}/32" for a in members.get(r.peer, ())}
+        merged.setdefault((r.protocol, r.from_port, r.to_port), set()).update(sources)
+    return tuple(
+        Allow(proto, low, high, tuple(sorted(sources, key=_network_order)))
+        for (proto, low, high), sources in sorted(merged.items())
+    )
 
 
 def _network_order(cidr: str) -> tuple[int, ...]:

@@ -1,11 +1,15 @@
-"""Security groups (EC2's): a user's named sets of inbound rules, and which instances they guard.
+"""Security groups (EC2's): a user's named sets of inbound and outbound rules, and which
+instances they guard.
 
 A group belongs to one user; its name is unique among that user's, and every user has one named
 ``default`` (made on first use, never deleted), which lets in everything its own members send.
-A rule (``Rule``) lets in one protocol (and a port range, or an ICMP type and code) from one
-source: an IPv4 range (``cidr``) or the members of one of the user's groups (``peer``). Rules
+An inbound rule (``Rule``) lets in one protocol (and a port range, or an ICMP type and code) from
+one source: an IPv4 range (``cidr``) or the members of one of the user's groups (``peer``); an
+outbound rule (``Rule.egress``) lets out the same to one destination, given the same way. Rules
 only ever allow; what no rule of any of a VM's groups allows is dropped, except replies to the
-VM's own connections (``docs/adr/0019-security-groups.md``). Outbound traffic is not filtered.
+VM's own connections, and its replies to what came in (``docs/adr/0019-security-groups.md``).
+A new group, ``default`` too, has one outbound rule, ``DEFAULT_EGRESS``: everything anywhere,
+as on AWS, so outbound traffic is filtered only once a user revokes it.
 
 An instance's groups are kept on it as hints, like the rest of its launch
 (``domain/launches.py``): ``GROUPS_HINT`` (set by RunInstances: ids and names, JSON) or, for an
@@ -35,7 +39,7 @@ ID_MAX = 32  # characters of a group's id as stored ("sg-" and 17 hexadecimal di
 NAME_MAX = 255
 DESCRIPTION_MAX = 255
 CIDR_MAX = 18  # "255.255.255.255/32"
-MAX_RULES = 60  # inbound rules a group holds, as AWS's default quota
+MAX_RULES = 60  # inbound rules a group holds, and outbound ones, as AWS's default quotas
 MAX_GROUPS_PER_INSTANCE = 5  # as AWS's default quota
 MAX_GROUPS_PER_USER = 2500  # as AWS's default quota per region
 DEFAULT_NAME = "default"
@@ -64,10 +68,11 @@ class SecurityGroup:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One inbound rule: ``protocol`` (``tcp``, ``udp``, ``icmp``, ``-1`` for all, or another IP
+    """One rule: ``protocol`` (``tcp``, ``udp``, ``icmp``, ``-1`` for all, or another IP
     protocol's number) from ``cidr`` or from the members of group ``peer`` (exactly one of the
-    two is set, the other is empty). For tcp and udp the ports are a range; for icmp they are
-    the type and code (``ANY``: all); for the others they are ``ANY``."""
+    two is set, the other is empty); an ``egress`` rule's ``cidr`` or ``peer`` is where the
+    traffic goes to instead. For tcp and udp the ports are a range (the destination's, both
+    ways); for icmp they are the type and code (``ANY``: all); for the others they are ``ANY``."""
 
     protocol: str
     from_port: int
@@ -75,17 +80,30 @@ class Rule:
     cidr: str = ""
     peer: str = ""
     description: str = ""
+    egress: bool = False
 
     @property
-    def key(self) -> tuple[str, int, int, str, str]:
-        """What makes a rule itself (two rules with one key are one rule: a duplicate)."""
-        return (self.protocol, self.from_port, self.to_port, self.cidr, self.peer)
+    def key(self) -> tuple[str | int, ...]:
+        """What makes a rule itself (two rules with one key are one rule: a duplicate). An
+        inbound rule's is the five parts it was before outbound rules existed (its ``rule_id``
+        and stored key stay what they were)."""
+        five = (self.protocol, self.from_port, self.to_port, self.cidr, self.peer)
+        return (*five, "egress") if self.egress else five
+
+    @property
+    def allows_all(self) -> bool:
+        """Every protocol, port and address: AWS's default outbound rule."""
+        return self.protocol == ALL and self.cidr == "0.0.0.0/0"
 
     def shown(self) -> str:
         """The rule as AWS's error messages tell it."""
         peer = self.cidr or self.peer
         proto = "ALL" if self.protocol == ALL else self.protocol.upper()
         return f"peer: {peer}, {proto}, from port: {self.from_port}, to port: {self.to_port}, ALLOW"
+
+
+#: the outbound rule a new group has, as on AWS: everything to everywhere
+DEFAULT_EGRESS = Rule(ALL, ANY, ANY, cidr="0.0.0.0/0", egress=True)
 
 
 class RulesLimitExceeded(InvalidInput):
@@ -191,8 +209,10 @@ def rule(
     source_cidr: str | None = None,
     peer: str | None = None,
     text: str = "",
+    egress: bool = False,
 ) -> Rule:
-    """A checked rule (``InvalidInput`` naming what is wrong)."""
+    """A checked rule (``InvalidInput`` naming what is wrong); ``egress``: an outbound one,
+    ``source_cidr`` or ``peer`` then its destination."""
     if (source_cidr is None) == (peer is None):
         raise InvalidInput("a rule has one source: a CIDR range or a security group")
     canonical = protocol(proto)
@@ -204,6 +224,7 @@ def rule(
         cidr=cidr(source_cidr) if source_cidr is not None else "",
         peer=peer or "",
         description=description(text),
+        egress=egress,
     )
 
 

@@ -3,12 +3,15 @@ cluster manager sends a node manager whenever the policy of its VMs' groups chan
 what the node enforces now (``docs/adr/0019-security-groups.md``).
 
 The body is the whole ``domain.firewall.Policy`` of the host (every group its VMs are in, by
-owner and id, each rule's sources resolved to IPv4 ranges) with its version; the answer is the
+owner and id, each rule's sources resolved to IPv4 ranges; ``egress``, the outbound rules of
+the groups that restrict them, absent or empty when none does) with its version; the answer is the
 version the node enforces once it has taken it. Kept beside ``schemas.py`` and ``convert.py``
 as their part for this one call, with its wire models and conversions together.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +40,11 @@ class FirewallIn(_Model):
     groups: dict[str, list[AllowWire]] = Field(
         description="group (``<owner id>:<sg-id>``) -> what its rules let in"
     )
+    egress: dict[str, list[AllowWire]] = Field(
+        default_factory=dict,
+        description="group -> what its rules let out (``sources``: the destinations), for the"
+        " groups that do not let everything out",
+    )
 
 
 class FirewallOut(_Model):
@@ -45,32 +53,34 @@ class FirewallOut(_Model):
 
 def policy_wire(policy: Policy) -> FirewallIn:
     return FirewallIn(
-        version=policy.version,
-        groups={
-            group: [
-                AllowWire(
-                    protocol=a.protocol,
-                    fromPort=a.from_port,
-                    toPort=a.to_port,
-                    sources=list(a.sources),
-                )
-                for a in allows
-            ]
-            for group, allows in policy.groups.items()
-        },
+        version=policy.version, groups=_wire(policy.groups), egress=_wire(policy.egress)
     )
+
+
+def _wire(part: Mapping[str, tuple[Allow, ...]]) -> dict[str, list[AllowWire]]:
+    return {
+        group: [
+            AllowWire(
+                protocol=a.protocol, fromPort=a.from_port, toPort=a.to_port, sources=list(a.sources)
+            )
+            for a in allows
+        ]
+        for group, allows in part.items()
+    }
 
 
 def policy(wire: FirewallIn) -> Policy:
     """The policy a node was sent (its version is recomputed from the content: a node never
     takes a version on trust). ``ValueError`` for a source longer than a CIDR range can be."""
-    for allows in wire.groups.values():
+    return Policy(_part(wire.groups), _part(wire.egress))
+
+
+def _part(part: Mapping[str, list[AllowWire]]) -> dict[str, tuple[Allow, ...]]:
+    for allows in part.values():
         for a in allows:
             if any(len(s) > CIDR_MAX for s in a.sources):
                 raise ValueError("a source is not an IPv4 range")
-    return Policy(
-        {
-            group: tuple(Allow(a.protocol, a.fromPort, a.toPort, tuple(a.sources)) for a in allows)
-            for group, allows in wire.groups.items()
-        }
-    )
+    return {
+        group: tuple(Allow(a.protocol, a.fromPort, a.toPort, tuple(a.sources)) for a in allows)
+        for group, allows in part.items()
+    }

@@ -9,18 +9,17 @@ node manager finds them), and a disk of a running VM is copied into a snapshot's
 stops on its own) are reported as events through the ``EventSink``. The guests' instance
 metadata (``GuestMetadata``, ``nodemanager/metadata``) and their security groups
 (``TapFirewall``, ``nodemanager/secgroups``) are told of each VM's taps before its guest runs and
-when it has gone.
+when it has gone. The contracts of what it is built with are in ``collaborators.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 
 from tashi.domain.errors import (
     AlreadyExists,
@@ -40,11 +39,17 @@ from tashi.images.store import ImageStore
 from tashi.images.volumes import VolumeFiles, disk_path
 from tashi.network.base import Attachment, NetworkDriver
 from tashi.nodemanager import heap
+from tashi.nodemanager.collaborators import (
+    DiskPreparer,
+    EventSink,
+    GuestMetadata,
+    Prepared,
+    TapFirewall,
+)
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.runtime.tasks import Background
 from tashi.vmm.base import (
-    BootSpec,
     Capability,
     DiskSpec,
     MigrationTicket,
@@ -57,84 +62,6 @@ from tashi.vmm.base import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class Prepared(Protocol):
-    """The disks of one VM, ready for the hypervisor."""
-
-    @property
-    def disks(self) -> Sequence[DiskSpec]: ...
-
-    @property
-    def boot(self) -> BootSpec: ...
-
-    def release(self) -> None:
-        """Delete overlays and drop persistent-image locks. Idempotent."""
-
-    def settle(self) -> list[str]:
-        """A migration target's: take the locks its source held (the VM has arrived)."""
-
-    def plug(self, disk: DiskConfig) -> DiskSpec:
-        """Take one more persistent disk (a volume) for the running VM: locked, inspected."""
-
-    def unplug(self, path: Path) -> None:
-        """Give the persistent disk ``path`` back (its lock). Idempotent."""
-
-
-class DiskPreparer(Protocol):
-    def prepare(
-        self, instance_id: InstanceId, disks: Sequence[DiskConfig], *, incoming: bool = False
-    ) -> Prepared: ...
-
-    def blank_like(self, source: Path, target: Path) -> None:
-        """An empty qcow2 ``target`` of the size of ``source`` (a running VM's disk)."""
-
-    def adopt(self, instance_id: InstanceId, disks: Sequence[DiskConfig]) -> Prepared:
-        """Take over the disks of a VM that kept running across a node-manager restart."""
-
-    def discard(self, instance_id: InstanceId) -> None:
-        """Delete what is left of the disks of a VM that ended while no one watched."""
-
-
-class EventSink(Protocol):
-    def put(self, event: NodeEvent) -> None: ...
-
-
-class TapFirewall(Protocol):
-    """The security groups of the VMs (``nodemanager.secgroups.FirewallService``)."""
-
-    async def attach(self, instance: Instance, taps: Sequence[Attachment]) -> None:
-        """Guard ``instance``'s ``taps`` if it is in groups (before its guest runs);
-        ``BackendFailure`` if they cannot be: the VM must not start unguarded."""
-
-    async def detach(self, instance_id: InstanceId) -> None:
-        """Stop guarding the instance (its VM has gone). Never raises."""
-
-    async def restore(self, vms: Sequence[tuple[Instance, Sequence[Attachment]]]) -> None:
-        """After a restart: guard exactly these VMs on these taps."""
-
-    async def update(self, policy: Policy) -> str:
-        """Enforce the cluster manager's ``policy`` from now on; the version enforced."""
-
-    @property
-    def version(self) -> str:
-        """The version of the policy enforced now."""
-
-
-class GuestMetadata(Protocol):
-    """The instance metadata the guests read (``nodemanager.metadata.MetadataService``)."""
-
-    async def attach(self, instance: Instance, taps: Sequence[Attachment]) -> None:
-        """Serve ``instance`` on its ``taps`` (which exist; the guest does not run yet)."""
-
-    async def detach(self, instance_id: InstanceId) -> None:
-        """Stop serving the instance (its VM has gone). Never raises."""
-
-    async def restore(self, vms: Sequence[tuple[Instance, Sequence[Attachment]]]) -> None:
-        """After a restart: serve exactly these VMs on these taps."""
-
-    def seed(self, instance: Instance, directory: Path) -> DiskSpec | None:
-        """The instance's NoCloud seed disk, made in its VM ``directory``, if it wants one."""
 
 
 @dataclass

@@ -64,7 +64,7 @@ class MemorySecurityGroups:
     def add_rules(self, group_id: str, rules: Sequence[Rule]) -> None:
         if group_id not in self._t.security_groups:
             raise NotFound(f"no security group {group_id}")
-        added: dict[tuple[str, tuple[str, int, int, str, str]], Rule] = {}
+        added: dict[tuple[str, tuple[str | int, ...]], Rule] = {}
         for rule in rules:
             checked_rule(rule)
             if rule.peer and rule.peer not in self._t.security_groups:

@@ -37,7 +37,7 @@ class Tables:
     snapshot_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)
     security_groups: dict[str, SecurityGroup] = field(default_factory=dict)
     #: (group id, ``Rule.key``) -> the rule, in the order they were added
-    security_group_rules: dict[tuple[str, tuple[str, int, int, str, str]], Rule] = field(
+    security_group_rules: dict[tuple[str, tuple[str | int, ...]], Rule] = field(
         default_factory=dict
     )
     security_group_tags: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, key)

@@ -5,7 +5,8 @@ does) and takes one command a line on its standard input, JSON, answering ``ok <
 
 * ``{"op": "restore", "vms": [VM, ...]}``: after a start, guard (and serve) exactly these;
 * ``{"op": "attach", "vm": VM}``, ``{"op": "detach", "id": 42}``: a VM comes, goes;
-* ``{"op": "update", "policy": {...}}``: the cluster manager's policy (``firewall.as_data``).
+* ``{"op": "update", "policy": {...}, "egress": {...}}``: the cluster manager's policy
+  (``firewall.as_data``, inbound and outbound).
 
 A VM is ``{"id", "tap", "mac", "ip", "groups": [sg ids]}`` (owner: user 7). It prints ``ready``
 once started and stops when its standard input closes."""
@@ -78,7 +79,7 @@ async def run(command: dict[str, Any], guard: FirewallService, metadata: Metadat
         await guard.detach(InstanceId(command["id"]))
         await metadata.detach(InstanceId(command["id"]))
     elif op == "update":
-        await guard.update(firewall.from_data(command["policy"]))
+        await guard.update(firewall.from_data(command["policy"], command.get("egress")))
 
 
 if __name__ == "__main__":

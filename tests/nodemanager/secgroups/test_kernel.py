@@ -4,7 +4,8 @@ service (``kernelhost.py``), and packets decide: a guest in a group receives onl
 let in (ICMP and TCP, by source and port) and replies to what it sent itself, from other guests
 and from the host alike; a policy change takes effect at once; a guest cannot send with another
 address or MAC; the guard stays while the node manager is down and after it starts again; a
-guarded guest still reads its metadata; a VM let go is free again. Root only."""
+guarded guest still reads its metadata; a VM let go is free again; outbound rules hold what a
+guest sends to what they let out, but for its replies to what came in. Root only."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.skipif(
     reason="needs root and nftables (scripts/bootstrap.sh installs it)",
 )
 
-NET = "198.18.251"
+# TASHI_TEST_SECGROUP_NET: another /24 (its first three parts) for a run beside another one
+NET = os.environ.get("TASHI_TEST_SECGROUP_NET", "198.18.251")
 WEB = "sg-0123456789abcdef0"
 KEY = f"7:{WEB}"  # the stand-in's VMs belong to user 7
 #: role -> (port, MAC, address); g1 is the guarded VM (instance 42)
@@ -78,8 +80,10 @@ class Wiring:
         assert answer.startswith("ok "), answer
         return answer[3:]
 
-    def policy(self, *rules: list[Any]) -> str:
-        return self.tell(op="update", policy={KEY: list(rules)})
+    def policy(self, *rules: list[Any], egress: list[list[Any]] | None = None) -> str:
+        """The group's inbound ``rules``, and its outbound ones (``None``: it lets all out)."""
+        out = {} if egress is None else {KEY: egress}
+        return self.tell(op="update", policy={KEY: list(rules)}, egress=out)
 
     def stop(self) -> None:
         if self.helper is not None:
@@ -222,3 +226,22 @@ def test_a_guarded_guest_reads_its_metadata_and_a_vm_let_go_is_free(wiring: Wiri
     while w.ping("g2", f"{NET}.10") and time.monotonic() < deadline:
         time.sleep(0.2)  # an echo tracked while it was free may still be answered
     assert not w.ping("g2", f"{NET}.10", "-s", "99")
+
+
+def test_outbound_rules_hold_what_a_guest_sends_but_not_its_replies(wiring: Wiring) -> None:
+    w = wiring
+    inbound = [["icmp", 8, -1, [f"{NET}.11/32"]], ["tcp", 7000, 7000, [f"{NET}.12/32"]]]
+    w.policy(*inbound)  # AWS's default outbound rule: everything out
+    assert w.ping("g1", f"{NET}.11") and w.ping("g1", f"{NET}.12") and w.ping("g1", HOST)
+    w.policy(*inbound, egress=[["icmp", 8, -1, [f"{NET}.12/32"]]])
+    assert w.ping("g1", f"{NET}.12")  # let out, and its reply let in
+    assert not w.ping("g1", f"{NET}.11") and not w.ping("g1", HOST)  # to the host itself too
+    assert w.ping("g2", f"{NET}.10") and w.connects("g3", f"{NET}.10", 7000)  # replies go out
+    w.policy(*inbound, egress=[])  # every outbound rule revoked: nothing out but replies
+    assert not w.ping("g1", f"{NET}.12") and not w.ping("g1", f"{NET}.11")
+    assert w.ping("g2", f"{NET}.10") and w.connects("g3", f"{NET}.10", 7000)
+    assert probe.fetch(w.ns("g1"), "/latest/meta-data/instance-id") == (200, instance_id(42))
+    w.policy(*inbound, egress=[["-1", -1, -1, ["0.0.0.0/0"]]])  # as a rule, not AWS's default
+    assert w.ping("g1", f"{NET}.11") and w.ping("g1", HOST)
+    w.policy(*inbound)
+    assert w.ping("g1", f"{NET}.11")

@@ -79,7 +79,15 @@ def test_a_port_drops_what_no_group_allows_and_what_its_guest_may_not_send() -> 
         "arp saddr ip != { 198.18.1.42, 0.0.0.0 } drop",
         "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
         "ether type ip ip saddr != 198.18.1.42 drop",
+        "udp sport 68 udp dport 67 accept",
+        "jump e-7-sg-0123456789abcdef0",
+        "jump e-7-sg-0123456789abcdef1",
+        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept",
+        "ether type ip6 drop",
+        "ether type ip meta mark set meta mark | 0x800000",
     ]
+    # neither group restricts what goes out: its chain lets everything out
+    assert f"add rule {where} e-7-sg-0123456789abcdef0 accept" in lines
 
 
 def test_a_guest_with_no_address_yet_is_held_to_its_mac_only() -> None:
@@ -124,8 +132,13 @@ def test_transactions_reset_update_and_remove() -> None:
     assert changed == [
         "add chain netdev tashi-secgroups g-7-sg-0123456789abcdef0",
         "flush chain netdev tashi-secgroups g-7-sg-0123456789abcdef0",
+        "add chain netdev tashi-secgroups e-7-sg-0123456789abcdef0",
+        "flush chain netdev tashi-secgroups e-7-sg-0123456789abcdef0",
+        "add rule netdev tashi-secgroups e-7-sg-0123456789abcdef0 accept",
         "flush chain netdev tashi-secgroups g-7-sg-0123456789abcdef1",
         "delete chain netdev tashi-secgroups g-7-sg-0123456789abcdef1",
+        "flush chain netdev tashi-secgroups e-7-sg-0123456789abcdef1",
+        "delete chain netdev tashi-secgroups e-7-sg-0123456789abcdef1",
     ]
     gone = rules.remove_port(PORT, {WEB}).splitlines()
     assert gone == [
@@ -135,4 +148,45 @@ def test_transactions_reset_update_and_remove() -> None:
         "delete chain netdev tashi-secgroups from-42-0",
         "flush chain netdev tashi-secgroups g-7-sg-0123456789abcdef0",
         "delete chain netdev tashi-secgroups g-7-sg-0123456789abcdef0",
+        "flush chain netdev tashi-secgroups e-7-sg-0123456789abcdef0",
+        "delete chain netdev tashi-secgroups e-7-sg-0123456789abcdef0",
     ]
+
+
+def test_outbound_rules_match_destinations_and_what_they_do_not_let_out_is_marked() -> None:
+    assert rules.allows(
+        [
+            Allow("tcp", 443, 443, ("10.0.0.0/8", "192.0.2.7/32")),
+            Allow("udp", 53, 53, ("198.18.1.1/32",)),
+            Allow("icmp", 8, -1, ("0.0.0.0/0",)),
+            Allow("-1", -1, -1, ("198.18.1.10/32",)),
+            Allow("tcp", 5432, 5432, ()),  # a destination group with no members: nothing
+        ],
+        egress=True,
+    ) == [
+        "ip daddr { 10.0.0.0/8, 192.0.2.7/32 } tcp dport 443",
+        "ip daddr { 198.18.1.1/32 } udp dport 53",
+        "ip protocol icmp icmp type 8",
+        "ip daddr { 198.18.1.10/32 }",
+    ]
+    policy = Policy(
+        {WEB: (), DB: ()}, egress={WEB: (Allow("tcp", 443, 443, ("10.0.0.0/8",)),), DB: ()}
+    )
+    made = rules.update(policy, {WEB, DB}, ()).splitlines()
+    where = "netdev tashi-secgroups"
+    web = [
+        line.split(" e-7-sg-0123456789abcdef0 ", 1)[1]
+        for line in made
+        if " e-7-sg-0123456789abcdef0 " in line
+    ]
+    assert web == ["ip daddr { 10.0.0.0/8 } tcp dport 443 accept"]
+    assert f"add chain {where} e-7-sg-0123456789abcdef1" in made  # lets nothing out: empty
+    assert not [
+        line for line in made if line.startswith(f"add rule {where} e-7-sg-0123456789abcdef1")
+    ]
+    assert policy.restricted([WEB, DB]) and not Policy(egress={WEB: ()}).restricted([WEB, DB])
+    tables = rules.tables().splitlines()
+    unasked = "meta mark and 0x800000 == 0x800000 ct state new,invalid,untracked drop"
+    assert f"add rule inet tashi-secgroups track_forward {unasked}" in tables
+    assert f"add rule inet tashi-secgroups guard_input {unasked}" in tables
+    assert not any("track_output" in line and "0x800000 ==" in line for line in tables)

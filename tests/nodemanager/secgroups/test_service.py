@@ -102,6 +102,9 @@ def test_a_policy_changes_every_guarded_tap_at_once_and_is_kept(tmp_path: Path) 
         "flush chain netdev tashi-secgroups g-7-sg-0123456789abcdef0",
         "add rule netdev tashi-secgroups g-7-sg-0123456789abcdef0"
         " ip saddr { 10.0.0.0/8 } tcp dport 22 accept",
+        "add chain netdev tashi-secgroups e-7-sg-0123456789abcdef0",
+        "flush chain netdev tashi-secgroups e-7-sg-0123456789abcdef0",
+        "add rule netdev tashi-secgroups e-7-sg-0123456789abcdef0 accept",
     ]
     loads = len(plumbing.scripts)
     assert asyncio.run(service.update(policy)) == policy.version  # the same: nothing done
@@ -110,7 +113,16 @@ def test_a_policy_changes_every_guarded_tap_at_once_and_is_kept(tmp_path: Path) 
     assert kept["version"] == policy.version
     with pytest.raises(InvalidInput):
         asyncio.run(service.update(Policy({KEY: (Allow("gre", -1, -1, ("10.0.0.0/8",)),)})))
+    bad = (Allow("gre", -1, -1, ("10.0.0.0/8",)),)
+    with pytest.raises(InvalidInput):  # outbound rules are checked alike
+        asyncio.run(service.update(Policy({KEY: (SSH,)}, egress={KEY: bad})))
     assert service.version == policy.version
+    closed = Policy({KEY: (SSH,)}, egress={KEY: ()})  # lets nothing out: kept, and restored
+    asyncio.run(service.update(closed))
+    assert "add rule netdev tashi-secgroups e-7-sg-0123456789abcdef0" not in plumbing.last
+    assert json.loads((tmp_path / STATE_FILE).read_text())["egress"] == {KEY: []}
+    again, _ = started(tmp_path)
+    assert again.version == closed.version != policy.version
 
 
 def test_a_restarted_service_restores_exactly_the_vms_it_adopted(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ deleted; and the groups a launch puts its instances in.
 A group is its owner's alone: every method acts on the caller's own groups (an administrator's
 included, as on EC2, where groups belong to an account), and another user's is as unknown as one
 that does not exist (``UnknownGroup``). Each user has a ``default`` group, made on first use
-(``default``: any method), whose one rule lets in all traffic from its own members; it cannot be
-deleted. A rule may name one of the caller's groups as its source (``Rule.peer``).
+(``default``: any method), whose one inbound rule lets in all traffic from its own members; it
+cannot be deleted. Every new group has AWS's default outbound rule (``sg.DEFAULT_EGRESS``). A rule
+may name one of the caller's groups as its source or destination (``Rule.peer``); ``authorize``
+and ``revoke`` take inbound and outbound rules alike (``Rule.egress``).
 
 A change of rules is told to ``FirewallSync`` (``sync.py``), which sends the hosts whose VMs it
 concerns their new policy; which instances are members is on the instances themselves
@@ -74,7 +76,8 @@ class SecurityGroupService:
             if have is not None:  # made meanwhile by another request
                 return have
             tx.security_groups.add(made)
-            tx.security_groups.add_rules(made.id, [Rule(sg.ALL, sg.ANY, sg.ANY, peer=made.id)])
+            members = Rule(sg.ALL, sg.ANY, sg.ANY, peer=made.id)
+            tx.security_groups.add_rules(made.id, [members, sg.DEFAULT_EGRESS])
             return made
 
         try:
@@ -89,7 +92,8 @@ class SecurityGroupService:
         description: str,
         with_tags: Mapping[str, str] | None = None,
     ) -> Listed:
-        """A new group with no rules (``DuplicateGroup``, ``ReservedName``, ``InvalidInput``)."""
+        """A new group with no inbound rules and AWS's default outbound one (``DuplicateGroup``,
+        ``ReservedName``, ``InvalidInput``)."""
         sg.name(name)
         sg.description(description)
         wanted = tags.checked(with_tags or {})
@@ -106,6 +110,7 @@ class SecurityGroupService:
             if tx.security_groups.named(caller.user_id, name) is not None:
                 raise DuplicateGroup(f"The security group '{name}' already exists")
             tx.security_groups.add(group)
+            tx.security_groups.add_rules(group.id, [sg.DEFAULT_EGRESS])
             if wanted:
                 tx.security_group_tags.put(group.id, wanted)
 
@@ -115,7 +120,7 @@ class SecurityGroupService:
             raise
         except AlreadyExists:  # the name, taken meanwhile
             raise DuplicateGroup(f"The security group '{name}' already exists") from None
-        return Listed(group, (), wanted)
+        return Listed(group, (sg.DEFAULT_EGRESS,), wanted)
 
     async def describe(self, caller: Principal) -> list[Listed]:
         """The caller's groups with their rules and tags, by id (``default`` included)."""
@@ -165,9 +170,9 @@ class SecurityGroupService:
     # --- rules ------------------------------------------------------------------------
 
     async def authorize(self, caller: Principal, ref: str, rules: Sequence[Rule]) -> list[Rule]:
-        """Add inbound rules to the caller's group, all or none: ``DuplicateRule`` for a rule
-        it holds (or given twice), ``UnknownGroup`` for a peer that is not the caller's,
-        ``RulesLimitExceeded`` past ``MAX_RULES``."""
+        """Add rules to the caller's group, all or none: ``DuplicateRule`` for a rule it holds
+        (or given twice), ``UnknownGroup`` for a peer that is not the caller's,
+        ``RulesLimitExceeded`` past ``MAX_RULES`` of a direction."""
         group = await self.find(caller, ref)
 
         def add(tx: Transaction) -> None:
@@ -175,15 +180,16 @@ class SecurityGroupService:
                 if _mine(tx, caller, peer) is None:
                     raise UnknownGroup(peer)
             held = tx.security_groups.rules([group.id]).get(group.id, [])
-            keys = {r.key for r in held}
+            keys = {r.key: r.egress for r in held}
             for r in rules:
                 if r.key in keys:
                     raise DuplicateRule(f'the specified rule "{r.shown()}" already exists')
-                keys.add(r.key)
-            if len(keys) > sg.MAX_RULES:
-                raise RulesLimitExceeded(
-                    f"a security group holds at most {sg.MAX_RULES} inbound rules"
-                )
+                keys[r.key] = r.egress
+            for egress, way in ((False, "inbound"), (True, "outbound")):
+                if sum(e is egress for e in keys.values()) > sg.MAX_RULES:
+                    raise RulesLimitExceeded(
+                        f"a security group holds at most {sg.MAX_RULES} {way} rules"
+                    )
             tx.security_groups.add_rules(group.id, rules)
 
         await self._db.write(add)
@@ -191,8 +197,8 @@ class SecurityGroupService:
         return list(rules)
 
     async def revoke(self, caller: Principal, ref: str, rules: Sequence[Rule]) -> None:
-        """Remove inbound rules from the caller's group, all or none: ``UnknownRule`` for a
-        rule it does not hold (by key: a description does not count)."""
+        """Remove rules from the caller's group, all or none: ``UnknownRule`` for a rule it
+        does not hold (by key: a description does not count)."""
         group = await self.find(caller, ref)
 
         def remove(tx: Transaction) -> None:

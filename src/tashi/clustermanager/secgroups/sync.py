@@ -85,11 +85,8 @@ class Plan:
 def plan(tx: Transaction) -> Plan:
     """Every host's policy, from the store as it is in ``tx``."""
     groups = {g.id: g for g in tx.security_groups.list()}
-    rules = {
-        firewall.key(groups[g].user_id, g): r
-        for g, r in tx.security_groups.rules().items()
-        if g in groups
-    }
+    held = tx.security_groups.rules()
+    rules = {firewall.key(g.user_id, g.id): held.get(g.id, []) for g in groups.values()}
     members: dict[str, list[str]] = {}
     wanted: dict[HostId, set[str]] = {}
     grouped: set[InstanceId] = set()

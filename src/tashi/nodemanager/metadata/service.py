@@ -1,6 +1,6 @@
 """``MetadataService``: the metadata of the VMs this node manager runs, kept as they come and go.
 
-The node service calls it around each VM (``tashi.nodemanager.service.GuestMetadata``):
+The node service calls it around each VM (``tashi.nodemanager.collaborators.GuestMetadata``):
 ``attach`` once the VM's taps exist and before its guest runs (a start, a restore, the target
 of a live migration), ``detach`` when the VM has gone (whatever way: exit, destroy, migrated
 away), ``restore`` once after a restart with the VMs it adopted. Each NIC of a tap the driver

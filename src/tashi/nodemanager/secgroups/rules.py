@@ -15,12 +15,20 @@ Two tables in the node manager's network namespace, beside ``tashi-metadata``
   (after the metadata chain, which takes 169.254.169.254 first): frames from the guest must
   carry its MAC, and, once its address is known, its address (ARP included); no DHCP server in a
   guest. So a group named as a rule's source lets in its members' addresses and nobody else's.
+  Then what the guest sends out: its DHCP requests pass, and the chain jumps to one chain per
+  group, ``e-<owner>-<sg id>``, holding what its outbound rules let out (``accept``), or a
+  lone ``accept`` for a group that lets everything out (``Policy.egress`` does not restrict it);
+  IPv4 none of them accepted is marked with ``EGRESS_BIT`` (IPv6 but neighbour discovery is
+  dropped), to be dropped below unless it is part of a connection made towards the guest.
 * ``inet tashi-secgroups``: the *replies*. Conntrack runs on bridged IPv4 because the namespace
   passes bridged frames to the IP hooks (``net.bridge.bridge-nf-call-iptables``, set by the
   plumbing); a chain on the forward hook (bridged frames) and one on the output hook (the host's
   own) set ``REPLY_BIT`` of the packet mark on every packet of an established or related
   connection leaving through a bridge. A netdev chain cannot read conntrack itself (the kernel
-  refuses ``ct`` there), so the mark carries the verdict to the tap's egress chain.
+  refuses ``ct`` there), so the mark carries the verdict to the tap's egress chain. The same
+  chains (and one on the input hook, the host's own) drop a packet marked with ``EGRESS_BIT``
+  unless it belongs to an established or related connection: a guest's replies to what its
+  inbound rules let in go out whatever its outbound rules say, as on AWS.
 
 Everything is replaced in one transaction per change (``reset``, ``add_port``, ``remove_port``,
 ``update``), so no frame ever meets half a policy.
@@ -39,11 +47,13 @@ from tashi.nodemanager.metadata.rules import MARK_BASE
 
 TABLE = "tashi-secgroups"
 REPLY_BIT = 0x80000000  # the packet mark's bit for "a reply": clear of the metadata's marks
+EGRESS_BIT = 0x00800000  # "no outbound rule let it out": clear of the metadata's and REPLY_BIT
 EGRESS_PRIORITY = 0
 INGRESS_PRIORITY = -400  # after the metadata's steering (-500), which takes its own first
 TRACK_PRIORITY = -150  # after conntrack (-200), before the usual filter chains (0)
 _KEY = re.compile(r"(\d+):(sg-[0-9a-f]{17})")
 _ND = "nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert"
+_ND_OUT = "nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit"  # what a guest sends
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +76,11 @@ class Port:
         return f"from-{self.instance_id}-{self.nic}"
 
 
-def group_chain(key: str) -> str | None:
-    """The chain of a group (its policy key), ``None`` for a key that is not one."""
+def group_chain(key: str, *, egress: bool = False) -> str | None:
+    """The chain of a group's inbound rules (``egress``: outbound ones) by its policy key,
+    ``None`` for a key that is not one."""
     found = _KEY.fullmatch(key)
-    return f"g-{found[1]}-{found[2]}" if found else None
+    return f"{'e' if egress else 'g'}-{found[1]}-{found[2]}" if found else None
 
 
 def _quoted(name: str) -> str:
@@ -92,14 +103,23 @@ def tables() -> str:
     """Both tables, with the reply marking and no port (``add``: made if missing)."""
     where = f"inet {TABLE}"
     mark = f"meta mark set meta mark | {REPLY_BIT:#x}"
+    unasked = f"meta mark and {EGRESS_BIT:#x} == {EGRESS_BIT:#x} ct state new,invalid,untracked"
     lines = [f"add table netdev {TABLE}", f"add table {where}"]
-    for chain, hook in (("track_forward", "forward"), ("track_output", "output")):
+    for chain, hook in (
+        ("track_forward", "forward"),
+        ("track_output", "output"),
+        ("guard_input", "input"),
+    ):
         lines += [
             f"add chain {where} {chain} {{ type filter hook {hook}"
             f" priority {TRACK_PRIORITY}; policy accept; }}",
             f"flush chain {where} {chain}",
-            f'add rule {where} {chain} meta oifkind "bridge" ct state established,related {mark}',
         ]
+        if hook != "output":  # what a guest sent, bridged or to the host itself
+            lines.append(f"add rule {where} {chain} {unasked} drop")
+        if hook != "input":
+            replies = 'meta oifkind "bridge" ct state established,related'
+            lines.append(f"add rule {where} {chain} {replies} {mark}")
     return "\n".join(lines)
 
 
@@ -129,17 +149,23 @@ def groups(policy: Policy, keys: Iterable[str], gone: Iterable[str]) -> str:
     where = f"netdev {TABLE}"
     lines: list[str] = []
     for key in sorted(keys):
-        chain = group_chain(key)
-        if chain is None:
+        chain, out = group_chain(key), group_chain(key, egress=True)
+        if chain is None or out is None:
             continue
         lines += [f"add chain {where} {chain}", f"flush chain {where} {chain}"]
         lines += [
             f"add rule {where} {chain} {m} accept" for m in allows(policy.groups.get(key, ()))
         ]
+        lines += [f"add chain {where} {out}", f"flush chain {where} {out}"]
+        if key in policy.egress:
+            sent = allows(policy.egress[key], egress=True)
+            lines += [f"add rule {where} {out} {m} accept" for m in sent]
+        else:
+            lines.append(f"add rule {where} {out} accept")  # it lets everything out
     for key in sorted(gone):
-        chain = group_chain(key)
-        if chain is not None:
-            lines += [f"flush chain {where} {chain}", f"delete chain {where} {chain}"]
+        for name in (group_chain(key), group_chain(key, egress=True)):
+            if name is not None:
+                lines += [f"flush chain {where} {name}", f"delete chain {where} {name}"]
     return "\n".join(lines)
 
 
@@ -186,8 +212,23 @@ def _port(port: Port) -> str:
         f"add chain {where} {frm} {{ type filter hook ingress device {tap}"
         f" priority {INGRESS_PRIORITY}; policy accept; }}",
         *(f"add rule {where} {frm} {rule}" for rule in _guarded(port)),
+        *(f"add rule {where} {frm} {rule}" for rule in _outbound(port)),
     ]
     return "\n".join(lines)
+
+
+def _outbound(port: Port) -> list[str]:
+    """What the guest may send out: what an outbound rule of one of its groups lets out (a
+    group that lets everything out accepts it all); IPv4 nothing accepted is marked for the
+    conntrack check (replies pass), IPv6 but neighbour discovery dropped."""
+    jumps = sorted(filter(None, (group_chain(g, egress=True) for g in port.groups)))
+    return [
+        "udp sport 68 udp dport 67 accept",
+        *(f"jump {c}" for c in jumps),
+        f"icmpv6 type {{ {_ND_OUT} }} accept",
+        "ether type ip6 drop",
+        f"ether type ip meta mark set meta mark | {EGRESS_BIT:#x}",
+    ]
 
 
 def _guarded(port: Port) -> list[str]:
@@ -208,12 +249,13 @@ def _guarded(port: Port) -> list[str]:
     return rules
 
 
-def allows(items: Iterable[Allow]) -> list[str]:
+def allows(items: Iterable[Allow], *, egress: bool = False) -> list[str]:
     """The nftables matches of a group's rules (each then ``accept``); a rule whose sources
-    are none (a group with no members yet) matches nothing and is left out."""
+    are none (a group with no members yet) matches nothing and is left out. ``egress``: the
+    rules are outbound, their ``sources`` the destinations."""
     out = []
     for allow in items:
-        source = _sources(allow.sources)
+        source = _sources(allow.sources, "daddr" if egress else "saddr")
         if source is None:
             continue
         what = _what(allow)
@@ -224,15 +266,16 @@ def allows(items: Iterable[Allow]) -> list[str]:
     return out
 
 
-def _sources(sources: Sequence[str]) -> str | None:
-    """``ip saddr`` of the sources (overlapping ranges merged: nftables refuses overlaps in
-    one set), ``""`` for everywhere, ``None`` for nowhere."""
+def _sources(sources: Sequence[str], field: str) -> str | None:
+    """``ip saddr`` (``field``; ``daddr`` for destinations) of the sources (overlapping ranges
+    merged: nftables refuses overlaps in one set), ``""`` for everywhere, ``None`` for
+    nowhere."""
     nets = list(ipaddress.collapse_addresses(ipaddress.IPv4Network(s) for s in sources))
     if not nets:
         return None
     if any(n.prefixlen == 0 for n in nets):
         return ""
-    return f"ip saddr {{ {', '.join(str(n) for n in nets)} }}"
+    return f"ip {field} {{ {', '.join(str(n) for n in nets)} }}"
 
 
 def _what(allow: Allow) -> str:

@@ -1,8 +1,8 @@
 """``FirewallService``: the security groups of the VMs this node manager runs, enforced on their
 taps, and the policy the cluster manager sends (``nodeapi/firewall.py``).
 
-The node service calls it around each VM, as it calls the metadata service
-(``tashi.nodemanager.service.TapFirewall``): ``attach`` once the VM's taps exist and before its
+The node service calls it around each VM, as it calls the metadata service (the contract:
+``tashi.nodemanager.collaborators.TapFirewall``): ``attach`` once the VM's taps exist and before its
 guest runs (a start, a restore, the target of a live migration), ``detach`` when the VM has
 gone, ``restore`` once after a restart with the VMs it adopted. A VM is guarded when it is in
 groups (``secgroups.groups_of`` its hints); one in none is left alone, as before security
@@ -176,6 +176,8 @@ def _check(policy: Policy) -> None:
     try:
         for allows in policy.groups.values():
             rules.allows(allows)
+        for allows in policy.egress.values():
+            rules.allows(allows, egress=True)
     except ValueError as exc:
         raise InvalidInput(f"a security-group policy no rule can be made of: {exc}") from None
 
@@ -183,7 +185,7 @@ def _check(policy: Policy) -> None:
 def _read(path: Path) -> Policy:
     try:
         data = json.loads(path.read_text())
-        return firewall.from_data(data["groups"])
+        return firewall.from_data(data["groups"], data.get("egress"))
     except FileNotFoundError:
         return Policy()
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -194,7 +196,11 @@ def _read(path: Path) -> Policy:
 def _write(path: Path, policy: Policy) -> None:
     """The policy, replaced whole (a crash leaves the old one or the new one)."""
     temporary = path.with_name(f".{path.name}.tmp")
-    data = {"version": policy.version, "groups": firewall.as_data(policy)}
+    data = {
+        "version": policy.version,
+        "groups": firewall.as_data(policy),
+        "egress": firewall.as_data(policy, egress=True),
+    }
     try:
         temporary.write_text(json.dumps(data, sort_keys=True))
         os.replace(temporary, path)

@@ -37,6 +37,7 @@ _RULE = (
     t_rules.c.cidr,
     t_rules.c.peer_id,
     t_rules.c.description,
+    t_rules.c.egress,
 )
 
 
@@ -52,7 +53,7 @@ def _group(row: Sequence[object]) -> SecurityGroup:
 
 
 def _rule(row: Sequence[object]) -> Rule:
-    _, protocol, low, high, cidr, peer, description = row
+    _, protocol, low, high, cidr, peer, description, egress = row
     return Rule(
         protocol=str(protocol),
         from_port=int(str(low)),
@@ -60,6 +61,7 @@ def _rule(row: Sequence[object]) -> Rule:
         cidr=str(cidr),
         peer=str(peer or ""),
         description=str(description),
+        egress=bool(egress),
     )
 
 
@@ -149,6 +151,7 @@ class SqlSecurityGroups:
                 "cidr": r.cidr,
                 "peer_id": r.peer or None,
                 "description": r.description,
+                "egress": r.egress,
             }
             for r, key in zip(rules, keys, strict=True)
         ]

@@ -372,6 +372,7 @@ security_group_rules = sa.Table(
     sa.Column("cidr", sa.String(secgroups.CIDR_MAX), nullable=False),
     sa.Column("peer_id", sa.String(secgroups.ID_MAX), nullable=True),
     sa.Column("description", sa.String(secgroups.DESCRIPTION_MAX), nullable=False),
+    sa.Column("egress", sa.Boolean, nullable=False, server_default=sa.false()),  # 0009
     sa.ForeignKeyConstraint(
         ["group_id"],
         ["security_groups.id"],

@@ -1,6 +1,7 @@
 """Security groups: CreateSecurityGroup, DescribeSecurityGroups, AuthorizeSecurityGroupIngress,
-RevokeSecurityGroupIngress, DeleteSecurityGroup, and the groups RunInstances launches into
-(``launch_groups``), by ``clustermanager/secgroups``.
+RevokeSecurityGroupIngress, AuthorizeSecurityGroupEgress, RevokeSecurityGroupEgress,
+DeleteSecurityGroup, and the groups RunInstances launches into (``launch_groups``), by
+``clustermanager/secgroups``.
 
 A user sees and uses their own groups only, by id or by a name unique among theirs
 (``InvalidGroup.Duplicate``); another's is ``InvalidGroup.NotFound`` as one that does not exist,
@@ -11,9 +12,10 @@ ICMP type and code for icmp; IpRanges' CidrIp and UserIdGroupPairs' GroupId or G
 EC2's old flat form (CidrIp, IpProtocol, FromPort, ToPort; or SourceSecurityGroupName, all
 traffic from that group). A rule already there is ``InvalidPermission.Duplicate``, one to
 revoke that is not ``InvalidPermission.NotFound``; a request is all or nothing. Rules get ids
-(``sgr-``) that RevokeSecurityGroupIngress also takes. Only inbound IPv4 rules: IPv6 ranges and
-prefix lists are refused, outbound traffic is not filtered (every group shows AWS's default
-egress rule, all to 0.0.0.0/0).
+(``sgr-``) that the Revoke actions also take. Outbound rules are given the same way (their
+``IpRanges`` and groups the destinations; not in the flat form, which AWS does not take for
+them either); a new group has AWS's default one, all to 0.0.0.0/0, shown in
+``IpPermissionsEgress`` like any. IPv4 only: IPv6 ranges and prefix lists are refused.
 """
 
 from __future__ import annotations
@@ -50,18 +52,16 @@ _FILTERS = (
     "ip-permission.group-name",
     "ip-permission.user-id",
     "egress.ip-permission.protocol",
+    "egress.ip-permission.from-port",
+    "egress.ip-permission.to-port",
     "egress.ip-permission.cidr",
+    "egress.ip-permission.group-id",
+    "egress.ip-permission.group-name",
+    "egress.ip-permission.user-id",
     "tag-key",
     "tag-value",
     "tag:",
 )
-_EGRESS = {
-    "IpProtocol": sg.ALL,
-    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
-    "Ipv6Ranges": [],
-    "PrefixListIds": [],
-    "UserIdGroupPairs": [],
-}
 #: the service's refusals -> EC2's codes
 _CODES: Mapping[type[InvalidInput | TashiError], str] = {
     sg.UnknownGroup: "InvalidGroup.NotFound",
@@ -161,41 +161,47 @@ def permissions(
 def _shown(ctx: Ec2Context, listed: Listed, names: Mapping[str, str]) -> dict[str, Any]:
     group = listed.group
     owner = ids.account(group.user_id)
+    inbound = [r for r in listed.rules if not r.egress]
     return {
         "Description": group.description,
         "GroupName": group.name,
         "GroupId": group.id,
         "OwnerId": owner,
         "SecurityGroupArn": _arn(ctx, listed),
-        "IpPermissions": permissions(listed.rules, names, owner),
-        "IpPermissionsEgress": [_EGRESS],
+        "IpPermissions": permissions(inbound, names, owner),
+        "IpPermissionsEgress": permissions([r for r in listed.rules if r.egress], names, owner),
         "Tags": tag_list(listed.tags),
     }
 
 
 def _values(shown: Mapping[str, Any]) -> dict[str, list[str]]:
-    perms = shown["IpPermissions"]
     tags = {t["Key"]: t["Value"] for t in shown["Tags"]}
-    pairs = [p for perm in perms for p in perm["UserIdGroupPairs"]]
     values = {
         "group-id": [shown["GroupId"]],
         "group-name": [shown["GroupName"]],
         "description": [shown["Description"]],
         "owner-id": [shown["OwnerId"]],
-        "ip-permission.protocol": [p["IpProtocol"] for p in perms],
-        "ip-permission.from-port": [str(p["FromPort"]) for p in perms if "FromPort" in p],
-        "ip-permission.to-port": [str(p["ToPort"]) for p in perms if "ToPort" in p],
-        "ip-permission.cidr": [r["CidrIp"] for p in perms for r in p["IpRanges"]],
-        "ip-permission.group-id": [p["GroupId"] for p in pairs],
-        "ip-permission.group-name": [p.get("GroupName", "") for p in pairs],
-        "ip-permission.user-id": [p["UserId"] for p in pairs],
-        "egress.ip-permission.protocol": [sg.ALL],
-        "egress.ip-permission.cidr": ["0.0.0.0/0"],
+        **_permission_values("ip-permission", shown["IpPermissions"]),
+        **_permission_values("egress.ip-permission", shown["IpPermissionsEgress"]),
         "tag-key": list(tags),
         "tag-value": list(tags.values()),
     }
     values.update({f"tag:{k}": [v] for k, v in tags.items()})
     return values
+
+
+def _permission_values(prefix: str, perms: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The values of the filters ``<prefix>.protocol`` and the rest, for these permissions."""
+    pairs = [p for perm in perms for p in perm["UserIdGroupPairs"]]
+    return {
+        f"{prefix}.protocol": [p["IpProtocol"] for p in perms],
+        f"{prefix}.from-port": [str(p["FromPort"]) for p in perms if "FromPort" in p],
+        f"{prefix}.to-port": [str(p["ToPort"]) for p in perms if "ToPort" in p],
+        f"{prefix}.cidr": [r["CidrIp"] for p in perms for r in p["IpRanges"]],
+        f"{prefix}.group-id": [p["GroupId"] for p in pairs],
+        f"{prefix}.group-name": [p.get("GroupName", "") for p in pairs],
+        f"{prefix}.user-id": [p["UserId"] for p in pairs],
+    }
 
 
 async def describe_security_groups(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
@@ -229,10 +235,17 @@ async def describe_security_groups(ctx: Ec2Context, caller: Principal, params: P
 # --- rules ----------------------------------------------------------------------------
 
 
-async def _rules(ctx: Ec2Context, caller: Principal, params: Params) -> list[Rule]:
-    """The rules a request gives, in ``IpPermissions`` or in the flat form."""
+async def _rules(
+    ctx: Ec2Context, caller: Principal, params: Params, *, egress: bool = False
+) -> list[Rule]:
+    """The rules a request gives, in ``IpPermissions`` or in the flat form (inbound only)."""
     perms = list(params.get("IpPermissions") or [])
     flat = [k for k in _FLAT if params.get(k) is not None]
+    if egress and flat:
+        raise Ec2Error(
+            "InvalidParameterValue",
+            f"The parameter {flat[0]} is not supported for outbound rules: use IpPermissions.",
+        )
     if perms and flat:
         raise Ec2Error(
             "InvalidParameterCombination",
@@ -244,7 +257,7 @@ async def _rules(ctx: Ec2Context, caller: Principal, params: Params) -> list[Rul
         raise Ec2Error("MissingParameter", "The request must contain the parameter ipPermissions")
     out: list[Rule] = []
     for perm in perms:
-        out += await _permission(ctx, caller, perm)
+        out += await _permission(ctx, caller, perm, egress)
     return out
 
 
@@ -267,7 +280,9 @@ def _flat(params: Params) -> dict[str, Any]:
     }
 
 
-async def _permission(ctx: Ec2Context, caller: Principal, perm: Mapping[str, Any]) -> list[Rule]:
+async def _permission(
+    ctx: Ec2Context, caller: Principal, perm: Mapping[str, Any], egress: bool
+) -> list[Rule]:
     proto = perm.get("IpProtocol")
     if not proto:
         raise Ec2Error("MissingParameter", "The request must contain the parameter ipProtocol")
@@ -279,9 +294,10 @@ async def _permission(ctx: Ec2Context, caller: Principal, perm: Mapping[str, Any
         )
     ranges, pairs = perm.get("IpRanges") or [], perm.get("UserIdGroupPairs") or []
     if not ranges and not pairs:
+        what = "a destination" if egress else "a source"
         raise Ec2Error(
             "InvalidParameterValue",
-            "A rule needs a source: an IpRanges CidrIp or a UserIdGroupPairs group.",
+            f"A rule needs {what}: an IpRanges CidrIp or a UserIdGroupPairs group.",
         )
     low, high = perm.get("FromPort"), perm.get("ToPort")
     out = []
@@ -291,11 +307,11 @@ async def _permission(ctx: Ec2Context, caller: Principal, perm: Mapping[str, Any
             if not cidr:
                 raise Ec2Error("MissingParameter", "The request must contain the parameter cidrIp")
             text = r.get("Description") or ""
-            out.append(sg.rule(proto, low, high, source_cidr=cidr, text=text))
+            out.append(sg.rule(proto, low, high, source_cidr=cidr, text=text, egress=egress))
         for pair in pairs:
             peer = await _peer(ctx, caller, pair)
             text = pair.get("Description") or ""
-            out.append(sg.rule(proto, low, high, peer=peer, text=text))
+            out.append(sg.rule(proto, low, high, peer=peer, text=text, egress=egress))
     return out
 
 
@@ -318,7 +334,7 @@ def _rule_wire(group_id: str, owner: str, rule: Rule) -> dict[str, Any]:
         "SecurityGroupRuleId": sg.rule_id(group_id, rule),
         "GroupId": group_id,
         "GroupOwnerId": owner,
-        "IsEgress": False,
+        "IsEgress": rule.egress,
         "IpProtocol": rule.protocol,
         "FromPort": rule.from_port,
         "ToPort": rule.to_port,
@@ -335,10 +351,20 @@ def _rule_wire(group_id: str, owner: str, rule: Rule) -> dict[str, Any]:
 async def authorize_security_group_ingress(
     ctx: Ec2Context, caller: Principal, params: Params
 ) -> Result:
+    return await _authorize(ctx, caller, params, egress=False)
+
+
+async def authorize_security_group_egress(
+    ctx: Ec2Context, caller: Principal, params: Params
+) -> Result:
+    return await _authorize(ctx, caller, params, egress=True)
+
+
+async def _authorize(ctx: Ec2Context, caller: Principal, params: Params, egress: bool) -> Result:
     if params.get("TagSpecifications"):
         raise Ec2Error("InvalidParameterValue", "Tashi does not tag security group rules.")
     ref = _ref(params)
-    rules = await _rules(ctx, caller, params)
+    rules = await _rules(ctx, caller, params, egress=egress)
     with group_errors():
         group = await ctx.service.security_groups.find(caller, ref)
         added = await ctx.service.security_groups.authorize(caller, group.id, rules)
@@ -349,14 +375,24 @@ async def authorize_security_group_ingress(
 async def revoke_security_group_ingress(
     ctx: Ec2Context, caller: Principal, params: Params
 ) -> Result:
+    return await _revoke(ctx, caller, params, egress=False)
+
+
+async def revoke_security_group_egress(
+    ctx: Ec2Context, caller: Principal, params: Params
+) -> Result:
+    return await _revoke(ctx, caller, params, egress=True)
+
+
+async def _revoke(ctx: Ec2Context, caller: Principal, params: Params, egress: bool) -> Result:
     ref = _ref(params)
     rule_ids = list(params.get("SecurityGroupRuleIds") or [])
     with group_errors():
         group = await ctx.service.security_groups.find(caller, ref)
         if rule_ids:
-            rules = await _by_ids(ctx, caller, group.id, rule_ids)
+            rules = await _by_ids(ctx, caller, group.id, rule_ids, egress)
         else:
-            rules = await _rules(ctx, caller, params)
+            rules = await _rules(ctx, caller, params, egress=egress)
         await ctx.service.security_groups.revoke(caller, group.id, rules)
     owner = ids.account(group.user_id)
     revoked = [_rule_wire(group.id, owner, r) for r in rules]
@@ -369,12 +405,13 @@ async def revoke_security_group_ingress(
 
 
 async def _by_ids(
-    ctx: Ec2Context, caller: Principal, group_id: str, rule_ids: list[str]
+    ctx: Ec2Context, caller: Principal, group_id: str, rule_ids: list[str], egress: bool
 ) -> list[Rule]:
+    """The group's rules of these ids, of the one direction (another's ids are unknown)."""
     listed = next(
         m for m in await ctx.service.security_groups.describe(caller) if m.group.id == group_id
     )
-    held = {sg.rule_id(group_id, r): r for r in listed.rules}
+    held = {sg.rule_id(group_id, r): r for r in listed.rules if r.egress is egress}
     missing = [i for i in rule_ids if i not in held]
     if missing:
         raise Ec2Error(
@@ -402,5 +439,7 @@ HANDLERS: Mapping[str, Handler] = {
     "DescribeSecurityGroups": describe_security_groups,
     "AuthorizeSecurityGroupIngress": authorize_security_group_ingress,
     "RevokeSecurityGroupIngress": revoke_security_group_ingress,
+    "AuthorizeSecurityGroupEgress": authorize_security_group_egress,
+    "RevokeSecurityGroupEgress": revoke_security_group_egress,
     "DeleteSecurityGroup": delete_security_group,
 }
