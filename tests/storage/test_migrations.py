@@ -53,7 +53,7 @@ def test_upgrade_creates_the_schema_and_a_second_run_changes_nothing(
         assert current_revision(engine) is None
         assert sa.inspect(engine).get_table_names() == []
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0009"
+        assert current_revision(engine) == head_revision() == "0010"
         tables = set(sa.inspect(engine).get_table_names())
         assert tables == set(metadata.tables) | {"alembic_version"}
         with engine.begin() as conn:
@@ -63,7 +63,7 @@ def test_upgrade_creates_the_schema_and_a_second_run_changes_nothing(
                  "created_at": NOW},
             )  # fmt: skip
         upgrade(url)  # again, through a URL this time
-        assert current_revision(url) == "0009"
+        assert current_revision(url) == "0010"
         with engine.connect() as conn:
             names = conn.execute(sa.select(metadata.tables["users"].c.name)).scalars().all()
         assert names == ["kept"]

@@ -87,6 +87,7 @@ class InstanceFilter:
     user_id: UserId | None = None
     states: Sequence[InstanceState] | None = None
     host_id: HostId | None = None
+    group_name: str | None = None  # members of a group (with user_id: that user's group)
     after_id: InstanceId | None = None  # keyset paging: only ids greater than this
     limit: int | None = None
 

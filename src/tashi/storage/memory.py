@@ -69,6 +69,7 @@ def _matches(inst: Instance, where: InstanceFilter) -> bool:
         and (where.user_id is None or inst.user_id == where.user_id)
         and (where.states is None or inst.state in where.states)
         and (where.host_id is None or inst.host_id == where.host_id)
+        and (where.group_name is None or inst.group_name == where.group_name)
         and (where.after_id is None or inst.id > where.after_id)
     )
 

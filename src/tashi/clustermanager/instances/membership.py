@@ -29,8 +29,7 @@ def members(tx: Transaction, inst: Instance) -> list[Instance]:
     """The live members of ``inst``'s group, ``inst`` included, in id order."""
     if inst.group_name is None:
         return [tx.instances.get(inst.id)]
-    mine = tx.instances.find(InstanceFilter(user_id=inst.user_id))
-    return [i for i in mine if i.group_name == inst.group_name]
+    return tx.instances.find(InstanceFilter(user_id=inst.user_id, group_name=inst.group_name))
 
 
 def waiting(group: Iterable[Instance]) -> list[Instance]:

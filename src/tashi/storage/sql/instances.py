@@ -282,6 +282,8 @@ def _conditions(where: InstanceFilter) -> list[ColumnElement[bool]]:
         conditions.append(c.state.in_([s.value for s in where.states]))
     if where.host_id is not None:
         conditions.append(c.host_id == where.host_id)
+    if where.group_name is not None:
+        conditions.append(c.group_name == where.group_name)
     if where.after_id is not None:
         conditions.append(c.id > where.after_id)
     return conditions

@@ -16,6 +16,8 @@ Design points (docs/adr/0002-state-store.md):
   instance is kept after the instance is removed.
 * ``ix_instances_usage`` covers the grouped usage query (``usage_by_host``), so the scheduler's
   snapshot reads one index, not the instance rows with their JSON.
+* ``ix_instances_group`` finds a user's group (``membership.members``) without reading the
+  user's other instances.
 * Names compare by code point on every database (see ``coltypes.py``).
 * ``addresses`` (the DHCP/DNS hook's allocations): the primary key (network, ip) makes two
   allocations of one address impossible; rows go with their instance (``ON DELETE CASCADE``, in
@@ -161,6 +163,7 @@ instances = sa.Table(
     sa.Index("ix_instances_host", "host_id", "id"),
     sa.Index("ix_instances_name", "name", "id"),
     sa.Index("ix_instances_usage", "state", "host_id", "memory", "cores"),
+    sa.Index("ix_instances_group", "user_id", "group_name", "id"),
     sqlite_autoincrement=True,
     **MYSQL_TABLE_ARGS,
 )
