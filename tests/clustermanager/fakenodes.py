@@ -134,6 +134,9 @@ class FakeNodes:
         self.firewalls[host.id] = policy
         return policy.version
 
+    async def sweep(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

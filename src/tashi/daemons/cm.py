@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tashi
+from tashi.clustermanager.hosts import gateway
 from tashi.clustermanager.hosts.gateway import HttpNodeGateway
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.config import ConfigError, load_settings
 from tashi.config.settings import Settings
 from tashi.domain.errors import TashiError
 from tashi.frontends.rest.app import create_app
-from tashi.runtime import logs
+from tashi.runtime import filelimit, logs
 from tashi.runtime.tasks import Supervisor
 from tashi.storage.contract import Store
 from tashi.web.limits import HttpLimits
@@ -81,12 +82,22 @@ def prepare_state_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
+async def _check_file_limit(service: ClusterService) -> None:
+    """Raise the open-file limit as far as allowed; warn when it is short for the hosts."""
+    limit = filelimit.raise_soft()
+    hosts = await service.db.read(lambda tx: len(tx.hosts.list()))
+    warning = filelimit.shortfall(limit, hosts, "hosts")
+    if warning is not None:
+        log.warning("%s", warning)
+
+
 async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None:
     """Serve until SIGTERM/SIGINT; raises ``HeldElsewhere`` if another cluster manager took
     the database while the hold's session was lost (this one then stops)."""
     svc = settings.cluster_manager_service
     credentials = settings.cluster_manager.state_dir / settings.cluster_manager.admin_credentials
     await service.auth.ensure_admin(credentials, host=svc.host, port=svc.port)
+    await _check_file_limit(service)
     limits = HttpLimits.of(svc)
     ec2 = ec2_server(settings, service, limits)
     supervisor = Supervisor()
@@ -96,6 +107,7 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     supervisor.every("deadlines", DEADLINE_INTERVAL, service.deadlines.check)
     supervisor.every("volumes", VOLUME_INTERVAL, service.volumes.reconcile)  # what was left
     supervisor.every("security-groups", 0.0, service.firewalls.step)  # it waits for changes
+    supervisor.every("node-connections", gateway.IDLE / 2, service.nodes.sweep)
     if service.ha.enabled:
         supervisor.every("ha-restart", HA_INTERVAL, service.ha.check)
     app = create_app(service, limits)

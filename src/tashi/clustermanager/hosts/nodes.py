@@ -79,6 +79,9 @@ class NodeGateway(Protocol):
         version it enforces now."""
         ...
 
+    async def sweep(self) -> None:
+        """Close what is kept open to node managers that have not been called for a while."""
+
     async def close(self) -> None: ...
 
 
@@ -150,6 +153,9 @@ class NoNodeManagers:
 
     async def set_firewall(self, host: Host, policy: Policy) -> str:
         raise Unavailable(f"cannot reach host {host.name!r}: no node managers are connected")
+
+    async def sweep(self) -> None:
+        return None
 
     async def close(self) -> None:
         """Nothing to release."""
