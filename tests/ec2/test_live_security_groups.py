@@ -6,13 +6,17 @@ bridge in a host's namespace does the same from outside any group. What the targ
 in changes as rules are authorized and revoked (ICMP from the client group, TCP 8000 from the
 probe's address), promptly, and stays so across a live migration of the target and a restart of
 its node manager; the client's own pings are answered though its group lets nothing in
-(replies to its connections), and it reads its groups' names from its metadata.
+(replies to its connections), and it reads its groups' names from its metadata. Last,
+outbound rules: with the client's group letting nothing out its probes fail, with TCP 8000 to
+the target's group only that gets through, and a target whose group lets nothing out still
+answers what it lets in.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import re
 import secrets
 import subprocess
@@ -73,6 +77,20 @@ class World:
     groups: dict[str, str]  # name -> id
     probe_ns: str
     probe_address: str
+    probe: str = ""  # the probe's link in ``probe_ns``
+
+    def place_probe(self) -> None:
+        """The probe on the client's host, where it is now: its bridge stays as long as the
+        client does (a host's vxlan network goes with its last VM), so after HA started the
+        client again elsewhere, the probe follows it."""
+        self.remove_probe()
+        self.probe_ns = self.ec2.running.plan.host_ns(host_of(self.ec2, self.prober))
+        self.probe = _probe(self.probe_ns, self.probe_address)
+
+    def remove_probe(self) -> None:
+        if self.probe:
+            subprocess.run(["ip", "-n", self.probe_ns, "link", "del", self.probe], check=False)
+            self.probe = ""
 
     def probes(self) -> list[tuple[int, str, str]]:
         return [(int(n), i, t) for n, i, t in PROBE.findall(console(self.ec2, self.prober))]
@@ -171,19 +189,14 @@ def world(ec2: Ec2Cluster) -> Iterator[World]:
     prober = Vm(launched["Instances"][0]["InstanceId"], client_data)
     probe_address = ".".join([*address.split(".")[:3], "251"])
     world = World(ec2, client, target, prober, address, groups, "", probe_address)
-    probe = ""
     try:
         wait_for("the target to listen", lambda: "TASHI-TEST-LISTENING" in console(ec2, target),
                  BOOT, every=1.0)  # fmt: skip
         wait_for("the client's probes", world.probes, BOOT, every=1.0)
-        # on the client's host: its bridge stays as long as the client does (a host's vxlan
-        # network goes with its last VM)
-        world.probe_ns = ec2.running.plan.host_ns(host_of(ec2, prober))
-        probe = _probe(world.probe_ns, probe_address)
+        world.place_probe()
         yield world
     finally:
-        if probe:
-            subprocess.run(["ip", "-n", world.probe_ns, "link", "del", probe], check=False)
+        world.remove_probe()
         client.terminate_instances(InstanceIds=[prober.ec2_id])
         with contextlib.suppress(NotFound):
             admin.destroy_vm(target.iid)
@@ -249,7 +262,16 @@ def test_the_rules_stay_across_a_restart_of_the_node_manager(world: World) -> No
         done = world.ec2.running.cli(verb, f"nm:{host}")
         assert done.returncode == 0, done.stderr
     # kept by the new node manager (or, if the cluster manager took the host for lost, started
-    # again elsewhere by HA: its listener comes back after a boot, under the same rules)
+    # again elsewhere by HA: its listener comes back after a boot, under the same rules; the
+    # client too, if it was there, and the probe then follows it)
+    admin = world.ec2.running.admin
+
+    def running(vm: Vm) -> bool:
+        return admin.get_instance(vm.iid).state == "Running"
+
+    for vm in (world.target, world.prober):
+        wait_for(f"{vm.ec2_id} to run", functools.partial(running, vm), BOOT, every=1.0)
+    world.place_probe()
     wait_for("the target's listener", lambda: world.from_probe("tcp"), BOOT, every=2.0)
     assert not world.from_probe("ping")
     world.authorize(
@@ -258,3 +280,48 @@ def test_the_rules_stay_across_a_restart_of_the_node_manager(world: World) -> No
     )  # fmt: skip
     world.probe_sees("ping", True)  # a change after the restart reaches the new node manager
     world.wait_probe("no", "no")
+
+
+def _lets_out(world: World, vm: Vm, group: str) -> str:
+    """The rules of ``group``'s outbound chain on ``vm``'s host, as ``nft`` lists them."""
+    ns = world.ec2.running.plan.host_ns(host_of(world.ec2, vm))
+    owner = world.ec2.running.admin.get_user("alice").id
+    chain = f"e-{owner}-{world.groups[group]}"
+    argv = ["ip", "netns", "exec", ns, "nft", "list", "chain", "netdev", "tashi-secgroups", chain]
+    listed = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    return "\n".join(line.strip() for line in listed.splitlines() if "accept" in line)
+
+
+def test_outbound_rules_hold_what_a_vm_sends_but_never_its_replies(world: World) -> None:
+    everywhere = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    pairs = [{"GroupId": world.groups["client"]}]
+    world.authorize("target", IpProtocol="icmp", FromPort=8, ToPort=-1, UserIdGroupPairs=pairs)
+    world.authorize("target", IpProtocol="tcp", FromPort=PORT, ToPort=PORT, UserIdGroupPairs=pairs)
+    world.wait_probe("ok", "ok")
+    # the target may send nothing of its own: its answers to the client still go out
+    world.client.revoke_security_group_egress(GroupId=world.groups["target"],
+                                              IpPermissions=[everywhere])  # fmt: skip
+    wait_for("the target's host to hold it", lambda: _lets_out(world, world.target, "target") == "",
+             PROMPT, every=0.5)  # fmt: skip
+    world.wait_probe("ok", "ok")
+    assert world.from_probe("tcp")  # the probe's address is let in; the answer goes out
+    # the client may send nothing: its probes fail though the target would let them in
+    world.client.revoke_security_group_egress(GroupId=world.groups["client"],
+                                              IpPermissions=[everywhere])  # fmt: skip
+    took = world.wait_probe("no", "no")
+    print(f"the client's outbound traffic shut off after {took:.1f} s")
+    to_target = {"IpProtocol": "tcp", "FromPort": PORT, "ToPort": PORT,
+                 "UserIdGroupPairs": [{"GroupId": world.groups["target"]}]}  # fmt: skip
+    world.client.authorize_security_group_egress(GroupId=world.groups["client"],
+                                                 IpPermissions=[to_target])  # fmt: skip
+    took = world.wait_probe("no", "ok")
+    print(f"TCP {PORT} to the target group let out after {took:.1f} s")
+    shown = world.client.describe_security_groups(GroupIds=[world.groups["client"]])
+    [out] = shown["SecurityGroups"][0]["IpPermissionsEgress"]
+    assert (out["IpProtocol"], out["FromPort"], out["UserIdGroupPairs"][0]["GroupId"]) == (
+        "tcp", PORT, world.groups["target"],
+    )  # fmt: skip
+    for group in ("client", "target"):  # AWS's default again: everything out
+        world.client.authorize_security_group_egress(GroupId=world.groups[group],
+                                                     IpPermissions=[everywhere])  # fmt: skip
+    world.wait_probe("ok", "ok")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from tashi.clustermanager.secgroups.service import Listed
@@ -348,19 +349,8 @@ def _rule_wire(group_id: str, owner: str, rule: Rule) -> dict[str, Any]:
     return out
 
 
-async def authorize_security_group_ingress(
-    ctx: Ec2Context, caller: Principal, params: Params
-) -> Result:
-    return await _authorize(ctx, caller, params, egress=False)
-
-
-async def authorize_security_group_egress(
-    ctx: Ec2Context, caller: Principal, params: Params
-) -> Result:
-    return await _authorize(ctx, caller, params, egress=True)
-
-
-async def _authorize(ctx: Ec2Context, caller: Principal, params: Params, egress: bool) -> Result:
+async def _authorize(ctx: Ec2Context, caller: Principal, params: Params, *, egress: bool) -> Result:
+    """AuthorizeSecurityGroupIngress, or (``egress``) AuthorizeSecurityGroupEgress."""
     if params.get("TagSpecifications"):
         raise Ec2Error("InvalidParameterValue", "Tashi does not tag security group rules.")
     ref = _ref(params)
@@ -372,19 +362,8 @@ async def _authorize(ctx: Ec2Context, caller: Principal, params: Params, egress:
     return {"Return": True, "SecurityGroupRules": [_rule_wire(group.id, owner, r) for r in added]}
 
 
-async def revoke_security_group_ingress(
-    ctx: Ec2Context, caller: Principal, params: Params
-) -> Result:
-    return await _revoke(ctx, caller, params, egress=False)
-
-
-async def revoke_security_group_egress(
-    ctx: Ec2Context, caller: Principal, params: Params
-) -> Result:
-    return await _revoke(ctx, caller, params, egress=True)
-
-
-async def _revoke(ctx: Ec2Context, caller: Principal, params: Params, egress: bool) -> Result:
+async def _revoke(ctx: Ec2Context, caller: Principal, params: Params, *, egress: bool) -> Result:
+    """RevokeSecurityGroupIngress, or (``egress``) RevokeSecurityGroupEgress."""
     ref = _ref(params)
     rule_ids = list(params.get("SecurityGroupRuleIds") or [])
     with group_errors():
@@ -437,9 +416,9 @@ async def launch_groups(ctx: Ec2Context, caller: Principal, params: Params) -> d
 HANDLERS: Mapping[str, Handler] = {
     "CreateSecurityGroup": create_security_group,
     "DescribeSecurityGroups": describe_security_groups,
-    "AuthorizeSecurityGroupIngress": authorize_security_group_ingress,
-    "RevokeSecurityGroupIngress": revoke_security_group_ingress,
-    "AuthorizeSecurityGroupEgress": authorize_security_group_egress,
-    "RevokeSecurityGroupEgress": revoke_security_group_egress,
+    "AuthorizeSecurityGroupIngress": partial(_authorize, egress=False),
+    "RevokeSecurityGroupIngress": partial(_revoke, egress=False),
+    "AuthorizeSecurityGroupEgress": partial(_authorize, egress=True),
+    "RevokeSecurityGroupEgress": partial(_revoke, egress=True),
     "DeleteSecurityGroup": delete_security_group,
 }
