@@ -130,6 +130,14 @@ def test_filters_choose_on_the_records(env: Env) -> None:
     assert ids(("instance-type", ["t3.small"])) == set(other)
     assert ids(("instance-state-name", ["running"])) == {running}
     assert ids(("instance-state-name", ["pending", "running"])) == everyone
+    assert ids(("instance-state-name", ["run*"])) == {running}  # a wildcard: not in the store
+    assert ids(("instance-state-name", ["pending"]), ("instance-state-name", ["running"])) == set()
+    named = _instances(  # chosen by id first: one whose state the filter leaves is not missing
+        env,
+        InstanceIds=[tagged[0]],
+        Filters=[{"Name": "instance-state-name", "Values": ["running"]}],
+    )
+    assert named == {}
     assert ids(("instance-state-code", ["0"])) == everyone - {running}
     assert ids(("image-id", [image_id(TINY)]), ("instance-id", [other[0], running])) == {
         other[0],

@@ -74,10 +74,17 @@ def instances(tx: Transaction, caller: Principal, query: InstanceQuery) -> Insta
         user_id = caller.user_id
     return InstanceFilter(
         user_id=user_id,
-        states=[InstanceState.parse(query.state)] if query.state else None,
+        states=_states(query),
         host_id=host(tx, query.host).id if query.host else None,
         name=query.name,
         name_prefix=query.name_prefix,
         after_id=InstanceId(query.after_id) if query.after_id else None,
         limit=query.limit,
     )
+
+
+def _states(query: InstanceQuery) -> list[InstanceState] | None:
+    if query.states is None:
+        return [InstanceState.parse(query.state)] if query.state else None
+    wanted = [InstanceState.parse(s) for s in query.states]
+    return [s for s in wanted if s is InstanceState.parse(query.state)] if query.state else wanted

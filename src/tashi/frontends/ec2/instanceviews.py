@@ -132,6 +132,8 @@ def block_devices(
 
 def volume_ids(inst: Instance) -> list[str]:
     """The volumes attached to ``inst`` (its disks that are volumes), by its record."""
+    if len(inst.disks) < 2:  # most instances: only a root disk, never a volume
+        return []
     return [v for d in inst.disks[1:] if (v := volume_of(d.uri)) is not None]
 
 
@@ -212,6 +214,21 @@ FILTER_VALUES: Mapping[str, Callable[[Shown], list[str]]] = {
 }
 
 
+def states_named(filters: Iterable[Mapping[str, Any]] | None) -> tuple[str, ...] | None:
+    """The Tashi states (names) ``instance-state-name`` filters leave, for the store to choose
+    them; ``None`` when they leave any (no such filter, or a value with a wildcard)."""
+    chosen: set[InstanceState] | None = None
+    for f in filters or ():
+        if f.get("Name") != "instance-state-name":
+            continue
+        values = f.get("Values") or []
+        if any(c in v for v in values for c in "*?\\"):
+            return None
+        named = {s for s, (_, name) in STATES.items() if name in values}
+        chosen = named if chosen is None else chosen & named
+    return None if chosen is None else tuple(sorted(s.name for s in chosen))
+
+
 class FilterValues(Mapping[str, list[str]]):
     """What an instance offers DescribeInstances' filters (``filters.compile_filters``), from
     its record: each name's values are made when a filter asks for them, so that a filter
@@ -248,10 +265,14 @@ class Shown(NamedTuple):
     state: InstanceState
 
 
-def shown(items: Iterable[Instance], defaults: Defaults) -> list[Shown]:
-    """``items`` as DescribeInstances lists them, by id: each with its launch and its
-    ``AmiLaunchIndex``, its place by id among its reservation's (an instance made without
-    RunInstances is alone in its own)."""
+def shown(
+    items: Iterable[Instance],
+    defaults: Defaults,
+    launch_of: Callable[[Instance, Defaults], Launch] = launch_of,
+) -> list[Shown]:
+    """``items`` as DescribeInstances lists them, by id: each with its launch (by
+    ``launch_of``) and its ``AmiLaunchIndex``, its place by id among its reservation's (an
+    instance made without RunInstances is alone in its own)."""
     out: list[Shown] = []
     seen: dict[str, int] = {}
     for inst in sorted(items, key=lambda i: i.id):

@@ -324,7 +324,7 @@ def _writer(shape: Shape) -> _Writer:
                 raise TypeError(f"{shape.name} takes no {value.shape} written before")
             out.append(value.xml)
             return
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # the ABC's check is slow
             raise _mistyped(shape, value)
         if not members:
             members.update((m.name, _member_writer(m)) for m in shape.members.values())

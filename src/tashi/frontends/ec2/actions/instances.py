@@ -44,6 +44,7 @@ from tashi.frontends.ec2.instanceviews import (
     render,
     shown,
     state,
+    states_named,
     volume_ids,
 )
 from tashi.frontends.ec2.protocol import Written
@@ -253,7 +254,9 @@ async def describe_instances(ctx: Ec2Context, caller: Principal, params: Params)
     written, each instance as the cache (``ctx.written``) kept it if it did not change."""
     wanted = [ids.parse_instance(i) for i in params.get("InstanceIds") or []]
     matches = compile_filters(params.get("Filters"), _FILTERS, "DescribeInstances")
-    rows = _rows(ctx, caller, await visible(ctx, caller))
+    # the store chooses the states, when it can (not for InstanceIds: another's is NotFound)
+    query = InstanceQuery(states=None if wanted else states_named(params.get("Filters")))
+    rows = _rows(ctx, caller, await ctx.service.instances.find(caller, query))
     if wanted:
         have = {r.inst.id for r in rows}
         missing = [ids.instance_id(i) for i in wanted if i not in have]
@@ -288,7 +291,7 @@ async def describe_instances(ctx: Ec2Context, caller: Principal, params: Params)
 
 def _rows(ctx: Ec2Context, caller: Principal, items: list[Instance]) -> list[Shown]:
     """Every instance the caller may see, the terminated ones kept included, by id."""
-    rows = shown(items, ctx.defaults)
+    rows = shown(items, ctx.defaults, ctx.written.launch)
     owner = None if caller.is_trusted else caller.user_id
     live = {i.id for i in items}
     rows += [s for s in ctx.terminated.of(owner) if s.inst.id not in live]
@@ -318,12 +321,16 @@ def _reservations(
     ctx: Ec2Context, rows: Iterable[Shown], volumes: Mapping[str, Volume]
 ) -> list[dict[str, Any]]:
     grouped: dict[str, dict[str, Any]] = {}
+    owners: dict[int, str] = {}
     for row in rows:
         entry = grouped.get(row.launch.reservation)
         if entry is None:
+            owner = owners.get(row.inst.user_id)
+            if owner is None:
+                owner = owners[row.inst.user_id] = ids.account(row.inst.user_id)
             entry = grouped[row.launch.reservation] = {
                 "ReservationId": row.launch.reservation,
-                "OwnerId": ids.account(row.inst.user_id),
+                "OwnerId": owner,
                 "Groups": [],
                 "Instances": [],
             }
