@@ -163,6 +163,10 @@ def test_pages_hold_whole_instances_in_id_order(env: Env) -> None:
         for i in r["Instances"]
     ]
     assert [n for _, n in launch_indexes] == [2, 3]
+    env.call("alice", "TerminateInstances", InstanceIds=made[:1])  # the others keep their place
+    after = _instances(env, InstanceIds=made[1:3])
+    assert [after[i]["AmiLaunchIndex"] for i in made[1:3]] == [1, 2]
+    assert _instances(env, InstanceIds=made[:1])[made[0]]["AmiLaunchIndex"] == 0
 
 
 def test_a_kept_instance_is_written_again_when_anything_it_shows_changed(env: Env) -> None:

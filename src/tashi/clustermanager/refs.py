@@ -73,6 +73,7 @@ def instances(tx: Transaction, caller: Principal, query: InstanceQuery) -> Insta
             raise Forbidden("a user may only list their own instances")
         user_id = caller.user_id
     return InstanceFilter(
+        ids=None if query.ids is None else [InstanceId(i) for i in query.ids],
         user_id=user_id,
         states=_states(query),
         host_id=host(tx, query.host).id if query.host else None,

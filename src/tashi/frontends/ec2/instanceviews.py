@@ -270,17 +270,23 @@ def shown(
     defaults: Defaults,
     launch_of: Callable[[Instance, Defaults], Launch] = launch_of,
 ) -> list[Shown]:
-    """``items`` as DescribeInstances lists them, by id: each with its launch (by
-    ``launch_of``) and its ``AmiLaunchIndex``, its place by id among its reservation's (an
-    instance made without RunInstances is alone in its own)."""
-    out: list[Shown] = []
-    seen: dict[str, int] = {}
+    """``items`` as DescribeInstances lists them, by id, each with its launch (by
+    ``launch_of``) and its ``AmiLaunchIndex`` (``launch_index``)."""
+    out = []
     for inst in sorted(items, key=lambda i: i.id):
         launch = launch_of(inst, defaults)
-        index = seen.get(launch.reservation, 0)
-        seen[launch.reservation] = index + 1
-        out.append(Shown(inst, launch, index, inst.state))
+        out.append(Shown(inst, launch, launch_index(inst, launch), inst.state))
     return out
+
+
+def launch_index(inst: Instance, launch: Launch) -> int:
+    """An instance's place in its launch, fixed when it was made: RunInstances names the
+    instances of a reservation ``r-…-0``, ``r-…-1``... (one alone: ``r-…``, 0); an instance made
+    without RunInstances is alone in its own reservation, 0."""
+    prefix = launch.reservation + "-"
+    if inst.name.startswith(prefix) and inst.name[len(prefix) :].isdigit():
+        return int(inst.name[len(prefix) :])
+    return 0
 
 
 @dataclass

@@ -254,8 +254,12 @@ async def describe_instances(ctx: Ec2Context, caller: Principal, params: Params)
     written, each instance as the cache (``ctx.written``) kept it if it did not change."""
     wanted = [ids.parse_instance(i) for i in params.get("InstanceIds") or []]
     matches = compile_filters(params.get("Filters"), _FILTERS, "DescribeInstances")
-    # the store chooses the states, when it can (not for InstanceIds: another's is NotFound)
-    query = InstanceQuery(states=None if wanted else states_named(params.get("Filters")))
+    # the store chooses the instances named, or else the states, when it can (not both: one
+    # named that a filter leaves out is not missing)
+    if wanted:
+        query = InstanceQuery(ids=tuple(dict.fromkeys(wanted)))
+    else:
+        query = InstanceQuery(states=states_named(params.get("Filters")))
     rows = _rows(ctx, caller, await ctx.service.instances.find(caller, query))
     if wanted:
         have = {r.inst.id for r in rows}
@@ -344,7 +348,8 @@ async def mine(ctx: Ec2Context, caller: Principal, params: Params) -> list[Insta
     wanted = [ids.parse_instance(i) for i in params["InstanceIds"]]
     if not wanted:
         raise Ec2Error("MissingParameter", "The request must contain the parameter InstanceId")
-    seen = {i.id: i for i in await visible(ctx, caller)}
+    query = InstanceQuery(ids=tuple(dict.fromkeys(wanted)))
+    seen = {i.id: i for i in await ctx.service.instances.find(caller, query)}
     missing = [ids.instance_id(i) for i in wanted if i not in seen]
     if missing:
         raise Ec2Error(
