@@ -8,26 +8,23 @@ manager's EC2 API on port 8773 of its namespace, the SDK (``TashiClient``) its R
 VM runs on each host throughout (as in ``e2eboot.py``), so a host's VM network is made once and
 not again by each launch (a node manager removes it with the last VM on it).
 
-Three ways to launch the same VM (1 core, 128 MB, the tiny image, one NIC on the default
-network), taken in turn, each round in another order:
+Two ways to launch the same VM (1 core, 128 MB, the tiny image, one NIC on the default
+network), taken in turn, each round in the other order:
 
 * ``RunInstances``: boto3's ``run_instances(ImageId=<the image's AMI>, InstanceType="tashi.tiny",
-  MinCount=1, MaxCount=1)``, which gives the instance its own persistent root disk: a full copy of
-  the image, made in the image store when the instance is first placed (state PreparingDisk);
+  MinCount=1, MaxCount=1)``, which gives the instance its own persistent root disk (a thin clone
+  of the image in the store, made before it answers) and its owner's default security group,
+  which the host enforces on its tap before the guest runs;
 * ``createVm``: the SDK's ``create_vm`` of the same size and image: a copy-on-write overlay the
-  node manager makes on its host (the baseline of the issue's goal);
-* ``createVm copy``: ``create_vm`` with the disk's ``copy`` flag, the request ``RunInstances``
-  makes inside the cluster manager: what the copy costs, apart from the EC2 front-end.
+  node manager makes on its host, no security group (the baseline of the issue's goal).
 
 Each is timed from the request to (a) the instance seen running through the API it was launched
 with (EC2 ``running`` by ``describe_instances(InstanceIds=[…])``; Tashi ``Running`` by
 ``get_instance``; both polled every ``STATE_POLL`` s until seen), (a') its entering Running, as
 the cluster manager recorded it (``stateSince``, on the same machine's clock: no polling in it),
-and (b) ``TASHI-GUEST-UP`` in its serial log, on whichever host the scheduler chose. Then its
-history (the ``diskCopy`` line) and the copy's image task (``createdAt``, ``startedAt``,
-``finishedAt``) say how long it was in PreparingDisk and how long the copy itself took, and it
-is destroyed (``terminate_instances``; ``destroy_vm``, and the copy removed from the store) and
-waited for until gone.
+and (b) ``TASHI-GUEST-UP`` in its serial log, on whichever host the scheduler chose. Then it is
+destroyed (``terminate_instances``, which removes its root disk; ``destroy_vm``) and waited for
+until gone.
 """
 
 from __future__ import annotations
@@ -54,7 +51,7 @@ from tashi.images.markers import UP
 FABRIC = "198.18.240.0/20"  # no other suite's or test module's (grep FABRIC bench/ tests/)
 HOSTS = 2
 LAUNCHES, QUICK_LAUNCHES = 20, 3  # of each side
-SIDES = ("RunInstances", "createVm", "createVm copy")
+SIDES = ("RunInstances", "createVm")
 INSTANCE_TYPE = "tashi.tiny"  # 1 core, 128 MB ([InstanceTypes])
 CORES, MEMORY = 1, 128
 STATE_POLL = 0.05  # seconds between looks at an instance's state, either API
@@ -72,8 +69,6 @@ class Sample:
     running: float  # ... to the instance seen running through the API it was launched with
     entered: float  # ... to its entering Running (its stateSince, the cluster manager's clock)
     up: float  # ... to TASHI-GUEST-UP
-    preparing: float | None  # PreparingDisk: the copy's task made -> the history's diskCopy line
-    copy: float | None  # the copy's image task, started -> finished
     neighbours: float  # cores other processes used meanwhile
     history: list[tuple[str, str, str]]  # (at, kind, message)
 
@@ -82,7 +77,7 @@ class Sample:
 class LaunchResults:
     samples: list[Sample] = field(default_factory=list)
     cluster: dict[str, Any] = field(default_factory=dict)
-    copies_left: list[str] = field(default_factory=list)  # removed by the benchmark
+    copies_left: list[str] = field(default_factory=list)  # root disks left, removed here
 
     def of(self, side: str) -> list[Sample]:
         return [s for s in self.samples if s.side == side]
@@ -109,16 +104,13 @@ class LaunchBench:
         for side in SIDES:
             self._one(side, timed=False)
         for n in range(launches):
-            order = SIDES[n % 3 :] + SIDES[: n % 3]
+            order = SIDES[n % 2 :] + SIDES[: n % 2]
             for side in order:
                 sample = self._one(side)
                 self.results.samples.append(sample)
-                extra = (
-                    "" if sample.preparing is None else f", PreparingDisk {sample.preparing:.2f} s"
-                )
                 self.say(
                     f"[ec2] {n + 1}/{launches} {side}: running {sample.running:.2f} s, up"
-                    f" {sample.up:.2f} s (answered {sample.answered:.3f} s{extra}, neighbours"
+                    f" {sample.up:.2f} s (answered {sample.answered:.3f} s, neighbours"
                     f" {sample.neighbours:.2f} cores)"
                 )
 
@@ -130,13 +122,12 @@ class LaunchBench:
             iid, answered = self._run_instances(t0)
             running = self._ec2_running
         else:
-            iid, answered = self._create_vm(side == "createVm copy", t0)
+            iid, answered = self._create_vm(t0)
             running = self._tashi_running
         seen_running, seen_up = self._wait(iid, running)
         after = self.neighbours.snapshot()
         entered = self._entered(iid) - wall
         history = self.cluster.admin.get_instance_history(iid)
-        preparing, copy = self._copy_times(iid, history)
         lines = [(e.at.isoformat(), e.kind, e.message) for e in history]
         self._destroy(side, iid)
         return Sample(
@@ -146,8 +137,6 @@ class LaunchBench:
             seen_running - t0,
             entered,
             seen_up - t0,
-            preparing,
-            copy,
             cores(before, after),
             lines,
         )
@@ -171,13 +160,13 @@ class LaunchBench:
         answered = time.monotonic() - t0
         return int(answer["Instances"][0]["InstanceId"][2:], 16), answered
 
-    def _create_vm(self, copy: bool, t0: float) -> tuple[int, float]:
+    def _create_vm(self, t0: float) -> tuple[int, float]:
         self._count += 1
         request = InstanceIn(
             name=f"ec2b-{self._count}",
             cores=CORES,
             memory=MEMORY,
-            disks=[DiskIn(uri=self.image, copy_=copy)],  # nics: one on the default network
+            disks=[DiskIn(uri=self.image)],  # nics: one on the default network
         )
         made = self.cluster.admin.create_vm(request)
         return made.id, time.monotonic() - t0
@@ -227,21 +216,6 @@ class LaunchBench:
     def hosts(self) -> list[int]:
         return sorted(self.cluster.state.hosts)
 
-    def _copy_times(self, iid: int, history: list[Any]) -> tuple[float | None, float | None]:
-        copied = [e for e in history if e.kind == "diskCopy"]
-        tasks = [
-            t
-            for t in self.cluster.admin.get_image_tasks()
-            if t.op == "copy" and f"-{iid}-disk0" in t.dst and t.src == self.image
-        ]
-        if not copied or len(tasks) != 1:
-            return None, None
-        task = tasks[0]
-        preparing = (copied[-1].at - task.createdAt).total_seconds()
-        if task.startedAt is None or task.finishedAt is None:
-            return preparing, None
-        return preparing, (task.finishedAt - task.startedAt).total_seconds()
-
     def _destroy(self, side: str, iid: int) -> None:
         admin = self.cluster.admin
         disks = [d.uri for d in admin.get_instance(iid).disks if d.persistent]
@@ -255,7 +229,7 @@ class LaunchBench:
                 raise BenchError(f"instance {iid} not gone after {GONE_TIMEOUT:.0f} s")
             time.sleep(0.05)
         stored = {i.imageName for i in admin.get_images()}
-        for uri in disks:  # the copy: createVm's stays in the store; TerminateInstances removes it
+        for uri in disks:  # a root disk TerminateInstances left behind (it removes them)
             if uri in stored:
                 if side == "RunInstances":
                     self.results.copies_left.append(uri)

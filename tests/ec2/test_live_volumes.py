@@ -140,6 +140,19 @@ def test_block_device_mappings_at_launch(ec2: Ec2Cluster) -> None:
     }
     kept = by_device["/dev/sdg"]["VolumeId"]
     gone = by_device["/dev/sdf"]["VolumeId"]
+    # DescribeInstances shows the same volumes, as AWS renders an instance's block devices
+    [inst] = client.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"]
+    assert (inst["RootDeviceName"], inst["RootDeviceType"]) == ("/dev/vda", "ebs")
+    shown = {m["DeviceName"]: m["Ebs"] for m in inst["BlockDeviceMappings"]}
+    assert {d: e["VolumeId"] for d, e in shown.items()} == {
+        d: v["VolumeId"] for d, v in by_device.items()
+    }
+    assert {d: (e["Status"], e["DeleteOnTermination"]) for d, e in shown.items()} == {
+        "/dev/vda": ("attached", True),
+        "/dev/sdf": ("attached", True),
+        "/dev/sdg": ("attached", False),
+    }
+    assert shown["/dev/sdf"]["AttachTime"] == by_device["/dev/sdf"]["Attachments"][0]["AttachTime"]
     # the guest booted with them: its kernel names them after its root disk
     assert "TASHI-GUEST-UP" in _console(client, iid)
     client.terminate_instances(InstanceIds=[iid])

@@ -108,9 +108,14 @@ class Env:
 
 @pytest.fixture(params=["memory", "sqlite"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    yield from make_env(request.param, tmp_path)
+
+
+def make_env(kind: str, tmp_path: Path) -> Iterator[Env]:
+    """An ``Env`` on the store ``kind``, closed after its one ``yield``."""
     settings = make_settings(tmp_path / "s")
     settings.cluster_manager.state_dir.mkdir(mode=0o700)
-    store = make_store(request.param, settings)
+    store = make_store(kind, settings)
     c = cluster(tmp_path, store, memory=8192, cores=8)
     images = c.service.images.store.images_dir
     subprocess.run(

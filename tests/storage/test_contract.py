@@ -24,7 +24,8 @@ from tashi.domain.errors import (
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import DiskConfig, Instance, InstanceSpec, NicConfig, Role
 from tashi.domain.states import HostState, InstanceState
-from tashi.storage.contract import InstanceChanges, InstanceFilter, Store, iterate_all
+from tashi.storage.contract import InstanceChanges, InstanceFilter, Store
+from tashi.storage.shared import iterate_all
 from tests.storage.conftest import Backend
 
 S = InstanceState

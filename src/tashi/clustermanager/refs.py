@@ -1,4 +1,5 @@
-"""Turn what a user typed (an id or a name) into a record, as the original ``--instance`` did.
+"""Turn what a user typed (an id or a name) into a record, as the original ``--instance`` did,
+and a ``getInstances`` query into the store's filter.
 
 A reference of ASCII digits only is an id; anything else a name. Instance names cannot be all
 digits (validation refuses them), so the two never collide. An id beyond what the store keeps
@@ -8,9 +9,11 @@ several instances (with ``allowDuplicateNames``) is refused with the ids to choo
 
 from __future__ import annotations
 
-from tashi.domain.errors import InvalidInput, NotFound
+from tashi.domain.errors import Forbidden, InvalidInput, NotFound
 from tashi.domain.ids import INT_MAX, HostId, InstanceId, NetworkId, UserId
-from tashi.domain.models import Host, Instance, Network, User
+from tashi.domain.models import Host, Instance, Network, Principal, User
+from tashi.domain.operations import InstanceQuery
+from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceFilter, Transaction
 
 
@@ -59,3 +62,30 @@ def network(tx: Transaction, ref: str) -> Network:
         if net.name == ref.strip():
             return net
     raise NotFound(f"no network is named {ref!r}")
+
+
+def instances(tx: Transaction, caller: Principal, query: InstanceQuery) -> InstanceFilter:
+    """A ``getInstances`` query as the store's filter, for ``caller``: a user's own instances
+    only (``Forbidden`` for another's)."""
+    user_id = user(tx, query.user).id if query.user else None
+    if not caller.is_trusted:
+        if user_id is not None and user_id != caller.user_id:
+            raise Forbidden("a user may only list their own instances")
+        user_id = caller.user_id
+    return InstanceFilter(
+        ids=None if query.ids is None else [InstanceId(i) for i in query.ids],
+        user_id=user_id,
+        states=_states(query),
+        host_id=host(tx, query.host).id if query.host else None,
+        name=query.name,
+        name_prefix=query.name_prefix,
+        after_id=InstanceId(query.after_id) if query.after_id else None,
+        limit=query.limit,
+    )
+
+
+def _states(query: InstanceQuery) -> list[InstanceState] | None:
+    if query.states is None:
+        return [InstanceState.parse(query.state)] if query.state else None
+    wanted = [InstanceState.parse(s) for s in query.states]
+    return [s for s in wanted if s is InstanceState.parse(query.state)] if query.state else wanted

@@ -48,6 +48,8 @@ class InstanceQuery:
 
     user: str | None = None
     state: str | None = None
+    states: tuple[str, ...] | None = None  # any of them (and ``state``, when both are given)
+    ids: tuple[int, ...] | None = None  # only these instances
     host: str | None = None
     name: str | None = None
     name_prefix: str | None = None

@@ -30,24 +30,23 @@ Rules every implementation keeps (the contract tests check each):
   back aware, equal to what was stored to the microsecond (the SQL store returns them in UTC).
 * Returned records are frozen snapshots; lists come back ordered by id.
 * Text the store bounds is checked before it is written, the same way everywhere
-  (``InvalidInput``, see ``bounded``), against the limits below, which ``sql/tables.py`` uses
-  as its column sizes.
+  (``InvalidInput``, see ``shared.bounded``), against the limits below, which ``sql/tables.py``
+  uses as its column sizes.
+
+What every implementation runs alike to keep these rules (the bounds checked before a write,
+the record a new instance is, the lowest free address...) is ``shared.py``'s.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from tashi.domain import tags as tag_rules
-from tashi.domain import volumes as volume_rules
-from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
-from tashi.domain.keypairs import FINGERPRINT_MAX, NAME_MAX, PUBLIC_KEY_MAX, KeyPair
+from tashi.domain.keypairs import KeyPair
 from tashi.domain.models import (
     AccessKey,
     DiskConfig,
@@ -532,135 +531,3 @@ class Store(Protocol):
     def transaction(self, *, write: bool = True) -> AbstractContextManager[Transaction]: ...
 
     def close(self) -> None: ...
-
-
-def new_instance(
-    instance_id: InstanceId, owner: UserId, spec: InstanceSpec, now: datetime
-) -> Instance:
-    """The record ``InstanceRepository.add`` returns: ``spec`` as a Pending instance."""
-    return Instance(
-        id=instance_id,
-        name=spec.name,
-        user_id=owner,
-        state=InstanceState.Pending,
-        cores=spec.cores,
-        memory=spec.memory,
-        disks=spec.disks,
-        nics=spec.nics,
-        cpu_share=spec.cpu_share,
-        hints=dict(spec.hints),
-        group_name=spec.group_name,
-        created_at=now,
-        state_since=now,
-    )
-
-
-def bounded(what: str, value: str, limit: int) -> str:
-    """``value`` if it has 1 to ``limit`` characters, else ``InvalidInput`` naming ``what``
-    (never the value: it may be a secret). Both stores call it before writing, so a value the
-    SQL column could not hold is refused alike on every backend."""
-    if not value or len(value) > limit:
-        raise InvalidInput(f"{what} must have 1 to {limit} characters, not {len(value)}")
-    return value
-
-
-def checked_key_pair(pair: KeyPair) -> None:
-    """The bounds both stores check before they write a key pair."""
-    bounded("a key pair id", pair.id, KEY_PAIR_ID_MAX)
-    bounded("a key pair's name", pair.name, NAME_MAX)
-    bounded("a public key", pair.public_key, PUBLIC_KEY_MAX)
-    bounded("a fingerprint", pair.fingerprint, FINGERPRINT_MAX)
-
-
-def checked_tags(tags: Mapping[str, str]) -> None:
-    """The bounds both stores check before they write tags."""
-    limit = tag_rules.VALUE_MAX
-    for key, value in tags.items():
-        bounded("a tag's key", key, tag_rules.KEY_MAX)
-        if len(value) > limit:
-            raise InvalidInput(f"a tag's value must have at most {limit} characters")
-
-
-def checked_volume(volume: Volume) -> None:
-    """The bounds and rules both stores check before they write a volume."""
-    bounded("a volume id", volume.id, volume_rules.ID_MAX)
-    bounded("a zone", volume.zone, volume_rules.ZONE_MAX)
-    bounded("a volume type", volume.volume_type, volume_rules.TYPE_MAX)
-    if volume.snapshot_id is not None:
-        bounded("a snapshot id", volume.snapshot_id, volume_rules.ID_MAX)
-    attached = volume.state in volume_rules.ATTACHED
-    if attached != (volume.attachment is not None):
-        raise InvalidInput(f"a {volume.state.value} volume has an attachment exactly when attached")
-    if volume.attachment is not None:
-        bounded("a device", volume.attachment.device, volume_rules.DEVICE_MAX)
-        volume_rules.device_index(volume.attachment.device)
-
-
-def checked_snapshot(snapshot: Snapshot) -> None:
-    """The bounds both stores check before they write a snapshot."""
-    bounded("a snapshot id", snapshot.id, volume_rules.ID_MAX)
-    bounded("a volume id", snapshot.volume_id, volume_rules.ID_MAX)
-    if len(snapshot.description) > volume_rules.DESCRIPTION_MAX:
-        raise InvalidInput(f"a description has at most {volume_rules.DESCRIPTION_MAX} characters")
-
-
-def event_message(message: str) -> str:
-    """``message`` as the history keeps it: cut to ``EVENT_MESSAGE_MAX`` characters."""
-    if len(message) <= EVENT_MESSAGE_MAX:
-        return message
-    return message[: EVENT_MESSAGE_MAX - 1] + "…"
-
-
-def check_limit(limit: int) -> int:
-    """``limit`` if it is not negative, else ``InvalidInput`` (SQLite reads -1 as "no limit")."""
-    if limit < 0:
-        raise InvalidInput(f"limit must not be negative, not {limit}")
-    return limit
-
-
-def iterate_all(
-    store: Store, where: InstanceFilter = InstanceFilter(), page: int = 1000
-) -> Iterator[Instance]:
-    """Walk a large result in pages of ``page`` ids (each page its own read transaction)."""
-    after = where.after_id
-    while True:
-        with store.transaction(write=False) as tx:
-            batch = tx.instances.find(
-                InstanceFilter(
-                    ids=where.ids,
-                    name=where.name,
-                    name_prefix=where.name_prefix,
-                    user_id=where.user_id,
-                    states=where.states,
-                    host_id=where.host_id,
-                    after_id=after,
-                    limit=page,
-                )
-            )
-        yield from batch
-        if len(batch) < page:
-            return
-        after = batch[-1].id
-
-
-def lowest_free_address(first: str, last: str, taken: Iterable[str | None]) -> str | None:
-    """The lowest IPv4 address from ``first`` to ``last`` (inclusive) not in ``taken``, or
-    ``None`` when there is none (``InvalidInput`` for a range that is not two addresses in
-    order). Shared by every ``AddressRepository`` so that all pick the same address."""
-    try:
-        low, high = int(ipaddress.IPv4Address(first)), int(ipaddress.IPv4Address(last))
-    except ValueError as exc:
-        raise InvalidInput(f"{first}-{last} is not a range of IPv4 addresses") from exc
-    if low > high:
-        raise InvalidInput(f"{first}-{last} is not a range: {first} is above {last}")
-    used = set()
-    for text in taken:
-        if text:
-            try:
-                used.add(int(ipaddress.IPv4Address(text)))
-            except ValueError:
-                continue  # an IPv6 or odd address on a NIC is simply not in an IPv4 range
-    for value in range(low, high + 1):
-        if value not in used:
-            return str(ipaddress.IPv4Address(value))
-    return None

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from tashi.domain.errors import InsufficientResources, NotFound
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.storage.contract import Address, lowest_free_address
+from tashi.storage.contract import Address
 from tashi.storage.memtables import Tables
+from tashi.storage.shared import lowest_free_address
 
 
 class MemoryAddresses:

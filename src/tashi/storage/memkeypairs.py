@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from tashi.domain.errors import AlreadyExists, NotFound
 from tashi.domain.ids import UserId
 from tashi.domain.keypairs import KeyPair
-from tashi.storage.contract import checked_key_pair, checked_tags
 from tashi.storage.memtables import Tables, aware
+from tashi.storage.shared import checked_key_pair, checked_tags
 
 
 class MemoryKeyPairs:

@@ -47,16 +47,13 @@ from tashi.storage.contract import (
     InstanceChanges,
     InstanceFilter,
     Store,
-    bounded,
-    check_limit,
-    event_message,
-    new_instance,
 )
 from tashi.storage.memaddresses import MemoryAddresses
 from tashi.storage.memkeypairs import MemoryKeyPairs, MemoryTags, drop_user
 from tashi.storage.memsecgroups import MemorySecurityGroups, drop_user_groups
 from tashi.storage.memtables import DICTS, Tables, aware
 from tashi.storage.memvolumes import MemorySnapshots, MemoryVolumes, check_user_removal
+from tashi.storage.shared import bounded, check_limit, event_message, new_instance
 
 _EVERYTHING = InstanceFilter()
 

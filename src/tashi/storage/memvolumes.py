@@ -13,8 +13,8 @@ from dataclasses import replace
 from tashi.domain.errors import AlreadyExists, InvalidInput, InvalidState, NotFound, StateConflict
 from tashi.domain.ids import InstanceId, UserId
 from tashi.domain.volumes import Snapshot, SnapshotState, Volume, VolumeState
-from tashi.storage.contract import checked_snapshot, checked_volume
 from tashi.storage.memtables import Tables, aware
+from tashi.storage.shared import checked_snapshot, checked_volume
 
 
 class MemoryVolumes:

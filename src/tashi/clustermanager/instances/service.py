@@ -66,7 +66,7 @@ from tashi.domain.models import (
 from tashi.domain.operations import InstanceQuery, VmRequest
 from tashi.domain.states import Action, InstanceState, next_state
 from tashi.runtime.hub import EventHub
-from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
+from tashi.storage.contract import InstanceChanges, Transaction
 
 log = logging.getLogger(__name__)
 DESTROY_ATTEMPTS = 3  # destroyVm reads again after a StateConflict before answering one
@@ -200,26 +200,11 @@ class InstanceService:
 
     async def find(self, caller: Principal, query: InstanceQuery) -> list[Instance]:
         """``getInstances``: a user sees their own instances; admins and daemons see all."""
+        return await self._db.read(lambda tx: tx.instances.find(refs.instances(tx, caller, query)))
 
-        def run(tx: Transaction) -> list[Instance]:
-            user_id = refs.user(tx, query.user).id if query.user else None
-            if not caller.is_trusted:
-                if user_id is not None and user_id != caller.user_id:
-                    raise Forbidden("a user may only list their own instances")
-                user_id = caller.user_id
-            return tx.instances.find(
-                InstanceFilter(
-                    user_id=user_id,
-                    states=[InstanceState.parse(query.state)] if query.state else None,
-                    host_id=refs.host(tx, query.host).id if query.host else None,
-                    name=query.name,
-                    name_prefix=query.name_prefix,
-                    after_id=InstanceId(query.after_id) if query.after_id else None,
-                    limit=query.limit,
-                )
-            )
-
-        return await self._db.read(run)
+    async def count(self, caller: Principal, query: InstanceQuery) -> int:
+        """How many instances ``find`` would answer (its limit aside), none of them read."""
+        return await self._db.read(lambda tx: tx.instances.count(refs.instances(tx, caller, query)))
 
     async def history(self, caller: Principal, ref: str, limit: int = 100) -> list[InstanceEvent]:
         """What happened to an instance, oldest first. A removed instance's history is

@@ -20,6 +20,7 @@ from tashi.domain.errors import InvalidInput
 from tashi.domain.instancetypes import InstanceType
 from tashi.domain.models import Principal
 from tashi.frontends.ec2.errors import Ec2Error
+from tashi.frontends.ec2.instancecache import InstanceCache
 from tashi.frontends.ec2.instanceviews import Defaults, Terminated
 
 
@@ -32,6 +33,8 @@ class Ec2Context:
     default_type: str
     endpoint: str  # host[:port] of the EC2 API, as DescribeRegions tells it
     terminated: Terminated = field(default_factory=Terminated)
+    #: instances as DescribeInstances last wrote them (``instancecache``)
+    written: InstanceCache = field(default_factory=InstanceCache)
     #: one RunInstances at a time per (user, ClientToken): a retry waits for the first
     launching: dict[tuple[int, str], asyncio.Lock] = field(default_factory=dict)
 

@@ -12,6 +12,7 @@ A malformed id is refused with the ``.Malformed`` code AWS uses for its kind.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 
@@ -28,6 +29,7 @@ __all__ = [
     "instance_id",
     "new_reservation",
     "parse_instance",
+    "token_reservation",
 ]
 
 _INSTANCE = re.compile(r"i-([0-9a-f]{8}|[0-9a-f]{17})")
@@ -46,6 +48,14 @@ def parse_instance(text: str) -> InstanceId:
 
 def new_reservation() -> str:
     return f"r-{secrets.token_hex(9)[:17]}"
+
+
+def token_reservation(user_id: int, token: str) -> str:
+    """The reservation of a user's RunInstances with a ClientToken: fixed by the two (17
+    hexadecimal digits of their SHA-256), so that a retry finds the first launch by its
+    instances' names, which are the reservation's (an indexed query)."""
+    digest = hashlib.sha256(f"{int(user_id)}\n{token}".encode()).hexdigest()
+    return f"r-{digest[:17]}"
 
 
 def check_image(text: str) -> str:

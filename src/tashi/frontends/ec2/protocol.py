@@ -21,6 +21,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -288,6 +289,25 @@ def render_error(code: str, message: str, request_id: str) -> bytes:
     ).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A structure of the shape named ``shape`` already written (``write``): its members' XML,
+    which ``render`` puts into an answer as it is, wherever that shape goes. What an action
+    answers the same way again and again (an instance DescribeInstances lists) is written once
+    and kept (``instancecache``)."""
+
+    shape: str
+    xml: str
+
+
+def write(shape: str, value: Mapping[str, Any]) -> Written:
+    """``value`` written as the structure ``shape`` (a name of the model), as ``render`` would
+    write it inside an answer; ``TypeError`` as ``render``'s when it does not fit."""
+    out: list[str] = []
+    _writer(load().shapes[shape])(value, out)
+    return Written(shape, "".join(out))
+
+
 #: Writes one value into the answer's parts; made once per shape and member (``_writer``).
 _Writer = Callable[[Any, list[str]], None]
 
@@ -299,7 +319,12 @@ def _writer(shape: Shape) -> _Writer:
     members: dict[str, _Writer] = {}  # filled on first use, so that a cycle of shapes ends
 
     def write(value: Any, out: list[str]) -> None:
-        if not isinstance(value, Mapping):
+        if type(value) is Written:
+            if value.shape != shape.name:
+                raise TypeError(f"{shape.name} takes no {value.shape} written before")
+            out.append(value.xml)
+            return
+        if type(value) is not dict and not isinstance(value, Mapping):  # the ABC's check is slow
             raise _mistyped(shape, value)
         if not members:
             members.update((m.name, _member_writer(m)) for m in shape.members.values())

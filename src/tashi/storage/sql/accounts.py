@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, TashiError
 from tashi.domain.ids import UserId
 from tashi.domain.models import AccessKey, Principal, Role, User
-from tashi.storage.contract import ACCESS_KEY_MAX, SEALED_SECRET_MAX, bounded
+from tashi.storage.contract import ACCESS_KEY_MAX, SEALED_SECRET_MAX
+from tashi.storage.shared import bounded
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import access_keys as t_keys
 from tashi.storage.sql.tables import instances as t_inst

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from tashi.domain.errors import AlreadyExists, InsufficientResources, NotFound, TashiError
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.storage.contract import Address, lowest_free_address
+from tashi.storage.contract import Address
+from tashi.storage.shared import lowest_free_address
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import addresses as t_addr
 from tashi.storage.sql.tables import instances as t_inst

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import InstanceEvent
-from tashi.storage.contract import EVENT_KIND_MAX, bounded, check_limit, event_message
+from tashi.storage.contract import EVENT_KIND_MAX
+from tashi.storage.shared import bounded, check_limit, event_message
 from tashi.storage.sql.db import Db
 from tashi.storage.sql.tables import instance_events as t_events
 

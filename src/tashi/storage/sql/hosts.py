@@ -21,7 +21,8 @@ from tashi.domain.ids import HostId, NetworkId, UserId
 from tashi.domain.models import Host, Network, NodeLink
 from tashi.domain.states import HostState
 from tashi.domain.witnesses import WitnessSets
-from tashi.storage.contract import ENDPOINT_MAX, SECRET_MAX, bounded
+from tashi.storage.contract import ENDPOINT_MAX, SECRET_MAX
+from tashi.storage.shared import bounded
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import host_reservations as t_res
 from tashi.storage.sql.tables import hosts as t_hosts

@@ -22,7 +22,8 @@ from tashi.domain.errors import AlreadyExists, NotFound, StateConflict, TashiErr
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import DiskConfig, Instance, InstanceSpec, NicConfig, Usage
 from tashi.domain.states import InstanceState
-from tashi.storage.contract import InstanceChanges, InstanceFilter, new_instance
+from tashi.storage.contract import InstanceChanges, InstanceFilter
+from tashi.storage.shared import new_instance
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import instances as t_inst
 from tashi.storage.sql.tables import nics as t_nics

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from tashi.domain.errors import AlreadyExists, NotFound, TashiError
 from tashi.domain.ids import UserId
 from tashi.domain.keypairs import KeyPair, KeyType
-from tashi.storage.contract import checked_key_pair, checked_tags
+from tashi.storage.shared import checked_key_pair, checked_tags
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import key_pairs as t_pairs
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from tashi.domain.errors import AlreadyExists, InvalidInput, NotFound, StateConflict, TashiError
 from tashi.domain.ids import InstanceId, UserId
 from tashi.domain.volumes import Attachment, Snapshot, SnapshotState, Volume, VolumeState
-from tashi.storage.contract import checked_snapshot, checked_volume
+from tashi.storage.shared import checked_snapshot, checked_volume
 from tashi.storage.sql.db import Db, Explain, Violation
 from tashi.storage.sql.tables import snapshots as t_snaps
 from tashi.storage.sql.tables import volumes as t_vols

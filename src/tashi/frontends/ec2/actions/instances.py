@@ -17,9 +17,8 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from tashi.clustermanager.instances.specs import many_names
 from tashi.domain.errors import NotFound, TashiError
@@ -27,7 +26,8 @@ from tashi.domain.launches import PREFIX, Launch
 from tashi.domain.models import Instance, Principal
 from tashi.domain.operations import DiskRequest, InstanceQuery, VmRequest
 from tashi.domain.states import InstanceState
-from tashi.frontends.ec2 import ids
+from tashi.domain.volumes import Volume
+from tashi.frontends.ec2 import ids, protocol
 from tashi.frontends.ec2.actions import blockdevices
 from tashi.frontends.ec2.actions.discovery import ACCOUNT
 from tashi.frontends.ec2.actions.images import by_id
@@ -35,30 +35,25 @@ from tashi.frontends.ec2.actions.keypairs import launch_key
 from tashi.frontends.ec2.actions.secgroups import launch_groups
 from tashi.frontends.ec2.context import Ec2Context, Handler, Params, Result
 from tashi.frontends.ec2.errors import Ec2Error
-from tashi.frontends.ec2.filters import compile_filters, page_answer
-from tashi.frontends.ec2.instanceviews import launch_of, render, state
+from tashi.frontends.ec2.filters import compile_filters, page
+from tashi.frontends.ec2.instanceviews import (
+    FILTER_VALUES,
+    FilterValues,
+    Shown,
+    launch_of,
+    render,
+    shown,
+    state,
+    states_named,
+    volume_ids,
+)
+from tashi.frontends.ec2.protocol import Written
 
 log = logging.getLogger(__name__)
 
 MAX_USER_DATA = 16384  # bytes, decoded, as AWS
 MAX_INSTANCES = int(ACCOUNT["max-instances"][0])  # per user, as DescribeAccountAttributes says
-_FILTERS = (
-    "instance-id",
-    "instance-state-name",
-    "instance-state-code",
-    "image-id",
-    "instance-type",
-    "private-ip-address",
-    "private-dns-name",
-    "reservation-id",
-    "availability-zone",
-    "key-name",
-    "client-token",
-    "launch-index",
-    "tag-key",
-    "tag-value",
-    "tag:",
-)
+_FILTERS = (*FILTER_VALUES, "tag:")
 
 
 def _counts(params: Params) -> tuple[int, int]:
@@ -110,34 +105,51 @@ def _tags(params: Params, resource: str) -> dict[str, str]:
 async def run_instances(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
     token = params.get("ClientToken")
     if not token:
-        return await _launch(ctx, caller, params, await _own(ctx, caller))
+        return await _launch(ctx, caller, params, ids.new_reservation())
+    reservation = ids.token_reservation(caller.user_id, token)
     lock = ctx.launching.setdefault((caller.user_id, token), asyncio.Lock())
     async with lock:
-        owned = await _own(ctx, caller)
-        earlier = [i for i in owned if i.hints.get(f"{PREFIX}token") == token]
+        earlier = await _launched(ctx, caller, reservation, token)
         if earlier:
-            _same_launch(earlier, params)
+            _same_launch([s.inst for s in earlier], params)
             return await _reservation(ctx, caller, earlier)
-        return await _launch(ctx, caller, params, owned)
+        return await _launch(ctx, caller, params, reservation)
 
 
-async def _launch(
-    ctx: Ec2Context, caller: Principal, params: Params, owned: list[Instance]
-) -> Result:
+async def _launched(
+    ctx: Ec2Context, caller: Principal, reservation: str, token: str
+) -> list[Shown]:
+    """The instances of the caller's launch ``reservation`` with ``token``, those terminated
+    within the hour included (a retry answers them, as AWS does): by their names (an indexed
+    query: RunInstances names its instances after their reservation), not by a listing of all
+    the caller's instances."""
+    query = InstanceQuery(user=str(caller.user_id), name_prefix=reservation)
+    found = await ctx.service.instances.find(caller, query)
+    live = shown([i for i in found if i.hints.get(f"{PREFIX}token") == token], ctx.defaults)
+    gone = [
+        s
+        for s in ctx.terminated.of(caller.user_id)
+        if s.launch.reservation == reservation and s.launch.client_token == token
+    ]
+    return sorted(live + gone, key=lambda s: s.inst.id)
+
+
+async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservation: str) -> Result:
+    owned = await ctx.service.instances.count(caller, InstanceQuery(user=str(caller.user_id)))
     low, high = _counts(params)
-    if len(owned) + low > MAX_INSTANCES:
+    if owned + low > MAX_INSTANCES:
         raise Ec2Error(
             "InstanceLimitExceeded",
-            f"You have requested more instances ({len(owned) + low}) than your current"
+            f"You have requested more instances ({owned + low}) than your current"
             f" instance limit of {MAX_INSTANCES} allows.",
         )
-    high = min(high, MAX_INSTANCES - len(owned))
+    high = min(high, MAX_INSTANCES - owned)
     kind = ctx.instance_type(params.get("InstanceType"))
     image = await by_id(ctx, caller, params["ImageId"])
     groups = await launch_groups(ctx, caller, params)  # the caller's; default if none named
     key = await launch_key(ctx, caller, params.get("KeyName"))
     launch = Launch(
-        reservation=ids.new_reservation(),
+        reservation=reservation,
         image=params["ImageId"],
         instance_type=kind.name,
         zone=_zone(ctx, params),
@@ -180,7 +192,7 @@ async def _launch(
         await asyncio.gather(*(_discard(ctx, root) for root in roots))
         await blockdevices.discard(ctx, devices)
         raise
-    return await _reservation(ctx, caller, made)
+    return await _reservation(ctx, caller, shown(made, ctx.defaults))
 
 
 def root_name(instance_name: str) -> str:
@@ -210,11 +222,6 @@ async def _discard(ctx: Ec2Context, root: str) -> None:
         log.warning("could not remove the root disk %s: %s", root, exc.message)
 
 
-async def _own(ctx: Ec2Context, caller: Principal) -> list[Instance]:
-    """The caller's own instances (an administrator's too: the limit is per user)."""
-    return await ctx.service.instances.find(caller, InstanceQuery(user=str(caller.user_id)))
-
-
 def _same_launch(earlier: list[Instance], params: Params) -> None:
     launch = Launch.of(earlier[0].hints)
     asked = (params.get("ImageId"), params.get("InstanceType") or None)
@@ -227,26 +234,14 @@ def _same_launch(earlier: list[Instance], params: Params) -> None:
         )
 
 
-def _indexed(items: Sequence[Instance]) -> dict[int, int]:
-    """AmiLaunchIndex of each instance: its place, by id, among its reservation's."""
-    out: dict[int, int] = {}
-    seen: dict[str, int] = defaultdict(int)
-    for inst in sorted(items, key=lambda i: i.id):
-        found = Launch.of(inst.hints)  # one made without RunInstances is alone in its own
-        reservation = found.reservation if found else f"r-{inst.id:017x}"
-        out[inst.id] = seen[reservation]
-        seen[reservation] += 1
-    return out
-
-
-async def _reservation(ctx: Ec2Context, caller: Principal, made: list[Instance]) -> Result:
-    index = _indexed(made)
-    launch = launch_of(made[0], ctx.defaults)
+async def _reservation(ctx: Ec2Context, caller: Principal, made: list[Shown]) -> Result:
+    attached = await _volumes(ctx, caller, made)
+    first = made[0]
     return {
-        "ReservationId": launch.reservation,
-        "OwnerId": ids.account(made[0].user_id),
+        "ReservationId": first.launch.reservation,
+        "OwnerId": ids.account(first.inst.user_id),
         "Groups": [],
-        "Instances": [render(i, launch_of(i, ctx.defaults), index[i.id], i.state) for i in made],
+        "Instances": [_render(s, _attached(s, attached)) for s in made],
     }
 
 
@@ -254,34 +249,20 @@ async def visible(ctx: Ec2Context, caller: Principal) -> list[Instance]:
     return await ctx.service.instances.find(caller, InstanceQuery())
 
 
-def _values(shown: Mapping[str, Any], reservation: str) -> dict[str, list[str]]:
-    tags = {t["Key"]: t["Value"] for t in shown["Tags"]}
-    values = {
-        "instance-id": [shown["InstanceId"]],
-        "instance-state-name": [shown["State"]["Name"]],
-        "instance-state-code": [str(shown["State"]["Code"])],
-        "image-id": [shown["ImageId"]],
-        "instance-type": [shown["InstanceType"]],
-        "private-ip-address": [shown.get("PrivateIpAddress") or ""],
-        "private-dns-name": [shown["PrivateDnsName"]],
-        "reservation-id": [reservation],
-        "availability-zone": [shown["Placement"]["AvailabilityZone"]],
-        "key-name": [shown.get("KeyName") or ""],
-        "client-token": [shown["ClientToken"]],
-        "launch-index": [str(shown["AmiLaunchIndex"])],
-        "tag-key": list(tags),
-        "tag-value": list(tags.values()),
-    }
-    values.update({f"tag:{k}": [v] for k, v in tags.items()})
-    return values
-
-
 async def describe_instances(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
+    """Filters and pages are chosen on the records (``FilterValues``); only the page is
+    written, each instance as the cache (``ctx.written``) kept it if it did not change."""
     wanted = [ids.parse_instance(i) for i in params.get("InstanceIds") or []]
     matches = compile_filters(params.get("Filters"), _FILTERS, "DescribeInstances")
-    rows = _rows(ctx, caller, await visible(ctx, caller))
+    # the store chooses the instances named, or else the states, when it can (not both: one
+    # named that a filter leaves out is not missing)
     if wanted:
-        have = {r.iid for r in rows}
+        query = InstanceQuery(ids=tuple(dict.fromkeys(wanted)))
+    else:
+        query = InstanceQuery(states=states_named(params.get("Filters")))
+    rows = _rows(ctx, caller, await ctx.service.instances.find(caller, query))
+    if wanted:
+        have = {r.inst.id for r in rows}
         missing = [ids.instance_id(i) for i in wanted if i not in have]
         if missing:
             raise Ec2Error(
@@ -289,61 +270,75 @@ async def describe_instances(ctx: Ec2Context, caller: Principal, params: Params)
                 f"The instance ID{'s' if len(missing) > 1 else ''} '{', '.join(missing)}'"
                 f" {'do' if len(missing) > 1 else 'does'} not exist",
             )
-        rows = [r for r in rows if r.iid in set(wanted)]
-    rows = [r for r in rows if matches(_values(r.shown, r.reservation))]
+        chosen = set(wanted)
+        rows = [r for r in rows if r.inst.id in chosen]
+    if params.get("Filters"):
+        rows = [r for r in rows if matches(FilterValues(r))]
     if wanted and params.get("MaxResults") is not None:
         raise Ec2Error(
             "InvalidParameterCombination",
             "The parameter instancesSet cannot be used with the parameter maxResults",
         )
-    return page_answer(
-        "Reservations",
+    page_of, token = page(
         rows,
-        lambda r: ids.instance_id(r.iid),
-        params,
+        lambda r: ids.instance_id(r.inst.id),
+        params.get("MaxResults"),
+        params.get("NextToken"),
         listing="instances",
-        minimum=5,
-        maximum=1000,
-        render=lambda shown: _reservations(shown),
     )
+    attached = await _volumes(ctx, caller, page_of)
+    answer: dict[str, Any] = {"Reservations": _reservations(ctx, page_of, attached)}
+    if token:
+        answer["NextToken"] = token
+    return answer
 
 
-class Row(NamedTuple):
-    iid: int
-    reservation: str
-    shown: dict[str, Any]
-    owner: int
-
-
-def _rows(ctx: Ec2Context, caller: Principal, items: list[Instance]) -> list[Row]:
+def _rows(ctx: Ec2Context, caller: Principal, items: list[Instance]) -> list[Shown]:
     """Every instance the caller may see, the terminated ones kept included, by id."""
-    index = _indexed(items)
-    rows = []
-    for inst in items:
-        launch = launch_of(inst, ctx.defaults)
-        shown = render(inst, launch, index[inst.id], inst.state)
-        rows.append(Row(inst.id, launch.reservation, shown, inst.user_id))
+    rows = shown(items, ctx.defaults, ctx.written.launch)
     owner = None if caller.is_trusted else caller.user_id
-    live = {r.iid for r in rows}
-    for iid, who, reservation, shown in ctx.terminated.of(owner):
-        if iid not in live:
-            rows.append(Row(iid, reservation, shown, who))
-    return sorted(rows, key=lambda r: r.iid)
+    live = {i.id for i in items}
+    rows += [s for s in ctx.terminated.of(owner) if s.inst.id not in live]
+    return sorted(rows, key=lambda r: r.inst.id)
 
 
-def _reservations(rows: Iterable[Row]) -> list[dict[str, Any]]:
+async def _volumes(ctx: Ec2Context, caller: Principal, rows: list[Shown]) -> dict[str, Volume]:
+    """The records of the volumes attached to ``rows``' instances, by id (none read when no
+    instance has one)."""
+    if not any(volume_ids(r.inst) for r in rows if r.state is not InstanceState.Exited):
+        return {}
+    return {v.volume.id: v.volume for v in await ctx.service.volumes.describe(caller)}
+
+
+def _attached(row: Shown, volumes: Mapping[str, Volume]) -> list[Volume]:
+    if row.state is InstanceState.Exited:
+        return []
+    return [volumes[v] for v in volume_ids(row.inst) if v in volumes]
+
+
+def _render(row: Shown, volumes: Sequence[Volume]) -> Written:
+    shown_as = render(row.inst, row.launch, row.launch_index, row.state, {v.id: v for v in volumes})
+    return protocol.write("Instance", shown_as)
+
+
+def _reservations(
+    ctx: Ec2Context, rows: Iterable[Shown], volumes: Mapping[str, Volume]
+) -> list[dict[str, Any]]:
     grouped: dict[str, dict[str, Any]] = {}
+    owners: dict[int, str] = {}
     for row in rows:
-        entry = grouped.setdefault(
-            row.reservation,
-            {
-                "ReservationId": row.reservation,
-                "OwnerId": ids.account(row.owner),
+        entry = grouped.get(row.launch.reservation)
+        if entry is None:
+            owner = owners.get(row.inst.user_id)
+            if owner is None:
+                owner = owners[row.inst.user_id] = ids.account(row.inst.user_id)
+            entry = grouped[row.launch.reservation] = {
+                "ReservationId": row.launch.reservation,
+                "OwnerId": owner,
                 "Groups": [],
                 "Instances": [],
-            },
-        )
-        entry["Instances"].append(row.shown)
+            }
+        entry["Instances"].append(ctx.written.written(row, _attached(row, volumes), _render))
     return list(grouped.values())
 
 
@@ -353,7 +348,8 @@ async def mine(ctx: Ec2Context, caller: Principal, params: Params) -> list[Insta
     wanted = [ids.parse_instance(i) for i in params["InstanceIds"]]
     if not wanted:
         raise Ec2Error("MissingParameter", "The request must contain the parameter InstanceId")
-    seen = {i.id: i for i in await visible(ctx, caller)}
+    query = InstanceQuery(ids=tuple(dict.fromkeys(wanted)))
+    seen = {i.id: i for i in await ctx.service.instances.find(caller, query)}
     missing = [ids.instance_id(i) for i in wanted if i not in seen]
     if missing:
         raise Ec2Error(
@@ -371,17 +367,14 @@ async def terminate_instances(ctx: Ec2Context, caller: Principal, params: Params
                 f"The instance '{ids.instance_id(inst.id)}' may not be terminated. Modify its"
                 " 'disableApiTermination' instance attribute and try again.",
             )
-    index = _indexed(targets)
+    rows = {s.inst.id: s for s in shown(targets, ctx.defaults)}
 
     async def one(inst: Instance) -> dict[str, Any]:
-        launch = launch_of(inst, ctx.defaults)
         after = await _destroy(ctx, caller, inst)
         current = InstanceState.Exited if after is None else after.state
         if after is None:
             await _delete_root(ctx, inst)
-            ctx.terminated.keep(
-                inst.user_id, launch.reservation, render(inst, launch, index[inst.id], inst.state)
-            )
+            ctx.terminated.keep(inst, rows[inst.id].launch, rows[inst.id].launch_index)
         return {
             "InstanceId": ids.instance_id(inst.id),
             "PreviousState": state(inst.state),

@@ -148,8 +148,8 @@ async def describe_instance_status(ctx: Ec2Context, caller: Principal, params: P
     known: dict[int, dict[str, Any]] = {
         i.id: _status(i.id, state(i.state), zone) for i in await visible(ctx, caller)
     }
-    for iid, _, _, gone in ctx.terminated.of(owner):
-        known.setdefault(iid, _status(iid, gone["State"], zone))
+    for gone in ctx.terminated.of(owner):
+        known.setdefault(gone.inst.id, _status(gone.inst.id, state(gone.state), zone))
     wanted = [ids.parse_instance(i) for i in params.get("InstanceIds") or []]
     missing = [ids.instance_id(i) for i in wanted if i not in known]
     if missing:
