@@ -97,6 +97,7 @@ async def run(settings: Settings) -> None:
     xmpp = settings.xmpp
     api = client_of(settings)
     try:
+        await api.login()  # once, before any message (not once per concurrent first call)
         owner_id = (await api.get_user(xmpp.owner)).id if xmpp.owner else None
         session: Session | None = None
 

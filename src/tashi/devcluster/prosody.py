@@ -2,7 +2,8 @@
 by the project in a directory of its own.
 
 ``Prosody(root)`` writes ``root/prosody.cfg.lua`` (one virtual host ``domain`` with a pubsub
-component ``pubsub.<domain>``, client connections only, STARTTLS required), a self-signed
+component ``pubsub.<domain>``, client connections only, STARTTLS required, messages to an
+account that is offline kept until it logs in), a self-signed
 certificate for both names (``ca_file``: what the clients check the server against), and keeps
 its accounts and data under ``root/data``. ``register`` makes an account (``prosodyctl
 register``, which writes the data files directly); ``start`` runs ``prosody -F`` as a
@@ -36,6 +37,11 @@ DEFAULT_DOMAIN = "tashi.test"
 
 def installed() -> bool:
     return shutil.which(PROSODY) is not None and shutil.which(PROSODYCTL) is not None
+
+
+def _path(program: str) -> str:
+    """The program's absolute path (a daemon in a namespace is exec'd without a PATH search)."""
+    return shutil.which(program) or program
 
 
 @dataclass
@@ -87,7 +93,15 @@ class Prosody:
     def register(self, user: str, password: str) -> str:
         """Create the account ``user`` (or set its password); its JID."""
         result = subprocess.run(
-            [PROSODYCTL, "--config", str(self.config), "register", user, self.domain, password],
+            [
+                _path(PROSODYCTL),
+                "--config",
+                str(self.config),
+                "register",
+                user,
+                self.domain,
+                password,
+            ],
             capture_output=True,
             text=True,
             timeout=30,
@@ -108,7 +122,7 @@ class Prosody:
         """The ``prosody -F`` daemon (not started; ready once its log says it listens)."""
         self.daemon = processes.Daemon(
             "prosody",
-            [PROSODY, "--config", str(self.config), "-F"],
+            [_path(PROSODY), "--config", str(self.config), "-F"],
             self.root,
             self.config,
             self.port,
@@ -154,7 +168,7 @@ component_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 admin_socket = "{root}/prosody.sock"
-modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "posix", "presence" }}
+modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "posix", "presence", "offline" }}
 modules_disabled = {{ "s2s" }}
 c2s_require_encryption = true
 authentication = "internal_hashed"

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SHARE = 1024
 FEED_WAIT = 20.0  # seconds one long-poll of the change feed may wait
+REQUEST_SHOWN = 100  # characters of a message an error answer repeats (to match it up)
 
 Reply = Callable[[str, str], object]
 
@@ -98,6 +99,9 @@ class Controller:
         self._new_work = asyncio.Event()
         self._version = 0
         self.ignored = 0  # messages from JIDs not allowed
+        # Commands are carried out one after the other, in the order they came: answers keep
+        # that order, and ten createcompute at once do not make ten logins at once.
+        self._one_at_a_time = asyncio.Lock()
 
     # --- messages -------------------------------------------------------------------------
 
@@ -111,17 +115,27 @@ class Controller:
         try:
             command = commands.parse(body)
         except InvalidInput as exc:
-            self._answer(sender, {"status": "error", "error": exc.code, "message": exc.message})
+            self._answer(
+                sender,
+                {
+                    "status": "error",
+                    "error": exc.code,
+                    "message": exc.message,
+                    "request": body[:REQUEST_SHOWN],
+                },
+            )
             return
         log.info("XMPP: %s asks %s", bare, type(command).__name__)
         try:
-            answer = await self._do(sender, command)
+            async with self._one_at_a_time:
+                answer = await self._do(sender, command)
         except TashiError as exc:
             answer = {
                 "command": _name(command),
                 "status": "error",
                 "error": exc.code,
                 "message": exc.message,
+                "request": body[:REQUEST_SHOWN],
             }
         self._answer(sender, answer)
 
