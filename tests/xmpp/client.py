@@ -37,6 +37,7 @@ class Ism(slixmpp.ClientXMPP):
         self.inbox: list[Received] = []
         self._arrived = asyncio.Event()
         self._ready = asyncio.Event()
+        self.register_plugin("xep_0060")
         self.add_event_handler("session_start", self._started)
         self.add_event_handler("message", self._message)
 
@@ -75,6 +76,16 @@ class Ism(slixmpp.ClientXMPP):
 
     def documents(self, sender: str) -> list[dict[str, Any]]:
         return [r.document for r in self.inbox if r.sender == sender]
+
+    async def pubsub_items(self, service: str, node: str) -> list[dict[str, Any]]:
+        """The JSON documents (XEP-0335) of the node's items."""
+        reply = await self.plugin["xep_0060"].get_items(slixmpp.JID(service), node, timeout=10)
+        out: list[dict[str, Any]] = []
+        for item in reply["pubsub"]["items"]:
+            payload = item.xml.find("{urn:xmpp:json:0}json")
+            if payload is not None and payload.text:
+                out.append(json.loads(payload.text))
+        return out
 
     async def close(self) -> None:
         await self.disconnect(wait=2.0)

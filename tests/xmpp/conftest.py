@@ -8,7 +8,7 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,8 @@ class XmppCluster:
     ism_password: str
     daemon_jid: str
     publisher_jid: str
+    # prosodys a test started again: reaped once the cluster's stop has ended them
+    restarted: list[processes.Daemon] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -66,7 +68,7 @@ def xmpp_cluster(
         ism = configparser.ConfigParser(interpolation=None)
         ism.read(xmppsetup.root(running.layout) / "ism.cfg")
         assert "prosody" in state.daemons and "tashi-xmpp" in state.daemons
-        yield XmppCluster(
+        cluster = XmppCluster(
             running,
             server,
             ism_jid=ism["XMPP"]["jid"],
@@ -74,6 +76,10 @@ def xmpp_cluster(
             daemon_jid=server.jid("tashi"),
             publisher_jid=server.jid("publisher"),
         )
+        yield cluster
+    for daemon in cluster.restarted:  # stopped with the cluster, by the pid the state has
+        if daemon.process is not None:
+            daemon.process.wait(timeout=30)
 
 
 def restart_prosody(cluster: XmppCluster) -> None:
@@ -85,4 +91,5 @@ def restart_prosody(cluster: XmppCluster) -> None:
     daemon = processes.Daemon.from_launch(proc.launch)
     state.daemons[xmppsetup.PROSODY_KEY] = control.spawn(daemon)
     layout.save(state)
+    cluster.restarted.append(daemon)
     daemon.wait_healthy()

@@ -299,6 +299,9 @@ def test_the_publisher_sends_create_migrate_destroy_in_order(xmpp_cluster: XmppC
             await ism.wait_for(
                 "destroyed", lambda _: any(e["type"] == "instance.destroyed" for e in mine()), 120
             )
+            # the same documents on the pubsub node ([XMPP] pubsubService/pubsubNode)
+            items = await ism.pubsub_items(cluster.server.pubsub, "tashi/events")
+            assert items and all("seq" in item and "type" in item for item in items)
             return mine()
         finally:
             await ism.close()
@@ -381,6 +384,11 @@ def test_losing_prosody_leaves_the_cluster_manager_unaffected(xmpp_cluster: Xmpp
                 120,
             )
             return of_command(answers(ism, cluster), "help"), events(ism, cluster)
+        except AssertionError:
+            print(cluster.log_tail())
+            log = cluster.server.root / "prosody.log"
+            print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+            raise
         finally:
             await ism.close()
 

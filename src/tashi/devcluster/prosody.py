@@ -31,7 +31,7 @@ from tashi.runtime.ports import free_port
 
 PROSODY = "prosody"
 PROSODYCTL = "prosodyctl"
-READY = "Activated service 'c2s'"
+READY = "Activated service 'c2s' on ["  # "... on no ports": it could not listen
 DEFAULT_DOMAIN = "tashi.test"
 
 
@@ -52,6 +52,7 @@ class Prosody:
     port: int = 0  # 0: a free loopback port
     netns: str | None = None
     startup_timeout: float = 30.0
+    admins: tuple[str, ...] = ()  # JIDs that own the pubsub service (may create nodes)
     daemon: processes.Daemon | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +169,7 @@ component_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 admin_socket = "{root}/prosody.sock"
+admins = {{ {", ".join(f'"{jid}"' for jid in server.admins)} }}
 modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "posix", "presence", "offline" }}
 modules_disabled = {{ "s2s" }}
 c2s_require_encryption = true

@@ -43,6 +43,7 @@ def server_of(settings: ClusterSettings, state: State, layout: Layout) -> Prosod
         port=PORT,
         netns=fab.cm_ns,
         startup_timeout=settings.start_timeout,
+        admins=(f"publisher@{settings.domain}",),  # it creates its pubsub node
     )
 
 

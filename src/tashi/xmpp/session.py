@@ -161,6 +161,7 @@ class Session:
             self._client = None
             client.cancel_connection_attempt()
             client.abort()
+            await _ended(client)
 
     def send(self, to: str, body: str) -> bool:
         """Send a chat message now; ``False`` (and nothing sent) when not connected."""
@@ -179,12 +180,18 @@ class Session:
             return False
         item = ET.Element(f"{{{JSON_NS}}}json")
         item.text = json.dumps(document, separators=(",", ":"))
-        pubsub = client["xep_0060"]
+        pubsub = client.plugin["xep_0060"]
         try:
             await pubsub.publish(service, node, payload=item, timeout=10)
         except IqError as exc:
             if exc.condition != "item-not-found":
-                log.warning("XMPP: pubsub %s/%s refused the item: %s", service, node, exc.text)
+                log.warning(
+                    "XMPP: pubsub %s/%s refused the item: %s %s",
+                    service,
+                    node,
+                    exc.condition,
+                    exc.text,
+                )
                 return False
             try:
                 await pubsub.create_node(service, node, timeout=10)
@@ -196,6 +203,15 @@ class Session:
             log.warning("XMPP: pubsub %s/%s did not answer", service, node)
             return False
         return True
+
+
+async def _ended(client: _Client) -> None:
+    """Wait for the end of the task slixmpp keeps for an attempt's outgoing stanzas (it would
+    otherwise be destroyed pending, with an error in the log, when the client is dropped)."""
+    filters: asyncio.Future[None] | None = getattr(client, "_run_out_filters", None)
+    if filters is not None and not filters.done():
+        filters.cancel()
+        await asyncio.gather(filters, return_exceptions=True)
 
 
 async def _first(*events: asyncio.Event) -> None:
