@@ -23,6 +23,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
@@ -180,7 +181,7 @@ class Session:
             return False
         item = ET.Element(f"{{{JSON_NS}}}json")
         item.text = json.dumps(document, separators=(",", ":"))
-        pubsub = client.plugin["xep_0060"]
+        pubsub: Any = client.plugin["xep_0060"]  # slixmpp's XEP-0060 plugin has no annotations
         try:
             await pubsub.publish(service, node, payload=item, timeout=10)
         except IqError as exc:
