@@ -117,8 +117,8 @@ class ClusterSettings:
     xmpp: bool = option(
         "xmpp",
         False,
-        "Also run prosody, tashi-xmpp and the cluster manager's XMPP event publisher (SLA@SOI;"
-        " `tashi-cluster start --xmpp` too). See docs/xmpp.md.",
+        "Also run prosody, tashi-xmpp and the cluster manager's XMPP event publisher (SLA@SOI),"
+        " as start --xmpp does. See docs/xmpp.md.",
     )
     max_log_size: int = option(
         "maxLogSize",
