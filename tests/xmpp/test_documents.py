@@ -7,7 +7,13 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
-from tashi.clustermanager.events import HostDown, HostUp, InstanceStateChanged, StartFailed
+from tashi.clustermanager.events import (
+    HostDown,
+    HostUp,
+    InstanceAdapted,
+    InstanceStateChanged,
+    StartFailed,
+)
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import DiskConfig, Host, Instance
 from tashi.domain.states import InstanceState as S
@@ -73,6 +79,8 @@ def test_host_and_reason_events_and_the_layout() -> None:
     failed = documents.of_event(StartFailed(vm(S.Activating), "no disk"))
     assert failed is not None and failed["reason"] == "no disk"
     assert documents.of_event(object()) is None
+    adapted = documents.of_event(InstanceAdapted(vm(S.Running), {"cpuShare": 2048}))
+    assert adapted is not None and adapted["changes"] == {"cpuShare": 2048}
     layout = documents.layout([host], [vm(S.Running), vm(S.Pending, None)])
     assert [i["state"] for i in layout["hosts"][0]["instances"]] == ["Running"]
     assert [i["state"] for i in layout["unplaced"]] == ["Pending"]

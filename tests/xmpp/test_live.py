@@ -275,7 +275,9 @@ def test_messages_from_an_unknown_jid_are_ignored(xmpp_cluster: XmppCluster) -> 
 
 
 @pytest.mark.timeout(400)
-def test_the_publisher_sends_create_migrate_destroy_in_order(xmpp_cluster: XmppCluster) -> None:
+def test_the_publisher_sends_create_adapt_migrate_destroy_in_order(
+    xmpp_cluster: XmppCluster,
+) -> None:
     cluster = xmpp_cluster
     admin = cluster.running.admin
 
@@ -289,6 +291,14 @@ def test_the_publisher_sends_create_migrate_destroy_in_order(xmpp_cluster: XmppC
             await ism.wait_for(
                 "Running", lambda _: any(e["current"] == "Running" for e in mine()), 120
             )
+            ism.say(
+                cluster.daemon_jid, f'adaptcompute {vm.id} {{"cpu_share": 1500}}'
+            )  # reprovision
+            await ism.wait_for(
+                "adapted", lambda _: any(e["type"] == "instance.adapted" for e in mine()), 60
+            )
+            adapted = of_command(answers(ism, cluster), "adaptcompute")
+            assert adapted and adapted[-1]["status"] == "done" and adapted[-1]["cpuShare"] == 1500
             placed = await asyncio.to_thread(admin.get_instance, vm.id)
             other = next(h.id for h in admin.get_hosts() if h.id != placed.hostId)
             await asyncio.to_thread(admin.migrate_vm, vm.id, other)
@@ -310,6 +320,9 @@ def test_the_publisher_sends_create_migrate_destroy_in_order(xmpp_cluster: XmppC
     types = [e["type"] for e in mine]
     assert types[0] == "instance.created" and types[-1] == "instance.destroyed", types
     assert "instance.migrated" in types
+    adapted = mine[types.index("instance.adapted")]
+    assert adapted["changes"] == {"cpuShare": 1500} and adapted["instance"]["cpuShare"] == 1500
+    assert types.index("instance.adapted") < types.index("instance.migrated")
     seqs = [e["seq"] for e in mine]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     states = [e["current"] for e in mine]

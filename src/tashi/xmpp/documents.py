@@ -15,6 +15,7 @@ from typing import Any
 from tashi.clustermanager.events import (
     HostDown,
     HostUp,
+    InstanceAdapted,
     InstanceStateChanged,
     StartFailed,
     VmStopped,
@@ -86,6 +87,8 @@ def of_event(event: object) -> Document | None:
             return {"type": "instance.startFailed", "instance": instance(vm), "reason": why}
         case VmStopped(instance=vm, why=why):
             return {"type": "instance.stopped", "instance": instance(vm), "reason": why}
+        case InstanceAdapted(instance=vm, changes=changes):
+            return {"type": "instance.adapted", "instance": instance(vm), "changes": dict(changes)}
     return None
 
 

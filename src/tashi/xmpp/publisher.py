@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from tashi.clustermanager.events import (
     HostDown,
     HostUp,
+    InstanceAdapted,
     InstanceStateChanged,
     StartFailed,
     VmStopped,
@@ -41,7 +42,7 @@ from tashi.xmpp.session import Account, Session
 log = logging.getLogger(__name__)
 
 #: every event type the publisher sends (subscribed in this order)
-EVENT_TYPES = (InstanceStateChanged, HostUp, HostDown, StartFailed, VmStopped)
+EVENT_TYPES = (InstanceStateChanged, HostUp, HostDown, StartFailed, VmStopped, InstanceAdapted)
 
 ReadLayout = Callable[[], Awaitable[tuple[Sequence[Host], Sequence[Instance]]]]
 
