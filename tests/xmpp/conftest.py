@@ -8,13 +8,13 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tashi.config.cluster import ClusterSettings
-from tashi.devcluster import control, processes, xmppsetup
+from tashi.devcluster import xmppsetup
 from tashi.devcluster.harness import Running, ha_options, running_cluster
 from tashi.devcluster.prosody import Prosody
 from tests.xmpp.client import Ism
@@ -31,8 +31,6 @@ class XmppCluster:
     ism_password: str
     daemon_jid: str
     publisher_jid: str
-    # prosodys a test started again: reaped once the cluster's stop has ended them
-    restarted: list[processes.Daemon] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -77,19 +75,3 @@ def xmpp_cluster(
             publisher_jid=server.jid("publisher"),
         )
         yield cluster
-    for daemon in cluster.restarted:  # stopped with the cluster, by the pid the state has
-        if daemon.process is not None:
-            daemon.process.wait(timeout=30)
-
-
-def restart_prosody(cluster: XmppCluster) -> None:
-    """Start the cluster's prosody again, as it was started, recording its new pid."""
-    layout = cluster.running.layout
-    state = layout.load()
-    proc = state.daemons[xmppsetup.PROSODY_KEY]
-    assert proc.launch is not None
-    daemon = processes.Daemon.from_launch(proc.launch)
-    state.daemons[xmppsetup.PROSODY_KEY] = control.spawn(daemon)
-    layout.save(state)
-    cluster.restarted.append(daemon)
-    daemon.wait_healthy()

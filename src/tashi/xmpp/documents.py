@@ -56,6 +56,10 @@ def host(machine: Host) -> Document:
     }
 
 
+def _about(vm: Instance) -> Document:
+    return {"instanceId": int(vm.id), "instance": instance(vm)}
+
+
 def instance_type(event: InstanceStateChanged) -> str:
     if event.previous is None:
         return CREATED
@@ -84,11 +88,11 @@ def of_event(event: object) -> Document | None:
         case HostDown(host=machine):
             return {"type": "host.down", "host": host(machine)}
         case StartFailed(instance=vm, why=why):
-            return {"type": "instance.startFailed", "instance": instance(vm), "reason": why}
+            return {"type": "instance.startFailed", **_about(vm), "reason": why}
         case VmStopped(instance=vm, why=why):
-            return {"type": "instance.stopped", "instance": instance(vm), "reason": why}
+            return {"type": "instance.stopped", **_about(vm), "reason": why}
         case InstanceAdapted(instance=vm, changes=changes):
-            return {"type": "instance.adapted", "instance": instance(vm), "changes": dict(changes)}
+            return {"type": "instance.adapted", **_about(vm), "changes": dict(changes)}
     return None
 
 
