@@ -6,6 +6,7 @@ and started again."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +101,35 @@ def test_a_wrong_password_or_an_untrusted_certificate_never_logs_in(
     assert not asyncio.run(attempt(account(prosody, password="wrong-password")))
     assert not asyncio.run(attempt(account(prosody, ca=str(other.ca_file))))
     assert asyncio.run(attempt(account(prosody)))
+
+
+def test_say_sends_and_prints_what_comes_back(prosody: Prosody, tmp_path: Path) -> None:
+    """``python -m tashi.xmpp.say``, the hand-driven client tashi-cluster start --xmpp shows."""
+    config = tmp_path / "say.cfg"
+    config.write_text(
+        "[XMPP]\n"
+        f"jid = {prosody.jid('agent')}\npwd = agent-password\n"
+        f"server = {prosody.host}\nport = {prosody.port}\ncaFile = {prosody.ca_file}\n"
+        f"recipient = {prosody.jid('peer')}\n"
+    )
+
+    async def scenario() -> str:
+        peer = await peer_of(prosody)
+        try:
+            say = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tashi.xmpp.say", "--config", str(config), "--wait", "3",
+                "createcompute {}",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            await peer.wait_for("the message", lambda got: bool(got), 30)
+            assert peer.inbox[0].body == "createcompute {}"
+            peer.say(prosody.jid("agent"), '{"status": "accepted"}')
+            out, _ = await asyncio.wait_for(say.communicate(), 30)
+            assert say.returncode == 0, out
+            return out.decode()
+        finally:
+            await peer.close()
+
+    printed = asyncio.run(scenario())
+    assert f'{prosody.jid("peer")}: {{"status": "accepted"}}' in printed
