@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tashi.devcluster.prosody import Prosody
-from tashi.xmpp.session import Account, Session
+from tashi.xmpp.session import Account, Session, backoff
 from tests.xmpp.client import Ism
 
 
@@ -133,3 +133,9 @@ def test_say_sends_and_prints_what_comes_back(prosody: Prosody, tmp_path: Path) 
 
     printed = asyncio.run(scenario())
     assert f'{prosody.jid("peer")}: {{"status": "accepted"}}' in printed
+
+
+def test_the_back_off_doubles_from_half_a_second_to_the_cap() -> None:
+    waits = [backoff(n, 30.0, 1.0) for n in range(1, 9)]
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert backoff(3, 30.0, 0.0) == 1.0  # at least half of it
