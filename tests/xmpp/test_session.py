@@ -139,3 +139,35 @@ def test_the_back_off_doubles_from_half_a_second_to_the_cap() -> None:
     waits = [backoff(n, 30.0, 1.0) for n in range(1, 9)]
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     assert backoff(3, 30.0, 0.0) == 1.0  # at least half of it
+
+
+def test_messages_kept_offline_are_answered_at_login(prosody: Prosody) -> None:
+    """What came while the agent was away is handed over as its session starts (prosody's
+    offline storage); the answers go out on that session, not lost for want of one."""
+
+    async def scenario() -> None:
+        peer = await peer_of(prosody)
+        session: Session | None = None
+
+        async def echo(sender: str, body: str) -> None:
+            assert session is not None
+            assert session.send(sender, f"re: {body}")
+
+        try:
+            for n in range(3):
+                peer.say(prosody.jid("agent"), f"while away {n}")
+            await asyncio.sleep(0.5)  # stored by the server
+            session = Session(account(prosody), on_message=echo, reconnect_max=1.0)
+            runner = asyncio.create_task(session.run())
+            try:
+                await peer.wait_for("three answers", lambda got: len(got) == 3, 20)
+                assert sorted(r.body for r in peer.inbox) == [
+                    f"re: while away {n}" for n in range(3)
+                ]
+            finally:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+        finally:
+            await peer.close()
+
+    asyncio.run(scenario())

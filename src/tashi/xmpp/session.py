@@ -138,6 +138,9 @@ class Session:
     async def _attempt(self) -> bool:
         """One connection: ``True`` if it was established (and has ended since)."""
         client = _Client(self.account, self._on_message, self._presence)
+        # The current client from the start: messages kept offline for us arrive as soon as the
+        # session starts, and their answers must go out on it (``send`` checks it is ready).
+        self._client = client
         host = self.account.server or self.account.jid.partition("@")[2]
         client.connect(host, self.account.port)
         try:
@@ -150,7 +153,6 @@ class Session:
                     "XMPP: cannot log in as %s at %s: %s", self.account.jid, host, client.why
                 )
                 return False
-            self._client = client
             self.connections += 1
             self.connected.set()
             log.info("XMPP: logged in as %s at %s:%d", self.account.jid, host, self.account.port)
@@ -164,10 +166,17 @@ class Session:
             client.abort()
             await _ended(client)
 
+    def _live(self) -> _Client | None:
+        """The client whose session has started and not ended, if any."""
+        client = self._client
+        if client is None or not client.ready.is_set() or client.gone.is_set():
+            return None
+        return client
+
     def send(self, to: str, body: str) -> bool:
         """Send a chat message now; ``False`` (and nothing sent) when not connected."""
-        client = self._client
-        if client is None or client.gone.is_set():
+        client = self._live()
+        if client is None:
             return False
         client.send_message(mto=slixmpp.JID(to), mbody=body, mtype="chat")
         return True
@@ -176,7 +185,7 @@ class Session:
         """Publish ``document`` as a pubsub item (XEP-0060, JSON as XEP-0335) on ``node`` of
         ``service``, creating the node once if it is missing; ``False`` when not connected or
         refused (logged)."""
-        client = self._client
+        client = self._live()
         if client is None:
             return False
         item = ET.Element(f"{{{JSON_NS}}}json")
