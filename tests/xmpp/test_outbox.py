@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tashi.xmpp.outbox import Outbox
+from tashi.xmpp.outbox import Outbox, drain
 
 
 def doc(n: int) -> dict[str, object]:
@@ -61,3 +61,26 @@ def test_put_never_waits_even_with_no_taker() -> None:
 def test_an_outbox_holds_something() -> None:
     with pytest.raises(ValueError, match="at least one"):
         Outbox(0)
+
+
+def test_drain_sends_in_order_and_stops_at_a_failure_keeping_the_document() -> None:
+    async def scenario() -> tuple[list[object], list[dict[str, object]]]:
+        box, connected, sent = Outbox(10), asyncio.Event(), []
+        for n in range(1, 4):
+            box.put(doc(n))
+
+        async def send(document: dict[str, object]) -> bool:
+            if document["seq"] == 3:
+                return False  # the connection dropped
+            sent.append(document["seq"])
+            return True
+
+        drained = asyncio.create_task(drain(box, connected, send))
+        await asyncio.sleep(0.01)
+        assert sent == []  # nothing before the connection
+        connected.set()
+        await asyncio.wait_for(drained, 1)
+        return sent, box.snapshot()
+
+    sent, left = asyncio.run(scenario())
+    assert sent == [1, 2] and left == [doc(3)]

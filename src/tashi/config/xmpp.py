@@ -55,8 +55,8 @@ class XmppSettings:
     queue_size: int = option(
         "queueSize",
         1000,
-        "tashi-cm: events kept while the XMPP server is away; past it the oldest are dropped"
-        " (and counted).",
+        "Events (tashi-cm) or answers (tashi-xmpp) kept while the XMPP server is away; past"
+        " it the oldest are dropped (and counted).",
         minimum=1,
     )
     layout_interval: float = option(

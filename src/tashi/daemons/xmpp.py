@@ -26,6 +26,7 @@ from tashi.domain.errors import InvalidInput, TashiError
 from tashi.runtime import logs
 from tashi.runtime.tasks import Supervisor
 from tashi.xmpp.control import Controller, ControlOptions, jid_list, pairs
+from tashi.xmpp.outbox import Document, Outbox, drain
 from tashi.xmpp.session import Account, Session
 
 log = logging.getLogger("tashi.xmpp")
@@ -99,18 +100,22 @@ async def run(settings: Settings) -> None:
     try:
         await api.login()  # once, before any message (not once per concurrent first call)
         owner_id = (await api.get_user(xmpp.owner)).id if xmpp.owner else None
-        session: Session | None = None
-
-        def reply(to: str, body: str) -> None:
-            if session is None or not session.send(to, body):
-                log.warning("XMPP: an answer to %s is lost (not connected): %s", to, body)
-
-        controller = Controller(api, options_of(xmpp, owner_id), reply)
+        # Answers wait here while the server is away (a VM that ran meanwhile is told later).
+        answers = Outbox(xmpp.queue_size)
+        controller = Controller(
+            api,
+            options_of(xmpp, owner_id),
+            lambda to, body: answers.put({"to": to, "body": body}),
+        )
         session = Session(
             account_of(xmpp, "tashi-xmpp"),
             on_message=controller.handle,
             reconnect_max=xmpp.reconnect_max,
         )
+
+        async def send(answer: Document) -> bool:
+            return session.send(answer["to"], answer["body"])
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -118,6 +123,7 @@ async def run(settings: Settings) -> None:
         supervisor = Supervisor()
         supervisor.every("xmpp-session", 0.0, session.run)
         supervisor.every("xmpp-completions", 1.0, controller.watch)
+        supervisor.every("xmpp-answers", 0.05, lambda: drain(answers, session.connected, send))
         log.info(
             "tashi-xmpp %s: %s, cluster manager %s, allowed %s",
             tashi.__version__,

@@ -1,15 +1,18 @@
-"""The publisher's bounded queue: what waits for the XMPP server, oldest dropped first.
+"""A bounded queue of what waits for the XMPP server, oldest dropped first: the publisher's
+events and the control daemon's answers.
 
 The cluster manager's event handlers ``put`` a document and return at once, whatever the XMPP
 server does: the queue holds at most ``size`` documents, and a ``put`` into a full queue drops
 the oldest and counts it (``dropped``). The sender takes documents in order (``take``) and
-gives one back at the front (``give_back``) when it could not hand it over.
+gives one back at the front (``give_back``) when it could not hand it over; ``drain`` is that
+sender's loop body.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 Document = dict[str, Any]
@@ -55,3 +58,16 @@ class Outbox:
 
     def snapshot(self) -> list[Document]:
         return list(self._items)
+
+
+async def drain(
+    outbox: Outbox, connected: asyncio.Event, send: Callable[[Document], Awaitable[bool]]
+) -> None:
+    """Once ``connected``, hand the documents over in order with ``send``; return when one could
+    not be handed over (it is given back first): a supervised loop body, called again."""
+    await connected.wait()
+    while True:
+        document = await outbox.take()
+        if not await send(document):
+            outbox.give_back(document)
+            return

@@ -36,7 +36,7 @@ from tashi.domain.models import Host, Instance
 from tashi.runtime.hub import EventHub
 from tashi.runtime.tasks import Supervisor
 from tashi.xmpp import documents
-from tashi.xmpp.outbox import Document, Outbox
+from tashi.xmpp.outbox import Document, Outbox, drain
 from tashi.xmpp.session import Account, Session
 
 log = logging.getLogger(__name__)
@@ -96,17 +96,16 @@ class Publisher:
 
     async def send(self) -> None:
         """Hand the queued documents over, in order, while connected (a supervised loop body:
-        it returns only when the connection is lost, to be called again)."""
-        await self.session.connected.wait()
-        while True:
-            document = await self.outbox.take()
-            body = _json(document)
-            if not self.session.send(self._recipient, body):
-                self.outbox.give_back(document)
-                return
-            self.sent += 1
-            if self._pubsub is not None:
-                await self.session.publish(*self._pubsub, document)
+        it returns when the connection is lost, to be called again)."""
+        await drain(self.outbox, self.session.connected, self._send_one)
+
+    async def _send_one(self, document: Document) -> bool:
+        if not self.session.send(self._recipient, _json(document)):
+            return False
+        self.sent += 1
+        if self._pubsub is not None:
+            await self.session.publish(*self._pubsub, document)
+        return True
 
 
 def _json(document: Document) -> str:
