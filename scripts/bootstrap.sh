@@ -19,13 +19,14 @@ STAMP="$VENV/.tashi-installed"
 # fetches them with `apt-get download` and unpacks them itself; the host must not boot the one or
 # keep the other. flex, bison, bc, libelf-dev and xz-utils build the guest's kernel from source;
 # mmdebstrap builds the Debian guest (make debian-image), openssh-client logs into it in its test;
-# nftables steers the guests' instance metadata, genisoimage makes their NoCloud seed disks.
+# nftables steers the guests' instance metadata, genisoimage makes their NoCloud seed disks;
+# prosody is the XMPP server of the XMPP tests and `tashi-cluster start --xmpp`.
 PACKAGES=(
     python3 python3-venv python3-dev build-essential make
     postgresql mariadb-server
     qemu-system-x86 qemu-utils busybox-static dnsmasq-base dnsmasq-utils iproute2 cpio e2fsprogs
     dosfstools mtools syslinux lz4 flex bison bc libelf-dev xz-utils mmdebstrap openssh-client
-    nftables genisoimage
+    nftables genisoimage prosody
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }

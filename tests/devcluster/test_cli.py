@@ -92,6 +92,8 @@ def test_the_lock_has_a_deadline_and_names_its_holder(tmp_path: Path) -> None:
         ("dnsmasq", Target(Kind.DNSMASQ)),
         ("dnsmasq:2", Target(Kind.DNSMASQ, 2)),
         ("nm:3", Target(Kind.NM, 3)),
+        ("prosody", Target(Kind.PROSODY)),
+        ("xmpp", Target(Kind.XMPP)),
     ],
 )
 def test_a_target_names_a_host_or_a_piece(text: str, target: Target) -> None:

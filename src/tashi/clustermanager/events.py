@@ -11,10 +11,13 @@ metrics): they subscribe to the hub, the services never call them.
 * ``StartFailed`` (``InstanceService.start_on``: a node refused to start the VM) and
   ``VmStopped`` (``NodeReports``: a node reports that a VM failed or exited) say why, besides
   the state change they also cause; ``GroupService`` tears a group's start down on them.
+* ``InstanceAdapted`` (``InstanceService.adapt_cpu_share``): a VM's resources changed without
+  a state change (SLA@SOI's adaptations); the XMPP publisher tells it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tashi.domain.ids import InstanceId
@@ -62,3 +65,12 @@ class VmStopped:
 
     instance: Instance
     why: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceAdapted:
+    """``instance`` (as it is now) was adapted: ``changes`` maps what changed (``cpuShare``) to
+    its new value."""
+
+    instance: Instance
+    changes: Mapping[str, int]

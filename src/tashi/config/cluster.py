@@ -121,6 +121,12 @@ class ClusterSettings:
         " Unix socket, e.g. postgresql://tashi@/tashi?host=/run/postgresql.",
     )
     sql_password: str = option("sqlPassword", "", "[SQL] password of the cluster manager.")
+    xmpp: bool = option(
+        "xmpp",
+        False,
+        "Also run prosody, tashi-xmpp and the cluster manager's XMPP event publisher (SLA@SOI),"
+        " as start --xmpp does. See docs/xmpp.md.",
+    )
     max_log_size: int = option(
         "maxLogSize",
         4_194_304,

@@ -11,7 +11,8 @@ classes, in the order of ``Settings``' fields, see ``defaults.py``) documents ev
 * ``scheduler.py``: ``[Scheduler]``, ``[Primitive]``;
 * ``nodemanager.py``: ``[NodeManager]``, ``[NodeManagerService]``, ``[Qemu]``;
 * ``network.py``: ``[Bridge]``, ``[Vxlan]``, ``[DhcpDns]``;
-* ``cluster.py``: ``[Cluster]`` (``tashi-cluster``).
+* ``cluster.py``: ``[Cluster]`` (``tashi-cluster``);
+* ``xmpp.py``: ``[XMPP]`` (``tashi-xmpp`` and the event publisher of ``tashi-cm``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tashi.config.nodemanager import (
     QemuSettings,
 )
 from tashi.config.scheduler import PrimitiveSettings, SchedulerSettings
+from tashi.config.xmpp import XmppSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +68,4 @@ class Settings:
     dhcp_dns: DhcpDnsSettings = field(default_factory=DhcpDnsSettings)
     qemu: QemuSettings = field(default_factory=QemuSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    xmpp: XmppSettings = field(default_factory=XmppSettings)

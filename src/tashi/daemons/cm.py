@@ -101,6 +101,10 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     limits = HttpLimits.of(svc)
     ec2 = ec2_server(settings, service, limits)
     supervisor = Supervisor()
+    if settings.xmpp.enabled:  # SLA@SOI's event publisher (docs/xmpp.md); slixmpp only then
+        from tashi.xmpp.publisher import start as start_xmpp_publisher
+
+        start_xmpp_publisher(settings.xmpp, service, supervisor)
     supervisor.every("purge-expired-tokens", TOKEN_PURGE_INTERVAL, service.auth.purge_expired)
     supervisor.every("purge-history", service.history.INTERVAL, service.history.purge)
     supervisor.every("host-liveness", max(0.5, svc.expire_host_time / 3), service.liveness.check)

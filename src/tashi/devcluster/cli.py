@@ -26,6 +26,7 @@ from pathlib import Path
 import tashi
 from tashi.config import ConfigError, load_settings
 from tashi.config.cluster import ClusterSettings
+from tashi.devcluster import xmppsetup
 from tashi.devcluster.cluster import DevCluster
 from tashi.devcluster.state import locked
 from tashi.devcluster.targets import Target, parse_target
@@ -78,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a cluster of N hosts")
     start.add_argument("hosts", nargs="?", type=int, help="number of hosts ([Cluster] hosts)")
+    start.add_argument(
+        "--xmpp",
+        action="store_true",
+        help="also prosody, tashi-xmpp and the XMPP event publisher ([Cluster] xmpp)",
+    )
     for name, summary, description in TARGET_COMMANDS:
         command = sub.add_parser(
             name,
@@ -142,6 +148,8 @@ def _run(args: argparse.Namespace, settings: ClusterSettings) -> int:
         return 0
     with locked(root):
         if args.command == "start":
+            if args.xmpp:
+                cluster.settings = dataclasses.replace(settings, xmpp=True)
             return _start(cluster, args.hosts or settings.hosts)
         if args.command == "add":
             cluster.add_targets(args.targets)
@@ -174,6 +182,8 @@ def _start(cluster: DevCluster, hosts: int) -> int:
         f"  logs:     {layout.cm}/tashi-cm.log, {layout.root}/hosts/host<N>/tashi-nm.log\n"
         "  more:     tashi-cluster status | add N | rm N | rm cm | add cm | console VM | stop"
     )
+    if cluster.settings.xmpp:
+        print(xmppsetup.how_to(layout))
     return 0
 
 

@@ -38,7 +38,16 @@ from tashi.api.schemas import HostOut, NetworkIn, UserIn
 from tashi.client.sdk import TashiClient
 from tashi.config.cluster import ClusterSettings
 from tashi.config.network import VxlanSettings
-from tashi.devcluster import configs, control, dhcp, fabric, logkeeper, processes, strays
+from tashi.devcluster import (
+    configs,
+    control,
+    dhcp,
+    fabric,
+    logkeeper,
+    processes,
+    strays,
+    xmppsetup,
+)
 from tashi.devcluster.fabric import Fabric
 from tashi.devcluster.state import Layout, State, host_name, host_number
 from tashi.devcluster.targets import Kind, Target, in_start_order
@@ -140,6 +149,8 @@ class DevCluster:
         for more in extra:
             self._install_image(more, overrides=False)
         Fabric(configs.plan(state)).build()
+        if self.settings.xmpp:
+            xmppsetup.start_server(self.settings, state, self.layout)
         self._start_cm(state)
         self.layout.save(state)
         logkeeper.start(self.settings, self.layout, state)
@@ -149,6 +160,10 @@ class DevCluster:
         self._start_hosts(state, list(range(1, hosts + 1)))
         if scheduler is not None:
             scheduler.wait_healthy()
+        if self.settings.xmpp:
+            with self.admin(state) as admin:
+                daemon = xmppsetup.start_daemon(self.settings, state, self.layout, admin)
+            daemon.wait_healthy()
         return state
 
     def _networks(self) -> list[int]:
@@ -203,9 +218,10 @@ class DevCluster:
         fab = configs.plan(state)
         root = self.layout.cm
         root.mkdir(parents=True, exist_ok=True)
-        path = processes.write_config(
-            root / "cm.cfg", configs.cm_config(self.settings, state, self.layout), private=True
-        )
+        sections = configs.cm_config(self.settings, state, self.layout)
+        if self.settings.xmpp:
+            sections.update(xmppsetup.cm_sections(self.settings, state, self.layout))
+        path = processes.write_config(root / "cm.cfg", sections, private=True)
         cm = self._daemon("tashi-cm", root, path, fab.cm_ns, fab.cm_address, state.cm_port)
         state.daemons["tashi-cm"] = control.spawn(cm)
         cm.wait_healthy()
@@ -507,7 +523,7 @@ class DevCluster:
             return []
         fab = Fabric(configs.plan(state))
         dnsmasqs = sorted(n for n in state.daemons if "dnsmasq" in n)
-        order = ["tashi-scheduler", *dnsmasqs, "tashi-cm", logkeeper.KEY]
+        order = ["tashi-xmpp", "tashi-scheduler", *dnsmasqs, "tashi-cm", "prosody", logkeeper.KEY]
         for name in order:
             proc = state.daemons.get(name)
             if proc is not None:

@@ -25,7 +25,12 @@ from tashi.devcluster.targets import Kind, Target
 from tashi.domain.errors import InvalidInput, InvalidState
 
 Say = Callable[[str], None]
-KEYS = {Kind.CM: "tashi-cm", Kind.SCHEDULER: "tashi-scheduler"}
+KEYS = {
+    Kind.CM: "tashi-cm",
+    Kind.SCHEDULER: "tashi-scheduler",
+    Kind.PROSODY: "prosody",
+    Kind.XMPP: "tashi-xmpp",
+}
 
 
 @dataclass(frozen=True)

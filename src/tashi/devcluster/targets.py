@@ -6,6 +6,7 @@
                  running; add starts it again on the same state directory
     cm           the cluster manager, tashi-cm (add: the same command, config and database)
     scheduler    tashi-scheduler
+    prosody      the XMPP server of a cluster started with --xmpp; xmpp its tashi-xmpp
     dnsmasq      every dnsmasq of the cluster; dnsmasq:NET the one of VM network NET
                  (add: the same options, lease and hosts files)
 
@@ -26,15 +27,17 @@ class Kind(enum.Enum):
     then the DHCP/DNS servers, the scheduler (whose hook signals the dnsmasqs), node managers,
     and hosts last (a host's start waits until the cluster manager sees it up)."""
 
+    PROSODY = "prosody"  # before the cluster manager, whose publisher logs in to it
     CM = "cm"
     DNSMASQ = "dnsmasq"
     SCHEDULER = "scheduler"
+    XMPP = "xmpp"
     NM = "nm"
     HOST = "host"
 
 
 ORDER = list(Kind)
-SYNTAX = "N, nm:N, cm, scheduler, dnsmasq or dnsmasq:NET"
+SYNTAX = "N, nm:N, cm, scheduler, dnsmasq, dnsmasq:NET, prosody or xmpp"
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ def parse_target(text: str) -> Target:
     name, colon, arg = word.partition(":")
     if word.isdigit():
         return Target(Kind.HOST, _positive(word, text))
-    if name in (Kind.CM.value, Kind.SCHEDULER.value) and not colon:
+    singles = (Kind.CM, Kind.SCHEDULER, Kind.PROSODY, Kind.XMPP)
+    if name in {kind.value for kind in singles} and not colon:
         return Target(Kind(name))
     if name == Kind.DNSMASQ.value:
         return Target(Kind.DNSMASQ, _positive(arg, text) if colon else None)

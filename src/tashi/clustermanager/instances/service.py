@@ -19,7 +19,7 @@ from typing import Any
 from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import require_admin, require_owner, require_role
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.events import StartFailed
+from tashi.clustermanager.events import InstanceAdapted, StartFailed
 from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.clustermanager.images.diskcopy import DiskCopies, needs_copy
 from tashi.clustermanager.images.service import ImageService
@@ -96,7 +96,7 @@ class InstanceService:
         hub: EventHub,
     ) -> None:
         self._db = db
-        self._hub = hub  # told of failed starts (``events.StartFailed``)
+        self._hub = hub  # told of failed starts and adaptations (``events``)
         self._nodes = nodes
         self._clock = clock
         self._rules = rules
@@ -409,14 +409,14 @@ class InstanceService:
         validation.cpu_share(share)
         if inst.host_id is not None and inst.state in (InstanceState.Running, InstanceState.Paused):
             await self._nodes.set_cpu_share(await self._host_of(inst), inst, share)
-        now = self._clock.now()
-        changes = InstanceChanges(cpu_share=share)
+        now, changes = self._clock.now(), InstanceChanges(cpu_share=share)
         changed = await self._db.write(
             lambda tx: tx.instances.transition(
                 inst.id, inst.state, inst.state, now=now, changes=changes
             )
         )
         await self._record(changed, "cpuShare", f"cpu share {inst.cpu_share} -> {share}")
+        await self._hub.publish(InstanceAdapted(changed, {"cpuShare": share}))
         return changed
 
     async def _record(self, inst: Instance, kind: str, message: str) -> None:
