@@ -162,8 +162,7 @@ class DevCluster:
             scheduler.wait_healthy()
         if self.settings.xmpp:
             with self.admin(state) as admin:
-                daemon = xmppsetup.start_daemon(self.settings, state, self.layout, admin)
-            daemon.wait_healthy()
+                xmppsetup.start_daemon(self.settings, state, self.layout, admin).wait_healthy()
         return state
 
     def _networks(self) -> list[int]:
@@ -219,8 +218,7 @@ class DevCluster:
         root = self.layout.cm
         root.mkdir(parents=True, exist_ok=True)
         sections = configs.cm_config(self.settings, state, self.layout)
-        if self.settings.xmpp:
-            sections.update(xmppsetup.cm_sections(self.settings, state, self.layout))
+        sections.update(xmppsetup.cm_sections(self.settings, state, self.layout))
         path = processes.write_config(root / "cm.cfg", sections, private=True)
         cm = self._daemon("tashi-cm", root, path, fab.cm_ns, fab.cm_address, state.cm_port)
         state.daemons["tashi-cm"] = control.spawn(cm)

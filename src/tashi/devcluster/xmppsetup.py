@@ -88,7 +88,10 @@ def _where(server: Prosody) -> dict[str, object]:
 
 
 def cm_sections(settings: ClusterSettings, state: State, layout: Layout) -> configs.Sections:
-    """The cluster manager's ``[XMPP]``: publish to the ISM, with a layout every 30 s."""
+    """The cluster manager's ``[XMPP]``: publish to the ISM, with a layout every 30 s (none
+    when the cluster runs no XMPP)."""
+    if not settings.xmpp:
+        return {}
     server = server_of(settings, state, layout)
     return {
         "XMPP": {
