@@ -8,9 +8,12 @@ answers (``httpx.MockTransport``); what the real app answers is covered by
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
+from tashi.apiclient.client import ApiClient
 from tashi.client.sdk import TashiClient, base_url
 from tashi.domain.errors import (
     BackendFailure,
@@ -134,3 +137,27 @@ def test_references_are_escaped_into_one_path_segment() -> None:
 def test_base_url_brackets_ipv6() -> None:
     assert base_url("::1", 9882) == "http://[::1]:9882"
     assert base_url("cm.example", 80) == "http://cm.example:80"
+
+
+def test_calls_made_at_once_share_one_login() -> None:
+    """Ten calls before the first token wait for one login (each logged in before, and the
+    login throttle refused the sixth); after the token expires, one login again."""
+    logins: list[int] = []
+    expired = {"t-0"}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/auth/token":
+            logins.append(1)
+            await asyncio.sleep(0)  # let the other calls reach the login meanwhile
+            return httpx.Response(200, json={**TOKEN, "token": f"t-{len(logins) - 1}"})
+        if request.headers.get("authorization", "").removeprefix("Bearer ") in expired:
+            return error(401, "not_authenticated", "the token has expired")
+        return httpx.Response(200, json=[])
+
+    async def scenario() -> None:
+        async with ApiClient("http://cm:9882", transport=httpx.MockTransport(handler),
+                             username="alice", password="pw-12345678") as api:  # fmt: skip
+            await asyncio.gather(*(api.get_networks() for _ in range(10)))
+            assert len(logins) == 2  # t-0 for all ten; expired: t-1 for all ten, once
+
+    asyncio.run(scenario())

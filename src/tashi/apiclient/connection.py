@@ -12,6 +12,7 @@ renewed. ``client.py`` builds the API's methods on it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TypedDict, Unpack
 
@@ -69,6 +70,10 @@ class Connection:
         if token:  # never None here: a shared client keeps the token it has
             self.token = token
         self.session: TokenOut | None = None  # set when this connection logged in itself
+        # One login at a time: calls made at once before the first token (or after it expired)
+        # wait for one login instead of each logging in (the login throttle, ADR 0013, counts
+        # logins under way, and refused the sixth of ten made at once).
+        self._logging_in = asyncio.Lock()
 
     @property
     def token(self) -> str | None:
@@ -114,14 +119,22 @@ class Connection:
         """Send one request; its answer, a success. ``timeout`` replaces the connection's wait
         for this request (a long poll, a call that starts many VMs)."""
         if auth and self.token is None:
-            await self.login()
+            await self._log_in_unless_done(None)
+        sent = self.token
         response = await self._send(method, path, body, params, auth, timeout)
         if response.status_code == 401 and auth and self._login is not None:
-            await self.login()  # the token expired: log in again, once
+            await self._log_in_unless_done(sent)  # the token expired: log in again, once
             response = await self._send(method, path, body, params, auth, timeout)
         if not response.is_success:
             raise error_from(response)
         return response
+
+    async def _log_in_unless_done(self, stale: str | None) -> None:
+        """Log in, unless another call did while this one waited its turn (the token is no
+        longer ``stale``, the one this call had)."""
+        async with self._logging_in:
+            if self.token is None or self.token == stale:
+                await self.login()
 
     async def _send(
         self,
