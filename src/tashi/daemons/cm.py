@@ -89,6 +89,7 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     await service.auth.ensure_admin(credentials, host=svc.host, port=svc.port)
     limits = HttpLimits.of(svc)
     ec2 = ec2_server(settings, service, limits)
+    extra = [x for x in (ec2, occi_server(settings, service, limits)) if x is not None]
     supervisor = Supervisor()
     supervisor.every("purge-expired-tokens", TOKEN_PURGE_INTERVAL, service.auth.purge_expired)
     supervisor.every("purge-history", service.history.INTERVAL, service.history.purge)
@@ -107,8 +108,8 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
         limits=limits,
         stopping=[service.db.feed.close],
     )
-    if ec2 is not None:
-        server.add_stopping(ec2.stop)
+    for listener in extra:
+        server.add_stopping(listener.stop)
     lost: list[TashiError] = []
     supervisor.every("database-hold", HOLD_INTERVAL, lambda: keep_hold(hold, server, lost))
     # Everything allocated so far (modules, the app, settings) lives as long as the process:
@@ -118,10 +119,7 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     gc.freeze()
     log.info("tashi-cm %s serving on http://%s:%d", tashi.__version__, svc.host, svc.port)
     try:
-        if ec2 is None:
-            await server.serve()
-        else:
-            await asyncio.gather(server.serve(), ec2.serve())
+        await asyncio.gather(server.serve(), *(x.serve() for x in extra))
     finally:
         await supervisor.stop()
         await service.aclose()
@@ -131,7 +129,8 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
 
 
 class Ec2Listener:
-    """The EC2 API's server on the socket it was given; stopped when the main one stops."""
+    """A second API's server (EC2, OCCI) on the socket it was given; stopped when the main
+    one stops."""
 
     def __init__(self, server: Server, sock: socket.socket) -> None:
         self._server = server
@@ -178,6 +177,47 @@ def ec2_server(
         signals=False,
     )
     log.info("the EC2 API serves on http://%s", shown)
+    return Ec2Listener(server, sock)
+
+
+def occi_server(
+    settings: Settings, service: ClusterService, limits: HttpLimits
+) -> Ec2Listener | None:
+    """The OCCI API's listener (``[OCCI]``), as ``ec2_server``: ``None`` when it is off or its
+    port cannot be had; with TLS when ``certFile`` and ``keyFile`` are set."""
+    from tashi.frontends.occi.app import create_app as create_occi_app
+    from tashi.frontends.occi.context import OcciContext
+
+    occi = settings.occi
+    if not occi.enabled:
+        return None
+    host = occi.host or settings.cluster_manager_service.host
+    shown = f"{host}:{occi.port}"
+    try:
+        ctx = OcciContext.build(service, occi, settings.instance_types)
+    except TashiError as exc:
+        raise ConfigError(exc.message) from exc
+    if bool(occi.cert_file) != bool(occi.key_file):
+        raise ConfigError("[OCCI] certFile and keyFile go together (both or neither)")
+    try:
+        sock = bind(host, occi.port)
+    except OSError as exc:
+        log.error("the OCCI API is off: it cannot listen on %s: %s", shown, exc.strerror)
+        return None
+    server = Server(
+        create_occi_app(ctx),
+        what="the OCCI API",
+        host=host,
+        port=occi.port,
+        limits=limits,
+        signals=False,
+    )
+    server.config.server_header = False  # the app's says OCCI/1.2, as GFD.223 requires
+    if occi.cert_file:
+        server.config.ssl_certfile = occi.cert_file
+        server.config.ssl_keyfile = occi.key_file
+    scheme = "https" if occi.cert_file else "http"
+    log.info("the OCCI API serves on %s://%s", scheme, shown)
     return Ec2Listener(server, sock)
 
 
