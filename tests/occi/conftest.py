@@ -32,6 +32,7 @@ def basic(user: str, password: str) -> dict[str, str]:
 class Occi:
     http: TestClient
     api: Api
+    ctx: OcciContext
 
     def as_(self, who: str) -> dict[str, str]:
         if who == "admin":
@@ -57,4 +58,4 @@ def occi(tmp_path: Path) -> Iterator[Occi]:
         api.user("bob")
         ctx = OcciContext.build(api.service, OcciSettings(), InstanceTypesSettings())
         with TestClient(create_app(ctx), base_url="http://occi.test") as http:
-            yield Occi(http, api)
+            yield Occi(http, api, ctx)

@@ -33,6 +33,8 @@ STATE: Mapping[S, str] = {
     S.MigratePrep: "active",
     S.MigrateTrans: "active",
     S.Pausing: "active",
+    S.Stopping: "active",  # inactive once the guest is off (Stopped)
+    S.ShuttingDown: "active",
     S.Suspending: "active",
     S.Paused: "suspended",
     S.Suspended: "suspended",

@@ -115,7 +115,7 @@ async def kind_collection(req: Request, kind: Category) -> Response:
 
 
 async def compute_collection(req: Request) -> Response:
-    req.allow("POST", "DELETE")
+    req.allow("GET", "POST", "DELETE")
     ctx, caller = req.ctx, req.caller
     if req.method == "DELETE":
         for inst in await computes.visible(ctx, caller, own=True):
