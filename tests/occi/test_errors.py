@@ -4,12 +4,14 @@ asked for, never a 500: 400, 401, 403, 404, 405, 406, 409, 415, 501."""
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
 from tests.occi.conftest import COMPUTE_KIND, Occi
 
 INFRA = "http://schemas.ogf.org/occi/infrastructure#"
+JSON_TYPE = "application/occi+json"
 ACTION = "http://schemas.ogf.org/occi/infrastructure/compute/action#"
 KIND = '{"kind": "http://schemas.ogf.org/occi/infrastructure#compute"'
 OS = 'Category: base.qcow2; scheme="http://schemas.tashi.apache.org/occi/os_tpl#"; class="mixin"'
@@ -142,3 +144,27 @@ def test_a_conflicting_state_is_a_409(occi: Occi) -> None:
         headers={"Content-Type": "text/plain"},
     )
     assert reply.status_code == 409 and "Pending" in reply.text
+
+
+def test_a_title_with_control_characters_is_refused(occi: Occi) -> None:
+    doc = {
+        "kind": f"{INFRA}compute",
+        "mixins": ["http://schemas.tashi.apache.org/occi/os_tpl#base.qcow2"],
+        "title": "two\nlines",
+    }
+    reply = occi.call(
+        "POST", "/compute/", content=json.dumps(doc), headers={"Content-Type": JSON_TYPE}
+    )
+    assert reply.status_code == 400 and "printable" in reply.text
+    assert occi.call("GET", "/compute/").text == ""  # nothing was made
+
+
+def test_an_attribute_compute_defines_but_tashi_sets_is_a_409(occi: Occi) -> None:
+    location = occi.create("alice", OS)
+    speed = occi.call(
+        "POST",
+        location,
+        content="X-OCCI-Attribute: occi.compute.speed=3.0\n",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert speed.status_code == 409

@@ -30,14 +30,16 @@ from tashi.frontends.occi.parsed import Parsed, Resolved, Value
 
 log = logging.getLogger(__name__)
 
-#: attributes a client may send on create but that Tashi sets itself (ignored then)
-SET_BY_TASHI = {
-    "occi.core.id",
-    "occi.compute.state",
-    "occi.compute.state.message",
-    "occi.compute.speed",
-    "occi.compute.architecture",
-}
+#: the longest title or summary kept
+MAX_TEXT = 1024
+
+
+def _text(attrs: Mapping[str, Value], name: str) -> str:
+    """A title or summary: a string of printable characters (it is written in headers)."""
+    val = attrs[name]
+    if not isinstance(val, str) or len(val) > MAX_TEXT or not val.isprintable():
+        raise bad(f"{name} is a string of at most {MAX_TEXT} printable characters")
+    return val
 
 
 async def visible(ctx: OcciContext, caller: Principal, *, own: bool = False) -> list[Instance]:
@@ -143,7 +145,7 @@ async def create(ctx: OcciContext, caller: Principal, model: Model, parsed: Pars
     hints = {ent.ROOT: name + ROOT_SUFFIX}
     for attr, hint in (("occi.core.title", ent.TITLE), ("occi.core.summary", ent.SUMMARY)):
         if attr in attrs:
-            hints[hint] = str(attrs[attr])
+            hints[hint] = _text(attrs, attr)
     if otpl:
         hints[ent.OS_TPL] = otpl
     if rtpl:
@@ -203,9 +205,9 @@ async def update(
         if now.get(name) == val or (name in ("occi.core.id",) and str(val) == now[name]):
             continue
         if name == "occi.core.title":
-            own[ent.TITLE] = str(val)
+            own[ent.TITLE] = _text(parsed.attributes, name)
         elif name == "occi.core.summary":
-            own[ent.SUMMARY] = str(val)
+            own[ent.SUMMARY] = _text(parsed.attributes, name)
         elif name == "occi.compute.share":
             share = int(_number(parsed.attributes, name) or 0)
         elif name in ("occi.compute.cores", "occi.compute.memory"):
@@ -213,13 +215,10 @@ async def update(
                 ctx, model, Resolved(None, (), None), {**now, **parsed.attributes}
             )
             size = (cores, memory)
+        elif name in now or name in _defined(model):
+            raise OcciError(409, f"{name} cannot be changed in Tashi")
         else:
-            raise OcciError(
-                409 if name in now else 400,
-                f"{name} cannot be changed in Tashi"
-                if name in now
-                else f"unknown attribute {name}",
-            )
+            raise bad(f"unknown attribute {name}")
     current = {m.id for m in ent.templates(inst, model)}
     for m in r.mixins:
         if m.id in current:
@@ -235,6 +234,11 @@ async def update(
     if own or size is not None:
         inst = await ctx.service.attributes.modify(caller, str(inst.id), own=own, size=size)
     return inst
+
+
+def _defined(model: Model) -> set[str]:
+    """The attributes compute and its parents define."""
+    return {a.name for kind in model.kind_chain(c.COMPUTE) for a in kind.attributes}
 
 
 async def act(
