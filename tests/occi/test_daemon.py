@@ -1,6 +1,6 @@
 """``tashi-cm`` serves OCCI on its own listener (``[OCCI]``), here with TLS from ``certFile``
 and ``keyFile``: the admin the cluster manager made answers HTTP Basic over HTTPS, and the
-listener says ``OCCI/1.2`` and nothing of uvicorn."""
+listener says ``OCCI/1.2`` and nothing of uvicorn; the EC2 API listens beside it."""
 
 from __future__ import annotations
 
@@ -54,10 +54,10 @@ def _certificate(where: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def cm(tmp_path: Path) -> Iterator[tuple[Daemon, int, Path]]:
+def cm(tmp_path: Path) -> Iterator[tuple[Daemon, int, Path, int]]:
     cert_file, key_file = _certificate(tmp_path)
     (tmp_path / "vfs" / "images").mkdir(parents=True)
-    port, occi_port = free_port(), free_port()
+    port, occi_port, ec2_port = free_port(), free_port(), free_port()
     style = Style()
     config = style.write_config(
         tmp_path / "cm.cfg",
@@ -65,22 +65,22 @@ def cm(tmp_path: Path) -> Iterator[tuple[Daemon, int, Path]]:
             "ClusterManager": {"stateDir": tmp_path / "cm-state"},
             "ClusterManagerService": {"host": "127.0.0.1", "port": port},
             "Vfs": {"prefix": tmp_path / "vfs"},
-            "Ec2": {"enabled": False},
+            "Ec2": {"port": ec2_port},
             "OCCI": {"port": occi_port, "certFile": cert_file, "keyFile": key_file},
         },
     )
     daemon = style.daemon("tashi-cm", "tashi-cm", tmp_path, config, port)
     daemon.start()
     try:
-        yield daemon, occi_port, cert_file
+        yield daemon, occi_port, cert_file, ec2_port
     finally:
         daemon.stop()
 
 
 def test_the_cluster_manager_serves_occi_over_tls(
-    cm: tuple[Daemon, int, Path], tmp_path: Path
+    cm: tuple[Daemon, int, Path, int], tmp_path: Path
 ) -> None:
-    _, port, cert_file = cm
+    _, port, cert_file, ec2_port = cm
     login = admin_login(tmp_path)
     with httpx.Client(
         base_url=f"https://127.0.0.1:{port}",
@@ -96,3 +96,5 @@ def test_the_cluster_manager_serves_occi_over_tls(
         assert http.get("/compute/", auth=("admin", "wrong")).status_code == 401
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.get(f"http://127.0.0.1:{port}/-/")  # no plain HTTP on a TLS listener
+    ec2 = httpx.get(f"http://127.0.0.1:{ec2_port}/")  # the EC2 API beside it, as before
+    assert ec2.status_code == 401 and "<Code>AuthFailure</Code>" in ec2.text

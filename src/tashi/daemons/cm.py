@@ -32,6 +32,8 @@ from tashi.web.limits import HttpLimits
 from tashi.web.stop import Server
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from tashi.storage.sql.hold import Hold
 
 log = logging.getLogger("tashi.cm")
@@ -158,26 +160,11 @@ def ec2_server(
     if not ec2.enabled:
         return None
     host = ec2.host or settings.cluster_manager_service.host
-    shown = f"{host}:{ec2.port}"
     try:
-        ctx = Ec2Context.build(service, ec2, settings.instance_types, endpoint=shown)
+        ctx = Ec2Context.build(service, ec2, settings.instance_types, endpoint=f"{host}:{ec2.port}")
     except TashiError as exc:
         raise ConfigError(exc.message) from exc
-    try:
-        sock = bind(host, ec2.port)
-    except OSError as exc:
-        log.error("the EC2 API is off: it cannot listen on %s: %s", shown, exc.strerror)
-        return None
-    server = Server(
-        create_ec2_app(ctx),
-        what="the EC2 API",
-        host=host,
-        port=ec2.port,
-        limits=limits,
-        signals=False,
-    )
-    log.info("the EC2 API serves on http://%s", shown)
-    return Ec2Listener(server, sock)
+    return second_listener(create_ec2_app(ctx), "the EC2 API", host, ec2.port, limits)
 
 
 def occi_server(
@@ -191,33 +178,43 @@ def occi_server(
     occi = settings.occi
     if not occi.enabled:
         return None
-    host = occi.host or settings.cluster_manager_service.host
-    shown = f"{host}:{occi.port}"
     try:
         ctx = OcciContext.build(service, occi, settings.instance_types)
     except TashiError as exc:
         raise ConfigError(exc.message) from exc
     if bool(occi.cert_file) != bool(occi.key_file):
         raise ConfigError("[OCCI] certFile and keyFile go together (both or neither)")
-    try:
-        sock = bind(host, occi.port)
-    except OSError as exc:
-        log.error("the OCCI API is off: it cannot listen on %s: %s", shown, exc.strerror)
-        return None
-    server = Server(
-        create_occi_app(ctx),
-        what="the OCCI API",
-        host=host,
-        port=occi.port,
-        limits=limits,
-        signals=False,
+    host = occi.host or settings.cluster_manager_service.host
+    tls = (occi.cert_file, occi.key_file) if occi.cert_file else None
+    # GFD.223: the Server header says OCCI/1.2; the app writes it, uvicorn's own is left out
+    return second_listener(
+        create_occi_app(ctx), "the OCCI API", host, occi.port, limits, tls=tls, header=False
     )
-    server.config.server_header = False  # the app's says OCCI/1.2, as GFD.223 requires
-    if occi.cert_file:
-        server.config.ssl_certfile = occi.cert_file
-        server.config.ssl_keyfile = occi.key_file
-    scheme = "https" if occi.cert_file else "http"
-    log.info("the OCCI API serves on %s://%s", scheme, shown)
+
+
+def second_listener(
+    app: Starlette,
+    what: str,
+    host: str,
+    port: int,
+    limits: HttpLimits,
+    *,
+    tls: tuple[str, str] | None = None,
+    header: bool = True,
+) -> Ec2Listener | None:
+    """A server of ``app`` on ``host:port`` (``tls``: its certificate and key files), bound
+    now; ``None``, logged as an error, when the port cannot be had."""
+    shown = f"{host}:{port}"
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        log.error("%s is off: it cannot listen on %s: %s", what, shown, exc.strerror)
+        return None
+    server = Server(app, what=what, host=host, port=port, limits=limits, signals=False)
+    server.config.server_header = header
+    if tls is not None:
+        server.config.ssl_certfile, server.config.ssl_keyfile = tls
+    log.info("%s serves on %s://%s", what, "https" if tls else "http", shown)
     return Ec2Listener(server, sock)
 
 
