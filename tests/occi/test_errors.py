@@ -168,3 +168,14 @@ def test_an_attribute_compute_defines_but_tashi_sets_is_a_409(occi: Occi) -> Non
         headers={"Content-Type": "text/plain"},
     )
     assert speed.status_code == 409
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "1e400", str(10**400), "-1", "0.5"])
+def test_absurd_sizes_are_a_400(occi: Occi, value: str) -> None:
+    body = (
+        '{"kind": "http://schemas.ogf.org/occi/infrastructure#compute",'
+        ' "mixins": ["http://schemas.tashi.apache.org/occi/os_tpl#base.qcow2"],'
+        f' "attributes": {{"occi.compute.memory": {value}, "occi.compute.cores": {value}}}}}'
+    )
+    reply = occi.call("POST", "/compute/", content=body, headers={"Content-Type": JSON_TYPE})
+    assert reply.status_code == 400, reply.text

@@ -13,6 +13,7 @@ actions ``start``, ``stop``, ``restart``, ``suspend`` mapped onto Tashi's verbs.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Mapping
 
@@ -59,11 +60,16 @@ async def get(ctx: OcciContext, caller: Principal, ident: str) -> Instance:
 
 
 def _number(attrs: Mapping[str, Value], name: str) -> float | None:
+    """A numeric attribute (a finite one, of a sane size), or ``None`` when it is absent."""
     val = attrs.get(name)
     if val is None:
         return None
     if isinstance(val, bool) or not isinstance(val, int | float):
         raise bad(f"{name} must be a number")
+    if not (isinstance(val, int) and abs(val) < 2**31) and not (
+        isinstance(val, float) and math.isfinite(val) and abs(val) < 2**31
+    ):
+        raise bad(f"{name} must be a number below {2**31}")
     return float(val)
 
 
