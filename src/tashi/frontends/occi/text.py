@@ -169,8 +169,15 @@ def _params(parts: Sequence[str], what: str) -> dict[str, str]:
     return found
 
 
+def _parts(text: str, what: str) -> tuple[str, list[str]]:
+    parts = split(text, ";")
+    if not parts:
+        raise bad(f"an empty {what}")
+    return parts[0], parts[1:]
+
+
 def parse_category(text: str) -> CategoryRef:
-    term, *rest = split(text, ";")
+    term, rest = _parts(text, "Category")
     params = _params(rest, f"Category {term}")
     if not _TERM.fullmatch(term):
         raise bad(f"Category: {term!r} is not a term")
@@ -192,7 +199,7 @@ def parse_attribute(text: str) -> tuple[str, Value]:
 
 
 def parse_link(text: str) -> LinkRef:
-    target, *rest = split(text, ";")
+    target, rest = _parts(text, "Link")
     if not (target.startswith("<") and target.endswith(">")):
         raise bad(f"Link: {text!r} does not start with <target>")
     params = _params(rest, "Link")
