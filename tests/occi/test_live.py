@@ -3,7 +3,7 @@ QEMU hosts): an HTTP client (httpx, speaking GFD.223 as written: pOCCI and occi-
 clients on PyPI, are Python 2 only, docs/occi.md) discovers the model, creates a compute from
 an ``os_tpl`` and a ``resource_tpl``, reads it in every rendering until its real guest runs and
 prints its boot marker, stops, starts, restarts and suspends it with ``?action=`` in each
-rendering, and deletes it, its root disk with it.
+rendering, resizes it while it is stopped, and deletes it, its root disk with it.
 """
 
 from __future__ import annotations
@@ -115,6 +115,10 @@ def test_a_compute_lives_and_dies_through_occi(live: Live) -> None:
         f"{size['scheme']}{size['term']}",
     ]
     nic = next(link for link in doc["links"] if link["kind"].endswith("#networkinterface"))
+    plain = live.http.get(location).text.splitlines()
+    assert 'X-OCCI-Attribute: occi.compute.state="active"' in plain
+    headers = live.http.get(location, headers={"Accept": "text/occi"}).headers
+    assert 'occi.compute.state="active"' in headers["x-occi-attribute"]
     _wait_console(live, iid)  # a real guest booted and said so on its serial console
     tashi = live.running.admin.get_instance(iid)
     assert tashi.state == "Running"
@@ -137,6 +141,16 @@ def test_a_compute_lives_and_dies_through_occi(live: Live) -> None:
     assert stop.status_code == 200 and stop.text == "OK\n", stop.text
     live.wait_state(location, "inactive")
     assert live.running.admin.get_instance(iid).state == "Stopped"
+
+    # a stopped compute is resized by a partial update
+    resized = live.http.post(
+        location,
+        content=json.dumps({"attributes": {"occi.compute.memory": 0.25}}),
+        headers={"Content-Type": JSON, "Accept": JSON},
+    )
+    assert resized.status_code == 200, resized.text
+    assert resized.json()["attributes"]["occi.compute.memory"] == 0.25
+    assert live.running.admin.get_instance(iid).memory == 256
 
     # start with the JSON rendering
     start = live.http.post(
