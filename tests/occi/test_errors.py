@@ -112,6 +112,7 @@ def test_without_credentials_it_is_a_401_that_says_how(occi: Occi) -> None:
     reply = occi.http.get("/-/")
     assert reply.status_code == 401
     assert reply.headers["www-authenticate"].startswith("Basic")
+    occi.as_("alice")  # she exists; her password is not "nope"
     wrong = occi.http.get(
         "/-/", headers={"Authorization": "Basic " + base64.b64encode(b"alice:nope").decode()}
     )
