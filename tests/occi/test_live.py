@@ -85,6 +85,7 @@ def _wait_console(live: Live, iid: str, count: int = 1) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.timeout(600)  # the cluster's start and stop count: 183 s seen on a loaded machine
 def test_a_compute_lives_and_dies_through_occi(live: Live) -> None:
     found = live.http.get("/-/", headers={"Accept": JSON})
     assert found.status_code == 200 and found.headers["server"].endswith("OCCI/1.2")
