@@ -331,3 +331,24 @@ def test_networks_are_listed_and_made_by_an_admin(occi: Occi) -> None:
     assert occi.call("GET", "/network/7").status_code == 200
     assert occi.call("DELETE", "/network/7", "admin").status_code == 200
     assert occi.call("GET", "/network/7").status_code == 404
+
+
+def test_a_json_collection_names_what_a_mixin_takes_by_id_or_location(occi: Occi) -> None:
+    location = occi.create("alice", OS)
+    iid = location.rsplit("/", 1)[1]
+    for item in ({"id": iid}, {"location": f"/compute/{iid}"}):
+        reply = occi.call(
+            "POST",
+            "/mixin/os_tpl/base.qcow2/",
+            content=json.dumps({"resources": [item]}),
+            headers={"Content-Type": JSON, "Accept": JSON},
+        )
+        assert reply.status_code == 200, reply.text  # it has that os_tpl already
+        assert [r["id"] for r in reply.json()["resources"]] == [iid]
+    network = occi.call(
+        "POST",
+        "/mixin/os_tpl/base.qcow2/",
+        content=json.dumps({"resources": [{"location": "/network/1"}]}),
+        headers={"Content-Type": JSON},
+    )
+    assert network.status_code == 400

@@ -242,8 +242,8 @@ async def associate(req: Request, mixin: Category) -> Response:
     done = []
     for location in req.parsed.locations:
         ident = location.rstrip("/").rsplit("/", 1)[-1]
-        if str(c.COMPUTE.location) not in location:
-            raise bad(f"{location} is not a compute")
+        if str(c.COMPUTE.location) not in location and not location.isdigit():
+            raise bad(f"{location} is not a compute (/compute/<id>, or its id)")
         inst = await computes.get(req.ctx, req.caller, ident)
         change = Parsed(categories=(CategoryRef(mixin.term, mixin.scheme, "mixin"),))
         done.append(await computes.update(req.ctx, req.caller, req.model, inst, change))
