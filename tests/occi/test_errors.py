@@ -180,3 +180,10 @@ def test_absurd_sizes_are_a_400(occi: Occi, value: str) -> None:
     )
     reply = occi.call("POST", "/compute/", content=body, headers={"Content-Type": JSON_TYPE})
     assert reply.status_code == 400, reply.text
+
+
+def test_head_is_the_head_of_get(occi: Occi) -> None:
+    reply = occi.call("HEAD", "/-/", headers={"Accept": "application/occi+json"})
+    assert reply.status_code == 200 and reply.content == b""
+    assert reply.headers["content-type"] == "application/occi+json"
+    assert occi.call("OPTIONS", "/-/").status_code == 405

@@ -53,7 +53,8 @@ def create_app(ctx: OcciContext) -> Starlette:
                 render.choose(headers.get("accept", ""), headers.get("content-type", "")), base
             )
             _check_version(headers.get("user-agent", ""))
-            if request.method not in ("GET", "POST", "PUT", "DELETE"):
+            method = "GET" if request.method == "HEAD" else request.method  # HEAD: GET's head
+            if method not in ("GET", "POST", "PUT", "DELETE"):
                 raise OcciError(
                     405, f"OCCI has no {request.method}", ("GET", "POST", "PUT", "DELETE")
                 )
@@ -66,7 +67,7 @@ def create_app(ctx: OcciContext) -> Starlette:
                 ctx=ctx,
                 caller=caller,
                 model=await ctx.model(caller),
-                method=request.method,
+                method=method,
                 path=unquote(request.url.path),
                 params=dict(pairs),
                 pairs=pairs,
