@@ -402,6 +402,8 @@ def start() -> None:
         f"  tashi getVmLayout\n  {BIN / 'tashi-cluster'} --state-dir {STATE} status\n"
         "Its EC2 API (docs/ec2.md): tashi createAccessKey, then aws --endpoint-url"
         " http://<clusterManagerHost of that file>:8773 --region tashi-1 ec2 ...\n"
+        "Its OCCI API (docs/occi.md): curl -u <username>:<password of that file>"
+        " http://<clusterManagerHost>:8787/-/\n"
         "Stop it with: make demo-stop"
     )
     if not ok:

@@ -7,6 +7,7 @@ classes, in the order of ``Settings``' fields, see ``defaults.py``) documents ev
 * ``clustermanager.py``: ``[ClusterManager]``, ``[ClusterManagerService]``, ``[SQL]``, ``[Vfs]``,
   ``[Security]`` (and ``limits.py``, the HTTP limits both APIs declare);
 * ``ec2.py``: ``[Ec2]``, ``[InstanceTypes]`` (a table: every line is a type);
+* ``occi.py``: ``[OCCI]``;
 * ``common.py``: ``[Client]``, ``[AccessClusterManager]``, ``[Logging]``;
 * ``scheduler.py``: ``[Scheduler]``, ``[Primitive]``;
 * ``nodemanager.py``: ``[NodeManager]``, ``[NodeManagerService]``, ``[Qemu]``;
@@ -35,6 +36,7 @@ from tashi.config.nodemanager import (
     NodeManagerSettings,
     QemuSettings,
 )
+from tashi.config.occi import OcciSettings
 from tashi.config.scheduler import PrimitiveSettings, SchedulerSettings
 from tashi.config.xmpp import XmppSettings
 
@@ -52,6 +54,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     ec2: Ec2Settings = field(default_factory=Ec2Settings)
     instance_types: InstanceTypesSettings = field(default_factory=InstanceTypesSettings)
+    occi: OcciSettings = field(default_factory=OcciSettings)
     client: ClientSettings = field(default_factory=ClientSettings)
     access_cluster_manager: AccessClusterManagerSettings = field(
         default_factory=AccessClusterManagerSettings

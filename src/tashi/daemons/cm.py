@@ -33,6 +33,8 @@ from tashi.web.limits import HttpLimits
 from tashi.web.stop import Server
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from tashi.storage.sql.hold import Hold
 
 log = logging.getLogger("tashi.cm")
@@ -100,6 +102,7 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     await _check_file_limit(service)
     limits = HttpLimits.of(svc)
     ec2 = ec2_server(settings, service, limits)
+    extra = [x for x in (ec2, occi_server(settings, service, limits)) if x is not None]
     supervisor = Supervisor()
     if settings.xmpp.enabled:  # SLA@SOI's event publisher (docs/xmpp.md); slixmpp only then
         from tashi.xmpp.publisher import start as start_xmpp_publisher
@@ -123,8 +126,8 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
         limits=limits,
         stopping=[service.db.feed.close],
     )
-    if ec2 is not None:
-        server.add_stopping(ec2.stop)
+    for listener in extra:
+        server.add_stopping(listener.stop)
     lost: list[TashiError] = []
     supervisor.every("database-hold", HOLD_INTERVAL, lambda: keep_hold(hold, server, lost))
     # Everything allocated so far (modules, the app, settings) lives as long as the process:
@@ -134,10 +137,7 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     gc.freeze()
     log.info("tashi-cm %s serving on http://%s:%d", tashi.__version__, svc.host, svc.port)
     try:
-        if ec2 is None:
-            await server.serve()
-        else:
-            await asyncio.gather(server.serve(), ec2.serve())
+        await asyncio.gather(server.serve(), *(x.serve() for x in extra))
     finally:
         await supervisor.stop()
         await service.aclose()
@@ -147,7 +147,8 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
 
 
 class Ec2Listener:
-    """The EC2 API's server on the socket it was given; stopped when the main one stops."""
+    """A second API's server (EC2, OCCI) on the socket it was given; stopped when the main
+    one stops."""
 
     def __init__(self, server: Server, sock: socket.socket) -> None:
         self._server = server
@@ -175,25 +176,61 @@ def ec2_server(
     if not ec2.enabled:
         return None
     host = ec2.host or settings.cluster_manager_service.host
-    shown = f"{host}:{ec2.port}"
     try:
-        ctx = Ec2Context.build(service, ec2, settings.instance_types, endpoint=shown)
+        ctx = Ec2Context.build(service, ec2, settings.instance_types, endpoint=f"{host}:{ec2.port}")
     except TashiError as exc:
         raise ConfigError(exc.message) from exc
-    try:
-        sock = bind(host, ec2.port)
-    except OSError as exc:
-        log.error("the EC2 API is off: it cannot listen on %s: %s", shown, exc.strerror)
+    return second_listener(create_ec2_app(ctx), "the EC2 API", host, ec2.port, limits)
+
+
+def occi_server(
+    settings: Settings, service: ClusterService, limits: HttpLimits
+) -> Ec2Listener | None:
+    """The OCCI API's listener (``[OCCI]``), as ``ec2_server``: ``None`` when it is off or its
+    port cannot be had; with TLS when ``certFile`` and ``keyFile`` are set."""
+    from tashi.frontends.occi.app import create_app as create_occi_app
+    from tashi.frontends.occi.context import OcciContext
+
+    occi = settings.occi
+    if not occi.enabled:
         return None
-    server = Server(
-        create_ec2_app(ctx),
-        what="the EC2 API",
-        host=host,
-        port=ec2.port,
-        limits=limits,
-        signals=False,
+    try:
+        ctx = OcciContext.build(service, occi, settings.instance_types)
+    except TashiError as exc:
+        raise ConfigError(exc.message) from exc
+    if bool(occi.cert_file) != bool(occi.key_file):
+        raise ConfigError("[OCCI] certFile and keyFile go together (both or neither)")
+    host = occi.host or settings.cluster_manager_service.host
+    tls = (occi.cert_file, occi.key_file) if occi.cert_file else None
+    # GFD.223: the Server header says OCCI/1.2; the app writes it, uvicorn's own is left out
+    return second_listener(
+        create_occi_app(ctx), "the OCCI API", host, occi.port, limits, tls=tls, header=False
     )
-    log.info("the EC2 API serves on http://%s", shown)
+
+
+def second_listener(
+    app: Starlette,
+    what: str,
+    host: str,
+    port: int,
+    limits: HttpLimits,
+    *,
+    tls: tuple[str, str] | None = None,
+    header: bool = True,
+) -> Ec2Listener | None:
+    """A server of ``app`` on ``host:port`` (``tls``: its certificate and key files), bound
+    now; ``None``, logged as an error, when the port cannot be had."""
+    shown = f"{host}:{port}"
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        log.error("%s is off: it cannot listen on %s: %s", what, shown, exc.strerror)
+        return None
+    server = Server(app, what=what, host=host, port=port, limits=limits, signals=False)
+    server.config.server_header = header
+    if tls is not None:
+        server.config.ssl_certfile, server.config.ssl_keyfile = tls
+    log.info("%s serves on %s://%s", what, "https" if tls else "http", shown)
     return Ec2Listener(server, sock)
 
 

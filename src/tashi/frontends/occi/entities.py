@@ -1,0 +1,209 @@
+"""Tashi's records as OCCI entities: an instance is a ``compute``, each of its NICs a
+``networkinterface`` link (with ``ipnetworkinterface``: the address Tashi assigned) to a
+``network``, each of its disks a ``storagelink`` to a ``storage`` resource.
+
+An ``Entity`` is what the renderings write; the functions here only read Tashi's records (no
+service is called). Locations are paths (``/compute/7``); the renderings make them absolute
+where a client needs to follow them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tashi.domain.models import Image, Instance, Network
+from tashi.domain.states import InstanceState as S
+from tashi.frontends.occi import categories as c
+from tashi.frontends.occi.categories import Category
+from tashi.frontends.occi.model import MIB_PER_GIB, Model, term_of
+
+Value = str | int | float | bool
+
+#: own hints (``__…``, kept by Tashi, never set by a caller) holding what OCCI was told
+TITLE = "__occi.title"
+SUMMARY = "__occi.summary"
+OS_TPL = "__occi.os_tpl"
+RESOURCE_TPL = "__occi.resource_tpl"
+ROOT = "__occi.root"  # the root disk OCCI made for the instance, removed with it
+
+#: Tashi's state -> occi.compute.state (GFD.224 §3.1: active, inactive, suspended, error)
+STATE: Mapping[S, str] = {
+    S.Running: "active",
+    S.MigratePrep: "active",
+    S.MigrateTrans: "active",
+    S.Pausing: "active",
+    S.Stopping: "active",  # inactive once the guest is off (Stopped)
+    S.ShuttingDown: "active",
+    S.Suspending: "active",
+    S.Paused: "suspended",
+    S.Suspended: "suspended",
+    S.Unpausing: "suspended",
+    S.Resuming: "suspended",
+    S.Held: "error",
+    S.Orphaned: "error",
+}
+#: states an instance no longer shows in: it is on its way out (its DELETE was answered)
+GONE = (S.Destroying, S.Exited)
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A resource or link as the renderings write it."""
+
+    kind: Category
+    id: str
+    location: str
+    attributes: Mapping[str, Value]
+    mixins: tuple[Category, ...] = ()
+    actions: tuple[Category, ...] = ()
+    links: tuple[Entity, ...] = ()
+    #: a link's ends: (location, kind type identifier)
+    source: tuple[str, str] | None = None
+    target: tuple[str, str] | None = None
+    extra: Mapping[str, Value] = field(default_factory=dict)
+
+
+def compute_state(inst: Instance) -> str:
+    return STATE.get(inst.state, "inactive")
+
+
+def compute_location(iid: int) -> str:
+    return f"{c.COMPUTE.location}{iid}"
+
+
+def _actions(inst: Instance) -> tuple[Category, ...]:
+    """The actions that would change something now (GFD.229: rendered as action links)."""
+    state = compute_state(inst)
+    if state == "active":
+        return (c.STOP, c.RESTART, c.SUSPEND)
+    if state == "suspended":
+        return (c.START, c.STOP)
+    return (c.START,)
+
+
+def compute(inst: Instance, model: Model) -> Entity:
+    attrs: dict[str, Value] = {
+        "occi.core.id": str(inst.id),
+        "occi.core.title": inst.hints.get(TITLE, inst.name),
+        "occi.compute.architecture": "x64",
+        "occi.compute.cores": inst.cores,
+        "occi.compute.hostname": inst.name,
+        "occi.compute.share": inst.cpu_share,
+        "occi.compute.memory": round(inst.memory / MIB_PER_GIB, 4),
+        "occi.compute.state": compute_state(inst),
+        "occi.compute.state.message": inst.state.name + (f": {inst.reason}" if inst.reason else ""),
+    }
+    if SUMMARY in inst.hints:
+        attrs["occi.core.summary"] = inst.hints[SUMMARY]
+    location = compute_location(inst.id)
+    links = tuple(networkinterface(inst, n) for n in range(len(inst.nics))) + tuple(
+        storagelink(inst, n) for n in range(len(inst.disks))
+    )
+    return Entity(
+        c.COMPUTE,
+        str(inst.id),
+        location,
+        attrs,
+        mixins=templates(inst, model),
+        actions=_actions(inst),
+        links=links,
+    )
+
+
+def templates(inst: Instance, model: Model) -> tuple[Category, ...]:
+    """The os_tpl and resource_tpl mixins ``inst`` carries: those it was made with, or those
+    that describe it (its first disk's image; the instance type of its size)."""
+    found = model.by_id
+    picked: list[Category] = []
+    image = inst.hints.get(OS_TPL) or next(
+        (mid for mid, name in model.images.items() if inst.disks and inst.disks[0].uri == name),
+        None,
+    )
+    if image in found:
+        picked.append(found[image])
+    wanted = inst.hints.get(RESOURCE_TPL)
+    sized = [
+        mid for mid, t in model.types.items() if (t.cores, t.memory) == (inst.cores, inst.memory)
+    ]
+    kind = wanted if wanted in sized else (sized[0] if sized else None)
+    if kind is not None:
+        picked.append(found[kind])
+    return tuple(picked)
+
+
+def networkinterface(inst: Instance, n: int) -> Entity:
+    nic = inst.nics[n]
+    attrs: dict[str, Value] = {
+        "occi.core.id": f"{inst.id}-{n}",
+        "occi.core.source": compute_location(inst.id),
+        "occi.core.target": network_location(nic.network),
+        "occi.networkinterface.interface": f"eth{n}",
+        "occi.networkinterface.mac": nic.mac,
+        "occi.networkinterface.state": "active" if compute_state(inst) == "active" else "inactive",
+        "occi.networkinterface.allocation": "dynamic",
+    }
+    if nic.ip:
+        attrs["occi.networkinterface.address"] = nic.ip
+    return Entity(
+        c.NETWORKINTERFACE,
+        f"{inst.id}-{n}",
+        f"{c.NETWORKINTERFACE.location}{inst.id}-{n}",
+        attrs,
+        mixins=(c.IPNETWORKINTERFACE,),
+        source=(compute_location(inst.id), c.COMPUTE.id),
+        target=(network_location(nic.network), c.NETWORK.id),
+    )
+
+
+def storagelink(inst: Instance, n: int) -> Entity:
+    disk = inst.disks[n]
+    target = f"{c.STORAGE.location}{inst.id}-{n}"
+    attrs: dict[str, Value] = {
+        "occi.core.id": f"{inst.id}-{n}",
+        "occi.core.source": compute_location(inst.id),
+        "occi.core.target": target,
+        "occi.storagelink.deviceid": disk.device or f"/dev/vd{chr(ord('a') + n)}",
+        "occi.storagelink.state": "active" if compute_state(inst) == "active" else "inactive",
+    }
+    return Entity(
+        c.STORAGELINK,
+        f"{inst.id}-{n}",
+        f"{c.STORAGELINK.location}{inst.id}-{n}",
+        attrs,
+        source=(compute_location(inst.id), c.COMPUTE.id),
+        target=(target, c.STORAGE.id),
+    )
+
+
+def storage(inst: Instance, n: int, images: Mapping[str, Image]) -> Entity:
+    """A disk of an instance as a ``storage`` resource: its image's size, online while the
+    instance runs."""
+    disk = inst.disks[n]
+    image = images.get(disk.uri)
+    size = (image.virtual_size or image.size) if image else 0
+    attrs: dict[str, Value] = {
+        "occi.core.id": f"{inst.id}-{n}",
+        "occi.core.title": disk.uri,
+        "occi.core.summary": f"disk {n} of instance {inst.name}"
+        + (" (persistent)" if disk.persistent else " (copy-on-write overlay)"),
+        "occi.storage.size": round(size / 2**30, 4),
+        "occi.storage.state": "online" if compute_state(inst) == "active" else "offline",
+    }
+    return Entity(c.STORAGE, f"{inst.id}-{n}", f"{c.STORAGE.location}{inst.id}-{n}", attrs)
+
+
+def network_location(network_id: int) -> str:
+    return f"{c.NETWORK.location}{network_id}"
+
+
+def network(net: Network) -> Entity:
+    attrs: dict[str, Value] = {
+        "occi.core.id": str(net.id),
+        "occi.core.title": net.name,
+        "occi.network.vlan": int(net.id),
+        "occi.network.label": term_of(net.name),
+        "occi.network.state": "active",
+        "occi.network.allocation": "dynamic",
+    }
+    return Entity(c.NETWORK, str(net.id), network_location(net.id), attrs, mixins=(c.IPNETWORK,))
