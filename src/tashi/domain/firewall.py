@@ -64,12 +64,6 @@ class Policy:
             {g: self.egress[g] for g in wanted if g in self.egress},
         )
 
-    def restricted(self, group_keys: Iterable[str]) -> bool:
-        """Whether members of all of ``group_keys`` are held to outbound rules (every one of
-        the groups restricts them; no groups: nothing holds them)."""
-        keys = list(group_keys)
-        return bool(keys) and all(k in self.egress for k in keys)
-
 
 def digest(policy: Policy) -> str:
     """24 hexadecimal digits of the SHA-256 of the policy's canonical JSON (the inbound part
