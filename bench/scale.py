@@ -4,7 +4,7 @@ For each store (SQLite, PostgreSQL) it starts a database and a real ``tashi-cm``
 (``cluster.py``), and a process of hollow hosts (``hollowproc.py``, ``hollow.py``: the node
 manager's own code over the fake VMM driver). Then it grows the cluster in steps. At each step
 the new hosts register (``POST /v1/nodes``), their VMs are created (``createMany``) and
-started by the cluster manager on them (``activateGroup``: it calls ``POST /v1/vms`` on each
+started by the cluster manager on them (``activateVm``: it calls ``POST /v1/vms`` on the
 hollow host), and, once every host has sent a heartbeat with its VMs, one measurement window
 (``scaleprobes.py``) times single-object calls and lists and a small ``activateGroup`` while the
 heartbeats flow, and reads the cluster manager's CPU, memory and open files and the database's
@@ -14,8 +14,8 @@ of the ratios. ``scalereport.py`` prints and saves the results.
 
 The cluster manager runs with its defaults but for the options that must follow the heartbeat
 period (``expireHostTime`` and ``hostLeaseTime``, each ``LIVENESS`` periods; the defaults, 6 s
-and 10 s, go with a 2 s period) and ``maxBatch`` (the fill's groups): they are written to
-``etc/ClusterManager.cfg`` in its working directory, which it reads before the bench's own file.
+and 10 s, go with a 2 s period), written to ``etc/ClusterManager.cfg`` in its working directory
+(which it reads before the benchmark's own file), and ``maxBatch`` (the fill's ``createMany``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,13 @@ STORES = ("sqlite", "postgres")
 BENCH_DATABASE = "tashi_scale"
 LIVENESS = 3.0  # expireHostTime and hostLeaseTime, in heartbeat periods
 VM_MEMORY = 64  # MB of each hollow VM
-# Most VMs one fill group (createMany + activateGroup) starts: the cluster manager opens one
-# connection per member at once, all to this one process of hollow hosts (a real host would
-# see its own 15), and fails the whole group when one connect takes over 3 s.
-FILL_MEMBERS = 150
+FILL_MEMBERS = 1000  # maxBatch of the cluster manager
+# Hosts whose VMs are being started at once. One group per host: a group spread over many
+# hosts makes the cluster manager open one connection per member at once, all to this one
+# process of hollow hosts, and under a busy machine one connect over 3 s tears the whole
+# group down (every member Held, and torn down again at each report).
+FILL_CONCURRENCY = 8
+FILL_TRIES = 3
 NODE_USER, FILL_USER = "hollow", "filler"
 GROW_TIMEOUT_PER_HOST = 2.0  # seconds a registration may take before the step is given up
 
@@ -73,10 +77,10 @@ def plan_for(
     vms_per_host: int | None,
     period: float | None,
 ) -> Plan:
-    """The plan the flags ask for (``--quick``: 50 hosts of 5 VMs, 2 s heartbeats)."""
+    """The plan the flags ask for (``--quick``: 50 hosts of 5 VMs, 4 s heartbeats)."""
     if quick:
         chosen = steps or (0, 50)
-        plan = Plan(chosen, vms_per_host or 5, period or 2.0, 0.0, stores)
+        plan = Plan(chosen, vms_per_host or 5, period or 4.0, 0.0, stores)
     else:
         top = max_hosts if max_hosts is not None else 2000
         chosen = steps or tuple(s for s in DEFAULT_STEPS if s <= top)
@@ -84,7 +88,7 @@ def plan_for(
     if list(plan.steps) != sorted(set(plan.steps)) or plan.steps[0] != 0:
         raise BenchError(f"--steps must grow and start at 0: {plan.steps}")
     # Each window sees every host beat at least three times, and enough single calls.
-    window = max(3 * plan.period, 6.0 if quick else 30.0)
+    window = 3 * plan.period if quick else max(3 * plan.period, 30.0)
     return Plan(plan.steps, plan.vms_per_host, plan.period, window, plan.stores)
 
 
@@ -196,6 +200,7 @@ def _step(setup: Setup, plan: Plan, target: int, say: Callable[[str], None]) -> 
     kind = setup.kind
     grown = target - len(setup.host_ids)
     grow_s = fill_s = 0.0
+    unstarted = 0
     if grown > 0:
         say(f"[{kind}] {target} hosts: registering {grown} more")
         answer = setup.hollow.order(60.0 + GROW_TIMEOUT_PER_HOST * grown, op="grow", count=grown)
@@ -203,8 +208,9 @@ def _step(setup: Setup, plan: Plan, target: int, say: Callable[[str], None]) -> 
         setup.host_ids.extend(new)
         grow_s = float(answer["seconds"])
         say(f"[{kind}] registered in {grow_s:.1f} s; starting {grown * plan.vms_per_host} VMs")
-        fill_s = _fill(setup, plan, target, new)
-        say(f"[{kind}] VMs started in {fill_s:.1f} s; waiting a heartbeat period")
+        fill_s, unstarted, why = _fill(setup, plan, target, new)
+        missing = f" ({unstarted} could not be started: {why[0]})" if unstarted else ""
+        say(f"[{kind}] VMs started in {fill_s:.1f} s{missing}; waiting a heartbeat period")
         time.sleep(plan.period * 1.5)  # every host's heartbeat carries its new VMs
     before = _sample(setup)
     setup.hollow.order(30.0, op="window")
@@ -217,37 +223,50 @@ def _step(setup: Setup, plan: Plan, target: int, say: Callable[[str], None]) -> 
     hosts = setup.admin.get_hosts()
     down_now = sum(1 for h in hosts if h.name.startswith("hollow-") and not h.up)
     result = _figures(setup, target, (before, quiet, after), (alone, beats), calls, down_now)
-    result.update(grow_s=grow_s, fill_s=fill_s)
+    result.update(grow_s=grow_s, fill_s=fill_s, vms_not_started=unstarted)
     say(f"[{kind}] {target} hosts: {_summary(result)}")
     return result
 
 
-def _fill(setup: Setup, plan: Plan, target: int, new: list[int]) -> float:
-    """Start ``vms_per_host`` VMs on each new host, in groups of up to ``FILL_MEMBERS``."""
+def _fill(setup: Setup, plan: Plan, target: int, new: list[int]) -> tuple[float, int, list[str]]:
+    """Start ``vms_per_host`` VMs on each new host, as a scheduler would place a group of them
+    there: ``createMany`` (its instances are one group) and ``activateGroup``, for
+    ``FILL_CONCURRENCY`` hosts at once. A group whose start failed (its members are Held) is
+    activated again, up to ``FILL_TRIES`` times in all. Seconds taken, how many VMs never
+    started, and why the first of them did not."""
     started = time.monotonic()
-    hosts_per_group = max(1, FILL_MEMBERS // plan.vms_per_host)
-    for first in range(0, len(new), hosts_per_group):
-        chunk = new[first : first + hosts_per_group]
-        name = f"fill{target}x{first}"
+    with ThreadPoolExecutor(FILL_CONCURRENCY) as pool:
+        outcomes = list(pool.map(lambda h: _fill_host(setup, plan, target, h), new))
+    failed = [why for why in outcomes if why is not None]
+    return time.monotonic() - started, len(failed) * plan.vms_per_host, failed[:1]
+
+
+def _fill_host(setup: Setup, plan: Plan, target: int, host: int) -> str | None:
+    """One host's VMs; ``None``, or why they could not be started."""
+    name = f"fill{target}h{host}"
+    try:
         made = setup.admin.create_many(
             CreateManyIn(
                 basename=name,
-                count=len(chunk) * plan.vms_per_host,
+                count=plan.vms_per_host,
                 memory=VM_MEMORY,
                 disks=[DiskIn(uri=IMAGE)],
                 groupName=name,
                 userId=setup.filler,
             )
         )
-        hosts = [h for h in chunk for _ in range(plan.vms_per_host)]
-        placements: list[tuple[str | int, str | int]] = [
-            (i.id, h) for i, h in zip(made, hosts, strict=True)
-        ]
+    except TashiError as exc:
+        return exc.message
+    placements: list[tuple[str | int, str | int]] = [(i.id, host) for i in made]
+    why = None
+    for _try in range(FILL_TRIES):
         try:
             setup.admin.activate_group(placements)
         except TashiError as exc:
-            raise BenchError(f"starting the VMs of {name} failed: {exc}") from exc
-    return time.monotonic() - started
+            why = exc.message
+            continue
+        return None
+    return why
 
 
 def _targets(setup: Setup) -> probes.Targets:
@@ -310,7 +329,7 @@ def _figures(
         "window_s": wall,
         "heartbeats": {
             "offered_per_s": beats["offered"] / beats["seconds"],
-            "answered_per_s": answered / beats["seconds"],
+            "answered_per_s": beats["answered"] / beats["seconds"],
             **beats,
         },
         "calls": calls.summary(),
