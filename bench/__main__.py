@@ -253,7 +253,8 @@ def _scale(args: argparse.Namespace) -> int:
     from bench.e2eboot import save
 
     path = save("scale", {"options": scale.options(plan), "stores": done, "failed": failed})
-    print(f"\nmeasured: tashi {report.source()}; results: {path}")
+    plot = scalereport.plot_svg(done, path.with_suffix(".svg"))
+    print(f"\nmeasured: tashi {report.source()}; results: {path}, plot: {plot}")
     for kind in failed:
         print(f"{kind}: not measured (see the error above)")
     return 1 if failed else 0

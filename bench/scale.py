@@ -49,6 +49,9 @@ FILL_MEMBERS = 1000  # maxBatch of the cluster manager
 # group down (every member Held, and torn down again at each report).
 FILL_CONCURRENCY = 8
 FILL_TRIES = 3
+FILL_MIN_SECONDS = 120.0  # a step's fill gives up on the hosts not begun by then ...
+FILL_SECONDS_PER_HOST = 0.5  # ... or by this much a host, whichever is longer
+BEHIND = 0.5  # a store stops after a step whose answered heartbeats fell below this share
 NODE_USER, FILL_USER = "hollow", "filler"
 GROW_TIMEOUT_PER_HOST = 2.0  # seconds a registration may take before the step is given up
 
@@ -125,8 +128,9 @@ def run_store(
         steps = []
         for target in plan.steps:
             steps.append(_step(setup, plan, target, say))
-            if steps[-1]["heartbeats"]["answered"] == 0 and target > 0:
-                say(f"[{kind}] no heartbeat answered at {target} hosts: stopping here")
+            beats = steps[-1]["heartbeats"]
+            if target > 0 and beats["answered_per_s"] < BEHIND * beats["offered_per_s"]:
+                say(f"[{kind}] under {BEHIND:.0%} of the heartbeats answered: no larger step")
                 break
         return {"store": kind, "cm_log_tail": cm.log_tail(5), "steps": steps}
 
@@ -235,14 +239,20 @@ def _fill(setup: Setup, plan: Plan, target: int, new: list[int]) -> tuple[float,
     activated again, up to ``FILL_TRIES`` times in all. Seconds taken, how many VMs never
     started, and why the first of them did not."""
     started = time.monotonic()
-    with ThreadPoolExecutor(FILL_CONCURRENCY) as pool:
-        outcomes = list(pool.map(lambda h: _fill_host(setup, plan, target, h), new))
+    deadline = started + max(FILL_MIN_SECONDS, FILL_SECONDS_PER_HOST * len(new))
+    pool = ThreadPoolExecutor(FILL_CONCURRENCY)
+    try:
+        outcomes = list(pool.map(lambda h: _fill_host(setup, plan, target, h, deadline), new))
+    finally:  # on Ctrl-C too: the hosts not begun are dropped, those begun end by timeout
+        pool.shutdown(wait=True, cancel_futures=True)
     failed = [why for why in outcomes if why is not None]
     return time.monotonic() - started, len(failed) * plan.vms_per_host, failed[:1]
 
 
-def _fill_host(setup: Setup, plan: Plan, target: int, host: int) -> str | None:
+def _fill_host(setup: Setup, plan: Plan, target: int, host: int, deadline: float) -> str | None:
     """One host's VMs; ``None``, or why they could not be started."""
+    if time.monotonic() > deadline:
+        return "the fill ran out of time (the cluster manager is overloaded)"
     name = f"fill{target}h{host}"
     try:
         made = setup.admin.create_many(
