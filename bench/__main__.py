@@ -32,6 +32,7 @@ import argparse
 import sys
 import traceback
 from dataclasses import asdict
+from typing import Any
 
 from bench import nodereport, nodes, report, runner, scheduling
 from bench.cluster import BenchError, Workspace, sigterm_as_interrupt
@@ -238,17 +239,22 @@ def _scale(args: argparse.Namespace) -> int:
         runner.say(f"scale: {exc}")
         return 2
     workspace = Workspace()
-    done, failed = [], []
+    done: list[dict[str, Any]] = []
+    failed: list[str] = []
     try:
         for kind in plan.stores:
+            done.append({"store": kind, "steps": []})
             try:
-                done.append(scale.run_store(kind, plan, workspace, runner.say))
+                done[-1] = scale.run_store(kind, plan, workspace, runner.say, done[-1]["steps"])
             # A supervision boundary: one store's failure is reported, the other still runs.
             except Exception:  # noqa: BLE001
                 runner.say(f"[{kind}] FAILED:\n{traceback.format_exc()}")
                 failed.append(kind)
+    except KeyboardInterrupt:
+        failed.append("interrupted")
     finally:
         _finish(workspace, args.keep)
+    done = [store for store in done if store["steps"]]  # the steps measured are reported
     scalereport.print_tables(done)
     from bench.e2eboot import save
 
@@ -256,8 +262,8 @@ def _scale(args: argparse.Namespace) -> int:
     plot = scalereport.plot_svg(done, path.with_suffix(".svg"))
     print(f"\nmeasured: tashi {report.source()}; results: {path}, plot: {plot}")
     for kind in failed:
-        print(f"{kind}: not measured (see the error above)")
-    return 1 if failed else 0
+        print(f"{kind}: not measured in full (see the error above)")
+    return 130 if "interrupted" in failed else 1 if failed else 0
 
 
 def _virtual(args: argparse.Namespace) -> int:

@@ -60,6 +60,7 @@ from tashi.nodemanager.routes import create_app
 from tashi.nodemanager.secgroups.service import FirewallService
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.vmdirs import VmDirs
+from tashi.nodemanager.witnessing import peer_secret
 from tashi.runtime.tasks import Supervisor, backoff
 from tashi.vmm.base import BootSpec, DiskSpec
 from tashi.vmm.fake import FakeDriver
@@ -71,6 +72,7 @@ log = logging.getLogger("bench.hollow")
 LEASE_CHECK_INTERVAL = 0.5  # as tashi-nm: how often an expired HA lease is looked for
 LAG_TICK = 0.1  # the event-loop lag probe's period
 REGISTER_CONCURRENCY = 8  # registrations in flight at once while the fleet grows
+REGISTER_TRIES = 5
 # One server carries every host of a batch: its connection cap must be far above the
 # cluster manager's connections to all of them (uvicorn's limit_concurrency).
 LIMITS = HttpLimits(
@@ -275,6 +277,7 @@ class Fleet:
             endpoint=f"http://127.0.0.1:{port}",
             secret=self._secret,
             version=tashi.__version__,
+            peer_secret=peer_secret(state),  # so it may witness others, and have witnesses
         )
         capacity = (options.memory, options.cores)
         reporter = Reporter(
@@ -310,8 +313,16 @@ class Fleet:
         self._servers.append((server, task))
 
     async def _register(self, host: HollowHost, gate: asyncio.Semaphore) -> int:
+        """Register ``host``; a failure is tried again a period later, as ``tashi-nm``'s
+        heartbeat loop does, up to ``REGISTER_TRIES`` times in all."""
         async with gate:
             await self._share_login(host.client)
+            for _try in range(REGISTER_TRIES - 1):
+                try:
+                    return int(await host.reporter.register())
+                except TashiError as exc:
+                    self._window.errors[f"register: {_kind(exc)}"] += 1
+                await asyncio.sleep(self.options.period)
             return int(await host.reporter.register())
 
     async def _share_login(self, client: ClusterManagerClient) -> None:

@@ -51,6 +51,7 @@ FILL_CONCURRENCY = 8
 FILL_TRIES = 3
 FILL_MIN_SECONDS = 120.0  # a step's fill gives up on the hosts not begun by then ...
 FILL_SECONDS_PER_HOST = 0.5  # ... or by this much a host, whichever is longer
+CALL_TIMEOUT = 60.0  # seconds any one call of the benchmark may take
 BEHIND = 0.5  # a store stops after a step whose answered heartbeats fell below this share
 NODE_USER, FILL_USER = "hollow", "filler"
 GROW_TIMEOUT_PER_HOST = 2.0  # seconds a registration may take before the step is given up
@@ -112,9 +113,14 @@ class Setup:
 
 
 def run_store(
-    kind: str, plan: Plan, workspace: Workspace, say: Callable[[str], None]
+    kind: str,
+    plan: Plan,
+    workspace: Workspace,
+    say: Callable[[str], None],
+    steps: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Every step on one store; the per-step results."""
+    """Every step on one store; the per-step results, each also appended to ``steps`` as soon
+    as it is measured (what a failure or Ctrl-C leaves is still reported)."""
     with contextlib.ExitStack() as stack:
         directory = workspace.subdir(f"scale-{kind}")
         db, db_pid, sessions = _database(kind, workspace, stack)
@@ -122,10 +128,10 @@ def run_store(
         say(f"[{kind}] starting tashi-cm")
         cm = start_cm(directory, db, max_batch=FILL_MEMBERS)
         stack.callback(cm.stop)
-        admin = stack.enter_context(TashiClient(cm.base_url, token=cm.token, timeout=120.0))
+        admin = stack.enter_context(TashiClient(cm.base_url, token=cm.token, timeout=CALL_TIMEOUT))
         setup = _prepare(kind, cm, admin, directory, plan, db_pid, sessions, stack)
         say(f"[{kind}] tashi-cm pid {cm.pid}, hollow hosts pid {setup.hollow.pid}")
-        steps = []
+        steps = [] if steps is None else steps
         for target in plan.steps:
             steps.append(_step(setup, plan, target, say))
             beats = steps[-1]["heartbeats"]
