@@ -213,6 +213,7 @@ class Fleet:
         self._beats: list[asyncio.Task[None]] = []
         self._supervisor = Supervisor()
         self._window = Window()
+        self.fenced_total = 0  # VMs stopped by a lease that ran out, since the start
         self._token: str | None = None
         self._login_lock = asyncio.Lock()
         self._clock = SystemClock()
@@ -364,7 +365,9 @@ class Fleet:
 
     async def _fence_pass(self) -> None:
         for host in self.hosts:
-            self._window.fenced += await host.reporter.fence_if_expired()
+            stopped = await host.reporter.fence_if_expired()
+            self._window.fenced += stopped
+            self.fenced_total += stopped
 
     async def _lag_probe(self) -> None:
         while True:
@@ -397,6 +400,7 @@ class Fleet:
             "longest_gap": max(gaps, default=0.0),
             "late_hosts": late,
             "fenced": w.fenced,
+            "fenced_total": self.fenced_total,
             "loop_lag": _percentiles(w.lags),
         }
 

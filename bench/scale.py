@@ -353,6 +353,7 @@ def _figures(
         "hosts_seen_down": len(calls.down_hosts),
         "hosts_down_at_end": down_now,
         "vms_fenced": int(beats["fenced"]),
+        "vms_fenced_since_start": int(beats.get("fenced_total", 0)),
         "cm": {
             "cores": (after.cm_cpu - before.cm_cpu) / wall,
             "cores_heartbeats_alone": cm_cpu / (quiet.at - before.at),

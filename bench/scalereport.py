@@ -53,6 +53,12 @@ def _ratio(value: float, base: float) -> str:
     return f" ({value / base:.1f}x)"
 
 
+def _fenced(step: dict[str, Any]) -> str:
+    """VMs fenced in the window, and since the start when more (older runs: the window's)."""
+    total = step.get("vms_fenced_since_start", step["vms_fenced"])
+    return str(step["vms_fenced"]) + (f" ({total} in all)" if total > step["vms_fenced"] else "")
+
+
 def beat_rows(stores: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for store in stores:
@@ -69,7 +75,7 @@ def beat_rows(stores: list[dict[str, Any]]) -> list[list[str]]:
                     + (f" ({hb['failed']} failed)" if hb["failed"] else ""),
                     _pair(hb["latency"]),
                     f"{hb['longest_gap']:.1f}" if s["hosts"] else "-",
-                    f"{hb['late_hosts']} / {s['hosts_seen_down']} / {s['vms_fenced']}",
+                    f"{hb['late_hosts']} / {s['hosts_seen_down']} / {_fenced(s)}",
                     f"{cm['cores']:.2f}",
                     f"{per_hb:.1f}" if per_hb is not None else "-",
                     f"{cm['rss_mb']:.0f}",
