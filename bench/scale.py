@@ -338,7 +338,7 @@ def _figures(
     answered = int(alone["answered"])
     connections = None
     if before.sessions is not None and after.sessions is not None:
-        connections = (after.sessions - before.sessions - 1) / wall  # minus our own query's
+        connections = max(0, after.sessions - before.sessions - 1) / wall  # less our query
     return {
         "hosts": target,
         "vms": int(beats["vms"]),
