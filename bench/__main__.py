@@ -1,5 +1,5 @@
-"""``python -m bench [all|control|nodes|scheduling|e2eboot|boot100|faults|outage|longmem|ec2]``
-(``make bench`` = all): run the benchmark suites and print their tables.
+"""``python -m bench [all|control|nodes|scheduling|scale|e2eboot|boot100|faults|outage|longmem|
+ec2]`` (``make bench`` = all): run the benchmark suites and print their tables.
 
 ``control`` measures the cluster manager's HTTP API on SQLite and PostgreSQL (``runner.py``);
 ``nodes`` measures Tashi on real QEMU — boot, live migration, node-manager memory — against bare
@@ -15,7 +15,11 @@ virtual cluster down for ``--minutes`` (10) while its VMs run and a group of 20 
 cluster, the first 50 on real QEMU, and follows the resident memory of the node manager, the
 cluster manager and the scheduler (``longmem.py``, ``--rounds``). ``ec2`` (root, not part of
 ``all``) times ``RunInstances`` to a running guest against ``createVm`` on a virtual cluster,
-and ``DescribeInstances`` of 1,000 instances against ``getInstances`` (``ec2.py``). ``--quick``
+and ``DescribeInstances`` of 1,000 instances against ``getInstances`` (``ec2.py``). ``scale``
+(not part of ``all``) grows one cluster manager to thousands of hollow hosts, the node manager's
+own code over the fake VMM driver, in one process, and times heartbeats and single calls at each
+step (``scale.py``; ``--store``, ``--max-hosts``, ``--steps``, ``--vms-per-host``, ``--period``;
+docs/scaling.md). ``--quick``
 is a short smoke run of any suite; ``--only`` limits the control suite to one store. Each suite
 prints its table and writes its JSON under ``bench/results/``.
 The exit status is 1 if a floor or goal of the issues failed or something could not be measured,
@@ -28,9 +32,10 @@ import argparse
 import sys
 import traceback
 from dataclasses import asdict
+from typing import Any
 
 from bench import nodereport, nodes, report, runner, scheduling
-from bench.cluster import Workspace, sigterm_as_interrupt
+from bench.cluster import BenchError, Workspace, sigterm_as_interrupt
 from bench.cpu import calibrate
 from bench.report import StoreResults
 
@@ -39,6 +44,7 @@ SUITES = (
     "control",
     "nodes",
     "scheduling",
+    "scale",
     "e2eboot",
     "boot100",
     "faults",
@@ -74,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="outage: stop the cluster manager's database (PostgreSQL) instead of it",
     )
+    scale = parser.add_argument_group("scale")
+    scale.add_argument(
+        "--store", choices=("sqlite", "postgres", "both"), default="both", help="scale: (both)"
+    )
+    scale.add_argument("--max-hosts", type=int, help="scale: the largest step (2000)")
+    scale.add_argument(
+        "--steps",
+        help="scale: hosts after each step, from 0, e.g. 0,250,500 (overrides --max-hosts)",
+    )
+    scale.add_argument("--vms-per-host", type=int, help="scale: VMs on each host (15)")
+    scale.add_argument("--period", type=float, help="scale: seconds between heartbeats (10)")
     return parser
 
 
@@ -92,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.suite == "all":
                     print()
                 status |= _scheduling(args)
+            if args.suite == "scale":
+                status |= _scale(args)
             if args.suite in ("e2eboot", "boot100", "faults", "outage", "longmem", "ec2"):
                 status |= _virtual(args)
     except KeyboardInterrupt:
@@ -201,6 +220,50 @@ def _scheduling(args: argparse.Namespace) -> int:
     )
     print(f"measured: tashi {report.source()}")
     return 1 if scheduling.missed(results) else 0
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from bench import scale, scalereport
+
+    try:
+        steps = tuple(int(s) for s in args.steps.split(",")) if args.steps else None
+        plan = scale.plan_for(
+            quick=args.quick,
+            stores=scale.STORES if args.store == "both" else (args.store,),
+            max_hosts=args.max_hosts,
+            steps=steps,
+            vms_per_host=args.vms_per_host,
+            period=args.period,
+        )
+    except (ValueError, BenchError) as exc:
+        runner.say(f"scale: {exc}")
+        return 2
+    workspace = Workspace()
+    done: list[dict[str, Any]] = []
+    failed: list[str] = []
+    try:
+        for kind in plan.stores:
+            done.append({"store": kind, "steps": []})
+            try:
+                done[-1] = scale.run_store(kind, plan, workspace, runner.say, done[-1]["steps"])
+            # A supervision boundary: one store's failure is reported, the other still runs.
+            except Exception:  # noqa: BLE001
+                runner.say(f"[{kind}] FAILED:\n{traceback.format_exc()}")
+                failed.append(kind)
+    except KeyboardInterrupt:
+        failed.append("interrupted")
+    finally:
+        _finish(workspace, args.keep)
+    done = [store for store in done if store["steps"]]  # the steps measured are reported
+    scalereport.print_tables(done)
+    from bench.e2eboot import save
+
+    path = save("scale", {"options": scale.options(plan), "stores": done, "failed": failed})
+    plot = scalereport.plot_svg(done, path.with_suffix(".svg"))
+    print(f"\nmeasured: tashi {report.source()}; results: {path}, plot: {plot}")
+    for kind in failed:
+        print(f"{kind}: not measured in full (see the error above)")
+    return 130 if "interrupted" in failed else 1 if failed else 0
 
 
 def _virtual(args: argparse.Namespace) -> int:
