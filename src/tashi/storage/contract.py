@@ -37,7 +37,7 @@ Rules every implementation keeps (the contract tests check each):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,11 +153,14 @@ class InstanceRepository(Protocol):
     def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
         """Delete the instance if it is still in ``expected`` (``StateConflict``/``NotFound``)."""
 
-    def usage_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, Usage]:
-        """For each host, how many instances in ``states`` it has and their memory and cores,
-        summed by the store in one grouped query (what getSlots and the scheduler's snapshot
-        subtract from a host's capacity). Instances without a host, and hosts with no such
-        instance, are left out; keys come in host id order."""
+    def usage_by_host(
+        self, states: Sequence[InstanceState], host_ids: Collection[HostId] | None = None
+    ) -> dict[HostId, Usage]:
+        """For each host (of ``host_ids`` when given: a page of hosts), how many instances in
+        ``states`` it has and their memory and cores, summed by the store in one grouped query
+        (what getSlots and the scheduler's snapshot subtract from a host's capacity). Instances
+        without a host, and hosts with no such instance, are left out; keys come in host id
+        order."""
 
     def usage_on_host(self, host_id: HostId, states: Sequence[InstanceState]) -> Usage:
         """``usage_by_host`` for one host: how many of its instances are in ``states`` and
@@ -180,7 +183,16 @@ class HostRepository(Protocol):
         (activateVm's claim). PostgreSQL and MariaDB take a row lock (``SELECT … FOR
         UPDATE``); SQLite's write transactions, and the memory fake's, are serialised anyway."""
 
-    def list(self) -> list[Host]: ...
+    def list(
+        self,
+        *,
+        ids: Collection[HostId] | None = None,
+        after_id: HostId | None = None,
+        limit: int | None = None,
+    ) -> list[Host]:
+        """The hosts in id order: those of ``ids`` when given, only ids greater than
+        ``after_id`` (keyset paging, as ``InstanceFilter``), at most ``limit`` of them
+        (``limit`` >= 0, else ``InvalidInput``). No argument: every host."""
 
     def set_state(self, host_id: HostId, expected: HostState, new: HostState) -> Host:
         """Compare-and-swap of the administrative state."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -211,9 +211,13 @@ class _Instances:
             key=lambda pair: (pair[0], pair[1].id),
         )  # fmt: skip
 
-    def usage_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, Usage]:
+    def usage_by_host(
+        self, states: Sequence[InstanceState], host_ids: Collection[HostId] | None = None
+    ) -> dict[HostId, Usage]:
         usage: dict[HostId, Usage] = {}
         for host_id, inst in self._on_hosts(states):
+            if host_ids is not None and host_id not in host_ids:
+                continue
             u = usage.get(host_id, Usage())
             usage[host_id] = Usage(u.instances + 1, u.memory + inst.memory, u.cores + inst.cores)
         return usage
@@ -252,8 +256,19 @@ class _Hosts:
                 return host
         raise NotFound(f"no host is named {name!r}")
 
-    def list(self) -> list[Host]:
-        return sorted(self._t.hosts.values(), key=lambda h: h.id)
+    def list(
+        self,
+        *,
+        ids: Collection[HostId] | None = None,
+        after_id: HostId | None = None,
+        limit: int | None = None,
+    ) -> list[Host]:
+        found = [
+            h
+            for h in sorted(self._t.hosts.values(), key=lambda h: h.id)
+            if (ids is None or h.id in ids) and (after_id is None or h.id > after_id)
+        ]
+        return found if limit is None else found[: check_limit(limit)]
 
     def lock(self, host_id: HostId) -> Host:
         """Transactions are serialised by the store's lock already."""

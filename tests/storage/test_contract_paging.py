@@ -1,0 +1,81 @@
+"""The store contract, continued: keyset paging of the lists that the REST API pages.
+
+Part of the one contract suite (memory, SQLite, PostgreSQL, MariaDB). Every paged list takes
+``after_id`` (only ids greater) and ``limit`` (at most so many; negative is ``InvalidInput``),
+in id order, as ``InstanceFilter`` does; walking the pages yields the whole list exactly once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tashi.domain.errors import InvalidInput
+from tashi.domain.ids import HostId
+from tashi.domain.models import Usage
+from tashi.domain.states import InstanceState
+from tashi.storage.contract import InstanceChanges, Store
+from tests.storage.test_contract import T0, add, seed, spec
+
+
+def _hosts(store: Store, n: int) -> list[HostId]:
+    with store.transaction() as tx:
+        return [
+            tx.hosts.add(f"node{i}", memory=1024, cores=2, version="1", now=T0).id for i in range(n)
+        ]
+
+
+def test_hosts_page_by_id_after_a_marker(store: Store) -> None:
+    ids = _hosts(store, 5)
+    with store.transaction(write=False) as tx:
+        first = tx.hosts.list(limit=2)
+        second = tx.hosts.list(after_id=first[-1].id, limit=2)
+        third = tx.hosts.list(after_id=second[-1].id, limit=2)
+        past = tx.hosts.list(after_id=third[-1].id, limit=2)
+        everything = tx.hosts.list()
+    assert [h.id for h in first + second + third] == ids
+    assert len(third) == 1 and past == []
+    assert everything == first + second + third
+    with store.transaction(write=False) as tx:
+        assert tx.hosts.list(limit=0) == []
+        assert [h.id for h in tx.hosts.list(after_id=ids[2])] == ids[3:]
+
+
+def test_hosts_listed_by_id_keep_their_reservations(store: Store) -> None:
+    alice = seed(store)
+    ids = _hosts(store, 4)
+    with store.transaction() as tx:
+        tx.hosts.add_reservation(ids[2], alice)
+    with store.transaction(write=False) as tx:
+        chosen = tx.hosts.list(ids={ids[3], ids[2], HostId(999_999)})
+        none = tx.hosts.list(ids=[])
+        paged = tx.hosts.list(ids=ids, after_id=ids[0], limit=1)
+    assert [h.id for h in chosen] == [ids[2], ids[3]]
+    assert chosen[0].reserved == (alice,)
+    assert none == []
+    assert [h.id for h in paged] == [ids[1]]
+
+
+def test_a_negative_host_limit_is_invalid_input(store: Store) -> None:
+    _hosts(store, 1)
+    with store.transaction(write=False) as tx, pytest.raises(InvalidInput):
+        tx.hosts.list(limit=-1)
+
+
+def test_usage_by_host_can_be_asked_for_a_page_of_hosts(store: Store) -> None:
+    alice = seed(store)
+    a, b = _hosts(store, 2)
+    for host in (a, b, b):
+        inst = add(store, alice, spec(f"vm{host}"))
+        with store.transaction() as tx:
+            tx.instances.transition(
+                inst.id,
+                InstanceState.Pending,
+                InstanceState.Running,
+                now=T0,
+                changes=InstanceChanges(host_id=host),
+            )
+    with store.transaction(write=False) as tx:
+        page = tx.instances.usage_by_host([InstanceState.Running], host_ids=[b])
+        whole = tx.instances.usage_by_host([InstanceState.Running])
+    assert page == {b: Usage(2, 512, 2)}
+    assert whole == {a: Usage(1, 256, 1), b: Usage(2, 512, 2)}
