@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TypedDict, Unpack
+from typing import TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -66,8 +66,35 @@ from tashi.domain.errors import InvalidInput, Unavailable
 
 IMAGE_OPS = ("copy", "clone", "rebase")
 
-#: how many instances ``all_instances`` reads per request
+#: how many items ``all_instances``, ``all_hosts``, … read per request (read at each call, so a
+#: test may make it small)
 PAGE = 5000
+
+_Item = TypeVar("_Item")
+
+
+async def every_page(
+    fetch: Callable[[int | None, int], Awaitable[list[_Item]]], marker: Callable[[_Item], int]
+) -> list[_Item]:
+    """Every item of a paged list: ``fetch(after, limit)`` is one page of a list endpoint (its
+    ``after`` and ``limit`` parameters), called with the ``marker`` (the id) of the last item
+    of the page before until a page comes back short."""
+    out: list[_Item] = []
+    after: int | None = None
+    size = PAGE
+    while True:
+        page = await fetch(after, size)
+        out.extend(page)
+        if len(page) < size:
+            return out
+        after = marker(page[-1])
+
+
+def _paging(after: int | None, limit: int | None) -> dict[str, str]:
+    """The query parameters of one page (none: the whole list)."""
+    given = {"after": after, "limit": limit}
+    return {k: str(v) for k, v in given.items() if v is not None}
+
 
 # activateGroup answers once every member's VM has started, so its wait grows with the group:
 # a group of 100 on ten busy virtual hosts took longer than one activation's 30 s, the scheduler
@@ -160,16 +187,16 @@ class ApiClient:
         params = {k: str(v) for k, v in filters.items() if v is not None}
         return decode_list(InstanceOut, await self._c.call("GET", paths.INSTANCES, params=params))
 
-    async def all_instances(self) -> list[InstanceOut]:
-        """Every instance the caller may see, read in pages of ``PAGE`` by id."""
-        out: list[InstanceOut] = []
-        after = 0
-        while True:
-            page = await self.get_instances(after=after, limit=PAGE)
-            out.extend(page)
-            if len(page) < PAGE:
-                return out
-            after = page[-1].id
+    async def all_instances(self, **filters: Unpack[InstanceFilters]) -> list[InstanceOut]:
+        """Every instance the caller may see (that matches ``filters``), read in pages of
+        ``PAGE`` by id."""
+
+        async def page(after: int | None, limit: int) -> list[InstanceOut]:
+            chosen = filters.copy()
+            chosen["after"], chosen["limit"] = after, limit
+            return await self.get_instances(**chosen)
+
+        return await every_page(page, lambda i: i.id)
 
     async def get_instance(self, ref: str | int) -> InstanceOut:
         path = paths.INSTANCE.format(ref=_ref(ref))
@@ -283,8 +310,14 @@ class ApiClient:
 
     # --- hosts ------------------------------------------------------------------------------
 
-    async def get_hosts(self) -> list[HostOut]:
-        return decode_list(HostOut, await self._c.call("GET", paths.HOSTS))
+    async def get_hosts(self, after: int | None = None, limit: int | None = None) -> list[HostOut]:
+        """``getHosts``: the hosts in id order; ``after``/``limit`` give one page of them."""
+        params = _paging(after, limit)
+        return decode_list(HostOut, await self._c.call("GET", paths.HOSTS, params=params))
+
+    async def all_hosts(self) -> list[HostOut]:
+        """Every host, read in pages of ``PAGE`` by id."""
+        return await every_page(self.get_hosts, lambda h: h.id)
 
     async def get_host(self, ref: str | int) -> HostOut:
         return decode(HostOut, await self._c.call("GET", paths.HOST.format(ref=_ref(ref))))

@@ -106,6 +106,10 @@ class TashiClient:
         ``after``/``limit`` page through the list in id order."""
         return run(self.api.get_instances(**filters))
 
+    def all_instances(self, **filters: Unpack[InstanceFilters]) -> list[InstanceOut]:
+        """Every instance ``get_instances`` would give, read page by page."""
+        return run(self.api.all_instances(**filters))
+
     def get_instance(self, ref: str | int) -> InstanceOut:
         return run(self.api.get_instance(ref))
 
@@ -175,8 +179,13 @@ class TashiClient:
 
     # --- hosts ------------------------------------------------------------------------------
 
-    def get_hosts(self) -> list[HostOut]:
-        return run(self.api.get_hosts())
+    def get_hosts(self, after: int | None = None, limit: int | None = None) -> list[HostOut]:
+        """``getHosts``: the hosts in id order; ``after``/``limit`` give one page of them."""
+        return run(self.api.get_hosts(after, limit))
+
+    def all_hosts(self) -> list[HostOut]:
+        """Every host, read page by page."""
+        return run(self.api.all_hosts())
 
     def get_host(self, ref: str | int) -> HostOut:
         return run(self.api.get_host(ref))
