@@ -9,6 +9,8 @@ import pytest
 
 from tests.api.conftest import Api
 
+DISK = [{"uri": "base.qcow2"}]
+
 
 def ids(api: Api, url: str, key: str = "id", **params: Any) -> list[Any]:
     reply = api.call("GET", url, api.admin, params=params)
@@ -28,7 +30,7 @@ def pages(api: Api, url: str, key: str, every: list[Any]) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"limit": 0}, {"limit": -1}, {"limit": "x"}, {"after": -1}])
-@pytest.mark.parametrize("url", ["/v1/hosts", "/v1/instances"])
+@pytest.mark.parametrize("url", ["/v1/hosts", "/v1/instances", "/v1/users", "/v1/networks"])
 def test_a_bad_marker_or_limit_is_400_in_the_api_format(
     api: Api, url: str, bad: dict[str, Any]
 ) -> None:
@@ -44,3 +46,46 @@ def test_get_hosts_pages(api: Api) -> None:
     every = ids(api, "/v1/hosts")
     assert len(every) == 5 and every == sorted(every)
     pages(api, "/v1/hosts", "id", every)
+
+
+def test_get_users_pages_and_a_user_sees_only_themselves(api: Api) -> None:
+    alice = api.user("alice")
+    for name in ("bob", "carol", "dave"):
+        api.user(name)
+    every = ids(api, "/v1/users")
+    assert len(every) == 5  # with the admin
+    pages(api, "/v1/users", "id", every)
+    mine = api.call("GET", "/v1/users", alice).json()
+    assert [u["name"] for u in mine] == ["alice"]
+    past = api.call("GET", "/v1/users", alice, params={"after": mine[0]["id"]}).json()
+    assert past == []
+
+
+def test_get_networks_pages(api: Api) -> None:
+    for n in (2, 3, 4):
+        body = {"id": n, "name": f"net{n}"}
+        assert api.call("POST", "/v1/networks", api.admin, json=body).status_code == 201
+    assert ids(api, "/v1/networks") == [1, 2, 3, 4]
+    pages(api, "/v1/networks", "id", [1, 2, 3, 4])
+
+
+def test_instance_history_pages_after_an_event_id(api: Api) -> None:
+    made = api.call("POST", "/v1/instances", api.admin, json={"name": "vm", "disks": DISK})
+    assert made.status_code == 201, made.text
+    iid = made.json()["id"]
+
+    def note(tx):  # type: ignore[no-untyped-def]
+        for n in range(4):
+            tx.events.add(iid, "note", f"n{n}", now=api.service.instances._clock.now())
+
+    api.http.portal.call(api.service.db.write, note)  # type: ignore[union-attr]
+    url = f"/v1/instances/{iid}/history"
+    every = ids(api, url)
+    assert len(every) >= 4 and every == sorted(every)
+    first = ids(api, url, limit=2, after=0)  # from the start
+    assert first == every[:2]
+    assert ids(api, url, limit=2, after=first[-1]) == every[2:4]
+    assert ids(api, url, after=every[-1]) == []
+    assert ids(api, url, limit=2) == every[-2:]  # without a marker: the newest
+    reply = api.call("GET", url, api.admin, params={"after": -1})
+    assert reply.status_code == 400 and reply.json()["error"]["message"].startswith("after: ")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from tashi.domain.errors import InvalidInput
-from tashi.domain.ids import HostId
-from tashi.domain.models import Usage
+from tashi.domain.ids import HostId, InstanceId, NetworkId
+from tashi.domain.models import Network, Role, Usage
 from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceChanges, Store
 from tests.storage.test_contract import T0, add, seed, spec
@@ -79,3 +79,47 @@ def test_usage_by_host_can_be_asked_for_a_page_of_hosts(store: Store) -> None:
         whole = tx.instances.usage_by_host([InstanceState.Running])
     assert page == {b: Usage(2, 512, 2)}
     assert whole == {a: Usage(1, 256, 1), b: Usage(2, 512, 2)}
+
+
+def test_users_and_networks_page_by_id(store: Store) -> None:
+    seed(store)  # alice and the networks 10 and 20
+    with store.transaction() as tx:
+        for n in range(3):
+            tx.users.add(f"user{n}", role=Role.user, priority=0, password_hash="h", now=T0)
+        tx.networks.add(NetworkId(30), "net30")
+    with store.transaction(write=False) as tx:
+        users = tx.users.list()
+        first = tx.users.list(limit=2)
+        rest = tx.users.list(after_id=first[-1].id)
+        nets = tx.networks.list(limit=2)
+        more = tx.networks.list(after_id=nets[-1].id, limit=2)
+        with pytest.raises(InvalidInput):
+            tx.users.list(limit=-1)
+        with pytest.raises(InvalidInput):
+            tx.networks.list(limit=-1)
+    assert [u.name for u in users] == ["alice", "user0", "user1", "user2"]
+    assert first + rest == users and len(first) == 2
+    assert tx_ids(nets + more) == [10, 20, 30]
+    assert tx_ids(more) == [30]
+
+
+def tx_ids(rows: list[Network]) -> list[int]:
+    return [r.id for r in rows]
+
+
+def test_history_pages_from_the_start_after_an_event_id(store: Store) -> None:
+    iid = InstanceId(7)
+    with store.transaction() as tx:
+        ids = [tx.events.add(iid, "step", f"m{n}", now=T0).id for n in range(5)]
+        tx.events.add(InstanceId(8), "other", "not this one", now=T0)
+    with store.transaction(write=False) as tx:
+        newest = tx.events.list(iid, limit=2)
+        first = tx.events.list(iid, limit=2, after_id=0)
+        second = tx.events.list(iid, limit=2, after_id=first[-1].id)
+        last = tx.events.list(iid, limit=2, after_id=second[-1].id)
+        past = tx.events.list(iid, limit=2, after_id=ids[-1])
+        with pytest.raises(InvalidInput):
+            tx.events.list(iid, limit=-1, after_id=0)
+    assert [e.id for e in newest] == ids[3:]
+    assert [e.id for e in first + second + last] == ids
+    assert [e.message for e in last] == ["m4"] and past == []

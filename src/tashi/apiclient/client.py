@@ -229,12 +229,21 @@ class ApiClient:
         return decode(BatchResultOut, await self._c.call("POST", paths.SHUTDOWN_MANY, body=body))
 
     async def get_instance_history(
-        self, ref: str | int, limit: int = 100
+        self, ref: str | int, limit: int = 100, after: int | None = None
     ) -> list[InstanceEventOut]:
-        """What happened to an instance, oldest first (admins: also a removed one, by id)."""
+        """What happened to an instance, oldest first (admins: also a removed one, by id): its
+        newest ``limit`` events, or with ``after`` the ``limit`` that follow that event id."""
         path = paths.INSTANCE_HISTORY.format(ref=_ref(ref))
-        reply = await self._c.call("GET", path, params={"limit": str(limit)})
+        reply = await self._c.call("GET", path, params=_paging(after, limit))
         return decode_list(InstanceEventOut, reply)
+
+    async def all_instance_history(self, ref: str | int) -> list[InstanceEventOut]:
+        """Every event of an instance's history, oldest first, read in pages of ``PAGE``."""
+
+        async def page(after: int | None, limit: int) -> list[InstanceEventOut]:
+            return await self.get_instance_history(ref, limit, 0 if after is None else after)
+
+        return await every_page(page, lambda e: e.id)
 
     async def changes(self, after: int, timeout: float) -> ChangesOut:
         """The agents' change feed: answers once its version differs from ``after``, or after
@@ -358,8 +367,16 @@ class ApiClient:
 
     # --- networks, users, images ------------------------------------------------------------
 
-    async def get_networks(self) -> list[NetworkOut]:
-        return decode_list(NetworkOut, await self._c.call("GET", paths.NETWORKS))
+    async def get_networks(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[NetworkOut]:
+        """``getNetworks``: the networks in id order; ``after``/``limit`` give one page."""
+        params = _paging(after, limit)
+        return decode_list(NetworkOut, await self._c.call("GET", paths.NETWORKS, params=params))
+
+    async def all_networks(self) -> list[NetworkOut]:
+        """Every network, read in pages of ``PAGE`` by id."""
+        return await every_page(self.get_networks, lambda n: n.id)
 
     async def add_network(self, request: NetworkIn) -> NetworkOut:
         return decode(NetworkOut, await self._c.call("POST", paths.NETWORKS, body=request))
@@ -369,8 +386,15 @@ class ApiClient:
         path = paths.NETWORK.format(ref=_ref(ref))
         return decode(NetworkOut, await self._c.call("DELETE", path))
 
-    async def get_users(self) -> list[UserOut]:
-        return decode_list(UserOut, await self._c.call("GET", paths.USERS))
+    async def get_users(self, after: int | None = None, limit: int | None = None) -> list[UserOut]:
+        """``getUsers``: the users (a user: themselves) in id order; ``after``/``limit`` give
+        one page."""
+        params = _paging(after, limit)
+        return decode_list(UserOut, await self._c.call("GET", paths.USERS, params=params))
+
+    async def all_users(self) -> list[UserOut]:
+        """Every user the caller may see, read in pages of ``PAGE`` by id."""
+        return await every_page(self.get_users, lambda u: u.id)
 
     async def get_user(self, ref: str | int) -> UserOut:
         return decode(UserOut, await self._c.call("GET", paths.USER.format(ref=_ref(ref))))

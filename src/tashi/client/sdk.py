@@ -131,9 +131,16 @@ class TashiClient:
     def shutdown_many(self, basename: str) -> BatchResultOut:
         return run(self.api.shutdown_many(basename))
 
-    def get_instance_history(self, ref: str | int, limit: int = 100) -> list[InstanceEventOut]:
-        """What happened to an instance, oldest first (admins: also a removed one, by id)."""
-        return run(self.api.get_instance_history(ref, limit))
+    def get_instance_history(
+        self, ref: str | int, limit: int = 100, after: int | None = None
+    ) -> list[InstanceEventOut]:
+        """What happened to an instance, oldest first (admins: also a removed one, by id): its
+        newest ``limit`` events, or with ``after`` the ``limit`` that follow that event id."""
+        return run(self.api.get_instance_history(ref, limit, after))
+
+    def all_instance_history(self, ref: str | int) -> list[InstanceEventOut]:
+        """Every event of an instance's history, oldest first, read page by page."""
+        return run(self.api.all_instance_history(ref))
 
     def adapt_cpu_share(self, ref: str | int, share: int) -> InstanceOut:
         return run(self.api.adapt_cpu_share(ref, share))
@@ -219,8 +226,13 @@ class TashiClient:
 
     # --- networks, users, images ------------------------------------------------------------
 
-    def get_networks(self) -> list[NetworkOut]:
-        return run(self.api.get_networks())
+    def get_networks(self, after: int | None = None, limit: int | None = None) -> list[NetworkOut]:
+        """``getNetworks``: the networks in id order; ``after``/``limit`` give one page."""
+        return run(self.api.get_networks(after, limit))
+
+    def all_networks(self) -> list[NetworkOut]:
+        """Every network, read page by page."""
+        return run(self.api.all_networks())
 
     def add_network(self, request: NetworkIn) -> NetworkOut:
         return run(self.api.add_network(request))
@@ -229,8 +241,14 @@ class TashiClient:
         """Remove a network no instance uses; the network as it was."""
         return run(self.api.del_network(ref))
 
-    def get_users(self) -> list[UserOut]:
-        return run(self.api.get_users())
+    def get_users(self, after: int | None = None, limit: int | None = None) -> list[UserOut]:
+        """``getUsers``: the users (a user: themselves) in id order; ``after``/``limit`` give
+        one page."""
+        return run(self.api.get_users(after, limit))
+
+    def all_users(self) -> list[UserOut]:
+        """Every user the caller may see, read page by page."""
+        return run(self.api.all_users())
 
     def get_user(self, ref: str | int) -> UserOut:
         return run(self.api.get_user(ref))

@@ -263,7 +263,10 @@ class NetworkRepository(Protocol):
 
     def get(self, network_id: NetworkId) -> Network: ...
 
-    def list(self) -> list[Network]: ...
+    def list(self, *, after_id: NetworkId | None = None, limit: int | None = None) -> list[Network]:
+        """The networks in id order: only ids greater than ``after_id`` (keyset paging, as
+        ``InstanceFilter``), at most ``limit`` of them (>= 0, else ``InvalidInput``). No
+        argument: all of them."""
 
     def remove(self, network_id: NetworkId) -> None:
         """``InvalidState`` while a NIC is on it; ``NotFound`` if unknown."""
@@ -279,7 +282,10 @@ class UserRepository(Protocol):
 
     def get_by_name(self, name: str) -> User: ...
 
-    def list(self) -> list[User]: ...
+    def list(self, *, after_id: UserId | None = None, limit: int | None = None) -> list[User]:
+        """The users in id order: only ids greater than ``after_id`` (keyset paging, as
+        ``InstanceFilter``), at most ``limit`` of them (>= 0, else ``InvalidInput``). No
+        argument: all of them."""
 
     def password_hash(self, user_id: UserId) -> str:
         """The stored hash (never leaves the cluster manager)."""
@@ -423,10 +429,13 @@ class InstanceEventRepository(Protocol):
         (1 to ``EVENT_KIND_MAX`` characters, else ``InvalidInput``); a ``message`` longer than
         ``EVENT_MESSAGE_MAX`` characters is kept cut to that length, ending in "…"."""
 
-    def list(self, instance_id: InstanceId, *, limit: int = 100) -> list[InstanceEvent]:
+    def list(
+        self, instance_id: InstanceId, *, limit: int = 100, after_id: int | None = None
+    ) -> list[InstanceEvent]:
         """The instance's newest ``limit`` events (``limit`` >= 0, else ``InvalidInput``),
         oldest first: in the order they were added, which is id order (``at`` is the caller's
-        clock and may repeat)."""
+        clock and may repeat). With ``after_id`` (keyset paging from the start): its oldest
+        ``limit`` events whose id is greater than ``after_id``, oldest first."""
 
     def purge_before(self, when: datetime) -> int:
         """Delete every event whose ``at`` is earlier than ``when``; return how many."""

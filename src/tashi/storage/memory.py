@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from tashi.domain.errors import (
     AlreadyExists,
@@ -59,6 +59,21 @@ from tashi.storage.memtables import DICTS, Tables, aware
 from tashi.storage.memvolumes import MemorySnapshots, MemoryVolumes, check_user_removal
 
 _EVERYTHING = InstanceFilter()
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+_Row = TypeVar("_Row", bound=_HasId)
+
+
+def _page(rows: Iterable[_Row], after_id: int | None, limit: int | None) -> list[_Row]:
+    """``rows`` in id order, keyset-paged as the SQL store does: ids above ``after_id``, at
+    most ``limit`` (``check_limit``) of them."""
+    found = sorted((r for r in rows if after_id is None or r.id > after_id), key=lambda r: r.id)
+    return found if limit is None else found[: check_limit(limit)]
 
 
 def _matches(inst: Instance, where: InstanceFilter) -> bool:
@@ -263,12 +278,8 @@ class _Hosts:
         after_id: HostId | None = None,
         limit: int | None = None,
     ) -> list[Host]:
-        found = [
-            h
-            for h in sorted(self._t.hosts.values(), key=lambda h: h.id)
-            if (ids is None or h.id in ids) and (after_id is None or h.id > after_id)
-        ]
-        return found if limit is None else found[: check_limit(limit)]
+        chosen = self._t.hosts.values()
+        return _page([h for h in chosen if ids is None or h.id in ids], after_id, limit)
 
     def lock(self, host_id: HostId) -> Host:
         """Transactions are serialised by the store's lock already."""
@@ -367,8 +378,8 @@ class _Networks:
         except KeyError:
             raise NotFound(f"network {network_id} does not exist") from None
 
-    def list(self) -> list[Network]:
-        return sorted(self._t.networks.values(), key=lambda n: n.id)
+    def list(self, *, after_id: NetworkId | None = None, limit: int | None = None) -> list[Network]:
+        return _page(self._t.networks.values(), after_id, limit)
 
     def remove(self, network_id: NetworkId) -> None:
         self.get(network_id)
@@ -406,8 +417,8 @@ class _Users:
                 return user
         raise NotFound(f"no user is named {name!r}")
 
-    def list(self) -> list[User]:
-        return sorted(self._t.users.values(), key=lambda u: u.id)
+    def list(self, *, after_id: UserId | None = None, limit: int | None = None) -> list[User]:
+        return _page(self._t.users.values(), after_id, limit)
 
     def password_hash(self, user_id: UserId) -> str:
         self.get(user_id)
@@ -515,9 +526,13 @@ class _Events:
         self._t.events[instance_id] = (*self._t.events.get(instance_id, ()), event)
         return event
 
-    def list(self, instance_id: InstanceId, *, limit: int = 100) -> list[InstanceEvent]:
+    def list(
+        self, instance_id: InstanceId, *, limit: int = 100, after_id: int | None = None
+    ) -> list[InstanceEvent]:
         check_limit(limit)
         events = self._t.events.get(instance_id, ())
+        if after_id is not None:
+            return [e for e in events if e.id > after_id][:limit]
         return list(events[-limit:]) if limit else []
 
     def purge_before(self, when: datetime) -> int:

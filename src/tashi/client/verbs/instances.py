@@ -152,7 +152,7 @@ def _wire_nics(ctx: Context, nics: list[parsing.NicArg] | None) -> list[NicIn] |
         return None
     names: dict[str, int] = {}
     if any(isinstance(n.network, str) for n in nics):
-        names = {net.name: net.id for net in ctx.client.get_networks()}
+        names = {net.name: net.id for net in ctx.client.all_networks()}
     return parsing.nics_to_wire(nics, names)
 
 

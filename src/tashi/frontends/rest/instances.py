@@ -183,9 +183,12 @@ def router(service: ClusterService) -> APIRouter:
         responses=may_fail(REF, ROLE),
     )
     async def history(
-        caller: Caller, ref: str, limit: Annotated[int, Query(ge=1, le=10000)] = 100
+        caller: Caller,
+        ref: str,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+        after: After = None,
     ) -> JsonResponse:
-        events = await service.instances.history(caller, ref, limit)
+        events = await service.instances.history(caller, ref, limit, after)
         return JsonResponse(
             [
                 {

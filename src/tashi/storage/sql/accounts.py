@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, TashiError
 from tashi.domain.ids import UserId
 from tashi.domain.models import AccessKey, Principal, Role, User
-from tashi.storage.contract import ACCESS_KEY_MAX, SEALED_SECRET_MAX, bounded
+from tashi.storage.contract import ACCESS_KEY_MAX, SEALED_SECRET_MAX, bounded, check_limit
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import access_keys as t_keys
 from tashi.storage.sql.tables import instances as t_inst
@@ -56,8 +56,10 @@ class SqlUsers:
         uid = UserId(self._db.insert(sa.insert(t_users), row, explain=explain))
         return User(id=uid, name=name, role=role, priority=priority, created_at=now)
 
-    def _select(self, condition: sa.ColumnElement[bool]) -> list[User]:
+    def _select(self, condition: sa.ColumnElement[bool], limit: int | None = None) -> list[User]:
         query = sa.select(*_USER_COLUMNS).where(condition).order_by(t_users.c.id)
+        if limit is not None:
+            query = query.limit(check_limit(limit))
         return [_user(row) for row in self._db.execute(query)]
 
     def get(self, user_id: UserId) -> User:
@@ -72,8 +74,9 @@ class SqlUsers:
             raise NotFound(f"no user is named {name!r}")
         return found[0]
 
-    def list(self) -> list[User]:
-        return self._select(sa.true())
+    def list(self, *, after_id: UserId | None = None, limit: int | None = None) -> list[User]:
+        after = sa.true() if after_id is None else t_users.c.id > after_id
+        return self._select(after, limit)
 
     def password_hash(self, user_id: UserId) -> str:
         query = sa.select(t_users.c.password_hash).where(t_users.c.id == user_id)

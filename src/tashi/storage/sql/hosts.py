@@ -321,8 +321,12 @@ class SqlNetworks:
             raise NotFound(f"network {network_id} does not exist")
         return Network(id=row[0], name=row[1])
 
-    def list(self) -> list[Network]:
+    def list(self, *, after_id: NetworkId | None = None, limit: int | None = None) -> list[Network]:
         query = sa.select(t_nets.c.id, t_nets.c.name).order_by(t_nets.c.id)
+        if after_id is not None:
+            query = query.where(t_nets.c.id > after_id)
+        if limit is not None:
+            query = query.limit(check_limit(limit))
         return [Network(id=i, name=n) for i, n in self._db.execute(query)]
 
     def remove(self, network_id: NetworkId) -> None:
