@@ -11,10 +11,10 @@ import pytest
 
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId
-from tashi.domain.models import Network, Role, Usage
+from tashi.domain.models import Network, NicConfig, Role, Usage
 from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceChanges, Store
-from tests.storage.test_contract import T0, add, seed, spec
+from tests.storage.test_contract import NET, NET2, T0, add, seed, spec
 
 
 def _hosts(store: Store, n: int) -> list[HostId]:
@@ -123,3 +123,38 @@ def test_history_pages_from_the_start_after_an_event_id(store: Store) -> None:
     assert [e.id for e in newest] == ids[3:]
     assert [e.id for e in first + second + last] == ids
     assert [e.message for e in last] == ["m4"] and past == []
+
+
+def test_addresses_page_by_instance_never_splitting_one(store: Store) -> None:
+    owner = seed(store)
+    iids = [
+        add(
+            store,
+            owner,
+            spec(
+                f"vm{i}",
+                NicConfig(NET, f"52:54:00:00:20:{i:02x}"),
+                NicConfig(NET2, f"52:54:00:00:21:{i:02x}"),
+            ),
+        ).id
+        for i in range(3)
+    ]
+    with store.transaction() as tx:
+        for iid in iids:
+            tx.addresses.allocate(iid, 0, NET, "198.19.2.10", "198.19.2.20")
+            tx.addresses.allocate(iid, 1, NET2, "198.19.2.10", "198.19.2.20")
+    with store.transaction(write=False) as tx:
+        every = tx.addresses.list()
+        first = tx.addresses.list(instances=2)
+        rest = tx.addresses.list(after_instance=first[-1].instance_id, instances=2)
+        on_net2 = tx.addresses.list(network_id=NET2, instances=1)
+        with pytest.raises(InvalidInput):
+            tx.addresses.list(instances=-1)
+    assert [(a.instance_id, a.nic_index) for a in first] == [
+        (iids[0], 0),
+        (iids[0], 1),
+        (iids[1], 0),
+        (iids[1], 1),
+    ]
+    assert first + rest == every and len(every) == 6
+    assert [(a.instance_id, a.network_id) for a in on_net2] == [(iids[0], NET2)]

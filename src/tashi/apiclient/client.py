@@ -313,9 +313,18 @@ class ApiClient:
         reply = await self._c.call("POST", path, body=NicAddressIn(range=ip_range))
         return decode(NicAddressOut, reply)
 
-    async def get_addresses(self) -> list[AddressOut]:
-        """Every address the cluster manager has handed out (agents and admins)."""
-        return decode_list(AddressOut, await self._c.call("GET", paths.ADDRESSES))
+    async def get_addresses(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[AddressOut]:
+        """The addresses the cluster manager has handed out (agents and admins), by instance;
+        ``after``/``limit`` give a page by instance: the addresses of at most ``limit``
+        instances whose id is greater than ``after``."""
+        params = _paging(after, limit)
+        return decode_list(AddressOut, await self._c.call("GET", paths.ADDRESSES, params=params))
+
+    async def all_addresses(self) -> list[AddressOut]:
+        """Every address handed out, read in pages of ``PAGE`` instances."""
+        return await every_page(self.get_addresses, lambda a: a.instanceId)
 
     # --- hosts ------------------------------------------------------------------------------
 

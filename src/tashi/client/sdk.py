@@ -180,9 +180,14 @@ class TashiClient:
     def vmm_specific_call(self, ref: str | int, arg: str) -> MessageOut:
         return run(self.api.vmm_specific_call(ref, arg))
 
-    def get_addresses(self) -> list[AddressOut]:
-        """Every address the cluster manager has handed out (agents and admins)."""
-        return run(self.api.get_addresses())
+    def get_addresses(self, after: int | None = None, limit: int | None = None) -> list[AddressOut]:
+        """The addresses handed out (agents and admins); ``after``/``limit``: a page by
+        instance."""
+        return run(self.api.get_addresses(after, limit))
+
+    def all_addresses(self) -> list[AddressOut]:
+        """Every address handed out, read page by page."""
+        return run(self.api.all_addresses())
 
     # --- hosts ------------------------------------------------------------------------------
 

@@ -483,9 +483,17 @@ class AddressRepository(Protocol):
         """Release every address of the instance; return how many there were."""
 
     def list(
-        self, *, network_id: NetworkId | None = None, instance_id: InstanceId | None = None
+        self,
+        *,
+        network_id: NetworkId | None = None,
+        instance_id: InstanceId | None = None,
+        after_instance: InstanceId | None = None,
+        instances: int | None = None,
     ) -> list[Address]:
-        """Allocated addresses (all given filters match), by instance id then NIC index."""
+        """Allocated addresses (all given filters match), by instance id then NIC index.
+        Paged by instance, so that a page never splits an instance's NICs: only instances
+        with an id greater than ``after_instance``, the addresses of at most ``instances``
+        of them (>= 0, else ``InvalidInput``)."""
 
 
 class Transaction(Protocol):
