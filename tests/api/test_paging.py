@@ -30,7 +30,10 @@ def pages(api: Api, url: str, key: str, every: list[Any]) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"limit": 0}, {"limit": -1}, {"limit": "x"}, {"after": -1}])
-@pytest.mark.parametrize("url", ["/v1/hosts", "/v1/instances", "/v1/users", "/v1/networks"])
+@pytest.mark.parametrize(
+    "url",
+    ["/v1/hosts", "/v1/instances", "/v1/users", "/v1/networks", "/v1/images", "/v1/addresses"],
+)
 def test_a_bad_marker_or_limit_is_400_in_the_api_format(
     api: Api, url: str, bad: dict[str, Any]
 ) -> None:
@@ -89,3 +92,37 @@ def test_instance_history_pages_after_an_event_id(api: Api) -> None:
     assert ids(api, url, limit=2) == every[-2:]  # without a marker: the newest
     reply = api.call("GET", url, api.admin, params={"after": -1})
     assert reply.status_code == 400 and reply.json()["error"]["message"].startswith("after: ")
+
+
+def test_get_images_pages_by_place_in_name_order(api: Api) -> None:
+    images = api.settings.vfs.prefix / "images"  # as make_settings made it
+    for name in ("c.img", "d.img"):
+        (images / name).write_bytes(b"\0" * 512)
+    names = lambda **q: ids(api, "/v1/images", "imageName", **q)  # noqa: E731
+    assert names() == ["base.qcow2", "c.img", "d.img", "other.img"]
+    assert ids(api, "/v1/images") == [0, 1, 2, 3]
+    pages(api, "/v1/images", "id", [0, 1, 2, 3])
+    assert names(after=1, limit=1) == ["d.img"]
+
+
+def test_addresses_page_by_instance(api: Api) -> None:
+    made = []
+    for n in range(3):
+        body = {"name": f"vm{n}", "disks": DISK, "nics": [{"network": 1}, {"network": 1}]}
+        reply = api.call("POST", "/v1/instances", api.admin, json=body)
+        assert reply.status_code == 201, reply.text
+        made.append(reply.json()["id"])
+        for nic in (0, 1):
+            url = f"/v1/instances/{made[-1]}/nics/{nic}/address"
+            got = api.call("POST", url, api.admin, json={"range": "198.19.3.10-198.19.3.30"})
+            assert got.status_code == 200, got.text
+    every = [
+        (a["instanceId"], a["nicIndex"]) for a in api.call("GET", "/v1/addresses", api.admin).json()
+    ]
+    assert every == [(i, n) for i in made for n in (0, 1)]
+    first = ids(api, "/v1/addresses", "instanceId", limit=2)
+    assert first == [made[0], made[0], made[1], made[1]]
+    assert ids(api, "/v1/addresses", "instanceId", after=made[1]) == [made[2], made[2]]
+    assert ids(api, "/v1/addresses", "instanceId", after=made[2]) == []
+    reply = api.call("GET", "/v1/addresses", api.admin, params={"limit": 0})
+    assert reply.status_code == 400 and reply.json()["error"]["message"].startswith("limit: ")

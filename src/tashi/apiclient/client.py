@@ -431,8 +431,17 @@ class ApiClient:
         path = paths.ACCESS_KEY.format(key=_ref(key_id))
         return decode(AccessKeyOut, await self._c.call("DELETE", path))
 
-    async def get_images(self) -> list[ImageOut]:
-        return decode_list(ImageOut, await self._c.call("GET", paths.IMAGES))
+    async def get_images(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[ImageOut]:
+        """``getImages``: the images in name order, numbered; ``after``/``limit`` give one
+        page."""
+        params = _paging(after, limit)
+        return decode_list(ImageOut, await self._c.call("GET", paths.IMAGES, params=params))
+
+    async def all_images(self) -> list[ImageOut]:
+        """Every image, read in pages of ``PAGE``."""
+        return await every_page(self.get_images, lambda i: i.id)
 
     async def remove_image(self, name: str) -> ImageOut:
         """``removeImage`` (admin): the image as it was; its direct-boot files go too."""

@@ -274,8 +274,13 @@ class TashiClient:
     def delete_access_key(self, key_id: str) -> AccessKeyOut:
         return run(self.api.delete_access_key(key_id))
 
-    def get_images(self) -> list[ImageOut]:
-        return run(self.api.get_images())
+    def get_images(self, after: int | None = None, limit: int | None = None) -> list[ImageOut]:
+        """``getImages``: the images in name order, numbered; ``after``/``limit``: one page."""
+        return run(self.api.get_images(after, limit))
+
+    def all_images(self) -> list[ImageOut]:
+        """Every image, read page by page."""
+        return run(self.api.all_images())
 
     def remove_image(self, name: str) -> ImageOut:
         """``removeImage`` (admin): the image as it was; its direct-boot files go too."""

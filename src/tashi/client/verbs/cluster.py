@@ -56,7 +56,7 @@ def get_users(ctx: Context, args: Args) -> Output:
 
 
 def get_images(ctx: Context, args: Args) -> Output:
-    images = ctx.client.get_images()
+    images = listed(args, ctx.client.get_images, ctx.client.all_images)
     return table_output(IMAGE_TABLE, images, args, dump(images))
 
 
@@ -149,8 +149,15 @@ VERBS = (
         "cluster",
         "List the disk images of the image store.",
         get_images,
-        description="List the images createVm --disks can name, with their size on disk.",
-        examples=("tashi getImages", "tashi getImages --show-format --show-virtualSize"),
+        PAGE_OPTIONS,
+        description="List the images createVm --disks can name, with their size on disk."
+        " Every image is shown, read in pages; --limit and --after show one page (an image's"
+        " id is its place in name order).",
+        examples=(
+            "tashi getImages",
+            "tashi getImages --show-format --show-virtualSize",
+            "tashi getImages --limit 20 --after 19",
+        ),
         table=IMAGE_TABLE,
     ),
     Verb(
