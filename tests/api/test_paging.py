@@ -126,3 +126,23 @@ def test_addresses_page_by_instance(api: Api) -> None:
     assert ids(api, "/v1/addresses", "instanceId", after=made[2]) == []
     reply = api.call("GET", "/v1/addresses", api.admin, params={"limit": 0})
     assert reply.status_code == 400 and reply.json()["error"]["message"].startswith("limit: ")
+
+
+def test_access_keys_page_after_a_key_id(api: Api) -> None:
+    alice = api.user("alice")
+    made = [
+        api.call("POST", "/v1/accessKeys", alice, json={}).json()["accessKeyId"] for _ in range(4)
+    ]
+    listed = lambda **q: [  # noqa: E731
+        k["accessKeyId"] for k in api.call("GET", "/v1/accessKeys", alice, params=q).json()
+    ]
+    every = listed()
+    assert sorted(every) == sorted(made)
+    first = listed(limit=2)
+    assert first == every[:2]
+    assert listed(limit=2, after=first[-1]) == every[2:]
+    assert listed(after=every[-1]) == []
+    gone = api.call("GET", "/v1/accessKeys", alice, params={"after": "AKIANOSUCHKEY0000000"})
+    assert gone.status_code == 400 and "AKIANOSUCHKEY0000000" in gone.json()["error"]["message"]
+    bad = api.call("GET", "/v1/accessKeys", alice, params={"limit": 0})
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("limit: ")

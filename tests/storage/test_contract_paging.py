@@ -15,6 +15,7 @@ from tashi.domain.models import Network, NicConfig, Role, Usage
 from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceChanges, Store
 from tests.storage.test_contract import NET, NET2, T0, add, seed, spec
+from tests.storage.test_contract_access_keys import key
 
 
 def _hosts(store: Store, n: int) -> list[HostId]:
@@ -158,3 +159,24 @@ def test_addresses_page_by_instance_never_splitting_one(store: Store) -> None:
     ]
     assert first + rest == every and len(every) == 6
     assert [(a.instance_id, a.network_id) for a in on_net2] == [(iids[0], NET2)]
+
+
+def test_access_keys_page_oldest_first_after_a_key(store: Store) -> None:
+    alice = seed(store)
+    # two keys made in the same instant: the id breaks the tie
+    made = [key(n, alice, minutes=n // 2) for n in range(5)]
+    with store.transaction() as tx:
+        for k in reversed(made):
+            tx.access_keys.add(k, f"sealed-{k.id}")
+    with store.transaction(write=False) as tx:
+        every = tx.access_keys.list()
+        first = tx.access_keys.list(limit=2)
+        second = tx.access_keys.list(after_key=first[-1].id, limit=2)
+        last = tx.access_keys.list(alice, after_key=second[-1].id, limit=2)
+        past = tx.access_keys.list(after_key=made[-1].id)
+        with pytest.raises(InvalidInput):
+            tx.access_keys.list(after_key="AKIANOSUCHKEY0000000")
+        with pytest.raises(InvalidInput):
+            tx.access_keys.list(limit=-1)
+    assert every == made
+    assert first + second + last == made and len(last) == 1 and past == []

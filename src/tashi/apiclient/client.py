@@ -421,11 +421,27 @@ class ApiClient:
         body = AccessKeyIn(user=user)
         return decode(AccessKeyOut, await self._c.call("POST", paths.ACCESS_KEYS, body=body))
 
-    async def list_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
-        """Your access keys, or (admins) ``user``'s; ``"*"``: everyone's."""
-        params = None if user is None else {"user": user}
+    async def list_access_keys(
+        self, user: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[AccessKeyOut]:
+        """Your access keys, or (admins) ``user``'s; ``"*"``: everyone's; oldest first.
+        ``after`` (the key id of the last key of the page before) and ``limit``: one page."""
+        given = {"user": user, "after": after, "limit": limit}
+        params = {k: str(v) for k, v in given.items() if v is not None}
         reply = await self._c.call("GET", paths.ACCESS_KEYS, params=params)
         return decode_list(AccessKeyOut, reply)
+
+    async def all_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
+        """Every key ``list_access_keys`` would give, read in pages of ``PAGE``."""
+        out: list[AccessKeyOut] = []
+        after: str | None = None
+        size = PAGE
+        while True:
+            page = await self.list_access_keys(user, after, size)
+            out.extend(page)
+            if len(page) < size:
+                return out
+            after = page[-1].accessKeyId
 
     async def delete_access_key(self, key_id: str) -> AccessKeyOut:
         path = paths.ACCESS_KEY.format(key=_ref(key_id))

@@ -268,8 +268,15 @@ class TashiClient:
     def create_access_key(self, user: str | None = None) -> AccessKeyOut:
         return run(self.api.create_access_key(user))
 
-    def list_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
-        return run(self.api.list_access_keys(user))
+    def list_access_keys(
+        self, user: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[AccessKeyOut]:
+        """Your access keys, or (admins) ``user``'s, oldest first; ``after``/``limit``: a page."""
+        return run(self.api.list_access_keys(user, after, limit))
+
+    def all_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
+        """Every key ``list_access_keys`` would give, read page by page."""
+        return run(self.api.all_access_keys(user))
 
     def delete_access_key(self, key_id: str) -> AccessKeyOut:
         return run(self.api.delete_access_key(key_id))

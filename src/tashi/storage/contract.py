@@ -319,8 +319,17 @@ class AccessKeyRepository(Protocol):
     def get(self, key_id: str) -> tuple[AccessKey, str, Principal] | None:
         """The key, its sealed secret and its user as a principal; ``None`` if unknown."""
 
-    def list(self, user_id: UserId | None = None) -> list[AccessKey]:
-        """The keys (of ``user_id`` when given), oldest first."""
+    def list(
+        self,
+        user_id: UserId | None = None,
+        *,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[AccessKey]:
+        """The keys (of ``user_id`` when given), oldest first (by creation, then id). Keyset
+        paging: only the keys that come after the key ``after_key`` in that order
+        (``InvalidInput`` if no such key exists, e.g. deleted meanwhile), at most ``limit``
+        of them (>= 0, else ``InvalidInput``)."""
 
     def remove(self, key_id: str) -> None:
         """Raises ``NotFound`` for an unknown key."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from tashi.domain.errors import (
     AlreadyExists,
+    InvalidInput,
     InvalidState,
     NotFound,
     StateConflict,
@@ -502,10 +503,25 @@ class _AccessKeys:
         user = self._t.users[found[0].user_id]
         return found[0], found[1], Principal(user_id=user.id, name=user.name, role=user.role)
 
-    def list(self, user_id: UserId | None = None) -> list[AccessKey]:
+    def list(
+        self,
+        user_id: UserId | None = None,
+        *,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[AccessKey]:
         keys = [k for k, _ in self._t.access_keys.values()]
-        mine = [k for k in keys if user_id is None or k.user_id == user_id]
-        return sorted(mine, key=lambda k: (k.created_at, k.id))
+        mine = sorted(
+            (k for k in keys if user_id is None or k.user_id == user_id),
+            key=lambda k: (k.created_at, k.id),
+        )
+        if after_key is not None:
+            marker = self._t.access_keys.get(after_key)
+            if marker is None:
+                raise InvalidInput(f"no access key {after_key} to list after")
+            start = (marker[0].created_at, marker[0].id)
+            mine = [k for k in mine if (k.created_at, k.id) > start]
+        return mine if limit is None else mine[: check_limit(limit)]
 
     def remove(self, key_id: str) -> None:
         if self._t.access_keys.pop(key_id, None) is None:
