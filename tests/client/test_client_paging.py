@@ -34,7 +34,7 @@ def pages(
     monkeypatch.setenv("TASHI_CONFIG", str(filled.admin_config))
     monkeypatch.setattr(apiclient, "PAGE", 2)
     asked: list[tuple[str, dict[str, Any]]] = []
-    for verb in ("get_hosts", "get_instances"):
+    for verb in ("get_hosts", "get_instances", "get_networks", "list_access_keys"):
         real = getattr(ApiClient, verb)
 
         async def recorded(self: ApiClient, *a: Any, _real: Any = real, _v: str = verb, **k: Any):  # type: ignore[no-untyped-def]
@@ -80,3 +80,22 @@ def test_limit_and_after_show_one_page(cli: Cli, pages: list[tuple[str, dict[str
     assert names(rest.out) == HOSTS[2:]
     assert cli("getInstances", "--limit", "0").status == 2
     assert cli("getHosts", "--after", "-1").status == 2
+
+
+def test_the_other_lists_show_everything_across_pages(
+    cli: Cli, pages: list[tuple[str, dict[str, Any]]]
+) -> None:
+    for n in (2, 3, 4):
+        assert cli("addNetwork", "--id", str(n), "--name", f"lab{n}").status == 0
+    made = [cli("createAccessKey", "--json") for _ in range(3)]
+    keys = [json.loads(m.out)["accessKeyId"] for m in made]
+    networks = cli("getNetworks", "--json")
+    assert [n["id"] for n in json.loads(networks.out)] == [1, 2, 3, 4]
+    assert len([p for p in pages if p[0] == "get_networks"]) == 3  # 2 + 2 + 0
+    listed = cli("listAccessKeys", "--json")
+    assert sorted(k["accessKeyId"] for k in json.loads(listed.out)) == sorted(keys)
+    assert len([p for p in pages if p[0] == "list_access_keys"]) == 2  # 2 + 1
+    one = cli("listAccessKeys", "--limit", "1", "--json")
+    assert len(json.loads(one.out)) == 1
+    users = cli("getUsers", "--json")
+    assert "admin" in [u["name"] for u in json.loads(users.out)]

@@ -71,16 +71,18 @@ IMAGE_OPS = ("copy", "clone", "rebase")
 PAGE = 5000
 
 _Item = TypeVar("_Item")
+_Marker = TypeVar("_Marker", int, str)
 
 
 async def every_page(
-    fetch: Callable[[int | None, int], Awaitable[list[_Item]]], marker: Callable[[_Item], int]
+    fetch: Callable[[_Marker | None, int], Awaitable[list[_Item]]],
+    marker: Callable[[_Item], _Marker],
 ) -> list[_Item]:
     """Every item of a paged list: ``fetch(after, limit)`` is one page of a list endpoint (its
     ``after`` and ``limit`` parameters), called with the ``marker`` (the id) of the last item
     of the page before until a page comes back short."""
     out: list[_Item] = []
-    after: int | None = None
+    after: _Marker | None = None
     size = PAGE
     while True:
         page = await fetch(after, size)
@@ -433,15 +435,11 @@ class ApiClient:
 
     async def all_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
         """Every key ``list_access_keys`` would give, read in pages of ``PAGE``."""
-        out: list[AccessKeyOut] = []
-        after: str | None = None
-        size = PAGE
-        while True:
-            page = await self.list_access_keys(user, after, size)
-            out.extend(page)
-            if len(page) < size:
-                return out
-            after = page[-1].accessKeyId
+
+        async def page(after: str | None, limit: int) -> list[AccessKeyOut]:
+            return await self.list_access_keys(user, after, limit)
+
+        return await every_page(page, lambda k: k.accessKeyId)
 
     async def delete_access_key(self, key_id: str) -> AccessKeyOut:
         path = paths.ACCESS_KEY.format(key=_ref(key_id))
