@@ -63,6 +63,12 @@ BEYOND = 2**63  # one past what the store's integer columns keep
     [
         ("GET", f"{paths.INSTANCES}?after={BEYOND}", None, "after"),
         ("GET", f"{paths.INSTANCES}?limit={BEYOND}", None, "limit"),
+        ("GET", f"{paths.HOSTS}?after={BEYOND}", None, "after"),
+        ("GET", f"{paths.HOSTS}?limit={BEYOND}", None, "limit"),
+        ("GET", f"{paths.USERS}?after={BEYOND}", None, "after"),
+        ("GET", f"{paths.NETWORKS}?limit={BEYOND}", None, "limit"),
+        ("GET", f"{paths.IMAGES}?after={BEYOND}", None, "after"),
+        ("GET", f"{paths.ADDRESSES}?after={BEYOND}", None, "after"),
         ("GET", f"{paths.ADDRESSES}?network={BEYOND}", None, "network"),
         ("POST", paths.DESTROY_MANY, {"ids": [BEYOND]}, "ids.0"),
         ("POST", paths.HOSTS, {"name": "h", "memory": BEYOND}, "memory"),

@@ -2,7 +2,7 @@
 
 ``{ref}`` accepts an id or a name (instances, hosts, users, networks), as the original client's
 ``--instance``/``--host`` did; a name that matches several instances is refused with a hint to
-use the id.
+use the id. Every list (GET) takes ``?after=&limit=``: keyset paging, ADR 0003.
 """
 
 from __future__ import annotations

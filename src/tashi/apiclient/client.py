@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TypedDict, Unpack
+from typing import TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -66,8 +66,37 @@ from tashi.domain.errors import InvalidInput, Unavailable
 
 IMAGE_OPS = ("copy", "clone", "rebase")
 
-#: how many instances ``all_instances`` reads per request
+#: how many items ``all_instances``, ``all_hosts``, … read per request (read at each call, so a
+#: test may make it small)
 PAGE = 5000
+
+_Item = TypeVar("_Item")
+_Marker = TypeVar("_Marker", int, str)
+
+
+async def every_page(
+    fetch: Callable[[_Marker | None, int], Awaitable[list[_Item]]],
+    marker: Callable[[_Item], _Marker],
+) -> list[_Item]:
+    """Every item of a paged list: ``fetch(after, limit)`` is one page of a list endpoint (its
+    ``after`` and ``limit`` parameters), called with the ``marker`` (the id) of the last item
+    of the page before until a page comes back short."""
+    out: list[_Item] = []
+    after: _Marker | None = None
+    size = PAGE
+    while True:
+        page = await fetch(after, size)
+        out.extend(page)
+        if len(page) < size:
+            return out
+        after = marker(page[-1])
+
+
+def _paging(after: int | None, limit: int | None) -> dict[str, str]:
+    """The query parameters of one page (none: the whole list)."""
+    given = {"after": after, "limit": limit}
+    return {k: str(v) for k, v in given.items() if v is not None}
+
 
 # activateGroup answers once every member's VM has started, so its wait grows with the group:
 # a group of 100 on ten busy virtual hosts took longer than one activation's 30 s, the scheduler
@@ -160,16 +189,16 @@ class ApiClient:
         params = {k: str(v) for k, v in filters.items() if v is not None}
         return decode_list(InstanceOut, await self._c.call("GET", paths.INSTANCES, params=params))
 
-    async def all_instances(self) -> list[InstanceOut]:
-        """Every instance the caller may see, read in pages of ``PAGE`` by id."""
-        out: list[InstanceOut] = []
-        after = 0
-        while True:
-            page = await self.get_instances(after=after, limit=PAGE)
-            out.extend(page)
-            if len(page) < PAGE:
-                return out
-            after = page[-1].id
+    async def all_instances(self, **filters: Unpack[InstanceFilters]) -> list[InstanceOut]:
+        """Every instance the caller may see (that matches ``filters``), read in pages of
+        ``PAGE`` by id."""
+
+        async def page(after: int | None, limit: int) -> list[InstanceOut]:
+            chosen = filters.copy()
+            chosen["after"], chosen["limit"] = after, limit
+            return await self.get_instances(**chosen)
+
+        return await every_page(page, lambda i: i.id)
 
     async def get_instance(self, ref: str | int) -> InstanceOut:
         path = paths.INSTANCE.format(ref=_ref(ref))
@@ -202,12 +231,21 @@ class ApiClient:
         return decode(BatchResultOut, await self._c.call("POST", paths.SHUTDOWN_MANY, body=body))
 
     async def get_instance_history(
-        self, ref: str | int, limit: int = 100
+        self, ref: str | int, limit: int = 100, after: int | None = None
     ) -> list[InstanceEventOut]:
-        """What happened to an instance, oldest first (admins: also a removed one, by id)."""
+        """What happened to an instance, oldest first (admins: also a removed one, by id): its
+        newest ``limit`` events, or with ``after`` the ``limit`` that follow that event id."""
         path = paths.INSTANCE_HISTORY.format(ref=_ref(ref))
-        reply = await self._c.call("GET", path, params={"limit": str(limit)})
+        reply = await self._c.call("GET", path, params=_paging(after, limit))
         return decode_list(InstanceEventOut, reply)
+
+    async def all_instance_history(self, ref: str | int) -> list[InstanceEventOut]:
+        """Every event of an instance's history, oldest first, read in pages of ``PAGE``."""
+
+        async def page(after: int | None, limit: int) -> list[InstanceEventOut]:
+            return await self.get_instance_history(ref, limit, 0 if after is None else after)
+
+        return await every_page(page, lambda e: e.id)
 
     async def changes(self, after: int, timeout: float) -> ChangesOut:
         """The agents' change feed: answers once its version differs from ``after``, or after
@@ -277,14 +315,29 @@ class ApiClient:
         reply = await self._c.call("POST", path, body=NicAddressIn(range=ip_range))
         return decode(NicAddressOut, reply)
 
-    async def get_addresses(self) -> list[AddressOut]:
-        """Every address the cluster manager has handed out (agents and admins)."""
-        return decode_list(AddressOut, await self._c.call("GET", paths.ADDRESSES))
+    async def get_addresses(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[AddressOut]:
+        """The addresses the cluster manager has handed out (agents and admins), by instance;
+        ``after``/``limit`` give a page by instance: the addresses of at most ``limit``
+        instances whose id is greater than ``after``."""
+        params = _paging(after, limit)
+        return decode_list(AddressOut, await self._c.call("GET", paths.ADDRESSES, params=params))
+
+    async def all_addresses(self) -> list[AddressOut]:
+        """Every address handed out, read in pages of ``PAGE`` instances."""
+        return await every_page(self.get_addresses, lambda a: a.instanceId)
 
     # --- hosts ------------------------------------------------------------------------------
 
-    async def get_hosts(self) -> list[HostOut]:
-        return decode_list(HostOut, await self._c.call("GET", paths.HOSTS))
+    async def get_hosts(self, after: int | None = None, limit: int | None = None) -> list[HostOut]:
+        """``getHosts``: the hosts in id order; ``after``/``limit`` give one page of them."""
+        params = _paging(after, limit)
+        return decode_list(HostOut, await self._c.call("GET", paths.HOSTS, params=params))
+
+    async def all_hosts(self) -> list[HostOut]:
+        """Every host, read in pages of ``PAGE`` by id."""
+        return await every_page(self.get_hosts, lambda h: h.id)
 
     async def get_host(self, ref: str | int) -> HostOut:
         return decode(HostOut, await self._c.call("GET", paths.HOST.format(ref=_ref(ref))))
@@ -325,8 +378,16 @@ class ApiClient:
 
     # --- networks, users, images ------------------------------------------------------------
 
-    async def get_networks(self) -> list[NetworkOut]:
-        return decode_list(NetworkOut, await self._c.call("GET", paths.NETWORKS))
+    async def get_networks(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[NetworkOut]:
+        """``getNetworks``: the networks in id order; ``after``/``limit`` give one page."""
+        params = _paging(after, limit)
+        return decode_list(NetworkOut, await self._c.call("GET", paths.NETWORKS, params=params))
+
+    async def all_networks(self) -> list[NetworkOut]:
+        """Every network, read in pages of ``PAGE`` by id."""
+        return await every_page(self.get_networks, lambda n: n.id)
 
     async def add_network(self, request: NetworkIn) -> NetworkOut:
         return decode(NetworkOut, await self._c.call("POST", paths.NETWORKS, body=request))
@@ -336,8 +397,15 @@ class ApiClient:
         path = paths.NETWORK.format(ref=_ref(ref))
         return decode(NetworkOut, await self._c.call("DELETE", path))
 
-    async def get_users(self) -> list[UserOut]:
-        return decode_list(UserOut, await self._c.call("GET", paths.USERS))
+    async def get_users(self, after: int | None = None, limit: int | None = None) -> list[UserOut]:
+        """``getUsers``: the users (a user: themselves) in id order; ``after``/``limit`` give
+        one page."""
+        params = _paging(after, limit)
+        return decode_list(UserOut, await self._c.call("GET", paths.USERS, params=params))
+
+    async def all_users(self) -> list[UserOut]:
+        """Every user the caller may see, read in pages of ``PAGE`` by id."""
+        return await every_page(self.get_users, lambda u: u.id)
 
     async def get_user(self, ref: str | int) -> UserOut:
         return decode(UserOut, await self._c.call("GET", paths.USER.format(ref=_ref(ref))))
@@ -355,18 +423,39 @@ class ApiClient:
         body = AccessKeyIn(user=user)
         return decode(AccessKeyOut, await self._c.call("POST", paths.ACCESS_KEYS, body=body))
 
-    async def list_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
-        """Your access keys, or (admins) ``user``'s; ``"*"``: everyone's."""
-        params = None if user is None else {"user": user}
+    async def list_access_keys(
+        self, user: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[AccessKeyOut]:
+        """Your access keys, or (admins) ``user``'s; ``"*"``: everyone's; oldest first.
+        ``after`` (the key id of the last key of the page before) and ``limit``: one page."""
+        given = {"user": user, "after": after, "limit": limit}
+        params = {k: str(v) for k, v in given.items() if v is not None}
         reply = await self._c.call("GET", paths.ACCESS_KEYS, params=params)
         return decode_list(AccessKeyOut, reply)
+
+    async def all_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
+        """Every key ``list_access_keys`` would give, read in pages of ``PAGE``."""
+
+        async def page(after: str | None, limit: int) -> list[AccessKeyOut]:
+            return await self.list_access_keys(user, after, limit)
+
+        return await every_page(page, lambda k: k.accessKeyId)
 
     async def delete_access_key(self, key_id: str) -> AccessKeyOut:
         path = paths.ACCESS_KEY.format(key=_ref(key_id))
         return decode(AccessKeyOut, await self._c.call("DELETE", path))
 
-    async def get_images(self) -> list[ImageOut]:
-        return decode_list(ImageOut, await self._c.call("GET", paths.IMAGES))
+    async def get_images(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[ImageOut]:
+        """``getImages``: the images in name order, numbered; ``after``/``limit`` give one
+        page."""
+        params = _paging(after, limit)
+        return decode_list(ImageOut, await self._c.call("GET", paths.IMAGES, params=params))
+
+    async def all_images(self) -> list[ImageOut]:
+        """Every image, read in pages of ``PAGE``."""
+        return await every_page(self.get_images, lambda i: i.id)
 
     async def remove_image(self, name: str) -> ImageOut:
         """``removeImage`` (admin): the image as it was; its direct-boot files go too."""

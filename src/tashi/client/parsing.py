@@ -71,6 +71,14 @@ def parse_count(text: str) -> int:
     return value
 
 
+def parse_marker(text: str) -> int:
+    """A whole number of at least 0: the last id of the page before (``--after``)."""
+    value = parse_int(text)
+    if value < 0:
+        raise UsageError(f"{value} is less than 0")
+    return value
+
+
 def parse_name(text: str) -> str:
     """A non-empty reference or name (``--instance``, ``--host``, ``--basename``)."""
     if not text.strip():

@@ -106,6 +106,10 @@ class TashiClient:
         ``after``/``limit`` page through the list in id order."""
         return run(self.api.get_instances(**filters))
 
+    def all_instances(self, **filters: Unpack[InstanceFilters]) -> list[InstanceOut]:
+        """Every instance ``get_instances`` would give, read page by page."""
+        return run(self.api.all_instances(**filters))
+
     def get_instance(self, ref: str | int) -> InstanceOut:
         return run(self.api.get_instance(ref))
 
@@ -127,9 +131,16 @@ class TashiClient:
     def shutdown_many(self, basename: str) -> BatchResultOut:
         return run(self.api.shutdown_many(basename))
 
-    def get_instance_history(self, ref: str | int, limit: int = 100) -> list[InstanceEventOut]:
-        """What happened to an instance, oldest first (admins: also a removed one, by id)."""
-        return run(self.api.get_instance_history(ref, limit))
+    def get_instance_history(
+        self, ref: str | int, limit: int = 100, after: int | None = None
+    ) -> list[InstanceEventOut]:
+        """What happened to an instance, oldest first (admins: also a removed one, by id): its
+        newest ``limit`` events, or with ``after`` the ``limit`` that follow that event id."""
+        return run(self.api.get_instance_history(ref, limit, after))
+
+    def all_instance_history(self, ref: str | int) -> list[InstanceEventOut]:
+        """Every event of an instance's history, oldest first, read page by page."""
+        return run(self.api.all_instance_history(ref))
 
     def adapt_cpu_share(self, ref: str | int, share: int) -> InstanceOut:
         return run(self.api.adapt_cpu_share(ref, share))
@@ -169,14 +180,24 @@ class TashiClient:
     def vmm_specific_call(self, ref: str | int, arg: str) -> MessageOut:
         return run(self.api.vmm_specific_call(ref, arg))
 
-    def get_addresses(self) -> list[AddressOut]:
-        """Every address the cluster manager has handed out (agents and admins)."""
-        return run(self.api.get_addresses())
+    def get_addresses(self, after: int | None = None, limit: int | None = None) -> list[AddressOut]:
+        """The addresses handed out (agents and admins); ``after``/``limit``: a page by
+        instance."""
+        return run(self.api.get_addresses(after, limit))
+
+    def all_addresses(self) -> list[AddressOut]:
+        """Every address handed out, read page by page."""
+        return run(self.api.all_addresses())
 
     # --- hosts ------------------------------------------------------------------------------
 
-    def get_hosts(self) -> list[HostOut]:
-        return run(self.api.get_hosts())
+    def get_hosts(self, after: int | None = None, limit: int | None = None) -> list[HostOut]:
+        """``getHosts``: the hosts in id order; ``after``/``limit`` give one page of them."""
+        return run(self.api.get_hosts(after, limit))
+
+    def all_hosts(self) -> list[HostOut]:
+        """Every host, read page by page."""
+        return run(self.api.all_hosts())
 
     def get_host(self, ref: str | int) -> HostOut:
         return run(self.api.get_host(ref))
@@ -210,8 +231,13 @@ class TashiClient:
 
     # --- networks, users, images ------------------------------------------------------------
 
-    def get_networks(self) -> list[NetworkOut]:
-        return run(self.api.get_networks())
+    def get_networks(self, after: int | None = None, limit: int | None = None) -> list[NetworkOut]:
+        """``getNetworks``: the networks in id order; ``after``/``limit`` give one page."""
+        return run(self.api.get_networks(after, limit))
+
+    def all_networks(self) -> list[NetworkOut]:
+        """Every network, read page by page."""
+        return run(self.api.all_networks())
 
     def add_network(self, request: NetworkIn) -> NetworkOut:
         return run(self.api.add_network(request))
@@ -220,8 +246,14 @@ class TashiClient:
         """Remove a network no instance uses; the network as it was."""
         return run(self.api.del_network(ref))
 
-    def get_users(self) -> list[UserOut]:
-        return run(self.api.get_users())
+    def get_users(self, after: int | None = None, limit: int | None = None) -> list[UserOut]:
+        """``getUsers``: the users (a user: themselves) in id order; ``after``/``limit`` give
+        one page."""
+        return run(self.api.get_users(after, limit))
+
+    def all_users(self) -> list[UserOut]:
+        """Every user the caller may see, read page by page."""
+        return run(self.api.all_users())
 
     def get_user(self, ref: str | int) -> UserOut:
         return run(self.api.get_user(ref))
@@ -236,14 +268,26 @@ class TashiClient:
     def create_access_key(self, user: str | None = None) -> AccessKeyOut:
         return run(self.api.create_access_key(user))
 
-    def list_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
-        return run(self.api.list_access_keys(user))
+    def list_access_keys(
+        self, user: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[AccessKeyOut]:
+        """Your access keys, or (admins) ``user``'s, oldest first; ``after``/``limit``: a page."""
+        return run(self.api.list_access_keys(user, after, limit))
+
+    def all_access_keys(self, user: str | None = None) -> list[AccessKeyOut]:
+        """Every key ``list_access_keys`` would give, read page by page."""
+        return run(self.api.all_access_keys(user))
 
     def delete_access_key(self, key_id: str) -> AccessKeyOut:
         return run(self.api.delete_access_key(key_id))
 
-    def get_images(self) -> list[ImageOut]:
-        return run(self.api.get_images())
+    def get_images(self, after: int | None = None, limit: int | None = None) -> list[ImageOut]:
+        """``getImages``: the images in name order, numbered; ``after``/``limit``: one page."""
+        return run(self.api.get_images(after, limit))
+
+    def all_images(self) -> list[ImageOut]:
+        """Every image, read page by page."""
+        return run(self.api.all_images())
 
     def remove_image(self, name: str) -> ImageOut:
         """``removeImage`` (admin): the image as it was; its direct-boot files go too."""

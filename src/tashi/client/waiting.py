@@ -41,7 +41,7 @@ def wait_running(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Waited:
-    hosts = {h.id: h.name for h in client.get_hosts()}
+    hosts = {h.id: h.name for h in client.all_hosts()}
     seen: dict[int, InstanceOut | None] = {i.id: None for i in created}
     deadline = clock() + timeout
     while True:
@@ -61,7 +61,7 @@ def wait_running(
                 before.reason,
             ):
                 if now.hostId is not None and now.hostId not in hosts:
-                    hosts = {h.id: h.name for h in client.get_hosts()}
+                    hosts = {h.id: h.name for h in client.all_hosts()}
                 say(_line(before, now, hosts))
             seen[iid] = now
             if now.state == "Held":

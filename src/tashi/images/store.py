@@ -64,14 +64,24 @@ class ImageStore:
             if not entry.name.startswith(".") and not is_sidecar(entry.name) and entry.is_file()
         ]
 
-    def list(self) -> list[Image]:
+    def page(self, after: int | None = None, limit: int | None = None) -> list[tuple[int, Image]]:
+        """The images with their ids (their place in name order, as getImages numbers them):
+        only ids greater than ``after``, at most ``limit`` of them; only those are probed."""
+        files = list(enumerate(self.files()))
+        chosen = [f for f in files if after is None or f[0] > after]
         images = []
-        for name, path in self.files():
+        for index, (name, path) in chosen if limit is None else chosen[:limit]:
             fmt, virtual = probe(path)
             images.append(
-                Image(name=name, size=path.stat().st_size, format=fmt, virtual_size=virtual)
+                (
+                    index,
+                    Image(name=name, size=path.stat().st_size, format=fmt, virtual_size=virtual),
+                )
             )
         return images
+
+    def list(self) -> list[Image]:
+        return [image for _, image in self.page()]
 
 
 def backing_file(path: Path) -> str | None:

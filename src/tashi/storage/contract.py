@@ -39,7 +39,7 @@ the record a new instance is, the lowest free address...) is ``shared.py``'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,11 +152,14 @@ class InstanceRepository(Protocol):
     def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
         """Delete the instance if it is still in ``expected`` (``StateConflict``/``NotFound``)."""
 
-    def usage_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, Usage]:
-        """For each host, how many instances in ``states`` it has and their memory and cores,
-        summed by the store in one grouped query (what getSlots and the scheduler's snapshot
-        subtract from a host's capacity). Instances without a host, and hosts with no such
-        instance, are left out; keys come in host id order."""
+    def usage_by_host(
+        self, states: Sequence[InstanceState], host_ids: Collection[HostId] | None = None
+    ) -> dict[HostId, Usage]:
+        """For each host (of ``host_ids`` when given: a page of hosts), how many instances in
+        ``states`` it has and their memory and cores, summed by the store in one grouped query
+        (what getSlots and the scheduler's snapshot subtract from a host's capacity). Instances
+        without a host, and hosts with no such instance, are left out; keys come in host id
+        order."""
 
     def usage_on_host(self, host_id: HostId, states: Sequence[InstanceState]) -> Usage:
         """``usage_by_host`` for one host: how many of its instances are in ``states`` and
@@ -179,7 +182,16 @@ class HostRepository(Protocol):
         (activateVm's claim). PostgreSQL and MariaDB take a row lock (``SELECT … FOR
         UPDATE``); SQLite's write transactions, and the memory fake's, are serialised anyway."""
 
-    def list(self) -> list[Host]: ...
+    def list(
+        self,
+        *,
+        ids: Collection[HostId] | None = None,
+        after_id: HostId | None = None,
+        limit: int | None = None,
+    ) -> list[Host]:
+        """The hosts in id order: those of ``ids`` when given, only ids greater than
+        ``after_id`` (keyset paging, as ``InstanceFilter``), at most ``limit`` of them
+        (``limit`` >= 0, else ``InvalidInput``). No argument: every host."""
 
     def set_state(self, host_id: HostId, expected: HostState, new: HostState) -> Host:
         """Compare-and-swap of the administrative state."""
@@ -250,7 +262,10 @@ class NetworkRepository(Protocol):
 
     def get(self, network_id: NetworkId) -> Network: ...
 
-    def list(self) -> list[Network]: ...
+    def list(self, *, after_id: NetworkId | None = None, limit: int | None = None) -> list[Network]:
+        """The networks in id order: only ids greater than ``after_id`` (keyset paging, as
+        ``InstanceFilter``), at most ``limit`` of them (>= 0, else ``InvalidInput``). No
+        argument: all of them."""
 
     def remove(self, network_id: NetworkId) -> None:
         """``InvalidState`` while a NIC is on it; ``NotFound`` if unknown."""
@@ -266,7 +281,10 @@ class UserRepository(Protocol):
 
     def get_by_name(self, name: str) -> User: ...
 
-    def list(self) -> list[User]: ...
+    def list(self, *, after_id: UserId | None = None, limit: int | None = None) -> list[User]:
+        """The users in id order: only ids greater than ``after_id`` (keyset paging, as
+        ``InstanceFilter``), at most ``limit`` of them (>= 0, else ``InvalidInput``). No
+        argument: all of them."""
 
     def password_hash(self, user_id: UserId) -> str:
         """The stored hash (never leaves the cluster manager)."""
@@ -300,8 +318,17 @@ class AccessKeyRepository(Protocol):
     def get(self, key_id: str) -> tuple[AccessKey, str, Principal] | None:
         """The key, its sealed secret and its user as a principal; ``None`` if unknown."""
 
-    def list(self, user_id: UserId | None = None) -> list[AccessKey]:
-        """The keys (of ``user_id`` when given), oldest first."""
+    def list(
+        self,
+        user_id: UserId | None = None,
+        *,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[AccessKey]:
+        """The keys (of ``user_id`` when given), oldest first (by creation, then id). Keyset
+        paging: only the keys that come after the key ``after_key`` in that order
+        (``InvalidInput`` if no such key exists, e.g. deleted meanwhile), at most ``limit``
+        of them (>= 0, else ``InvalidInput``)."""
 
     def remove(self, key_id: str) -> None:
         """Raises ``NotFound`` for an unknown key."""
@@ -410,10 +437,13 @@ class InstanceEventRepository(Protocol):
         (1 to ``EVENT_KIND_MAX`` characters, else ``InvalidInput``); a ``message`` longer than
         ``EVENT_MESSAGE_MAX`` characters is kept cut to that length, ending in "…"."""
 
-    def list(self, instance_id: InstanceId, *, limit: int = 100) -> list[InstanceEvent]:
+    def list(
+        self, instance_id: InstanceId, *, limit: int = 100, after_id: int | None = None
+    ) -> list[InstanceEvent]:
         """The instance's newest ``limit`` events (``limit`` >= 0, else ``InvalidInput``),
         oldest first: in the order they were added, which is id order (``at`` is the caller's
-        clock and may repeat)."""
+        clock and may repeat). With ``after_id`` (keyset paging from the start): its oldest
+        ``limit`` events whose id is greater than ``after_id``, oldest first."""
 
     def purge_before(self, when: datetime) -> int:
         """Delete every event whose ``at`` is earlier than ``when``; return how many."""
@@ -461,9 +491,17 @@ class AddressRepository(Protocol):
         """Release every address of the instance; return how many there were."""
 
     def list(
-        self, *, network_id: NetworkId | None = None, instance_id: InstanceId | None = None
+        self,
+        *,
+        network_id: NetworkId | None = None,
+        instance_id: InstanceId | None = None,
+        after_instance: InstanceId | None = None,
+        instances: int | None = None,
     ) -> list[Address]:
-        """Allocated addresses (all given filters match), by instance id then NIC index."""
+        """Allocated addresses (all given filters match), by instance id then NIC index.
+        Paged by instance, so that a page never splits an instance's NICs: only instances
+        with an id greater than ``after_instance``, the addresses of at most ``instances``
+        of them (>= 0, else ``InvalidInput``)."""
 
 
 class Transaction(Protocol):

@@ -9,7 +9,7 @@ from tashi.domain.errors import InsufficientResources, NotFound
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.storage.contract import Address
 from tashi.storage.memtables import Tables
-from tashi.storage.shared import lowest_free_address
+from tashi.storage.shared import check_limit, lowest_free_address
 
 
 class MemoryAddresses:
@@ -58,11 +58,21 @@ class MemoryAddresses:
         return len(doomed)
 
     def list(
-        self, *, network_id: NetworkId | None = None, instance_id: InstanceId | None = None
+        self,
+        *,
+        network_id: NetworkId | None = None,
+        instance_id: InstanceId | None = None,
+        after_instance: InstanceId | None = None,
+        instances: int | None = None,
     ) -> list[Address]:
-        return [
+        found = [
             a
             for _, a in sorted(self._t.addresses.items())
             if (network_id is None or a.network_id == network_id)
             and (instance_id is None or a.instance_id == instance_id)
+            and (after_instance is None or a.instance_id > after_instance)
         ]
+        if instances is None:
+            return found
+        kept = sorted({a.instance_id for a in found})[: check_limit(instances)]
+        return [a for a in found if a.instance_id in kept]

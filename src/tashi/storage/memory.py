@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -23,7 +23,6 @@ from tashi.domain.errors import (
 )
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
 from tashi.domain.models import (
-    AccessKey,
     Host,
     Instance,
     InstanceEvent,
@@ -31,28 +30,24 @@ from tashi.domain.models import (
     Network,
     NicConfig,
     NodeLink,
-    Principal,
-    Role,
     Usage,
-    User,
 )
 from tashi.domain.states import HostState, InstanceState
 from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import (
-    ACCESS_KEY_MAX,
     ENDPOINT_MAX,
     EVENT_KIND_MAX,
-    SEALED_SECRET_MAX,
     SECRET_MAX,
     InstanceChanges,
     InstanceFilter,
     Store,
 )
+from tashi.storage.memaccounts import MemoryAccessKeys, MemoryTokens, MemoryUsers
 from tashi.storage.memaddresses import MemoryAddresses
-from tashi.storage.memkeypairs import MemoryKeyPairs, MemoryTags, drop_user
-from tashi.storage.memsecgroups import MemorySecurityGroups, drop_user_groups
-from tashi.storage.memtables import DICTS, Tables, aware
-from tashi.storage.memvolumes import MemorySnapshots, MemoryVolumes, check_user_removal
+from tashi.storage.memkeypairs import MemoryKeyPairs, MemoryTags
+from tashi.storage.memsecgroups import MemorySecurityGroups
+from tashi.storage.memtables import DICTS, Tables, aware, page
+from tashi.storage.memvolumes import MemorySnapshots, MemoryVolumes
 from tashi.storage.shared import bounded, check_limit, event_message, new_instance
 
 _EVERYTHING = InstanceFilter()
@@ -208,9 +203,13 @@ class _Instances:
             key=lambda pair: (pair[0], pair[1].id),
         )  # fmt: skip
 
-    def usage_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, Usage]:
+    def usage_by_host(
+        self, states: Sequence[InstanceState], host_ids: Collection[HostId] | None = None
+    ) -> dict[HostId, Usage]:
         usage: dict[HostId, Usage] = {}
         for host_id, inst in self._on_hosts(states):
+            if host_ids is not None and host_id not in host_ids:
+                continue
             u = usage.get(host_id, Usage())
             usage[host_id] = Usage(u.instances + 1, u.memory + inst.memory, u.cores + inst.cores)
         return usage
@@ -249,8 +248,15 @@ class _Hosts:
                 return host
         raise NotFound(f"no host is named {name!r}")
 
-    def list(self) -> list[Host]:
-        return sorted(self._t.hosts.values(), key=lambda h: h.id)
+    def list(
+        self,
+        *,
+        ids: Collection[HostId] | None = None,
+        after_id: HostId | None = None,
+        limit: int | None = None,
+    ) -> list[Host]:
+        chosen = self._t.hosts.values()
+        return page([h for h in chosen if ids is None or h.id in ids], after_id, limit)
 
     def lock(self, host_id: HostId) -> Host:
         """Transactions are serialised by the store's lock already."""
@@ -349,138 +355,14 @@ class _Networks:
         except KeyError:
             raise NotFound(f"network {network_id} does not exist") from None
 
-    def list(self) -> list[Network]:
-        return sorted(self._t.networks.values(), key=lambda n: n.id)
+    def list(self, *, after_id: NetworkId | None = None, limit: int | None = None) -> list[Network]:
+        return page(self._t.networks.values(), after_id, limit)
 
     def remove(self, network_id: NetworkId) -> None:
         self.get(network_id)
         if any(n.network == network_id for i in self._t.instances.values() for n in i.nics):
             raise InvalidState(f"network {network_id} still has instances on it")
         del self._t.networks[network_id]
-
-
-class _Users:
-    def __init__(self, t: Tables) -> None:
-        self._t = t
-
-    def add(
-        self, name: str, *, role: Role, priority: int, password_hash: str, now: datetime
-    ) -> User:
-        aware(now)
-        if any(u.name == name for u in self._t.users.values()):
-            raise AlreadyExists(f"a user named {name!r} exists already")
-        uid = UserId(self._t.next_user)
-        self._t.next_user += 1
-        user = User(id=uid, name=name, role=role, priority=priority, created_at=now)
-        self._t.users[uid] = user
-        self._t.passwords[uid] = password_hash
-        return user
-
-    def get(self, user_id: UserId) -> User:
-        try:
-            return self._t.users[user_id]
-        except KeyError:
-            raise NotFound(f"user {user_id} does not exist") from None
-
-    def get_by_name(self, name: str) -> User:
-        for user in self._t.users.values():
-            if user.name == name:
-                return user
-        raise NotFound(f"no user is named {name!r}")
-
-    def list(self) -> list[User]:
-        return sorted(self._t.users.values(), key=lambda u: u.id)
-
-    def password_hash(self, user_id: UserId) -> str:
-        self.get(user_id)
-        return self._t.passwords[user_id]
-
-    def set_password_hash(self, user_id: UserId, password_hash: str) -> None:
-        self.get(user_id)
-        self._t.passwords[user_id] = password_hash
-
-    def remove(self, user_id: UserId) -> None:
-        user = self.get(user_id)
-        owned = sum(1 for i in self._t.instances.values() if i.user_id == user_id)
-        if owned:
-            raise InvalidState(f"user {user.name!r} still owns {owned} instance(s)")
-        check_user_removal(self._t, user_id, user.name)
-        del self._t.users[user_id]
-        del self._t.passwords[user_id]
-        self._t.tokens = {k: v for k, v in self._t.tokens.items() if v[0] != user_id}
-        self._t.access_keys = {
-            k: v for k, v in self._t.access_keys.items() if v[0].user_id != user_id
-        }
-        self._t.links = {k: v for k, v in self._t.links.items() if v.user_id != user_id}
-        drop_user(self._t, user_id)
-        drop_user_groups(self._t, user_id)
-        for host in list(self._t.hosts.values()):
-            if user_id in host.reserved:
-                self._t.hosts[host.id] = replace(
-                    host, reserved=tuple(u for u in host.reserved if u != user_id)
-                )
-
-
-class _Tokens:
-    def __init__(self, t: Tables) -> None:
-        self._t = t
-
-    def add(self, token_hash: str, user_id: UserId, *, expires: datetime) -> None:
-        aware(expires)
-        if user_id not in self._t.users:
-            raise NotFound(f"user {user_id} does not exist")
-        if token_hash in self._t.tokens:
-            raise AlreadyExists("that token exists already")
-        self._t.tokens[token_hash] = (user_id, expires)
-
-    def principal(self, token_hash: str, *, now: datetime) -> Principal | None:
-        aware(now)
-        found = self._t.tokens.get(token_hash)
-        if found is None or found[1] <= now or found[0] not in self._t.users:
-            return None
-        user = self._t.users[found[0]]
-        return Principal(user_id=user.id, name=user.name, role=user.role)
-
-    def remove(self, token_hash: str) -> None:
-        self._t.tokens.pop(token_hash, None)
-
-    def purge_expired(self, now: datetime) -> int:
-        aware(now)
-        expired = [k for k, (_, exp) in self._t.tokens.items() if exp <= now]
-        for key in expired:
-            del self._t.tokens[key]
-        return len(expired)
-
-
-class _AccessKeys:
-    def __init__(self, t: Tables) -> None:
-        self._t = t
-
-    def add(self, key: AccessKey, sealed_secret: str) -> None:
-        bounded("an access key id", key.id, ACCESS_KEY_MAX)
-        bounded("a sealed secret", sealed_secret, SEALED_SECRET_MAX)
-        aware(key.created_at)
-        if key.user_id not in self._t.users:
-            raise NotFound(f"user {key.user_id} does not exist")
-        if key.id in self._t.access_keys:
-            raise AlreadyExists(f"the access key {key.id} exists already")
-        self._t.access_keys[key.id] = (key, sealed_secret)
-
-    def get(self, key_id: str) -> tuple[AccessKey, str, Principal] | None:
-        found = self._t.access_keys.get(key_id)
-        if found is None:
-            return None
-        user = self._t.users[found[0].user_id]
-        return found[0], found[1], Principal(user_id=user.id, name=user.name, role=user.role)
-
-    def list(self, user_id: UserId | None = None) -> list[AccessKey]:
-        keys = [k for k, _ in self._t.access_keys.values()]
-        mine = [k for k in keys if user_id is None or k.user_id == user_id]
-        return sorted(mine, key=lambda k: (k.created_at, k.id))
-
-    def remove(self, key_id: str) -> None:
-        if self._t.access_keys.pop(key_id, None) is None:
-            raise NotFound(f"no access key {key_id}")
 
 
 class _Events:
@@ -497,9 +379,13 @@ class _Events:
         self._t.events[instance_id] = (*self._t.events.get(instance_id, ()), event)
         return event
 
-    def list(self, instance_id: InstanceId, *, limit: int = 100) -> list[InstanceEvent]:
+    def list(
+        self, instance_id: InstanceId, *, limit: int = 100, after_id: int | None = None
+    ) -> list[InstanceEvent]:
         check_limit(limit)
         events = self._t.events.get(instance_id, ())
+        if after_id is not None:
+            return [e for e in events if e.id > after_id][:limit]
         return list(events[-limit:]) if limit else []
 
     def purge_before(self, when: datetime) -> int:
@@ -533,9 +419,9 @@ class _Tx:
         self.instances = _Instances(t)
         self.hosts = _Hosts(t)
         self.networks = _Networks(t)
-        self.users = _Users(t)
-        self.tokens = _Tokens(t)
-        self.access_keys = _AccessKeys(t)
+        self.users = MemoryUsers(t)
+        self.tokens = MemoryTokens(t)
+        self.access_keys = MemoryAccessKeys(t)
         self.key_pairs = MemoryKeyPairs(t)
         self.key_pair_tags = MemoryTags(t, "key_pair_tags", exists=t.key_pairs.__contains__)
         self.image_tags = MemoryTags(t, "image_tags")

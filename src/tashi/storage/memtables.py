@@ -6,8 +6,10 @@ a failed block leaves the store's own tables untouched.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from tashi.domain.errors import InvalidInput
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
@@ -16,6 +18,7 @@ from tashi.domain.models import AccessKey, Host, Instance, InstanceEvent, Networ
 from tashi.domain.secgroups import Rule, SecurityGroup
 from tashi.domain.volumes import Snapshot, Volume
 from tashi.storage.contract import Address
+from tashi.storage.shared import check_limit
 
 
 @dataclass
@@ -80,3 +83,18 @@ def aware(value: datetime) -> None:
     """Timestamps must carry a time zone (the SQL store refuses naive ones the same way)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"timestamp {value.isoformat()} has no time zone")
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+Row = TypeVar("Row", bound=HasId)
+
+
+def page(rows: Iterable[Row], after_id: int | None, limit: int | None) -> list[Row]:
+    """``rows`` in id order, keyset-paged as the SQL store does: ids above ``after_id``, at
+    most ``limit`` (``check_limit``) of them."""
+    found = sorted((r for r in rows if after_id is None or r.id > after_id), key=lambda r: r.id)
+    return found if limit is None else found[: check_limit(limit)]

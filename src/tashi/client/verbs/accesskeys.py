@@ -10,7 +10,16 @@ from __future__ import annotations
 from tashi.api.schemas import AccessKeyOut
 from tashi.client import parsing
 from tashi.client.tables import TableSpec, attributes
-from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+from tashi.client.verbs.base import (
+    PAGE_OPTIONS,
+    Args,
+    Context,
+    Option,
+    Output,
+    Verb,
+    dump,
+    table_output,
+)
 
 KEY_TABLE: TableSpec[AccessKeyOut] = TableSpec(
     columns=attributes("accessKeyId", "user", "createdAt"),
@@ -32,7 +41,11 @@ def create_access_key(ctx: Context, args: Args) -> Output:
 
 def list_access_keys(ctx: Context, args: Args) -> Output:
     user = "*" if args["all"] else args.maybe_text("user")
-    keys = ctx.client.list_access_keys(user)
+    after, limit = args.maybe_text("after"), args.values.get("limit")
+    if after is None and limit is None:
+        keys = ctx.client.all_access_keys(user)
+    else:
+        keys = ctx.client.list_access_keys(user, after, limit)
     return table_output(KEY_TABLE, keys, args, dump(keys))
 
 
@@ -65,8 +78,24 @@ VERBS = (
         "cluster",
         "List access keys of the EC2 API (never their secrets).",
         list_access_keys,
-        (_USER, Option("all", "Admins: every user's keys.", flag=True)),
-        examples=("tashi listAccessKeys", "tashi listAccessKeys --all"),
+        (
+            _USER,
+            Option("all", "Admins: every user's keys.", flag=True),
+            PAGE_OPTIONS[0],
+            Option(
+                "after",
+                "Show only the keys after this one (the last key id of the page before).",
+                parsing.parse_name,
+                metavar="KEY",
+            ),
+        ),
+        description="List access keys, oldest first. Every key is shown, read in pages;"
+        " --limit and --after show one page.",
+        examples=(
+            "tashi listAccessKeys",
+            "tashi listAccessKeys --all",
+            "tashi listAccessKeys --all --limit 100 --after AKIA0123456789ABCDEF",
+        ),
         table=KEY_TABLE,
     ),
     Verb(

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from tashi.client import parsing
 from tashi.client.sdk import TashiClient
 from tashi.client.tables import TableSpec, View, choose_columns, render
 from tashi.domain.errors import TashiError
@@ -126,3 +127,35 @@ def table_output(spec: TableSpec[Any], records: Sequence[Any], args: Args, raw: 
     """A table of ``records`` in the columns the user chose; ``raw`` for --json."""
     text = render(spec, records, choose_columns(spec, args.views))
     return Output(raw=raw, text=text)
+
+
+#: ``--limit``/``--after`` of the listing verbs: one page of the list instead of all of it
+PAGE_OPTIONS = (
+    Option(
+        "limit",
+        "Show at most N items: one page (default: every item, read page by page).",
+        parsing.parse_count,
+        metavar="N",
+    ),
+    Option(
+        "after",
+        "Show only items whose id is greater than ID (the last id of the page before).",
+        parsing.parse_marker,
+        metavar="ID",
+    ),
+)
+
+_Item = TypeVar("_Item")
+
+
+def listed(
+    args: Args,
+    one_page: Callable[[int | None, int | None], list[_Item]],
+    every: Callable[[], list[_Item]],
+) -> list[_Item]:
+    """What a listing verb shows: with ``--limit`` or ``--after`` (``PAGE_OPTIONS``) the page
+    they name, one request; without, every item, read page by page (``every``)."""
+    after, limit = args.values.get("after"), args.values.get("limit")
+    if after is None and limit is None:
+        return every()
+    return one_page(after, limit)

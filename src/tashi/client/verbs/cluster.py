@@ -11,7 +11,17 @@ from tashi.api.schemas import ImageOut, NetworkIn, NetworkOut, UserIn, UserOut
 from tashi.client import parsing
 from tashi.client.errors import UsageError
 from tashi.client.tables import Column, TableSpec, attributes, human_size
-from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+from tashi.client.verbs.base import (
+    PAGE_OPTIONS,
+    Args,
+    Context,
+    Option,
+    Output,
+    Verb,
+    dump,
+    listed,
+    table_output,
+)
 
 NETWORK_TABLE: TableSpec[NetworkOut] = TableSpec(
     columns=attributes("id", "name", "default"),
@@ -36,17 +46,17 @@ ROLES = ("user", "admin", "agent", "node")
 
 
 def get_networks(ctx: Context, args: Args) -> Output:
-    networks = ctx.client.get_networks()
+    networks = listed(args, ctx.client.get_networks, ctx.client.all_networks)
     return table_output(NETWORK_TABLE, networks, args, dump(networks))
 
 
 def get_users(ctx: Context, args: Args) -> Output:
-    users = ctx.client.get_users()
+    users = listed(args, ctx.client.get_users, ctx.client.all_users)
     return table_output(USER_TABLE, users, args, dump(users))
 
 
 def get_images(ctx: Context, args: Args) -> Output:
-    images = ctx.client.get_images()
+    images = listed(args, ctx.client.get_images, ctx.client.all_images)
     return table_output(IMAGE_TABLE, images, args, dump(images))
 
 
@@ -112,9 +122,11 @@ VERBS = (
         "cluster",
         "List the networks.",
         get_networks,
+        PAGE_OPTIONS,
         description="List the virtual networks; default marks the one a NIC joins when"
-        " --nics names none.",
-        examples=("tashi getNetworks",),
+        " --nics names none. Every network is shown, read in pages; --limit and --after show"
+        " one page.",
+        examples=("tashi getNetworks", "tashi getNetworks --limit 10"),
         table=NETWORK_TABLE,
     ),
     Verb(
@@ -122,7 +134,14 @@ VERBS = (
         "cluster",
         "List the users.",
         get_users,
-        examples=("tashi getUsers", "tashi getUsers --show-createdAt"),
+        PAGE_OPTIONS,
+        description="List the users (a user sees only themselves). Every user is shown, read"
+        " in pages; --limit and --after show one page.",
+        examples=(
+            "tashi getUsers",
+            "tashi getUsers --show-createdAt",
+            "tashi getUsers --limit 50 --after 200",
+        ),
         table=USER_TABLE,
     ),
     Verb(
@@ -130,8 +149,15 @@ VERBS = (
         "cluster",
         "List the disk images of the image store.",
         get_images,
-        description="List the images createVm --disks can name, with their size on disk.",
-        examples=("tashi getImages", "tashi getImages --show-format --show-virtualSize"),
+        PAGE_OPTIONS,
+        description="List the images createVm --disks can name, with their size on disk."
+        " Every image is shown, read in pages; --limit and --after show one page (an image's"
+        " id is its place in name order).",
+        examples=(
+            "tashi getImages",
+            "tashi getImages --show-format --show-virtualSize",
+            "tashi getImages --limit 20 --after 19",
+        ),
         table=IMAGE_TABLE,
     ),
     Verb(

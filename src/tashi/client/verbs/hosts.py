@@ -14,7 +14,17 @@ from tashi.api.schemas import HostOut
 from tashi.client import parsing
 from tashi.client.layout import LayoutRow, layout, slots, slots_sentence
 from tashi.client.tables import TableSpec, attributes
-from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+from tashi.client.verbs.base import (
+    PAGE_OPTIONS,
+    Args,
+    Context,
+    Option,
+    Output,
+    Verb,
+    dump,
+    listed,
+    table_output,
+)
 
 HOST_TABLE: TableSpec[HostOut] = TableSpec(
     columns=attributes(
@@ -40,12 +50,12 @@ _PARTIAL = (
 
 
 def get_hosts(ctx: Context, args: Args) -> Output:
-    hosts = ctx.client.get_hosts()
+    hosts = listed(args, ctx.client.get_hosts, ctx.client.all_hosts)
     return table_output(HOST_TABLE, hosts, args, dump(hosts))
 
 
 def _layout(ctx: Context) -> tuple[list[LayoutRow], tuple[str, ...]]:
-    rows = layout(ctx.client.get_hosts(), ctx.client.get_instances())
+    rows = layout(ctx.client.all_hosts(), ctx.client.all_instances())
     partial = ctx.client.whoami().role not in TRUSTED_ROLES
     return rows, (_PARTIAL,) if partial else ()
 
@@ -70,13 +80,16 @@ VERBS = (
         "hosts",
         "List the hosts.",
         get_hosts,
+        PAGE_OPTIONS,
         description="List the hosts that run (or ran) a node manager. The default columns are"
         " id name up state memory cores version notes reserved; decayed, cpuSpeed, config,"
-        " lastHeartbeat and load can be added with --show-<col>.",
+        " lastHeartbeat and load can be added with --show-<col>. Every host is shown, read"
+        " from the cluster manager in pages; --limit and --after show one page.",
         examples=(
             "tashi getHosts",
             "tashi getHosts --show-config --show-lastHeartbeat",
             "tashi getHosts --show-all",
+            "tashi getHosts --limit 500 --after 1000",
         ),
         table=HOST_TABLE,
     ),

@@ -14,10 +14,21 @@ import sys
 from typing import Any
 
 from tashi.api.schemas import CreateManyIn, InstanceIn, InstanceOut, NicIn
+from tashi.apiclient.client import InstanceFilters
 from tashi.client import parsing
 from tashi.client.errors import UsageError
 from tashi.client.tables import Column, TableSpec, attributes
-from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+from tashi.client.verbs.base import (
+    PAGE_OPTIONS,
+    Args,
+    Context,
+    Option,
+    Output,
+    Verb,
+    dump,
+    listed,
+    table_output,
+)
 from tashi.client.waiting import wait_running
 from tashi.domain.errors import Forbidden, NotAuthenticated
 
@@ -141,7 +152,7 @@ def _wire_nics(ctx: Context, nics: list[parsing.NicArg] | None) -> list[NicIn] |
         return None
     names: dict[str, int] = {}
     if any(isinstance(n.network, str) for n in nics):
-        names = {net.name: net.id for net in ctx.client.get_networks()}
+        names = {net.name: net.id for net in ctx.client.all_networks()}
     return parsing.nics_to_wire(nics, names)
 
 
@@ -194,19 +205,28 @@ def create_many(ctx: Context, args: Args) -> Output:
 # --- listing ---------------------------------------------------------------------------
 
 
+def _listed(ctx: Context, args: Args, filters: InstanceFilters) -> list[InstanceOut]:
+    def one_page(after: int | None, limit: int | None) -> list[InstanceOut]:
+        chosen = filters.copy()
+        chosen["after"], chosen["limit"] = after, limit
+        return ctx.client.get_instances(**chosen)
+
+    return listed(args, one_page, lambda: ctx.client.all_instances(**filters))
+
+
 def get_instances(ctx: Context, args: Args) -> Output:
-    found = ctx.client.get_instances(
+    filters = InstanceFilters(
         user=args.maybe_text("user"),
         state=args.maybe_text("state"),
         host=args.maybe_text("host"),
         name=args.maybe_text("name"),
     )
-    return instances_output(found, args)
+    return instances_output(_listed(ctx, args, filters), args)
 
 
 def get_my_instances(ctx: Context, args: Args) -> Output:
     me = ctx.client.whoami()
-    return instances_output(ctx.client.get_instances(user=str(me.id)), args)
+    return instances_output(_listed(ctx, args, InstanceFilters(user=str(me.id))), args)
 
 
 _CREATE_NOTE = (
@@ -281,14 +301,17 @@ VERBS = (
             ),
             Option("host", "Only instances on this host (id or name).", metavar="HOST"),
             Option("name", "Only the instance(s) with this name.", metavar="NAME"),
+            *PAGE_OPTIONS,
         ),
         description="List instances with the columns id hostId name user state disk memory"
-        " cores. A user sees their own instances; admins see every instance.",
+        " cores. A user sees their own instances; admins see every instance. Every instance is"
+        " shown, read from the cluster manager in pages; --limit and --after show one page.",
         examples=(
             "tashi getInstances",
             "tashi getInstances --state Running --host node3",
             "tashi getInstances --show-nics --show-cpuShare --hide-disk",
             "tashi getInstances --json",
+            "tashi getInstances --limit 100 --after 4200",
         ),
         table=INSTANCE_TABLE,
     ),
@@ -297,8 +320,13 @@ VERBS = (
         "instances",
         "List your own instances.",
         get_my_instances,
+        PAGE_OPTIONS,
         description="Like getInstances, but only the instances you own (useful for an admin).",
-        examples=("tashi getMyInstances", "tashi getMyInstances --hide-all --show-name"),
+        examples=(
+            "tashi getMyInstances",
+            "tashi getMyInstances --hide-all --show-name",
+            "tashi getMyInstances --limit 20",
+        ),
         table=INSTANCE_TABLE,
     ),
 )

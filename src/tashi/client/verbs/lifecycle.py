@@ -14,7 +14,17 @@ from tashi.apiclient.errors import error_of
 from tashi.client import parsing
 from tashi.client.sdk import TashiClient
 from tashi.client.tables import TableSpec, attributes
-from tashi.client.verbs.base import Args, Context, Option, Output, Verb, dump, table_output
+from tashi.client.verbs.base import (
+    PAGE_OPTIONS,
+    Args,
+    Context,
+    Option,
+    Output,
+    Verb,
+    dump,
+    listed,
+    table_output,
+)
 
 INSTANCE = Option(
     "instance", "The instance, by id or name.", parsing.parse_name, required=True, metavar="ID|NAME"
@@ -75,7 +85,12 @@ HISTORY_TABLE: TableSpec[InstanceEventOut] = TableSpec(
 
 
 def get_instance_history(ctx: Context, args: Args) -> Output:
-    events = ctx.client.get_instance_history(args.text("instance"))
+    ref = args.text("instance")
+
+    def one_page(after: int | None, limit: int | None) -> list[InstanceEventOut]:
+        return ctx.client.get_instance_history(ref, 100 if limit is None else limit, after)
+
+    events = listed(args, one_page, lambda: ctx.client.all_instance_history(ref))
     return table_output(HISTORY_TABLE, events, args, dump(events))
 
 
@@ -115,15 +130,18 @@ VERBS = (
         "instances",
         "Show what happened to an instance, oldest first.",
         get_instance_history,
-        (INSTANCE,),
+        (INSTANCE, *PAGE_OPTIONS),
         description="Every change the cluster made to the instance and why: placement, node"
         " reports, migrations with their downtime, deadlines, fencing. An admin can read the"
         " history of a removed instance by its id. The cluster manager keeps each event for"
         " [ClusterManager] historyLifetime (30 days) and an instance's newest"
-        " historyPerInstance events (100).",
+        " historyPerInstance events (100). Every event kept is shown, read in pages; --limit N"
+        " alone shows the newest N, --after ID the events after that event id (--show-id).",
         examples=(
             "tashi getInstanceHistory --instance web",
             "tashi getInstanceHistory --instance 12",
+            "tashi getInstanceHistory --instance web --limit 10",
+            "tashi getInstanceHistory --instance web --show-id --after 310 --limit 20",
         ),
         table=HISTORY_TABLE,
     ),

@@ -118,19 +118,24 @@ class AccessKeyService:
         return NewAccessKey(key=key, secret=secret, user=user)
 
     async def list(
-        self, caller: Principal, user_ref: str | None = None
+        self,
+        caller: Principal,
+        user_ref: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> list[tuple[AccessKey, str]]:
-        """The caller's keys with their owner's name; an admin's ``user_ref`` names whose
-        ("*": everyone's)."""
+        """The caller's keys with their owner's name, oldest first; an admin's ``user_ref``
+        names whose ("*": everyone's). ``after`` (a key id) and ``limit`` give one page."""
 
         def read(tx: Transaction) -> list[tuple[AccessKey, str]]:
             names = {u.id: u.name for u in tx.users.list()}
             if user_ref == "*":
                 require_admin(caller, "listing everyone's access keys")
-                keys = tx.access_keys.list()
+                keys = tx.access_keys.list(after_key=after, limit=limit)
             else:
                 user = self._whose(tx, caller, user_ref, "listing another user's keys")
-                keys = tx.access_keys.list(user.id)
+                keys = tx.access_keys.list(user.id, after_key=after, limit=limit)
             return [(k, names.get(k.user_id, str(k.user_id))) for k in keys]
 
         return await self._db.read(read)

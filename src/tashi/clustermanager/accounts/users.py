@@ -13,6 +13,7 @@ from tashi.clustermanager.database import Database
 from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import Forbidden, InvalidInput, InvalidState
+from tashi.domain.ids import UserId
 from tashi.domain.models import Principal, Role, User
 from tashi.storage.contract import Transaction
 
@@ -29,9 +30,15 @@ class UserService:
         self._keys = keys
         self._names: dict[int, str] | None = None  # None: not loaded or out of date
 
-    async def list(self, caller: Principal) -> list[User]:
-        users = await self._db.read(lambda tx: tx.users.list())
-        return users if caller.is_trusted else [u for u in users if u.id == caller.user_id]
+    async def list(
+        self, caller: Principal, *, after: UserId | None = None, limit: int | None = None
+    ) -> list[User]:
+        """``getUsers``: every user for a trusted caller, else the caller alone; ``after`` and
+        ``limit`` give a page of them (keyset paging by id)."""
+        if caller.is_trusted:
+            return await self._db.read(lambda tx: tx.users.list(after_id=after, limit=limit))
+        me = await self._db.read(lambda tx: tx.users.get(caller.user_id))
+        return [me] if (after is None or me.id > after) and limit != 0 else []
 
     async def get(self, caller: Principal, ref: str) -> User:
         user = await self._db.read(lambda tx: refs.user(tx, ref))

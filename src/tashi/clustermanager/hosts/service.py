@@ -56,10 +56,8 @@ class HostService:
         if not unconfirmed:
             return found
 
-        def run(tx: Transaction) -> builtins.list[Host]:
-            return [h for h in tx.hosts.list() if h.id in unconfirmed]
-
-        found.update((h.id, self.report(h)) for h in await self._db.read(run))
+        chosen = await self._db.read(lambda tx: tx.hosts.list(ids=unconfirmed))
+        found.update((h.id, self.report(h)) for h in chosen)
         return found
 
     def report(self, host: Host) -> HostReport:
@@ -72,13 +70,18 @@ class HostService:
     async def list(self, caller: Principal) -> list[Host]:
         return await self._db.read(lambda tx: tx.hosts.list())
 
-    async def list_with_usage(self, caller: Principal) -> builtins.list[tuple[Host, Usage]]:
+    async def list_with_usage(
+        self, caller: Principal, *, after: HostId | None = None, limit: int | None = None
+    ) -> builtins.list[tuple[Host, Usage]]:
         """Hosts with what their placed instances take (the scheduler's snapshot), read in one
-        transaction."""
+        transaction: a page of them (``getHosts``'s ``after``/``limit``, keyset paging by id)
+        when a limit is given, summing the usage of that page's hosts only."""
 
         def run(tx: Transaction) -> builtins.list[tuple[Host, Usage]]:
-            usage = tx.instances.usage_by_host(_PLACED)
-            return [(h, usage.get(h.id, Usage())) for h in tx.hosts.list()]
+            page = tx.hosts.list(after_id=after, limit=limit)
+            paged = after is not None or limit is not None
+            usage = tx.instances.usage_by_host(_PLACED, [h.id for h in page] if paged else None)
+            return [(h, usage.get(h.id, Usage())) for h in page]
 
         return await self._db.read(run)
 

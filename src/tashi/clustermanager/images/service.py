@@ -308,6 +308,13 @@ class ImageService:
                     names.add(entry.name)
         return names
 
+    async def page(
+        self, caller: Principal, after: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, Image]]:
+        """getImages paged: the images with their ids (place in name order), ids greater than
+        ``after``, at most ``limit`` of them."""
+        return await asyncio.to_thread(self.store.page, after, limit)
+
     async def list(self, caller: Principal) -> list[Image]:  # last: ``list`` in annotations
         """getImages: every authenticated caller sees every image."""
         return await asyncio.to_thread(self.store.list)

@@ -206,16 +206,19 @@ class InstanceService:
         """How many instances ``find`` would answer (its limit aside), none of them read."""
         return await self._db.read(lambda tx: tx.instances.count(refs.instances(tx, caller, query)))
 
-    async def history(self, caller: Principal, ref: str, limit: int = 100) -> list[InstanceEvent]:
-        """What happened to an instance, oldest first. A removed instance's history is
-        readable by admins (by id), since its owner is no longer recorded."""
+    async def history(
+        self, caller: Principal, ref: str, limit: int = 100, after: int | None = None
+    ) -> list[InstanceEvent]:
+        """What happened to an instance, oldest first: its newest ``limit`` events, or with
+        ``after`` the ``limit`` events that follow that event id. A removed instance's history
+        is readable by admins (by id), since its owner is no longer recorded."""
         try:
             iid = (await self.get(caller, ref)).id
         except NotFound:
             if not (caller.is_trusted and ref.strip().isdigit()):
                 raise
             iid = InstanceId(int(ref))
-        return await self._db.read(lambda tx: tx.events.list(iid, limit=limit))
+        return await self._db.read(lambda tx: tx.events.list(iid, limit=limit, after_id=after))
 
     # --- destroying -------------------------------------------------------------------
 

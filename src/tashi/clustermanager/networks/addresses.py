@@ -23,7 +23,7 @@ from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.domain.clock import Clock
 from tashi.domain.errors import AlreadyExists, InsufficientResources, InvalidInput
-from tashi.domain.ids import NetworkId
+from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import Instance, NicConfig, Principal, Role
 from tashi.storage.contract import Address, InstanceChanges, Transaction
 
@@ -78,10 +78,22 @@ class AddressService:
                 log.debug("address race on instance %s NIC %s; trying again", ref, index)
         raise AssertionError("unreachable")
 
-    async def list(self, caller: Principal, network: int | None = None) -> list[Address]:
+    async def list(
+        self,
+        caller: Principal,
+        network: int | None = None,
+        *,
+        after: InstanceId | None = None,
+        limit: int | None = None,
+    ) -> list[Address]:
+        """The allocated addresses (on ``network``), by instance then NIC; ``after`` and
+        ``limit`` give a page by instance: the addresses of at most ``limit`` instances whose
+        id is greater than ``after``, so that a page never splits an instance's NICs."""
         require_role(caller, Role.agent, Role.admin, doing="listing addresses")
         net = NetworkId(network) if network is not None else None
-        return await self._db.read(lambda tx: tx.addresses.list(network_id=net))
+        return await self._db.read(
+            lambda tx: tx.addresses.list(network_id=net, after_instance=after, instances=limit)
+        )
 
     def _allocate(
         self, tx: Transaction, ref: str, index: int, wanted: AddressRange

@@ -21,8 +21,11 @@ class NetworkService:
         self._db = db
         self.default_network = default_network
 
-    async def list(self, caller: Principal) -> list[Network]:
-        return await self._db.read(lambda tx: tx.networks.list())
+    async def list(
+        self, caller: Principal, *, after: NetworkId | None = None, limit: int | None = None
+    ) -> list[Network]:
+        """``getNetworks``: the networks in id order; ``after``/``limit`` give one page."""
+        return await self._db.read(lambda tx: tx.networks.list(after_id=after, limit=limit))
 
     async def add(self, caller: Principal, network_id: int, name: str) -> Network:
         require_admin(caller, "adding networks")

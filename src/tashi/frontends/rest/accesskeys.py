@@ -5,13 +5,15 @@ The secret is in ``createAccessKey``'s answer only (``clustermanager/accounts/ac
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import AccessKey
-from tashi.frontends.rest.deps import BODY, REF, ROLE, Caller, may_fail
+from tashi.frontends.rest.deps import BODY, REF, ROLE, Caller, Limit, may_fail
 from tashi.web.json import JsonResponse
 
 
@@ -43,8 +45,15 @@ def router(service: ClusterService) -> APIRouter:
         summary="listAccessKeys",
         responses=may_fail(ROLE, REF),
     )
-    async def list_keys(caller: Caller, user: str | None = None) -> JsonResponse:
-        keys = await service.access_keys.list(caller, user)
+    async def list_keys(
+        caller: Caller,
+        user: str | None = None,
+        # a key id (AKIA + 16 characters; the store keeps up to 32): longer names none
+        after: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+        limit: Limit = None,
+    ) -> JsonResponse:
+        """Oldest first; ``after`` is the access key id of the last key of the page before."""
+        keys = await service.access_keys.list(caller, user, after=after, limit=limit)
         return JsonResponse([_key(key, name) for key, name in keys])
 
     @api.delete(

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
-from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, may_fail
+from tashi.domain.ids import InstanceId
+from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, After, Caller, Limit, may_fail
 from tashi.web.json import JsonResponse
 
 
@@ -44,8 +45,14 @@ def router(service: ClusterService) -> APIRouter:
         responses=may_fail(400, ROLE),
     )
     async def list_addresses(
-        caller: Caller, network: Annotated[s.Int | None, Query()] = None
+        caller: Caller,
+        network: Annotated[s.Int | None, Query()] = None,
+        after: After = None,
+        limit: Limit = None,
     ) -> JsonResponse:
+        """``after``/``limit`` page by instance: the addresses of at most ``limit`` instances
+        whose id is greater than ``after`` (a page never splits an instance's NICs)."""
+        marker = None if after is None else InstanceId(after)
         return JsonResponse(
             [
                 {
@@ -54,7 +61,7 @@ def router(service: ClusterService) -> APIRouter:
                     "instanceId": a.instance_id,
                     "nicIndex": a.nic_index,
                 }
-                for a in await addresses.list(caller, network)
+                for a in await addresses.list(caller, network, after=marker, limit=limit)
             ]
         )
 

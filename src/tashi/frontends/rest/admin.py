@@ -7,8 +7,20 @@ from fastapi import APIRouter, Request
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
+from tashi.domain.ids import NetworkId, UserId
 from tashi.frontends.rest import render
-from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, bearer_token, may_fail
+from tashi.frontends.rest.deps import (
+    BODY,
+    CONFLICT,
+    PAGE,
+    REF,
+    ROLE,
+    After,
+    Caller,
+    Limit,
+    bearer_token,
+    may_fail,
+)
 from tashi.web import openapi
 from tashi.web.json import JsonResponse
 
@@ -57,10 +69,12 @@ def router(service: ClusterService) -> APIRouter:
         response_model=list[s.UserOut],
         tags=["users"],
         summary="getUsers",
-        responses=may_fail(),
+        responses=may_fail(PAGE),
     )
-    async def get_users(caller: Caller) -> JsonResponse:
-        return JsonResponse([render.user(u) for u in await service.users.list(caller)])
+    async def get_users(caller: Caller, after: After = None, limit: Limit = None) -> JsonResponse:
+        marker = None if after is None else UserId(after)
+        users = await service.users.list(caller, after=marker, limit=limit)
+        return JsonResponse([render.user(u) for u in users])
 
     @api.post(
         paths.USERS,
@@ -101,13 +115,15 @@ def router(service: ClusterService) -> APIRouter:
         response_model=list[s.NetworkOut],
         tags=["networks"],
         summary="getNetworks",
-        responses=may_fail(),
+        responses=may_fail(PAGE),
     )
-    async def get_networks(caller: Caller) -> JsonResponse:
+    async def get_networks(
+        caller: Caller, after: After = None, limit: Limit = None
+    ) -> JsonResponse:
         default = service.networks.default_network
-        return JsonResponse(
-            [render.network(n, default) for n in await service.networks.list(caller)]
-        )
+        marker = None if after is None else NetworkId(after)
+        networks = await service.networks.list(caller, after=marker, limit=limit)
+        return JsonResponse([render.network(n, default) for n in networks])
 
     @api.post(
         paths.NETWORKS,

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
+from tashi.domain.ids import INT_MAX
 from tashi.domain.models import Principal
 from tashi.web import openapi
 
@@ -24,6 +25,14 @@ REF = (400, 404)
 ROLE = 403
 #: the state does not allow it, the name is taken, or resources are short
 CONFLICT = 409
+#: a paged list: a marker or limit out of range (``After``, ``Limit``)
+PAGE = 400
+
+#: keyset paging of a list: only items whose id is greater than this one (the last id of the
+#: page before); ``None``: from the first
+After = Annotated[int | None, Query(ge=0, le=INT_MAX)]
+#: at most this many items in the answer; ``None``: all that are left
+Limit = Annotated[int | None, Query(ge=1, le=INT_MAX)]
 
 
 def bearer_token(request: Request) -> str | None:

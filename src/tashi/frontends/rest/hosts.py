@@ -8,9 +8,20 @@ from fastapi import APIRouter
 from tashi.api import paths
 from tashi.api import schemas as s
 from tashi.clustermanager.service import ClusterService
+from tashi.domain.ids import HostId
 from tashi.domain.models import Host
 from tashi.frontends.rest import render
-from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, may_fail
+from tashi.frontends.rest.deps import (
+    BODY,
+    CONFLICT,
+    PAGE,
+    REF,
+    ROLE,
+    After,
+    Caller,
+    Limit,
+    may_fail,
+)
 from tashi.web.json import JsonResponse
 
 
@@ -22,11 +33,14 @@ def router(service: ClusterService) -> APIRouter:
     def _one(host: Host, status: int = 200) -> JsonResponse:
         return JsonResponse(render.host(host, hosts.report(host)), status_code=status)
 
-    @api.get(paths.HOSTS, response_model=list[s.HostOut], summary="getHosts", responses=may_fail())
-    async def get_hosts(caller: Caller) -> JsonResponse:
-        return JsonResponse(
-            [render.host(h, hosts.report(h), u) for h, u in await hosts.list_with_usage(caller)]
+    @api.get(
+        paths.HOSTS, response_model=list[s.HostOut], summary="getHosts", responses=may_fail(PAGE)
+    )
+    async def get_hosts(caller: Caller, after: After = None, limit: Limit = None) -> JsonResponse:
+        page = await hosts.list_with_usage(
+            caller, after=None if after is None else HostId(after), limit=limit
         )
+        return JsonResponse([render.host(h, hosts.report(h), u) for h, u in page])
 
     @api.post(
         paths.HOSTS,

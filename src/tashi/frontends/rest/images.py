@@ -17,7 +17,16 @@ from tashi.clustermanager.images.service import ImageTask
 from tashi.clustermanager.service import ClusterService
 from tashi.domain.models import Image, Principal
 from tashi.frontends.rest import render
-from tashi.frontends.rest.deps import BODY, CONFLICT, ROLE, Caller, may_fail
+from tashi.frontends.rest.deps import (
+    BODY,
+    CONFLICT,
+    PAGE,
+    ROLE,
+    After,
+    Caller,
+    Limit,
+    may_fail,
+)
 from tashi.images.operations import Op
 from tashi.web import errors
 from tashi.web.json import JsonResponse
@@ -54,12 +63,16 @@ def router(service: ClusterService) -> APIRouter:
         }
 
     @api.get(
-        paths.IMAGES, response_model=list[s.ImageOut], summary="getImages", responses=may_fail()
+        paths.IMAGES,
+        response_model=list[s.ImageOut],
+        summary="getImages",
+        responses=may_fail(PAGE),
     )
-    async def get_images(caller: Caller) -> JsonResponse:
-        return JsonResponse(
-            [render.image(i, img) for i, img in enumerate(await images.list(caller))]
-        )
+    async def get_images(caller: Caller, after: After = None, limit: Limit = None) -> JsonResponse:
+        """An image's id is its place in name order (images are files, not rows), so a page
+        after an id moves when images are added or removed before it."""
+        found = await images.page(caller, after, limit)
+        return JsonResponse([render.image(i, img) for i, img in found])
 
     @api.post(
         paths.IMAGES,

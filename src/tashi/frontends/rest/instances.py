@@ -23,7 +23,16 @@ from tashi.domain.operations import (
     VmRequest,
 )
 from tashi.frontends.rest import render
-from tashi.frontends.rest.deps import BODY, CONFLICT, REF, ROLE, Caller, may_fail
+from tashi.frontends.rest.deps import (
+    BODY,
+    CONFLICT,
+    REF,
+    ROLE,
+    After,
+    Caller,
+    Limit,
+    may_fail,
+)
 from tashi.frontends.rest.render import Json
 from tashi.web import errors
 from tashi.web.json import JsonResponse
@@ -98,8 +107,8 @@ def router(service: ClusterService) -> APIRouter:
         state: str | None = None,
         host: str | None = None,
         name: str | None = None,
-        after: Annotated[int | None, Query(ge=0, le=s.INT_MAX)] = None,
-        limit: Annotated[int | None, Query(ge=1, le=s.INT_MAX)] = None,
+        after: After = None,
+        limit: Limit = None,
     ) -> JsonResponse:
         query = InstanceQuery(
             user=user, state=state, host=host, name=name, after_id=after, limit=limit
@@ -174,9 +183,12 @@ def router(service: ClusterService) -> APIRouter:
         responses=may_fail(REF, ROLE),
     )
     async def history(
-        caller: Caller, ref: str, limit: Annotated[int, Query(ge=1, le=10000)] = 100
+        caller: Caller,
+        ref: str,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+        after: After = None,
     ) -> JsonResponse:
-        events = await service.instances.history(caller, ref, limit)
+        events = await service.instances.history(caller, ref, limit, after)
         return JsonResponse(
             [
                 {

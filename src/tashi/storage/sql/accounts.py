@@ -14,11 +14,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, TashiError
+from tashi.domain.errors import AlreadyExists, InvalidInput, InvalidState, NotFound, TashiError
 from tashi.domain.ids import UserId
 from tashi.domain.models import AccessKey, Principal, Role, User
 from tashi.storage.contract import ACCESS_KEY_MAX, SEALED_SECRET_MAX
-from tashi.storage.shared import bounded
+from tashi.storage.shared import bounded, check_limit
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import access_keys as t_keys
 from tashi.storage.sql.tables import instances as t_inst
@@ -57,8 +57,10 @@ class SqlUsers:
         uid = UserId(self._db.insert(sa.insert(t_users), row, explain=explain))
         return User(id=uid, name=name, role=role, priority=priority, created_at=now)
 
-    def _select(self, condition: sa.ColumnElement[bool]) -> list[User]:
+    def _select(self, condition: sa.ColumnElement[bool], limit: int | None = None) -> list[User]:
         query = sa.select(*_USER_COLUMNS).where(condition).order_by(t_users.c.id)
+        if limit is not None:
+            query = query.limit(check_limit(limit))
         return [_user(row) for row in self._db.execute(query)]
 
     def get(self, user_id: UserId) -> User:
@@ -73,8 +75,9 @@ class SqlUsers:
             raise NotFound(f"no user is named {name!r}")
         return found[0]
 
-    def list(self) -> list[User]:
-        return self._select(sa.true())
+    def list(self, *, after_id: UserId | None = None, limit: int | None = None) -> list[User]:
+        after = sa.true() if after_id is None else t_users.c.id > after_id
+        return self._select(after, limit)
 
     def password_hash(self, user_id: UserId) -> str:
         query = sa.select(t_users.c.password_hash).where(t_users.c.id == user_id)
@@ -189,11 +192,29 @@ class SqlAccessKeys:
         key = AccessKey(id=key_id, user_id=user_id, created_at=created_at)
         return key, str(sealed), Principal(user_id=user_id, name=name, role=_ROLES[role])
 
-    def list(self, user_id: UserId | None = None) -> list[AccessKey]:
-        query = sa.select(t_keys.c.id, t_keys.c.user_id, t_keys.c.created_at)
+    def list(
+        self,
+        user_id: UserId | None = None,
+        *,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[AccessKey]:
+        c = t_keys.c
+        query = sa.select(c.id, c.user_id, c.created_at)
         if user_id is not None:
-            query = query.where(t_keys.c.user_id == user_id)
-        rows = self._db.execute(query.order_by(t_keys.c.created_at, t_keys.c.id))
+            query = query.where(c.user_id == user_id)
+        if after_key is not None:
+            marker = sa.select(c.created_at).where(c.id == after_key)
+            created = self._db.execute(marker).scalar_one_or_none()
+            if created is None:
+                raise InvalidInput(f"no access key {after_key} to list after")
+            later = sa.or_(
+                c.created_at > created, sa.and_(c.created_at == created, c.id > after_key)
+            )
+            query = query.where(later)
+        if limit is not None:
+            query = query.limit(check_limit(limit))
+        rows = self._db.execute(query.order_by(c.created_at, c.id))
         return [AccessKey(id=r[0], user_id=r[1], created_at=r[2]) for r in rows]
 
     def remove(self, key_id: str) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from tashi.domain.errors import AlreadyExists, InsufficientResources, NotFound, TashiError
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.storage.contract import Address
-from tashi.storage.shared import lowest_free_address
+from tashi.storage.shared import check_limit, lowest_free_address
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import addresses as t_addr
 from tashi.storage.sql.tables import instances as t_inst
@@ -83,13 +83,35 @@ class SqlAddresses:
         return int(self._db.execute(stmt).rowcount)
 
     def list(
-        self, *, network_id: NetworkId | None = None, instance_id: InstanceId | None = None
+        self,
+        *,
+        network_id: NetworkId | None = None,
+        instance_id: InstanceId | None = None,
+        after_instance: InstanceId | None = None,
+        instances: int | None = None,
     ) -> list[Address]:
-        query = sa.select(*_COLUMNS).order_by(t_addr.c.instance_id, t_addr.c.nic_index)
+        c = t_addr.c
+        conditions: list[sa.ColumnElement[bool]] = []
         if network_id is not None:
-            query = query.where(t_addr.c.network_id == network_id)
+            conditions.append(c.network_id == network_id)
         if instance_id is not None:
-            query = query.where(t_addr.c.instance_id == instance_id)
+            conditions.append(c.instance_id == instance_id)
+        if after_instance is not None:
+            conditions.append(c.instance_id > after_instance)
+        if instances is not None:
+            page = (
+                sa.select(c.instance_id)
+                .where(*conditions)
+                .group_by(c.instance_id)
+                .order_by(c.instance_id)
+                .limit(check_limit(instances))
+            )
+            # two statements: MariaDB refuses a LIMIT in an IN subquery
+            chosen = list(self._db.execute(page).scalars())
+            if not chosen:
+                return []
+            conditions.append(c.instance_id.between(chosen[0], chosen[-1]))
+        query = sa.select(*_COLUMNS).where(*conditions).order_by(c.instance_id, c.nic_index)
         return [Address(*row) for row in self._db.execute(query)]
 
     def _one(self, instance_id: InstanceId, nic_index: int) -> Address | None:

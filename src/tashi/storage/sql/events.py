@@ -45,13 +45,15 @@ class SqlEvents:
         event_id = self._db.insert(sa.insert(t_events), row)
         return InstanceEvent(event_id, instance_id, now, kind, kept)
 
-    def list(self, instance_id: InstanceId, *, limit: int = 100) -> list[InstanceEvent]:
-        query = (
-            sa.select(*_COLUMNS)
-            .where(t_events.c.instance_id == instance_id)
-            .order_by(t_events.c.id.desc())
-            .limit(check_limit(limit))
-        )
+    def list(
+        self, instance_id: InstanceId, *, limit: int = 100, after_id: int | None = None
+    ) -> list[InstanceEvent]:
+        query = sa.select(*_COLUMNS).where(t_events.c.instance_id == instance_id)
+        if after_id is not None:
+            query = query.where(t_events.c.id > after_id).order_by(t_events.c.id)
+            rows = self._db.execute(query.limit(check_limit(limit))).all()
+            return [InstanceEvent(*row) for row in rows]
+        query = query.order_by(t_events.c.id.desc()).limit(check_limit(limit))
         return [InstanceEvent(*row) for row in reversed(self._db.execute(query).all())]
 
     def purge_before(self, when: datetime) -> int:

@@ -9,7 +9,7 @@ through ``db.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from tashi.domain.models import Host, Network, NodeLink
 from tashi.domain.states import HostState
 from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import ENDPOINT_MAX, SECRET_MAX
-from tashi.storage.shared import bounded
+from tashi.storage.shared import bounded, check_limit
 from tashi.storage.sql.db import Db, Violation
 from tashi.storage.sql.tables import host_reservations as t_res
 from tashi.storage.sql.tables import hosts as t_hosts
@@ -94,10 +94,11 @@ class SqlHosts:
         hid = HostId(self._db.insert(sa.insert(t_hosts), row, explain=explain))
         return Host(id=hid, name=name, memory=memory, cores=cores, version=version)
 
-    def _select(self, condition: sa.ColumnElement[bool]) -> list[Host]:
-        rows = self._db.execute(
-            sa.select(*_HOST_COLUMNS).where(condition).order_by(t_hosts.c.id)
-        ).all()
+    def _select(self, *conditions: sa.ColumnElement[bool], limit: int | None = None) -> list[Host]:
+        query = sa.select(*_HOST_COLUMNS).where(*conditions).order_by(t_hosts.c.id)
+        if limit is not None:
+            query = query.limit(check_limit(limit))
+        rows = self._db.execute(query).all()
         if not rows:
             return []
         query = (
@@ -130,8 +131,19 @@ class SqlHosts:
         # write units hold the database's write lock from BEGIN IMMEDIATE anyway.
         return self._one(_LOCK, host_id)
 
-    def list(self) -> list[Host]:
-        return self._select(sa.true())
+    def list(
+        self,
+        *,
+        ids: Collection[HostId] | None = None,
+        after_id: HostId | None = None,
+        limit: int | None = None,
+    ) -> list[Host]:
+        conditions: list[sa.ColumnElement[bool]] = [sa.true()]
+        if ids is not None:
+            conditions.append(t_hosts.c.id.in_(sorted(ids)))
+        if after_id is not None:
+            conditions.append(t_hosts.c.id > after_id)
+        return self._select(*conditions, limit=limit)
 
     def set_state(self, host_id: HostId, expected: HostState, new: HostState) -> Host:
         cas = (
@@ -310,8 +322,12 @@ class SqlNetworks:
             raise NotFound(f"network {network_id} does not exist")
         return Network(id=row[0], name=row[1])
 
-    def list(self) -> list[Network]:
+    def list(self, *, after_id: NetworkId | None = None, limit: int | None = None) -> list[Network]:
         query = sa.select(t_nets.c.id, t_nets.c.name).order_by(t_nets.c.id)
+        if after_id is not None:
+            query = query.where(t_nets.c.id > after_id)
+        if limit is not None:
+            query = query.limit(check_limit(limit))
         return [Network(id=i, name=n) for i, n in self._db.execute(query)]
 
     def remove(self, network_id: NetworkId) -> None:

@@ -9,7 +9,7 @@ grouped query over the covering index ``ix_instances_usage``, ``usage_on_host`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -236,11 +236,16 @@ class SqlInstances:
         if self._db.execute(cas).rowcount == 0:
             raise self._cas_failure(instance_id, expected)
 
-    def usage_by_host(self, states: Sequence[InstanceState]) -> dict[HostId, Usage]:
+    def usage_by_host(
+        self, states: Sequence[InstanceState], host_ids: Collection[HostId] | None = None
+    ) -> dict[HostId, Usage]:
         c = t_inst.c
+        conditions = _on_hosts(states)
+        if host_ids is not None:
+            conditions.append(c.host_id.in_(sorted(host_ids)))
         query = (
             sa.select(c.host_id, sa.func.count(), sa.func.sum(c.memory), sa.func.sum(c.cores))
-            .where(*_on_hosts(states))
+            .where(*conditions)
             .group_by(c.host_id)
             .order_by(c.host_id)
         )
