@@ -122,15 +122,9 @@ def run_store(
     """Every step on one store; the per-step results, each also appended to ``steps`` as soon
     as it is measured (what a failure or Ctrl-C leaves is still reported)."""
     with contextlib.ExitStack() as stack:
-        directory = workspace.subdir(f"scale-{kind}")
-        db, db_pid, sessions = _database(kind, workspace, stack)
-        _cm_overrides(directory, plan)
         say(f"[{kind}] starting tashi-cm")
-        cm = start_cm(directory, db, max_batch=FILL_MEMBERS)
-        stack.callback(cm.stop)
-        admin = stack.enter_context(TashiClient(cm.base_url, token=cm.token, timeout=CALL_TIMEOUT))
-        setup = _prepare(kind, cm, admin, directory, plan, db_pid, sessions, stack)
-        say(f"[{kind}] tashi-cm pid {cm.pid}, hollow hosts pid {setup.hollow.pid}")
+        setup = start_system(kind, plan, workspace, stack)
+        say(f"[{kind}] tashi-cm pid {setup.cm.pid}, hollow hosts pid {setup.hollow.pid}")
         steps = [] if steps is None else steps
         for target in plan.steps:
             steps.append(_step(setup, plan, target, say))
@@ -138,7 +132,19 @@ def run_store(
             if target > 0 and beats["answered_per_s"] < BEHIND * beats["offered_per_s"]:
                 say(f"[{kind}] under {BEHIND:.0%} of the heartbeats answered: no larger step")
                 break
-        return {"store": kind, "cm_log_tail": cm.log_tail(5), "steps": steps}
+        return {"store": kind, "cm_log_tail": setup.cm.log_tail(5), "steps": steps}
+
+
+def start_system(kind: str, plan: Plan, workspace: Workspace, stack: contextlib.ExitStack) -> Setup:
+    """A store's database, its ``tashi-cm`` and a process of hollow hosts (none registered
+    yet: ``op="grow"``), each stopped by ``stack``."""
+    directory = workspace.subdir(f"scale-{kind}")
+    db, db_pid, sessions = _database(kind, workspace, stack)
+    _cm_overrides(directory, plan)
+    cm = start_cm(directory, db, max_batch=FILL_MEMBERS)
+    stack.callback(cm.stop)
+    admin = stack.enter_context(TashiClient(cm.base_url, token=cm.token, timeout=CALL_TIMEOUT))
+    return _prepare(kind, cm, admin, directory, plan, db_pid, sessions, stack)
 
 
 def _database(
