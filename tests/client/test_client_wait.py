@@ -25,7 +25,7 @@ class Script:
         self.plan: dict[int, Iterator[InstanceOut | None]] = {k: iter(v) for k, v in plan.items()}
         self.last: dict[int, InstanceOut | None] = {}
 
-    def get_hosts(self) -> list[HostOut]:
+    def all_hosts(self) -> list[HostOut]:
         return [HostOut.model_construct(id=2, name="node2")]
 
     def get_instance(self, ref: Any) -> InstanceOut:
