@@ -71,6 +71,15 @@ def _a(name: str, kind: AttrType = "string", **more: object) -> Attribute:
     return Attribute(name, kind, **more)  # type: ignore[arg-type]
 
 
+def _state(
+    kind: str, *values: str, default: str | None = None, message: str = ""
+) -> tuple[Attribute, Attribute]:
+    """A kind's ``occi.<kind>.state`` (one of ``values``, set by Tashi) and its
+    ``state.message``, as every Infrastructure kind and link has them."""
+    state = _a(f"occi.{kind}.state", mutable=False, required=True, default=default, enum=values)
+    return state, _a(f"occi.{kind}.state.message", mutable=False, description=message)
+
+
 def _action(scheme: str, term: str, title: str, *methods: str) -> Category:
     attrs = (_a("method", enum=methods),) if methods else ()
     return Category(term, scheme, "action", title, attrs)
@@ -142,14 +151,15 @@ COMPUTE = Category(
         _a("occi.compute.share", "number", description="relative CPU share (1024 by default)"),
         _a("occi.compute.speed", "number", mutable=False, description="GHz (not known)"),
         _a("occi.compute.memory", "number", description="memory in GiB"),
-        _a(
-            "occi.compute.state",
-            mutable=False,
-            required=True,
+        *_state(
+            "compute",
+            "active",
+            "inactive",
+            "suspended",
+            "error",
             default="inactive",
-            enum=("active", "inactive", "suspended", "error"),
+            message="Tashi's state",
         ),
-        _a("occi.compute.state.message", mutable=False, description="Tashi's state"),
     ),
     (START.id, STOP.id, RESTART.id, SUSPEND.id),
     parent=RESOURCE.id,
@@ -163,13 +173,7 @@ NETWORK = Category(
     (
         _a("occi.network.vlan", "number", description="the network's id (its VNI)"),
         _a("occi.network.label"),
-        _a(
-            "occi.network.state",
-            mutable=False,
-            required=True,
-            enum=("active", "inactive", "error"),
-        ),
-        _a("occi.network.state.message", mutable=False),
+        *_state("network", "active", "inactive", "error"),
     ),
     (NETWORK_UP.id, NETWORK_DOWN.id),
     parent=RESOURCE.id,
@@ -182,13 +186,7 @@ STORAGE = Category(
     "Storage Resource",
     (
         _a("occi.storage.size", "number", required=True, description="size in GiB"),
-        _a(
-            "occi.storage.state",
-            mutable=False,
-            required=True,
-            enum=("online", "offline", "error"),
-        ),
-        _a("occi.storage.state.message", mutable=False),
+        *_state("storage", "online", "offline", "error"),
     ),
     (STORAGE_ONLINE.id, STORAGE_OFFLINE.id),
     parent=RESOURCE.id,
@@ -202,13 +200,7 @@ NETWORKINTERFACE = Category(
     (
         _a("occi.networkinterface.interface", mutable=False, required=True),
         _a("occi.networkinterface.mac", mutable=False, required=True),
-        _a(
-            "occi.networkinterface.state",
-            mutable=False,
-            required=True,
-            enum=("active", "inactive", "error"),
-        ),
-        _a("occi.networkinterface.state.message", mutable=False),
+        *_state("networkinterface", "active", "inactive", "error"),
     ),
     (NETIF_UP.id, NETIF_DOWN.id),
     parent=LINK.id,
@@ -222,13 +214,7 @@ STORAGELINK = Category(
     (
         _a("occi.storagelink.deviceid", mutable=False, required=True),
         _a("occi.storagelink.mountpoint", mutable=False),
-        _a(
-            "occi.storagelink.state",
-            mutable=False,
-            required=True,
-            enum=("active", "inactive", "error"),
-        ),
-        _a("occi.storagelink.state.message", mutable=False),
+        *_state("storagelink", "active", "inactive", "error"),
     ),
     parent=LINK.id,
     location="/link/storagelink/",
