@@ -18,36 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import botocore.parsers
-import botocore.serialize
-import botocore.session
 import pytest
 
 from tashi.config.ec2 import Ec2Settings, InstanceTypesSettings
-from tashi.domain.errors import TashiError
 from tashi.domain.ids import InstanceId, UserId
 from tashi.domain.models import Principal, Role
 from tashi.domain.volumes import root_volume_id
-from tashi.frontends.ec2 import protocol
-from tashi.frontends.ec2.actions import HANDLERS
-from tashi.frontends.ec2.app import ec2_error
 from tashi.frontends.ec2.context import Ec2Context
 from tashi.frontends.ec2.ids import image_id, instance_id
 from tests.api.conftest import make_settings, make_store
 from tests.clustermanager.fakenodes import Cluster, cluster
 from tests.clustermanager.test_volumes import Disks
+from tests.ec2 import inprocess
+from tests.ec2.inprocess import Refused
 
-_MODEL = botocore.session.get_session().get_service_model("ec2")
-_SERIALIZER = botocore.serialize.create_serializer("ec2")
-_PARSER = botocore.parsers.create_parser("ec2")
 ZONE = "tashi-1a"
 TINY = "tiny.qcow2"
-
-
-class Refused(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
 
 
 @dataclass
@@ -59,20 +45,7 @@ class Env:
     disks: Disks
 
     def call(self, who: str, action: str, **params: Any) -> dict[str, Any]:
-        op = _MODEL.operation_model(action)
-        body = _SERIALIZER.serialize_to_request(params, op)["body"]
-        pairs = [(k, str(v)) for k, v in body.items() if k not in ("Action", "Version")]
-        try:
-            parsed = protocol.parse(action, pairs)
-            parsed.pop("DryRun", None)
-            result = self.run(HANDLERS[action](self.ctx, self.users[who], parsed))
-        except TashiError as exc:
-            err = ec2_error(exc, "test", action)
-            raise Refused(err.code, err.message) from exc
-        xml = protocol.render(action, result, "test")
-        return dict(
-            _PARSER.parse({"body": xml, "headers": {}, "status_code": 200}, op.output_shape)
-        )
+        return inprocess.call(self.ctx, self.users[who], self.run, action, params)
 
     def refused(self, who: str, action: str, **params: Any) -> str:
         with pytest.raises(Refused) as caught:
