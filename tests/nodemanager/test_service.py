@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from tashi.domain.models import DiskConfig, Instance, NicConfig
 from tashi.domain.nodes import NodeEvent
 from tashi.domain.states import InstanceState
 from tashi.domain.volumes import device_index
-from tashi.network.fake import FakeNetworkDriver
+from tashi.network.fake import FakeHostState, FakeNetworkDriver
 from tashi.nodemanager.collaborators import EventSink
 from tashi.nodemanager.service import NodeService
 from tashi.nodemanager.vmdirs import VmDirs
@@ -117,6 +118,23 @@ def make(
         shutdown_grace=grace,
     )
     return node, events, disks, driver
+
+
+def over_fakes(tmp_path: Path, taps: FakeHostState, **collaborators: Any) -> NodeService:
+    """A node service over the fake drivers on networks 1 and 2, whose taps are ``taps`` (the
+    kernel's: they outlive a node manager), with ``collaborators`` (a firewall, metadata)."""
+    return NodeService(
+        driver=FakeDriver(),
+        network=FakeNetworkDriver([1, 2], state=taps),
+        disks=_Disks(),
+        dirs=VmDirs(tmp_path / "vms"),
+        suspend_dir=tmp_path / "suspend",
+        images_dir=tmp_path / "images",
+        events=_Events(),
+        now=lambda: datetime.now(UTC),
+        advertise_host="127.0.0.1",
+        **collaborators,
+    )
 
 
 async def until(condition: object, timeout: float = 5.0) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.network.base import Attachment
-from tashi.network.fake import FakeHostState, FakeNetworkDriver
+from tashi.network.fake import FakeHostState
 from tashi.nodemanager.metadata import nocloud
 from tashi.nodemanager.metadata.answers import Answers
 from tashi.nodemanager.metadata.fake import FakePlumbing
@@ -19,10 +19,8 @@ from tashi.nodemanager.metadata.nocloud import Seeds
 from tashi.nodemanager.metadata.service import MetadataService
 from tashi.nodemanager.metadata.tokens import Tokens
 from tashi.nodemanager.service import NodeService
-from tashi.nodemanager.vmdirs import VmDirs
-from tashi.vmm.fake import FakeDriver
 from tests.nodemanager.metadata.guests import SITE, instance
-from tests.nodemanager.test_service import _Disks, _Events
+from tests.nodemanager.test_service import over_fakes
 
 
 def service(plumbing: FakePlumbing, seeds: Seeds | None = None) -> MetadataService:
@@ -96,18 +94,7 @@ def test_the_node_service_serves_a_vm_from_its_start_to_its_end(tmp_path: Path) 
         taps = FakeHostState()  # the kernel's: it outlives a node manager
 
         def node() -> NodeService:
-            return NodeService(
-                driver=FakeDriver(),
-                network=FakeNetworkDriver([1, 2], state=taps),
-                disks=_Disks(),
-                dirs=VmDirs(tmp_path / "vms"),
-                suspend_dir=tmp_path / "suspend",
-                images_dir=tmp_path / "images",
-                events=_Events(),
-                now=lambda: datetime.now(UTC),
-                advertise_host="127.0.0.1",
-                metadata=metadata,
-            )
+            return over_fakes(tmp_path, taps, metadata=metadata)
 
         first = node()
         await first.start(instance(42))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,12 @@ from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import Instance
 from tashi.domain.secgroups import launched_in
 from tashi.network.base import Attachment
-from tashi.network.fake import FakeHostState, FakeNetworkDriver
+from tashi.network.fake import FakeHostState
 from tashi.nodemanager.secgroups.fake import FakePlumbing
 from tashi.nodemanager.secgroups.service import STATE_FILE, FirewallService
 from tashi.nodemanager.service import NodeService
-from tashi.nodemanager.vmdirs import VmDirs
-from tashi.vmm.fake import FakeDriver
 from tests.nodemanager.metadata.guests import instance
-from tests.nodemanager.test_service import _Disks, _Events
+from tests.nodemanager.test_service import over_fakes
 
 WEB = "sg-0123456789abcdef0"
 KEY = firewall.key(7, WEB)  # the made-up guests belong to user 7
@@ -152,18 +149,7 @@ def test_the_node_service_guards_before_the_guest_runs_and_unguards_after(
         taps = FakeHostState()  # the kernel's: it outlives a node manager
 
         def node_service() -> NodeService:
-            return NodeService(
-                driver=FakeDriver(),
-                network=FakeNetworkDriver([1, 2], state=taps),
-                disks=_Disks(),
-                dirs=VmDirs(tmp_path / "vms"),
-                suspend_dir=tmp_path / "suspend",
-                images_dir=tmp_path / "images",
-                events=_Events(),
-                now=lambda: datetime.now(UTC),
-                advertise_host="127.0.0.1",
-                firewall=guard,
-            )
+            return over_fakes(tmp_path, taps, firewall=guard)
 
         node = node_service()
         driver = node.driver
