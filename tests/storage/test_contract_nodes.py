@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from tashi.domain.errors import InvalidInput, NotFound
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import Role, Usage
+from tashi.domain.nodes import Renewal
 from tashi.domain.states import InstanceState
 from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import (
@@ -207,6 +208,33 @@ def test_a_host_lease_round_trips_aware_and_update_keeps_other_fields(store: Sto
         tx.hosts.update(HostId(999_999), lease_expires=renewed)
     with store.transaction(write=False) as tx:
         assert tx.hosts.get(host).lease_expires == renewed
+
+
+def test_renew_records_many_hosts_liveness_at_once_and_names_those_not_up(store: Store) -> None:
+    up, down, other = hosts(store, "node1", "node2", "node3")
+    lease = datetime(2024, 5, 1, 14, 0, 30, tzinfo=EAST)
+    later = T0 + timedelta(seconds=10)
+    with store.transaction() as tx:
+        tx.hosts.update(up, up=True, decayed=True, lease_expires=lease, load=3.0)
+        tx.hosts.update(other, up=True, notes="kept", lease_expires=lease)
+        gone = tx.hosts.renew(
+            [
+                Renewal(up, later, 0.5, lease + timedelta(seconds=10)),
+                Renewal(down, later, None, None),
+                Renewal(other, later, 1.5, None),  # HA off: the lease stays as it is
+                Renewal(HostId(999_999), later, 1.0, None),
+            ]
+        )
+        assert tx.hosts.renew([]) == set()
+    assert gone == {down, HostId(999_999)}
+    with store.transaction(write=False) as tx:
+        first, second, third = (tx.hosts.get(h) for h in (up, down, other))
+    assert (first.last_heartbeat, first.load, first.decayed) == (later, 0.5, False)
+    assert first.lease_expires == lease + timedelta(seconds=10) and first.up
+    assert (second.last_heartbeat, second.load, second.up) == (later, None, False)
+    assert (third.lease_expires, third.load, third.notes) == (lease, 1.5, "kept")
+    with pytest.raises(InvalidInput, match="time zone"), store.transaction() as tx:
+        tx.hosts.renew([Renewal(up, datetime(2024, 5, 1, 12), None, None)])
 
 
 # --- the instance history --------------------------------------------------------------------

@@ -38,11 +38,15 @@ class Database:
     async def read(self, work: Callable[[Transaction], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, work)
 
-    async def write(self, work: Callable[[Transaction], T]) -> T:
+    async def write(self, work: Callable[[Transaction], T], *, reporting: int | None = None) -> T:
         """Run ``work`` in a write transaction. Writes queue here, in order, when the store
-        takes fewer concurrent writers than there are requests (``Store.max_writers``)."""
+        takes fewer concurrent writers than there are requests (``Store.max_writers``).
+
+        ``reporting``: the host whose own report this write records (``ChangeFeed.touch``)."""
         loop = asyncio.get_running_loop()
-        result, published = await loop.run_in_executor(self._writers, self._write, work, loop)
+        result, published = await loop.run_in_executor(
+            self._writers, self._write, work, loop, reporting
+        )
         if published is not None:  # shielded: a cancelled caller does not cancel the handlers
             await asyncio.shield(asyncio.wrap_future(published))
         return result
@@ -52,7 +56,10 @@ class Database:
             return work(tx)
 
     def _write(
-        self, work: Callable[[Transaction], T], loop: asyncio.AbstractEventLoop
+        self,
+        work: Callable[[Transaction], T],
+        loop: asyncio.AbstractEventLoop,
+        reporting: int | None,
     ) -> tuple[T, Future[None] | None]:
         with self.store.transaction(write=True) as tx:
             watched = Watched(tx, self.hub.wants)
@@ -64,6 +71,9 @@ class Database:
             loop.call_soon_threadsafe(self.feed.bump)
         if watched.hosts_changed:
             loop.call_soon_threadsafe(self.feed.bump_hosts)
+        if watched.touched_hosts or watched.touched_instances:
+            hosts, instances = watched.touched_hosts, watched.touched_instances
+            loop.call_soon_threadsafe(self.feed.touch, hosts, instances, reporting)
         if not watched.recorded:
             return result, None
         published = asyncio.run_coroutine_threadsafe(self._publish(watched.recorded), loop)

@@ -26,11 +26,13 @@ from tashi.clustermanager.events import (
     StartFailed,
     VmStopped,
 )
+from tashi.clustermanager.hosts.book import HostBook
 from tashi.clustermanager.hosts.confirmations import Confirmations
 from tashi.clustermanager.hosts.ha import HighAvailability
 from tashi.clustermanager.hosts.liveness import Liveness
 from tashi.clustermanager.hosts.nodereports import NodeReports, NodeRules
 from tashi.clustermanager.hosts.nodes import NodeGateway, NoNodeManagers
+from tashi.clustermanager.hosts.renewals import Renewals
 from tashi.clustermanager.hosts.service import HostService
 from tashi.clustermanager.hosts.witnesses import WitnessDesk
 from tashi.clustermanager.images.service import ImageService
@@ -75,6 +77,7 @@ class ClusterService:
     users: UserService
     images: ImageService
     node_reports: NodeReports
+    renewals: Renewals  # the group commit of heartbeat renewals (``tashi-cm`` steps it)
     liveness: Liveness
     deadlines: Deadlines
     nodes: NodeGateway
@@ -152,6 +155,9 @@ def build_service(
     desk = WitnessDesk(gateway, svc.lease_witnesses, svc.host_lease_time, svc.restart_margin)
     ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk, suspends)
     confirmations = Confirmations()
+    book = HostBook()
+    db.feed.on_touch(book.touch)
+    renewals = Renewals(db)
     reports = NodeReports(
         db,
         clock,
@@ -171,6 +177,8 @@ def build_service(
         awaited=instances.awaited,  # the same set, live
         hub=hub,
         confirmations=confirmations,
+        book=book,
+        renewals=renewals,
     )
     firewalls = FirewallSync(db, gateway)
     volumes = VolumeService(db, clock, gateway, images)
@@ -189,6 +197,7 @@ def build_service(
         users=UserService(db, clock, auth, keys),
         images=image_service,
         node_reports=reports,
+        renewals=renewals,
         liveness=Liveness(db, clock, gateway, svc.expire_host_time),
         deadlines=Deadlines(
             db, clock, gateway, settle_migration=instances.settle_migration, lost=ha

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,10 @@ from tashi.storage.contract import Transaction
 # Repository methods that change instances or what a scheduler sees of hosts.
 _INSTANCE_WRITES = frozenset({"add", "adopt", "transition", "remove"})
 _HOST_WRITES = frozenset({"add", "remove", "set_state", "add_reservation", "remove_reservation"})
+# Host writes keyed by the host's id, besides ``update`` (``renew`` is liveness only).
+_HOST_KEYED = frozenset(
+    {"set_state", "add_reservation", "remove_reservation", "remove", "set_link", "set_witnesses"}
+)
 # Host fields whose change matters to placement (``update``'s keyword arguments).
 _HOST_FIELDS = ("up", "memory", "cores", "cpu_speed")
 # ... and those that change what node managers are told of each other (``underlay.py``).
@@ -43,9 +48,20 @@ class ChangeFeed:
         self.hosts_version = 0
         self._changed: asyncio.Event | None = None
         self._closed = False
+        self._touch_listeners: list[Callable[[set[int], set[int], int | None], None]] = []
 
     def bump_hosts(self) -> None:
         self.hosts_version += 1
+
+    def on_touch(self, listener: Callable[[set[int], set[int], int | None], None]) -> None:
+        """Call ``listener(hosts, instances, reporting)`` after each committed write with what
+        it wrote (``Watched.touched_hosts``, ``touched_instances``) and the host whose own
+        report it recorded, if any (``Database.write``)."""
+        self._touch_listeners.append(listener)
+
+    def touch(self, hosts: set[int], instances: set[int], reporting: int | None) -> None:
+        for listener in self._touch_listeners:
+            listener(hosts, instances, reporting)
 
     def bump(self) -> None:
         self.version += 1
@@ -86,6 +102,10 @@ class Watched:
         self.changed = False
         self.hosts_changed = False
         self.recorded: list[object] = []
+        #: the hosts it wrote, or whose instances it wrote (as far as the result says), and
+        #: the instances it wrote (``hosts.book.HostBook``: whose next report goes the whole way)
+        self.touched_hosts: set[int] = set()
+        self.touched_instances: set[int] = set()
 
     def wants(self, kind: type[Any]) -> bool:
         return self._wants(kind)
@@ -115,7 +135,13 @@ class _Repository:
 
 
 class _Instances(_Repository):
-    """Notes every state change of an instance (``InstanceStateChanged``)."""
+    """Notes every state change of an instance (``InstanceStateChanged``), and the instances
+    written and the hosts they are on."""
+
+    def _touch(self, instance_id: Any, current: Any = None) -> None:
+        self._owner.touched_instances.add(instance_id)
+        if current is not None and current.host_id is not None:
+            self._owner.touched_hosts.add(current.host_id)
 
     def _note(self, previous: InstanceState | None, current: Any, removed: Any = None) -> None:
         if not self._owner.wants(InstanceStateChanged):
@@ -131,24 +157,28 @@ class _Instances(_Repository):
     def add(self, *args: Any, **kwargs: Any) -> Any:
         self._owner.changed = True
         added = self._inner.add(*args, **kwargs)
+        self._touch(added.id, added)
         self._note(None, added)
         return added
 
     def adopt(self, *args: Any, **kwargs: Any) -> Any:
         self._owner.changed = True
         adopted = self._inner.adopt(*args, **kwargs)
+        self._touch(adopted.id, adopted)
         self._note(None, adopted)
         return adopted
 
     def transition(self, instance_id: Any, expected: InstanceState, *args: Any, **kw: Any) -> Any:
         self._owner.changed = True
         moved = self._inner.transition(instance_id, expected, *args, **kw)
+        self._touch(instance_id, moved)
         self._note(expected, moved)
         return moved
 
     def remove(self, instance_id: Any, expected: InstanceState) -> None:
         self._owner.changed = True
         self._inner.remove(instance_id, expected)
+        self._touch(instance_id)
         self._note(expected, None, removed=instance_id)
 
 
@@ -156,7 +186,16 @@ class _Hosts(_Repository):
     def __getattr__(self, name: str) -> Any:
         if name in self._writes:
             self._owner.hosts_changed = True
+        if name in _HOST_KEYED:
+            return functools.partial(self._keyed, getattr(self._inner, name))
         return super().__getattr__(name)
+
+    def _keyed(self, method: Callable[..., Any], host_id: Any, *args: Any, **kw: Any) -> Any:
+        result = method(host_id, *args, **kw)
+        self._owner.touched_hosts.add(host_id)
+        if method.__name__ in self._writes:
+            self._owner.changed = True
+        return result
 
     def update(self, host_id: Any, **fields: Any) -> Any:
         owner = self._owner
@@ -169,6 +208,7 @@ class _Hosts(_Repository):
             owner.changed |= bool(moved & set(_HOST_FIELDS))
             owner.hosts_changed |= bool(moved & set(_PEER_FIELDS))
         updated = self._inner.update(host_id, **fields)
+        owner.touched_hosts.add(host_id)
         if told and before is not None and before.up != updated.up:
             kind = HostUp if updated.up else HostDown
             if owner.wants(kind):

@@ -115,6 +115,7 @@ async def serve(settings: Settings, service: ClusterService, hold: Hold) -> None
     supervisor.every("volumes", VOLUME_INTERVAL, service.volumes.reconcile)  # what was left
     supervisor.every("security-groups", 0.0, service.firewalls.step)  # it waits for changes
     supervisor.every("node-connections", gateway.IDLE / 2, service.nodes.sweep)
+    supervisor.every("host-renewals", 0.0, service.renewals.step)  # it waits for renewals
     if service.ha.enabled:
         supervisor.every("ha-restart", HA_INTERVAL, service.ha.check)
     app = create_app(service, limits)

@@ -131,6 +131,17 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class Renewal:
+    """A host's liveness from a heartbeat that said nothing new (ADR 0023): when it reported,
+    its load, and the HA lease granted with the reply (``None``: HA is off)."""
+
+    host_id: HostId
+    at: datetime
+    load: float | None
+    lease_expires: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Acknowledged:
     """The cluster manager's reply to a registration or a heartbeat: the host as it stands,
     the HA lease it grants (``lease_time`` s; 0: none), the other hosts' underlay addresses

@@ -16,8 +16,10 @@ newest acknowledged one on, and ``voters`` is their union: all of them must agre
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from tashi.domain.ids import HostId
@@ -86,7 +88,14 @@ def choose(host_id: HostId, up_hosts: Iterable[HostId], count: int) -> tuple[Hos
     hosts ordered by id (fewer when there are fewer other hosts). A ring spreads the load:
     every host witnesses ``count`` others, and a host's set changes only when a neighbour on
     the ring comes or goes."""
-    ring = sorted(set(up_hosts) | {host_id})
-    start = ring.index(host_id)
-    others = ring[start + 1 :] + ring[:start]
-    return tuple(others[: max(0, count)])
+    return tuple(itertools.islice(following(host_id, sorted(set(up_hosts))), max(0, count)))
+
+
+def following(host_id: HostId, ring: Sequence[HostId]) -> Iterator[HostId]:
+    """The hosts of ``ring`` (sorted ids, without duplicates) that follow ``host_id`` on it, in
+    ring order, each once and ``host_id`` never: found by bisection, not a sort."""
+    start = bisect.bisect_right(ring, host_id)
+    for i in range(start, start + len(ring)):
+        candidate = ring[i % len(ring)]
+        if candidate != host_id:
+            yield candidate

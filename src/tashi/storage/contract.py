@@ -62,6 +62,7 @@ from tashi.domain.models import (
     Usage,
     User,
 )
+from tashi.domain.nodes import Renewal
 from tashi.domain.states import HostState, InstanceState
 from tashi.domain.volumes import Snapshot, SnapshotState, Volume, VolumeState
 from tashi.domain.witnesses import WitnessSets
@@ -214,6 +215,11 @@ class HostRepository(Protocol):
     ) -> Host:
         """Set the given fields only (each is owned by one writer: the admin or the node).
         ``None`` leaves a field as it is, so a lease is never cleared, only let expire."""
+
+    def renew(self, renewals: Sequence[Renewal]) -> set[HostId]:
+        """Record many hosts' liveness in one go (each renewal's time, load and lease; the
+        decay cleared; a lease is never cleared). The ids among them stored down or unknown,
+        whose node must report the whole way next time."""
 
     def add_reservation(self, host_id: HostId, user_id: UserId) -> Host:
         """Reserve the host for ``user_id`` too (idempotent)."""

@@ -32,6 +32,7 @@ from tashi.domain.models import (
     NodeLink,
     Usage,
 )
+from tashi.domain.nodes import Renewal
 from tashi.domain.states import HostState, InstanceState
 from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import (
@@ -281,6 +282,25 @@ class _Hosts:
         if "config" in given:
             given["config"] = dict(given["config"])  # type: ignore[call-overload]
         return self._put(replace(host, **given))  # type: ignore[arg-type]
+
+    def renew(self, renewals: Sequence[Renewal]) -> set[HostId]:
+        gone: set[HostId] = set()
+        for r in renewals:
+            host = self._t.hosts.get(r.host_id)
+            if host is None:
+                gone.add(r.host_id)
+                continue
+            aware(r.at)
+            lease = host.lease_expires
+            if r.lease_expires is not None:
+                aware(r.lease_expires)
+                lease = r.lease_expires
+            self._put(
+                replace(host, last_heartbeat=r.at, load=r.load, decayed=False, lease_expires=lease)
+            )
+            if not host.up:
+                gone.add(r.host_id)
+        return gone
 
     def add_reservation(self, host_id: HostId, user_id: UserId) -> Host:
         host = self.get(host_id)

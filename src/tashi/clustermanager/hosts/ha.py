@@ -20,8 +20,8 @@ the target. The migration's own settling (``migration.Migrations.settle``) asks 
 whether the source is proven lost, then finishes the VM on the target or, if the target has
 no copy, sends it back to Pending with ``restart_lost``.
 
-``after_report`` handles a host that reports again: the VMs it says it fenced, and, after a
-crash, the Orphaned instances it no longer runs.
+``on_report`` handles a host that reports again, in the report's own write: the VMs it says it
+fenced, and, after a crash, the Orphaned instances it no longer runs.
 """
 
 from __future__ import annotations
@@ -142,36 +142,37 @@ class HighAvailability:
             )
         return False
 
-    async def after_report(self, host: Host, reported: set[int], fenced: Sequence[int]) -> None:
-        """``host`` reports (or registers) again, ``host`` as stored before the report, with
-        the instance ids it reports and those whose VMs it stopped itself (self-fence or
-        watchdog). Those go back to Pending to run elsewhere, rather than being taken for VMs
-        that ended on their own (reconciliation would remove them); so do, when the host was
-        down, the Orphaned ones it no longer runs (their VMs died with it: a crash and a
-        quick restart), except those it lost while shutting down or being destroyed (removed,
-        as was asked) or migrating (left to that settling)."""
+    def on_report(
+        self, tx: Transaction, host: Host, reported: set[int], fenced: Sequence[int], now: datetime
+    ) -> list[Instance]:
+        """In the write of a report, ``host`` as stored before it (read in that write, so a
+        host marked down meanwhile is seen down): ``reported``, the instance ids it reports,
+        and ``fenced``, those whose VMs it stopped itself (self-fence or watchdog). Those go
+        back to Pending to run elsewhere, rather than being taken for VMs that ended on their
+        own (reconciliation would remove them); so do, when the host was down, the Orphaned
+        ones it no longer runs (their VMs died with it: a crash and a quick restart), except
+        those it lost while shutting down or being destroyed (removed, as was asked) or
+        migrating (left to that settling). The instances it moved (``after_report``)."""
         if not self.enabled or not (fenced or not host.up):
-            return
-        now = self._clock.now()
+            return []
+        moved = [
+            i
+            for iid in fenced
+            if iid not in reported and (i := _fenced(tx, InstanceId(iid), host, now)) is not None
+        ]
+        if not host.up:
+            orphans = tx.instances.find(
+                InstanceFilter(host_id=host.id, states=[InstanceState.Orphaned])
+            )
+            for inst in orphans:
+                if inst.id in reported or _settled_otherwise(tx, inst, host, now):
+                    continue
+                moved.append(reschedule(tx, inst, host, now, "crashed"))
+        return moved
 
-        def run(tx: Transaction) -> list[Instance]:
-            moved = [
-                i
-                for iid in fenced
-                if iid not in reported
-                and (i := _fenced(tx, InstanceId(iid), host, now)) is not None
-            ]
-            if not host.up:
-                orphans = tx.instances.find(
-                    InstanceFilter(host_id=host.id, states=[InstanceState.Orphaned])
-                )
-                for inst in orphans:
-                    if inst.id in reported or _settled_otherwise(tx, inst, host, now):
-                        continue
-                    moved.append(reschedule(tx, inst, host, now, "crashed"))
-            return moved
-
-        moved = await self._db.write(run)
+    async def after_report(self, host: Host, moved: list[Instance], fenced: bool) -> None:
+        """After the report's write committed: the suspend files of the instances
+        ``on_report`` moved are of no use any more."""
         await self._discard_suspend_files(moved)
         if moved:
             log.warning(

@@ -62,7 +62,11 @@ class Liveness:
                 self._answered[host.id] = now
                 continue
             self._answered.pop(host.id, None)
-            down.append(await self._db.write(functools.partial(_mark_down, host=host, now=now)))
+            marked = await self._db.write(functools.partial(_mark_down, host=host, now=now))
+            if marked is None:
+                log.info("host %s reported while it was checked; it stays up", host.name)
+                continue
+            down.append(marked)
             log.warning("host %s stopped answering; marked down, its instances Orphaned", host.name)
         return down
 
@@ -72,7 +76,13 @@ def _silent(host: Host, now: datetime, expire: timedelta, since: datetime) -> bo
     return now - (since if last is None or last < since else last) > expire
 
 
-def _mark_down(tx: Transaction, *, host: Host, now: datetime) -> Host:
+def _mark_down(tx: Transaction, *, host: Host, now: datetime) -> Host | None:
+    """The host down and its instances Orphaned, unless it reported (or was marked down)
+    since ``host`` was read: the check of its node manager takes time, and a node manager
+    that restarted meanwhile has registered again. ``None`` then."""
+    current = tx.hosts.lock(host.id)
+    if not current.up or current.last_heartbeat != host.last_heartbeat:
+        return None
     updated = tx.hosts.update(host.id, up=False, decayed=False)
     for inst in tx.instances.find(InstanceFilter(host_id=host.id, states=_ORPHANED_BY_LOSS)):
         target = next_state(inst.state, Action.host_lost)

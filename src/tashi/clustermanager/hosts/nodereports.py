@@ -19,9 +19,11 @@ from typing import Protocol
 from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.events import VmStopped
+from tashi.clustermanager.hosts.book import HostBook, same_ring
 from tashi.clustermanager.hosts.confirmations import Confirmations
 from tashi.clustermanager.hosts.nodes import NodeGateway
-from tashi.clustermanager.hosts.reconcile import Decision, Observed, Seen, plan
+from tashi.clustermanager.hosts.reconcile import Decision, Observed, Seen, plan, waiting
+from tashi.clustermanager.hosts.renewals import Renewals
 from tashi.clustermanager.hosts.underlay import config_with, peers_of
 from tashi.clustermanager.hosts.witnesses import WitnessDesk
 from tashi.clustermanager.instances.suspends import SuspendArea, may_hold_a_file
@@ -36,6 +38,7 @@ from tashi.domain.nodes import (
     Heartbeat,
     NodeEvent,
     Registration,
+    Renewal,
     VmReport,
     WitnessSet,
 )
@@ -52,6 +55,9 @@ from tashi.runtime.hub import EventHub
 from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
+
+#: a host's witness set for its reply, with the ring's hosts looked at to choose it
+_Witnesses = tuple[WitnessSet, tuple[HostId, ...]] | None
 
 _RESIDENT = sorted(ON_HOST | {InstanceState.Orphaned})
 
@@ -77,10 +83,15 @@ class NodeRules:
 
 
 class ReportedHosts(Protocol):
-    async def after_report(self, host: Host, reported: set[int], fenced: Sequence[int]) -> None:
-        """Told of a host that reports or registers again (as stored before the report), the
-        instance ids it reports and those it says it fenced, before the report is reconciled
-        (``ha.HighAvailability``: what it fenced runs elsewhere). A failure fails the report."""
+    def on_report(
+        self, tx: Transaction, host: Host, reported: set[int], fenced: Sequence[int], now: datetime
+    ) -> list[Instance]:
+        """In the write of a host's report, the host as stored before it, the instance ids it
+        reports and those it says it fenced: what its report means before it is reconciled
+        (``ha.HighAvailability``: what it fenced runs elsewhere); the instances it moved."""
+
+    async def after_report(self, host: Host, moved: list[Instance], fenced: bool) -> None:
+        """After that write committed, with what ``on_report`` moved."""
 
 
 class NodeReports:
@@ -97,8 +108,13 @@ class NodeReports:
         awaited: Collection[InstanceId],
         hub: EventHub,
         confirmations: Confirmations,
+        book: HostBook,
+        renewals: Renewals,
     ) -> None:
         self._db = db
+        #: each host's last settled report, and the group commit of the renewals (ADR 0023)
+        self._book = book
+        self._renewals = renewals
         self._suspends = suspends
         self._clock = clock
         self._rules = rules
@@ -108,6 +124,7 @@ class NodeReports:
         #: Told of an instance (as it was) whose VM failed or exited (``events.VmStopped``).
         self._hub = hub
         self._hosts_seen: tuple[int, list[Host]] | None = None  # (hosts_version, the hosts)
+        self._ring_seen: tuple[int, list[HostId]] | None = None  # (hosts_version, up ids)
         #: Instances whose start a node has not answered yet (``InstanceService.awaited``, the
         #: same set, live): reports leave them alone (``reconcile.plan``).
         self._awaited = awaited
@@ -127,20 +144,20 @@ class NodeReports:
         if not body.endpoint.startswith(("http://", "https://")):
             raise InvalidInput("the endpoint must be an http:// or https:// URL")
         now = self._clock.now()
-        before: list[Host] = []  # the host as stored before this registration
-        up = await self._up_hosts()
+        reported: set[int] = {r.instance.id for r in body.vms}
+        ring = await self._ring()
 
-        def run(tx: Transaction) -> tuple[Host, WitnessSet | None]:
+        def run(tx: Transaction) -> tuple[Host, Host, _Witnesses, list[Instance]]:
             try:
-                host = tx.hosts.get_by_name(body.name)
+                host = tx.hosts.lock(tx.hosts.get_by_name(body.name).id)
             except NotFound:
                 host = tx.hosts.add(
                     body.name, memory=body.memory, cores=body.cores, version=body.version, now=now
                 )
-            before.append(host)
             link = tx.hosts.link(host.id)
             if link is not None and link.user_id != caller.user_id:
                 raise Forbidden(f"host {host.name!r} belongs to another node account")
+            moved = self._reported.on_report(tx, host, reported, body.fenced, now)
             tx.hosts.set_link(
                 host.id,
                 endpoint=body.endpoint,
@@ -149,8 +166,9 @@ class NodeReports:
                 now=now,
                 peer_secret=body.peer_secret,
             )
-            witnesses = self._assign(tx, host.id, up, body.witness_epoch)
+            witnesses = self._assign(tx, host.id, ring, body.witness_epoch)
             wanted = self._state_for(host, body.version)
+            before = host
             if wanted is not host.state:
                 host = tx.hosts.set_state(host.id, host.state, wanted)
             updated = tx.hosts.update(
@@ -164,9 +182,10 @@ class NodeReports:
                 lease_expires=self._lease(now),
                 config=config_with(host, body.underlay),
             )
-            return updated, witnesses
+            return before, updated, witnesses, moved
 
-        host, witnesses = await self._db.write(run)
+        before, host, witnesses, moved = await self._db.write(run)
+        self._book.forget(host.id)  # its first heartbeat goes the whole way
         if host.state is HostState.VersionMismatch:
             log.warning(
                 "host %s runs version %s, not %s: no VMs will go there",
@@ -174,9 +193,7 @@ class NodeReports:
                 body.version,
                 self._rules.version,
             )
-        await self._reported.after_report(
-            before[-1], {r.instance.id for r in body.vms}, body.fenced
-        )
+        await self._reported.after_report(before, moved, bool(body.fenced))
         await self._reconcile(host.id, body.vms)
         self._confirmations.confirm(host.id, now)
         return Acknowledged(
@@ -186,41 +203,63 @@ class NodeReports:
             expire_host_time=self._rules.expire_host_time,
             lease_time=self._rules.host_lease,
             peers=await self._peers(host.id) if body.underlay else None,
-            witnesses=witnesses,
+            witnesses=witnesses[0] if witnesses else None,
         )
 
     def _assign(
-        self, tx: Transaction, host_id: HostId, up: list[HostId], epoch: int | None
-    ) -> WitnessSet | None:
+        self, tx: Transaction, host_id: HostId, ring: Sequence[HostId], epoch: int | None
+    ) -> _Witnesses:
         if self._rules.host_lease <= 0:  # HA is off: no witnesses are handed out
             return None
-        return self._witnesses.assign(tx, host_id, up, epoch)
+        return self._witnesses.assign(tx, host_id, ring, epoch)
 
-    async def _up_hosts(self) -> list[HostId]:
-        """The ids of the up hosts, from the same cache as ``_peers``."""
-        return [h.id for h in await self._hosts() if h.up]
+    async def _ring(self) -> list[HostId]:
+        """The up hosts' ids, sorted (the witnesses' ring), from the same cache as ``_peers``."""
+        version = self._db.feed.hosts_version
+        if self._ring_seen is None or self._ring_seen[0] != version:
+            hosts = await self._hosts()
+            self._ring_seen = (version, sorted(h.id for h in hosts if h.up))
+        return self._ring_seen[1]
 
     async def _own_host(self, caller: Principal, host_id: int) -> Host:
         require_role(caller, Role.node, doing="reporting as a node")
 
         def check(tx: Transaction) -> Host:
             host = tx.hosts.get(HostId(host_id))
-            link = tx.hosts.link(host.id)
-            if link is None or link.user_id != caller.user_id:
-                raise NotFound(f"host {host_id} is not registered by this node")
+            _check_owner(tx, host.id, caller)
             return host
 
         return await self._db.read(check)
 
     async def heartbeat(self, caller: Principal, host_id: int, body: Heartbeat) -> Acknowledged:
-        host = await self._own_host(caller, host_id)
-        now = self._clock.now()
-        up = await self._up_hosts()
+        """A renewal when the report says nothing new (``book.py``), else the whole way."""
+        require_role(caller, Role.node, doing="reporting as a node")
+        hid = HostId(host_id)
+        entry = self._book.quick(hid, caller.user_id, body)
+        if entry is not None and same_ring(await self._ring(), hid, entry.examined):
+            now = self._clock.now()
+            if await self._renewals.renew(Renewal(hid, now, body.load, self._lease(now))):
+                self._confirmations.confirm(hid, now)
+                return await self._reply(hid, entry.state, entry.witnesses, body)
+        return await self._report(caller, hid, body)
 
-        def run(tx: Transaction) -> tuple[Host, WitnessSet | None]:
-            witnesses = self._assign(tx, host.id, up, body.witness_epoch)
+    async def _report(self, caller: Principal, hid: HostId, body: Heartbeat) -> Acknowledged:
+        """A heartbeat the whole way: one write checks the host is the caller's, handles what
+        it fenced or lost (``ReportedHosts.on_report``) with the host as stored then, chooses
+        its witnesses and writes the host; a second reconciles its VMs."""
+        mark = self._book.mark(hid)
+        self._book.forget(hid)
+        now = self._clock.now()
+        ring = await self._ring()
+        reported: set[int] = {r.instance.id for r in body.vms}
+
+        def run(tx: Transaction) -> tuple[Host, Host, _Witnesses, list[Instance]]:
+            host = tx.hosts.lock(hid)
+            _check_owner(tx, hid, caller)
+            moved = self._reported.on_report(tx, host, reported, body.fenced, now)
+            witnesses = self._assign(tx, hid, ring, body.witness_epoch)
             updated = tx.hosts.update(
-                host.id,
+                hid,
                 up=True,
                 decayed=False,
                 load=body.load,
@@ -228,25 +267,37 @@ class NodeReports:
                 cores=body.cores,
                 last_heartbeat=now,
                 lease_expires=self._lease(now),
-                config=config_with(tx.hosts.get(host.id), body.underlay)
-                if config_with(host, body.underlay) is not None
-                else None,
+                config=config_with(host, body.underlay),
             )
-            return updated, witnesses
+            return host, updated, witnesses, moved
 
-        await self._reported.after_report(host, {r.instance.id for r in body.vms}, body.fenced)
-        was_up = host.up
-        host, witnesses = await self._db.write(run)
-        if not was_up:
+        before, host, witnesses, moved = await self._db.write(run, reporting=hid)
+        await self._reported.after_report(before, moved, bool(body.fenced))
+        if not before.up:
             log.info("host %s is up again", host.name)
-        await self._reconcile(host.id, body.vms)
-        self._confirmations.confirm(host.id, now)
+        settled, on_host = await self._reconcile(hid, body.vms)
+        self._confirmations.confirm(hid, now)
+        if settled and not moved and not body.fenced:
+            self._book.settle(
+                hid,
+                user_id=caller.user_id,
+                state=host.state,
+                beat=body,
+                witnesses=witnesses,
+                instances=on_host,
+                mark=mark,
+            )
+        return await self._reply(hid, host.state, witnesses[0] if witnesses else None, body)
+
+    async def _reply(
+        self, hid: HostId, state: HostState, witnesses: WitnessSet | None, body: Heartbeat
+    ) -> Acknowledged:
         return Acknowledged(
-            host_id=host.id,
-            state=host.state.name,
+            host_id=hid,
+            state=state.name,
             up=True,
             lease_time=self._rules.host_lease,
-            peers=await self._peers(host.id) if body.underlay else None,
+            peers=await self._peers(hid) if body.underlay else None,
             witnesses=witnesses,
         )
 
@@ -322,18 +373,24 @@ class NodeReports:
         if inst is None or not may_hold_a_file(inst):
             await self._suspends.discard_name(iid, event.detail)
 
-    async def _reconcile(self, host_id: HostId, reports: Sequence[VmReport]) -> None:
+    async def _reconcile(
+        self, host_id: HostId, reports: Sequence[VmReport]
+    ) -> tuple[bool, list[InstanceId]]:
+        """Bring the host's instances in line with its report; whether that left nothing to
+        do later (no instance waiting, no stranger, no race lost: ``book.py``), and the ids of
+        the instances stored on the host."""
         now = self._clock.now()
         seen = [
             Seen(r.instance.id, r.vm_id, Observed(r.state))
             for r in reports
             if r.state in Observed._value2member_map_
         ]
+        rules = self._rules
 
-        def run(tx: Transaction) -> tuple[list[InstanceId], list[InstanceId]]:
+        def run(tx: Transaction) -> tuple[list[InstanceId], list[InstanceId], bool, list[Instance]]:
             stored = tx.instances.find(InstanceFilter(host_id=host_id, states=_RESIDENT))
             decisions, strangers = plan(
-                stored, seen, now=now, grace=self._rules.grace, awaited=self._awaited
+                stored, seen, now=now, grace=rules.grace, awaited=self._awaited
             )
             for decision in decisions:
                 current = next((i for i in stored if i.id == decision.instance_id), None)
@@ -342,22 +399,28 @@ class NodeReports:
             verdicts = [
                 (s.seen.instance_id, _stranger(tx, host_id, s.seen, now)) for s in strangers
             ]
+            calm = not strangers and not any(
+                waiting(i, now=now, grace=rules.grace, awaited=self._awaited) for i in stored
+            )
             return (
                 [i for i, v in verdicts if v == "fence"],
                 [i for i, v in verdicts if v == "adopt"],
+                calm,
+                stored,
             )
 
         try:
-            fence, adopt = await self._db.write(run)
+            fence, adopt, calm, stored = await self._db.write(run, reporting=host_id)
         except StateConflict:
             log.info(
                 "a report about host %s raced another change; the next one settles it", host_id
             )
-            return
+            return False, []
         await self._fence(host_id, [r for r in reports if r.instance.id in fence])
         for report in reports:
             if report.instance.id in adopt:
                 await self._adopt(host_id, report)
+        return calm, [i.id for i in stored]
 
     async def _adopt(self, host_id: HostId, report: VmReport) -> None:
         """Take into the store a VM its host runs that this cluster's store lost."""
@@ -400,6 +463,12 @@ class NodeReports:
                     host.name,
                     exc.message,
                 )
+
+
+def _check_owner(tx: Transaction, host_id: HostId, caller: Principal) -> None:
+    link = tx.hosts.link(host_id)
+    if link is None or link.user_id != caller.user_id:
+        raise NotFound(f"host {host_id} is not registered by this node")
 
 
 def _apply(tx: Transaction, inst: Instance, decision: Decision, now: datetime) -> None:

@@ -85,6 +85,15 @@ _GONE: dict[InstanceState, tuple[Action, str]] = {
 }
 
 
+def waiting(
+    inst: Instance, *, now: datetime, grace: float, awaited: Collection[InstanceId] = ()
+) -> bool:
+    """Whether ``plan`` leaves the instance alone for now: it entered its state less than
+    ``grace`` seconds ago, or its start is awaited."""
+    recent = inst.state_since is not None and inst.state_since > now - timedelta(seconds=grace)
+    return recent or inst.id in awaited
+
+
 def plan(
     stored: Sequence[Instance],
     reported: Iterable[Seen],
@@ -100,12 +109,9 @@ def plan(
     start can outlast the grace, and the report sent meanwhile, without the VM, must not
     fail a start that is about to succeed (a 100-member group was torn down that way)."""
     seen = {s.instance_id: s for s in reported if s.state is not Observed.exited}
-    settled = now - timedelta(seconds=grace)
     decisions: list[Decision] = []
     for inst in stored:
-        if inst.state_since is not None and inst.state_since > settled:
-            continue
-        if inst.id in awaited:
+        if waiting(inst, now=now, grace=grace, awaited=awaited):
             continue
         observed = seen.get(inst.id)
         if observed is None:

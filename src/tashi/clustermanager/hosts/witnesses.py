@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tashi.clustermanager.hosts.nodes import NodeGateway
@@ -26,7 +26,7 @@ from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.ids import HostId
 from tashi.domain.models import Host, NodeLink
 from tashi.domain.nodes import Grant, Witness, WitnessSet
-from tashi.domain.witnesses import choose
+from tashi.domain.witnesses import following
 from tashi.nodeapi import peering
 from tashi.storage.contract import Transaction
 
@@ -52,27 +52,31 @@ class WitnessDesk:
         self,
         tx: Transaction,
         host_id: HostId,
-        up_hosts: Collection[HostId],
+        ring: Sequence[HostId],
         acknowledged: int | None,
-    ) -> WitnessSet | None:
+    ) -> tuple[WitnessSet, tuple[HostId, ...]] | None:
         """The host's witness set for its reply, after taking its acknowledgement and choosing
-        again; ``None`` if the host has no link (it did not register)."""
+        again from ``ring`` (the up hosts' ids, sorted), with the hosts of the ring it looked
+        at to choose (the same ring prefix chooses the same set); ``None`` if the host has no
+        link (it did not register)."""
         link = tx.hosts.link(host_id)
         if link is None:
             return None
         sets = link.witnesses.acknowledge(acknowledged)
         chosen: list[Witness] = []
-        for candidate in choose(host_id, up_hosts, len(up_hosts)):  # in ring order
+        examined: list[HostId] = []
+        for candidate in following(host_id, ring):
+            if len(chosen) == self._count:
+                break
+            examined.append(candidate)
             other = tx.hosts.link(candidate)
             if other is not None and other.peer_secret:
                 token = peering.token(other.peer_secret, host_id)
                 chosen.append(Witness(host_id=candidate, endpoint=other.endpoint, token=token))
-                if len(chosen) == self._count:
-                    break
         sets = sets.with_current([w.host_id for w in chosen])
         if sets != link.witnesses:
             tx.hosts.set_witnesses(host_id, sets)
-        return WitnessSet(epoch=sets.epoch, hosts=tuple(chosen))
+        return WitnessSet(epoch=sets.epoch, hosts=tuple(chosen)), tuple(examined)
 
     async def confirm(
         self, host: Host, link: NodeLink | None, witnesses: list[Host | HostId]

@@ -9,7 +9,7 @@ through ``db.py``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from tashi.domain.errors import AlreadyExists, InvalidState, NotFound, StateConflict, TashiError
 from tashi.domain.ids import HostId, NetworkId, UserId
 from tashi.domain.models import Host, Network, NodeLink
+from tashi.domain.nodes import Renewal
 from tashi.domain.states import HostState
 from tashi.domain.witnesses import WitnessSets
 from tashi.storage.contract import ENDPOINT_MAX, SECRET_MAX
@@ -166,6 +167,21 @@ class SqlHosts:
                 raise NotFound(f"host {host_id} does not exist")
         return self.get(host_id)
 
+    def renew(self, renewals: Sequence[Renewal]) -> set[HostId]:
+        if not renewals:
+            return set()
+        for lease in (False, True):  # one executemany each: with a lease and without
+            rows = [
+                {"b_id": r.host_id, "b_at": r.at, "b_load": r.load, "b_lease": r.lease_expires}
+                for r in renewals
+                if (r.lease_expires is not None) is lease
+            ]
+            if rows:
+                self._db.execute(_RENEW_LEASE if lease else _RENEW, rows)
+        ids = sorted({r.host_id for r in renewals})
+        up = sa.select(t_hosts.c.id).where(t_hosts.c.id.in_(ids), t_hosts.c.up.is_(True))
+        return set(ids) - {HostId(row.id) for row in self._db.execute(up)}
+
     def add_reservation(self, host_id: HostId, user_id: UserId) -> Host:
         def explain(v: Violation) -> TashiError:
             return NotFound(f"user {user_id} does not exist")
@@ -267,6 +283,14 @@ def _upsert_link(dialect: str, row: dict[str, Any]) -> sa.Insert:
         )
     mysql_stmt = mysql.insert(t_links).values(row)
     return mysql_stmt.on_duplicate_key_update({name: mysql_stmt.inserted[name] for name in changed})
+
+
+_RENEW = (
+    sa.update(t_hosts)
+    .where(t_hosts.c.id == sa.bindparam("b_id"))
+    .values(last_heartbeat=sa.bindparam("b_at"), load=sa.bindparam("b_load"), decayed=False)
+)
+_RENEW_LEASE = _RENEW.values(lease_expires=sa.bindparam("b_lease"))
 
 
 def _insert_if_absent(dialect: str, row: dict[str, int]) -> sa.Insert:
