@@ -81,6 +81,9 @@ def test_a_report_with_nothing_new_is_a_renewal_that_is_written_and_grants_the_l
     assert host.last_heartbeat == clock.now() and host.load == 1.5
     assert host.lease_expires == clock.now() + timedelta(seconds=LEASE)
     assert state(api, "web") == "Running"
+    metrics = api.http.get("/metrics").text
+    assert 'tashi_heartbeats_total{way="renewal"} 1' in metrics
+    assert "tashi_heartbeat_renewal_writes_total 1" in metrics
     clock.advance(3)  # a new VM state: the whole way again
     beat(api, node, hid, vms=[report(web, "paused")])
     assert renewed(api) == before + 1
@@ -221,3 +224,23 @@ def test_a_hosts_report_goes_the_whole_way_when_its_witness_goes_down(
     assert renewed(api) == before + 3  # the whole way: its witness went
     assert [w["hostId"] for w in after["hosts"]] == [ids[2], ids[3]]
     assert after["epoch"] > first["epoch"]
+
+
+def test_what_the_fast_lane_does_not_renew_the_route_answers_with_its_own_errors(
+    leased: tuple[Api, FakeClock],
+) -> None:
+    api, clock = leased
+    node, hid, web = running_host(api, clock)
+    body = {"vms": [report(web, "running")]}
+    url = f"/v1/nodes/{hid}/heartbeat"
+    bad = api.call("POST", url, {"Authorization": "Bearer nonsense"}, json=body)
+    assert bad.status_code == 401 and "expired" in bad.json()["error"]["message"]
+    other = api.user("node2", role="node")
+    assert api.call("POST", url, other, json=body).status_code == 404  # not its host
+    shapeless = api.call("POST", url, node, json={"vms": [{"instanceId": "x"}]})
+    assert shapeless.status_code == 400
+    before = renewed(api)
+    good = api.call("POST", url, node, json=body)
+    assert good.status_code == 200 and renewed(api) == before + 1
+    assert set(good.json()) == {"hostId", "state", "up", "leaseTime", "peers", "witnesses"}
+    assert good.headers["x-request-id"]

@@ -11,7 +11,7 @@ from tashi.clustermanager.hosts.renewals import Renewals
 from tashi.domain.clock import FakeClock
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import Instance
-from tashi.domain.nodes import Heartbeat, Renewal, VmReport, WitnessSet
+from tashi.domain.nodes import Heartbeat, Renewal, VmReport, WitnessSet, heartbeat_key
 from tashi.domain.states import HostState, InstanceState
 from tashi.storage.memory import MemoryStore
 
@@ -55,16 +55,18 @@ def settled(book: HostBook, host: HostId, report: Heartbeat, *on_host: int) -> N
 def test_only_the_same_report_of_an_untouched_host_by_its_node_is_a_renewal() -> None:
     book = HostBook()
     report = beat((5, "running"), (6, "paused"))
-    assert book.quick(H1, NODE, report) is None  # nothing settled yet
+    assert book.quick(H1, NODE, heartbeat_key(report)) is None  # nothing settled yet
     settled(book, H1, report, 5, 6)
-    assert book.quick(H1, NODE, beat((5, "running"), (6, "paused"))) is not None
-    assert book.quick(H1, NODE, beat((5, "running"), (6, "paused"), load=3.0)) is not None
-    assert book.quick(H1, UserId(8), report) is None  # another node account
-    assert book.quick(H1, NODE, beat((5, "running"))) is None
-    assert book.quick(H1, NODE, beat((5, "running"), (6, "running"))) is None
-    assert book.quick(H1, NODE, beat((5, "running"), (6, "paused"), epoch=2)) is None
-    assert book.quick(H1, NODE, beat((5, "running"), (6, "paused"), fenced=(9,))) is None
-    assert book.quick(H2, NODE, report) is None
+    assert book.quick(H1, NODE, heartbeat_key(beat((5, "running"), (6, "paused")))) is not None
+    assert (
+        book.quick(H1, NODE, heartbeat_key(beat((5, "running"), (6, "paused"), load=3.0)))
+        is not None
+    )
+    assert book.quick(H1, UserId(8), heartbeat_key(report)) is None  # another node account
+    assert book.quick(H1, NODE, heartbeat_key(beat((5, "running")))) is None
+    assert book.quick(H1, NODE, heartbeat_key(beat((5, "running"), (6, "running")))) is None
+    assert book.quick(H1, NODE, heartbeat_key(beat((5, "running"), (6, "paused"), epoch=2))) is None
+    assert book.quick(H2, NODE, heartbeat_key(report)) is None
 
 
 def test_a_touch_of_the_host_or_its_instance_or_its_witness_stales_the_entry() -> None:
@@ -74,17 +76,17 @@ def test_a_touch_of_the_host_or_its_instance_or_its_witness_stales_the_entry() -
     book.touch({H1}, set(), reporting=H1)  # its own report's write
     book.touch(set(), {5}, reporting=H1)
     book.touch({H3 + 10}, {99}, reporting=None)  # others'
-    assert book.quick(H1, NODE, report) is not None
+    assert book.quick(H1, NODE, heartbeat_key(report)) is not None
     book.touch(set(), {5}, reporting=None)  # a user's request on its instance
-    assert book.quick(H1, NODE, report) is None
+    assert book.quick(H1, NODE, heartbeat_key(report)) is None
     settled(book, H1, report, 5)
     book.touch({H3}, set(), reporting=H3)  # a witness's own report: not a change
-    assert book.quick(H1, NODE, report) is not None
+    assert book.quick(H1, NODE, heartbeat_key(report)) is not None
     book.touch({H3}, set(), reporting=None)  # the witness registered again, say
-    assert book.quick(H1, NODE, report) is None
+    assert book.quick(H1, NODE, heartbeat_key(report)) is None
     settled(book, H1, report, 5)
     book.forget(H1)
-    assert book.quick(H1, NODE, report) is None and len(book) == 0
+    assert book.quick(H1, NODE, heartbeat_key(report)) is None and len(book) == 0
 
 
 def test_a_report_goes_the_whole_way_at_least_every_full_every_seconds() -> None:
@@ -93,9 +95,11 @@ def test_a_report_goes_the_whole_way_at_least_every_full_every_seconds() -> None
     report = beat()
     settled(book, H1, report)
     clock.now += 300.0
-    assert book.quick(H1, NODE, report) is not None  # the spread by host id: 1 s more
+    assert (
+        book.quick(H1, NODE, heartbeat_key(report)) is not None
+    )  # the spread by host id: 1 s more
     clock.now += 1.0
-    assert book.quick(H1, NODE, report) is None
+    assert book.quick(H1, NODE, heartbeat_key(report)) is None
 
 
 def test_the_same_ring_prefix_keeps_the_witnesses() -> None:

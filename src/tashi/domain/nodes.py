@@ -13,6 +13,7 @@ the VMM layer); an event's ``kind`` one of ``EVENT_KINDS``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -128,6 +129,26 @@ class Heartbeat:
     witness_epoch: int | None = None
     fenced: tuple[InstanceId, ...] = ()
     underlay: str | None = None
+
+
+#: What of a heartbeat decides whether it says anything new (ADR 0023): memory, cores, underlay,
+#: the witness epoch, and each VM's instance id, VM id and state, in the order reported.
+ReportKey = tuple[object, ...]
+
+
+def report_key(
+    memory: int | None,
+    cores: int | None,
+    underlay: str | None,
+    witness_epoch: int | None,
+    vms: Iterable[tuple[int, int, str]],
+) -> ReportKey:
+    return (memory, cores, underlay, witness_epoch, tuple(vms))
+
+
+def heartbeat_key(beat: Heartbeat) -> ReportKey:
+    vms = ((r.instance.id, r.vm_id, r.state) for r in beat.vms)
+    return report_key(beat.memory, beat.cores, beat.underlay, beat.witness_epoch, vms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,14 @@ from tashi.domain.nodes import (
     Heartbeat,
     NodeEvent,
     Registration,
+    ReportKey,
     Ticket,
     Transfer,
     VmReport,
     VmStatus,
     Witness,
     WitnessSet,
+    report_key,
 )
 from tashi.domain.states import InstanceState
 from tashi.nodeapi import schemas as s
@@ -229,6 +231,13 @@ def heartbeat(wire: s.HeartbeatIn) -> Heartbeat:
         witness_epoch=wire.witnessEpoch,
         fenced=tuple(InstanceId(i) for i in wire.fenced),
     )
+
+
+def heartbeat_key(wire: s.HeartbeatIn | s.HeartbeatKeyIn) -> ReportKey:
+    """The report's key (``domain.nodes.heartbeat_key`` of ``heartbeat(wire)``) without
+    converting its VMs' instances: what a renewal needs."""
+    vms = ((r.instanceId, r.vmId, r.state) for r in wire.vms)
+    return report_key(wire.memory, wire.cores, wire.underlay, wire.witnessEpoch, vms)
 
 
 def _reply(ack: Acknowledged) -> dict[str, object]:

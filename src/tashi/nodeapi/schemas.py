@@ -158,6 +158,29 @@ class HeartbeatIn(_Report):
     vms: list[VmReport]
 
 
+class VmKeyIn(BaseModel):
+    """What of a ``VmReport`` tells whether a heartbeat says anything new (ADR 0023)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    instanceId: Int
+    vmId: Int
+    state: str
+
+
+class HeartbeatKeyIn(BaseModel):
+    """What of a ``HeartbeatIn`` a renewal reads (ADR 0023; ``frontends/rest/renewals.py``),
+    the rest skipped unread: a report that is not a renewal is read whole by its route."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    load: float | None = None
+    memory: Int | None = None
+    cores: Int | None = None
+    vms: list[VmKeyIn]
+    witnessEpoch: Int | None = None
+    fenced: list[Int] = Field(default_factory=list)
+    underlay: str | None = Field(None, max_length=64)
+
+
 class HeartbeatOut(_Reply):
     hostId: int
     state: str

@@ -172,7 +172,8 @@ class _Guard:
         try:
             if remaining <= 0:
                 raise TimeoutError
-            message = await asyncio.wait_for(self._receive(), remaining)
+            async with asyncio.timeout(remaining):  # no task per receive, as wait_for makes
+                message = await self._receive()
         except TimeoutError:
             self.failure = too_slow(self._limits)
             raise _Refused from None

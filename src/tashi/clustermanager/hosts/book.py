@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from tashi.domain.ids import HostId, InstanceId, UserId
-from tashi.domain.nodes import Heartbeat, WitnessSet
+from tashi.domain.nodes import Heartbeat, ReportKey, WitnessSet, heartbeat_key
 from tashi.domain.states import HostState
 
 #: Seconds after which a host's report goes the whole way even though nothing seemed to change
@@ -36,20 +36,6 @@ from tashi.domain.states import HostState
 FULL_EVERY = 300.0
 SPREAD = 60
 
-#: What of a report decides whether it is new: memory, cores, underlay, the witness epoch, and
-#: each VM's instance id, VM id and state.
-Key = tuple[object, ...]
-
-
-def report_key(beat: Heartbeat) -> Key:
-    return (
-        beat.memory,
-        beat.cores,
-        beat.underlay,
-        beat.witness_epoch,
-        tuple((r.instance.id, r.vm_id, r.state) for r in beat.vms),
-    )
-
 
 @dataclass(frozen=True, slots=True)
 class Settled:
@@ -57,7 +43,7 @@ class Settled:
 
     user_id: UserId  # the node account the host is bound to
     state: HostState
-    key: Key
+    key: ReportKey
     witnesses: WitnessSet | None
     examined: tuple[HostId, ...]  # the ring's hosts looked at to choose the witnesses
     instances: frozenset[InstanceId]  # stored on the host after the reconciliation
@@ -82,17 +68,17 @@ class HostBook:
         """The host's touch count, to give to ``settle`` when its report is settled."""
         return self._marks.get(host_id, 0)
 
-    def quick(self, host_id: HostId, user_id: UserId, beat: Heartbeat) -> Settled | None:
-        """The host's entry if this heartbeat may be a renewal (the caller still checks the
-        witnesses with ``examined``), else ``None``."""
+    def quick(self, host_id: HostId, user_id: UserId, key: ReportKey) -> Settled | None:
+        """The host's entry if a heartbeat of ``key`` (``domain.nodes.report_key``) may be a
+        renewal (the caller still checks the witnesses with ``examined``, and that it fenced
+        nothing), else ``None``."""
         entry = self._settled.get(host_id)
         if (
             entry is None
-            or beat.fenced
             or entry.user_id != user_id
             or entry.mark != self.mark(host_id)
             or self._monotonic() >= entry.until
-            or entry.key != report_key(beat)
+            or entry.key != key
         ):
             return None
         return entry
@@ -120,7 +106,7 @@ class HostBook:
         self._settled[host_id] = Settled(
             user_id=user_id,
             state=state,
-            key=report_key(beat),
+            key=heartbeat_key(beat),
             witnesses=witnesses[0] if witnesses else None,
             examined=examined,
             instances=on_host,

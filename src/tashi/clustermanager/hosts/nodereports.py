@@ -39,8 +39,10 @@ from tashi.domain.nodes import (
     NodeEvent,
     Registration,
     Renewal,
+    ReportKey,
     VmReport,
     WitnessSet,
+    heartbeat_key,
 )
 from tashi.domain.states import (
     INSTANCE_TRANSITIONS,
@@ -115,6 +117,9 @@ class NodeReports:
         #: each host's last settled report, and the group commit of the renewals (ADR 0023)
         self._book = book
         self._renewals = renewals
+        #: heartbeats answered as renewals, and those that went the whole way (``/metrics``)
+        self.renewed = 0
+        self.full = 0
         self._suspends = suspends
         self._clock = clock
         self._rules = rules
@@ -231,24 +236,48 @@ class NodeReports:
 
         return await self._db.read(check)
 
-    async def heartbeat(self, caller: Principal, host_id: int, body: Heartbeat) -> Acknowledged:
-        """A renewal when the report says nothing new (``book.py``), else the whole way."""
+    async def renew(
+        self,
+        caller: Principal,
+        host_id: int,
+        key: ReportKey,
+        *,
+        load: float | None,
+        fenced: bool,
+        underlay: str | None,
+    ) -> Acknowledged | None:
+        """Answer a heartbeat of ``key`` (``domain.nodes.report_key``) as a renewal when it
+        says nothing new (``book.py``); ``None`` when it must go the whole way
+        (``heartbeat``). The node API's front-end calls this before it converts the report."""
         require_role(caller, Role.node, doing="reporting as a node")
         hid = HostId(host_id)
-        entry = self._book.quick(hid, caller.user_id, body)
-        if entry is not None and same_ring(await self._ring(), hid, entry.examined):
-            now = self._clock.now()
-            if await self._renewals.renew(Renewal(hid, now, body.load, self._lease(now))):
-                self._confirmations.confirm(hid, now)
-                return await self._reply(hid, entry.state, entry.witnesses, body)
-        return await self._report(caller, hid, body)
+        entry = None if fenced else self._book.quick(hid, caller.user_id, key)
+        if entry is None or not same_ring(await self._ring(), hid, entry.examined):
+            return None
+        now = self._clock.now()
+        if not await self._renewals.renew(Renewal(hid, now, load, self._lease(now))):
+            return None  # stored down meanwhile
+        self._confirmations.confirm(hid, now)
+        self.renewed += 1
+        return await self._reply(hid, entry.state, entry.witnesses, underlay)
+
+    async def heartbeat(self, caller: Principal, host_id: int, body: Heartbeat) -> Acknowledged:
+        """A heartbeat: a renewal when it says nothing new (``renew``), else the whole way."""
+        key = heartbeat_key(body)
+        fenced = bool(body.fenced)
+        ack = await self.renew(
+            caller, host_id, key, load=body.load, fenced=fenced, underlay=body.underlay
+        )
+        if ack is not None:
+            return ack
+        self.full += 1
+        return await self._report(caller, HostId(host_id), body)
 
     async def _report(self, caller: Principal, hid: HostId, body: Heartbeat) -> Acknowledged:
         """A heartbeat the whole way: one write checks the host is the caller's, handles what
         it fenced or lost (``ReportedHosts.on_report``) with the host as stored then, chooses
         its witnesses and writes the host; a second reconciles its VMs."""
         mark = self._book.mark(hid)
-        self._book.forget(hid)
         now = self._clock.now()
         ring = await self._ring()
         reported: set[int] = {r.instance.id for r in body.vms}
@@ -272,6 +301,7 @@ class NodeReports:
             return host, updated, witnesses, moved
 
         before, host, witnesses, moved = await self._db.write(run, reporting=hid)
+        self._book.forget(hid)  # (not before: another node's report of it would drop it)
         await self._reported.after_report(before, moved, bool(body.fenced))
         if not before.up:
             log.info("host %s is up again", host.name)
@@ -287,17 +317,18 @@ class NodeReports:
                 instances=on_host,
                 mark=mark,
             )
-        return await self._reply(hid, host.state, witnesses[0] if witnesses else None, body)
+        witness_set = witnesses[0] if witnesses else None
+        return await self._reply(hid, host.state, witness_set, body.underlay)
 
     async def _reply(
-        self, hid: HostId, state: HostState, witnesses: WitnessSet | None, body: Heartbeat
+        self, hid: HostId, state: HostState, witnesses: WitnessSet | None, underlay: str | None
     ) -> Acknowledged:
         return Acknowledged(
             host_id=hid,
             state=state.name,
             up=True,
             lease_time=self._rules.host_lease,
-            peers=await self._peers(hid) if body.underlay else None,
+            peers=await self._peers(hid) if underlay else None,
             witnesses=witnesses,
         )
 

@@ -33,6 +33,7 @@ from tashi.frontends.rest import (
     watch,
 )
 from tashi.frontends.rest.deps import Caller
+from tashi.frontends.rest.renewals import HeartbeatLane
 from tashi.web import errors, openapi
 from tashi.web.json import JsonResponse
 from tashi.web.limits import HttpLimits, RequestLimits
@@ -105,13 +106,15 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
     )
     app.state.service = service
     errors.install(app)
+    # Routes are matched in order: the node routes first, as every host calls them every
+    # few seconds (a heartbeat that says nothing new is answered before: ``renewals.py``).
+    app.include_router(nodes.router(service))
     app.include_router(watch.router(service))
     app.include_router(instances.router(service))
     app.include_router(hosts.router(service))
     app.include_router(admin.router(service))
     app.include_router(accesskeys.router(service))
     app.include_router(images.router(service))
-    app.include_router(nodes.router(service))
     app.include_router(addresses.router(service))
     stats = RequestStats()
 
@@ -138,6 +141,12 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
         lines = ["# TYPE tashi_instances gauge"]
         for state, count in (await service.instance_counts()).items():
             lines.append(f'tashi_instances{{state="{state.name}"}} {count}')
+        reports = service.node_reports
+        lines.append("# TYPE tashi_heartbeats_total counter")
+        lines.append(f'tashi_heartbeats_total{{way="renewal"}} {reports.renewed}')
+        lines.append(f'tashi_heartbeats_total{{way="full"}} {reports.full}')
+        lines.append("# TYPE tashi_heartbeat_renewal_writes_total counter")
+        lines.append(f"tashi_heartbeat_renewal_writes_total {service.renewals.batches}")
         lines.append("# TYPE tashi_http_requests_total counter")
         for (method, status), count in sorted(stats.counts.items()):
             lines.append(
@@ -147,6 +156,7 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
         lines.append(f"tashi_http_request_seconds_total {stats.seconds:.6f}")
         return PlainTextResponse("\n".join(lines) + "\n")
 
+    app.add_middleware(HeartbeatLane, service=service)  # added first: innermost
     app.add_middleware(
         RequestLimits, limits=limits or HttpLimits.of(ClusterManagerServiceSettings())
     )

@@ -36,7 +36,11 @@ Limit = Annotated[int | None, Query(ge=1, le=INT_MAX)]
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    return bearer_token_of(request.headers.get("authorization", ""))
+
+
+def bearer_token_of(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header's value, if it is one."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
