@@ -333,6 +333,35 @@ def test_networks_are_listed_and_made_by_an_admin(occi: Occi) -> None:
     assert occi.call("GET", "/network/7").status_code == 404
 
 
+def test_a_network_made_without_a_vlan_takes_the_lowest_free_id(occi: Occi) -> None:
+    """occi.network.vlan is optional (GFD.224 §3.2: multiplicity 0..1), and a title is free
+    text (pOCCI's INFRA/CREATE/003 sends only ``occi.core.title="Test_title_<time>"``)."""
+    body = f'Category: network; scheme="{INFRA}"; class="kind"\n'
+    for title, location, name in [
+        ("Test_title_1765", "/network/2", "Test-title-1765"),
+        ("__", "/network/3", "net3"),
+    ]:
+        made = occi.call(
+            "POST",
+            "/network/",
+            "admin",
+            content=f'{body}X-OCCI-Attribute: occi.core.title="{title}"\n',
+            headers={"Content-Type": "text/plain"},
+        )
+        assert made.status_code == 201, made.text
+        assert made.headers["location"] == f"http://occi.test{location}"
+        doc = occi.call("GET", location, headers={"Accept": JSON}).json()
+        assert doc["attributes"]["occi.core.title"] == name
+    bad = occi.call(
+        "POST",
+        "/network/",
+        "admin",
+        content=f'{body}X-OCCI-Attribute: occi.network.vlan="seven"\n',
+        headers={"Content-Type": "text/plain"},
+    )
+    assert bad.status_code == 400 and "whole number" in bad.text
+
+
 def test_a_json_collection_names_what_a_mixin_takes_by_id_or_location(occi: Occi) -> None:
     location = occi.create("alice", OS)
     iid = location.rsplit("/", 1)[1]
