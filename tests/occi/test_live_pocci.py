@@ -121,6 +121,19 @@ def test_pocci_client_drives_a_compute(live: Live) -> None:
     live.wait_console(iid)  # a real guest booted
     assert live.running.admin.get_instance(iid).state == "Running"
 
+    # the query interface, at both its paths, in both text renderings: 200 OK, parsed by pOCCI
+    for path in ("/-/", "/.well-known/org/ogf/occi/-/"):
+        for mimetype, renderer in (
+            ("text/plain", live.client.plain),
+            ("text/occi", live.client.headers),
+        ):
+            body, headers, status, ctype = live.client.conn.get(
+                url=live.url + path, mimetype=mimetype
+            )
+            assert (status, ctype) == ("HTTP/1.1 200 OK", mimetype), (path, status, ctype)
+            terms = {c["term"] for c in renderer.parse_categories(body, headers)}
+            assert {"entity", "resource", "link", "compute", "start"} <= terms, (path, mimetype)
+
     model = live.model()
     stop, start = (_one(model, term=t, **{"class": "action"}) for t in ("stop", "start"))
     assert live.client.action(location, stop) == "HTTP/1.1 200 OK"
@@ -144,7 +157,12 @@ def test_pocci_compliance_checks(live: Live, mimetype: str) -> None:
     # READ/007, MISC/001 and UPDATE/001 work on an existing compute (DELETE/001 deletes the
     # first listed): one of pOCCI's own
     live.new_compute(f"for pOCCI's checks in {mimetype}")
+    started = time.monotonic()
     verdicts = _checks(live, mimetype)
+    took = time.monotonic() - started
+    for name, verdict in sorted(verdicts.items()):
+        print(f"pOCCI {mimetype} {name}: {'OK' if verdict.ok else 'FAIL'} {verdict.reasons}")
+    print(f"pOCCI {mimetype}: {sum(v.ok for v in verdicts.values())}/17 OK in {took:.1f} s")
     assert len(verdicts) == 17
     failed = {name: v.reasons for name, v in verdicts.items() if not v.ok}
     assert set(failed) == NOT_IMPLEMENTED, failed

@@ -107,6 +107,7 @@ async def run(settings: Settings) -> None:
             options_of(xmpp, owner_id),
             lambda to, body: answers.put({"to": to, "body": body}),
         )
+        await controller.recover()  # what a stopped daemon still owed an answer
         session = Session(
             account_of(xmpp, "tashi-xmpp"),
             on_message=controller.handle,
