@@ -136,7 +136,8 @@ def test_create_compute_defaults_to_the_normal_share() -> None:
 
 def test_a_restarted_daemon_awaits_again_what_its_predecessor_created() -> None:
     """Who awaits a VM is in its hints (``xmppReplyTo``): a new controller over the same
-    cluster awaits the VMs on their way to running, not those that ran or were not its own."""
+    cluster awaits the VMs on their way to running, not those that ran, were not its own, or
+    name a JID it does not obey (any user may set a hint)."""
     api, clock = Api(), [0.0]
     first, _ = controller(api, clock)
 
@@ -151,6 +152,7 @@ def test_a_restarted_daemon_awaits_again_what_its_predecessor_created() -> None:
         api.states[iid] = api.states[iid].model_copy(update={"hints": hints, "name": request.name})
     api.states[2] = api.states[2].model_copy(update={"state": "Running"})  # told already
     api.states[4] = out(4, "Pending")  # not made by the daemon: no xmppReplyTo
+    api.states[5] = out(5, "Pending").model_copy(update={"hints": {"xmppReplyTo": "x@evil.org"}})
     again, said = controller(api, clock)
 
     async def after() -> int:

@@ -245,6 +245,8 @@ class Controller:
             sender = vm.hints.get(REPLY_TO)
             if sender is None or vm.state not in ON_THE_WAY or vm.id in self._awaited:
                 continue
+            if sender.partition("/")[0].lower() not in self._options.allowed:
+                continue  # any user may set a hint: answers go to the allowed JIDs only
             deadline = self._clock() + self._options.wait_timeout
             resource_id = vm.hints.get("resourceId")
             self._awaited[vm.id] = _Awaited(sender, vm.name, resource_id, deadline)
