@@ -203,6 +203,27 @@ def test_an_update_changes_what_tashi_can_and_refuses_the_rest(occi: Occi) -> No
     )
 
 
+def test_a_full_update_read_before_the_state_moved_is_not_refused_for_it(occi: Occi) -> None:
+    """occi.compute.state and its message are the server's (immutable, GFD.224) and move on
+    their own: a PUT of the rendering read before the compute started running carries the old
+    ones (pOCCI's CORE/UPDATE/001 does so), and changes the title all the same."""
+    location = occi.create("alice", OS)
+    lines = [
+        x.replace('"inactive"', '"active"').replace('"Pending"', '"Running"')
+        for x in occi.call("GET", location).text.splitlines()
+        if "occi.core.title" not in x
+    ]
+    assert 'X-OCCI-Attribute: occi.compute.state="active"' in lines
+    lines.append('X-OCCI-Attribute: occi.core.title="still renamed"')
+    put = occi.call(
+        "PUT", location, content="\n".join(lines), headers={"Content-Type": "text/plain"}
+    )
+    assert put.status_code == 200, put.text
+    after = put.text.splitlines()
+    assert 'X-OCCI-Attribute: occi.core.title="still renamed"' in after
+    assert 'X-OCCI-Attribute: occi.compute.state="inactive"' in after  # Tashi's, unchanged
+
+
 def test_actions_map_onto_tashi_verbs_or_conflict(occi: Occi) -> None:
     location = occi.create("alice", OS)
     start = occi.call(
