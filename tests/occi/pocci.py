@@ -149,7 +149,13 @@ def check(
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     # pOCCI prints the links INFRA/CREATE/005 found before its report: the report is the rest
     start = done.stdout.find("\n{")
-    report = json.loads(done.stdout[start:] if start >= 0 else done.stdout)
+    try:
+        report = json.loads(done.stdout[start:] if start >= 0 else done.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"pOCCI gave no report (exit {done.returncode}):\n{done.stdout[-3000:]}"
+            f"\n{done.stderr[-3000:]}"
+        ) from None
     assert done.returncode == (0 if report["failed"] == 0 else 1), done.stderr
     return {
         t["name"]: Verdict(t["name"], t["status"] == "OK", tuple(t.get("reason", ())))
