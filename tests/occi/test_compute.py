@@ -203,6 +203,27 @@ def test_an_update_changes_what_tashi_can_and_refuses_the_rest(occi: Occi) -> No
     )
 
 
+def test_a_full_update_read_before_the_state_moved_is_not_refused_for_it(occi: Occi) -> None:
+    """occi.compute.state and its message are the server's (immutable, GFD.224) and move on
+    their own: a PUT of the rendering read before the compute started running carries the old
+    ones (pOCCI's CORE/UPDATE/001 does so), and changes the title all the same."""
+    location = occi.create("alice", OS)
+    lines = [
+        x.replace('"inactive"', '"active"').replace('"Pending"', '"Running"')
+        for x in occi.call("GET", location).text.splitlines()
+        if "occi.core.title" not in x
+    ]
+    assert 'X-OCCI-Attribute: occi.compute.state="active"' in lines
+    lines.append('X-OCCI-Attribute: occi.core.title="still renamed"')
+    put = occi.call(
+        "PUT", location, content="\n".join(lines), headers={"Content-Type": "text/plain"}
+    )
+    assert put.status_code == 200, put.text
+    after = put.text.splitlines()
+    assert 'X-OCCI-Attribute: occi.core.title="still renamed"' in after
+    assert 'X-OCCI-Attribute: occi.compute.state="inactive"' in after  # Tashi's, unchanged
+
+
 def test_actions_map_onto_tashi_verbs_or_conflict(occi: Occi) -> None:
     location = occi.create("alice", OS)
     start = occi.call(
@@ -331,6 +352,35 @@ def test_networks_are_listed_and_made_by_an_admin(occi: Occi) -> None:
     assert occi.call("GET", "/network/7").status_code == 200
     assert occi.call("DELETE", "/network/7", "admin").status_code == 200
     assert occi.call("GET", "/network/7").status_code == 404
+
+
+def test_a_network_made_without_a_vlan_takes_the_lowest_free_id(occi: Occi) -> None:
+    """occi.network.vlan is optional (GFD.224 §3.2: multiplicity 0..1), and a title is free
+    text (pOCCI's INFRA/CREATE/003 sends only ``occi.core.title="Test_title_<time>"``)."""
+    body = f'Category: network; scheme="{INFRA}"; class="kind"\n'
+    for title, location, name in [
+        ("Test_title_1765", "/network/2", "Test-title-1765"),
+        ("__", "/network/3", "net3"),
+    ]:
+        made = occi.call(
+            "POST",
+            "/network/",
+            "admin",
+            content=f'{body}X-OCCI-Attribute: occi.core.title="{title}"\n',
+            headers={"Content-Type": "text/plain"},
+        )
+        assert made.status_code == 201, made.text
+        assert made.headers["location"] == f"http://occi.test{location}"
+        doc = occi.call("GET", location, headers={"Accept": JSON}).json()
+        assert doc["attributes"]["occi.core.title"] == name
+    bad = occi.call(
+        "POST",
+        "/network/",
+        "admin",
+        content=f'{body}X-OCCI-Attribute: occi.network.vlan="seven"\n',
+        headers={"Content-Type": "text/plain"},
+    )
+    assert bad.status_code == 400 and "whole number" in bad.text
 
 
 def test_a_json_collection_names_what_a_mixin_takes_by_id_or_location(occi: Occi) -> None:

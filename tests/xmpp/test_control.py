@@ -47,6 +47,9 @@ class Api:
             raise NotFound(f"no instance {ref}")
         return self.states[ref]
 
+    async def all_instances(self) -> list[InstanceOut]:
+        return [self.states[i] for i in sorted(self.states)]
+
 
 def controller(api: Api, clock: list[float]) -> tuple[Controller, list[tuple[str, dict[str, Any]]]]:
     said: list[tuple[str, dict[str, Any]]] = []
@@ -129,3 +132,38 @@ def test_create_compute_defaults_to_the_normal_share() -> None:
     ctl, _ = controller(api, clock)
     request = ctl.request_of(CreateCompute("a", 64, 1, "other.qcow2"))
     assert (request.cpuShare, request.disks[0].uri, request.hints) == (1024, "other.qcow2", {})
+
+
+def test_a_restarted_daemon_awaits_again_what_its_predecessor_created() -> None:
+    """Who awaits a VM is in its hints (``xmppReplyTo``): a new controller over the same
+    cluster awaits the VMs on their way to running, not those that ran, were not its own, or
+    name a JID it does not obey (any user may set a hint)."""
+    api, clock = Api(), [0.0]
+    first, _ = controller(api, clock)
+
+    async def before() -> None:
+        for i in range(3):
+            await first.handle(ISM, seed.createcompute(i))
+
+    asyncio.run(before())
+    assert [r.hints["xmppReplyTo"] for r in api.created] == [ISM] * 3
+    for iid, request in enumerate(api.created, start=1):
+        hints = {k: v for k, v in request.hints.items() if v is not None}
+        api.states[iid] = api.states[iid].model_copy(update={"hints": hints, "name": request.name})
+    api.states[2] = api.states[2].model_copy(update={"state": "Running"})  # told already
+    api.states[4] = out(4, "Pending")  # not made by the daemon: no xmppReplyTo
+    api.states[5] = out(5, "Pending").model_copy(update={"hints": {"xmppReplyTo": "x@evil.org"}})
+    again, said = controller(api, clock)
+
+    async def after() -> int:
+        found = await again.recover()
+        api.states[1] = api.states[1].model_copy(update={"state": "Running"})
+        await again.check(again.awaited)
+        return found
+
+    assert asyncio.run(after()) == 2
+    assert again.awaited == [3]
+    assert [(to, d["id"], d["status"], d["hostname"]) for to, d in said] == [
+        (ISM, 1, "running", "tizzy0")
+    ]
+    assert said[0][1]["resourceId"].endswith("0")

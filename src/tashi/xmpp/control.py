@@ -13,6 +13,10 @@ reason: it ended, was destroyed, or did not run within ``waitTimeout``). ``Contr
 a supervised loop, follows the cluster manager's change feed (the long-poll the scheduler uses)
 and reads the instances still awaited whenever something changed. A VM the scheduler holds
 (no host can take it now) is reported once as ``"held"`` with the reason and still awaited.
+
+The daemon keeps no file: who awaits a VM is in the VM's own hints (``xmppReplyTo``, the
+sender's full JID), so a restarted daemon (``recover``) awaits again the VMs its predecessor
+created that have not run yet, for a whole ``waitTimeout``, and answers them as it would have.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from tashi.xmpp.commands import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARE = 1024
+REPLY_TO = "xmppReplyTo"  # the hint naming who awaits a VM's second answer
+#: the states of a VM on its way to its first run (a restarted daemon awaits those again)
+ON_THE_WAY = frozenset({"Pending", "PreparingDisk", "Activating", "Held"})
 FEED_WAIT = 20.0  # seconds one long-poll of the change feed may wait
 REQUEST_SHOWN = 100  # characters of a message an error answer repeats (to match it up)
 
@@ -165,6 +172,7 @@ class Controller:
 
     async def _create(self, sender: str, command: CreateCompute) -> dict[str, object]:
         request = self.request_of(command)
+        request.hints[REPLY_TO] = sender
         vm = await self._api.create_vm(request)
         self._awaited[vm.id] = _Awaited(
             sender,
@@ -228,6 +236,25 @@ class Controller:
     @property
     def awaited(self) -> list[int]:
         return sorted(self._awaited)
+
+    async def recover(self) -> int:
+        """Await again the VMs a createcompute made (``xmppReplyTo``) that have not run yet
+        (at start, after a restart); how many."""
+        found = 0
+        for vm in await self._api.all_instances():
+            sender = vm.hints.get(REPLY_TO)
+            if sender is None or vm.state not in ON_THE_WAY or vm.id in self._awaited:
+                continue
+            if sender.partition("/")[0].lower() not in self._options.allowed:
+                continue  # any user may set a hint: answers go to the allowed JIDs only
+            deadline = self._clock() + self._options.wait_timeout
+            resource_id = vm.hints.get("resourceId")
+            self._awaited[vm.id] = _Awaited(sender, vm.name, resource_id, deadline)
+            found += 1
+        if found:
+            log.info("XMPP: awaiting again %d createcompute from before the restart", found)
+            self._new_work.set()
+        return found
 
     async def watch(self) -> None:
         """Until cancelled: wait for work, then follow the change feed and answer the creations

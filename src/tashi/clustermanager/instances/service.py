@@ -242,21 +242,32 @@ class InstanceService:
             require_admin(caller, "force-destroying an instance")
             next_state(inst.state, Action.force_destroy)
             await self._kill_quietly(inst)
-            await self._db.write(lambda tx: tx.instances.remove(inst.id, inst.state))
+            await self._remove(inst, f"force-destroyed by {caller.name}")
             await self._suspends.discard_for(inst)
             return None
         target = next_state(inst.state, Action.destroy)
         if target is InstanceState.Exited:
-            await self._db.write(lambda tx: tx.instances.remove(inst.id, inst.state))
+            await self._remove(inst, f"destroyed by {caller.name} before it ran")
             await self._suspends.discard_for(inst)  # Suspended, or resumed and not yet placed
             return None
         # The intent sticks before the node is asked: if the node does not answer, the
         # instance stays Destroying and reconciliation finishes the job.
         dying = await self._move(inst, Action.destroy) if target is not inst.state else inst
         await self._nodes.destroy(await self._host_of(dying), dying)
-        await self._db.write(lambda tx: tx.instances.remove(dying.id, dying.state))
+        await self._remove(dying, f"destroyed by {caller.name}")
         await self._suspends.discard_for(inst)  # a restore cut short, a suspend in progress
         return None
+
+    async def _remove(self, inst: Instance, message: str) -> None:
+        """Remove the record and say so in its history, in one write: a VM of it that a node
+        still reports (a heartbeat from before the destroy) is then fenced, not adopted."""
+        now = self._clock.now()
+
+        def run(tx: Transaction) -> None:
+            tx.instances.remove(inst.id, inst.state)
+            tx.events.add(inst.id, "destroyed", message, now=now)
+
+        await self._db.write(run)
 
     async def _kill_quietly(self, inst: Instance) -> None:
         """Best effort for a force-destroy: the record goes whatever the node says."""

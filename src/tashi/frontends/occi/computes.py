@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: the longest title or summary kept
 MAX_TEXT = 1024
+#: immutable attributes that move on their own: a full update (PUT) of a rendering read a
+#: moment before carries them as they were, which is no attempt to change them
+MOVING = frozenset({"occi.compute.state", "occi.compute.state.message"})
 
 
 def _text(attrs: Mapping[str, Value], name: str) -> str:
@@ -196,7 +199,8 @@ async def update(
 ) -> Instance:
     """Change what differs from ``inst`` and Tashi can change: title and summary at any time,
     the CPU share of a running compute (adaptCpuShare), cores and memory (attributes or a
-    resource_tpl) of a stopped one; anything else that differs is refused."""
+    resource_tpl) of a stopped one; the state as the client last read it is ignored
+    (``MOVING``); anything else that differs is refused."""
     r = parsed.resolved(model)
     if r.kind is not None and r.kind is not c.COMPUTE:
         raise bad(f"/compute/{inst.id} is a compute, not a {r.kind.term}")
@@ -209,6 +213,8 @@ async def update(
     share: int | None = None
     for name, val in parsed.attributes.items():
         if now.get(name) == val or (name in ("occi.core.id",) and str(val) == now[name]):
+            continue
+        if name in MOVING:
             continue
         if name == "occi.core.title":
             own[ent.TITLE] = _text(parsed.attributes, name)

@@ -15,6 +15,8 @@ Path (GET; POST; PUT; DELETE):
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ from starlette.responses import Response
 
 from tashi.domain.errors import NotFound
 from tashi.domain.models import Principal
+from tashi.domain.validation import MAX_NAME
 from tashi.frontends.occi import categories as c
 from tashi.frontends.occi import collections as coll
 from tashi.frontends.occi import computes
@@ -34,6 +37,7 @@ from tashi.frontends.occi.parsed import CategoryRef, Parsed
 from tashi.frontends.occi.render import Writer
 
 QUERY = ("/-/", "/.well-known/org/ogf/occi/-/")
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9.-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +217,21 @@ async def _create_network(req: Request) -> ent.Entity:
         raise bad(f"POST /network/ creates a network: its rendering names the kind {c.NETWORK.id}")
     attrs = req.parsed.attributes
     vlan = attrs.get("occi.network.vlan")
+    if vlan is None:  # optional (GFD.224 §3.2, multiplicity 0..1): the lowest free id
+        used = {int(n.id) for n in await req.ctx.service.networks.list(req.caller)}
+        vlan = next(i for i in itertools.count(1) if i not in used)
     if isinstance(vlan, bool) or not isinstance(vlan, int):
-        raise bad("a network needs occi.network.vlan, its id (a whole number)")
-    name = attrs.get("occi.core.title") or attrs.get("occi.network.label") or f"net{vlan}"
-    made = await req.ctx.service.networks.add(req.caller, vlan, str(name))
+        raise bad("occi.network.vlan is the network's id: a whole number")
+    title = attrs.get("occi.core.title") or attrs.get("occi.network.label")
+    made = await req.ctx.service.networks.add(req.caller, vlan, _network_name(title, vlan))
     return ent.network(made)
+
+
+def _network_name(title: object, vlan: int) -> str:
+    """A Tashi network's name (a DNS name) from a free-text title: what is not a letter, digit,
+    '.' or '-' becomes '-'; ``net<vlan>`` when nothing usable is left."""
+    name = _NOT_IN_NAME.sub("-", str(title or "")).strip("-.")[:MAX_NAME].rstrip("-.")
+    return name if name and not name.isdigit() else f"net{vlan}"
 
 
 async def mixin_collection(req: Request, mixin: Category) -> Response:
