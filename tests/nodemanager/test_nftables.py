@@ -6,6 +6,7 @@ and ``metadata``'s live tests, in namespaces of their own)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 
 import pytest
@@ -37,3 +38,12 @@ def test_without_the_library_the_program_runs_the_script(
         nftables.run(NFT, REFUSED, "making a test table")
     with pytest.raises(BackendFailure, match="nft failed"):
         nftables.run("/nonexistent/nft", REFUSED, "making a test table")
+
+
+def test_from_the_event_loop_short_and_long_scripts_alike() -> None:
+    """``run_soon``: a short script in the loop, a long one in a worker thread; both refused
+    the same way."""
+    long = REFUSED + "\n" + "# a comment\n" * (nftables.INLINE_BYTES // 10)
+    for script in (REFUSED, long):
+        with pytest.raises(BackendFailure, match=r"nft said: .*syntax error"):
+            asyncio.run(nftables.run_soon(NFT, script, "making a test table"))

@@ -19,6 +19,7 @@ nftables's message, as the program's would.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import subprocess
@@ -91,6 +92,21 @@ class _Once:
 
 
 _ONCE = _Once()
+
+
+INLINE_BYTES = 16384  # a script this long or shorter runs in the event loop (``run_soon``)
+
+
+async def run_soon(binary: str, script: str, what: str) -> None:
+    """``run`` from the event loop. A short script (a VM's chains, a policy change: well
+    under a millisecond in libnftables) runs in the loop itself: a worker thread's hop cost
+    more than the transaction on a busy machine (the interpreter hands its lock over every
+    5 ms). A long one (a restore of every VM's chains) and the ``nft`` program run in a
+    worker thread."""
+    if len(script) <= INLINE_BYTES and _ONCE.library() is not None:
+        run(binary, script, what)
+    else:
+        await asyncio.to_thread(run, binary, script, what)
 
 
 def run(binary: str, script: str, what: str) -> None:

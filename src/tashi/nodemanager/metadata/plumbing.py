@@ -81,7 +81,7 @@ class KernelPlumbing:
         await self._netlink.close()
 
     async def _load(self, script: str, what: str) -> None:
-        await asyncio.to_thread(nftables.run, self._nft, script, what)
+        await nftables.run_soon(self._nft, script, what)
 
 
 def _link(nl: Netlink) -> None:

@@ -54,7 +54,7 @@ class KernelPlumbing:
         await self.load(rules.tables(), "making the security-group tables")
 
     async def load(self, script: str, what: str) -> None:
-        await asyncio.to_thread(nftables.run, self._nft, script, what)
+        await nftables.run_soon(self._nft, script, what)
 
     async def close(self) -> None:
         """Nothing held here: the process's libnftables context is ``nftables``'s."""
