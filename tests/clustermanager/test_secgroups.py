@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tashi.clustermanager.secgroups import sync
 from tashi.domain import firewall
 from tashi.domain.errors import NotFound
 from tashi.domain.firewall import Allow, Policy
@@ -34,6 +35,7 @@ from tashi.domain.secgroups import (
     UnknownRule,
     launched_in,
 )
+from tashi.storage.contract import InstanceFilter, Transaction
 from tashi.storage.memory import MemoryStore
 from tests.clustermanager.fakenodes import Cluster, cluster
 
@@ -295,3 +297,77 @@ def test_a_host_that_registers_again_is_sent_its_policy(c: Cluster) -> None:
         assert c.nodes.firewall_sends.count(HostId(c.hosts[0])) == sends + 1
 
     _run(c, body)
+
+
+class _Reads:
+    """A transaction whose instance reads are recorded (the filters ``find`` was given)."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self.filters: list[InstanceFilter] = []
+        outer = self
+
+        class Instances:
+            def find(self, where: InstanceFilter | None = None) -> list[Instance]:
+                where = InstanceFilter() if where is None else where
+                outer.filters.append(where)
+                return outer._tx.instances.find(where)
+
+        self.instances = Instances()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+
+def test_a_hosts_own_plan_is_its_part_of_the_whole_and_reads_no_listing(tmp_path: Path) -> None:
+    """What a VM about to land waits for (``plan_hosts``) equals what the worker's pass over
+    every instance makes for that host (``plan``), in every case ``plan`` knows: groups naming
+    others, a member with no host, another user's group named by a hint, a group that lets
+    nothing out, a migration in flight; and it never lists every instance."""
+
+    async def body(c: Cluster) -> None:
+        groups = c.service.security_groups
+        web = (await groups.create(c.alice, "web", "web")).group
+        db = (await groups.create(c.alice, "db", "db")).group
+        shut = (await groups.create(c.alice, "shut", "lets nothing out")).group
+        await groups.revoke(c.alice, shut.id, [DEFAULT_EGRESS])
+        await groups.authorize(c.alice, db.id, [Rule("tcp", 5432, 5432, peer=web.id), SSH])
+        await groups.authorize(c.alice, web.id, [Rule("tcp", 5432, 5432, peer=db.id, egress=True)])
+        default = await groups.default(c.alice)
+        h1, h2 = c.hosts
+        front = await _vm(c, "front", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        store = await _vm(
+            c, "store", "198.18.1.20", launched_in([(db.id, "db"), (shut.id, "shut")]), c.alice
+        )
+        await _vm(c, "waiting", "198.18.1.11", launched_in([(web.id, "web")]), c.alice)
+        plain = await _vm(c, "plain", "198.18.1.12", launched_in([(default.id, "")]), c.alice)
+        other = await _vm(c, "other", "198.18.1.99", {}, c.admin, securityGroups=web.id)
+        for inst, host in ((front, "h1"), (store, "h2"), (plain, "h1"), (other, "h2")):
+            await _start(c, inst, host)
+
+        async def same_plans() -> None:
+            whole = await c.service.db.read(sync.plan)
+            assert whole.policies[h2].groups[_key(c.alice, db.id)]  # something to compare
+            for hosts in ([h1], [h2], [h1, h2]):
+                reads: list[_Reads] = []
+
+                def focused(
+                    tx: Transaction, hosts: list[HostId] = hosts, reads: list[_Reads] = reads
+                ) -> sync.Plan:
+                    reads.append(_Reads(tx))
+                    return sync.plan_hosts(reads[-1], hosts)  # type: ignore[arg-type]
+
+                mine = await c.service.db.read(focused)
+                assert mine.policies == {h: whole.policies[h] for h in hosts}
+                listed = [f for f in reads[0].filters if f == InstanceFilter()]
+                assert not listed and reads[0].filters
+
+        await same_plans()
+        c.nodes.migration_gate = asyncio.Event()
+        await c.service.instances.migrate_vm(c.admin, str(front.id), "h2")
+        await same_plans()  # front is on h1 and moving to h2: both have web
+        c.nodes.migration_gate.set()
+        await c.service.instances._migrations.wait()
+        await same_plans()
+
+    _run(cluster(tmp_path, MemoryStore(), cores=4), body)

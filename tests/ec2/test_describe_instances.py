@@ -1,8 +1,8 @@
 """DescribeInstances and RunInstances' ClientToken through the EC2 actions, in process, on the
 memory and SQLite stores (``test_volumes.Env``: botocore writes each request and reads each
 answer): block device mappings as AWS renders them, filters and pages chosen on the records,
-the written instances kept between calls (``instancecache``) only while nothing they are made
-of changed, and a retry found by its reservation.
+the written instances and reservations kept between calls (``instancecache``) only while
+nothing they are made of changed, and a retry found by its reservation.
 
 The live cluster's view is ``test_live_instances.py`` and ``test_live_volumes.py``.
 """
@@ -204,6 +204,30 @@ def test_the_cache_writes_only_what_changed_and_keeps_its_limit(env: Env) -> Non
     assert writes[3:] == [rows[0].inst.id]
     cache.written(rows[2]._replace(launch_index=7), [], write)  # changed: written again
     assert writes[4:] == [rows[2].inst.id]
+
+
+def test_a_reservation_is_written_again_only_when_its_instances_or_owner_change() -> None:
+    one, two, other = (protocol.write("Instance", {"InstanceId": f"i-{n}"}) for n in (1, 2, 3))
+    writes: list[str] = []
+
+    def write(reservation: str, owner: str, instances: Any) -> protocol.Written:
+        writes.append(reservation)
+        members = {"ReservationId": reservation, "OwnerId": owner, "Instances": instances}
+        return protocol.write("Reservation", members)
+
+    cache = InstanceCache(limit=2)
+    first = cache.reservation("r-1", "000000000007", [one, two], write)
+    assert "<instancesSet><item><instanceId>i-1</instanceId></item><item>" in first.xml
+    assert cache.reservation("r-1", "000000000007", [one, two], write) is first
+    assert writes == ["r-1"]
+    cache.reservation("r-1", "000000000007", [one], write)  # a member gone
+    cache.reservation("r-1", "000000000007", [one, other], write)  # one changed
+    shown = cache.reservation("r-1", "000000000008", [one, other], write)  # another owner
+    assert writes == ["r-1"] * 4 and "<ownerId>000000000008</ownerId>" in shown.xml
+    cache.reservation("r-2", "000000000007", [two], write)
+    cache.reservation("r-3", "000000000007", [two], write)  # r-1, the oldest, goes
+    cache.reservation("r-1", "000000000008", [one, other], write)
+    assert writes[4:] == ["r-2", "r-3", "r-1"]
 
 
 # --- ClientToken ------------------------------------------------------------------------------

@@ -8,7 +8,14 @@ a client that sends one byte of headers every few seconds holds its connection f
 - the line and headers of a request must be complete within ``requestHeadTimeout`` seconds, from
   the connection or from the end of the previous answer on it; otherwise the connection is closed
   (with a 408 in the API's error format if part of a head had come);
-- a head larger than ``MAX_HEAD`` bytes is answered 431 and the connection closed.
+- a head larger than ``MAX_HEAD`` bytes is answered 431 and the connection closed;
+
+and one setting: ``TCP_NODELAY`` on every connection. Uvicorn writes an answer's head and body
+in two writes; on a socket with Nagle's algorithm on, the body then waits for the client's
+acknowledgement of the head, which Linux delays by up to 40 ms. The event loop sets it on the
+connections of a server it binds itself, but not on those of a socket it is given (the EC2 and
+OCCI listeners, ``daemons/cm.py``): every EC2 answer took 40 ms more than its work
+(``docs/ec2.md``).
 
 Bodies are the business of ``tashi.web.limits`` (the cap and the deadline, as an ASGI middleware).
 ``server_config`` adds uvicorn's own limits: ``limit_concurrency`` (``maxConnections``: past it a
@@ -21,6 +28,7 @@ head cap above, for either parser's sake the one rule.
 from __future__ import annotations
 
 import asyncio
+import socket
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -50,6 +58,13 @@ def raw_answer(status: int, error: TashiError) -> bytes:
     return head.encode("ascii") + body
 
 
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    """Nagle's algorithm off on a TCP connection (the module doc says why)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """Uvicorn's httptools protocol, with the head deadline and size cap of the module doc.
 
@@ -66,6 +81,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        _no_delay(transport)
         self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:

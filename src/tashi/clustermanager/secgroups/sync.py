@@ -13,15 +13,18 @@ When it is sent (``docs/adr/0019-security-groups.md``):
   (``on_instance``, awaited on the writer's path); an instance in groups that a host is about
   to run (Activating, PreparingDisk, Resuming; MigratePrep for the target) has that host's new
   policy sent *then*, before the node is asked to start it, so its taps are guarded from the
-  first frame;
+  first frame. That policy is planned from what the host touches alone (``plan_hosts``: the
+  instances on it, their groups and rules, the members of the groups those rules name), never
+  from a read of every instance, so a launch's wait does not grow with the cluster;
 * **promptly after any other change** (a rule authorized or revoked, a group deleted, a member
   gone or moved, an address given): ``rules_changed``/``on_instance`` wake the one worker
-  (``step``), which plans every host and sends those whose policy differs from the one they
+  (``step``), which plans every host at once (``plan``: one read of every instance for the
+  whole pass, not one per host) and sends those whose policy differs from the one they
   acknowledged;
 * **again after a failure, and every ``audit_every`` seconds to every host**, so a node manager
   that missed a change (restarted with another state directory, say) is set right; at once when
   the cluster manager starts, and to a host that is up again (``on_host_up``). A host that is
-  down is sent nothing.
+  down is sent nothing. An audit is one pass of the worker: one ``plan`` for every host.
 
 A send is idempotent: the node compares versions (``Policy.version``) and does nothing for the
 one it has; the node answers the version it now enforces.
@@ -41,11 +44,11 @@ from tashi.clustermanager.instances.migration import target_of
 from tashi.domain import firewall
 from tashi.domain.errors import TashiError
 from tashi.domain.firewall import Policy
-from tashi.domain.ids import HostId, InstanceId
+from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import Host, Instance
-from tashi.domain.secgroups import groups_of
+from tashi.domain.secgroups import Rule, groups_of
 from tashi.domain.states import InstanceState
-from tashi.storage.contract import Transaction
+from tashi.storage.contract import InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,8 @@ class Plan:
 
 
 def plan(tx: Transaction) -> Plan:
-    """Every host's policy, from the store as it is in ``tx``."""
+    """Every host's policy, from the store as it is in ``tx`` (every instance read: the
+    worker's, once per pass)."""
     groups = {g.id: g for g in tx.security_groups.list()}
     held = tx.security_groups.rules()
     rules = {firewall.key(g.user_id, g.id): held.get(g.id, []) for g in groups.values()}
@@ -103,6 +107,66 @@ def plan(tx: Transaction) -> Plan:
     hosts = {h.id: h for h in tx.hosts.list()}
     policies = {h: firewall.resolve(rules, members, wanted.get(h, ())) for h in hosts}
     return Plan(hosts, policies, frozenset(grouped))
+
+
+def plan_hosts(tx: Transaction, host_ids: Iterable[HostId]) -> Plan:
+    """The policies of ``host_ids`` alone, equal to ``plan``'s for them, from what they touch:
+    the instances on each host (or moving to it), the groups those are in with their rules,
+    and the members of the groups those rules name (read among their owners' instances).
+    What a VM about to land waits for: no read of every instance."""
+    hosts = {h.id: h for h in tx.hosts.list(ids=sorted(set(host_ids)))}
+    if not hosts:
+        return Plan({}, {}, frozenset())
+    wanted: dict[HostId, set[str]] = {h: set() for h in hosts}
+    grouped: set[InstanceId] = set()
+    for inst in _arriving_or_on(tx, hosts.keys()):
+        names = groups_of(inst.hints)
+        on = [h for h in hosts_of(inst) if h in wanted]
+        if names and on:
+            grouped.add(inst.id)
+        for host in on:
+            wanted[host].update(firewall.key(inst.user_id, g) for g in names)
+    rules = _rules_of(tx, set().union(*wanted.values()))
+    members = _members(tx, {r.peer for held in rules.values() for r in held if not r.cidr})
+    policies = {h: firewall.resolve(rules, members, wanted[h]) for h in hosts}
+    return Plan(hosts, policies, frozenset(grouped))
+
+
+def _arriving_or_on(tx: Transaction, host_ids: Iterable[HostId]) -> list[Instance]:
+    """The instances recorded on the hosts, and those migrating to one of them."""
+    found = {i.id: i for h in host_ids for i in tx.instances.find(InstanceFilter(host_id=h))}
+    moving = tx.instances.find(InstanceFilter(states=(S.MigratePrep, S.MigrateTrans)))
+    found.update((i.id, i) for i in moving)
+    return list(found.values())
+
+
+def _rules_of(tx: Transaction, keys: Iterable[str]) -> dict[str, list[Rule]]:
+    """The rules of the groups ``keys`` (``firewall.key``) that exist under that owner (one
+    without rules: empty); a key naming no group of its owner is left out, as ``plan`` does."""
+    owned: dict[str, str] = {}
+    for key in keys:
+        owner, _, group_id = key.partition(":")
+        group = tx.security_groups.get(group_id)
+        if group is not None and str(group.user_id) == owner:
+            owned[group_id] = key
+    held = tx.security_groups.rules(sorted(owned))
+    return {key: held.get(group_id, []) for group_id, key in owned.items()}
+
+
+def _members(tx: Transaction, peers: Iterable[str]) -> dict[str, list[str]]:
+    """The addresses of each group's members (its owner's instances in it, in any state)."""
+    members: dict[str, list[str]] = {}
+    owners: dict[UserId, list[Instance]] = {}
+    for peer in sorted(set(peers)):
+        group = tx.security_groups.get(peer)
+        if group is None:
+            continue
+        if group.user_id not in owners:
+            owners[group.user_id] = tx.instances.find(InstanceFilter(user_id=group.user_id))
+        for inst in owners[group.user_id]:
+            if peer in groups_of(inst.hints):
+                members.setdefault(peer, []).extend(n.ip for n in inst.nics if n.ip)
+    return members
 
 
 def hosts_of(inst: Instance) -> list[HostId]:
@@ -152,9 +216,13 @@ class FirewallSync:
                 self._wake.set()
             return
         self._grouped.add(inst.id)
-        self._wake.set()
-        if event.current in _ARRIVING:
-            await self.send(set(hosts_of(inst)))
+        try:
+            if event.current in _ARRIVING:
+                # The worker (whose pass reads every instance) is woken after this host's
+                # send, not beside it: on a busy machine it slowed the launch it was woken by.
+                await self.send(set(hosts_of(inst)))
+        finally:
+            self._wake.set()
 
     async def on_host_up(self, event: HostUp) -> None:
         self._acked.pop(event.host.id, None)
@@ -184,9 +252,13 @@ class FirewallSync:
         a plan missed has woken the worker, whose next pass plans again."""
         self._plans += 1
         number = self._plans
-        made = await self.db.read(plan)
+        if only is None:
+            made = await self.db.read(plan)
+        else:
+            hosts = set(only)
+            made = await self.db.read(lambda tx: plan_hosts(tx, hosts))
         self._grouped |= made.grouped
-        chosen = sorted(made.policies.keys() if only is None else set(only) & made.policies.keys())
+        chosen = sorted(made.policies)
         sent = await asyncio.gather(
             *(self._send_host(number, made.hosts[h], made.policies[h], audit) for h in chosen)
         )

@@ -12,6 +12,12 @@ it anew; nothing has to tell the cache. Each instance's launch (``launch_of``, r
 hints) is kept the same way, for the filters and reservations of every instance listed. At
 most ``limit`` instances are kept (the oldest written go first), about 1.3 KB each.
 
+A reservation (its id, owner and instances, EC2's ``Reservation``) is kept the same way
+(``reservation``): its XML is a pure function of its id, its owner's account and its
+instances' XML in order, so it is used again while those are the very ones it was written
+from (the instances' kept XML, compared by identity first); most reservations hold one
+instance, and writing their 1,000 wrappers anew was as long as the instances' kept XML took.
+
 Neighbours: ``actions/instances.py`` asks it for the launch of each instance listed and for
 each instance of the page; ``protocol.write`` writes one.
 """
@@ -39,10 +45,18 @@ class _Kept:
     written: tuple[int, InstanceState, tuple[Volume, ...], Written] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Reservation:
+    owner: str
+    instances: tuple[Written, ...]
+    written: Written
+
+
 @dataclass
 class InstanceCache:
     limit: int = LIMIT
     _kept: dict[int, _Kept] = field(default_factory=dict)
+    _reservations: dict[str, _Reservation] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
 
@@ -73,6 +87,26 @@ class InstanceCache:
         made = write(shown, volumes)
         key = (shown.launch_index, shown.state, tuple(volumes), made)
         self._keep(_Kept(shown.inst, shown.launch, key))
+        return made
+
+    def reservation(
+        self,
+        reservation: str,
+        owner: str,
+        instances: Sequence[Written],
+        write: Callable[[str, str, Sequence[Written]], Written],
+    ) -> Written:
+        """The reservation ``reservation`` of ``owner`` holding ``instances`` (written, in
+        order) as ``write`` writes it: kept from an earlier call if all of them are the same."""
+        members = tuple(instances)
+        kept = self._reservations.get(reservation)
+        if kept is not None and kept.owner == owner and kept.instances == members:
+            return kept.written
+        made = write(reservation, owner, members)
+        self._reservations.pop(reservation, None)  # insertion order: the order of writing
+        self._reservations[reservation] = _Reservation(owner, members, made)
+        while len(self._reservations) > self.limit:
+            del self._reservations[next(iter(self._reservations))]
         return made
 
     def _same(self, inst: Instance) -> _Kept | None:

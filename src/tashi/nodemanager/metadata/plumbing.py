@@ -4,31 +4,31 @@
 169.254.169.254/32, a fixed MAC and no ARP (a reply to a guest needs no neighbour: the chain on
 ``tashi-mdp`` addresses it), and sets ``net.ipv4.tcp_fwmark_accept`` so an accepted connection
 keeps its SYN's mark (``rules.py`` says why). ``reset``, ``add`` and ``remove`` load the nftables
-text of ``rules.py`` with ``nft -f -``, each one transaction. All of it is idempotent and stays
-when the node manager stops: the VMs keep their steering (and the metadata address stays off the
-network) until a node manager starts again and ``reset``s it to the VMs it adopted.
+text of ``rules.py``, each one transaction (``tashi.nodemanager.nftables``: libnftables in the
+process). All of it is idempotent and stays when the node manager stops: the VMs keep their
+steering (and the metadata address stays off the network) until a node manager starts again and
+``reset``s it to the VMs it adopted.
 
 ``Plumbing`` is the contract; ``KernelPlumbing`` the real one; ``fake.FakePlumbing`` records
-calls. Failures leave as ``BackendFailure`` naming the command and the kernel's message; ``nft``
-(``run_nft``, which ``nodemanager/secgroups`` uses too) and the sysctl are this module's seam
-(pyroute2's is ``tashi.network.netlink``).
+calls. Failures leave as ``BackendFailure`` naming the command and the kernel's message; the
+sysctl is this module's seam (nftables's is ``tashi.nodemanager.nftables``, pyroute2's
+``tashi.network.netlink``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from tashi.domain.errors import BackendFailure, Dependency
 from tashi.network.netlink import AsyncNetlink, Netlink
+from tashi.nodemanager import nftables
 from tashi.nodemanager.metadata import rules
 from tashi.nodemanager.metadata.rules import Nic
 
-NFT_TIMEOUT = 10.0
 FWMARK_ACCEPT = Path("/proc/sys/net/ipv4/tcp_fwmark_accept")
 LINK_ALIAS = "tashi-metadata"
 
@@ -81,7 +81,7 @@ class KernelPlumbing:
         await self._netlink.close()
 
     async def _load(self, script: str, what: str) -> None:
-        await asyncio.to_thread(run_nft, self._nft, script, what)
+        await nftables.run_soon(self._nft, script, what)
 
 
 def _link(nl: Netlink) -> None:
@@ -99,22 +99,3 @@ def _fwmark_accept() -> None:
         raise BackendFailure(
             f"cannot set net.ipv4.tcp_fwmark_accept: {exc}", failed=Dependency.other
         ) from exc
-
-
-def run_nft(binary: str, script: str, what: str) -> None:
-    """Run ``script`` with ``nft -f -`` (one transaction); the one seam of ``nft`` (the
-    security groups' plumbing runs it here too)."""
-    try:
-        done = subprocess.run(
-            [binary, "-f", "-"],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=NFT_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BackendFailure(f"{what}: nft failed: {exc}", failed=Dependency.subprocess) from exc
-    if done.returncode != 0:
-        detail = " ".join(done.stderr.split())[:500]
-        raise BackendFailure(f"{what}: nft said: {detail}", failed=Dependency.subprocess)

@@ -323,23 +323,28 @@ def _render(row: Shown, volumes: Sequence[Volume]) -> Written:
 
 def _reservations(
     ctx: Ec2Context, rows: Iterable[Shown], volumes: Mapping[str, Volume]
-) -> list[dict[str, Any]]:
-    grouped: dict[str, dict[str, Any]] = {}
-    owners: dict[int, str] = {}
+) -> list[Written]:
+    """The rows' reservations, in the order of their first instance, each as the cache
+    (``ctx.written``) kept it while its instances' XML is the same."""
+    grouped: dict[str, tuple[int, list[Written]]] = {}
     for row in rows:
         entry = grouped.get(row.launch.reservation)
         if entry is None:
-            owner = owners.get(row.inst.user_id)
-            if owner is None:
-                owner = owners[row.inst.user_id] = ids.account(row.inst.user_id)
-            entry = grouped[row.launch.reservation] = {
-                "ReservationId": row.launch.reservation,
-                "OwnerId": owner,
-                "Groups": [],
-                "Instances": [],
-            }
-        entry["Instances"].append(ctx.written.written(row, _attached(row, volumes), _render))
-    return list(grouped.values())
+            entry = grouped[row.launch.reservation] = (row.inst.user_id, [])
+        entry[1].append(ctx.written.written(row, _attached(row, volumes), _render))
+    owners: dict[int, str] = {}
+    out = []
+    for reservation, (user_id, instances) in grouped.items():
+        owner = owners.get(user_id)
+        if owner is None:
+            owner = owners[user_id] = ids.account(user_id)
+        out.append(ctx.written.reservation(reservation, owner, instances, _write_reservation))
+    return out
+
+
+def _write_reservation(reservation: str, owner: str, instances: Sequence[Written]) -> Written:
+    entry = {"ReservationId": reservation, "OwnerId": owner, "Groups": [], "Instances": instances}
+    return protocol.write("Reservation", entry)
 
 
 async def mine(ctx: Ec2Context, caller: Principal, params: Params) -> list[Instance]:
