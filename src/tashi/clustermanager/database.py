@@ -3,7 +3,8 @@
 The store is synchronous (SQLAlchemy Core); services are async. Each ``read``/``write`` runs one
 function inside one transaction on a small thread pool, so a slow query never blocks the loop
 and the whole unit of work commits or rolls back together. Writes have their own pool, sized by
-``Store.max_writers`` (one for SQLite).
+``Store.max_writers`` (one for SQLite), with an urgent lane for node reports
+(``runtime.lanes``).
 
 After the commit of a write, the events it recorded (``watch.Watched``: instance state changes,
 hosts going up or down) are published on the event hub, in order, before ``write`` returns;
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 from tashi.clustermanager.watch import ChangeFeed, Watched
 from tashi.runtime.hub import EventHub
+from tashi.runtime.lanes import LanePool
 from tashi.storage.contract import Store, Transaction
 
 T = TypeVar("T")
@@ -31,22 +33,30 @@ class Database:
         self.hub = hub or EventHub()  # told what each committed write recorded
         self._publishing: set[Future[None]] = set()
         self._readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tashi-db-r")
-        self._writers = ThreadPoolExecutor(
-            max_workers=max(1, min(workers, store.max_writers)), thread_name_prefix="tashi-db-w"
-        )
+        self._writers = LanePool(max(1, min(workers, store.max_writers)), "tashi-db-w")
 
     async def read(self, work: Callable[[Transaction], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, work)
 
-    async def write(self, work: Callable[[Transaction], T], *, reporting: int | None = None) -> T:
+    async def write(
+        self,
+        work: Callable[[Transaction], T],
+        *,
+        reporting: int | None = None,
+        urgent: bool = False,
+    ) -> T:
         """Run ``work`` in a write transaction. Writes queue here, in order, when the store
-        takes fewer concurrent writers than there are requests (``Store.max_writers``).
+        takes fewer concurrent writers than there are requests (``Store.max_writers``);
+        ``urgent`` ones (node reports: they renew leases) before the others.
 
-        ``reporting``: the host whose own report this write records (``ChangeFeed.touch``)."""
+        ``reporting``: the host whose own report this write records (``ChangeFeed.touch``);
+        such a write is urgent."""
         loop = asyncio.get_running_loop()
-        result, published = await loop.run_in_executor(
-            self._writers, self._write, work, loop, reporting
+        urgent = urgent or reporting is not None
+        written: tuple[T, Future[None] | None] = await asyncio.wrap_future(
+            self._writers.submit(urgent, self._write, work, loop, reporting)
         )
+        result, published = written
         if published is not None:  # shielded: a cancelled caller does not cancel the handlers
             await asyncio.shield(asyncio.wrap_future(published))
         return result
@@ -86,6 +96,6 @@ class Database:
             await self.hub.publish(event)
 
     def close(self) -> None:
-        self._writers.shutdown(wait=True)
+        self._writers.shutdown()
         self._readers.shutdown(wait=True)
         self.store.close()

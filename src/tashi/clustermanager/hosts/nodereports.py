@@ -189,7 +189,7 @@ class NodeReports:
             )
             return before, updated, witnesses, moved
 
-        before, host, witnesses, moved = await self._db.write(run)
+        before, host, witnesses, moved = await self._db.write(run, urgent=True)
         self._book.forget(host.id)  # its first heartbeat goes the whole way
         if host.state is HostState.VersionMismatch:
             log.warning(

@@ -74,7 +74,7 @@ class Renewals:
                 done.set_result(renewal.host_id not in down)
 
     async def _write(self, batch: list[Renewal]) -> set[HostId]:
-        down = await self._db.write(lambda tx: tx.hosts.renew(batch))
+        down = await self._db.write(lambda tx: tx.hosts.renew(batch), urgent=True)
         self.batches += 1
         self.renewed += len(batch)
         return down
