@@ -156,7 +156,8 @@ class ClusterManagerServiceSettings:
     max_request_body: int = limits.max_request_body()
     request_head_timeout: float = limits.request_head_timeout()
     request_body_timeout: float = limits.request_body_timeout()
-    max_connections: int = limits.max_connections()
+    max_connections: int = limits.max_connections(10_000)
+    max_requests: int = limits.max_requests()
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,13 +44,25 @@ def request_body_timeout() -> Any:
     )
 
 
-def max_connections() -> Any:
+def max_connections(default: int = 1000) -> Any:
     return option(
         "maxConnections",
+        default,
+        "Most connections open at once, idle keep-alive ones included; past it a new"
+        " connection is answered 503 and closed. Each costs a file descriptor: keep it within"
+        " the process's open-file limit, above the clients that keep a connection open (every"
+        " node manager keeps one to its cluster manager).",
+        minimum=1,
+    )
+
+
+def max_requests() -> Any:
+    return option(
+        "maxRequests",
         1000,
-        "Most connections and requests in progress at once; past it a new request is answered"
-        " 503 at once (uvicorn's limit_concurrency). Keep it well above the connections its"
-        " clients keep open (an httpx client, as the cluster manager's to one node manager,"
-        " opens up to 100).",
+        "Most requests in progress at once; past it a new request is answered 503 with"
+        " Retry-After, so an overloaded server sheds work instead of queueing it. The cluster"
+        " manager always admits node managers' reports (registrations, heartbeats, VM"
+        " events): they keep leases and VMs alive, and there is at most one per host.",
         minimum=1,
     )

@@ -118,6 +118,7 @@ class NodeManagerServiceSettings:
     request_head_timeout: float = limits.request_head_timeout()
     request_body_timeout: float = limits.request_body_timeout()
     max_connections: int = limits.max_connections()
+    max_requests: int = limits.max_requests()
 
 
 @dataclass(frozen=True, slots=True)

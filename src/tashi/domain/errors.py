@@ -123,6 +123,17 @@ class Unanswered(Unavailable):
     code = "unanswered"
 
 
+class Busy(Unavailable):
+    """The server has as many requests in progress as it takes (``maxRequests``): refused
+    without being tried; retry after ``retry_after`` seconds."""
+
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Throttled(Unavailable):
     """Too many attempts (failed logins): refused without being tried; retry after
     ``retry_after`` seconds."""
@@ -148,6 +159,7 @@ CATEGORIES: tuple[type[TashiError], ...] = (
     BackendFailure,
     Unavailable,
     Unanswered,
+    Busy,
     Throttled,
 )
 

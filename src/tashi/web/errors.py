@@ -127,7 +127,7 @@ def error_response(
 def headers_of(exc: e.TashiError) -> dict[str, str]:
     """Headers an error carries besides its body: ``Retry-After`` (whole seconds, at least 1)
     when it says when to try again."""
-    if isinstance(exc, e.Throttled):
+    if isinstance(exc, e.Throttled | e.Busy):
         return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return {}
 

@@ -33,8 +33,8 @@ from typing import ClassVar, Protocol
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tashi.domain.errors import TashiError, TooLarge, TooSlow
-from tashi.web.errors import error_body, status_of
+from tashi.domain.errors import Busy, TashiError, TooLarge, TooSlow
+from tashi.web.errors import error_body, headers_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ class HttpLimits:
     body_timeout: float
     max_connections: int
     section: str = "the server's section"  # named in refusals, so an operator knows the knob
+    max_requests: int = 1000
+    #: path prefixes of requests admitted past ``max_requests`` (the cluster manager's node
+    #: reports: at most one per host, and what keeps its leases)
+    always: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, section: ServerSection) -> HttpLimits:
@@ -58,6 +62,7 @@ class HttpLimits:
             body_timeout=section.request_body_timeout,
             max_connections=section.max_connections,
             section=f"[{section.SECTION}]",
+            max_requests=section.max_requests,
         )
 
 
@@ -79,6 +84,9 @@ class ServerSection(Protocol):
     @property
     def max_connections(self) -> int: ...
 
+    @property
+    def max_requests(self) -> int: ...
+
 
 class _Refused(Exception):
     """Raised into the app from ``receive`` once its body is refused (never leaves here)."""
@@ -91,6 +99,7 @@ def refusal(error: TashiError) -> list[Message]:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
+        *((k.lower().encode(), v.encode()) for k, v in headers_of(error).items()),
     ]
     return [
         {"type": "http.response.start", "status": status_of(error), "headers": headers},
@@ -110,11 +119,24 @@ class RequestLimits:
         self.app = app
         self.limits = limits
         self.monotonic = monotonic
+        self.in_progress = 0  # requests admitted and not yet answered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.in_progress >= self.limits.max_requests and not scope["path"].startswith(
+            self.limits.always
+        ):
+            await _Guard(self, scope, receive, send).refuse(busy(self.limits))
+            return
+        self.in_progress += 1
+        try:
+            await self._admitted(scope, receive, send)
+        finally:
+            self.in_progress -= 1
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
         guard = _Guard(self, scope, receive, send)
         declared = _content_length(scope)
         if declared is not None and declared > self.limits.max_body:
@@ -131,6 +153,14 @@ class RequestLimits:
             log.debug("%s %s: the app failed on a refused body", scope["method"], scope["path"])
         if guard.failure is not None and not guard.started:
             await guard.refuse(guard.failure)
+
+
+def busy(limits: HttpLimits) -> Busy:
+    return Busy(
+        f"the server is busy: {limits.max_requests} requests are in progress (maxRequests in"
+        f" {limits.section}); try again in a moment",
+        retry_after=1.0,
+    )
 
 
 def too_large(limits: HttpLimits, what: str) -> TooLarge:

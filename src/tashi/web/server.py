@@ -18,9 +18,14 @@ OCCI listeners, ``daemons/cm.py``): every EC2 answer took 40 ms more than its wo
 (``docs/ec2.md``).
 
 Bodies are the business of ``tashi.web.limits`` (the cap and the deadline, as an ASGI middleware).
-``server_config`` adds uvicorn's own limits: ``limit_concurrency`` (``maxConnections``: past it a
-request is answered 503 at once, so connections held open cannot pile up without bound),
-uvicorn's keep-alive of idle connections, and no WebSocket upgrade (no Tashi API has one).
+The protocol also caps the connections open at once (``maxConnections``: past it a new one is
+answered 503 and closed, so connections held open cannot pile up without bound). Not uvicorn's
+``limit_concurrency``: that counts idle keep-alive connections and requests against one number
+and answers every request 503 once the connections alone reach it, so a cluster manager with
+more hosts than the limit (each node manager keeps a connection) would refuse every heartbeat.
+Requests in progress are capped by ``tashi.web.limits`` (``maxRequests``). ``server_config``
+also sets uvicorn's keep-alive of idle connections, and no WebSocket upgrade (no Tashi API has
+one).
 Uvicorn's ``h11_max_incomplete_event_size`` is not used: the protocol here is httptools' with the
 head cap above, for either parser's sake the one rule.
 """
@@ -37,7 +42,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from tashi.domain.errors import TashiError, TooLarge, TooSlow
+from tashi.domain.errors import Busy, TashiError, TooLarge, TooSlow
 from tashi.web.errors import error_body
 from tashi.web.limits import HttpLimits
 
@@ -72,6 +77,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     connection from the class it is given)."""
 
     head_timeout: ClassVar[float] = 10.0
+    max_connections: ClassVar[int] = 1000
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,6 +88,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         _no_delay(transport)
+        if len(self.connections) > self.max_connections:
+            message = f"the server has {self.max_connections} connections open (maxConnections)"
+            self._close(503, Busy(message))
+            return
         self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -151,6 +161,7 @@ def server_config(app: ASGIApp, *, host: str, port: int, limits: HttpLimits) -> 
 
     class Protocol(GuardedHttpProtocol):
         head_timeout = limits.head_timeout
+        max_connections = limits.max_connections
 
     return uvicorn.Config(
         app,
@@ -158,7 +169,7 @@ def server_config(app: ASGIApp, *, host: str, port: int, limits: HttpLimits) -> 
         port=port,
         http=Protocol,
         ws="none",
-        limit_concurrency=limits.max_connections,
+        limit_concurrency=None,  # connections: the protocol; requests: ``RequestLimits``
         timeout_keep_alive=KEEP_ALIVE,
         access_log=False,
         log_config=None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -34,6 +35,7 @@ from tashi.frontends.rest import (
 )
 from tashi.frontends.rest.deps import Caller
 from tashi.frontends.rest.renewals import HeartbeatLane
+from tashi.nodeapi import paths as node_paths
 from tashi.web import errors, openapi
 from tashi.web.json import JsonResponse
 from tashi.web.limits import HttpLimits, RequestLimits
@@ -157,9 +159,9 @@ def create_app(service: ClusterService, limits: HttpLimits | None = None) -> Fas
         return PlainTextResponse("\n".join(lines) + "\n")
 
     app.add_middleware(HeartbeatLane, service=service)  # added first: innermost
-    app.add_middleware(
-        RequestLimits, limits=limits or HttpLimits.of(ClusterManagerServiceSettings())
-    )
+    limits = limits or HttpLimits.of(ClusterManagerServiceSettings())
+    # node reports are admitted past maxRequests: at most one per host, and they keep leases
+    app.add_middleware(RequestLimits, limits=replace(limits, always=(node_paths.NODE_REGISTER,)))
     app.add_middleware(RequestIds)
     app.add_middleware(CountRequests, stats=stats)  # added last: outermost
     return app
