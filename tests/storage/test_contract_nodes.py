@@ -237,6 +237,25 @@ def test_renew_records_many_hosts_liveness_at_once_and_names_those_not_up(store:
         tx.hosts.renew([Renewal(up, datetime(2024, 5, 1, 12), None, None)])
 
 
+def test_silent_and_lapsed_hosts_are_found_by_their_clocks(store: Store) -> None:
+    never, old, fresh, down_over, down_later, down_unleased = hosts(
+        store, "never", "old", "fresh", "down-over", "down-later", "down-unleased"
+    )
+    cut = T0 + timedelta(seconds=30)
+    with store.transaction() as tx:
+        tx.hosts.update(never, up=True)
+        tx.hosts.update(old, up=True, last_heartbeat=T0, lease_expires=T0)
+        tx.hosts.update(fresh, up=True, last_heartbeat=cut, lease_expires=T0)
+        tx.hosts.update(down_over, last_heartbeat=T0, lease_expires=cut)  # exactly at the cut
+        tx.hosts.update(down_later, last_heartbeat=T0, lease_expires=cut + timedelta(seconds=1))
+        tx.hosts.update(down_unleased, last_heartbeat=T0)
+    with store.transaction(write=False) as tx:
+        assert [h.id for h in tx.hosts.silent(cut)] == [never, old]
+        assert [h.id for h in tx.hosts.lapsed(cut)] == [down_over]
+        assert tx.hosts.silent(T0) == [tx.hosts.get(never)]
+        assert tx.hosts.lapsed(T0) == []
+
+
 # --- the instance history --------------------------------------------------------------------
 
 

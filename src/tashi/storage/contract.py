@@ -183,6 +183,12 @@ class HostRepository(Protocol):
         (activateVm's claim). PostgreSQL and MariaDB take a row lock (``SELECT … FOR
         UPDATE``); SQLite's write transactions, and the memory fake's, are serialised anyway."""
 
+    def silent(self, before: datetime) -> list[Host]:
+        """The up hosts last heard before ``before`` (or never), in id order."""
+
+    def lapsed(self, before: datetime) -> list[Host]:
+        """The down hosts whose lease ended at or before ``before``, in id order."""
+
     def list(
         self,
         *,

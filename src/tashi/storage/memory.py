@@ -249,6 +249,24 @@ class _Hosts:
                 return host
         raise NotFound(f"no host is named {name!r}")
 
+    def silent(self, before: datetime) -> list[Host]:
+        aware(before)
+        heard = [
+            h
+            for h in self._t.hosts.values()
+            if h.up and (h.last_heartbeat is None or h.last_heartbeat < before)
+        ]
+        return page(heard, None, None)
+
+    def lapsed(self, before: datetime) -> list[Host]:
+        aware(before)
+        over = [
+            h
+            for h in self._t.hosts.values()
+            if not h.up and h.lease_expires is not None and h.lease_expires <= before
+        ]
+        return page(over, None, None)
+
     def list(
         self,
         *,

@@ -79,11 +79,13 @@ class HighAvailability:
         if not self.enabled:
             return []
         now = self._clock.now()
-        hosts = await self._db.read(lambda tx: tx.hosts.list())
+        # only the down hosts whose lease (and the margin) is over: not every host every second
+        hosts = await self._db.read(lambda tx: tx.hosts.lapsed(now - self._margin))
+        for gone in set(self._waiting) - {h.id for h in hosts}:
+            del self._waiting[gone]
         moved: list[Instance] = []
         for host in hosts:
             if not _due(host, now, self._margin):
-                self._waiting.pop(host.id, None)
                 continue
             if await self._confirmed(host):
                 moved += await self._db.write(functools.partial(self._restart, host=host, now=now))

@@ -51,11 +51,10 @@ class Liveness:
     async def check(self) -> list[Host]:
         """One pass; returns the hosts it marked down."""
         now = self._clock.now()
-        hosts = await self._db.read(lambda tx: tx.hosts.list())
+        unheard = now - self._expire  # only those hosts: not every host every pass
+        hosts = await self._db.read(lambda tx: tx.hosts.silent(unheard))
         since = self._answered.get
-        silent = [
-            h for h in hosts if h.up and _silent(h, now, self._expire, since(h.id, self._since))
-        ]
+        silent = [h for h in hosts if _silent(h, now, self._expire, since(h.id, self._since))]
         down = []
         for host in silent:
             if await self._nodes.alive(host):

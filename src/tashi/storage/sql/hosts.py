@@ -132,6 +132,14 @@ class SqlHosts:
         # write units hold the database's write lock from BEGIN IMMEDIATE anyway.
         return self._one(_LOCK, host_id)
 
+    def silent(self, before: datetime) -> list[Host]:
+        heard = t_hosts.c.last_heartbeat
+        return self._select(t_hosts.c.up.is_(True), sa.or_(heard.is_(None), heard < before))
+
+    def lapsed(self, before: datetime) -> list[Host]:
+        lease = t_hosts.c.lease_expires
+        return self._select(t_hosts.c.up.is_(False), lease.is_not(None), lease <= before)
+
     def list(
         self,
         *,
