@@ -33,7 +33,7 @@ def test_a_failure_reaches_the_waiter_and_a_cancelled_job_never_runs() -> None:
     assert cancelled.cancel()
     failing = pool.submit(True, int, "not a number")
     gate.set()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid literal"):
         failing.result(timeout=10)
     queued = [pool.submit(False, ran.append, i) for i in (2, 3)]
     pool.shutdown()  # what is queued runs before the threads stop
