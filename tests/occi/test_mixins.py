@@ -151,3 +151,21 @@ def test_computes_and_storages_carry_a_mixin_as_tags(occi: Occi) -> None:
     assert occi.call("GET", "/mixin/stuff/").status_code == 404
     tags = occi.http.portal.call(occi.api.service.tags.describe, SYSTEM)  # type: ignore[union-attr]
     assert not [t for t in tags if t.key.startswith("occi:mixin:")]
+
+
+def test_an_update_naming_a_user_mixin_associates_it(occi: Occi) -> None:
+    assert define(occi, JSON).status_code == 200
+    compute = occi.create("alice", OS)
+    storage = new_storage(occi)
+    for location in (compute, storage):
+        reply = occi.call(
+            "POST",
+            location,
+            headers={
+                "Content-Type": "text/occi",
+                "Category": f'stufik; scheme="{SCHEME}"; class="mixin"',
+            },
+        )
+        assert reply.status_code == 200, reply.text
+        doc = occi.call("GET", location, headers={"Accept": JSON}).json()
+        assert f"{SCHEME}stufik" in doc["mixins"]

@@ -271,6 +271,8 @@ async def update(
             kind = model.types[m.id]
             size = (kind.cores, kind.memory)
             own[ent.RESOURCE_TPL] = m.id
+        if m.id in model.user:  # a user mixin: its tag (usermixins.py)
+            own[TAG_PREFIX + tag_of(m.id)] = ""
     if share is not None:
         inst = await ctx.service.instances.adapt_cpu_share(caller, str(inst.id), share)
     if own or size is not None:

@@ -68,7 +68,7 @@ async def members_change(req: Request, mixin: Category) -> Response:
     snap = await coll.Snapshot.take(req.ctx, req.caller, req.model)
     now = {_target(e.location) for e in coll.members(snap, mixin)}
     asked = [_target(loc) for loc in req.parsed.locations]
-    if req.method != "DELETE" and not asked and req.method == "POST":
+    if req.method == "POST" and not asked:
         raise bad("associate entities by their locations (X-OCCI-Location)")
     for target in asked:  # each must be the caller's to see (404 otherwise)
         if target.kind is Kind.instance:

@@ -28,7 +28,7 @@ from tashi.clustermanager.events import InstanceStateChanged
 from tashi.clustermanager.volumes.attachments import COLD, HOT
 from tashi.clustermanager.volumes.service import Listed, NewVolume
 from tashi.domain import volumes as rules
-from tashi.domain.errors import InvalidState, NotFound, TashiError
+from tashi.domain.errors import InvalidInput, InvalidState, NotFound, TashiError
 from tashi.domain.ids import InstanceId, UserId
 from tashi.domain.models import Instance, Principal, Role
 from tashi.domain.tags import Kind, Target
@@ -173,8 +173,8 @@ def _ident(value: Value | None, kind: c.Category, what: str) -> str:
 
 def _device(inst: Instance, asked: Value | None) -> str:
     """The device the volume takes: the one asked (``/dev/vd[b-z]``) or the first free."""
-    taken = {rules.device_index(d.device) for d in inst.disks if d.device and d.device[-1] > "a"}
-    taken |= {rules.device_index(d) for d in ent.pending(inst).values()}
+    devices = [*(d.device for d in inst.disks if d.device), *ent.pending(inst).values()]
+    taken = {i for i in map(_index, devices) if i is not None}
     if asked is not None:
         if not isinstance(asked, str):
             raise bad("occi.storagelink.deviceid is a device name: /dev/vd[b-z]")
@@ -184,6 +184,14 @@ def _device(inst: Instance, asked: Value | None) -> str:
     if free is None:
         raise OcciError(409, f"compute {inst.id} has no free device left")
     return f"/dev/vd{chr(ord('a') + free)}"
+
+
+def _index(device: str) -> int | None:
+    """The attachment point of a device name (``None``: the root disk's or another name)."""
+    try:
+        return rules.device_index(device)
+    except InvalidInput:
+        return None
 
 
 async def link(ctx: OcciContext, caller: Principal, model: Model, parsed: Parsed) -> Entity:
