@@ -12,6 +12,7 @@ from urllib.parse import quote
 from tashi.domain.tags import Kind
 from tashi.frontends.occi.storages import SYSTEM
 from tests.occi.conftest import INFRA, Occi
+from tests.occi.test_renderings import validate
 from tests.occi.test_storage import JSON, OS, new_storage
 
 SCHEME = "http://example.com/occi/my_stuff#"
@@ -169,3 +170,12 @@ def test_an_update_naming_a_user_mixin_associates_it(occi: Occi) -> None:
         assert reply.status_code == 200, reply.text
         doc = occi.call("GET", location, headers={"Accept": JSON}).json()
         assert f"{SCHEME}stufik" in doc["mixins"]
+
+
+def test_a_user_mixin_is_valid_gfd226_json(occi: Occi) -> None:
+    assert define(occi, "text/plain").status_code == 200
+    model = occi.call("GET", "/-/", headers={"Accept": JSON}).json()
+    validate(model, "model")
+    (mine,) = [m for m in model["mixins"] if m["scheme"] == SCHEME]
+    validate(mine, "mixin")
+    assert mine["title"] == "my stuff"

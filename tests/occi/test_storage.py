@@ -15,6 +15,7 @@ from tashi.domain.ids import InstanceId
 from tashi.domain.states import InstanceState
 from tashi.frontends.occi.storages import SYSTEM
 from tests.occi.conftest import COMPUTE_KIND, INFRA, Occi
+from tests.occi.test_renderings import validate
 
 JSON = "application/occi+json"
 OS = 'Category: base.qcow2; scheme="http://schemas.tashi.apache.org/occi/os_tpl#"; class="mixin"'
@@ -272,3 +273,18 @@ def test_a_network_interface_is_not_added_to_an_existing_compute(occi: Occi) -> 
         "POST", "/link/networkinterface/", content=body, headers={"Content-Type": "text/plain"}
     )
     assert reply.status_code == 501 and "networkinterface links" in reply.text
+
+
+def test_storage_and_its_links_are_valid_gfd226_json(occi: Occi) -> None:
+    storage = new_storage(occi, **{"occi.core.summary": "scratch"})
+    validate(read(occi, storage), "resource")
+    compute = occi.create("alice", OS, f'Link: <{storage}>; category="{INFRA}storagelink"')
+    iid, vid = compute.rsplit("/", 1)[1], storage.rsplit("/", 1)[1]
+    validate(read(occi, f"/link/storagelink/{iid}-{vid}"), "link")
+    validate(read(occi, compute), "resource")
+    listed = occi.call("GET", "/storage/", headers={"Accept": JSON}).json()
+    validate(listed, "resource_collection")
+    links = occi.call("GET", "/link/storagelink/", headers={"Accept": JSON}).json()
+    validate(links, "link_collection")
+    model = occi.call("GET", "/-/", headers={"Accept": JSON}).json()
+    validate(model, "model")
