@@ -5,11 +5,12 @@ manager and two QEMU hosts): its client library makes a compute from an ``os_tpl
 its compliance checks run, every one it defines, in ``text/plain`` and in ``text/occi``,
 and the test holds to its verdicts.
 
-pOCCI runs as an admin (its INFRA/CREATE/003 makes a network, which only an admin may). What
-it reports and Tashi does not do is the same five checks in both renderings, each refused
-with the 501 docs/occi.md lists: a standalone storage (INFRA/CREATE/002), a storagelink or a
-networkinterface made on its own (INFRA/CREATE/006, 007), a compute made with links to such
-a storage (INFRA/CREATE/005) and a user-defined mixin (CORE/CREATE/006)."""
+pOCCI runs as an admin (its INFRA/CREATE/003 makes a network, which only an admin may). Its
+storage checks run on Tashi's volumes: INFRA/CREATE/002 makes one, 005 a compute linked to it
+(attached once that compute runs), 006 a storagelink on its own (the volume hot-plugged into
+the first compute's VM: the test sees the guest's disk); CORE/CREATE/006 defines a mixin. What
+Tashi does not do is INFRA/CREATE/007, a network interface added to an existing compute:
+refused with the 501 docs/occi.md lists."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import pytest
 
 from tashi.api.schemas import UserIn
 from tashi.devcluster.harness import Running, ha_options, running_cluster
-from tashi.images.markers import UP
+from tashi.images.markers import DISK, UP
 from tests.occi import pocci
 
 # TASHI_TEST_OCCI_FABRIC: another fabric, for a second run of these tests beside a first
@@ -36,11 +37,7 @@ USER, PASSWORD = "pocci", "pocci-password-1"
 
 # Tashi's answer to each is a 501 (docs/occi.md, "What Tashi does not do")
 NOT_IMPLEMENTED = {
-    "OCCI/CORE/CREATE/006",  # POST /-/ of a user mixin
-    "OCCI/INFRA/CREATE/002",  # POST /storage/: a compute's disks come from its os_tpl
-    "OCCI/INFRA/CREATE/005",  # a compute with a storagelink to such a storage
-    "OCCI/INFRA/CREATE/006",  # POST /link/storagelink/
-    "OCCI/INFRA/CREATE/007",  # POST /link/networkinterface/
+    "OCCI/INFRA/CREATE/007",  # POST /link/networkinterface/: no NIC is hot-added
 }
 
 
@@ -65,11 +62,27 @@ class Live:
             status, doc = self.client.read(location)
         return doc
 
-    def wait_console(self, iid: str) -> None:
+    def wait_console(self, iid: str, text: str = UP) -> None:
         deadline = time.monotonic() + WAIT
-        while UP not in self.running.admin.vmm_specific_call(iid, "console:64").message:
-            assert time.monotonic() < deadline, f"compute {iid} did not print {UP!r}"
+        while text not in self.running.admin.vmm_specific_call(iid, "console:64").message:
+            assert time.monotonic() < deadline, f"compute {iid} did not print {text!r}"
             time.sleep(0.5)
+
+    def wait_attr(self, location: str, name: str, value: str) -> dict[str, Any]:
+        deadline = time.monotonic() + WAIT
+        _, doc = self.client.read(location)
+        while doc.get(name) != value:
+            assert time.monotonic() < deadline, f"{location}: {name} is not {value}: {doc}"
+            time.sleep(0.5)
+            _, doc = self.client.read(location)
+        return doc
+
+    def post(self, path: str, lines: list[str]) -> tuple[str, list[str]]:
+        """POST a text/plain rendering with pOCCI's transport: the status and locations."""
+        body, headers, status, _ = self.client.conn.post(
+            url=self.url + path, headers=["Content-Type: text/plain"], body="\n".join(lines)
+        )
+        return status, self.client.plain.parse_locations(body, headers)
 
     def new_compute(self, title: str) -> str:
         """A compute of the image and ``tashi.tiny`` made by pOCCI's client, Running."""
@@ -145,6 +158,68 @@ def test_pocci_client_drives_a_compute(live: Live) -> None:
     assert live.client.delete(location) == "HTTP/1.1 200 OK"
     assert live.client.read(location)[0] == "HTTP/1.1 404 Not Found"
     assert iid not in {str(i.id) for i in live.running.admin.get_instances()}
+
+
+@pytest.mark.timeout(600)
+def test_a_storagelink_hot_plugs_a_volume_into_the_guest(live: Live) -> None:
+    location = live.new_compute("takes a disk")
+    iid = location.rsplit("/", 1)[1]
+    live.wait_console(iid)
+    status, made = live.post(
+        "/storage/",
+        [
+            f'Category: storage; scheme="{INFRA}"; class="kind"',
+            "X-OCCI-Attribute: occi.storage.size=1",
+            'X-OCCI-Attribute: occi.core.title="data"',
+        ],
+    )
+    assert status == "HTTP/1.1 201 Created" and len(made) == 1, (status, made)
+    storage = made[0]
+    vid = storage.rsplit("/", 1)[1]
+    live.wait_attr(storage, "occi.storage.state.message", "available")
+    status, links = live.post(
+        "/link/storagelink/",
+        [
+            f'Category: storagelink; scheme="{INFRA}"; class="kind"',
+            f'X-OCCI-Attribute: occi.core.source="{location}"',
+            f'X-OCCI-Attribute: occi.core.target="{storage}"',
+        ],
+    )
+    assert status == "HTTP/1.1 201 Created", (status, links)
+    assert links == [f"{live.url}/link/storagelink/{iid}-{vid}"]
+    live.wait_console(iid, f"{DISK} action=add name=vdb size={2**30}")  # the guest has it
+    assert (
+        live.wait_attr(links[0], "occi.storagelink.state", "active")["occi.storagelink.deviceid"]
+        == "/dev/vdb"
+    )
+    assert live.client.delete(storage) == "HTTP/1.1 409 Conflict"  # attached
+    assert live.client.delete(links[0]) == "HTTP/1.1 200 OK"
+    live.wait_console(iid, f"{DISK} action=remove name=vdb")  # the guest let it go
+    live.wait_attr(storage, "occi.storage.state.message", "available")
+
+    # a compute created with a link to it: attached once it runs
+    compute = _one(live.model(), term="compute", scheme=INFRA)
+    status, made = live.post(
+        "/compute/",
+        [
+            f'Category: compute; scheme="{INFRA}"; class="kind"',
+            f'Link: <{storage}>; rel="{INFRA}storage"; category="{INFRA}storagelink"',
+        ],
+    )
+    assert status == "HTTP/1.1 201 Created" and compute["location"] == "/compute/", made
+    other = made[0].rsplit("/", 1)[1]
+    live.wait_state(made[0], "active")
+    live.wait_attr(storage, "occi.storage.state.message", f"attached (compute {other})")
+    assert (
+        live.wait_attr(
+            f"{live.url}/link/storagelink/{other}-{vid}", "occi.storagelink.state", "active"
+        )["occi.storagelink.deviceid"]
+        == "/dev/vdb"
+    )
+    for gone in (made[0], location):
+        assert live.client.delete(gone) == "HTTP/1.1 200 OK"
+    live.wait_attr(storage, "occi.storage.state.message", "available")  # freed with it
+    assert live.client.delete(storage) == "HTTP/1.1 200 OK"
 
 
 def _checks(live: Live, mimetype: str) -> dict[str, pocci.Verdict]:

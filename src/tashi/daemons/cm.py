@@ -196,7 +196,8 @@ def occi_server(
     if not occi.enabled:
         return None
     try:
-        ctx = OcciContext.build(service, occi, settings.instance_types)
+        zone = settings.ec2.zones.split(",")[0].strip()
+        ctx = OcciContext.build(service, occi, settings.instance_types, zone=zone or "tashi-1a")
     except TashiError as exc:
         raise ConfigError(exc.message) from exc
     if bool(occi.cert_file) != bool(occi.key_file):

@@ -93,6 +93,15 @@ NETWORK_UP = _action(NETWORK_ACTION, "up", "Bring the network up")
 NETWORK_DOWN = _action(NETWORK_ACTION, "down", "Take the network down")
 STORAGE_ONLINE = _action(STORAGE_ACTION, "online", "Bring the storage online")
 STORAGE_OFFLINE = _action(STORAGE_ACTION, "offline", "Take the storage offline")
+STORAGE_BACKUP = _action(STORAGE_ACTION, "backup", "Back the storage up (a snapshot)")
+STORAGE_SNAPSHOT = _action(STORAGE_ACTION, "snapshot", "Take a snapshot of the storage")
+STORAGE_RESIZE = Category(
+    "resize",
+    STORAGE_ACTION,
+    "action",
+    "Resize the storage",
+    (Attribute("size", "number", required=True, description="the new size in GiB"),),
+)
 NETIF_UP = _action(NETIF_ACTION, "up", "Bring the interface up")
 NETIF_DOWN = _action(NETIF_ACTION, "down", "Take the interface down")
 ACTIONS: tuple[Category, ...] = (
@@ -104,6 +113,9 @@ ACTIONS: tuple[Category, ...] = (
     NETWORK_DOWN,
     STORAGE_ONLINE,
     STORAGE_OFFLINE,
+    STORAGE_BACKUP,
+    STORAGE_SNAPSHOT,
+    STORAGE_RESIZE,
     NETIF_UP,
     NETIF_DOWN,
 )
@@ -188,7 +200,13 @@ STORAGE = Category(
         _a("occi.storage.size", "number", required=True, description="size in GiB"),
         *_state("storage", "online", "offline", "error"),
     ),
-    (STORAGE_ONLINE.id, STORAGE_OFFLINE.id),
+    (
+        STORAGE_ONLINE.id,
+        STORAGE_OFFLINE.id,
+        STORAGE_BACKUP.id,
+        STORAGE_SNAPSHOT.id,
+        STORAGE_RESIZE.id,
+    ),
     parent=RESOURCE.id,
     location="/storage/",
 )
@@ -213,7 +231,7 @@ STORAGELINK = Category(
     "Storage Link",
     (
         _a("occi.storagelink.deviceid", mutable=False, required=True),
-        _a("occi.storagelink.mountpoint", mutable=False),
+        _a("occi.storagelink.mountpoint", description="where the guest mounts it (kept)"),
         *_state("storagelink", "active", "inactive", "error"),
     ),
     parent=LINK.id,

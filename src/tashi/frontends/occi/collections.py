@@ -1,5 +1,6 @@
 """What a request can see, as OCCI entities: the caller's computes with their links, the
-networks, the storage (the disks of the caller's computes), read once per request
+networks, the storage (the caller's volumes, then the other disks of the caller's computes),
+read once per request
 (``Snapshot``); the members of a kind's or mixin's collection, and GFD.223 §7's filters.
 """
 
@@ -8,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tashi.clustermanager.volumes.service import Listed
 from tashi.domain.models import Image, Instance, Network, Principal
-from tashi.frontends.occi import computes, text
+from tashi.domain.volumes import volume_of
+from tashi.frontends.occi import computes, storages, text
 from tashi.frontends.occi import entities as ent
+from tashi.frontends.occi import storageviews as sv
 from tashi.frontends.occi.categories import Category
 from tashi.frontends.occi.context import OcciContext
 from tashi.frontends.occi.entities import Entity
@@ -27,13 +31,15 @@ class Snapshot:
     networks: Mapping[int, Network]
     images: Mapping[str, Image]
     model: Model
+    volumes: Sequence[Listed] = ()
 
     @classmethod
     async def take(cls, ctx: OcciContext, caller: Principal, model: Model) -> Snapshot:
         instances = await computes.visible(ctx, caller)
         networks = {int(n.id): n for n in await ctx.service.networks.list(caller)}
         images = {i.name: i for i in await ctx.service.images.list(caller)}
-        return cls(instances, networks, images, model)
+        volumes = await storages.listed(ctx, caller)
+        return cls(instances, networks, images, model, volumes)
 
     def computes(self) -> list[Entity]:
         return [ent.compute(i, self.model) for i in self.instances]
@@ -42,11 +48,15 @@ class Snapshot:
         """Every entity: resources first, then links."""
         comps = self.computes()
         nets = [ent.network(n) for n in self.networks.values()]
+        vols = [sv.storage(v.volume, v.tags, self.model) for v in self.volumes]
         disks = [
-            ent.storage(i, n, self.images) for i in self.instances for n in range(len(i.disks))
+            ent.storage(i, n, self.images)
+            for i in self.instances
+            for n in range(len(i.disks))
+            if volume_of(i.disks[n].uri) is None
         ]
         links = [link for comp in comps for link in comp.links]
-        return [*comps, *nets, *disks, *links]
+        return [*comps, *nets, *vols, *disks, *links]
 
 
 def members(snapshot: Snapshot, cat: Category) -> list[Entity]:

@@ -19,15 +19,17 @@ from collections.abc import Mapping
 
 from tashi.domain import validation
 from tashi.domain.errors import NotFound, TashiError
+from tashi.domain.launches import TAG_PREFIX
 from tashi.domain.models import Instance, Principal
 from tashi.domain.operations import DiskRequest, InstanceQuery, NicRequest, VmRequest
 from tashi.domain.states import InstanceState as S
 from tashi.frontends.occi import categories as c
 from tashi.frontends.occi import entities as ent
 from tashi.frontends.occi.context import OcciContext
-from tashi.frontends.occi.errors import OcciError, bad, not_implemented
+from tashi.frontends.occi.errors import OcciError, bad
 from tashi.frontends.occi.model import MIB_PER_GIB, ROOT_SUFFIX, Model, templates_of
 from tashi.frontends.occi.parsed import Parsed, Resolved, Value
+from tashi.frontends.occi.usermixins import tag_of
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +117,26 @@ async def _image(
     )
 
 
+def storage_targets(parsed: Parsed) -> list[str]:
+    """The targets of the storagelinks a compute is created with (a link's kind, or else its
+    target's collection, says which it is)."""
+    return [
+        link.target
+        for link in parsed.links
+        if link.kind == c.STORAGELINK.id
+        or (not link.kind and str(c.STORAGE.location) in link.target)
+    ]
+
+
 def _nics(parsed: Parsed) -> list[NicRequest] | None:
     nics: list[NicRequest] = []
+    storages = storage_targets(parsed)
     for link in parsed.links:
+        if link.target in storages:
+            continue
         if link.kind and link.kind != c.NETWORKINTERFACE.id:
-            raise not_implemented(
-                f"a compute is created with networkinterface links only, not {link.kind}"
-                " (its disks come from its os_tpl)"
+            raise bad(
+                f"a compute is created with networkinterface and storagelink links, not {link.kind}"
             )
         target = link.target.rstrip("/").rsplit("/", 1)[-1]
         if f"{c.NETWORK.location}{target}" not in link.target or not target.isdigit():
@@ -134,12 +149,22 @@ def _nics(parsed: Parsed) -> list[NicRequest] | None:
 
 def _check_applies(r: Resolved, model: Model) -> None:
     for m in r.mixins:
+        if m.id in model.user and (not m.applies or c.COMPUTE.id in m.applies):
+            continue
         if c.COMPUTE.id not in m.applies and m.id not in model.types and m.id not in model.images:
             raise bad(f"the mixin {m.id} does not apply to compute")
 
 
-async def create(ctx: OcciContext, caller: Principal, model: Model, parsed: Parsed) -> Instance:
-    """A new compute from a full rendering (kind compute, templates, attributes, links)."""
+async def create(
+    ctx: OcciContext,
+    caller: Principal,
+    model: Model,
+    parsed: Parsed,
+    *,
+    waits: str | None = None,
+) -> Instance:
+    """A new compute from a full rendering (kind compute, templates, attributes, links);
+    ``waits``: the storages to attach once it runs (``storages.pending_for_create``)."""
     r = parsed.resolved(model)
     if r.kind is not c.COMPUTE:
         raise bad(f"POST /compute/ creates a compute: its rendering names the kind {c.COMPUTE.id}")
@@ -159,6 +184,11 @@ async def create(ctx: OcciContext, caller: Principal, model: Model, parsed: Pars
         hints[ent.OS_TPL] = otpl
     if rtpl:
         hints[ent.RESOURCE_TPL] = rtpl
+    for m in r.mixins:
+        if m.id in model.user:
+            hints[TAG_PREFIX + tag_of(m.id)] = ""
+    if waits:
+        hints[ent.PENDING] = waits
     request = VmRequest(
         name=name,
         disks=[DiskRequest(uri=name + ROOT_SUFFIX, persistent=True)],
@@ -241,6 +271,8 @@ async def update(
             kind = model.types[m.id]
             size = (kind.cores, kind.memory)
             own[ent.RESOURCE_TPL] = m.id
+        if m.id in model.user:  # a user mixin: its tag (usermixins.py)
+            own[TAG_PREFIX + tag_of(m.id)] = ""
     if share is not None:
         inst = await ctx.service.instances.adapt_cpu_share(caller, str(inst.id), share)
     if own or size is not None:

@@ -24,7 +24,11 @@ from tashi.domain.errors import InvalidInput, NotAuthenticated
 from tashi.domain.instancetypes import InstanceType
 from tashi.domain.models import Principal
 from tashi.frontends.occi.model import Model
+from tashi.frontends.occi.usermixins import MixinStore
+from tashi.runtime.tasks import Background
 
+#: the zone of OCCI's volumes when none is given (``[Ec2] zones``' default)
+DEFAULT_ZONE = "tashi-1a"
 #: at most this many Basic logins are remembered (the oldest is forgotten first)
 MAX_REMEMBERED = 1000
 
@@ -36,10 +40,21 @@ class OcciContext:
     default_type: str
     default_image: str  # "" : the one template of the store, if there is exactly one
     tokens: dict[str, str] = field(default_factory=dict)
+    #: the zone of the volumes a storage is made of (EC2's first zone)
+    zone: str = DEFAULT_ZONE
+    #: the users' own mixins (``usermixins.py``)
+    mixins: MixinStore = field(default_factory=MixinStore)
+    #: the attaching of storages computes were created with (``storages.attach_pending``)
+    work: Background = field(default_factory=lambda: Background("OCCI storagelinks"))
 
     @classmethod
     def build(
-        cls, service: ClusterService, occi: OcciSettings, types: InstanceTypesSettings
+        cls,
+        service: ClusterService,
+        occi: OcciSettings,
+        types: InstanceTypesSettings,
+        *,
+        zone: str = DEFAULT_ZONE,
     ) -> OcciContext:
         """From the settings; ``InvalidInput`` naming the bad line."""
         table = instancetypes.table(types.entries)
@@ -47,10 +62,11 @@ class OcciContext:
             raise InvalidInput(
                 f"[OCCI] defaultResourceTpl = {occi.default_resource_tpl} is not in [InstanceTypes]"
             )
-        return cls(service, table, occi.default_resource_tpl, occi.default_image)
+        return cls(service, table, occi.default_resource_tpl, occi.default_image, zone=zone)
 
     async def model(self, caller: Principal) -> Model:
-        return Model.build(await self.service.images.list(caller), self.types)
+        images = await self.service.images.list(caller)
+        return Model.build(images, self.types, self.mixins.of(caller))
 
     async def caller(self, authorization: str, source: str) -> Principal:
         """The principal of an ``Authorization`` header (Basic or Bearer)."""

@@ -1,6 +1,10 @@
 """Tashi's records as OCCI entities: an instance is a ``compute``, each of its NICs a
 ``networkinterface`` link (with ``ipnetworkinterface``: the address Tashi assigned) to a
-``network``, each of its disks a ``storagelink`` to a ``storage`` resource.
+``network``, each of its disks a ``storagelink`` to a ``storage`` resource: the disk itself
+(``/storage/<instance>-<n>``) or, for a volume, the volume (``/storage/<vol-id>``, its
+resource in ``storageviews.py``; the link ``/link/storagelink/<instance>-<vol-id>``). A link
+a compute was created with to a volume waits, ``inactive``, until the compute runs
+(``PENDING``).
 
 An ``Entity`` is what the renderings write; the functions here only read Tashi's records (no
 service is called). Locations are paths (``/compute/7``); the renderings make them absolute
@@ -9,14 +13,18 @@ where a client needs to follow them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tashi.domain.launches import tags as instance_tags
 from tashi.domain.models import Image, Instance, Network
 from tashi.domain.states import InstanceState as S
+from tashi.domain.volumes import volume_of
 from tashi.frontends.occi import categories as c
 from tashi.frontends.occi.categories import Category
 from tashi.frontends.occi.model import MIB_PER_GIB, Model, term_of
+from tashi.frontends.occi.usermixins import carried
 
 Value = str | int | float | bool
 
@@ -26,6 +34,16 @@ SUMMARY = "__occi.summary"
 OS_TPL = "__occi.os_tpl"
 RESOURCE_TPL = "__occi.resource_tpl"
 ROOT = "__occi.root"  # the root disk OCCI made for the instance, removed with it
+#: own hints of a compute: the volumes it was created with, to attach once it runs
+#: (``vol-…=/dev/vdb`` separated by spaces), and why those that could not be were not (JSON)
+PENDING = "__occi.attach"
+FAILED = "__occi.attach.failed"
+#: the own hint of a compute keeping a storagelink's mountpoint (the volume id follows)
+MOUNT = "__occi.mount."
+#: the volume's tags holding what OCCI was told (``Name`` is EC2's title too)
+TITLE_TAG = "Name"
+SUMMARY_TAG = "occi:summary"
+
 
 #: Tashi's state -> occi.compute.state (GFD.224 §3.1: active, inactive, suspended, error)
 STATE: Mapping[S, str] = {
@@ -97,17 +115,23 @@ def compute(inst: Instance, model: Model) -> Entity:
     if SUMMARY in inst.hints:
         attrs["occi.core.summary"] = inst.hints[SUMMARY]
     location = compute_location(inst.id)
-    links = tuple(networkinterface(inst, n) for n in range(len(inst.nics))) + tuple(
-        storagelink(inst, n) for n in range(len(inst.disks))
-    )
     return Entity(
         c.COMPUTE,
         str(inst.id),
         location,
         attrs,
-        mixins=templates(inst, model),
+        mixins=templates(inst, model) + carried(instance_tags(inst.hints), model),
         actions=_actions(inst),
-        links=links,
+        links=compute_links(inst),
+    )
+
+
+def compute_links(inst: Instance) -> tuple[Entity, ...]:
+    """Its networkinterfaces, the storagelinks of its disks, and those waiting to be."""
+    return (
+        tuple(networkinterface(inst, n) for n in range(len(inst.nics)))
+        + tuple(storagelink(inst, n) for n in range(len(inst.disks)))
+        + waiting(inst)
     )
 
 
@@ -158,6 +182,16 @@ def networkinterface(inst: Instance, n: int) -> Entity:
 
 def storagelink(inst: Instance, n: int) -> Entity:
     disk = inst.disks[n]
+    volume_id = volume_of(disk.uri)
+    if volume_id is not None:
+        active = compute_state(inst) == "active"
+        return volume_link(
+            inst,
+            volume_id,
+            disk.device or "",
+            state="active" if active else "inactive",
+            message=f"attached at {disk.device}",
+        )
     target = f"{c.STORAGE.location}{inst.id}-{n}"
     attrs: dict[str, Value] = {
         "occi.core.id": f"{inst.id}-{n}",
@@ -207,3 +241,70 @@ def network(net: Network) -> Entity:
         "occi.network.allocation": "dynamic",
     }
     return Entity(c.NETWORK, str(net.id), network_location(net.id), attrs, mixins=(c.IPNETWORK,))
+
+
+def volume_location(volume_id: str) -> str:
+    return f"{c.STORAGE.location}{volume_id}"
+
+
+def link_id(instance_id: int, volume_id: str) -> str:
+    return f"{instance_id}-{volume_id}"
+
+
+def pending(inst: Instance) -> dict[str, str]:
+    """The volumes ``inst`` waits to have attached: volume id -> device."""
+    return dict(p.split("=", 1) for p in inst.hints.get(PENDING, "").split() if "=" in p)
+
+
+def volume_link(
+    inst: Instance,
+    volume_id: str,
+    device: str,
+    *,
+    state: str,
+    message: str,
+) -> Entity:
+    """The link of ``inst`` to the volume ``volume_id`` at ``device``."""
+    mountpoint = inst.hints.get(MOUNT + volume_id)
+    ident = link_id(inst.id, volume_id)
+    attrs: dict[str, Value] = {
+        "occi.core.id": ident,
+        "occi.core.source": compute_location(inst.id),
+        "occi.core.target": volume_location(volume_id),
+        "occi.storagelink.deviceid": device,
+        "occi.storagelink.state": state,
+        "occi.storagelink.state.message": message,
+    }
+    if mountpoint:
+        attrs["occi.storagelink.mountpoint"] = mountpoint
+    return Entity(
+        c.STORAGELINK,
+        ident,
+        f"{c.STORAGELINK.location}{ident}",
+        attrs,
+        source=(compute_location(inst.id), c.COMPUTE.id),
+        target=(volume_location(volume_id), c.STORAGE.id),
+    )
+
+
+def failed(inst: Instance) -> dict[str, str]:
+    """The volumes ``inst`` was created with that could not be attached: volume id -> why."""
+    try:
+        found = json.loads(inst.hints.get(FAILED, "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def waiting(inst: Instance) -> tuple[Entity, ...]:
+    """The links ``inst`` was created with whose volumes are not attached (yet, or at all)."""
+    wait = tuple(
+        volume_link(
+            inst, vid, dev, state="inactive", message=f"attached once compute {inst.id} runs"
+        )
+        for vid, dev in pending(inst).items()
+    )
+    return wait + tuple(
+        volume_link(inst, vid, "", state="error", message=f"not attached: {why}")
+        for vid, why in failed(inst).items()
+    )

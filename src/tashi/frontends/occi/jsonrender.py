@@ -163,6 +163,29 @@ def _resource(doc: Json) -> Parsed:
     return Parsed(tuple(cats), attrs, tuple(links))
 
 
+def _definition(doc: Json) -> CategoryRef:
+    """A mixin's definition (GFD.226 §3.3, POST to the query interface)."""
+    term, scheme = doc.get("term"), doc.get("scheme")
+    if not isinstance(term, str) or not isinstance(scheme, str):
+        raise bad("a mixin's definition has a term and a scheme (strings)")
+    for many in ("depends", "applies"):
+        if not isinstance(doc.get(many, []), list):
+            raise bad(f"a mixin's {many} is a list of type identifiers")
+    rel = [*doc.get("depends", []), *doc.get("applies", [])]
+    texts = (doc.get("title", ""), doc.get("location", ""), *rel)
+    if not all(isinstance(t, str) for t in texts):
+        raise bad("a mixin's title, location, depends and applies are strings")
+    return CategoryRef(
+        term,
+        scheme,
+        "mixin",
+        title=str(doc.get("title", "")),
+        location=str(doc.get("location", "")),
+        rel=tuple(doc.get("depends", [])),
+        applies=tuple(doc.get("applies", [])),
+    )
+
+
 def parse(body: bytes) -> Parsed:
     """A resource, an action invocation (``{"action": …}``), or a collection
     (``{"resources": […]}``, whose ids or locations say which entities a mixin takes)."""
@@ -174,6 +197,9 @@ def parse(body: bytes) -> Parsed:
     if "action" in doc:
         ref = _ref(doc["action"], "action")
         return Parsed(action=ref.id, attributes=_attributes(doc, "the invocation"))
+    defs = doc.get("mixins")
+    if isinstance(defs, list) and defs and all(isinstance(d, dict) for d in defs):
+        return Parsed(categories=tuple(_definition(d) for d in defs))
     if "resources" in doc or "locations" in doc:
         items = doc.get("resources", doc.get("locations"))
         if not isinstance(items, list):

@@ -77,18 +77,27 @@ class Model:
     #: os_tpl type identifier -> image name; resource_tpl type identifier -> instance type
     images: Mapping[str, str]
     types: Mapping[str, InstanceType]
+    #: the type identifiers of the caller's own mixins (``usermixins.py``), listed last
+    user: frozenset[str] = frozenset()
 
     @classmethod
-    def build(cls, images: Iterable[Image], types: Mapping[str, InstanceType]) -> Model:
+    def build(
+        cls,
+        images: Iterable[Image],
+        types: Mapping[str, InstanceType],
+        user: Iterable[Category] = (),
+    ) -> Model:
         offered = templates_of(images)
         os_tpls = [os_tpl(i) for i in offered]
         res_tpls = [resource_tpl(t) for t in types.values()]
+        own = tuple(user)
         return cls(
             kinds=c.KINDS,
-            mixins=(*c.MIXINS, *os_tpls, *res_tpls),
+            mixins=(*c.MIXINS, *os_tpls, *res_tpls, *own),
             actions=c.ACTIONS,
             images={m.id: i.name for m, i in zip(os_tpls, offered, strict=True)},
             types={m.id: t for m, t in zip(res_tpls, types.values(), strict=True)},
+            user=frozenset(m.id for m in own),
         )
 
     @property

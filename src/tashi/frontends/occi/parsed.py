@@ -24,6 +24,11 @@ class CategoryRef:
     term: str
     scheme: str
     cls: str = ""
+    #: what a mixin's definition (POST to the query interface) says besides its identifier
+    title: str = ""
+    location: str = ""
+    rel: tuple[str, ...] = ()
+    applies: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:

@@ -4,12 +4,17 @@ collection, one entity; each answers the methods GFD.223 defines for it and 405 
 
 Path (GET; POST; PUT; DELETE):
 
-* ``/-/``, ``/.well-known/org/ogf/occi/-/``: the model; 501 (no user mixins); -; 501
+* ``/-/``, ``/.well-known/org/ogf/occi/-/``: the model; define a user mixin; -; remove one
 * ``/compute/``: list; create or ``?action=``; -; delete the caller's own
 * ``/compute/<id>``: read; partial update or ``?action=``; update; delete
 * ``/network/``, ``/network/<id>``: list, read; create (admin); -; delete (admin)
-* ``/storage/…``, ``/link/…``: list, read; 501 (they follow their compute)
-* ``/mixin/…/`` (a mixin's collection): list; associate; 501; 409
+* ``/storage/``: list; create a volume; -; delete the caller's own free ones
+* ``/storage/<vol-id>``: read; update or ``?action=``; update; delete (409 while attached)
+* ``/storage/<instance>-<n>`` (a compute's own disk): read; 501 (it follows its compute)
+* ``/link/storagelink/``: list; attach a volume; -; -
+* ``/link/storagelink/<instance>-<vol-id>``: read; mountpoint; mountpoint; detach
+* ``/link/networkinterface/…``: list, read; 501 (no NIC is hot-added or removed)
+* ``/mixin/…/`` (a mixin's collection): list; associate; replace (user mixins); dissociate
 * ``/resource/``, ``/link/``, ``/``: list
 """
 
@@ -17,46 +22,27 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from starlette.responses import Response
 
 from tashi.domain.errors import NotFound
-from tashi.domain.models import Principal
 from tashi.domain.validation import MAX_NAME
+from tashi.domain.volumes import is_volume_id
 from tashi.frontends.occi import categories as c
 from tashi.frontends.occi import collections as coll
-from tashi.frontends.occi import computes
+from tashi.frontends.occi import computes, storages
 from tashi.frontends.occi import entities as ent
+from tashi.frontends.occi import mixinroutes as mixins
+from tashi.frontends.occi import storageviews as sv
 from tashi.frontends.occi.categories import Category
-from tashi.frontends.occi.context import OcciContext
 from tashi.frontends.occi.errors import OcciError, bad, not_implemented
-from tashi.frontends.occi.model import Model
 from tashi.frontends.occi.parsed import CategoryRef, Parsed
-from tashi.frontends.occi.render import Writer
+from tashi.frontends.occi.request import Request
+
+__all__ = ["Request", "route"]
 
 QUERY = ("/-/", "/.well-known/org/ogf/occi/-/")
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9.-]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One request, read: who, what, where, and how to answer."""
-
-    ctx: OcciContext
-    caller: Principal
-    model: Model
-    method: str
-    path: str
-    params: Mapping[str, str]
-    pairs: tuple[tuple[str, str], ...]
-    parsed: Parsed
-    out: Writer
-
-    def allow(self, *methods: str) -> None:
-        if self.method not in methods:
-            raise OcciError(405, f"{self.method} is not allowed on {self.path}", methods)
 
 
 async def route(req: Request) -> Response:
@@ -78,8 +64,10 @@ async def route(req: Request) -> Response:
 
 
 async def query_interface(req: Request) -> Response:
-    if req.method in ("POST", "DELETE"):
-        raise not_implemented("Tashi has no user-defined mixins")
+    if req.method == "POST":
+        return await mixins.define(req)
+    if req.method == "DELETE":
+        return await mixins.remove(req)
     req.allow("GET")
     wanted = coll.query_filters(req.pairs, req.parsed)
     cats = req.model.all
@@ -106,10 +94,14 @@ async def kind_collection(req: Request, kind: Category) -> Response:
         return await compute_collection(req)
     if kind is c.NETWORK and req.method == "POST" and "action" not in req.params:
         return req.out.created(await _create_network(req))
-    if kind in (c.STORAGE, c.NETWORKINTERFACE, c.STORAGELINK) and req.method in ("POST", "DELETE"):
+    if kind is c.STORAGE and req.method in ("POST", "DELETE"):
+        return await storage_collection(req)
+    if kind is c.STORAGELINK and req.method == "POST" and "action" not in req.params:
+        return req.out.created(await storages.link(req.ctx, req.caller, req.model, req.parsed))
+    if kind is c.NETWORKINTERFACE and req.method == "POST":
         raise not_implemented(
-            f"{kind.term} follows its compute in Tashi: its disks come from the os_tpl, its"
-            " network interfaces from the networkinterface links it is created with"
+            "Tashi does not add a network interface to an existing compute: create the compute"
+            " with its networkinterface links"
         )
     if kind in (c.RESOURCE, c.LINK):
         raise OcciError(
@@ -132,8 +124,28 @@ async def compute_collection(req: Request) -> Response:
             for i in await computes.visible(ctx, caller, own=True)
         ]
         return req.out.collection([ent.compute(i, req.model) for i in done])
-    inst = await computes.create(ctx, caller, req.model, req.parsed)
+    waits = await storages.pending_for_create(ctx, caller, computes.storage_targets(req.parsed))
+    inst = await computes.create(ctx, caller, req.model, req.parsed, waits=waits)
     return req.out.created(ent.compute(inst, req.model))
+
+
+async def storage_collection(req: Request) -> Response:
+    """POST: a new volume; DELETE: the caller's own volumes that are not attached (409 naming
+    those that are, which stay)."""
+    ctx, caller, model = req.ctx, req.caller, req.model
+    if req.method == "POST":
+        if "action" in req.params:
+            raise bad("trigger a storage action on one storage: /storage/<id>?action=<term>")
+        made = await storages.create(ctx, caller, model, req.parsed)
+        return req.out.created(sv.storage(made.volume, made.tags, model))
+    own = [v for v in await storages.listed(ctx, caller) if v.volume.user_id == caller.user_id]
+    kept = [v.volume.id for v in own if v.volume.attachment is not None]
+    for one in own:
+        if one.volume.attachment is None:
+            await storages.delete(ctx, caller, one.volume.id)
+    if kept:
+        raise OcciError(409, f"attached, so not deleted: {', '.join(kept)}")
+    return req.out.done()
 
 
 def _action(req: Request, kind: Category) -> Category:
@@ -153,6 +165,10 @@ async def entity(req: Request, kind: Category, ident: str) -> Response:
         return await compute_entity(req, ident)
     if kind is c.NETWORK:
         return await network_entity(req, ident)
+    if kind is c.STORAGE and is_volume_id(ident):
+        return await storage_entity(req, ident)
+    if kind is c.STORAGELINK and is_volume_id(ident.partition("-")[2]):
+        return await storagelink_entity(req, ident)
     if kind in (c.STORAGE, c.NETWORKINTERFACE, c.STORAGELINK):
         req.allow("GET", "POST", "PUT", "DELETE")
         found = await _part(req, kind, ident)
@@ -176,6 +192,37 @@ async def _part(req: Request, kind: Category, ident: str) -> ent.Entity:
     if kind is c.NETWORKINTERFACE and n < len(inst.nics):
         return ent.networkinterface(inst, n)
     raise NotFound(f"no {kind.term} {ident}")
+
+
+async def storage_entity(req: Request, ident: str) -> Response:
+    req.allow("GET", "POST", "PUT", "DELETE")
+    ctx, caller, model = req.ctx, req.caller, req.model
+    one = await storages.get(ctx, caller, ident)
+    if req.method == "DELETE":
+        await storages.delete(ctx, caller, ident)
+        return req.out.done()
+    if req.method == "POST" and "action" in req.params:
+        action = _action(req, c.STORAGE)
+        one = await storages.act(ctx, caller, one, action, req.parsed.attributes)
+    elif req.method in ("POST", "PUT"):
+        if req.parsed.empty:
+            raise bad(f"{req.method} of a storage needs its (partial) rendering")
+        one = await storages.update(ctx, caller, model, one, req.parsed)
+    return req.out.entity(sv.storage(one.volume, one.tags, model))
+
+
+async def storagelink_entity(req: Request, ident: str) -> Response:
+    req.allow("GET", "POST", "PUT", "DELETE")
+    iid, _, vid = ident.partition("-")
+    inst = await computes.get(req.ctx, req.caller, iid)
+    found = storages.find_link(inst, vid)
+    if req.method == "DELETE":
+        await storages.unlink(req.ctx, req.caller, inst, vid)
+        return req.out.done()
+    if req.method in ("POST", "PUT"):
+        inst = await storages.relink(req.ctx, req.caller, inst, vid, req.parsed)
+        found = storages.find_link(inst, vid)
+    return req.out.entity(found)
 
 
 async def compute_entity(req: Request, ident: str) -> Response:
@@ -237,12 +284,16 @@ def _network_name(title: object, vlan: int) -> str:
 async def mixin_collection(req: Request, mixin: Category) -> Response:
     if req.method == "GET":
         return await listing(req, mixin)
+    if mixin.id in req.model.user and req.method in ("POST", "PUT", "DELETE"):
+        if req.method == "POST" and "action" in req.params:
+            raise bad(f"{mixin.term} has no actions")
+        return await mixins.members_change(req, mixin)
     if req.method == "POST" and "action" not in req.params:
         return await associate(req, mixin)
     if req.method == "DELETE":
         raise OcciError(409, f"{mixin.term} cannot be taken from what carries it in Tashi")
     if req.method == "PUT":
-        raise not_implemented("replacing a mixin's collection: associate one by one (POST)")
+        raise not_implemented("replacing a template's collection: associate one by one (POST)")
     raise OcciError(405, f"{req.method} is not allowed on {req.path}", ("GET", "POST", "DELETE"))
 
 

@@ -187,7 +187,15 @@ def parse_category(text: str) -> CategoryRef:
     cls = unquote(cls, "class") if cls.startswith('"') else cls
     if cls not in ("", "kind", "mixin", "action"):
         raise bad(f"Category {term}: class must be kind, mixin or action, not {cls!r}")
-    return CategoryRef(term, unquote(params["scheme"], "scheme"), cls)
+    more = {k: unquote(params[k], k) if params[k].startswith('"') else params[k] for k in params}
+    return CategoryRef(
+        term,
+        unquote(params["scheme"], "scheme"),
+        cls,
+        title=more.get("title", ""),
+        location=more.get("location", ""),
+        rel=tuple(more.get("rel", "").split()),
+    )
 
 
 def parse_attribute(text: str) -> tuple[str, Value]:
