@@ -204,7 +204,7 @@ def _prepare(
         cm_url=cm.base_url,
         username=NODE_USER,
         password=password,
-        root=str(directory / "hosts"),
+        root=str(hollow.root / "hosts"),
         period=plan.period,
         memory=per_host * VM_MEMORY,
         cores=per_host,
@@ -342,6 +342,8 @@ def _figures(
     wall = after.at - before.at
     cm_cpu = quiet.cm_cpu - before.cm_cpu  # heartbeats alone
     answered = int(alone["answered"])
+    hollow_cpu = quiet.hollow_cpu - before.hollow_cpu  # the load generator's, the same part
+    offered = int(alone["offered"])
     connections = None
     if before.sessions is not None and after.sessions is not None:
         connections = max(0, after.sessions - before.sessions - 1) / wall  # less our query
@@ -370,6 +372,10 @@ def _figures(
         "db_cores": (after.db_cpu - before.db_cpu) / wall,
         "db_connections_per_s": connections,
         "hollow_cores": (after.hollow_cpu - before.hollow_cpu) / wall,
+        "hollow": {
+            "cores_heartbeats_alone": hollow_cpu / (quiet.at - before.at),
+            "cpu_ms_per_heartbeat": hollow_cpu / offered * 1e3 if offered else None,
+        },
         "loadavg": os.getloadavg(),
     }
 
@@ -380,8 +386,14 @@ def _summary(r: dict[str, Any]) -> str:
         f"heartbeats {hb['offered_per_s']:.1f}/s offered, {hb['answered_per_s']:.1f}/s answered,"
         f" p99 {hb['latency']['p99'] * 1e3:.0f} ms, longest gap {hb['longest_gap']:.1f} s;"
         f" tashi-cm {r['cm']['cores']:.2f} cores, {r['cm']['fds']} fds;"
-        f" hollow hosts {r['hollow_cores']:.2f} cores; load {r['loadavg'][0]:.1f}"
+        f" hollow hosts {r['hollow_cores']:.2f} cores"
+        f" ({_ms(r['hollow']['cpu_ms_per_heartbeat'])} ms CPU a heartbeat);"
+        f" load {r['loadavg'][0]:.1f}"
     )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def options(plan: Plan) -> dict[str, Any]:
