@@ -365,6 +365,8 @@ class Fleet:
 
     async def _fence_pass(self) -> None:
         for host in self.hosts:
+            if not host.reporter.lease.must_fence():  # most passes: no coroutine made
+                continue
             stopped = await host.reporter.fence_if_expired()
             self._window.fenced += stopped
             self.fenced_total += stopped
