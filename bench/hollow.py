@@ -147,8 +147,11 @@ class PortRouter:
     def __init__(self, app: Any, nodes: dict[int, NodeService]) -> None:
         self._app = app
         self._nodes = nodes
+        self.calls = 0  # the cluster manager's requests to the hosts, since the start
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.calls += 1
         server = scope.get("server") or ("", 0)
         token = _current.set(self._nodes.get(int(server[1] or 0)))
         try:
@@ -185,6 +188,7 @@ class Window:
     latencies: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     fenced: int = 0
+    node_calls: int = 0  # the router's count when the window opened
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +384,7 @@ class Fleet:
     def window(self) -> None:
         """Open a new measurement window, the objects made so far set aside first."""
         settle()
-        self._window = Window()
+        self._window = Window(node_calls=self._app.calls)
         for host in self.hosts:
             host.gap = 0.0
 
@@ -405,6 +409,7 @@ class Fleet:
             "fenced": w.fenced,
             "fenced_total": self.fenced_total,
             "loop_lag": _percentiles(w.lags),
+            "node_calls": self._app.calls - w.node_calls,  # the cluster manager's, to hosts
         }
 
     async def close(self) -> None:
