@@ -33,6 +33,7 @@ import asyncio
 import contextvars
 import gc
 import logging
+import math
 import random
 import secrets
 import socket
@@ -240,7 +241,7 @@ class Fleet:
             self._beats.append(asyncio.create_task(self._beat_loop(host, offset)))
             self._supervised(host)
         self.hosts.extend(batch)
-        settle()
+        self.settle()
         return [(host.name, int(i)) for host, i in zip(batch, ids, strict=True)]
 
     def _supervised(self, host: HollowHost) -> None:
@@ -343,11 +344,19 @@ class Fleet:
 
     async def _beat_loop(self, host: HollowHost, offset: float) -> None:
         """``tashi-nm``'s heartbeat loop (``Supervisor.every`` with its back-off capped at the
-        period), timed: a heartbeat is offered when sent, answered when its reply came."""
-        await asyncio.sleep(offset)
+        period), timed: a heartbeat is offered when sent, answered when its reply came.
+
+        One difference: after an answered heartbeat ``tashi-nm`` sleeps a period, where a
+        hollow host waits for its next slot (``next_slot``: every period from its random
+        phase). Thousands of hosts share this process's loop, and a stall of the loop's own (a
+        fill, a garbage collection) would otherwise leave every host it held up beating in
+        the same instant for the rest of the run, as real hosts, each on its own machine,
+        never would."""
         failures = 0
         period = self.options.period
+        due = time.monotonic() + offset
         while True:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
             started = time.monotonic()
             self._window.offered += 1
             try:
@@ -365,7 +374,10 @@ class Fleet:
                 window.latencies.append(now - started)
                 host.gap = max(host.gap, now - host.last)
                 host.last = now
-            await asyncio.sleep(backoff(period, failures, period, random.random()))
+            if failures:
+                due = time.monotonic() + backoff(period, failures, period, random.random())
+            else:
+                due = next_slot(due, period, time.monotonic())
 
     async def _fence_pass(self) -> None:
         for host in self.hosts:
@@ -381,9 +393,17 @@ class Fleet:
             await asyncio.sleep(LAG_TICK)
             self._window.lags.append(time.monotonic() - before - LAG_TICK)
 
+    def settle(self) -> None:
+        """Collect, then freeze what is left out of the garbage collector's way: the hosts,
+        their VMs and their servers live to the end, and a full collection going through them
+        all (75,000 VMs' instances) stops the loop, and every host's heartbeat, for seconds.
+        Done after each ``grow``, and ordered after a fill; not when a window opens: the
+        heartbeats it holds up would be counted in the window."""
+        gc.collect()
+        gc.freeze()
+
     def window(self) -> None:
-        """Open a new measurement window, the objects made so far set aside first."""
-        settle()
+        """Open a new measurement window."""
         self._window = Window(node_calls=self._app.calls)
         for host in self.hosts:
             host.gap = 0.0
@@ -426,12 +446,10 @@ class Fleet:
             await host.driver.close()
 
 
-def settle() -> None:
-    """Collect, then freeze what is left out of the garbage collector's way: the hosts, their
-    VMs and their servers live to the end, and a full collection going through them all
-    (75,000 VMs' instances) stops the loop, and every host's heartbeat, for over a second."""
-    gc.collect()
-    gc.freeze()
+def next_slot(slot: float, period: float, now: float) -> float:
+    """The first of ``slot`` + k ``period`` (k ≥ 1) after ``now``: a late beat keeps its
+    host's phase, and one past its next slot skips to the one after."""
+    return slot + period * (math.floor((now - slot) / period) + 1)
 
 
 def _kind(exc: BaseException) -> str:

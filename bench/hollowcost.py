@@ -37,6 +37,7 @@ from tashi.runtime.ports import free_port
 
 LIVENESS = 3.0  # the lease the sink grants, in heartbeat periods (as ``scale.LIVENESS``)
 GROW_BATCH = 500  # hosts registered per ``grow`` (one node-app server each)
+CLOSE_TIMEOUT = 120.0  # seconds the fleet may take to stop
 
 
 def _instance(number: int) -> Instance:
@@ -76,6 +77,7 @@ async def measure(hosts: int, vms: int, period: float, seconds: float, sink: str
                 for _ in range(vms):
                     number += 1
                     await host.node.start(_instance(number))
+            fleet.settle()
             await asyncio.sleep(period * 1.5)  # every host has reported its VMs
             fleet.window()
             cpu, wall = time.process_time(), time.monotonic()
@@ -83,7 +85,8 @@ async def measure(hosts: int, vms: int, period: float, seconds: float, sink: str
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
             stats = fleet.stats()
         finally:
-            await fleet.close()
+            async with asyncio.timeout(CLOSE_TIMEOUT):  # then the process ends all the same
+                await fleet.close()
     offered = stats["offered"]
     return {
         "hosts": hosts,
@@ -95,7 +98,8 @@ async def measure(hosts: int, vms: int, period: float, seconds: float, sink: str
         "cpu_ms_per_heartbeat": cpu / offered * 1e3 if offered else None,
         "latency": stats["latency"],
         "loop_lag": stats["loop_lag"],
-        "fenced": stats["fenced_total"],
+        "fenced": stats["fenced"],  # in the window
+        "fenced_since_start": stats["fenced_total"],
         "errors": stats["errors"],
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -131,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['hosts']} hosts, {result['vms']} VMs: {result['offered_per_s']:.1f} heartbeats/s"
         f" offered, {result['answered_per_s']:.1f} answered; the generator used"
         f" {result['cores']:.3f} cores, {result['cpu_ms_per_heartbeat']:.3f} ms CPU a heartbeat;"
-        f" loop lag p99 {result['loop_lag']['p99'] * 1e3:.0f} ms; VMs fenced {result['fenced']}",
+        f" loop lag p99 {result['loop_lag']['p99'] * 1e3:.0f} ms; VMs fenced {result['fenced']}"
+        f" ({result['fenced_since_start']} since the start)",
         file=sys.stderr,
     )
     return 0

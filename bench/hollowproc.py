@@ -5,6 +5,8 @@ as JSON lines on its standard input, answering each with one JSON line on its st
 
 - ``{"op": "start", "cm_url", "username", "password", "root", "period", "memory", "cores"}``
 - ``{"op": "grow", "count": N}`` → ``{"hosts": [[name, id], ...]}`` once all N registered
+- ``{"op": "settle"}`` sets the objects made so far out of the garbage collector's way
+  (``Fleet.settle``: after a fill, a heartbeat period before a window);
 - ``{"op": "window"}`` opens a measurement window; ``{"op": "stats"}`` → what it saw
 - ``{"op": "stop"}`` (or the end of its input) stops every host and exits.
 
@@ -131,6 +133,9 @@ async def _serve() -> None:
                     started = time.monotonic()
                     hosts = await fleet.grow(int(order["count"]))
                     _answer({"hosts": hosts, "seconds": time.monotonic() - started})
+                elif op == "settle":
+                    fleet.settle()
+                    _answer({"ok": True})
                 elif op == "window":
                     fleet.window()
                     _answer({"ok": True})

@@ -246,6 +246,7 @@ def _step(setup: Setup, plan: Plan, target: int, say: Callable[[str], None]) -> 
         fill_s, unstarted = done.seconds, done.unstarted
         missing = f" ({unstarted} could not be started: {done.why})" if unstarted else ""
         say(f"[{kind}] VMs started in {fill_s:.1f} s{missing}; waiting a heartbeat period")
+        setup.hollow.order(60.0, op="settle")
         time.sleep(plan.period * 1.5)  # every host's heartbeat carries its new VMs
     before = _sample(setup)
     setup.hollow.order(30.0, op="window")

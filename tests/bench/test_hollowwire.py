@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 
 import pytest
+from bench.hollow import next_slot
 from bench.hollowsink import Sink
 from bench.hollowwire import HeartbeatBody, HollowClient
 
@@ -128,3 +129,9 @@ async def test_an_error_answer_is_its_category_and_no_answer_is_unanswered(
     finally:
         await client.close()
         server.close()
+
+
+def test_a_late_heartbeat_keeps_its_hosts_phase() -> None:
+    assert next_slot(100.0, 10.0, 100.3) == 110.0  # on time
+    assert next_slot(100.0, 10.0, 104.0) == 110.0  # late: the next slot all the same
+    assert next_slot(100.0, 10.0, 123.0) == 130.0  # past slots are skipped, not bunched
