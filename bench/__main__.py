@@ -18,7 +18,8 @@ cluster manager and the scheduler (``longmem.py``, ``--rounds``). ``ec2`` (root,
 and ``DescribeInstances`` of 1,000 instances against ``getInstances`` (``ec2.py``). ``scale``
 (not part of ``all``) grows one cluster manager to thousands of hollow hosts, the node manager's
 own code over the fake VMM driver, in one process, and times heartbeats and single calls at each
-step (``scale.py``; ``--store``, ``--max-hosts``, ``--steps``, ``--vms-per-host``, ``--period``;
+step (``scale.py``; ``--store``, ``--max-hosts``, ``--steps``, ``--vms-per-host``, ``--period``,
+``--fill-group-hosts``, ``--fill-concurrency``;
 docs/scaling.md). ``--quick``
 is a short smoke run of any suite; ``--only`` limits the control suite to one store. Each suite
 prints its table and writes its JSON under ``bench/results/``.
@@ -91,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     scale.add_argument("--vms-per-host", type=int, help="scale: VMs on each host (15)")
     scale.add_argument("--period", type=float, help="scale: seconds between heartbeats (10)")
+    scale.add_argument(
+        "--fill-group-hosts", type=int, help="scale: hosts whose VMs start as one group (1)"
+    )
+    scale.add_argument(
+        "--fill-concurrency", type=int, help="scale: fill groups under way at once (8)"
+    )
     return parser
 
 
@@ -234,6 +241,8 @@ def _scale(args: argparse.Namespace) -> int:
             steps=steps,
             vms_per_host=args.vms_per_host,
             period=args.period,
+            fill_group_hosts=args.fill_group_hosts,
+            fill_concurrency=args.fill_concurrency,
         )
     except (ValueError, BenchError) as exc:
         runner.say(f"scale: {exc}")

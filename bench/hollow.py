@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import logging
+import math
 import random
 import secrets
 import socket
@@ -45,13 +47,13 @@ from typing import Any, cast
 import uvicorn
 
 import tashi
+from bench.hollowwire import HollowClient
 from tashi.daemons.nm import pump_events
 from tashi.domain.clock import SystemClock
 from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.domain.models import DiskConfig
 from tashi.network.fake import FakeNetworkDriver
-from tashi.nodeapi.cmclient import ClusterManagerClient
 from tashi.nodemanager.fencing import FenceMarks
 from tashi.nodemanager.lease import HostLease
 from tashi.nodemanager.outbox import Outbox
@@ -146,8 +148,11 @@ class PortRouter:
     def __init__(self, app: Any, nodes: dict[int, NodeService]) -> None:
         self._app = app
         self._nodes = nodes
+        self.calls = 0  # the cluster manager's requests to the hosts, since the start
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.calls += 1
         server = scope.get("server") or ("", 0)
         token = _current.set(self._nodes.get(int(server[1] or 0)))
         try:
@@ -166,7 +171,7 @@ class HollowHost:
     node: NodeService
     reporter: Reporter
     driver: FakeDriver
-    client: ClusterManagerClient
+    client: HollowClient
     sock: socket.socket  # bound to ``port`` from the start, so no one else takes it
     last: float = 0.0
     gap: float = 0.0
@@ -184,6 +189,7 @@ class Window:
     latencies: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     fenced: int = 0
+    node_calls: int = 0  # the router's count when the window opened
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +241,7 @@ class Fleet:
             self._beats.append(asyncio.create_task(self._beat_loop(host, offset)))
             self._supervised(host)
         self.hosts.extend(batch)
+        self.settle()
         return [(host.name, int(i)) for host, i in zip(batch, ids, strict=True)]
 
     def _supervised(self, host: HollowHost) -> None:
@@ -270,9 +277,7 @@ class Fleet:
             firewall=FirewallService(None, state),
             release_memory=lambda: None,  # malloc_trim per VM: real, but not this benchmark's
         )
-        client = ClusterManagerClient(
-            options.cm_url, username=options.username, password=options.password
-        )
+        client = HollowClient(options.cm_url, username=options.username, password=options.password)
         me = Identity(
             name=name,
             endpoint=f"http://127.0.0.1:{port}",
@@ -326,7 +331,7 @@ class Fleet:
                 await asyncio.sleep(self.options.period)
             return int(await host.reporter.register())
 
-    async def _share_login(self, client: ClusterManagerClient) -> None:
+    async def _share_login(self, client: HollowClient) -> None:
         """One login for the fleet: a node-role login costs the cluster manager an scrypt hash
         (tens of ms); each real node manager logs in once at its start, hours apart from the
         others, so thousands here logging in at once would measure the hash, not the node
@@ -339,11 +344,19 @@ class Fleet:
 
     async def _beat_loop(self, host: HollowHost, offset: float) -> None:
         """``tashi-nm``'s heartbeat loop (``Supervisor.every`` with its back-off capped at the
-        period), timed: a heartbeat is offered when sent, answered when its reply came."""
-        await asyncio.sleep(offset)
+        period), timed: a heartbeat is offered when sent, answered when its reply came.
+
+        One difference: after an answered heartbeat ``tashi-nm`` sleeps a period, where a
+        hollow host waits for its next slot (``next_slot``: every period from its random
+        phase). Thousands of hosts share this process's loop, and a stall of the loop's own (a
+        fill, a garbage collection) would otherwise leave every host it held up beating in
+        the same instant for the rest of the run, as real hosts, each on its own machine,
+        never would."""
         failures = 0
         period = self.options.period
+        due = time.monotonic() + offset
         while True:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
             started = time.monotonic()
             self._window.offered += 1
             try:
@@ -361,10 +374,15 @@ class Fleet:
                 window.latencies.append(now - started)
                 host.gap = max(host.gap, now - host.last)
                 host.last = now
-            await asyncio.sleep(backoff(period, failures, period, random.random()))
+            if failures:
+                due = time.monotonic() + backoff(period, failures, period, random.random())
+            else:
+                due = next_slot(due, period, time.monotonic())
 
     async def _fence_pass(self) -> None:
         for host in self.hosts:
+            if not host.reporter.lease.must_fence():  # most passes: no coroutine made
+                continue
             stopped = await host.reporter.fence_if_expired()
             self._window.fenced += stopped
             self.fenced_total += stopped
@@ -375,9 +393,18 @@ class Fleet:
             await asyncio.sleep(LAG_TICK)
             self._window.lags.append(time.monotonic() - before - LAG_TICK)
 
+    def settle(self) -> None:
+        """Collect, then freeze what is left out of the garbage collector's way: the hosts,
+        their VMs and their servers live to the end, and a full collection going through them
+        all (75,000 VMs' instances) stops the loop, and every host's heartbeat, for seconds.
+        Done after each ``grow``, and ordered after a fill; not when a window opens: the
+        heartbeats it holds up would be counted in the window."""
+        gc.collect()
+        gc.freeze()
+
     def window(self) -> None:
         """Open a new measurement window."""
-        self._window = Window()
+        self._window = Window(node_calls=self._app.calls)
         for host in self.hosts:
             host.gap = 0.0
 
@@ -402,6 +429,7 @@ class Fleet:
             "fenced": w.fenced,
             "fenced_total": self.fenced_total,
             "loop_lag": _percentiles(w.lags),
+            "node_calls": self._app.calls - w.node_calls,  # the cluster manager's, to hosts
         }
 
     async def close(self) -> None:
@@ -416,6 +444,12 @@ class Fleet:
             await host.client.close()
             await host.node.close()
             await host.driver.close()
+
+
+def next_slot(slot: float, period: float, now: float) -> float:
+    """The first of ``slot`` + k ``period`` (k ≥ 1) after ``now``: a late beat keeps its
+    host's phase, and one past its next slot skips to the one after."""
+    return slot + period * (math.floor((now - slot) / period) + 1)
 
 
 def _kind(exc: BaseException) -> str:

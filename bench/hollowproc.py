@@ -5,6 +5,8 @@ as JSON lines on its standard input, answering each with one JSON line on its st
 
 - ``{"op": "start", "cm_url", "username", "password", "root", "period", "memory", "cores"}``
 - ``{"op": "grow", "count": N}`` → ``{"hosts": [[name, id], ...]}`` once all N registered
+- ``{"op": "settle"}`` sets the objects made so far out of the garbage collector's way
+  (``Fleet.settle``: after a fill, a heartbeat period before a window);
 - ``{"op": "window"}`` opens a measurement window; ``{"op": "stats"}`` → what it saw
 - ``{"op": "stop"}`` (or the end of its input) stops every host and exits.
 
@@ -23,8 +25,10 @@ import logging
 import os
 import resource
 import selectors
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,11 +42,23 @@ class HollowError(RuntimeError):
     """The hollow hosts' process failed an order or died; the message says which and why."""
 
 
+def memory_dir() -> str | None:
+    """Where the hosts' state directories go: a tmpfs when there is one. Each host writes its
+    lease deadline at every heartbeat (for the watchdog, as ``tashi-nm`` does); on this
+    machine's disk a rename costs about 2 ms and blocks the loop, and thousands of them a
+    second would contend with the cluster manager's own database for the disk, which a real
+    host, with a disk of its own, does not."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 class HollowProcess:
-    """The running hollow-host process."""
+    """The running hollow-host process; ``root``: a directory for its hosts' state, removed
+    at ``stop``."""
 
     def __init__(self, log: Path) -> None:
         self.log = log
+        self.root = Path(tempfile.mkdtemp(prefix="tashi-hollow-", dir=memory_dir()))
         with log.open("ab") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bench.hollowproc"],
@@ -89,6 +105,7 @@ class HollowProcess:
             with contextlib.suppress(HollowError):  # then it is stopped by signal
                 self.order(STOP_TIMEOUT, op="stop")
         stop_child(self.process, STOP_TIMEOUT)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 async def _serve() -> None:
@@ -116,6 +133,9 @@ async def _serve() -> None:
                     started = time.monotonic()
                     hosts = await fleet.grow(int(order["count"]))
                     _answer({"hosts": hosts, "seconds": time.monotonic() - started})
+                elif op == "settle":
+                    fleet.settle()
+                    _answer({"ok": True})
                 elif op == "window":
                     fleet.window()
                     _answer({"ok": True})

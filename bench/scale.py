@@ -25,32 +25,25 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import scalefill
 from bench import scaleprobes as probes
 from bench.cluster import IMAGE, BenchError, CmProcess, Database, Workspace, start_cm
 from bench.cpu import process_cpu_seconds, tree_cpu_seconds
 from bench.hollowproc import HollowProcess
-from tashi.api.schemas import CreateManyIn, DiskIn, HostIn, InstanceIn, UserIn
+from tashi.api.schemas import DiskIn, HostIn, InstanceIn, UserIn
 from tashi.client.sdk import TashiClient
-from tashi.domain.errors import TashiError
 
 STORES = ("sqlite", "postgres")
 BENCH_DATABASE = "tashi_scale"
 LIVENESS = 3.0  # expireHostTime and hostLeaseTime, in heartbeat periods
-VM_MEMORY = 64  # MB of each hollow VM
-FILL_MEMBERS = 1000  # maxBatch of the cluster manager
-# Hosts whose VMs are being started at once. One group per host: a group spread over many
-# hosts makes the cluster manager open one connection per member at once, all to this one
-# process of hollow hosts, and under a busy machine one connect over 3 s tears the whole
-# group down (every member Held, and torn down again at each report).
-FILL_CONCURRENCY = 8
-FILL_TRIES = 3
-FILL_MIN_SECONDS = 120.0  # a step's fill gives up on the hosts not begun by then ...
-FILL_SECONDS_PER_HOST = 0.5  # ... or by this much a host, whichever is longer
+VM_MEMORY = scalefill.VM_MEMORY  # MB of each hollow VM
+FILL_MEMBERS = 1000  # maxBatch of the cluster manager: the largest fill group
+FILL_GROUP_HOSTS = 1  # hosts of one fill group (scalefill.py)
+FILL_CONCURRENCY = 8  # fill groups under way at once
 CALL_TIMEOUT = 60.0  # seconds any one call of the benchmark may take
 BEHIND = 0.5  # a store stops after a step whose answered heartbeats fell below this share
 NODE_USER, FILL_USER = "hollow", "filler"
@@ -67,6 +60,8 @@ class Plan:
     period: float
     window: float
     stores: tuple[str, ...]
+    fill_group_hosts: int = FILL_GROUP_HOSTS
+    fill_concurrency: int = FILL_CONCURRENCY
 
 
 DEFAULT_STEPS = (0, 250, 500, 1000, 2000, 3000, 5000)
@@ -80,6 +75,8 @@ def plan_for(
     steps: tuple[int, ...] | None,
     vms_per_host: int | None,
     period: float | None,
+    fill_group_hosts: int | None = None,
+    fill_concurrency: int | None = None,
 ) -> Plan:
     """The plan the flags ask for (``--quick``: 50 hosts of 5 VMs, 4 s heartbeats)."""
     if quick:
@@ -93,7 +90,20 @@ def plan_for(
         raise BenchError(f"--steps must grow and start at 0: {plan.steps}")
     # Each window sees every host beat at least three times, and enough single calls.
     window = 3 * plan.period if quick else max(3 * plan.period, 30.0)
-    return Plan(plan.steps, plan.vms_per_host, plan.period, window, plan.stores)
+    group = fill_group_hosts or FILL_GROUP_HOSTS
+    if group * plan.vms_per_host > FILL_MEMBERS or (fill_concurrency or 1) < 1:
+        raise BenchError(
+            f"a fill group holds at most {FILL_MEMBERS} VMs and at least one group fills"
+        )
+    return Plan(
+        plan.steps,
+        plan.vms_per_host,
+        plan.period,
+        window,
+        plan.stores,
+        group,
+        fill_concurrency or FILL_CONCURRENCY,
+    )
 
 
 @dataclass(slots=True)
@@ -204,7 +214,7 @@ def _prepare(
         cm_url=cm.base_url,
         username=NODE_USER,
         password=password,
-        root=str(directory / "hosts"),
+        root=str(hollow.root / "hosts"),
         period=plan.period,
         memory=per_host * VM_MEMORY,
         cores=per_host,
@@ -224,9 +234,19 @@ def _step(setup: Setup, plan: Plan, target: int, say: Callable[[str], None]) -> 
         setup.host_ids.extend(new)
         grow_s = float(answer["seconds"])
         say(f"[{kind}] registered in {grow_s:.1f} s; starting {grown * plan.vms_per_host} VMs")
-        fill_s, unstarted, why = _fill(setup, plan, target, new)
-        missing = f" ({unstarted} could not be started: {why[0]})" if unstarted else ""
+        done = scalefill.fill(
+            setup.admin,
+            setup.filler,
+            new,
+            tag=str(target),
+            vms_per_host=plan.vms_per_host,
+            group_hosts=plan.fill_group_hosts,
+            concurrency=plan.fill_concurrency,
+        )
+        fill_s, unstarted = done.seconds, done.unstarted
+        missing = f" ({unstarted} could not be started: {done.why})" if unstarted else ""
         say(f"[{kind}] VMs started in {fill_s:.1f} s{missing}; waiting a heartbeat period")
+        setup.hollow.order(60.0, op="settle")
         time.sleep(plan.period * 1.5)  # every host's heartbeat carries its new VMs
     before = _sample(setup)
     setup.hollow.order(30.0, op="window")
@@ -242,53 +262,6 @@ def _step(setup: Setup, plan: Plan, target: int, say: Callable[[str], None]) -> 
     result.update(grow_s=grow_s, fill_s=fill_s, vms_not_started=unstarted)
     say(f"[{kind}] {target} hosts: {_summary(result)}")
     return result
-
-
-def _fill(setup: Setup, plan: Plan, target: int, new: list[int]) -> tuple[float, int, list[str]]:
-    """Start ``vms_per_host`` VMs on each new host, as a scheduler would place a group of them
-    there: ``createMany`` (its instances are one group) and ``activateGroup``, for
-    ``FILL_CONCURRENCY`` hosts at once. A group whose start failed (its members are Held) is
-    activated again, up to ``FILL_TRIES`` times in all. Seconds taken, how many VMs never
-    started, and why the first of them did not."""
-    started = time.monotonic()
-    deadline = started + max(FILL_MIN_SECONDS, FILL_SECONDS_PER_HOST * len(new))
-    pool = ThreadPoolExecutor(FILL_CONCURRENCY)
-    try:
-        outcomes = list(pool.map(lambda h: _fill_host(setup, plan, target, h, deadline), new))
-    finally:  # on Ctrl-C too: the hosts not begun are dropped, those begun end by timeout
-        pool.shutdown(wait=True, cancel_futures=True)
-    failed = [why for why in outcomes if why is not None]
-    return time.monotonic() - started, len(failed) * plan.vms_per_host, failed[:1]
-
-
-def _fill_host(setup: Setup, plan: Plan, target: int, host: int, deadline: float) -> str | None:
-    """One host's VMs; ``None``, or why they could not be started."""
-    if time.monotonic() > deadline:
-        return "the fill ran out of time (the cluster manager is overloaded)"
-    name = f"fill{target}h{host}"
-    try:
-        made = setup.admin.create_many(
-            CreateManyIn(
-                basename=name,
-                count=plan.vms_per_host,
-                memory=VM_MEMORY,
-                disks=[DiskIn(uri=IMAGE)],
-                groupName=name,
-                userId=setup.filler,
-            )
-        )
-    except TashiError as exc:
-        return exc.message
-    placements: list[tuple[str | int, str | int]] = [(i.id, host) for i in made]
-    why = None
-    for _try in range(FILL_TRIES):
-        try:
-            setup.admin.activate_group(placements)
-        except TashiError as exc:
-            why = exc.message
-            continue
-        return None
-    return why
 
 
 def _targets(setup: Setup) -> probes.Targets:
@@ -342,6 +315,8 @@ def _figures(
     wall = after.at - before.at
     cm_cpu = quiet.cm_cpu - before.cm_cpu  # heartbeats alone
     answered = int(alone["answered"])
+    hollow_cpu = quiet.hollow_cpu - before.hollow_cpu  # the load generator's, the same part
+    offered = int(alone["offered"])
     connections = None
     if before.sessions is not None and after.sessions is not None:
         connections = max(0, after.sessions - before.sessions - 1) / wall  # less our query
@@ -370,6 +345,10 @@ def _figures(
         "db_cores": (after.db_cpu - before.db_cpu) / wall,
         "db_connections_per_s": connections,
         "hollow_cores": (after.hollow_cpu - before.hollow_cpu) / wall,
+        "hollow": {
+            "cores_heartbeats_alone": hollow_cpu / (quiet.at - before.at),
+            "cpu_ms_per_heartbeat": hollow_cpu / offered * 1e3 if offered else None,
+        },
         "loadavg": os.getloadavg(),
     }
 
@@ -380,8 +359,14 @@ def _summary(r: dict[str, Any]) -> str:
         f"heartbeats {hb['offered_per_s']:.1f}/s offered, {hb['answered_per_s']:.1f}/s answered,"
         f" p99 {hb['latency']['p99'] * 1e3:.0f} ms, longest gap {hb['longest_gap']:.1f} s;"
         f" tashi-cm {r['cm']['cores']:.2f} cores, {r['cm']['fds']} fds;"
-        f" hollow hosts {r['hollow_cores']:.2f} cores; load {r['loadavg'][0]:.1f}"
+        f" hollow hosts {r['hollow_cores']:.2f} cores"
+        f" ({_ms(r['hollow']['cpu_ms_per_heartbeat'])} ms CPU a heartbeat);"
+        f" load {r['loadavg'][0]:.1f}"
     )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def options(plan: Plan) -> dict[str, Any]:

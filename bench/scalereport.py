@@ -32,6 +32,7 @@ BEAT_HEADER = [
     "CM fds",
     "DB conn/s",
     "hollow cores",
+    "hollow ms CPU / hb",
     "load avg",
 ]
 CALL_HEADER = ["store", "hosts", *CALLS, "activateGroup(3)", "errors"]
@@ -59,6 +60,10 @@ def _fenced(step: dict[str, Any]) -> str:
     return str(step["vms_fenced"]) + (f" ({total} in all)" if total > step["vms_fenced"] else "")
 
 
+def _per_beat(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.1f}" if ms >= 1 else f"{ms:.2f}"
+
+
 def beat_rows(stores: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for store in stores:
@@ -77,11 +82,12 @@ def beat_rows(stores: list[dict[str, Any]]) -> list[list[str]]:
                     f"{hb['longest_gap']:.1f}" if s["hosts"] else "-",
                     f"{hb['late_hosts']} / {s['hosts_seen_down']} / {_fenced(s)}",
                     f"{cm['cores']:.2f}",
-                    f"{per_hb:.1f}" if per_hb is not None else "-",
+                    _per_beat(per_hb),
                     f"{cm['rss_mb']:.0f}",
                     f"{cm['fds']:,}",
                     f"{conn:.1f}" if conn is not None else "n/a",
                     f"{s['hollow_cores']:.2f}",
+                    _per_beat(s.get("hollow", {}).get("cpu_ms_per_heartbeat")),
                     f"{s['loadavg'][0]:.1f}",
                 ]
             )

@@ -104,7 +104,9 @@ class Transport:
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach {where}: {exc}", failed=failed) from exc
         if reply.status_code >= 400:
-            raise _error(reply, self.peer, failed)
+            raise answer_error(
+                reply.status_code, reply.content, reply.headers.get(REQUEST_ID), self.peer, failed
+            )
         try:
             result: M = TypeAdapter(answer).validate_json(reply.content)
         except ValidationError as exc:
@@ -116,16 +118,18 @@ class Transport:
         await self._http.aclose()
 
 
-def _error(reply: httpx.Response, peer: str, failed: Dependency) -> TashiError:
-    """The error an answer of ``peer`` stands for: its category with its message, or, for a
-    failure of the peer's own, a failure of the peer (``failed``) naming its request id."""
+def answer_error(
+    status: int, content: bytes, request_id: str | None, peer: str, failed: Dependency
+) -> TashiError:
+    """The error an answer of ``peer`` (its ``status``, body and ``X-Request-Id``) stands for:
+    its category with its message, or, for a failure of the peer's own, a failure of the peer
+    (``failed``) naming its request id."""
     try:
-        body = ErrorOut.model_validate_json(reply.content).error  # the one error body
+        body = ErrorOut.model_validate_json(content).error  # the one error body
     except ValidationError:
-        text = f"{peer} answered {reply.status_code}: {reply.text[:200]}"
-        return BackendFailure(text, failed=failed)
+        text = content[:200].decode(errors="replace")
+        return BackendFailure(f"{peer} answered {status}: {text}", failed=failed)
     cls, message = error_class(body.code), body.message
     if cls.failed is None:
         return cls(message)
-    request_id = reply.headers.get(REQUEST_ID, "none")
-    return cls(f"{peer}: {message} (its request {request_id})", failed=failed)
+    return cls(f"{peer}: {message} (its request {request_id or 'none'})", failed=failed)
