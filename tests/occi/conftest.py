@@ -21,6 +21,7 @@ from tests.api.conftest import Api, start_api
 
 INFRA = "http://schemas.ogf.org/occi/infrastructure#"
 COMPUTE_KIND = f'compute; scheme="{INFRA}"; class="kind"'
+BASE = "http://occi.test"
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -62,9 +63,18 @@ class Occi:
         return str(reply.headers["location"])
 
 
+def new_context(api: Api) -> OcciContext:
+    """The OCCI front-end's context as the cluster manager builds it when it starts (the
+    users' mixins read from its state directory)."""
+    state_dir = api.settings.cluster_manager.state_dir
+    return OcciContext.build(
+        api.service, OcciSettings(), InstanceTypesSettings(), state_dir=state_dir
+    )
+
+
 @pytest.fixture
 def occi(tmp_path: Path) -> Iterator[Occi]:
     for api in start_api("memory", tmp_path):  # the store is not what is tested here
-        ctx = OcciContext.build(api.service, OcciSettings(), InstanceTypesSettings())
-        with TestClient(create_app(ctx), base_url="http://occi.test") as http:
+        ctx = new_context(api)
+        with TestClient(create_app(ctx), base_url=BASE) as http:
             yield Occi(http, api, ctx)

@@ -98,3 +98,32 @@ def test_the_cluster_manager_serves_occi_over_tls(
         httpx.get(f"http://127.0.0.1:{port}/-/")  # no plain HTTP on a TLS listener
     ec2 = httpx.get(f"http://127.0.0.1:{ec2_port}/")  # the EC2 API beside it, as before
     assert ec2.status_code == 401 and "<Code>AuthFailure</Code>" in ec2.text
+
+
+def test_a_user_mixin_outlives_a_restart_of_the_cluster_manager(
+    cm: tuple[Daemon, int, Path, int], tmp_path: Path
+) -> None:
+    daemon, port, cert_file, _ = cm
+    login = admin_login(tmp_path)
+    scheme = "http://example.com/occi/sla#"
+    mixin = f'gold; scheme="{scheme}"; class="mixin"; location="/mixin/gold/"; title="SLA gold"'
+
+    def client() -> httpx.Client:
+        return httpx.Client(
+            base_url=f"https://127.0.0.1:{port}",
+            verify=ssl.create_default_context(cafile=str(cert_file)),
+            auth=(login["username"], login["password"]),
+        )
+
+    with client() as http:
+        made = http.post("/-/", headers={"Content-Type": "text/occi", "Category": mixin})
+        assert made.status_code == 200, made.text
+    assert (tmp_path / "cm-state" / "occi-mixins.json").stat().st_mode & 0o777 == 0o600
+    daemon.stop()
+    daemon.start()
+    with client() as http:
+        model = http.get("/-/", headers={"Accept": "application/occi+json"}).json()
+        mine = [m for m in model["mixins"] if m["scheme"] == scheme]
+        assert [(m["term"], m["location"], m["title"]) for m in mine] == [
+            ("gold", "/mixin/gold/", "SLA gold")
+        ]

@@ -197,7 +197,13 @@ def occi_server(
         return None
     try:
         zone = settings.ec2.zones.split(",")[0].strip()
-        ctx = OcciContext.build(service, occi, settings.instance_types, zone=zone or "tashi-1a")
+        ctx = OcciContext.build(
+            service,
+            occi,
+            settings.instance_types,
+            state_dir=settings.cluster_manager.state_dir,
+            zone=zone or "tashi-1a",
+        )
     except TashiError as exc:
         raise ConfigError(exc.message) from exc
     if bool(occi.cert_file) != bool(occi.key_file):

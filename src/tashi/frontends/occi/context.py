@@ -3,7 +3,8 @@ compute that names no template, and who the caller is (``caller``: HTTP Basic wi
 user's password, or the bearer token the REST API gives).
 
 Built once by the composition root (``daemons/cm.py``, tests) from ``[OCCI]`` and
-``[InstanceTypes]``; a bad line stops the cluster manager at start-up. Basic credentials are
+``[InstanceTypes]``; a bad line stops the cluster manager at start-up. The users' own mixins
+are read then from the cluster manager's state directory (``mixinfile.py``). Basic credentials are
 turned into a token of the REST API by a login (throttled like every login) and the token is
 kept, so a client sending its password on every request does not make a token per request.
 """
@@ -15,6 +16,7 @@ import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tashi.clustermanager.service import ClusterService
 from tashi.config.ec2 import InstanceTypesSettings
@@ -23,6 +25,7 @@ from tashi.domain import instancetypes
 from tashi.domain.errors import InvalidInput, NotAuthenticated
 from tashi.domain.instancetypes import InstanceType
 from tashi.domain.models import Principal
+from tashi.frontends.occi import mixinfile
 from tashi.frontends.occi.model import Model
 from tashi.frontends.occi.usermixins import MixinStore
 from tashi.runtime.tasks import Background
@@ -54,15 +57,20 @@ class OcciContext:
         occi: OcciSettings,
         types: InstanceTypesSettings,
         *,
+        state_dir: Path,
         zone: str = DEFAULT_ZONE,
     ) -> OcciContext:
-        """From the settings; ``InvalidInput`` naming the bad line."""
+        """From the settings, with the user mixins ``state_dir`` keeps (``[ClusterManager]
+        stateDir``); ``InvalidInput`` naming the bad line."""
         table = instancetypes.table(types.entries)
         if occi.default_resource_tpl not in table:
             raise InvalidInput(
                 f"[OCCI] defaultResourceTpl = {occi.default_resource_tpl} is not in [InstanceTypes]"
             )
-        return cls(service, table, occi.default_resource_tpl, occi.default_image, zone=zone)
+        mixins = MixinStore.load(state_dir / mixinfile.FILE)
+        return cls(
+            service, table, occi.default_resource_tpl, occi.default_image, zone=zone, mixins=mixins
+        )
 
     async def model(self, caller: Principal) -> Model:
         images = await self.service.images.list(caller)

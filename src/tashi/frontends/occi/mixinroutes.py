@@ -28,7 +28,7 @@ async def define(req: Request) -> Response:
     model = req.model
     made: list[Category] = []
     for ref in req.parsed.categories:
-        made.append(req.ctx.mixins.define(req.caller, ref, model))
+        made.append(await req.ctx.mixins.define(req.caller, ref, model))
         model = await req.ctx.model(req.caller)
     return req.out.categories(made)
 
@@ -45,7 +45,7 @@ async def remove(req: Request) -> Response:
         targets = [_target(e.location) for e in coll.members(snap, mixin)]
         if targets:
             await req.ctx.service.tags.delete(req.caller, targets, {tag_of(mixin.id): None})
-        req.ctx.mixins.remove(req.caller, ref)
+        await req.ctx.mixins.remove(req.caller, ref)
     return req.out.done()
 
 

@@ -6,19 +6,22 @@ A definition is its owner's: it shows in that user's query interface alone, at t
 it named, and only the owner's entities carry it. An entity carries a mixin when it has the
 tag ``occi:mixin:<scheme><term>`` (Tashi's tags, those EC2's CreateTags and DescribeTags show):
 an instance's in its tag hints, a volume's in the volume's tags. The definitions are kept by
-the running cluster manager (``MixinStore``); what carries them is in the database. A cluster
-manager that restarts forgets the definitions; an entity's tag stays, and the mixin shows again
-on it once its owner defines it again (the same POST).
+``MixinStore``, in memory and in a file of the cluster manager's state directory
+(``mixinfile.py``) written before a definition or removal is answered, so a restart of the
+cluster manager keeps them; what carries them is in the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tashi.domain.ids import UserId
 from tashi.domain.models import Principal
 from tashi.frontends.occi import categories as c
+from tashi.frontends.occi import mixinfile
 from tashi.frontends.occi.categories import Category
 from tashi.frontends.occi.errors import OcciError, bad
 from tashi.frontends.occi.model import Model
@@ -52,14 +55,25 @@ def carried(tags: Mapping[str, str], model: Model) -> tuple[Category, ...]:
 
 @dataclass(slots=True)
 class MixinStore:
-    """Every user's mixin definitions, by owner and type identifier."""
+    """Every user's mixin definitions, by owner and type identifier, kept in ``path`` (none:
+    in memory only, as a unit test's). A change is saved before it is made here: one the file
+    does not take (``BackendFailure``) is not made."""
 
     defined: dict[UserId, dict[str, Category]] = field(default_factory=dict)
+    path: Path | None = None
+    #: one change at a time: each writes the whole file
+    _changing: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def load(cls, path: Path) -> MixinStore:
+        """The definitions ``path`` keeps (``mixinfile.read``: none if it is missing or
+        unreadable, which is logged), saved there from now on."""
+        return cls(mixinfile.read(path, MAX_PER_USER), path)
 
     def of(self, caller: Principal) -> tuple[Category, ...]:
         return tuple(self.defined.get(caller.user_id, {}).values())
 
-    def define(self, caller: Principal, ref: CategoryRef, model: Model) -> Category:
+    async def define(self, caller: Principal, ref: CategoryRef, model: Model) -> Category:
         """Add the mixin ``ref`` defines for ``caller``; the same definition again is the one
         there (200, nothing changes); another with a taken identifier or location is 409."""
         if ref.cls not in ("", "mixin"):
@@ -71,15 +85,25 @@ class MixinStore:
         if len(ref.id) > MAX_ID:
             raise bad(f"a mixin's scheme and term have at most {MAX_ID} characters together")
         mixin = self._category(ref, model)
-        mine = self.defined.setdefault(caller.user_id, {})
-        if mine.get(mixin.id) == mixin:
-            return mixin
-        if mixin.id in model.by_id:
-            raise OcciError(409, f"the mixin {mixin.id} is defined already (DELETE it first)")
-        if len(mine) >= MAX_PER_USER:
-            raise OcciError(409, f"a user defines at most {MAX_PER_USER} mixins")
-        mine[mixin.id] = mixin
+        async with self._changing:
+            mine = self.defined.get(caller.user_id, {})
+            if mine.get(mixin.id) == mixin:
+                return mixin
+            if mixin.id in model.by_id or mixin.id in mine:
+                raise OcciError(409, f"the mixin {mixin.id} is defined already (DELETE it first)")
+            if len(mine) >= MAX_PER_USER:
+                raise OcciError(409, f"a user defines at most {MAX_PER_USER} mixins")
+            await self._save(caller.user_id, {**mine, mixin.id: mixin})
         return mixin
+
+    async def _save(self, user: UserId, mine: dict[str, Category]) -> None:
+        """Make ``mine`` the definitions of ``user``: in the file first, then here."""
+        defined = {**self.defined, user: mine}
+        if not mine:
+            del defined[user]
+        if self.path is not None:
+            await asyncio.to_thread(mixinfile.write, self.path, defined)
+        self.defined = defined
 
     @staticmethod
     def _category(ref: CategoryRef, model: Model) -> Category:
@@ -109,10 +133,12 @@ class MixinStore:
             location=location,
         )
 
-    def remove(self, caller: Principal, ref: CategoryRef) -> Category:
+    async def remove(self, caller: Principal, ref: CategoryRef) -> Category:
         """Forget the caller's mixin ``ref`` (404 if the caller has none such)."""
-        mine = self.defined.get(caller.user_id, {})
-        mixin = mine.pop(ref.id, None)
-        if mixin is None:
-            raise OcciError(404, f"you defined no mixin {ref.id}")
+        async with self._changing:
+            mine = dict(self.defined.get(caller.user_id, {}))
+            mixin = mine.pop(ref.id, None)
+            if mixin is None:
+                raise OcciError(404, f"you defined no mixin {ref.id}")
+            await self._save(caller.user_id, mine)
         return mixin
