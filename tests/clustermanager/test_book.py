@@ -40,7 +40,7 @@ class Clock:
 
 
 def settled(book: HostBook, host: HostId, report: Heartbeat, *on_host: int) -> None:
-    witnesses = (WitnessSet(epoch=1, hosts=()), (H2, H3))
+    witnesses = (WitnessSet(epoch=1, hosts=()), (H2, H3), False)
     book.settle(
         host,
         user_id=NODE,
@@ -108,6 +108,9 @@ def test_the_same_ring_prefix_keeps_the_witnesses() -> None:
     assert not same_ring([H1, H3, HostId(4)], H1, (H2, H3))
     assert not same_ring([H1, H2], H1, (H2, H3))
     assert same_ring(ring, H1, ())
+    # the ring ran short of witnesses then: a host more changes them
+    assert same_ring([H1, H2], H1, (H2,), short=True)
+    assert not same_ring([H1, H2, H3], H1, (H2,), short=True)
 
 
 def test_renewals_queued_together_are_written_in_one_transaction() -> None:

@@ -254,6 +254,7 @@ def test_silent_and_lapsed_hosts_are_found_by_their_clocks(store: Store) -> None
         assert [h.id for h in tx.hosts.lapsed(cut)] == [down_over]
         assert tx.hosts.silent(T0) == [tx.hosts.get(never)]
         assert tx.hosts.lapsed(T0) == []
+        assert tx.hosts.up_ids() == [never, old, fresh]
 
 
 # --- the instance history --------------------------------------------------------------------

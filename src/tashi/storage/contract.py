@@ -183,6 +183,9 @@ class HostRepository(Protocol):
         (activateVm's claim). PostgreSQL and MariaDB take a row lock (``SELECT … FOR
         UPDATE``); SQLite's write transactions, and the memory fake's, are serialised anyway."""
 
+    def up_ids(self) -> list[HostId]:
+        """The ids of the up hosts, in order (no host read whole)."""
+
     def silent(self, before: datetime) -> list[Host]:
         """The up hosts last heard before ``before`` (or never), in id order."""
 

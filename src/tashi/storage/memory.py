@@ -249,6 +249,9 @@ class _Hosts:
                 return host
         raise NotFound(f"no host is named {name!r}")
 
+    def up_ids(self) -> list[HostId]:
+        return sorted(h.id for h in self._t.hosts.values() if h.up)
+
     def silent(self, before: datetime) -> list[Host]:
         aware(before)
         heard = [

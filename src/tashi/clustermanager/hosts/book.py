@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.nodes import Heartbeat, ReportKey, WitnessSet, heartbeat_key
 from tashi.domain.states import HostState
+from tashi.domain.witnesses import following
 
 #: Seconds after which a host's report goes the whole way even though nothing seemed to change
 #: (a write this process was not told of: another tool on the database), plus a spread of up
@@ -46,6 +47,7 @@ class Settled:
     key: ReportKey
     witnesses: WitnessSet | None
     examined: tuple[HostId, ...]  # the ring's hosts looked at to choose the witnesses
+    short: bool  # the ring ran out before enough witnesses were found
     instances: frozenset[InstanceId]  # stored on the host after the reconciliation
     mark: int  # the host's touch count when the report began
     until: float  # monotonic time by which the next report goes the whole way
@@ -90,7 +92,7 @@ class HostBook:
         user_id: UserId,
         state: HostState,
         beat: Heartbeat,
-        witnesses: tuple[WitnessSet, tuple[HostId, ...]] | None,
+        witnesses: tuple[WitnessSet, tuple[HostId, ...], bool] | None,
         instances: Iterable[InstanceId],
         mark: int,
     ) -> None:
@@ -109,6 +111,7 @@ class HostBook:
             key=heartbeat_key(beat),
             witnesses=witnesses[0] if witnesses else None,
             examined=examined,
+            short=witnesses[2] if witnesses else False,
             instances=on_host,
             mark=mark,
             until=self._monotonic() + self._full_every + host_id % SPREAD,
@@ -153,10 +156,13 @@ class HostBook:
         return len(self._settled)
 
 
-def same_ring(ring: Sequence[HostId], host_id: HostId, examined: tuple[HostId, ...]) -> bool:
+def same_ring(
+    ring: Sequence[HostId], host_id: HostId, examined: tuple[HostId, ...], short: bool = False
+) -> bool:
     """Whether ``ring`` (the up hosts' ids, sorted) still puts ``examined`` first after
-    ``host_id``: then the host's witnesses are chosen as before."""
-    from tashi.domain.witnesses import following
-
+    ``host_id`` (and, when the ring ran ``short`` of witnesses then, nothing more): then the
+    host's witnesses are chosen as before."""
     got = following(host_id, ring)
-    return all(next(got, None) == h for h in examined)
+    if not all(next(got, None) == h for h in examined):
+        return False
+    return not short or next(got, None) is None

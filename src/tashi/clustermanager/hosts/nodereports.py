@@ -10,6 +10,7 @@ simply loses.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -58,8 +59,9 @@ from tashi.storage.contract import InstanceChanges, InstanceFilter, Transaction
 
 log = logging.getLogger(__name__)
 
-#: a host's witness set for its reply, with the ring's hosts looked at to choose it
-_Witnesses = tuple[WitnessSet, tuple[HostId, ...]] | None
+#: a host's witness set for its reply, with the ring's hosts looked at to choose it and whether
+#: the ring ran out before enough were found (``WitnessDesk.assign``)
+_Witnesses = tuple[WitnessSet, tuple[HostId, ...], bool] | None
 
 _RESIDENT = sorted(ON_HOST | {InstanceState.Orphaned})
 
@@ -130,6 +132,7 @@ class NodeReports:
         self._hub = hub
         self._hosts_seen: tuple[int, list[Host]] | None = None  # (hosts_version, the hosts)
         self._ring_seen: tuple[int, list[HostId]] | None = None  # (hosts_version, up ids)
+        self._ring_reading = asyncio.Lock()
         #: Instances whose start a node has not answered yet (``InstanceService.awaited``, the
         #: same set, live): reports leave them alone (``reconcile.plan``).
         self._awaited = awaited
@@ -219,12 +222,19 @@ class NodeReports:
         return self._witnesses.assign(tx, host_id, ring, epoch)
 
     async def _ring(self) -> list[HostId]:
-        """The up hosts' ids, sorted (the witnesses' ring), from the same cache as ``_peers``."""
-        version = self._db.feed.hosts_version
-        if self._ring_seen is None or self._ring_seen[0] != version:
-            hosts = await self._hosts()
-            self._ring_seen = (version, sorted(h.id for h in hosts if h.up))
-        return self._ring_seen[1]
+        """The up hosts' ids, sorted (the witnesses' ring), read again only after a host write
+        that can change them, and then by their ids alone: while hundreds of hosts register,
+        each registration changes them, and reading every host whole each time made a
+        thousand registrations read a million host records. Who comes while they are read
+        waits for that read."""
+        if self._ring_seen is not None and self._ring_seen[0] == self._db.feed.hosts_version:
+            return self._ring_seen[1]
+        async with self._ring_reading:
+            version = self._db.feed.hosts_version  # read first: a later write makes it newer
+            if self._ring_seen is None or self._ring_seen[0] != version:
+                ids = await self._db.read(lambda tx: tx.hosts.up_ids())
+                self._ring_seen = (version, ids)
+            return self._ring_seen[1]
 
     async def _own_host(self, caller: Principal, host_id: int) -> Host:
         require_role(caller, Role.node, doing="reporting as a node")
@@ -252,7 +262,7 @@ class NodeReports:
         require_role(caller, Role.node, doing="reporting as a node")
         hid = HostId(host_id)
         entry = None if fenced else self._book.quick(hid, caller.user_id, key)
-        if entry is None or not same_ring(await self._ring(), hid, entry.examined):
+        if entry is None or not same_ring(await self._ring(), hid, entry.examined, entry.short):
             return None
         now = self._clock.now()
         if not await self._renewals.renew(Renewal(hid, now, load, self._lease(now))):

@@ -54,11 +54,12 @@ class WitnessDesk:
         host_id: HostId,
         ring: Sequence[HostId],
         acknowledged: int | None,
-    ) -> tuple[WitnessSet, tuple[HostId, ...]] | None:
+    ) -> tuple[WitnessSet, tuple[HostId, ...], bool] | None:
         """The host's witness set for its reply, after taking its acknowledgement and choosing
         again from ``ring`` (the up hosts' ids, sorted), with the hosts of the ring it looked
-        at to choose (the same ring prefix chooses the same set); ``None`` if the host has no
-        link (it did not register)."""
+        at to choose and whether it looked at all of them, short of witnesses (the same ring
+        prefix, and no host more if it ran out, chooses the same set); ``None`` if the host
+        has no link (it did not register)."""
         link = tx.hosts.link(host_id)
         if link is None:
             return None
@@ -76,7 +77,8 @@ class WitnessDesk:
         sets = sets.with_current([w.host_id for w in chosen])
         if sets != link.witnesses:
             tx.hosts.set_witnesses(host_id, sets)
-        return WitnessSet(epoch=sets.epoch, hosts=tuple(chosen)), tuple(examined)
+        short = len(chosen) < self._count
+        return WitnessSet(epoch=sets.epoch, hosts=tuple(chosen)), tuple(examined), short
 
     async def confirm(
         self, host: Host, link: NodeLink | None, witnesses: list[Host | HostId]

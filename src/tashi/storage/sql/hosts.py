@@ -132,6 +132,10 @@ class SqlHosts:
         # write units hold the database's write lock from BEGIN IMMEDIATE anyway.
         return self._one(_LOCK, host_id)
 
+    def up_ids(self) -> list[HostId]:
+        query = sa.select(t_hosts.c.id).where(t_hosts.c.up.is_(True)).order_by(t_hosts.c.id)
+        return [HostId(row.id) for row in self._db.execute(query)]
+
     def silent(self, before: datetime) -> list[Host]:
         heard = t_hosts.c.last_heartbeat
         return self._select(t_hosts.c.up.is_(True), sa.or_(heard.is_(None), heard < before))
