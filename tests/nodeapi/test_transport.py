@@ -86,3 +86,13 @@ async def test_a_peer_that_cannot_be_reached_is_only_unavailable() -> None:
         finally:
             await client.close()
     assert not isinstance(caught.value, Unanswered)
+
+
+def test_a_pooled_connection_is_given_up_before_its_server_closes_it() -> None:
+    # Reusing a connection just as the server's keep-alive closes it fails the request as
+    # Unanswered (seen: a destroy in `bench ec2`); the client must let go first.
+    from tashi.web.server import KEEP_ALIVE
+
+    pool = Transport("http://127.0.0.1:9", peer="node")._http._transport._pool  # type: ignore[attr-defined]
+    assert pool._keepalive_expiry < KEEP_ALIVE
+    assert pool._max_connections == 100 and pool._max_keepalive_connections == 20

@@ -177,10 +177,11 @@ def test_a_qemu_img_failure_carries_its_message_and_undoes_the_rest(
         disks.prepare(I5, [nonpersistent("base.qcow2"), persistent("broken.qcow2")])
     assert not (disks.scratch_dir / "5").exists()  # disk 0's overlay is gone again
     ImageLock.take(store.images_dir / "base.qcow2", exclusive=True).release()  # and its lock
+    # A raw image is inspected by qemu-img (a plain qcow2 is read without it: test_qcow2chain.py)
+    without = DiskManager(store, disks.scratch_dir, qemu_img="/nonexistent/qemu-img")
     with pytest.raises(BackendFailure, match="could not run"):
-        DiskManager(store, disks.scratch_dir, qemu_img="/nonexistent/qemu-img").prepare(
-            I5, [nonpersistent("base.qcow2")]
-        )
+        without.prepare(I5, [nonpersistent("plain.img")])
+    without.prepare(I5, [nonpersistent("base.qcow2")]).release()
 
 
 def test_a_stale_overlay_of_an_earlier_attempt_is_replaced(disks: DiskManager) -> None:

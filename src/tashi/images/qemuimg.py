@@ -9,7 +9,8 @@ stopped cluster manager). Every failure (the program missing, a timeout, a non-z
 that leaves the image store: a guest can write a qcow2 header naming a host file into a raw disk,
 and format probing would then read that file (see ``docs/adr/0007-host-networking-and-disks.md``).
 ``chain_top`` gives its size as well. ``operations.py`` uses ``run`` and ``chain_format``; the
-node manager's ``disks.py`` uses ``chain_top``.
+node manager's ``disks.py`` uses ``chain_top`` for what ``qcow2chain`` (a plain qcow2 chain read
+from its headers, without a child process) leaves to ``qemu-img``.
 """
 
 from __future__ import annotations
@@ -100,12 +101,16 @@ def chain_top(info_json: str, name: str, store_root: Path) -> ChainTop:
         message = f"qemu-img info gave no format for {name!r}"
         raise BackendFailure(message, failed=Dependency.subprocess) from exc
     for path in backing:
-        resolved = path.resolve()
-        if store_root not in resolved.parents:
-            raise InvalidInput(
-                f"image {name!r} has a backing file outside the image store: {resolved}"
-            )
+        guard_backing(path, name, store_root)
     return top
+
+
+def guard_backing(path: Path, name: str, store_root: Path) -> None:
+    """``InvalidInput`` if ``path``, a backing file of image ``name``, resolves to a place
+    outside ``store_root`` (a resolved directory)."""
+    resolved = path.resolve()
+    if store_root not in resolved.parents:
+        raise InvalidInput(f"image {name!r} has a backing file outside the image store: {resolved}")
 
 
 def chain_format(info_json: str, name: str, store_root: Path) -> str:

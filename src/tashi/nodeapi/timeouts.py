@@ -7,6 +7,10 @@ as an event. Migration and destroy wait for the work itself and get their own bu
 from __future__ import annotations
 
 CONNECT = 3.0
+#: how long an idle pooled connection is used again: less than the servers' keep-alive (5 s,
+#: ``tashi.web.server.KEEP_ALIVE``), so a request never goes out on a connection its server is
+#: closing (which fails it as ``Unanswered``; httpx's default, 5 s, raced the server's)
+KEEP_ALIVE = 3.0
 DEFAULT = 10.0
 START = 60.0  # prepares disks (overlays) and starts the process; not the guest's boot
 DESTROY = 30.0  # quit, then SIGTERM, then SIGKILL, and wait for the process to go

@@ -67,6 +67,11 @@ class Transport:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeouts.DEFAULT, connect=timeouts.CONNECT),
+            limits=httpx.Limits(  # httpx's default pool, connections reused for less long
+                max_connections=100,
+                max_keepalive_connections=20,
+                keepalive_expiry=timeouts.KEEP_ALIVE,
+            ),
             verify=tls_context(),
         )
 

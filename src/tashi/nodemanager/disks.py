@@ -1,8 +1,9 @@
 """A VM's disks, made ready for the hypervisor: overlays, persistent-image locks, direct boot.
 
 For each ``DiskConfig`` of an instance the image is found in the shared store
-(``ImageStore.path_of`` refuses paths, ``../`` and links that leave the store), inspected with
-``qemu-img info`` (its format, and a backing chain that must stay inside the store), and then
+(``ImageStore.path_of`` refuses paths, ``../`` and links that leave the store), inspected (its
+format, and a backing chain that must stay inside the store: a plain qcow2 chain read from its
+headers, ``tashi.images.qcow2chain``, anything else by ``qemu-img info``), and then
 
 * **non-persistent**: a qcow2 overlay ``<scratchDir>/<instanceId>/disk<i>.qcow2`` backed by the
   image (absolute path, its format recorded) takes the VM's writes; it is written directly
@@ -59,7 +60,7 @@ from tashi.domain.errors import (
 from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig
 from tashi.domain.volumes import device_index
-from tashi.images import qcow2
+from tashi.images import qcow2, qcow2chain
 from tashi.images.boot import direct_boot_of
 from tashi.images.locks import ImageLock
 from tashi.images.qemuimg import ChainTop, chain_top
@@ -311,7 +312,15 @@ class DiskManager:
 
         Unless the image belongs to a VM already ``running``, this also asks QEMU's own image
         locks: an image some QEMU process writes (started by anyone) is refused here, with a
-        clear message, rather than by the hypervisor later."""
+        clear message, rather than by the hypervisor later.
+
+        A plain qcow2 chain is read from its headers (``tashi.images.qcow2chain``, the same
+        answer and the same lock test); anything else, or a layer some QEMU locks, is left to
+        ``qemu-img info``, whose words the errors carry."""
+        root = self._root_of(image)
+        read = qcow2chain.read_top(image, root, check_locks=not running)
+        if read is not None:
+            return read
         share = ["--force-share"] if running else []
         try:
             out = self._qemu_img("info", "--output=json", *share, "--backing-chain", str(image))
@@ -321,7 +330,7 @@ class DiskManager:
             # qemu-img's words name the image's path: the log has them, the caller the name
             log.info("image %s is locked: %s", image.name, exc.message)
             raise InvalidState(f"image {image.name!r} is in use by another QEMU process") from None
-        return chain_top(out, image.name, self._root_of(image))
+        return chain_top(out, image.name, root)
 
     def _root_of(self, image: Path) -> Path:
         """Where the backing chain of ``image`` must stay: its volume's directory or the store."""

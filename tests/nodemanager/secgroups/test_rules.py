@@ -189,3 +189,14 @@ def test_outbound_rules_match_destinations_and_what_they_do_not_let_out_is_marke
     assert f"add rule inet tashi-secgroups track_forward {unasked}" in tables
     assert f"add rule inet tashi-secgroups guard_input {unasked}" in tables
     assert not any("track_output" in line and "0x800000 ==" in line for line in tables)
+
+
+def test_a_group_the_policy_does_not_know_yet_lets_nothing_in_or_out_but_replies() -> None:
+    # A VM started before its host's policy came (ADR 0019): its group's chains stay empty.
+    chains = ("g-7-sg-0123456789abcdef0", "e-7-sg-0123456789abcdef0")
+    early = rules.add_port(Policy(), PORT, [WEB]).splitlines()
+    assert [line for line in early if line.split()[4] in chains] == [
+        f"{verb} chain netdev tashi-secgroups {c}" for c in chains for verb in ("add", "flush")
+    ]
+    known = rules.update(Policy({WEB: ()}), {WEB}, ()).splitlines()
+    assert f"add rule netdev tashi-secgroups {chains[1]} accept" in known  # AWS's default out

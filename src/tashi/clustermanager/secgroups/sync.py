@@ -9,13 +9,19 @@ as a group with no rules: its members let nothing in but replies.
 
 When it is sent (``docs/adr/0019-security-groups.md``):
 
-* **before a VM lands on a host**: the event hub tells of every instance state change
-  (``on_instance``, awaited on the writer's path); an instance in groups that a host is about
-  to run (Activating, PreparingDisk, Resuming; MigratePrep for the target) has that host's new
-  policy sent *then*, before the node is asked to start it, so its taps are guarded from the
-  first frame. That policy is planned from what the host touches alone (``plan_hosts``: the
-  instances on it, their groups and rules, the members of the groups those rules name), never
-  from a read of every instance, so a launch's wait does not grow with the cluster;
+* **beside a fresh VM's start**: the event hub tells of every instance state change
+  (``on_instance``, awaited on the writer's path); an instance in groups entering Activating
+  (a fresh boot) has its host handed to the worker, which sends that host's new policy first,
+  while the node starts the VM. The node guards the VM's taps before its guest runs in any
+  case: a group its policy does not know yet lets nothing in or out but replies until the
+  policy comes (``nodemanager/secgroups``), so nothing the policy forbids ever passes, and the
+  launch does not wait for a database read and a round trip to the node;
+* **before a VM with a past lands on a host** (PreparingDisk, whose copy takes longer anyway;
+  Resuming; MigratePrep for the target: a restored or moved VM has connections that must not
+  pause): that host's new policy is sent *then*, awaited, before the node is asked to start
+  it. Both are planned from what the host touches alone (``plan_hosts``: the instances on it,
+  their groups and rules, the members of the groups those rules name), never from a read of
+  every instance, so a start's wait does not grow with the cluster;
 * **promptly after any other change** (a rule authorized or revoked, a group deleted, a member
   gone or moved, an address given): ``rules_changed``/``on_instance`` wake the one worker
   (``step``), which plans every host at once (``plan``: one read of every instance for the
@@ -73,7 +79,9 @@ _PLACED = frozenset(
     }
 )
 #: States after which a node is asked to run the VM: its host's policy goes first.
-_ARRIVING = frozenset({S.PreparingDisk, S.Activating, S.Resuming, S.MigratePrep})
+_ARRIVING = frozenset({S.PreparingDisk, S.Resuming, S.MigratePrep})
+#: ... or beside the start, for a fresh VM: it boots guarded closed until the policy comes.
+_BESIDE = frozenset({S.Activating})
 AUDIT_EVERY = 30.0  # seconds between sends of every host's policy, changed or not
 RETRY_EVERY = 2.0  # seconds before a failed send is tried again
 
@@ -196,6 +204,8 @@ class FirewallSync:
     #: instances known to be in groups (their removal changes the plan)
     _grouped: set[InstanceId] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=lambda: _woken(asyncio.Event()))
+    #: hosts a fresh VM is starting on, whose policy the worker sends first
+    _arriving: set[HostId] = field(default_factory=set)
     _failed: bool = False
     #: plans are numbered in the order they were begun; a host is never sent an older plan
     #: after a newer one (``_sent``), and its sends go one at a time (``_host_locks``)
@@ -217,9 +227,13 @@ class FirewallSync:
             return
         self._grouped.add(inst.id)
         try:
-            if event.current in _ARRIVING:
+            if event.current in _BESIDE:
+                # A fresh VM starts guarded closed if its group is new to the host; the worker
+                # sends the host's policy while the node starts it, its own host first.
+                self._arriving.update(hosts_of(inst))
+            elif event.current in _ARRIVING:
                 # The worker (whose pass reads every instance) is woken after this host's
-                # send, not beside it: on a busy machine it slowed the launch it was woken by.
+                # send, not beside it: on a busy machine it slowed the move it was woken by.
                 await self.send(set(hosts_of(inst)))
         finally:
             self._wake.set()
@@ -240,6 +254,9 @@ class FirewallSync:
         except TimeoutError:
             audit = not self._failed
         self._wake.clear()
+        arriving, self._arriving = self._arriving, set()
+        if arriving:
+            await self.send(arriving)
         await self.send(None, audit=audit)
 
     async def send(self, only: Iterable[HostId] | None, *, audit: bool = False) -> None:

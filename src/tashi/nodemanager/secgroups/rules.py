@@ -17,7 +17,8 @@ Two tables in the node manager's network namespace, beside ``tashi-metadata``
   guest. So a group named as a rule's source lets in its members' addresses and nobody else's.
   Then what the guest sends out: its DHCP requests pass, and the chain jumps to one chain per
   group, ``e-<owner>-<sg id>``, holding what its outbound rules let out (``accept``), or a
-  lone ``accept`` for a group that lets everything out (``Policy.egress`` does not restrict it);
+  lone ``accept`` for a group that lets everything out (``Policy.egress`` does not restrict it),
+  none for a group the policy does not know yet (a VM started before its policy came: closed);
   IPv4 none of them accepted is marked with ``EGRESS_BIT`` (IPv6 but neighbour discovery is
   dropped), to be dropped below unless it is part of a connection made towards the guest.
 * ``inet tashi-secgroups``: the *replies*. Conntrack runs on bridged IPv4 because the namespace
@@ -144,8 +145,9 @@ def needed(policy: Policy, ports: Iterable[Port]) -> set[str]:
 
 
 def groups(policy: Policy, keys: Iterable[str], gone: Iterable[str]) -> str:
-    """The chains of the groups ``keys`` (made if missing, filled anew from ``policy``: none
-    for a group it does not know) and those of ``gone`` deleted (no port may jump to them)."""
+    """The chains of the groups ``keys`` (made if missing, filled anew from ``policy``: none,
+    in or out, for a group it does not know) and those of ``gone`` deleted (no port may jump
+    to them)."""
     where = f"netdev {TABLE}"
     lines: list[str] = []
     for key in sorted(keys):
@@ -160,8 +162,9 @@ def groups(policy: Policy, keys: Iterable[str], gone: Iterable[str]) -> str:
         if key in policy.egress:
             sent = allows(policy.egress[key], egress=True)
             lines += [f"add rule {where} {out} {m} accept" for m in sent]
-        else:
+        elif key in policy.groups:
             lines.append(f"add rule {where} {out} accept")  # it lets everything out
+        # a group the policy does not know yet lets nothing out (nor in) but replies
     for key in sorted(gone):
         for name in (group_chain(key), group_chain(key, egress=True)):
             if name is not None:

@@ -12,8 +12,9 @@ each guarded tap lets in follows at once (``rules.update``: one transaction).
 The policy is kept in the state directory (``security-groups.json``), so a restarted node
 manager guards the VMs it adopts with the last policy it was sent, in one transaction with
 nothing stale left (``rules.reset``), before the cluster manager has said anything. A group
-the policy does not know yet has a chain with no rules: its members let in replies only until
-the policy comes (closed, never open).
+the policy does not know yet has chains with no rules: its members let in and out replies only
+until the policy comes (closed, never open). That is how a VM starts when its host's policy is
+on its way (the cluster manager sends it beside the start, ``docs/adr/0019-security-groups.md``).
 
 Guarding is a condition of running a VM in groups: a host whose kernel refused (``start``
 logged why) or a NIC the driver did not make (a tap an ``ifup`` script makes is QEMU's) fails
