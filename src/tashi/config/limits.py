@@ -63,6 +63,7 @@ def max_requests() -> Any:
         "Most requests in progress at once; past it a new request is answered 503 with"
         " Retry-After, so an overloaded server sheds work instead of queueing it. The cluster"
         " manager always admits node managers' reports (registrations, heartbeats, VM"
-        " events): they keep leases and VMs alive, and there is at most one per host.",
+        " events), and does not count them: they keep leases and VMs alive, and there is at"
+        " most one per host.",
         minimum=1,
     )

@@ -119,15 +119,16 @@ class RequestLimits:
         self.app = app
         self.limits = limits
         self.monotonic = monotonic
-        self.in_progress = 0  # requests admitted and not yet answered
+        self.in_progress = 0  # requests admitted and not yet answered (not those ``always``)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.in_progress >= self.limits.max_requests and not scope["path"].startswith(
-            self.limits.always
-        ):
+        if scope["path"].startswith(self.limits.always):  # neither refused nor counted
+            await self._admitted(scope, receive, send)
+            return
+        if self.in_progress >= self.limits.max_requests:
             await _Guard(self, scope, receive, send).refuse(busy(self.limits))
             return
         self.in_progress += 1
