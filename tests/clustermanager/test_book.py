@@ -31,14 +31,6 @@ def beat(*vms: tuple[int, str], epoch: int | None = 1, **more: object) -> Heartb
     return Heartbeat(vms=reports, witness_epoch=epoch, memory=4096, **more)  # type: ignore[arg-type]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def settled(book: HostBook, host: HostId, report: Heartbeat, *on_host: int) -> None:
     witnesses = (WitnessSet(epoch=1, hosts=()), (H2, H3), False)
     book.settle(
@@ -53,7 +45,7 @@ def settled(book: HostBook, host: HostId, report: Heartbeat, *on_host: int) -> N
 
 
 def test_only_the_same_report_of_an_untouched_host_by_its_node_is_a_renewal() -> None:
-    book = HostBook()
+    book = HostBook(FakeClock())
     report = beat((5, "running"), (6, "paused"))
     assert book.quick(H1, NODE, heartbeat_key(report)) is None  # nothing settled yet
     settled(book, H1, report, 5, 6)
@@ -70,7 +62,7 @@ def test_only_the_same_report_of_an_untouched_host_by_its_node_is_a_renewal() ->
 
 
 def test_a_touch_of_the_host_or_its_instance_or_its_witness_stales_the_entry() -> None:
-    book = HostBook()
+    book = HostBook(FakeClock())
     report = beat((5, "running"))
     settled(book, H1, report, 5)
     book.touch({H1}, set(), reporting=H1)  # its own report's write
@@ -90,15 +82,15 @@ def test_a_touch_of_the_host_or_its_instance_or_its_witness_stales_the_entry() -
 
 
 def test_a_report_goes_the_whole_way_at_least_every_full_every_seconds() -> None:
-    clock = Clock()
-    book = HostBook(full_every=300.0, monotonic=clock)
+    clock = FakeClock()
+    book = HostBook(clock, full_every=300.0)
     report = beat()
     settled(book, H1, report)
-    clock.now += 300.0
+    clock.advance(300.0)
     assert (
         book.quick(H1, NODE, heartbeat_key(report)) is not None
     )  # the spread by host id: 1 s more
-    clock.now += 1.0
+    clock.advance(1.0)
     assert book.quick(H1, NODE, heartbeat_key(report)) is None
 
 

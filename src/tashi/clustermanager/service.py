@@ -155,7 +155,7 @@ def build_service(
     desk = WitnessDesk(gateway, svc.lease_witnesses, svc.host_lease_time, svc.restart_margin)
     ha = HighAvailability(db, clock, svc.host_lease_time, svc.restart_margin, desk, suspends)
     confirmations = Confirmations()
-    book = HostBook()
+    book = HostBook(clock)
     db.feed.on_touch(book.touch)
     renewals = Renewals(db)
     reports = NodeReports(

@@ -22,10 +22,10 @@ period or awaited, no stranger fenced or adopted, no race lost. Only then is the
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from tashi.domain.clock import Clock
 from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.nodes import Heartbeat, ReportKey, WitnessSet, heartbeat_key
 from tashi.domain.states import HostState
@@ -56,11 +56,9 @@ class Settled:
 class HostBook:
     """Used from the event loop only."""
 
-    def __init__(
-        self, *, full_every: float = FULL_EVERY, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, clock: Clock, *, full_every: float = FULL_EVERY) -> None:
         self._full_every = full_every
-        self._monotonic = monotonic
+        self._clock = clock
         self._settled: dict[HostId, Settled] = {}
         self._marks: dict[HostId, int] = {}  # how often each host was touched
         self._where: dict[InstanceId, HostId] = {}  # an instance -> the settled host it is on
@@ -79,7 +77,7 @@ class HostBook:
             entry is None
             or entry.user_id != user_id
             or entry.mark != self.mark(host_id)
-            or self._monotonic() >= entry.until
+            or self._clock.monotonic() >= entry.until
             or entry.key != key
         ):
             return None
@@ -114,7 +112,7 @@ class HostBook:
             short=witnesses[2] if witnesses else False,
             instances=on_host,
             mark=mark,
-            until=self._monotonic() + self._full_every + host_id % SPREAD,
+            until=self._clock.monotonic() + self._full_every + host_id % SPREAD,
         )
 
     def forget(self, host_id: HostId) -> None:
