@@ -186,15 +186,12 @@ class _Hosts(_Repository):
     def __getattr__(self, name: str) -> Any:
         if name in self._writes:
             self._owner.hosts_changed = True
-        if name in _HOST_KEYED:
-            return functools.partial(self._keyed, getattr(self._inner, name))
-        return super().__getattr__(name)
+        found = super().__getattr__(name)
+        return functools.partial(self._keyed, found) if name in _HOST_KEYED else found
 
     def _keyed(self, method: Callable[..., Any], host_id: Any, *args: Any, **kw: Any) -> Any:
         result = method(host_id, *args, **kw)
         self._owner.touched_hosts.add(host_id)
-        if method.__name__ in self._writes:
-            self._owner.changed = True
         return result
 
     def update(self, host_id: Any, **fields: Any) -> Any:
