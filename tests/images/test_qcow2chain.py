@@ -28,6 +28,13 @@ def qemu_img(*args: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
+def overlay(
+    image: str, backing: str, *size: str, fmt: str = "qcow2", cwd: Path | None = None
+) -> None:
+    """A qcow2 ``image`` over ``backing`` (of format ``fmt``), as qemu-img makes it."""
+    qemu_img("create", "-q", "-f", "qcow2", "-F", fmt, "-b", backing, image, *size, cwd=cwd)
+
+
 def by_qemu_img(image: Path, root: Path) -> ChainTop:
     out = qemu_img("info", "--output=json", "--backing-chain", str(image))
     return chain_top(out, image.name, root)
@@ -80,33 +87,9 @@ def test_a_chain_to_qcow2_and_raw_with_relative_names_reads_as_qemu_img_reads_it
 ) -> None:
     (root / "bases").mkdir()
     qemu_img("create", "-q", "-f", "raw", str(root / "bases" / "leaf.raw"), "64M")
-    qemu_img(
-        "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "leaf.raw", "bases/mid.qcow2", cwd=root
-    )
-    qemu_img(
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-F",
-        "qcow2",
-        "-b",
-        "bases/mid.qcow2",
-        "top.qcow2",
-        "96M",
-        cwd=root,
-    )
-    qemu_img(
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-F",
-        "qcow2",
-        "-b",
-        str(root / "top.qcow2"),
-        str(root / "clone.qcow2"),
-    )
+    overlay("bases/mid.qcow2", "leaf.raw", fmt="raw", cwd=root)
+    overlay("top.qcow2", "bases/mid.qcow2", "96M", cwd=root)
+    overlay(str(root / "clone.qcow2"), str(root / "top.qcow2"))
     assert same_as_qemu_img(root / "bases" / "mid.qcow2", root) == ChainTop("qcow2", 64 * MiB)
     assert same_as_qemu_img(root / "top.qcow2", root) == ChainTop("qcow2", 96 * MiB)
     assert same_as_qemu_img(root / "clone.qcow2", root) == ChainTop("qcow2", 96 * MiB)
@@ -123,7 +106,7 @@ def test_a_backing_file_outside_the_store_is_refused_before_it_is_opened(root: P
     outside = root.parent / "host-secret.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", str(outside), "1M")
     evil = root / "evil.qcow2"
-    qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(outside), str(evil))
+    overlay(str(evil), str(outside))
     with pytest.raises(InvalidInput, match="backing file outside the image store"):
         qcow2chain.read_top(evil, root, check_locks=True)
     with pytest.raises(InvalidInput, match="backing file outside the image store"):
@@ -131,7 +114,7 @@ def test_a_backing_file_outside_the_store_is_refused_before_it_is_opened(root: P
     via_link = root / "link.qcow2"
     via_link.symlink_to(outside)
     linked = root / "linked.qcow2"
-    qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "link.qcow2", str(linked))
+    overlay(str(linked), "link.qcow2")
     with pytest.raises(InvalidInput, match="backing file outside the image store"):
         qcow2chain.read_top(linked, root, check_locks=True)
 
@@ -195,7 +178,7 @@ def test_a_layer_qemu_writes_is_left_to_qemu_img_which_refuses_it(root: Path, of
     base = root / "base.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", str(base), "4M")
     clone = root / "clone.qcow2"
-    qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(clone))
+    overlay(str(clone), str(base))
     for locked in (clone, base):
         with held_byte(locked, offset):
             for image in (clone, base) if locked is base else (clone,):
