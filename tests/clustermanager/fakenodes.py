@@ -34,6 +34,10 @@ class FakeNodes:
     calls: list[tuple[str, HostId, InstanceId]] = field(default_factory=list)
     start_delay: float = 0.0  # seconds each start takes (lets concurrent claims overlap)
     start_gate: asyncio.Event | None = None  # when set, each start waits for this event
+    #: per instance name: its start waits for this event (the others go on)
+    start_gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    #: when set, a destroy waits for this event once the start it waited for (if any) ended
+    destroy_gate: asyncio.Event | None = None
     #: When set, migrations are accepted and each transfer waits for this event.
     migration_gate: asyncio.Event | None = None
     #: What each witness says of each host it witnesses: (witness, subject) -> seconds since
@@ -44,6 +48,8 @@ class FakeNodes:
     firewalls: dict[HostId, Policy] = field(default_factory=dict)
     firewall_sends: list[HostId] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+    #: starts under way, as a node manager has them: a destroy waits for the instance's
+    _launching: dict[InstanceId, asyncio.Event] = field(default_factory=dict)
 
     def on(self, host: HostId) -> dict[InstanceId, int]:
         return self.running.setdefault(host, {})
@@ -59,21 +65,36 @@ class FakeNodes:
     async def instantiate(self, host: Host, instance: Instance) -> int:
         self.calls.append(("start", host.id, instance.id))
         vms = self._reach(host)
-        if self.start_delay:
-            await asyncio.sleep(self.start_delay)
-        if self.start_gate is not None:
-            await self.start_gate.wait()
-        if instance.name in self.fail_start:
-            raise BackendFailure(f"qemu of {instance.name} exited during boot")
-        vm_id = next(self._ids)
-        vms[instance.id] = vm_id
-        return vm_id
+        launched = self._launching[instance.id] = asyncio.Event()
+        try:
+            if self.start_delay:
+                await asyncio.sleep(self.start_delay)
+            if self.start_gate is not None:
+                await self.start_gate.wait()
+            if instance.name in self.start_gates:
+                await self.start_gates[instance.name].wait()
+            if instance.name in self.fail_start:
+                raise BackendFailure(f"qemu of {instance.name} exited during boot")
+            vm_id = next(self._ids)
+            vms[instance.id] = vm_id
+            return vm_id
+        finally:
+            del self._launching[instance.id]
+            launched.set()
 
     async def resume(self, host: Host, instance: Instance, source: str) -> int:
         return await self.instantiate(host, instance)
 
     async def destroy(self, host: Host, instance: Instance) -> None:
+        """As a node manager: a start of the instance under way is waited for, then what it
+        started is killed."""
         self.calls.append(("destroy", host.id, instance.id))
+        self._reach(host)
+        launching = self._launching.get(instance.id)
+        if launching is not None:
+            await launching.wait()
+        if self.destroy_gate is not None:
+            await self.destroy_gate.wait()
         self._reach(host).pop(instance.id, None)
 
     async def shutdown(self, host: Host, instance: Instance) -> None:

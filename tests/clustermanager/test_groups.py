@@ -153,3 +153,36 @@ def test_a_report_sent_while_a_start_is_awaited_does_not_fail_it(tmp_path: Path)
     assert [i.state for i in placed] == [S.Running, S.Running]
     assert states(c, group) == [(S.Running, None), (S.Running, None)]
     assert running_vms(c) == 2
+
+
+def test_a_member_whose_start_ends_during_its_teardown_is_held_not_lost(tmp_path: Path) -> None:
+    """A teardown reads a member Activating and asks its node to destroy it; the node waits for
+    the start under way, and the start's answer makes the member Running before the destroy's
+    does. The member must still end Held (its VM is gone): saved from the Activating read, the
+    hold failed, the member stayed Running with no VM, and the next report removed it."""
+    c = cluster(tmp_path, MemoryStore(), hosts=2)
+    group = many(c, "w", 2)
+    c.nodes.fail_start = {"w-1"}
+    c.nodes.start_gates = {"w-0": asyncio.Event()}
+    c.nodes.destroy_gate = asyncio.Event()
+
+    async def scenario() -> None:
+        placing = asyncio.create_task(
+            c.service.groups.activate_group(c.agent, [("w-0", "h1"), ("w-1", "h2")])
+        )
+        while ("destroy", c.hosts[0], group[0].id) not in c.nodes.calls:
+            await asyncio.sleep(0)  # w-1 failed; the teardown waits on w-0's start
+        c.nodes.start_gates["w-0"].set()
+        while (await c.service.db.read(lambda tx: tx.instances.get(group[0].id))).state is not (
+            S.Running
+        ):
+            await asyncio.sleep(0)  # the start's answer came first
+        c.nodes.destroy_gate.set()
+        with pytest.raises(BackendFailure):
+            await placing
+
+    c.run(scenario())
+    reason = "group w torn down: w-1 failed to start: qemu of w-1 exited during boot"
+    assert states(c, group) == [(S.Held, reason)] * 2
+    assert running_vms(c) == 0
+    assert ("groupFailed", reason) in c.history(group[0].id)

@@ -94,6 +94,11 @@ def test_a_group_teardown_excuses_the_ends_of_its_members_vms_started_before_it(
     assert unasked(in_flight, asks) == []
     much_later = [Life(7, "host2", 104, 40.0, ended=40.5)]
     assert len(unasked(much_later, asks)) == 1
+    # its line is written once the node answered the destroy: seconds after the end, on a
+    # busy machine; a teardown long after the end explains nothing
+    answered_late = [Life(7, "host2", 105, 1.0, ended=1.2)]
+    assert unasked(answered_late, [Ask(7, "teardown", 6.0)]) == []
+    assert len(unasked(answered_late, [Ask(7, "teardown", 30.0)])) == 1
 
 
 def test_a_refused_ask_or_a_resume_or_an_ask_after_the_end_does_not() -> None:

@@ -40,6 +40,9 @@ LAUNCHER_SLACK = 0.05  # the daemonized child starts within its launcher's life 
 # and ended within STOP_LAG of its start is that one.
 START_LAG = 30.0
 STOP_LAG = 2.0
+# A teardown's history line is written once the member's node answered its destroy: on a busy
+# machine that comes seconds after the qemu ended, not within ``SLACK``.
+TEARDOWN_LAG = 10.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def explaining(life: Life, asks: Sequence[Ask], used: set[int], fresh: float) ->
     for index, ask in enumerate(asks):
         if index in used or ask.instance != life.instance or ask.refused:
             continue
-        if ask.at > life.ended + SLACK:
+        if ask.at > life.ended + (TEARDOWN_LAG if ask.kind == "teardown" else SLACK):
             continue
         if ask.kind == "destroy":
             return index

@@ -30,7 +30,7 @@ from tashi.clustermanager.instances.membership import members, start_mates, stil
 from tashi.clustermanager.instances.service import InstanceService
 from tashi.domain.clock import Clock
 from tashi.domain.errors import InvalidInput, TashiError
-from tashi.domain.hints import activation, new_start, with_start, without_start
+from tashi.domain.hints import activation, new_start, start_of, with_start, without_start
 from tashi.domain.ids import HostId, UserId
 from tashi.domain.models import Host, Instance, Principal, Role
 from tashi.domain.states import (
@@ -138,33 +138,48 @@ class GroupService:
 
     async def _hold(self, member: Instance, reason: str) -> None:
         inst = await self._db.read(lambda tx: tx.instances.get(member.id))
-        if inst.state is InstanceState.Held:
-            await self._save(inst, None, reason)
-            return
-        if (inst.state, Action.group_failed) not in INSTANCE_TRANSITIONS:
-            return  # shutting down, destroyed, suspended: nothing of it runs as part of the group
-        if inst.state in ON_HOST and inst.host_id is not None:
-            host_id: HostId = inst.host_id
-            host = await self._db.read(lambda tx: tx.hosts.get(host_id))
-            try:
-                await self._instances.nodes.destroy(host, inst)
-            except TashiError as exc:
-                # Its VM may still run: holding it would let it start twice. Destroy instead;
-                # the intent sticks and reconciliation finishes it.
-                log.warning("group teardown: %s did not stop (%s); destroying it", inst.name, exc)
-                await self._instances.destroy_instance(SYSTEM, inst)
-                return
-        await self._save(inst, Action.group_failed, reason)
+        if inst.state is not InstanceState.Held:
+            if (inst.state, Action.group_failed) not in INSTANCE_TRANSITIONS:
+                return  # shutting down, destroyed, suspended: nothing of it runs for the group
+            if inst.state in ON_HOST and inst.host_id is not None:
+                host_id: HostId = inst.host_id
+                host = await self._db.read(lambda tx: tx.hosts.get(host_id))
+                try:
+                    await self._instances.nodes.destroy(host, inst)
+                except TashiError as exc:
+                    # Its VM may still run: holding it would let it start twice. Destroy
+                    # instead; the intent sticks and reconciliation finishes it.
+                    log.warning(
+                        "group teardown: %s did not stop (%s); destroying it", inst.name, exc
+                    )
+                    await self._instances.destroy_instance(SYSTEM, inst)
+                    return
+        await self._save(member, reason)
 
-    async def _save(self, inst: Instance, action: Action | None, reason: str) -> None:
+    async def _save(self, member: Instance, reason: str) -> None:
+        """Hold ``member`` with ``reason`` as it is stored *now*: while its node stopped it,
+        the answer to its start may have made it Running (the node waits for a start under way
+        before it destroys), and a hold saved over the older read would fail and leave it
+        Running with no VM. Nothing is saved if it was placed again since (another start
+        token) or its owner took it elsewhere meanwhile (destroyed, shutting down)."""
         now = self._clock.now()
-        target = inst.state if action is None else next_state(inst.state, action)
-        # Without its start token a held member waits to be placed with its group again.
-        changes = InstanceChanges(
-            reason=reason, clear_host=True, clear_vm=True, hints=without_start(inst.hints)
-        )
+        token = start_of(member.hints)
 
         def save(tx: Transaction) -> None:
+            inst = tx.instances.get(member.id)
+            if start_of(inst.hints) != token:
+                return
+            target: InstanceState
+            if inst.state is InstanceState.Held:
+                target = InstanceState.Held
+            elif (inst.state, Action.group_failed) in INSTANCE_TRANSITIONS:
+                target = next_state(inst.state, Action.group_failed)
+            else:
+                return
+            # Without its start token a held member waits to be placed with its group again.
+            changes = InstanceChanges(
+                reason=reason, clear_host=True, clear_vm=True, hints=without_start(inst.hints)
+            )
             tx.instances.transition(inst.id, inst.state, target, now=now, changes=changes)
             tx.events.add(inst.id, KIND, reason, now=now)
 
