@@ -64,6 +64,12 @@ async def _report(c: Cluster, host: HostId, version: str | None) -> None:
     await c.service.events.publish(FirewallReported(host, version))
 
 
+async def _holds(c: Cluster, *hosts: HostId) -> None:
+    """Each host's node reports the version it holds (the last one it was sent)."""
+    for host in hosts:
+        await _report(c, host, c.nodes.firewalls[host].version)
+
+
 def _sends(c: Cluster) -> list[HostId]:
     return list(c.nodes.firewall_sends)
 
@@ -71,8 +77,7 @@ def _sends(c: Cluster) -> list[HostId]:
 def test_an_audit_sends_nothing_to_hosts_that_report_what_they_were_sent(c: Cluster) -> None:
     async def body(c: Cluster) -> None:
         sync = await _member_on_h1(c)
-        for host in c.hosts:
-            await _report(c, host, c.nodes.firewalls[host].version)  # the same: nothing
+        await _holds(c, *c.hosts)  # the versions they were sent: nothing to do
         before = _sends(c)
         sync.audit_every = 0.01
         await sync.step()  # an audit: every host planned again
@@ -85,8 +90,7 @@ def test_a_node_that_reports_another_version_is_sent_its_policy(c: Cluster) -> N
     async def body(c: Cluster) -> None:
         sync = await _member_on_h1(c)
         h1 = c.hosts[0]
-        for host in c.hosts:
-            await _report(c, host, c.nodes.firewalls[host].version)
+        await _holds(c, *c.hosts)
         kept = c.nodes.firewalls[h1]
         c.nodes.firewalls[h1] = Policy()  # its node manager restarted with a new state dir
         before = _sends(c)
@@ -102,11 +106,11 @@ def test_a_host_up_again_that_reports_the_version_planned_is_sent_nothing(c: Clu
     async def body(c: Cluster) -> None:
         sync = await _member_on_h1(c)
         h1, h2 = c.hosts
-        await _report(c, h2, c.nodes.firewalls[h2].version)
+        await _holds(c, h2)
         host = await c.service.db.read(lambda tx: tx.hosts.get(h1))
         before = _sends(c)
         await c.service.events.publish(HostUp(host))  # the cluster manager forgets its ack
-        await _report(c, h1, c.nodes.firewalls[h1].version)  # its registration: kept it
+        await _holds(c, h1)  # its registration: it kept its policy
         await asyncio.wait_for(sync.step(), STEP)  # the pass HostUp woke
         assert _sends(c) == before
 
@@ -117,7 +121,7 @@ def test_a_node_that_reports_no_version_is_sent_its_policy_at_every_audit(c: Clu
     async def body(c: Cluster) -> None:
         sync = await _member_on_h1(c)
         h1, h2 = c.hosts
-        await _report(c, h1, c.nodes.firewalls[h1].version)
+        await _holds(c, h1)
         await _report(c, h2, None)  # an older node manager
         before = _sends(c)
         sync.blind_every = 0.01  # while such a node is up, audits come this often
