@@ -263,6 +263,7 @@ class Fleet:
         driver = FakeDriver(memory=options.memory, cores=options.cores)
         network = FakeNetworkDriver([NetworkId(1)])
         outbox, marks = Outbox(state), FenceMarks(state)
+        firewall = FirewallService(None, state)  # answers PUT /v1/firewall; reports its version
         node = NodeService(
             driver=driver,
             network=network,
@@ -274,7 +275,7 @@ class Fleet:
             now=self._clock.now,
             advertise_host="127.0.0.1",
             fenced=marks,
-            firewall=FirewallService(None, state),
+            firewall=firewall,
             release_memory=lambda: None,  # malloc_trim per VM: real, but not this benchmark's
         )
         client = HollowClient(options.cm_url, username=options.username, password=options.password)
@@ -295,6 +296,7 @@ class Fleet:
             marks=marks,
             outbox=outbox,
             network=network,
+            firewall=firewall,
         )
         return HollowHost(name, port, node, reporter, driver, client, sock)
 

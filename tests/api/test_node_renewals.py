@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tashi.clustermanager.events import FirewallReported
 from tashi.domain.clock import FakeClock
 from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host
@@ -87,6 +88,29 @@ def test_a_report_with_nothing_new_is_a_renewal_that_is_written_and_grants_the_l
     clock.advance(3)  # a new VM state: the whole way again
     beat(api, node, hid, vms=[report(web, "paused")])
     assert renewed(api) == before + 1
+
+
+def test_a_report_of_another_policy_version_goes_the_whole_way_and_is_told(
+    leased: tuple[Api, FakeClock],
+) -> None:
+    """The security-group policy's version a node reports is part of what a renewal compares
+    (the fast lane's key too): a changed one goes the whole way, and the firewall sync hears
+    of it (``FirewallReported``); the same one again is a renewal and tells nothing."""
+    api, clock = leased
+    node, hid, web = running_host(api, clock)
+    told: list[FirewallReported] = []
+
+    async def record(event: FirewallReported) -> None:
+        told.append(event)
+
+    api.service.events.subscribe(FirewallReported, record)
+    vms = [report(web, "running")]
+    before = renewed(api)
+    for version in ("a" * 24, "a" * 24, "b" * 24, "b" * 24):
+        clock.advance(3)
+        beat(api, node, hid, vms=vms, firewall=version)
+    assert renewed(api) == before + 2  # the second of each
+    assert told == [FirewallReported(HostId(hid), v) for v in ("a" * 24, "b" * 24)]
 
 
 def test_a_users_request_since_the_last_report_is_reconciled_by_an_identical_one(

@@ -61,6 +61,17 @@ def test_only_the_same_report_of_an_untouched_host_by_its_node_is_a_renewal() ->
     assert book.quick(H2, NODE, heartbeat_key(report)) is None
 
 
+def test_a_report_of_another_security_group_policy_is_not_a_renewal() -> None:
+    """The version of the policy the node enforces is in the key: a node that lost its policy
+    (or took a new one) reports the whole way, where the cluster manager hears of it."""
+    book = HostBook(FakeClock())
+    report = beat((5, "running"), firewall="a" * 24)
+    settled(book, H1, report, 5)
+    assert book.quick(H1, NODE, heartbeat_key(beat((5, "running"), firewall="a" * 24)))
+    assert book.quick(H1, NODE, heartbeat_key(beat((5, "running"), firewall="b" * 24))) is None
+    assert book.quick(H1, NODE, heartbeat_key(beat((5, "running")))) is None  # says none now
+
+
 def test_a_touch_of_the_host_or_its_instance_or_its_witness_stales_the_entry() -> None:
     book = HostBook(FakeClock())
     report = beat((5, "running"))

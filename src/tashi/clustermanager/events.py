@@ -11,6 +11,9 @@ metrics): they subscribe to the hub, the services never call them.
 * ``StartFailed`` (``InstanceService.start_on``: a node refused to start the VM) and
   ``VmStopped`` (``NodeReports``: a node reports that a VM failed or exited) say why, besides
   the state change they also cause; ``GroupService`` tears a group's start down on them.
+* ``FirewallReported`` (``NodeReports``): the security-group policy version a node reported
+  enforcing in a registration or a heartbeat that went the whole way (a renewal says nothing
+  new, that version included: ADR 0023); ``FirewallSync`` sends it its policy if that differs.
 * ``InstanceAdapted`` (``InstanceService.adapt_cpu_share``): a VM's resources changed without
   a state change (SLA@SOI's adaptations); the XMPP publisher tells it.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tashi.domain.ids import InstanceId
+from tashi.domain.ids import HostId, InstanceId
 from tashi.domain.models import Host, Instance
 from tashi.domain.states import InstanceState
 
@@ -48,6 +51,15 @@ class HostDown:
     """A host was up and is now taken for down (its heartbeats stopped, say)."""
 
     host: Host
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallReported:
+    """A host's node manager reported the version of the security-group policy it enforces
+    (``None``: it does not say, an older node manager)."""
+
+    host_id: HostId
+    version: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from tashi.clustermanager.accounts.throttle import ThrottleRules
 from tashi.clustermanager.accounts.users import UserService
 from tashi.clustermanager.database import Database
 from tashi.clustermanager.events import (
+    FirewallReported,
     HostDown,
     HostUp,
     InstanceStateChanged,
@@ -229,4 +230,6 @@ def _subscribe(
     # lands on a host, that host's is sent, awaited here); a node registered again: send anew
     hub.subscribe(InstanceStateChanged, firewalls.on_instance)
     hub.subscribe(HostUp, firewalls.on_host_up)
+    # a node's full report named the policy version it enforces: sent anew if it differs
+    hub.subscribe(FirewallReported, firewalls.on_reported)
     hub.subscribe(InstanceStateChanged, volumes.instance_changed)  # gone: its volumes are freed

@@ -180,6 +180,7 @@ async def run(settings: Settings) -> None:
         marks=marks,
         outbox=outbox,
         network=network,
+        firewall=firewall,
     )
     renewer = Renewer(lease)
     await driver.open()

@@ -115,6 +115,7 @@ class Registration:
     witness_epoch: int | None = None  # the witness set it uses (None: none yet)
     fenced: tuple[InstanceId, ...] = ()  # VMs it stopped itself, its lease run out
     underlay: str | None = None  # its address on the network driver's underlay
+    firewall: str | None = None  # the version of the security-group policy it enforces
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +130,14 @@ class Heartbeat:
     witness_epoch: int | None = None
     fenced: tuple[InstanceId, ...] = ()
     underlay: str | None = None
+    #: the version (``firewall.Policy.version``) of the security-group policy the node enforces
+    #: (``None``: a node that does not say; the cluster manager then audits it blind)
+    firewall: str | None = None
 
 
 #: What of a heartbeat decides whether it says anything new (ADR 0023): memory, cores, underlay,
-#: the witness epoch, and each VM's instance id, VM id and state, in the order reported.
+#: the witness epoch, the security-group policy's version, and each VM's instance id, VM id and
+#: state, in the order reported.
 ReportKey = tuple[object, ...]
 
 
@@ -142,13 +147,16 @@ def report_key(
     underlay: str | None,
     witness_epoch: int | None,
     vms: Iterable[tuple[int, int, str]],
+    firewall: str | None,
 ) -> ReportKey:
-    return (memory, cores, underlay, witness_epoch, tuple(vms))
+    return (memory, cores, underlay, witness_epoch, firewall, tuple(vms))
 
 
 def heartbeat_key(beat: Heartbeat) -> ReportKey:
     vms = ((r.instance.id, r.vm_id, r.state) for r in beat.vms)
-    return report_key(beat.memory, beat.cores, beat.underlay, beat.witness_epoch, vms)
+    return report_key(
+        beat.memory, beat.cores, beat.underlay, beat.witness_epoch, vms, beat.firewall
+    )
 
 
 @dataclass(frozen=True, slots=True)

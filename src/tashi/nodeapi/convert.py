@@ -187,6 +187,7 @@ def registration_wire(reg: Registration) -> s.RegisterIn:
         underlay=reg.underlay,
         witnessEpoch=reg.witness_epoch,
         fenced=list(reg.fenced),
+        firewall=reg.firewall,
     )
 
 
@@ -204,6 +205,7 @@ def registration(wire: s.RegisterIn) -> Registration:
         underlay=wire.underlay,
         witness_epoch=wire.witnessEpoch,
         fenced=tuple(InstanceId(i) for i in wire.fenced),
+        firewall=wire.firewall,
     )
 
 
@@ -217,6 +219,7 @@ def heartbeat_wire(beat: Heartbeat) -> s.HeartbeatIn:
         underlay=beat.underlay,
         witnessEpoch=beat.witness_epoch,
         fenced=list(beat.fenced),
+        firewall=beat.firewall,
     )
 
 
@@ -230,6 +233,7 @@ def heartbeat(wire: s.HeartbeatIn) -> Heartbeat:
         underlay=wire.underlay,
         witness_epoch=wire.witnessEpoch,
         fenced=tuple(InstanceId(i) for i in wire.fenced),
+        firewall=wire.firewall,
     )
 
 
@@ -237,7 +241,7 @@ def heartbeat_key(wire: s.HeartbeatIn | s.HeartbeatKeyIn) -> ReportKey:
     """The report's key (``domain.nodes.heartbeat_key`` of ``heartbeat(wire)``) without
     converting its VMs' instances: what a renewal needs."""
     vms = ((r.instanceId, r.vmId, r.state) for r in wire.vms)
-    return report_key(wire.memory, wire.cores, wire.underlay, wire.witnessEpoch, vms)
+    return report_key(wire.memory, wire.cores, wire.underlay, wire.witnessEpoch, vms, wire.firewall)
 
 
 def _reply(ack: Acknowledged) -> dict[str, object]:

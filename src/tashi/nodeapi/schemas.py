@@ -102,6 +102,13 @@ class _Report(_Model):
         description="this host's address on the network driver's underlay (vxlan), for the"
         " other hosts' tunnels; absent: the driver has none",
     )
+    firewall: str | None = Field(
+        None,
+        max_length=64,
+        description="the version of the security-group policy the node enforces"
+        " (``PUT /v1/firewall``'s answer), so that the cluster manager sends it the policy"
+        " again only when it differs; absent: the node does not say",
+    )
 
 
 class _Reply(_Model):
@@ -179,6 +186,7 @@ class HeartbeatKeyIn(BaseModel):
     witnessEpoch: Int | None = None
     fenced: list[Int] = Field(default_factory=list)
     underlay: str | None = Field(None, max_length=64)
+    firewall: str | None = Field(None, max_length=64)
 
 
 class HeartbeatOut(_Reply):

@@ -8,7 +8,10 @@ keeps them for the next try, so nothing is lost while the cluster manager is awa
 this node manager dies before it could send them. A heartbeat answered "unknown host"
 (the host was unregistered, or the cluster manager's database was replaced) registers again.
 Both carry the network driver's underlay address, and the replies the other hosts' (``peers``,
-handed to the driver: ``tashi.clustermanager.hosts.underlay``).
+handed to the driver: ``tashi.clustermanager.hosts.underlay``). Both carry the version of the
+security-group policy this node enforces (``secgroups.FirewallService.version``), so the cluster
+manager sends the policy again only to a node whose version differs from the one planned for it
+(one that missed a change, or lost its policy with its state directory).
 
 HA lease (ADR 0010). Each reply to a registration or heartbeat is a grant from the cluster
 manager (``lease.HostLease``); the witness hosts named in the replies grant too
@@ -26,6 +29,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from tashi.domain.errors import NotFound, TashiError
 from tashi.domain.ids import HostId, InstanceId
@@ -49,6 +53,14 @@ class Identity:
     secret: str
     version: str
     peer_secret: str | None = None  # key of the tokens of the hosts this one witnesses
+
+
+class Enforced(Protocol):
+    """What enforces this host's security-group policy (``secgroups.FirewallService``)."""
+
+    @property
+    def version(self) -> str:
+        """The version of the policy enforced now."""
 
 
 def host_load() -> tuple[float, int | None]:
@@ -76,8 +88,12 @@ class Reporter:
         outbox: Outbox,
         monotonic: Callable[[], float] = time.monotonic,
         network: NetworkDriver | None = None,
+        firewall: Enforced | None = None,
     ) -> None:
+        """``firewall`` ``None``: the reports name no policy version (the cluster manager then
+        sends this host its policy at every audit, changed or not)."""
         self._client = client
+        self._firewall = firewall
         self._node = node
         self._identity = identity
         self._capacity = capacity
@@ -128,6 +144,7 @@ class Reporter:
                 underlay=underlay,
                 witness_epoch=self._epoch(),
                 fenced=tuple(InstanceId(i) for i in fenced),
+                firewall=self._policy(),
             )
         )
         self.host_id = reply.host_id
@@ -171,6 +188,7 @@ class Reporter:
                     underlay=underlay,
                     witness_epoch=self._epoch(),
                     fenced=tuple(InstanceId(i) for i in fenced),
+                    firewall=self._policy(),
                 ),
             )
         except NotFound:
@@ -182,6 +200,9 @@ class Reporter:
             return
         self._granted(sent, reply, fenced)
         await self._learn_peers(reply.peers)
+
+    def _policy(self) -> str | None:
+        return self._firewall.version if self._firewall is not None else None
 
     def _epoch(self) -> int | None:
         return self.lease.witnesses.epoch if self.lease.witnesses is not None else None

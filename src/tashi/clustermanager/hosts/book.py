@@ -9,7 +9,8 @@ whole report, and ``NodeReports`` decides how far it goes.
   node's fences handled, witnesses chosen, the host written, the report reconciled against the
   store. It takes this way when the host has no entry here (its first report since this
   process started), when the report differs from the last one settled (its VMs and their
-  states, the host's memory, cores, underlay or witness epoch), when it names VMs the node
+  states, the host's memory, cores, underlay, witness epoch or security-group policy version,
+  which ``FirewallSync`` hears of then), when it names VMs the node
   fenced, when a write touched the host or an instance on it since (``touch``: a user's
   request, the scheduler's placement, the host marked down, another host taken as its
   witness), when its witness set would change, and at least every ``FULL_EVERY`` seconds.

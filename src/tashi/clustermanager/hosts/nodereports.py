@@ -19,7 +19,7 @@ from typing import Protocol
 
 from tashi.clustermanager.accounts.auth import require_role
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.events import VmStopped
+from tashi.clustermanager.events import FirewallReported, VmStopped
 from tashi.clustermanager.hosts.book import HostBook, same_ring
 from tashi.clustermanager.hosts.confirmations import Confirmations
 from tashi.clustermanager.hosts.nodes import NodeGateway
@@ -128,7 +128,8 @@ class NodeReports:
         self._nodes = nodes
         self._witnesses = witnesses
         self._reported = reported
-        #: Told of an instance (as it was) whose VM failed or exited (``events.VmStopped``).
+        #: Told of an instance (as it was) whose VM failed or exited (``events.VmStopped``),
+        #: and of the policy version each full report carries (``events.FirewallReported``).
         self._hub = hub
         self._hosts_seen: tuple[int, list[Host]] | None = None  # (hosts_version, the hosts)
         self._ring_seen: tuple[int, list[HostId]] | None = None  # (hosts_version, up ids)
@@ -202,6 +203,7 @@ class NodeReports:
                 self._rules.version,
             )
         await self._reported.after_report(before, moved, bool(body.fenced))
+        await self._hub.publish(FirewallReported(host.id, body.firewall))
         await self._reconcile(host.id, body.vms)
         self._confirmations.confirm(host.id, now)
         return Acknowledged(
@@ -313,6 +315,7 @@ class NodeReports:
         before, host, witnesses, moved = await self._db.write(run, reporting=hid)
         self._book.forget(hid)  # (not before: another node's report of it would drop it)
         await self._reported.after_report(before, moved, bool(body.fenced))
+        await self._hub.publish(FirewallReported(hid, body.firewall))
         if not before.up:
             log.info("host %s is up again", host.name)
         settled, on_host = await self._reconcile(hid, body.vms)

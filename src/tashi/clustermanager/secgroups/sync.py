@@ -27,13 +27,26 @@ When it is sent (``docs/adr/0019-security-groups.md``):
   (``step``), which plans every host at once (``plan``: one read of every instance for the
   whole pass, not one per host) and sends those whose policy differs from the one they
   acknowledged;
-* **again after a failure, and every ``audit_every`` seconds to every host**, so a node manager
-  that missed a change (restarted with another state directory, say) is set right; at once when
-  the cluster manager starts, and to a host that is up again (``on_host_up``). A host that is
-  down is sent nothing. An audit is one pass of the worker: one ``plan`` for every host.
+* **when a node reports a version that differs** (``on_reported``): a node manager names the
+  version of the policy it enforces in its registration and its heartbeats
+  (``Heartbeat.firewall``); the version is part of a report's key, so a changed one makes the
+  report go the whole way (not a renewal, ADR 0023), and ``NodeReports`` publishes it
+  (``FirewallReported``). It is that host's acknowledgement: one that differs from the host's
+  planned version wakes the worker, which sends the host its policy. So a node manager that
+  missed a change or lost its policy (restarted with another state directory, say) is set
+  right within a heartbeat, and an unchanged policy is never sent again;
+* **again after a failure** (``retry_every``), at once when the cluster manager starts (it
+  knows of no acknowledgement yet), and to a host that is up again (``on_host_up``). A host
+  that is down is sent nothing;
+* **at an audit** every ``audit_every`` seconds (300): one pass of the worker, one ``plan`` for
+  every host, sending only what differs from what each acknowledged or reported: a safety net
+  for a change no event told of (a write by another tool on the database). A node that does not
+  report its version (an older node manager) is audited blind, as every node once was: while
+  one is up, audits come every ``blind_every`` seconds (30) and send it its policy whether or
+  not it changed.
 
-A send is idempotent: the node compares versions (``Policy.version``) and does nothing for the
-one it has; the node answers the version it now enforces.
+A send is idempotent: the node compares versions (``Policy.version``, a digest of the content)
+and does nothing for the one it has; the node answers the version it now enforces.
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tashi.clustermanager.database import Database
-from tashi.clustermanager.events import HostUp, InstanceStateChanged
+from tashi.clustermanager.events import FirewallReported, HostUp, InstanceStateChanged
 from tashi.clustermanager.hosts.nodes import NodeGateway
 from tashi.clustermanager.instances.migration import target_of
 from tashi.domain import firewall
@@ -82,7 +95,8 @@ _PLACED = frozenset(
 _ARRIVING = frozenset({S.PreparingDisk, S.Resuming, S.MigratePrep})
 #: ... or beside the start, for a fresh VM: it boots guarded closed until the policy comes.
 _BESIDE = frozenset({S.Activating})
-AUDIT_EVERY = 30.0  # seconds between sends of every host's policy, changed or not
+AUDIT_EVERY = 300.0  # seconds between audits: every host planned, what differs sent
+BLIND_EVERY = 30.0  # ... while a node does not report its version: sent to it, changed or not
 RETRY_EVERY = 2.0  # seconds before a failed send is tried again
 
 
@@ -198,9 +212,18 @@ class FirewallSync:
     db: Database
     nodes: NodeGateway
     audit_every: float = AUDIT_EVERY
+    blind_every: float = BLIND_EVERY
     retry_every: float = RETRY_EVERY
-    #: the version each host's node last acknowledged (a host absent: it has been sent none)
+    #: the version each host's node last acknowledged or reported (absent: not known)
     _acked: dict[HostId, str] = field(default_factory=dict)
+    #: hosts whose node reports the version it enforces (the others are audited blind)
+    _reporting: set[HostId] = field(default_factory=set)
+    #: each host's version in the latest plan that covered it, and the hosts up in the last
+    #: whole plan
+    _planned: dict[HostId, str] = field(default_factory=dict)
+    _up: frozenset[HostId] = frozenset()
+    #: the event loop's time of the last audit (``None``: the worker has not run yet)
+    _audited: float | None = None
     #: instances known to be in groups (their removal changes the plan)
     _grouped: set[InstanceId] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=lambda: _woken(asyncio.Event()))
@@ -242,27 +265,55 @@ class FirewallSync:
         self._acked.pop(event.host.id, None)
         self._wake.set()
 
+    async def on_reported(self, event: FirewallReported) -> None:
+        """A node's full report or registration named the version it enforces: that is its
+        acknowledgement. One that differs from what this host was last planned wakes the
+        worker, which sends it its policy; the same one costs nothing. A node that names none
+        is audited blind (sent its policy every ``blind_every`` seconds, changed or not)."""
+        host, version = event.host_id, event.version
+        if version is None:
+            self._reporting.discard(host)
+            return
+        self._reporting.add(host)
+        if self._acked.get(host) == version:
+            return
+        self._acked[host] = version
+        if self._planned.get(host) != version:
+            self._wake.set()
+
     # --- the worker ----------------------------------------------------------------------
 
     async def step(self) -> None:
         """Wait for a change (or the next audit, or retry) and send what it calls for; run
         again and again by the cluster manager's supervisor."""
-        wait = self.retry_every if self._failed else self.audit_every
+        now = asyncio.get_running_loop().time()
+        if self._audited is None:
+            self._audited = now  # the first pass, at once, sends every host its policy
+        wait = self.retry_every if self._failed else self._audited + self._period() - now
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.0))
             audit = False
         except TimeoutError:
             audit = not self._failed
         self._wake.clear()
+        if audit:
+            self._audited = asyncio.get_running_loop().time()
         arriving, self._arriving = self._arriving, set()
         if arriving:
             await self.send(arriving)
         await self.send(None, audit=audit)
 
+    def _period(self) -> float:
+        """Seconds between audits: ``blind_every`` while an up host's node does not report its
+        version, else ``audit_every``."""
+        blind = any(h not in self._reporting for h in self._up)
+        return self.blind_every if blind else self.audit_every
+
     async def send(self, only: Iterable[HostId] | None, *, audit: bool = False) -> None:
         """Send each host (of ``only``, when given) its policy if it differs from what it
-        acknowledged (``audit``: whatever it acknowledged), to all hosts at once. Failures are
-        logged and retried by ``step``; this never raises for them.
+        acknowledged (``audit``: a host whose node does not report its version, whatever it
+        acknowledged), to all hosts at once. Failures are logged and retried by ``step``;
+        this never raises for them.
 
         Sends for a VM about to start run beside the worker's, not after them: a send of an
         older plan that meets a newer one already sent to its host is dropped, and any change
@@ -275,9 +326,18 @@ class FirewallSync:
             hosts = set(only)
             made = await self.db.read(lambda tx: plan_hosts(tx, hosts))
         self._grouped |= made.grouped
+        versions = {h: p.version for h, p in made.policies.items()}
+        if only is None:
+            self._planned = versions
+            self._up = frozenset(h for h, host in made.hosts.items() if host.up)
+        else:
+            self._planned.update(versions)
         chosen = sorted(made.policies)
         sent = await asyncio.gather(
-            *(self._send_host(number, made.hosts[h], made.policies[h], audit) for h in chosen)
+            *(
+                self._send_host(number, made.hosts[h], made.policies[h], versions[h], audit)
+                for h in chosen
+            )
         )
         failed = not all(sent)
         if only is None:
@@ -286,19 +346,22 @@ class FirewallSync:
             self._failed = True
             self._wake.set()
 
-    async def _send_host(self, number: int, host: Host, policy: Policy, audit: bool) -> bool:
+    async def _send_host(
+        self, number: int, host: Host, policy: Policy, version: str, audit: bool
+    ) -> bool:
         async with self._host_locks.setdefault(host.id, asyncio.Lock()):
             if self._sent.get(host.id, 0) > number:
                 return True  # a newer plan went to it meanwhile
             if not host.up:  # sent when it is up again (``on_host_up``)
                 self._acked.pop(host.id, None)
                 return True
-            if not audit and self._acked.get(host.id) == policy.version:
+            blind = audit and host.id not in self._reporting
+            if not blind and self._acked.get(host.id) == version:
                 return True
             self._sent[host.id] = number
-            return await self._send_one(host, policy)
+            return await self._send_one(host, policy, version)
 
-    async def _send_one(self, host: Host, policy: Policy) -> bool:
+    async def _send_one(self, host: Host, policy: Policy, version: str) -> bool:
         try:
             acked = await self.nodes.set_firewall(host, policy)
         except TashiError as exc:
@@ -306,12 +369,12 @@ class FirewallSync:
             log.warning(
                 "host %s: its security-group policy %s was not taken (%s); trying again",
                 host.name,
-                policy.version,
+                version,
                 exc.message,
             )
             return False
         self._acked[host.id] = acked
-        return acked == policy.version
+        return acked == version
 
     async def settle(self) -> None:
         """Send every host what differs now (tests; the worker does it by itself)."""
