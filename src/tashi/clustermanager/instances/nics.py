@@ -1,5 +1,6 @@
 """NICs added to and removed from an existing instance: OCCI's networkinterface links made and
-deleted on their own (``frontends/occi/nics.py``), and the REST API's ``/nics`` of an instance.
+deleted on their own (``frontends/occi/nics.py``). (The REST API and the CLI have no verb for
+it, as they have none for volumes, which only EC2 and OCCI attach.)
 
 A NIC is one of the instance's ``nics`` (its network, a MAC chosen as createVm chooses one,
 ``specs.fresh_macs``, or the caller's), so every VM the instance gets has it: a start after a

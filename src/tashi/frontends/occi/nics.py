@@ -1,6 +1,5 @@
 """The ``networkinterface`` kind made and deleted on its own: a NIC added to an existing
-compute and taken from it (``clustermanager/instances/nics.py``, the service the REST API's
-``/nics`` call too).
+compute and taken from it (``clustermanager/instances/nics.py``).
 
 | OCCI                                          | Tashi                                        |
 |-----------------------------------------------|----------------------------------------------|
