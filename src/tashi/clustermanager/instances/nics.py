@@ -20,8 +20,9 @@ Only the last NIC is removed, so the others keep their indices (the OCCI link
 by a compare-and-swap of the instance's state onto itself, before the node is asked for an
 added NIC and after it answered for a removed one, so a VM never has a NIC its instance does
 not name; a node that refused an add is undone at once. One whose answer was lost
-(``Unanswered``) leaves the record as it is, with a warning: asking again is safe (the node's
-calls are idempotent by MAC). Adds and removes of one instance run one at a time.
+(``Unanswered``) leaves the record with the NIC, and a warning: the node may not have plugged
+it, and nothing asks it again yet (its calls are idempotent by MAC, so a reconcile could).
+Adds and removes of one instance run one at a time.
 
 The address: a NIC given one keeps it (``NicRequest.ip``); the DhcpDns hook allocates and
 serves addresses when the scheduler activates an instance, so a NIC hot-plugged into a running
