@@ -27,17 +27,7 @@ from tashi.frontends.occi.entities import Entity
 from tashi.frontends.occi.errors import bad
 from tashi.frontends.occi.model import Model
 from tashi.frontends.occi.parsed import Parsed, Value
-
-
-def _ident(value: Value | None, kind: c.Category, what: str) -> str:
-    """The id at the end of a link's ``source`` or ``target`` (a location, absolute or not)."""
-    text = str(value or "")
-    ident = text.rstrip("/").rsplit("/", 1)[-1]
-    if not ident or str(kind.location) not in text:
-        raise bad(
-            f"a networkinterface's {what} is a {kind.term} ({kind.location}<id>), not {text!r}"
-        )
-    return ident
+from tashi.frontends.occi.storages import link_end
 
 
 def _text(attrs: dict[str, Value], name: str) -> str | None:
@@ -54,8 +44,9 @@ async def link(ctx: OcciContext, caller: Principal, model: Model, parsed: Parsed
     if parsed.resolved(model).kind is not c.NETWORKINTERFACE:
         raise bad(f"POST {c.NETWORKINTERFACE.location} names the kind {c.NETWORKINTERFACE.id}")
     attrs = dict(parsed.attributes)
-    iid = _ident(attrs.get("occi.core.source"), c.COMPUTE, "source")
-    nid = _ident(attrs.get("occi.core.target"), c.NETWORK, "target")
+    link = c.NETWORKINTERFACE
+    iid = link_end(attrs.get("occi.core.source"), c.COMPUTE, "source", link)
+    nid = link_end(attrs.get("occi.core.target"), c.NETWORK, "target", link)
     inst = await computes.get(ctx, caller, iid)
     networks = {str(n.id): n for n in await ctx.service.networks.list(caller)}
     if nid not in networks:

@@ -18,15 +18,13 @@ removes the device only when the guest has, which ``DEVICE_DELETED`` tells
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, InvalidState
 from tashi.vmm.base import NicSpec
 from tashi.vmm.qemu.cmdline import NIC_MODELS, check_nic, next_auto_slot
+from tashi.vmm.qemu.hotplug import has_device, quietly
 from tashi.vmm.qemu.vm import QemuVm
-
-log = logging.getLogger(__name__)
 
 
 def nic_names(index: int) -> tuple[str, str]:
@@ -61,7 +59,7 @@ async def attach(vm: QemuVm, nic: NicSpec) -> None:
             },
         )
     except BackendFailure:
-        await _quietly(vm, "netdev_del", {"id": backend})
+        await quietly(vm, "netdev_del", {"id": backend})
         raise
 
 
@@ -75,7 +73,7 @@ async def detach(vm: QemuVm, mac: str, timeout: float) -> bool:
             f"instance {vm.iid}: NIC {mac} is not its last one; only the last NIC is unplugged"
         )
     backend, device = nic_names(index)
-    if await _has_device(vm, device):
+    if await has_device(vm, device):
         gone = asyncio.get_running_loop().create_future()
         vm.unplugged[device] = gone
         try:
@@ -84,25 +82,12 @@ async def detach(vm: QemuVm, mac: str, timeout: float) -> bool:
                 async with asyncio.timeout(timeout):
                     await gone
             except TimeoutError:
-                if await _has_device(vm, device):
+                if await has_device(vm, device):
                     raise InvalidState(
                         f"instance {vm.iid}: the guest did not let NIC {mac} go within"
                         f" {timeout:.0f} s; it keeps it"
                     ) from None
         finally:
             vm.unplugged.pop(device, None)
-    await _quietly(vm, "netdev_del", {"id": backend})  # gone already after a late release
+    await quietly(vm, "netdev_del", {"id": backend})  # gone already after a late release
     return True
-
-
-async def _has_device(vm: QemuVm, device: str) -> bool:
-    found = await vm.monitor.execute("qom-list", {"path": "/machine/peripheral"})
-    return any(entry.get("name") == device for entry in found)
-
-
-async def _quietly(vm: QemuVm, command: str, arguments: dict[str, Any]) -> None:
-    """A clean-up step whose failure the error being raised, or the outcome, already tells."""
-    try:
-        await vm.monitor.execute(command, arguments)
-    except BackendFailure as exc:
-        log.debug("instance %s: %s", vm.iid, exc.message)
