@@ -1,7 +1,8 @@
 """Networkinterface links made and deleted on their own (``frontends/occi/nics.py``): a NIC
 added to an existing compute (hot-plugged by its node when it runs: the node gateway is
-scripted here) and removed again; the link reads as those a compute was created with; bad
-input answers 400, 404 or 409 and changes nothing."""
+scripted here) and removed again; the link reads as those a compute was created with; a
+compute that cannot take a NIC now (suspended, migrating) takes it when it runs, or shows why
+it could not; bad input answers 400, 404 or 409 and changes nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tashi.domain.models import Host, Instance, NicConfig
 from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceChanges
 from tests.occi.conftest import INFRA, Occi
-from tests.occi.test_storage import JSON, OS, read
+from tests.occi.test_storage import JSON, OS, move, read
 
 KIND = f'networkinterface; scheme="{INFRA}"; class="kind"'
 
@@ -146,9 +147,50 @@ def test_bad_networkinterfaces_are_refused(occi: Occi) -> None:
     other_kind = link_body(compute, "/network/1").replace("networkinterface;", "storagelink;")
     assert post(occi, other_kind).status_code == 400
     moved_to(occi, iid, InstanceState.MigratePrep)
-    assert post(occi, link_body(compute, "/network/1")).status_code == 409
     assert occi.call("DELETE", f"/link/networkinterface/{iid}-0").status_code == 409
     assert [x["id"] for x in read(occi, compute)["links"]] == [f"{iid}-0", f"{iid}-0"]
+
+
+def test_a_compute_that_cannot_take_a_nic_now_takes_it_when_it_runs(occi: Occi) -> None:
+    nodes = Nodes(occi)
+    compute = occi.create("alice", OS)
+    iid = compute.rsplit("/", 1)[1]
+    running(occi, iid)
+    moved_to(occi, iid, InstanceState.Suspended)  # a resume restores the VM as it was
+    made = post(occi, link_body(compute, "/network/1"))
+    assert made.status_code == 201, made.text
+    link = str(made.headers["location"])
+    assert link.endswith(f"/link/networkinterface/{iid}-1")
+    waiting = read(occi, link)["attributes"]
+    assert waiting["occi.networkinterface.state"] == "inactive"
+    assert "once compute" in waiting["occi.networkinterface.state.message"]
+    other = post(occi, link_body(compute, "/network/1"))
+    assert str(other.headers["location"]).endswith(f"/link/networkinterface/{iid}-2")
+    assert occi.call("DELETE", str(other.headers["location"])).status_code == 200  # forgotten
+    assert nodes.calls == []
+
+    move(occi, iid, InstanceState.Running)  # resumed: the NIC is hot-plugged
+    doc = read(occi, link)["attributes"]
+    assert doc["occi.networkinterface.state"] == "active"
+    assert doc["occi.networkinterface.mac"] == waiting["occi.networkinterface.mac"]
+    assert nodes.calls == [("attach", int(iid), waiting["occi.networkinterface.mac"])]
+    assert occi.call("GET", f"/link/networkinterface/{iid}-2").status_code == 404
+
+
+def test_a_waiting_nic_that_cannot_be_added_shows_why(occi: Occi) -> None:
+    nodes = Nodes(occi)
+    compute = occi.create("alice", OS)
+    iid = compute.rsplit("/", 1)[1]
+    running(occi, iid)
+    moved_to(occi, iid, InstanceState.MigratePrep)
+    link = str(post(occi, link_body(compute, "/network/1")).headers["location"])
+    nodes.refuse = BackendFailure("qemu refused the device")
+    move(occi, iid, InstanceState.Running)
+    doc = read(occi, link)["attributes"]
+    assert doc["occi.networkinterface.state"] == "error"
+    assert "qemu refused the device" in doc["occi.networkinterface.state.message"]
+    assert occi.call("DELETE", link).status_code == 200
+    assert occi.call("GET", link).status_code == 404
 
 
 def moved_to(occi: Occi, iid: str, state: InstanceState) -> None:

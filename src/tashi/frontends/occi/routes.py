@@ -14,7 +14,8 @@ Path (GET; POST; PUT; DELETE):
 * ``/link/storagelink/``: list; attach a volume; -; -
 * ``/link/storagelink/<instance>-<vol-id>``: read; mountpoint; mountpoint; detach
 * ``/link/networkinterface/``: list; add a NIC to a compute (hot-plugged); -; -
-* ``/link/networkinterface/<instance>-<n>``: read; 501; 501; remove the NIC (its last)
+* ``/link/networkinterface/<instance>-<n>``: read; 501; 501; remove the NIC (its last), or
+  forget one waiting to be added
 * ``/mixin/…/`` (a mixin's collection): list; associate; replace (user mixins); dissociate
 * ``/resource/``, ``/link/``, ``/``: list
 """
@@ -189,8 +190,8 @@ async def _part(req: Request, kind: Category, ident: str) -> ent.Entity:
         return ent.storage(inst, n, images)
     if kind is c.STORAGELINK and n < len(inst.disks):
         return ent.storagelink(inst, n)
-    if kind is c.NETWORKINTERFACE and n < len(inst.nics):
-        return ent.networkinterface(inst, n)
+    if kind is c.NETWORKINTERFACE:
+        return nics.find(inst, ident)
     raise NotFound(f"no {kind.term} {ident}")
 
 
@@ -230,7 +231,7 @@ async def networkinterface_delete(req: Request, ident: str) -> Response:
     if not (dash and iid.isdigit()):
         raise NotFound(f"no networkinterface {ident}")
     inst = await computes.get(req.ctx, req.caller, iid)
-    await nics.unlink(req.ctx, req.caller, inst, nics.index_of(inst, ident))
+    await nics.unlink(req.ctx, req.caller, inst, ident)
     return req.out.done()
 
 
