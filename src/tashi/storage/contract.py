@@ -153,10 +153,8 @@ class InstanceRepository(Protocol):
     def add_nic(
         self, instance_id: InstanceId, expected: InstanceState, nic: NicConfig, *, now: datetime
     ) -> Instance:
-        """Append ``nic`` to the instance's NICs if it is still in ``expected`` (a
-        compare-and-swap of its state onto itself: ``StateConflict``/``NotFound``).
-        ``AlreadyExists`` for a MAC (or an address on its network) in use, ``NotFound`` for a
-        network that does not exist."""
+        """Append ``nic`` if the instance is still in ``expected`` (a compare-and-swap of its
+        state onto itself); ``AlreadyExists`` for a MAC or address in use, ``NotFound``."""
 
     def remove_nic(
         self, instance_id: InstanceId, expected: InstanceState, mac: str, *, now: datetime
