@@ -15,10 +15,10 @@ from typing import Any
 
 from tashi.clustermanager.service import ClusterService, build_service
 from tashi.domain.clock import FakeClock
-from tashi.domain.errors import BackendFailure, Unavailable
+from tashi.domain.errors import BackendFailure, TashiError, Unavailable
 from tashi.domain.firewall import Policy
 from tashi.domain.ids import HostId, InstanceId, NetworkId, UserId
-from tashi.domain.models import Host, Instance, Principal, Role
+from tashi.domain.models import Host, Instance, NicConfig, Principal, Role
 from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 from tashi.storage.contract import Store, Transaction
 from tests.api.conftest import make_settings
@@ -47,6 +47,9 @@ class FakeNodes:
     #: The security-group policy each host was last sent, and every send in order.
     firewalls: dict[HostId, Policy] = field(default_factory=dict)
     firewall_sends: list[HostId] = field(default_factory=list)
+    #: The NICs each VM has (instance id -> MACs), and what the next NIC call raises, once.
+    nics: dict[InstanceId, list[str]] = field(default_factory=dict)
+    refuse_nic: dict[str, TashiError] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     #: starts under way, as a node manager has them: a destroy waits for the instance's
     _launching: dict[InstanceId, asyncio.Event] = field(default_factory=dict)
@@ -148,6 +151,26 @@ class FakeNodes:
 
     async def set_cpu_share(self, host: Host, instance: Instance, share: int) -> None:
         self._reach(host)
+
+    async def attach_nic(self, host: Host, instance: Instance, nic: NicConfig) -> None:
+        self.calls.append(("attach_nic", host.id, instance.id))
+        self._reach(host)
+        refused = self.refuse_nic.pop("attach", None)
+        if refused is not None:
+            raise refused
+        macs = self.nics.setdefault(instance.id, [n.mac for n in instance.nics[:-1]])
+        if nic.mac not in macs:
+            macs.append(nic.mac)
+
+    async def detach_nic(self, host: Host, instance: Instance, mac: str, timeout: float) -> None:
+        self.calls.append(("detach_nic", host.id, instance.id))
+        self._reach(host)
+        refused = self.refuse_nic.pop("detach", None)
+        if refused is not None:
+            raise refused
+        macs = self.nics.setdefault(instance.id, [n.mac for n in instance.nics])
+        if mac in macs:
+            macs.remove(mac)
 
     async def set_firewall(self, host: Host, policy: Policy) -> str:
         self.firewall_sends.append(host.id)

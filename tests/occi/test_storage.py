@@ -260,21 +260,6 @@ def test_a_pending_link_whose_storage_was_taken_shows_why(occi: Occi) -> None:
     assert occi.call("GET", f"/link/storagelink/{fid}-{vid}").status_code == 404
 
 
-def test_a_network_interface_is_not_added_to_an_existing_compute(occi: Occi) -> None:
-    compute = occi.create("alice", OS)
-    body = "\n".join(
-        [
-            f'Category: networkinterface; scheme="{INFRA}"; class="kind"',
-            f'X-OCCI-Attribute: occi.core.source="{compute}"',
-            'X-OCCI-Attribute: occi.core.target="/network/1"',
-        ]
-    )
-    reply = occi.call(
-        "POST", "/link/networkinterface/", content=body, headers={"Content-Type": "text/plain"}
-    )
-    assert reply.status_code == 501 and "networkinterface links" in reply.text
-
-
 def test_storage_and_its_links_are_valid_gfd226_json(occi: Occi) -> None:
     storage = new_storage(occi, **{"occi.core.summary": "scratch"})
     validate(read(occi, storage), "resource")

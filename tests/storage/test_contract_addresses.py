@@ -157,3 +157,34 @@ def test_concurrent_allocations_never_share_an_address(backend: Backend) -> None
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(got.values()) == ["198.19.1.10", "198.19.1.11", "198.19.1.12"]
+
+
+def test_a_nic_is_added_last_and_only_the_last_is_removed_with_its_address(store: Store) -> None:
+    [iid] = instances(store, 1)
+    pending = InstanceState.Pending
+    with store.transaction() as tx:
+        added = tx.instances.add_nic(iid, pending, NicConfig(NET2, "52:54:00:00:20:01"), now=T0)
+    assert [(n.network, n.mac) for n in added.nics] == [
+        (NET, "52:54:00:00:10:00"),
+        (NET2, "52:54:00:00:20:01"),
+    ]
+    assert allocate(store, iid, 1, NET2) == "198.19.1.10"
+    with store.transaction() as tx:
+        assert tx.instances.get(iid).nics == added.nics
+        with pytest.raises(AlreadyExists):  # a MAC in use
+            tx.instances.add_nic(iid, pending, NicConfig(NET, "52:54:00:00:10:00"), now=T0)
+    with store.transaction() as tx, pytest.raises(InvalidState):  # compare-and-swap
+        tx.instances.add_nic(
+            iid, InstanceState.Running, NicConfig(NET, "52:54:00:00:20:02"), now=T0
+        )
+    with store.transaction() as tx, pytest.raises(NotFound):
+        tx.instances.add_nic(iid, pending, NicConfig(NetworkId(77), "52:54:00:00:20:03"), now=T0)
+    with store.transaction() as tx, pytest.raises(InvalidInput):  # not the last
+        tx.instances.remove_nic(iid, pending, "52:54:00:00:10:00", now=T0)
+    with store.transaction() as tx:
+        left = tx.instances.remove_nic(iid, pending, "52:54:00:00:20:01", now=T0)
+        assert left.nics == added.nics[:1]
+        assert tx.instances.remove_nic(iid, pending, "52:54:00:00:20:01", now=T0) == left
+    with store.transaction(write=False) as tx:
+        assert tx.instances.get(iid).nics == added.nics[:1]
+        assert tx.addresses.list(instance_id=iid) == []  # its address went with it

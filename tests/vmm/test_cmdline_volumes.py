@@ -5,13 +5,20 @@ here, the live check in ``test_contract_volumes.py``'s migration), and the refus
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tashi.domain.errors import InvalidInput
 from tashi.vmm.base import DiskSpec, NicSpec
-from tashi.vmm.qemu.cmdline import VmPaths, build_argv, check_volume_slot, volume_slot
+from tashi.vmm.qemu.cmdline import (
+    VmPaths,
+    build_argv,
+    check_volume_slot,
+    next_auto_slot,
+    volume_slot,
+)
 from tests.vmm.test_cmdline import COMMON, DIR, QEMU, TCG, spec
 
 ROOT = DiskSpec(Path("/images/r-1-7-disk0.qcow2"), shared=True)
@@ -67,3 +74,17 @@ def test_two_disks_one_volume_or_a_volume_that_is_not_a_plain_virtio_disk_are_re
 ) -> None:
     with pytest.raises(InvalidInput):
         build_argv(spec(disks=disks), TCG, VmPaths(DIR))
+
+
+def test_a_hot_plugged_nic_takes_the_slot_qemu_gives_the_next_device() -> None:
+    """``nics.attach`` puts NIC ``n`` where a VM started with it has it: after the VM's own
+    disks and NICs (2, 3, … in argv order), never in a volume's slot."""
+    assert next_auto_slot(spec(disks=[ROOT], nics=[NIC])) == "0x04"
+    assert next_auto_slot(spec(disks=[ROOT, DATA], nics=[NIC])) == "0x04"  # vdf sits at 0x0b
+    ide = DiskSpec(Path("/s/ide.qcow2"), interface="ide")  # on the IDE bus, no PCI slot
+    assert next_auto_slot(spec(disks=[ROOT, ide], nics=[])) == "0x03"
+    near = DiskSpec(Path("/store/volumes/vol-c.qcow2"), shared=True, volume=1)  # slot 7
+    many = [DiskSpec(Path(f"/s/d{i}.qcow2")) for i in range(3)]
+    full = spec(disks=[*many, near], nics=[NIC, replace(NIC, mac="52:54:00:00:00:08")])
+    with pytest.raises(InvalidInput, match="no PCI slot left"):
+        next_auto_slot(full)  # 2..6 taken, 7 is vdb's

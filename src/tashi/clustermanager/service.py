@@ -43,6 +43,7 @@ from tashi.clustermanager.instances.claims import OverRates
 from tashi.clustermanager.instances.deadlines import Deadlines
 from tashi.clustermanager.instances.groups import GroupService
 from tashi.clustermanager.instances.history import HistoryRetention
+from tashi.clustermanager.instances.nics import NicService
 from tashi.clustermanager.instances.service import InstanceRules, InstanceService
 from tashi.clustermanager.instances.specs import SpecRules
 from tashi.clustermanager.instances.suspends import SuspendArea
@@ -93,6 +94,8 @@ class ClusterService:
     firewalls: FirewallSync
     #: Volumes and snapshots (EC2's EBS); ``reconcile`` is a loop body of the cluster manager.
     volumes: VolumeService
+    #: NICs added to and removed from existing instances (hot-plugged where a VM runs).
+    nics: NicService
 
     async def instance_counts(self) -> dict[InstanceState, int]:
         """Instances per state, for ``/metrics``."""
@@ -212,6 +215,7 @@ def build_service(
         security_groups=SecurityGroupService(db, clock, firewalls),
         firewalls=firewalls,
         volumes=volumes,
+        nics=NicService(db, clock, gateway, NetworkId(svc.default_network)),
     )
 
 

@@ -47,7 +47,7 @@ def instance_wire(instance: Instance) -> s.InstanceWire:
         memory=instance.memory,
         cpuShare=instance.cpu_share,
         disks=[disk_wire(d) for d in instance.disks],
-        nics=[s.NicWire(network=n.network, mac=n.mac, ip=n.ip) for n in instance.nics],
+        nics=[nic_wire(n) for n in instance.nics],
         hints={k: v for k, v in instance.hints.items() if not k.startswith("__")},
         launch=launches.carried(instance.hints),
     )
@@ -56,6 +56,14 @@ def instance_wire(instance: Instance) -> s.InstanceWire:
 def disk_wire(config: DiskConfig) -> s.DiskWire:
     """A disk as a node runs it (``copy`` is the cluster manager's business)."""
     return s.DiskWire(uri=config.uri, persistent=config.persistent, device=config.device)
+
+
+def nic(wire: s.NicWire) -> NicConfig:
+    return NicConfig(network=NetworkId(wire.network), mac=wire.mac, ip=wire.ip)
+
+
+def nic_wire(nic: NicConfig) -> s.NicWire:
+    return s.NicWire(network=nic.network, mac=nic.mac, ip=nic.ip)
 
 
 def disk(wire: s.DiskWire) -> DiskConfig:
@@ -73,7 +81,7 @@ def instance(wire: s.InstanceWire) -> Instance:
         memory=wire.memory,
         cpu_share=wire.cpuShare,
         disks=tuple(disk(d) for d in wire.disks),
-        nics=tuple(NicConfig(network=NetworkId(n.network), mac=n.mac, ip=n.ip) for n in wire.nics),
+        nics=tuple(nic(n) for n in wire.nics),
         hints={**wire.hints, **launches.restored(wire.launch)},
     )
 

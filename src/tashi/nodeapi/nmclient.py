@@ -8,19 +8,22 @@ from collections.abc import Callable
 
 from tashi.domain.firewall import Policy
 from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import DiskConfig, Instance
+from tashi.domain.models import DiskConfig, Instance, NicConfig
 from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 from tashi.nodeapi import convert, firewall, paths, timeouts
 from tashi.nodeapi.schemas import (
     AttachDiskIn,
+    AttachNicIn,
     BackupDiskIn,
     CpuShareIn,
     DetachDiskIn,
+    DetachNicIn,
     GrantOut,
     IncomingIn,
     MessageOut,
     MigrateIn,
     MigrationOut,
+    NicsOut,
     StartIn,
     SuspendIn,
     TicketOut,
@@ -116,6 +119,23 @@ class NodeManagerClient:
         body = DetachDiskIn(uri=uri, timeout=guest_timeout)
         timeout = timeouts.detach(guest_timeout)
         await self._t.call("POST", path, MessageOut, body=body, timeout=timeout)
+
+    async def attach_nic(self, instance_id: int, nic: NicConfig) -> tuple[NicConfig, ...]:
+        """The NICs the VM has once ``nic`` is hot-plugged after its last."""
+        path = paths.vm_action(instance_id, "attachNic")
+        body = AttachNicIn(nic=convert.nic_wire(nic))
+        reply = await self._t.call("POST", path, NicsOut, body=body, timeout=timeouts.ATTACH_NIC)
+        return tuple(convert.nic(n) for n in reply.nics)
+
+    async def detach_nic(
+        self, instance_id: int, mac: str, guest_timeout: float
+    ) -> tuple[NicConfig, ...]:
+        """The NICs the VM has once its last, ``mac``, is hot-unplugged."""
+        path = paths.vm_action(instance_id, "detachNic")
+        body = DetachNicIn(mac=mac, timeout=guest_timeout)
+        timeout = timeouts.detach(guest_timeout)
+        reply = await self._t.call("POST", path, NicsOut, body=body, timeout=timeout)
+        return tuple(convert.nic(n) for n in reply.nics)
 
     async def backup_disk(
         self, instance_id: int, uri: str, snapshot_id: str, copy_timeout: float

@@ -17,7 +17,8 @@ VM_ACTION = f"{PREFIX}/vms/{{instance_id}}/{{action}}"
 # actions: shutdown, pause, unpause (no body); suspend (SuspendIn; answers at once, the result
 # comes as an event); migrate (MigrateIn -> MigrationOut); finishIncoming (-> VmOut);
 # call (VmmCallIn -> MessageOut); cpuShare (CpuShareIn); attachDisk (AttachDiskIn), detachDisk
-# (DetachDiskIn), backupDisk (BackupDiskIn): volumes of a running VM (EC2's EBS)
+# (DetachDiskIn), backupDisk (BackupDiskIn): volumes of a running VM (EC2's EBS); attachNic
+# (AttachNicIn -> NicsOut), detachNic (DetachNicIn -> NicsOut): NICs of a running VM
 VM_ACTIONS = (
     "shutdown",
     "pause",
@@ -30,6 +31,8 @@ VM_ACTIONS = (
     "attachDisk",
     "detachDisk",
     "backupDisk",
+    "attachNic",
+    "detachNic",
 )
 INCOMING = f"{PREFIX}/vms:incoming"  # POST IncomingIn -> TicketOut (migration target)
 GRANT = f"{PREFIX}/peer/grants/{{host_id}}"  # GET -> GrantOut: my last grant to that host

@@ -266,6 +266,27 @@ class AttachDiskIn(_Model):
     disk: DiskWire
 
 
+class AttachNicIn(_Model):
+    """A NIC to hot-plug into the running VM, after its last one."""
+
+    nic: NicWire
+
+
+class DetachNicIn(_Model):
+    """The VM's last NIC, to hot-unplug once its guest lets it go."""
+
+    mac: str = Field(max_length=17, description="the NIC's MAC")
+    timeout: float = Field(
+        30.0, gt=0, le=600, description="seconds the guest has to let it go (then 409)"
+    )
+
+
+class NicsOut(_Model):
+    """The NICs the VM has now, in order."""
+
+    nics: list[NicWire]
+
+
 class DetachDiskIn(_Model):
     """A volume to hot-unplug from the running VM, once its guest lets it go."""
 

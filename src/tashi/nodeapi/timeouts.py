@@ -20,6 +20,7 @@ HEARTBEAT = 5.0
 REGISTER = 10.0
 WITNESS = 2.0  # a lease grant from a witness host: a few milliseconds of work (ADR 0010)
 ATTACH = 30.0  # a volume hot-plugged: a lock, qemu-img info, two QMP commands
+ATTACH_NIC = 30.0  # a NIC hot-plugged: a tap (netlink), its guard (nft), two QMP commands
 
 
 def detach(guest: float) -> float:

@@ -63,7 +63,8 @@ class TapFirewall(Protocol):
     """The security groups of the VMs (``nodemanager.secgroups.FirewallService``)."""
 
     async def attach(self, instance: Instance, taps: Sequence[Attachment]) -> None:
-        """Guard ``instance``'s ``taps`` if it is in groups (before its guest runs);
+        """Guard ``instance``'s ``taps`` if it is in groups (before its guest runs; a NIC
+        hot-plugged later: all its taps again, of which only the new one is added);
         ``BackendFailure`` if they cannot be: the VM must not start unguarded."""
 
     async def detach(self, instance_id: InstanceId) -> None:

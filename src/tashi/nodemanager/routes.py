@@ -13,6 +13,7 @@ which is the cluster manager's own when it sent one (``X-Request-Id``).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -21,6 +22,7 @@ import tashi
 from tashi.config.nodemanager import NodeManagerServiceSettings
 from tashi.domain.errors import InvalidInput, NotAuthenticated
 from tashi.domain.ids import HostId, InstanceId
+from tashi.domain.models import NicConfig
 from tashi.domain.nodes import Grant, VmStatus
 from tashi.nodeapi import convert, firewall, paths
 from tashi.nodeapi import schemas as s
@@ -56,6 +58,10 @@ _FIREWALL = openapi.error_responses(openapi.AUTHENTICATED, openapi.WITH_BODY, 50
 
 def _message(text: str) -> JsonResponse:
     return JsonResponse({"message": text})
+
+
+def _nics(nics: Sequence[NicConfig]) -> JsonResponse:
+    return JsonResponse(s.NicsOut(nics=[convert.nic_wire(n) for n in nics]).model_dump())
 
 
 def _action(name: str) -> str:
@@ -192,6 +198,16 @@ def create_app(
     async def detach_disk(_: Authorized, instance_id: int, body: s.DetachDiskIn) -> JsonResponse:
         await node.detach_disk(InstanceId(instance_id), body.uri, body.timeout)
         return _message(f"{body.uri} detached")
+
+    @app.post(_action("attachNic"), response_model=s.NicsOut, responses=_VM_WITH_BODY)
+    async def attach_nic(_: Authorized, instance_id: int, body: s.AttachNicIn) -> JsonResponse:
+        done = await node.attach_nic(InstanceId(instance_id), convert.nic(body.nic))
+        return _nics(done.nics)
+
+    @app.post(_action("detachNic"), response_model=s.NicsOut, responses=_VM_WITH_BODY)
+    async def detach_nic(_: Authorized, instance_id: int, body: s.DetachNicIn) -> JsonResponse:
+        done = await node.detach_nic(InstanceId(instance_id), body.mac, body.timeout)
+        return _nics(done.nics)
 
     @app.post(_action("backupDisk"), response_model=s.MessageOut, responses=_VM_WITH_BODY)
     async def backup_disk(_: Authorized, instance_id: int, body: s.BackupDiskIn) -> JsonResponse:

@@ -4,9 +4,10 @@ It turns an instance into a running VM: disks prepared (overlays, locks, direct 
 attached by the network driver, then the VMM driver starts the process; and it undoes all of it
 when the VM ends, however it ends. Volumes join and leave a running VM (``attach_disk``,
 ``detach_disk``: the disk's lock and the VM's recorded instance go with them, so a restarted
-node manager finds them), and a disk of a running VM is copied into a snapshot's file as it is
-(``backup_disk``). Things that finish later (a suspend, a restore, a VM that
-stops on its own) are reported as events through the ``EventSink``. The guests' instance
+node manager finds them), so do NICs (``attach_nic``, ``detach_nic``: ``nics.py``), and a
+disk of a running VM is copied into a snapshot's file as it is (``backup_disk``). Things that
+finish later (a suspend, a restore, a VM that stops on its own) are reported as events through
+the ``EventSink``. The guests' instance
 metadata (``GuestMetadata``, ``nodemanager/metadata``) and their security groups
 (``TapFirewall``, ``nodemanager/secgroups``) are told of each VM's taps before its guest runs and
 when it has gone. The contracts of what it is built with are in ``collaborators.py``.
@@ -31,14 +32,14 @@ from tashi.domain.errors import (
 )
 from tashi.domain.firewall import Policy
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.domain.models import DiskConfig, Instance
+from tashi.domain.models import DiskConfig, Instance, NicConfig
 from tashi.domain.nodes import NodeEvent, Ticket, Transfer, VmStatus
 from tashi.domain.volumes import device_index
 from tashi.images.operations import place
 from tashi.images.store import ImageStore
 from tashi.images.volumes import VolumeFiles, disk_path
 from tashi.network.base import Attachment, NetworkDriver
-from tashi.nodemanager import heap
+from tashi.nodemanager import heap, nics
 from tashi.nodemanager.collaborators import (
     DiskPreparer,
     EventSink,
@@ -121,6 +122,9 @@ class NodeService:
     def _need(self, capability: Capability, what: str) -> None:
         if capability not in self.driver.capabilities:
             raise Unavailable(f"the {self.driver.name} driver cannot {what}")
+
+    need = _need  # for ``nics.py``
+    running = _get
 
     # --- starting ---------------------------------------------------------------------
 
@@ -402,6 +406,14 @@ class NodeService:
         await self.driver.detach_disk(iid, spec.volume, timeout)
         await asyncio.to_thread(vm.disks.unplug, spec.path)
         await self._record_disks(vm, tuple(d for d in vm.instance.disks if d.uri != uri))
+
+    async def attach_nic(self, iid: InstanceId, nic: NicConfig) -> Instance:
+        """Hot-plug ``nic`` into the running VM as its last NIC (``nics.py``)."""
+        return await nics.attach(self, iid, nic)
+
+    async def detach_nic(self, iid: InstanceId, mac: str, timeout: float) -> Instance:
+        """Hot-unplug the VM's last NIC ``mac`` once its guest lets go (``nics.py``)."""
+        return await nics.detach(self, iid, mac, timeout)
 
     async def backup_disk(
         self, iid: InstanceId, uri: str, snapshot_id: str, timeout: float

@@ -150,6 +150,19 @@ class InstanceRepository(Protocol):
         """Compare-and-swap the state from ``expected`` to ``new`` (``StateConflict``/``NotFound``)
         and apply ``changes``. ``state_since`` becomes ``now`` when the state changes."""
 
+    def add_nic(
+        self, instance_id: InstanceId, expected: InstanceState, nic: NicConfig, *, now: datetime
+    ) -> Instance:
+        """Append ``nic`` if the instance is still in ``expected`` (a compare-and-swap of its
+        state onto itself); ``AlreadyExists`` for a MAC or address in use, ``NotFound``."""
+
+    def remove_nic(
+        self, instance_id: InstanceId, expected: InstanceState, mac: str, *, now: datetime
+    ) -> Instance:
+        """Remove the instance's last NIC, ``mac``, and the address allocated to it, if the
+        instance is still in ``expected`` (``StateConflict``/``NotFound``). ``InvalidInput``
+        for a NIC that is not the last; an instance without NIC ``mac`` is returned as it is."""
+
     def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
         """Delete the instance if it is still in ``expected`` (``StateConflict``/``NotFound``)."""
 

@@ -49,7 +49,7 @@ from tashi.storage.memkeypairs import MemoryKeyPairs, MemoryTags
 from tashi.storage.memsecgroups import MemorySecurityGroups
 from tashi.storage.memtables import DICTS, Tables, aware, page
 from tashi.storage.memvolumes import MemorySnapshots, MemoryVolumes
-from tashi.storage.shared import bounded, check_limit, event_message, new_instance
+from tashi.storage.shared import bounded, check_limit, event_message, last_nic, new_instance
 
 _EVERYTHING = InstanceFilter()
 
@@ -185,6 +185,31 @@ class _Instances:
             disks=c.disks if c.disks is not None else inst.disks,
         )
         self._t.instances[instance_id] = updated
+        return updated
+
+    def add_nic(
+        self, instance_id: InstanceId, expected: InstanceState, nic: NicConfig, *, now: datetime
+    ) -> Instance:
+        inst = self.transition(instance_id, expected, expected, now=now)
+        if nic.network not in self._t.networks:
+            raise NotFound(f"network {nic.network} does not exist")
+        if self.macs_in_use([nic.mac]):
+            raise AlreadyExists(f"MAC address {nic.mac} in use")
+        self._check_ips([nic], None)
+        updated = replace(inst, nics=(*inst.nics, nic))
+        self._t.instances[instance_id] = updated
+        return updated
+
+    def remove_nic(
+        self, instance_id: InstanceId, expected: InstanceState, mac: str, *, now: datetime
+    ) -> Instance:
+        inst = self.transition(instance_id, expected, expected, now=now)
+        index = last_nic(inst, mac)
+        if index is None:
+            return inst
+        updated = replace(inst, nics=inst.nics[:-1])
+        self._t.instances[instance_id] = updated
+        self._t.addresses.pop((instance_id, index), None)
         return updated
 
     def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:

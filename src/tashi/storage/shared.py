@@ -155,3 +155,15 @@ def lowest_free_address(first: str, last: str, taken: Iterable[str | None]) -> s
         if value not in used:
             return str(ipaddress.IPv4Address(value))
     return None
+
+
+def last_nic(instance: Instance, mac: str) -> int | None:
+    """The index of the instance's NIC ``mac`` (``None``: it has none), which must be its last
+    (``InvalidInput``): only the last NIC is removed, so the others keep their indices."""
+    macs = [n.mac.lower() for n in instance.nics]
+    if mac.lower() not in macs:
+        return None
+    index = macs.index(mac.lower())
+    if index != len(macs) - 1:
+        raise InvalidInput(f"NIC {mac} is not the last of instance {instance.id}")
+    return index

@@ -54,6 +54,12 @@ attachment point fixes where the hypervisor puts it, the same in a VM started wi
 it was hot-plugged into (``attach_disk``) and on a migration target, so that a VM can move with
 it. ``detach_disk`` hot-unplugs it once the guest lets go; ``backup_disk`` copies a disk of a
 running VM as it is at one instant (a snapshot that needs no pause).
+
+NICs. ``attach_nic`` hot-plugs one more NIC into a running VM, after its last one and where a
+VM started with that NIC has it (QEMU: the next PCI slot of its own devices), so that a VM with
+a hot-plugged NIC migrates to a target started with all its NICs. ``detach_nic`` hot-unplugs the
+last NIC once the guest lets it go. Only the last NIC comes and goes: the others keep their
+places, so a VM's NICs are always its ``spec.nics`` in order.
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ class Capability(enum.Enum):
     console = "console"  # the serial console log
     reset = "reset"
     disk_hotplug = "disk_hotplug"  # attach_disk, detach_disk, backup_disk on a running VM
+    nic_hotplug = "nic_hotplug"  # attach_nic, detach_nic on a running VM
 
 
 class VmState(enum.Enum):
@@ -212,7 +219,7 @@ class MigrationStats:
     transferred_bytes: int | None
 
 
-VMM_OPS = ("startVnc", "stopVnc", "changeCdrom", "reset", "console", "list")
+VMM_OPS = ("startVnc", "stopVnc", "changeCdrom", "reset", "console", "nics", "list")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +230,9 @@ class VmmCall:
     password; ``stopVnc`` closes it. ``changeCdrom`` puts an image file (an absolute path the
     node manager resolved inside the image store; empty: eject) in the CD drive. ``reset``
     presses the reset button. ``console`` replies the last ``arg`` KB (default 16) of the serial
-    console. ``list`` replies the operations."""
+    console. ``nics`` replies a line per NIC: ``nic<i> mac=<mac> tap=<tap> guest=<g>``, ``g``
+    ``ready`` once the guest's driver has taken the device (``waiting`` before, ``unknown``
+    where the hypervisor cannot tell). ``list`` replies the operations."""
 
     op: str
     arg: str = ""
@@ -345,6 +354,21 @@ class VmmDriver(Protocol):
         hypervisor has closed its file. A guest that has not let go after ``timeout`` seconds
         keeps it: ``InvalidState``, and the VM and its disks are as they were. Idempotent: a
         volume the VM does not have is no error."""
+
+    async def attach_nic(self, instance_id: InstanceId, nic: NicSpec) -> None:
+        """Hot-plug ``nic`` (its tap made by the network driver, or an ifup script for QEMU to
+        run) into the running or paused VM as its last NIC (capability ``nic_hotplug``); the
+        guest sees a new network device with ``nic.mac``. From then on it is one of the VM's
+        NICs (``VmStatus.spec``, kept across ``adopt``), also for ``migrate`` and ``suspend``.
+        ``AlreadyExists`` for a MAC or tap the VM has already, ``InvalidInput`` when the VM has
+        no room for another NIC (its volumes hold the slots above), ``InvalidState`` for a VM in
+        another state; on failure the VM is as it was."""
+
+    async def detach_nic(self, instance_id: InstanceId, mac: str, timeout: float) -> None:
+        """Hot-unplug the VM's last NIC, ``mac``, and return once the guest has let it go and
+        the hypervisor has closed its tap. ``InvalidInput`` for a NIC that is not the last; a
+        guest that has not let go after ``timeout`` seconds keeps it: ``InvalidState``, the VM
+        as it was. Idempotent: a MAC the VM does not have is no error."""
 
     async def backup_disk(
         self, instance_id: InstanceId, source: Path, target: Path, timeout: float

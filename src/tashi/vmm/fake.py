@@ -21,8 +21,8 @@ and ``backup_disk`` copies the disk's file (when there is one: the fake's disks 
 Test hooks, beyond the contract: ``crash()`` (the VM dies by itself), ``guest_pause()`` (it
 stops on its own, e.g. a disk error), ``kill_offline()`` (the VM died while no node manager was
 watching), ``killed_while_sending()`` (the node manager died in the middle of a suspend or a
-migration), ``held_disks`` (volumes the guest will not let go), ``failing`` (operations that
-fail with ``BackendFailure``).
+migration), ``held_disks`` and ``held_nics`` (volumes and NICs the guest will not let go),
+``failing`` (operations that fail with ``BackendFailure``).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from tashi.vmm.base import (
     ExitReason,
     MigrationStats,
     MigrationTicket,
+    NicSpec,
     Sending,
     VmEvent,
     VmmCall,
@@ -109,6 +110,7 @@ class FakeDriver:
         self.migrate_timeout = migrate_timeout
         self.failing = set(failing)  # names of methods that raise BackendFailure
         self.held_disks: set[int] = set()  # volumes whose guest does not let them go
+        self.held_nics: set[str] = set()  # MACs (lower case) of NICs the guest keeps
         self._vms: dict[InstanceId, _FakeVm] = {}
         self._events: asyncio.Queue[VmEvent] = asyncio.Queue()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -333,6 +335,11 @@ class FakeDriver:
         if op == "changeCdrom":
             self._need(Capability.cdrom)
             return self._change_cdrom(vm, request.arg)
+        if op == "nics":  # the fake's guest takes every NIC at once
+            return "\n".join(
+                f"nic{i} mac={n.mac.lower()} tap={n.tap} guest=ready"
+                for i, n in enumerate(vm.spec.nics)
+            )
         self._need(Capability.vnc)
         if op == "startVnc":
             return f"VNC for instance {instance_id}: fake display, password {secrets.token_hex(4)}"
@@ -372,6 +379,34 @@ class FakeDriver:
         vm.spec = replace(vm.spec, disks=(*disks[:place], *disks[place + 1 :]))
         name = _guest_name(place)
         self._print(vm, f"{markers.DISK} action=remove name={name} uptime={self._uptime(vm):.2f}")
+        self._save(vm)
+
+    async def attach_nic(self, instance_id: InstanceId, nic: NicSpec) -> None:
+        vm = self._get(instance_id)
+        self._need(Capability.nic_hotplug)
+        self._expect(vm, (VmState.running, VmState.paused), "attach a NIC to")
+        if any(n.mac.lower() == nic.mac.lower() or n.tap == nic.tap for n in vm.spec.nics):
+            raise AlreadyExists(f"instance {instance_id} has a NIC {nic.mac} already")
+        self._fail("attach_nic")
+        vm.spec = replace(vm.spec, nics=(*vm.spec.nics, nic))
+        self._save(vm)
+
+    async def detach_nic(self, instance_id: InstanceId, mac: str, timeout: float) -> None:
+        vm = self._get(instance_id)
+        self._need(Capability.nic_hotplug)
+        self._expect(vm, (VmState.running, VmState.paused), "detach a NIC from")
+        macs = [n.mac.lower() for n in vm.spec.nics]
+        if mac.lower() not in macs:
+            return
+        if macs.index(mac.lower()) != len(macs) - 1:
+            raise InvalidInput(f"instance {instance_id}: NIC {mac} is not its last one")
+        if mac.lower() in self.held_nics:
+            raise InvalidState(
+                f"instance {instance_id}: the guest did not let NIC {mac} go within"
+                f" {timeout:.0f} s; it keeps it"
+            )
+        self._fail("detach_nic")
+        vm.spec = replace(vm.spec, nics=tuple(vm.spec.nics)[:-1])
         self._save(vm)
 
     async def backup_disk(

@@ -173,3 +173,19 @@ def test_the_node_service_guards_before_the_guest_runs_and_unguards_after(
         assert guard.ports() == {}
 
     asyncio.run(scenario())
+
+
+def test_a_nic_hot_plugged_later_has_its_tap_guarded_beside_the_others(tmp_path: Path) -> None:
+    service, plumbing = started(tmp_path)
+    vm = grouped(43, WEB)
+    first, second = taps(vm)
+    asyncio.run(service.attach(vm, [first, second]))
+    asyncio.run(service.attach(vm, [first, second]))  # all guarded already: nothing new
+    assert len(plumbing.scripts) == 1
+    third = Attachment(vm.id, 2, NetworkId(1), "52:54:00:00:2b:02", "tashi43.2")
+    asyncio.run(service.attach(vm, [first, second, third]))
+    assert 'device "tashi43.2"' in plumbing.last and 'device "tashi43.0"' not in plumbing.last
+    assert "g-7-sg-0123456789abcdef0 {" not in plumbing.last  # the group's chain is there
+    assert [p.tap for p in service.ports()[vm.id]] == ["tashi43.0", "tashi43.1", "tashi43.2"]
+    asyncio.run(service.detach(vm.id))
+    assert all(f"delete chain netdev tashi-secgroups to-43-{i}" in plumbing.last for i in range(3))

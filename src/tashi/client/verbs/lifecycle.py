@@ -256,7 +256,7 @@ VERBS = (
             INSTANCE,
             Option(
                 "arg",
-                "The command, e.g. startVnc, stopVnc, changeCdrom:<iso>, reset, list.",
+                "The command, e.g. startVnc, stopVnc, changeCdrom:<iso>, reset, nics, list.",
                 parsing.parse_name,
                 required=True,
                 metavar="COMMAND",

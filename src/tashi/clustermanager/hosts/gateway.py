@@ -24,7 +24,7 @@ from tashi.clustermanager.database import Database
 from tashi.domain.errors import TashiError, Unavailable
 from tashi.domain.firewall import Policy
 from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import DiskConfig, Host, Instance
+from tashi.domain.models import DiskConfig, Host, Instance, NicConfig
 from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 from tashi.nodeapi.nmclient import NodeManagerClient
 from tashi.web import requestids
@@ -161,6 +161,14 @@ class HttpNodeGateway:
     async def detach_disk(self, host: Host, instance: Instance, uri: str, timeout: float) -> None:
         async with self._client(host) as client:
             await client.detach_disk(instance.id, uri, timeout)
+
+    async def attach_nic(self, host: Host, instance: Instance, nic: NicConfig) -> None:
+        async with self._client(host) as client:
+            await client.attach_nic(instance.id, nic)
+
+    async def detach_nic(self, host: Host, instance: Instance, mac: str, timeout: float) -> None:
+        async with self._client(host) as client:
+            await client.detach_nic(instance.id, mac, timeout)
 
     async def backup_disk(
         self, host: Host, instance: Instance, uri: str, snapshot_id: str, timeout: float

@@ -14,7 +14,7 @@ from typing import Protocol
 from tashi.domain.errors import Unavailable
 from tashi.domain.firewall import Policy
 from tashi.domain.ids import HostId, InstanceId
-from tashi.domain.models import DiskConfig, Host, Instance
+from tashi.domain.models import DiskConfig, Host, Instance, NicConfig
 from tashi.domain.nodes import Grant, Ticket, Transfer, VmStatus
 
 
@@ -68,6 +68,14 @@ class NodeGateway(Protocol):
     async def detach_disk(self, host: Host, instance: Instance, uri: str, timeout: float) -> None:
         """Hot-unplug the volume ``uri`` once the guest lets it go (``InvalidState`` if it has
         not after ``timeout`` seconds). No error if the VM does not have it."""
+
+    async def attach_nic(self, host: Host, instance: Instance, nic: NicConfig) -> None:
+        """Hot-plug ``nic`` into the instance's running VM after its last NIC (a NIC it has
+        already: no change)."""
+
+    async def detach_nic(self, host: Host, instance: Instance, mac: str, timeout: float) -> None:
+        """Hot-unplug the VM's last NIC ``mac`` once the guest lets it go (``InvalidState`` if
+        it has not after ``timeout`` seconds). No error if the VM does not have it."""
 
     async def backup_disk(
         self, host: Host, instance: Instance, uri: str, snapshot_id: str, timeout: float
@@ -145,6 +153,12 @@ class NoNodeManagers:
 
     async def detach_disk(self, host: Host, instance: Instance, uri: str, timeout: float) -> None:
         raise self._refuse("detach a volume from", instance)
+
+    async def attach_nic(self, host: Host, instance: Instance, nic: NicConfig) -> None:
+        raise self._refuse("attach a NIC to", instance)
+
+    async def detach_nic(self, host: Host, instance: Instance, mac: str, timeout: float) -> None:
+        raise self._refuse("detach a NIC from", instance)
 
     async def backup_disk(
         self, host: Host, instance: Instance, uri: str, snapshot_id: str, timeout: float

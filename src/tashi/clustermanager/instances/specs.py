@@ -100,14 +100,14 @@ def settle_nics(tx: Transaction, specs: Sequence[InstanceSpec]) -> list[Instance
     taken = tx.instances.macs_in_use(given)
     if taken:
         raise AlreadyExists(f"MAC address {sorted(taken)[0]} is already in use")
-    fresh = iter(_fresh_macs(tx, sum(1 for s in specs for n in s.nics if not n.mac), set(given)))
+    fresh = iter(fresh_macs(tx, sum(1 for s in specs for n in s.nics if not n.mac), set(given)))
     return [
         replace(s, nics=tuple(n if n.mac else replace(n, mac=next(fresh)) for n in s.nics))
         for s in specs
     ]
 
 
-def _fresh_macs(tx: Transaction, count: int, used: set[str]) -> list[str]:
+def fresh_macs(tx: Transaction, count: int, used: set[str]) -> list[str]:
     """``count`` random MACs that no NIC has, checked against the store in few queries."""
     chosen: list[str] = []
     for _ in range(_MAC_TRIES):

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tashi.domain import errors as e
-from tashi.frontends.occi import render, storages
+from tashi.frontends.occi import nics, render, storages
 from tashi.frontends.occi.context import OcciContext
 from tashi.frontends.occi.errors import OcciError, status_of
 from tashi.frontends.occi.routes import Request as OcciRequest
@@ -45,6 +45,7 @@ def _check_version(user_agent: str) -> None:
 
 def create_app(ctx: OcciContext) -> Starlette:
     storages.watch(ctx)  # a compute created with storagelinks attaches them when it runs
+    nics.watch(ctx)  # a compute waiting for NICs takes them when it can
 
     async def endpoint(request: Request) -> Response:
         base = str(request.base_url).rstrip("/")

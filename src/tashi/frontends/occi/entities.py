@@ -40,6 +40,11 @@ PENDING = "__occi.attach"
 FAILED = "__occi.attach.failed"
 #: the own hint of a compute keeping a storagelink's mountpoint (the volume id follows)
 MOUNT = "__occi.mount."
+#: own hints of a compute: the NICs its networkinterfaces made while it could take none (it
+#: was starting, suspended, migrating …), to add once it can (``<network>/<mac>`` separated
+#: by spaces), and why those that could not be were not (JSON, MAC -> why)
+NICS = "__occi.nics"
+NICS_FAILED = "__occi.nics.failed"
 #: the volume's tags holding what OCCI was told (``Name`` is EC2's title too)
 TITLE_TAG = "Name"
 SUMMARY_TAG = "occi:summary"
@@ -127,12 +132,18 @@ def compute(inst: Instance, model: Model) -> Entity:
 
 
 def compute_links(inst: Instance) -> tuple[Entity, ...]:
-    """Its networkinterfaces, the storagelinks of its disks, and those waiting to be."""
+    """Its networkinterfaces, those waiting to be, the storagelinks of its disks, and those
+    waiting to be."""
     return (
-        tuple(networkinterface(inst, n) for n in range(len(inst.nics)))
+        networkinterfaces(inst)
         + tuple(storagelink(inst, n) for n in range(len(inst.disks)))
         + waiting(inst)
     )
+
+
+def networkinterfaces(inst: Instance) -> tuple[Entity, ...]:
+    """Its NICs' networkinterfaces, then those of NICs it waits for or could not have."""
+    return tuple(networkinterface(inst, n) for n in range(len(inst.nics))) + waiting_nics(inst)
 
 
 def templates(inst: Instance, model: Model) -> tuple[Category, ...]:
@@ -158,17 +169,35 @@ def templates(inst: Instance, model: Model) -> tuple[Category, ...]:
 
 def networkinterface(inst: Instance, n: int) -> Entity:
     nic = inst.nics[n]
+    state = "active" if compute_state(inst) == "active" else "inactive"
+    return nic_link(inst, n, nic.network, nic.mac, nic.ip, state=state)
+
+
+def nic_link(
+    inst: Instance,
+    n: int,
+    network: int,
+    mac: str,
+    ip: str | None,
+    *,
+    state: str,
+    message: str | None = None,
+) -> Entity:
+    """The networkinterface ``<inst>-<n>`` of a NIC on ``network`` (one of the compute's, or
+    one it waits to have: ``message`` says why)."""
     attrs: dict[str, Value] = {
         "occi.core.id": f"{inst.id}-{n}",
         "occi.core.source": compute_location(inst.id),
-        "occi.core.target": network_location(nic.network),
+        "occi.core.target": network_location(network),
         "occi.networkinterface.interface": f"eth{n}",
-        "occi.networkinterface.mac": nic.mac,
-        "occi.networkinterface.state": "active" if compute_state(inst) == "active" else "inactive",
+        "occi.networkinterface.mac": mac,
+        "occi.networkinterface.state": state,
         "occi.networkinterface.allocation": "dynamic",
     }
-    if nic.ip:
-        attrs["occi.networkinterface.address"] = nic.ip
+    if message is not None:
+        attrs["occi.networkinterface.state.message"] = message
+    if ip:
+        attrs["occi.networkinterface.address"] = ip
     return Entity(
         c.NETWORKINTERFACE,
         f"{inst.id}-{n}",
@@ -176,7 +205,61 @@ def networkinterface(inst: Instance, n: int) -> Entity:
         attrs,
         mixins=(c.IPNETWORKINTERFACE,),
         source=(compute_location(inst.id), c.COMPUTE.id),
-        target=(network_location(nic.network), c.NETWORK.id),
+        target=(network_location(network), c.NETWORK.id),
+    )
+
+
+def pending_nics(inst: Instance) -> list[tuple[int, str]]:
+    """The NICs ``inst`` waits to have: (network, MAC), in order."""
+    found = []
+    for part in inst.hints.get(NICS, "").split():
+        network, _, mac = part.partition("/")
+        if network.isdigit() and mac:
+            found.append((int(network), mac))
+    return found
+
+
+def failed_nics(inst: Instance) -> dict[str, tuple[int, str]]:
+    """The NICs ``inst`` waited for that could not be added: MAC -> (network, why)."""
+    try:
+        found = json.loads(inst.hints.get(NICS_FAILED, "{}"))
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {
+        str(mac): (int(v[0]), str(v[1]))
+        for mac, v in found.items()
+        if isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)
+    }
+
+
+def waiting_nics(inst: Instance) -> tuple[Entity, ...]:
+    """The networkinterfaces whose NICs ``inst`` does not have: those it waits for (after its
+    own NICs), then those that could not be added (``error``, with why)."""
+    first = len(inst.nics)
+    return tuple(
+        nic_link(
+            inst,
+            first + k,
+            network,
+            mac,
+            None,
+            state="inactive",
+            message=f"added once compute {inst.id} runs or is stopped",
+        )
+        for k, (network, mac) in enumerate(pending_nics(inst))
+    ) + tuple(
+        nic_link(
+            inst,
+            first + len(pending_nics(inst)) + k,
+            network,
+            mac,
+            None,
+            state="error",
+            message=f"not added: {why}",
+        )
+        for k, (mac, (network, why)) in enumerate(failed_nics(inst).items())
     )
 
 

@@ -13,7 +13,9 @@ Path (GET; POST; PUT; DELETE):
 * ``/storage/<instance>-<n>`` (a compute's own disk): read; 501 (it follows its compute)
 * ``/link/storagelink/``: list; attach a volume; -; -
 * ``/link/storagelink/<instance>-<vol-id>``: read; mountpoint; mountpoint; detach
-* ``/link/networkinterface/…``: list, read; 501 (no NIC is hot-added or removed)
+* ``/link/networkinterface/``: list; add a NIC to a compute (hot-plugged); -; -
+* ``/link/networkinterface/<instance>-<n>``: read; 501; 501; remove the NIC (its last), or
+  forget one waiting to be added
 * ``/mixin/…/`` (a mixin's collection): list; associate; replace (user mixins); dissociate
 * ``/resource/``, ``/link/``, ``/``: list
 """
@@ -30,7 +32,7 @@ from tashi.domain.validation import MAX_NAME
 from tashi.domain.volumes import is_volume_id
 from tashi.frontends.occi import categories as c
 from tashi.frontends.occi import collections as coll
-from tashi.frontends.occi import computes, storages
+from tashi.frontends.occi import computes, nics, storages
 from tashi.frontends.occi import entities as ent
 from tashi.frontends.occi import mixinroutes as mixins
 from tashi.frontends.occi import storageviews as sv
@@ -98,11 +100,8 @@ async def kind_collection(req: Request, kind: Category) -> Response:
         return await storage_collection(req)
     if kind is c.STORAGELINK and req.method == "POST" and "action" not in req.params:
         return req.out.created(await storages.link(req.ctx, req.caller, req.model, req.parsed))
-    if kind is c.NETWORKINTERFACE and req.method == "POST":
-        raise not_implemented(
-            "Tashi does not add a network interface to an existing compute: create the compute"
-            " with its networkinterface links"
-        )
+    if kind is c.NETWORKINTERFACE and req.method == "POST" and "action" not in req.params:
+        return req.out.created(await nics.link(req.ctx, req.caller, req.model, req.parsed))
     if kind in (c.RESOURCE, c.LINK):
         raise OcciError(
             405, "create a compute, network or storage at its kind's collection", ("GET",)
@@ -169,6 +168,8 @@ async def entity(req: Request, kind: Category, ident: str) -> Response:
         return await storage_entity(req, ident)
     if kind is c.STORAGELINK and is_volume_id(ident.partition("-")[2]):
         return await storagelink_entity(req, ident)
+    if kind is c.NETWORKINTERFACE and req.method == "DELETE":
+        return await networkinterface_delete(req, ident)
     if kind in (c.STORAGE, c.NETWORKINTERFACE, c.STORAGELINK):
         req.allow("GET", "POST", "PUT", "DELETE")
         found = await _part(req, kind, ident)
@@ -189,8 +190,8 @@ async def _part(req: Request, kind: Category, ident: str) -> ent.Entity:
         return ent.storage(inst, n, images)
     if kind is c.STORAGELINK and n < len(inst.disks):
         return ent.storagelink(inst, n)
-    if kind is c.NETWORKINTERFACE and n < len(inst.nics):
-        return ent.networkinterface(inst, n)
+    if kind is c.NETWORKINTERFACE:
+        return nics.find(inst, ident)
     raise NotFound(f"no {kind.term} {ident}")
 
 
@@ -223,6 +224,15 @@ async def storagelink_entity(req: Request, ident: str) -> Response:
         inst = await storages.relink(req.ctx, req.caller, inst, vid, req.parsed)
         found = storages.find_link(inst, vid)
     return req.out.entity(found)
+
+
+async def networkinterface_delete(req: Request, ident: str) -> Response:
+    iid, dash, _ = ident.partition("-")
+    if not (dash and iid.isdigit()):
+        raise NotFound(f"no networkinterface {ident}")
+    inst = await computes.get(req.ctx, req.caller, iid)
+    await nics.unlink(req.ctx, req.caller, inst, ident)
+    return req.out.done()
 
 
 async def compute_entity(req: Request, ident: str) -> Response:

@@ -162,12 +162,15 @@ async def act(
 # --- storagelinks ---------------------------------------------------------------------------
 
 
-def _ident(value: Value | None, kind: c.Category, what: str) -> str:
-    """The id at the end of a link's ``source`` or ``target`` (a location, absolute or not)."""
+def link_end(
+    value: Value | None, kind: c.Category, what: str, link: c.Category = c.STORAGELINK
+) -> str:
+    """The id at the end of a ``link``'s ``source`` or ``target`` (a location, absolute or
+    not), which must be a ``kind``."""
     text = str(value or "")
     ident = text.rstrip("/").rsplit("/", 1)[-1]
     if not ident or str(kind.location) not in text:
-        raise bad(f"a storagelink's {what} is a {kind.term} ({kind.location}<id>), not {text!r}")
+        raise bad(f"a {link.term}'s {what} is a {kind.term} ({kind.location}<id>), not {text!r}")
     return ident
 
 
@@ -199,8 +202,8 @@ async def link(ctx: OcciContext, caller: Principal, model: Model, parsed: Parsed
     if parsed.resolved(model).kind is not c.STORAGELINK:
         raise bad(f"POST {c.STORAGELINK.location} names the kind {c.STORAGELINK.id}")
     attrs = parsed.attributes
-    iid = _ident(attrs.get("occi.core.source"), c.COMPUTE, "source")
-    vid = _ident(attrs.get("occi.core.target"), c.STORAGE, "target")
+    iid = link_end(attrs.get("occi.core.source"), c.COMPUTE, "source")
+    vid = link_end(attrs.get("occi.core.target"), c.STORAGE, "target")
     inst = await computes.get(ctx, caller, iid)
     one = await get(ctx, caller, vid)
     if one.volume.attachment is not None and one.volume.attachment.instance_id == inst.id:
@@ -255,7 +258,7 @@ async def pending_for_create(ctx: OcciContext, caller: Principal, targets: list[
     locations): each the caller's own and available; devices from ``/dev/vdb``."""
     waits: dict[str, str] = {}
     for target in targets:
-        vid = _ident(target, c.STORAGE, "target")
+        vid = link_end(target, c.STORAGE, "target")
         one = await get(ctx, caller, vid)
         if one.volume.state is not V.available or one.volume.user_id != caller.user_id:
             raise OcciError(

@@ -84,7 +84,8 @@ class FirewallService:
         self.enforcing = True
 
     async def attach(self, instance: Instance, taps: Sequence[Attachment]) -> None:
-        """Guard the instance's NICs if it is in groups (``BackendFailure`` if they cannot be)."""
+        """Guard the instance's NICs if it is in groups (``BackendFailure`` if they cannot be);
+        taps guarded already are left as they are (a NIC hot-plugged later adds its own)."""
         keys = tuple(firewall.key(instance.user_id, g) for g in groups_of(instance.hints))
         if not keys or self._plumbing is None:
             return
@@ -95,15 +96,19 @@ class FirewallService:
                 "security groups are enforced only on taps the network driver makes, and a NIC"
                 " of this instance is on a network an ifup script serves"
             )
-        ports = [_port(instance, tap, keys) for tap in taps]
         async with self._lock:
+            had = self._ports.get(instance.id, [])
+            guarded = {p.tap for p in had}
+            ports = [_port(instance, tap, keys) for tap in taps if tap.tap not in guarded]
+            if not ports:
+                return
             new = {k for k in keys if k not in self._chains and rules.group_chain(k)}
             script = "\n".join(
                 rules.add_port(self._policy, p, new if i == 0 else ()) for i, p in enumerate(ports)
             )
             await self._plumbing.load(script, f"guarding the taps of instance {instance.id}")
             self._chains |= new
-            self._ports[instance.id] = ports
+            self._ports[instance.id] = [*had, *ports]
 
     async def detach(self, instance_id: InstanceId) -> None:
         """Stop guarding the instance (its VM has gone). Never raises."""

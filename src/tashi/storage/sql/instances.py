@@ -23,8 +23,9 @@ from tashi.domain.ids import HostId, InstanceId, UserId
 from tashi.domain.models import DiskConfig, Instance, InstanceSpec, NicConfig, Usage
 from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceChanges, InstanceFilter
-from tashi.storage.shared import new_instance
+from tashi.storage.shared import last_nic, new_instance
 from tashi.storage.sql.db import Db, Violation
+from tashi.storage.sql.tables import addresses as t_addr
 from tashi.storage.sql.tables import instances as t_inst
 from tashi.storage.sql.tables import nics as t_nics
 
@@ -145,7 +146,7 @@ class SqlInstances:
             self._add_nics(instance.id, instance.nics)
         return replace(instance, created_at=now, state_since=now)
 
-    def _add_nics(self, iid: InstanceId, nics: Sequence[NicConfig]) -> None:
+    def _add_nics(self, iid: InstanceId, nics: Sequence[NicConfig], *, first: int = 0) -> None:
         def explain(v: Violation) -> TashiError:
             if v.constraint == "uq_nics_mac":
                 macs = v.value or ", ".join(n.mac for n in nics)
@@ -157,7 +158,7 @@ class SqlInstances:
 
         rows = [
             {"instance_id": iid, "idx": i, "network_id": n.network, "mac": n.mac, "ip": n.ip}
-            for i, n in enumerate(nics)
+            for i, n in enumerate(nics, start=first)
         ]
         self._db.execute(sa.insert(t_nics), rows, explain=explain)
 
@@ -230,6 +231,26 @@ class SqlInstances:
         )
         rows = [{"iid": instance_id, "m": n.mac, "new_ip": n.ip} for n in nics]
         self._db.execute(stmt, rows, explain=explain)
+
+    def add_nic(
+        self, instance_id: InstanceId, expected: InstanceState, nic: NicConfig, *, now: datetime
+    ) -> Instance:
+        had = self.transition(instance_id, expected, expected, now=now).nics
+        self._add_nics(instance_id, [nic], first=len(had))
+        return self.get(instance_id)
+
+    def remove_nic(
+        self, instance_id: InstanceId, expected: InstanceState, mac: str, *, now: datetime
+    ) -> Instance:
+        inst = self.transition(instance_id, expected, expected, now=now)
+        index = last_nic(inst, mac)
+        if index is None:
+            return inst
+        gone = (t_nics.c.instance_id == instance_id, t_nics.c.idx == index)
+        self._db.execute(sa.delete(t_nics).where(*gone))
+        held = (t_addr.c.instance_id == instance_id, t_addr.c.nic_index == index)
+        self._db.execute(sa.delete(t_addr).where(*held))
+        return self.get(instance_id)
 
     def remove(self, instance_id: InstanceId, expected: InstanceState) -> None:
         cas = sa.delete(t_inst).where(t_inst.c.id == instance_id, t_inst.c.state == expected.value)

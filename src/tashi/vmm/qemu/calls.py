@@ -16,6 +16,9 @@ stays until it leaves (QEMU 7.2 cannot drop VNC clients).
 ``changeCdrom`` takes an absolute path the node manager resolved inside the image store and
 puts it read-only in the IDE CD drive ``cd0`` (an empty argument ejects). ``console`` reads the
 end of the serial log qemu appends to; ``reset`` is the reset button; ``list`` the operations.
+``nics`` tells of each NIC whether the guest's driver has taken the device (virtio's
+``DRIVER_OK``, read with ``x-query-virtio-status``): how a NIC hot-plugged into a running VM is
+seen to reach its guest.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import os
 import secrets
 from pathlib import Path
 
-from tashi.domain.errors import InvalidInput
+from tashi.domain.errors import BackendFailure, InvalidInput
 from tashi.vmm.base import VMM_OPS, VmmCall, VmState
 from tashi.vmm.qemu.vm import QemuVm
 
@@ -45,6 +48,8 @@ async def call(
         return f"instance {vm.iid} was reset"
     if op == "changeCdrom":
         return await _change_cdrom(vm, request.arg)
+    if op == "nics":
+        return await _nics(vm)
     if op == "startVnc":
         return await _start_vnc(vm, vnc_host, vnc_lifetime, host_name)
     return await _stop_vnc(vm, vnc_host)
@@ -58,6 +63,20 @@ def read_tail(path: Path, size: int) -> str:
             return log.read().decode(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+async def _nics(vm: QemuVm) -> str:
+    lines = []
+    for index, nic in enumerate(vm.spec.nics):
+        path = f"/machine/peripheral/nic{index}/virtio-backend"
+        try:
+            found = await vm.monitor.execute("x-query-virtio-status", {"path": path})
+            statuses = " ".join(found.get("status", {}).get("statuses", []))
+            guest = "ready" if "DRIVER_OK" in statuses else "waiting"
+        except BackendFailure:
+            guest = "unknown"  # not a virtio NIC
+        lines.append(f"nic{index} mac={nic.mac.lower()} tap={nic.tap} guest={guest}")
+    return "\n".join(lines)
 
 
 async def _change_cdrom(vm: QemuVm, arg: str) -> str:

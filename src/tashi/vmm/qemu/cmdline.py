@@ -40,14 +40,14 @@ from pathlib import Path
 
 from tashi.domain.errors import InvalidInput
 from tashi.images.boot import DirectBoot
-from tashi.vmm.base import VmSpec
+from tashi.vmm.base import NicSpec, VmSpec
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 _TAP = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _MODEL = re.compile(r"[a-z0-9][a-z0-9-]*")
 _CPU = re.compile(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.+=-]+)*")
-_NIC_MODELS = {"virtio": "virtio-net-pci"}  # the original nicModel hint's short name
+NIC_MODELS = {"virtio": "virtio-net-pci"}  # the original nicModel hint's short name
 _DISK_FORMATS = ("qcow2", "raw")
 _IDE_DISKS = 2  # ide.0 has two units; ide.1 holds the CD drive
 VOLUME_SLOT_BASE = 6  # volume n (1..25) sits in PCI slot 6 + n: 7 to 31, the top of the bus
@@ -155,6 +155,18 @@ def auto_slots(spec: VmSpec) -> int:
     return virtio + len(spec.nics)
 
 
+def next_auto_slot(spec: VmSpec) -> str:
+    """The PCI slot QEMU gives one more NIC after the VM's own disks and NICs (``nics.py``
+    hot-plugs it there); ``InvalidInput`` when a volume holds it."""
+    slot = FIRST_AUTO_SLOT + auto_slots(spec)
+    taken = [VOLUME_SLOT_BASE + d.volume for d in spec.disks if d.volume is not None]
+    if slot >= min(taken, default=VOLUME_SLOT_BASE + 26):  # 31 is the bus's last slot
+        raise InvalidInput(
+            f"instance {spec.instance_id} has no PCI slot left for another NIC below its volumes"
+        )
+    return f"{slot:#04x}"
+
+
 def check_volume_slot(spec: VmSpec, volume: int) -> None:
     """``InvalidInput`` unless volume ``volume`` fits above the slots QEMU chooses."""
     if not 1 <= volume <= 25:
@@ -206,7 +218,7 @@ def _nics(spec: VmSpec) -> list[str]:
     for index, nic in enumerate(spec.nics):
         script = "no" if nic.ifup_script is None else _esc(nic.ifup_script)
         netdev = f"tap,id=net{index},ifname={nic.tap},script={script},downscript=no"
-        model = _NIC_MODELS.get(nic.model, nic.model)
+        model = NIC_MODELS.get(nic.model, nic.model)
         argv += ["-netdev", netdev]
         argv += ["-device", f"{model},netdev=net{index},mac={nic.mac.lower()},id=nic{index}"]
     return argv
@@ -246,9 +258,14 @@ def _check(spec: VmSpec, paths: VmPaths) -> None:
                 raise InvalidInput(f"{where}: volume {disk.volume} must be a writable virtio disk")
             check_volume_slot(spec, disk.volume)
     for nic in spec.nics:
-        if not _TAP.fullmatch(nic.tap):
-            raise InvalidInput(f"{where}: {nic.tap!r} is not a tap name")
-        if not _MAC.fullmatch(nic.mac):
-            raise InvalidInput(f"{where}: {nic.mac!r} is not a MAC address")
-        if not _MODEL.fullmatch(nic.model):
-            raise InvalidInput(f"{where}: {nic.model!r} is not a NIC model")
+        check_nic(nic, where)
+
+
+def check_nic(nic: NicSpec, where: str) -> None:
+    """``InvalidInput`` unless the NIC's tap name, MAC and model are what they may be."""
+    if not _TAP.fullmatch(nic.tap):
+        raise InvalidInput(f"{where}: {nic.tap!r} is not a tap name")
+    if not _MAC.fullmatch(nic.mac):
+        raise InvalidInput(f"{where}: {nic.mac!r} is not a MAC address")
+    if not _MODEL.fullmatch(nic.model):
+        raise InvalidInput(f"{where}: {nic.model!r} is not a NIC model")

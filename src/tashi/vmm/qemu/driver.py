@@ -41,6 +41,7 @@ from tashi.vmm.base import (
     ExitReason,
     MigrationStats,
     MigrationTicket,
+    NicSpec,
     VmEvent,
     VmmCall,
     VmSpec,
@@ -49,7 +50,7 @@ from tashi.vmm.base import (
     check_cpu_share,
     check_movable,
 )
-from tashi.vmm.qemu import bootslots, calls, cgroups, hotplug, probe, process, transfer
+from tashi.vmm.qemu import bootslots, calls, cgroups, hotplug, nics, probe, process, transfer
 from tashi.vmm.qemu.cmdline import Launch, VmPaths, build_argv
 from tashi.vmm.qemu.vm import Outgoing, QemuVm, state_of
 
@@ -489,6 +490,24 @@ class QemuDriver:
             if await hotplug.detach(vm, volume, timeout):
                 kept = tuple(d for d in vm.spec.disks if d.volume != volume)
                 vm.spec = replace(vm.spec, disks=kept)
+                vm.save(self._boot_id)
+
+    # --- NICs (nics.py) -------------------------------------------------------------
+
+    async def attach_nic(self, instance_id: InstanceId, nic: NicSpec) -> None:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            vm.expect(VmState.running, VmState.paused, what="attach a NIC to")
+            await nics.attach(vm, nic)
+            vm.spec = replace(vm.spec, nics=(*vm.spec.nics, nic))
+            vm.save(self._boot_id)
+
+    async def detach_nic(self, instance_id: InstanceId, mac: str, timeout: float) -> None:
+        vm = self._get(instance_id)
+        async with vm.lock:
+            vm.expect(VmState.running, VmState.paused, what="detach a NIC from")
+            if await nics.detach(vm, mac, timeout):
+                vm.spec = replace(vm.spec, nics=tuple(vm.spec.nics)[:-1])
                 vm.save(self._boot_id)
 
     async def backup_disk(

@@ -74,15 +74,15 @@ async def attach(vm: QemuVm, disk: DiskSpec) -> None:
             },
         )
     except BackendFailure:
-        await _quietly(vm, "blockdev-del", {"node-name": node})
+        await quietly(vm, "blockdev-del", {"node-name": node})
         raise
 
 
 async def detach(vm: QemuVm, volume: int, timeout: float) -> bool:
     """Whether the VM had the volume (``False``: nothing to do)."""
     node, device = volume_names(volume)
-    if not await _has_device(vm, device):
-        await _quietly(vm, "blockdev-del", {"node-name": node})  # a late release's leftover
+    if not await has_device(vm, device):
+        await quietly(vm, "blockdev-del", {"node-name": node})  # a late release's leftover
         return any(d.volume == volume for d in vm.spec.disks)
     gone = asyncio.get_running_loop().create_future()
     vm.unplugged[device] = gone
@@ -92,7 +92,7 @@ async def detach(vm: QemuVm, volume: int, timeout: float) -> bool:
             async with asyncio.timeout(timeout):
                 await gone
         except TimeoutError:
-            if await _has_device(vm, device):
+            if await has_device(vm, device):
                 raise InvalidState(
                     f"instance {vm.iid}: the guest did not let volume {volume} go within"
                     f" {timeout:.0f} s (is it mounted?); it keeps it"
@@ -103,7 +103,8 @@ async def detach(vm: QemuVm, volume: int, timeout: float) -> bool:
     return True
 
 
-async def _has_device(vm: QemuVm, device: str) -> bool:
+async def has_device(vm: QemuVm, device: str) -> bool:
+    """Whether the VM has a device of that id (a hot-unplug finished when it has not)."""
     found = await vm.monitor.execute("qom-list", {"path": "/machine/peripheral"})
     return any(entry.get("name") == device for entry in found)
 
@@ -121,14 +122,14 @@ async def backup(vm: QemuVm, source: Path, target: Path, timeout: float) -> None
         try:
             error = await _concluded(vm, job, timeout)
         except BaseException:
-            await _quietly(vm, "job-cancel", {"id": job, "force": True})
+            await quietly(vm, "job-cancel", {"id": job, "force": True})
             raise
         finally:
             await _dismiss(vm, job)
         if error is not None:
             raise BackendFailure(f"instance {vm.iid}: copying {source.name} failed: {error}")
     finally:
-        await _quietly(vm, "blockdev-del", {"node-name": job})
+        await quietly(vm, "blockdev-del", {"node-name": job})
 
 
 async def _concluded(vm: QemuVm, job: str, timeout: float) -> str | None:
@@ -154,12 +155,12 @@ async def _dismiss(vm: QemuVm, job: str) -> None:
         if found is None:
             return
         if found.get("status") == "concluded":
-            await _quietly(vm, "job-dismiss", {"id": job})
+            await quietly(vm, "job-dismiss", {"id": job})
             return
         await asyncio.sleep(_POLL)
 
 
-async def _quietly(vm: QemuVm, command: str, arguments: dict[str, Any]) -> None:
+async def quietly(vm: QemuVm, command: str, arguments: dict[str, Any]) -> None:
     """A clean-up step whose failure the error being raised, or the outcome, already tells."""
     try:
         await vm.monitor.execute(command, arguments)
