@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 
 from tashi.clustermanager import refs
 from tashi.clustermanager.accounts.auth import require_owner
@@ -72,7 +73,11 @@ class NicService:
         self._nodes = nodes
         self._default_network = default_network
         self.detach_timeout = detach_timeout
-        self._locks: dict[InstanceId, asyncio.Lock] = {}
+        # one lock per instance while a change of it is under way (gone with its last user:
+        # nothing here grows with the instances ever changed)
+        self._locks: weakref.WeakValueDictionary[InstanceId, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     def _lock(self, iid: InstanceId) -> asyncio.Lock:
         return self._locks.setdefault(iid, asyncio.Lock())
