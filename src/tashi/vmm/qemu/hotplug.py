@@ -84,6 +84,14 @@ async def detach(vm: QemuVm, volume: int, timeout: float) -> bool:
     if not await has_device(vm, device):
         await quietly(vm, "blockdev-del", {"node-name": node})  # a late release's leftover
         return any(d.volume == volume for d in vm.spec.disks)
+    await unplug(vm, device, timeout, f"volume {volume}", " (is it mounted?)")
+    await vm.monitor.execute("blockdev-del", {"node-name": node})
+    return True
+
+
+async def unplug(vm: QemuVm, device: str, timeout: float, what: str, hint: str = "") -> None:
+    """``device_del`` of ``device`` (``what``, for the error), then wait for the guest to let
+    it go (QMP's ``DEVICE_DELETED``); ``InvalidState`` if it still has it after ``timeout``."""
     gone = asyncio.get_running_loop().create_future()
     vm.unplugged[device] = gone
     try:
@@ -94,13 +102,11 @@ async def detach(vm: QemuVm, volume: int, timeout: float) -> bool:
         except TimeoutError:
             if await has_device(vm, device):
                 raise InvalidState(
-                    f"instance {vm.iid}: the guest did not let volume {volume} go within"
-                    f" {timeout:.0f} s (is it mounted?); it keeps it"
+                    f"instance {vm.iid}: the guest did not let {what} go within"
+                    f" {timeout:.0f} s{hint}; it keeps it"
                 ) from None
     finally:
         vm.unplugged.pop(device, None)
-    await vm.monitor.execute("blockdev-del", {"node-name": node})
-    return True
 
 
 async def has_device(vm: QemuVm, device: str) -> bool:

@@ -17,13 +17,12 @@ removes the device only when the guest has, which ``DEVICE_DELETED`` tells
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput, InvalidState
+from tashi.domain.errors import AlreadyExists, BackendFailure, InvalidInput
 from tashi.vmm.base import NicSpec
 from tashi.vmm.qemu.cmdline import NIC_MODELS, check_nic, next_auto_slot
-from tashi.vmm.qemu.hotplug import has_device, quietly
+from tashi.vmm.qemu.hotplug import has_device, quietly, unplug
 from tashi.vmm.qemu.vm import QemuVm
 
 
@@ -74,20 +73,6 @@ async def detach(vm: QemuVm, mac: str, timeout: float) -> bool:
         )
     backend, device = nic_names(index)
     if await has_device(vm, device):
-        gone = asyncio.get_running_loop().create_future()
-        vm.unplugged[device] = gone
-        try:
-            await vm.monitor.execute("device_del", {"id": device})
-            try:
-                async with asyncio.timeout(timeout):
-                    await gone
-            except TimeoutError:
-                if await has_device(vm, device):
-                    raise InvalidState(
-                        f"instance {vm.iid}: the guest did not let NIC {mac} go within"
-                        f" {timeout:.0f} s; it keeps it"
-                    ) from None
-        finally:
-            vm.unplugged.pop(device, None)
+        await unplug(vm, device, timeout, f"NIC {mac}")
     await quietly(vm, "netdev_del", {"id": backend})  # gone already after a late release
     return True
