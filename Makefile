@@ -12,8 +12,7 @@ MAKEFLAGS += --no-print-directory
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tashi-installed
-# two workers; the tests that boot guests all on one of them, in turn (tests/conftest.py)
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+PYTEST_ARGS ?=
 
 .PHONY: help packages bootstrap test check check-format check-lint check-types check-imports \
 	check-tests demo demo-stop demo-control bench defaults clean distclean image debian-image

@@ -30,25 +30,8 @@ from tests.fixtures.images import (  # noqa: F401  (imported to register the fix
 KNOWN_WARNINGS: dict[str, str] = {}  # test id -> one filterwarnings entry, with why beside it
 
 
-#: ``make test`` runs the tests on two pytest-xdist workers (``--dist loadgroup``). Every test
-#: that boots QEMU guests or a virtual cluster is in one group, so one worker runs them one after
-#: the other while the other worker takes the rest: two TCG guests' boots at once would make the
-#: timings those tests wait on (HA leases, fault rounds) those of a machine with half its cores.
-GUESTS = "guests"
-_GUEST_FIXTURES = frozenset({"tiny_image", "debian_image"})
-_GUEST_PATHS = ("tests/devcluster/", "tests/scripts/", "tests/scheduler/test_race.py")
-
-
-def _boots_guests(item: pytest.Item) -> bool:
-    if _GUEST_FIXTURES & set(getattr(item, "fixturenames", ())):
-        return True
-    return item.nodeid.startswith(_GUEST_PATHS)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         known = KNOWN_WARNINGS.get(item.nodeid)
         if known is not None:
             item.add_marker(pytest.mark.filterwarnings(known))
-        if _boots_guests(item):
-            item.add_marker(pytest.mark.xdist_group(GUESTS))
