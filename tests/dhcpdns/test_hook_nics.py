@@ -128,12 +128,11 @@ async def test_nics_changed_addresses_a_new_nic_and_forgets_a_removed_one(
 
 
 def running(cm: Cluster, iid: int) -> InstanceOut:
-    return wait_for(
-        f"instance {iid} running",
-        lambda: (i := cm.admin.get_instance(iid)).state == "Running" and i,
-        timeout=60,
-        every=0.1,
-    )
+    def probe() -> InstanceOut | None:
+        inst = cm.admin.get_instance(iid)
+        return inst if inst.state == "Running" else None
+
+    return wait_for(f"instance {iid} running", probe, timeout=60, every=0.1)
 
 
 async def test_a_round_hands_a_running_instances_new_nic_to_the_hook(

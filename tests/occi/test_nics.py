@@ -83,7 +83,7 @@ def allocate(occi: Occi, iid: str, index: int, address_range: str) -> str | None
         inst, _ = await service.allocate(agent, iid, index, address_range)
         return inst.nics[index].ip
 
-    return occi.http.portal.call(run)  # type: ignore[union-attr,no-any-return]
+    return occi.http.portal.call(run)  # type: ignore[union-attr]
 
 
 def test_a_networkinterface_hot_plugs_a_nic_into_a_running_compute(occi: Occi) -> None:
