@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tashi.domain.errors import BackendFailure
-from tashi.domain.ids import InstanceId
-from tashi.domain.models import Host, Instance, NicConfig
+from tashi.domain.ids import InstanceId, UserId
+from tashi.domain.models import Host, Instance, NicConfig, Principal, Role
 from tashi.domain.states import InstanceState
 from tashi.storage.contract import InstanceChanges
 from tests.occi.conftest import INFRA, Occi
@@ -73,6 +73,19 @@ def running(occi: Occi, iid: str) -> None:
     occi.http.portal.call(run)  # type: ignore[union-attr]
 
 
+def allocate(occi: Occi, iid: str, index: int, address_range: str) -> str | None:
+    """NIC ``index``'s address, as the scheduler's DhcpDns hook has the cluster manager
+    allocate it (POST /v1/instances/{ref}/nics/{index}/address, as the agent account)."""
+
+    async def run() -> str | None:
+        agent = Principal(UserId(0), "scheduler", Role.agent)
+        service = occi.api.service.addresses
+        inst, _ = await service.allocate(agent, iid, index, address_range)
+        return inst.nics[index].ip
+
+    return occi.http.portal.call(run)  # type: ignore[union-attr]
+
+
 def test_a_networkinterface_hot_plugs_a_nic_into_a_running_compute(occi: Occi) -> None:
     nodes = Nodes(occi)
     compute = occi.create("alice", OS)
@@ -92,6 +105,12 @@ def test_a_networkinterface_hot_plugs_a_nic_into_a_running_compute(occi: Occi) -
         x["id"] for x in read(occi, compute)["links"] if x["kind"].endswith("#networkinterface")
     ]
     assert links == [f"{iid}-0", f"{iid}-1"]
+    assert "occi.networkinterface.address" not in doc["attributes"]
+    # The scheduler's DhcpDns hook gives the hot-plugged NIC its address (nics_changed):
+    # the ipnetworkinterface mixin shows it.
+    assert allocate(occi, iid, 1, "198.19.9.10-198.19.9.20") == "198.19.9.10"
+    after = read(occi, link)["attributes"]
+    assert after["occi.networkinterface.address"] == "198.19.9.10"
 
     assert occi.call("DELETE", f"/link/networkinterface/{iid}-0").status_code == 409  # not last
     assert occi.call("DELETE", link, "bob").status_code == 403

@@ -3,9 +3,9 @@
 scheduler loads it, against a real ``tashi-cm`` logged in as the scheduler's agent account.
 
 What each rule means is in ``hooks.py``: ``before_activation`` returns the instance, is
-idempotent, and fails only with ``TashiError``; ``after_destroy`` tolerates an instance it never
-saw and being called twice; ``start`` takes every instance of the cluster and may run again;
-``close`` ends it.
+idempotent, and fails only with ``TashiError``; ``nics_changed`` is idempotent and fails only
+with ``TashiError`` too; ``after_destroy`` tolerates an instance it never saw and being called
+twice; ``start`` takes every instance of the cluster and may run again; ``close`` ends it.
 """
 
 from __future__ import annotations
@@ -93,6 +93,15 @@ async def test_start_takes_the_whole_cluster_and_may_run_again(
     await hook.after_destroy(vm)
 
 
+async def test_nics_changed_is_idempotent(cm: Cluster, hook: InstanceHook) -> None:
+    vm = await hook.before_activation(new_vm(cm, f"nics-{hook.name.lower()}"), host_of(cm))
+    await hook.nics_changed(cm.admin.get_instance(vm.id))
+    await hook.nics_changed(vm)  # again, with the instance as it was
+    assert cm.admin.get_instance(vm.id).nics == vm.nics  # nothing handed out twice
+    cm.admin.destroy_vm(vm.id, force=True)
+    await hook.after_destroy(vm)
+
+
 async def test_failures_are_tashi_errors(cm: Cluster, hook: InstanceHook) -> None:
     vm = new_vm(cm, f"fail-{hook.name.lower()}")
     cm.admin.destroy_vm(vm.id, force=True)
@@ -100,3 +109,5 @@ async def test_failures_are_tashi_errors(cm: Cluster, hook: InstanceHook) -> Non
     # TashiError (anything else escaping fails this test); one that does not may go on.
     with contextlib.suppress(TashiError):
         await hook.before_activation(vm, host_of(cm))
+    with contextlib.suppress(TashiError):
+        await hook.nics_changed(vm)

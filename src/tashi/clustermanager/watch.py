@@ -27,7 +27,7 @@ from tashi.domain.states import InstanceState
 from tashi.storage.contract import Transaction
 
 # Repository methods that change instances or what a scheduler sees of hosts.
-_INSTANCE_WRITES = frozenset({"add", "adopt", "transition", "remove"})
+_INSTANCE_WRITES = frozenset({"add", "adopt", "transition", "remove", "add_nic", "remove_nic"})
 _HOST_WRITES = frozenset({"add", "remove", "set_state", "add_reservation", "remove_reservation"})
 # Host writes keyed by the host's id, besides ``update`` (``renew`` is liveness only).
 _HOST_KEYED = frozenset(
@@ -180,6 +180,20 @@ class _Instances(_Repository):
         self._inner.remove(instance_id, expected)
         self._touch(instance_id)
         self._note(expected, None, removed=instance_id)
+
+    # A NIC added or removed (``instances/nics.py``) is a change the scheduler's hooks act on
+    # (the DhcpDns hook gives it an address and a lease): bump, as a state change would.
+    def add_nic(self, instance_id: Any, *args: Any, **kw: Any) -> Any:
+        self._owner.changed = True
+        changed = self._inner.add_nic(instance_id, *args, **kw)
+        self._touch(instance_id, changed)
+        return changed
+
+    def remove_nic(self, instance_id: Any, *args: Any, **kw: Any) -> Any:
+        self._owner.changed = True
+        changed = self._inner.remove_nic(instance_id, *args, **kw)
+        self._touch(instance_id, changed)
+        return changed
 
 
 class _Hosts(_Repository):

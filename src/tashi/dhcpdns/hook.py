@@ -12,11 +12,16 @@ published through a backend plugin (``backends/``; dnsmasq by default) rather th
   same one again on a retry), then one lease and name per NIC: NIC 0 is ``<name>`` (as
   ``<name>.[<subDomain hint>.]<dnsDomain>``), NIC i is ``<name>-nic<i>``. Networks without a
   range are left alone. Returns the instance with its addresses.
+* ``nics_changed``: a NIC hot-plugged into a running (or paused) instance gets its address,
+  lease and name as those it started with; a removed NIC's lease and name go (the cluster
+  manager released its address with the NIC). The scheduler calls it in the round after the
+  change (a NIC added or removed bumps the change feed).
 * ``after_destroy``: withdraws the instance's leases and names (the cluster manager releases the
   addresses itself when it removes the instance).
 * ``start``: rebuilds the backend's whole state from the instances the cluster knows (those not
   Exited, with addresses on ranged networks): idempotent, and the cure for a backend that missed
-  a destroy while the scheduler was down.
+  a destroy while the scheduler was down. A running or paused instance with a NIC on a ranged
+  network but no address (hot-plugged while the scheduler was down) gets its address first.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 _RANGE_OPTION = re.compile(r"iprange(\d+)", re.IGNORECASE)
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
 SUBDOMAIN_HINT = "subDomain"
+PLACED = frozenset({"Running", "Paused"})  # a VM runs: a NIC it lacks an address for needs one
 
 
 def parse_options(options: dict[str, str]) -> tuple[DhcpDnsSettings, dict[NetworkId, str]]:
@@ -78,11 +84,42 @@ class DhcpDns:
         self.backend = backend
 
     async def start(self, instances: Sequence[InstanceOut]) -> None:
-        entries = [e for inst in instances if inst.state != "Exited" for e in self._entries(inst)]
+        live = []
+        for inst in instances:
+            if inst.state == "Exited":
+                continue
+            if inst.state in PLACED and self._unaddressed(inst):
+                # a NIC hot-plugged while the scheduler was down: its address now
+                try:
+                    inst = await self._addressed(inst)
+                except TashiError as exc:
+                    log.warning("no address for a NIC of %s: %s", inst.name, exc)
+            live.append(inst)
+        entries = [e for inst in live for e in self._entries(inst)]
         await self.backend.replace_all(entries)
         log.info("DhcpDns: %d leases and names published for the cluster's instances", len(entries))
 
     async def before_activation(self, instance: InstanceOut, host: HostOut) -> InstanceOut:
+        instance = await self._addressed(instance)
+        await self._republish(instance)
+        return instance
+
+    async def nics_changed(self, instance: InstanceOut) -> None:
+        """A placed instance gained or lost NICs: the new ones on ranged networks get their
+        addresses, leases and names now; those of removed NICs go (the cluster manager
+        released their addresses when it removed them)."""
+        instance = await self._addressed(instance)
+        await self._republish(instance)
+
+    async def after_destroy(self, instance: InstanceOut) -> None:
+        await self.backend.withdraw(InstanceId(instance.id))
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def _addressed(self, instance: InstanceOut) -> InstanceOut:
+        """The instance with an address on each of its NICs on a ranged network (the same one
+        again for a NIC that has one)."""
         nics = list(instance.nics)
         for index, nic in enumerate(nics):
             wanted = self.ranges.get(NetworkId(nic.network))
@@ -92,17 +129,23 @@ class DhcpDns:
             # The cluster manager's answer is the NIC as it now is: no need to read the
             # whole instance again.
             nics[index] = nic.model_copy(update={"ip": got.ip, "mac": got.mac})
-        instance = instance.model_copy(update={"nics": nics})
+        return instance.model_copy(update={"nics": nics})
+
+    def _unaddressed(self, instance: InstanceOut) -> bool:
+        return any(n.ip is None and NetworkId(n.network) in self.ranges for n in instance.nics)
+
+    async def _republish(self, instance: InstanceOut) -> None:
+        """The backend holds exactly the instance's entries: those of its NICs now published,
+        those of NICs it no longer has withdrawn."""
         entries = self._entries(instance)
+        indices = {e.nic_index for e in entries}
+        held = [e for e in await self.backend.entries() if e.instance_id == instance.id]
+        if any(e.nic_index not in indices for e in held):
+            # The contract has no removal of one entry: all of the instance's go, and the
+            # remaining ones are published again at once.
+            await self.backend.withdraw(InstanceId(instance.id))
         if entries:
             await self.backend.publish(entries)
-        return instance
-
-    async def after_destroy(self, instance: InstanceOut) -> None:
-        await self.backend.withdraw(InstanceId(instance.id))
-
-    async def close(self) -> None:
-        await self.backend.close()
 
     def _entries(self, instance: InstanceOut) -> list[HostEntry]:
         domain = self.settings.dns_domain.strip(".")

@@ -13,6 +13,10 @@ the capacity back and offers its next host. An instance no host can take is held
 (``holdVm``) with the planner's reason, and retried after ``scheduleDelay``, doubling up to
 ``maxHoldDelay`` — at once when the cluster's free capacity grew.
 
+Each round also runs the hooks' ``nics_changed`` for a running or paused instance whose NICs
+were added or removed since the last round (the DhcpDns hook gives a hot-plugged NIC its
+address and lease).
+
 Between rounds the agent long-polls the change feed (``GET /v1/instances:changes``): it wakes
 as soon as something changed, and otherwise when a held instance is due or ``watchTimeout``
 has passed. It never lists the cluster in a tight loop.
@@ -92,6 +96,8 @@ class Agent:
         self.options = options or AgentOptions()
         self._clock = clock
         self._known: dict[int, InstanceOut] = {}
+        #: each live instance's NICs (network, MAC) as the hooks last had them
+        self._nics: dict[int, _Nics] = {}
         self._retry: dict[int, _Retry] = {}
         self._capacity: tuple[int, float, int] | None = None
         self._version = 0
@@ -107,6 +113,7 @@ class Agent:
         for hook in self.hooks:
             await hook.start(instances)
         self._known = {i.id: i for i in instances}
+        self._nics = {i.id: _nics_of(i) for i in instances}
         self._started = True
 
     async def run_forever(self) -> None:
@@ -132,6 +139,7 @@ class Agent:
         snapshot = snap.build(hosts, instances, priorities)
         by_id = {i.id: i for i in instances}
         await self._destroyed(by_id)
+        await self._nics_changed(instances)
         work = _Round(
             snapshot=snapshot,
             planner=self.policy.plan(snapshot),
@@ -326,12 +334,46 @@ class Agent:
                 except TashiError as exc:
                     log.warning("hook %s after %s was destroyed: %s", hook.name, old.name, exc)
 
+    # --- hooks after a NIC was added or removed -----------------------------------------
+
+    async def _nics_changed(self, now: Sequence[InstanceOut]) -> None:
+        """``nics_changed`` for each running or paused instance whose NICs differ from those
+        the hooks last had (an instance activated with them went through
+        ``before_activation``); one a hook failed for is tried again next round."""
+        seen: dict[int, _Nics] = {}
+        for inst in now:
+            if inst.state == "Exited":
+                continue
+            nics = seen[inst.id] = _nics_of(inst)
+            before = self._nics.get(inst.id)
+            if before is None or before == nics or inst.state not in _PLACED:
+                continue
+            for hook in self.hooks:
+                try:
+                    await hook.nics_changed(inst)
+                except TashiError as exc:
+                    log.warning(
+                        "hook %s after the NICs of %s changed: %s", hook.name, inst.name, exc
+                    )
+                    seen[inst.id] = before  # differs again next round: retried
+        self._nics = seen
+
     async def close(self) -> None:
         for hook in self.hooks:
             try:
                 await hook.close()
             except TashiError as exc:
                 log.warning("hook %s did not close cleanly: %s", hook.name, exc)
+
+
+_Nics = tuple[tuple[int, str], ...]
+_PLACED = frozenset({"Running", "Paused"})  # a VM runs with the instance's NICs
+
+
+def _nics_of(instance: InstanceOut) -> _Nics:
+    """The instance's NICs as their networks and MACs (not their addresses, which the hooks
+    give)."""
+    return tuple((nic.network, nic.mac) for nic in instance.nics)
 
 
 def _groups(queue: Sequence[Request]) -> dict[tuple[int, str], list[Request]]:

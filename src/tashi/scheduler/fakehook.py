@@ -20,6 +20,8 @@ class Recorder:
     #: instance id -> the host it was last to be activated on
     placed: dict[int, str] = field(default_factory=dict)
     destroyed: set[int] = field(default_factory=set)
+    #: instance id -> the MACs of its NICs when it was last said to have changed them
+    renicked: dict[int, list[str]] = field(default_factory=dict)
 
     async def start(self, instances: Sequence[InstanceOut]) -> None:
         self.started = True
@@ -28,6 +30,9 @@ class Recorder:
     async def before_activation(self, instance: InstanceOut, host: HostOut) -> InstanceOut:
         self.placed[instance.id] = host.name
         return instance
+
+    async def nics_changed(self, instance: InstanceOut) -> None:
+        self.renicked[instance.id] = [nic.mac for nic in instance.nics]
 
     async def after_destroy(self, instance: InstanceOut) -> None:
         self.placed.pop(instance.id, None)

@@ -3,7 +3,8 @@
 The original Tashi's ``InstanceHook`` (``hook1 = tashi.agents.DhcpDns`` in ``[Primitive]``) had
 two calls, ``preCreate`` and ``postDestroy``. Ours keeps them, async, plus ``start``/``close`` so
 that a hook can bring its backend back in step with the cluster after the scheduler restarts
-(the original kept its allocations in memory and handed addresses out twice after a restart).
+(the original kept its allocations in memory and handed addresses out twice after a restart),
+and ``nics_changed`` for the NICs a running instance gains or loses.
 
 Rules every hook follows (the contract test suite checks them over every hook):
 
@@ -15,6 +16,11 @@ Rules every hook follows (the contract test suite checks them over every hook):
   must not allocate a second address).
 - ``after_destroy`` runs once the scheduler sees that an instance it knew is gone (removed or
   Exited). It must tolerate being called for an instance it never saw, and being called twice.
+- ``nics_changed`` runs when the scheduler sees that the NICs of a placed instance (Running or
+  Paused) changed since it last saw the instance: a NIC hot-plugged in or taken out
+  (``clustermanager/instances/nics.py``). It may change the instance as ``before_activation``
+  does, and must be as idempotent: if it raises ``TashiError`` the scheduler logs it and calls
+  it again in its next round, with the instance as it then is.
 - ``start`` runs once before the first placement, with every instance the cluster knows;
   ``close`` once when the scheduler stops. Neither may block the event loop for long.
 - Hooks never raise anything but ``TashiError`` subclasses for expected failures.
@@ -51,6 +57,8 @@ class InstanceHook(Protocol):
     async def start(self, instances: Sequence[InstanceOut]) -> None: ...
 
     async def before_activation(self, instance: InstanceOut, host: HostOut) -> InstanceOut: ...
+
+    async def nics_changed(self, instance: InstanceOut) -> None: ...
 
     async def after_destroy(self, instance: InstanceOut) -> None: ...
 

@@ -24,9 +24,12 @@ not name; a node that refused an add is undone at once. One whose answer was los
 it, and nothing asks it again yet (its calls are idempotent by MAC, so a reconcile could).
 Adds and removes of one instance run one at a time.
 
-The address: a NIC given one keeps it (``NicRequest.ip``); the DhcpDns hook allocates and
-serves addresses when the scheduler activates an instance, so a NIC hot-plugged into a running
-VM gets its MAC but no DHCP lease until the instance is next activated.
+The address: a NIC given one keeps it (``NicRequest.ip``). On a network with an ``ipRange`` the
+scheduler's DhcpDns hook gives it one (``nics_changed``: adding or removing a NIC bumps the
+change feed, and the scheduler's next round sees the running instance's NICs changed): its
+address, static DHCP lease and DNS name, as the NICs the VM started with; a removed NIC's
+address is released with it (``remove_nic``) and the hook withdraws its lease and name. A NIC
+added to an instance with no VM gets its address when the instance is next activated.
 """
 
 from __future__ import annotations
