@@ -18,7 +18,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from tashi.clustermanager.instances.specs import many_names
 from tashi.domain.errors import NotFound, TashiError
@@ -50,6 +50,8 @@ from tashi.frontends.ec2.instanceviews import (
 from tashi.frontends.ec2.protocol import Written
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_USER_DATA = 16384  # bytes, decoded, as AWS
 MAX_INSTANCES = int(ACCOUNT["max-instances"][0])  # per user, as DescribeAccountAttributes says
@@ -135,8 +137,21 @@ async def _launched(
 
 
 async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservation: str) -> Result:
-    owned = await ctx.service.instances.count(caller, InstanceQuery(user=str(caller.user_id)))
     low, high = _counts(params)
+    kind = ctx.instance_type(params.get("InstanceType"))
+    # Each look-up is a store read (or the image store's listing) in a thread of its own:
+    # taken at once, not one after another on the launch's path. Their failures are told in
+    # this order, whichever came first.
+    looked_up = await asyncio.gather(
+        ctx.service.instances.count(caller, InstanceQuery(user=str(caller.user_id))),
+        by_id(ctx, caller, params["ImageId"]),
+        launch_groups(ctx, caller, params),  # the caller's; default if none named
+        launch_key(ctx, caller, params.get("KeyName")),
+        ctx.service.instances.room(caller, kind.cores, kind.memory),
+        return_exceptions=True,
+    )
+    counted, named, grouped, keyed, free = looked_up
+    owned = _got(counted)
     if owned + low > MAX_INSTANCES:
         raise Ec2Error(
             "InstanceLimitExceeded",
@@ -144,10 +159,7 @@ async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservatio
             f" instance limit of {MAX_INSTANCES} allows.",
         )
     high = min(high, MAX_INSTANCES - owned)
-    kind = ctx.instance_type(params.get("InstanceType"))
-    image = await by_id(ctx, caller, params["ImageId"])
-    groups = await launch_groups(ctx, caller, params)  # the caller's; default if none named
-    key = await launch_key(ctx, caller, params.get("KeyName"))
+    image, groups, key, room = _got(named), _got(grouped), _got(keyed), _got(free)
     launch = Launch(
         reservation=reservation,
         image=params["ImageId"],
@@ -160,7 +172,6 @@ async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservatio
         tags=_tags(params, "instance"),
     )
     devices = blockdevices.parse(ctx, params, launch.zone)  # refused before anything is made
-    room = await ctx.service.instances.room(caller, kind.cores, kind.memory)
     count = min(high, room)
     if count < low:
         raise Ec2Error(
@@ -193,6 +204,13 @@ async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservatio
         await blockdevices.discard(ctx, devices)
         raise
     return await _reservation(ctx, caller, shown(made, ctx.defaults))
+
+
+def _got(result: T | BaseException) -> T:
+    """A result of ``asyncio.gather(..., return_exceptions=True)``, or its failure raised."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def root_name(instance_name: str) -> str:
