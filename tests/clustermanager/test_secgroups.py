@@ -32,6 +32,7 @@ from tashi.domain.secgroups import (
     GroupInUse,
     Rule,
     RulesLimitExceeded,
+    SecurityGroup,
     UnknownGroup,
     UnknownRule,
     launched_in,
@@ -67,6 +68,15 @@ async def _vm(
 
 async def _start(c: Cluster, inst: Instance, host: str) -> Instance:
     return await c.service.instances.activate_vm(c.agent, str(inst.id), host)
+
+
+async def _web_and_db(c: Cluster) -> tuple[SecurityGroup, SecurityGroup]:
+    """Alice's groups ``web`` and ``db``, which lets ``web``'s members in on port 5432."""
+    groups = c.service.security_groups
+    web = (await groups.create(c.alice, "web", "web")).group
+    db = (await groups.create(c.alice, "db", "db")).group
+    await groups.authorize(c.alice, db.id, [Rule("tcp", 5432, 5432, peer=web.id)])
+    return web, db
 
 
 def _key(who: Principal, group: str) -> str:
@@ -180,10 +190,7 @@ def test_a_fresh_members_policies_wait_for_its_start_then_its_host_goes_first(
     # lets less in. Its start's answer (Running) wakes the worker: its host alone first, then
     # every host (the others let its address in).
     async def body(c: Cluster) -> None:
-        groups = c.service.security_groups
-        web = (await groups.create(c.alice, "web", "web")).group
-        db = (await groups.create(c.alice, "db", "db")).group
-        await groups.authorize(c.alice, db.id, [Rule("tcp", 5432, 5432, peer=web.id)])
+        web, db = await _web_and_db(c)
         store = await _vm(c, "store", "198.18.1.20", launched_in([(db.id, "db")]), c.alice)
         await _start(c, store, "h2")
         worker = c.service.firewalls
@@ -233,9 +240,7 @@ def test_a_fresh_members_policies_wait_for_its_start_then_its_host_goes_first(
 def test_rules_and_members_change_every_host_that_needs_it(c: Cluster) -> None:
     async def body(c: Cluster) -> None:
         groups = c.service.security_groups
-        web = (await groups.create(c.alice, "web", "web")).group
-        db = (await groups.create(c.alice, "db", "db")).group
-        await groups.authorize(c.alice, db.id, [Rule("tcp", 5432, 5432, peer=web.id)])
+        web, db = await _web_and_db(c)
         front = await _vm(c, "front", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
         store = await _vm(c, "store", "198.18.1.20", launched_in([(db.id, "db")]), c.alice)
         await _start(c, front, "h1")
