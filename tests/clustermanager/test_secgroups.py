@@ -32,6 +32,7 @@ from tashi.domain.secgroups import (
     GroupInUse,
     Rule,
     RulesLimitExceeded,
+    SecurityGroup,
     UnknownGroup,
     UnknownRule,
     launched_in,
@@ -67,6 +68,15 @@ async def _vm(
 
 async def _start(c: Cluster, inst: Instance, host: str) -> Instance:
     return await c.service.instances.activate_vm(c.agent, str(inst.id), host)
+
+
+async def _web_and_db(c: Cluster) -> tuple[SecurityGroup, SecurityGroup]:
+    """Alice's groups ``web`` and ``db``, which lets ``web``'s members in on port 5432."""
+    groups = c.service.security_groups
+    web = (await groups.create(c.alice, "web", "web")).group
+    db = (await groups.create(c.alice, "db", "db")).group
+    await groups.authorize(c.alice, db.id, [Rule("tcp", 5432, 5432, peer=web.id)])
+    return web, db
 
 
 def _key(who: Principal, group: str) -> str:
@@ -172,12 +182,65 @@ def test_a_fresh_member_starts_at_once_and_its_host_gets_its_policy_first(c: Clu
     _run(c, body)
 
 
+def test_a_fresh_members_policies_wait_for_its_start_then_its_host_goes_first(
+    c: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While a fresh member starts (guarded closed on its node), nothing is planned or sent
+    # for it: a pass would share the cores with the start, and until then every policy only
+    # lets less in. Its start's answer (Running) wakes the worker: its host alone first, then
+    # every host (the others let its address in).
+    async def body(c: Cluster) -> None:
+        web, db = await _web_and_db(c)
+        store = await _vm(c, "store", "198.18.1.20", launched_in([(db.id, "db")]), c.alice)
+        await _start(c, store, "h2")
+        worker = c.service.firewalls
+        await worker.step()  # its first pass: every host
+        h1, h2 = c.hosts
+        from_none = {_key(c.alice, db.id): (Allow("tcp", 5432, 5432, ()),)}
+        assert c.nodes.firewalls[h2].groups == from_none  # web has no member yet
+        plans: list[str] = []
+        real_plan, real_plan_hosts = sync.plan, sync.plan_hosts
+
+        def whole(tx: Transaction) -> sync.Plan:
+            plans.append("every host")
+            return real_plan(tx)
+
+        def alone(tx: Transaction, hosts: Any) -> sync.Plan:
+            plans.append(f"hosts {sorted(hosts)}")
+            return real_plan_hosts(tx, hosts)
+
+        monkeypatch.setattr(sync, "plan", whole)
+        monkeypatch.setattr(sync, "plan_hosts", alone)
+        reached, gate, real_start = asyncio.Event(), asyncio.Event(), c.nodes.instantiate
+
+        async def instantiate(host: Any, instance: Instance) -> int:
+            reached.set()
+            await gate.wait()
+            return await real_start(host, instance)
+
+        c.nodes.instantiate = instantiate  # type: ignore[method-assign]
+        front = await _vm(c, "front", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
+        starting = asyncio.create_task(_start(c, front, "h1"))
+        await reached.wait()  # Activating, its node asked to start it
+        worker.audit_every = 0.0
+        await worker.step()  # nothing woke it: a pass now is an audit, with no host first
+        assert plans == ["every host"]
+        worker.audit_every = sync.AUDIT_EVERY
+        gate.set()
+        await starting
+        await worker.step()  # woken by its Running
+        assert plans == ["every host", f"hosts {[h1]}", "every host"]
+        assert c.nodes.firewalls[h1].groups == {_key(c.alice, web.id): ()}
+        from_web = Allow("tcp", 5432, 5432, ("198.18.1.10/32",))
+        assert c.nodes.firewalls[h2].groups == {_key(c.alice, db.id): (from_web,)}
+
+    _run(c, body)
+
+
 def test_rules_and_members_change_every_host_that_needs_it(c: Cluster) -> None:
     async def body(c: Cluster) -> None:
         groups = c.service.security_groups
-        web = (await groups.create(c.alice, "web", "web")).group
-        db = (await groups.create(c.alice, "db", "db")).group
-        await groups.authorize(c.alice, db.id, [Rule("tcp", 5432, 5432, peer=web.id)])
+        web, db = await _web_and_db(c)
         front = await _vm(c, "front", "198.18.1.10", launched_in([(web.id, "web")]), c.alice)
         store = await _vm(c, "store", "198.18.1.20", launched_in([(db.id, "db")]), c.alice)
         await _start(c, front, "h1")

@@ -255,3 +255,21 @@ def test_a_client_token_finds_the_first_launch_even_terminated(env: Env) -> None
     )
     assert [i["InstanceId"] for i in again["Instances"]] == first
     assert {i["State"]["Name"] for i in again["Instances"]} == {"terminated"}
+
+
+def test_a_retry_answers_the_first_launch_though_a_look_up_would_now_fail(env: Env) -> None:
+    # The read of an earlier launch with the token goes beside the launch's own look-ups; a
+    # retry answers the earlier launch and tells none of their failures.
+    env.call("alice", "CreateKeyPair", KeyName="k")
+    first = _launch(env, 1, ClientToken="tok-2", KeyName="k")
+    env.call("alice", "DeleteKeyPair", KeyName="k")
+    assert _launch(env, 1, ClientToken="tok-2", KeyName="k") == first
+    assert env.refused(
+        "alice",
+        "RunInstances",
+        ImageId=image_id(TINY),
+        MinCount=1,
+        MaxCount=1,
+        ClientToken="tok-3",
+        KeyName="k",
+    ) == ("InvalidKeyPair.NotFound")

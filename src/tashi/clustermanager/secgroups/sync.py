@@ -9,13 +9,18 @@ as a group with no rules: its members let nothing in but replies.
 
 When it is sent (``docs/adr/0019-security-groups.md``):
 
-* **beside a fresh VM's start**: the event hub tells of every instance state change
-  (``on_instance``, awaited on the writer's path); an instance in groups entering Activating
-  (a fresh boot) has its host handed to the worker, which sends that host's new policy first,
-  while the node starts the VM. The node guards the VM's taps before its guest runs in any
-  case: a group its policy does not know yet lets nothing in or out but replies until the
-  policy comes (``nodemanager/secgroups``), so nothing the policy forbids ever passes, and the
-  launch does not wait for a database read and a round trip to the node;
+* **once a fresh VM's start is answered**: the event hub tells of every instance state change
+  (``on_instance``, awaited on the writer's path); an instance in groups entering Running from
+  Activating (a fresh boot whose node has started it) has its host handed to the worker, which
+  sends that host's new policy first, then every host's (the others' rules naming its groups
+  let its address in). Nothing is planned or sent for it before: not while it is new, held or
+  queued (on no host), nor while its node starts it, which a database read, a round trip to
+  the node and its nftables transaction would slow by sharing the cores. The node guards the
+  VM's taps before its guest runs in any case: a group its policy does not know yet lets
+  nothing in or out but replies, ARP, DHCP and the metadata service until the policy comes
+  (``nodemanager/secgroups``), and until then no other host lets its address in, so nothing
+  any policy forbids ever passes: the guest is closed for its start and one round trip more,
+  before its boot has gone far enough to use the network;
 * **before a VM with a past lands on a host** (PreparingDisk, whose copy takes longer anyway;
   Resuming; MigratePrep for the target: a restored or moved VM has connections that must not
   pause): that host's new policy is sent *then*, awaited, before the node is asked to start
@@ -93,8 +98,8 @@ _PLACED = frozenset(
 )
 #: States after which a node is asked to run the VM: its host's policy goes first.
 _ARRIVING = frozenset({S.PreparingDisk, S.Resuming, S.MigratePrep})
-#: ... or beside the start, for a fresh VM: it boots guarded closed until the policy comes.
-_BESIDE = frozenset({S.Activating})
+#: ... or once the start is answered, for a fresh VM: it boots guarded closed until then.
+_FRESH = frozenset({S.Activating})
 AUDIT_EVERY = 300.0  # seconds between audits: every host planned, what differs sent
 BLIND_EVERY = 30.0  # ... while a node does not report its version: sent to it, changed or not
 RETRY_EVERY = 2.0  # seconds before a failed send is tried again
@@ -227,7 +232,7 @@ class FirewallSync:
     #: instances known to be in groups (their removal changes the plan)
     _grouped: set[InstanceId] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=lambda: _woken(asyncio.Event()))
-    #: hosts a fresh VM is starting on, whose policy the worker sends first
+    #: hosts a fresh VM has just started on, whose policy the worker sends first
     _arriving: set[HostId] = field(default_factory=set)
     _failed: bool = False
     #: plans are numbered in the order they were begun; a host is never sent an older plan
@@ -249,12 +254,23 @@ class FirewallSync:
                 self._wake.set()
             return
         self._grouped.add(inst.id)
+        if event.previous not in _PLACED and (
+            event.current in _FRESH or event.current not in _PLACED
+        ):
+            # A fresh VM starts guarded closed if its group is new to the host, and its
+            # address is let in by other hosts' rules naming its groups only once they are
+            # sent: both wait for its start's answer (below), not to share the cores with the
+            # start; until then every policy only lets less in. New, held or queued again (on
+            # no host before or now): nothing else changed (an audit sends its address too).
+            return
+        if event.previous in _FRESH and event.current is S.Running:
+            # Its start was answered: its host's policy first (a read of what that host
+            # touches), then every host's.
+            self._arriving.update(hosts_of(inst))
+            self._wake.set()
+            return
         try:
-            if event.current in _BESIDE:
-                # A fresh VM starts guarded closed if its group is new to the host; the worker
-                # sends the host's policy while the node starts it, its own host first.
-                self._arriving.update(hosts_of(inst))
-            elif event.current in _ARRIVING:
+            if event.current in _ARRIVING:
                 # The worker (whose pass reads every instance) is woken after this host's
                 # send, not beside it: on a busy machine it slowed the move it was woken by.
                 await self.send(set(hosts_of(inst)))

@@ -18,12 +18,15 @@ import base64
 import binascii
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from tashi.clustermanager.instances.specs import many_names
 from tashi.domain.errors import NotFound, TashiError
+from tashi.domain.instancetypes import InstanceType
+from tashi.domain.keypairs import KeyPair
 from tashi.domain.launches import PREFIX, Launch
-from tashi.domain.models import Instance, Principal
+from tashi.domain.models import Image, Instance, Principal
 from tashi.domain.operations import DiskRequest, InstanceQuery, VmRequest
 from tashi.domain.states import InstanceState
 from tashi.domain.volumes import Volume
@@ -50,6 +53,8 @@ from tashi.frontends.ec2.instanceviews import (
 from tashi.frontends.ec2.protocol import Written
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_USER_DATA = 16384  # bytes, decoded, as AWS
 MAX_INSTANCES = int(ACCOUNT["max-instances"][0])  # per user, as DescribeAccountAttributes says
@@ -105,15 +110,53 @@ def _tags(params: Params, resource: str) -> dict[str, str]:
 async def run_instances(ctx: Ec2Context, caller: Principal, params: Params) -> Result:
     token = params.get("ClientToken")
     if not token:
-        return await _launch(ctx, caller, params, ids.new_reservation())
+        looked = await _look_up(ctx, caller, params)
+        return await _launch(ctx, caller, params, ids.new_reservation(), looked)
     reservation = ids.token_reservation(caller.user_id, token)
     lock = ctx.launching.setdefault((caller.user_id, token), asyncio.Lock())
     async with lock:
-        earlier = await _launched(ctx, caller, reservation, token)
+        # boto3 sends a token with every RunInstances: the read of an earlier launch of it
+        # goes at once with the launch's own look-ups, which a retry then leaves unused
+        earlier, looked = await asyncio.gather(
+            _launched(ctx, caller, reservation, token), _look_up(ctx, caller, params)
+        )
         if earlier:
             _same_launch([s.inst for s in earlier], params)
             return await _reservation(ctx, caller, earlier)
-        return await _launch(ctx, caller, params, reservation)
+        return await _launch(ctx, caller, params, reservation, looked)
+
+
+@dataclass(frozen=True, slots=True)
+class _Looked:
+    """What a launch reads before it makes anything, each its value or its failure: the
+    caller's instance count, the image, the security groups' hint, the key pair, and the
+    instance type with the room for it."""
+
+    owned: int | BaseException
+    image: Image | BaseException
+    groups: dict[str, str] | BaseException
+    key: KeyPair | BaseException | None
+    room: tuple[InstanceType, int] | BaseException
+
+
+async def _look_up(ctx: Ec2Context, caller: Principal, params: Params) -> _Looked:
+    """Each look-up is a store read (or the image store's listing) in a thread of its own:
+    taken at once, not one after another on the launch's path. Never raises: ``_launch`` tells
+    the failures in the order it checks them, whichever came first."""
+
+    async def room() -> tuple[InstanceType, int]:
+        kind = ctx.instance_type(params.get("InstanceType"))
+        return kind, await ctx.service.instances.room(caller, kind.cores, kind.memory)
+
+    owned, image, groups, key, free = await asyncio.gather(
+        ctx.service.instances.count(caller, InstanceQuery(user=str(caller.user_id))),
+        by_id(ctx, caller, params["ImageId"]),
+        launch_groups(ctx, caller, params),  # the caller's; default if none named
+        launch_key(ctx, caller, params.get("KeyName")),
+        room(),
+        return_exceptions=True,
+    )
+    return _Looked(owned, image, groups, key, free)
 
 
 async def _launched(
@@ -134,9 +177,11 @@ async def _launched(
     return sorted(live + gone, key=lambda s: s.inst.id)
 
 
-async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservation: str) -> Result:
-    owned = await ctx.service.instances.count(caller, InstanceQuery(user=str(caller.user_id)))
+async def _launch(
+    ctx: Ec2Context, caller: Principal, params: Params, reservation: str, looked: _Looked
+) -> Result:
     low, high = _counts(params)
+    owned = _got(looked.owned)
     if owned + low > MAX_INSTANCES:
         raise Ec2Error(
             "InstanceLimitExceeded",
@@ -144,10 +189,8 @@ async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservatio
             f" instance limit of {MAX_INSTANCES} allows.",
         )
     high = min(high, MAX_INSTANCES - owned)
-    kind = ctx.instance_type(params.get("InstanceType"))
-    image = await by_id(ctx, caller, params["ImageId"])
-    groups = await launch_groups(ctx, caller, params)  # the caller's; default if none named
-    key = await launch_key(ctx, caller, params.get("KeyName"))
+    kind, room = _got(looked.room)
+    image, groups, key = _got(looked.image), _got(looked.groups), _got(looked.key)
     launch = Launch(
         reservation=reservation,
         image=params["ImageId"],
@@ -160,7 +203,6 @@ async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservatio
         tags=_tags(params, "instance"),
     )
     devices = blockdevices.parse(ctx, params, launch.zone)  # refused before anything is made
-    room = await ctx.service.instances.room(caller, kind.cores, kind.memory)
     count = min(high, room)
     if count < low:
         raise Ec2Error(
@@ -193,6 +235,13 @@ async def _launch(ctx: Ec2Context, caller: Principal, params: Params, reservatio
         await blockdevices.discard(ctx, devices)
         raise
     return await _reservation(ctx, caller, shown(made, ctx.defaults))
+
+
+def _got(result: T | BaseException) -> T:
+    """A result of ``asyncio.gather(..., return_exceptions=True)``, or its failure raised."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def root_name(instance_name: str) -> str:
