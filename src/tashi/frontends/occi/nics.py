@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 
-from tashi.clustermanager.events import InstanceStateChanged
 from tashi.clustermanager.instances.nics import COLD, HOT
 from tashi.clustermanager.instances.specs import random_mac
 from tashi.domain import validation
@@ -40,7 +39,7 @@ from tashi.frontends.occi.entities import Entity
 from tashi.frontends.occi.errors import bad
 from tashi.frontends.occi.model import Model
 from tashi.frontends.occi.parsed import Parsed, Value
-from tashi.frontends.occi.storages import SYSTEM, link_end
+from tashi.frontends.occi.storages import SYSTEM, link_end, when_ready
 
 log = logging.getLogger(__name__)
 
@@ -147,20 +146,4 @@ async def add_pending(ctx: OcciContext, iid: InstanceId) -> None:
 def watch(ctx: OcciContext) -> None:
     """Add a compute's waiting NICs when it can take them: ``add_pending`` on each change of
     an instance with ``NICS`` to a state in ``READY`` (one at a time per compute)."""
-    busy: set[InstanceId] = set()
-
-    async def run(iid: InstanceId) -> None:
-        try:
-            await add_pending(ctx, iid)
-        finally:
-            busy.discard(iid)
-
-    async def changed(event: InstanceStateChanged) -> None:
-        inst = event.instance
-        if inst is None or event.current not in READY or ent.NICS not in inst.hints:
-            return
-        if inst.id not in busy:
-            busy.add(inst.id)
-            ctx.work.spawn(run(inst.id))
-
-    ctx.service.events.subscribe(InstanceStateChanged, changed)
+    when_ready(ctx, ent.NICS, READY, add_pending)

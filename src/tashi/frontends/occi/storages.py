@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from tashi.clustermanager.events import InstanceStateChanged
 from tashi.clustermanager.volumes.attachments import COLD, HOT
@@ -31,6 +31,7 @@ from tashi.domain import volumes as rules
 from tashi.domain.errors import InvalidInput, InvalidState, NotFound, TashiError
 from tashi.domain.ids import InstanceId, UserId
 from tashi.domain.models import Instance, Principal, Role
+from tashi.domain.states import InstanceState
 from tashi.domain.tags import Kind, Target
 from tashi.domain.volumes import VolumeState
 from tashi.frontends.occi import categories as c
@@ -295,17 +296,28 @@ async def attach_pending(ctx: OcciContext, iid: InstanceId) -> None:
 def watch(ctx: OcciContext) -> None:
     """Attach a new compute's storages when it runs: ``attach_pending`` on each change of an
     instance with ``PENDING`` to running, paused or stopped (one at a time per compute)."""
+    when_ready(ctx, ent.PENDING, HOT | COLD, attach_pending)
+
+
+def when_ready(
+    ctx: OcciContext,
+    hint: str,
+    states: frozenset[InstanceState],
+    act: Callable[[OcciContext, InstanceId], Awaitable[None]],
+) -> None:
+    """``act`` on each change of an instance with own hint ``hint`` to one of ``states`` (what
+    a compute waits for, done once it can take it), one run at a time per compute."""
     busy: set[InstanceId] = set()
 
     async def run(iid: InstanceId) -> None:
         try:
-            await attach_pending(ctx, iid)
+            await act(ctx, iid)
         finally:
             busy.discard(iid)
 
     async def changed(event: InstanceStateChanged) -> None:
         inst = event.instance
-        if inst is None or event.current not in HOT | COLD or ent.PENDING not in inst.hints:
+        if inst is None or event.current not in states or hint not in inst.hints:
             return
         if inst.id not in busy:
             busy.add(inst.id)
