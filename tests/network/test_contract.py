@@ -16,7 +16,8 @@ import pytest
 from tashi.config.network import BridgeSettings, VxlanSettings
 from tashi.domain.errors import InvalidInput, Unavailable
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.network.base import MAX_NICS, Attachment, NetworkCapability, NetworkDriver
+from tashi.domain.models import MAX_NICS
+from tashi.network.base import Attachment, NetworkCapability, NetworkDriver
 from tashi.network.bridge import BridgeDriver
 from tashi.network.fake import FakeHostState, FakeNetworkDriver
 from tashi.network.taps import tap_name

@@ -45,6 +45,9 @@ class DiskConfig:
     device: str | None = None
 
 
+MAX_NICS = 32  # NIC indices 0..31 a VM: more than QEMU's machine types give PCI slots to spare
+
+
 @dataclass(frozen=True, slots=True)
 class NicConfig:
     """One network interface: the network it joins, its MAC and (once known) its address."""

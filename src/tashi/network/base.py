@@ -24,7 +24,7 @@ NICs. ``attach(instance_id, nic_index, network_id, mac)`` prepares one NIC and r
 
 Tap names are deterministic (``taps.tap_name``): the original ``tashi<instanceId>.<nic>`` when it
 fits in the kernel's 15 characters, a fixed-length digest otherwise. A VM may have several NICs
-(``nic_index`` 0 to ``MAX_NICS - 1``), on the same or on different networks. ``attach`` is
+(``nic_index`` 0 to ``domain.models.MAX_NICS - 1``), on the same or on different networks. ``attach`` is
 idempotent: attaching a NIC that is already attached returns the same spec (and puts the tap
 back on its bridge if someone took it off).
 
@@ -66,7 +66,6 @@ from typing import Protocol
 from tashi.domain.ids import InstanceId, NetworkId
 from tashi.vmm.base import NicSpec
 
-MAX_NICS = 32  # NIC indices 0..31: more than QEMU's machine types give PCI slots to spare
 MAX_NETWORK_ID = 16777215  # a VNI has 24 bits; VLANs (12 bits) fit inside
 
 

@@ -25,7 +25,8 @@ import re
 from tashi.domain import validation
 from tashi.domain.errors import BackendFailure, InvalidInput
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.network.base import MAX_NETWORK_ID, MAX_NICS, Attachment
+from tashi.domain.models import MAX_NICS
+from tashi.network.base import MAX_NETWORK_ID, Attachment
 from tashi.network.netlink import IFNAMSIZ, Link, Netlink
 
 log = logging.getLogger(__name__)

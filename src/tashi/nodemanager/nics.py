@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from tashi.domain.errors import InvalidInput, InvalidState
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.domain.models import Instance, NicConfig
-from tashi.network.base import MAX_NICS, Attachment
+from tashi.domain.models import MAX_NICS, Instance, NicConfig
+from tashi.network.base import Attachment
 from tashi.vmm.base import Capability, NicSpec
 
 if TYPE_CHECKING:

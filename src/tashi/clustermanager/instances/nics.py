@@ -47,7 +47,7 @@ from tashi.domain import validation
 from tashi.domain.clock import Clock
 from tashi.domain.errors import InvalidInput, InvalidState, NotFound, TashiError, Unanswered
 from tashi.domain.ids import InstanceId, NetworkId
-from tashi.domain.models import Host, Instance, NicConfig, Principal
+from tashi.domain.models import MAX_NICS, Host, Instance, NicConfig, Principal
 from tashi.domain.operations import NicRequest
 from tashi.domain.states import InstanceState
 from tashi.storage.contract import Transaction
@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 S = InstanceState
 HOT = frozenset({S.Running, S.Paused})  # a VM runs: hot-plug
 COLD = frozenset({S.Pending, S.Held, S.Stopped})  # no VM: the record alone
-MAX_NICS = 32  # as the network drivers' ``MAX_NICS``
 DETACH_TIMEOUT = 30.0  # seconds a guest has to let a NIC go
 
 
