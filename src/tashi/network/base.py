@@ -24,9 +24,9 @@ NICs. ``attach(instance_id, nic_index, network_id, mac)`` prepares one NIC and r
 
 Tap names are deterministic (``taps.tap_name``): the original ``tashi<instanceId>.<nic>`` when it
 fits in the kernel's 15 characters, a fixed-length digest otherwise. A VM may have several NICs
-(``nic_index`` 0 to ``domain.models.MAX_NICS - 1``), on the same or on different networks. ``attach`` is
-idempotent: attaching a NIC that is already attached returns the same spec (and puts the tap
-back on its bridge if someone took it off).
+(``nic_index`` 0 to ``domain.models.MAX_NICS - 1``), on the same or on different networks.
+``attach`` is idempotent: attaching a NIC that is already attached returns the same spec (and
+puts the tap back on its bridge if someone took it off).
 
 Ownership and restarts. What a driver made is marked in the kernel, not in a file, so it is
 known after the node manager is killed and started again: ``list()`` returns every NIC the
