@@ -184,14 +184,14 @@ class _Instances(_Repository):
     # A NIC added or removed (``instances/nics.py``) is a change the scheduler's hooks act on
     # (the DhcpDns hook gives it an address and a lease): bump, as a state change would.
     def add_nic(self, instance_id: Any, *args: Any, **kw: Any) -> Any:
-        self._owner.changed = True
-        changed = self._inner.add_nic(instance_id, *args, **kw)
-        self._touch(instance_id, changed)
-        return changed
+        return self._nics(self._inner.add_nic, instance_id, *args, **kw)
 
     def remove_nic(self, instance_id: Any, *args: Any, **kw: Any) -> Any:
+        return self._nics(self._inner.remove_nic, instance_id, *args, **kw)
+
+    def _nics(self, write: Any, instance_id: Any, *args: Any, **kw: Any) -> Any:
         self._owner.changed = True
-        changed = self._inner.remove_nic(instance_id, *args, **kw)
+        changed = write(instance_id, *args, **kw)
         self._touch(instance_id, changed)
         return changed
 
