@@ -153,3 +153,19 @@ def test_a_cluster_manager_that_starts_sends_nothing_to_hosts_that_report_their_
         assert list(c.nodes.firewalls[c.hosts[0]].groups.values()) == [(ssh,)]
 
     _run(c, body)
+
+
+def test_what_was_sent_to_a_host_goes_with_the_host(c: Cluster) -> None:
+    """Nothing the sync keeps grows with the hosts ever known: an unregistered host's
+    acknowledgement and send record go at the next whole pass."""
+
+    async def body(c: Cluster) -> None:
+        sync = await _member_on_h1(c)
+        h2 = c.hosts[1]
+        assert h2 in sync._acked
+        await c.service.hosts.unregister_host(c.admin, str(h2))
+        await sync.settle()
+        assert h2 not in sync._acked and h2 not in sync._sent and h2 not in sync._host_locks
+        assert c.hosts[0] in sync._acked
+
+    _run(c, body)

@@ -346,6 +346,7 @@ class FirewallSync:
         if only is None:
             self._planned = versions
             self._up = frozenset(h for h, host in made.hosts.items() if host.up)
+            self._forget_gone(made.hosts.keys())
         else:
             self._planned.update(versions)
         chosen = sorted(made.policies)
@@ -361,6 +362,19 @@ class FirewallSync:
         elif failed:
             self._failed = True
             self._wake.set()
+
+    def _forget_gone(self, hosts: Iterable[HostId]) -> None:
+        """What is sent to each host goes with the host (removed from the cluster), so it
+        does not grow with the hosts ever known. (A host that registered while this plan was
+        read is forgotten too: it is sent its policy once more.) Which hosts report their
+        version stays: a plan that raced a registration must not make that host blind."""
+        known = set(hosts)
+        for kept in (self._acked, self._sent):
+            for gone in kept.keys() - known:
+                del kept[gone]
+        for gone in self._host_locks.keys() - known:
+            if not self._host_locks[gone].locked():
+                del self._host_locks[gone]
 
     async def _send_host(
         self, number: int, host: Host, policy: Policy, version: str, audit: bool
