@@ -39,7 +39,9 @@ async def _taps(node: NodeService, iid: InstanceId) -> list[NicSpec]:
     raise InvalidState(f"instance {iid} has no VM on this host")
 
 
-def _attachments(iid: InstanceId, nics: list[NicSpec]) -> list[Attachment]:
+def attachments(iid: InstanceId, nics: list[NicSpec]) -> list[Attachment]:
+    """The taps of a VM's NICs, as the security groups and the metadata service are told of
+    them (an ifup script's tap is QEMU's, made later: not among them)."""
     return [
         Attachment(iid, index, NetworkId(nic.network), nic.mac, nic.tap)
         for index, nic in enumerate(nics)
@@ -61,7 +63,7 @@ async def attach(node: NodeService, iid: InstanceId, nic: NicConfig) -> Instance
         raise InvalidInput(f"instance {iid} has {MAX_NICS} NICs, the most a VM has")
     spec = await node.network.attach(iid, index, NetworkId(nic.network), nic.mac)
     instance = replace(vm.instance, nics=(*vm.instance.nics, nic))
-    taps = _attachments(iid, [*await _taps(node, iid), spec])
+    taps = attachments(iid, [*await _taps(node, iid), spec])
     if node.firewall is not None:
         await node.firewall.attach(instance, taps)
     if node.metadata is not None:

@@ -31,14 +31,14 @@ from tashi.domain.errors import (
     Unavailable,
 )
 from tashi.domain.firewall import Policy
-from tashi.domain.ids import InstanceId, NetworkId
+from tashi.domain.ids import InstanceId
 from tashi.domain.models import DiskConfig, Instance, NicConfig
 from tashi.domain.nodes import NodeEvent, Ticket, Transfer, VmStatus
 from tashi.domain.volumes import device_index
 from tashi.images.operations import place
 from tashi.images.store import ImageStore
 from tashi.images.volumes import VolumeFiles, disk_path
-from tashi.network.base import Attachment, NetworkDriver
+from tashi.network.base import NetworkDriver
 from tashi.nodemanager import heap, nics
 from tashi.nodemanager.collaborators import (
     DiskPreparer,
@@ -48,6 +48,7 @@ from tashi.nodemanager.collaborators import (
     TapFirewall,
 )
 from tashi.nodemanager.fencing import FenceMarks
+from tashi.nodemanager.nics import attachments
 from tashi.nodemanager.vmdirs import VmDirs
 from tashi.runtime.tasks import Background
 from tashi.vmm.base import (
@@ -137,11 +138,7 @@ class NodeService:
     async def _guest_side(self, instance: Instance, nics: list[NicSpec]) -> list[DiskSpec]:
         """Security groups guarded and metadata served on the taps the driver made (an ifup
         script's tap is QEMU's, made later), and the NoCloud disk to add, if any."""
-        taps = [
-            Attachment(instance.id, index, NetworkId(nic.network), nic.mac, nic.tap)
-            for index, nic in enumerate(nics)
-            if nic.ifup_script is None
-        ]
+        taps = attachments(instance.id, nics)
         if self.firewall is not None:
             await self.firewall.attach(instance, taps)
         if self.metadata is None:
